@@ -1,0 +1,231 @@
+// Package app assembles a Gatehouse server from its configuration: the store, the keyring
+// (checked against its canary), the secrets manager and the HTTP API. cmd/gatehouse and the
+// end-to-end tests both build servers through it.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/httpapi"
+	"github.com/gatehouse-dev/gatehouse/secrets"
+	"github.com/gatehouse-dev/gatehouse/store/sqlite"
+)
+
+// Config says where the data lives.
+type Config struct {
+	// DataDir holds the embedded database and the default key file.
+	DataDir string
+	// Database is a database URL; empty means SQLite in DataDir.
+	Database string
+	// Keyring is the key-encryption key's URL; empty means the key file in DataDir.
+	Keyring string
+	// SQLiteSynchronous is "NORMAL" (default) or "FULL".
+	SQLiteSynchronous string
+}
+
+// OpenStore opens (and migrates) the configured database.
+func OpenStore(ctx context.Context, cfg Config) (gatehouse.Store, error) {
+	switch {
+	case cfg.Database == "" || strings.HasPrefix(cfg.Database, "sqlite://"):
+		if cfg.Database != "" {
+			return sqlite.OpenFile(ctx, strings.TrimPrefix(cfg.Database, "sqlite://"), sqlite.Options{Synchronous: cfg.SQLiteSynchronous})
+		}
+		if cfg.DataDir == "" {
+			return nil, errors.New("no data directory: set --data-dir (or GATEHOUSE_DATA_DIR) or --database")
+		}
+		return sqlite.Open(ctx, cfg.DataDir, sqlite.Options{Synchronous: cfg.SQLiteSynchronous})
+	case strings.HasPrefix(cfg.Database, "postgres://") || strings.HasPrefix(cfg.Database, "postgresql://"):
+		return openPostgres(ctx, cfg.Database)
+	}
+	return nil, fmt.Errorf("unsupported database URL %q (want sqlite://PATH or postgres://...)", redactURL(cfg.Database))
+}
+
+// openPostgres is set by the postgres engine when it is linked in.
+var openPostgres = func(ctx context.Context, url string) (gatehouse.Store, error) {
+	return nil, errors.New("this gatehouse was built without PostgreSQL support")
+}
+
+func redactURL(u string) string {
+	if i := strings.Index(u, "@"); i >= 0 {
+		if j := strings.Index(u, "://"); j >= 0 && j < i {
+			return u[:j+3] + "***" + u[i:]
+		}
+	}
+	return u
+}
+
+const canaryKey = "keyring_canary"
+
+// OpenKeyring opens the keyring and proves it is the one the data was encrypted with: the
+// first start stores a canary, every later start must unwrap it. A wrong or missing key
+// stops the start instead of corrupting data.
+func OpenKeyring(ctx context.Context, cfg Config, store gatehouse.Store) (*secrets.Keyring, error) {
+	kr, err := secrets.OpenKeyring(ctx, cfg.Keyring, cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("keyring: %w", err)
+	}
+	var canary []byte
+	var nkeys int
+	err = store.View(ctx, func(tx gatehouse.Tx) error {
+		c, err := tx.GetMeta(canaryKey)
+		if err != nil && !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+			return err
+		}
+		canary = c
+		keys, err := tx.ListStackKeys()
+		nkeys = len(keys)
+		return err
+	})
+	if err != nil {
+		kr.Close()
+		return nil, err
+	}
+	if canary != nil {
+		if err := kr.VerifyCanary(ctx, canary); err != nil {
+			kr.Close()
+			return nil, fmt.Errorf("keyring %s is not the key this data was encrypted with (%w); refusing to start. Point --keyring at the right key, or restore the key file", kr.Describe(), err)
+		}
+		return kr, nil
+	}
+	if nkeys > 0 {
+		kr.Close()
+		return nil, fmt.Errorf("the database holds %d stack data keys but no keyring canary; refusing to start with keyring %s", nkeys, kr.Describe())
+	}
+	c, err := kr.MakeCanary(ctx)
+	if err != nil {
+		kr.Close()
+		return nil, fmt.Errorf("keyring: %w", err)
+	}
+	err = store.Update(ctx, func(tx gatehouse.Tx) error {
+		existing, err := tx.GetMeta(canaryKey)
+		if err == nil {
+			// Another process won the race: its canary must verify too.
+			canary = existing
+			return nil
+		}
+		if !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+			return err
+		}
+		return tx.SetMeta(canaryKey, c)
+	})
+	if err != nil {
+		kr.Close()
+		return nil, err
+	}
+	if canary != nil {
+		if err := kr.VerifyCanary(ctx, canary); err != nil {
+			kr.Close()
+			return nil, fmt.Errorf("keyring %s does not match the canary another process stored: %w", kr.Describe(), err)
+		}
+	}
+	return kr, nil
+}
+
+// StoreKeys adapts a gatehouse.Store to the secrets manager's key storage.
+type StoreKeys struct{ Store gatehouse.Store }
+
+// GetStackKey implements secrets.KeyStore.
+func (k StoreKeys) GetStackKey(ctx context.Context, stackID int64) ([]byte, error) {
+	var w []byte
+	err := k.Store.View(ctx, func(tx gatehouse.Tx) error {
+		var err error
+		w, err = tx.GetStackKey(stackID)
+		return err
+	})
+	if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+		return nil, secrets.ErrNoKey
+	}
+	return w, err
+}
+
+// CreateStackKey implements secrets.KeyStore.
+func (k StoreKeys) CreateStackKey(ctx context.Context, stackID int64, wrapped []byte) ([]byte, error) {
+	var w []byte
+	err := k.Store.Update(ctx, func(tx gatehouse.Tx) error {
+		var err error
+		w, err = tx.CreateStackKey(stackID, wrapped)
+		return err
+	})
+	return w, err
+}
+
+// txKeys adapts one transaction to secrets.RewrapStore (rotation runs in one transaction).
+type txKeys struct{ tx gatehouse.Tx }
+
+func (k txKeys) ListStackKeys(context.Context) ([]secrets.StackKey, error) {
+	keys, err := k.tx.ListStackKeys()
+	out := make([]secrets.StackKey, len(keys))
+	for i, sk := range keys {
+		out[i] = secrets.StackKey{StackID: sk.StackID, Wrapped: sk.Wrapped}
+	}
+	return out, err
+}
+
+func (k txKeys) ReplaceStackKey(_ context.Context, stackID int64, oldWrapped, newWrapped []byte) error {
+	return k.tx.ReplaceStackKey(stackID, oldWrapped, newWrapped)
+}
+
+// RotateKeys re-wraps every stack data key from the current keyring to a new one and
+// replaces the canary, all in one transaction: either every key moves or none does.
+func RotateKeys(ctx context.Context, store gatehouse.Store, from, to *secrets.Keyring) (int, error) {
+	var n int
+	err := store.Update(ctx, func(tx gatehouse.Tx) error {
+		var err error
+		n, err = secrets.Rewrap(ctx, from, to, txKeys{tx})
+		if err != nil {
+			return err
+		}
+		c, err := to.MakeCanary(ctx)
+		if err != nil {
+			return err
+		}
+		return tx.SetMeta(canaryKey, c)
+	})
+	return n, err
+}
+
+// Server is an assembled Gatehouse.
+type Server struct {
+	Store   gatehouse.Store
+	Keyring *secrets.Keyring
+	API     *httpapi.Server
+	Handler http.Handler
+}
+
+// Open assembles a server.
+func Open(ctx context.Context, cfg Config, api httpapi.Config, log *slog.Logger) (*Server, error) {
+	store, err := OpenStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	kr, err := OpenKeyring(ctx, cfg, store)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	sm := secrets.NewManager(kr, StoreKeys{store})
+	srv := httpapi.New(store, sm, log, reg, api)
+	mux := http.NewServeMux()
+	// /metrics is the one route outside the API table: Prometheus' own handler.
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/", srv)
+	return &Server{Store: store, Keyring: kr, API: srv, Handler: mux}, nil
+}
+
+// Close releases everything.
+func (s *Server) Close() error {
+	s.API.Close()
+	return errors.Join(s.Keyring.Close(), s.Store.Close())
+}

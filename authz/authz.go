@@ -1,0 +1,378 @@
+// Package authz is Gatehouse's single decision point: Decide turns a subject, an action and
+// a resource (with the facts loaded for them) into allow or deny, with a reason. No other
+// package reads roles or grants to make an access decision.
+package authz
+
+import (
+	"fmt"
+
+	gatehouse "github.com/gatehouse-dev/gatehouse"
+)
+
+// Action is what a route does. Every route declares one.
+type Action string
+
+// Actions. The prefix names the kind of resource the action is checked against.
+const (
+	// Public routes need no credentials (health, readiness, metrics, capabilities).
+	Public Action = "public"
+
+	// The caller's own identity.
+	UserRead   Action = "user:read"   // GET /api/user, default organization
+	UserStacks Action = "user:stacks" // list stacks across the caller's organizations (filtered per stack)
+	UserTokens Action = "user:tokens" // the caller's personal tokens
+
+	// Site administration.
+	SiteOrgCreate Action = "site:org:create"
+
+	// Organization-level.
+	OrgRead        Action = "org:read"         // see the organization, list its projects
+	OrgUpdate      Action = "org:update"       // settings
+	OrgMemberRead  Action = "org:member:read"  // list members
+	OrgMemberWrite Action = "org:member:write" // add, remove, change roles, create users
+	OrgTeamRead    Action = "org:team:read"
+	OrgTeamWrite   Action = "org:team:write" // teams, their members and grants
+	OrgTokenRead   Action = "org:token:read" // organization and team tokens
+	OrgTokenWrite  Action = "org:token:write"
+	OrgAuditRead   Action = "org:audit:read"
+	OrgProtect     Action = "org:protect" // protection rules
+	OrgOIDC        Action = "org:oidc"    // OIDC issuers and policies
+
+	// Stack-level.
+	StackCreate  Action = "stack:create"
+	StackRead    Action = "stack:read"   // metadata, history, update status and events
+	StackExport  Action = "stack:export" // the state document (secrets stay encrypted)
+	StackEncrypt Action = "stack:encrypt"
+	StackDecrypt Action = "stack:decrypt"
+	StackPreview Action = "stack:preview" // dry-run updates of any kind
+	StackUpdate  Action = "stack:update"  // up, refresh, destroy, resource import (changes)
+	StackImport  Action = "stack:import"  // state import and state edits
+	StackTags    Action = "stack:tags"
+	StackCancel  Action = "stack:cancel"
+	StackRename  Action = "stack:rename"
+	StackDelete  Action = "stack:delete"
+	StackAccess  Action = "stack:access" // who can access the stack
+
+	// Update-lease calls (Authorization: update-token ...).
+	UpdateLease    Action = "update:lease"    // checkpoints, events, lease renewal
+	UpdateComplete Action = "update:complete" // the last call of an update (idempotent)
+)
+
+// required is the stack permission each stack action needs.
+var required = map[Action]gatehouse.Permission{
+	StackRead:    gatehouse.PermRead,
+	StackExport:  gatehouse.PermRead,
+	StackEncrypt: gatehouse.PermRead,
+	StackDecrypt: gatehouse.PermRead, // plus the decrypt right, see decide
+	StackPreview: gatehouse.PermRead,
+	StackAccess:  gatehouse.PermRead,
+	StackUpdate:  gatehouse.PermWrite,
+	StackImport:  gatehouse.PermWrite,
+	StackTags:    gatehouse.PermWrite,
+	StackCancel:  gatehouse.PermWrite,
+	StackRename:  gatehouse.PermAdmin,
+	StackDelete:  gatehouse.PermAdmin,
+}
+
+// protectedActions may change a protected stack only with a pipeline credential.
+var protectedActions = map[Action]bool{
+	StackUpdate: true, StackImport: true, StackRename: true, StackDelete: true,
+}
+
+// orgActions need an organization role (or, for tokens, the token's role).
+var orgActions = map[Action]gatehouse.Role{
+	OrgRead:        gatehouse.RoleMember,
+	OrgMemberRead:  gatehouse.RoleMember,
+	OrgTeamRead:    gatehouse.RoleMember,
+	OrgUpdate:      gatehouse.RoleAdmin,
+	OrgMemberWrite: gatehouse.RoleAdmin,
+	OrgTeamWrite:   gatehouse.RoleAdmin,
+	OrgTokenRead:   gatehouse.RoleAdmin,
+	OrgTokenWrite:  gatehouse.RoleAdmin,
+	OrgAuditRead:   gatehouse.RoleAdmin,
+	OrgProtect:     gatehouse.RoleAdmin,
+	OrgOIDC:        gatehouse.RoleAdmin,
+}
+
+// IsStackAction reports whether a is checked against a stack.
+func IsStackAction(a Action) bool { _, ok := required[a]; return ok }
+
+// SubjectKind is the kind of credential a request carries.
+type SubjectKind string
+
+// Subject kinds.
+const (
+	Anonymous SubjectKind = "anonymous"
+	UserKind  SubjectKind = "user"       // a personal token: acts as its user
+	TeamToken SubjectKind = "team-token" // acts with exactly its team's grants
+	OrgToken  SubjectKind = "org-token"  // acts with its organization role
+	Lease     SubjectKind = "lease"      // an update-lease token: one update of one stack
+)
+
+// Subject is who is asking.
+type Subject struct {
+	Kind SubjectKind
+	// User is set for personal tokens.
+	User *gatehouse.User
+	// Token is the access token used (nil for anonymous and lease subjects).
+	Token *gatehouse.Token
+	// Update is the leased update (lease subjects).
+	Update *gatehouse.Update
+	// Pipeline is true for pipeline credentials (team, organization and OIDC-issued tokens).
+	Pipeline bool
+}
+
+// Name is the subject's display name for logs and audit.
+func (s *Subject) Name() string {
+	switch {
+	case s == nil:
+		return "anonymous"
+	case s.User != nil:
+		return s.User.Name
+	case s.Token != nil:
+		return s.Token.Name
+	case s.Update != nil:
+		return "update " + s.Update.ID
+	}
+	return string(s.Kind)
+}
+
+// Facts are what a decision about an organization's resources depends on, loaded per request.
+type Facts struct {
+	// Role is the subject's organization role; "" when it is not a member.
+	Role gatehouse.Role
+	// Grants are the grants of the subject's teams in the organization (the token's team for
+	// team tokens).
+	Grants []gatehouse.Grant
+	// Protections are the scopes of the organization's protection rules.
+	Protections []gatehouse.Scope
+}
+
+// Resource is what the action is performed on. Org is set for every organization-scoped
+// action; Stack for stack actions on an existing stack; NewStack for stack creation.
+type Resource struct {
+	Org      *gatehouse.Org
+	Stack    *gatehouse.Stack
+	Update   *gatehouse.Update
+	NewStack *NewStack
+}
+
+// NewStack describes a stack about to be created.
+type NewStack struct {
+	Project string
+	Name    string
+	Tags    map[string]string
+}
+
+// Decision is the outcome of Decide.
+type Decision struct {
+	Allow  bool
+	Reason string
+	// Hide means the caller must not learn that the resource exists: answer 404.
+	Hide bool
+}
+
+func allow(reason string) Decision { return Decision{Allow: true, Reason: reason} }
+func deny(format string, args ...any) Decision {
+	return Decision{Reason: fmt.Sprintf(format, args...)}
+}
+func hide(reason string) Decision { return Decision{Reason: reason, Hide: true} }
+
+// Decide is the authorization function.
+func Decide(sub *Subject, action Action, res Resource, f Facts) Decision {
+	if action == Public {
+		return allow("public route")
+	}
+	if sub == nil || sub.Kind == Anonymous {
+		return deny("authentication required")
+	}
+	if sub.Kind == Lease {
+		return decideLease(sub, action, res)
+	}
+	switch action {
+	case UserRead, UserStacks:
+		return allow("own identity")
+	case UserTokens:
+		if sub.Kind != UserKind {
+			return deny("only personal credentials manage personal tokens")
+		}
+		return allow("own tokens")
+	case SiteOrgCreate:
+		if sub.Kind == UserKind && sub.User.SiteAdmin {
+			return allow("site administrator")
+		}
+		return deny("only a site administrator may create organizations")
+	case UpdateLease, UpdateComplete:
+		return deny("this call needs the update's lease token")
+	}
+	if res.Org == nil {
+		return deny("no organization given")
+	}
+	// Tenancy: a credential of another organization, or a user who is not a member, must not
+	// learn that anything here exists.
+	if sub.Token != nil && sub.Kind != UserKind && sub.Token.OrgID != res.Org.ID {
+		return hide("credential belongs to another organization")
+	}
+	role := f.Role
+	if sub.Kind == UserKind && role == "" {
+		return hide("not a member of organization " + res.Org.Name)
+	}
+	if need, ok := orgActions[action]; ok {
+		return decideOrg(sub, action, need, role)
+	}
+	if action == StackCreate {
+		return decideCreate(sub, res, f)
+	}
+	if _, ok := required[action]; ok {
+		if res.Stack == nil {
+			return deny("no stack given")
+		}
+		return decideStack(sub, action, res, f)
+	}
+	return deny("unknown action %q", action)
+}
+
+func decideLease(sub *Subject, action Action, res Resource) Decision {
+	if action != UpdateLease && action != UpdateComplete {
+		return deny("an update-lease token is only valid for the calls of its own update")
+	}
+	u := sub.Update
+	if u == nil || res.Update == nil || res.Stack == nil || u.ID != res.Update.ID || u.StackID != res.Stack.ID {
+		return deny("the lease token belongs to another update")
+	}
+	if res.Update.Status.Finished() {
+		if action == UpdateComplete {
+			return allow("completing an ended update is idempotent")
+		}
+		return deny("the update has ended (%s)", res.Update.Status)
+	}
+	if res.Update.Status != gatehouse.StatusRunning {
+		return deny("the update has not started")
+	}
+	return allow("lease holder")
+}
+
+func decideOrg(sub *Subject, action Action, need, role gatehouse.Role) Decision {
+	switch sub.Kind {
+	case TeamToken:
+		if need == gatehouse.RoleMember {
+			return allow("team token reads its organization")
+		}
+		return deny("a team token cannot perform %s", action)
+	case OrgToken:
+		role = sub.Token.Role
+	}
+	if role == gatehouse.RoleAdmin {
+		return allow("organization admin")
+	}
+	if need == gatehouse.RoleMember && role == gatehouse.RoleMember {
+		return allow("organization member")
+	}
+	return deny("%s requires the organization admin role", action)
+}
+
+// stackPermission computes what the subject may do on a stack: the maximum over the org
+// default (members only), the creator grant (users only) and every matching team grant.
+func stackPermission(sub *Subject, stackID int64, project string, tags map[string]string, creator int64, res Resource, f Facts) (perm gatehouse.Permission, decrypt bool, why string) {
+	if sub.Kind == OrgToken {
+		switch sub.Token.Role {
+		case gatehouse.RoleAdmin:
+			return gatehouse.PermAdmin, true, "organization token with admin role"
+		case gatehouse.RoleMember:
+			p := res.Org.Settings.DefaultStackPermission
+			return p, p >= gatehouse.PermWrite, "organization token with member role: the org's default stack permission"
+		}
+		return gatehouse.PermNone, false, "organization token without a stack role"
+	}
+	if sub.Kind == UserKind {
+		switch f.Role {
+		case gatehouse.RoleAdmin:
+			return gatehouse.PermAdmin, true, "organization admin"
+		case gatehouse.RoleMember:
+			perm = res.Org.Settings.DefaultStackPermission
+			decrypt = perm >= gatehouse.PermWrite
+			why = "the organization's default stack permission"
+			if creator != 0 && creator == sub.User.ID {
+				perm, decrypt, why = gatehouse.PermAdmin, true, "stack creator"
+			}
+		default:
+			return gatehouse.PermNone, false, "role " + string(f.Role) + " has no stack access"
+		}
+	}
+	for _, g := range f.Grants {
+		if !g.Scope.Matches(stackID, project, tags) {
+			continue
+		}
+		if g.Permission > perm {
+			perm, why = g.Permission, "team "+g.TeamName+" grant on "+g.Scope.String()
+		}
+		if g.Permission >= gatehouse.PermWrite || (g.Permission >= gatehouse.PermRead && g.Decrypt) {
+			decrypt = true
+		}
+	}
+	if perm >= gatehouse.PermWrite {
+		decrypt = true
+	}
+	if why == "" {
+		why = "no grant"
+	}
+	return perm, decrypt, why
+}
+
+func decideCreate(sub *Subject, res Resource, f Facts) Decision {
+	ns := res.NewStack
+	if ns == nil {
+		return deny("no stack given")
+	}
+	switch sub.Kind {
+	case UserKind:
+		if f.Role == gatehouse.RoleAdmin {
+			return allow("organization admin")
+		}
+		if f.Role == gatehouse.RoleMember && res.Org.Settings.MembersCanCreateStacks {
+			return allow("members may create stacks")
+		}
+	case OrgToken:
+		if sub.Token.Role == gatehouse.RoleAdmin {
+			return allow("organization token with admin role")
+		}
+		if sub.Token.Role == gatehouse.RoleMember && res.Org.Settings.MembersCanCreateStacks {
+			return allow("members may create stacks")
+		}
+	}
+	// Otherwise a team (the user's or the token's) must hold write on what the stack will be:
+	// its project, or a tag it is created with.
+	for _, g := range f.Grants {
+		if g.Scope.StackID == 0 && g.Permission >= gatehouse.PermWrite && g.Scope.Matches(0, ns.Project, ns.Tags) {
+			return allow("team " + g.TeamName + " grant on " + g.Scope.String())
+		}
+	}
+	return deny("not allowed to create stacks in organization %s", res.Org.Name)
+}
+
+func decideStack(sub *Subject, action Action, res Resource, f Facts) Decision {
+	s := res.Stack
+	perm, decrypt, why := stackPermission(sub, s.ID, s.Project, s.Tags, s.CreatorUserID, res, f)
+	if perm == gatehouse.PermNone {
+		// A member without any access learns nothing about the stack.
+		return hide("no access to stack " + s.Ref().String() + " (" + why + ")")
+	}
+	need := required[action]
+	if perm < need {
+		return deny("%s requires %s permission on stack %s; you have %s (%s)", action, need, s.Ref(), perm, why)
+	}
+	if action == StackDecrypt && !decrypt {
+		return deny("reading stack %s does not include decrypting its secrets; ask for a grant with decrypt (%s)", s.Ref(), why)
+	}
+	if action == StackDelete && sub.Kind == UserKind && f.Role != gatehouse.RoleAdmin && !res.Org.Settings.MembersCanDeleteStacks {
+		return deny("only organization admins may delete stacks in %s", res.Org.Name)
+	}
+	if protectedActions[action] && !sub.Pipeline {
+		for _, p := range f.Protections {
+			if p.Matches(s.ID, s.Project, s.Tags) {
+				return deny("stack %s is protected (%s): changes must come from a pipeline credential (a team, organization or OIDC-issued token); previews are allowed", s.Ref(), p)
+			}
+		}
+	}
+	return allow(why)
+}

@@ -1,0 +1,60 @@
+// Command gatehouse is the Gatehouse server and its administration tool.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	gatehouse "github.com/gatehouse-dev/gatehouse"
+)
+
+func main() {
+	if err := newRoot().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "gatehouse:", errorText(err))
+		var ee exitError
+		if errors.As(err, &ee) {
+			os.Exit(int(ee))
+		}
+		os.Exit(1)
+	}
+}
+
+// exitError is a command result that only sets the exit status.
+type exitError int
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+func errorText(err error) string {
+	var ge *gatehouse.Error
+	if errors.As(err, &ge) {
+		if ge.Err != nil && ge.Code == gatehouse.EINTERNAL {
+			return ge.Message + ": " + ge.Err.Error()
+		}
+		return ge.Message
+	}
+	return err.Error()
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "gatehouse",
+		Short:         "Gatehouse: a self-hosted backend for the Pulumi CLI",
+		Long:          "Gatehouse serves the stock pulumi CLI (pulumi login http://host:port): state, secrets, identity, access control and audit.",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       gatehouse.Version,
+	}
+	root.AddCommand(newServeCmd(), newBootstrapCmd(), newKeysCmd())
+	return root
+}
+
+// envDefault returns the environment variable's value, or def.
+func envDefault(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}

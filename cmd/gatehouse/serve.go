@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/app"
+	"github.com/gatehouse-dev/gatehouse/httpapi"
+)
+
+type storeFlags struct {
+	dataDir, database, keyring, synchronous string
+}
+
+func (f *storeFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.dataDir, "data-dir", envDefault("GATEHOUSE_DATA_DIR", ""), "data directory for the embedded database and key file (env GATEHOUSE_DATA_DIR)")
+	cmd.Flags().StringVar(&f.database, "database", envDefault("GATEHOUSE_DATABASE", ""), "database URL: postgres://... (default: SQLite in the data directory; env GATEHOUSE_DATABASE)")
+	cmd.Flags().StringVar(&f.keyring, "keyring", envDefault("GATEHOUSE_KEYRING", ""), "key-encryption key URL: awskms://, gcpkms://, azurekeyvault://, hashivault:// (default: a key file in the data directory; env GATEHOUSE_KEYRING)")
+	cmd.Flags().StringVar(&f.synchronous, "sqlite-synchronous", envDefault("GATEHOUSE_SQLITE_SYNCHRONOUS", "NORMAL"), "SQLite durability: NORMAL (survives process crashes) or FULL (also power loss; slower)")
+}
+
+func (f *storeFlags) config() app.Config {
+	return app.Config{DataDir: f.dataDir, Database: f.database, Keyring: f.keyring, SQLiteSynchronous: f.synchronous}
+}
+
+func newServeCmd() *cobra.Command {
+	var sf storeFlags
+	var addr, logFormat, logLevel string
+	var maxBody int64
+	var journal bool
+	var deltaCutoff int
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the API server",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(logFormat, logLevel)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			api := httpapi.DefaultConfig()
+			api.MaxBodyBytes = maxBody
+			if journal {
+				api.JournalVersion = 1
+			}
+			api.DeltaCheckpointCutoff = deltaCutoff
+			srv, err := app.Open(ctx, sf.config(), api, log)
+			if err != nil {
+				return err
+			}
+			defer srv.Close()
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return err
+			}
+			hs := &http.Server{
+				Handler:           srv.Handler,
+				ReadHeaderTimeout: 10 * time.Second,
+				IdleTimeout:       120 * time.Second,
+				MaxHeaderBytes:    64 << 10,
+				ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+			}
+			log.Info("gatehouse serving", "addr", ln.Addr().String(), "database", srv.Store.Engine(), "keyring", srv.Keyring.Describe(), "version", gatehouse.Version)
+			errc := make(chan error, 1)
+			go func() { errc <- hs.Serve(ln) }()
+			select {
+			case err := <-errc:
+				return err
+			case <-ctx.Done():
+			}
+			log.Info("shutting down")
+			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		},
+	}
+	sf.add(cmd)
+	cmd.Flags().StringVar(&addr, "addr", envDefault("GATEHOUSE_ADDR", "127.0.0.1:8080"), "listen address host:port (env GATEHOUSE_ADDR)")
+	cmd.Flags().StringVar(&logFormat, "log-format", envDefault("GATEHOUSE_LOG_FORMAT", "json"), "log format: json or text")
+	cmd.Flags().StringVar(&logLevel, "log-level", envDefault("GATEHOUSE_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
+	cmd.Flags().Int64Var(&maxBody, "max-body-bytes", envInt64("GATEHOUSE_MAX_BODY_BYTES", 512<<20), "largest request body accepted, after decompression (413 beyond)")
+	cmd.Flags().BoolVar(&journal, "journal", envDefault("GATEHOUSE_JOURNAL", "") == "true", "offer the journaling protocol to CLIs that ask for it")
+	cmd.Flags().IntVar(&deltaCutoff, "delta-checkpoints", int(envInt64("GATEHOUSE_DELTA_CHECKPOINTS", 0)), "advertise delta checkpoints for states of at least this many bytes (0: off)")
+	return cmd
+}
+
+func envInt64(name string, def int64) int64 {
+	if v := os.Getenv(name); v != "" {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			return n
+		}
+	}
+	return def
+}
+
+func newLogger(format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("invalid log level %q", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("invalid log format %q (json or text)", format)
+}

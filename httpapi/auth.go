@@ -1,0 +1,322 @@
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/authz"
+	"github.com/gatehouse-dev/gatehouse/token"
+)
+
+// authenticate turns the request's credential into a subject. Routes that take a lease
+// token accept only lease tokens; all others only access tokens.
+func (s *Server) authenticate(rq *Request) error {
+	rt := rq.route
+	if rt.Auth == AuthNone {
+		rq.Subject = &authz.Subject{Kind: authz.Anonymous}
+		return nil
+	}
+	scheme, cred, _ := strings.Cut(rq.Header.Get("Authorization"), " ")
+	cred = strings.TrimSpace(cred)
+	if cred == "" {
+		return gatehouse.Errorf(gatehouse.EUNAUTHORIZED, "No credentials provided or are invalid.")
+	}
+	now := s.cfg.Now()
+	switch rt.Auth {
+	case AuthLease:
+		if !strings.EqualFold(scheme, "update-token") {
+			return gatehouse.Errorf(gatehouse.EUNAUTHORIZED, "this call needs the update's lease token (Authorization: update-token ...)")
+		}
+		return s.authenticateLease(rq, cred, now)
+	default:
+		if !strings.EqualFold(scheme, "token") && !strings.EqualFold(scheme, "bearer") {
+			return gatehouse.Errorf(gatehouse.EUNAUTHORIZED, "unsupported authorization scheme %q; use: token <access token>", scheme)
+		}
+		return s.authenticateToken(rq, cred, now)
+	}
+}
+
+func (s *Server) authenticateToken(rq *Request, cred string, now time.Time) error {
+	kind, err := token.Parse(cred)
+	if err != nil || kind == token.Lease {
+		rq.event.Reason = "malformed token"
+		return gatehouse.Errorf(gatehouse.EUNAUTHORIZED, "No credentials provided or are invalid.")
+	}
+	digest := token.Digest(cred)
+	var sub *authz.Subject
+	err = s.store.View(rq.Context(), func(tx gatehouse.Tx) error {
+		tk, err := tx.GetTokenByDigest(digest)
+		if err != nil {
+			return err
+		}
+		// The lookup is by digest; compare again in constant time so that no code path
+		// depends on a variable-time comparison of secret material.
+		if !token.Equal(tk.Digest, digest) {
+			return gatehouse.Errorf(gatehouse.ENOTFOUND, "token not found")
+		}
+		if !tk.Live(now) {
+			rq.event.TokenID = tk.ID
+			return gatehouse.Errorf(gatehouse.EUNAUTHORIZED, "the token has expired or was revoked")
+		}
+		sub = &authz.Subject{Token: tk, Pipeline: tk.Pipeline}
+		switch tk.Kind {
+		case gatehouse.TokenPersonal:
+			u, err := tx.GetUser(tk.UserID)
+			if err != nil {
+				return err
+			}
+			sub.Kind, sub.User = authz.UserKind, u
+		case gatehouse.TokenTeam:
+			sub.Kind = authz.TeamToken
+		case gatehouse.TokenOrg:
+			sub.Kind = authz.OrgToken
+		default:
+			return gatehouse.Errorf(gatehouse.EUNAUTHORIZED, "unknown token kind")
+		}
+		return nil
+	})
+	if err != nil {
+		if gatehouse.IsCode(err, gatehouse.ENOTFOUND) || gatehouse.IsCode(err, gatehouse.EUNAUTHORIZED) {
+			if rq.event.Reason == "" {
+				rq.event.Reason = gatehouse.ErrorMessage(err)
+			}
+			return gatehouse.Errorf(gatehouse.EUNAUTHORIZED, "No credentials provided or are invalid.")
+		}
+		return err
+	}
+	rq.Subject = sub
+	rq.setActor()
+	s.touch.record(gatehouse.TokenUse{TokenID: sub.Token.ID, At: now, IP: rq.event.SourceIP, Agent: rq.event.UserAgent})
+	return nil
+}
+
+func (s *Server) authenticateLease(rq *Request, cred string, now time.Time) error {
+	kind, err := token.Parse(cred)
+	if err != nil || kind != token.Lease {
+		return gatehouse.Errorf(gatehouse.EUNAUTHORIZED, "invalid update token")
+	}
+	digest := token.Digest(cred)
+	var u *gatehouse.Update
+	err = s.store.View(rq.Context(), func(tx gatehouse.Tx) error {
+		var err error
+		u, err = tx.GetUpdateByLease(digest)
+		return err
+	})
+	if err != nil {
+		if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+			return gatehouse.Errorf(gatehouse.EUNAUTHORIZED, "invalid update token")
+		}
+		return err
+	}
+	if !token.Equal(u.LeaseDigest, digest) {
+		return gatehouse.Errorf(gatehouse.EUNAUTHORIZED, "invalid update token")
+	}
+	if u.Status == gatehouse.StatusRunning && !u.LeaseExpires.After(now) {
+		// The CLI reads a 403 on lease calls as "lease expired".
+		rq.Subject = &authz.Subject{Kind: authz.Lease, Update: u}
+		rq.setActor()
+		return gatehouse.Errorf(gatehouse.EGONE, "the update's lease has expired")
+	}
+	rq.Subject = &authz.Subject{Kind: authz.Lease, Update: u}
+	rq.LeaseToken = cred
+	rq.setActor()
+	return nil
+}
+
+func (rq *Request) setActor() {
+	sub := rq.Subject
+	rq.event.ActorKind = string(sub.Kind)
+	rq.event.ActorName = sub.Name()
+	if sub.User != nil {
+		rq.event.UserID = sub.User.ID
+	}
+	if sub.Token != nil {
+		rq.event.TokenID = sub.Token.ID
+		if sub.User == nil {
+			rq.event.ActorName = sub.Token.Name
+		}
+	}
+	if sub.Update != nil {
+		rq.event.ActorName = "update " + sub.Update.ID
+	}
+}
+
+// resolve loads the organization, stack and update named in the path and the facts the
+// decision needs, checking that they belong together (an update of another stack, a stack
+// of another organization are "not found").
+func (s *Server) resolve(rq *Request) error {
+	orgName := rq.PathValue("org")
+	project, stackName := rq.PathValue("project"), rq.PathValue("stack")
+	updateID := rq.PathValue("updateID")
+	if orgName == "" && rq.Subject.Kind != authz.Lease {
+		return nil
+	}
+	return s.store.View(rq.Context(), func(tx gatehouse.Tx) error {
+		if orgName != "" {
+			org, err := tx.GetOrgByName(orgName)
+			if err != nil {
+				if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+					return notFound(rq, err)
+				}
+				return err
+			}
+			rq.Org = org
+			rq.event.OrgID, rq.event.OrgName = org.ID, org.Name
+			rq.event.Target = org.Name
+		}
+		if rq.Org != nil && stackName != "" {
+			st, err := tx.GetStack(rq.Org.ID, project, stackName)
+			if err != nil {
+				if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+					rq.event.Target = orgName + "/" + project + "/" + stackName
+					return notFound(rq, err)
+				}
+				return err
+			}
+			rq.Stack = st
+			rq.event.Target = st.Ref().String()
+		}
+		if updateID != "" {
+			u, err := tx.GetUpdate(updateID)
+			if err != nil || rq.Stack == nil || u.StackID != rq.Stack.ID {
+				if err != nil && !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+					return err
+				}
+				return notFound(rq, gatehouse.Errorf(gatehouse.ENOTFOUND, "update '%s' not found", updateID))
+			}
+			rq.Update = u
+			rq.event.Target += "/update/" + u.ID
+			rq.Detail("update", u.ID)
+		}
+		if rq.Org != nil {
+			f, err := loadFacts(tx, rq.Subject, rq.Org)
+			if err != nil {
+				return err
+			}
+			rq.facts = f
+		}
+		return nil
+	})
+}
+
+// notFound answers a missing organization, stack or update. The answer does not depend on
+// whether the caller may see the organization: both are 404 with the same message.
+func notFound(rq *Request, err error) error {
+	msg := gatehouse.ErrorMessage(err)
+	if rq.PathValue("stack") != "" && rq.PathValue("updateID") == "" {
+		msg = rq.notFoundMessage()
+	}
+	if rq.Subject.Kind == authz.Anonymous {
+		return gatehouse.Errorf(gatehouse.EUNAUTHORIZED, "No credentials provided or are invalid.")
+	}
+	return gatehouse.Errorf(gatehouse.ENOTFOUND, "%s", msg)
+}
+
+// loadFacts loads what Decide needs about the subject in org.
+func loadFacts(tx gatehouse.Tx, sub *authz.Subject, org *gatehouse.Org) (authz.Facts, error) {
+	var f authz.Facts
+	switch sub.Kind {
+	case authz.UserKind:
+		m, err := tx.GetMember(org.ID, sub.User.ID)
+		if err == nil {
+			f.Role = m.Role
+		} else if !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+			return f, err
+		}
+	case authz.OrgToken:
+		f.Role = sub.Token.Role
+	}
+	var err error
+	switch sub.Kind {
+	case authz.UserKind:
+		if f.Role != "" {
+			f.Grants, err = tx.ListUserGrants(org.ID, sub.User.ID)
+		}
+	case authz.TeamToken:
+		f.Grants, err = tx.ListGrants(sub.Token.TeamID)
+	}
+	if err != nil {
+		return f, err
+	}
+	ps, err := tx.ListProtections(org.ID)
+	if err != nil {
+		return f, err
+	}
+	for _, p := range ps {
+		f.Protections = append(f.Protections, p.Scope)
+	}
+	return f, nil
+}
+
+// toucher batches token last-used facts and writes them off the request path, at most once
+// a second, so that authentication does not write to the database per request.
+type toucher struct {
+	store gatehouse.Store
+	log   *slog.Logger
+	mu    sync.Mutex
+	uses  map[string]gatehouse.TokenUse
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+func newToucher(store gatehouse.Store, log *slog.Logger) *toucher {
+	t := &toucher{store: store, log: log, uses: map[string]gatehouse.TokenUse{}, stop: make(chan struct{}), done: make(chan struct{})}
+	go t.loop()
+	return t
+}
+
+func (t *toucher) record(u gatehouse.TokenUse) {
+	t.mu.Lock()
+	t.uses[u.TokenID] = u
+	t.mu.Unlock()
+}
+
+func (t *toucher) flush() {
+	t.mu.Lock()
+	if len(t.uses) == 0 {
+		t.mu.Unlock()
+		return
+	}
+	batch := make([]gatehouse.TokenUse, 0, len(t.uses))
+	for _, u := range t.uses {
+		batch = append(batch, u)
+	}
+	t.uses = map[string]gatehouse.TokenUse{}
+	t.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := t.store.TouchTokens(ctx, batch); err != nil {
+		t.log.Warn("recording token use failed", "err", err)
+	}
+}
+
+func (t *toucher) loop() {
+	defer close(t.done)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			t.flush()
+		case <-t.stop:
+			t.flush()
+			return
+		}
+	}
+}
+
+func (t *toucher) close() {
+	select {
+	case <-t.stop:
+	default:
+		close(t.stop)
+	}
+	<-t.done
+}
+
+var _ = http.StatusOK

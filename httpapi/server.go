@@ -1,0 +1,518 @@
+// Package httpapi serves Gatehouse's HTTP API: the Pulumi service API the stock CLI speaks,
+// plus Gatehouse's administration API. Every route is declared in one table with the action
+// it performs; the request path authenticates the caller, resolves the organization, stack
+// and update named in the path, asks authz.Decide, runs the handler and records the audit
+// event, in that order, for every route.
+package httpapi
+
+import (
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/authz"
+	"github.com/gatehouse-dev/gatehouse/secrets"
+)
+
+// Config is the server's configuration.
+type Config struct {
+	// MaxBodyBytes limits a request body after decompression (413 beyond it).
+	MaxBodyBytes int64
+	// LeaseDuration is how long an update lease lasts without renewal (the CLI assumes 5 minutes).
+	LeaseDuration time.Duration
+	// JournalVersion is the journaling protocol version offered to CLIs that ask for it
+	// (0 = classic checkpoints).
+	JournalVersion int
+	// DeltaCheckpoints advertises the delta checkpoint protocol with this cutoff in bytes (0 = off).
+	DeltaCheckpointCutoff int
+	// StackPageSize is the page size of stack listings (default 500).
+	StackPageSize int
+	// TrustedProxies are the networks whose X-Forwarded-For header is believed.
+	TrustedProxies []*net.IPNet
+	// Now is the clock (tests).
+	Now func() time.Time
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		MaxBodyBytes:  512 << 20,
+		LeaseDuration: 5 * time.Minute,
+		Now:           time.Now,
+	}
+}
+
+// Server is the HTTP API.
+type Server struct {
+	store   gatehouse.Store
+	secrets *secrets.Manager
+	log     *slog.Logger
+	cfg     Config
+	mux     *http.ServeMux
+	routes  []*Route
+	metrics *metrics
+	touch   *toucher
+}
+
+// New builds the server. reg may be nil (no metrics registered).
+func New(store gatehouse.Store, sm *secrets.Manager, log *slog.Logger, reg prometheus.Registerer, cfg Config) *Server {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultConfig().MaxBodyBytes
+	}
+	if cfg.StackPageSize <= 0 {
+		cfg.StackPageSize = 500
+	}
+	if cfg.LeaseDuration <= 0 {
+		cfg.LeaseDuration = DefaultConfig().LeaseDuration
+	}
+	s := &Server{store: store, secrets: sm, log: log, cfg: cfg, mux: http.NewServeMux(), metrics: newMetrics(reg)}
+	s.touch = newToucher(store, log)
+	s.registerRoutes()
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, gatehouse.Errorf(gatehouse.ENOTFOUND, "no such route: %s %s", r.Method, r.URL.Path))
+	})
+	return s
+}
+
+// Close flushes pending bookkeeping (token last-used facts).
+func (s *Server) Close() { s.touch.close() }
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Routes returns the route table (for the authorization matrix test and docs).
+func (s *Server) Routes() []*Route { return s.routes }
+
+// AuthKind is the credential a route accepts.
+type AuthKind int
+
+// Credential kinds.
+const (
+	AuthNone  AuthKind = iota // public
+	AuthToken                 // Authorization: token <access token>
+	AuthLease                 // Authorization: update-token <lease token>
+)
+
+// Route is one entry of the route table.
+type Route struct {
+	Method  string
+	Pattern string
+	Action  authz.Action
+	Auth    AuthKind
+	// Audit records successful calls in the audit log, in the same transaction as the
+	// change where the handler makes one. Denials and failed authentications are always
+	// recorded.
+	Audit   bool
+	handler func(*Request) (any, error)
+}
+
+func (s *Server) handle(method, pattern string, action authz.Action, h func(*Request) (any, error)) {
+	rt := &Route{Method: method, Pattern: pattern, Action: action, handler: h}
+	switch {
+	case action == authz.Public:
+		rt.Auth = AuthNone
+	case action == authz.UpdateLease || action == authz.UpdateComplete:
+		rt.Auth = AuthLease
+	default:
+		rt.Auth = AuthToken
+	}
+	rt.Audit = method != http.MethodGet && method != http.MethodHead || action == authz.StackExport
+	s.routes = append(s.routes, rt)
+	s.mux.HandleFunc(method+" "+pattern, func(w http.ResponseWriter, r *http.Request) { s.serve(rt, w, r) })
+}
+
+// Request is one API call on its way through the request path.
+type Request struct {
+	*http.Request
+	s       *Server
+	w       http.ResponseWriter
+	route   *Route
+	ID      string
+	Subject *authz.Subject
+	Org     *gatehouse.Org
+	Stack   *gatehouse.Stack
+	Update  *gatehouse.Update
+	facts   authz.Facts
+	// LeaseToken is the plaintext lease token of a lease call (to hand it back on renewal).
+	LeaseToken string
+	event      gatehouse.AuditEvent
+	audited    bool
+	status     int
+}
+
+// rawJSON is a handler result written as-is.
+type rawJSON []byte
+
+// noContent is a handler result with an empty 200 body ("{}").
+type noContent struct{}
+
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (s *Server) serve(rt *Route, w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rq := &Request{Request: r, s: s, w: w, route: rt, ID: newRequestID(), status: http.StatusOK}
+	w.Header().Set("X-Pulumi-Request-ID", rq.ID)
+	rq.event = gatehouse.AuditEvent{
+		Action: string(rt.Action), SourceIP: s.clientIP(r), UserAgent: truncate(r.UserAgent(), 256),
+		RequestID: rq.ID, ActorKind: string(authz.Anonymous),
+	}
+	res, err := s.run(rq)
+	if err != nil {
+		rq.status = statusOf(err)
+		if rq.status >= 500 {
+			s.log.Error("request failed", "route", rt.Pattern, "method", r.Method, "request_id", rq.ID, "err", err)
+		}
+		writeError(w, err)
+	} else {
+		rq.write(res)
+	}
+	s.metrics.observe(rt, rq.status, time.Since(start))
+}
+
+// run is the request path.
+func (s *Server) run(rq *Request) (res any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("panic serving request", "route", rq.route.Pattern, "request_id", rq.ID, "panic", p, "stack", string(debug.Stack()))
+			res, err = nil, gatehouse.Errorf(gatehouse.EINTERNAL, "internal error")
+		}
+	}()
+	rt := rq.route
+	if err := s.authenticate(rq); err != nil {
+		rq.fail(gatehouse.OutcomeFailure, err)
+		return nil, err
+	}
+	if err := s.resolve(rq); err != nil {
+		return nil, err
+	}
+	if err := rq.Authorize(rt.Action); err != nil {
+		return nil, err
+	}
+	res, err = rt.handler(rq)
+	if err != nil {
+		if rt.Audit && !gatehouse.IsCode(err, gatehouse.EFORBIDDEN) {
+			rq.fail(gatehouse.OutcomeFailure, err)
+		}
+		return nil, err
+	}
+	if rt.Audit && !rq.audited {
+		// The handler made no transactional change: record the call on its own. Audit fails
+		// closed: without the record there is no response.
+		if err := s.store.Update(rq.Context(), func(tx gatehouse.Tx) error { return rq.appendSuccess(tx) }); err != nil {
+			return nil, gatehouse.Wrap(gatehouse.EUNAVAILABLE, err, "the audit log cannot be written; the request was refused")
+		}
+	}
+	return res, nil
+}
+
+// Authorize asks the decision point whether the request's subject may perform action on
+// the request's resources. A denial is recorded and returned as a 403 (or 404 when the
+// caller must not learn that the resource exists).
+func (rq *Request) Authorize(action authz.Action) error {
+	return rq.authorize(action, authz.Resource{Org: rq.Org, Stack: rq.Stack, Update: rq.Update})
+}
+
+func (rq *Request) authorize(action authz.Action, res authz.Resource) error {
+	d := authz.Decide(rq.Subject, action, res, rq.facts)
+	if d.Allow {
+		rq.event.Action = string(action)
+		return nil
+	}
+	rq.event.Action = string(action)
+	var err error
+	if d.Hide {
+		err = gatehouse.Errorf(gatehouse.ENOTFOUND, "%s", rq.notFoundMessage())
+	} else {
+		err = gatehouse.Errorf(gatehouse.EFORBIDDEN, "%s", d.Reason)
+	}
+	rq.event.Reason = d.Reason
+	rq.fail(gatehouse.OutcomeDenied, nil)
+	return err
+}
+
+func (rq *Request) notFoundMessage() string {
+	if rq.PathValue("stack") != "" {
+		return "Stack '" + rq.PathValue("org") + "/" + rq.PathValue("project") + "/" + rq.PathValue("stack") + "' not found"
+	}
+	return "not found"
+}
+
+// fail records a failed or denied call (best effort: the call fails anyway).
+func (rq *Request) fail(outcome string, err error) {
+	ev := rq.event
+	ev.Outcome = outcome
+	if err != nil {
+		ev.Reason = gatehouse.ErrorMessage(err)
+	}
+	if aerr := rq.s.store.Update(context.WithoutCancel(rq.Context()), func(tx gatehouse.Tx) error { return tx.AppendAudit(&ev) }); aerr != nil {
+		rq.s.log.Error("audit: cannot record a failed call", "request_id", rq.ID, "err", aerr)
+	}
+}
+
+func (rq *Request) appendSuccess(tx gatehouse.Tx) error {
+	ev := rq.event
+	ev.Outcome = gatehouse.OutcomeSuccess
+	ev.Reason = ""
+	return tx.AppendAudit(&ev)
+}
+
+// Change runs fn in a read-write transaction that also records the call's audit event, so
+// that a change and its record commit together or not at all.
+func (rq *Request) Change(fn func(gatehouse.Tx) error) error {
+	err := rq.s.store.Update(rq.Context(), func(tx gatehouse.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		if rq.route.Audit && !rq.audited {
+			return rq.appendSuccess(tx)
+		}
+		return nil
+	})
+	if err == nil && rq.route.Audit {
+		rq.audited = true
+	}
+	return err
+}
+
+// View runs fn in a read-only transaction.
+func (rq *Request) View(fn func(gatehouse.Tx) error) error {
+	return rq.s.store.View(rq.Context(), fn)
+}
+
+// Detail adds a fact to the call's audit event.
+func (rq *Request) Detail(k, v string) {
+	if rq.event.Details == nil {
+		rq.event.Details = map[string]string{}
+	}
+	rq.event.Details[k] = v
+}
+
+// ResponseHeader returns the response header (for handlers that add headers).
+func (rq *Request) ResponseHeader() http.Header { return rq.w.Header() }
+
+func (rq *Request) write(res any) {
+	w := rq.w
+	switch v := res.(type) {
+	case nil, noContent:
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(rq.status)
+		_, _ = w.Write([]byte("{}"))
+	case headOnly:
+		w.WriteHeader(rq.status)
+	case rawJSON:
+		writeBody(w, rq.Request, rq.status, v)
+	default:
+		b, err := json.Marshal(v)
+		if err != nil {
+			rq.status = http.StatusInternalServerError
+			writeError(w, err)
+			return
+		}
+		writeBody(w, rq.Request, rq.status, b)
+	}
+}
+
+// headOnly is a handler result with no body (HEAD).
+type headOnly struct{}
+
+const gzipMin = 8 << 10
+
+var gzipPool = sync.Pool{New: func() any { w, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed); return w }}
+
+func writeBody(w http.ResponseWriter, r *http.Request, status int, b []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	if len(b) >= gzipMin && acceptsGzip(r) {
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Header().Add("Vary", "Accept-Encoding")
+		w.WriteHeader(status)
+		gz := gzipPool.Get().(*gzip.Writer)
+		gz.Reset(w)
+		_, _ = gz.Write(b)
+		_ = gz.Close()
+		gzipPool.Put(gz)
+		return
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+func acceptsGzip(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+		if strings.TrimSpace(strings.SplitN(part, ";", 2)[0]) == "gzip" {
+			return true
+		}
+	}
+	return false
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	status := statusOf(err)
+	msg := gatehouse.ErrorMessage(err)
+	var ge *gatehouse.Error
+	if errors.As(err, &ge) && ge.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(ge.RetryAfter))
+	}
+	b, _ := json.Marshal(errorBody{Code: status, Message: msg})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// decode reads the JSON body into v: gzip-decoded when the CLI compressed it, bounded by
+// MaxBodyBytes (413), strict about syntax (400 with the decoder's reason).
+func (rq *Request) decode(v any) error {
+	body, err := rq.body()
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	dec := json.NewDecoder(body)
+	if err := dec.Decode(v); err != nil {
+		return bodyError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		if err != nil {
+			return bodyError(err)
+		}
+		return gatehouse.Errorf(gatehouse.EINVALID, "invalid JSON body: unexpected data after the JSON value")
+	}
+	return nil
+}
+
+// readBody returns the whole (decompressed, bounded) body.
+func (rq *Request) readBody() ([]byte, error) {
+	body, err := rq.body()
+	if err != nil {
+		return nil, err
+	}
+	defer body.Close()
+	b, err := io.ReadAll(body)
+	if err != nil {
+		return nil, bodyError(err)
+	}
+	return b, nil
+}
+
+func bodyError(err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) || errors.Is(err, errTooLarge) {
+		return gatehouse.Errorf(gatehouse.ETOOLARGE, "request body too large")
+	}
+	if errors.Is(err, io.EOF) {
+		return gatehouse.Errorf(gatehouse.EINVALID, "invalid JSON body: empty")
+	}
+	if errors.Is(err, gzip.ErrHeader) || errors.Is(err, gzip.ErrChecksum) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return gatehouse.Errorf(gatehouse.EINVALID, "invalid request body: %v", err)
+	}
+	return gatehouse.Errorf(gatehouse.EINVALID, "invalid JSON body: %v", err)
+}
+
+var errTooLarge = errors.New("request body too large")
+
+type limitedReader struct {
+	r io.Reader
+	n int64
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		return 0, errTooLarge
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
+}
+
+type readCloser struct {
+	io.Reader
+	close func() error
+}
+
+func (rc readCloser) Close() error { return rc.close() }
+
+func (rq *Request) body() (io.ReadCloser, error) {
+	limit := rq.s.cfg.MaxBodyBytes
+	raw := http.MaxBytesReader(rq.w, rq.Body, limit)
+	switch strings.ToLower(rq.Header.Get("Content-Encoding")) {
+	case "", "identity":
+		return raw, nil
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(raw)
+		if err != nil {
+			return nil, bodyError(err)
+		}
+		// Bound the decompressed size too: a small gzip bomb must not exhaust memory.
+		return readCloser{Reader: &limitedReader{r: zr, n: limit + 1}, close: func() error { zr.Close(); return raw.Close() }}, nil
+	default:
+		return nil, gatehouse.Errorf(gatehouse.EINVALID, "unsupported Content-Encoding %q", rq.Header.Get("Content-Encoding"))
+	}
+}
+
+func (s *Server) clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	if len(s.cfg.TrustedProxies) > 0 {
+		if ip := net.ParseIP(host); ip != nil && trusted(s.cfg.TrustedProxies, ip) {
+			if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
+				parts := strings.Split(xff, ",")
+				// The right-most address not itself a trusted proxy is the client.
+				for i := len(parts) - 1; i >= 0; i-- {
+					p := strings.TrimSpace(parts[i])
+					pip := net.ParseIP(p)
+					if pip == nil {
+						break
+					}
+					if !trusted(s.cfg.TrustedProxies, pip) {
+						return p
+					}
+				}
+			}
+		}
+	}
+	return host
+}
+
+func trusted(nets []*net.IPNet, ip net.IP) bool {
+	for _, n := range nets {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

@@ -1,0 +1,490 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"regexp"
+	"strconv"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/tokens"
+
+	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/authz"
+)
+
+var (
+	// The CLI's own rules: stack names are Pulumi QName tokens, projects are cleaned to this set.
+	nameRE   = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,100}$`)
+	tagKeyRE = regexp.MustCompile(`^[a-zA-Z0-9-_.:]{1,40}$`)
+)
+
+func validName(kind, s string) error {
+	if !nameRE.MatchString(s) || s == "." || s == ".." {
+		return gatehouse.Errorf(gatehouse.EINVALID, "invalid %s name %q: use 1-100 letters, digits, '-', '_' or '.'", kind, s)
+	}
+	return nil
+}
+
+func validTags(tags map[string]string) error {
+	if len(tags) > 200 {
+		return gatehouse.Errorf(gatehouse.EINVALID, "too many tags (%d, at most 200)", len(tags))
+	}
+	for k, v := range tags {
+		if !tagKeyRE.MatchString(k) {
+			return gatehouse.Errorf(gatehouse.EINVALID, "invalid tag name %q: 1-40 letters, digits, '-', '_', '.' or ':'", k)
+		}
+		if len(v) > 256 {
+			return gatehouse.Errorf(gatehouse.EINVALID, "the value of tag %q is longer than 256 characters", k)
+		}
+	}
+	return nil
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// emptyDeployment is what export returns for a stack that was never updated.
+var emptyDeployment = []byte(`{"version":3,"deployment":{"manifest":{"time":"0001-01-01T00:00:00Z","magic":"","version":""}}}`)
+
+func (s *Server) stackJSON(st *gatehouse.Stack, u *gatehouse.Update) apitype.Stack {
+	out := apitype.Stack{
+		ID: itoa(st.ID), OrgName: st.OrgName, ProjectName: st.Project, StackName: tokens.QName(st.Name),
+		ActiveUpdate: st.ActiveUpdate, Version: st.Version, Tags: map[apitype.StackTagName]string{},
+	}
+	for k, v := range st.Tags {
+		out.Tags[k] = v
+	}
+	if u != nil && u.Status == gatehouse.StatusRunning {
+		out.CurrentOperation = &apitype.OperationStatus{Kind: apitype.UpdateKind(u.Kind), Author: u.Author, Started: u.Started.Unix()}
+	}
+	return out
+}
+
+func (s *Server) getStack(rq *Request) (any, error) {
+	var active *gatehouse.Update
+	if rq.Stack.ActiveUpdate != "" {
+		if err := rq.View(func(tx gatehouse.Tx) error {
+			u, err := tx.GetUpdate(rq.Stack.ActiveUpdate)
+			if err == nil {
+				active = u
+			}
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return s.stackJSON(rq.Stack, active), nil
+}
+
+func (s *Server) projectExists(rq *Request) (any, error) {
+	project := rq.PathValue("project")
+	var ok bool
+	if err := rq.View(func(tx gatehouse.Tx) error {
+		var err error
+		ok, err = tx.ProjectExists(rq.Org.ID, project)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, gatehouse.Errorf(gatehouse.ENOTFOUND, "project not found")
+	}
+	return headOnly{}, nil
+}
+
+func (s *Server) createStack(rq *Request) (any, error) {
+	project := rq.PathValue("project")
+	var req apitype.CreateStackRequest
+	if err := rq.decode(&req); err != nil {
+		return nil, err
+	}
+	if err := validName("project", project); err != nil {
+		return nil, err
+	}
+	if err := validName("stack", req.StackName); err != nil {
+		return nil, err
+	}
+	tags := map[string]string{}
+	for k, v := range req.Tags {
+		tags[k] = v
+	}
+	if err := validTags(tags); err != nil {
+		return nil, err
+	}
+	var initial []byte
+	if req.State != nil {
+		var err error
+		if initial, err = untypedBytes(req.State.Version, req.State.Features, req.State.Deployment); err != nil {
+			return nil, err
+		}
+	}
+	rq.event.Target = rq.Org.Name + "/" + project + "/" + req.StackName
+	if err := rq.authorize(authz.StackCreate, authz.Resource{Org: rq.Org, NewStack: &authz.NewStack{Project: project, Name: req.StackName, Tags: tags}}); err != nil {
+		return nil, err
+	}
+	st := &gatehouse.Stack{OrgID: rq.Org.ID, OrgName: rq.Org.Name, Project: project, Name: req.StackName, Tags: tags, CreatedBy: rq.Subject.Name()}
+	if rq.Subject.Kind == authz.UserKind {
+		st.CreatorUserID = rq.Subject.User.ID
+	}
+	err := rq.Change(func(tx gatehouse.Tx) error {
+		if err := tx.CreateStack(st); err != nil {
+			return err
+		}
+		if initial != nil {
+			if err := tx.PutCheckpoint(st.ID, 0, initial); err != nil {
+				return err
+			}
+		}
+		// `pulumi stack init --teams a,b` asks for those teams to read and update the stack.
+		for _, name := range req.Teams {
+			team, err := tx.GetTeamByName(rq.Org.ID, name)
+			if err != nil {
+				if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+					return gatehouse.Errorf(gatehouse.EINVALID, "team '%s' does not exist in organization %s", name, rq.Org.Name)
+				}
+				return err
+			}
+			if err := tx.PutGrant(&gatehouse.Grant{TeamID: team.ID, Scope: gatehouse.Scope{StackID: st.ID}, Permission: gatehouse.PermWrite, Decrypt: true}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return apitype.CreateStackResponse{}, nil
+}
+
+func (s *Server) listUserStacks(rq *Request) (any, error) {
+	q := rq.URL.Query()
+	var resp apitype.ListStacksResponse
+	resp.Stacks = []apitype.StackSummary{}
+	err := rq.View(func(tx gatehouse.Tx) error {
+		// The organizations the caller belongs to, each with the facts for per-stack decisions.
+		type orgFacts struct {
+			org   *gatehouse.Org
+			facts authz.Facts
+		}
+		orgs := map[int64]orgFacts{}
+		var ids []int64
+		add := func(o gatehouse.Org) error {
+			if want := q.Get("organization"); want != "" && !equalFold(want, o.Name) {
+				return nil
+			}
+			f, err := loadFacts(tx, rq.Subject, &o)
+			if err != nil {
+				return err
+			}
+			oc := o
+			orgs[o.ID] = orgFacts{org: &oc, facts: f}
+			ids = append(ids, o.ID)
+			return nil
+		}
+		switch rq.Subject.Kind {
+		case authz.UserKind:
+			oms, err := tx.ListUserOrgs(rq.Subject.User.ID)
+			if err != nil {
+				return err
+			}
+			for _, om := range oms {
+				if err := add(om.Org); err != nil {
+					return err
+				}
+			}
+		case authz.TeamToken, authz.OrgToken:
+			o, err := tx.GetOrg(rq.Subject.Token.OrgID)
+			if err != nil {
+				return err
+			}
+			if err := add(*o); err != nil {
+				return err
+			}
+		}
+		cont := q.Get("continuationToken")
+		// Pages are filtered by permission after the query, so keep reading until the page
+		// has something or the listing ends.
+		for {
+			stacks, next, err := tx.ListStacks(gatehouse.StackFilter{
+				OrgIDs: ids, Project: q.Get("project"), TagName: q.Get("tagName"), TagValue: q.Get("tagValue"),
+				Continuation: cont, Limit: s.cfg.StackPageSize,
+			})
+			if err != nil {
+				return err
+			}
+			for i := range stacks {
+				st := &stacks[i]
+				of := orgs[st.OrgID]
+				if !authz.Decide(rq.Subject, authz.StackRead, authz.Resource{Org: of.org, Stack: st}, of.facts).Allow {
+					continue
+				}
+				sum := apitype.StackSummary{ID: itoa(st.ID), OrgName: st.OrgName, ProjectName: st.Project, StackName: st.Name}
+				if !st.LastUpdate.IsZero() {
+					lu := st.LastUpdate.Unix()
+					sum.LastUpdate = &lu
+					rc := st.ResourceCount
+					sum.ResourceCount = &rc
+				}
+				resp.Stacks = append(resp.Stacks, sum)
+			}
+			cont = next
+			if next == "" || len(resp.Stacks) > 0 {
+				break
+			}
+		}
+		if cont != "" {
+			resp.ContinuationToken = &cont
+		}
+		return nil
+	})
+	return resp, err
+}
+
+func equalFold(a, b string) bool { return bytes.EqualFold([]byte(a), []byte(b)) }
+
+func (s *Server) deleteStack(rq *Request) (any, error) {
+	force := rq.URL.Query().Get("force") == "true"
+	rq.Detail("force", strconv.FormatBool(force))
+	err := rq.Change(func(tx gatehouse.Tx) error {
+		st, err := tx.GetStackByID(rq.Stack.ID)
+		if err != nil {
+			return err
+		}
+		if !force {
+			if st.ActiveUpdate != "" {
+				if u, err := tx.GetUpdate(st.ActiveUpdate); err == nil && !u.Status.Finished() && u.LeaseExpires.After(tx.Now()) {
+					return gatehouse.Errorf(gatehouse.ECONFLICT, "the stack has an update in progress; wait for it or use --force")
+				}
+			}
+			n, err := resourceCount(tx, st.ID)
+			if err != nil {
+				return err
+			}
+			if n > 0 {
+				// The exact message the CLI turns into its "--force" advice.
+				return gatehouse.Errorf(gatehouse.EINVALID, "Bad Request: Stack still contains resources.")
+			}
+		}
+		return tx.DeleteStack(st.ID)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if s.secrets != nil {
+		s.secrets.Forget(rq.Stack.ID)
+	}
+	return noContent{}, nil
+}
+
+// resourceCount counts the resources in the stack's newest checkpoint.
+func resourceCount(tx gatehouse.Tx, stackID int64) (int, error) {
+	data, _, err := tx.GetCheckpoint(stackID, -1)
+	if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return countResources(data)
+}
+
+// countResources counts deployment.resources in an UntypedDeployment document.
+func countResources(data []byte) (int, error) {
+	var doc struct {
+		Deployment struct {
+			Resources []json.RawMessage `json:"resources"`
+		} `json:"deployment"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return 0, gatehouse.Wrap(gatehouse.EINTERNAL, err, "stored checkpoint is unreadable")
+	}
+	return len(doc.Deployment.Resources), nil
+}
+
+func (s *Server) renameStack(rq *Request) (any, error) {
+	var req apitype.StackRenameRequest
+	if err := rq.decode(&req); err != nil {
+		return nil, err
+	}
+	project := req.NewProject
+	if project == "" {
+		project = rq.Stack.Project
+	}
+	name := req.NewName
+	if name == "" {
+		name = rq.Stack.Name
+	}
+	if err := validName("project", project); err != nil {
+		return nil, err
+	}
+	if err := validName("stack", name); err != nil {
+		return nil, err
+	}
+	rq.Detail("new_name", rq.Org.Name+"/"+project+"/"+name)
+	err := rq.Change(func(tx gatehouse.Tx) error {
+		st, err := tx.GetStackByID(rq.Stack.ID)
+		if err != nil {
+			return err
+		}
+		if st.ActiveUpdate != "" {
+			if u, err := tx.GetUpdate(st.ActiveUpdate); err == nil && !u.Status.Finished() && u.LeaseExpires.After(tx.Now()) {
+				return gatehouse.Errorf(gatehouse.ECONFLICT, "the stack has an update in progress")
+			}
+		}
+		if err := tx.RenameStack(st.ID, project, name); err != nil {
+			return err
+		}
+		// The CLI decrypts a checkpoint's secrets through the stack named in its
+		// secrets_providers state: point the newest checkpoint at the new name.
+		data, v, err := tx.GetCheckpoint(st.ID, -1)
+		if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if out, changed := renameSecretsProvider(data, project, name); changed {
+			return tx.PutCheckpoint(st.ID, v, out)
+		}
+		return nil
+	})
+	return noContent{}, err
+}
+
+// renameSecretsProvider rewrites deployment.secrets_providers.state.{project,stack} of a
+// service-managed checkpoint. Documents without a service provider are left untouched.
+func renameSecretsProvider(data []byte, project, stack string) ([]byte, bool) {
+	var doc map[string]json.RawMessage
+	if json.Unmarshal(data, &doc) != nil {
+		return data, false
+	}
+	var dep map[string]json.RawMessage
+	if json.Unmarshal(doc["deployment"], &dep) != nil {
+		return data, false
+	}
+	var sp struct {
+		Type  string                     `json:"type"`
+		State map[string]json.RawMessage `json:"state"`
+	}
+	if json.Unmarshal(dep["secrets_providers"], &sp) != nil || sp.Type != "service" || sp.State == nil {
+		return data, false
+	}
+	sp.State["project"] = mustJSON(project)
+	sp.State["stack"] = mustJSON(stack)
+	dep["secrets_providers"] = mustJSON(sp)
+	doc["deployment"] = mustJSON(dep)
+	return mustJSON(doc), true
+}
+
+func (s *Server) setTags(rq *Request) (any, error) {
+	var tags map[string]string
+	if err := rq.decode(&tags); err != nil {
+		return nil, err
+	}
+	if err := validTags(tags); err != nil {
+		return nil, err
+	}
+	err := rq.Change(func(tx gatehouse.Tx) error { return tx.SetStackTags(rq.Stack.ID, tags) })
+	return noContent{}, err
+}
+
+func (s *Server) exportStack(rq *Request) (any, error) {
+	version := -1
+	if v := rq.PathValue("version"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > rq.Stack.Version {
+			return nil, gatehouse.Errorf(gatehouse.ENOTFOUND, "stack version %s not found", v)
+		}
+		version = n
+		rq.Detail("version", v)
+	}
+	var data []byte
+	err := rq.View(func(tx gatehouse.Tx) error {
+		d, _, err := tx.GetCheckpoint(rq.Stack.ID, version)
+		if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+			data = emptyDeployment
+			return nil
+		}
+		data = d
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rawJSON(data), nil
+}
+
+func (s *Server) importStack(rq *Request) (any, error) {
+	var req apitype.UntypedDeployment
+	if err := rq.decode(&req); err != nil {
+		return nil, err
+	}
+	data, err := untypedBytes(req.Version, req.Features, req.Deployment)
+	if err != nil {
+		return nil, err
+	}
+	count, err := countResources(data)
+	if err != nil {
+		return nil, gatehouse.Errorf(gatehouse.EINVALID, "invalid deployment: resources must be a list")
+	}
+	id := newUpdateID()
+	err = rq.Change(func(tx gatehouse.Tx) error {
+		u := &gatehouse.Update{ID: id, StackID: rq.Stack.ID, Kind: gatehouse.KindImport, Author: rq.Subject.Name()}
+		if err := tx.CreateUpdate(u); err != nil {
+			return err
+		}
+		lease, _, err := newLease()
+		if err != nil {
+			return err
+		}
+		version, err := tx.StartUpdate(id, nil, lease, tx.Now().Add(s.cfg.LeaseDuration), 0)
+		if err != nil {
+			return err
+		}
+		if err := tx.PutCheckpoint(rq.Stack.ID, version, data); err != nil {
+			return err
+		}
+		_, err = tx.FinishUpdate(id, gatehouse.StatusSucceeded, nil, count)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	rq.Detail("update", id)
+	return apitype.ImportStackResponse{UpdateID: id}, nil
+}
+
+// untypedBytes validates a deployment document and serializes it in the CLI's
+// UntypedDeployment form without re-encoding the deployment itself.
+func untypedBytes(version int, features []string, deployment json.RawMessage) ([]byte, error) {
+	if version < 1 || version > 4 {
+		return nil, gatehouse.Errorf(gatehouse.EINVALID, "unsupported deployment version %d (want 1 to 4)", version)
+	}
+	dep := bytes.TrimSpace(deployment)
+	if len(dep) == 0 || dep[0] != '{' {
+		return nil, gatehouse.Errorf(gatehouse.EINVALID, "deployment must be a JSON object")
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(dep) + 64)
+	buf.WriteString(`{"version":`)
+	buf.WriteString(strconv.Itoa(version))
+	if len(features) > 0 {
+		buf.WriteString(`,"features":`)
+		buf.Write(mustJSON(features))
+	}
+	buf.WriteString(`,"deployment":`)
+	buf.Write(dep)
+	buf.WriteString(`}`)
+	return buf.Bytes(), nil
+}
+
+var _ = http.MethodGet

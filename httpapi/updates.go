@@ -1,0 +1,518 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
+
+	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/authz"
+	"github.com/gatehouse-dev/gatehouse/state"
+	"github.com/gatehouse-dev/gatehouse/token"
+)
+
+func newUpdateID() string { return uuid.NewString() }
+
+// newLease returns a fresh lease token's digest and value.
+func newLease() ([32]byte, string, error) {
+	v, err := token.New(token.Lease)
+	if err != nil {
+		return [32]byte{}, "", gatehouse.Wrap(gatehouse.EINTERNAL, err, "cannot create a lease token")
+	}
+	return token.Digest(v), v, nil
+}
+
+// runAction is the action a real (not dry) run of an update kind performs.
+func runAction(kind gatehouse.UpdateKind) authz.Action {
+	if kind == gatehouse.KindImport {
+		return authz.StackImport
+	}
+	return authz.StackUpdate
+}
+
+// createUpdate handles POST S/{update|preview|refresh|destroy}. The route admits anyone who
+// may preview; a real run is then checked as a change (and against protection rules).
+func (s *Server) createUpdate(kind gatehouse.UpdateKind) func(*Request) (any, error) {
+	return func(rq *Request) (any, error) {
+		body, err := rq.readBody()
+		if err != nil {
+			return nil, err
+		}
+		var req apitype.UpdateProgramRequest
+		if err := json.Unmarshal(body, &req); err != nil {
+			return nil, bodyError(err)
+		}
+		dry := req.Options.DryRun || kind == gatehouse.KindPreview
+		if !dry {
+			if err := rq.Authorize(runAction(kind)); err != nil {
+				return nil, err
+			}
+		}
+		u := &gatehouse.Update{ID: newUpdateID(), StackID: rq.Stack.ID, Kind: kind, DryRun: dry, Program: body, Author: rq.Subject.Name()}
+		rq.Detail("update", u.ID)
+		rq.Detail("kind", string(kind))
+		rq.Detail("dry_run", strconv.FormatBool(dry))
+		if err := rq.Change(func(tx gatehouse.Tx) error { return tx.CreateUpdate(u) }); err != nil {
+			return nil, err
+		}
+		return apitype.UpdateProgramResponse{UpdateID: u.ID}, nil
+	}
+}
+
+// startUpdate handles POST S/update/{id}: takes the stack lock (real runs) and hands out
+// the lease token.
+func (s *Server) startUpdate(rq *Request) (any, error) {
+	u := rq.Update
+	if !u.DryRun {
+		if err := rq.Authorize(runAction(u.Kind)); err != nil {
+			return nil, err
+		}
+	}
+	var req apitype.StartUpdateRequest
+	if err := rq.decode(&req); err != nil {
+		return nil, err
+	}
+	tags := map[string]string{}
+	for k, v := range req.Tags {
+		tags[k] = v
+	}
+	if err := validTags(tags); err != nil {
+		return nil, err
+	}
+	if req.Tags == nil {
+		tags = nil
+	}
+	journal := 0
+	if req.JournalVersion >= 1 && s.cfg.JournalVersion >= 1 {
+		journal = 1
+	}
+	digest, lease, err := newLease()
+	if err != nil {
+		return nil, err
+	}
+	expires := s.cfg.Now().Add(s.cfg.LeaseDuration)
+	var version int
+	err = rq.Change(func(tx gatehouse.Tx) error {
+		var err error
+		version, err = tx.StartUpdate(u.ID, tags, digest, expires, journal)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	rq.Detail("version", strconv.Itoa(version))
+	return apitype.StartUpdateResponse{Version: version, Token: lease, TokenExpiration: expires.Unix(), JournalVersion: int64(journal)}, nil
+}
+
+func (s *Server) renewLease(rq *Request) (any, error) {
+	var req apitype.RenewUpdateLeaseRequest
+	if err := rq.decode(&req); err != nil {
+		return nil, err
+	}
+	d := s.cfg.LeaseDuration
+	if req.Duration > 0 {
+		if asked := secondsDuration(req.Duration); asked < d {
+			d = asked
+		}
+	}
+	expires := s.cfg.Now().Add(d)
+	err := rq.Change(func(tx gatehouse.Tx) error {
+		return tx.RenewLease(rq.Update.ID, token.Digest(rq.LeaseToken), expires)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return apitype.RenewUpdateLeaseResponse{Token: rq.LeaseToken, TokenExpiration: expires.Unix()}, nil
+}
+
+// patchCheckpoint handles the full-checkpoint protocol: each call replaces the state.
+func (s *Server) patchCheckpoint(rq *Request) (any, error) {
+	var req apitype.PatchUpdateCheckpointRequest
+	if err := rq.decode(&req); err != nil {
+		return nil, err
+	}
+	if rq.Update.DryRun {
+		return noContent{}, nil // previews have no state to keep
+	}
+	data, err := untypedBytes(req.Version, req.Features, req.Deployment)
+	if err != nil {
+		return nil, err
+	}
+	return noContent{}, rq.Change(func(tx gatehouse.Tx) error {
+		u, err := liveUpdate(tx, rq.Update.ID)
+		if err != nil {
+			return err
+		}
+		return tx.PutCheckpoint(rq.Stack.ID, u.Version, data)
+	})
+}
+
+// liveUpdate re-reads the update inside a write transaction and refuses one that ended
+// meanwhile (a checkpoint racing a cancel must not overwrite the final state).
+func liveUpdate(tx gatehouse.Tx, id string) (*gatehouse.Update, error) {
+	u, err := tx.GetUpdate(id)
+	if err != nil {
+		return nil, err
+	}
+	if u.Status != gatehouse.StatusRunning {
+		return nil, gatehouse.Errorf(gatehouse.EGONE, "the update has ended (%s)", u.Status)
+	}
+	return u, nil
+}
+
+func secondsDuration(n int) time.Duration { return time.Duration(n) * time.Second }
+
+// patchCheckpointVerbatim stores the document's exact bytes (later deltas edit them).
+func (s *Server) patchCheckpointVerbatim(rq *Request) (any, error) {
+	var req apitype.PatchUpdateVerbatimCheckpointRequest
+	if err := rq.decode(&req); err != nil {
+		return nil, err
+	}
+	if rq.Update.DryRun {
+		return noContent{}, nil
+	}
+	var probe apitype.UntypedDeployment
+	if err := json.Unmarshal(req.UntypedDeployment, &probe); err != nil {
+		return nil, gatehouse.Errorf(gatehouse.EINVALID, "untypedDeployment: %v", err)
+	}
+	if _, err := untypedBytes(probe.Version, probe.Features, probe.Deployment); err != nil {
+		return nil, err
+	}
+	err := rq.Change(func(tx gatehouse.Tx) error {
+		u, err := liveUpdate(tx, rq.Update.ID)
+		if err != nil {
+			return err
+		}
+		if req.SequenceNumber < u.Sequence {
+			return nil // a stale retry: a newer state is already stored
+		}
+		if err := tx.PutCheckpoint(rq.Stack.ID, u.Version, req.UntypedDeployment); err != nil {
+			return err
+		}
+		return tx.SetUpdateSequence(u.ID, req.SequenceNumber)
+	})
+	return noContent{}, err
+}
+
+// patchCheckpointDelta applies text edits to the stored verbatim document and checks the hash.
+func (s *Server) patchCheckpointDelta(rq *Request) (any, error) {
+	var req apitype.PatchUpdateCheckpointDeltaRequest
+	if err := rq.decode(&req); err != nil {
+		return nil, err
+	}
+	if rq.Update.DryRun {
+		return noContent{}, nil
+	}
+	err := rq.Change(func(tx gatehouse.Tx) error {
+		u, err := liveUpdate(tx, rq.Update.ID)
+		if err != nil {
+			return err
+		}
+		if req.SequenceNumber <= u.Sequence {
+			return nil // already applied: the CLI retried
+		}
+		base, v, err := tx.GetCheckpoint(rq.Stack.ID, u.Version)
+		if err != nil || v != u.Version || u.Sequence == 0 {
+			return gatehouse.Errorf(gatehouse.EINVALID, "no verbatim checkpoint of this update to apply a delta to")
+		}
+		out, err := state.ApplyDelta(base, req.DeploymentDelta, req.CheckpointHash)
+		if err != nil {
+			return gatehouse.Errorf(gatehouse.EINVALID, "checkpoint delta rejected: %v", err)
+		}
+		if err := tx.PutCheckpoint(rq.Stack.ID, u.Version, out); err != nil {
+			return err
+		}
+		return tx.SetUpdateSequence(u.ID, req.SequenceNumber)
+	})
+	return noContent{}, err
+}
+
+// patchJournal stores journal entries durably; the state is rebuilt from them when the update ends.
+func (s *Server) patchJournal(rq *Request) (any, error) {
+	var req struct {
+		Entries []json.RawMessage `json:"entries"`
+	}
+	if err := rq.decode(&req); err != nil {
+		return nil, err
+	}
+	recs := make([]gatehouse.JournalRecord, 0, len(req.Entries))
+	for i, raw := range req.Entries {
+		var head struct {
+			SequenceID *int64 `json:"sequenceID"`
+		}
+		if err := json.Unmarshal(raw, &head); err != nil || head.SequenceID == nil {
+			return nil, gatehouse.Errorf(gatehouse.EINVALID, "journal entry %d has no sequenceID", i)
+		}
+		recs = append(recs, gatehouse.JournalRecord{Seq: *head.SequenceID, Data: raw})
+	}
+	return noContent{}, rq.Change(func(tx gatehouse.Tx) error { return tx.AppendJournal(rq.Update.ID, recs) })
+}
+
+// materialize rebuilds a journaling update's final state and stores it as its checkpoint.
+func materialize(tx gatehouse.Tx, u *gatehouse.Update) (int, error) {
+	recs, err := tx.ListJournal(u.ID)
+	if err != nil || len(recs) == 0 {
+		return -1, err
+	}
+	entries := make([]apitype.JournalEntry, len(recs))
+	for i, r := range recs {
+		if err := json.Unmarshal(r.Data, &entries[i]); err != nil {
+			return -1, gatehouse.Wrap(gatehouse.EINTERNAL, err, "stored journal entry %d is unreadable", r.Seq)
+		}
+	}
+	base := &apitype.DeploymentV3{}
+	if data, _, err := tx.GetCheckpoint(u.StackID, u.Version-1); err == nil {
+		var doc apitype.UntypedDeployment
+		if err := json.Unmarshal(data, &doc); err != nil {
+			return -1, gatehouse.Wrap(gatehouse.EINTERNAL, err, "stored checkpoint is unreadable")
+		}
+		if err := json.Unmarshal(doc.Deployment, base); err != nil {
+			return -1, gatehouse.Wrap(gatehouse.EINTERNAL, err, "stored checkpoint is unreadable")
+		}
+	} else if !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+		return -1, err
+	}
+	typed, err := state.ReplayTyped(base, entries)
+	if err != nil {
+		return -1, gatehouse.Wrap(gatehouse.EINVALID, err, "the journal cannot be replayed")
+	}
+	out, err := json.Marshal(typed)
+	if err != nil {
+		return -1, err
+	}
+	if err := tx.PutCheckpoint(u.StackID, u.Version, out); err != nil {
+		return -1, err
+	}
+	return len(typed.Deployment.Resources), nil
+}
+
+// finish ends an update: rebuilds journaled state, counts resources and releases the lock.
+func finish(tx gatehouse.Tx, id string, status gatehouse.UpdateStatus) (gatehouse.UpdateStatus, error) {
+	u, err := tx.GetUpdate(id)
+	if err != nil {
+		return "", err
+	}
+	if u.Status.Finished() {
+		return u.Status, nil
+	}
+	count := -1
+	if !u.DryRun {
+		if u.JournalVersion >= 1 {
+			if count, err = materialize(tx, u); err != nil {
+				return "", err
+			}
+		}
+		if count < 0 {
+			if data, v, err := tx.GetCheckpoint(u.StackID, u.Version); err == nil && v == u.Version {
+				if count, err = countResources(data); err != nil {
+					return "", err
+				}
+			}
+		}
+	}
+	return tx.FinishUpdate(id, status, nil, count)
+}
+
+func (s *Server) completeUpdate(rq *Request) (any, error) {
+	var req apitype.CompleteUpdateRequest
+	if err := rq.decode(&req); err != nil {
+		return nil, err
+	}
+	status := gatehouse.UpdateStatus(req.Status)
+	switch status {
+	case gatehouse.StatusSucceeded, gatehouse.StatusFailed, gatehouse.StatusCancelled:
+	default:
+		return nil, gatehouse.Errorf(gatehouse.EINVALID, "invalid update status %q", req.Status)
+	}
+	rq.Detail("status", string(status))
+	err := rq.Change(func(tx gatehouse.Tx) error {
+		_, err := finish(tx, rq.Update.ID, status)
+		return err
+	})
+	return noContent{}, err
+}
+
+func (s *Server) cancelUpdate(rq *Request) (any, error) {
+	err := rq.Change(func(tx gatehouse.Tx) error {
+		_, err := finish(tx, rq.Update.ID, gatehouse.StatusCancelled)
+		return err
+	})
+	return noContent{}, err
+}
+
+// postEvents stores a batch of engine events (idempotent per sequence; batches may arrive
+// out of order and twice) and keeps the summary's resource changes for the history.
+func (s *Server) postEvents(rq *Request) (any, error) {
+	var req struct {
+		Events []json.RawMessage `json:"events"`
+	}
+	if err := rq.decode(&req); err != nil {
+		return nil, err
+	}
+	events := make([]gatehouse.EngineEvent, 0, len(req.Events))
+	var changes map[string]int
+	for i, raw := range req.Events {
+		var head struct {
+			Sequence     *int `json:"sequence"`
+			SummaryEvent *struct {
+				ResourceChanges map[string]int `json:"resourceChanges"`
+			} `json:"summaryEvent"`
+		}
+		if err := json.Unmarshal(raw, &head); err != nil || head.Sequence == nil {
+			return nil, gatehouse.Errorf(gatehouse.EINVALID, "engine event %d has no sequence", i)
+		}
+		if head.SummaryEvent != nil {
+			changes = head.SummaryEvent.ResourceChanges
+			if changes == nil {
+				changes = map[string]int{}
+			}
+		}
+		events = append(events, gatehouse.EngineEvent{Seq: *head.Sequence, Data: raw})
+	}
+	err := rq.Change(func(tx gatehouse.Tx) error {
+		if err := tx.AppendEngineEvents(rq.Update.ID, events); err != nil {
+			return err
+		}
+		if changes != nil {
+			return tx.SetUpdateChanges(rq.Update.ID, changes)
+		}
+		return nil
+	})
+	return noContent{}, err
+}
+
+// getUpdate answers the CLI's poll of an update (used after `pulumi stack import`).
+func (s *Server) getUpdate(rq *Request) (any, error) {
+	u := rq.Update
+	res := apitype.UpdateResults{Status: apitype.UpdateStatus(u.Status), Events: []apitype.UpdateEvent{}}
+	if !u.Status.Finished() {
+		tok := "running"
+		res.ContinuationToken = &tok
+	}
+	return res, nil
+}
+
+func (s *Server) getUpdateEvents(rq *Request) (any, error) {
+	after := -1
+	if c := rq.URL.Query().Get("continuationToken"); c != "" {
+		n, err := strconv.Atoi(c)
+		if err != nil {
+			return nil, gatehouse.Errorf(gatehouse.EINVALID, "invalid continuation token")
+		}
+		after = n
+	}
+	const page = 1000
+	var events []gatehouse.EngineEvent
+	var u *gatehouse.Update
+	err := rq.View(func(tx gatehouse.Tx) error {
+		var err error
+		if u, err = tx.GetUpdate(rq.Update.ID); err != nil {
+			return err
+		}
+		events, err = tx.ListEngineEvents(u.ID, after, page)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := struct {
+		Events            []json.RawMessage `json:"events"`
+		ContinuationToken *string           `json:"continuationToken"`
+	}{Events: make([]json.RawMessage, 0, len(events))}
+	for _, e := range events {
+		out.Events = append(out.Events, e.Data)
+		after = e.Seq
+	}
+	if len(events) == page || !u.Status.Finished() {
+		c := strconv.Itoa(after)
+		out.ContinuationToken = &c
+	}
+	return out, nil
+}
+
+func updateInfo(u *gatehouse.Update) apitype.UpdateInfo {
+	var prog apitype.UpdateProgramRequest
+	_ = json.Unmarshal(u.Program, &prog)
+	info := apitype.UpdateInfo{
+		Kind: apitype.UpdateKind(u.Kind), StartTime: u.Started.Unix(), Message: prog.Metadata.Message,
+		Environment: prog.Metadata.Environment, Config: prog.Config, Version: u.Version, ResourceCount: u.ResourceCount,
+	}
+	if info.Environment == nil {
+		info.Environment = map[string]string{}
+	}
+	if info.Config == nil {
+		info.Config = map[string]apitype.ConfigValue{}
+	}
+	if !u.Ended.IsZero() {
+		info.EndTime = u.Ended.Unix()
+	}
+	switch u.Status {
+	case gatehouse.StatusSucceeded:
+		info.Result = apitype.SucceededResult
+	case gatehouse.StatusFailed, gatehouse.StatusCancelled:
+		info.Result = apitype.FailedResult
+	case gatehouse.StatusRunning:
+		info.Result = apitype.InProgressResult
+	default:
+		info.Result = apitype.NotStartedResult
+	}
+	if len(u.ResourceChanges) > 0 {
+		info.ResourceChanges = map[apitype.OpType]int{}
+		for k, v := range u.ResourceChanges {
+			info.ResourceChanges[apitype.OpType(k)] = v
+		}
+	}
+	return info
+}
+
+func (s *Server) getHistory(rq *Request) (any, error) {
+	q := rq.URL.Query()
+	f := gatehouse.UpdateFilter{}
+	if v := q.Get("pageSize"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return nil, gatehouse.Errorf(gatehouse.EINVALID, "pageSize must be 1 to 1000")
+		}
+		f.PageSize = n
+	}
+	if v := q.Get("page"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return nil, gatehouse.Errorf(gatehouse.EINVALID, "page must be a positive number")
+		}
+		f.Page = n
+	}
+	var ups []gatehouse.Update
+	if err := rq.View(func(tx gatehouse.Tx) error {
+		var err error
+		ups, err = tx.ListUpdates(rq.Stack.ID, f)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	resp := apitype.GetHistoryResponse{Updates: make([]apitype.UpdateInfo, 0, len(ups))}
+	for i := range ups {
+		resp.Updates = append(resp.Updates, updateInfo(&ups[i]))
+	}
+	return resp, nil
+}
+
+func (s *Server) getLatestUpdate(rq *Request) (any, error) {
+	var ups []gatehouse.Update
+	if err := rq.View(func(tx gatehouse.Tx) error {
+		var err error
+		ups, err = tx.ListUpdates(rq.Stack.ID, gatehouse.UpdateFilter{PageSize: 1, Page: 1})
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if len(ups) == 0 {
+		return nil, gatehouse.Errorf(gatehouse.ENOTFOUND, "no previous deployment")
+	}
+	return struct {
+		Info apitype.UpdateInfo `json:"info"`
+	}{updateInfo(&ups[0])}, nil
+}

@@ -1,0 +1,361 @@
+package gatehouse
+
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+)
+
+// Role is an organization role.
+type Role string
+
+// Organization roles.
+const (
+	RoleAdmin          Role = "admin"
+	RoleMember         Role = "member"
+	RoleBillingManager Role = "billing-manager"
+)
+
+// Valid reports whether r is a known organization role.
+func (r Role) Valid() bool {
+	return r == RoleAdmin || r == RoleMember || r == RoleBillingManager
+}
+
+// Permission is a stack permission level. Levels are ordered: a higher level includes the
+// lower ones.
+type Permission int
+
+// Stack permission levels.
+const (
+	PermNone Permission = iota
+	PermRead
+	PermWrite
+	PermAdmin
+)
+
+var permNames = []string{"none", "read", "write", "admin"}
+
+func (p Permission) String() string {
+	if p < PermNone || p > PermAdmin {
+		return "invalid"
+	}
+	return permNames[p]
+}
+
+// ParsePermission parses "none", "read", "write" or "admin".
+func ParsePermission(s string) (Permission, error) {
+	for i, n := range permNames {
+		if n == s {
+			return Permission(i), nil
+		}
+	}
+	return PermNone, Errorf(EINVALID, "unknown permission %q (want none, read, write or admin)", s)
+}
+
+// OrgSettings are the organization-wide access settings.
+type OrgSettings struct {
+	// DefaultStackPermission is what every member may do on every stack of the org,
+	// before any team grant. New organizations default to none.
+	DefaultStackPermission Permission `json:"defaultStackPermission"`
+	MembersCanCreateStacks bool       `json:"membersCanCreateStacks"`
+	MembersCanDeleteStacks bool       `json:"membersCanDeleteStacks"`
+	// MaxTokenLifetimeDays caps the expiry of tokens in the org (0 = no cap).
+	MaxTokenLifetimeDays int `json:"maxTokenLifetimeDays"`
+}
+
+// DefaultOrgSettings are the settings of a new organization: least privilege.
+func DefaultOrgSettings() OrgSettings {
+	return OrgSettings{DefaultStackPermission: PermNone, MembersCanCreateStacks: true, MembersCanDeleteStacks: true}
+}
+
+// Org is an organization: the tenant and blast-radius boundary.
+type Org struct {
+	ID       int64
+	Name     string
+	Settings OrgSettings
+	Created  time.Time
+}
+
+// User is a person.
+type User struct {
+	ID        int64
+	Name      string
+	Email     string
+	SiteAdmin bool
+	Created   time.Time
+}
+
+// Member is a user's membership of an organization.
+type Member struct {
+	OrgID   int64
+	User    User
+	Role    Role
+	Created time.Time
+}
+
+// TokenKind is the kind of an access token.
+type TokenKind string
+
+// Token kinds. The values double as the kind segment of the token format (see package token).
+const (
+	TokenPersonal TokenKind = "pat"
+	TokenTeam     TokenKind = "team"
+	TokenOrg      TokenKind = "org"
+)
+
+// Token is an access token's metadata. Its value is never stored: only its SHA-256 digest.
+type Token struct {
+	ID          string
+	Kind        TokenKind
+	Digest      [32]byte
+	Name        string
+	Description string
+	UserID      int64 // personal tokens: the user it acts as
+	OrgID       int64 // team and organization tokens
+	TeamID      int64 // team tokens
+	Role        Role  // organization tokens
+	// Pipeline marks a pipeline credential: team and organization tokens, and tokens
+	// issued by OIDC token exchange. Only pipeline credentials may change protected stacks.
+	Pipeline  bool
+	CreatedBy string
+	Created   time.Time
+	Expires   time.Time // zero: never
+	Revoked   time.Time // zero: live
+	LastUsed  time.Time
+	LastIP    string
+	LastAgent string
+}
+
+// Live reports whether the token may be used at now.
+func (t *Token) Live(now time.Time) bool {
+	if !t.Revoked.IsZero() && !now.Before(t.Revoked) {
+		return false
+	}
+	if !t.Expires.IsZero() && !now.Before(t.Expires) {
+		return false
+	}
+	return true
+}
+
+// StackRef names a stack the way the CLI does.
+type StackRef struct {
+	Org     string
+	Project string
+	Stack   string
+}
+
+func (r StackRef) String() string { return r.Org + "/" + r.Project + "/" + r.Stack }
+
+// Stack is a Pulumi stack.
+type Stack struct {
+	ID            int64
+	OrgID         int64
+	OrgName       string
+	Project       string
+	Name          string
+	Tags          map[string]string
+	Version       int // the version of the newest (non-preview) update, 0 if never updated
+	ActiveUpdate  string
+	ResourceCount int
+	LastUpdate    time.Time
+	Created       time.Time
+	CreatedBy     string // login of the creator (user name, or token name for machines)
+	CreatorUserID int64  // the creating user, 0 for machine tokens; gets admin on the stack
+}
+
+// Ref returns the stack's reference.
+func (s *Stack) Ref() StackRef { return StackRef{Org: s.OrgName, Project: s.Project, Stack: s.Name} }
+
+// UpdateKind is the kind of an update, as named by the CLI's endpoint.
+type UpdateKind string
+
+// Update kinds.
+const (
+	KindUpdate  UpdateKind = "update"
+	KindPreview UpdateKind = "preview"
+	KindRefresh UpdateKind = "refresh"
+	KindDestroy UpdateKind = "destroy"
+	KindImport  UpdateKind = "import" // pulumi stack import / state edits
+)
+
+// UpdateStatus is the status of an update.
+type UpdateStatus string
+
+// Update statuses as the CLI reads them.
+const (
+	StatusNotStarted UpdateStatus = "not started"
+	StatusRunning    UpdateStatus = "running"
+	StatusSucceeded  UpdateStatus = "succeeded"
+	StatusFailed     UpdateStatus = "failed"
+	StatusCancelled  UpdateStatus = "cancelled"
+)
+
+// Finished reports whether the status is terminal.
+func (s UpdateStatus) Finished() bool {
+	return s == StatusSucceeded || s == StatusFailed || s == StatusCancelled
+}
+
+// Update is one run of the engine against a stack (an update, preview, refresh, destroy or
+// import).
+type Update struct {
+	ID      string
+	StackID int64
+	Kind    UpdateKind
+	DryRun  bool
+	Status  UpdateStatus
+	// Version is the stack version this update produces (dry runs: the version it read).
+	Version int
+	// Program is the create-update request as the CLI sent it (JSON): config, metadata.
+	Program json.RawMessage
+	Author  string
+	Created time.Time
+	Started time.Time
+	Ended   time.Time
+	// LeaseDigest is the SHA-256 digest of the update's lease token (zero once it ended).
+	LeaseDigest    [32]byte
+	LeaseExpires   time.Time
+	JournalVersion int
+	// Sequence is the last applied checkpoint sequence number (delta protocol).
+	Sequence        int
+	ResourceChanges map[string]int
+	ResourceCount   int
+}
+
+// AuditEvent is one entry of the audit log. Events form a hash chain: Hash commits to the
+// event's fields and to PrevHash, the hash of the event before it.
+type AuditEvent struct {
+	Seq       int64 // position in the chain, assigned when appended
+	ID        string
+	Time      time.Time
+	OrgID     int64
+	OrgName   string
+	ActorKind string // "user", "team-token", "org-token", "lease", "anonymous", "system"
+	ActorName string // user name or token name
+	UserID    int64
+	TokenID   string
+	SourceIP  string
+	UserAgent string
+	Action    string // what was attempted, e.g. "stack:create" or "auth:login"
+	Target    string // what it was attempted on, e.g. "acme/web/prod"
+	Outcome   string // "success", "denied", "failure"
+	Reason    string // why it was denied or failed
+	RequestID string
+	// Details are extra facts (never secret values).
+	Details  map[string]string
+	PrevHash []byte
+	Hash     []byte
+}
+
+// Audit event outcomes.
+const (
+	OutcomeSuccess = "success"
+	OutcomeDenied  = "denied"
+	OutcomeFailure = "failure"
+)
+
+// Team is a group of an organization's members with grants.
+type Team struct {
+	ID          int64
+	OrgID       int64
+	Name        string
+	DisplayName string
+	Description string
+	Created     time.Time
+}
+
+// TeamMember is a user's membership of a team; Role is "member" or "admin".
+type TeamMember struct {
+	TeamID int64
+	User   User
+	Role   string
+}
+
+// Scope is what a grant or a protection rule covers: exactly one of one stack (StackID),
+// every stack of a project (Project), or every stack whose tag TagName has value TagValue.
+type Scope struct {
+	StackID  int64
+	Project  string
+	TagName  string
+	TagValue string
+	// StackRef is filled in when listing stack-scoped rules, for display.
+	StackRef *StackRef
+}
+
+// Valid reports whether exactly one kind of scope is set.
+func (sc Scope) Valid() bool {
+	n := 0
+	if sc.StackID != 0 {
+		n++
+	}
+	if sc.Project != "" {
+		n++
+	}
+	if sc.TagName != "" {
+		n++
+	}
+	return n == 1
+}
+
+// Matches reports whether the scope covers a stack with this ID, project and tags.
+func (sc Scope) Matches(stackID int64, project string, tags map[string]string) bool {
+	switch {
+	case sc.StackID != 0:
+		return sc.StackID == stackID
+	case sc.Project != "":
+		return sc.Project == project
+	case sc.TagName != "":
+		v, ok := tags[sc.TagName]
+		return ok && v == sc.TagValue
+	}
+	return false
+}
+
+func (sc Scope) String() string {
+	switch {
+	case sc.StackID != 0 && sc.StackRef != nil:
+		return "stack " + sc.StackRef.Project + "/" + sc.StackRef.Stack
+	case sc.StackID != 0:
+		return "stack #" + itoa(sc.StackID)
+	case sc.Project != "":
+		return "project " + sc.Project
+	case sc.TagName != "":
+		return "tag " + sc.TagName + "=" + sc.TagValue
+	}
+	return "nothing"
+}
+
+// Key is a canonical string form of the scope, unique per scope (for storage).
+func (sc Scope) Key() string {
+	switch {
+	case sc.StackID != 0:
+		return "stack:" + itoa(sc.StackID)
+	case sc.Project != "":
+		return "project:" + sc.Project
+	case sc.TagName != "":
+		return "tag:" + sc.TagName + "=" + sc.TagValue
+	}
+	return ""
+}
+
+// Grant gives a team a permission on a scope.
+type Grant struct {
+	ID         int64
+	TeamID     int64
+	TeamName   string
+	Scope      Scope
+	Permission Permission
+	// Decrypt gives a read grant the right to decrypt secrets (write and admin include it).
+	Decrypt bool
+	Created time.Time
+}
+
+// Protection marks a scope as protected: changes only through pipeline credentials.
+type Protection struct {
+	ID        int64
+	OrgID     int64
+	Scope     Scope
+	CreatedBy string
+	Created   time.Time
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

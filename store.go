@@ -1,0 +1,202 @@
+package gatehouse
+
+import (
+	"context"
+	"time"
+)
+
+// Store is the storage interface every engine implements (store/sqlite, store/postgres) and
+// the conformance suite in store/storetest checks. All access goes through transactions:
+// Update runs a read-write transaction, View a read-only one. A function passed to Update
+// may be run more than once (when the engine retries a serialization failure), so it must
+// not have side effects outside the transaction.
+type Store interface {
+	Update(ctx context.Context, fn func(Tx) error) error
+	View(ctx context.Context, fn func(Tx) error) error
+	// TouchTokens records last-used facts for many tokens at once (batched off the request path).
+	TouchTokens(ctx context.Context, uses []TokenUse) error
+	Ping(ctx context.Context) error
+	Close() error
+	// Engine names the engine, e.g. "sqlite" or "postgres".
+	Engine() string
+}
+
+// TokenUse is a token's last-use facts.
+type TokenUse struct {
+	TokenID string
+	At      time.Time
+	IP      string
+	Agent   string
+}
+
+// Tx is a storage transaction. Methods return *Error values with ENOTFOUND, ECONFLICT
+// or EINVALID codes where the caller can act on them.
+type Tx interface {
+	// Now is the transaction's clock reading, taken once at its start.
+	Now() time.Time
+
+	GetMeta(key string) ([]byte, error) // ENOTFOUND when unset
+	SetMeta(key string, value []byte) error
+
+	// Organizations, users and membership.
+	CreateOrg(o *Org) error // ECONFLICT when the name is taken; sets ID and Created
+	GetOrg(id int64) (*Org, error)
+	GetOrgByName(name string) (*Org, error)
+	ListOrgs() ([]Org, error)
+	UpdateOrgSettings(orgID int64, s OrgSettings) error
+	CreateUser(u *User) error // ECONFLICT when the name is taken
+	GetUser(id int64) (*User, error)
+	GetUserByName(name string) (*User, error)
+	CountUsers() (int, error)
+	PutMember(orgID, userID int64, role Role) error // adds or changes the role
+	GetMember(orgID, userID int64) (*Member, error)
+	ListMembers(orgID int64) ([]Member, error)
+	RemoveMember(orgID, userID int64) error
+	// ListUserOrgs returns the organizations the user is a member of, with the role.
+	ListUserOrgs(userID int64) ([]OrgMembership, error)
+
+	// Teams, their members and grants.
+	CreateTeam(t *Team) error // ECONFLICT when the name is taken in the organization
+	GetTeam(id int64) (*Team, error)
+	GetTeamByName(orgID int64, name string) (*Team, error)
+	ListTeams(orgID int64) ([]Team, error)
+	UpdateTeam(t *Team) error // display name and description
+	DeleteTeam(id int64) error
+	PutTeamMember(teamID, userID int64, role string) error
+	RemoveTeamMember(teamID, userID int64) error
+	ListTeamMembers(teamID int64) ([]TeamMember, error)
+	// PutGrant adds or replaces the team's grant on g.Scope.
+	PutGrant(g *Grant) error
+	DeleteGrant(teamID int64, scope Scope) error
+	ListGrants(teamID int64) ([]Grant, error)
+	// ListUserGrants returns the grants of every team of orgID that userID belongs to.
+	ListUserGrants(orgID, userID int64) ([]Grant, error)
+	// ListStackGrants returns the grants that name the stack directly.
+	ListStackGrants(stackID int64) ([]Grant, error)
+
+	// Protection rules.
+	PutProtection(p *Protection) error // ECONFLICT when the scope is already protected
+	DeleteProtection(orgID int64, scope Scope) error
+	ListProtections(orgID int64) ([]Protection, error)
+
+	// Access tokens. Values are never stored, only digests.
+	CreateToken(t *Token) error // ECONFLICT when the name is taken in its scope (names stay reserved after revocation)
+	GetToken(id string) (*Token, error)
+	GetTokenByDigest(d [32]byte) (*Token, error)
+	ListTokens(f TokenFilter) ([]Token, error)
+	RevokeToken(id string, at time.Time) error
+
+	// Stacks.
+	CreateStack(s *Stack) error // ECONFLICT when it exists; sets ID and Created
+	GetStack(orgID int64, project, name string) (*Stack, error)
+	GetStackByID(id int64) (*Stack, error)
+	ListStacks(f StackFilter) ([]Stack, string, error) // the string is the continuation token, "" on the last page
+	ProjectExists(orgID int64, project string) (bool, error)
+	DeleteStack(id int64) error
+	RenameStack(id int64, project, name string) error // ECONFLICT when the target exists
+	SetStackTags(id int64, tags map[string]string) error
+
+	// Stack data keys (wrapped by the keyring; see package secrets).
+	GetStackKey(stackID int64) ([]byte, error) // ENOTFOUND when none
+	CreateStackKey(stackID int64, wrapped []byte) ([]byte, error)
+	ListStackKeys() ([]StackKey, error)
+	ReplaceStackKey(stackID int64, oldWrapped, newWrapped []byte) error
+
+	// Checkpoints: the stack's state as an UntypedDeployment JSON document, per version.
+	PutCheckpoint(stackID int64, version int, data []byte) error
+	// GetCheckpoint returns the newest checkpoint with a version <= version (version < 0:
+	// the newest of all) and its version; ENOTFOUND when there is none.
+	GetCheckpoint(stackID int64, version int) ([]byte, int, error)
+
+	// Updates.
+	CreateUpdate(u *Update) error
+	GetUpdate(id string) (*Update, error)
+	// GetUpdateByLease finds the update whose lease digest is d (only unfinished updates
+	// have one); the caller checks the lease's expiry.
+	GetUpdateByLease(d [32]byte) (*Update, error)
+	// StartUpdate marks the update running. For a non-dry run it takes the stack's lock
+	// (ECONFLICT when another update holds a live lease), bumps the stack version and
+	// replaces the stack's tags; it returns the version the update produces.
+	StartUpdate(id string, tags map[string]string, lease [32]byte, leaseExpires time.Time, journalVersion int) (int, error)
+	// RenewLease extends the lease of a running update held with lease; EGONE when the
+	// update has ended or the lease is not its current one.
+	RenewLease(id string, lease [32]byte, expires time.Time) error
+	SetUpdateSequence(id string, seq int) error
+	// SetUpdateChanges records the update's resource changes (from the engine's summary event).
+	SetUpdateChanges(id string, changes map[string]int) error
+	// FinishUpdate ends an update with status, releases the stack lock if it holds it and
+	// ends its lease (the lease token then only authenticates an idempotent complete). resourceCount < 0 leaves the stack's count as it is. Finishing
+	// a finished update is a no-op that returns the status it ended with.
+	FinishUpdate(id string, status UpdateStatus, changes map[string]int, resourceCount int) (UpdateStatus, error)
+	ListUpdates(stackID int64, f UpdateFilter) ([]Update, error)
+	AppendEngineEvents(updateID string, events []EngineEvent) error // idempotent per sequence
+	ListEngineEvents(updateID string, afterSeq int, limit int) ([]EngineEvent, error)
+	AppendJournal(updateID string, entries []JournalRecord) error // idempotent per sequence
+	ListJournal(updateID string) ([]JournalRecord, error)
+
+	// Audit log.
+	AppendAudit(e *AuditEvent) error // assigns Seq, PrevHash and Hash
+	ListAudit(f AuditFilter) ([]AuditEvent, error)
+}
+
+// OrgMembership is an organization with the caller's role in it.
+type OrgMembership struct {
+	Org  Org
+	Role Role
+}
+
+// StackKey is a stack's wrapped data key.
+type StackKey struct {
+	StackID int64
+	Wrapped []byte
+}
+
+// TokenFilter selects tokens.
+type TokenFilter struct {
+	Kind           TokenKind
+	UserID         int64
+	OrgID          int64
+	TeamID         int64
+	IncludeRevoked bool
+}
+
+// StackFilter selects stacks for listing. OrgIDs limits the organizations searched (the
+// caller's); an empty list selects nothing.
+type StackFilter struct {
+	OrgIDs            []int64
+	Project           string
+	TagName, TagValue string
+	Continuation      string
+	Limit             int
+}
+
+// UpdateFilter selects updates of a stack, newest first.
+type UpdateFilter struct {
+	IncludeDryRuns bool
+	Page, PageSize int // 1-based page; PageSize 0 = all
+}
+
+// EngineEvent is an engine event of an update, as the CLI sent it (JSON).
+type EngineEvent struct {
+	Seq  int
+	Data []byte
+}
+
+// JournalRecord is a journal entry of an update, as the CLI sent it (JSON).
+type JournalRecord struct {
+	Seq  int64
+	Data []byte
+}
+
+// AuditFilter selects audit events.
+type AuditFilter struct {
+	OrgID     int64 // 0: all organizations (site-wide)
+	Since     time.Time
+	Until     time.Time
+	Action    string
+	ActorName string
+	AfterSeq  int64 // continuation: events with Seq > AfterSeq (ascending) or < BeforeSeq
+	BeforeSeq int64
+	Limit     int
+	Ascending bool
+}

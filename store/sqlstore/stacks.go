@@ -1,0 +1,281 @@
+package sqlstore
+
+import (
+	"encoding/json"
+	"sort"
+	"strconv"
+	"strings"
+
+	gatehouse "github.com/gatehouse-dev/gatehouse"
+)
+
+const stackCols = `s.id, s.org_id, o.name, s.project, s.name, s.tags, s.version, s.active_update, s.resource_count, s.last_update, s.created, s.created_by, s.creator_user_id`
+
+const stackFrom = ` FROM stacks s JOIN orgs o ON o.id = s.org_id`
+
+func scanStack(sc interface{ Scan(...any) error }) (*gatehouse.Stack, error) {
+	var s gatehouse.Stack
+	var tags string
+	var lastUpdate, created int64
+	if err := sc.Scan(&s.ID, &s.OrgID, &s.OrgName, &s.Project, &s.Name, &tags, &s.Version, &s.ActiveUpdate,
+		&s.ResourceCount, &lastUpdate, &created, &s.CreatedBy, &s.CreatorUserID); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(tags), &s.Tags); err != nil {
+		return nil, err
+	}
+	if s.Tags == nil {
+		s.Tags = map[string]string{}
+	}
+	s.LastUpdate = fromNS(lastUpdate)
+	s.Created = fromNS(created)
+	return &s, nil
+}
+
+func (t *tx) CreateStack(s *gatehouse.Stack) error {
+	s.Created = t.now
+	if s.Tags == nil {
+		s.Tags = map[string]string{}
+	}
+	tags, err := json.Marshal(s.Tags)
+	if err != nil {
+		return err
+	}
+	err = t.queryRow(`INSERT INTO stacks (org_id, project, name, tags, created, created_by, creator_user_id) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		s.OrgID, s.Project, s.Name, string(tags), ns(s.Created), s.CreatedBy, s.CreatorUserID).Scan(&s.ID)
+	if err := t.conflictOr(err, "stack '"+s.Ref().String()+"' already exists"); err != nil {
+		return err
+	}
+	return t.writeTagRows(s.ID, s.Tags)
+}
+
+func (t *tx) writeTagRows(stackID int64, tags map[string]string) error {
+	if _, err := t.exec(`DELETE FROM stack_tags WHERE stack_id = ?`, stackID); err != nil {
+		return err
+	}
+	names := make([]string, 0, len(tags))
+	for k := range tags {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		if _, err := t.exec(`INSERT INTO stack_tags (stack_id, name, value) VALUES (?, ?, ?)`, stackID, k, tags[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *tx) GetStack(orgID int64, project, name string) (*gatehouse.Stack, error) {
+	s, err := scanStack(t.queryRow(`SELECT `+stackCols+stackFrom+` WHERE s.org_id = ? AND s.project = ? AND s.name = ?`, orgID, project, name))
+	if err != nil {
+		return nil, one(err, "stack not found")
+	}
+	return s, nil
+}
+
+func (t *tx) GetStackByID(id int64) (*gatehouse.Stack, error) {
+	s, err := scanStack(t.queryRow(`SELECT `+stackCols+stackFrom+` WHERE s.id = ?`, id))
+	if err != nil {
+		return nil, one(err, "stack not found")
+	}
+	return s, nil
+}
+
+func (t *tx) ListStacks(f gatehouse.StackFilter) ([]gatehouse.Stack, string, error) {
+	if len(f.OrgIDs) == 0 {
+		return nil, "", nil
+	}
+	limit := f.Limit
+	if limit <= 0 || limit > 1000 {
+		limit = 1000
+	}
+	var after int64
+	if f.Continuation != "" {
+		v, err := strconv.ParseInt(f.Continuation, 10, 64)
+		if err != nil || v < 0 {
+			return nil, "", gatehouse.Errorf(gatehouse.EINVALID, "invalid continuation token")
+		}
+		after = v
+	}
+	var b strings.Builder
+	args := make([]any, 0, len(f.OrgIDs)+5)
+	b.WriteString(`SELECT ` + stackCols + stackFrom + ` WHERE s.org_id IN (`)
+	for i, id := range f.OrgIDs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("?")
+		args = append(args, id)
+	}
+	b.WriteString(") AND s.id > ?")
+	args = append(args, after)
+	if f.Project != "" {
+		b.WriteString(" AND s.project = ?")
+		args = append(args, f.Project)
+	}
+	if f.TagName != "" {
+		b.WriteString(" AND EXISTS (SELECT 1 FROM stack_tags g WHERE g.stack_id = s.id AND g.name = ?")
+		args = append(args, f.TagName)
+		if f.TagValue != "" {
+			b.WriteString(" AND g.value = ?")
+			args = append(args, f.TagValue)
+		}
+		b.WriteString(")")
+	}
+	b.WriteString(" ORDER BY s.id LIMIT ?")
+	args = append(args, limit+1)
+	rows, err := t.query(b.String(), args...)
+	if err != nil {
+		return nil, "", err
+	}
+	defer rows.Close()
+	var out []gatehouse.Stack
+	for rows.Next() {
+		s, err := scanStack(rows)
+		if err != nil {
+			return nil, "", dbErr(err)
+		}
+		out = append(out, *s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", dbErr(err)
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		next = strconv.FormatInt(out[limit-1].ID, 10)
+	}
+	return out, next, nil
+}
+
+func (t *tx) ProjectExists(orgID int64, project string) (bool, error) {
+	var n int
+	err := t.queryRow(`SELECT COUNT(*) FROM stacks WHERE org_id = ? AND project = ?`, orgID, project).Scan(&n)
+	return n > 0, dbErr(err)
+}
+
+func (t *tx) DeleteStack(id int64) error {
+	// Children go explicitly (not only by ON DELETE CASCADE) so that no engine setting can
+	// leave orphans behind.
+	for _, q := range []string{
+		`DELETE FROM engine_events WHERE update_id IN (SELECT id FROM updates WHERE stack_id = ?)`,
+		`DELETE FROM journal_entries WHERE update_id IN (SELECT id FROM updates WHERE stack_id = ?)`,
+		`DELETE FROM updates WHERE stack_id = ?`,
+		`DELETE FROM checkpoints WHERE stack_id = ?`,
+		`DELETE FROM stack_tags WHERE stack_id = ?`,
+		`DELETE FROM stack_keys WHERE stack_id = ?`,
+		`DELETE FROM grants WHERE stack_id = ?`,
+		`DELETE FROM protections WHERE stack_id = ?`,
+	} {
+		if _, err := t.exec(q, id); err != nil {
+			return err
+		}
+	}
+	r, err := t.exec(`DELETE FROM stacks WHERE id = ?`, id)
+	if err != nil {
+		return err
+	}
+	if affected(r) == 0 {
+		return gatehouse.Errorf(gatehouse.ENOTFOUND, "stack not found")
+	}
+	return nil
+}
+
+func (t *tx) RenameStack(id int64, project, name string) error {
+	r, err := t.exec(`UPDATE stacks SET project = ?, name = ? WHERE id = ?`, project, name, id)
+	if err := t.conflictOr(err, "stack '"+project+"/"+name+"' already exists"); err != nil {
+		return err
+	}
+	if affected(r) == 0 {
+		return gatehouse.Errorf(gatehouse.ENOTFOUND, "stack not found")
+	}
+	return nil
+}
+
+func (t *tx) SetStackTags(id int64, tags map[string]string) error {
+	if tags == nil {
+		tags = map[string]string{}
+	}
+	b, err := json.Marshal(tags)
+	if err != nil {
+		return err
+	}
+	r, err := t.exec(`UPDATE stacks SET tags = ? WHERE id = ?`, string(b), id)
+	if err != nil {
+		return err
+	}
+	if affected(r) == 0 {
+		return gatehouse.Errorf(gatehouse.ENOTFOUND, "stack not found")
+	}
+	return t.writeTagRows(id, tags)
+}
+
+// --- stack keys ---
+
+func (t *tx) GetStackKey(stackID int64) ([]byte, error) {
+	var w []byte
+	if err := t.queryRow(`SELECT wrapped FROM stack_keys WHERE stack_id = ?`, stackID).Scan(&w); err != nil {
+		return nil, one(err, "no data key for the stack")
+	}
+	return w, nil
+}
+
+func (t *tx) CreateStackKey(stackID int64, wrapped []byte) ([]byte, error) {
+	if _, err := t.exec(`INSERT INTO stack_keys (stack_id, wrapped) VALUES (?, ?) ON CONFLICT (stack_id) DO NOTHING`, stackID, wrapped); err != nil {
+		return nil, err
+	}
+	return t.GetStackKey(stackID)
+}
+
+func (t *tx) ListStackKeys() ([]gatehouse.StackKey, error) {
+	rows, err := t.query(`SELECT stack_id, wrapped FROM stack_keys ORDER BY stack_id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []gatehouse.StackKey
+	for rows.Next() {
+		var k gatehouse.StackKey
+		if err := rows.Scan(&k.StackID, &k.Wrapped); err != nil {
+			return nil, dbErr(err)
+		}
+		out = append(out, k)
+	}
+	return out, dbErr(rows.Err())
+}
+
+func (t *tx) ReplaceStackKey(stackID int64, oldWrapped, newWrapped []byte) error {
+	r, err := t.exec(`UPDATE stack_keys SET wrapped = ? WHERE stack_id = ? AND wrapped = ?`, newWrapped, stackID, oldWrapped)
+	if err != nil {
+		return err
+	}
+	if affected(r) == 0 {
+		return gatehouse.Errorf(gatehouse.ECONFLICT, "the stack's data key changed during rotation")
+	}
+	return nil
+}
+
+// --- checkpoints ---
+
+func (t *tx) PutCheckpoint(stackID int64, version int, data []byte) error {
+	_, err := t.exec(`INSERT INTO checkpoints (stack_id, version, data, created) VALUES (?, ?, ?, ?)
+		ON CONFLICT (stack_id, version) DO UPDATE SET data = excluded.data, created = excluded.created`,
+		stackID, version, data, ns(t.now))
+	return err
+}
+
+func (t *tx) GetCheckpoint(stackID int64, version int) ([]byte, int, error) {
+	var data []byte
+	var v int
+	var err error
+	if version < 0 {
+		err = t.queryRow(`SELECT data, version FROM checkpoints WHERE stack_id = ? ORDER BY version DESC LIMIT 1`, stackID).Scan(&data, &v)
+	} else {
+		err = t.queryRow(`SELECT data, version FROM checkpoints WHERE stack_id = ? AND version <= ? ORDER BY version DESC LIMIT 1`, stackID, version).Scan(&data, &v)
+	}
+	if err != nil {
+		return nil, 0, one(err, "no checkpoint")
+	}
+	return data, v, nil
+}
