@@ -134,9 +134,17 @@ type Tx interface {
 	AppendJournal(updateID string, entries []JournalRecord) error // idempotent per sequence
 	ListJournal(updateID string) ([]JournalRecord, error)
 
+	// Rate limits on failed authentication, shared by every process.
+	// RecordAuthFailure counts a failure for key in a fixed window and returns the count
+	// and the window's start.
+	RecordAuthFailure(key string, window time.Duration) (int, time.Time, error)
+	// AuthFailures returns the count of key's current window (0 when none).
+	AuthFailures(key string, window time.Duration) (int, time.Time, error)
+
 	// Audit log.
 	AppendAudit(e *AuditEvent) error // assigns Seq, PrevHash and Hash
 	ListAudit(f AuditFilter) ([]AuditEvent, error)
+	OIDCTx
 }
 
 // OrgMembership is an organization with the caller's role in it.

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -70,6 +71,9 @@ const canaryKey = "keyring_canary"
 // first start stores a canary, every later start must unwrap it. A wrong or missing key
 // stops the start instead of corrupting data.
 func OpenKeyring(ctx context.Context, cfg Config, store gatehouse.Store) (*secrets.Keyring, error) {
+	// A KMS or Vault that does not answer must not hang the start forever.
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	kr, err := secrets.OpenKeyring(ctx, cfg.Keyring, cfg.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("keyring: %w", err)
@@ -93,7 +97,7 @@ func OpenKeyring(ctx context.Context, cfg Config, store gatehouse.Store) (*secre
 	if canary != nil {
 		if err := kr.VerifyCanary(ctx, canary); err != nil {
 			kr.Close()
-			return nil, fmt.Errorf("keyring %s is not the key this data was encrypted with (%w); refusing to start. Point --keyring at the right key, or restore the key file", kr.Describe(), err)
+			return nil, fmt.Errorf("%w; refusing to start: point --keyring at the key this data was encrypted with, or restore the key file", err)
 		}
 		return kr, nil
 	}

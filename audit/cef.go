@@ -112,7 +112,8 @@ func appendCEF(b []byte, host string, e *gatehouse.AuditEvent) []byte {
 		action = "unknown"
 	}
 	b = appendCEFHeader(b, action, cefMaxClassID)
-	b = appendCEFHeader(b, Describe(e), cefMaxName)
+	var dbuf [256]byte
+	b = appendCEFHeader(b, appendDescribe(dbuf[:0], e), cefMaxName)
 	b = strconv.AppendInt(b, int64(cefSeverity(e.Outcome)), 10)
 	b = append(b, '|')
 
@@ -135,8 +136,11 @@ func appendCEF(b []byte, host string, e *gatehouse.AuditEvent) []byte {
 			x.labeled("cs5", "details", string(d))
 		}
 	}
-	if len(e.Hash) > 0 {
-		x.labeled("cs6", "eventHash", hex.EncodeToString(e.Hash))
+	if len(e.Hash) > 0 && len(e.Hash) <= 64 {
+		var hbuf [128]byte
+		n := hex.Encode(hbuf[:], e.Hash)
+		x.add("cs6Label", "eventHash")
+		x.addBytes("cs6", hbuf[:n])
 	}
 	x.add("cn1Label", "seq")
 	x.addInt("cn1", e.Seq)
@@ -157,7 +161,7 @@ func appendCEF(b []byte, host string, e *gatehouse.AuditEvent) []byte {
 }
 
 // appendCEFHeader appends a header field (escaped, one line, cut to max bytes) and '|'.
-func appendCEFHeader(b []byte, s string, max int) []byte {
+func appendCEFHeader[T string | []byte](b []byte, s T, max int) []byte {
 	if len(s) > max {
 		for max > 0 && !utf8.RuneStart(s[max]) {
 			max--
@@ -185,32 +189,47 @@ type cefExt struct {
 }
 
 func (x *cefExt) add(key, value string) {
-	if value == "" {
-		return
-	}
-	if x.n > 0 {
-		x.b = append(x.b, ' ')
-	}
-	x.n++
-	x.b = append(x.b, key...)
-	x.b = append(x.b, '=')
-	for i := 0; i < len(value); i++ {
-		switch c := value[i]; c {
-		case '\\':
-			x.b = append(x.b, '\\', '\\')
-		case '=':
-			x.b = append(x.b, '\\', '=')
-		case '\n':
-			x.b = append(x.b, '\\', 'n')
-		case '\r':
-			x.b = append(x.b, '\\', 'r')
-		default:
-			x.b = append(x.b, c)
-		}
+	if value != "" {
+		x.b = appendCEFPair(x.b, x.n > 0, key, value)
+		x.n++
 	}
 }
 
-func (x *cefExt) addInt(key string, v int64) { x.add(key, strconv.FormatInt(v, 10)) }
+func (x *cefExt) addBytes(key string, value []byte) {
+	if len(value) > 0 {
+		x.b = appendCEFPair(x.b, x.n > 0, key, value)
+		x.n++
+	}
+}
+
+func (x *cefExt) addInt(key string, v int64) {
+	var buf [20]byte
+	x.addBytes(key, strconv.AppendInt(buf[:0], v, 10))
+}
+
+// appendCEFPair appends " key=value" (no space first), escaping the value.
+func appendCEFPair[T string | []byte](b []byte, space bool, key string, value T) []byte {
+	if space {
+		b = append(b, ' ')
+	}
+	b = append(b, key...)
+	b = append(b, '=')
+	for i := 0; i < len(value); i++ {
+		switch c := value[i]; c {
+		case '\\':
+			b = append(b, '\\', '\\')
+		case '=':
+			b = append(b, '\\', '=')
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		default:
+			b = append(b, c)
+		}
+	}
+	return b
+}
 
 func (x *cefExt) labeled(key, label, value string) {
 	if value == "" {

@@ -3,6 +3,7 @@ package audit
 import (
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 )
@@ -22,16 +23,17 @@ const (
 //
 // Actor and target are quoted (Go syntax); control characters in the reason become spaces,
 // so the description never spans lines.
-func Describe(e *gatehouse.AuditEvent) string {
-	var b strings.Builder
+func Describe(e *gatehouse.AuditEvent) string { return string(appendDescribe(nil, e)) }
+
+func appendDescribe(b []byte, e *gatehouse.AuditEvent) []byte {
 	kind := e.ActorKind
 	if kind == "" {
 		kind = "actor"
 	}
-	b.WriteString(kind)
+	b = append(b, kind...)
 	if e.ActorName != "" {
-		b.WriteByte(' ')
-		b.WriteString(strconv.Quote(e.ActorName))
+		b = append(b, ' ')
+		b = strconv.AppendQuote(b, e.ActorName)
 	}
 	action := e.Action
 	if action == "" {
@@ -39,43 +41,34 @@ func Describe(e *gatehouse.AuditEvent) string {
 	}
 	switch e.Outcome {
 	case gatehouse.OutcomeSuccess:
-		b.WriteString(" performed ")
-		b.WriteString(action)
+		b = append(b, " performed "...)
 	case gatehouse.OutcomeDenied:
-		b.WriteString(" was denied ")
-		b.WriteString(action)
+		b = append(b, " was denied "...)
 	case gatehouse.OutcomeFailure:
-		b.WriteString(" failed ")
-		b.WriteString(action)
+		b = append(b, " failed "...)
 	default:
-		b.WriteString(" attempted ")
-		b.WriteString(action)
-		if e.Outcome != "" {
-			b.WriteString(" (" + strconv.Quote(e.Outcome) + ")")
-		}
+		b = append(b, " attempted "...)
+	}
+	b = append(b, action...)
+	if e.Outcome != gatehouse.OutcomeSuccess && e.Outcome != gatehouse.OutcomeDenied && e.Outcome != gatehouse.OutcomeFailure && e.Outcome != "" {
+		b = append(b, " ("...)
+		b = strconv.AppendQuote(b, e.Outcome)
+		b = append(b, ')')
 	}
 	if e.Target != "" {
-		b.WriteString(" on ")
-		b.WriteString(strconv.Quote(e.Target))
+		b = append(b, " on "...)
+		b = strconv.AppendQuote(b, e.Target)
 	}
 	if e.Reason != "" {
-		b.WriteString(": ")
-		b.WriteString(oneLine(e.Reason))
-	}
-	return b.String()
-}
-
-// oneLine replaces control characters (including CR and LF) with spaces.
-func oneLine(s string) string {
-	if strings.IndexFunc(s, isControl) < 0 {
-		return s
-	}
-	return strings.Map(func(r rune) rune {
-		if isControl(r) {
-			return ' '
+		b = append(b, ": "...)
+		for _, r := range e.Reason {
+			if isControl(r) {
+				r = ' '
+			}
+			b = utf8.AppendRune(b, r)
 		}
-		return r
-	}, s)
+	}
+	return b
 }
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }

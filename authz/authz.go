@@ -5,6 +5,7 @@ package authz
 
 import (
 	"fmt"
+	"time"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 )
@@ -146,6 +147,8 @@ type Facts struct {
 	Grants []gatehouse.Grant
 	// Protections are the scopes of the organization's protection rules.
 	Protections []gatehouse.Scope
+	// Now is the time of the request (token lifetime policy).
+	Now time.Time
 }
 
 // Resource is what the action is performed on. Org is set for every organization-scoped
@@ -217,6 +220,12 @@ func Decide(sub *Subject, action Action, res Resource, f Facts) Decision {
 	if sub.Kind == UserKind && role == "" {
 		return hide("not a member of organization " + res.Org.Name)
 	}
+	if d, ok := tokenPolicy(sub, res.Org, f.Now); !ok {
+		return d
+	}
+	if (action == OrgTokenWrite || action == OrgTokenRead) && sub.Kind != UserKind {
+		return deny("tokens are managed by people, not by other tokens")
+	}
 	if need, ok := orgActions[action]; ok {
 		return decideOrg(sub, action, need, role)
 	}
@@ -230,6 +239,20 @@ func Decide(sub *Subject, action Action, res Resource, f Facts) Decision {
 		return decideStack(sub, action, res, f)
 	}
 	return deny("unknown action %q", action)
+}
+
+// tokenPolicy enforces the organization's maximum token lifetime on every request: a token
+// that never expires, or outlives the limit, is refused in that organization.
+func tokenPolicy(sub *Subject, org *gatehouse.Org, now time.Time) (Decision, bool) {
+	maxDays := org.Settings.MaxTokenLifetimeDays
+	if maxDays <= 0 || sub.Token == nil || now.IsZero() {
+		return Decision{}, true
+	}
+	limit := now.Add(time.Duration(maxDays) * 24 * time.Hour)
+	if sub.Token.Expires.IsZero() || sub.Token.Expires.After(limit) {
+		return deny("organization %s allows only tokens that expire within %d days; this token (%s) does not: create a new one", org.Name, maxDays, sub.Token.Name), false
+	}
+	return Decision{}, true
 }
 
 func decideLease(sub *Subject, action Action, res Resource) Decision {

@@ -181,6 +181,17 @@ func (s *Server) resolve(rq *Request) error {
 			rq.Stack = st
 			rq.event.Target = st.Ref().String()
 		}
+		if name := rq.PathValue("team"); name != "" && rq.Org != nil {
+			team, err := tx.GetTeamByName(rq.Org.ID, name)
+			if err != nil {
+				if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+					return notFound(rq, err)
+				}
+				return err
+			}
+			rq.Team = team
+			rq.event.Target = rq.Org.Name + "/teams/" + team.Name
+		}
 		if updateID != "" {
 			u, err := tx.GetUpdate(updateID)
 			if err != nil || rq.Stack == nil || u.StackID != rq.Stack.ID {
@@ -206,20 +217,16 @@ func (s *Server) resolve(rq *Request) error {
 
 // notFound answers a missing organization, stack or update. The answer does not depend on
 // whether the caller may see the organization: both are 404 with the same message.
-func notFound(rq *Request, err error) error {
-	msg := gatehouse.ErrorMessage(err)
-	if rq.PathValue("stack") != "" && rq.PathValue("updateID") == "" {
-		msg = rq.notFoundMessage()
-	}
+func notFound(rq *Request, _ error) error {
 	if rq.Subject.Kind == authz.Anonymous {
 		return gatehouse.Errorf(gatehouse.EUNAUTHORIZED, "No credentials provided or are invalid.")
 	}
-	return gatehouse.Errorf(gatehouse.ENOTFOUND, "%s", msg)
+	return gatehouse.Errorf(gatehouse.ENOTFOUND, "%s", rq.notFoundMessage())
 }
 
 // loadFacts loads what Decide needs about the subject in org.
 func loadFacts(tx gatehouse.Tx, sub *authz.Subject, org *gatehouse.Org) (authz.Facts, error) {
-	var f authz.Facts
+	f := authz.Facts{Now: tx.Now()}
 	switch sub.Kind {
 	case authz.UserKind:
 		m, err := tx.GetMember(org.ID, sub.User.ID)

@@ -47,6 +47,46 @@ func (s *Server) registerRoutes() {
 	s.handle(post, stackPath+"/decrypt/log-decryption", authz.StackDecrypt, s.logDecryption)
 	s.handle(post, stackPath+"/decrypt/log-batch-decryption", authz.StackDecrypt, s.logDecryption)
 
+	// Stack access.
+	s.handle(get, stackPath+"/teams", authz.StackAccess, s.stackTeams)
+	s.handle(get, stackPath+"/access", authz.StackAccess, s.stackAccess)
+
+	// Organizations, members, users.
+	s.handle(post, "/api/orgs", authz.SiteOrgCreate, s.createOrg)
+	s.handle(get, "/api/orgs/{org}", authz.OrgRead, s.getOrg)
+	s.handle(patch, "/api/orgs/{org}", authz.OrgUpdate, s.updateOrgSettings)
+	s.handle(get, "/api/orgs/{org}/members", authz.OrgMemberRead, s.listMembers)
+	s.handle(post, "/api/orgs/{org}/members/{user}", authz.OrgMemberWrite, s.putMember(false))
+	s.handle(patch, "/api/orgs/{org}/members/{user}", authz.OrgMemberWrite, s.putMember(true))
+	s.handle(del, "/api/orgs/{org}/members/{user}", authz.OrgMemberWrite, s.removeMember)
+	s.handle(post, "/api/orgs/{org}/users", authz.OrgMemberWrite, s.createUser)
+
+	// Teams and their grants.
+	s.handle(get, "/api/orgs/{org}/teams", authz.OrgTeamRead, s.listTeams)
+	s.handle(post, "/api/orgs/{org}/teams/pulumi", authz.OrgTeamWrite, s.createTeam)
+	s.handle(get, "/api/orgs/{org}/teams/{team}", authz.OrgTeamRead, s.getTeam)
+	s.handle(patch, "/api/orgs/{org}/teams/{team}", authz.OrgTeamWrite, s.updateTeam)
+	s.handle(del, "/api/orgs/{org}/teams/{team}", authz.OrgTeamWrite, s.deleteTeam)
+
+	// Protection rules.
+	s.handle(get, "/api/orgs/{org}/protections", authz.OrgRead, s.listProtections)
+	s.handle(post, "/api/orgs/{org}/protections", authz.OrgProtect, s.changeProtection(true))
+	s.handle(del, "/api/orgs/{org}/protections", authz.OrgProtect, s.changeProtection(false))
+
+	// Access tokens: personal, organization, team.
+	s.handle(get, "/api/user/tokens", authz.UserTokens, s.listTokens)
+	s.handle(post, "/api/user/tokens", authz.UserTokens, s.createToken)
+	s.handle(del, "/api/user/tokens/{tokenID}", authz.UserTokens, s.revokeToken)
+	s.handle(post, "/api/user/tokens/{tokenID}/rotate", authz.UserTokens, s.rotateToken)
+	s.handle(get, "/api/orgs/{org}/tokens", authz.OrgTokenRead, s.listTokens)
+	s.handle(post, "/api/orgs/{org}/tokens", authz.OrgTokenWrite, s.createToken)
+	s.handle(del, "/api/orgs/{org}/tokens/{tokenID}", authz.OrgTokenWrite, s.revokeToken)
+	s.handle(post, "/api/orgs/{org}/tokens/{tokenID}/rotate", authz.OrgTokenWrite, s.rotateToken)
+	s.handle(get, "/api/orgs/{org}/teams/{team}/tokens", authz.OrgTokenRead, s.listTokens)
+	s.handle(post, "/api/orgs/{org}/teams/{team}/tokens", authz.OrgTokenWrite, s.createToken)
+	s.handle(del, "/api/orgs/{org}/teams/{team}/tokens/{tokenID}", authz.OrgTokenWrite, s.revokeToken)
+	s.handle(post, "/api/orgs/{org}/teams/{team}/tokens/{tokenID}/rotate", authz.OrgTokenWrite, s.rotateToken)
+
 	// Updates: created per kind; a real run is refined to stack:update (or import) in the handler.
 	for _, kind := range []gatehouse.UpdateKind{gatehouse.KindUpdate, gatehouse.KindPreview, gatehouse.KindRefresh, gatehouse.KindDestroy} {
 		s.handle(post, stackPath+"/"+string(kind), authz.StackPreview, s.createUpdate(kind))

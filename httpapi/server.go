@@ -40,6 +40,10 @@ type Config struct {
 	JournalVersion int
 	// DeltaCheckpoints advertises the delta checkpoint protocol with this cutoff in bytes (0 = off).
 	DeltaCheckpointCutoff int
+	// AuthFailureLimit is how many failed authentications a source address may make per
+	// AuthFailureWindow before it gets 429 (0: no limit).
+	AuthFailureLimit  int
+	AuthFailureWindow time.Duration
 	// StackPageSize is the page size of stack listings (default 500).
 	StackPageSize int
 	// TrustedProxies are the networks whose X-Forwarded-For header is believed.
@@ -51,8 +55,10 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		MaxBodyBytes:  512 << 20,
-		LeaseDuration: 5 * time.Minute,
+		MaxBodyBytes:      512 << 20,
+		LeaseDuration:     5 * time.Minute,
+		AuthFailureLimit:  30,
+		AuthFailureWindow: 5 * time.Minute,
 		Now:           time.Now,
 	}
 }
@@ -67,6 +73,7 @@ type Server struct {
 	routes  []*Route
 	metrics *metrics
 	touch   *toucher
+	limiter *authLimiter
 }
 
 // New builds the server. reg may be nil (no metrics registered).
@@ -85,6 +92,11 @@ func New(store gatehouse.Store, sm *secrets.Manager, log *slog.Logger, reg prome
 	}
 	s := &Server{store: store, secrets: sm, log: log, cfg: cfg, mux: http.NewServeMux(), metrics: newMetrics(reg)}
 	s.touch = newToucher(store, log)
+	if cfg.AuthFailureWindow <= 0 {
+		cfg.AuthFailureWindow = 5 * time.Minute
+		s.cfg.AuthFailureWindow = cfg.AuthFailureWindow
+	}
+	s.limiter = newAuthLimiter(cfg.AuthFailureLimit, cfg.AuthFailureWindow)
 	s.registerRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, gatehouse.Errorf(gatehouse.ENOTFOUND, "no such route: %s %s", r.Method, r.URL.Path))
@@ -150,6 +162,7 @@ type Request struct {
 	Org     *gatehouse.Org
 	Stack   *gatehouse.Stack
 	Update  *gatehouse.Update
+	Team    *gatehouse.Team
 	facts   authz.Facts
 	// LeaseToken is the plaintext lease token of a lease call (to hand it back on renewal).
 	LeaseToken string
@@ -200,11 +213,26 @@ func (s *Server) run(rq *Request) (res any, err error) {
 		}
 	}()
 	rt := rq.route
+	if rt.Auth != AuthNone {
+		if err := s.limiter.check(rq.event.SourceIP, s.cfg.Now()); err != nil {
+			rq.event.Action = "auth:rate-limited"
+			rq.fail(gatehouse.OutcomeDenied, err)
+			return nil, err
+		}
+	}
 	if err := s.authenticate(rq); err != nil {
+		if gatehouse.IsCode(err, gatehouse.EUNAUTHORIZED) {
+			if lerr := s.limiter.failed(rq.Context(), s.store, rq.event.SourceIP, s.cfg.Now()); lerr != nil {
+				err = lerr
+			}
+		}
 		rq.fail(gatehouse.OutcomeFailure, err)
 		return nil, err
 	}
 	if err := s.resolve(rq); err != nil {
+		if gatehouse.IsCode(err, gatehouse.ENOTFOUND) || gatehouse.IsCode(err, gatehouse.EUNAUTHORIZED) {
+			rq.fail(gatehouse.OutcomeFailure, err) // probing for names is worth a record too
+		}
 		return nil, err
 	}
 	if err := rq.Authorize(rt.Action); err != nil {
@@ -252,11 +280,22 @@ func (rq *Request) authorize(action authz.Action, res authz.Resource) error {
 	return err
 }
 
+// notFoundMessage is the 404 message of a request. It depends only on the path, never on
+// what exists, so that a caller cannot tell a hidden resource from a missing one.
 func (rq *Request) notFoundMessage() string {
-	if rq.PathValue("stack") != "" {
+	switch {
+	case rq.PathValue("updateID") != "":
+		return "Update '" + rq.PathValue("updateID") + "' not found"
+	case rq.PathValue("stack") != "":
 		return "Stack '" + rq.PathValue("org") + "/" + rq.PathValue("project") + "/" + rq.PathValue("stack") + "' not found"
+	case rq.PathValue("team") != "":
+		return "Team '" + rq.PathValue("team") + "' not found"
+	case rq.PathValue("user") != "":
+		return "User '" + rq.PathValue("user") + "' not found"
+	case rq.PathValue("org") != "":
+		return "Organization '" + rq.PathValue("org") + "' not found"
 	}
-	return "not found"
+	return "Not found"
 }
 
 // fail records a failed or denied call (best effort: the call fails anyway).

@@ -6,7 +6,11 @@ import (
 
 	vault "github.com/hashicorp/vault/api"
 
-	// Register hashivault:// on gocloud.dev/secrets' default URL mux.
+	// Register awskms://, azurekeyvault://, gcpkms:// and hashivault:// on
+	// gocloud.dev/secrets' default URL mux.
+	_ "gocloud.dev/secrets/awskms"
+	_ "gocloud.dev/secrets/azurekeyvault"
+	_ "gocloud.dev/secrets/gcpkms"
 	_ "gocloud.dev/secrets/hashivault"
 )
 

@@ -82,7 +82,7 @@ func OpenKeyring(ctx context.Context, url, dataDir string) (*Keyring, error) {
 		return nil, fmt.Errorf("%w: %q; supported schemes: %s", ErrUnsupportedScheme, scheme, supportedSchemes())
 	}
 	if !gcsecrets.DefaultURLMux().ValidKeeperScheme(scheme) {
-		return nil, fmt.Errorf("%w: %s:// is not compiled into this binary (%s)", ErrUnsupportedScheme, scheme, missingDriverHint)
+		return nil, fmt.Errorf("%w: no driver for %s:// is registered in this binary", ErrUnsupportedScheme, scheme)
 	}
 	u, err := neturl.Parse(url)
 	if err != nil {

@@ -32,7 +32,7 @@ type Options struct {
 var Dialect = &sqlstore.Dialect{
 	Name: "sqlite",
 	Types: map[string]string{
-		"ID":     "INTEGER PRIMARY KEY",
+		"ID":     "INTEGER PRIMARY KEY AUTOINCREMENT", // never reuse IDs: a stack ID is bound into its secrets
 		"BLOB":   "BLOB",
 		"BIGINT": "INTEGER",
 		"TEXT":   "TEXT",

@@ -315,3 +315,5 @@ func (t *tx) ListUserOrgs(userID int64) ([]gatehouse.OrgMembership, error) {
 	}
 	return out, dbErr(rows.Err())
 }
+
+func isNotFound(err error) bool { return gatehouse.IsCode(err, gatehouse.ENOTFOUND) }

@@ -1,0 +1,797 @@
+package httpapi
+
+import (
+	"strconv"
+	"strings"
+
+	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/authz"
+	"github.com/gatehouse-dev/gatehouse/token"
+)
+
+// The administration API: organizations, members, users, teams, grants, protection rules
+// and stack access listings. Paths and shapes follow Pulumi Cloud's REST API where it has
+// one; Gatehouse's additions (tag and project grants, decrypt rights, protection rules,
+// user creation) extend those shapes.
+
+// Pulumi Cloud's numeric stack permissions.
+var pulumiPerm = map[gatehouse.Permission]int{gatehouse.PermNone: 0, gatehouse.PermRead: 101, gatehouse.PermWrite: 102, gatehouse.PermAdmin: 103}
+
+func permFromPulumi(n int) (gatehouse.Permission, error) {
+	switch n {
+	case 0:
+		return gatehouse.PermNone, nil
+	case 101:
+		return gatehouse.PermRead, nil
+	case 102:
+		return gatehouse.PermWrite, nil
+	case 103, 104:
+		return gatehouse.PermAdmin, nil
+	}
+	return 0, gatehouse.Errorf(gatehouse.EINVALID, "invalid stack permission %d (0 none, 101 read, 102 write, 103 admin)", n)
+}
+
+// permission is a permission given either as Pulumi's number or as a name.
+type permission struct {
+	gatehouse.Permission
+}
+
+func (p *permission) UnmarshalJSON(b []byte) error {
+	s := strings.Trim(string(b), `"`)
+	if n, err := strconv.Atoi(s); err == nil {
+		v, err := permFromPulumi(n)
+		p.Permission = v
+		return err
+	}
+	v, err := gatehouse.ParsePermission(s)
+	p.Permission = v
+	return err
+}
+
+type orgJSON struct {
+	Name                     string `json:"name"`
+	GitHubLogin              string `json:"githubLogin"`
+	Kind                     string `json:"kind"`
+	DefaultStackPermission   int    `json:"defaultStackPermission"`
+	MembersCanCreateStacks   bool   `json:"membersCanCreateStacks"`
+	MembersCanDeleteStacks   bool   `json:"membersCanDeleteStacks"`
+	MaxAccessTokenExpiryDays int    `json:"maxAccessTokenExpiryDays"`
+	UserRole                 string `json:"userRole,omitempty"`
+	Created                  string `json:"created"`
+}
+
+func (rq *Request) orgJSON(o *gatehouse.Org) orgJSON {
+	return orgJSON{
+		Name: o.Name, GitHubLogin: o.Name, Kind: "gatehouse",
+		DefaultStackPermission: pulumiPerm[o.Settings.DefaultStackPermission], MembersCanCreateStacks: o.Settings.MembersCanCreateStacks,
+		MembersCanDeleteStacks: o.Settings.MembersCanDeleteStacks, MaxAccessTokenExpiryDays: o.Settings.MaxTokenLifetimeDays,
+		UserRole: string(rq.facts.Role), Created: o.Created.Format("2006-01-02T15:04:05Z07:00"),
+	}
+}
+
+// createOrg is POST /api/orgs (site administrators): the caller becomes its first admin.
+func (s *Server) createOrg(rq *Request) (any, error) {
+	var req struct {
+		Name string `json:"name"`
+	}
+	if err := rq.decode(&req); err != nil {
+		return nil, err
+	}
+	if err := validOwner("organization", req.Name); err != nil {
+		return nil, err
+	}
+	o := &gatehouse.Org{Name: req.Name, Settings: gatehouse.DefaultOrgSettings()}
+	rq.event.Target = req.Name
+	err := rq.Change(func(tx gatehouse.Tx) error {
+		if err := tx.CreateOrg(o); err != nil {
+			return err
+		}
+		rq.event.OrgID, rq.event.OrgName = o.ID, o.Name
+		return tx.PutMember(o.ID, rq.Subject.User.ID, gatehouse.RoleAdmin)
+	})
+	if err != nil {
+		return nil, err
+	}
+	rq.facts.Role = gatehouse.RoleAdmin
+	return rq.orgJSON(o), nil
+}
+
+func (s *Server) getOrg(rq *Request) (any, error) { return rq.orgJSON(rq.Org), nil }
+
+// updateOrgSettings is PATCH /api/orgs/{org} with Pulumi's set* fields.
+func (s *Server) updateOrgSettings(rq *Request) (any, error) {
+	var req struct {
+		SetDefaultStackPermission   *permission `json:"setDefaultStackPermission"`
+		SetMembersCanCreateStacks   *bool       `json:"setMembersCanCreateStacks"`
+		SetMembersCanDeleteStacks   *bool       `json:"setMembersCanDeleteStacks"`
+		SetMaxAccessTokenExpiryDays *int        `json:"setMaxAccessTokenExpiryDays"`
+	}
+	if err := rq.decode(&req); err != nil {
+		return nil, err
+	}
+	o := *rq.Org
+	st := &o.Settings
+	if p := req.SetDefaultStackPermission; p != nil {
+		st.DefaultStackPermission = p.Permission
+		rq.Detail("defaultStackPermission", p.Permission.String())
+	}
+	if v := req.SetMembersCanCreateStacks; v != nil {
+		st.MembersCanCreateStacks = *v
+		rq.Detail("membersCanCreateStacks", strconv.FormatBool(*v))
+	}
+	if v := req.SetMembersCanDeleteStacks; v != nil {
+		st.MembersCanDeleteStacks = *v
+		rq.Detail("membersCanDeleteStacks", strconv.FormatBool(*v))
+	}
+	if v := req.SetMaxAccessTokenExpiryDays; v != nil {
+		if *v < 0 || *v > 3650 {
+			return nil, gatehouse.Errorf(gatehouse.EINVALID, "maxAccessTokenExpiryDays must be 0 (no limit) to 3650")
+		}
+		st.MaxTokenLifetimeDays = *v
+		rq.Detail("maxAccessTokenExpiryDays", strconv.Itoa(*v))
+	}
+	if err := rq.Change(func(tx gatehouse.Tx) error { return tx.UpdateOrgSettings(o.ID, *st) }); err != nil {
+		return nil, err
+	}
+	return rq.orgJSON(&o), nil
+}
+
+type userJSON struct {
+	Name        string `json:"name"`
+	GitHubLogin string `json:"githubLogin"`
+	AvatarURL   string `json:"avatarUrl"`
+	Email       string `json:"email,omitempty"`
+}
+
+func userOf(u *gatehouse.User) userJSON {
+	return userJSON{Name: u.Name, GitHubLogin: u.Name, Email: u.Email}
+}
+
+type memberJSON struct {
+	Role         string   `json:"role"`
+	User         userJSON `json:"user"`
+	KnownToPulum bool     `json:"knownToPulumi"`
+	Created      string   `json:"created"`
+}
+
+func (s *Server) listMembers(rq *Request) (any, error) {
+	var ms []gatehouse.Member
+	if err := rq.View(func(tx gatehouse.Tx) error {
+		var err error
+		ms, err = tx.ListMembers(rq.Org.ID)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	out := struct {
+		Members []memberJSON `json:"members"`
+	}{Members: []memberJSON{}}
+	for i := range ms {
+		out.Members = append(out.Members, memberJSON{Role: string(ms[i].Role), User: userOf(&ms[i].User), KnownToPulum: true, Created: ms[i].Created.Format("2006-01-02T15:04:05Z07:00")})
+	}
+	return out, nil
+}
+
+func parseRole(s string) (gatehouse.Role, error) {
+	if s == "billingManager" {
+		s = string(gatehouse.RoleBillingManager)
+	}
+	r := gatehouse.Role(s)
+	if s == "" {
+		r = gatehouse.RoleMember
+	}
+	if !r.Valid() {
+		return "", gatehouse.Errorf(gatehouse.EINVALID, "invalid role %q (admin, member or billing-manager)", s)
+	}
+	return r, nil
+}
+
+// putMember adds an existing user (POST) or changes a member's role (PATCH).
+func (s *Server) putMember(mustExist bool) func(*Request) (any, error) {
+	return func(rq *Request) (any, error) {
+		var req struct {
+			Role string `json:"role"`
+		}
+		if err := rq.decode(&req); err != nil {
+			return nil, err
+		}
+		role, err := parseRole(req.Role)
+		if err != nil {
+			return nil, err
+		}
+		name := rq.PathValue("user")
+		rq.event.Target = rq.Org.Name + "/members/" + name
+		rq.Detail("role", string(role))
+		err = rq.Change(func(tx gatehouse.Tx) error {
+			u, err := tx.GetUserByName(name)
+			if err != nil {
+				return err
+			}
+			m, err := tx.GetMember(rq.Org.ID, u.ID)
+			switch {
+			case err == nil && !mustExist:
+				return gatehouse.Errorf(gatehouse.ECONFLICT, "%s is already a member of %s", u.Name, rq.Org.Name)
+			case gatehouse.IsCode(err, gatehouse.ENOTFOUND) && mustExist:
+				return gatehouse.Errorf(gatehouse.ENOTFOUND, "%s is not a member of %s", name, rq.Org.Name)
+			case err != nil && !gatehouse.IsCode(err, gatehouse.ENOTFOUND):
+				return err
+			}
+			if m != nil && m.Role == gatehouse.RoleAdmin && role != gatehouse.RoleAdmin {
+				if err := keepAnAdmin(tx, rq.Org.ID, u.ID); err != nil {
+					return err
+				}
+			}
+			return tx.PutMember(rq.Org.ID, u.ID, role)
+		})
+		return noContent{}, err
+	}
+}
+
+// keepAnAdmin refuses a change that would leave the organization without an admin.
+func keepAnAdmin(tx gatehouse.Tx, orgID, leaving int64) error {
+	ms, err := tx.ListMembers(orgID)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if m.Role == gatehouse.RoleAdmin && m.User.ID != leaving {
+			return nil
+		}
+	}
+	return gatehouse.Errorf(gatehouse.ECONFLICT, "the organization must keep at least one admin")
+}
+
+func (s *Server) removeMember(rq *Request) (any, error) {
+	name := rq.PathValue("user")
+	rq.event.Target = rq.Org.Name + "/members/" + name
+	err := rq.Change(func(tx gatehouse.Tx) error {
+		u, err := tx.GetUserByName(name)
+		if err != nil {
+			return err
+		}
+		m, err := tx.GetMember(rq.Org.ID, u.ID)
+		if err != nil {
+			return err
+		}
+		if m.Role == gatehouse.RoleAdmin {
+			if err := keepAnAdmin(tx, rq.Org.ID, u.ID); err != nil {
+				return err
+			}
+		}
+		// Leaving the organization leaves its teams too.
+		teams, err := tx.ListTeams(rq.Org.ID)
+		if err != nil {
+			return err
+		}
+		for _, t := range teams {
+			if err := tx.RemoveTeamMember(t.ID, u.ID); err != nil && !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+				return err
+			}
+		}
+		return tx.RemoveMember(rq.Org.ID, u.ID)
+	})
+	return noContent{}, err
+}
+
+func validOwner(kind, name string) error {
+	if !ownerRE.MatchString(name) {
+		return gatehouse.Errorf(gatehouse.EINVALID, "invalid %s name %q: 3-40 letters, digits, '-' or '_', starting and ending with a letter or digit", kind, name)
+	}
+	return nil
+}
+
+// createUser is POST /api/orgs/{org}/users: an org admin creates a user account, adds it to
+// the organization and receives its first personal access token (shown once).
+func (s *Server) createUser(rq *Request) (any, error) {
+	var req struct {
+		Name  string `json:"name"`
+		Email string `json:"email"`
+		Role  string `json:"role"`
+	}
+	if err := rq.decode(&req); err != nil {
+		return nil, err
+	}
+	if err := validOwner("user", req.Name); err != nil {
+		return nil, err
+	}
+	role, err := parseRole(req.Role)
+	if err != nil {
+		return nil, err
+	}
+	value, tk, err := newAccessToken(gatehouse.TokenPersonal)
+	if err != nil {
+		return nil, err
+	}
+	rq.event.Target = rq.Org.Name + "/members/" + req.Name
+	rq.Detail("role", string(role))
+	u := &gatehouse.User{Name: req.Name, Email: req.Email}
+	err = rq.Change(func(tx gatehouse.Tx) error {
+		if err := tx.CreateUser(u); err != nil {
+			return err
+		}
+		if err := tx.PutMember(rq.Org.ID, u.ID, role); err != nil {
+			return err
+		}
+		tk.Name, tk.Description, tk.UserID, tk.CreatedBy = "initial", "first token, created with the account", u.ID, rq.Subject.Name()
+		if err := limitExpiry(rq.Org, tk, tx.Now()); err != nil {
+			return err
+		}
+		rq.Detail("token_id", tk.ID)
+		return tx.CreateToken(tk)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		User       userJSON `json:"user"`
+		Role       string   `json:"role"`
+		TokenID    string   `json:"tokenId"`
+		TokenValue string   `json:"tokenValue"`
+	}{userOf(u), string(role), tk.ID, value}, nil
+}
+
+// --- teams ---
+
+type teamStackJSON struct {
+	ProjectName string `json:"projectName"`
+	StackName   string `json:"stackName"`
+	Permission  int    `json:"permission"`
+	Decrypt     bool   `json:"decrypt"`
+}
+
+type grantJSON struct {
+	Stack      string `json:"stack,omitempty"` // "project/stack"
+	Project    string `json:"project,omitempty"`
+	Tag        string `json:"tag,omitempty"` // "name=value"
+	Permission string `json:"permission"`
+	Decrypt    bool   `json:"decrypt"`
+}
+
+func grantOf(g *gatehouse.Grant) grantJSON {
+	out := grantJSON{Permission: g.Permission.String(), Decrypt: g.Decrypt || g.Permission >= gatehouse.PermWrite}
+	switch {
+	case g.Scope.StackRef != nil:
+		out.Stack = g.Scope.StackRef.Project + "/" + g.Scope.StackRef.Stack
+	case g.Scope.Project != "":
+		out.Project = g.Scope.Project
+	case g.Scope.TagName != "":
+		out.Tag = g.Scope.TagName + "=" + g.Scope.TagValue
+	}
+	return out
+}
+
+type teamMemberJSON struct {
+	userJSON
+	Role string `json:"role"`
+}
+
+type teamJSON struct {
+	Kind        string           `json:"kind"`
+	Name        string           `json:"name"`
+	DisplayName string           `json:"displayName"`
+	Description string           `json:"description"`
+	Members     []teamMemberJSON `json:"members,omitempty"`
+	Stacks      []teamStackJSON  `json:"stacks,omitempty"`
+	Grants      []grantJSON      `json:"grants,omitempty"`
+}
+
+func (s *Server) listTeams(rq *Request) (any, error) {
+	var ts []gatehouse.Team
+	if err := rq.View(func(tx gatehouse.Tx) error {
+		var err error
+		ts, err = tx.ListTeams(rq.Org.ID)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	out := struct {
+		Teams []teamJSON `json:"teams"`
+	}{Teams: []teamJSON{}}
+	for _, t := range ts {
+		out.Teams = append(out.Teams, teamJSON{Kind: "pulumi", Name: t.Name, DisplayName: t.DisplayName, Description: t.Description})
+	}
+	return out, nil
+}
+
+func (s *Server) createTeam(rq *Request) (any, error) {
+	var req struct {
+		Name        string `json:"name"`
+		DisplayName string `json:"displayName"`
+		Description string `json:"description"`
+	}
+	if err := rq.decode(&req); err != nil {
+		return nil, err
+	}
+	if err := validOwner("team", req.Name); err != nil {
+		return nil, err
+	}
+	t := &gatehouse.Team{OrgID: rq.Org.ID, Name: req.Name, DisplayName: req.DisplayName, Description: req.Description}
+	if t.DisplayName == "" {
+		t.DisplayName = t.Name
+	}
+	rq.event.Target = rq.Org.Name + "/teams/" + req.Name
+	if err := rq.Change(func(tx gatehouse.Tx) error { return tx.CreateTeam(t) }); err != nil {
+		return nil, err
+	}
+	return teamJSON{Kind: "pulumi", Name: t.Name, DisplayName: t.DisplayName, Description: t.Description}, nil
+}
+
+func (s *Server) getTeam(rq *Request) (any, error) {
+	t := rq.Team
+	out := teamJSON{Kind: "pulumi", Name: t.Name, DisplayName: t.DisplayName, Description: t.Description, Members: []teamMemberJSON{}, Stacks: []teamStackJSON{}, Grants: []grantJSON{}}
+	err := rq.View(func(tx gatehouse.Tx) error {
+		ms, err := tx.ListTeamMembers(t.ID)
+		if err != nil {
+			return err
+		}
+		for i := range ms {
+			out.Members = append(out.Members, teamMemberJSON{userJSON: userOf(&ms[i].User), Role: ms[i].Role})
+		}
+		gs, err := tx.ListGrants(t.ID)
+		if err != nil {
+			return err
+		}
+		for i := range gs {
+			g := &gs[i]
+			if g.Scope.StackRef != nil {
+				out.Stacks = append(out.Stacks, teamStackJSON{ProjectName: g.Scope.StackRef.Project, StackName: g.Scope.StackRef.Stack, Permission: pulumiPerm[g.Permission], Decrypt: g.Decrypt || g.Permission >= gatehouse.PermWrite})
+			}
+			out.Grants = append(out.Grants, grantOf(g))
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (s *Server) deleteTeam(rq *Request) (any, error) {
+	return noContent{}, rq.Change(func(tx gatehouse.Tx) error { return tx.DeleteTeam(rq.Team.ID) })
+}
+
+type stackPermJSON struct {
+	ProjectName string     `json:"projectName"`
+	StackName   string     `json:"stackName"`
+	Permission  permission `json:"permission"`
+	Decrypt     bool       `json:"decrypt"`
+}
+
+type grantReq struct {
+	Stack      string     `json:"stack"`
+	Project    string     `json:"project"`
+	Tag        string     `json:"tag"`
+	Permission permission `json:"permission"`
+	Decrypt    bool       `json:"decrypt"`
+}
+
+// updateTeam is Pulumi's one-endpoint team PATCH, extended with addGrant/removeGrant for
+// project and tag-selector grants and a decrypt flag.
+func (s *Server) updateTeam(rq *Request) (any, error) {
+	var req struct {
+		Member              string          `json:"member"`
+		MemberAction        string          `json:"memberAction"`
+		NewDisplayName      *string         `json:"newDisplayName"`
+		NewDescription      *string         `json:"newDescription"`
+		AddStackPermission  *stackPermJSON  `json:"addStackPermission"`
+		EditStackPermission *stackPermJSON  `json:"editStackPermission"`
+		RemoveStack         *stackPermJSON  `json:"removeStack"`
+		AddGrant            *grantReq       `json:"addGrant"`
+		RemoveGrant         *grantReq       `json:"removeGrant"`
+		_                   struct{}        `json:"-"`
+	}
+	if err := rq.decode(&req); err != nil {
+		return nil, err
+	}
+	t := *rq.Team
+	err := rq.Change(func(tx gatehouse.Tx) error {
+		if req.Member != "" || req.MemberAction != "" {
+			if err := teamMember(rq, tx, &t, req.Member, req.MemberAction); err != nil {
+				return err
+			}
+		}
+		if req.NewDisplayName != nil || req.NewDescription != nil {
+			if req.NewDisplayName != nil {
+				t.DisplayName = *req.NewDisplayName
+			}
+			if req.NewDescription != nil {
+				t.Description = *req.NewDescription
+			}
+			if err := tx.UpdateTeam(&t); err != nil {
+				return err
+			}
+		}
+		for _, sp := range []*stackPermJSON{req.AddStackPermission, req.EditStackPermission} {
+			if sp == nil {
+				continue
+			}
+			if err := putGrant(rq, tx, &t, grantReq{Stack: sp.ProjectName + "/" + sp.StackName, Permission: sp.Permission, Decrypt: sp.Decrypt}); err != nil {
+				return err
+			}
+		}
+		if req.AddGrant != nil {
+			if err := putGrant(rq, tx, &t, *req.AddGrant); err != nil {
+				return err
+			}
+		}
+		if req.RemoveStack != nil {
+			if err := removeGrant(rq, tx, &t, grantReq{Stack: req.RemoveStack.ProjectName + "/" + req.RemoveStack.StackName}); err != nil {
+				return err
+			}
+		}
+		if req.RemoveGrant != nil {
+			if err := removeGrant(rq, tx, &t, *req.RemoveGrant); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return noContent{}, err
+}
+
+func teamMember(rq *Request, tx gatehouse.Tx, t *gatehouse.Team, name, action string) error {
+	u, err := tx.GetUserByName(name)
+	if err != nil {
+		return err
+	}
+	rq.Detail("member", u.Name)
+	rq.Detail("memberAction", action)
+	switch action {
+	case "add", "promote", "demote":
+		if _, err := tx.GetMember(rq.Org.ID, u.ID); err != nil {
+			if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+				return gatehouse.Errorf(gatehouse.EINVALID, "%s is not a member of %s; add them to the organization first", u.Name, rq.Org.Name)
+			}
+			return err
+		}
+		role := "member"
+		if action == "promote" {
+			role = "admin"
+		}
+		return tx.PutTeamMember(t.ID, u.ID, role)
+	case "remove":
+		return tx.RemoveTeamMember(t.ID, u.ID)
+	}
+	return gatehouse.Errorf(gatehouse.EINVALID, "invalid memberAction %q (add, remove, promote or demote)", action)
+}
+
+// scopeOf turns a grant or protection request into a scope of this organization.
+func scopeOf(rq *Request, tx gatehouse.Tx, stack, project, tag string) (gatehouse.Scope, error) {
+	var sc gatehouse.Scope
+	n := 0
+	if stack != "" {
+		n++
+		p, name, ok := strings.Cut(stack, "/")
+		if !ok {
+			return sc, gatehouse.Errorf(gatehouse.EINVALID, "stack must be given as project/stack, not %q", stack)
+		}
+		st, err := tx.GetStack(rq.Org.ID, p, name)
+		if err != nil {
+			if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+				return sc, gatehouse.Errorf(gatehouse.EINVALID, "stack %s/%s does not exist", rq.Org.Name, stack)
+			}
+			return sc, err
+		}
+		sc.StackID, sc.StackRef = st.ID, &gatehouse.StackRef{Org: rq.Org.Name, Project: p, Stack: name}
+	}
+	if project != "" {
+		n++
+		if err := validName("project", project); err != nil {
+			return sc, err
+		}
+		sc.Project = project
+	}
+	if tag != "" {
+		n++
+		k, v, ok := strings.Cut(tag, "=")
+		if !ok || !tagKeyRE.MatchString(k) || len(v) > 256 {
+			return sc, gatehouse.Errorf(gatehouse.EINVALID, "tag selector must be name=value, not %q", tag)
+		}
+		sc.TagName, sc.TagValue = k, v
+	}
+	if n != 1 {
+		return sc, gatehouse.Errorf(gatehouse.EINVALID, "name exactly one of stack (project/stack), project or tag (name=value)")
+	}
+	return sc, nil
+}
+
+func putGrant(rq *Request, tx gatehouse.Tx, t *gatehouse.Team, g grantReq) error {
+	sc, err := scopeOf(rq, tx, g.Stack, g.Project, g.Tag)
+	if err != nil {
+		return err
+	}
+	if g.Permission.Permission == gatehouse.PermNone {
+		return gatehouse.Errorf(gatehouse.EINVALID, "a grant needs read, write or admin")
+	}
+	rq.Detail("grant", sc.String()+":"+g.Permission.String()+decryptNote(g.Decrypt))
+	return tx.PutGrant(&gatehouse.Grant{TeamID: t.ID, Scope: sc, Permission: g.Permission.Permission, Decrypt: g.Decrypt})
+}
+
+func decryptNote(d bool) string {
+	if d {
+		return "+decrypt"
+	}
+	return ""
+}
+
+func removeGrant(rq *Request, tx gatehouse.Tx, t *gatehouse.Team, g grantReq) error {
+	sc, err := scopeOf(rq, tx, g.Stack, g.Project, g.Tag)
+	if err != nil {
+		return err
+	}
+	rq.Detail("removed_grant", sc.String())
+	return tx.DeleteGrant(t.ID, sc)
+}
+
+// --- protection rules ---
+
+type protectionJSON struct {
+	Stack     string `json:"stack,omitempty"`
+	Project   string `json:"project,omitempty"`
+	Tag       string `json:"tag,omitempty"`
+	CreatedBy string `json:"createdBy,omitempty"`
+	Created   string `json:"created,omitempty"`
+}
+
+func (s *Server) listProtections(rq *Request) (any, error) {
+	var ps []gatehouse.Protection
+	if err := rq.View(func(tx gatehouse.Tx) error {
+		var err error
+		ps, err = tx.ListProtections(rq.Org.ID)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	out := struct {
+		Protections []protectionJSON `json:"protections"`
+	}{Protections: []protectionJSON{}}
+	for _, p := range ps {
+		pj := protectionJSON{Project: p.Scope.Project, CreatedBy: p.CreatedBy, Created: p.Created.Format("2006-01-02T15:04:05Z07:00")}
+		if p.Scope.StackRef != nil {
+			pj.Stack = p.Scope.StackRef.Project + "/" + p.Scope.StackRef.Stack
+		}
+		if p.Scope.TagName != "" {
+			pj.Tag = p.Scope.TagName + "=" + p.Scope.TagValue
+		}
+		out.Protections = append(out.Protections, pj)
+	}
+	return out, nil
+}
+
+func (s *Server) changeProtection(add bool) func(*Request) (any, error) {
+	return func(rq *Request) (any, error) {
+		var req protectionJSON
+		if err := rq.decode(&req); err != nil {
+			return nil, err
+		}
+		err := rq.Change(func(tx gatehouse.Tx) error {
+			sc, err := scopeOf(rq, tx, req.Stack, req.Project, req.Tag)
+			if err != nil {
+				return err
+			}
+			rq.event.Target = rq.Org.Name + "/protections/" + sc.Key()
+			if add {
+				return tx.PutProtection(&gatehouse.Protection{OrgID: rq.Org.ID, Scope: sc, CreatedBy: rq.Subject.Name()})
+			}
+			return tx.DeleteProtection(rq.Org.ID, sc)
+		})
+		return noContent{}, err
+	}
+}
+
+// --- who can access a stack ---
+
+type accessJSON struct {
+	Kind       string `json:"kind"` // "user", "team", "org-token", "team-token"
+	Name       string `json:"name"`
+	Permission string `json:"permission"`
+	Decrypt    bool   `json:"decrypt"`
+	Via        string `json:"via"`
+	CanChange  bool   `json:"canChange"` // false when the stack is protected and this is not a pipeline credential
+}
+
+// stackAccess lists every principal of the organization that can access the stack, with
+// the effective permission and why: the same decision function the request path uses.
+func (s *Server) stackAccess(rq *Request) (any, error) {
+	st := rq.Stack
+	out := struct {
+		Stack     string       `json:"stack"`
+		Protected bool         `json:"protected"`
+		Access    []accessJSON `json:"access"`
+	}{Stack: st.Ref().String(), Access: []accessJSON{}}
+	res := authz.Resource{Org: rq.Org, Stack: st}
+	for _, p := range rq.facts.Protections {
+		if p.Matches(st.ID, st.Project, st.Tags) {
+			out.Protected = true
+		}
+	}
+	describe := func(kind, name string, sub *authz.Subject, f authz.Facts) {
+		best := ""
+		for _, a := range []authz.Action{authz.StackDelete, authz.StackUpdate, authz.StackRead} {
+			a := a
+			if sub.Kind == authz.UserKind && a == authz.StackDelete {
+				a = authz.StackRename // both need admin; delete also depends on an org setting
+			}
+			if d := authz.Decide(sub, a, res, f); d.Allow {
+				best = map[authz.Action]string{authz.StackDelete: "admin", authz.StackRename: "admin", authz.StackUpdate: "write", authz.StackRead: "read"}[a]
+				acc := accessJSON{Kind: kind, Name: name, Permission: best, Via: d.Reason}
+				acc.Decrypt = authz.Decide(sub, authz.StackDecrypt, res, f).Allow
+				acc.CanChange = authz.Decide(sub, authz.StackImport, res, f).Allow
+				out.Access = append(out.Access, acc)
+				return
+			}
+		}
+	}
+	err := rq.View(func(tx gatehouse.Tx) error {
+		ms, err := tx.ListMembers(rq.Org.ID)
+		if err != nil {
+			return err
+		}
+		for i := range ms {
+			u := ms[i].User
+			sub := &authz.Subject{Kind: authz.UserKind, User: &u}
+			f, err := loadFacts(tx, sub, rq.Org)
+			if err != nil {
+				return err
+			}
+			describe("user", u.Name, sub, f)
+		}
+		tokens, err := tx.ListTokens(gatehouse.TokenFilter{OrgID: rq.Org.ID})
+		if err != nil {
+			return err
+		}
+		now := tx.Now()
+		for i := range tokens {
+			tk := &tokens[i]
+			if !tk.Live(now) {
+				continue
+			}
+			sub := &authz.Subject{Token: tk, Pipeline: tk.Pipeline, Kind: authz.OrgToken}
+			kind := "org-token"
+			if tk.Kind == gatehouse.TokenTeam {
+				sub.Kind, kind = authz.TeamToken, "team-token"
+			}
+			f, err := loadFacts(tx, sub, rq.Org)
+			if err != nil {
+				return err
+			}
+			describe(kind, tk.Name, sub, f)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// stackTeams is GET S/teams: the teams with a grant naming or covering the stack.
+func (s *Server) stackTeams(rq *Request) (any, error) {
+	st := rq.Stack
+	type teamPerm struct {
+		Name        string `json:"name"`
+		DisplayName string `json:"displayName"`
+		Permission  int    `json:"permission"`
+		Decrypt     bool   `json:"decrypt"`
+		Via         string `json:"via"`
+	}
+	out := struct {
+		Teams []teamPerm `json:"teams"`
+	}{Teams: []teamPerm{}}
+	err := rq.View(func(tx gatehouse.Tx) error {
+		ts, err := tx.ListTeams(rq.Org.ID)
+		if err != nil {
+			return err
+		}
+		for _, t := range ts {
+			gs, err := tx.ListGrants(t.ID)
+			if err != nil {
+				return err
+			}
+			for i := range gs {
+				g := &gs[i]
+				if g.Scope.Matches(st.ID, st.Project, st.Tags) {
+					out.Teams = append(out.Teams, teamPerm{Name: t.Name, DisplayName: t.DisplayName, Permission: pulumiPerm[g.Permission], Decrypt: g.Decrypt || g.Permission >= gatehouse.PermWrite, Via: g.Scope.String()})
+				}
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+var _ = token.Parse

@@ -1,0 +1,242 @@
+package oidc
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	gatehouse "github.com/gatehouse-dev/gatehouse"
+)
+
+// identityFreeClaims are claims that say nothing about who the bearer is: an allow policy
+// constrained only by these would admit any workload of the issuer (for GitHub: every
+// repository in the world that asks for the organization's audience).
+var identityFreeClaims = map[string]bool{"iss": true, "aud": true, "exp": true, "nbf": true, "iat": true, "jti": true}
+
+// NormalizePolicies checks an issuer's policy list and normalizes it in place (lower-case
+// decisions and token types, "org" spelled "organization"). Errors are EINVALID with a
+// message that names the offending policy.
+func NormalizePolicies(ps []gatehouse.OIDCPolicy) error {
+	if len(ps) > MaxPolicies {
+		return gatehouse.Errorf(gatehouse.EINVALID, "too many policies (%d); an issuer may have at most %d", len(ps), MaxPolicies)
+	}
+	for i := range ps {
+		if err := NormalizePolicy(&ps[i]); err != nil {
+			return gatehouse.Errorf(gatehouse.EINVALID, "policies[%d]: %s", i, gatehouse.ErrorMessage(err))
+		}
+	}
+	return nil
+}
+
+// NormalizePolicy checks one policy and normalizes it in place.
+func NormalizePolicy(p *gatehouse.OIDCPolicy) error {
+	bad := func(format string, args ...any) error { return gatehouse.Errorf(gatehouse.EINVALID, format, args...) }
+	p.Decision = strings.ToLower(strings.TrimSpace(p.Decision))
+	if p.Decision != gatehouse.OIDCAllow && p.Decision != gatehouse.OIDCDeny {
+		return bad("decision must be %q or %q", gatehouse.OIDCAllow, gatehouse.OIDCDeny)
+	}
+	p.TokenType = strings.ToLower(strings.TrimSpace(p.TokenType))
+	if p.TokenType == "org" {
+		p.TokenType = gatehouse.OIDCTokenOrganization
+	}
+	p.TeamName, p.UserLogin = strings.TrimSpace(p.TeamName), strings.TrimSpace(p.UserLogin)
+	switch p.TokenType {
+	case gatehouse.OIDCTokenOrganization, gatehouse.OIDCTokenTeam, gatehouse.OIDCTokenPersonal:
+	case "":
+		if p.Decision == gatehouse.OIDCAllow {
+			return bad("an allow policy must name a tokenType (organization, team or personal)")
+		}
+	case "runner":
+		return bad("runner tokens are not supported by Gatehouse")
+	default:
+		return bad("unknown tokenType %q (want organization, team or personal)", p.TokenType)
+	}
+	if p.TeamName != "" && p.TokenType != gatehouse.OIDCTokenTeam {
+		return bad("teamName is only for tokenType team")
+	}
+	if p.UserLogin != "" && p.TokenType != gatehouse.OIDCTokenPersonal {
+		return bad("userLogin is only for tokenType personal")
+	}
+	if p.Decision == gatehouse.OIDCAllow {
+		if p.TokenType == gatehouse.OIDCTokenTeam && p.TeamName == "" {
+			return bad("an allow policy for team tokens must name the team (teamName)")
+		}
+		if p.TokenType == gatehouse.OIDCTokenPersonal && p.UserLogin == "" {
+			return bad("an allow policy for personal tokens must name the user (userLogin)")
+		}
+	}
+	for i, perm := range p.AuthorizedPermissions {
+		perm = strings.ToLower(strings.TrimSpace(perm))
+		if perm != "admin" {
+			return bad("unknown authorized permission %q (only \"admin\")", perm)
+		}
+		if p.TokenType != gatehouse.OIDCTokenOrganization {
+			return bad("authorizedPermissions apply to organization tokens only")
+		}
+		p.AuthorizedPermissions[i] = perm
+	}
+	if len(p.Rules) > MaxRules {
+		return bad("too many rules (%d, at most %d)", len(p.Rules), MaxRules)
+	}
+	identifying := false
+	for k, v := range p.Rules {
+		path, err := ParseClaimPath(k)
+		if err != nil {
+			return bad("%v", err)
+		}
+		pat, err := ParsePattern(v)
+		if err != nil {
+			return bad("rule %s: %v", k, err)
+		}
+		if !(len(path) == 1 && identityFreeClaims[path[0]]) && pat.Literal() {
+			identifying = true
+		}
+	}
+	if p.Decision == gatehouse.OIDCAllow && !identifying {
+		return bad("an allow policy must constrain who the token belongs to: add a rule on sub, repository_id or another identifying claim (aud alone admits every workload of the issuer)")
+	}
+	if p.MaxExpiration != 0 && (p.MaxExpiration < MinExpiration || p.MaxExpiration > MaxExpiration) {
+		return bad("maxExpiration must be between %d and %d seconds", int(MinExpiration.Seconds()), int(MaxExpiration.Seconds()))
+	}
+	return nil
+}
+
+// Target is what an exchange asks for.
+type Target struct {
+	TokenType string // gatehouse.OIDCToken*
+	Team      string // team tokens
+	User      string // personal tokens
+	Admin     bool   // organization tokens: the admin role (scope "admin")
+}
+
+func (t Target) String() string {
+	switch t.TokenType {
+	case gatehouse.OIDCTokenTeam:
+		return "team token for " + t.Team
+	case gatehouse.OIDCTokenPersonal:
+		return "personal token for " + t.User
+	case gatehouse.OIDCTokenOrganization:
+		if t.Admin {
+			return "organization token (admin)"
+		}
+		return "organization token"
+	}
+	return t.TokenType + " token"
+}
+
+// Decision is the outcome of Evaluate.
+type Decision struct {
+	Allow bool
+	// Index is the position of the deciding policy; -1 when none matched (deny by default).
+	Index int
+	// Policy is the deciding policy (nil when none matched).
+	Policy *gatehouse.OIDCPolicy
+	Reason string
+}
+
+// Evaluate decides an exchange: a matching deny policy refuses it whatever else matches;
+// otherwise the first matching allow policy grants it; otherwise it is refused. A policy
+// matches when it covers the target and every one of its rules matches the claims.
+func Evaluate(ps []gatehouse.OIDCPolicy, c Claims, t Target) Decision {
+	allowAt := -1
+	for i := range ps {
+		p := &ps[i]
+		switch p.Decision {
+		case gatehouse.OIDCDeny:
+			if coversDeny(p, t) && rulesMatch(p, c, true) {
+				return Decision{Index: i, Policy: p, Reason: fmt.Sprintf("policies[%d] denies %s", i, t)}
+			}
+		case gatehouse.OIDCAllow:
+			if allowAt < 0 && coversAllow(p, t) && rulesMatch(p, c, false) {
+				allowAt = i
+			}
+		}
+	}
+	if allowAt >= 0 {
+		return Decision{Allow: true, Index: allowAt, Policy: &ps[allowAt], Reason: fmt.Sprintf("policies[%d] allows %s", allowAt, t)}
+	}
+	return Decision{Index: -1, Reason: "no policy allows " + t.String() + " for these claims (deny by default)"}
+}
+
+func coversAllow(p *gatehouse.OIDCPolicy, t Target) bool {
+	if p.TokenType != t.TokenType {
+		return false
+	}
+	switch t.TokenType {
+	case gatehouse.OIDCTokenTeam:
+		return t.Team != "" && strings.EqualFold(p.TeamName, t.Team)
+	case gatehouse.OIDCTokenPersonal:
+		return t.User != "" && strings.EqualFold(p.UserLogin, t.User)
+	case gatehouse.OIDCTokenOrganization:
+		return !t.Admin || hasAdmin(p.AuthorizedPermissions)
+	}
+	return false
+}
+
+// coversDeny: a deny policy covers every request its (possibly empty) token type, team and
+// user fields do not exclude.
+func coversDeny(p *gatehouse.OIDCPolicy, t Target) bool {
+	if p.TokenType != "" && p.TokenType != t.TokenType {
+		return false
+	}
+	if p.TeamName != "" && !strings.EqualFold(p.TeamName, t.Team) {
+		return false
+	}
+	if p.UserLogin != "" && !strings.EqualFold(p.UserLogin, t.User) {
+		return false
+	}
+	return true
+}
+
+func hasAdmin(perms []string) bool {
+	for _, p := range perms {
+		if strings.EqualFold(p, "admin") {
+			return true
+		}
+	}
+	return false
+}
+
+// rulesMatch reports whether every rule matches. A rule that cannot be compiled (stored
+// policies are checked when written, so this should not happen) fails closed: it matches
+// for a deny policy and does not for an allow policy.
+func rulesMatch(p *gatehouse.OIDCPolicy, c Claims, deny bool) bool {
+	for k, v := range p.Rules {
+		path, err := ParseClaimPath(k)
+		if err != nil {
+			return deny
+		}
+		pat, err := ParsePattern(v)
+		if err != nil {
+			return deny
+		}
+		matched := false
+		for _, val := range c.Values(path) {
+			if pat.Match(val) {
+				matched = true
+				break
+			}
+		}
+		if !matched {
+			return false
+		}
+	}
+	return true
+}
+
+// Lifetime is the lifetime of an issued token: the requested one (DefaultLifetime when 0),
+// never longer than the issuer's cap (DefaultMaxExpiration when 0) or the policy's.
+func Lifetime(requested, issuerMax, policyMax time.Duration) time.Duration {
+	d := requested
+	if d <= 0 {
+		d = DefaultLifetime
+	}
+	if issuerMax <= 0 {
+		issuerMax = DefaultMaxExpiration
+	}
+	d = min(d, issuerMax)
+	if policyMax > 0 {
+		d = min(d, policyMax)
+	}
+	return d
+}

@@ -1,0 +1,79 @@
+package postgres_test
+
+import (
+	"context"
+	"database/sql"
+	"sync"
+	"testing"
+	"time"
+
+	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/store/postgres"
+	"github.com/gatehouse-dev/gatehouse/store/postgres/pgtest"
+	"github.com/gatehouse-dev/gatehouse/store/storetest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+func open(t *testing.T) gatehouse.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db, err := postgres.Open(ctx, pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, open)
+}
+
+// TestConcurrentOpen starts several processes' worth of Open on one empty database at once:
+// all succeed, and the migrations ran once (the advisory lock serialized them).
+func TestConcurrentOpen(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const n = 4
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			db, err := postgres.Open(ctx, url)
+			if err == nil {
+				err = db.Ping(ctx)
+				db.Close()
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("Open %d: %v", i, err)
+		}
+	}
+	raw, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	var migrations, distinct, heads int
+	if err := raw.QueryRowContext(ctx, `SELECT COUNT(*), COUNT(DISTINCT version) FROM schema_migrations`).Scan(&migrations, &distinct); err != nil {
+		t.Fatal(err)
+	}
+	if migrations == 0 || migrations != distinct {
+		t.Errorf("schema_migrations: %d rows, %d versions; want each migration recorded once", migrations, distinct)
+	}
+	if err := raw.QueryRowContext(ctx, `SELECT COUNT(*) FROM audit_head`).Scan(&heads); err != nil {
+		t.Fatal(err)
+	}
+	if heads != 1 {
+		t.Errorf("audit_head has %d rows, want 1", heads)
+	}
+}
