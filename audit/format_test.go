@@ -473,3 +473,17 @@ func TestDescribe(t *testing.T) {
 		t.Errorf("Describe = %q, want %q", got, want)
 	}
 }
+
+// FuzzParseCEF checks that ParseCEF never panics and that what it accepts has seven header
+// fields.
+func FuzzParseCEF(f *testing.F) {
+	f.Add("CEF:0|a|b|c|d|e|1|k=v")
+	f.Add(`Feb 14 14:53:01 h CEF:0|a\|b|c\\|d|e|f|10|a=1 b=x\=y c=\n`)
+	f.Add("CEF:0|a|b|c|d|e|1|a=b=c")
+	f.Fuzz(func(t *testing.T, line string) {
+		h, ext, err := ParseCEF(line)
+		if err == nil && (len(h) != 7 || ext == nil) {
+			t.Fatalf("ParseCEF(%q) = %q, %v", line, h, ext)
+		}
+	})
+}

@@ -224,7 +224,7 @@ func (v *verifier) setAnchor(a anchor, inferred bool, first *gatehouse.AuditEven
 		return v.fail(a.seq, "", ProblemCheckpointMismatch, fmt.Sprintf(
 			"the signed checkpoint at seq %d has hash %s, but the chain continues from %s",
 			a.seq, short(mismatch.Hash), short(a.hash))), false
-	case a.seq == 0:
+	case inferred && a.seq == 0:
 		return v.fail(firstSeq, firstID, ProblemChainBroken, fmt.Sprintf(
 			"the chain starts at seq 1 but its PrevHash %s is not the genesis hash", short(a.hash))), false
 	case inferred:

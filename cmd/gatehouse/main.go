@@ -47,7 +47,8 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 		Version:       gatehouse.Version,
 	}
-	root.AddCommand(newServeCmd(), newBootstrapCmd(), newKeysCmd())
+	root.AddCommand(newServeCmd(), newBootstrapCmd(), newKeysCmd(),
+		newOrgCmd(), newMemberCmd(), newUserCmd(), newTeamCmd(), newGrantCmd(), newProtectCmd(), newStackCmd(), newTokenCmd())
 	return root
 }
 

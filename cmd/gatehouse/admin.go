@@ -1,0 +1,624 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// The administration commands call the server's REST API with a token (--server, --token).
+
+func newOrgCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "org", Short: "Organizations and their settings"}
+	c := addClientFlags(cmd)
+	cmd.AddCommand(&cobra.Command{
+		Use: "create NAME", Short: "Create an organization (site administrators); you become its first admin", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var out map[string]any
+			if err := c.do(cmd, "POST", "/api/orgs", map[string]string{"name": args[0]}, &out); err != nil {
+				return err
+			}
+			return c.print(cmd, out, func(w *tabwriter.Writer) { fmt.Fprintf(w, "created organization %s\n", args[0]) })
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use: "show ORG", Short: "Show an organization's settings", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var out orgOut
+			if err := c.do(cmd, "GET", "/api/orgs/"+args[0], nil, &out); err != nil {
+				return err
+			}
+			return c.print(cmd, out, out.table)
+		},
+	})
+	var defPerm string
+	var canCreate, canDelete string
+	var maxDays int
+	set := &cobra.Command{
+		Use: "set ORG", Short: "Change organization settings", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			body := map[string]any{}
+			if defPerm != "" {
+				body["setDefaultStackPermission"] = defPerm
+			}
+			if canCreate != "" {
+				body["setMembersCanCreateStacks"] = canCreate == "true"
+			}
+			if canDelete != "" {
+				body["setMembersCanDeleteStacks"] = canDelete == "true"
+			}
+			if cmd.Flags().Changed("max-token-days") {
+				body["setMaxAccessTokenExpiryDays"] = maxDays
+			}
+			if len(body) == 0 {
+				return fmt.Errorf("nothing to change: pass --default-stack-permission, --members-can-create-stacks, --members-can-delete-stacks or --max-token-days")
+			}
+			var out orgOut
+			if err := c.do(cmd, "PATCH", "/api/orgs/"+args[0], body, &out); err != nil {
+				return err
+			}
+			return c.print(cmd, out, out.table)
+		},
+	}
+	set.Flags().StringVar(&defPerm, "default-stack-permission", "", "what every member may do on every stack: none, read, write or admin")
+	set.Flags().StringVar(&canCreate, "members-can-create-stacks", "", "true or false")
+	set.Flags().StringVar(&canDelete, "members-can-delete-stacks", "", "true or false (stack admins may delete their stacks)")
+	set.Flags().IntVar(&maxDays, "max-token-days", 0, "maximum token lifetime in days (0: no limit)")
+	cmd.AddCommand(set)
+	return cmd
+}
+
+type orgOut struct {
+	Name                     string `json:"name"`
+	DefaultStackPermission   int    `json:"defaultStackPermission"`
+	MembersCanCreateStacks   bool   `json:"membersCanCreateStacks"`
+	MembersCanDeleteStacks   bool   `json:"membersCanDeleteStacks"`
+	MaxAccessTokenExpiryDays int    `json:"maxAccessTokenExpiryDays"`
+	UserRole                 string `json:"userRole"`
+}
+
+var permNames = map[int]string{0: "none", 101: "read", 102: "write", 103: "admin", 104: "admin"}
+
+func (o orgOut) table(w *tabwriter.Writer) {
+	fmt.Fprintf(w, "organization\t%s\n", o.Name)
+	fmt.Fprintf(w, "default stack permission\t%s\n", permNames[o.DefaultStackPermission])
+	fmt.Fprintf(w, "members can create stacks\t%v\n", o.MembersCanCreateStacks)
+	fmt.Fprintf(w, "members can delete stacks\t%v\n", o.MembersCanDeleteStacks)
+	days := "no limit"
+	if o.MaxAccessTokenExpiryDays > 0 {
+		days = fmt.Sprintf("%d days", o.MaxAccessTokenExpiryDays)
+	}
+	fmt.Fprintf(w, "max token lifetime\t%s\n", days)
+	if o.UserRole != "" {
+		fmt.Fprintf(w, "your role\t%s\n", o.UserRole)
+	}
+}
+
+func newMemberCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "member", Short: "Organization members"}
+	c := addClientFlags(cmd)
+	var org string
+	cmd.PersistentFlags().StringVar(&org, "org", envDefault("GATEHOUSE_ORG", ""), "organization (env GATEHOUSE_ORG)")
+	need := func() error {
+		if org == "" {
+			return fmt.Errorf("--org is required")
+		}
+		return nil
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use: "ls", Short: "List members", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := need(); err != nil {
+				return err
+			}
+			var out struct {
+				Members []struct {
+					Role string `json:"role"`
+					User struct {
+						Name  string `json:"name"`
+						Email string `json:"email"`
+					} `json:"user"`
+				} `json:"members"`
+			}
+			if err := c.do(cmd, "GET", "/api/orgs/"+org+"/members", nil, &out); err != nil {
+				return err
+			}
+			return c.print(cmd, out, func(w *tabwriter.Writer) {
+				fmt.Fprintln(w, "USER\tROLE\tEMAIL")
+				for _, m := range out.Members {
+					fmt.Fprintf(w, "%s\t%s\t%s\n", m.User.Name, m.Role, m.User.Email)
+				}
+			})
+		},
+	})
+	var role string
+	add := &cobra.Command{
+		Use: "add USER", Short: "Add an existing user to the organization", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := need(); err != nil {
+				return err
+			}
+			return c.do(cmd, "POST", "/api/orgs/"+org+"/members/"+args[0], map[string]string{"role": role}, nil)
+		},
+	}
+	add.Flags().StringVar(&role, "role", "member", "admin, member or billing-manager")
+	setRole := &cobra.Command{
+		Use: "set-role USER ROLE", Short: "Change a member's role", Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := need(); err != nil {
+				return err
+			}
+			return c.do(cmd, "PATCH", "/api/orgs/"+org+"/members/"+args[0], map[string]string{"role": args[1]}, nil)
+		},
+	}
+	rm := &cobra.Command{
+		Use: "rm USER", Short: "Remove a member (and from the organization's teams)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := need(); err != nil {
+				return err
+			}
+			return c.do(cmd, "DELETE", "/api/orgs/"+org+"/members/"+args[0], nil, nil)
+		},
+	}
+	cmd.AddCommand(add, setRole, rm)
+	return cmd
+}
+
+func newUserCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "user", Short: "User accounts"}
+	c := addClientFlags(cmd)
+	var org, role, email string
+	create := &cobra.Command{
+		Use:   "create NAME",
+		Short: "Create a user in an organization and print their first personal access token",
+		Long:  "create makes a user account, adds it to --org with --role and prints its first personal access token on stdout, alone on one line (shown once).",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if org == "" {
+				return fmt.Errorf("--org is required")
+			}
+			var out struct {
+				TokenValue string `json:"tokenValue"`
+			}
+			var raw json.RawMessage
+			if err := c.do(cmd, "POST", "/api/orgs/"+org+"/users", map[string]string{"name": args[0], "role": role, "email": email}, &raw); err != nil {
+				return err
+			}
+			if err := json.Unmarshal(raw, &out); err != nil {
+				return err
+			}
+			if c.json {
+				fmt.Fprintln(cmd.OutOrStdout(), string(raw))
+				return nil
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), out.TokenValue)
+			return nil
+		},
+	}
+	create.Flags().StringVar(&org, "org", envDefault("GATEHOUSE_ORG", ""), "organization to add the user to")
+	create.Flags().StringVar(&role, "role", "member", "admin, member or billing-manager")
+	create.Flags().StringVar(&email, "email", "", "email address")
+	cmd.AddCommand(create)
+	return cmd
+}
+
+func newTeamCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "team", Short: "Teams and their members"}
+	c := addClientFlags(cmd)
+	var org string
+	cmd.PersistentFlags().StringVar(&org, "org", envDefault("GATEHOUSE_ORG", ""), "organization (env GATEHOUSE_ORG)")
+	base := func() (string, error) {
+		if org == "" {
+			return "", fmt.Errorf("--org is required")
+		}
+		return "/api/orgs/" + org + "/teams", nil
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use: "ls", Short: "List teams", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := base()
+			if err != nil {
+				return err
+			}
+			var out struct {
+				Teams []struct{ Name, DisplayName, Description string } `json:"teams"`
+			}
+			if err := c.do(cmd, "GET", p, nil, &out); err != nil {
+				return err
+			}
+			return c.print(cmd, out, func(w *tabwriter.Writer) {
+				fmt.Fprintln(w, "TEAM\tDISPLAY NAME\tDESCRIPTION")
+				for _, t := range out.Teams {
+					fmt.Fprintf(w, "%s\t%s\t%s\n", t.Name, t.DisplayName, t.Description)
+				}
+			})
+		},
+	})
+	var desc string
+	create := &cobra.Command{
+		Use: "create NAME", Short: "Create a team", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := base()
+			if err != nil {
+				return err
+			}
+			return c.do(cmd, "POST", p+"/pulumi", map[string]string{"name": args[0], "description": desc}, nil)
+		},
+	}
+	create.Flags().StringVar(&desc, "description", "", "what the team is for")
+	show := &cobra.Command{
+		Use: "show NAME", Short: "Show a team's members and grants", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := base()
+			if err != nil {
+				return err
+			}
+			var out struct {
+				Name    string `json:"name"`
+				Members []struct {
+					Name string `json:"name"`
+					Role string `json:"role"`
+				} `json:"members"`
+				Grants []grantOut `json:"grants"`
+			}
+			if err := c.do(cmd, "GET", p+"/"+args[0], nil, &out); err != nil {
+				return err
+			}
+			return c.print(cmd, out, func(w *tabwriter.Writer) {
+				fmt.Fprintf(w, "team %s\n\nMEMBER\tROLE\n", out.Name)
+				for _, m := range out.Members {
+					fmt.Fprintf(w, "%s\t%s\n", m.Name, m.Role)
+				}
+				fmt.Fprintln(w, "\nGRANT ON\tPERMISSION\tDECRYPT")
+				for _, g := range out.Grants {
+					fmt.Fprintf(w, "%s\t%s\t%v\n", g.scope(), g.Permission, g.Decrypt)
+				}
+			})
+		},
+	}
+	rm := &cobra.Command{
+		Use: "rm NAME", Short: "Delete a team (its grants go with it)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := base()
+			if err != nil {
+				return err
+			}
+			return c.do(cmd, "DELETE", p+"/"+args[0], nil, nil)
+		},
+	}
+	memberAction := func(use, short, action string) *cobra.Command {
+		return &cobra.Command{
+			Use: use + " TEAM USER", Short: short, Args: cobra.ExactArgs(2),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				p, err := base()
+				if err != nil {
+					return err
+				}
+				return c.do(cmd, "PATCH", p+"/"+args[0], map[string]string{"memberAction": action, "member": args[1]}, nil)
+			},
+		}
+	}
+	cmd.AddCommand(create, show, rm,
+		memberAction("add-member", "Add an organization member to a team", "add"),
+		memberAction("rm-member", "Remove a member from a team", "remove"))
+	return cmd
+}
+
+type grantOut struct {
+	Stack      string `json:"stack"`
+	Project    string `json:"project"`
+	Tag        string `json:"tag"`
+	Permission string `json:"permission"`
+	Decrypt    bool   `json:"decrypt"`
+}
+
+func (g grantOut) scope() string {
+	switch {
+	case g.Stack != "":
+		return "stack " + g.Stack
+	case g.Project != "":
+		return "project " + g.Project
+	}
+	return "tag " + g.Tag
+}
+
+// scopeFlags are --stack PROJECT/STACK, --project P and --tag NAME=VALUE.
+type scopeFlags struct{ stack, project, tag string }
+
+func (s *scopeFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&s.stack, "stack", "", "one stack, as project/stack")
+	cmd.Flags().StringVar(&s.project, "project", "", "every stack of a project")
+	cmd.Flags().StringVar(&s.tag, "tag", "", "every stack with this tag, as name=value (e.g. env=production)")
+}
+
+func (s *scopeFlags) body(extra map[string]any) map[string]any {
+	m := map[string]any{}
+	for k, v := range map[string]string{"stack": s.stack, "project": s.project, "tag": s.tag} {
+		if v != "" {
+			m[k] = v
+		}
+	}
+	for k, v := range extra {
+		m[k] = v
+	}
+	return m
+}
+
+func newGrantCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "grant", Short: "Give teams permissions on stacks, projects or tag selectors"}
+	c := addClientFlags(cmd)
+	var org, perm string
+	var decrypt bool
+	var sf scopeFlags
+	cmd.PersistentFlags().StringVar(&org, "org", envDefault("GATEHOUSE_ORG", ""), "organization (env GATEHOUSE_ORG)")
+	add := &cobra.Command{
+		Use: "add TEAM", Short: "Grant a team read, write or admin on a scope", Args: cobra.ExactArgs(1),
+		Example: "  gatehouse grant add productionadmins --org acme --tag env=production --permission admin\n" +
+			"  gatehouse grant add productionreadonly --org acme --tag env=production --permission read",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if org == "" {
+				return fmt.Errorf("--org is required")
+			}
+			return c.do(cmd, "PATCH", "/api/orgs/"+org+"/teams/"+args[0], map[string]any{"addGrant": sf.body(map[string]any{"permission": perm, "decrypt": decrypt})}, nil)
+		},
+	}
+	sf.add(add)
+	add.Flags().StringVar(&perm, "permission", "read", "read, write or admin")
+	add.Flags().BoolVar(&decrypt, "decrypt", false, "with read: also decrypt the stacks' secrets (write and admin always may)")
+	var rsf scopeFlags
+	rm := &cobra.Command{
+		Use: "rm TEAM", Short: "Remove a team's grant on a scope", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if org == "" {
+				return fmt.Errorf("--org is required")
+			}
+			return c.do(cmd, "PATCH", "/api/orgs/"+org+"/teams/"+args[0], map[string]any{"removeGrant": rsf.body(nil)}, nil)
+		},
+	}
+	rsf.add(rm)
+	cmd.AddCommand(add, rm)
+	return cmd
+}
+
+func newProtectCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "protect", Short: "Protected stacks: changes only through pipeline credentials"}
+	c := addClientFlags(cmd)
+	var org string
+	cmd.PersistentFlags().StringVar(&org, "org", envDefault("GATEHOUSE_ORG", ""), "organization (env GATEHOUSE_ORG)")
+	var sf, rsf scopeFlags
+	add := &cobra.Command{
+		Use: "add", Short: "Protect a stack, a project or every stack with a tag", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if org == "" {
+				return fmt.Errorf("--org is required")
+			}
+			return c.do(cmd, "POST", "/api/orgs/"+org+"/protections", sf.body(nil), nil)
+		},
+	}
+	sf.add(add)
+	rm := &cobra.Command{
+		Use: "rm", Short: "Remove a protection rule", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if org == "" {
+				return fmt.Errorf("--org is required")
+			}
+			return c.do(cmd, "DELETE", "/api/orgs/"+org+"/protections", rsf.body(nil), nil)
+		},
+	}
+	rsf.add(rm)
+	ls := &cobra.Command{
+		Use: "ls", Short: "List protection rules", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if org == "" {
+				return fmt.Errorf("--org is required")
+			}
+			var out struct {
+				Protections []grantOut `json:"protections"`
+			}
+			if err := c.do(cmd, "GET", "/api/orgs/"+org+"/protections", nil, &out); err != nil {
+				return err
+			}
+			return c.print(cmd, out, func(w *tabwriter.Writer) {
+				fmt.Fprintln(w, "PROTECTED")
+				for _, p := range out.Protections {
+					fmt.Fprintln(w, p.scope())
+				}
+			})
+		},
+	}
+	cmd.AddCommand(add, rm, ls)
+	return cmd
+}
+
+func newStackCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "stack", Short: "Stack access"}
+	c := addClientFlags(cmd)
+	cmd.AddCommand(&cobra.Command{
+		Use: "access ORG/PROJECT/STACK", Short: "Who can access a stack, with what permission and why", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			parts := strings.Split(args[0], "/")
+			if len(parts) != 3 {
+				return fmt.Errorf("name the stack as org/project/stack")
+			}
+			var out struct {
+				Stack     string `json:"stack"`
+				Protected bool   `json:"protected"`
+				Access    []struct {
+					Kind, Name, Permission, Via string
+					Decrypt, CanChange          bool
+				} `json:"access"`
+			}
+			if err := c.do(cmd, "GET", "/api/stacks/"+args[0]+"/access", nil, &out); err != nil {
+				return err
+			}
+			return c.print(cmd, out, func(w *tabwriter.Writer) {
+				fmt.Fprintf(w, "stack %s (protected: %v)\n\nKIND\tNAME\tPERMISSION\tDECRYPT\tCAN CHANGE\tVIA\n", out.Stack, out.Protected)
+				for _, a := range out.Access {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%v\t%v\t%s\n", a.Kind, a.Name, a.Permission, a.Decrypt, a.CanChange, a.Via)
+				}
+			})
+		},
+	})
+	return cmd
+}
+
+func newTokenCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "token", Short: "Access tokens: personal (default), --org for organization tokens, --org and --team for team tokens"}
+	c := addClientFlags(cmd)
+	var org, team string
+	cmd.PersistentFlags().StringVar(&org, "org", "", "organization (organization and team tokens)")
+	cmd.PersistentFlags().StringVar(&team, "team", "", "team (team tokens; needs --org)")
+	base := func() (string, error) {
+		switch {
+		case team != "" && org == "":
+			return "", fmt.Errorf("--team needs --org")
+		case team != "":
+			return "/api/orgs/" + org + "/teams/" + team + "/tokens", nil
+		case org != "":
+			return "/api/orgs/" + org + "/tokens", nil
+		}
+		return "/api/user/tokens", nil
+	}
+	var desc, expires, role string
+	create := &cobra.Command{
+		Use: "create NAME", Short: "Create a token and print its value on stdout, alone on one line (shown once)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := base()
+			if err != nil {
+				return err
+			}
+			body := map[string]any{"name": args[0], "description": desc}
+			if expires != "" {
+				d, err := parseDays(expires)
+				if err != nil {
+					return err
+				}
+				body["expires"] = time.Now().Add(d).Unix()
+			}
+			if role != "" {
+				body["role"] = role
+			}
+			var raw json.RawMessage
+			if err := c.do(cmd, "POST", p, body, &raw); err != nil {
+				return err
+			}
+			var out struct {
+				TokenValue string `json:"tokenValue"`
+			}
+			if err := json.Unmarshal(raw, &out); err != nil {
+				return err
+			}
+			if c.json {
+				fmt.Fprintln(cmd.OutOrStdout(), string(raw))
+			} else {
+				fmt.Fprintln(cmd.OutOrStdout(), out.TokenValue)
+			}
+			return nil
+		},
+	}
+	create.Flags().StringVar(&desc, "description", "", "what the token is for")
+	create.Flags().StringVar(&expires, "expires", "", "lifetime, e.g. 90d or 12h (default: never, or the organization's maximum)")
+	create.Flags().StringVar(&role, "role", "", "organization tokens: admin or member (default member)")
+	var all bool
+	ls := &cobra.Command{
+		Use: "ls", Short: "List tokens (never their values)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := base()
+			if err != nil {
+				return err
+			}
+			if all {
+				p += "?filter=all"
+			}
+			var out struct {
+				Tokens []struct {
+					ID, Name, Description, Status, CreatedBy, Role, LastUsedFrom string
+					Expires, LastUsed                                             int64
+				} `json:"tokens"`
+			}
+			if err := c.do(cmd, "GET", p, nil, &out); err != nil {
+				return err
+			}
+			return c.print(cmd, out, func(w *tabwriter.Writer) {
+				fmt.Fprintln(w, "ID\tNAME\tSTATUS\tEXPIRES\tLAST USED\tFROM\tCREATED BY")
+				for _, t := range out.Tokens {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Status, when(t.Expires, "never"), when(t.LastUsed, "-"), t.LastUsedFrom, t.CreatedBy)
+				}
+			})
+		},
+	}
+	ls.Flags().BoolVar(&all, "all", false, "include expired and revoked tokens")
+	revoke := &cobra.Command{
+		Use: "revoke ID", Short: "Revoke a token now", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := base()
+			if err != nil {
+				return err
+			}
+			return c.do(cmd, "DELETE", p+"/"+url.PathEscape(args[0]), nil, nil)
+		},
+	}
+	var grace string
+	rotate := &cobra.Command{
+		Use: "rotate ID", Short: "Create a successor token (printed once); the old one keeps working for --grace, then dies", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := base()
+			if err != nil {
+				return err
+			}
+			d, err := parseDays(grace)
+			if err != nil {
+				return err
+			}
+			var raw json.RawMessage
+			if err := c.do(cmd, "POST", p+"/"+url.PathEscape(args[0])+"/rotate", map[string]any{"graceSeconds": int64(d / time.Second)}, &raw); err != nil {
+				return err
+			}
+			var out struct {
+				TokenValue        string `json:"tokenValue"`
+				PreviousTokenEnds int64  `json:"previousTokenEnds"`
+			}
+			if err := json.Unmarshal(raw, &out); err != nil {
+				return err
+			}
+			if c.json {
+				fmt.Fprintln(cmd.OutOrStdout(), string(raw))
+				return nil
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), out.TokenValue)
+			fmt.Fprintf(cmd.ErrOrStderr(), "the previous token stops working at %s\n", time.Unix(out.PreviousTokenEnds, 0).UTC().Format(time.RFC3339))
+			return nil
+		},
+	}
+	rotate.Flags().StringVar(&grace, "grace", "1h", "how long the old token keeps working (e.g. 0s, 1h, 7d)")
+	cmd.AddCommand(create, ls, revoke, rotate)
+	return cmd
+}
+
+func when(unix int64, zero string) string {
+	if unix == 0 {
+		return zero
+	}
+	return time.Unix(unix, 0).UTC().Format("2006-01-02 15:04")
+}
+
+// parseDays parses a Go duration or a number of days ("90d").
+func parseDays(s string) (time.Duration, error) {
+	if strings.HasSuffix(s, "d") {
+		var n int
+		if _, err := fmt.Sscanf(strings.TrimSuffix(s, "d"), "%d", &n); err != nil || n < 0 {
+			return 0, fmt.Errorf("invalid duration %q", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("invalid duration %q (e.g. 12h or 90d)", s)
+	}
+	return d, nil
+}

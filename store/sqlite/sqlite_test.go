@@ -1,0 +1,21 @@
+package sqlite_test
+
+import (
+	"context"
+	"testing"
+
+	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/store/sqlite"
+	"github.com/gatehouse-dev/gatehouse/store/storetest"
+)
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) gatehouse.Store {
+		db, err := sqlite.Open(context.Background(), t.TempDir(), sqlite.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	})
+}
