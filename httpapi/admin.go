@@ -466,16 +466,16 @@ type grantReq struct {
 // project and tag-selector grants and a decrypt flag.
 func (s *Server) updateTeam(rq *Request) (any, error) {
 	var req struct {
-		Member              string          `json:"member"`
-		MemberAction        string          `json:"memberAction"`
-		NewDisplayName      *string         `json:"newDisplayName"`
-		NewDescription      *string         `json:"newDescription"`
-		AddStackPermission  *stackPermJSON  `json:"addStackPermission"`
-		EditStackPermission *stackPermJSON  `json:"editStackPermission"`
-		RemoveStack         *stackPermJSON  `json:"removeStack"`
-		AddGrant            *grantReq       `json:"addGrant"`
-		RemoveGrant         *grantReq       `json:"removeGrant"`
-		_                   struct{}        `json:"-"`
+		Member              string         `json:"member"`
+		MemberAction        string         `json:"memberAction"`
+		NewDisplayName      *string        `json:"newDisplayName"`
+		NewDescription      *string        `json:"newDescription"`
+		AddStackPermission  *stackPermJSON `json:"addStackPermission"`
+		EditStackPermission *stackPermJSON `json:"editStackPermission"`
+		RemoveStack         *stackPermJSON `json:"removeStack"`
+		AddGrant            *grantReq      `json:"addGrant"`
+		RemoveGrant         *grantReq      `json:"removeGrant"`
+		_                   struct{}       `json:"-"`
 	}
 	if err := rq.decode(&req); err != nil {
 		return nil, err

@@ -59,7 +59,7 @@ func DefaultConfig() Config {
 		LeaseDuration:     5 * time.Minute,
 		AuthFailureLimit:  30,
 		AuthFailureWindow: 5 * time.Minute,
-		Now:           time.Now,
+		Now:               time.Now,
 	}
 }
 
