@@ -116,7 +116,7 @@ type Tx interface {
 	GetUpdateByLease(d [32]byte) (*Update, error)
 	// StartUpdate marks the update running. For a non-dry run it takes the stack's lock
 	// (ECONFLICT when another update holds a live lease), bumps the stack version and
-	// replaces the stack's tags; it returns the version the update produces.
+	// merges tags into the stack's tags; it returns the version the update produces.
 	StartUpdate(id string, tags map[string]string, lease [32]byte, leaseExpires time.Time, journalVersion int) (int, error)
 	// RenewLease extends the lease of a running update held with lease; EGONE when the
 	// update has ended or the lease is not its current one.

@@ -76,8 +76,10 @@ var required = map[Action]gatehouse.Permission{
 }
 
 // protectedActions may change a protected stack only with a pipeline credential.
+// Tag edits are among them: tags select protection rules and grants, so editing them
+// could lift a protection.
 var protectedActions = map[Action]bool{
-	StackUpdate: true, StackImport: true, StackRename: true, StackDelete: true,
+	StackUpdate: true, StackImport: true, StackRename: true, StackDelete: true, StackTags: true,
 }
 
 // orgActions need an organization role (or, for tokens, the token's role).

@@ -2,6 +2,8 @@ package httpapi_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -45,7 +47,12 @@ type env struct {
 // newEnv starts a bootstrapped Gatehouse (SQLite in a temp dir) behind httptest.
 func newEnv(t *testing.T, tweak ...func(*httpapi.Config)) *env {
 	t.Helper()
-	dir := t.TempDir()
+	return openEnv(t, t.TempDir(), "", tweak...)
+}
+
+// openEnv serves the data directory dir; an empty adminToken bootstraps it first.
+func openEnv(t *testing.T, dir, adminToken string, tweak ...func(*httpapi.Config)) *env {
+	t.Helper()
 	ctx := context.Background()
 	clk := &clock{t: time.Now()}
 	cfg := httpapi.DefaultConfig()
@@ -59,13 +66,42 @@ func newEnv(t *testing.T, tweak ...func(*httpapi.Config)) *env {
 		t.Fatal(err)
 	}
 	srv.Store.(*sqlstore.DB).Clock = clk.Now // one clock for leases and the store
-	tok, err := app.Bootstrap(ctx, srv.Store, "acme", "alice")
-	if err != nil {
-		t.Fatal(err)
+	tok := adminToken
+	if tok == "" {
+		if tok, err = app.Bootstrap(ctx, srv.Store, "acme", "alice"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	hs := httptest.NewServer(srv.Handler)
 	t.Cleanup(func() { hs.Close(); srv.Close() })
 	return &env{t: t, srv: srv, url: hs.URL, admin: cliwire.New(hs.URL, tok), clock: clk, dir: dir}
+}
+
+// clone copies the environment's data (database and key file) into a new environment,
+// a cheap way to get many identical worlds.
+func (e *env) clone(t *testing.T, tweak ...func(*httpapi.Config)) *env {
+	t.Helper()
+	db := e.srv.Store.(*sqlstore.DB)
+	if _, err := db.Writer().Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	// The WAL goes along: a checkpoint cannot always finish while readers are open.
+	for _, name := range []string{"gatehouse.db", "gatehouse.db-wal", "gatehouse.key"} {
+		b, err := os.ReadFile(filepath.Join(e.dir, name))
+		if os.IsNotExist(err) && name == "gatehouse.db-wal" {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := openEnv(t, dir, e.admin.Token, tweak...)
+	c.clock.t = e.clock.Now()
+	return c
 }
 
 func (e *env) must(err error) {

@@ -748,28 +748,33 @@ func (o *oidcAPI) exchange(rq *Request) (any, error) {
 		rq.Detail("expiration", strconv.FormatInt(req.Expiration, 10))
 	}
 
-	iss, err := oidc.PeekIssuer(req.SubjectToken)
-	if err != nil {
-		return o.refuse(rq, refused(gatehouse.OutcomeFailure, "%v", err))
-	}
-	rq.Detail("unverified_iss", clip(iss))
 	var org *gatehouse.Org
-	var issuer *gatehouse.OIDCIssuer
-	err = rq.View(func(tx gatehouse.Tx) error {
+	err := rq.View(func(tx gatehouse.Tx) error {
 		var err error
-		if org, err = tx.GetOrgByName(orgName); err != nil {
-			return err
-		}
-		rq.event.OrgID, rq.event.OrgName, rq.event.Target = org.ID, org.Name, org.Name
-		issuer, err = tx.GetOIDCIssuerByURL(org.ID, iss)
+		org, err = tx.GetOrgByName(orgName)
 		return err
 	})
 	if err != nil {
 		if !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
 			return nil, err
 		}
-		if org == nil {
-			return o.refuse(rq, refused(gatehouse.OutcomeFailure, "organization %q does not exist", orgName))
+		return o.refuse(rq, refused(gatehouse.OutcomeFailure, "organization %q does not exist", orgName))
+	}
+	rq.event.OrgID, rq.event.OrgName, rq.event.Target = org.ID, org.Name, org.Name
+	iss, err := oidc.PeekIssuer(req.SubjectToken)
+	if err != nil {
+		return o.refuse(rq, refused(gatehouse.OutcomeFailure, "%v", err))
+	}
+	rq.Detail("unverified_iss", clip(iss))
+	var issuer *gatehouse.OIDCIssuer
+	err = rq.View(func(tx gatehouse.Tx) error {
+		var err error
+		issuer, err = tx.GetOIDCIssuerByURL(org.ID, iss)
+		return err
+	})
+	if err != nil {
+		if !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+			return nil, err
 		}
 		return o.refuse(rq, refused(gatehouse.OutcomeFailure, "organization %s trusts no OIDC issuer %q", org.Name, iss))
 	}

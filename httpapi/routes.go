@@ -102,6 +102,7 @@ func (s *Server) registerRoutes() {
 	s.handle(patch, updatePath+"/journalentries", authz.UpdateLease, s.patchJournal)
 	s.handle(post, updatePath+"/events/batch", authz.UpdateLease, s.postEvents)
 	s.handle(post, updatePath+"/complete", authz.UpdateComplete, s.completeUpdate)
+	s.registerOIDCRoutes()
 }
 
 func (s *Server) healthz(rq *Request) (any, error) { return map[string]string{"status": "ok"}, nil }

@@ -232,9 +232,9 @@ func TestEvaluate(t *testing.T) {
 
 	// Deny wins, wherever it is in the list.
 	for _, deny := range []gatehouse.OIDCPolicy{
-		{Decision: "deny", Rules: map[string]string{"event_name": "push"}},                                    // every token type
-		{Decision: "deny", TokenType: "team", Rules: map[string]string{"ref": "refs/heads/*"}},                // every team
-		{Decision: "deny", TokenType: "team", TeamName: "production-deployers"},                               // this team, any claims
+		{Decision: "deny", Rules: map[string]string{"event_name": "push"}},                                   // every token type
+		{Decision: "deny", TokenType: "team", Rules: map[string]string{"ref": "refs/heads/*"}},               // every team
+		{Decision: "deny", TokenType: "team", TeamName: "production-deployers"},                              // this team, any claims
 		{Decision: "deny", Rules: map[string]string{`job_workflow_ref`: "acme/infra/.github/workflows/*@*"}}, // a workflow
 	} {
 		for _, at := range []int{0, len(ps)} {

@@ -51,7 +51,9 @@ func newFixture(t *testing.T) *fixture {
 	}
 }
 
-func (f *fixture) claims() map[string]any { return f.iss.Claims(aud, "acme/infra", "production", f.clock.Now()) }
+func (f *fixture) claims() map[string]any {
+	return f.iss.Claims(aud, "acme/infra", "production", f.clock.Now())
+}
 
 func (f *fixture) validate(tok string) (oidc.Claims, error) {
 	return f.v.Validate(context.Background(), tok, f.reg, aud)

@@ -206,6 +206,10 @@ type replayer struct {
 	// hasRefresh is set once any refresh was journaled; it survives
 	// rebuilt-base-state entries, as in the CLI.
 	hasRefresh bool
+
+	// rebuilt is set by a rebuilt-base-state entry and cleared by any entry
+	// that may change the replay state; see the rebuilt-base-state case.
+	rebuilt bool
 }
 
 func newReplayer(base *apitype.DeploymentV3) *replayer {
@@ -254,6 +258,13 @@ func (r *replayer) add(e *apitype.JournalEntry) error {
 	if e.State != nil {
 		c := *e.State
 		st = &c
+	}
+
+	switch e.Kind {
+	case apitype.JournalEntryKindBegin, apitype.JournalEntryKindSuccess, apitype.JournalEntryKindFailure,
+		apitype.JournalEntryKindRefreshSuccess, apitype.JournalEntryKindOutputs, apitype.JournalEntryKindWrite,
+		apitype.JournalEntryKindSecretsManager:
+		r.rebuilt = false
 	}
 
 	switch e.Kind {
@@ -378,12 +389,23 @@ func (r *replayer) add(e *apitype.JournalEntry) error {
 	case apitype.JournalEntryKindRebuiltBaseState:
 		// Materialise the current result as the new base and start over
 		// (hasRefresh is kept, as in the CLI).
+		//
+		// Repeating this with nothing in between reproduces the same base
+		// once that base only has "creating" pending operations (dependency
+		// repair and URN normalisation are idempotent), so skip the O(n)
+		// rebuild then: a batch of many such entries stays cheap.
+		if r.rebuilt && !slices.ContainsFunc(r.base.PendingOperations, func(op apitype.OperationV2) bool {
+			return op.Type != apitype.OperationTypeCreating
+		}) {
+			return nil
+		}
 		td, err := r.generate()
 		if err != nil {
 			return err
 		}
 		r.base = td.Deployment
 		r.reset()
+		r.rebuilt = true
 
 	default:
 		// Kinds 8 (extension-parameterize), 9 (snippets) and anything newer:
@@ -587,15 +609,27 @@ func normalizeURNReferences(d *apitype.DeploymentV3) error {
 		return urns, false
 	}
 
+	// Resources share a handful of provider references; fixProvider is pure
+	// for a given aliased map, so remember its answers.
+	type fixedProvider struct {
+		ref string
+		err error
+	}
+	providerCache := map[string]fixedProvider{}
+
 	for i := range d.Resources {
 		res := &d.Resources[i]
 		res.URN = fixURN(res.URN)
 		res.Parent = fixURN(res.Parent)
-		provider, err := fixProvider(res.Provider, fixURN)
-		if err != nil {
-			return fmt.Errorf("resource %q: %w", res.URN, err)
+		fp, ok := providerCache[res.Provider]
+		if !ok {
+			fp.ref, fp.err = fixProvider(res.Provider, fixURN)
+			providerCache[res.Provider] = fp
 		}
-		res.Provider = provider
+		if fp.err != nil {
+			return fmt.Errorf("resource %q: %w", res.URN, fp.err)
+		}
+		res.Provider = fp.ref
 		if len(aliased) > 0 {
 			res.Dependencies, _ = fixURNs(res.Dependencies)
 			var propDeps map[resource.PropertyKey][]resource.URN

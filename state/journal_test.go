@@ -521,6 +521,23 @@ func scenarios() []scenario {
 			wantOps: []string{"creating:d@1"},
 		},
 		{
+			name: "repeated rebuilt base state entries",
+			base: stdBase,
+			journal: func(j *jb) {
+				j.refresh(3, nil)
+				j.begin(apitype.OperationTypeCreating, p(bucket("d", "1")))
+				j.begin(apitype.OperationTypeUpdating, p(bucket("a", "2")))
+				for range 3 {
+					j.add(apitype.JournalEntry{Kind: apitype.JournalEntryKindRebuiltBaseState})
+				}
+				j.update(2, bucket("a", "3"))
+				j.add(apitype.JournalEntry{Kind: apitype.JournalEntryKindRebuiltBaseState})
+				j.add(apitype.JournalEntry{Kind: apitype.JournalEntryKindRebuiltBaseState})
+			},
+			want:    []string{"a@3", "proj-dev", "default@1", "c@1"},
+			wantOps: []string{"creating:d@1"},
+		},
+		{
 			name: "write entry replaces the base",
 			base: func() *apitype.DeploymentV3 {
 				b := stdBase()
@@ -918,6 +935,30 @@ func TestReplaySecretsManagerWithoutProviderIsNoop(t *testing.T) {
 	}
 	if !reflect.DeepEqual(d.SecretsProviders, base.SecretsProviders) {
 		t.Fatalf("secrets provider = %+v", d.SecretsProviders)
+	}
+}
+
+// TestReplayManyRebuiltBaseStates guards against a batch of rebuilt-base-state
+// entries costing O(entries × resources).
+func TestReplayManyRebuiltBaseStates(t *testing.T) {
+	t.Parallel()
+	base, entries := benchJournal(1000)
+	want, err := Replay(base, append(slices.Clone(entries),
+		apitype.JournalEntry{Kind: apitype.JournalEntryKindRebuiltBaseState, SequenceID: 1000}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20000 {
+		entries = append(entries, apitype.JournalEntry{
+			Kind: apitype.JournalEntryKindRebuiltBaseState, SequenceID: int64(1000 + i),
+		})
+	}
+	got, err := Replay(base, entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if marshal(t, got) != marshal(t, want) {
+		t.Fatal("repeated rebuilt-base-state entries changed the result")
 	}
 }
 

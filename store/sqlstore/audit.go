@@ -46,6 +46,7 @@ func (t *tx) AppendAudit(e *gatehouse.AuditEvent) error {
 		e.Time = t.now
 	}
 	e.Time = e.Time.UTC()
+	validAuditText(e)
 	e.Seq = seq + 1
 	e.PrevHash = prev
 	e.Hash = audit.Hash(prev, e)

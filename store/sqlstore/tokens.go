@@ -129,7 +129,7 @@ func (db *DB) TouchTokens(ctx context.Context, uses []gatehouse.TokenUse) error 
 		t := gtx.(*tx)
 		for _, u := range uses {
 			if _, err := t.exec(`UPDATE tokens SET last_used = ?, last_ip = ?, last_agent = ? WHERE id = ? AND last_used < ?`,
-				ns(u.At), u.IP, u.Agent, u.TokenID, ns(u.At)); err != nil {
+				ns(u.At), validText(u.IP), validText(u.Agent), u.TokenID, ns(u.At)); err != nil {
 				return err
 			}
 		}

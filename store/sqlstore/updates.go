@@ -112,8 +112,18 @@ func (t *tx) StartUpdate(id string, tags map[string]string, lease [32]byte, leas
 			return 0, dbErr(err)
 		}
 	}
-	if tags != nil {
-		if err := t.SetStackTags(s.ID, tags); err != nil {
+	if tags != nil && !u.DryRun {
+		// The CLI sends the tags it derives from the project; they are merged into the
+		// stack's tags so that tags set by people (which grants and protection rules may
+		// select on) survive updates. Previews change nothing.
+		merged := make(map[string]string, len(s.Tags)+len(tags))
+		for k, v := range s.Tags {
+			merged[k] = v
+		}
+		for k, v := range tags {
+			merged[k] = v
+		}
+		if err := t.SetStackTags(s.ID, merged); err != nil {
 			return 0, err
 		}
 	}
@@ -176,9 +186,18 @@ func (t *tx) FinishUpdate(id string, status gatehouse.UpdateStatus, changes map[
 	if resourceCount >= 0 {
 		count = resourceCount
 	}
-	if _, err := t.exec(`UPDATE updates SET status = ?, ended = ?, lease_expires = 0, resource_changes = ?, resource_count = ? WHERE id = ?`,
-		string(status), ns(t.now), string(cj), count, id); err != nil {
+	// Only an unfinished update changes: of two finishes racing (on an engine that runs
+	// them concurrently) the first wins and the other reports how it ended.
+	r, err := t.exec(`UPDATE updates SET status = ?, ended = ?, lease_expires = 0, resource_changes = ?, resource_count = ? WHERE id = ? AND status IN (?, ?)`,
+		string(status), ns(t.now), string(cj), count, id, string(gatehouse.StatusNotStarted), string(gatehouse.StatusRunning))
+	if err != nil {
 		return "", err
+	}
+	if affected(r) == 0 {
+		if u, err = t.GetUpdate(id); err != nil {
+			return "", err
+		}
+		return u.Status, nil
 	}
 	if !u.DryRun {
 		q := `UPDATE stacks SET active_update = '', last_update = ? WHERE id = ? AND active_update = ?`

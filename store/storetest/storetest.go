@@ -261,16 +261,30 @@ func (e *env) expireLeases() {
 	time.Sleep(100 * time.Millisecond)
 }
 
-// race runs fn(i) for i in [0, n) in n goroutines released together and returns their errors.
-func race(n int, fn func(i int) error) []error {
+// race runs fn(i) for i in [0, n) in n goroutines released together and returns their
+// errors. Each goroutine first holds a read transaction open alongside the others (for up
+// to a moment), so that a pooled engine has a connection ready for each and the racers
+// really overlap rather than queue behind connection set-up.
+func (e *env) race(n int, fn func(i int) error) []error {
 	errs := make([]error, n)
-	var ready, done sync.WaitGroup
+	var warm, ready, done sync.WaitGroup
+	warm.Add(n)
+	warmed := make(chan struct{})
+	go func() { warm.Wait(); close(warmed) }()
 	gate := make(chan struct{})
 	for i := range n {
 		ready.Add(1)
 		done.Add(1)
 		go func() {
 			defer done.Done()
+			_ = e.s.View(e.ctx, func(tx gatehouse.Tx) error {
+				warm.Done()
+				select {
+				case <-warmed:
+				case <-time.After(200 * time.Millisecond):
+				}
+				return nil
+			})
 			ready.Done()
 			<-gate
 			errs[i] = fn(i)
@@ -1067,6 +1081,12 @@ func testTouchTokens(t *testing.T, e *env) {
 	if got := get(tks[0].ID); !got.LastUsed.Equal(t1) || got.LastIP != "10.0.0.3" || got.LastAgent != "new" {
 		t.Errorf("after a batch with two uses: %v %q %q; want the newest", got.LastUsed, got.LastIP, got.LastAgent)
 	}
+	// A User-Agent is whatever the client sent: invalid UTF-8 and NUL are stored as U+FFFD,
+	// not refused (the whole batch would be lost).
+	touch(gatehouse.TokenUse{TokenID: tks[1].ID, At: t1, IP: "10.0.0.5", Agent: "bad\xff\x00agent"})
+	if got := get(tks[1].ID); !got.LastUsed.Equal(t1) || got.LastAgent != "bad\ufffd\ufffdagent" {
+		t.Errorf("after a use with a malformed agent: %v %q", got.LastUsed, got.LastAgent)
+	}
 	// Uses of unknown tokens are ignored; nothing to do is fine.
 	touch(gatehouse.TokenUse{TokenID: randID(), At: t1})
 	touch()
@@ -1497,7 +1517,7 @@ func testCheckpoints(t *testing.T, e *env) {
 
 func testUpdates(t *testing.T, e *env) {
 	acme := e.org("acme")
-	s := e.stack(acme.ID, "web", "prod", map[string]string{"old": "tag"})
+	s := e.stack(acme.ID, "web", "prod", map[string]string{"old": "tag", "env": "dev"})
 	u := &gatehouse.Update{ID: randID(), StackID: s.ID, Kind: gatehouse.KindUpdate, Program: json.RawMessage(`{"config":{"a":"b"},"metadata":{"message":"hi"}}`), Author: "alice"}
 	var now time.Time
 	e.update(func(tx gatehouse.Tx) error { now = tx.Now(); return tx.CreateUpdate(u) })
@@ -1541,14 +1561,20 @@ func testUpdates(t *testing.T, e *env) {
 		t.Errorf("started update = %+v", got)
 	}
 	st := e.getStack(s.ID)
-	if st.Version != 1 || st.ActiveUpdate != u.ID || !maps.Equal(st.Tags, newTags) {
-		t.Errorf("stack after StartUpdate = %+v; want version 1, locked by %s, tags replaced by %v", st, u.ID, newTags)
+	// The update's tags are merged into the stack's: tags people set (which grants and
+	// protection rules select on) survive updates.
+	mergedTags := map[string]string{"old": "tag", "env": "production", "pulumi:project": "web"}
+	if st.Version != 1 || st.ActiveUpdate != u.ID || !maps.Equal(st.Tags, mergedTags) {
+		t.Errorf("stack after StartUpdate = %+v; want version 1, locked by %s, tags %v", st, u.ID, mergedTags)
 	}
-	if got, _ := listStacks(t, e, gatehouse.StackFilter{OrgIDs: []int64{acme.ID}, TagName: "old"}); len(got) != 0 {
-		t.Errorf("ListStacks finds the stack by a tag StartUpdate replaced")
-	}
-	if got, _ := listStacks(t, e, gatehouse.StackFilter{OrgIDs: []int64{acme.ID}, TagName: "env", TagValue: "production"}); len(got) != 1 {
-		t.Errorf("ListStacks does not find the stack by a tag StartUpdate set")
+	for _, c := range []struct {
+		name, value string
+		found       bool
+	}{{"old", "tag", true}, {"env", "dev", false}, {"env", "production", true}, {"pulumi:project", "web", true}} {
+		got, _ := listStacks(t, e, gatehouse.StackFilter{OrgIDs: []int64{acme.ID}, TagName: c.name, TagValue: c.value})
+		if (len(got) == 1) != c.found {
+			t.Errorf("ListStacks by tag %s=%s after StartUpdate found %d stacks, want found=%v", c.name, c.value, len(got), c.found)
+		}
 	}
 	e.view(func(tx gatehouse.Tx) error {
 		byLease, err := tx.GetUpdateByLease(lease)
@@ -1576,8 +1602,8 @@ func testUpdates(t *testing.T, e *env) {
 	if v, _ := e.startLive(u2); v != 2 {
 		t.Errorf("the next update's version = %d, want 2", v)
 	}
-	if st := e.getStack(s.ID); !maps.Equal(st.Tags, newTags) || st.Version != 2 {
-		t.Errorf("stack after a start without tags = %+v; want tags %v, version 2", st, newTags)
+	if st := e.getStack(s.ID); !maps.Equal(st.Tags, mergedTags) || st.Version != 2 {
+		t.Errorf("stack after a start without tags = %+v; want tags %v, version 2", st, mergedTags)
 	}
 }
 
@@ -1612,13 +1638,19 @@ func testStartUpdateLock(t *testing.T, e *env) {
 
 func testDryRuns(t *testing.T, e *env) {
 	acme := e.org("acme")
-	s := e.stack(acme.ID, "web", "prod", nil)
+	tags := map[string]string{"env": "dev"}
+	s := e.stack(acme.ID, "web", "prod", tags)
 	holder := e.newUpdate(s.ID, gatehouse.KindUpdate, false)
 	e.startLive(holder)
 	var previews []string
 	for range 2 {
 		p := e.newUpdate(s.ID, gatehouse.KindPreview, true)
-		v, _ := e.startLive(p)
+		// Previews change nothing: not the lock, not the version, not the tags.
+		var v int
+		e.update(func(tx gatehouse.Tx) (err error) {
+			v, err = tx.StartUpdate(p, map[string]string{"env": "preview", "pulumi:project": "web"}, randDigest(), tx.Now().Add(time.Hour), 0)
+			return err
+		})
 		if v != 1 {
 			t.Errorf("a preview started with version %d, want the stack's current version 1", v)
 		}
@@ -1627,8 +1659,8 @@ func testDryRuns(t *testing.T, e *env) {
 		}
 		previews = append(previews, p)
 	}
-	if st := e.getStack(s.ID); st.ActiveUpdate != holder || st.Version != 1 {
-		t.Errorf("stack after previews = %+v; want still held by %s at version 1", st, holder)
+	if st := e.getStack(s.ID); st.ActiveUpdate != holder || st.Version != 1 || !maps.Equal(st.Tags, tags) {
+		t.Errorf("stack after previews = %+v; want still held by %s at version 1, tags %v", st, holder, tags)
 	}
 	// A preview alone does not lock either: a real update starts while one runs.
 	e.finish(holder, gatehouse.StatusSucceeded, -1)
@@ -1980,7 +2012,12 @@ func testAudit(t *testing.T, e *env) {
 	// A given ID and time are kept (the time in UTC, to the nanosecond).
 	at := time.Date(2029, 12, 31, 23, 59, 59, 987654321, time.FixedZone("x", 5*3600))
 	second := &gatehouse.AuditEvent{ID: "given-id", Time: at, ActorKind: "anonymous", Action: "auth:login", Outcome: gatehouse.OutcomeDenied, Reason: "bad token"}
-	third := &gatehouse.AuditEvent{ActorKind: "system", Action: "keys:rotate", Outcome: gatehouse.OutcomeFailure, Target: "\xff invalid utf-8"}
+	// Text that arrives from outside unchecked (a header, an error message) is stored, not
+	// refused: invalid UTF-8 and NUL read back as U+FFFD, the event as the caller holds it
+	// after AppendAudit is the stored one, and invalid bytes hash as audit.Hash counts them.
+	third := &gatehouse.AuditEvent{ActorKind: "system", Action: "keys:rotate", Outcome: gatehouse.OutcomeFailure,
+		Target: "\xff invalid \xc3 utf-8", Reason: "nul\x00byte"}
+	original := *third
 	e.update(func(tx gatehouse.Tx) error {
 		if err := tx.AppendAudit(second); err != nil {
 			return err
@@ -1992,6 +2029,13 @@ func testAudit(t *testing.T, e *env) {
 	}
 	if third.Seq != 3 || !bytes.Equal(third.PrevHash, second.Hash) || third.ID == first.ID {
 		t.Errorf("third event: Seq %d, PrevHash %x; want 3 chained to the second", third.Seq, third.PrevHash)
+	}
+	if third.Target != "\ufffd invalid \ufffd utf-8" || third.Reason != "nul\ufffdbyte" {
+		t.Errorf("event text after AppendAudit: Target %q, Reason %q; want invalid UTF-8 and NUL as U+FFFD", third.Target, third.Reason)
+	}
+	original.Seq, original.ID, original.Time, original.Reason = third.Seq, third.ID, third.Time, third.Reason
+	if !bytes.Equal(third.Hash, audit.Hash(third.PrevHash, &original)) {
+		t.Error("the stored event's hash differs from audit.Hash of the event with its invalid UTF-8 as given")
 	}
 	evs := e.allAudit()
 	checkChain(t, evs)
@@ -2114,7 +2158,7 @@ func testRaceStartUpdate(t *testing.T, e *env) {
 	}
 	expires := e.now().Add(time.Hour)
 	versions := make([]int, racers)
-	errs := race(racers, func(i int) error {
+	errs := e.race(racers, func(i int) error {
 		return e.s.Update(e.ctx, func(tx gatehouse.Tx) (err error) {
 			versions[i], err = tx.StartUpdate(ids[i], map[string]string{"winner": ids[i]}, randDigest(), expires, 0)
 			return err
@@ -2162,7 +2206,7 @@ func testRaceTakeover(t *testing.T, e *env) {
 	}
 	e.expireLeases()
 	expires := e.now().Add(time.Hour)
-	errs := race(racers, func(i int) error {
+	errs := e.race(racers, func(i int) error {
 		return e.s.Update(e.ctx, func(tx gatehouse.Tx) error {
 			_, err := tx.StartUpdate(ids[i], nil, randDigest(), expires, 0)
 			return err
@@ -2194,7 +2238,7 @@ func testRaceFinishUpdate(t *testing.T, e *env) {
 	e.startLive(id)
 	statuses := []gatehouse.UpdateStatus{gatehouse.StatusSucceeded, gatehouse.StatusFailed, gatehouse.StatusCancelled}
 	got := make([]gatehouse.UpdateStatus, racers)
-	errs := race(racers, func(i int) error {
+	errs := e.race(racers, func(i int) error {
 		return e.s.Update(e.ctx, func(tx gatehouse.Tx) (err error) {
 			got[i], err = tx.FinishUpdate(id, statuses[i%len(statuses)], map[string]int{string(statuses[i%len(statuses)]): i}, i)
 			return err
@@ -2218,7 +2262,7 @@ func testRaceFinishUpdate(t *testing.T, e *env) {
 
 func testRaceAudit(t *testing.T, e *env) {
 	const perWriter = 15
-	errs := race(racers, func(i int) error {
+	errs := e.race(racers, func(i int) error {
 		for j := range perWriter {
 			err := e.s.Update(e.ctx, func(tx gatehouse.Tx) error {
 				return tx.AppendAudit(&gatehouse.AuditEvent{ID: fmt.Sprintf("w%d-%d", i, j), ActorName: fmt.Sprintf("writer-%d", i), Action: "race", Outcome: "success"})
@@ -2256,7 +2300,7 @@ func testRaceStackKey(t *testing.T, e *env) {
 	acme := e.org("acme")
 	s := e.stack(acme.ID, "web", "prod", nil)
 	got := make([][]byte, racers)
-	errs := race(racers, func(i int) error {
+	errs := e.race(racers, func(i int) error {
 		return e.s.Update(e.ctx, func(tx gatehouse.Tx) (err error) {
 			got[i], err = tx.CreateStackKey(s.ID, []byte(fmt.Sprintf("key-%d", i)))
 			return err
@@ -2274,7 +2318,7 @@ func testRaceStackKey(t *testing.T, e *env) {
 }
 
 func testRaceCreateOrg(t *testing.T, e *env) {
-	errs := race(racers, func(i int) error {
+	errs := e.race(racers, func(i int) error {
 		return e.s.Update(e.ctx, func(tx gatehouse.Tx) error {
 			// The same name, spelled in several cases.
 			name := []string{"race", "RACE", "Race", "rAcE"}[i%4]

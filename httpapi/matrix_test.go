@@ -1,0 +1,488 @@
+package httpapi_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
+
+	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/app"
+	"github.com/gatehouse-dev/gatehouse/httpapi"
+	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
+	"github.com/gatehouse-dev/gatehouse/token"
+)
+
+// The authorization matrix: testdata/authz_matrix.txt lists every route of the API and,
+// for every kind of caller, what must happen:
+//
+//	ok   the call passes authorization (any answer but 401, 403 and 404)
+//	403  denied, with a reason
+//	404  hidden: the caller must not learn that the resource exists
+//	401  not authenticated
+//
+// The world each row runs in: organization acme (default stack permission none, unless
+// the column says otherwise) with stack proj/prod (tag env=production, protected by the
+// rule env=production, one finished update, one running update) and stack proj/other;
+// organization globex with its own admin and stack. A route missing from the table fails.
+
+var updateMatrix = flag.Bool("update-matrix", false, "rewrite testdata/authz_matrix.txt from the server's behaviour (review the diff!)")
+
+// subjects are the matrix columns, in file order.
+var subjects = []string{
+	"anon",       // no credentials
+	"admin",      // acme admin (and site administrator)
+	"member",     // acme member, default stack permission none, no team
+	"dread",      // acme member, no team, org default stack permission read
+	"dwrite",     // acme member, no team, org default stack permission write
+	"tread",      // member of a team with read on tag env=production
+	"treadd",     // member of a team with read+decrypt on project proj
+	"twrite",     // member of a team with write on stack proj/prod
+	"tadmin",     // member of a team with admin on tag env=production
+	"otherteam",  // member of a team with write on proj/other only
+	"billing",    // acme billing manager
+	"nonmember",  // a user of globex only
+	"otheradmin", // globex admin
+	"teamtok",    // token of the write-on-prod team (a pipeline credential)
+	"orgmember",  // acme organization token, member role
+	"orgadmin",   // acme organization token, admin role
+	"lease",      // the lease token of prod's running update
+	"otherlease", // the lease token of proj/other's running update
+}
+
+type world struct {
+	e       *env
+	tokens  map[string]string // subject -> token value
+	prodRun *run              // running update on prod
+	otherRn *run              // running update on other
+}
+
+func (w *world) client(subject string) *cliwire.Client {
+	return cliwire.New(w.e.url, w.tokens[subject])
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newWorld builds the matrix world with the given default stack permission in acme.
+func newWorld(t *testing.T, defaultPerm string) *world {
+	e := newEnv(t, func(c *httpapi.Config) { c.AuthFailureLimit = 0 })
+	w := &world{e: e, tokens: map[string]string{"admin": e.admin.Token}}
+	a := e.admin
+	do := func(method, path string, body any, out any) {
+		t.Helper()
+		must(t, a.Do(cliwire.Call{Method: method, Path: path, Body: body}, out))
+	}
+	for _, u := range []struct{ name, role string }{{"member", "member"}, {"dread", "member"}, {"dwrite", "member"}, {"tread", "member"},
+		{"treadd", "member"}, {"twrite", "member"}, {"tadmin", "member"}, {"otherteam", "member"}, {"billing", "billing-manager"}} {
+		var out struct {
+			TokenValue string `json:"tokenValue"`
+		}
+		do("POST", "/api/orgs/acme/users", map[string]string{"name": u.name, "role": u.role}, &out)
+		w.tokens[u.name] = out.TokenValue
+	}
+	do("POST", "/api/orgs", map[string]string{"name": "globex"}, nil)
+	for _, u := range []struct{ name, role string }{{"nonmember", "member"}, {"otheradmin", "admin"}} {
+		var out struct {
+			TokenValue string `json:"tokenValue"`
+		}
+		do("POST", "/api/orgs/globex/users", map[string]string{"name": u.name, "role": u.role}, &out)
+		w.tokens[u.name] = out.TokenValue
+	}
+	must(t, e.createStack(a, "acme", "proj", "prod", map[string]string{"env": "production"}))
+	must(t, e.createStack(a, "acme", "proj", "other", nil))
+	must(t, e.createStack(a, "globex", "gproj", "gstack", nil))
+	for _, tm := range []struct {
+		name, member string
+		grant        map[string]any
+	}{
+		{"t-read", "tread", map[string]any{"tag": "env=production", "permission": "read"}},
+		{"t-readd", "treadd", map[string]any{"project": "proj", "permission": "read", "decrypt": true}},
+		{"t-write", "twrite", map[string]any{"stack": "proj/prod", "permission": "write"}},
+		{"t-admin", "tadmin", map[string]any{"tag": "env=production", "permission": "admin"}},
+		{"t-other", "otherteam", map[string]any{"stack": "proj/other", "permission": "write"}},
+	} {
+		do("POST", "/api/orgs/acme/teams/pulumi", map[string]string{"name": tm.name}, nil)
+		do("PATCH", "/api/orgs/acme/teams/"+tm.name, map[string]any{"memberAction": "add", "member": tm.member, "addGrant": tm.grant}, nil)
+	}
+	var tok struct {
+		TokenValue string `json:"tokenValue"`
+	}
+	do("POST", "/api/orgs/acme/teams/t-write/tokens", map[string]any{"name": "pipeline"}, &tok)
+	w.tokens["teamtok"] = tok.TokenValue
+	do("POST", "/api/orgs/acme/tokens", map[string]any{"name": "ci-member"}, &tok)
+	w.tokens["orgmember"] = tok.TokenValue
+	do("POST", "/api/orgs/acme/tokens", map[string]any{"name": "ci-admin", "admin": true}, &tok)
+	w.tokens["orgadmin"] = tok.TokenValue
+
+	// One finished update on prod (version 1), then prod becomes protected and gets a
+	// running update (by the pipeline), and other gets one too.
+	prod := stackPath("acme", "proj", "prod")
+	r, err := e.startRun(a, prod, "update", false)
+	must(t, err)
+	must(t, r.checkpoint(deployment(3, "")))
+	must(t, r.complete("succeeded"))
+	do("POST", "/api/orgs/acme/protections", map[string]string{"tag": "env=production"}, nil)
+	w.prodRun, err = e.startRun(w.client("teamtok"), prod, "update", false)
+	must(t, err)
+	w.otherRn, err = e.startRun(a, stackPath("acme", "proj", "other"), "update", false)
+	must(t, err)
+	w.tokens["lease"], w.tokens["otherlease"] = w.prodRun.Lease, w.otherRn.Lease
+	if defaultPerm != "none" {
+		do("PATCH", "/api/orgs/acme", map[string]any{"setDefaultStackPermission": defaultPerm}, nil)
+	}
+	return w
+}
+
+// call is one request of a matrix row.
+type call struct {
+	path string
+	body any
+	gzip bool
+}
+
+// requests builds each route's request. The bodies are chosen to change as little as
+// possible: many are invalid on purpose (the handler's 400 proves authorization passed).
+func (w *world) request(t *testing.T, method, pattern, subject string) call {
+	prod := stackPath("acme", "proj", "prod")
+	up := prod + "/update/" + w.prodRun.ID
+	if subject == "otherlease" {
+		// Another stack's lease, presented on prod's update.
+		up = prod + "/update/" + w.prodRun.ID
+	}
+	newUpdate := func(dry bool) string {
+		// Created in the store directly: the API would refuse some callers before we get there.
+		u := &gatehouse.Update{ID: fmt.Sprintf("matrix-%s-%d", subject, time.Now().UnixNano()), Kind: gatehouse.KindUpdate, DryRun: dry, Author: "matrix"}
+		must(t, w.e.srv.Store.Update(context.Background(), func(tx gatehouse.Tx) error {
+			st, err := tx.GetStack(1, "proj", "prod")
+			if err != nil {
+				return err
+			}
+			u.StackID = st.ID
+			return tx.CreateUpdate(u)
+		}))
+		return u.ID
+	}
+	ownToken := func(kind gatehouse.TokenKind) string {
+		// A token in the route's scope to revoke or rotate.
+		v, tk, err := app.NewToken(kind)
+		must(t, err)
+		_ = v
+		tk.Name = "victim-" + subject
+		must(t, w.e.srv.Store.Update(context.Background(), func(tx gatehouse.Tx) error {
+			switch kind {
+			case gatehouse.TokenPersonal:
+				u, err := tx.GetUserByName(map[bool]string{true: subject, false: "alice"}[w.tokens[subject] != "" && subject != "admin" && isUser(subject)])
+				if err != nil {
+					return err
+				}
+				tk.UserID = u.ID
+			case gatehouse.TokenTeam:
+				tm, err := tx.GetTeamByName(1, "t-write")
+				if err != nil {
+					return err
+				}
+				tk.OrgID, tk.TeamID, tk.Pipeline = 1, tm.ID, true
+			case gatehouse.TokenOrg:
+				tk.OrgID, tk.Role, tk.Pipeline = 1, gatehouse.RoleMember, true
+			}
+			return tx.CreateToken(tk)
+		}))
+		return tk.ID
+	}
+	switch method + " " + pattern {
+	case "POST /api/stacks/{org}/{project}":
+		return call{path: "/api/stacks/acme/proj", body: apitype.CreateStackRequest{StackName: "new-" + subject}}
+	case "HEAD /api/stacks/{org}/{project}":
+		return call{path: "/api/stacks/acme/proj"}
+	case "DELETE /api/stacks/{org}/{project}/{stack}":
+		return call{path: prod + "?force=true"}
+	case "POST /api/stacks/{org}/{project}/{stack}/rename":
+		return call{path: prod + "/rename", body: apitype.StackRenameRequest{NewName: "renamed-" + subject, NewProject: "proj"}}
+	case "PATCH /api/stacks/{org}/{project}/{stack}/tags":
+		return call{path: prod + "/tags", body: map[string]string{"env": "production", "touched": subject}}
+	case "GET /api/stacks/{org}/{project}/{stack}/export/{version}":
+		return call{path: prod + "/export/1"}
+	case "POST /api/stacks/{org}/{project}/{stack}/import":
+		return call{path: prod + "/import", body: map[string]any{"version": 0}, gzip: true}
+	case "POST /api/stacks/{org}/{project}/{stack}/update", "POST /api/stacks/{org}/{project}/{stack}/refresh", "POST /api/stacks/{org}/{project}/{stack}/destroy":
+		return call{path: prod + strings.TrimPrefix(pattern, "/api/stacks/{org}/{project}/{stack}"), body: apitype.UpdateProgramRequest{Name: "proj", Options: apitype.UpdateOptions{DryRun: false}}}
+	case "POST /api/stacks/{org}/{project}/{stack}/preview":
+		return call{path: prod + "/preview", body: apitype.UpdateProgramRequest{Name: "proj", Options: apitype.UpdateOptions{DryRun: true}}}
+	case "POST /api/stacks/{org}/{project}/{stack}/update/{updateID}":
+		return call{path: prod + "/update/" + newUpdate(false), body: apitype.StartUpdateRequest{}}
+	case "POST /api/stacks/{org}/{project}/{stack}/update/{updateID}/cancel":
+		return call{path: up + "/cancel"}
+	case "POST /api/stacks/{org}/{project}/{stack}/update/{updateID}/renew_lease":
+		return call{path: up + "/renew_lease", body: apitype.RenewUpdateLeaseRequest{Duration: 300}}
+	case "PATCH /api/stacks/{org}/{project}/{stack}/update/{updateID}/checkpoint":
+		return call{path: up + "/checkpoint", body: apitype.PatchUpdateCheckpointRequest{Version: 3, Deployment: deployment(3, "")}, gzip: true}
+	case "PATCH /api/stacks/{org}/{project}/{stack}/update/{updateID}/checkpointverbatim":
+		return call{path: up + "/checkpointverbatim", body: map[string]any{"version": 3, "sequenceNumber": 1, "untypedDeployment": map[string]any{"version": 3, "deployment": json.RawMessage(deployment(3, ""))}}, gzip: true}
+	case "PATCH /api/stacks/{org}/{project}/{stack}/update/{updateID}/checkpointdelta":
+		return call{path: up + "/checkpointdelta", body: map[string]any{"version": 3, "sequenceNumber": 2, "checkpointHash": "00", "deploymentDelta": []any{}}, gzip: true}
+	case "PATCH /api/stacks/{org}/{project}/{stack}/update/{updateID}/journalentries":
+		return call{path: up + "/journalentries", body: map[string]any{"entries": []any{}}, gzip: true}
+	case "POST /api/stacks/{org}/{project}/{stack}/update/{updateID}/events/batch":
+		return call{path: up + "/events/batch", body: map[string]any{"events": []any{}}, gzip: true}
+	case "POST /api/stacks/{org}/{project}/{stack}/update/{updateID}/complete":
+		return call{path: up + "/complete", body: apitype.CompleteUpdateRequest{Status: "succeeded"}}
+	case "GET /api/stacks/{org}/{project}/{stack}/update/{updateID}", "GET /api/stacks/{org}/{project}/{stack}/update/{updateID}/events":
+		return call{path: up + strings.TrimPrefix(pattern, "/api/stacks/{org}/{project}/{stack}/update/{updateID}")}
+	case "POST /api/stacks/{org}/{project}/{stack}/encrypt", "POST /api/stacks/{org}/{project}/{stack}/decrypt":
+		return call{path: prod + strings.TrimPrefix(pattern, "/api/stacks/{org}/{project}/{stack}"), body: map[string]any{"plaintext": "aGk=", "ciphertext": "AAAA"}}
+	case "POST /api/stacks/{org}/{project}/{stack}/batch-encrypt":
+		return call{path: prod + "/batch-encrypt", body: map[string]any{"plaintexts": []string{"aGk="}}, gzip: true}
+	case "POST /api/stacks/{org}/{project}/{stack}/batch-decrypt":
+		return call{path: prod + "/batch-decrypt", body: map[string]any{"ciphertexts": []string{"AAAA"}}, gzip: true}
+	case "POST /api/stacks/{org}/{project}/{stack}/decrypt/log-decryption", "POST /api/stacks/{org}/{project}/{stack}/decrypt/log-batch-decryption":
+		return call{path: prod + strings.TrimPrefix(pattern, "/api/stacks/{org}/{project}/{stack}"), body: map[string]any{"commandName": "test"}}
+	case "POST /api/orgs":
+		return call{path: "/api/orgs", body: map[string]string{"name": "org-" + subject}}
+	case "PATCH /api/orgs/{org}":
+		return call{path: "/api/orgs/acme", body: map[string]any{}}
+	case "POST /api/orgs/{org}/members/{user}":
+		return call{path: "/api/orgs/acme/members/nonmember", body: map[string]string{"role": "member"}}
+	case "PATCH /api/orgs/{org}/members/{user}":
+		return call{path: "/api/orgs/acme/members/member", body: map[string]string{"role": "member"}}
+	case "DELETE /api/orgs/{org}/members/{user}":
+		return call{path: "/api/orgs/acme/members/otherteam"}
+	case "POST /api/orgs/{org}/users":
+		return call{path: "/api/orgs/acme/users", body: map[string]string{"name": "user-" + subject}}
+	case "POST /api/orgs/{org}/teams/pulumi":
+		return call{path: "/api/orgs/acme/teams/pulumi", body: map[string]string{"name": "team-" + subject}}
+	case "PATCH /api/orgs/{org}/teams/{team}":
+		return call{path: "/api/orgs/acme/teams/t-read", body: map[string]any{}}
+	case "POST /api/orgs/{org}/protections":
+		return call{path: "/api/orgs/acme/protections", body: map[string]string{"tag": "env=x" + subject}}
+	case "DELETE /api/orgs/{org}/protections":
+		return call{path: "/api/orgs/acme/protections", body: map[string]string{"tag": "env=production"}}
+	case "POST /api/user/tokens", "POST /api/orgs/{org}/tokens", "POST /api/orgs/{org}/teams/{team}/tokens":
+		return call{path: fill(pattern), body: map[string]any{"name": "tok-" + subject}}
+	case "DELETE /api/user/tokens/{tokenID}":
+		return call{path: "/api/user/tokens/" + ownToken(gatehouse.TokenPersonal)}
+	case "POST /api/user/tokens/{tokenID}/rotate":
+		return call{path: "/api/user/tokens/" + ownToken(gatehouse.TokenPersonal) + "/rotate", body: map[string]any{}}
+	case "DELETE /api/orgs/{org}/tokens/{tokenID}":
+		return call{path: "/api/orgs/acme/tokens/" + ownToken(gatehouse.TokenOrg)}
+	case "POST /api/orgs/{org}/tokens/{tokenID}/rotate":
+		return call{path: "/api/orgs/acme/tokens/" + ownToken(gatehouse.TokenOrg) + "/rotate", body: map[string]any{}}
+	case "DELETE /api/orgs/{org}/teams/{team}/tokens/{tokenID}":
+		return call{path: "/api/orgs/acme/teams/t-write/tokens/" + ownToken(gatehouse.TokenTeam)}
+	case "POST /api/orgs/{org}/teams/{team}/tokens/{tokenID}/rotate":
+		return call{path: "/api/orgs/acme/teams/t-write/tokens/" + ownToken(gatehouse.TokenTeam) + "/rotate", body: map[string]any{}}
+	}
+	if method == "GET" || method == "DELETE" || method == "HEAD" {
+		return call{path: fill(pattern)}
+	}
+	return call{path: fill(pattern), body: map[string]any{}}
+}
+
+func isUser(s string) bool {
+	switch s {
+	case "anon", "teamtok", "orgmember", "orgadmin", "lease", "otherlease":
+		return false
+	}
+	return true
+}
+
+// fill substitutes the world's names into a route pattern.
+func fill(p string) string {
+	r := strings.NewReplacer("{org}", "acme", "{project}", "proj", "{stack}", "prod", "{team}", "t-read", "{user}", "member", "{version}", "1", "{issuerId}", "none", "{policyId}", "none")
+	return r.Replace(p)
+}
+
+// destructive routes get a fresh world for every caller the table allows.
+var destructive = map[string]bool{
+	"DELETE /api/stacks/{org}/{project}/{stack}":                                true,
+	"POST /api/stacks/{org}/{project}/{stack}/rename":                           true,
+	"POST /api/stacks/{org}/{project}/{stack}/update/{updateID}/cancel":         true,
+	"POST /api/stacks/{org}/{project}/{stack}/update/{updateID}/complete":       true,
+	"DELETE /api/orgs/{org}/members/{user}":                                     true,
+	"DELETE /api/orgs/{org}/teams/{team}":                                       true,
+	"DELETE /api/orgs/{org}/protections":                                        true,
+	"PATCH /api/orgs/{org}/members/{user}":                                      true,
+	"POST /api/stacks/{org}/{project}/{stack}/update/{updateID}/checkpointdelta": true,
+}
+
+func outcome(err error) string {
+	switch cliwire.Status(err) {
+	case 0:
+		return "ok"
+	case 401, 403, 404:
+		return fmt.Sprint(cliwire.Status(err))
+	case -1:
+		return "error:" + err.Error()
+	}
+	return "ok" // any other answer came from the handler, past authorization
+}
+
+func (w *world) do(t *testing.T, method, pattern, subject string) string {
+	c := w.request(t, method, pattern, subject)
+	cl := w.client(subject)
+	req := cliwire.Call{Method: method, Path: c.path, Body: c.body, Gzip: c.gzip}
+	switch subject {
+	case "anon":
+		req.NoAuth = true
+	case "lease", "otherlease":
+		req.LeaseToken = w.tokens[subject]
+	}
+	return outcome(cl.Do(req, nil))
+}
+
+type matrixRow struct {
+	method, pattern string
+	want            map[string]string
+}
+
+const matrixFile = "testdata/authz_matrix.txt"
+
+func readMatrix(t *testing.T) map[string]matrixRow {
+	rows := map[string]matrixRow{}
+	f, err := os.Open(matrixFile)
+	if err != nil {
+		if *updateMatrix {
+			return rows
+		}
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		fields := strings.Fields(line)
+		if len(fields) != 2+len(subjects) {
+			t.Fatalf("%s: %q has %d columns, want %d", matrixFile, line, len(fields), 2+len(subjects))
+		}
+		r := matrixRow{method: fields[0], pattern: fields[1], want: map[string]string{}}
+		for i, s := range subjects {
+			r.want[s] = fields[2+i]
+		}
+		rows[r.method+" "+r.pattern] = r
+	}
+	return rows
+}
+
+func TestAuthorizationMatrix(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the authorization matrix builds many worlds; run without -short")
+	}
+	probe := newEnv(t)
+	rows := readMatrix(t)
+	var routes []string
+	for _, rt := range probe.srv.API.Routes() {
+		key := rt.Method + " " + rt.Pattern
+		routes = append(routes, key)
+		if _, ok := rows[key]; !ok && !*updateMatrix {
+			t.Errorf("route %s is missing from %s: every route must be in the authorization matrix", key, matrixFile)
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	got := map[string]map[string]string{}
+	// One template world per default permission; every world used is a copy of one.
+	templates := map[string]*world{}
+	fresh := func(defaultPerm string) *world {
+		tpl := templates[defaultPerm]
+		if tpl == nil {
+			tpl = newWorld(t, defaultPerm)
+			templates[defaultPerm] = tpl
+		}
+		w := *tpl
+		w.e = tpl.e.clone(t, func(c *httpapi.Config) { c.AuthFailureLimit = 0 })
+		prodRun, otherRn := *tpl.prodRun, *tpl.otherRn
+		prodRun.e, prodRun.c, otherRn.e, otherRn.c = w.e, w.e.admin, w.e, w.e.admin
+		w.prodRun, w.otherRn = &prodRun, &otherRn
+		return &w
+	}
+	worlds := map[string]*world{}
+	worldFor := func(defaultPerm string) *world {
+		if worlds[defaultPerm] == nil {
+			worlds[defaultPerm] = fresh(defaultPerm)
+		}
+		return worlds[defaultPerm]
+	}
+	defaultOf := map[string]string{"dread": "read", "dwrite": "write"}
+	for _, key := range routes {
+		method, pattern, _ := strings.Cut(key, " ")
+		got[key] = map[string]string{}
+		// Run the callers expected to be refused first (they must change nothing), then
+		// the allowed ones.
+		order := append([]string{}, subjects...)
+		if row, ok := rows[key]; ok {
+			sort.SliceStable(order, func(i, j int) bool { return row.want[order[i]] != "ok" && row.want[order[j]] == "ok" })
+		}
+		for _, s := range order {
+			perm := defaultOf[s]
+			if perm == "" {
+				perm = "none"
+			}
+			var w *world
+			if destructive[key] && (rows[key].want[s] == "ok" || *updateMatrix) {
+				w = fresh(perm) // a fresh world: this call may change it
+			} else {
+				w = worldFor(perm)
+			}
+			got[key][s] = w.do(t, method, pattern, s)
+		}
+		// Worlds are shared across routes; rebuild after a route whose allowed calls may
+		// have changed shared state.
+		if method != "GET" && method != "HEAD" {
+			worlds = map[string]*world{}
+		}
+	}
+	if *updateMatrix {
+		writeMatrix(t, routes, got)
+		return
+	}
+	for _, key := range routes {
+		for _, s := range subjects {
+			if want, have := rows[key].want[s], got[key][s]; want != have {
+				t.Errorf("%s as %s: want %s, got %s", key, s, want, have)
+			}
+		}
+	}
+}
+
+func writeMatrix(t *testing.T, routes []string, got map[string]map[string]string) {
+	var b strings.Builder
+	b.WriteString("# Authorization matrix: every route x every kind of caller. See matrix_test.go for the world.\n")
+	b.WriteString("# ok = passes authorization; 401 unauthenticated; 403 denied; 404 hidden (or absent).\n")
+	b.WriteString(fmt.Sprintf("# %-7s %-70s", "method", "route"))
+	for _, s := range subjects {
+		b.WriteString(fmt.Sprintf(" %-10s", s))
+	}
+	b.WriteString("\n")
+	for _, key := range routes {
+		method, pattern, _ := strings.Cut(key, " ")
+		b.WriteString(fmt.Sprintf("%-9s %-70s", method, pattern))
+		for _, s := range subjects {
+			b.WriteString(fmt.Sprintf(" %-10s", got[key][s]))
+		}
+		b.WriteString("\n")
+	}
+	must(t, os.MkdirAll("testdata", 0o755))
+	must(t, os.WriteFile(matrixFile, []byte(b.String()), 0o644))
+}
+
+var (
+	_ = http.MethodGet
+	_ = token.Parse
+)
