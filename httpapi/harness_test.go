@@ -2,13 +2,13 @@ package httpapi_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"

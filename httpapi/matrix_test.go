@@ -307,14 +307,14 @@ func fill(p string) string {
 
 // destructive routes get a fresh world for every caller the table allows.
 var destructive = map[string]bool{
-	"DELETE /api/stacks/{org}/{project}/{stack}":                                true,
-	"POST /api/stacks/{org}/{project}/{stack}/rename":                           true,
-	"POST /api/stacks/{org}/{project}/{stack}/update/{updateID}/cancel":         true,
-	"POST /api/stacks/{org}/{project}/{stack}/update/{updateID}/complete":       true,
-	"DELETE /api/orgs/{org}/members/{user}":                                     true,
-	"DELETE /api/orgs/{org}/teams/{team}":                                       true,
-	"DELETE /api/orgs/{org}/protections":                                        true,
-	"PATCH /api/orgs/{org}/members/{user}":                                      true,
+	"DELETE /api/stacks/{org}/{project}/{stack}":                                 true,
+	"POST /api/stacks/{org}/{project}/{stack}/rename":                            true,
+	"POST /api/stacks/{org}/{project}/{stack}/update/{updateID}/cancel":          true,
+	"POST /api/stacks/{org}/{project}/{stack}/update/{updateID}/complete":        true,
+	"DELETE /api/orgs/{org}/members/{user}":                                      true,
+	"DELETE /api/orgs/{org}/teams/{team}":                                        true,
+	"DELETE /api/orgs/{org}/protections":                                         true,
+	"PATCH /api/orgs/{org}/members/{user}":                                       true,
 	"POST /api/stacks/{org}/{project}/{stack}/update/{updateID}/checkpointdelta": true,
 }
 
