@@ -35,6 +35,11 @@ type Tx interface {
 	// Now is the transaction's clock reading, taken once at its start.
 	Now() time.Time
 
+	// SecurityEpoch is a counter that every change to authentication or authorization facts
+	// (token revocation, membership, teams, grants, protections, organization settings)
+	// advances in its own transaction: caches of those facts are valid while it stands.
+	SecurityEpoch() (int64, error)
+
 	GetMeta(key string) ([]byte, error) // ENOTFOUND when unset
 	SetMeta(key string, value []byte) error
 
@@ -144,7 +149,9 @@ type Tx interface {
 	// Audit log.
 	AppendAudit(e *AuditEvent) error // assigns Seq, PrevHash and Hash
 	ListAudit(f AuditFilter) ([]AuditEvent, error)
+	AuditTx
 	OIDCTx
+	ScanningTx
 }
 
 // OrgMembership is an organization with the caller's role in it.

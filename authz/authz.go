@@ -24,7 +24,8 @@ const (
 	UserTokens Action = "user:tokens" // the caller's personal tokens
 
 	// Site administration.
-	SiteOrgCreate Action = "site:org:create"
+	SiteOrgCreate   Action = "site:org:create"
+	SiteAuditVerify Action = "site:audit:verify" // verify the whole audit log's chain and checkpoints
 
 	// Organization-level.
 	OrgRead        Action = "org:read"         // see the organization, list its projects
@@ -53,6 +54,11 @@ const (
 	StackRename  Action = "stack:rename"
 	StackDelete  Action = "stack:delete"
 	StackAccess  Action = "stack:access" // who can access the stack
+
+	// Leaked tokens, named by value: holding a token's value is the proof of the right to
+	// ask whether it is live and to kill it (as with GitHub's credential revocation API).
+	TokenCheck        Action = "token:check"
+	TokenRevokeLeaked Action = "token:revoke-leaked"
 
 	// Update-lease calls (Authorization: update-token ...).
 	UpdateLease    Action = "update:lease"    // checkpoints, events, lease renewal
@@ -207,8 +213,18 @@ func Decide(sub *Subject, action Action, res Resource, f Facts) Decision {
 			return allow("site administrator")
 		}
 		return deny("only a site administrator may create organizations")
+	case SiteAuditVerify:
+		if sub.Kind == UserKind && sub.User.SiteAdmin {
+			return allow("site administrator")
+		}
+		return deny("only a site administrator may verify the audit log")
 	case UpdateLease, UpdateComplete:
 		return deny("this call needs the update's lease token")
+	case TokenCheck, TokenRevokeLeaked:
+		// Any authenticated caller (anonymous and lease subjects were turned away above): the
+		// token values in the request are the proof. What an answer reveals beyond live or
+		// dead (a token's ID and name) is decided per token with UserTokens / OrgTokenRead.
+		return allow("possession of the token value")
 	}
 	if res.Org == nil {
 		return deny("no organization given")

@@ -15,7 +15,7 @@ import (
 
 // authenticate turns the request's credential into a subject. Routes that take a lease
 // token accept only lease tokens; all others only access tokens.
-func (s *Server) authenticate(rq *Request) error {
+func (s *Server) authenticate(rq *Request, tx gatehouse.Tx) error {
 	rt := rq.route
 	if rt.Auth == AuthNone {
 		rq.Subject = &authz.Subject{Kind: authz.Anonymous}
@@ -32,43 +32,38 @@ func (s *Server) authenticate(rq *Request) error {
 		if !strings.EqualFold(scheme, "update-token") {
 			return gatehouse.Errorf(gatehouse.EUNAUTHORIZED, "this call needs the update's lease token (Authorization: update-token ...)")
 		}
-		return s.authenticateLease(rq, cred, now)
+		return s.authenticateLease(rq, tx, cred, now)
 	default:
 		if !strings.EqualFold(scheme, "token") && !strings.EqualFold(scheme, "bearer") {
 			return gatehouse.Errorf(gatehouse.EUNAUTHORIZED, "unsupported authorization scheme %q; use: token <access token>", scheme)
 		}
-		return s.authenticateToken(rq, cred, now)
+		return s.authenticateToken(rq, tx, cred, now)
 	}
 }
 
-func (s *Server) authenticateToken(rq *Request, cred string, now time.Time) error {
+func (s *Server) authenticateToken(rq *Request, tx gatehouse.Tx, cred string, now time.Time) error {
 	kind, err := token.Parse(cred)
 	if err != nil || kind == token.Lease {
 		rq.event.Reason = "malformed token"
 		return gatehouse.Errorf(gatehouse.EUNAUTHORIZED, "No credentials provided or are invalid.")
 	}
 	digest := token.Digest(cred)
-	var sub *authz.Subject
-	err = s.store.View(rq.Context(), func(tx gatehouse.Tx) error {
+	sub, err := s.cache.subject(digest, func() (*authz.Subject, error) {
 		tk, err := tx.GetTokenByDigest(digest)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		// The lookup is by digest; compare again in constant time so that no code path
 		// depends on a variable-time comparison of secret material.
 		if !token.Equal(tk.Digest, digest) {
-			return gatehouse.Errorf(gatehouse.ENOTFOUND, "token not found")
+			return nil, gatehouse.Errorf(gatehouse.ENOTFOUND, "token not found")
 		}
-		if !tk.Live(now) {
-			rq.event.TokenID = tk.ID
-			return gatehouse.Errorf(gatehouse.EUNAUTHORIZED, "the token has expired or was revoked")
-		}
-		sub = &authz.Subject{Token: tk, Pipeline: tk.Pipeline}
+		sub := &authz.Subject{Token: tk, Pipeline: tk.Pipeline}
 		switch tk.Kind {
 		case gatehouse.TokenPersonal:
 			u, err := tx.GetUser(tk.UserID)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			sub.Kind, sub.User = authz.UserKind, u
 		case gatehouse.TokenTeam:
@@ -76,10 +71,14 @@ func (s *Server) authenticateToken(rq *Request, cred string, now time.Time) erro
 		case gatehouse.TokenOrg:
 			sub.Kind = authz.OrgToken
 		default:
-			return gatehouse.Errorf(gatehouse.EUNAUTHORIZED, "unknown token kind")
+			return nil, gatehouse.Errorf(gatehouse.EUNAUTHORIZED, "unknown token kind")
 		}
-		return nil
+		return sub, nil
 	})
+	if err == nil && !sub.Token.Live(now) {
+		rq.event.TokenID = sub.Token.ID
+		err = gatehouse.Errorf(gatehouse.EUNAUTHORIZED, "the token has expired or was revoked")
+	}
 	if err != nil {
 		if gatehouse.IsCode(err, gatehouse.ENOTFOUND) || gatehouse.IsCode(err, gatehouse.EUNAUTHORIZED) {
 			if rq.event.Reason == "" {
@@ -95,18 +94,13 @@ func (s *Server) authenticateToken(rq *Request, cred string, now time.Time) erro
 	return nil
 }
 
-func (s *Server) authenticateLease(rq *Request, cred string, now time.Time) error {
+func (s *Server) authenticateLease(rq *Request, tx gatehouse.Tx, cred string, now time.Time) error {
 	kind, err := token.Parse(cred)
 	if err != nil || kind != token.Lease {
 		return gatehouse.Errorf(gatehouse.EUNAUTHORIZED, "invalid update token")
 	}
 	digest := token.Digest(cred)
-	var u *gatehouse.Update
-	err = s.store.View(rq.Context(), func(tx gatehouse.Tx) error {
-		var err error
-		u, err = tx.GetUpdateByLease(digest)
-		return err
-	})
+	u, err := tx.GetUpdateByLease(digest)
 	if err != nil {
 		if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
 			return gatehouse.Errorf(gatehouse.EUNAUTHORIZED, "invalid update token")
@@ -116,15 +110,13 @@ func (s *Server) authenticateLease(rq *Request, cred string, now time.Time) erro
 	if !token.Equal(u.LeaseDigest, digest) {
 		return gatehouse.Errorf(gatehouse.EUNAUTHORIZED, "invalid update token")
 	}
+	rq.Subject = &authz.Subject{Kind: authz.Lease, Update: u}
+	rq.setActor()
 	if u.Status == gatehouse.StatusRunning && !u.LeaseExpires.After(now) {
 		// The CLI reads a 403 on lease calls as "lease expired".
-		rq.Subject = &authz.Subject{Kind: authz.Lease, Update: u}
-		rq.setActor()
 		return gatehouse.Errorf(gatehouse.EGONE, "the update's lease has expired")
 	}
-	rq.Subject = &authz.Subject{Kind: authz.Lease, Update: u}
 	rq.LeaseToken = cred
-	rq.setActor()
 	return nil
 }
 
@@ -149,23 +141,31 @@ func (rq *Request) setActor() {
 // resolve loads the organization, stack and update named in the path and the facts the
 // decision needs, checking that they belong together (an update of another stack, a stack
 // of another organization are "not found").
-func (s *Server) resolve(rq *Request) error {
+func (s *Server) resolve(rq *Request, tx gatehouse.Tx) error {
 	orgName := rq.PathValue("org")
 	project, stackName := rq.PathValue("project"), rq.PathValue("stack")
 	updateID := rq.PathValue("updateID")
 	if orgName == "" && rq.Subject.Kind != authz.Lease {
 		return nil
 	}
-	return s.store.View(rq.Context(), func(tx gatehouse.Tx) error {
+	{
 		if orgName != "" {
-			org, err := tx.GetOrgByName(orgName)
+			org, f, err := s.cache.orgFacts(orgName, rq.Subject, func() (*gatehouse.Org, authz.Facts, error) {
+				org, err := tx.GetOrgByName(orgName)
+				if err != nil {
+					return nil, authz.Facts{}, err
+				}
+				f, err := loadFacts(tx, rq.Subject, org)
+				return org, f, err
+			})
 			if err != nil {
 				if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
 					return notFound(rq, err)
 				}
 				return err
 			}
-			rq.Org = org
+			f.Now = tx.Now()
+			rq.Org, rq.facts = org, f
 			rq.event.OrgID, rq.event.OrgName = org.ID, org.Name
 			rq.event.Target = org.Name
 		}
@@ -204,15 +204,8 @@ func (s *Server) resolve(rq *Request) error {
 			rq.event.Target += "/update/" + u.ID
 			rq.Detail("update", u.ID)
 		}
-		if rq.Org != nil {
-			f, err := loadFacts(tx, rq.Subject, rq.Org)
-			if err != nil {
-				return err
-			}
-			rq.facts = f
-		}
 		return nil
-	})
+	}
 }
 
 // notFound answers a missing organization, stack or update. The answer does not depend on

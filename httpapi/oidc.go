@@ -761,11 +761,16 @@ func (o *oidcAPI) exchange(rq *Request) (any, error) {
 		return o.refuse(rq, refused(gatehouse.OutcomeFailure, "organization %q does not exist", orgName))
 	}
 	rq.event.OrgID, rq.event.OrgName, rq.event.Target = org.ID, org.Name, org.Name
-	iss, err := oidc.PeekIssuer(req.SubjectToken)
+	iss, unverifiedSub, err := oidc.Peek(req.SubjectToken)
 	if err != nil {
 		return o.refuse(rq, refused(gatehouse.OutcomeFailure, "%v", err))
 	}
-	rq.Detail("unverified_iss", clip(iss))
+	// Until the signature is verified these are claims anyone could have written: they are
+	// recorded under names that say so, and replaced by the verified claims below.
+	rq.Detail("unverified.iss", clip(iss))
+	if unverifiedSub != "" {
+		rq.Detail("unverified.sub", clip(unverifiedSub))
+	}
 	var issuer *gatehouse.OIDCIssuer
 	err = rq.View(func(tx gatehouse.Tx) error {
 		var err error
@@ -788,7 +793,8 @@ func (o *oidcAPI) exchange(rq *Request) (any, error) {
 		}
 		return o.refuse(rq, refused(gatehouse.OutcomeFailure, "invalid ID token from issuer %s: %v", issuer.Name, err))
 	}
-	delete(rq.event.Details, "unverified_iss")
+	delete(rq.event.Details, "unverified.iss")
+	delete(rq.event.Details, "unverified.sub")
 	for _, name := range exchangeClaims {
 		if v := claims.String(name); v != "" {
 			rq.Detail("claim."+name, clip(v))

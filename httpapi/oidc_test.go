@@ -407,6 +407,9 @@ func TestOIDCExchangeRefusals(t *testing.T) {
 		if strings.Contains(ev.Reason, "deny by default") && (ev.Outcome != gatehouse.OutcomeDenied || ev.Details["claim.sub"] == "" || ev.Details["issuer"] != "github") {
 			t.Errorf("%s: a policy refusal records the claims and the issuer: %+v", c.name, ev)
 		}
+		if strings.Contains(ev.Reason, "invalid ID token") && (ev.Details["claim.sub"] != "" || ev.Details["unverified.sub"] == "" || ev.Details["issuer"] != "github") {
+			t.Errorf("%s: an unverifiable token's claims are recorded as unverified: %+v", c.name, ev)
+		}
 	}
 	// Every refusal has the same description: nothing to tell an unknown organization from a
 	// bad signature.

@@ -103,6 +103,8 @@ func (s *Server) registerRoutes() {
 	s.handle(post, updatePath+"/events/batch", authz.UpdateLease, s.postEvents)
 	s.handle(post, updatePath+"/complete", authz.UpdateComplete, s.completeUpdate)
 	s.registerOIDCRoutes()
+	s.registerLeakRoutes()
+	s.registerAuditRoutes()
 }
 
 func (s *Server) healthz(rq *Request) (any, error) { return map[string]string{"status": "ok"}, nil }

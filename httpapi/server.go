@@ -48,6 +48,8 @@ type Config struct {
 	StackPageSize int
 	// TrustedProxies are the networks whose X-Forwarded-For header is believed.
 	TrustedProxies []*net.IPNet
+	// SecretScanningKeys verify GitHub secret-scanning deliveries (leaks.go); none: 401.
+	SecretScanningKeys []SecretScanningKey
 	// Now is the clock (tests).
 	Now func() time.Time
 }
@@ -74,6 +76,8 @@ type Server struct {
 	metrics *metrics
 	touch   *toucher
 	limiter *authLimiter
+	cache   *authCache
+	auditQ  *auditQueue
 }
 
 // New builds the server. reg may be nil (no metrics registered).
@@ -92,6 +96,8 @@ func New(store gatehouse.Store, sm *secrets.Manager, log *slog.Logger, reg prome
 	}
 	s := &Server{store: store, secrets: sm, log: log, cfg: cfg, mux: http.NewServeMux(), metrics: newMetrics(reg)}
 	s.touch = newToucher(store, log)
+	s.cache = newAuthCache()
+	s.auditQ = newAuditQueue(store)
 	if cfg.AuthFailureWindow <= 0 {
 		cfg.AuthFailureWindow = 5 * time.Minute
 		s.cfg.AuthFailureWindow = cfg.AuthFailureWindow
@@ -105,7 +111,10 @@ func New(store gatehouse.Store, sm *secrets.Manager, log *slog.Logger, reg prome
 }
 
 // Close flushes pending bookkeeping (token last-used facts).
-func (s *Server) Close() { s.touch.close() }
+func (s *Server) Close() {
+	s.touch.close()
+	s.auditQ.close()
+}
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
@@ -220,7 +229,24 @@ func (s *Server) run(rq *Request) (res any, err error) {
 			return nil, err
 		}
 	}
-	if err := s.authenticate(rq); err != nil {
+	// Authentication and resolution share one read transaction; identities and decision
+	// facts come from a cache that is valid for the store's current security epoch.
+	var authErr, resolveErr error
+	if err := s.store.View(rq.Context(), func(tx gatehouse.Tx) error {
+		epoch, err := tx.SecurityEpoch()
+		if err != nil {
+			return err
+		}
+		s.cache.sync(epoch)
+		if authErr = s.authenticate(rq, tx); authErr != nil {
+			return nil
+		}
+		resolveErr = s.resolve(rq, tx)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if err := authErr; err != nil {
 		if gatehouse.IsCode(err, gatehouse.EUNAUTHORIZED) {
 			if lerr := s.limiter.failed(rq.Context(), s.store, rq.event.SourceIP, s.cfg.Now()); lerr != nil {
 				err = lerr
@@ -229,7 +255,7 @@ func (s *Server) run(rq *Request) (res any, err error) {
 		rq.fail(gatehouse.OutcomeFailure, err)
 		return nil, err
 	}
-	if err := s.resolve(rq); err != nil {
+	if err := resolveErr; err != nil {
 		if gatehouse.IsCode(err, gatehouse.ENOTFOUND) || gatehouse.IsCode(err, gatehouse.EUNAUTHORIZED) {
 			rq.fail(gatehouse.OutcomeFailure, err) // probing for names is worth a record too
 		}
@@ -248,7 +274,9 @@ func (s *Server) run(rq *Request) (res any, err error) {
 	if rt.Audit && !rq.audited {
 		// The handler made no transactional change: record the call on its own. Audit fails
 		// closed: without the record there is no response.
-		if err := s.store.Update(rq.Context(), func(tx gatehouse.Tx) error { return rq.appendSuccess(tx) }); err != nil {
+		ev := rq.event
+		ev.Outcome, ev.Reason = gatehouse.OutcomeSuccess, ""
+		if err := s.auditQ.append(rq.Context(), &ev); err != nil {
 			return nil, gatehouse.Wrap(gatehouse.EUNAVAILABLE, err, "the audit log cannot be written; the request was refused")
 		}
 	}
@@ -305,7 +333,7 @@ func (rq *Request) fail(outcome string, err error) {
 	if err != nil {
 		ev.Reason = gatehouse.ErrorMessage(err)
 	}
-	if aerr := rq.s.store.Update(context.WithoutCancel(rq.Context()), func(tx gatehouse.Tx) error { return tx.AppendAudit(&ev) }); aerr != nil {
+	if aerr := rq.s.auditQ.append(context.WithoutCancel(rq.Context()), &ev); aerr != nil {
 		rq.s.log.Error("audit: cannot record a failed call", "request_id", rq.ID, "err", aerr)
 	}
 }

@@ -321,6 +321,10 @@ func (c *KeyCache) candidates(ctx context.Context, is *gatehouse.OIDCIssuer, kid
 func (c *KeyCache) refresh(ctx context.Context, rs *remoteKeys, issuerURL string, now time.Time) error {
 	rs.attempted = now
 	rs.fetches++
+	// The fetch outlives the request that triggered it: a caller that hangs up must not make
+	// the fetch fail and so keep everyone else from the issuer's keys until the next refresh.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
 	keys, err := Discover(ctx, c.client, issuerURL)
 	if err != nil {
 		rs.lastErr = err

@@ -14,27 +14,34 @@ import (
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 )
 
-// PeekIssuer returns the iss claim of a token without verifying anything, to find the
-// registered issuer whose keys will verify it. Nothing else may be trusted before Validate.
-func PeekIssuer(raw string) (string, error) {
+// Peek returns the iss and sub claims of a token without verifying anything: iss to find
+// the registered issuer whose keys will verify it, sub for the record of a token that fails
+// verification. Nothing may be trusted before Validate.
+func Peek(raw string) (iss, sub string, err error) {
 	if len(raw) > MaxTokenLen {
-		return "", fmt.Errorf("%w: token larger than %d bytes", ErrMalformed, MaxTokenLen)
+		return "", "", fmt.Errorf("%w: token larger than %d bytes", ErrMalformed, MaxTokenLen)
 	}
 	parts := strings.Split(raw, ".")
 	if len(parts) != 3 {
-		return "", fmt.Errorf("%w: not a compact JWS", ErrMalformed)
+		return "", "", fmt.Errorf("%w: not a compact JWS", ErrMalformed)
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
 	if err != nil {
-		return "", fmt.Errorf("%w: payload is not base64url", ErrMalformed)
+		return "", "", fmt.Errorf("%w: payload is not base64url", ErrMalformed)
 	}
 	var c struct {
-		Iss string `json:"iss"`
+		Iss any `json:"iss"`
+		Sub any `json:"sub"`
 	}
-	if err := json.Unmarshal(payload, &c); err != nil || c.Iss == "" {
-		return "", fmt.Errorf("%w: no iss claim", ErrMalformed)
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return "", "", fmt.Errorf("%w: payload is not a JSON object", ErrMalformed)
 	}
-	return c.Iss, nil
+	iss, _ = c.Iss.(string)
+	sub, _ = c.Sub.(string)
+	if iss == "" {
+		return "", "", fmt.Errorf("%w: no iss claim", ErrMalformed)
+	}
+	return iss, sub, nil
 }
 
 // Validator checks ID tokens.

@@ -295,15 +295,15 @@ func TestCheckIssuerURL(t *testing.T) {
 	}
 }
 
-func TestPeekIssuer(t *testing.T) {
+func TestPeek(t *testing.T) {
 	f := newFixture(t)
-	iss, err := oidc.PeekIssuer(f.iss.Sign(f.claims()))
-	if err != nil || iss != f.iss.URL {
-		t.Fatalf("PeekIssuer = %q, %v", iss, err)
+	iss, sub, err := oidc.Peek(f.iss.Sign(f.claims()))
+	if err != nil || iss != f.iss.URL || sub != "repo:acme/infra:environment:production" {
+		t.Fatalf("Peek = %q, %q, %v", iss, sub, err)
 	}
-	for _, bad := range []string{"", "a.b", "a.!!!.c", "a." + b64([]byte(`{"sub":"x"}`)) + ".c"} {
-		if _, err := oidc.PeekIssuer(bad); err == nil {
-			t.Errorf("PeekIssuer(%q) succeeded", bad)
+	for _, bad := range []string{"", "a.b", "a.!!!.c", "a." + b64([]byte(`{"sub":"x"}`)) + ".c", "a." + b64([]byte(`{"iss":7}`)) + ".c", "a." + b64([]byte(`[1]`)) + ".c"} {
+		if _, _, err := oidc.Peek(bad); err == nil {
+			t.Errorf("Peek(%q) succeeded", bad)
 		}
 	}
 }

@@ -49,6 +49,9 @@ func newRoot() *cobra.Command {
 	}
 	root.AddCommand(newServeCmd(), newBootstrapCmd(), newKeysCmd(),
 		newOrgCmd(), newMemberCmd(), newUserCmd(), newTeamCmd(), newGrantCmd(), newProtectCmd(), newStackCmd(), newTokenCmd())
+	root.AddCommand(newOIDCCmd())
+	root.AddCommand(newScanCmd())
+	root.AddCommand(newAuditCmd())
 	return root
 }
 

@@ -58,6 +58,9 @@ func newServeCmd() *cobra.Command {
 				api.JournalVersion = 1
 			}
 			api.DeltaCheckpointCutoff = deltaCutoff
+			if api.SecretScanningKeys, err = secretScanningKeys(cmd); err != nil {
+				return err
+			}
 			srv, err := app.Open(ctx, sf.config(), api, log)
 			if err != nil {
 				return err
@@ -92,6 +95,7 @@ func newServeCmd() *cobra.Command {
 		},
 	}
 	sf.add(cmd)
+	addSecretScanningKeysFlag(cmd)
 	cmd.Flags().StringVar(&addr, "addr", envDefault("GATEHOUSE_ADDR", "127.0.0.1:8080"), "listen address host:port (env GATEHOUSE_ADDR)")
 	cmd.Flags().StringVar(&logFormat, "log-format", envDefault("GATEHOUSE_LOG_FORMAT", "json"), "log format: json or text")
 	cmd.Flags().StringVar(&logLevel, "log-level", envDefault("GATEHOUSE_LOG_LEVEL", "info"), "log level: debug, info, warn, error")

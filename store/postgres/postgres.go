@@ -3,9 +3,12 @@
 // stack lock, the audit chain's head, leases) is a row the SQL in store/sqlstore updates
 // conditionally or locks, and migrations run once under an advisory lock.
 //
-// Transactions run at the server's default isolation level, READ COMMITTED, which is what the
-// shared SQL is written for: conditional UPDATEs re-check their WHERE clause against the
-// newest committed row and SELECT ... FOR UPDATE waits for, then reads, the newest one.
+// Transactions run at READ COMMITTED, which is what the shared SQL is written for:
+// conditional UPDATEs (compare-and-set on the stack lock, an update's status) re-check their
+// WHERE clause against the newest committed row, INSERT ... ON CONFLICT waits for a
+// concurrent insert of the same key, and SELECT ... FOR UPDATE (the audit chain's head)
+// waits for, then reads, the newest row. Unlike SQLite, which runs one writer at a time,
+// two Update functions that read, decide and write without such a guard may interleave.
 package postgres
 
 import (
@@ -16,8 +19,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/gatehouse-dev/gatehouse/store/sqlstore"
 )
@@ -90,10 +94,19 @@ const MaxConns = 16
 // Open connects to the database at url (postgres://user:password@host:port/dbname?...,
 // anything pgx accepts), migrates it and makes sure the audit chain has its head.
 func Open(ctx context.Context, url string) (*sqlstore.DB, error) {
-	pool, err := sql.Open("pgx", url)
+	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
+	// The store's SQL is written for READ COMMITTED (see the package doc) whatever the
+	// server's default; a URL parameter default_transaction_isolation still overrides it.
+	if _, ok := cfg.RuntimeParams["default_transaction_isolation"]; !ok {
+		cfg.RuntimeParams["default_transaction_isolation"] = "read committed"
+	}
+	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
+		cfg.RuntimeParams["application_name"] = "gatehouse"
+	}
+	pool := stdlib.OpenDB(*cfg)
 	pool.SetMaxOpenConns(MaxConns)
 	pool.SetMaxIdleConns(MaxConns / 2)
 	pool.SetConnMaxIdleTime(5 * time.Minute)

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"database/sql"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -75,5 +76,52 @@ func TestConcurrentOpen(t *testing.T) {
 	}
 	if heads != 1 {
 		t.Errorf("audit_head has %d rows, want 1", heads)
+	}
+}
+
+func TestOpenUnreachable(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := postgres.Open(ctx, "postgres://gatehouse@127.0.0.1:1/none?sslmode=disable&connect_timeout=5")
+	if err == nil {
+		db.Close()
+		t.Fatal("Open of an unreachable server succeeded")
+	}
+}
+
+func TestEngine(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	url := pgtest.NewDatabase(t)
+	// Even on a database whose default isolation is another.
+	raw, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := url[strings.LastIndex(url, "/")+1 : strings.Index(url, "?")]
+	if _, err := raw.ExecContext(ctx, `ALTER DATABASE `+name+` SET default_transaction_isolation = 'serializable'`); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+	db, err := postgres.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if got := db.Engine(); got != "postgres" {
+		t.Errorf("Engine() = %q, want postgres", got)
+	}
+	// The store's transactions run at READ COMMITTED whatever the server's default.
+	tx, err := db.Writer().BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	var level string
+	if err := tx.QueryRowContext(ctx, `SHOW transaction_isolation`).Scan(&level); err != nil {
+		t.Fatal(err)
+	}
+	if level != "read committed" {
+		t.Errorf("transaction isolation = %q, want read committed", level)
 	}
 }

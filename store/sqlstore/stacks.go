@@ -156,6 +156,9 @@ func (t *tx) ProjectExists(orgID int64, project string) (bool, error) {
 }
 
 func (t *tx) DeleteStack(id int64) error {
+	if err := t.bump(); err != nil {
+		return err
+	}
 	// Children go explicitly (not only by ON DELETE CASCADE) so that no engine setting can
 	// leave orphans behind.
 	for _, q := range []string{

@@ -70,6 +70,9 @@ func (t *tx) UpdateTeam(tm *gatehouse.Team) error {
 }
 
 func (t *tx) DeleteTeam(id int64) error {
+	if err := t.bump(); err != nil {
+		return err
+	}
 	for _, q := range []string{`DELETE FROM team_members WHERE team_id = ?`, `DELETE FROM grants WHERE team_id = ?`} {
 		if _, err := t.exec(q, id); err != nil {
 			return err
@@ -86,11 +89,17 @@ func (t *tx) DeleteTeam(id int64) error {
 }
 
 func (t *tx) PutTeamMember(teamID, userID int64, role string) error {
+	if err := t.bump(); err != nil {
+		return err
+	}
 	_, err := t.exec(`INSERT INTO team_members (team_id, user_id, role) VALUES (?, ?, ?) ON CONFLICT (team_id, user_id) DO UPDATE SET role = excluded.role`, teamID, userID, role)
 	return err
 }
 
 func (t *tx) RemoveTeamMember(teamID, userID int64) error {
+	if err := t.bump(); err != nil {
+		return err
+	}
 	r, err := t.exec(`DELETE FROM team_members WHERE team_id = ? AND user_id = ?`, teamID, userID)
 	if err != nil {
 		return err
@@ -152,6 +161,9 @@ func (t *tx) grants(where string, args ...any) ([]gatehouse.Grant, error) {
 }
 
 func (t *tx) PutGrant(g *gatehouse.Grant) error {
+	if err := t.bump(); err != nil {
+		return err
+	}
 	if !g.Scope.Valid() {
 		return gatehouse.Errorf(gatehouse.EINVALID, "a grant names exactly one stack, project or tag")
 	}
@@ -163,6 +175,9 @@ func (t *tx) PutGrant(g *gatehouse.Grant) error {
 }
 
 func (t *tx) DeleteGrant(teamID int64, scope gatehouse.Scope) error {
+	if err := t.bump(); err != nil {
+		return err
+	}
 	r, err := t.exec(`DELETE FROM grants WHERE team_id = ? AND scope_key = ?`, teamID, scope.Key())
 	if err != nil {
 		return err
@@ -186,6 +201,9 @@ func (t *tx) ListStackGrants(stackID int64) ([]gatehouse.Grant, error) {
 }
 
 func (t *tx) PutProtection(p *gatehouse.Protection) error {
+	if err := t.bump(); err != nil {
+		return err
+	}
 	if !p.Scope.Valid() {
 		return gatehouse.Errorf(gatehouse.EINVALID, "a protection rule names exactly one stack, project or tag")
 	}
@@ -196,6 +214,9 @@ func (t *tx) PutProtection(p *gatehouse.Protection) error {
 }
 
 func (t *tx) DeleteProtection(orgID int64, scope gatehouse.Scope) error {
+	if err := t.bump(); err != nil {
+		return err
+	}
 	r, err := t.exec(`DELETE FROM protections WHERE org_id = ? AND scope_key = ?`, orgID, scope.Key())
 	if err != nil {
 		return err

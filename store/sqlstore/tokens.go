@@ -106,6 +106,9 @@ func (t *tx) ListTokens(f gatehouse.TokenFilter) ([]gatehouse.Token, error) {
 }
 
 func (t *tx) RevokeToken(id string, at time.Time) error {
+	if err := t.bump(); err != nil {
+		return err
+	}
 	// A token already revoked earlier keeps its first revocation time; a later time (a
 	// rotation grace period) is shortened, never extended.
 	r, err := t.exec(`UPDATE tokens SET revoked = ? WHERE id = ? AND (revoked = 0 OR revoked > ?)`, ns(at), id, ns(at))

@@ -13,27 +13,49 @@ import (
 
 // tx implements gatehouse.Tx.
 type tx struct {
-	ctx context.Context
-	tx  *sql.Tx
-	db  *DB
-	now time.Time
+	ctx  context.Context
+	tx   *sql.Tx
+	pool *sql.DB
+	db   *DB
+	now  time.Time
 }
 
 var _ gatehouse.Tx = (*tx)(nil)
 
 func (t *tx) Now() time.Time { return t.now }
 
+// stmt returns the transaction's handle on the cached prepared statement for q, or nil
+// when q cannot be prepared and cached (then the caller runs it unprepared).
+func (t *tx) stmt(q string) *sql.Stmt {
+	ps := t.db.prepared(t.ctx, t.pool, q)
+	if ps == nil {
+		return nil
+	}
+	return t.tx.StmtContext(t.ctx, ps)
+}
+
 func (t *tx) exec(q string, args ...any) (sql.Result, error) {
+	if st := t.stmt(q); st != nil {
+		r, err := st.ExecContext(t.ctx, args...)
+		return r, t.wrap(err)
+	}
 	r, err := t.tx.ExecContext(t.ctx, t.db.rebind(q), args...)
 	return r, t.wrap(err)
 }
 
 func (t *tx) query(q string, args ...any) (*sql.Rows, error) {
+	if st := t.stmt(q); st != nil {
+		rows, err := st.QueryContext(t.ctx, args...)
+		return rows, t.wrap(err)
+	}
 	rows, err := t.tx.QueryContext(t.ctx, t.db.rebind(q), args...)
 	return rows, t.wrap(err)
 }
 
 func (t *tx) queryRow(q string, args ...any) *sql.Row {
+	if st := t.stmt(q); st != nil {
+		return st.QueryRowContext(t.ctx, args...)
+	}
 	return t.tx.QueryRowContext(t.ctx, t.db.rebind(q), args...)
 }
 
@@ -176,6 +198,9 @@ func (t *tx) ListOrgs() ([]gatehouse.Org, error) {
 }
 
 func (t *tx) UpdateOrgSettings(orgID int64, s gatehouse.OrgSettings) error {
+	if err := t.bump(); err != nil {
+		return err
+	}
 	b, err := json.Marshal(s)
 	if err != nil {
 		return err
@@ -235,6 +260,9 @@ func (t *tx) CountUsers() (int, error) {
 }
 
 func (t *tx) PutMember(orgID, userID int64, role gatehouse.Role) error {
+	if err := t.bump(); err != nil {
+		return err
+	}
 	_, err := t.exec(`INSERT INTO members (org_id, user_id, role, created) VALUES (?, ?, ?, ?)
 		ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role`, orgID, userID, string(role), ns(t.now))
 	return err
@@ -282,6 +310,9 @@ func (t *tx) ListMembers(orgID int64) ([]gatehouse.Member, error) {
 }
 
 func (t *tx) RemoveMember(orgID, userID int64) error {
+	if err := t.bump(); err != nil {
+		return err
+	}
 	r, err := t.exec(`DELETE FROM members WHERE org_id = ? AND user_id = ?`, orgID, userID)
 	if err != nil {
 		return err

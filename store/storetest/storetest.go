@@ -75,12 +75,23 @@ func Run(t *testing.T, open func(t *testing.T) gatehouse.Store) {
 		{"Audit", testAudit},
 		{"AuditRollback", testAuditRollback},
 		{"ListAudit", testListAudit},
+		{"AuthFailures", testAuthFailures},
+		{"OIDCIssuers", testOIDCIssuers},
+		{"OIDCAuthPolicies", testOIDCPolicies},
+		{"SecurityEpoch", testSecurityEpoch},
+		{"AuditHeadAndCheckpoints", testAuditCheckpoints},
+		{"AuditExportCursors", testExportCursors},
+		{"PruneAudit", testPruneAudit},
+		{"ScanDeliveries", testScanDeliveries},
 		{"RaceStartUpdate", testRaceStartUpdate},
 		{"RaceLeaseTakeover", testRaceTakeover},
 		{"RaceFinishUpdate", testRaceFinishUpdate},
 		{"RaceAudit", testRaceAudit},
 		{"RaceStackKey", testRaceStackKey},
 		{"RaceCreateOrg", testRaceCreateOrg},
+		{"RaceAuthFailures", testRaceAuthFailures},
+		{"RaceExportLease", testRaceExportLease},
+		{"RaceScanDelivery", testRaceScanDelivery},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -2147,6 +2158,610 @@ func testListAudit(t *testing.T, e *env) {
 	}
 }
 
+// --- failed-authentication counters ---
+
+func testAuthFailures(t *testing.T, e *env) {
+	window := time.Minute
+	if e.clock == nil {
+		window = 300 * time.Millisecond
+	}
+	get := func(key string) (int, time.Time) {
+		t.Helper()
+		var n int
+		var start time.Time
+		e.view(func(tx gatehouse.Tx) (err error) { n, start, err = tx.AuthFailures(key, window); return err })
+		return n, start
+	}
+	if n, start := get("ip:192.0.2.1"); n != 0 || !start.IsZero() {
+		t.Errorf("AuthFailures of a key never counted = %d, %v", n, start)
+	}
+	var first time.Time
+	for want := 1; want <= 3; want++ {
+		var n int
+		var start, now time.Time
+		e.update(func(tx gatehouse.Tx) (err error) {
+			now = tx.Now()
+			n, start, err = tx.RecordAuthFailure("ip:192.0.2.1", window)
+			return err
+		})
+		if want == 1 {
+			first = now
+		}
+		if n != want || !start.Equal(first) {
+			t.Errorf("RecordAuthFailure #%d = %d, window start %v; want %d, %v", want, n, start, want, first)
+		}
+	}
+	e.update(func(tx gatehouse.Tx) error { _, _, err := tx.RecordAuthFailure("ip:192.0.2.2", window); return err })
+	if n, start := get("ip:192.0.2.1"); n != 3 || !start.Equal(first) {
+		t.Errorf("AuthFailures = %d, %v; want 3, %v", n, start, first)
+	}
+	if n, _ := get("ip:192.0.2.2"); n != 1 {
+		t.Errorf("AuthFailures of another key = %d, want 1", n)
+	}
+	// Once the window has passed, the count starts again.
+	if e.clock != nil {
+		e.clock.Advance(2 * window)
+	} else {
+		time.Sleep(2 * window)
+	}
+	if n, start := get("ip:192.0.2.1"); n != 0 || !start.IsZero() {
+		t.Errorf("AuthFailures after the window = %d, %v; want 0", n, start)
+	}
+	var n int
+	var start, now time.Time
+	e.update(func(tx gatehouse.Tx) (err error) {
+		now = tx.Now()
+		n, start, err = tx.RecordAuthFailure("ip:192.0.2.1", window)
+		return err
+	})
+	if n != 1 || !start.Equal(now) {
+		t.Errorf("RecordAuthFailure after the window = %d, %v; want 1 in a new window starting %v", n, start, now)
+	}
+}
+
+// --- OIDC issuers and authorization policies ---
+
+func testOIDCIssuers(t *testing.T, e *env) {
+	acme, beta := e.org("acme"), e.org("beta")
+	gh := &gatehouse.OIDCIssuer{OrgID: acme.ID, Name: "GitHub", URL: "https://token.actions.githubusercontent.com",
+		Thumbprints: []string{"aa", "bb"}, MaxExpiration: 2 * time.Hour}
+	var now time.Time
+	e.update(func(tx gatehouse.Tx) error { now = tx.Now(); return tx.CreateOIDCIssuer(gh) })
+	if gh.ID == "" || !gh.Created.Equal(now) || !gh.Modified.Equal(now) {
+		t.Errorf("CreateOIDCIssuer set ID %q, Created %v, Modified %v; want an ID and %v", gh.ID, gh.Created, gh.Modified, now)
+	}
+	jwks := []byte(`{"keys":[]}`)
+	k8s := &gatehouse.OIDCIssuer{OrgID: acme.ID, Name: "cluster", URL: "https://k8s.example.com", JWKS: jwks, MaxExpiration: time.Hour}
+	e.update(func(tx gatehouse.Tx) error { return tx.CreateOIDCIssuer(k8s) })
+	// The same name and URL in another organization are another issuer.
+	other := &gatehouse.OIDCIssuer{OrgID: beta.ID, Name: "github", URL: gh.URL, MaxExpiration: time.Hour}
+	e.update(func(tx gatehouse.Tx) error { return tx.CreateOIDCIssuer(other) })
+	for _, c := range []gatehouse.OIDCIssuer{
+		{OrgID: acme.ID, Name: "GITHUB", URL: "https://elsewhere.example.com"},
+		{OrgID: acme.ID, Name: "another", URL: gh.URL},
+	} {
+		err := e.try(func(tx gatehouse.Tx) error { return tx.CreateOIDCIssuer(&c) })
+		wantCode(t, err, gatehouse.ECONFLICT, fmt.Sprintf("CreateOIDCIssuer %s %s", c.Name, c.URL))
+	}
+	e.view(func(tx gatehouse.Tx) error {
+		got, err := tx.GetOIDCIssuer(acme.ID, gh.ID)
+		if err != nil {
+			return err
+		}
+		if got.Name != "GitHub" || got.URL != gh.URL || got.JWKS != nil || !slices.Equal(got.Thumbprints, gh.Thumbprints) ||
+			got.MaxExpiration != 2*time.Hour || !got.Created.Equal(now) || !got.LastUsed.IsZero() {
+			t.Errorf("GetOIDCIssuer = %+v, want %+v", got, gh)
+		}
+		got, err = tx.GetOIDCIssuer(acme.ID, k8s.ID)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(got.JWKS, jwks) || len(got.Thumbprints) != 0 {
+			t.Errorf("issuer with a pinned JWKS read back as %+v", got)
+		}
+		if got, err := tx.GetOIDCIssuerByURL(beta.ID, gh.URL); err != nil || got.ID != other.ID {
+			t.Errorf("GetOIDCIssuerByURL(beta) = %+v, %v; want beta's issuer", got, err)
+		}
+		_, err = tx.GetOIDCIssuer(beta.ID, gh.ID)
+		wantCode(t, err, gatehouse.ENOTFOUND, "GetOIDCIssuer through another organization")
+		_, err = tx.GetOIDCIssuerByURL(acme.ID, strings.ToUpper(gh.URL))
+		wantCode(t, err, gatehouse.ENOTFOUND, "GetOIDCIssuerByURL with the URL in another case (matched exactly)")
+		list, err := tx.ListOIDCIssuers(acme.ID)
+		if err != nil {
+			return err
+		}
+		if len(list) != 2 || list[0].ID != k8s.ID || list[1].ID != gh.ID {
+			t.Errorf("ListOIDCIssuers = %+v, want cluster and GitHub (by name)", list)
+		}
+		return nil
+	})
+
+	// UpdateOIDCIssuer changes everything but the URL.
+	upd := *gh
+	upd.Name, upd.URL, upd.JWKS, upd.Thumbprints, upd.MaxExpiration = "Actions", "https://changed.example.com", jwks, nil, 30*time.Minute
+	e.update(func(tx gatehouse.Tx) error { now = tx.Now(); return tx.UpdateOIDCIssuer(&upd) })
+	e.view(func(tx gatehouse.Tx) error {
+		got, err := tx.GetOIDCIssuer(acme.ID, gh.ID)
+		if err != nil {
+			return err
+		}
+		if got.Name != "Actions" || got.URL != gh.URL || !bytes.Equal(got.JWKS, jwks) || len(got.Thumbprints) != 0 ||
+			got.MaxExpiration != 30*time.Minute || !got.Modified.Equal(now) || !got.Created.Equal(gh.Created) {
+			t.Errorf("after UpdateOIDCIssuer: %+v", got)
+		}
+		return nil
+	})
+	clash := upd
+	clash.Name = "CLUSTER"
+	err := e.try(func(tx gatehouse.Tx) error { return tx.UpdateOIDCIssuer(&clash) })
+	wantCode(t, err, gatehouse.ECONFLICT, "UpdateOIDCIssuer to a taken name")
+	stray := upd
+	stray.OrgID = beta.ID
+	err = e.try(func(tx gatehouse.Tx) error { return tx.UpdateOIDCIssuer(&stray) })
+	wantCode(t, err, gatehouse.ENOTFOUND, "UpdateOIDCIssuer through another organization")
+
+	used := e.now().Add(time.Minute)
+	e.update(func(tx gatehouse.Tx) error { return tx.TouchOIDCIssuer(gh.ID, used) })
+	e.view(func(tx gatehouse.Tx) error {
+		if got, err := tx.GetOIDCIssuer(acme.ID, gh.ID); err != nil || !got.LastUsed.Equal(used) {
+			t.Errorf("LastUsed after TouchOIDCIssuer = %v, %v; want %v", got.LastUsed, err, used)
+		}
+		return nil
+	})
+
+	err = e.try(func(tx gatehouse.Tx) error { return tx.DeleteOIDCIssuer(beta.ID, gh.ID) })
+	wantCode(t, err, gatehouse.ENOTFOUND, "DeleteOIDCIssuer through another organization")
+	var policyID string
+	e.view(func(tx gatehouse.Tx) error {
+		p, err := tx.GetOIDCAuthPolicy(acme.ID, gh.ID)
+		if err == nil {
+			policyID = p.ID
+		}
+		return err
+	})
+	e.update(func(tx gatehouse.Tx) error { return tx.DeleteOIDCIssuer(acme.ID, gh.ID) })
+	e.view(func(tx gatehouse.Tx) error {
+		_, err := tx.GetOIDCIssuer(acme.ID, gh.ID)
+		wantCode(t, err, gatehouse.ENOTFOUND, "GetOIDCIssuer after DeleteOIDCIssuer")
+		_, err = tx.GetOIDCAuthPolicyByID(acme.ID, policyID)
+		wantCode(t, err, gatehouse.ENOTFOUND, "GetOIDCAuthPolicyByID after DeleteOIDCIssuer")
+		if got, err := tx.GetOIDCIssuerByURL(beta.ID, gh.URL); err != nil || got.ID != other.ID {
+			t.Errorf("DeleteOIDCIssuer touched another organization's issuer: %v", err)
+		}
+		return nil
+	})
+	err = e.try(func(tx gatehouse.Tx) error { return tx.DeleteOIDCIssuer(acme.ID, gh.ID) })
+	wantCode(t, err, gatehouse.ENOTFOUND, "DeleteOIDCIssuer of a deleted issuer")
+	// Its URL may be registered again.
+	e.update(func(tx gatehouse.Tx) error {
+		return tx.CreateOIDCIssuer(&gatehouse.OIDCIssuer{OrgID: acme.ID, Name: "GitHub", URL: gh.URL, MaxExpiration: time.Hour})
+	})
+}
+
+func testOIDCPolicies(t *testing.T, e *env) {
+	acme, beta := e.org("acme"), e.org("beta")
+	is := &gatehouse.OIDCIssuer{OrgID: acme.ID, Name: "GitHub", URL: "https://token.actions.githubusercontent.com", MaxExpiration: time.Hour}
+	e.update(func(tx gatehouse.Tx) error { return tx.CreateOIDCIssuer(is) })
+	var p *gatehouse.OIDCAuthPolicy
+	e.view(func(tx gatehouse.Tx) (err error) { p, err = tx.GetOIDCAuthPolicy(acme.ID, is.ID); return err })
+	if p.ID == "" || p.OrgID != acme.ID || p.IssuerID != is.ID || len(p.Policies) != 0 || p.Version < 1 {
+		t.Fatalf("a new issuer's authorization policy = %+v; want one with no policies (deny all)", p)
+	}
+	e.view(func(tx gatehouse.Tx) error {
+		if byID, err := tx.GetOIDCAuthPolicyByID(acme.ID, p.ID); err != nil || byID.IssuerID != is.ID {
+			t.Errorf("GetOIDCAuthPolicyByID = %+v, %v", byID, err)
+		}
+		_, err := tx.GetOIDCAuthPolicy(beta.ID, is.ID)
+		wantCode(t, err, gatehouse.ENOTFOUND, "GetOIDCAuthPolicy through another organization")
+		_, err = tx.GetOIDCAuthPolicyByID(beta.ID, p.ID)
+		wantCode(t, err, gatehouse.ENOTFOUND, "GetOIDCAuthPolicyByID through another organization")
+		return nil
+	})
+	policies := []gatehouse.OIDCPolicy{
+		{Decision: gatehouse.OIDCDeny, Rules: map[string]string{"ref": "refs/heads/wip-*"}},
+		{Decision: gatehouse.OIDCAllow, TokenType: gatehouse.OIDCTokenTeam, TeamName: "deployers",
+			Rules: map[string]string{"sub": "repo:acme/*:environment:production", `"kubernetes.io".pod.name`: "runner-?"}, MaxExpiration: 15 * time.Minute},
+		{Decision: gatehouse.OIDCAllow, TokenType: gatehouse.OIDCTokenOrganization, AuthorizedPermissions: []string{"admin"}, Rules: map[string]string{"aud": "gatehouse"}},
+		{Decision: gatehouse.OIDCAllow, TokenType: gatehouse.OIDCTokenPersonal, UserLogin: "alice", Rules: map[string]string{"sub": "alice"}},
+	}
+	put := &gatehouse.OIDCAuthPolicy{ID: p.ID, OrgID: acme.ID, Policies: policies}
+	var now time.Time
+	e.update(func(tx gatehouse.Tx) error { now = tx.Now(); return tx.PutOIDCAuthPolicy(put) })
+	if put.Version != p.Version+1 || !put.Modified.Equal(now) || put.IssuerID != is.ID || len(put.Policies) != len(policies) {
+		t.Errorf("after PutOIDCAuthPolicy the policy is %+v; want version %d, modified %v", put, p.Version+1, now)
+	}
+	var got *gatehouse.OIDCAuthPolicy
+	e.view(func(tx gatehouse.Tx) (err error) { got, err = tx.GetOIDCAuthPolicy(acme.ID, is.ID); return err })
+	if got.Version != p.Version+1 || !got.Modified.Equal(now) || !got.Created.Equal(p.Created) || len(got.Policies) != len(policies) {
+		t.Fatalf("stored policy = %+v", got)
+	}
+	for i, want := range policies {
+		g := got.Policies[i]
+		if g.Decision != want.Decision || g.TokenType != want.TokenType || g.TeamName != want.TeamName || g.UserLogin != want.UserLogin ||
+			!slices.Equal(g.AuthorizedPermissions, want.AuthorizedPermissions) || !maps.Equal(g.Rules, want.Rules) || g.MaxExpiration != want.MaxExpiration {
+			t.Errorf("policy %d read back as %+v, want %+v", i, g, want)
+		}
+	}
+	// Replaced as a whole.
+	e.update(func(tx gatehouse.Tx) error {
+		return tx.PutOIDCAuthPolicy(&gatehouse.OIDCAuthPolicy{ID: p.ID, OrgID: acme.ID, Policies: policies[1:2]})
+	})
+	e.view(func(tx gatehouse.Tx) (err error) { got, err = tx.GetOIDCAuthPolicyByID(acme.ID, p.ID); return err })
+	if len(got.Policies) != 1 || got.Policies[0].TeamName != "deployers" || got.Version != p.Version+2 {
+		t.Errorf("policy after a second PutOIDCAuthPolicy = %+v", got)
+	}
+	for _, bad := range []gatehouse.OIDCAuthPolicy{{ID: randID(), OrgID: acme.ID}, {ID: p.ID, OrgID: beta.ID}} {
+		err := e.try(func(tx gatehouse.Tx) error { return tx.PutOIDCAuthPolicy(&bad) })
+		wantCode(t, err, gatehouse.ENOTFOUND, fmt.Sprintf("PutOIDCAuthPolicy of %+v", bad))
+	}
+}
+
+// --- security epoch ---
+
+func testSecurityEpoch(t *testing.T, e *env) {
+	acme := e.org("acme")
+	alice, bob := e.user("alice"), e.user("bob")
+	s := e.stack(acme.ID, "web", "prod", nil)
+	team := e.team(acme.ID, "ops")
+	tok := &gatehouse.Token{ID: randID(), Kind: gatehouse.TokenPersonal, Digest: randDigest(), Name: "laptop", UserID: alice.ID}
+	e.update(func(tx gatehouse.Tx) error { return tx.CreateToken(tok) })
+	epoch := func() int64 {
+		t.Helper()
+		var n int64
+		e.view(func(tx gatehouse.Tx) (err error) { n, err = tx.SecurityEpoch(); return err })
+		return n
+	}
+	last := epoch()
+	if again := epoch(); again != last {
+		t.Fatalf("SecurityEpoch moved without a change: %d, then %d", last, again)
+	}
+	for _, c := range []struct {
+		what string
+		fn   func(tx gatehouse.Tx) error
+	}{
+		{"UpdateOrgSettings", func(tx gatehouse.Tx) error {
+			return tx.UpdateOrgSettings(acme.ID, gatehouse.OrgSettings{DefaultStackPermission: gatehouse.PermRead})
+		}},
+		{"PutMember", func(tx gatehouse.Tx) error { return tx.PutMember(acme.ID, bob.ID, gatehouse.RoleMember) }},
+		{"PutMember (role change)", func(tx gatehouse.Tx) error { return tx.PutMember(acme.ID, bob.ID, gatehouse.RoleAdmin) }},
+		{"RemoveMember", func(tx gatehouse.Tx) error { return tx.RemoveMember(acme.ID, bob.ID) }},
+		{"PutTeamMember", func(tx gatehouse.Tx) error { return tx.PutTeamMember(team.ID, alice.ID, "member") }},
+		{"RemoveTeamMember", func(tx gatehouse.Tx) error { return tx.RemoveTeamMember(team.ID, alice.ID) }},
+		{"PutGrant", func(tx gatehouse.Tx) error {
+			return tx.PutGrant(&gatehouse.Grant{TeamID: team.ID, Scope: gatehouse.Scope{StackID: s.ID}, Permission: gatehouse.PermRead})
+		}},
+		{"DeleteGrant", func(tx gatehouse.Tx) error { return tx.DeleteGrant(team.ID, gatehouse.Scope{StackID: s.ID}) }},
+		{"PutProtection", func(tx gatehouse.Tx) error {
+			return tx.PutProtection(&gatehouse.Protection{OrgID: acme.ID, Scope: gatehouse.Scope{Project: "web"}})
+		}},
+		{"DeleteProtection", func(tx gatehouse.Tx) error { return tx.DeleteProtection(acme.ID, gatehouse.Scope{Project: "web"}) }},
+		{"DeleteTeam", func(tx gatehouse.Tx) error { return tx.DeleteTeam(team.ID) }},
+		{"RevokeToken", func(tx gatehouse.Tx) error { return tx.RevokeToken(tok.ID, tx.Now()) }},
+	} {
+		e.update(c.fn)
+		now := epoch()
+		if now <= last {
+			t.Errorf("SecurityEpoch did not advance with %s: %d, then %d", c.what, last, now)
+		}
+		last = now
+	}
+	// A change that rolls back leaves the epoch alone.
+	boom := errors.New("boom")
+	_ = e.try(func(tx gatehouse.Tx) error {
+		if err := tx.PutMember(acme.ID, bob.ID, gatehouse.RoleMember); err != nil {
+			return err
+		}
+		return boom
+	})
+	if now := epoch(); now != last {
+		t.Errorf("SecurityEpoch moved with a rolled back change: %d, then %d", last, now)
+	}
+}
+
+// --- audit log bookkeeping: head, checkpoints, export cursors, retention ---
+
+func (e *env) appendAudit(n int) []gatehouse.AuditEvent {
+	e.t.Helper()
+	out := make([]gatehouse.AuditEvent, n)
+	e.update(func(tx gatehouse.Tx) error {
+		for i := range out {
+			out[i] = gatehouse.AuditEvent{ActorKind: "system", Action: "test:event", Outcome: gatehouse.OutcomeSuccess}
+			if err := tx.AppendAudit(&out[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return out
+}
+
+func testAuditCheckpoints(t *testing.T, e *env) {
+	head := func() (int64, []byte) {
+		t.Helper()
+		var seq int64
+		var hash []byte
+		e.view(func(tx gatehouse.Tx) (err error) { seq, hash, err = tx.AuditHead(); return err })
+		return seq, hash
+	}
+	if seq, hash := head(); seq != 0 || !bytes.Equal(hash, audit.Genesis()) {
+		t.Errorf("AuditHead of an empty log = %d, %x; want 0 and the genesis hash", seq, hash)
+	}
+	evs := e.appendAudit(3)
+	if seq, hash := head(); seq != 3 || !bytes.Equal(hash, evs[2].Hash) {
+		t.Errorf("AuditHead = %d, %x; want 3 and the last event's hash", seq, hash)
+	}
+
+	e.view(func(tx gatehouse.Tx) error {
+		_, err := tx.LatestAuditCheckpoint(gatehouse.CheckpointPeriodic)
+		wantCode(t, err, gatehouse.ENOTFOUND, "LatestAuditCheckpoint with none stored")
+		_, err = tx.LatestAuditCheckpoint("weekly")
+		wantCode(t, err, gatehouse.EINVALID, "LatestAuditCheckpoint of an unknown kind")
+		return nil
+	})
+	at := time.Date(2030, 5, 6, 7, 8, 9, 123000, time.UTC)
+	cp := func(seq int64, kind string) *gatehouse.AuditCheckpoint {
+		return &gatehouse.AuditCheckpoint{Seq: seq, Hash: evs[seq-1].Hash, Time: at.Add(time.Duration(seq) * time.Second),
+			KeyID: "key-1", Signature: []byte(fmt.Sprintf("sig-%d-%s", seq, kind)), Kind: kind}
+	}
+	put := func(c *gatehouse.AuditCheckpoint) bool {
+		t.Helper()
+		var stored bool
+		e.update(func(tx gatehouse.Tx) (err error) { stored, err = tx.PutAuditCheckpoint(c); return err })
+		return stored
+	}
+	for _, c := range []*gatehouse.AuditCheckpoint{cp(2, gatehouse.CheckpointPeriodic), cp(1, gatehouse.CheckpointPeriodic), cp(2, gatehouse.CheckpointRetention)} {
+		if !put(c) {
+			t.Errorf("PutAuditCheckpoint(%d, %s) reported it was not stored", c.Seq, c.Kind)
+		}
+	}
+	// Another process made the same checkpoint: false, and the first one stays.
+	dup := cp(2, gatehouse.CheckpointPeriodic)
+	dup.Signature, dup.KeyID = []byte("another signature"), "key-2"
+	if put(dup) {
+		t.Error("PutAuditCheckpoint of an existing (seq, kind) reported it was stored")
+	}
+	for _, bad := range []*gatehouse.AuditCheckpoint{
+		{Seq: 3, Hash: evs[2].Hash, KeyID: "k", Signature: []byte("s"), Kind: "weekly"},
+		{Seq: 3, KeyID: "k", Signature: []byte("s"), Kind: gatehouse.CheckpointPeriodic},
+		{Seq: 3, Hash: evs[2].Hash, Signature: []byte("s"), Kind: gatehouse.CheckpointPeriodic},
+		{Seq: 3, Hash: evs[2].Hash, KeyID: "k", Kind: gatehouse.CheckpointPeriodic},
+	} {
+		err := e.try(func(tx gatehouse.Tx) error { _, err := tx.PutAuditCheckpoint(bad); return err })
+		wantCode(t, err, gatehouse.EINVALID, fmt.Sprintf("PutAuditCheckpoint of %+v", bad))
+	}
+	e.view(func(tx gatehouse.Tx) error {
+		cps, err := tx.ListAuditCheckpoints()
+		if err != nil {
+			return err
+		}
+		var got []string
+		for _, c := range cps {
+			got = append(got, fmt.Sprintf("%d/%s/%s", c.Seq, c.Kind, c.Signature))
+		}
+		want := []string{"1/periodic/sig-1-periodic", "2/periodic/sig-2-periodic", "2/retention/sig-2-retention"}
+		if !slices.Equal(got, want) {
+			t.Errorf("ListAuditCheckpoints = %q, want %q", got, want)
+		}
+		c, err := tx.LatestAuditCheckpoint(gatehouse.CheckpointPeriodic)
+		if err != nil {
+			return err
+		}
+		want2 := cp(2, gatehouse.CheckpointPeriodic)
+		if c.Seq != 2 || !bytes.Equal(c.Hash, want2.Hash) || !c.Time.Equal(want2.Time) || c.KeyID != "key-1" ||
+			!bytes.Equal(c.Signature, want2.Signature) || c.Kind != gatehouse.CheckpointPeriodic {
+			t.Errorf("LatestAuditCheckpoint = %+v, want %+v", c, want2)
+		}
+		return nil
+	})
+}
+
+func testExportCursors(t *testing.T, e *env) {
+	cursor := func(sink string) int64 {
+		t.Helper()
+		var seq int64
+		e.view(func(tx gatehouse.Tx) (err error) { seq, err = tx.ExportCursor(sink); return err })
+		return seq
+	}
+	acquire := func(sink, owner string, until time.Time) bool {
+		t.Helper()
+		var ok bool
+		e.update(func(tx gatehouse.Tx) (err error) { ok, err = tx.AcquireExportLease(sink, owner, until); return err })
+		return ok
+	}
+	advance := func(sink, owner string, seq int64) bool {
+		t.Helper()
+		var ok bool
+		e.update(func(tx gatehouse.Tx) (err error) { ok, err = tx.AdvanceExportCursor(sink, owner, seq); return err })
+		return ok
+	}
+	if n := cursor("siem"); n != 0 {
+		t.Errorf("ExportCursor of a new sink = %d, want 0", n)
+	}
+	e.update(func(tx gatehouse.Tx) error { return tx.SetExportCursor("archive", 7) })
+	if n := cursor("archive"); n != 7 {
+		t.Errorf("ExportCursor after SetExportCursor = %d, want 7", n)
+	}
+	lease := e.leaseFor()
+	until := e.now().Add(lease)
+	if !acquire("siem", "proc-a", until) {
+		t.Fatal("AcquireExportLease of a free sink failed")
+	}
+	if acquire("siem", "proc-b", e.now().Add(time.Hour)) {
+		t.Error("AcquireExportLease succeeded while another process holds a live lease")
+	}
+	until = e.now().Add(lease)
+	if !acquire("siem", "proc-a", until) {
+		t.Error("the holder could not renew its lease")
+	}
+	if !advance("siem", "proc-a", 10) || cursor("siem") != 10 {
+		t.Errorf("the holder could not advance the cursor (now %d)", cursor("siem"))
+	}
+	if advance("siem", "proc-b", 20) || cursor("siem") != 10 {
+		t.Errorf("a process without the lease advanced the cursor (now %d)", cursor("siem"))
+	}
+	if advance("archive", "proc-a", 20) || cursor("archive") != 7 {
+		t.Error("AdvanceExportCursor moved the cursor of a sink nobody holds")
+	}
+	e.view(func(tx gatehouse.Tx) error {
+		cs, err := tx.ListExportCursors()
+		if err != nil {
+			return err
+		}
+		if len(cs) != 2 || cs[0].Sink != "archive" || cs[0].Seq != 7 || cs[0].LeaseOwner != "" || !cs[0].LeaseUntil.IsZero() ||
+			cs[1].Sink != "siem" || cs[1].Seq != 10 || cs[1].LeaseOwner != "proc-a" || !cs[1].LeaseUntil.Equal(until) {
+			t.Errorf("ListExportCursors = %+v", cs)
+		}
+		return nil
+	})
+	// The holder's lease runs out: another process takes over, and the old holder is fenced.
+	e.expireLeases()
+	if !acquire("siem", "proc-b", e.now().Add(time.Hour)) {
+		t.Fatal("AcquireExportLease failed after the holder's lease ended")
+	}
+	if advance("siem", "proc-a", 30) || cursor("siem") != 10 {
+		t.Error("an exporter whose lease was taken over moved the cursor")
+	}
+	if !advance("siem", "proc-b", 30) || cursor("siem") != 30 {
+		t.Error("the new holder could not advance the cursor")
+	}
+	e.update(func(tx gatehouse.Tx) error { return tx.ReleaseExportLease("siem", "proc-a") }) // not the holder: nothing
+	if acquire("siem", "proc-c", e.now().Add(time.Hour)) {
+		t.Error("ReleaseExportLease by a process that does not hold the lease released it")
+	}
+	e.update(func(tx gatehouse.Tx) error { return tx.ReleaseExportLease("siem", "proc-b") })
+	if !acquire("siem", "proc-c", e.now().Add(time.Hour)) {
+		t.Error("AcquireExportLease failed after the holder released the lease")
+	}
+	if n := cursor("siem"); n != 30 {
+		t.Errorf("the cursor changed with the lease: %d, want 30", n)
+	}
+}
+
+func testPruneAudit(t *testing.T, e *env) {
+	evs := e.appendAudit(5)
+	prune := func(upto int64) (int64, error) {
+		var n int64
+		err := e.try(func(tx gatehouse.Tx) (err error) { n, err = tx.PruneAudit(upto); return err })
+		return n, err
+	}
+	retention := func(seq int64, hash []byte) *gatehouse.AuditCheckpoint {
+		return &gatehouse.AuditCheckpoint{Seq: seq, Hash: hash, Time: e.now(), KeyID: "k", Signature: []byte("sig"), Kind: gatehouse.CheckpointRetention}
+	}
+	_, err := prune(3)
+	wantCode(t, err, gatehouse.EINVALID, "PruneAudit without a retention checkpoint")
+	_, err = prune(0)
+	wantCode(t, err, gatehouse.EINVALID, "PruneAudit(0)")
+	// A periodic checkpoint does not anchor pruning; a retention one with the wrong hash neither.
+	e.update(func(tx gatehouse.Tx) error {
+		_, err := tx.PutAuditCheckpoint(&gatehouse.AuditCheckpoint{Seq: 3, Hash: evs[2].Hash, KeyID: "k", Signature: []byte("s"), Kind: gatehouse.CheckpointPeriodic})
+		return err
+	})
+	_, err = prune(3)
+	wantCode(t, err, gatehouse.EINVALID, "PruneAudit anchored by a periodic checkpoint only")
+	err = e.try(func(tx gatehouse.Tx) error {
+		if _, err := tx.PutAuditCheckpoint(retention(3, evs[1].Hash)); err != nil {
+			return err
+		}
+		_, err := tx.PruneAudit(3)
+		return err
+	})
+	wantCode(t, err, gatehouse.EINVALID, "PruneAudit with a retention checkpoint that does not match the event")
+	if got := e.allAudit(); len(got) != 5 {
+		t.Fatalf("a refused prune deleted events: %d left", len(got))
+	}
+
+	var n int64
+	e.update(func(tx gatehouse.Tx) (err error) {
+		if _, err := tx.PutAuditCheckpoint(retention(3, evs[2].Hash)); err != nil {
+			return err
+		}
+		n, err = tx.PruneAudit(3)
+		return err
+	})
+	if n != 3 {
+		t.Errorf("PruneAudit(3) deleted %d events, want 3", n)
+	}
+	rest := e.allAudit()
+	if len(rest) != 2 || rest[0].Seq != 4 || rest[1].Seq != 5 {
+		t.Fatalf("events after pruning through 3: %d", len(rest))
+	}
+	prev := evs[2].Hash // the retention checkpoint's
+	for _, ev := range rest {
+		if !bytes.Equal(ev.PrevHash, prev) || !bytes.Equal(ev.Hash, audit.Hash(prev, &ev)) {
+			t.Errorf("event %d does not chain from the retention anchor", ev.Seq)
+		}
+		prev = ev.Hash
+	}
+	// Pruning everything leaves the head where it was: the chain continues from it.
+	e.update(func(tx gatehouse.Tx) (err error) {
+		if _, err := tx.PutAuditCheckpoint(retention(5, evs[4].Hash)); err != nil {
+			return err
+		}
+		_, err = tx.PruneAudit(5)
+		return err
+	})
+	e.view(func(tx gatehouse.Tx) error {
+		seq, hash, err := tx.AuditHead()
+		if err != nil {
+			return err
+		}
+		if seq != 5 || !bytes.Equal(hash, evs[4].Hash) {
+			t.Errorf("AuditHead after pruning every event = %d, %x; want the last pruned event, 5", seq, hash)
+		}
+		return nil
+	})
+	next := e.appendAudit(1)[0]
+	if next.Seq != 6 || !bytes.Equal(next.PrevHash, evs[4].Hash) {
+		t.Errorf("the event after pruning everything: Seq %d, PrevHash %x; want 6 chained to event 5", next.Seq, next.PrevHash)
+	}
+}
+
+// --- secret-scanning deliveries ---
+
+func testScanDeliveries(t *testing.T, e *env) {
+	d := &gatehouse.ScanDelivery{Digest: randDigest(), KeyID: "github-key-1", Labels: []string{"true_positive", "false_positive"}}
+	var now time.Time
+	e.update(func(tx gatehouse.Tx) error { now = tx.Now(); return tx.PutScanDelivery(d) })
+	if !d.Received.Equal(now) {
+		t.Errorf("PutScanDelivery set Received %v, want the transaction's Now %v", d.Received, now)
+	}
+	empty := &gatehouse.ScanDelivery{Digest: randDigest(), KeyID: "github-key-1"}
+	e.update(func(tx gatehouse.Tx) error { return tx.PutScanDelivery(empty) })
+	err := e.try(func(tx gatehouse.Tx) error {
+		return tx.PutScanDelivery(&gatehouse.ScanDelivery{Digest: d.Digest, KeyID: "github-key-2"})
+	})
+	wantCode(t, err, gatehouse.ECONFLICT, "PutScanDelivery of a recorded delivery")
+	e.view(func(tx gatehouse.Tx) error {
+		got, err := tx.GetScanDelivery(d.Digest)
+		if err != nil {
+			return err
+		}
+		if got.Digest != d.Digest || got.KeyID != "github-key-1" || !got.Received.Equal(now) || !slices.Equal(got.Labels, d.Labels) {
+			t.Errorf("GetScanDelivery = %+v, want %+v", got, d)
+		}
+		if got, err := tx.GetScanDelivery(empty.Digest); err != nil || len(got.Labels) != 0 {
+			t.Errorf("GetScanDelivery of a delivery without labels = %+v, %v", got, err)
+		}
+		_, err = tx.GetScanDelivery(randDigest())
+		wantCode(t, err, gatehouse.ENOTFOUND, "GetScanDelivery of an unknown digest")
+		return nil
+	})
+	// Deliveries older than the retention are forgotten (when another is recorded).
+	old := &gatehouse.ScanDelivery{Digest: randDigest(), KeyID: "k", Received: e.now().Add(-gatehouse.ScanDeliveryRetention - time.Hour)}
+	e.update(func(tx gatehouse.Tx) error { return tx.PutScanDelivery(old) })
+	e.update(func(tx gatehouse.Tx) error {
+		return tx.PutScanDelivery(&gatehouse.ScanDelivery{Digest: randDigest(), KeyID: "k"})
+	})
+	e.view(func(tx gatehouse.Tx) error {
+		_, err := tx.GetScanDelivery(old.Digest)
+		wantCode(t, err, gatehouse.ENOTFOUND, "GetScanDelivery of a delivery past the retention")
+		if _, err := tx.GetScanDelivery(d.Digest); err != nil {
+			t.Errorf("a recent delivery was forgotten: %v", err)
+		}
+		return nil
+	})
+}
+
 // --- races: what several processes on one database rely on ---
 
 func testRaceStartUpdate(t *testing.T, e *env) {
@@ -2335,5 +2950,77 @@ func testRaceCreateOrg(t *testing.T, e *env) {
 	}
 	if won != 1 {
 		t.Errorf("%d racing CreateOrg of one name succeeded, want 1", won)
+	}
+}
+
+func testRaceAuthFailures(t *testing.T, e *env) {
+	counts := make([]int, racers)
+	errs := e.race(racers, func(i int) error {
+		return e.s.Update(e.ctx, func(tx gatehouse.Tx) (err error) {
+			counts[i], _, err = tx.RecordAuthFailure("ip:198.51.100.7", time.Hour)
+			return err
+		})
+	})
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("RecordAuthFailure %d: %v", i, err)
+		}
+	}
+	slices.Sort(counts)
+	for i, n := range counts {
+		if n != i+1 {
+			t.Fatalf("racing RecordAuthFailure returned counts %v, want 1..%d: every failure counted once", counts, racers)
+		}
+	}
+	var n int
+	e.view(func(tx gatehouse.Tx) (err error) {
+		n, _, err = tx.AuthFailures("ip:198.51.100.7", time.Hour)
+		return err
+	})
+	if n != racers {
+		t.Errorf("AuthFailures after the race = %d, want %d", n, racers)
+	}
+}
+
+func testRaceExportLease(t *testing.T, e *env) {
+	until := e.now().Add(time.Hour)
+	won := make([]bool, racers)
+	errs := e.race(racers, func(i int) error {
+		return e.s.Update(e.ctx, func(tx gatehouse.Tx) (err error) {
+			won[i], err = tx.AcquireExportLease("siem", fmt.Sprintf("proc-%d", i), until)
+			return err
+		})
+	})
+	n := 0
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("AcquireExportLease %d: %v", i, err)
+		}
+		if won[i] {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d processes acquired one sink's export lease, want exactly 1", n)
+	}
+}
+
+func testRaceScanDelivery(t *testing.T, e *env) {
+	digest := randDigest()
+	errs := e.race(racers, func(i int) error {
+		return e.s.Update(e.ctx, func(tx gatehouse.Tx) error {
+			return tx.PutScanDelivery(&gatehouse.ScanDelivery{Digest: digest, KeyID: fmt.Sprintf("key-%d", i)})
+		})
+	})
+	n := 0
+	for _, err := range errs {
+		if err == nil {
+			n++
+		} else if !gatehouse.IsCode(err, gatehouse.ECONFLICT) {
+			t.Errorf("a losing PutScanDelivery failed with %v, want ECONFLICT", err)
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d racing PutScanDelivery of one delivery succeeded, want 1", n)
 	}
 }

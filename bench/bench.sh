@@ -1,0 +1,392 @@
+#!/usr/bin/env bash
+# bench/bench.sh: end-to-end benchmark of Gatehouse with the stock pulumi CLI.
+#
+# Times `pulumi up --yes --skip-preview` (create) and `pulumi destroy --yes --skip-preview`
+# of a generated Node.js program of N component resources, in two shapes:
+#   sequential  each component is registered only once the previous one's URN (an output)
+#               has resolved, and depends on it: the engine handles one step at a time, and
+#               every step waits for its state write to be acknowledged
+#   parallel    all components are registered in one synchronous loop, no dependencies
+# against these backends (default: all but gatehouse-delta):
+#   file               the CLI's local file backend (pulumi login file://...)
+#   gatehouse          `gatehouse serve` with its default settings (full checkpoints)
+#   gatehouse-journal  `gatehouse serve --journal` (the journaling protocol)
+#   gatehouse-delta    `gatehouse serve --delta-checkpoints 1` (delta checkpoints)
+# and `pulumi preview` of the same program on an empty stack (file backend) as the floor:
+# the engine and the program alone, with no state to write.
+#
+# It prints one table of wall-clock seconds with the ratios file/gatehouse (above 1:
+# Gatehouse is faster) and gatehouse/floor, then the server-side latency of the state-write
+# requests (p50/p99 from the gatehouse_http_request_duration_seconds histogram of /metrics,
+# interpolated within its buckets as Prometheus' histogram_quantile does).
+#
+# Needs pulumi (and pulumi-language-nodejs) and node on PATH, npm unless a node_modules
+# with @pulumi/pulumi is given, Go to build gatehouse unless GATEHOUSE_BIN is given, curl.
+# Every pulumi run is bounded by a timeout. Nothing outside a temporary directory is touched.
+#
+# Usage: bench/bench.sh [-n "200 1000"] [-s "sequential parallel"] [-b "file gatehouse ..."]
+#                       [-t SECONDS] [-r REPEAT] [-k]
+#   -n  resource counts              (env BENCH_NS, default "200 1000")
+#   -s  shapes                       (env BENCH_SHAPES, default "sequential parallel")
+#   -b  backends                     (env BENCH_BACKENDS, default "file gatehouse gatehouse-journal")
+#   -t  timeout per pulumi run, s    (env BENCH_TIMEOUT, default 1800)
+#   -r  runs per cell; the fastest is reported (env BENCH_REPEAT, default 1)
+#   -k  keep the work directory (logs of every run)
+# Other environment: BENCH_NODE_MODULES (or GATEHOUSE_E2E_NODE_MODULES) a node_modules
+# directory holding @pulumi/pulumi; GATEHOUSE_BIN a prebuilt gatehouse binary.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+NS=${BENCH_NS:-"200 1000"}
+SHAPES=${BENCH_SHAPES:-"sequential parallel"}
+BACKENDS=${BENCH_BACKENDS:-"file gatehouse gatehouse-journal"}
+TIMEOUT=${BENCH_TIMEOUT:-1800}
+REPEAT=${BENCH_REPEAT:-1}
+KEEP=${BENCH_KEEP:-}
+while getopts "n:s:b:t:r:kh" opt; do
+  case $opt in
+    n) NS=$OPTARG ;;
+    s) SHAPES=$OPTARG ;;
+    b) BACKENDS=$OPTARG ;;
+    t) TIMEOUT=$OPTARG ;;
+    r) REPEAT=$OPTARG ;;
+    k) KEEP=1 ;;
+    *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2 ;;
+  esac
+done
+
+say() { printf '%s\n' "$*" >&2; }
+skip() {
+  say "##############################################################################"
+  say "### BENCH SKIPPED: $*"
+  say "##############################################################################"
+  exit 2
+}
+
+command -v pulumi >/dev/null || skip "no \`pulumi\` CLI on PATH"
+command -v node >/dev/null || skip "no \`node\` on PATH (the program is a Node.js project)"
+command -v curl >/dev/null || skip "no \`curl\` on PATH"
+for b in $BACKENDS; do
+  case $b in file | gatehouse | gatehouse-journal | gatehouse-delta) ;; *) say "unknown backend $b"; exit 2 ;; esac
+done
+
+# The CLI's environment: no agent markers, none of the caller's PULUMI_* settings.
+unset CLAUDECODE CLAUDE_CODE AI_AGENT CLAUDE_CODE_ENTRYPOINT CURSOR_AGENT GEMINI_CLI REPL_ID
+for v in $(compgen -e); do
+  case $v in PULUMI_* | CODEX_*) unset "$v" ;; esac
+done
+export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-bench.XXXXXX")
+mkdir -p "$WORK/logs"
+SERVER_PIDS=()
+cleanup() {
+  local pid
+  for pid in "${SERVER_PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${SERVER_PIDS[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  if [ -n "$KEEP" ]; then say "work directory kept: $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+PULUMI_VERSION=$(pulumi version)
+
+# --- gatehouse binary -------------------------------------------------------------------
+GH=${GATEHOUSE_BIN:-}
+if [ -z "$GH" ]; then
+  command -v go >/dev/null || skip "no \`go\` on PATH to build gatehouse (or set GATEHOUSE_BIN)"
+  say "building gatehouse..."
+  (cd "$ROOT" && go build -buildvcs=false -o "$WORK/gatehouse" ./cmd/gatehouse)
+  GH=$WORK/gatehouse
+fi
+
+# --- node_modules, shared by every project ---------------------------------------------
+MODULES=${BENCH_NODE_MODULES:-${GATEHOUSE_E2E_NODE_MODULES:-}}
+if [ -z "$MODULES" ]; then
+  command -v npm >/dev/null || skip "no \`npm\` on PATH (or set BENCH_NODE_MODULES to a node_modules holding @pulumi/pulumi)"
+  mkdir -p "$WORK/node"
+  echo '{"name":"gatehouse-bench-deps","private":true}' >"$WORK/node/package.json"
+  sdk=$(printf '%s' "$PULUMI_VERSION" | sed -n 's/^v\{0,1\}\([0-9]*\.[0-9]*\.[0-9]*\).*/\1/p')
+  say "npm install @pulumi/pulumi@${sdk:-^3}..."
+  (cd "$WORK/node" && timeout 900 npm install --no-audit --no-fund --loglevel=error "@pulumi/pulumi@${sdk:-^3}" >"$WORK/logs/npm.log" 2>&1) ||
+    (cd "$WORK/node" && timeout 900 npm install --no-audit --no-fund --loglevel=error "@pulumi/pulumi@^3" >>"$WORK/logs/npm.log" 2>&1) ||
+    { cat "$WORK/logs/npm.log" >&2; exit 1; }
+  MODULES=$WORK/node/node_modules
+fi
+[ -f "$MODULES/@pulumi/pulumi/package.json" ] || { say "$MODULES holds no @pulumi/pulumi"; exit 1; }
+
+# --- the program -------------------------------------------------------------------------
+make_project() { # dir
+  mkdir -p "$1"
+  cat >"$1/Pulumi.yaml" <<'EOF'
+name: bench
+runtime: nodejs
+description: Gatehouse benchmark program (N component resources)
+EOF
+  echo '{"name":"bench","main":"index.js","private":true,"dependencies":{"@pulumi/pulumi":"^3"}}' >"$1/package.json"
+  cat >"$1/index.js" <<'EOF'
+"use strict";
+const pulumi = require("@pulumi/pulumi");
+
+class Comp extends pulumi.ComponentResource {
+    constructor(name, opts) {
+        super("bench:index:Comp", name, {}, opts);
+        this.registerOutputs({});
+    }
+}
+
+const n = parseInt(process.env.BENCH_N || "10", 10);
+const sequential = process.env.BENCH_SHAPE === "sequential";
+
+module.exports = async () => {
+    let prev;
+    for (let i = 0; i < n; i++) {
+        const c = new Comp(`comp-${i}`, prev ? { dependsOn: [prev] } : {});
+        if (sequential) {
+            // Register the next one only once this one's URN, an output, is known.
+            await new Promise((resolve) => c.urn.apply(resolve));
+            prev = c;
+        }
+    }
+    return { count: n };
+};
+EOF
+  ln -s "$MODULES" "$1/node_modules"
+}
+
+# --- timing --------------------------------------------------------------------------------
+ELAPSED=""
+timed() { # log-name, command...: sets ELAPSED (seconds, or TIMEOUT / FAIL)
+  local log=$WORK/logs/$1.log rc=0 t0 t1
+  shift
+  t0=$(date +%s.%N)
+  timeout --kill-after=30 "$TIMEOUT" "$@" >"$log" 2>&1 || rc=$?
+  t1=$(date +%s.%N)
+  if [ $rc -eq 0 ]; then
+    ELAPSED=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+  elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+    ELAPSED=TIMEOUT
+    say "  TIMEOUT after ${TIMEOUT}s: $* (log $log)"
+  else
+    ELAPSED=FAIL
+    say "  FAILED ($rc): $* (log $log):"
+    tail -5 "$log" >&2 || true
+  fi
+}
+
+declare -A RES      # "N shape op backend" -> seconds
+declare -A LATENCY  # "backend N shape op" -> latency lines
+best() { # key value: keep the smaller number
+  local old=${RES[$1]:-}
+  if [ -z "$old" ] || ! [[ $old =~ ^[0-9.]+$ ]] || { [[ $2 =~ ^[0-9.]+$ ]] && awk -v a="$2" -v b="$old" 'BEGIN { exit !(a < b) }'; }; then
+    RES[$1]=$2
+  fi
+}
+
+free_port() {
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 20000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+}
+
+# --- gatehouse servers ------------------------------------------------------------------
+declare -A GH_URL GH_TOKEN
+start_gatehouse() { # backend
+  local b=$1 dir=$WORK/$1 port flags=()
+  case $b in
+    gatehouse-journal) flags=(--journal) ;;
+    gatehouse-delta) flags=(--delta-checkpoints 1) ;;
+  esac
+  mkdir -p "$dir"
+  GH_TOKEN[$b]=$("$GH" bootstrap --data-dir "$dir/data" --org acme --admin bench)
+  port=$(free_port)
+  "$GH" serve --data-dir "$dir/data" --addr "127.0.0.1:$port" --log-level warn "${flags[@]}" >"$WORK/logs/$b-serve.log" 2>&1 &
+  SERVER_PIDS+=($!)
+  GH_URL[$b]=http://127.0.0.1:$port
+  for _ in $(seq 1 300); do
+    curl -fs "${GH_URL[$b]}/healthz" >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  say "gatehouse ($b) did not start:"; cat "$WORK/logs/$b-serve.log" >&2; exit 1
+}
+
+scrape() { # backend file: the latency histogram and sums of the state-write routes
+  curl -fs "${GH_URL[$1]}/metrics" | grep -E '^gatehouse_http_request_duration_seconds_(bucket|sum)\{' |
+    grep -E 'route="[^"]*/(checkpoint|checkpointverbatim|checkpointdelta|journalentries)"' >"$2" || true
+}
+
+# latency before after: one line per state-write route of the requests between the scrapes:
+# route requests p50-ms p99-ms server-seconds
+latency() {
+  awk '
+    function lev(s) { return s == "+Inf" ? 1e300 : s + 0 }
+    function route(s) { match(s, /route="[^"]*"/); s = substr(s, RSTART + 7, RLENGTH - 8); sub(/.*\//, "", s); return s }
+    FILENAME == ARGV[1] { before[$1] = $2; next }
+    {
+      d = $2 - (($1 in before) ? before[$1] : 0)
+      r = route($1); routes[r] = 1
+      if ($1 ~ /_sum\{/) { sum[r] += d; next }
+      match($1, /le="[^"]*"/); le = substr($1, RSTART + 4, RLENGTH - 5)
+      n[r]++; les[r, n[r]] = le; cnt[r, le] += d
+    }
+    function quantile(r, q,    i, j, t, tot, rank, prevle, prevc, le, c) {
+      for (i = 1; i <= n[r]; i++) for (j = i + 1; j <= n[r]; j++)
+        if (lev(les[r, j]) < lev(les[r, i])) { t = les[r, i]; les[r, i] = les[r, j]; les[r, j] = t }
+      tot = cnt[r, "+Inf"]; if (tot <= 0) return -1
+      rank = q * tot; prevle = 0; prevc = 0
+      for (i = 1; i <= n[r]; i++) {
+        le = les[r, i]; c = cnt[r, le]
+        if (c >= rank) {
+          if (le == "+Inf") return prevle
+          if (c == prevc) return lev(le)
+          return prevle + (lev(le) - prevle) * (rank - prevc) / (c - prevc)
+        }
+        prevle = lev(le); prevc = c
+      }
+      return prevle
+    }
+    END {
+      for (r in routes) {
+        tot = cnt[r, "+Inf"]; if (tot <= 0) continue
+        printf "%s %d %.2f %.2f %.2f\n", r, tot, quantile(r, 0.5) * 1000, quantile(r, 0.99) * 1000, sum[r]
+      }
+    }' "$1" "$2"
+}
+
+# --- one backend ------------------------------------------------------------------------
+bench_backend() { # backend
+  local b=$1 proj=$WORK/proj-$b n shape stack r op before after
+  export PULUMI_HOME=$WORK/home-$b
+  make_project "$proj"
+  if [ "$b" = file ]; then
+    mkdir -p "$WORK/filestate"
+    export PULUMI_CONFIG_PASSPHRASE=bench
+    unset PULUMI_ACCESS_TOKEN
+    (cd "$proj" && pulumi login "file://$WORK/filestate" >"$WORK/logs/login-$b.log" 2>&1)
+  else
+    start_gatehouse "$b"
+    unset PULUMI_CONFIG_PASSPHRASE
+    export PULUMI_ACCESS_TOKEN=${GH_TOKEN[$b]}
+    (cd "$proj" && pulumi login "${GH_URL[$b]}" >"$WORK/logs/login-$b.log" 2>&1)
+  fi
+  cd "$proj"
+  # Warm-up (untimed): node, the SDK and the language host into the page cache.
+  pulumi stack init warmup >/dev/null 2>&1
+  BENCH_N=10 BENCH_SHAPE=parallel timeout "$TIMEOUT" pulumi preview >"$WORK/logs/$b-warmup.log" 2>&1 || true
+  for n in $NS; do
+    for shape in $SHAPES; do
+      export BENCH_N=$n BENCH_SHAPE=$shape
+      if [ "$b" = file ]; then # the floor: preview on an empty stack
+        stack=floor-$shape-$n
+        pulumi stack init "$stack" >/dev/null 2>&1
+        for r in $(seq 1 "$REPEAT"); do
+          timed "floor-$shape-$n-$r" pulumi preview --stack "$stack"
+          best "$n $shape create floor" "$ELAPSED"
+          say "  floor      N=$n $shape preview: $ELAPSED s"
+        done
+      fi
+      stack=bench-$shape-$n
+      pulumi stack init "$stack" >/dev/null 2>&1
+      for r in $(seq 1 "$REPEAT"); do
+        for op in create destroy; do
+          before=$WORK/logs/$b-$shape-$n-$op-$r.before after=$WORK/logs/$b-$shape-$n-$op-$r.after
+          [ "$b" = file ] || scrape "$b" "$before"
+          if [ $op = create ]; then
+            timed "$b-$shape-$n-$op-$r" pulumi up --yes --skip-preview --stack "$stack"
+          else
+            timed "$b-$shape-$n-$op-$r" pulumi destroy --yes --skip-preview --stack "$stack"
+          fi
+          best "$n $shape $op $b" "$ELAPSED"
+          say "  $(printf '%-18s' "$b") N=$n $shape $op: $ELAPSED s"
+          if [ "$b" != file ]; then
+            scrape "$b" "$after"
+            if [ "${RES["$n $shape $op $b"]}" = "$ELAPSED" ]; then # the run reported
+              LATENCY["$b $n $shape $op"]=$(latency "$before" "$after")
+            fi
+          fi
+          if [[ $ELAPSED == TIMEOUT || $ELAPSED == FAIL ]] && [ "$b" != file ]; then
+            pulumi cancel --yes --stack "$stack" >/dev/null 2>&1 || true
+          fi
+        done
+      done
+    done
+  done
+  cd "$WORK"
+}
+
+# --- run ------------------------------------------------------------------------------------
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
+say "gatehouse bench: N=[$NS] shapes=[$SHAPES] backends=[$BACKENDS] timeout=${TIMEOUT}s repeat=$REPEAT"
+say "work directory: $WORK"
+[[ " $BACKENDS " == *" file "* ]] || BACKENDS="file $BACKENDS" # the floor runs on the file backend
+for b in $BACKENDS; do
+  say "== $b"
+  bench_backend "$b"
+done
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
+
+# --- report ---------------------------------------------------------------------------------
+ratio() { # a b -> a/b
+  if [[ $1 =~ ^[0-9.]+$ && $2 =~ ^[0-9.]+$ ]] && awk -v b="$2" 'BEGIN { exit !(b > 0) }'; then
+    awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'
+  else
+    echo "-"
+  fi
+}
+GHS=()
+for b in $BACKENDS; do [ "$b" = file ] || GHS+=("$b"); done
+short() { case $1 in gatehouse) echo gh ;; gatehouse-journal) echo gh-journal ;; gatehouse-delta) echo gh-delta ;; *) echo "$1" ;; esac; }
+
+echo
+echo "Gatehouse end-to-end benchmark: wall-clock seconds per pulumi command (fastest of $REPEAT)"
+echo "machine: $(nproc) CPU, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -1), $(uname -sr)"
+echo "load average (1/5/15 min): start $LOAD_START, end $LOAD_END"
+echo "pulumi $PULUMI_VERSION, node $(node --version), @pulumi/pulumi $(node -p "require(process.argv[1]).version" "$MODULES/@pulumi/pulumi/package.json"), gatehouse $("$GH" --version 2>/dev/null | awk '{print $NF}')"
+echo "create = up --yes --skip-preview, destroy = destroy --yes --skip-preview, floor = preview on an empty stack"
+echo
+{
+  hdr="N shape op floor file"
+  for g in "${GHS[@]}"; do hdr+=" $(short "$g")"; done
+  for g in "${GHS[@]}"; do hdr+=" file/$(short "$g")"; done
+  for g in "${GHS[@]}"; do hdr+=" $(short "$g")/floor"; done
+  echo "$hdr"
+  for n in $NS; do
+    for shape in $SHAPES; do
+      for op in create destroy; do
+        floor=${RES["$n $shape create floor"]:--}
+        [ $op = create ] || floor=-
+        file=${RES["$n $shape $op file"]:--}
+        line="$n $shape $op $floor $file"
+        for g in "${GHS[@]}"; do line+=" ${RES["$n $shape $op $g"]:--}"; done
+        for g in "${GHS[@]}"; do line+=" $(ratio "$file" "${RES["$n $shape $op $g"]:--}")"; done
+        for g in "${GHS[@]}"; do line+=" $(ratio "${RES["$n $shape $op $g"]:--}" "$floor")"; done
+        echo "$line"
+      done
+    done
+  done
+} | column -t
+
+if [ ${#GHS[@]} -gt 0 ]; then
+  echo
+  echo "Gatehouse server-side latency of the state-write requests (from /metrics, per command)"
+  {
+    echo "backend N shape op route requests p50-ms p99-ms server-s"
+    for g in "${GHS[@]}"; do
+      for n in $NS; do
+        for shape in $SHAPES; do
+          for op in create destroy; do
+            while read -r line; do
+              [ -n "$line" ] && echo "$(short "$g") $n $shape $op $line"
+            done <<<"${LATENCY["$g $n $shape $op"]:-}"
+          done
+        done
+      done
+    done
+  } | column -t
+fi
