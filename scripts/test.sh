@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=${GOTOOLCHAIN:-local}
 export GOFLAGS=${GOFLAGS:--buildvcs=false}
 
+# The PostgreSQL tests start throwaway clusters; make sure the server binaries exist.
+./scripts/install-postgres.sh
+
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then
   echo "gofmt needed on:"; echo "$unformatted"; exit 1
