@@ -704,12 +704,16 @@ func (s *Server) stackAccess(rq *Request) (any, error) {
 	}
 	describe := func(kind, name string, sub *authz.Subject, f authz.Facts) {
 		best := ""
+		// The permission level is what the grants give; whether it may be used for changes
+		// on a protected stack is CanChange.
+		unprotected := f
+		unprotected.Protections = nil
 		for _, a := range []authz.Action{authz.StackDelete, authz.StackUpdate, authz.StackRead} {
 			a := a
 			if sub.Kind == authz.UserKind && a == authz.StackDelete {
 				a = authz.StackRename // both need admin; delete also depends on an org setting
 			}
-			if d := authz.Decide(sub, a, res, f); d.Allow {
+			if d := authz.Decide(sub, a, res, unprotected); d.Allow {
 				best = map[authz.Action]string{authz.StackDelete: "admin", authz.StackRename: "admin", authz.StackUpdate: "write", authz.StackRead: "read"}[a]
 				acc := accessJSON{Kind: kind, Name: name, Permission: best, Via: d.Reason}
 				acc.Decrypt = authz.Decide(sub, authz.StackDecrypt, res, f).Allow
