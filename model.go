@@ -211,7 +211,8 @@ type Update struct {
 	Created time.Time
 	Started time.Time
 	Ended   time.Time
-	// LeaseDigest is the SHA-256 digest of the update's lease token (zero once it ended).
+	// LeaseDigest is the SHA-256 digest of the update's lease token. It is kept after the
+	// update ends, so that a retried complete still authenticates (and is a no-op).
 	LeaseDigest    [32]byte
 	LeaseExpires   time.Time
 	JournalVersion int

@@ -42,6 +42,9 @@ type Tx interface {
 
 	GetMeta(key string) ([]byte, error) // ENOTFOUND when unset
 	SetMeta(key string, value []byte) error
+	// CreateMeta stores value under key unless the key is set; it returns the value stored
+	// afterwards (the winner of a race between processes).
+	CreateMeta(key string, value []byte) ([]byte, error)
 
 	// Organizations, users and membership.
 	CreateOrg(o *Org) error // ECONFLICT when the name is taken; sets ID and Created
@@ -116,8 +119,8 @@ type Tx interface {
 	// Updates.
 	CreateUpdate(u *Update) error
 	GetUpdate(id string) (*Update, error)
-	// GetUpdateByLease finds the update whose lease digest is d (only unfinished updates
-	// have one); the caller checks the lease's expiry.
+	// GetUpdateByLease finds the update whose lease digest is d (kept after the update
+	// ends); the caller checks the update's status and the lease's expiry.
 	GetUpdateByLease(d [32]byte) (*Update, error)
 	// StartUpdate marks the update running. For a non-dry run it takes the stack's lock
 	// (ECONFLICT when another update holds a live lease), bumps the stack version and

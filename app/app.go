@@ -110,17 +110,12 @@ func OpenKeyring(ctx context.Context, cfg Config, store gatehouse.Store) (*secre
 		kr.Close()
 		return nil, fmt.Errorf("keyring: %w", err)
 	}
+	// Insert-if-absent: of several processes starting on an empty database, one canary
+	// wins and every other process must verify against it.
 	err = store.Update(ctx, func(tx gatehouse.Tx) error {
-		existing, err := tx.GetMeta(canaryKey)
-		if err == nil {
-			// Another process won the race: its canary must verify too.
-			canary = existing
-			return nil
-		}
-		if !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
-			return err
-		}
-		return tx.SetMeta(canaryKey, c)
+		var err error
+		canary, err = tx.CreateMeta(canaryKey, c)
+		return err
 	})
 	if err != nil {
 		kr.Close()

@@ -365,12 +365,13 @@ func (j *auditJobs) exportLoop(ctx context.Context, sp sinkSpec) {
 	log := j.log.With("sink", sp.name)
 	ttl := j.cfg.LeaseTTL
 	for ctx.Err() == nil {
+		asked := time.Now()
 		held, err := j.acquire(ctx, sp.name)
 		if err != nil && ctx.Err() == nil {
 			log.Warn("audit: export lease unavailable", "err", err)
 		}
 		if held {
-			j.exportWhileHeld(ctx, sp, log)
+			j.exportWhileHeld(ctx, sp, log, asked)
 			continue
 		}
 		// Someone else exports: look again within a third of a lease (with jitter, so
@@ -404,9 +405,13 @@ func (j *auditJobs) release(ctx context.Context, sink string) {
 // exportWhileHeld runs the sink's exporter while the lease lasts: it renews the lease every
 // third of its lifetime and stops the exporter as soon as the lease is lost, or when it
 // could not be renewed before (most of) its lifetime ran out, then gives the lease up.
-func (j *auditJobs) exportWhileHeld(ctx context.Context, sp sinkSpec, log *slog.Logger) {
+// asked is when the lease was requested: it lasts at most until asked + LeaseTTL.
+func (j *auditJobs) exportWhileHeld(ctx context.Context, sp sinkSpec, log *slog.Logger, asked time.Time) {
 	ttl := j.cfg.LeaseTTL
-	deadline := time.Now().Add(ttl - ttl/6) // measured from after the acquisition: conservative
+	// Stop a sixth of a lease before it can have run out (the store measured it from the
+	// start of the acquiring transaction, after asked). Processes on other hosts compare
+	// against their own clocks: keep them synchronized (NTP) well within that margin.
+	deadline := asked.Add(ttl - ttl/6)
 	held := j.metrics.leaseHeld.WithLabelValues(sp.name)
 	defer j.release(ctx, sp.name)
 

@@ -204,8 +204,9 @@ func Decide(sub *Subject, action Action, res Resource, f Facts) Decision {
 	case UserRead, UserStacks:
 		return allow("own identity")
 	case UserTokens:
-		if sub.Kind != UserKind {
-			return deny("only personal credentials manage personal tokens")
+		if sub.Kind != UserKind || sub.Pipeline {
+			// A short-lived token from OIDC exchange must not mint itself a long-lived one.
+			return deny("only a person's own personal token manages personal tokens")
 		}
 		return allow("own tokens")
 	case SiteOrgCreate:
@@ -241,7 +242,7 @@ func Decide(sub *Subject, action Action, res Resource, f Facts) Decision {
 	if d, ok := tokenPolicy(sub, res.Org, f.Now); !ok {
 		return d
 	}
-	if (action == OrgTokenWrite || action == OrgTokenRead) && sub.Kind != UserKind {
+	if (action == OrgTokenWrite || action == OrgTokenRead) && (sub.Kind != UserKind || sub.Pipeline) {
 		return deny("tokens are managed by people, not by other tokens")
 	}
 	if need, ok := orgActions[action]; ok {

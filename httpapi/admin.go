@@ -298,6 +298,9 @@ func (s *Server) createUser(rq *Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := plainText("email", req.Email); err != nil {
+		return nil, err
+	}
 	value, tk, err := newAccessToken(gatehouse.TokenPersonal)
 	if err != nil {
 		return nil, err
@@ -405,6 +408,11 @@ func (s *Server) createTeam(rq *Request) (any, error) {
 	if err := validOwner("team", req.Name); err != nil {
 		return nil, err
 	}
+	for f, v := range map[string]string{"displayName": req.DisplayName, "description": req.Description} {
+		if err := plainText(f, v); err != nil {
+			return nil, err
+		}
+	}
 	t := &gatehouse.Team{OrgID: rq.Org.ID, Name: req.Name, DisplayName: req.DisplayName, Description: req.Description}
 	if t.DisplayName == "" {
 		t.DisplayName = t.Name
@@ -488,6 +496,13 @@ func (s *Server) updateTeam(rq *Request) (any, error) {
 			}
 		}
 		if req.NewDisplayName != nil || req.NewDescription != nil {
+			for f, v := range map[string]*string{"newDisplayName": req.NewDisplayName, "newDescription": req.NewDescription} {
+				if v != nil {
+					if err := plainText(f, *v); err != nil {
+						return err
+					}
+				}
+			}
 			if req.NewDisplayName != nil {
 				t.DisplayName = *req.NewDisplayName
 			}

@@ -228,3 +228,5 @@ func BenchmarkGetStack(b *testing.B) {
 	}
 	b.ReportMetric(float64((cpuTime()-c0).Microseconds())/float64(b.N), "cpu-µs/op")
 }
+
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }

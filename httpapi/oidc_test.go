@@ -261,6 +261,7 @@ func (w *oidcWorld) lastAudit(t *testing.T) gatehouse.AuditEvent {
 }
 
 func TestOIDCExchangeEachTokenType(t *testing.T) {
+	t.Parallel()
 	w := newOIDCWorld(t)
 
 	// Team token, as the CLI sends it (form-encoded).
@@ -339,6 +340,7 @@ func TestOIDCExchangeEachTokenType(t *testing.T) {
 }
 
 func TestOIDCExchangeRefusals(t *testing.T) {
+	t.Parallel()
 	w := newOIDCWorld(t)
 	now := w.e.clock.Now()
 	prod := func(change func(map[string]any)) string { return w.token("acme/infra", "production", change) }
@@ -488,6 +490,7 @@ func TestOIDCExchangeRefusals(t *testing.T) {
 }
 
 func TestOIDCExchangeMalformedRequests(t *testing.T) {
+	t.Parallel()
 	w := newOIDCWorld(t)
 	tok := w.token("acme/infra", "production", nil)
 	for _, c := range []struct {
@@ -538,6 +541,7 @@ func TestOIDCExchangeMalformedRequests(t *testing.T) {
 }
 
 func TestOIDCKeyRotation(t *testing.T) {
+	t.Parallel()
 	w := newOIDCWorld(t) // registration fetched the keys once (a check, not the cache)
 	p := func() map[string]string {
 		return exchangeParams(w.token("acme/infra", "production", nil), "team", "team:production-deployers")
@@ -564,6 +568,7 @@ func TestOIDCKeyRotation(t *testing.T) {
 }
 
 func TestOIDCLifetimeCapping(t *testing.T) {
+	t.Parallel()
 	w := newOIDCWorld(t)
 	p := func(exp string) map[string]string {
 		m := exchangeParams(w.token("acme/infra", "production", nil), "team", "team:production-deployers")
@@ -596,6 +601,7 @@ func TestOIDCLifetimeCapping(t *testing.T) {
 }
 
 func TestOIDCIssuedTokenRevocation(t *testing.T) {
+	t.Parallel()
 	w := newOIDCWorld(t)
 	r := w.exchange(t, exchangeParams(w.token("acme/infra", "production", nil), "team", "team:production-deployers"), false)
 	tok := granted(t, r, "team", "team:production-deployers", 7200)
@@ -612,6 +618,7 @@ func TestOIDCIssuedTokenRevocation(t *testing.T) {
 // and may change them although production is protected (an OIDC-issued token is a pipeline
 // credential).
 func TestOIDCPipelinesReachOnlyTheirStacks(t *testing.T) {
+	t.Parallel()
 	w := newOIDCWorld(t)
 	e := w.e
 	e.must(e.createStack(e.admin, "acme", "proj", "dev", map[string]string{"env": "dev"}))
@@ -640,6 +647,7 @@ func TestOIDCPipelinesReachOnlyTheirStacks(t *testing.T) {
 }
 
 func TestOIDCIssuerAdministration(t *testing.T) {
+	t.Parallel()
 	w := newOIDCWorld(t)
 	e := w.e
 	var list struct {
@@ -785,6 +793,7 @@ func mismatchedIssuer(t *testing.T) *oidctest.Issuer {
 // TestOIDCPulumiLogin runs `pulumi login --oidc-token` against the loopback issuer where a
 // pulumi binary is on PATH.
 func TestOIDCPulumiLogin(t *testing.T) {
+	t.Parallel()
 	bin, err := exec.LookPath("pulumi")
 	if err != nil {
 		t.Skip("no pulumi binary on PATH")

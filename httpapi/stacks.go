@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/tokens"
@@ -37,6 +38,23 @@ func validTags(tags map[string]string) error {
 		}
 		if len(v) > 256 {
 			return gatehouse.Errorf(gatehouse.EINVALID, "the value of tag %q is longer than 256 characters", k)
+		}
+		if err := plainText("tag "+k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// plainText refuses control characters (NUL above all, which PostgreSQL text cannot hold)
+// and invalid UTF-8 in a short text field.
+func plainText(field, v string) error {
+	if !utf8.ValidString(v) {
+		return gatehouse.Errorf(gatehouse.EINVALID, "%s is not valid UTF-8", field)
+	}
+	for _, r := range v {
+		if r < 0x20 && r != '\t' || r == 0x7f {
+			return gatehouse.Errorf(gatehouse.EINVALID, "%s contains a control character", field)
 		}
 	}
 	return nil

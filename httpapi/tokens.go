@@ -172,6 +172,9 @@ func (s *Server) createToken(rq *Request) (any, error) {
 	if len(req.Description) > 1024 {
 		return nil, gatehouse.Errorf(gatehouse.EINVALID, "description is longer than 1024 characters")
 	}
+	if err := plainText("description", req.Description); err != nil {
+		return nil, err
+	}
 	if req.Expires != 0 {
 		exp := time.Unix(req.Expires, 0)
 		if !exp.After(now) {

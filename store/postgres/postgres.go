@@ -27,7 +27,8 @@ import (
 )
 
 // migrationLockKey is the pg_advisory_lock key migrations run under: a fixed 64-bit value
-// ("gatehous" in ASCII), the same for every Gatehouse process on any database.
+// ("gatehous" in ASCII). Advisory locks are per database: Gatehouses on other databases
+// of the same server do not wait for each other.
 const migrationLockKey int64 = 0x6761746568_6f7573
 
 // PostgreSQL error codes (SQLSTATE) the dialect recognizes.

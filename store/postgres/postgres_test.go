@@ -16,11 +16,27 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
+// migrated returns the URL of a new database, a copy of one migrated once (Open then
+// finds the migrations done).
+func migrated(t *testing.T) string {
+	t.Helper()
+	tmpl := pgtest.Template(t, "migrated", func(url string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		db, err := postgres.Open(ctx, url)
+		if err != nil {
+			return err
+		}
+		return db.Close()
+	})
+	return pgtest.NewDatabaseFrom(t, tmpl)
+}
+
 func open(t *testing.T) gatehouse.Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	db, err := postgres.Open(ctx, pgtest.NewDatabase(t))
+	db, err := postgres.Open(ctx, migrated(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,6 +46,24 @@ func open(t *testing.T) gatehouse.Store {
 
 func TestConformance(t *testing.T) {
 	storetest.Run(t, open)
+}
+
+// TestProcesses races two stores (two connection pools) on one database, as two Gatehouse
+// processes would.
+func TestProcesses(t *testing.T) {
+	storetest.RunProcesses(t, func(t *testing.T) []gatehouse.Store {
+		url := migrated(t)
+		var stores []gatehouse.Store
+		for range 2 {
+			db, err := postgres.Open(context.Background(), url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			stores = append(stores, db)
+		}
+		return stores
+	})
 }
 
 // TestConcurrentOpen starts several processes' worth of Open on one empty database at once:

@@ -19,3 +19,20 @@ func TestConformance(t *testing.T) {
 		return db
 	})
 }
+
+// TestProcesses races two stores on one database file, as two processes would.
+func TestProcesses(t *testing.T) {
+	storetest.RunProcesses(t, func(t *testing.T) []gatehouse.Store {
+		dir := t.TempDir()
+		var stores []gatehouse.Store
+		for range 2 {
+			db, err := sqlite.Open(context.Background(), dir, sqlite.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			stores = append(stores, db)
+		}
+		return stores
+	})
+}

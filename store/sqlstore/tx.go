@@ -135,6 +135,13 @@ func (t *tx) SetMeta(key string, value []byte) error {
 	return err
 }
 
+func (t *tx) CreateMeta(key string, value []byte) ([]byte, error) {
+	if _, err := t.exec(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING`, key, value); err != nil {
+		return nil, err
+	}
+	return t.GetMeta(key)
+}
+
 // --- organizations ---
 
 const orgCols = `id, name, settings, created`

@@ -5,7 +5,8 @@
 // chain, first-writer-wins data keys), by racing goroutines against one store.
 //
 // Subtests run in parallel, each on a store of its own that open returns (an empty,
-// migrated database). Stores that have a settable clock, a method SetClock(func()
+// migrated database). RunProcesses runs the race subtests again with the racers spread
+// over several stores on one database, as several Gatehouse processes would be. Stores that have a settable clock, a method SetClock(func()
 // time.Time), get a fake one that ticks forward a millisecond at each reading; the suite
 // also runs on stores without one, on the wall clock.
 //
@@ -38,65 +39,88 @@ import (
 // Run runs the suite. open returns a new, empty store; it is called once per subtest, from
 // parallel subtests, and should register the store's Close with t.Cleanup.
 func Run(t *testing.T, open func(t *testing.T) gatehouse.Store) {
-	tests := []struct {
-		name string
-		fn   func(*testing.T, *env)
-	}{
-		{"Now", testNow},
-		{"Meta", testMeta},
-		{"Orgs", testOrgs},
-		{"Users", testUsers},
-		{"Members", testMembers},
-		{"Teams", testTeams},
-		{"Grants", testGrants},
-		{"Protections", testProtections},
-		{"Tokens", testTokens},
-		{"TokenNamesStayReserved", testTokenNames},
-		{"ListTokens", testListTokens},
-		{"RevokeToken", testRevokeToken},
-		{"TouchTokens", testTouchTokens},
-		{"Stacks", testStacks},
-		{"ListStacks", testListStacks},
-		{"ListStacksPaging", testListStacksPaging},
-		{"RenameStack", testRenameStack},
-		{"StackTags", testStackTags},
-		{"DeleteStack", testDeleteStack},
-		{"StackKeys", testStackKeys},
-		{"Checkpoints", testCheckpoints},
-		{"Updates", testUpdates},
-		{"StartUpdateLock", testStartUpdateLock},
-		{"DryRunsDoNotLock", testDryRuns},
-		{"LeaseTakeover", testLeaseTakeover},
-		{"RenewLease", testRenewLease},
-		{"FinishUpdate", testFinishUpdate},
-		{"ListUpdates", testListUpdates},
-		{"EngineEvents", testEngineEvents},
-		{"Journal", testJournal},
-		{"Audit", testAudit},
-		{"AuditRollback", testAuditRollback},
-		{"ListAudit", testListAudit},
-		{"AuthFailures", testAuthFailures},
-		{"OIDCIssuers", testOIDCIssuers},
-		{"OIDCAuthPolicies", testOIDCPolicies},
-		{"SecurityEpoch", testSecurityEpoch},
-		{"AuditHeadAndCheckpoints", testAuditCheckpoints},
-		{"AuditExportCursors", testExportCursors},
-		{"PruneAudit", testPruneAudit},
-		{"ScanDeliveries", testScanDeliveries},
-		{"RaceStartUpdate", testRaceStartUpdate},
-		{"RaceLeaseTakeover", testRaceTakeover},
-		{"RaceFinishUpdate", testRaceFinishUpdate},
-		{"RaceAudit", testRaceAudit},
-		{"RaceStackKey", testRaceStackKey},
-		{"RaceCreateOrg", testRaceCreateOrg},
-		{"RaceAuthFailures", testRaceAuthFailures},
-		{"RaceExportLease", testRaceExportLease},
-		{"RaceScanDelivery", testRaceScanDelivery},
-	}
+	run(t, append(slices.Clone(contractTests), raceTests...), func(t *testing.T) []gatehouse.Store {
+		return []gatehouse.Store{open(t)}
+	})
+}
+
+// RunProcesses runs the race subtests with the racing goroutines spread over several
+// stores opened on one database, the way several Gatehouse processes serve one database.
+// open returns the stores (two or more, all on one new, empty database); it is called once
+// per subtest, from parallel subtests, and should register their Close with t.Cleanup.
+func RunProcesses(t *testing.T, open func(t *testing.T) []gatehouse.Store) {
+	run(t, raceTests, open)
+}
+
+type test struct {
+	name string
+	fn   func(*testing.T, *env)
+}
+
+var contractTests = []test{
+	{"Store", testStore},
+	{"Now", testNow},
+	{"Meta", testMeta},
+	{"Orgs", testOrgs},
+	{"Users", testUsers},
+	{"Members", testMembers},
+	{"Teams", testTeams},
+	{"Grants", testGrants},
+	{"Protections", testProtections},
+	{"Tokens", testTokens},
+	{"TokenNamesStayReserved", testTokenNames},
+	{"ListTokens", testListTokens},
+	{"RevokeToken", testRevokeToken},
+	{"TouchTokens", testTouchTokens},
+	{"Stacks", testStacks},
+	{"ListStacks", testListStacks},
+	{"ListStacksPaging", testListStacksPaging},
+	{"RenameStack", testRenameStack},
+	{"StackTags", testStackTags},
+	{"DeleteStack", testDeleteStack},
+	{"StackKeys", testStackKeys},
+	{"Checkpoints", testCheckpoints},
+	{"Updates", testUpdates},
+	{"StartUpdateLock", testStartUpdateLock},
+	{"DryRunsDoNotLock", testDryRuns},
+	{"LeaseTakeover", testLeaseTakeover},
+	{"RenewLease", testRenewLease},
+	{"FinishUpdate", testFinishUpdate},
+	{"ListUpdates", testListUpdates},
+	{"EngineEvents", testEngineEvents},
+	{"Journal", testJournal},
+	{"Audit", testAudit},
+	{"AuditRollback", testAuditRollback},
+	{"ListAudit", testListAudit},
+	{"AuthFailures", testAuthFailures},
+	{"OIDCIssuers", testOIDCIssuers},
+	{"OIDCAuthPolicies", testOIDCPolicies},
+	{"SecurityEpoch", testSecurityEpoch},
+	{"AuditHeadAndCheckpoints", testAuditCheckpoints},
+	{"AuditExportCursors", testExportCursors},
+	{"PruneAudit", testPruneAudit},
+	{"ScanDeliveries", testScanDeliveries},
+}
+
+// raceTests race goroutines against one database: the coordination points several
+// processes rely on.
+var raceTests = []test{
+	{"RaceStartUpdate", testRaceStartUpdate},
+	{"RaceLeaseTakeover", testRaceTakeover},
+	{"RaceFinishUpdate", testRaceFinishUpdate},
+	{"RaceAudit", testRaceAudit},
+	{"RaceStackKey", testRaceStackKey},
+	{"RaceCreateOrg", testRaceCreateOrg},
+	{"RaceAuthFailures", testRaceAuthFailures},
+	{"RaceExportLease", testRaceExportLease},
+	{"RaceScanDelivery", testRaceScanDelivery},
+}
+
+func run(t *testing.T, tests []test, open func(t *testing.T) []gatehouse.Store) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			tc.fn(t, newEnv(t, open))
+			tc.fn(t, newEnv(t, open(t)))
 		})
 	}
 }
@@ -112,25 +136,36 @@ func (c *clock) Now() time.Time { return time.Unix(0, c.ns.Add(int64(time.Millis
 func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 type env struct {
-	t     *testing.T
-	s     gatehouse.Store
-	ctx   context.Context
-	clock *clock // nil: the store runs on the wall clock
+	t      *testing.T
+	s      gatehouse.Store   // stores[0]
+	stores []gatehouse.Store // several: as many processes on one database
+	ctx    context.Context
+	clock  *clock // nil: the stores run on the wall clock
 }
 
-func newEnv(t *testing.T, open func(t *testing.T) gatehouse.Store) *env {
-	s := open(t)
-	if s == nil {
-		t.Fatal("open returned a nil store")
+func newEnv(t *testing.T, stores []gatehouse.Store) *env {
+	if len(stores) == 0 || slices.Contains(stores, nil) {
+		t.Fatal("open returned no store")
 	}
-	e := &env{t: t, s: s, ctx: context.Background()}
-	if cs, ok := s.(interface{ SetClock(func() time.Time) }); ok {
+	e := &env{t: t, s: stores[0], stores: stores, ctx: context.Background()}
+	var setters []interface{ SetClock(func() time.Time) }
+	for _, s := range stores {
+		if cs, ok := s.(interface{ SetClock(func() time.Time) }); ok {
+			setters = append(setters, cs)
+		}
+	}
+	if len(setters) == len(stores) {
 		e.clock = &clock{}
 		e.clock.ns.Store(time.Date(2031, 3, 4, 5, 6, 7, 123456789, time.UTC).UnixNano())
-		cs.SetClock(e.clock.Now)
+		for _, cs := range setters {
+			cs.SetClock(e.clock.Now)
+		}
 	}
 	return e
 }
+
+// at returns the store racer i uses: racers take turns over the stores.
+func (e *env) at(i int) gatehouse.Store { return e.stores[i%len(e.stores)] }
 
 // update runs fn in a read-write transaction and fails the test on an error.
 func (e *env) update(fn func(tx gatehouse.Tx) error) {
@@ -288,7 +323,7 @@ func (e *env) race(n int, fn func(i int) error) []error {
 		done.Add(1)
 		go func() {
 			defer done.Done()
-			_ = e.s.View(e.ctx, func(tx gatehouse.Tx) error {
+			_ = e.at(i).View(e.ctx, func(tx gatehouse.Tx) error {
 				warm.Done()
 				select {
 				case <-warmed:
@@ -310,6 +345,23 @@ func (e *env) race(n int, fn func(i int) error) []error {
 const racers = 8
 
 // --- transactions and meta ---
+
+func testStore(t *testing.T, e *env) {
+	if err := e.s.Ping(e.ctx); err != nil {
+		t.Errorf("Ping: %v", err)
+	}
+	if e.s.Engine() == "" {
+		t.Error("Engine() is empty")
+	}
+	// A read-only transaction sees what read-write ones committed.
+	e.update(func(tx gatehouse.Tx) error { return tx.SetMeta("k", []byte("v")) })
+	e.view(func(tx gatehouse.Tx) error {
+		if v, err := tx.GetMeta("k"); err != nil || string(v) != "v" {
+			t.Errorf("View does not see a committed Update: %q, %v", v, err)
+		}
+		return nil
+	})
+}
 
 func testNow(t *testing.T, e *env) {
 	var a, b, c time.Time
@@ -2774,7 +2826,7 @@ func testRaceStartUpdate(t *testing.T, e *env) {
 	expires := e.now().Add(time.Hour)
 	versions := make([]int, racers)
 	errs := e.race(racers, func(i int) error {
-		return e.s.Update(e.ctx, func(tx gatehouse.Tx) (err error) {
+		return e.at(i).Update(e.ctx, func(tx gatehouse.Tx) (err error) {
 			versions[i], err = tx.StartUpdate(ids[i], map[string]string{"winner": ids[i]}, randDigest(), expires, 0)
 			return err
 		})
@@ -2822,7 +2874,7 @@ func testRaceTakeover(t *testing.T, e *env) {
 	e.expireLeases()
 	expires := e.now().Add(time.Hour)
 	errs := e.race(racers, func(i int) error {
-		return e.s.Update(e.ctx, func(tx gatehouse.Tx) error {
+		return e.at(i).Update(e.ctx, func(tx gatehouse.Tx) error {
 			_, err := tx.StartUpdate(ids[i], nil, randDigest(), expires, 0)
 			return err
 		})
@@ -2854,7 +2906,7 @@ func testRaceFinishUpdate(t *testing.T, e *env) {
 	statuses := []gatehouse.UpdateStatus{gatehouse.StatusSucceeded, gatehouse.StatusFailed, gatehouse.StatusCancelled}
 	got := make([]gatehouse.UpdateStatus, racers)
 	errs := e.race(racers, func(i int) error {
-		return e.s.Update(e.ctx, func(tx gatehouse.Tx) (err error) {
+		return e.at(i).Update(e.ctx, func(tx gatehouse.Tx) (err error) {
 			got[i], err = tx.FinishUpdate(id, statuses[i%len(statuses)], map[string]int{string(statuses[i%len(statuses)]): i}, i)
 			return err
 		})
@@ -2879,7 +2931,7 @@ func testRaceAudit(t *testing.T, e *env) {
 	const perWriter = 15
 	errs := e.race(racers, func(i int) error {
 		for j := range perWriter {
-			err := e.s.Update(e.ctx, func(tx gatehouse.Tx) error {
+			err := e.at(i).Update(e.ctx, func(tx gatehouse.Tx) error {
 				return tx.AppendAudit(&gatehouse.AuditEvent{ID: fmt.Sprintf("w%d-%d", i, j), ActorName: fmt.Sprintf("writer-%d", i), Action: "race", Outcome: "success"})
 			})
 			if err != nil {
@@ -2916,7 +2968,7 @@ func testRaceStackKey(t *testing.T, e *env) {
 	s := e.stack(acme.ID, "web", "prod", nil)
 	got := make([][]byte, racers)
 	errs := e.race(racers, func(i int) error {
-		return e.s.Update(e.ctx, func(tx gatehouse.Tx) (err error) {
+		return e.at(i).Update(e.ctx, func(tx gatehouse.Tx) (err error) {
 			got[i], err = tx.CreateStackKey(s.ID, []byte(fmt.Sprintf("key-%d", i)))
 			return err
 		})
@@ -2934,7 +2986,7 @@ func testRaceStackKey(t *testing.T, e *env) {
 
 func testRaceCreateOrg(t *testing.T, e *env) {
 	errs := e.race(racers, func(i int) error {
-		return e.s.Update(e.ctx, func(tx gatehouse.Tx) error {
+		return e.at(i).Update(e.ctx, func(tx gatehouse.Tx) error {
 			// The same name, spelled in several cases.
 			name := []string{"race", "RACE", "Race", "rAcE"}[i%4]
 			return tx.CreateOrg(&gatehouse.Org{Name: name, Settings: gatehouse.DefaultOrgSettings()})
@@ -2956,7 +3008,7 @@ func testRaceCreateOrg(t *testing.T, e *env) {
 func testRaceAuthFailures(t *testing.T, e *env) {
 	counts := make([]int, racers)
 	errs := e.race(racers, func(i int) error {
-		return e.s.Update(e.ctx, func(tx gatehouse.Tx) (err error) {
+		return e.at(i).Update(e.ctx, func(tx gatehouse.Tx) (err error) {
 			counts[i], _, err = tx.RecordAuthFailure("ip:198.51.100.7", time.Hour)
 			return err
 		})
@@ -2986,7 +3038,7 @@ func testRaceExportLease(t *testing.T, e *env) {
 	until := e.now().Add(time.Hour)
 	won := make([]bool, racers)
 	errs := e.race(racers, func(i int) error {
-		return e.s.Update(e.ctx, func(tx gatehouse.Tx) (err error) {
+		return e.at(i).Update(e.ctx, func(tx gatehouse.Tx) (err error) {
 			won[i], err = tx.AcquireExportLease("siem", fmt.Sprintf("proc-%d", i), until)
 			return err
 		})
@@ -3008,7 +3060,7 @@ func testRaceExportLease(t *testing.T, e *env) {
 func testRaceScanDelivery(t *testing.T, e *env) {
 	digest := randDigest()
 	errs := e.race(racers, func(i int) error {
-		return e.s.Update(e.ctx, func(tx gatehouse.Tx) error {
+		return e.at(i).Update(e.ctx, func(tx gatehouse.Tx) error {
 			return tx.PutScanDelivery(&gatehouse.ScanDelivery{Digest: digest, KeyID: fmt.Sprintf("key-%d", i)})
 		})
 	})

@@ -11,6 +11,9 @@
 //		...
 //	}
 //
+// Tests that each need a migrated database copy a template migrated once
+// (pgtest.Template, then pgtest.NewDatabaseFrom).
+//
 // The server binaries (initdb, pg_ctl, postgres) are looked up on PATH, then in
 // /usr/lib/postgresql/*/bin (newest version first); PGTEST_BINDIR names their directory
 // explicitly. Without them tests are skipped, except when the environment variable CI is
@@ -60,6 +63,14 @@ type Cluster struct {
 	admin    *sql.DB
 	stopOnce sync.Once
 	down     atomic.Bool
+
+	tmplMu    sync.Mutex
+	templates map[string]*template
+}
+
+type template struct {
+	done chan struct{}
+	err  error
 }
 
 // Superuser is the cluster's superuser role (trust authentication, no password).
@@ -104,12 +115,26 @@ func (c *Cluster) URL(name string) string {
 // NewDatabase creates an empty database and returns its URL; tb's clean-up drops it.
 func (c *Cluster) NewDatabase(tb testing.TB) (url string) {
 	tb.Helper()
+	return c.NewDatabaseFrom(tb, "")
+}
+
+// NewDatabaseFrom creates a database that is a copy of template (made with Template; ""
+// means an empty database) and returns its URL; tb's clean-up drops it.
+func (c *Cluster) NewDatabaseFrom(tb testing.TB, template string) (url string) {
+	tb.Helper()
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	name := "t_" + hex.EncodeToString(b[:])
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := c.admin.ExecContext(ctx, `CREATE DATABASE `+name); err != nil {
+	q := `CREATE DATABASE ` + name
+	if template != "" {
+		if !validName(template) {
+			tb.Fatalf("pgtest: bad template name %q", template)
+		}
+		q += ` TEMPLATE ` + template
+	}
+	if _, err := c.admin.ExecContext(ctx, q); err != nil {
 		tb.Fatalf("pgtest: create database: %v", err)
 	}
 	tb.Cleanup(func() {
@@ -122,6 +147,70 @@ func (c *Cluster) NewDatabase(tb testing.TB) (url string) {
 		}
 	})
 	return c.URL(name)
+}
+
+// Template makes a template database called name once per cluster: an empty database
+// that prepare (given its URL) fills, for instance by migrating it. It returns the name
+// to pass to NewDatabaseFrom, which copies it much faster than preparing each database.
+// Concurrent callers wait for the first; if prepare fails, every caller fails.
+func (c *Cluster) Template(tb testing.TB, name string, prepare func(url string) error) string {
+	tb.Helper()
+	name = "tmpl_" + name
+	if !validName(name) {
+		tb.Fatalf("pgtest: bad template name %q: lower-case letters, digits and _", name)
+	}
+	c.tmplMu.Lock()
+	if c.templates == nil {
+		c.templates = map[string]*template{}
+	}
+	tp, ok := c.templates[name]
+	if !ok {
+		tp = &template{done: make(chan struct{})}
+		c.templates[name] = tp
+	}
+	c.tmplMu.Unlock()
+	if !ok {
+		func() {
+			defer close(tp.done) // even if prepare panics: the waiters then fail
+			tp.err = errors.New("preparing it did not finish")
+			tp.err = c.makeTemplate(name, prepare)
+		}()
+	}
+	<-tp.done
+	if tp.err != nil {
+		tb.Fatalf("pgtest: template %s: %v", name, tp.err)
+	}
+	return name
+}
+
+func (c *Cluster) makeTemplate(name string, prepare func(url string) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := c.admin.ExecContext(ctx, `CREATE DATABASE `+name); err != nil {
+		return err
+	}
+	if err := prepare(c.URL(name)); err != nil {
+		return err
+	}
+	// No connections from now on: a template being copied must have none (and prepare's
+	// may take a moment to go away).
+	if _, err := c.admin.ExecContext(ctx, `ALTER DATABASE `+name+` WITH ALLOW_CONNECTIONS false IS_TEMPLATE true`); err != nil {
+		return err
+	}
+	_, err := c.admin.ExecContext(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1`, name)
+	return err
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for _, r := range s {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '_' {
+			return false
+		}
+	}
+	return true
 }
 
 // Stop stops the server at once (no shutdown checkpoint: the data is thrown away) and
@@ -433,4 +522,18 @@ func StopShared() {
 func NewDatabase(tb testing.TB) (url string) {
 	tb.Helper()
 	return Shared(tb).NewDatabase(tb)
+}
+
+// Template makes a template database on the package's shared cluster (see
+// Cluster.Template).
+func Template(tb testing.TB, name string, prepare func(url string) error) string {
+	tb.Helper()
+	return Shared(tb).Template(tb, name, prepare)
+}
+
+// NewDatabaseFrom creates a copy of a template database on the package's shared cluster
+// and returns its URL; tb's clean-up drops it.
+func NewDatabaseFrom(tb testing.TB, template string) (url string) {
+	tb.Helper()
+	return Shared(tb).NewDatabaseFrom(tb, template)
 }

@@ -1,0 +1,144 @@
+package app_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/app"
+	"github.com/gatehouse-dev/gatehouse/secrets"
+)
+
+func newKeyURL(t *testing.T) string {
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		t.Fatal(err)
+	}
+	return "base64key://" + base64.URLEncoding.EncodeToString(k)
+}
+
+// encryptWith opens the store and keyring of cfg, encrypts a value for a new stack and
+// returns the stack ID and ciphertext.
+func encryptWith(t *testing.T, cfg app.Config) (int64, []byte) {
+	ctx := context.Background()
+	store, err := app.OpenStore(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	kr, err := app.OpenKeyring(ctx, cfg, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kr.Close()
+	if _, err := app.Bootstrap(ctx, store, "acme", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	st := &gatehouse.Stack{Project: "p", Name: "s"}
+	if err := store.Update(ctx, func(tx gatehouse.Tx) error {
+		org, err := tx.GetOrgByName("acme")
+		if err != nil {
+			return err
+		}
+		st.OrgID = org.ID
+		return tx.CreateStack(st)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ct, err := secrets.NewManager(kr, app.StoreKeys{Store: store}).Encrypt(ctx, st.ID, []byte("s3cret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.ID, ct
+}
+
+func decryptWith(t *testing.T, cfg app.Config, stackID int64, ct []byte) (string, error) {
+	ctx := context.Background()
+	store, err := app.OpenStore(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	kr, err := app.OpenKeyring(ctx, cfg, store)
+	if err != nil {
+		return "", err
+	}
+	defer kr.Close()
+	pt, err := secrets.NewManager(kr, app.StoreKeys{Store: store}).Decrypt(ctx, stackID, ct)
+	return string(pt), err
+}
+
+func TestWrongOrMissingKeyRefusesToStart(t *testing.T) {
+	dir := t.TempDir()
+	cfg := app.Config{DataDir: dir}
+	id, ct := encryptWith(t, cfg)
+	keyFile := filepath.Join(dir, secrets.KeyFileName)
+	fi, err := os.Stat(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file mode %v, want 0600", fi.Mode().Perm())
+	}
+	if pt, err := decryptWith(t, cfg, id, ct); err != nil || pt != "s3cret" {
+		t.Fatalf("reopen: %q %v", pt, err)
+	}
+	original, _ := os.ReadFile(keyFile)
+
+	// A missing key file: a new key would be made, and the canary refuses it.
+	os.Remove(keyFile)
+	if _, err := decryptWith(t, cfg, id, ct); err == nil || !strings.Contains(err.Error(), "refusing to start") {
+		t.Fatalf("missing key: want a refusal, got %v", err)
+	}
+	// A different key: refused the same way, and nothing was changed on the way.
+	os.Remove(keyFile)
+	if _, err := decryptWith(t, app.Config{DataDir: dir, Keyring: newKeyURL(t)}, id, ct); err == nil || !strings.Contains(err.Error(), "refusing to start") {
+		t.Fatalf("wrong key: want a refusal, got %v", err)
+	}
+	// The right key again: everything reads.
+	if err := os.WriteFile(keyFile, original, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if pt, err := decryptWith(t, cfg, id, ct); err != nil || pt != "s3cret" {
+		t.Fatalf("restored key: %q %v", pt, err)
+	}
+}
+
+func TestRotateKeys(t *testing.T) {
+	dir := t.TempDir()
+	cfg := app.Config{DataDir: dir}
+	id, ct := encryptWith(t, cfg)
+	ctx := context.Background()
+	store, err := app.OpenStore(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	from, err := app.OpenKeyring(ctx, cfg, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := newKeyURL(t)
+	to, err := secrets.OpenKeyring(ctx, next, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := app.RotateKeys(ctx, store, from, to)
+	if err != nil || n != 1 {
+		t.Fatalf("rotate: %d %v", n, err)
+	}
+	from.Close()
+	to.Close()
+	store.Close()
+	// The new keyring reads the old ciphertext; the old one is refused.
+	if pt, err := decryptWith(t, app.Config{DataDir: dir, Keyring: next}, id, ct); err != nil || pt != "s3cret" {
+		t.Fatalf("after rotation: %q %v", pt, err)
+	}
+	if _, err := decryptWith(t, cfg, id, ct); err == nil {
+		t.Fatal("the old keyring still opens the data after rotation")
+	}
+}
