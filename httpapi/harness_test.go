@@ -214,3 +214,14 @@ func itoa(i int) string { return json.Number(jsonInt(i)).String() }
 func jsonInt(i int) string { b, _ := json.Marshal(i); return string(b) }
 
 var _ = gatehouse.Version
+
+// listAudit returns the newest audit events (site-wide) straight from the store.
+func listAudit(e *env) ([]gatehouse.AuditEvent, error) {
+	var evs []gatehouse.AuditEvent
+	err := e.srv.Store.View(context.Background(), func(tx gatehouse.Tx) error {
+		var err error
+		evs, err = tx.ListAudit(gatehouse.AuditFilter{Limit: 10000})
+		return err
+	})
+	return evs, err
+}

@@ -444,3 +444,38 @@ func TestBadInput(t *testing.T) {
 	err = e.admin.Do(cliwire.Call{Method: "POST", Path: p + "/import", Body: buf.Bytes(), Header: http.Header{"Content-Encoding": {"gzip"}}}, nil)
 	wantStatus(t, err, 413)
 }
+
+// TestConcurrentStarts: of many updates of one stack started at once, exactly one proceeds
+// and every other gets 409.
+func TestConcurrentStarts(t *testing.T) {
+	e := newEnv(t)
+	p := stackPath("acme", "proj", "dev")
+	e.must(e.createStack(e.admin, "acme", "proj", "dev", nil))
+	const n = 8
+	ids := make([]string, n)
+	for i := range ids {
+		var cr apitype.UpdateProgramResponse
+		e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: p + "/update", Body: apitype.UpdateProgramRequest{Name: "proj"}}, &cr))
+		ids[i] = cr.UpdateID
+	}
+	errs := make(chan error, n)
+	for _, id := range ids {
+		go func(id string) {
+			errs <- e.admin.Do(cliwire.Call{Method: "POST", Path: p + "/update/" + id, Body: apitype.StartUpdateRequest{}}, nil)
+		}(id)
+	}
+	won, conflicts := 0, 0
+	for range ids {
+		switch err := <-errs; cliwire.Status(err) {
+		case 0:
+			won++
+		case 409:
+			conflicts++
+		default:
+			t.Errorf("unexpected: %v", err)
+		}
+	}
+	if won != 1 || conflicts != n-1 {
+		t.Fatalf("%d started, %d conflicts; want 1 and %d", won, conflicts, n-1)
+	}
+}
