@@ -262,23 +262,35 @@ func (t *tx) ReplaceStackKey(stackID int64, oldWrapped, newWrapped []byte) error
 // --- checkpoints ---
 
 func (t *tx) PutCheckpoint(stackID int64, version int, data []byte) error {
-	_, err := t.exec(`INSERT INTO checkpoints (stack_id, version, data, created) VALUES (?, ?, ?, ?)
-		ON CONFLICT (stack_id, version) DO UPDATE SET data = excluded.data, created = excluded.created`,
-		stackID, version, data, ns(t.now))
+	data, blobKey, err := t.checkpointRow(data) // large ones go to the blob store first (blobs.go)
+	if err != nil {
+		return err
+	}
+	_, err = t.exec(`INSERT INTO checkpoints (stack_id, version, data, blob_key, created) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (stack_id, version) DO UPDATE SET data = excluded.data, blob_key = excluded.blob_key, created = excluded.created, format = 'raw', base_version = 0`,
+		stackID, version, data, blobKey, ns(t.now))
 	return err
 }
 
 func (t *tx) GetCheckpoint(stackID int64, version int) ([]byte, int, error) {
 	var data []byte
 	var v int
+	var blobKey, format string
+	var base int
 	var err error
 	if version < 0 {
-		err = t.queryRow(`SELECT data, version FROM checkpoints WHERE stack_id = ? ORDER BY version DESC LIMIT 1`, stackID).Scan(&data, &v)
+		err = t.queryRow(`SELECT data, version, blob_key, format, base_version FROM checkpoints WHERE stack_id = ? ORDER BY version DESC LIMIT 1`, stackID).Scan(&data, &v, &blobKey, &format, &base)
 	} else {
-		err = t.queryRow(`SELECT data, version FROM checkpoints WHERE stack_id = ? AND version <= ? ORDER BY version DESC LIMIT 1`, stackID, version).Scan(&data, &v)
+		err = t.queryRow(`SELECT data, version, blob_key, format, base_version FROM checkpoints WHERE stack_id = ? AND version <= ? ORDER BY version DESC LIMIT 1`, stackID, version).Scan(&data, &v, &blobKey, &format, &base)
 	}
 	if err != nil {
 		return nil, 0, one(err, "no checkpoint")
+	}
+	if data, err = t.checkpointData(data, blobKey); err != nil {
+		return nil, 0, err
+	}
+	if data, err = t.unpackCheckpoint(stackID, data, format, base); err != nil { // pack.go
+		return nil, 0, err
 	}
 	return data, v, nil
 }

@@ -209,6 +209,10 @@ func (t *tx) FinishUpdate(id string, status gatehouse.UpdateStatus, changes map[
 		if _, err := t.exec(q, args...); err != nil {
 			return "", err
 		}
+		// The version's state is final now: store it packed (pack.go).
+		if err := t.packCheckpoint(u.StackID, u.Version); err != nil {
+			return "", err
+		}
 	}
 	return status, nil
 }
