@@ -195,10 +195,11 @@ func RotateKeys(ctx context.Context, store gatehouse.Store, from, to *secrets.Ke
 
 // Server is an assembled Gatehouse.
 type Server struct {
-	Store   gatehouse.Store
-	Keyring *secrets.Keyring
-	API     *httpapi.Server
-	Handler http.Handler
+	Store    gatehouse.Store
+	Keyring  *secrets.Keyring
+	API      *httpapi.Server
+	Handler  http.Handler
+	Registry *prometheus.Registry
 }
 
 // Open assembles a server.
@@ -220,7 +221,7 @@ func Open(ctx context.Context, cfg Config, api httpapi.Config, log *slog.Logger)
 	// /metrics is the one route outside the API table: Prometheus' own handler.
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle("/", srv)
-	return &Server{Store: store, Keyring: kr, API: srv, Handler: mux}, nil
+	return &Server{Store: store, Keyring: kr, API: srv, Handler: mux, Registry: reg}, nil
 }
 
 // Close releases everything.

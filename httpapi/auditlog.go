@@ -261,7 +261,9 @@ func (s *Server) exportAuditLogs(version int) func(*Request) (any, error) {
 				rq.Detail(k, truncate(v, 128))
 			}
 		}
-		if err := s.store.Update(rq.Context(), func(tx gatehouse.Tx) error { return rq.appendSuccess(tx) }); err != nil {
+		ev := rq.event
+		ev.Outcome, ev.Reason = gatehouse.OutcomeSuccess, ""
+		if err := s.auditQ.append(rq.Context(), &ev); err != nil {
 			return nil, gatehouse.Wrap(gatehouse.EUNAVAILABLE, err, "the audit log cannot be written; the request was refused")
 		}
 		rq.audited = true

@@ -332,8 +332,8 @@ func (rq *Request) notFoundMessage() string {
 func (rq *Request) fail(outcome string, err error) {
 	ev := rq.event
 	ev.Outcome = outcome
-	if err != nil {
-		ev.Reason = gatehouse.ErrorMessage(err)
+	if err != nil && ev.Reason == "" {
+		ev.Reason = gatehouse.ErrorMessage(err) // a specific reason set earlier is kept
 	}
 	if aerr := rq.s.auditQ.append(context.WithoutCancel(rq.Context()), &ev); aerr != nil {
 		rq.s.log.Error("audit: cannot record a failed call", "request_id", rq.ID, "err", aerr)

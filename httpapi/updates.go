@@ -97,13 +97,15 @@ func (s *Server) startUpdate(rq *Request) (any, error) {
 	var version int
 	err = rq.Change(func(tx gatehouse.Tx) error {
 		var err error
-		version, err = tx.StartUpdate(u.ID, tags, digest, expires, journal)
-		return err
+		if version, err = tx.StartUpdate(u.ID, tags, digest, expires, journal); err != nil {
+			return err
+		}
+		rq.Detail("version", strconv.Itoa(version)) // before the event is appended below
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	rq.Detail("version", strconv.Itoa(version))
 	return apitype.StartUpdateResponse{Version: version, Token: lease, TokenExpiration: expires.Unix(), JournalVersion: int64(journal)}, nil
 }
 

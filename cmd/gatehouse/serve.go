@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -41,6 +42,9 @@ func newServeCmd() *cobra.Command {
 	var maxBody int64
 	var journal bool
 	var deltaCutoff int
+	var auditKey string
+	var auditSinks []string
+	var auditEvery time.Duration
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the API server",
@@ -66,6 +70,13 @@ func newServeCmd() *cobra.Command {
 				return err
 			}
 			defer srv.Close()
+			stopAudit, err := app.StartAudit(ctx, srv.Store, app.AuditConfig{
+				SigningKey: auditKey, Sinks: auditSinks, CheckpointEvery: auditEvery, API: srv.API,
+			}, sf.dataDir, log, srv.Registry)
+			if err != nil {
+				return err
+			}
+			defer stopAudit() // before srv.Close: ends exporters, releases leases, signs a last checkpoint
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				return err
@@ -100,6 +111,10 @@ func newServeCmd() *cobra.Command {
 	cmd.Flags().StringVar(&logFormat, "log-format", envDefault("GATEHOUSE_LOG_FORMAT", "json"), "log format: json or text")
 	cmd.Flags().StringVar(&logLevel, "log-level", envDefault("GATEHOUSE_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
 	cmd.Flags().Int64Var(&maxBody, "max-body-bytes", envInt64("GATEHOUSE_MAX_BODY_BYTES", 512<<20), "largest request body accepted, after decompression (413 beyond)")
+	cmd.Flags().StringVar(&auditKey, "audit-signing-key", envDefault("GATEHOUSE_AUDIT_SIGNING_KEY", ""), "Ed25519 key that signs audit checkpoints (created if missing; default: audit-signing.key in the data directory)")
+	cmd.Flags().StringArrayVar(&auditSinks, "audit-sink", strings.Fields(os.Getenv("GATEHOUSE_AUDIT_SINKS")), "continuous audit export sink URL (repeatable; env GATEHOUSE_AUDIT_SINKS, space-separated)")
+	everyDef, _ := time.ParseDuration(envDefault("GATEHOUSE_AUDIT_CHECKPOINT_EVERY", "5m"))
+	cmd.Flags().DurationVar(&auditEvery, "audit-checkpoint-every", everyDef, "how often the audit log's head is signed")
 	cmd.Flags().BoolVar(&journal, "journal", envDefault("GATEHOUSE_JOURNAL", "") == "true", "offer the journaling protocol to CLIs that ask for it")
 	cmd.Flags().IntVar(&deltaCutoff, "delta-checkpoints", int(envInt64("GATEHOUSE_DELTA_CHECKPOINTS", 0)), "advertise delta checkpoints for states of at least this many bytes (0: off)")
 	return cmd

@@ -23,3 +23,15 @@ CREATE TABLE audit_export_cursors (
     lease_owner @TEXT@ NOT NULL DEFAULT '',
     lease_until @BIGINT@ NOT NULL DEFAULT 0
 );
+
+-- Listings are newest first by seq within an organization (the API's pages, continuation
+-- tokens), filtered by event, actor and a time range. Indexes ordered by seq serve them by
+-- walking backwards and stopping after a page, with time in the index to filter without
+-- reading the rows; the (..., time) indexes they replace made the database sort every match
+-- (all of an organization's events for an unfiltered listing) to find the newest.
+DROP INDEX IF EXISTS audit_org_time;
+DROP INDEX IF EXISTS audit_action;
+DROP INDEX IF EXISTS audit_actor;
+CREATE INDEX audit_org_seq ON audit_events (org_id, seq, time);
+CREATE INDEX audit_action_seq ON audit_events (org_id, action, seq, time);
+CREATE INDEX audit_actor_seq ON audit_events (org_id, actor_name, seq, time);
