@@ -16,9 +16,12 @@
 # the engine and the program alone, with no state to write.
 #
 # It prints one table of wall-clock seconds with the ratios file/gatehouse (above 1:
-# Gatehouse is faster) and gatehouse/floor, then the server-side latency of the state-write
-# requests (p50/p99 from the gatehouse_http_request_duration_seconds histogram of /metrics,
-# interpolated within its buckets as Prometheus' histogram_quantile does).
+# Gatehouse is faster) and gatehouse/floor, then, per command, the server side of the
+# state-write requests: their number, p50/p99 latency (from the
+# gatehouse_http_request_duration_seconds histogram of /metrics, interpolated within its
+# buckets as Prometheus' histogram_quantile does) and the time spent in their handlers; and
+# a table of the CPU time (user+sys) of the CLI's process tree and of the server per command,
+# steadier than wall-clock time on a loaded machine.
 #
 # Needs pulumi (and pulumi-language-nodejs) and node on PATH, npm unless a node_modules
 # with @pulumi/pulumi is given, Go to build gatehouse unless GATEHOUSE_BIN is given, curl.
@@ -97,11 +100,13 @@ PULUMI_VERSION=$(pulumi version)
 
 # --- gatehouse binary -------------------------------------------------------------------
 GH=${GATEHOUSE_BIN:-}
+GH_REV="prebuilt $GH"
 if [ -z "$GH" ]; then
   command -v go >/dev/null || skip "no \`go\` on PATH to build gatehouse (or set GATEHOUSE_BIN)"
   say "building gatehouse..."
-  (cd "$ROOT" && go build -buildvcs=false -o "$WORK/gatehouse" ./cmd/gatehouse)
-  GH=$WORK/gatehouse
+  (cd "$ROOT" && go build -buildvcs=false -o "$WORK/bin/gatehouse" ./cmd/gatehouse)
+  GH=$WORK/bin/gatehouse
+  GH_REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo "?")
 fi
 
 # --- node_modules, shared by every project ---------------------------------------------
@@ -159,13 +164,15 @@ EOF
 }
 
 # --- timing --------------------------------------------------------------------------------
-ELAPSED=""
-timed() { # log-name, command...: sets ELAPSED (seconds, or TIMEOUT / FAIL)
-  local log=$WORK/logs/$1.log rc=0 t0 t1
+ELAPSED="" CPU=""
+timed() { # log-name, command...: sets ELAPSED (seconds, or TIMEOUT / FAIL) and CPU
+  local log=$WORK/logs/$1.log rc=0 t0 t1 TIMEFORMAT='%U %S'
   shift
   t0=$(date +%s.%N)
-  timeout --kill-after=30 "$TIMEOUT" "$@" >"$log" 2>&1 || rc=$?
+  # user+sys CPU of the whole process tree (pulumi, its language host, node)
+  { time timeout --kill-after=30 "$TIMEOUT" "$@" >"$log" 2>&1; } 2>"$log.cpu" || rc=$?
   t1=$(date +%s.%N)
+  CPU=$(awk '{ printf "%.1f", $1 + $2 }' "$log.cpu")
   if [ $rc -eq 0 ]; then
     ELAPSED=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
   elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
@@ -179,11 +186,14 @@ timed() { # log-name, command...: sets ELAPSED (seconds, or TIMEOUT / FAIL)
 }
 
 declare -A RES      # "N shape op backend" -> seconds
+declare -A CPUS     # "N shape op backend" -> CLI CPU seconds of that run
+declare -A SRVCPU   # "N shape op backend" -> server CPU seconds of that run
 declare -A LATENCY  # "backend N shape op" -> latency lines
-best() { # key value: keep the smaller number
+best() { # key: keep ELAPSED (and CPU) if it is the fastest run so far
   local old=${RES[$1]:-}
-  if [ -z "$old" ] || ! [[ $old =~ ^[0-9.]+$ ]] || { [[ $2 =~ ^[0-9.]+$ ]] && awk -v a="$2" -v b="$old" 'BEGIN { exit !(a < b) }'; }; then
-    RES[$1]=$2
+  if [ -z "$old" ] || ! [[ $old =~ ^[0-9.]+$ ]] || { [[ $ELAPSED =~ ^[0-9.]+$ ]] && awk -v a="$ELAPSED" -v b="$old" 'BEGIN { exit !(a < b) }'; }; then
+    RES[$1]=$ELAPSED
+    CPUS[$1]=$CPU
   fi
 }
 
@@ -196,9 +206,9 @@ free_port() {
 }
 
 # --- gatehouse servers ------------------------------------------------------------------
-declare -A GH_URL GH_TOKEN
+declare -A GH_URL GH_TOKEN GH_PID
 start_gatehouse() { # backend
-  local b=$1 dir=$WORK/$1 port flags=()
+  local b=$1 dir=$WORK/server-$1 port flags=()
   case $b in
     gatehouse-journal) flags=(--journal) ;;
     gatehouse-delta) flags=(--delta-checkpoints 1) ;;
@@ -208,6 +218,7 @@ start_gatehouse() { # backend
   port=$(free_port)
   "$GH" serve --data-dir "$dir/data" --addr "127.0.0.1:$port" --log-level warn "${flags[@]}" >"$WORK/logs/$b-serve.log" 2>&1 &
   SERVER_PIDS+=($!)
+  GH_PID[$b]=$!
   GH_URL[$b]=http://127.0.0.1:$port
   for _ in $(seq 1 300); do
     curl -fs "${GH_URL[$b]}/healthz" >/dev/null 2>&1 && return 0
@@ -216,13 +227,18 @@ start_gatehouse() { # backend
   say "gatehouse ($b) did not start:"; cat "$WORK/logs/$b-serve.log" >&2; exit 1
 }
 
+# cpu_ticks backend: user+system CPU the server process has used, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/${GH_PID[$1]}/stat" 2>/dev/null || echo 0; }
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+
 scrape() { # backend file: the latency histogram and sums of the state-write routes
+  echo "cpu_ticks $(cpu_ticks "$1")" >"$2.cpu"
   curl -fs "${GH_URL[$1]}/metrics" | grep -E '^gatehouse_http_request_duration_seconds_(bucket|sum)\{' |
     grep -E 'route="[^"]*/(checkpoint|checkpointverbatim|checkpointdelta|journalentries)"' >"$2" || true
 }
 
 # latency before after: one line per state-write route of the requests between the scrapes:
-# route requests p50-ms p99-ms server-seconds
+# route requests p50-ms p99-ms seconds-in-handlers
 latency() {
   awk '
     function lev(s) { return s == "+Inf" ? 1e300 : s + 0 }
@@ -287,8 +303,8 @@ bench_backend() { # backend
         pulumi stack init "$stack" >/dev/null 2>&1
         for r in $(seq 1 "$REPEAT"); do
           timed "floor-$shape-$n-$r" pulumi preview --stack "$stack"
-          best "$n $shape create floor" "$ELAPSED"
-          say "  floor      N=$n $shape preview: $ELAPSED s"
+          best "$n $shape create floor"
+          say "  floor              N=$n $shape preview: $ELAPSED s (CLI CPU $CPU s)"
         done
       fi
       stack=bench-$shape-$n
@@ -302,12 +318,13 @@ bench_backend() { # backend
           else
             timed "$b-$shape-$n-$op-$r" pulumi destroy --yes --skip-preview --stack "$stack"
           fi
-          best "$n $shape $op $b" "$ELAPSED"
-          say "  $(printf '%-18s' "$b") N=$n $shape $op: $ELAPSED s"
+          best "$n $shape $op $b"
+          say "  $(printf '%-18s' "$b") N=$n $shape $op: $ELAPSED s (CLI CPU $CPU s)"
           if [ "$b" != file ]; then
             scrape "$b" "$after"
             if [ "${RES["$n $shape $op $b"]}" = "$ELAPSED" ]; then # the run reported
               LATENCY["$b $n $shape $op"]=$(latency "$before" "$after")
+              SRVCPU["$n $shape $op $b"]=$(awk -v tck="$CLK_TCK" 'FILENAME == ARGV[1] { a = $2; next } { printf "%.1f", ($2 - a) / tck }' "$before.cpu" "$after.cpu")
             fi
           fi
           if [[ $ELAPSED == TIMEOUT || $ELAPSED == FAIL ]] && [ "$b" != file ]; then
@@ -347,7 +364,7 @@ echo
 echo "Gatehouse end-to-end benchmark: wall-clock seconds per pulumi command (fastest of $REPEAT)"
 echo "machine: $(nproc) CPU, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -1), $(uname -sr)"
 echo "load average (1/5/15 min): start $LOAD_START, end $LOAD_END"
-echo "pulumi $PULUMI_VERSION, node $(node --version), @pulumi/pulumi $(node -p "require(process.argv[1]).version" "$MODULES/@pulumi/pulumi/package.json"), gatehouse $("$GH" --version 2>/dev/null | awk '{print $NF}')"
+echo "pulumi $PULUMI_VERSION, node $(node --version), @pulumi/pulumi $(node -p "require(process.argv[1]).version" "$MODULES/@pulumi/pulumi/package.json"), gatehouse $GH_REV"
 echo "create = up --yes --skip-preview, destroy = destroy --yes --skip-preview, floor = preview on an empty stack"
 echo
 {
@@ -372,11 +389,30 @@ echo
   done
 } | column -t
 
+echo
+echo "CPU seconds (user+sys) of the same runs: the CLI's process tree (pulumi, language host, node); srv = the gatehouse process"
+{
+  hdr="N shape op floor file"
+  for g in "${GHS[@]}"; do hdr+=" $(short "$g") $(short "$g")-srv"; done
+  echo "$hdr"
+  for n in $NS; do
+    for shape in $SHAPES; do
+      for op in create destroy; do
+        floor=${CPUS["$n $shape create floor"]:--}
+        [ $op = create ] || floor=-
+        line="$n $shape $op $floor ${CPUS["$n $shape $op file"]:--}"
+        for g in "${GHS[@]}"; do line+=" ${CPUS["$n $shape $op $g"]:--} ${SRVCPU["$n $shape $op $g"]:--}"; done
+        echo "$line"
+      done
+    done
+  done
+} | column -t
+
 if [ ${#GHS[@]} -gt 0 ]; then
   echo
   echo "Gatehouse server-side latency of the state-write requests (from /metrics, per command)"
   {
-    echo "backend N shape op route requests p50-ms p99-ms server-s"
+    echo "backend N shape op route requests p50-ms p99-ms in-handler-s"
     for g in "${GHS[@]}"; do
       for n in $NS; do
         for shape in $SHAPES; do

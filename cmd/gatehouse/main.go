@@ -52,6 +52,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newOIDCCmd())
 	root.AddCommand(newScanCmd())
 	root.AddCommand(newAuditCmd())
+	root.AddCommand(newMigrateCmd())
 	return root
 }
 

@@ -42,6 +42,8 @@ func newServeCmd() *cobra.Command {
 	var maxBody int64
 	var journal bool
 	var deltaCutoff int
+	var blobURL string
+	var blobMinBytes int
 	var auditKey string
 	var auditSinks []string
 	var auditEvery time.Duration
@@ -70,6 +72,11 @@ func newServeCmd() *cobra.Command {
 				return err
 			}
 			defer srv.Close()
+			blobs, err := app.AttachBlobStore(ctx, srv.Store, blobURL, blobMinBytes)
+			if err != nil {
+				return err
+			}
+			defer blobs.Close()
 			stopAudit, err := app.StartAudit(ctx, srv.Store, app.AuditConfig{
 				SigningKey: auditKey, Sinks: auditSinks, CheckpointEvery: auditEvery, API: srv.API,
 			}, sf.dataDir, log, srv.Registry)
@@ -111,6 +118,8 @@ func newServeCmd() *cobra.Command {
 	cmd.Flags().StringVar(&logFormat, "log-format", envDefault("GATEHOUSE_LOG_FORMAT", "json"), "log format: json or text")
 	cmd.Flags().StringVar(&logLevel, "log-level", envDefault("GATEHOUSE_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
 	cmd.Flags().Int64Var(&maxBody, "max-body-bytes", envInt64("GATEHOUSE_MAX_BODY_BYTES", 512<<20), "largest request body accepted, after decompression (413 beyond)")
+	cmd.Flags().StringVar(&blobURL, "blob-url", envDefault("GATEHOUSE_BLOB_URL", ""), "object storage for checkpoints: file:///dir, s3://bucket?region=..., s3://bucket?endpoint=http://host:9000&region=us-east-1&use_path_style=true (default: in the database; env GATEHOUSE_BLOB_URL)")
+	cmd.Flags().IntVar(&blobMinBytes, "blob-min-bytes", int(envInt64("GATEHOUSE_BLOB_MIN_BYTES", 64<<10)), "with --blob-url, checkpoints smaller than this stay in the database (env GATEHOUSE_BLOB_MIN_BYTES)")
 	cmd.Flags().StringVar(&auditKey, "audit-signing-key", envDefault("GATEHOUSE_AUDIT_SIGNING_KEY", ""), "Ed25519 key that signs audit checkpoints (created if missing; default: audit-signing.key in the data directory)")
 	cmd.Flags().StringArrayVar(&auditSinks, "audit-sink", strings.Fields(os.Getenv("GATEHOUSE_AUDIT_SINKS")), "continuous audit export sink URL (repeatable; env GATEHOUSE_AUDIT_SINKS, space-separated)")
 	everyDef, _ := time.ParseDuration(envDefault("GATEHOUSE_AUDIT_CHECKPOINT_EVERY", "5m"))

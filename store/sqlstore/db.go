@@ -50,6 +50,10 @@ type DB struct {
 	queries sync.Map // query text -> dialect-specific text
 	stmts   sync.Map // stmtKey -> *sql.Stmt
 	nstmts  atomic.Int64
+	// Background prepares in flight; Close waits for them so that no connection outlives it.
+	prepMu     sync.Mutex
+	prepWG     sync.WaitGroup
+	prepClosed bool
 }
 
 var _ gatehouse.Store = (*DB)(nil)
@@ -68,6 +72,10 @@ func (db *DB) Writer() *sql.DB { return db.w }
 
 // Close closes both pools.
 func (db *DB) Close() error {
+	db.prepMu.Lock()
+	db.prepClosed = true
+	db.prepMu.Unlock()
+	db.prepWG.Wait()
 	db.stmts.Range(func(_, v any) bool {
 		if st := v.(*sql.Stmt); st != nil {
 			st.Close()
@@ -224,7 +232,15 @@ func (db *DB) prepared(_ context.Context, pool *sql.DB, q string) *sql.Stmt {
 	if db.nstmts.Add(1) > maxPrepared {
 		return nil // the placeholder stays: this query runs unprepared from now on
 	}
+	db.prepMu.Lock()
+	if db.prepClosed {
+		db.prepMu.Unlock()
+		return nil
+	}
+	db.prepWG.Add(1)
+	db.prepMu.Unlock()
 	go func() {
+		defer db.prepWG.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		st, err := pool.PrepareContext(ctx, db.rebind(q))
