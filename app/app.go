@@ -70,7 +70,7 @@ const canaryKey = "keyring_canary"
 // OpenKeyring opens the keyring and proves it is the one the data was encrypted with: the
 // first start stores a canary, every later start must unwrap it. A wrong or missing key
 // stops the start instead of corrupting data.
-func OpenKeyring(ctx context.Context, cfg Config, store gatehouse.Store) (*secrets.Keyring, error) {
+func OpenKeyring(ctx context.Context, cfg Config, store gatehouse.Store) (_ *secrets.Keyring, err error) {
 	// A KMS or Vault that does not answer must not hang the start forever.
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -78,6 +78,11 @@ func OpenKeyring(ctx context.Context, cfg Config, store gatehouse.Store) (*secre
 	if err != nil {
 		return nil, fmt.Errorf("keyring: %w", err)
 	}
+	defer func() {
+		if err != nil {
+			kr.Close()
+		}
+	}()
 	var canary []byte
 	var nkeys int
 	err = store.View(ctx, func(tx gatehouse.Tx) error {
@@ -91,41 +96,28 @@ func OpenKeyring(ctx context.Context, cfg Config, store gatehouse.Store) (*secre
 		return err
 	})
 	if err != nil {
-		kr.Close()
 		return nil, err
 	}
-	if canary != nil {
-		if err := kr.VerifyCanary(ctx, canary); err != nil {
-			kr.Close()
-			return nil, fmt.Errorf("%w; refusing to start: point --keyring at the key this data was encrypted with, or restore the key file", err)
+	if canary == nil {
+		if nkeys > 0 {
+			return nil, fmt.Errorf("the database holds %d stack data keys but no keyring canary; refusing to start with keyring %s", nkeys, kr.Describe())
 		}
-		return kr, nil
-	}
-	if nkeys > 0 {
-		kr.Close()
-		return nil, fmt.Errorf("the database holds %d stack data keys but no keyring canary; refusing to start with keyring %s", nkeys, kr.Describe())
-	}
-	c, err := kr.MakeCanary(ctx)
-	if err != nil {
-		kr.Close()
-		return nil, fmt.Errorf("keyring: %w", err)
-	}
-	// Insert-if-absent: of several processes starting on an empty database, one canary
-	// wins and every other process must verify against it.
-	err = store.Update(ctx, func(tx gatehouse.Tx) error {
-		var err error
-		canary, err = tx.CreateMeta(canaryKey, c)
-		return err
-	})
-	if err != nil {
-		kr.Close()
-		return nil, err
-	}
-	if canary != nil {
-		if err := kr.VerifyCanary(ctx, canary); err != nil {
-			kr.Close()
-			return nil, fmt.Errorf("keyring %s does not match the canary another process stored: %w", kr.Describe(), err)
+		c, err := kr.MakeCanary(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("keyring: %w", err)
 		}
+		// Insert-if-absent: of several processes starting on an empty database, one canary
+		// wins and every process verifies against it.
+		if err := store.Update(ctx, func(tx gatehouse.Tx) error {
+			var err error
+			canary, err = tx.CreateMeta(canaryKey, c)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+	}
+	if err := kr.VerifyCanary(ctx, canary); err != nil {
+		return nil, fmt.Errorf("%w; refusing to start: point --keyring at the key this data was encrypted with, or restore the key file", err)
 	}
 	return kr, nil
 }
