@@ -31,7 +31,8 @@
 #                       [-t SECONDS] [-r REPEAT] [-k]
 #   -n  resource counts              (env BENCH_NS, default "200 1000")
 #   -s  shapes                       (env BENCH_SHAPES, default "sequential parallel")
-#   -b  backends                     (env BENCH_BACKENDS, default "file gatehouse gatehouse-journal")
+#   -b  backends                     (env BENCH_BACKENDS, default "file gatehouse gatehouse-journal";
+#                                    file always runs: the floor uses it)
 #   -t  timeout per pulumi run, s    (env BENCH_TIMEOUT, default 1800)
 #   -r  runs per cell; the fastest is reported (env BENCH_REPEAT, default 1)
 #   -k  keep the work directory (logs of every run)

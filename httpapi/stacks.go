@@ -13,6 +13,7 @@ import (
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/authz"
+	"github.com/gatehouse-dev/gatehouse/state"
 )
 
 var (
@@ -370,37 +371,52 @@ func (s *Server) renameStack(rq *Request) (any, error) {
 		if err != nil {
 			return err
 		}
-		if out, changed := renameSecretsProvider(data, project, name); changed {
-			return tx.PutCheckpoint(st.ID, v, out)
+		out, err := renameCheckpoint(data, project, name)
+		if err != nil {
+			return err
 		}
-		return nil
+		return tx.PutCheckpoint(st.ID, v, out)
 	})
 	return noContent{}, err
 }
 
-// renameSecretsProvider rewrites deployment.secrets_providers.state.{project,stack} of a
-// service-managed checkpoint. Documents without a service provider are left untouched.
-func renameSecretsProvider(data []byte, project, stack string) ([]byte, bool) {
-	var doc map[string]json.RawMessage
-	if json.Unmarshal(data, &doc) != nil {
-		return data, false
+// renameCheckpoint rewrites the newest checkpoint for the stack's new name: every URN (as
+// the CLI's file backend does on rename, see state.RenameStack) and, for service-managed
+// secrets, the secrets provider's stack name, through which the CLI decrypts.
+func renameCheckpoint(data []byte, project, stack string) ([]byte, error) {
+	var doc apitype.UntypedDeployment
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, gatehouse.Wrap(gatehouse.EINTERNAL, err, "stored checkpoint is unreadable")
 	}
-	var dep map[string]json.RawMessage
-	if json.Unmarshal(doc["deployment"], &dep) != nil {
-		return data, false
+	if len(bytes.TrimSpace(doc.Deployment)) == 0 {
+		return data, nil
+	}
+	dep, err := state.RenameStack(doc.Deployment, stack, project)
+	if err != nil {
+		return nil, gatehouse.Wrap(gatehouse.EINVALID, err, "cannot rename the stack's state")
+	}
+	dep = renameSecretsProvider(dep, project, stack)
+	return untypedBytes(doc.Version, doc.Features, dep)
+}
+
+// renameSecretsProvider points deployment.secrets_providers.state at the new name when the
+// stack uses the service secrets manager; any other deployment is returned as it is.
+func renameSecretsProvider(dep []byte, project, stack string) []byte {
+	var d map[string]json.RawMessage
+	if json.Unmarshal(dep, &d) != nil {
+		return dep
 	}
 	var sp struct {
 		Type  string                     `json:"type"`
 		State map[string]json.RawMessage `json:"state"`
 	}
-	if json.Unmarshal(dep["secrets_providers"], &sp) != nil || sp.Type != "service" || sp.State == nil {
-		return data, false
+	if json.Unmarshal(d["secrets_providers"], &sp) != nil || sp.Type != "service" || sp.State == nil {
+		return dep
 	}
 	sp.State["project"] = mustJSON(project)
 	sp.State["stack"] = mustJSON(stack)
-	dep["secrets_providers"] = mustJSON(sp)
-	doc["deployment"] = mustJSON(dep)
-	return mustJSON(doc), true
+	d["secrets_providers"] = mustJSON(sp)
+	return mustJSON(d)
 }
 
 func (s *Server) setTags(rq *Request) (any, error) {
