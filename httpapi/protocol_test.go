@@ -479,3 +479,45 @@ func TestConcurrentStarts(t *testing.T) {
 		t.Fatalf("%d started, %d conflicts; want 1 and %d", won, conflicts, n-1)
 	}
 }
+
+// TestJournalAuto: by default journaling is offered to destroys (where it was measured to
+// win) and not to other updates; a destroy's journal is replayed into its final state.
+func TestJournalAuto(t *testing.T) {
+	e := newEnv(t)
+	p := stackPath("acme", "proj", "dev")
+	e.must(e.createStack(e.admin, "acme", "proj", "dev", nil))
+	start := func(kind string) (*run, int64) {
+		var cr apitype.UpdateProgramResponse
+		e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: p + "/" + kind, Body: apitype.UpdateProgramRequest{Name: "proj"}}, &cr))
+		var sr apitype.StartUpdateResponse
+		e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: p + "/update/" + cr.UpdateID, Body: apitype.StartUpdateRequest{JournalVersion: 1}}, &sr))
+		return &run{e: e, c: e.admin, path: p, ID: cr.UpdateID, Lease: sr.Token, Version: sr.Version}, sr.JournalVersion
+	}
+	up, jv := start("update")
+	if jv != 0 {
+		t.Fatalf("update got journalVersion %d, want 0", jv)
+	}
+	e.must(up.checkpoint(deployment(3, "")))
+	e.must(up.complete("succeeded"))
+	d, jv := start("destroy")
+	if jv != 1 {
+		t.Fatalf("destroy got journalVersion %d, want 1", jv)
+	}
+	// Delete the two components (base indexes 1 and 2), keep the stack resource.
+	entries := []apitype.JournalEntry{}
+	for i, idx := range []int64{1, 2} {
+		idx := idx
+		entries = append(entries,
+			apitype.JournalEntry{Version: 1, Kind: apitype.JournalEntryKindBegin, SequenceID: int64(2*i + 1), OperationID: int64(i + 1)},
+			apitype.JournalEntry{Version: 1, Kind: apitype.JournalEntryKindSuccess, SequenceID: int64(2*i + 2), OperationID: int64(i + 1), RemoveOld: &idx})
+	}
+	e.must(d.lease("PATCH", "/journalentries", map[string]any{"entries": entries}, nil))
+	e.must(d.complete("succeeded"))
+	var exp apitype.UntypedDeployment
+	e.must(e.admin.Do(cliwire.Call{Method: "GET", Path: p + "/export"}, &exp))
+	var dep apitype.DeploymentV3
+	e.must(json.Unmarshal(exp.Deployment, &dep))
+	if len(dep.Resources) != 1 || dep.Resources[0].Type != "pulumi:pulumi:Stack" {
+		t.Fatalf("after the journaled destroy: %+v", dep.Resources)
+	}
+}

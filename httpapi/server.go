@@ -37,9 +37,12 @@ type Config struct {
 	MaxBodyBytes int64
 	// LeaseDuration is how long an update lease lasts without renewal (the CLI assumes 5 minutes).
 	LeaseDuration time.Duration
-	// JournalVersion is the journaling protocol version offered to CLIs that ask for it
-	// (0 = classic checkpoints).
-	JournalVersion int
+	// Journal decides when the journaling protocol is offered to CLIs that ask for it:
+	// JournalOff never, JournalOn always, JournalAuto (the default) per update where it was
+	// measured to win: destroys (independent deletes, journaled in batches; 3.6x faster at
+	// 1,000 resources than full checkpoints). Other updates use full checkpoints, because
+	// the CLI's 50 ms journal batching makes each step of a sequential program wait.
+	Journal JournalMode
 	// DeltaCheckpoints advertises the delta checkpoint protocol with this cutoff in bytes (0 = off).
 	DeltaCheckpointCutoff int
 	// AuthFailureLimit is how many failed authentications a source address may make per
@@ -56,10 +59,21 @@ type Config struct {
 	Now func() time.Time
 }
 
+// JournalMode is when the journaling protocol is offered.
+type JournalMode string
+
+// Journal modes.
+const (
+	JournalAuto JournalMode = "auto"
+	JournalOn   JournalMode = "on"
+	JournalOff  JournalMode = "off"
+)
+
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
 		MaxBodyBytes:      512 << 20,
+		Journal:           JournalAuto,
 		LeaseDuration:     5 * time.Minute,
 		AuthFailureLimit:  30,
 		AuthFailureWindow: 5 * time.Minute,

@@ -86,9 +86,17 @@ func (s *Server) startUpdate(rq *Request) (any, error) {
 		tags = nil
 	}
 	journal := 0
-	if req.JournalVersion >= 1 && s.cfg.JournalVersion >= 1 {
-		journal = 1
+	if req.JournalVersion >= 1 && !u.DryRun {
+		switch s.cfg.Journal {
+		case JournalOn:
+			journal = 1
+		case JournalAuto:
+			if u.Kind == gatehouse.KindDestroy {
+				journal = 1
+			}
+		}
 	}
+	rq.Detail("journal", strconv.Itoa(journal))
 	digest, lease, err := newLease()
 	if err != nil {
 		return nil, err

@@ -40,7 +40,7 @@ func newServeCmd() *cobra.Command {
 	var sf storeFlags
 	var addr, logFormat, logLevel string
 	var maxBody int64
-	var journal bool
+	var journal string
 	var deltaCutoff int
 	var blobURL string
 	var blobMinBytes int
@@ -60,8 +60,11 @@ func newServeCmd() *cobra.Command {
 			defer stop()
 			api := httpapi.DefaultConfig()
 			api.MaxBodyBytes = maxBody
-			if journal {
-				api.JournalVersion = 1
+			switch httpapi.JournalMode(journal) {
+			case httpapi.JournalAuto, httpapi.JournalOn, httpapi.JournalOff:
+				api.Journal = httpapi.JournalMode(journal)
+			default:
+				return fmt.Errorf("--journal must be auto, on or off, not %q", journal)
 			}
 			api.DeltaCheckpointCutoff = deltaCutoff
 			if api.SecretScanningKeys, err = secretScanningKeys(cmd); err != nil {
@@ -124,7 +127,8 @@ func newServeCmd() *cobra.Command {
 	cmd.Flags().StringArrayVar(&auditSinks, "audit-sink", strings.Fields(os.Getenv("GATEHOUSE_AUDIT_SINKS")), "continuous audit export sink URL (repeatable; env GATEHOUSE_AUDIT_SINKS, space-separated)")
 	everyDef, _ := time.ParseDuration(envDefault("GATEHOUSE_AUDIT_CHECKPOINT_EVERY", "5m"))
 	cmd.Flags().DurationVar(&auditEvery, "audit-checkpoint-every", everyDef, "how often the audit log's head is signed")
-	cmd.Flags().BoolVar(&journal, "journal", envDefault("GATEHOUSE_JOURNAL", "") == "true", "offer the journaling protocol to CLIs that ask for it")
+	cmd.Flags().StringVar(&journal, "journal", envDefault("GATEHOUSE_JOURNAL", "auto"), "journaling protocol for CLIs that ask for it: auto (destroys only, where it wins), on (every update) or off")
+	cmd.Flags().Lookup("journal").NoOptDefVal = "on" // a bare --journal means on
 	cmd.Flags().IntVar(&deltaCutoff, "delta-checkpoints", int(envInt64("GATEHOUSE_DELTA_CHECKPOINTS", 0)), "advertise delta checkpoints for states of at least this many bytes (0: off)")
 	return cmd
 }
