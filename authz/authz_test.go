@@ -1,0 +1,135 @@
+package authz
+
+import (
+	"testing"
+	"time"
+
+	gatehouse "github.com/gatehouse-dev/gatehouse"
+)
+
+func fixture() (*gatehouse.Org, *gatehouse.Stack) {
+	org := &gatehouse.Org{ID: 1, Name: "acme", Settings: gatehouse.DefaultOrgSettings()}
+	st := &gatehouse.Stack{ID: 7, OrgID: 1, OrgName: "acme", Project: "web", Name: "prod", Tags: map[string]string{"env": "production"}}
+	return org, st
+}
+
+func user(id int64) *Subject {
+	return &Subject{Kind: UserKind, User: &gatehouse.User{ID: id, Name: "u"}, Token: &gatehouse.Token{Kind: gatehouse.TokenPersonal}}
+}
+
+func TestDecideGrantsAddUpAndDecryptIsSeparate(t *testing.T) {
+	org, st := fixture()
+	res := Resource{Org: org, Stack: st}
+	readTag := gatehouse.Grant{TeamName: "ro", Scope: gatehouse.Scope{TagName: "env", TagValue: "production"}, Permission: gatehouse.PermRead}
+	writeProject := gatehouse.Grant{TeamName: "dev", Scope: gatehouse.Scope{Project: "web"}, Permission: gatehouse.PermWrite}
+	f := Facts{Role: gatehouse.RoleMember, Grants: []gatehouse.Grant{readTag}}
+	if d := Decide(user(2), StackRead, res, f); !d.Allow {
+		t.Fatalf("read grant: %+v", d)
+	}
+	if d := Decide(user(2), StackDecrypt, res, f); d.Allow || d.Hide {
+		t.Fatalf("read grant without decrypt must deny decrypt, not hide: %+v", d)
+	}
+	if d := Decide(user(2), StackUpdate, res, f); d.Allow {
+		t.Fatalf("read grant allowed update: %+v", d)
+	}
+	f.Grants = append(f.Grants, writeProject) // grants add up
+	if d := Decide(user(2), StackUpdate, res, f); !d.Allow {
+		t.Fatalf("write grant: %+v", d)
+	}
+	if d := Decide(user(2), StackDecrypt, res, f); !d.Allow {
+		t.Fatalf("write includes decrypt: %+v", d)
+	}
+	// No grant at all: hidden.
+	if d := Decide(user(2), StackRead, res, Facts{Role: gatehouse.RoleMember}); d.Allow || !d.Hide {
+		t.Fatalf("no grant must hide: %+v", d)
+	}
+	// Not a member: hidden; another org's token: hidden.
+	if d := Decide(user(3), OrgRead, Resource{Org: org}, Facts{}); !d.Hide {
+		t.Fatalf("non-member must be hidden: %+v", d)
+	}
+	other := &Subject{Kind: OrgToken, Token: &gatehouse.Token{OrgID: 99, Role: gatehouse.RoleAdmin}, Pipeline: true}
+	if d := Decide(other, StackRead, res, Facts{Role: gatehouse.RoleAdmin}); !d.Hide {
+		t.Fatalf("another org's token must be hidden: %+v", d)
+	}
+}
+
+func TestDecideProtectionAndPipelines(t *testing.T) {
+	org, st := fixture()
+	res := Resource{Org: org, Stack: st}
+	prot := []gatehouse.Scope{{TagName: "env", TagValue: "production"}}
+	admin := Facts{Role: gatehouse.RoleAdmin, Protections: prot}
+	for _, a := range []Action{StackUpdate, StackImport, StackTags, StackRename, StackDelete} {
+		if d := Decide(user(1), a, res, admin); d.Allow {
+			t.Fatalf("a person changed a protected stack with %s", a)
+		}
+	}
+	for _, a := range []Action{StackPreview, StackRead, StackDecrypt, StackExport} {
+		if d := Decide(user(1), a, res, admin); !d.Allow {
+			t.Fatalf("a person lost %s on a protected stack: %+v", a, d)
+		}
+	}
+	team := &Subject{Kind: TeamToken, Token: &gatehouse.Token{OrgID: 1, TeamID: 5}, Pipeline: true}
+	tf := Facts{Protections: prot, Grants: []gatehouse.Grant{{TeamID: 5, Scope: gatehouse.Scope{StackID: 7}, Permission: gatehouse.PermWrite}}}
+	if d := Decide(team, StackUpdate, res, tf); !d.Allow {
+		t.Fatalf("pipeline with write: %+v", d)
+	}
+	if d := Decide(team, StackDelete, res, tf); d.Allow {
+		t.Fatalf("write must not delete: %+v", d)
+	}
+	// A team token does not get the org's default member permission.
+	org2 := *org
+	org2.Settings.DefaultStackPermission = gatehouse.PermAdmin
+	if d := Decide(team, StackRead, Resource{Org: &org2, Stack: &gatehouse.Stack{ID: 8, OrgID: 1, Project: "x"}}, Facts{}); d.Allow {
+		t.Fatalf("team token used the org default: %+v", d)
+	}
+}
+
+func TestDecideTokenPolicyAndLeases(t *testing.T) {
+	org, st := fixture()
+	org.Settings.MaxTokenLifetimeDays = 30
+	now := time.Now()
+	u := user(1)
+	u.Token.Expires = now.Add(90 * 24 * time.Hour)
+	if d := Decide(u, OrgRead, Resource{Org: org}, Facts{Role: gatehouse.RoleAdmin, Now: now}); d.Allow {
+		t.Fatalf("a token outliving the org's limit was accepted: %+v", d)
+	}
+	upd := &gatehouse.Update{ID: "u1", StackID: st.ID, Status: gatehouse.StatusRunning}
+	lease := &Subject{Kind: Lease, Update: upd}
+	if d := Decide(lease, UpdateLease, Resource{Org: org, Stack: st, Update: upd}, Facts{}); !d.Allow {
+		t.Fatalf("lease on its update: %+v", d)
+	}
+	if d := Decide(lease, StackRead, Resource{Org: org, Stack: st}, Facts{}); d.Allow {
+		t.Fatal("a lease read a stack")
+	}
+	other := &gatehouse.Update{ID: "u2", StackID: st.ID, Status: gatehouse.StatusRunning}
+	if d := Decide(lease, UpdateLease, Resource{Org: org, Stack: st, Update: other}, Facts{}); d.Allow {
+		t.Fatal("a lease worked on another update")
+	}
+	done := &gatehouse.Update{ID: "u1", StackID: st.ID, Status: gatehouse.StatusSucceeded}
+	if d := Decide(lease, UpdateComplete, Resource{Org: org, Stack: st, Update: done}, Facts{}); !d.Allow {
+		t.Fatal("a retried complete was refused")
+	}
+	if d := Decide(lease, UpdateLease, Resource{Org: org, Stack: st, Update: done}, Facts{}); d.Allow {
+		t.Fatal("a lease outlived its update")
+	}
+}
+
+// BenchmarkDecide: the authorization decision for a member with three team grants on a
+// protected stack (the common case of the request path).
+func BenchmarkDecide(b *testing.B) {
+	org, st := fixture()
+	res := Resource{Org: org, Stack: st}
+	f := Facts{Role: gatehouse.RoleMember, Now: time.Now(), Protections: []gatehouse.Scope{{TagName: "env", TagValue: "production"}},
+		Grants: []gatehouse.Grant{
+			{TeamName: "a", Scope: gatehouse.Scope{Project: "api"}, Permission: gatehouse.PermWrite},
+			{TeamName: "b", Scope: gatehouse.Scope{StackID: 99}, Permission: gatehouse.PermAdmin},
+			{TeamName: "c", Scope: gatehouse.Scope{TagName: "env", TagValue: "production"}, Permission: gatehouse.PermRead, Decrypt: true},
+		}}
+	sub := user(2)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if !Decide(sub, StackDecrypt, res, f).Allow {
+			b.Fatal("denied")
+		}
+	}
+}
