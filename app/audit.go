@@ -536,27 +536,7 @@ func (s StoreAuditSource) AuditHeadSeq(ctx context.Context) (int64, error) {
 // AuditEvents streams the whole audit log in ascending seq, page by page (one short read
 // transaction per page).
 func AuditEvents(ctx context.Context, store gatehouse.Store) iter.Seq2[gatehouse.AuditEvent, error] {
-	const page = 2000
-	src := StoreAuditSource{Store: store}
-	return func(yield func(gatehouse.AuditEvent, error) bool) {
-		var after int64
-		for {
-			evs, err := src.AuditEventsAfter(ctx, after, page)
-			if err != nil {
-				yield(gatehouse.AuditEvent{}, err)
-				return
-			}
-			for i := range evs {
-				if !yield(evs[i], nil) {
-					return
-				}
-			}
-			if len(evs) < page {
-				return
-			}
-			after = evs[len(evs)-1].Seq
-		}
-	}
+	return gatehouse.ScanAudit(ctx, store, gatehouse.AuditFilter{})
 }
 
 // AuditCheckpoints loads every stored checkpoint.

@@ -300,31 +300,8 @@ func (s *Server) exportAuditLogs(version int) func(*Request) (any, error) {
 
 // auditStream iterates the events matching f in ascending seq, one read transaction per page.
 func (s *Server) auditStream(rq *Request, f gatehouse.AuditFilter) iter.Seq2[gatehouse.AuditEvent, error] {
-	return func(yield func(gatehouse.AuditEvent, error) bool) {
-		f.Ascending = true // a continuation token (BeforeSeq) stays an upper bound
-		f.Limit = auditExportPage
-		for {
-			var evs []gatehouse.AuditEvent
-			err := rq.View(func(tx gatehouse.Tx) error {
-				var err error
-				evs, err = tx.ListAudit(f)
-				return err
-			})
-			if err != nil {
-				yield(gatehouse.AuditEvent{}, err)
-				return
-			}
-			for i := range evs {
-				if !yield(evs[i], nil) {
-					return
-				}
-			}
-			if len(evs) < f.Limit {
-				return
-			}
-			f.AfterSeq = evs[len(evs)-1].Seq
-		}
-	}
+	f.Limit = auditExportPage // a continuation token (BeforeSeq) stays an upper bound
+	return gatehouse.ScanAudit(rq.Context(), s.store, f)
 }
 
 func auditHost() string {
@@ -383,30 +360,7 @@ func (s *Server) verifyAuditLog(rq *Request) (any, error) {
 	for i, c := range stored {
 		cps[i] = audit.Checkpoint{Seq: c.Seq, Hash: c.Hash, Time: c.Time, KeyID: c.KeyID, Signature: c.Signature}
 	}
-	events := func(yield func(gatehouse.AuditEvent, error) bool) {
-		f := gatehouse.AuditFilter{Ascending: true, Limit: 2000}
-		for {
-			var evs []gatehouse.AuditEvent
-			err := s.store.View(ctx, func(tx gatehouse.Tx) error {
-				var err error
-				evs, err = tx.ListAudit(f)
-				return err
-			})
-			if err != nil {
-				yield(gatehouse.AuditEvent{}, err)
-				return
-			}
-			for i := range evs {
-				if !yield(evs[i], nil) {
-					return
-				}
-			}
-			if len(evs) < f.Limit {
-				return
-			}
-			f.AfterSeq = evs[len(evs)-1].Seq
-		}
-	}
+	events := gatehouse.ScanAudit(ctx, s.store, gatehouse.AuditFilter{})
 	r, err := audit.Verify(ctx, events, cps, pub)
 	if err != nil {
 		return nil, err
