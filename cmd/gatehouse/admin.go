@@ -13,6 +13,19 @@ import (
 
 // The administration commands call the server's REST API with a token (--server, --token).
 
+// orgFlag registers the persistent --org flag (env GATEHOUSE_ORG) on cmd and returns a
+// function giving "/api/orgs/<org>", or an error when no organization is set.
+func orgFlag(cmd *cobra.Command) func() (string, error) {
+	var org string
+	cmd.PersistentFlags().StringVar(&org, "org", envDefault("GATEHOUSE_ORG", ""), "organization (env GATEHOUSE_ORG)")
+	return func() (string, error) {
+		if org == "" {
+			return "", fmt.Errorf("--org is required")
+		}
+		return "/api/orgs/" + org, nil
+	}
+}
+
 func newOrgCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "org", Short: "Organizations and their settings"}
 	c := addClientFlags(cmd)
@@ -102,18 +115,12 @@ func (o orgOut) table(w *tabwriter.Writer) {
 func newMemberCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "member", Short: "Organization members"}
 	c := addClientFlags(cmd)
-	var org string
-	cmd.PersistentFlags().StringVar(&org, "org", envDefault("GATEHOUSE_ORG", ""), "organization (env GATEHOUSE_ORG)")
-	need := func() error {
-		if org == "" {
-			return fmt.Errorf("--org is required")
-		}
-		return nil
-	}
+	orgPath := orgFlag(cmd)
 	cmd.AddCommand(&cobra.Command{
 		Use: "ls", Short: "List members", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := need(); err != nil {
+			p, err := orgPath()
+			if err != nil {
 				return err
 			}
 			var out struct {
@@ -125,7 +132,7 @@ func newMemberCmd() *cobra.Command {
 					} `json:"user"`
 				} `json:"members"`
 			}
-			if err := c.do(cmd, "GET", "/api/orgs/"+org+"/members", nil, &out); err != nil {
+			if err := c.do(cmd, "GET", p+"/members", nil, &out); err != nil {
 				return err
 			}
 			return c.print(cmd, out, func(w *tabwriter.Writer) {
@@ -140,29 +147,32 @@ func newMemberCmd() *cobra.Command {
 	add := &cobra.Command{
 		Use: "add USER", Short: "Add an existing user to the organization", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := need(); err != nil {
+			p, err := orgPath()
+			if err != nil {
 				return err
 			}
-			return c.do(cmd, "POST", "/api/orgs/"+org+"/members/"+args[0], map[string]string{"role": role}, nil)
+			return c.do(cmd, "POST", p+"/members/"+args[0], map[string]string{"role": role}, nil)
 		},
 	}
 	add.Flags().StringVar(&role, "role", "member", "admin, member or billing-manager")
 	setRole := &cobra.Command{
 		Use: "set-role USER ROLE", Short: "Change a member's role", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := need(); err != nil {
+			p, err := orgPath()
+			if err != nil {
 				return err
 			}
-			return c.do(cmd, "PATCH", "/api/orgs/"+org+"/members/"+args[0], map[string]string{"role": args[1]}, nil)
+			return c.do(cmd, "PATCH", p+"/members/"+args[0], map[string]string{"role": args[1]}, nil)
 		},
 	}
 	rm := &cobra.Command{
 		Use: "rm USER", Short: "Remove a member (and from the organization's teams)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := need(); err != nil {
+			p, err := orgPath()
+			if err != nil {
 				return err
 			}
-			return c.do(cmd, "DELETE", "/api/orgs/"+org+"/members/"+args[0], nil, nil)
+			return c.do(cmd, "DELETE", p+"/members/"+args[0], nil, nil)
 		},
 	}
 	cmd.AddCommand(add, setRole, rm)
@@ -210,13 +220,10 @@ func newUserCmd() *cobra.Command {
 func newTeamCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "team", Short: "Teams and their members"}
 	c := addClientFlags(cmd)
-	var org string
-	cmd.PersistentFlags().StringVar(&org, "org", envDefault("GATEHOUSE_ORG", ""), "organization (env GATEHOUSE_ORG)")
+	orgPath := orgFlag(cmd)
 	base := func() (string, error) {
-		if org == "" {
-			return "", fmt.Errorf("--org is required")
-		}
-		return "/api/orgs/" + org + "/teams", nil
+		p, err := orgPath()
+		return p + "/teams", err
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use: "ls", Short: "List teams", Args: cobra.NoArgs,
@@ -352,19 +359,20 @@ func (s *scopeFlags) body(extra map[string]any) map[string]any {
 func newGrantCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "grant", Short: "Give teams permissions on stacks, projects or tag selectors"}
 	c := addClientFlags(cmd)
-	var org, perm string
+	var perm string
 	var decrypt bool
 	var sf scopeFlags
-	cmd.PersistentFlags().StringVar(&org, "org", envDefault("GATEHOUSE_ORG", ""), "organization (env GATEHOUSE_ORG)")
+	orgPath := orgFlag(cmd)
 	add := &cobra.Command{
 		Use: "add TEAM", Short: "Grant a team read, write or admin on a scope", Args: cobra.ExactArgs(1),
 		Example: "  gatehouse grant add productionadmins --org acme --tag env=production --permission admin\n" +
 			"  gatehouse grant add productionreadonly --org acme --tag env=production --permission read",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if org == "" {
-				return fmt.Errorf("--org is required")
+			p, err := orgPath()
+			if err != nil {
+				return err
 			}
-			return c.do(cmd, "PATCH", "/api/orgs/"+org+"/teams/"+args[0], map[string]any{"addGrant": sf.body(map[string]any{"permission": perm, "decrypt": decrypt})}, nil)
+			return c.do(cmd, "PATCH", p+"/teams/"+args[0], map[string]any{"addGrant": sf.body(map[string]any{"permission": perm, "decrypt": decrypt})}, nil)
 		},
 	}
 	sf.add(add)
@@ -374,10 +382,11 @@ func newGrantCmd() *cobra.Command {
 	rm := &cobra.Command{
 		Use: "rm TEAM", Short: "Remove a team's grant on a scope", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if org == "" {
-				return fmt.Errorf("--org is required")
+			p, err := orgPath()
+			if err != nil {
+				return err
 			}
-			return c.do(cmd, "PATCH", "/api/orgs/"+org+"/teams/"+args[0], map[string]any{"removeGrant": rsf.body(nil)}, nil)
+			return c.do(cmd, "PATCH", p+"/teams/"+args[0], map[string]any{"removeGrant": rsf.body(nil)}, nil)
 		},
 	}
 	rsf.add(rm)
@@ -388,39 +397,41 @@ func newGrantCmd() *cobra.Command {
 func newProtectCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "protect", Short: "Protected stacks: changes only through pipeline credentials"}
 	c := addClientFlags(cmd)
-	var org string
-	cmd.PersistentFlags().StringVar(&org, "org", envDefault("GATEHOUSE_ORG", ""), "organization (env GATEHOUSE_ORG)")
+	orgPath := orgFlag(cmd)
 	var sf, rsf scopeFlags
 	add := &cobra.Command{
 		Use: "add", Short: "Protect a stack, a project or every stack with a tag", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if org == "" {
-				return fmt.Errorf("--org is required")
+			p, err := orgPath()
+			if err != nil {
+				return err
 			}
-			return c.do(cmd, "POST", "/api/orgs/"+org+"/protections", sf.body(nil), nil)
+			return c.do(cmd, "POST", p+"/protections", sf.body(nil), nil)
 		},
 	}
 	sf.add(add)
 	rm := &cobra.Command{
 		Use: "rm", Short: "Remove a protection rule", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if org == "" {
-				return fmt.Errorf("--org is required")
+			p, err := orgPath()
+			if err != nil {
+				return err
 			}
-			return c.do(cmd, "DELETE", "/api/orgs/"+org+"/protections", rsf.body(nil), nil)
+			return c.do(cmd, "DELETE", p+"/protections", rsf.body(nil), nil)
 		},
 	}
 	rsf.add(rm)
 	ls := &cobra.Command{
 		Use: "ls", Short: "List protection rules", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if org == "" {
-				return fmt.Errorf("--org is required")
+			p, err := orgPath()
+			if err != nil {
+				return err
 			}
 			var out struct {
 				Protections []grantOut `json:"protections"`
 			}
-			if err := c.do(cmd, "GET", "/api/orgs/"+org+"/protections", nil, &out); err != nil {
+			if err := c.do(cmd, "GET", p+"/protections", nil, &out); err != nil {
 				return err
 			}
 			return c.print(cmd, out, func(w *tabwriter.Writer) {
