@@ -30,7 +30,8 @@ type Options struct {
 
 // Dialect is SQLite's.
 var Dialect = &sqlstore.Dialect{
-	Name: "sqlite",
+	Name:         "sqlite",
+	AppendInsert: "INSERT OR FAIL",
 	Types: map[string]string{
 		"ID":     "INTEGER PRIMARY KEY AUTOINCREMENT", // never reuse IDs: a stack ID is bound into its secrets
 		"BLOB":   "BLOB",
@@ -73,7 +74,7 @@ func OpenFile(ctx context.Context, path string, opts Options) (*sqlstore.DB, err
 		return nil, fmt.Errorf("sqlite synchronous must be NORMAL or FULL, not %q", opts.Synchronous)
 	}
 	base := "file:" + (&url.URL{Path: path}).EscapedPath()
-	pragmas := "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(ON)&_pragma=synchronous(" + sync + ")"
+	pragmas := "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(ON)&_pragma=synchronous(" + sync + ")&_pragma=temp_store(MEMORY)"
 	w, err := sql.Open("sqlite", base+pragmas+"&_txlock=immediate")
 	if err != nil {
 		return nil, err

@@ -13,6 +13,9 @@ import (
 // The audit log's checkpoints, export cursors and leases, and retention (gatehouse.AuditTx).
 
 func (t *tx) AuditHead() (int64, []byte, error) {
+	if err := t.flushAudit(); err != nil {
+		return 0, nil, err
+	}
 	var seq int64
 	var hash []byte
 	err := t.queryRow(`SELECT seq, hash FROM audit_head WHERE id = 1`).Scan(&seq, &hash)
@@ -160,6 +163,9 @@ func (t *tx) ReleaseExportLease(sink, owner string) error {
 }
 
 func (t *tx) PruneAudit(uptoSeq int64) (int64, error) {
+	if err := t.flushAudit(); err != nil {
+		return 0, err
+	}
 	if uptoSeq <= 0 {
 		return 0, gatehouse.Errorf(gatehouse.EINVALID, "nothing to prune before seq %d", uptoSeq)
 	}

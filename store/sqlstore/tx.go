@@ -18,6 +18,8 @@ type tx struct {
 	pool *sql.DB
 	db   *DB
 	now  time.Time
+
+	audit auditTxState // the audit chain's head and the events not yet written (audit.go)
 }
 
 var _ gatehouse.Tx = (*tx)(nil)

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -91,6 +92,7 @@ var contractTests = []test{
 	{"Journal", testJournal},
 	{"Audit", testAudit},
 	{"AuditRollback", testAuditRollback},
+	{"AuditBatch", testAuditBatch},
 	{"ListAudit", testListAudit},
 	{"AuthFailures", testAuthFailures},
 	{"OIDCIssuers", testOIDCIssuers},
@@ -2142,6 +2144,60 @@ func testAuditRollback(t *testing.T, e *env) {
 	}
 	if want := []string{"a:1", "a:2"}; !slices.Equal(actions, want) {
 		t.Errorf("audit log = %q, want %q (the rolled back event leaves no trace, no gap)", actions, want)
+	}
+}
+
+// testAuditBatch: a transaction appending many events (more than one multi-row INSERT's
+// worth) chains them all, sees them when it reads the log itself, and leaves no trace when
+// it is rolled back.
+func testAuditBatch(t *testing.T, e *env) {
+	const n = 257
+	var seen int
+	var head int64
+	e.update(func(tx gatehouse.Tx) error {
+		for i := 0; i < n; i++ {
+			if err := tx.AppendAudit(&gatehouse.AuditEvent{Action: "batch:" + strconv.Itoa(i), Outcome: "success"}); err != nil {
+				return err
+			}
+			if i == 150 { // a read in the middle sees what the transaction appended so far
+				evs, err := tx.ListAudit(gatehouse.AuditFilter{Limit: 1000})
+				if err != nil {
+					return err
+				}
+				seen = len(evs)
+			}
+		}
+		var err error
+		head, _, err = tx.AuditHead()
+		return err
+	})
+	if seen != 151 {
+		t.Errorf("a read after 151 appends in the transaction saw %d events", seen)
+	}
+	if head != n {
+		t.Errorf("AuditHead in the transaction = %d, want %d", head, n)
+	}
+	boom := errors.New("boom")
+	err := e.try(func(tx gatehouse.Tx) error {
+		for i := 0; i < n; i++ {
+			if err := tx.AppendAudit(&gatehouse.AuditEvent{Action: "rolled-back", Outcome: "success"}); err != nil {
+				return err
+			}
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("Update returned %v, want the function's error", err)
+	}
+	evs := e.allAudit()
+	checkChain(t, evs)
+	if len(evs) != n {
+		t.Fatalf("the log holds %d events, want %d", len(evs), n)
+	}
+	for i, ev := range evs {
+		if ev.Seq != int64(i+1) || ev.Action != "batch:"+strconv.Itoa(i) {
+			t.Fatalf("event %d = seq %d %q", i, ev.Seq, ev.Action)
+		}
 	}
 }
 
