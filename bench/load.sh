@@ -11,15 +11,20 @@
 #             P `gatehouse serve --database postgres://...` processes (default 2)
 #   sqlite    one `gatehouse serve` process on its embedded SQLite (synchronous=NORMAL)
 # It prints loadgen's table (throughput, p50/p99 latency per call kind) per mode, with the
-# machine's load before and after, and removes everything it started.
+# machine's load before and after, the CPU time and the peak resident memory (VmHWM) of the
+# gatehouse processes, and removes everything it started. The memory of one large update:
+#   bench/load.sh -m sqlite -c 1 -n 1 -r 10000 -k 20     (checkpoints)
+#   bench/load.sh -m sqlite -c 1 -n 1 -r 10000 -j        (journal entries)
 #
 # Usage: bench/load.sh [-m "postgres sqlite"] [-c 16] [-n 20] [-r 200] [-k 10] [-p 2]
-#                      [-t 10m] [-b] [-f] [-K]
+#                      [-t 10m] [-j] [-b] [-f] [-K]
 #   -m  modes                                (env LOAD_MODES, default "postgres sqlite")
 #   -c  concurrent clients                   (env LOAD_C, default 16)
 #   -n  lifecycles per client                (env LOAD_N, default 20)
 #   -r  resources per deployment (N)         (env LOAD_RESOURCES, default 200)
 #   -k  checkpoints per update (K)           (env LOAD_CHECKPOINTS, default 10)
+#   -j  the journaling protocol instead of checkpoints: servers run with --journal=on,
+#       loadgen sends a begin and a success entry per resource in batches of 100
 #   -p  gatehouse processes on PostgreSQL    (env LOAD_PROCS, default 2)
 #   -t  hard time limit per run              (env LOAD_TIME_LIMIT, default 10m)
 #   -b  checkpoints in object storage: --blob-url file://WORK/blobs (if the binary has it)
@@ -40,7 +45,8 @@ LIMIT=${LOAD_TIME_LIMIT:-10m}
 BLOBS=""
 FAST=""
 KEEP=""
-while getopts "m:c:n:r:k:p:t:bfKh" opt; do
+JOURNAL=""
+while getopts "m:c:n:r:k:p:t:jbfKh" opt; do
   case $opt in
     m) MODES=$OPTARG ;;
     c) C=$OPTARG ;;
@@ -49,6 +55,7 @@ while getopts "m:c:n:r:k:p:t:bfKh" opt; do
     k) K=$OPTARG ;;
     p) PROCS=$OPTARG ;;
     t) LIMIT=$OPTARG ;;
+    j) JOURNAL=1 ;;
     b) BLOBS=1 ;;
     f) FAST=1 ;;
     K) KEEP=1 ;;
@@ -135,9 +142,14 @@ LOADGEN=$WORK/bin/loadgen
 (cd "$ROOT" && GOFLAGS=${GOFLAGS:--buildvcs=false} go build -o "$LOADGEN" ./bench/loadgen)
 
 SERVE_EXTRA=()
+LOADGEN_EXTRA=()
+if [ -n "$JOURNAL" ]; then
+  SERVE_EXTRA+=(--journal=on)
+  LOADGEN_EXTRA+=(-journal)
+fi
 if [ -n "$BLOBS" ]; then
   if "$GH" serve --help 2>&1 | grep -q -- --blob-url; then
-    SERVE_EXTRA=(--blob-url "file://$WORK/blobs")
+    SERVE_EXTRA+=(--blob-url "file://$WORK/blobs")
   else
     say "this gatehouse has no serve --blob-url: checkpoints stay in the database"
   fi
@@ -162,6 +174,15 @@ cpu_seconds() {
     sum=$((sum + t))
   done
   awk -v t="$sum" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", t / hz}'
+}
+
+# peak_rss PID...: the peak resident memory (VmHWM) of each gatehouse process, in MiB.
+peak_rss() {
+  local pid out=""
+  for pid in "$@"; do
+    out="$out $(awk '/^VmHWM:/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status" 2>/dev/null || echo "?")"
+  done
+  echo "${out# }"
 }
 
 # pg_pids: the PostgreSQL server's processes (the postmaster and its children).
@@ -191,7 +212,7 @@ run_loadgen() { # LABEL TOKEN URLS
   gh0=$(cpu_seconds ${PIDS[@]+"${PIDS[@]}"})
   # shellcheck disable=SC2046
   pg0=$(cpu_seconds $(pg_pids))
-  "$LOADGEN" -label "$1" -token "$2" -urls "$3" -c "$C" -n "$N" -resources "$R" -checkpoints "$K" -time-limit "$LIMIT" &
+  "$LOADGEN" -label "$1" -token "$2" -urls "$3" -c "$C" -n "$N" -resources "$R" -checkpoints "$K" -time-limit "$LIMIT" ${LOADGEN_EXTRA[@]+"${LOADGEN_EXTRA[@]}"} &
   lg=$!
   wait "$lg" || true
   children_cpu >"$WORK/cpu1"
@@ -201,6 +222,7 @@ run_loadgen() { # LABEL TOKEN URLS
   pg1=$(cpu_seconds $(pg_pids))
   awk -v a="$gh0" -v b="$gh1" -v c="$pg0" -v d="$pg1" -v e="$lc0" -v f="$lc1" \
     'BEGIN {printf "CPU seconds used during the run: gatehouse %.1f, postgres %.1f (its live processes), loadgen %.1f\n", b - a, d - c, f - e}'
+  echo "peak resident memory (VmHWM) of each gatehouse process since it started, MiB: $(peak_rss ${PIDS[@]+"${PIDS[@]}"})"
   machine
   echo
 }

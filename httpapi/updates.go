@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
+	fastjson "github.com/segmentio/encoding/json"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/authz"
@@ -253,7 +254,8 @@ func (s *Server) patchJournal(rq *Request) (any, error) {
 		var head struct {
 			SequenceID *int64 `json:"sequenceID"`
 		}
-		if err := json.Unmarshal(raw, &head); err != nil || head.SequenceID == nil {
+		// The body decoder has validated every entry already; this only picks the field.
+		if err := fastjson.Unmarshal(raw, &head); err != nil || head.SequenceID == nil {
 			return nil, gatehouse.Errorf(gatehouse.EINVALID, "journal entry %d has no sequenceID", i)
 		}
 		recs = append(recs, gatehouse.JournalRecord{Seq: *head.SequenceID, Data: raw})
@@ -267,12 +269,6 @@ func materialize(tx gatehouse.Tx, u *gatehouse.Update) (int, error) {
 	if err != nil || len(recs) == 0 {
 		return -1, err
 	}
-	entries := make([]apitype.JournalEntry, len(recs))
-	for i, r := range recs {
-		if err := json.Unmarshal(r.Data, &entries[i]); err != nil {
-			return -1, gatehouse.Wrap(gatehouse.EINTERNAL, err, "stored journal entry %d is unreadable", r.Seq)
-		}
-	}
 	base := &apitype.DeploymentV3{}
 	if data, _, err := tx.GetCheckpoint(u.StackID, u.Version-1); err == nil {
 		var doc apitype.UntypedDeployment
@@ -285,7 +281,27 @@ func materialize(tx gatehouse.Tx, u *gatehouse.Update) (int, error) {
 	} else if !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
 		return -1, err
 	}
-	typed, err := state.ReplayTyped(base, entries)
+	// Entries are decoded one at a time as the replay consumes them (the store returns them
+	// in sequence order, one per sequenceID), and each one's bytes are dropped once
+	// decoded: the replay of a 10,000-resource journal holds the resources, not the journal
+	// twice over.
+	i := 0
+	typed, err := state.ReplayStream(base, func() (*apitype.JournalEntry, error) {
+		if i == len(recs) {
+			return nil, nil
+		}
+		r := &recs[i]
+		i++
+		var e apitype.JournalEntry
+		if err := json.Unmarshal(r.Data, &e); err != nil {
+			return nil, gatehouse.Wrap(gatehouse.EINTERNAL, err, "stored journal entry %d is unreadable", r.Seq)
+		}
+		r.Data = nil
+		return &e, nil
+	})
+	if gatehouse.IsCode(err, gatehouse.EINTERNAL) {
+		return -1, err
+	}
 	if err != nil {
 		return -1, gatehouse.Wrap(gatehouse.EINVALID, err, "the journal cannot be replayed")
 	}

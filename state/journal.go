@@ -175,6 +175,40 @@ func orderEntries(entries []apitype.JournalEntry) ([]*apitype.JournalEntry, erro
 	return out, nil
 }
 
+// ReplayStream is ReplayTyped over entries delivered one at a time, by next, in strictly
+// increasing sequenceID order with no duplicates (as a store keyed by sequenceID returns
+// them); next returns nil at the end. An entry is applied as soon as it arrives and is not
+// kept, so a caller that decodes entries lazily holds in memory only what the replay itself
+// still needs (the unfinished operations and the new resources), not the whole journal.
+// Entries out of order are refused with ErrBadJournal.
+func ReplayStream(base *apitype.DeploymentV3, next func() (*apitype.JournalEntry, error)) (apitype.TypedDeployment, error) {
+	r := newReplayer(base)
+	var last int64
+	for {
+		e, err := next()
+		if err != nil {
+			return apitype.TypedDeployment{}, err
+		}
+		if e == nil {
+			break
+		}
+		if e.SequenceID <= last {
+			return apitype.TypedDeployment{}, fmt.Errorf("%w: entry sequenceID=%d follows sequenceID=%d: not in increasing order",
+				ErrBadJournal, e.SequenceID, last)
+		}
+		last = e.SequenceID
+		if err := r.add(e); err != nil {
+			return apitype.TypedDeployment{}, fmt.Errorf("%w: entry sequenceID=%d operationID=%d kind=%v: %v",
+				ErrBadJournal, e.SequenceID, e.OperationID, e.Kind, err)
+		}
+	}
+	td, err := r.generate()
+	if err != nil {
+		return apitype.TypedDeployment{}, fmt.Errorf("%w: %v", ErrBadJournal, err)
+	}
+	return td, nil
+}
+
 // pendingBegin is an unfinished begin entry.
 type pendingBegin struct {
 	seq int64

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -631,6 +632,40 @@ func TestReplayScenarios(t *testing.T) {
 			}
 			if marshal(t, base) != baseJSON || marshal(t, entries) != entriesJSON {
 				t.Error("Replay modified its inputs")
+			}
+
+			// ReplayStream over the entries in order, one at a time, gives the same result.
+			sorted := slices.Clone(entries)
+			slices.SortStableFunc(sorted, func(a, b apitype.JournalEntry) int { return cmp.Compare(a.SequenceID, b.SequenceID) })
+			sorted = slices.CompactFunc(sorted, func(a, b apitype.JournalEntry) bool { return a.SequenceID == b.SequenceID })
+			i := 0
+			td, err := ReplayStream(sc.base(), func() (*apitype.JournalEntry, error) {
+				if i == len(sorted) {
+					return nil, nil
+				}
+				e := sorted[i] // a fresh copy each time, as a lazy decoder would produce
+				i++
+				return &e, nil
+			})
+			if err != nil {
+				t.Fatalf("ReplayStream: %v", err)
+			}
+			if marshal(t, td.Deployment) != marshal(t, d) {
+				t.Fatalf("ReplayStream gave a different result:\n%s\nvs\n%s", marshal(t, td.Deployment), marshal(t, d))
+			}
+			if len(sorted) > 1 {
+				rev := []apitype.JournalEntry{sorted[1], sorted[0]}
+				k := 0
+				_, err := ReplayStream(sc.base(), func() (*apitype.JournalEntry, error) {
+					if k == len(rev) {
+						return nil, nil
+					}
+					k++
+					return &rev[k-1], nil
+				})
+				if !errors.Is(err, ErrBadJournal) {
+					t.Fatalf("ReplayStream of entries out of order: err = %v, want ErrBadJournal", err)
+				}
 			}
 
 			// Retried batches and out-of-order delivery change nothing.

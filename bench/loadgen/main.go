@@ -37,7 +37,7 @@ import (
 )
 
 // Call kinds, in lifecycle order.
-var kinds = []string{"create-stack", "create-update", "start-update", "events", "checkpoint", "complete", "export"}
+var kinds = []string{"create-stack", "create-update", "start-update", "events", "checkpoint", "journalentries", "complete", "export"}
 
 type config struct {
 	urls        []string
@@ -48,6 +48,7 @@ type config struct {
 	lifecycles  int
 	resources   int
 	checkpoints int
+	journal     bool
 	timeLimit   time.Duration
 	reqTimeout  time.Duration
 	label       string
@@ -65,6 +66,7 @@ func main() {
 	flag.IntVar(&cfg.lifecycles, "n", 20, "update lifecycles per client")
 	flag.IntVar(&cfg.resources, "resources", 200, "resources in the final deployment (N)")
 	flag.IntVar(&cfg.checkpoints, "checkpoints", 10, "checkpoints per update (K)")
+	flag.BoolVar(&cfg.journal, "journal", false, "ask for the journaling protocol and send journal entries (a begin and a success per resource, in batches of 100) instead of checkpoints; the server must grant it (serve --journal=on)")
 	flag.DurationVar(&cfg.timeLimit, "time-limit", 10*time.Minute, "hard limit of the whole run")
 	flag.DurationVar(&cfg.reqTimeout, "request-timeout", time.Minute, "limit of one request")
 	flag.StringVar(&cfg.label, "label", "", "a label printed with the results")
@@ -154,9 +156,16 @@ func (r *runner) lifecycle(stack string) error {
 		return err
 	}
 	var started apitype.StartUpdateResponse
+	start := apitype.StartUpdateRequest{Tags: tags}
+	if cfg.journal {
+		start.JournalVersion = 1
+	}
 	if err := r.do("start-update", cliwire.Call{Method: http.MethodPost, Path: sp + "/update/" + created.UpdateID,
-		Body: apitype.StartUpdateRequest{Tags: tags}}, &started); err != nil {
+		Body: start}, &started); err != nil {
 		return err
+	}
+	if cfg.journal && started.JournalVersion != 1 {
+		return fmt.Errorf("the server did not grant journaling (journalVersion %d): run it with --journal=on", started.JournalVersion)
 	}
 	up := sp + "/update/" + created.UpdateID
 	lease := func(kind, method, suffix string, body any) error {
@@ -178,7 +187,35 @@ func (r *runner) lifecycle(stack string) error {
 		}
 		return lease("events", http.MethodPost, "/events/batch", apitype.EngineEventBatch{Events: evs})
 	}
-	for k := 1; k <= cfg.checkpoints; k++ {
+	if cfg.journal {
+		// A begin and a success entry per resource, as the CLI journals a create, sent in
+		// the CLI's batches of 100.
+		rs := resources(cfg.project, stack, cfg.resources)
+		entries := make([]apitype.JournalEntry, 0, 2*len(rs))
+		for i := range rs {
+			op := int64(i + 1)
+			entries = append(entries,
+				apitype.JournalEntry{Version: 1, Kind: apitype.JournalEntryKindBegin, OperationID: op,
+					Operation: &apitype.OperationV2{Resource: rs[i], Type: apitype.OperationTypeCreating}},
+				apitype.JournalEntry{Version: 1, Kind: apitype.JournalEntryKindSuccess, OperationID: op, State: &rs[i]})
+		}
+		for i := range entries {
+			entries[i].SequenceID = int64(i + 1)
+		}
+		for b := 0; len(entries) > 0; b++ {
+			n := min(100, len(entries))
+			if b%10 == 0 {
+				if err := events(20, false); err != nil {
+					return err
+				}
+			}
+			if err := lease("journalentries", http.MethodPatch, "/journalentries", map[string]any{"entries": entries[:n]}); err != nil {
+				return err
+			}
+			entries = entries[n:]
+		}
+	}
+	for k := 1; k <= cfg.checkpoints && !cfg.journal; k++ {
 		n := max(1, cfg.resources*k/cfg.checkpoints)
 		if err := events(2*cfg.resources/cfg.checkpoints, false); err != nil {
 			return err
@@ -212,6 +249,14 @@ func (r *runner) lifecycle(stack string) error {
 // deployment is the checkpoint of a stack holding n resources: the stack and n-1 cloud
 // resources with inputs and outputs of a realistic size (about 600 bytes each as JSON).
 func deployment(project, stack string, n int) (json.RawMessage, error) {
+	return json.Marshal(apitype.DeploymentV3{
+		Manifest:  apitype.ManifestV1{Time: time.Now().UTC(), Magic: "loadgen", Version: "v3.260.0"},
+		Resources: resources(project, stack, n),
+	})
+}
+
+// resources are the n resources of deployment.
+func resources(project, stack string, n int) []apitype.ResourceV3 {
 	stackURN := resource.URN("urn:pulumi:" + stack + "::" + project + "::pulumi:pulumi:Stack::" + project + "-" + stack)
 	provURN := resource.URN("urn:pulumi:" + stack + "::" + project + "::pulumi:providers:aws::default_6_0_0")
 	rs := make([]apitype.ResourceV3, 0, n)
@@ -229,10 +274,7 @@ func deployment(project, stack string, n int) (json.RawMessage, error) {
 			Provider: string(provURN) + "::04da6b54-80e4-46f7-96ec-b56ff0331ba9",
 		})
 	}
-	return json.Marshal(apitype.DeploymentV3{
-		Manifest:  apitype.ManifestV1{Time: time.Now().UTC(), Magic: "loadgen", Version: "v3.260.0"},
-		Resources: rs,
-	})
+	return rs
 }
 
 // Stat is one call kind's figures.

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"encoding/json"
+	"strings"
 	"time"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
@@ -274,14 +275,35 @@ func (t *tx) ListEngineEvents(updateID string, afterSeq int, limit int) ([]gateh
 	return out, dbErr(rows.Err())
 }
 
+// AppendJournal stores a batch of entries in multi-row INSERTs (up to journalChunk rows
+// each): one statement per batch instead of one per entry. A retried batch (same seqs)
+// changes nothing.
 func (t *tx) AppendJournal(updateID string, entries []gatehouse.JournalRecord) error {
-	for _, e := range entries {
-		if _, err := t.exec(`INSERT INTO journal_entries (update_id, seq, data) VALUES (?, ?, ?) ON CONFLICT (update_id, seq) DO NOTHING`, updateID, e.Seq, e.Data); err != nil {
+	args := make([]any, 0, 3*min(len(entries), journalChunk))
+	for len(entries) > 0 {
+		n := min(len(entries), journalChunk)
+		args = args[:0]
+		for _, e := range entries[:n] {
+			args = append(args, updateID, e.Seq, e.Data)
+		}
+		if _, err := t.exec(journalInsert[n], args...); err != nil {
 			return err
 		}
+		entries = entries[n:]
 	}
 	return nil
 }
+
+const journalChunk = 100 // the CLI's batch size
+
+// journalInsert[n] inserts n entries.
+var journalInsert = func() []string {
+	out := make([]string, journalChunk+1)
+	for n := 1; n <= journalChunk; n++ {
+		out[n] = `INSERT INTO journal_entries (update_id, seq, data) VALUES ` + strings.Repeat("(?, ?, ?), ", n-1) + `(?, ?, ?) ON CONFLICT (update_id, seq) DO NOTHING`
+	}
+	return out
+}()
 
 func (t *tx) ListJournal(updateID string) ([]gatehouse.JournalRecord, error) {
 	rows, err := t.query(`SELECT seq, data FROM journal_entries WHERE update_id = ? ORDER BY seq`, updateID)
