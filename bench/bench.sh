@@ -28,7 +28,7 @@
 # Every pulumi run is bounded by a timeout. Nothing outside a temporary directory is touched.
 #
 # Usage: bench/bench.sh [-n "200 1000"] [-s "sequential parallel"] [-b "file gatehouse ..."]
-#                       [-t SECONDS] [-r REPEAT] [-k]
+#                       [-t SECONDS] [-r REPEAT] [-k] [-p]
 #   -n  resource counts              (env BENCH_NS, default "200 1000")
 #   -s  shapes                       (env BENCH_SHAPES, default "sequential parallel")
 #   -b  backends                     (env BENCH_BACKENDS, default "file gatehouse gatehouse-journal";
@@ -36,6 +36,8 @@
 #   -t  timeout per pulumi run, s    (env BENCH_TIMEOUT, default 1800)
 #   -r  runs per cell; the fastest is reported (env BENCH_REPEAT, default 1)
 #   -k  keep the work directory (logs of every run)
+#   -p  profile the CLI: every timed up/destroy runs with pulumi's --profiling, and a last
+#       table splits the CLI's CPU samples into where they went (needs `go tool pprof`)
 # Other environment: BENCH_NODE_MODULES (or GATEHOUSE_E2E_NODE_MODULES) a node_modules
 # directory holding @pulumi/pulumi; GATEHOUSE_BIN a prebuilt gatehouse binary.
 set -euo pipefail
@@ -47,7 +49,8 @@ BACKENDS=${BENCH_BACKENDS:-"file gatehouse gatehouse-journal"}
 TIMEOUT=${BENCH_TIMEOUT:-1800}
 REPEAT=${BENCH_REPEAT:-1}
 KEEP=${BENCH_KEEP:-}
-while getopts "n:s:b:t:r:kh" opt; do
+PROFILE=${BENCH_PROFILE:-}
+while getopts "n:s:b:t:r:kph" opt; do
   case $opt in
     n) NS=$OPTARG ;;
     s) SHAPES=$OPTARG ;;
@@ -55,6 +58,7 @@ while getopts "n:s:b:t:r:kh" opt; do
     t) TIMEOUT=$OPTARG ;;
     r) REPEAT=$OPTARG ;;
     k) KEEP=1 ;;
+    p) PROFILE=1 ;;
     *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2 ;;
   esac
 done
@@ -82,7 +86,7 @@ done
 export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-bench.XXXXXX")
-mkdir -p "$WORK/logs"
+mkdir -p "$WORK/logs" "$WORK/profiles"
 SERVER_PIDS=()
 cleanup() {
   local pid
@@ -314,10 +318,12 @@ bench_backend() { # backend
         for op in create destroy; do
           before=$WORK/logs/$b-$shape-$n-$op-$r.before after=$WORK/logs/$b-$shape-$n-$op-$r.after
           [ "$b" = file ] || scrape "$b" "$before"
+          prof=()
+          [ -z "$PROFILE" ] || prof=(--profiling "$WORK/profiles/$b-$shape-$n-$op-$r")
           if [ $op = create ]; then
-            timed "$b-$shape-$n-$op-$r" pulumi up --yes --skip-preview --stack "$stack"
+            timed "$b-$shape-$n-$op-$r" pulumi up --yes --skip-preview --stack "$stack" ${prof[@]+"${prof[@]}"}
           else
-            timed "$b-$shape-$n-$op-$r" pulumi destroy --yes --skip-preview --stack "$stack"
+            timed "$b-$shape-$n-$op-$r" pulumi destroy --yes --skip-preview --stack "$stack" ${prof[@]+"${prof[@]}"}
           fi
           best "$n $shape $op $b"
           say "  $(printf '%-18s' "$b") N=$n $shape $op: $ELAPSED s (CLI CPU $CPU s)"
@@ -424,6 +430,43 @@ if [ ${#GHS[@]} -gt 0 ]; then
           done
         done
       done
+    done
+  } | column -t
+fi
+
+# cli_breakdown PROFILE: the CLI's CPU samples (seconds) split into where they went, from
+# `go tool pprof -top -cum` (cumulative time of the named functions; the parts overlap with
+# their parents, not with each other).
+cli_breakdown() {
+  go tool pprof -top -cum -nodecount=100000 "$1" 2>/dev/null | awk '
+    function sec(s) { if (s ~ /ms$/) { sub(/ms$/, "", s); return s / 1000 } if (s ~ /us$|µs$/) { sub(/(us|µs)$/, "", s); return s / 1e6 } sub(/s$/, "", s); return s + 0 }
+    /^Duration:/ { for (i = 1; i <= NF; i++) if ($i == "samples") { t = $(i + 2); sub(/\(.*/, "", t); total = sec(t) } }
+    NF >= 6 && $4 ~ /[0-9](ms|s|us|µs)$/ {
+      name = $6; c = sec($4)
+      if (name ~ /backend\.\(\*SnapshotManager\)\.saveSnapshot$/) persist += c
+      else if (name ~ /snapshot\.VerifyIntegrity$/) integrity += c
+      else if (name ~ /client\.\(\*Client\)\.PatchUpdateCheckpoint(Verbatim|Delta)?$/) send += c
+      else if (name ~ /\(\*localSnapshotPersister\)\.Save$/) send += c
+      else if (name ~ /backend\.\(\*SnapshotJournaler\)\.saveSnapshot$/) shadow += c
+      else if (name ~ /journal\.\(\*cloudJournaler\)\.AddJournalEntry$/) journal += c
+      else if (name ~ /^runtime\.gcBgMarkWorker$/) gc += c
+    }
+    END { printf "%.1f %.1f %.1f %.1f %.1f %.1f %.1f\n", total, persist, integrity, send, shadow, journal, gc }'
+}
+
+if [ -n "$PROFILE" ]; then
+  echo
+  echo "Where the CLI's CPU went (seconds of profile samples of the pulumi process, from --profiling):"
+  echo "persist = SnapshotManager.saveSnapshot (a checkpoint per step), of which integrity = its"
+  echo "VerifyIntegrity and send = the checkpoint request (serialize, gzip, HTTP) or the file write;"
+  echo "shadow = SnapshotJournaler.saveSnapshot (the CLI's own journal check beside checkpoints);"
+  echo "journal = cloudJournaler.AddJournalEntry; gc = the garbage collector's background marking"
+  {
+    echo "run total persist integrity send shadow journal gc"
+    for f in "$WORK"/profiles/*.cpu; do
+      [ -e "$f" ] || continue
+      r=$(basename "$f"); r=${r%.*.cpu}
+      echo "$r $(cli_breakdown "$f")"
     done
   } | column -t
 fi

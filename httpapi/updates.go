@@ -142,7 +142,7 @@ func (s *Server) renewLease(rq *Request) (any, error) {
 // patchCheckpoint handles the full-checkpoint protocol: each call replaces the state.
 func (s *Server) patchCheckpoint(rq *Request) (any, error) {
 	var req apitype.PatchUpdateCheckpointRequest
-	if err := rq.decode(&req); err != nil {
+	if err := rq.decodeInPlace(&req); err != nil {
 		return nil, err
 	}
 	if rq.Update.DryRun {

@@ -55,6 +55,7 @@ type DB struct {
 	queries sync.Map // query text -> dialect-specific text
 	stmts   sync.Map // stmtKey -> *sql.Stmt
 	nstmts  atomic.Int64
+	onClose []func() error // engine-specific work to stop before the pools close (OnClose)
 	// Background prepares in flight; Close waits for them so that no connection outlives it.
 	prepMu     sync.Mutex
 	prepWG     sync.WaitGroup
@@ -76,7 +77,15 @@ func (db *DB) Engine() string { return db.d.Name }
 func (db *DB) Writer() *sql.DB { return db.w }
 
 // Close closes both pools.
+// OnClose registers f to run first when the store closes (an engine's background work).
+func (db *DB) OnClose(f func() error) { db.onClose = append(db.onClose, f) }
+
 func (db *DB) Close() error {
+	var errs []error
+	for _, f := range db.onClose {
+		errs = append(errs, f())
+	}
+	db.onClose = nil
 	db.prepMu.Lock()
 	db.prepClosed = true
 	db.prepMu.Unlock()
@@ -87,11 +96,11 @@ func (db *DB) Close() error {
 		}
 		return true
 	})
-	err := db.w.Close()
+	errs = append(errs, db.w.Close())
 	if db.r != db.w {
-		err = errors.Join(err, db.r.Close())
+		errs = append(errs, db.r.Close())
 	}
-	return err
+	return errors.Join(errs...)
 }
 
 // Ping checks that the database answers.
