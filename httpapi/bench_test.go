@@ -3,6 +3,8 @@ package httpapi_test
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -132,6 +134,55 @@ func BenchmarkCheckpoint(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				t0 := time.Now()
 				serveOnce(b, h, "PATCH", up+"/checkpoint", lease, body, true)
+				samples = append(samples, time.Since(t0))
+			}
+			b.StopTimer()
+			reportLatency(b, samples)
+		})
+	}
+}
+
+// BenchmarkCheckpointDelta: the delta protocol (--delta-checkpoints). A verbatim document
+// first, then deltas that each change one resource's output, alternating between two
+// documents; the server applies each to the stored text and checks the hash.
+func BenchmarkCheckpointDelta(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			srv, tok := benchEnv(b)
+			h := srv.Handler
+			up, lease := startBenchUpdate(b, h, "token "+tok, "dev")
+			docA := mustMarshal(apitype.UntypedDeployment{Version: 3, Deployment: realisticDeployment(n)})
+			docB := bytes.Replace(docA, []byte(`"name":"comp-7"`), []byte(`"name":"comp-X"`), 1)
+			if bytes.Equal(docA, docB) {
+				b.Fatal("the two documents do not differ")
+			}
+			delta := func(from, to []byte) []byte {
+				p := 0
+				for p < len(from) && from[p] == to[p] {
+					p++
+				}
+				sfx := 0
+				for sfx < len(from)-p && from[len(from)-1-sfx] == to[len(to)-1-sfx] {
+					sfx++
+				}
+				text, _ := json.Marshal(string(to[p : len(to)-sfx]))
+				sum := sha256.Sum256(to)
+				return []byte(fmt.Sprintf(`{"version":3,"checkpointHash":%q,"sequenceNumber":%%d,"deploymentDelta":[{"Span":{"uri":"","start":{"line":1,"column":1,"offset":%d},"end":{"line":1,"column":1,"offset":%d}},"NewText":%s}]}`,
+					hex.EncodeToString(sum[:]), p, len(from)-sfx, text))
+			}
+			ab, ba := delta(docA, docB), delta(docB, docA)
+			serveOnce(b, h, "PATCH", up+"/checkpointverbatim", lease,
+				gzipped(mustMarshal(apitype.PatchUpdateVerbatimCheckpointRequest{Version: 3, UntypedDeployment: docA, SequenceNumber: 1})), true)
+			samples := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				tmpl := ab
+				if i%2 == 1 {
+					tmpl = ba
+				}
+				body := gzipped([]byte(fmt.Sprintf(string(tmpl), i+2)))
+				t0 := time.Now()
+				serveOnce(b, h, "PATCH", up+"/checkpointdelta", lease, body, true)
 				samples = append(samples, time.Since(t0))
 			}
 			b.StopTimer()
