@@ -7,11 +7,12 @@
 #               has resolved, and depends on it: the engine handles one step at a time, and
 #               every step waits for its state write to be acknowledged
 #   parallel    all components are registered in one synchronous loop, no dependencies
-# against these backends (default: all but gatehouse-delta):
+# against these backends (default: all but gatehouse-delta and gatehouse-full):
 #   file               the CLI's local file backend (pulumi login file://...)
 #   gatehouse          `gatehouse serve` with its default settings (full checkpoints)
 #   gatehouse-journal  `gatehouse serve --journal` (the journaling protocol)
 #   gatehouse-delta    `gatehouse serve --delta-checkpoints 1` (delta checkpoints)
+#   gatehouse-full     `gatehouse serve --journal=off` (full checkpoints for destroys too)
 # and `pulumi preview` of the same program on an empty stack (file backend) as the floor:
 # the engine and the program alone, with no state to write.
 #
@@ -75,7 +76,7 @@ command -v pulumi >/dev/null || skip "no \`pulumi\` CLI on PATH"
 command -v node >/dev/null || skip "no \`node\` on PATH (the program is a Node.js project)"
 command -v curl >/dev/null || skip "no \`curl\` on PATH"
 for b in $BACKENDS; do
-  case $b in file | gatehouse | gatehouse-journal | gatehouse-delta) ;; *) say "unknown backend $b"; exit 2 ;; esac
+  case $b in file | gatehouse | gatehouse-journal | gatehouse-delta | gatehouse-full) ;; *) say "unknown backend $b"; exit 2 ;; esac
 done
 
 # The CLI's environment: no agent markers, none of the caller's PULUMI_* settings.
@@ -217,6 +218,7 @@ start_gatehouse() { # backend
   case $b in
     gatehouse-journal) flags=(--journal) ;;
     gatehouse-delta) flags=(--delta-checkpoints 1) ;;
+    gatehouse-full) flags=(--journal=off) ;;
   esac
   mkdir -p "$dir"
   GH_TOKEN[$b]=$("$GH" bootstrap --data-dir "$dir/data" --org acme --admin bench)
@@ -365,7 +367,7 @@ ratio() { # a b -> a/b
 }
 GHS=()
 for b in $BACKENDS; do [ "$b" = file ] || GHS+=("$b"); done
-short() { case $1 in gatehouse) echo gh ;; gatehouse-journal) echo gh-journal ;; gatehouse-delta) echo gh-delta ;; *) echo "$1" ;; esac; }
+short() { case $1 in gatehouse) echo gh ;; gatehouse-journal) echo gh-journal ;; gatehouse-delta) echo gh-delta ;; gatehouse-full) echo gh-full ;; *) echo "$1" ;; esac; }
 
 echo
 echo "Gatehouse end-to-end benchmark: wall-clock seconds per pulumi command (fastest of $REPEAT)"
