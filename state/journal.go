@@ -79,22 +79,18 @@ func Replay(base *apitype.DeploymentV3, entries []apitype.JournalEntry) (*apityp
 //     payload fields (extensionRef/extension/snippets) are not representable in
 //     apitype v3.243.0 and are lost at decode time anyway.
 func ReplayTyped(base *apitype.DeploymentV3, entries []apitype.JournalEntry) (apitype.TypedDeployment, error) {
-	ordered, err := orderEntries(entries)
+	ordered, err := orderEntries(entries) // strictly increasing sequenceIDs, as ReplayStream wants
 	if err != nil {
 		return apitype.TypedDeployment{}, err
 	}
-	r := newReplayer(base)
-	for _, e := range ordered {
-		if err := r.add(e); err != nil {
-			return apitype.TypedDeployment{}, fmt.Errorf("%w: entry sequenceID=%d operationID=%d kind=%v: %v",
-				ErrBadJournal, e.SequenceID, e.OperationID, e.Kind, err)
+	i := 0
+	return ReplayStream(base, func() (*apitype.JournalEntry, error) {
+		if i == len(ordered) {
+			return nil, nil
 		}
-	}
-	td, err := r.generate()
-	if err != nil {
-		return apitype.TypedDeployment{}, fmt.Errorf("%w: %v", ErrBadJournal, err)
-	}
-	return td, nil
+		i++
+		return ordered[i-1], nil
+	})
 }
 
 // DeploymentSchemaVersion returns the schema version (3, or 4 if any feature
