@@ -141,6 +141,10 @@ type Tx interface {
 	ListEngineEvents(updateID string, afterSeq int, limit int) ([]EngineEvent, error)
 	AppendJournal(updateID string, entries []JournalRecord) error // idempotent per sequence
 	ListJournal(updateID string) ([]JournalRecord, error)
+	// JournalHead returns how many journal entries an update has and the highest sequence.
+	// Entries are only ever added (first data kept per sequence), so two equal heads of the
+	// same update mean the same journal.
+	JournalHead(updateID string) (count int, lastSeq int64, err error)
 
 	// Rate limits on failed authentication, shared by every process.
 	// RecordAuthFailure counts a failure for key in a fixed window and returns the count

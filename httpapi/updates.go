@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"strconv"
 	"time"
@@ -264,22 +265,70 @@ func (s *Server) patchJournal(rq *Request) (any, error) {
 }
 
 // materialize rebuilds a journaling update's final state and stores it as its checkpoint.
+// It returns the state's resource count, or -1 when the update journaled nothing.
 func materialize(tx gatehouse.Tx, u *gatehouse.Update) (int, error) {
+	data, count, err := replayJournal(tx, u)
+	if err != nil || count < 0 {
+		return -1, err
+	}
+	if err := tx.PutCheckpoint(u.StackID, u.Version, data); err != nil {
+		return -1, err
+	}
+	return count, nil
+}
+
+// replayed is a journaling update's final state, rebuilt before the write transaction that
+// finishes the update (replayOutside).
+type replayed struct {
+	entries int
+	lastSeq int64
+	data    []byte
+	count   int
+}
+
+// replayOutside rebuilds a journaling update's final state in a read transaction, so that
+// the write transaction finishing the update does not hold the (single) writer for the
+// whole replay: about a second for the 20,000 entries of a 10,000-resource create. finish
+// uses the result only if the journal is still the same then (JournalHead); otherwise, or
+// when this fails, it replays inside its own transaction as before.
+func (s *Server) replayOutside(ctx context.Context, u *gatehouse.Update) *replayed {
+	if u.JournalVersion < 1 || u.DryRun {
+		return nil
+	}
+	var r *replayed
+	_ = s.store.View(ctx, func(tx gatehouse.Tx) error {
+		n, last, err := tx.JournalHead(u.ID)
+		if err != nil || n == 0 {
+			return err
+		}
+		data, count, err := replayJournal(tx, u)
+		if err != nil || count < 0 {
+			return err // finish replays again and reports it
+		}
+		r = &replayed{entries: n, lastSeq: last, data: data, count: count}
+		return nil
+	})
+	return r
+}
+
+// replayJournal rebuilds a journaling update's final state: the document to store and its
+// resource count, or count -1 when the update journaled nothing.
+func replayJournal(tx gatehouse.Tx, u *gatehouse.Update) ([]byte, int, error) {
 	recs, err := tx.ListJournal(u.ID)
 	if err != nil || len(recs) == 0 {
-		return -1, err
+		return nil, -1, err
 	}
 	base := &apitype.DeploymentV3{}
 	if data, _, err := tx.GetCheckpoint(u.StackID, u.Version-1); err == nil {
 		var doc apitype.UntypedDeployment
 		if err := json.Unmarshal(data, &doc); err != nil {
-			return -1, gatehouse.Wrap(gatehouse.EINTERNAL, err, "stored checkpoint is unreadable")
+			return nil, -1, gatehouse.Wrap(gatehouse.EINTERNAL, err, "stored checkpoint is unreadable")
 		}
 		if err := json.Unmarshal(doc.Deployment, base); err != nil {
-			return -1, gatehouse.Wrap(gatehouse.EINTERNAL, err, "stored checkpoint is unreadable")
+			return nil, -1, gatehouse.Wrap(gatehouse.EINTERNAL, err, "stored checkpoint is unreadable")
 		}
 	} else if !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
-		return -1, err
+		return nil, -1, err
 	}
 	// Entries are decoded one at a time as the replay consumes them (the store returns them
 	// in sequence order, one per sequenceID), and each one's bytes are dropped once
@@ -300,23 +349,21 @@ func materialize(tx gatehouse.Tx, u *gatehouse.Update) (int, error) {
 		return &e, nil
 	})
 	if gatehouse.IsCode(err, gatehouse.EINTERNAL) {
-		return -1, err
+		return nil, -1, err
 	}
 	if err != nil {
-		return -1, gatehouse.Wrap(gatehouse.EINVALID, err, "the journal cannot be replayed")
+		return nil, -1, gatehouse.Wrap(gatehouse.EINVALID, err, "the journal cannot be replayed")
 	}
 	out, err := json.Marshal(typed)
 	if err != nil {
-		return -1, err
+		return nil, -1, err
 	}
-	if err := tx.PutCheckpoint(u.StackID, u.Version, out); err != nil {
-		return -1, err
-	}
-	return len(typed.Deployment.Resources), nil
+	return out, len(typed.Deployment.Resources), nil
 }
 
-// finish ends an update: rebuilds journaled state, counts resources and releases the lock.
-func finish(tx gatehouse.Tx, id string, status gatehouse.UpdateStatus) (gatehouse.UpdateStatus, error) {
+// finish ends an update: rebuilds journaled state (or stores pre, replayed beforehand, if the
+// journal has not changed since), counts resources and releases the lock.
+func finish(tx gatehouse.Tx, id string, status gatehouse.UpdateStatus, pre *replayed) (gatehouse.UpdateStatus, error) {
 	u, err := tx.GetUpdate(id)
 	if err != nil {
 		return "", err
@@ -326,7 +373,20 @@ func finish(tx gatehouse.Tx, id string, status gatehouse.UpdateStatus) (gatehous
 	}
 	count := -1
 	if !u.DryRun {
-		if u.JournalVersion >= 1 {
+		if u.JournalVersion >= 1 && pre != nil {
+			n, last, err := tx.JournalHead(u.ID)
+			if err != nil {
+				return "", err
+			}
+			if n != pre.entries || last != pre.lastSeq {
+				pre = nil // entries arrived meanwhile: replay them all here
+			} else if err := tx.PutCheckpoint(u.StackID, u.Version, pre.data); err != nil {
+				return "", err
+			} else {
+				count = pre.count
+			}
+		}
+		if u.JournalVersion >= 1 && pre == nil {
 			if count, err = materialize(tx, u); err != nil {
 				return "", err
 			}
@@ -354,8 +414,9 @@ func (s *Server) completeUpdate(rq *Request) (any, error) {
 		return nil, gatehouse.Errorf(gatehouse.EINVALID, "invalid update status %q", req.Status)
 	}
 	rq.Detail("status", string(status))
+	pre := s.replayOutside(rq.Context(), rq.Update)
 	err := rq.Change(func(tx gatehouse.Tx) error {
-		_, err := finish(tx, rq.Update.ID, status)
+		_, err := finish(tx, rq.Update.ID, status, pre)
 		return err
 	})
 	return noContent{}, err
@@ -363,7 +424,7 @@ func (s *Server) completeUpdate(rq *Request) (any, error) {
 
 func (s *Server) cancelUpdate(rq *Request) (any, error) {
 	err := rq.Change(func(tx gatehouse.Tx) error {
-		_, err := finish(tx, rq.Update.ID, gatehouse.StatusCancelled)
+		_, err := finish(tx, rq.Update.ID, gatehouse.StatusCancelled, nil)
 		return err
 	})
 	return noContent{}, err

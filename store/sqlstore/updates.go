@@ -305,6 +305,15 @@ var journalInsert = func() []string {
 	return out
 }()
 
+func (t *tx) JournalHead(updateID string) (int, int64, error) {
+	var n int
+	var last int64
+	if err := t.queryRow(`SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM journal_entries WHERE update_id = ?`, updateID).Scan(&n, &last); err != nil {
+		return 0, 0, dbErr(err)
+	}
+	return n, last, nil
+}
+
 func (t *tx) ListJournal(updateID string) ([]gatehouse.JournalRecord, error) {
 	rows, err := t.query(`SELECT seq, data FROM journal_entries WHERE update_id = ? ORDER BY seq`, updateID)
 	if err != nil {

@@ -2020,6 +2020,12 @@ func testJournal(t *testing.T, e *env) {
 		if got, want := strings.Join(parts, " "), fmt.Sprintf(`1:"one" 2:"two" 3:"three" %d:"big"`, big); got != want {
 			t.Errorf("ListJournal = %s, want %s (by sequence, first data kept)", got, want)
 		}
+		if n, last, err := tx.JournalHead(id); err != nil || n != 4 || last != big {
+			t.Errorf("JournalHead = %d, %d, %v; want 4, %d (the duplicate 2 not counted)", n, last, err, big)
+		}
+		if n, last, err := tx.JournalHead("no-such-update"); err != nil || n != 0 || last != 0 {
+			t.Errorf("JournalHead of an update without entries = %d, %d, %v; want 0, 0", n, last, err)
+		}
 		return nil
 	})
 }
