@@ -143,6 +143,7 @@ LOADGEN=$WORK/bin/loadgen
 
 SERVE_EXTRA=()
 LOADGEN_EXTRA=()
+BLOB_LABEL=""
 if [ -n "$JOURNAL" ]; then
   SERVE_EXTRA+=(--journal=on)
   LOADGEN_EXTRA+=(-journal)
@@ -150,6 +151,7 @@ fi
 if [ -n "$BLOBS" ]; then
   if "$GH" serve --help 2>&1 | grep -q -- --blob-url; then
     SERVE_EXTRA+=(--blob-url "file://$WORK/blobs")
+    BLOB_LABEL=", checkpoints in file:// blobs"
   else
     say "this gatehouse has no serve --blob-url: checkpoints stay in the database"
   fi
@@ -272,13 +274,13 @@ for mode in $MODES; do
       done
       fs="durable: fsync on"
       [ -n "$FAST" ] && fs="fsync off"
-      run_loadgen "PostgreSQL $(as_pg "$PG_BIN/postgres" --version | sed -E 's/.*\(PostgreSQL\) ([0-9.]+).*/\1/') ($fs), $PROCS gatehouse processes${SERVE_EXTRA[*]:+, checkpoints in file:// blobs}" "$token" "$urls"
+      run_loadgen "PostgreSQL $(as_pg "$PG_BIN/postgres" --version | sed -E 's/.*\(PostgreSQL\) ([0-9.]+).*/\1/') ($fs), $PROCS gatehouse processes$BLOB_LABEL${JOURNAL:+, journaling}" "$token" "$urls"
       ;;
     sqlite)
       data=$WORK/data-sqlite
       token=$("$GH" bootstrap --data-dir "$data" --org acme --admin alice)
       serve "$data" serve-sqlite
-      run_loadgen "SQLite (synchronous=NORMAL), 1 gatehouse process${SERVE_EXTRA[*]:+, checkpoints in file:// blobs}" "$token" "$URL"
+      run_loadgen "SQLite (synchronous=NORMAL), 1 gatehouse process$BLOB_LABEL${JOURNAL:+, journaling}" "$token" "$URL"
       ;;
   esac
   stop_servers # this mode's servers (and cluster), before the next mode

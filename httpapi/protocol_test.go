@@ -521,3 +521,30 @@ func TestJournalAuto(t *testing.T) {
 		t.Fatalf("after the journaled destroy: %+v", dep.Resources)
 	}
 }
+
+// TestJournalEntriesValidated: an entry that does not decode as a journal entry is refused
+// when it arrives (400), not stored to make the update's complete fail later.
+func TestJournalEntriesValidated(t *testing.T) {
+	e := newEnv(t)
+	p := stackPath("acme", "proj", "dev")
+	e.must(e.createStack(e.admin, "acme", "proj", "dev", nil))
+	var cr apitype.UpdateProgramResponse
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: p + "/destroy", Body: apitype.UpdateProgramRequest{Name: "proj"}}, &cr))
+	var sr apitype.StartUpdateResponse
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: p + "/update/" + cr.UpdateID, Body: apitype.StartUpdateRequest{JournalVersion: 1}}, &sr))
+	if sr.JournalVersion != 1 {
+		t.Fatalf("destroy got journalVersion %d", sr.JournalVersion)
+	}
+	d := &run{e: e, c: e.admin, path: p, ID: cr.UpdateID, Lease: sr.Token, Version: sr.Version}
+	for _, bad := range []string{
+		`{"entries":[{"sequenceID":1,"kind":"begin"}]}`,
+		`{"entries":[{"sequenceID":1,"kind":1,"state":{"urn":5}}]}`,
+		`{"entries":[{"sequenceID":"one","kind":1}]}`,
+		`{"entries":[{"kind":1}]}`,
+	} {
+		wantStatus(t, d.lease("PATCH", "/journalentries", json.RawMessage(bad), nil), 400)
+	}
+	e.must(d.lease("PATCH", "/journalentries", map[string]any{"entries": []apitype.JournalEntry{
+		{Version: 1, Kind: apitype.JournalEntryKindSecretsManager, SequenceID: 1}}}, nil))
+	e.must(d.complete("succeeded"))
+}

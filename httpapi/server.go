@@ -502,25 +502,28 @@ func (rq *Request) decodeFlags(v any, flags fastjson.ParseFlags) error {
 
 // readBody returns the whole (decompressed, bounded) body. A gzip body (every state write
 // of the CLI) is read compressed first, which is small, and inflated into a buffer sized
-// by the size its gzip trailer declares (a hint only: it is capped by the body limit and
-// the buffer grows if the hint lies), so a large checkpoint is written once, not copied at
-// every growth of the buffer.
+// by the size its gzip trailer declares, so that a large checkpoint is written once, not
+// copied at every growth of the buffer. Sizes a client declares (Content-Length, the gzip
+// trailer) are only hints, and bounded so that a lie cannot make the server allocate
+// memory the body does not fill: Content-Length by preallocMax, the trailer by deflate's
+// largest possible ratio to the compressed bytes actually received.
 func (rq *Request) readBody() ([]byte, error) {
 	limit := rq.s.cfg.MaxBodyBytes
 	raw := http.MaxBytesReader(rq.w, rq.Body, limit)
 	defer raw.Close()
 	var zr io.Reader
-	hint := rq.ContentLength
+	hint := min(rq.ContentLength, preallocMax)
 	switch strings.ToLower(rq.Header.Get("Content-Encoding")) {
 	case "", "identity":
 		zr = raw
 	case "gzip", "x-gzip":
-		comp, err := readAll(raw, rq.ContentLength, limit)
+		comp, err := readAll(raw, hint, limit)
 		if err != nil {
 			return nil, bodyError(err)
 		}
 		if len(comp) >= 4 {
-			hint = int64(binary.LittleEndian.Uint32(comp[len(comp)-4:])) // ISIZE
+			isize := int64(binary.LittleEndian.Uint32(comp[len(comp)-4:]))
+			hint = min(isize, maxDeflateRatio*int64(len(comp)))
 		}
 		gz, err := gzip.NewReader(bytes.NewReader(comp))
 		if err != nil {
@@ -539,18 +542,30 @@ func (rq *Request) readBody() ([]byte, error) {
 	return b, nil
 }
 
-// readAll reads r to its end into a buffer of hint bytes (bounded by limit), doubling it
-// when it is too small.
+const (
+	// preallocMax bounds the buffer allocated on a declared Content-Length before the
+	// bytes arrive; a larger body grows the buffer as it comes.
+	preallocMax = 8 << 20
+	// maxDeflateRatio is the most deflate can inflate (1032:1): no gzip body inflates to
+	// more than this times its compressed size.
+	maxDeflateRatio = 1032
+)
+
+// readAll reads r to its end into a buffer of hint bytes, doubling it when it is too
+// small, and fails with errTooLarge past limit bytes.
 func readAll(r io.Reader, hint, limit int64) ([]byte, error) {
 	b := make([]byte, 0, min(max(hint, 512), limit)+1)
 	for {
 		if len(b) == cap(b) {
-			nb := make([]byte, len(b), 2*cap(b))
+			nb := make([]byte, len(b), min(2*int64(cap(b)), limit+1))
 			copy(nb, b)
 			b = nb
 		}
 		n, err := r.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]
+		if int64(len(b)) > limit {
+			return nil, errTooLarge
+		}
 		if err == io.EOF {
 			return b, nil
 		}

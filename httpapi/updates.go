@@ -252,14 +252,19 @@ func (s *Server) patchJournal(rq *Request) (any, error) {
 	}
 	recs := make([]gatehouse.JournalRecord, 0, len(req.Entries))
 	for i, raw := range req.Entries {
-		var head struct {
+		// Every entry must decode as a journal entry now: one stored that does not would
+		// make the update's complete (and cancel) fail when the journal is replayed.
+		var e struct {
+			apitype.JournalEntry
 			SequenceID *int64 `json:"sequenceID"`
 		}
-		// The body decoder has validated every entry already; this only picks the field.
-		if err := fastjson.Unmarshal(raw, &head); err != nil || head.SequenceID == nil {
+		if err := fastjson.Unmarshal(raw, &e); err != nil {
+			return nil, gatehouse.Errorf(gatehouse.EINVALID, "journal entry %d: %v", i, err)
+		}
+		if e.SequenceID == nil {
 			return nil, gatehouse.Errorf(gatehouse.EINVALID, "journal entry %d has no sequenceID", i)
 		}
-		recs = append(recs, gatehouse.JournalRecord{Seq: *head.SequenceID, Data: raw})
+		recs = append(recs, gatehouse.JournalRecord{Seq: *e.SequenceID, Data: raw})
 	}
 	return noContent{}, rq.Change(func(tx gatehouse.Tx) error { return tx.AppendJournal(rq.Update.ID, recs) })
 }

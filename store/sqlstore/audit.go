@@ -38,6 +38,9 @@ func newEventID() string {
 // statements once per batch, not per event: modernc's SQLite compiles every statement it
 // runs, prepared or not. Reads of the log in the same transaction flush first.
 func (t *tx) AppendAudit(e *gatehouse.AuditEvent) error {
+	if t.audit.err != nil {
+		return t.audit.err
+	}
 	if !t.audit.loaded {
 		// The head row serializes appends: SQLite runs one writer at a time, PostgreSQL locks
 		// the row (ForUpdate), so the chain stays one line with several writers.
@@ -84,6 +87,10 @@ type auditTxState struct {
 	hash   []byte
 	rows   []any // auditNCols values per event
 	dirty  bool  // rows were written, the head row is not updated yet
+	// err is the first failure to write the log: every later append, flush and read of the
+	// transaction returns it, so a caller that ignored it can neither commit nor keep
+	// appending to a chain whose rows did not land.
+	err error
 }
 
 const (
@@ -104,22 +111,29 @@ var auditInsert = func() []string {
 // flushAudit writes the buffered events and moves the head. It runs before commit and
 // before any read of the log in the transaction.
 func (t *tx) flushAudit() error {
-	if n := len(t.audit.rows) / auditNCols; n > 0 {
-		verb := t.db.d.AppendInsert
-		if verb == "" {
-			verb = "INSERT"
-		}
-		if _, err := t.exec(verb+auditInsert[n], t.audit.rows...); err != nil {
+	if t.audit.err != nil {
+		return t.audit.err
+	}
+	verb := t.db.d.AppendInsert
+	if verb == "" {
+		verb = "INSERT"
+	}
+	for rows := t.audit.rows; len(rows) > 0; {
+		n := min(len(rows)/auditNCols, auditChunk)
+		if _, err := t.exec(verb+auditInsert[n], rows[:n*auditNCols]...); err != nil {
+			t.audit.err = err
 			return err
 		}
-		clear(t.audit.rows)
-		t.audit.rows = t.audit.rows[:0]
+		rows = rows[n*auditNCols:]
 		t.audit.dirty = true
 	}
+	clear(t.audit.rows)
+	t.audit.rows = t.audit.rows[:0]
 	if !t.audit.dirty {
 		return nil
 	}
 	if _, err := t.exec(`UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`, t.audit.seq, t.audit.hash); err != nil {
+		t.audit.err = err
 		return err
 	}
 	t.audit.dirty = false

@@ -93,6 +93,7 @@ var contractTests = []test{
 	{"Audit", testAudit},
 	{"AuditRollback", testAuditRollback},
 	{"AuditBatch", testAuditBatch},
+	{"AuditFailureSticks", testAuditFailureSticks},
 	{"ListAudit", testListAudit},
 	{"AuthFailures", testAuthFailures},
 	{"OIDCIssuers", testOIDCIssuers},
@@ -2205,6 +2206,39 @@ func testAuditBatch(t *testing.T, e *env) {
 			t.Fatalf("event %d = seq %d %q", i, ev.Seq, ev.Action)
 		}
 	}
+}
+
+// testAuditFailureSticks: once writing the log fails in a transaction (here an event ID
+// that exists already), every later append in it fails too, even for a caller that ignored
+// the error, and the transaction cannot commit: nothing of it is kept.
+func testAuditFailureSticks(t *testing.T, e *env) {
+	first := e.appendAudit(1)[0]
+	err := e.try(func(tx gatehouse.Tx) error {
+		var errs int
+		for i := 0; i < 40; i++ { // more than one multi-row INSERT's worth
+			ev := &gatehouse.AuditEvent{Action: "sticky:" + strconv.Itoa(i), Outcome: "success"}
+			if i == 10 {
+				ev.ID = first.ID // a duplicate: the INSERT holding it fails
+			}
+			if tx.AppendAudit(ev) != nil {
+				errs++
+			}
+		}
+		if errs == 0 {
+			t.Error("no append reported the failed write")
+		}
+		return nil // the caller ignores it all
+	})
+	if err == nil {
+		t.Fatal("the transaction committed although writing its audit events failed")
+	}
+	evs := e.allAudit()
+	checkChain(t, evs)
+	if len(evs) != 1 {
+		t.Fatalf("the log holds %d events, want only the first", len(evs))
+	}
+	e.appendAudit(2) // the log goes on
+	checkChain(t, e.allAudit())
 }
 
 func testListAudit(t *testing.T, e *env) {
