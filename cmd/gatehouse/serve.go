@@ -94,9 +94,12 @@ func newServeCmd() *cobra.Command {
 			hs := &http.Server{
 				Handler:           srv.Handler,
 				ReadHeaderTimeout: 10 * time.Second,
-				IdleTimeout:       120 * time.Second,
-				MaxHeaderBytes:    64 << 10,
-				ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+				// A whole request, body included, must arrive within this: a client that
+				// trickles a body cannot hold a connection (and its buffer) forever.
+				ReadTimeout:    5 * time.Minute,
+				IdleTimeout:    120 * time.Second,
+				MaxHeaderBytes: 64 << 10,
+				ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 			}
 			log.Info("gatehouse serving", "addr", ln.Addr().String(), "database", srv.Store.Engine(), "keyring", srv.Keyring.Describe(), "version", gatehouse.Version)
 			errc := make(chan error, 1)
