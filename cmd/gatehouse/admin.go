@@ -15,14 +15,16 @@ import (
 
 // orgFlag registers the persistent --org flag (env GATEHOUSE_ORG) on cmd and returns a
 // function giving "/api/orgs/<org>", or an error when no organization is set.
-func orgFlag(cmd *cobra.Command) func() (string, error) {
+// orgFlag registers --org on cmd and returns a call of c on a path under that organization
+// (/api/orgs/ORG + suffix), refused without --org.
+func orgFlag(cmd *cobra.Command, c *apiClient) func(cmd *cobra.Command, method, suffix string, body, out any) error {
 	var org string
 	cmd.PersistentFlags().StringVar(&org, "org", envDefault("GATEHOUSE_ORG", ""), "organization (env GATEHOUSE_ORG)")
-	return func() (string, error) {
+	return func(cmd *cobra.Command, method, suffix string, body, out any) error {
 		if org == "" {
-			return "", fmt.Errorf("--org is required")
+			return fmt.Errorf("--org is required")
 		}
-		return "/api/orgs/" + org, nil
+		return c.do(cmd, method, "/api/orgs/"+org+suffix, body, out)
 	}
 }
 
@@ -115,14 +117,10 @@ func (o orgOut) table(w *tabwriter.Writer) {
 func newMemberCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "member", Short: "Organization members"}
 	c := addClientFlags(cmd)
-	orgPath := orgFlag(cmd)
+	orgDo := orgFlag(cmd, c)
 	cmd.AddCommand(&cobra.Command{
 		Use: "ls", Short: "List members", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := orgPath()
-			if err != nil {
-				return err
-			}
 			var out struct {
 				Members []struct {
 					Role string `json:"role"`
@@ -132,7 +130,7 @@ func newMemberCmd() *cobra.Command {
 					} `json:"user"`
 				} `json:"members"`
 			}
-			if err := c.do(cmd, "GET", p+"/members", nil, &out); err != nil {
+			if err := orgDo(cmd, "GET", "/members", nil, &out); err != nil {
 				return err
 			}
 			return c.print(cmd, out, func(w *tabwriter.Writer) {
@@ -147,32 +145,20 @@ func newMemberCmd() *cobra.Command {
 	add := &cobra.Command{
 		Use: "add USER", Short: "Add an existing user to the organization", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := orgPath()
-			if err != nil {
-				return err
-			}
-			return c.do(cmd, "POST", p+"/members/"+args[0], map[string]string{"role": role}, nil)
+			return orgDo(cmd, "POST", "/members/"+args[0], map[string]string{"role": role}, nil)
 		},
 	}
 	add.Flags().StringVar(&role, "role", "member", "admin, member or billing-manager")
 	setRole := &cobra.Command{
 		Use: "set-role USER ROLE", Short: "Change a member's role", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := orgPath()
-			if err != nil {
-				return err
-			}
-			return c.do(cmd, "PATCH", p+"/members/"+args[0], map[string]string{"role": args[1]}, nil)
+			return orgDo(cmd, "PATCH", "/members/"+args[0], map[string]string{"role": args[1]}, nil)
 		},
 	}
 	rm := &cobra.Command{
 		Use: "rm USER", Short: "Remove a member (and from the organization's teams)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := orgPath()
-			if err != nil {
-				return err
-			}
-			return c.do(cmd, "DELETE", p+"/members/"+args[0], nil, nil)
+			return orgDo(cmd, "DELETE", "/members/"+args[0], nil, nil)
 		},
 	}
 	cmd.AddCommand(add, setRole, rm)
@@ -220,22 +206,14 @@ func newUserCmd() *cobra.Command {
 func newTeamCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "team", Short: "Teams and their members"}
 	c := addClientFlags(cmd)
-	orgPath := orgFlag(cmd)
-	base := func() (string, error) {
-		p, err := orgPath()
-		return p + "/teams", err
-	}
+	orgDo := orgFlag(cmd, c)
 	cmd.AddCommand(&cobra.Command{
 		Use: "ls", Short: "List teams", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := base()
-			if err != nil {
-				return err
-			}
 			var out struct {
 				Teams []struct{ Name, DisplayName, Description string } `json:"teams"`
 			}
-			if err := c.do(cmd, "GET", p, nil, &out); err != nil {
+			if err := orgDo(cmd, "GET", "/teams", nil, &out); err != nil {
 				return err
 			}
 			return c.print(cmd, out, func(w *tabwriter.Writer) {
@@ -250,21 +228,13 @@ func newTeamCmd() *cobra.Command {
 	create := &cobra.Command{
 		Use: "create NAME", Short: "Create a team", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := base()
-			if err != nil {
-				return err
-			}
-			return c.do(cmd, "POST", p+"/pulumi", map[string]string{"name": args[0], "description": desc}, nil)
+			return orgDo(cmd, "POST", "/teams/pulumi", map[string]string{"name": args[0], "description": desc}, nil)
 		},
 	}
 	create.Flags().StringVar(&desc, "description", "", "what the team is for")
 	show := &cobra.Command{
 		Use: "show NAME", Short: "Show a team's members and grants", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := base()
-			if err != nil {
-				return err
-			}
 			var out struct {
 				Name    string `json:"name"`
 				Members []struct {
@@ -273,7 +243,7 @@ func newTeamCmd() *cobra.Command {
 				} `json:"members"`
 				Grants []grantOut `json:"grants"`
 			}
-			if err := c.do(cmd, "GET", p+"/"+args[0], nil, &out); err != nil {
+			if err := orgDo(cmd, "GET", "/teams/"+args[0], nil, &out); err != nil {
 				return err
 			}
 			return c.print(cmd, out, func(w *tabwriter.Writer) {
@@ -291,22 +261,14 @@ func newTeamCmd() *cobra.Command {
 	rm := &cobra.Command{
 		Use: "rm NAME", Short: "Delete a team (its grants go with it)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := base()
-			if err != nil {
-				return err
-			}
-			return c.do(cmd, "DELETE", p+"/"+args[0], nil, nil)
+			return orgDo(cmd, "DELETE", "/teams/"+args[0], nil, nil)
 		},
 	}
 	memberAction := func(use, short, action string) *cobra.Command {
 		return &cobra.Command{
 			Use: use + " TEAM USER", Short: short, Args: cobra.ExactArgs(2),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				p, err := base()
-				if err != nil {
-					return err
-				}
-				return c.do(cmd, "PATCH", p+"/"+args[0], map[string]string{"memberAction": action, "member": args[1]}, nil)
+				return orgDo(cmd, "PATCH", "/teams/"+args[0], map[string]string{"memberAction": action, "member": args[1]}, nil)
 			},
 		}
 	}
@@ -362,17 +324,13 @@ func newGrantCmd() *cobra.Command {
 	var perm string
 	var decrypt bool
 	var sf scopeFlags
-	orgPath := orgFlag(cmd)
+	orgDo := orgFlag(cmd, c)
 	add := &cobra.Command{
 		Use: "add TEAM", Short: "Grant a team read, write or admin on a scope", Args: cobra.ExactArgs(1),
 		Example: "  gatehouse grant add productionadmins --org acme --tag env=production --permission admin\n" +
 			"  gatehouse grant add productionreadonly --org acme --tag env=production --permission read",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := orgPath()
-			if err != nil {
-				return err
-			}
-			return c.do(cmd, "PATCH", p+"/teams/"+args[0], map[string]any{"addGrant": sf.body(map[string]any{"permission": perm, "decrypt": decrypt})}, nil)
+			return orgDo(cmd, "PATCH", "/teams/"+args[0], map[string]any{"addGrant": sf.body(map[string]any{"permission": perm, "decrypt": decrypt})}, nil)
 		},
 	}
 	sf.add(add)
@@ -382,11 +340,7 @@ func newGrantCmd() *cobra.Command {
 	rm := &cobra.Command{
 		Use: "rm TEAM", Short: "Remove a team's grant on a scope", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := orgPath()
-			if err != nil {
-				return err
-			}
-			return c.do(cmd, "PATCH", p+"/teams/"+args[0], map[string]any{"removeGrant": rsf.body(nil)}, nil)
+			return orgDo(cmd, "PATCH", "/teams/"+args[0], map[string]any{"removeGrant": rsf.body(nil)}, nil)
 		},
 	}
 	rsf.add(rm)
@@ -397,41 +351,29 @@ func newGrantCmd() *cobra.Command {
 func newProtectCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "protect", Short: "Protected stacks: changes only through pipeline credentials"}
 	c := addClientFlags(cmd)
-	orgPath := orgFlag(cmd)
+	orgDo := orgFlag(cmd, c)
 	var sf, rsf scopeFlags
 	add := &cobra.Command{
 		Use: "add", Short: "Protect a stack, a project or every stack with a tag", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := orgPath()
-			if err != nil {
-				return err
-			}
-			return c.do(cmd, "POST", p+"/protections", sf.body(nil), nil)
+			return orgDo(cmd, "POST", "/protections", sf.body(nil), nil)
 		},
 	}
 	sf.add(add)
 	rm := &cobra.Command{
 		Use: "rm", Short: "Remove a protection rule", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := orgPath()
-			if err != nil {
-				return err
-			}
-			return c.do(cmd, "DELETE", p+"/protections", rsf.body(nil), nil)
+			return orgDo(cmd, "DELETE", "/protections", rsf.body(nil), nil)
 		},
 	}
 	rsf.add(rm)
 	ls := &cobra.Command{
 		Use: "ls", Short: "List protection rules", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := orgPath()
-			if err != nil {
-				return err
-			}
 			var out struct {
 				Protections []grantOut `json:"protections"`
 			}
-			if err := c.do(cmd, "GET", p+"/protections", nil, &out); err != nil {
+			if err := orgDo(cmd, "GET", "/protections", nil, &out); err != nil {
 				return err
 			}
 			return c.print(cmd, out, func(w *tabwriter.Writer) {
