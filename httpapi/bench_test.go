@@ -26,18 +26,22 @@ import (
 // costs the server. Run: go test ./httpapi -run '^$' -bench . -benchtime 2s
 
 func benchEnv(b *testing.B) (*app.Server, string) {
-	b.Helper()
-	dir := b.TempDir()
-	cfg := httpapi.DefaultConfig()
-	srv, err := app.Open(b.Context(), app.Config{DataDir: dir}, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return openServer(b, httpapi.DefaultConfig())
+}
+
+// openServer is a server on a fresh embedded store, bootstrapped (org acme, admin alice),
+// closed when the test ends; it returns the admin's token.
+func openServer(tb testing.TB, cfg httpapi.Config) (*app.Server, string) {
+	tb.Helper()
+	srv, err := app.Open(tb.Context(), app.Config{DataDir: tb.TempDir()}, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	tok, err := app.Bootstrap(b.Context(), srv.Store, "acme", "alice")
+	tb.Cleanup(func() { srv.Close() })
+	tok, err := app.Bootstrap(tb.Context(), srv.Store, "acme", "alice")
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	b.Cleanup(func() { srv.Close() })
 	return srv, tok
 }
 
@@ -121,111 +125,97 @@ func reportLatency(b *testing.B, samples []time.Duration) {
 	b.ReportMetric(float64(samples[len(samples)*99/100].Microseconds())/1000, "p99-ms")
 }
 
-func BenchmarkCheckpoint(b *testing.B) {
+// benchStateWrites times b.N state-write requests (PATCH up+route, gzip) of one started
+// update on a 1,000- and a 10,000-resource stack and reports their p50/p99. prepare builds
+// the bodies for n resources (and may send requests of its own first); body(i) is the i-th.
+func benchStateWrites(b *testing.B, route string, prepare func(b *testing.B, h http.Handler, up, lease string, n int) (body func(i int) []byte)) {
 	for _, n := range []int{1000, 10000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			srv, tok := benchEnv(b)
 			h := srv.Handler
 			up, lease := startBenchUpdate(b, h, "token "+tok, "dev")
-			body := gzipped(mustMarshal(apitype.PatchUpdateCheckpointRequest{Version: 3, Deployment: realisticDeployment(n)}))
-			b.SetBytes(int64(len(body)))
+			body := prepare(b, h, up, lease, n)
 			samples := make([]time.Duration, 0, b.N)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
+				req := body(i)
 				t0 := time.Now()
-				serveOnce(b, h, "PATCH", up+"/checkpoint", lease, body, true)
+				serveOnce(b, h, "PATCH", up+route, lease, req, true)
 				samples = append(samples, time.Since(t0))
 			}
 			b.StopTimer()
 			reportLatency(b, samples)
 		})
 	}
+}
+
+func BenchmarkCheckpoint(b *testing.B) {
+	benchStateWrites(b, "/checkpoint", func(b *testing.B, _ http.Handler, _, _ string, n int) func(int) []byte {
+		body := gzipped(mustMarshal(apitype.PatchUpdateCheckpointRequest{Version: 3, Deployment: realisticDeployment(n)}))
+		b.SetBytes(int64(len(body)))
+		return func(int) []byte { return body }
+	})
 }
 
 // BenchmarkCheckpointDelta: the delta protocol (--delta-checkpoints). A verbatim document
 // first, then deltas that each change one resource's output, alternating between two
 // documents; the server applies each to the stored text and checks the hash.
 func BenchmarkCheckpointDelta(b *testing.B) {
-	for _, n := range []int{1000, 10000} {
-		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			srv, tok := benchEnv(b)
-			h := srv.Handler
-			up, lease := startBenchUpdate(b, h, "token "+tok, "dev")
-			docA := mustMarshal(apitype.UntypedDeployment{Version: 3, Deployment: realisticDeployment(n)})
-			docB := bytes.Replace(docA, []byte(`"name":"comp-7"`), []byte(`"name":"comp-X"`), 1)
-			if bytes.Equal(docA, docB) {
-				b.Fatal("the two documents do not differ")
+	benchStateWrites(b, "/checkpointdelta", func(b *testing.B, h http.Handler, up, lease string, n int) func(int) []byte {
+		docA := mustMarshal(apitype.UntypedDeployment{Version: 3, Deployment: realisticDeployment(n)})
+		docB := bytes.Replace(docA, []byte(`"name":"comp-7"`), []byte(`"name":"comp-X"`), 1)
+		if bytes.Equal(docA, docB) {
+			b.Fatal("the two documents do not differ")
+		}
+		delta := func(from, to []byte) []byte {
+			p := 0
+			for p < len(from) && from[p] == to[p] {
+				p++
 			}
-			delta := func(from, to []byte) []byte {
-				p := 0
-				for p < len(from) && from[p] == to[p] {
-					p++
-				}
-				sfx := 0
-				for sfx < len(from)-p && from[len(from)-1-sfx] == to[len(to)-1-sfx] {
-					sfx++
-				}
-				text, _ := json.Marshal(string(to[p : len(to)-sfx]))
-				sum := sha256.Sum256(to)
-				return []byte(fmt.Sprintf(`{"version":3,"checkpointHash":%q,"sequenceNumber":%%d,"deploymentDelta":[{"Span":{"uri":"","start":{"line":1,"column":1,"offset":%d},"end":{"line":1,"column":1,"offset":%d}},"NewText":%s}]}`,
-					hex.EncodeToString(sum[:]), p, len(from)-sfx, text))
+			sfx := 0
+			for sfx < len(from)-p && from[len(from)-1-sfx] == to[len(to)-1-sfx] {
+				sfx++
 			}
-			ab, ba := delta(docA, docB), delta(docB, docA)
-			serveOnce(b, h, "PATCH", up+"/checkpointverbatim", lease,
-				gzipped(mustMarshal(apitype.PatchUpdateVerbatimCheckpointRequest{Version: 3, UntypedDeployment: docA, SequenceNumber: 1})), true)
-			samples := make([]time.Duration, 0, b.N)
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				tmpl := ab
-				if i%2 == 1 {
-					tmpl = ba
-				}
-				body := gzipped([]byte(fmt.Sprintf(string(tmpl), i+2)))
-				t0 := time.Now()
-				serveOnce(b, h, "PATCH", up+"/checkpointdelta", lease, body, true)
-				samples = append(samples, time.Since(t0))
+			text, _ := json.Marshal(string(to[p : len(to)-sfx]))
+			sum := sha256.Sum256(to)
+			return []byte(fmt.Sprintf(`{"version":3,"checkpointHash":%q,"sequenceNumber":%%d,"deploymentDelta":[{"Span":{"uri":"","start":{"line":1,"column":1,"offset":%d},"end":{"line":1,"column":1,"offset":%d}},"NewText":%s}]}`,
+				hex.EncodeToString(sum[:]), p, len(from)-sfx, text))
+		}
+		ab, ba := delta(docA, docB), delta(docB, docA)
+		serveOnce(b, h, "PATCH", up+"/checkpointverbatim", lease,
+			gzipped(mustMarshal(apitype.PatchUpdateVerbatimCheckpointRequest{Version: 3, UntypedDeployment: docA, SequenceNumber: 1})), true)
+		return func(i int) []byte {
+			tmpl := ab
+			if i%2 == 1 {
+				tmpl = ba
 			}
-			b.StopTimer()
-			reportLatency(b, samples)
-		})
-	}
+			return gzipped([]byte(fmt.Sprintf(string(tmpl), i+2)))
+		}
+	})
 }
 
+// BenchmarkJournalBatch: batches of 100 entries (the CLI's batch size), each a success
+// entry with a resource state; n sizes the stack the entries belong to.
 func BenchmarkJournalBatch(b *testing.B) {
-	for _, n := range []int{1000, 10000} {
-		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			srv, tok := benchEnv(b)
-			h := srv.Handler
-			up, lease := startBenchUpdate(b, h, "token "+tok, "dev")
-			// Batches of 100 entries (the CLI's batch size), each a success entry with a
-			// resource state; n sizes the stack the entries belong to.
-			var dep apitype.DeploymentV3
-			json.Unmarshal(realisticDeployment(n), &dep)
-			seq := int64(0)
-			batch := func() []byte {
-				entries := make([]apitype.JournalEntry, 100)
-				for i := range entries {
-					seq++
-					r := dep.Resources[int(seq)%len(dep.Resources)]
-					entries[i] = apitype.JournalEntry{Version: 1, Kind: apitype.JournalEntryKindSuccess, SequenceID: seq, OperationID: seq, State: &r}
-				}
-				return gzipped(mustMarshal(map[string]any{"entries": entries}))
+	benchStateWrites(b, "/journalentries", func(b *testing.B, _ http.Handler, _, _ string, n int) func(int) []byte {
+		var dep apitype.DeploymentV3
+		json.Unmarshal(realisticDeployment(n), &dep)
+		seq := int64(0)
+		batch := func() []byte {
+			entries := make([]apitype.JournalEntry, 100)
+			for i := range entries {
+				seq++
+				r := dep.Resources[int(seq)%len(dep.Resources)]
+				entries[i] = apitype.JournalEntry{Version: 1, Kind: apitype.JournalEntryKindSuccess, SequenceID: seq, OperationID: seq, State: &r}
 			}
-			bodies := make([][]byte, 64)
-			for i := range bodies {
-				bodies[i] = batch()
-			}
-			samples := make([]time.Duration, 0, b.N)
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				t0 := time.Now()
-				serveOnce(b, h, "PATCH", up+"/journalentries", lease, bodies[i%len(bodies)], true)
-				samples = append(samples, time.Since(t0))
-			}
-			b.StopTimer()
-			reportLatency(b, samples)
-		})
-	}
+			return gzipped(mustMarshal(map[string]any{"entries": entries}))
+		}
+		bodies := make([][]byte, 64)
+		for i := range bodies {
+			bodies[i] = batch()
+		}
+		return func(i int) []byte { return bodies[i%len(bodies)] }
+	})
 }
 
 // BenchmarkAuditedNoop is an authenticated, authorized and audited request that changes

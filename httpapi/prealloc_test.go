@@ -4,14 +4,11 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/binary"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"testing"
 
-	"github.com/gatehouse-dev/gatehouse/app"
 	"github.com/gatehouse-dev/gatehouse/httpapi"
 )
 
@@ -23,15 +20,7 @@ func TestDeclaredSizesDoNotPreallocate(t *testing.T) {
 	if cfg.MaxBodyBytes < 256<<20 {
 		t.Fatalf("the default body limit is %d: this test wants a large one", cfg.MaxBodyBytes)
 	}
-	srv, err := app.Open(t.Context(), app.Config{DataDir: t.TempDir()}, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	tok, err := app.Bootstrap(t.Context(), srv.Store, "acme", "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, tok := openServer(t, cfg)
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)
 	zw.Write([]byte(`{"stackName":"x"}`))
@@ -79,15 +68,7 @@ func TestDeclaredSizesDoNotPreallocate(t *testing.T) {
 func TestBodyLimitIsExact(t *testing.T) {
 	cfg := httpapi.DefaultConfig()
 	cfg.MaxBodyBytes = 4096
-	srv, err := app.Open(t.Context(), app.Config{DataDir: t.TempDir()}, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	tok, err := app.Bootstrap(t.Context(), srv.Store, "acme", "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, tok := openServer(t, cfg)
 	body := func(n int) []byte { // {"stackName":"s"} padded with spaces to n bytes
 		b := []byte(`{"stackName":"s"}`)
 		return append(b, bytes.Repeat([]byte(" "), n-len(b))...)

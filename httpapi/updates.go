@@ -297,8 +297,8 @@ type replayed struct {
 // uses the result only if the journal is still the same then (JournalHead); otherwise, or
 // when this fails, it replays inside its own transaction as before.
 func (s *Server) replayOutside(ctx context.Context, u *gatehouse.Update) *replayed {
-	if u.JournalVersion < 1 || u.DryRun {
-		return nil
+	if u.JournalVersion < 1 || u.DryRun || u.Status.Finished() {
+		return nil // nothing to replay, or finish will not use it (a repeated complete)
 	}
 	var r *replayed
 	_ = s.store.View(ctx, func(tx gatehouse.Tx) error {
