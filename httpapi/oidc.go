@@ -77,8 +77,9 @@ func (s *Server) registerOIDCRoutes() {
 
 // --- issuers ---
 
-// oidcIssuerJSON is Pulumi Cloud's OidcIssuerRegistrationResponse.
-type oidcIssuerJSON struct {
+// OIDCIssuer is an OIDC issuer on the wire: Pulumi Cloud's OidcIssuerRegistrationResponse
+// (also what the admin CLI decodes).
+type OIDCIssuer struct {
 	ID            string          `json:"id"`
 	Name          string          `json:"name"`
 	URL           string          `json:"url"`
@@ -98,12 +99,12 @@ func isoTime(t time.Time) string {
 	return t.UTC().Format(time.RFC3339)
 }
 
-func oidcIssuerOf(is *gatehouse.OIDCIssuer) oidcIssuerJSON {
+func oidcIssuerOf(is *gatehouse.OIDCIssuer) OIDCIssuer {
 	th := is.Thumbprints
 	if th == nil {
 		th = []string{}
 	}
-	return oidcIssuerJSON{
+	return OIDCIssuer{
 		ID: is.ID, Name: is.Name, URL: is.URL, Issuer: is.URL, Thumbprints: th, JWKS: json.RawMessage(is.JWKS),
 		MaxExpiration: int64(is.MaxExpiration / time.Second),
 		Created:       isoTime(is.Created), Modified: isoTime(is.Modified), LastUsed: isoTime(is.LastUsed),
@@ -191,12 +192,12 @@ func (o *oidcAPI) listIssuers(rq *Request) (any, error) {
 	}); err != nil {
 		return nil, err
 	}
-	out := make([]oidcIssuerJSON, 0, len(list))
+	out := make([]OIDCIssuer, 0, len(list))
 	for i := range list {
 		out = append(out, oidcIssuerOf(&list[i]))
 	}
 	return struct {
-		OIDCIssuers []oidcIssuerJSON `json:"oidcIssuers"`
+		OIDCIssuers []OIDCIssuer `json:"oidcIssuers"`
 	}{out}, nil
 }
 

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/gatehouse-dev/gatehouse/httpapi"
 )
 
 // newOIDCCmd is `gatehouse oidc`: the OIDC issuers an organization trusts for token
@@ -35,7 +37,7 @@ token a job may get. A new issuer has no policies: nothing is issued until a pol
 		return "/api/orgs/" + url.PathEscape(org), nil
 	}
 	// resolve finds an issuer by ID or by name.
-	resolve := func(cmd *cobra.Command, ref string) (*oidcIssuerOut, error) {
+	resolve := func(cmd *cobra.Command, ref string) (*httpapi.OIDCIssuer, error) {
 		p, err := base()
 		if err != nil {
 			return nil, err
@@ -55,24 +57,12 @@ token a job may get. A new issuer has no policies: nothing is issued until a pol
 	return cmd
 }
 
-type oidcIssuerOut struct {
-	ID            string          `json:"id"`
-	Name          string          `json:"name"`
-	URL           string          `json:"url"`
-	Issuer        string          `json:"issuer"`
-	Thumbprints   []string        `json:"thumbprints"`
-	JWKS          json.RawMessage `json:"jwks,omitempty"`
-	MaxExpiration int64           `json:"maxExpiration"`
-	Created       string          `json:"created"`
-	Modified      string          `json:"modified"`
-	LastUsed      string          `json:"lastUsed,omitempty"`
-}
-
 type oidcIssuerList struct {
-	OIDCIssuers []oidcIssuerOut `json:"oidcIssuers"`
+	OIDCIssuers []httpapi.OIDCIssuer `json:"oidcIssuers"`
 }
 
-func (is *oidcIssuerOut) keys() string {
+// issuerKeys says where an issuer's signing keys come from.
+func issuerKeys(is *httpapi.OIDCIssuer) string {
 	if len(is.JWKS) > 0 {
 		return "pinned JWKS"
 	}
@@ -86,7 +76,7 @@ func oidcOrNever(s string) string {
 	return s
 }
 
-func newOIDCIssuerCmd(c *apiClient, base func() (string, error), resolve func(*cobra.Command, string) (*oidcIssuerOut, error)) *cobra.Command {
+func newOIDCIssuerCmd(c *apiClient, base func() (string, error), resolve func(*cobra.Command, string) (*httpapi.OIDCIssuer, error)) *cobra.Command {
 	cmd := &cobra.Command{Use: "issuer", Short: "OIDC issuers the organization trusts"}
 
 	var name, issuerURL, jwksFile string
@@ -123,7 +113,7 @@ func newOIDCIssuerCmd(c *apiClient, base func() (string, error), resolve func(*c
 				}
 				body["jwks"] = json.RawMessage(b)
 			}
-			var out oidcIssuerOut
+			var out httpapi.OIDCIssuer
 			if err := c.do(cmd, "POST", p+"/oidc/issuers", body, &out); err != nil {
 				return err
 			}
@@ -153,7 +143,7 @@ func newOIDCIssuerCmd(c *apiClient, base func() (string, error), resolve func(*c
 			return c.print(cmd, out, func(w *tabwriter.Writer) {
 				fmt.Fprintln(w, "ID\tNAME\tURL\tKEYS\tMAX EXPIRATION\tLAST USED")
 				for _, is := range out.OIDCIssuers {
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", is.ID, is.Name, is.URL, is.keys(), time.Duration(is.MaxExpiration)*time.Second, oidcOrNever(is.LastUsed))
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", is.ID, is.Name, is.URL, issuerKeys(&is), time.Duration(is.MaxExpiration)*time.Second, oidcOrNever(is.LastUsed))
 				}
 			})
 		},
@@ -170,7 +160,7 @@ func newOIDCIssuerCmd(c *apiClient, base func() (string, error), resolve func(*c
 				fmt.Fprintf(w, "id\t%s\n", is.ID)
 				fmt.Fprintf(w, "name\t%s\n", is.Name)
 				fmt.Fprintf(w, "url (iss)\t%s\n", is.URL)
-				fmt.Fprintf(w, "keys\t%s\n", is.keys())
+				fmt.Fprintf(w, "keys\t%s\n", issuerKeys(is))
 				fmt.Fprintf(w, "max expiration\t%s\n", time.Duration(is.MaxExpiration)*time.Second)
 				fmt.Fprintf(w, "created\t%s\n", is.Created)
 				fmt.Fprintf(w, "modified\t%s\n", is.Modified)
@@ -245,9 +235,9 @@ func (p *oidcPolicyOut) rules() string {
 	return strings.Join(parts, " ")
 }
 
-func newOIDCPolicyCmd(c *apiClient, base func() (string, error), resolve func(*cobra.Command, string) (*oidcIssuerOut, error)) *cobra.Command {
+func newOIDCPolicyCmd(c *apiClient, base func() (string, error), resolve func(*cobra.Command, string) (*httpapi.OIDCIssuer, error)) *cobra.Command {
 	cmd := &cobra.Command{Use: "policy", Short: "An issuer's policies: which tokens its ID tokens may be exchanged for"}
-	get := func(cmd *cobra.Command, ref string) (*oidcIssuerOut, *oidcAuthPolicyOut, error) {
+	get := func(cmd *cobra.Command, ref string) (*httpapi.OIDCIssuer, *oidcAuthPolicyOut, error) {
 		is, err := resolve(cmd, ref)
 		if err != nil {
 			return nil, nil, err
@@ -259,7 +249,7 @@ func newOIDCPolicyCmd(c *apiClient, base func() (string, error), resolve func(*c
 		}
 		return is, &out, nil
 	}
-	printPolicies := func(cmd *cobra.Command, is *oidcIssuerOut, ap *oidcAuthPolicyOut) error {
+	printPolicies := func(cmd *cobra.Command, is *httpapi.OIDCIssuer, ap *oidcAuthPolicyOut) error {
 		return c.print(cmd, ap, func(w *tabwriter.Writer) {
 			fmt.Fprintf(w, "issuer %s, policy %s, version %d\n", is.Name, ap.ID, ap.Version)
 			if len(ap.Policies) == 0 {
