@@ -284,7 +284,7 @@ type auditDBFlags struct {
 
 func (f *auditDBFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.dataDir, "data-dir", envDefault("GATEHOUSE_DATA_DIR", ""), "data directory of the embedded database (env GATEHOUSE_DATA_DIR)")
-	cmd.Flags().StringVar(&f.database, "database", envDefault("GATEHOUSE_DATABASE", ""), "database URL: sqlite:///path or postgres://... (env GATEHOUSE_DATABASE)")
+	envSecretVar(cmd.Flags(), &f.database, "database", "GATEHOUSE_DATABASE", "", "database URL: sqlite:///path or postgres://... (env GATEHOUSE_DATABASE)")
 	cmd.Flags().StringVar(&f.signingKey, "signing-key", envDefault("GATEHOUSE_AUDIT_SIGNING_KEY", ""), "the checkpoint signing key (default: audit-signing.key in the data directory; env GATEHOUSE_AUDIT_SIGNING_KEY)")
 }
 

@@ -29,7 +29,7 @@ type apiClient struct {
 func addClientFlags(cmd *cobra.Command) *apiClient {
 	c := &apiClient{http: &http.Client{Timeout: 60 * time.Second}}
 	cmd.PersistentFlags().StringVar(&c.server, "server", envDefault("GATEHOUSE_SERVER", "http://127.0.0.1:8080"), "Gatehouse server URL (env GATEHOUSE_SERVER)")
-	cmd.PersistentFlags().StringVar(&c.token, "token", envDefault("GATEHOUSE_TOKEN", os.Getenv("PULUMI_ACCESS_TOKEN")), "access token (env GATEHOUSE_TOKEN, else PULUMI_ACCESS_TOKEN)")
+	envSecretVar(cmd.PersistentFlags(), &c.token, "token", "GATEHOUSE_TOKEN", os.Getenv("PULUMI_ACCESS_TOKEN"), "access token (env GATEHOUSE_TOKEN, else PULUMI_ACCESS_TOKEN)")
 	cmd.PersistentFlags().BoolVar(&c.json, "json", false, "print JSON instead of a table")
 	return c
 }

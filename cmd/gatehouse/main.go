@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 )
@@ -57,6 +58,14 @@ func newRoot() *cobra.Command {
 }
 
 // envDefault returns the environment variable's value, or def.
+// envSecretVar is fs.StringVar with its default from the environment variable env (else
+// fallback), for values that must not be printed: --help shows a flag's default, and the
+// default would be the environment's token or database password.
+func envSecretVar(fs *pflag.FlagSet, p *string, name, env, fallback, usage string) {
+	fs.StringVar(p, name, envDefault(env, fallback), usage)
+	fs.Lookup(name).DefValue = ""
+}
+
 func envDefault(name, def string) string {
 	if v, ok := os.LookupEnv(name); ok && v != "" {
 		return v

@@ -27,7 +27,7 @@ type storeFlags struct {
 
 func (f *storeFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.dataDir, "data-dir", envDefault("GATEHOUSE_DATA_DIR", ""), "data directory for the embedded database and key file (env GATEHOUSE_DATA_DIR)")
-	cmd.Flags().StringVar(&f.database, "database", envDefault("GATEHOUSE_DATABASE", ""), "database URL: postgres://... (default: SQLite in the data directory; env GATEHOUSE_DATABASE)")
+	envSecretVar(cmd.Flags(), &f.database, "database", "GATEHOUSE_DATABASE", "", "database URL: postgres://... (default: SQLite in the data directory; env GATEHOUSE_DATABASE)")
 	cmd.Flags().StringVar(&f.keyring, "keyring", envDefault("GATEHOUSE_KEYRING", ""), "key-encryption key URL: awskms://, gcpkms://, azurekeyvault://, hashivault:// (default: a key file in the data directory; env GATEHOUSE_KEYRING)")
 	cmd.Flags().StringVar(&f.synchronous, "sqlite-synchronous", envDefault("GATEHOUSE_SQLITE_SYNCHRONOUS", "NORMAL"), "SQLite durability: NORMAL (survives process crashes) or FULL (also power loss; slower)")
 }
