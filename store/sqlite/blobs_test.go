@@ -99,18 +99,9 @@ func newBlobEnv(t *testing.T, dir string) *blobEnv {
 	}); err == nil {
 		return e
 	}
-	e.must(db.Update(ctx, func(tx gatehouse.Tx) error {
-		o := &gatehouse.Org{Name: "acme"}
-		if err := tx.CreateOrg(o); err != nil {
-			return err
-		}
-		s := &gatehouse.Stack{OrgID: o.ID, Project: "p", Name: "s"}
-		if err := tx.CreateStack(s); err != nil {
-			return err
-		}
-		e.stack = s.ID
-		return nil
-	}))
+	// a fresh store: create the stack
+	e.stack, err = createStack(ctx, db)
+	e.must(err)
 	return e
 }
 

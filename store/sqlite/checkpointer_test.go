@@ -10,6 +10,7 @@ import (
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/store/sqlite"
+	"github.com/gatehouse-dev/gatehouse/store/sqlstore"
 )
 
 // TestWALCheckpointedInBackground: the writer only checkpoints the WAL itself at 40 MB, so
@@ -23,19 +24,7 @@ func TestWALCheckpointedInBackground(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	var stackID int64
-	err = db.Update(ctx, func(tx gatehouse.Tx) error {
-		o := &gatehouse.Org{Name: "acme"}
-		if err := tx.CreateOrg(o); err != nil {
-			return err
-		}
-		s := &gatehouse.Stack{OrgID: o.ID, Project: "p", Name: "s"}
-		if err := tx.CreateStack(s); err != nil {
-			return err
-		}
-		stackID = s.ID
-		return nil
-	})
+	stackID, err := createStack(ctx, db)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,4 +52,21 @@ func TestWALCheckpointedInBackground(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// createStack creates the organization acme and its stack p/s and returns the stack's ID.
+func createStack(ctx context.Context, db *sqlstore.DB) (id int64, err error) {
+	err = db.Update(ctx, func(tx gatehouse.Tx) error {
+		o := &gatehouse.Org{Name: "acme"}
+		if err := tx.CreateOrg(o); err != nil {
+			return err
+		}
+		s := &gatehouse.Stack{OrgID: o.ID, Project: "p", Name: "s"}
+		if err := tx.CreateStack(s); err != nil {
+			return err
+		}
+		id = s.ID
+		return nil
+	})
+	return id, err
 }
