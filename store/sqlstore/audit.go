@@ -95,18 +95,12 @@ type auditTxState struct {
 
 const (
 	auditNCols = 19
-	auditChunk = 16 // rows per INSERT: 1,900 parameters, well under SQLite's and PostgreSQL's limits
+	auditChunk = 16 // rows per INSERT (304 parameters); more was measured no faster
 )
 
 // auditInsert[n] is the INSERT statement for n rows, without its verb (Dialect.AppendInsert).
-var auditInsert = func() []string {
-	out := make([]string, auditChunk+1)
-	row := "(" + strings.Repeat("?, ", auditNCols-1) + "?)"
-	for n := 1; n <= auditChunk; n++ {
-		out[n] = ` INTO audit_events (` + auditCols + `) VALUES ` + strings.Repeat(row+", ", n-1) + row
-	}
-	return out
-}()
+var auditInsert = multiRowInserts(` INTO audit_events (`+auditCols+`) VALUES `,
+	"("+strings.Repeat("?, ", auditNCols-1)+"?)", "", auditChunk)
 
 // flushAudit writes the buffered events and moves the head. It runs before commit and
 // before any read of the log in the transaction.

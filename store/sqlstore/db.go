@@ -76,10 +76,10 @@ func (db *DB) Engine() string { return db.d.Name }
 // Writer returns the writer pool (for engine-specific maintenance).
 func (db *DB) Writer() *sql.DB { return db.w }
 
-// Close closes both pools.
 // OnClose registers f to run first when the store closes (an engine's background work).
 func (db *DB) OnClose(f func() error) { db.onClose = append(db.onClose, f) }
 
+// Close stops the engine's background work (OnClose), then closes both pools.
 func (db *DB) Close() error {
 	var errs []error
 	for _, f := range db.onClose {
@@ -266,6 +266,16 @@ func (db *DB) prepared(_ context.Context, pool *sql.DB, q string) *sql.Stmt {
 		db.stmts.Store(key, st)
 	}()
 	return nil
+}
+
+// multiRowInserts returns, for n from 1 to max, the statement head + n rows + tail, where
+// row is one row's "(?, ...)" placeholders: index n is the statement for n rows.
+func multiRowInserts(head, row, tail string, max int) []string {
+	out := make([]string, max+1)
+	for n := 1; n <= max; n++ {
+		out[n] = head + strings.Repeat(row+", ", n-1) + row + tail
+	}
+	return out
 }
 
 // rebind turns "?" placeholders into the dialect's form, caching the result.

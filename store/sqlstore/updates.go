@@ -2,7 +2,6 @@ package sqlstore
 
 import (
 	"encoding/json"
-	"strings"
 	"time"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
@@ -297,13 +296,8 @@ func (t *tx) AppendJournal(updateID string, entries []gatehouse.JournalRecord) e
 const journalChunk = 100 // the CLI's batch size
 
 // journalInsert[n] inserts n entries.
-var journalInsert = func() []string {
-	out := make([]string, journalChunk+1)
-	for n := 1; n <= journalChunk; n++ {
-		out[n] = `INSERT INTO journal_entries (update_id, seq, data) VALUES ` + strings.Repeat("(?, ?, ?), ", n-1) + `(?, ?, ?) ON CONFLICT (update_id, seq) DO NOTHING`
-	}
-	return out
-}()
+var journalInsert = multiRowInserts(`INSERT INTO journal_entries (update_id, seq, data) VALUES `, "(?, ?, ?)",
+	` ON CONFLICT (update_id, seq) DO NOTHING`, journalChunk)
 
 func (t *tx) JournalHead(updateID string) (int, int64, error) {
 	var n int
