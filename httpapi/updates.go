@@ -272,18 +272,19 @@ func (s *Server) patchJournal(rq *Request) (any, error) {
 // materialize rebuilds a journaling update's final state and stores it as its checkpoint.
 // It returns the state's resource count, or -1 when the update journaled nothing.
 func materialize(tx gatehouse.Tx, u *gatehouse.Update) (int, error) {
-	data, count, err := replayJournal(tx, u)
-	if err != nil || count < 0 {
+	r, err := replayJournal(tx, u)
+	if err != nil || r == nil {
 		return -1, err
 	}
-	if err := tx.PutCheckpoint(u.StackID, u.Version, data); err != nil {
+	if err := tx.PutCheckpoint(u.StackID, u.Version, r.data); err != nil {
 		return -1, err
 	}
-	return count, nil
+	return r.count, nil
 }
 
-// replayed is a journaling update's final state, rebuilt before the write transaction that
-// finishes the update (replayOutside).
+// replayed is a journaling update's final state: the document to store and its resource
+// count, and which journal it was rebuilt from (its number of entries and highest sequence,
+// as Tx.JournalHead tells them).
 type replayed struct {
 	entries int
 	lastSeq int64
@@ -301,39 +302,32 @@ func (s *Server) replayOutside(ctx context.Context, u *gatehouse.Update) *replay
 		return nil // nothing to replay, or finish will not use it (a repeated complete)
 	}
 	var r *replayed
-	_ = s.store.View(ctx, func(tx gatehouse.Tx) error {
-		n, last, err := tx.JournalHead(u.ID)
-		if err != nil || n == 0 {
-			return err
-		}
-		data, count, err := replayJournal(tx, u)
-		if err != nil || count < 0 {
-			return err // finish replays again and reports it
-		}
-		r = &replayed{entries: n, lastSeq: last, data: data, count: count}
-		return nil
+	_ = s.store.View(ctx, func(tx gatehouse.Tx) (err error) {
+		r, err = replayJournal(tx, u) // on an error finish replays again and reports it
+		return err
 	})
 	return r
 }
 
-// replayJournal rebuilds a journaling update's final state: the document to store and its
-// resource count, or count -1 when the update journaled nothing.
-func replayJournal(tx gatehouse.Tx, u *gatehouse.Update) ([]byte, int, error) {
+// replayJournal rebuilds a journaling update's final state; nil when the update journaled
+// nothing.
+func replayJournal(tx gatehouse.Tx, u *gatehouse.Update) (*replayed, error) {
 	recs, err := tx.ListJournal(u.ID)
 	if err != nil || len(recs) == 0 {
-		return nil, -1, err
+		return nil, err
 	}
+	out := &replayed{entries: len(recs), lastSeq: recs[len(recs)-1].Seq}
 	base := &apitype.DeploymentV3{}
 	if data, _, err := tx.GetCheckpoint(u.StackID, u.Version-1); err == nil {
 		var doc apitype.UntypedDeployment
 		if err := json.Unmarshal(data, &doc); err != nil {
-			return nil, -1, gatehouse.Wrap(gatehouse.EINTERNAL, err, "stored checkpoint is unreadable")
+			return nil, gatehouse.Wrap(gatehouse.EINTERNAL, err, "stored checkpoint is unreadable")
 		}
 		if err := json.Unmarshal(doc.Deployment, base); err != nil {
-			return nil, -1, gatehouse.Wrap(gatehouse.EINTERNAL, err, "stored checkpoint is unreadable")
+			return nil, gatehouse.Wrap(gatehouse.EINTERNAL, err, "stored checkpoint is unreadable")
 		}
 	} else if !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
-		return nil, -1, err
+		return nil, err
 	}
 	// Entries are decoded one at a time as the replay consumes them (the store returns them
 	// in sequence order, one per sequenceID), and each one's bytes are dropped once
@@ -354,16 +348,16 @@ func replayJournal(tx gatehouse.Tx, u *gatehouse.Update) ([]byte, int, error) {
 		return &e, nil
 	})
 	if gatehouse.IsCode(err, gatehouse.EINTERNAL) {
-		return nil, -1, err
+		return nil, err
 	}
 	if err != nil {
-		return nil, -1, gatehouse.Wrap(gatehouse.EINVALID, err, "the journal cannot be replayed")
+		return nil, gatehouse.Wrap(gatehouse.EINVALID, err, "the journal cannot be replayed")
 	}
-	out, err := json.Marshal(typed)
-	if err != nil {
-		return nil, -1, err
+	if out.data, err = json.Marshal(typed); err != nil {
+		return nil, err
 	}
-	return out, len(typed.Deployment.Resources), nil
+	out.count = len(typed.Deployment.Resources)
+	return out, nil
 }
 
 // finish ends an update: rebuilds journaled state (or stores pre, replayed beforehand, if the
