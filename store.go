@@ -69,7 +69,7 @@ type Tx interface {
 	GetTeamByName(orgID int64, name string) (*Team, error)
 	ListTeams(orgID int64) ([]Team, error)
 	UpdateTeam(t *Team) error // display name and description
-	DeleteTeam(id int64) error
+	DeleteTeam(id int64) error // with its members and grants; revokes its tokens
 	PutTeamMember(teamID, userID int64, role string) error
 	RemoveTeamMember(teamID, userID int64) error
 	ListTeamMembers(teamID int64) ([]TeamMember, error)
@@ -179,6 +179,8 @@ type TokenFilter struct {
 	UserID         int64
 	OrgID          int64
 	TeamID         int64
+	// IncludeRevoked lists revoked tokens too; without it, tokens revoked at a later time
+	// (in their rotation grace period) are still listed.
 	IncludeRevoked bool
 }
 
