@@ -12,7 +12,8 @@ import (
 
 // TestMigrationTokenIssuerBackfill: migration 0014 marks the tokens that earlier OIDC
 // exchanges issued (recorded then only as created_by "oidc:<issuer>"), so that they cannot
-// be rotated after an upgrade either.
+// be rotated after an upgrade either, and takes pipeline-ness from the personal tokens that
+// earlier rotations of issued tokens made.
 func TestMigrationTokenIssuerBackfill(t *testing.T) {
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, t.TempDir(), sqlite.Options{})
@@ -23,17 +24,21 @@ func TestMigrationTokenIssuerBackfill(t *testing.T) {
 	var alice gatehouse.User
 	issued := &gatehouse.Token{ID: "issued", Kind: gatehouse.TokenPersonal, Name: "oidc:github:abc", CreatedBy: "oidc:github", Pipeline: true}
 	made := &gatehouse.Token{ID: "made", Kind: gatehouse.TokenPersonal, Name: "laptop", CreatedBy: "alice"}
-	issued.Digest[0], made.Digest[0] = 1, 2
+	rotated := &gatehouse.Token{ID: "rotated", Kind: gatehouse.TokenPersonal, Name: "oidc:github:abc~2026", CreatedBy: "alice", Pipeline: true}
+	team := &gatehouse.Token{ID: "team", Kind: gatehouse.TokenTeam, Name: "ci", CreatedBy: "alice", Pipeline: true, OrgID: 1, TeamID: 1}
+	issued.Digest[0], made.Digest[0], rotated.Digest[0], team.Digest[0] = 1, 2, 3, 4
 	if err := db.Update(ctx, func(tx gatehouse.Tx) error {
 		alice.Name = "alice"
 		if err := tx.CreateUser(&alice); err != nil {
 			return err
 		}
-		issued.UserID, made.UserID = alice.ID, alice.ID
-		if err := tx.CreateToken(issued); err != nil {
-			return err
+		issued.UserID, made.UserID, rotated.UserID = alice.ID, alice.ID, alice.ID
+		for _, tk := range []*gatehouse.Token{issued, made, rotated, team} {
+			if err := tx.CreateToken(tk); err != nil {
+				return err
+			}
 		}
-		return tx.CreateToken(made)
+		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -60,13 +65,13 @@ func TestMigrationTokenIssuerBackfill(t *testing.T) {
 		}
 	}
 	if err := db.View(ctx, func(tx gatehouse.Tx) error {
-		for id, want := range map[string]string{"issued": "github", "made": ""} {
-			tk, err := tx.GetToken(id)
+		for _, want := range []gatehouse.Token{{ID: "issued", Issuer: "github", Pipeline: true}, {ID: "made"}, {ID: "rotated"}, {ID: "team", Pipeline: true}} {
+			tk, err := tx.GetToken(want.ID)
 			if err != nil {
 				return err
 			}
-			if tk.Issuer != want {
-				t.Errorf("token %s: issuer %q after the migration, want %q", id, tk.Issuer, want)
+			if tk.Issuer != want.Issuer || tk.Pipeline != want.Pipeline {
+				t.Errorf("token %s after the migration: issuer %q pipeline %v, want %q %v", want.ID, tk.Issuer, tk.Pipeline, want.Issuer, want.Pipeline)
 			}
 		}
 		return nil
