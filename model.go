@@ -116,7 +116,10 @@ type Token struct {
 	Role        Role  // organization tokens
 	// Pipeline marks a pipeline credential: team and organization tokens, and tokens
 	// issued by OIDC token exchange. Only pipeline credentials may change protected stacks.
-	Pipeline  bool
+	Pipeline bool
+	// Issuer names the OIDC issuer whose token exchange issued the token ("" for tokens
+	// people created). Such tokens are not rotated: a pipeline gets a new one by exchange.
+	Issuer    string
 	CreatedBy string
 	Created   time.Time
 	Expires   time.Time // zero: never

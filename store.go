@@ -68,8 +68,8 @@ type Tx interface {
 	GetTeam(id int64) (*Team, error)
 	GetTeamByName(orgID int64, name string) (*Team, error)
 	ListTeams(orgID int64) ([]Team, error)
-	UpdateTeam(t *Team) error // display name and description
-	DeleteTeam(id int64) error
+	UpdateTeam(t *Team) error  // display name and description
+	DeleteTeam(id int64) error // with its members and grants; revokes its tokens
 	PutTeamMember(teamID, userID int64, role string) error
 	RemoveTeamMember(teamID, userID int64) error
 	ListTeamMembers(teamID int64) ([]TeamMember, error)
@@ -175,10 +175,12 @@ type StackKey struct {
 
 // TokenFilter selects tokens.
 type TokenFilter struct {
-	Kind           TokenKind
-	UserID         int64
-	OrgID          int64
-	TeamID         int64
+	Kind   TokenKind
+	UserID int64
+	OrgID  int64
+	TeamID int64
+	// IncludeRevoked lists revoked tokens too; without it, tokens revoked at a later time
+	// (in their rotation grace period) are still listed.
 	IncludeRevoked bool
 }
 

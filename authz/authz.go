@@ -31,7 +31,8 @@ const (
 	OrgRead        Action = "org:read"         // see the organization, list its projects
 	OrgUpdate      Action = "org:update"       // settings
 	OrgMemberRead  Action = "org:member:read"  // list members
-	OrgMemberWrite Action = "org:member:write" // add, remove, change roles, create users
+	OrgMemberWrite Action = "org:member:write" // add, remove, change roles
+	OrgUserCreate  Action = "org:user:create"  // create a person (who gets a first personal token)
 	OrgTeamRead    Action = "org:team:read"
 	OrgTeamWrite   Action = "org:team:write" // teams, their members and grants
 	OrgTokenRead   Action = "org:token:read" // organization and team tokens
@@ -83,9 +84,24 @@ var required = map[Action]gatehouse.Permission{
 
 // protectedActions may change a protected stack only with a pipeline credential.
 // Tag edits are among them: tags select protection rules and grants, so editing them
-// could lift a protection.
+// could lift a protection. Cancelling is too, unless the update is a preview (people may
+// run previews on protected stacks, so they may also cancel them).
 var protectedActions = map[Action]bool{
-	StackUpdate: true, StackImport: true, StackRename: true, StackDelete: true, StackTags: true,
+	StackUpdate: true, StackImport: true, StackRename: true, StackDelete: true, StackTags: true, StackCancel: true,
+}
+
+// credentialActions create, show or end people and access tokens: every route that returns
+// a token value is among them. Only a person, with a token the person made, performs them;
+// machine credentials (team, organization, OIDC-issued and lease tokens) never do, so a
+// short-lived or narrow credential cannot mint itself a longer-lived or wider one.
+var credentialActions = map[Action]bool{
+	UserTokens: true, OrgTokenRead: true, OrgTokenWrite: true, OrgUserCreate: true,
+}
+
+// isPerson reports whether the subject is a person acting with a personal token that is
+// not a pipeline credential (a personal token issued by OIDC exchange is one).
+func isPerson(sub *Subject) bool {
+	return sub.Kind == UserKind && sub.User != nil && !sub.Pipeline && (sub.Token == nil || sub.Token.Issuer == "")
 }
 
 // orgActions need an organization role (or, for tokens, the token's role).
@@ -95,6 +111,7 @@ var orgActions = map[Action]gatehouse.Role{
 	OrgTeamRead:    gatehouse.RoleMember,
 	OrgUpdate:      gatehouse.RoleAdmin,
 	OrgMemberWrite: gatehouse.RoleAdmin,
+	OrgUserCreate:  gatehouse.RoleAdmin,
 	OrgTeamWrite:   gatehouse.RoleAdmin,
 	OrgTokenRead:   gatehouse.RoleAdmin,
 	OrgTokenWrite:  gatehouse.RoleAdmin,
@@ -204,9 +221,9 @@ func Decide(sub *Subject, action Action, res Resource, f Facts) Decision {
 	case UserRead, UserStacks:
 		return allow("own identity")
 	case UserTokens:
-		if sub.Kind != UserKind || sub.Pipeline {
+		if !isPerson(sub) {
 			// A short-lived token from OIDC exchange must not mint itself a long-lived one.
-			return deny("only a person's own personal token manages personal tokens")
+			return deny("only a person's own personal token manages personal tokens; machine credentials (team, organization, OIDC-issued tokens) never manage tokens")
 		}
 		return allow("own tokens")
 	case SiteOrgCreate:
@@ -242,8 +259,8 @@ func Decide(sub *Subject, action Action, res Resource, f Facts) Decision {
 	if d, ok := tokenPolicy(sub, res.Org, f.Now); !ok {
 		return d
 	}
-	if (action == OrgTokenWrite || action == OrgTokenRead) && (sub.Kind != UserKind || sub.Pipeline) {
-		return deny("tokens are managed by people, not by other tokens")
+	if credentialActions[action] && !isPerson(sub) {
+		return deny("people and tokens are managed by people, not by machine credentials (team, organization, OIDC-issued or lease tokens)")
 	}
 	if need, ok := orgActions[action]; ok {
 		return decideOrg(sub, action, need, role)
@@ -409,7 +426,7 @@ func decideStack(sub *Subject, action Action, res Resource, f Facts) Decision {
 	if action == StackDelete && sub.Kind == UserKind && f.Role != gatehouse.RoleAdmin && !res.Org.Settings.MembersCanDeleteStacks {
 		return deny("only organization admins may delete stacks in %s", res.Org.Name)
 	}
-	if protectedActions[action] && !sub.Pipeline {
+	if protectedActions[action] && !sub.Pipeline && !(action == StackCancel && res.Update != nil && res.Update.DryRun) {
 		for _, p := range f.Protections {
 			if p.Matches(s.ID, s.Project, s.Tags) {
 				return deny("stack %s is protected (%s): changes must come from a pipeline credential (a team, organization or OIDC-issued token); previews are allowed", s.Ref(), p)

@@ -133,3 +133,58 @@ func BenchmarkDecide(b *testing.B) {
 		}
 	}
 }
+
+// TestDecideCredentialsAreManagedByPeople: every action that creates, shows or ends people
+// or access tokens (every route that returns a token value among them) is refused to
+// machine credentials: team, organization (admin too), OIDC-issued and lease tokens.
+func TestDecideCredentialsAreManagedByPeople(t *testing.T) {
+	org, st := fixture()
+	res := Resource{Org: org, Stack: st}
+	f := Facts{Role: gatehouse.RoleAdmin}
+	machines := map[string]*Subject{
+		"team token":         {Kind: TeamToken, Token: &gatehouse.Token{Kind: gatehouse.TokenTeam, OrgID: 1, TeamID: 5}, Pipeline: true},
+		"org admin token":    {Kind: OrgToken, Token: &gatehouse.Token{Kind: gatehouse.TokenOrg, OrgID: 1, Role: gatehouse.RoleAdmin}, Pipeline: true},
+		"OIDC org token":     {Kind: OrgToken, Token: &gatehouse.Token{Kind: gatehouse.TokenOrg, OrgID: 1, Role: gatehouse.RoleAdmin, Issuer: "github"}, Pipeline: true},
+		"OIDC personal":      {Kind: UserKind, User: &gatehouse.User{ID: 1}, Token: &gatehouse.Token{Kind: gatehouse.TokenPersonal, UserID: 1, Issuer: "github"}, Pipeline: true},
+		"pipeline personal":  {Kind: UserKind, User: &gatehouse.User{ID: 1}, Token: &gatehouse.Token{Kind: gatehouse.TokenPersonal, UserID: 1}, Pipeline: true},
+		"issued, not marked": {Kind: UserKind, User: &gatehouse.User{ID: 1}, Token: &gatehouse.Token{Kind: gatehouse.TokenPersonal, UserID: 1, Issuer: "github"}},
+		"lease":              {Kind: Lease, Update: &gatehouse.Update{ID: "u1", StackID: st.ID, Status: gatehouse.StatusRunning}},
+	}
+	for a := range credentialActions {
+		for name, sub := range machines {
+			if d := Decide(sub, a, res, f); d.Allow {
+				t.Errorf("%s was allowed %s: %+v", name, a, d)
+			}
+		}
+		if d := Decide(user(1), a, res, f); !d.Allow {
+			t.Errorf("an admin person was refused %s: %+v", a, d)
+		}
+	}
+	for _, a := range []Action{UserTokens, OrgTokenRead, OrgTokenWrite, OrgUserCreate} {
+		if !credentialActions[a] {
+			t.Errorf("%s is not a credential action", a)
+		}
+	}
+}
+
+// TestDecideCancelOnProtectedStack: cancelling a real update of a protected stack is a
+// change (pipelines only); cancelling a preview is not.
+func TestDecideCancelOnProtectedStack(t *testing.T) {
+	org, st := fixture()
+	f := Facts{Role: gatehouse.RoleAdmin, Protections: []gatehouse.Scope{{TagName: "env", TagValue: "production"}}}
+	run := &gatehouse.Update{ID: "u1", StackID: st.ID, Status: gatehouse.StatusRunning}
+	preview := &gatehouse.Update{ID: "u2", StackID: st.ID, Status: gatehouse.StatusRunning, DryRun: true}
+	if d := Decide(user(1), StackCancel, Resource{Org: org, Stack: st, Update: run}, f); d.Allow {
+		t.Fatalf("a person cancelled an update of a protected stack: %+v", d)
+	}
+	if d := Decide(user(1), StackCancel, Resource{Org: org, Stack: st}, f); d.Allow {
+		t.Fatalf("a person cancelled an unknown update of a protected stack: %+v", d)
+	}
+	if d := Decide(user(1), StackCancel, Resource{Org: org, Stack: st, Update: preview}, f); !d.Allow {
+		t.Fatalf("a person could not cancel a preview: %+v", d)
+	}
+	pipe := &Subject{Kind: OrgToken, Token: &gatehouse.Token{Kind: gatehouse.TokenOrg, OrgID: 1, Role: gatehouse.RoleAdmin}, Pipeline: true}
+	if d := Decide(pipe, StackCancel, Resource{Org: org, Stack: st, Update: run}, Facts{Protections: f.Protections}); !d.Allow {
+		t.Fatalf("a pipeline could not cancel: %+v", d)
+	}
+}

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"strconv"
 	"strings"
+	"time"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/authz"
@@ -280,8 +281,15 @@ func validOwner(kind, name string) error {
 	return nil
 }
 
-// createUser is POST /api/orgs/{org}/users: an org admin creates a user account, adds it to
-// the organization and receives its first personal access token (shown once).
+// firstTokenLifetime is how long the first personal token of a user an admin creates lives
+// when the organization sets no shorter maximum: long enough to hand it over and make one's
+// own tokens with it, short enough that a forgotten copy (in a chat, a mail) dies.
+const firstTokenLifetime = 30 * 24 * time.Hour
+
+// createUser is POST /api/orgs/{org}/users: an org admin (a person: see authz
+// OrgUserCreate) creates a user account, adds it to the organization and receives its first
+// personal access token (shown once), which expires within firstTokenLifetime and the
+// organization's maximum token lifetime.
 func (s *Server) createUser(rq *Request) (any, error) {
 	var req struct {
 		Name  string `json:"name"`
@@ -316,21 +324,24 @@ func (s *Server) createUser(rq *Request) (any, error) {
 			return err
 		}
 		tk.Name, tk.Description, tk.UserID, tk.CreatedBy = "initial", "first token, created with the account", u.ID, rq.Subject.Name()
-		if err := limitExpiry(rq.Org, tk, tx.Now()); err != nil {
+		tk.Expires = tx.Now().Add(firstTokenLifetime)
+		if err := limitExpiry(rq.Org, tk, tx.Now(), true); err != nil {
 			return err
 		}
 		rq.Detail("token_id", tk.ID)
+		rq.Detail("expires", tk.Expires.UTC().Format(time.RFC3339))
 		return tx.CreateToken(tk)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return struct {
-		User       userJSON `json:"user"`
-		Role       string   `json:"role"`
-		TokenID    string   `json:"tokenId"`
-		TokenValue string   `json:"tokenValue"`
-	}{userOf(u), string(role), tk.ID, value}, nil
+		User         userJSON `json:"user"`
+		Role         string   `json:"role"`
+		TokenID      string   `json:"tokenId"`
+		TokenValue   string   `json:"tokenValue"`
+		TokenExpires int64    `json:"tokenExpires"` // unix seconds
+	}{userOf(u), string(role), tk.ID, value, unix(tk.Expires)}, nil
 }
 
 // --- teams ---
@@ -451,8 +462,17 @@ func (s *Server) getTeam(rq *Request) (any, error) {
 	return out, err
 }
 
+// deleteTeam deletes a team with its members and grants; the store revokes its tokens in
+// the same transaction (they are counted in the audit event).
 func (s *Server) deleteTeam(rq *Request) (any, error) {
-	return noContent{}, rq.Change(func(tx gatehouse.Tx) error { return tx.DeleteTeam(rq.Team.ID) })
+	return noContent{}, rq.Change(func(tx gatehouse.Tx) error {
+		tks, err := tx.ListTokens(gatehouse.TokenFilter{Kind: gatehouse.TokenTeam, OrgID: rq.Org.ID, TeamID: rq.Team.ID})
+		if err != nil {
+			return err
+		}
+		rq.Detail("revoked_tokens", strconv.Itoa(len(tks)))
+		return tx.DeleteTeam(rq.Team.ID)
+	})
 }
 
 type stackPermJSON struct {

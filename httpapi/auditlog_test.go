@@ -168,6 +168,7 @@ func TestAuditEventsRecorded(t *testing.T) {
 
 	evs := alAll(t, e)
 	expect := []struct{ action, outcome, target, detailKey, detailVal string }{
+		{"org:user:create", "success", "acme/members/bob", "role", "member"},
 		{"org:member:write", "success", "acme/members/bob", "role", "member"},
 		{"org:member:write", "success", "acme/members/bob", "role", "admin"},
 		{"org:member:write", "success", "acme/members/carol", "", ""},

@@ -837,6 +837,7 @@ func (o *oidcAPI) exchange(rq *Request) (any, error) {
 		tk.Name = "oidc:" + issuer.Name + ":" + randomSuffix()
 		tk.Description = clip("issued by OIDC token exchange for " + claims.String("sub"))
 		tk.CreatedBy = "oidc:" + issuer.Name
+		tk.Issuer = issuer.Name // never rotated (see rotateToken)
 		tk.Pipeline = true
 		tk.Created = now
 		tk.Expires = now.Add(lifetime)

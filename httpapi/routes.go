@@ -59,7 +59,7 @@ func (s *Server) registerRoutes() {
 	s.handle(post, "/api/orgs/{org}/members/{user}", authz.OrgMemberWrite, s.putMember(false))
 	s.handle(patch, "/api/orgs/{org}/members/{user}", authz.OrgMemberWrite, s.putMember(true))
 	s.handle(del, "/api/orgs/{org}/members/{user}", authz.OrgMemberWrite, s.removeMember)
-	s.handle(post, "/api/orgs/{org}/users", authz.OrgMemberWrite, s.createUser)
+	s.handle(post, "/api/orgs/{org}/users", authz.OrgUserCreate, s.createUser)
 
 	// Teams and their grants.
 	s.handle(get, "/api/orgs/{org}/teams", authz.OrgTeamRead, s.listTeams)

@@ -28,14 +28,14 @@ func newAccessToken(kind gatehouse.TokenKind) (string, *gatehouse.Token, error) 
 }
 
 // limitExpiry applies an organization's maximum token lifetime to a new token: a token
-// without expiry gets the maximum, a longer one is refused.
-func limitExpiry(org *gatehouse.Org, tk *gatehouse.Token, now time.Time) error {
+// without expiry gets the maximum; a longer one is refused, or with clamp shortened to it.
+func limitExpiry(org *gatehouse.Org, tk *gatehouse.Token, now time.Time, clamp bool) error {
 	maxDays := org.Settings.MaxTokenLifetimeDays
 	if maxDays <= 0 {
 		return nil
 	}
 	limit := now.Add(time.Duration(maxDays) * 24 * time.Hour)
-	if tk.Expires.IsZero() {
+	if tk.Expires.IsZero() || clamp && tk.Expires.After(limit) {
 		tk.Expires = limit
 		return nil
 	}
@@ -61,7 +61,9 @@ type tokenJSON struct {
 	Team        string `json:"team,omitempty"`
 	Pipeline    bool   `json:"pipeline"`
 	Revoked     int64  `json:"revoked,omitempty"`
-	Status      string `json:"status"` // active, expired, revoked
+	// GraceEnds is when a rotated token stops working (unix seconds; status rotating).
+	GraceEnds int64  `json:"graceEnds,omitempty"`
+	Status    string `json:"status"` // active, rotating (replaced, in its grace period), expired, revoked
 }
 
 var tokenTypes = map[gatehouse.TokenKind]string{gatehouse.TokenPersonal: "personal", gatehouse.TokenOrg: "organization", gatehouse.TokenTeam: "team"}
@@ -85,6 +87,8 @@ func tokenOf(tk *gatehouse.Token, now time.Time) tokenJSON {
 		out.Status = "revoked"
 	case !tk.Expires.IsZero() && !now.Before(tk.Expires):
 		out.Status = "expired"
+	case !tk.Revoked.IsZero():
+		out.Status, out.GraceEnds = "rotating", unix(tk.Revoked)
 	}
 	return out
 }
@@ -133,7 +137,8 @@ func (s *Server) listTokens(rq *Request) (any, error) {
 	for i := range tks {
 		tj := tokenOf(&tks[i], now)
 		tj.Team = teamName
-		if filter == "active" && tj.Status != "active" || filter == "expired" && tj.Status == "active" {
+		live := tj.Status == "active" || tj.Status == "rotating"
+		if filter == "active" && !live || filter == "expired" && live {
 			continue
 		}
 		out.Tokens = append(out.Tokens, tj)
@@ -202,7 +207,7 @@ func (s *Server) createToken(rq *Request) (any, error) {
 		rq.Detail("reason", truncate(r, 256))
 	}
 	err = rq.Change(func(tx gatehouse.Tx) error {
-		if err := applyOrgLimits(tx, rq, tk, now); err != nil {
+		if err := applyOrgLimits(tx, rq, tk, now, false); err != nil {
 			return err
 		}
 		return tx.CreateToken(tk)
@@ -218,17 +223,17 @@ func (s *Server) createToken(rq *Request) (any, error) {
 }
 
 // applyOrgLimits applies the maximum token lifetime of the token's organization, or for a
-// personal token the strictest of its user's organizations.
-func applyOrgLimits(tx gatehouse.Tx, rq *Request, tk *gatehouse.Token, now time.Time) error {
+// personal token the strictest of its user's organizations (see limitExpiry for clamp).
+func applyOrgLimits(tx gatehouse.Tx, rq *Request, tk *gatehouse.Token, now time.Time, clamp bool) error {
 	if tk.Kind != gatehouse.TokenPersonal {
-		return limitExpiry(rq.Org, tk, now)
+		return limitExpiry(rq.Org, tk, now, clamp)
 	}
 	oms, err := tx.ListUserOrgs(tk.UserID)
 	if err != nil {
 		return err
 	}
 	for i := range oms {
-		if err := limitExpiry(&oms[i].Org, tk, now); err != nil {
+		if err := limitExpiry(&oms[i].Org, tk, now, clamp); err != nil {
 			return err
 		}
 	}
@@ -263,7 +268,11 @@ func (s *Server) revokeToken(rq *Request) (any, error) {
 }
 
 // rotateToken issues a successor with the same scope and role and ends the old token after
-// a grace period (default one hour, at most 30 days; 0 revokes it at once).
+// a grace period (default one hour, at most 30 days; 0 revokes it at once). Rotation
+// replaces a token's value, never extends its life or its powers: the successor expires
+// when its predecessor would have (or earlier, if asked), and within the organization's
+// maximum lifetime. Tokens issued by OIDC exchange are not rotated (a pipeline exchanges
+// again): a person must not turn a short-lived pipeline credential into a long-lived one.
 func (s *Server) rotateToken(rq *Request) (any, error) {
 	var req struct {
 		GraceSeconds *int64 `json:"graceSeconds"`
@@ -290,6 +299,9 @@ func (s *Server) rotateToken(rq *Request) (any, error) {
 		if !old.Live(now) {
 			return gatehouse.Errorf(gatehouse.ECONFLICT, "token %s is no longer live; create a new one instead", old.Name)
 		}
+		if old.Issuer != "" || old.Kind == gatehouse.TokenPersonal && old.Pipeline {
+			return gatehouse.Errorf(gatehouse.EINVALID, "token %s was issued by OIDC token exchange and cannot be rotated: get a new one by exchange (it lives only as long as the exchange allows)", old.Name)
+		}
 		v, tk, err := newAccessToken(old.Kind)
 		if err != nil {
 			return err
@@ -305,14 +317,21 @@ func (s *Server) rotateToken(rq *Request) (any, error) {
 		}
 		tk.Name, tk.Description, tk.CreatedBy = base+suffix, old.Description, rq.Subject.Name()
 		tk.UserID, tk.OrgID, tk.TeamID, tk.Role, tk.Pipeline = old.UserID, old.OrgID, old.TeamID, old.Role, old.Pipeline
-		switch {
-		case req.Expires != 0:
-			tk.Expires = time.Unix(req.Expires, 0)
-		case !old.Expires.IsZero():
-			tk.Expires = now.Add(old.Expires.Sub(old.Created)) // the same lifetime as before
+		tk.Expires = old.Expires // never later than the predecessor
+		if req.Expires != 0 {
+			exp := time.Unix(req.Expires, 0)
+			if !exp.After(now) {
+				return gatehouse.Errorf(gatehouse.EINVALID, "expires must be in the future (unix seconds)")
+			}
+			if tk.Expires.IsZero() || exp.Before(tk.Expires) {
+				tk.Expires = exp
+			}
 		}
-		if err := applyOrgLimits(tx, rq, tk, now); err != nil {
+		if err := applyOrgLimits(tx, rq, tk, now, true); err != nil {
 			return err
+		}
+		if !tk.Expires.IsZero() {
+			rq.Detail("expires", tk.Expires.UTC().Format(time.RFC3339))
 		}
 		rq.Detail("rotated_to", tk.ID)
 		rq.Detail("grace_seconds", strconv.FormatInt(int64(grace/time.Second), 10))

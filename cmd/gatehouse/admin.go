@@ -491,7 +491,7 @@ func newTokenCmd() *cobra.Command {
 			var out struct {
 				Tokens []struct {
 					ID, Name, Description, Status, CreatedBy, Role, LastUsedFrom string
-					Expires, LastUsed                                            int64
+					Expires, LastUsed, GraceEnds                                 int64
 				} `json:"tokens"`
 			}
 			if err := c.do(cmd, "GET", p, nil, &out); err != nil {
@@ -500,6 +500,9 @@ func newTokenCmd() *cobra.Command {
 			return c.print(cmd, out, func(w *tabwriter.Writer) {
 				fmt.Fprintln(w, "ID\tNAME\tSTATUS\tEXPIRES\tLAST USED\tFROM\tCREATED BY")
 				for _, t := range out.Tokens {
+					if t.GraceEnds != 0 { // replaced by rotation; works until then
+						t.Status += " until " + when(t.GraceEnds, "")
+					}
 					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Status, when(t.Expires, "never"), when(t.LastUsed, "-"), t.LastUsedFrom, t.CreatedBy)
 				}
 			})

@@ -78,6 +78,12 @@ func (t *tx) DeleteTeam(id int64) error {
 			return err
 		}
 	}
+	// The team's tokens die with it (their rows stay, revoked, for the audit trail); a token
+	// in its rotation grace period ends now.
+	if _, err := t.exec(`UPDATE tokens SET revoked = ? WHERE kind = ? AND team_id = ? AND (revoked = 0 OR revoked > ?)`,
+		ns(t.now), string(gatehouse.TokenTeam), id, ns(t.now)); err != nil {
+		return err
+	}
 	r, err := t.exec(`DELETE FROM teams WHERE id = ?`, id)
 	if err != nil {
 		return err

@@ -9,7 +9,7 @@ import (
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 )
 
-const tokenCols = `id, kind, digest, name, description, user_id, org_id, team_id, role, pipeline, created_by, created, expires, revoked, last_used, last_ip, last_agent`
+const tokenCols = `id, kind, digest, name, description, user_id, org_id, team_id, role, pipeline, created_by, created, expires, revoked, last_used, last_ip, last_agent, issuer`
 
 func scanToken(s interface{ Scan(...any) error }) (*gatehouse.Token, error) {
 	var tk gatehouse.Token
@@ -17,7 +17,7 @@ func scanToken(s interface{ Scan(...any) error }) (*gatehouse.Token, error) {
 	var digest []byte
 	var pipeline, created, expires, revoked, lastUsed int64
 	if err := s.Scan(&tk.ID, &kind, &digest, &tk.Name, &tk.Description, &tk.UserID, &tk.OrgID, &tk.TeamID, &role,
-		&pipeline, &tk.CreatedBy, &created, &expires, &revoked, &lastUsed, &tk.LastIP, &tk.LastAgent); err != nil {
+		&pipeline, &tk.CreatedBy, &created, &expires, &revoked, &lastUsed, &tk.LastIP, &tk.LastAgent, &tk.Issuer); err != nil {
 		return nil, err
 	}
 	tk.Kind = gatehouse.TokenKind(kind)
@@ -44,9 +44,9 @@ func (t *tx) CreateToken(tk *gatehouse.Token) error {
 	if tk.Created.IsZero() {
 		tk.Created = t.now
 	}
-	_, err := t.exec(`INSERT INTO tokens (`+tokenCols+`, scope) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := t.exec(`INSERT INTO tokens (`+tokenCols+`, scope) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		tk.ID, string(tk.Kind), tk.Digest[:], tk.Name, tk.Description, tk.UserID, tk.OrgID, tk.TeamID, string(tk.Role),
-		b2i(tk.Pipeline), tk.CreatedBy, ns(tk.Created), ns(tk.Expires), ns(tk.Revoked), ns(tk.LastUsed), tk.LastIP, tk.LastAgent,
+		b2i(tk.Pipeline), tk.CreatedBy, ns(tk.Created), ns(tk.Expires), ns(tk.Revoked), ns(tk.LastUsed), tk.LastIP, tk.LastAgent, tk.Issuer,
 		tokenScope(tk))
 	return t.conflictOr(err, "a token named '"+tk.Name+"' exists or existed in this scope; token names are never reused")
 }
@@ -83,7 +83,9 @@ func (t *tx) ListTokens(f gatehouse.TokenFilter) ([]gatehouse.Token, error) {
 		where, args = append(where, "team_id = ?"), append(args, f.TeamID)
 	}
 	if !f.IncludeRevoked {
-		where = append(where, "revoked = 0")
+		// Not revoked yet: a token in its rotation grace period (revoked in the future) is
+		// still live and is listed.
+		where, args = append(where, "(revoked = 0 OR revoked > ?)"), append(args, ns(t.now))
 	}
 	q := `SELECT ` + tokenCols + ` FROM tokens`
 	if len(where) > 0 {

@@ -714,7 +714,32 @@ func testTeams(t *testing.T, e *env) {
 	e.update(func(tx gatehouse.Tx) error {
 		return tx.PutGrant(&gatehouse.Grant{TeamID: ops.ID, Scope: gatehouse.Scope{Project: "web"}, Permission: gatehouse.PermWrite})
 	})
+	// The team's tokens die with it, one in its grace period too; other tokens live on.
+	opsTok := &gatehouse.Token{ID: randID(), Kind: gatehouse.TokenTeam, Digest: randDigest(), Name: "ops-ci", OrgID: acme.ID, TeamID: ops.ID, Pipeline: true}
+	opsOld := &gatehouse.Token{ID: randID(), Kind: gatehouse.TokenTeam, Digest: randDigest(), Name: "ops-old", OrgID: acme.ID, TeamID: ops.ID, Pipeline: true}
+	devTok := &gatehouse.Token{ID: randID(), Kind: gatehouse.TokenTeam, Digest: randDigest(), Name: "dev-ci", OrgID: acme.ID, TeamID: dev.ID, Pipeline: true}
+	e.update(func(tx gatehouse.Tx) error {
+		for _, tk := range []*gatehouse.Token{opsTok, opsOld, devTok} {
+			if err := tx.CreateToken(tk); err != nil {
+				return err
+			}
+		}
+		return tx.RevokeToken(opsOld.ID, tx.Now().Add(time.Hour))
+	})
 	e.update(func(tx gatehouse.Tx) error { return tx.DeleteTeam(ops.ID) })
+	e.view(func(tx gatehouse.Tx) error {
+		now := tx.Now()
+		for _, tk := range []*gatehouse.Token{opsTok, opsOld, devTok} {
+			got, err := tx.GetToken(tk.ID)
+			if err != nil {
+				return err
+			}
+			if want := tk != devTok; got.Revoked.After(now) || got.Revoked.IsZero() == want || got.Live(now) == want {
+				t.Errorf("token %s after DeleteTeam: revoked %v (now %v), want revoked %v", tk.Name, got.Revoked, now, want)
+			}
+		}
+		return nil
+	})
 	e.view(func(tx gatehouse.Tx) error {
 		_, err := tx.GetTeam(ops.ID)
 		wantCode(t, err, gatehouse.ENOTFOUND, "GetTeam after DeleteTeam")
@@ -927,7 +952,7 @@ func testTokens(t *testing.T, e *env) {
 		UserID: alice.ID, CreatedBy: "alice", Created: created, Expires: created.Add(24 * time.Hour),
 	}
 	teamTok := &gatehouse.Token{ID: randID(), Kind: gatehouse.TokenTeam, Digest: randDigest(), Name: "deploy", OrgID: acme.ID, TeamID: team.ID, Pipeline: true}
-	orgTok := &gatehouse.Token{ID: randID(), Kind: gatehouse.TokenOrg, Digest: randDigest(), Name: "tooling", OrgID: acme.ID, Role: gatehouse.RoleAdmin, Pipeline: true}
+	orgTok := &gatehouse.Token{ID: randID(), Kind: gatehouse.TokenOrg, Digest: randDigest(), Name: "tooling", OrgID: acme.ID, Role: gatehouse.RoleAdmin, Pipeline: true, Issuer: "github"}
 	var now time.Time
 	e.update(func(tx gatehouse.Tx) error {
 		now = tx.Now()
@@ -950,7 +975,7 @@ func testTokens(t *testing.T, e *env) {
 			got.Description != want.Description || got.UserID != want.UserID || got.OrgID != want.OrgID ||
 			got.TeamID != want.TeamID || got.Role != want.Role || got.Pipeline != want.Pipeline || got.CreatedBy != want.CreatedBy ||
 			!got.Created.Equal(want.Created) || !got.Expires.Equal(want.Expires) || !got.Revoked.Equal(want.Revoked) ||
-			!got.LastUsed.Equal(want.LastUsed) || got.LastIP != want.LastIP || got.LastAgent != want.LastAgent {
+			!got.LastUsed.Equal(want.LastUsed) || got.LastIP != want.LastIP || got.LastAgent != want.LastAgent || got.Issuer != want.Issuer {
 			t.Errorf("token read back as\n%+v\nwant\n%+v", got, want)
 		}
 	}
@@ -1023,12 +1048,15 @@ func testListTokens(t *testing.T, e *env) {
 		{Name: "o1", Kind: gatehouse.TokenOrg, OrgID: acme.ID, Role: gatehouse.RoleMember},
 		{Name: "a2", Kind: gatehouse.TokenPersonal, UserID: alice.ID},
 		{Name: "o2", Kind: gatehouse.TokenOrg, OrgID: beta.ID, Role: gatehouse.RoleAdmin},
+		{Name: "g1", Kind: gatehouse.TokenTeam, OrgID: acme.ID, TeamID: team.ID},
 	} {
 		tk.ID, tk.Digest = randID(), randDigest()
 		e.update(func(tx gatehouse.Tx) error { return tx.CreateToken(&tk) })
 		ids[tk.Name] = tk.ID
 	}
 	e.update(func(tx gatehouse.Tx) error { return tx.RevokeToken(ids["a2"], tx.Now()) })
+	// g1 is in a rotation grace period: revoked, but only later; it is still listed.
+	e.update(func(tx gatehouse.Tx) error { return tx.RevokeToken(ids["g1"], tx.Now().Add(time.Hour)) })
 	names := func(f gatehouse.TokenFilter) []string {
 		t.Helper()
 		var out []string
@@ -1045,14 +1073,14 @@ func testListTokens(t *testing.T, e *env) {
 		f    gatehouse.TokenFilter
 		want []string
 	}{
-		{gatehouse.TokenFilter{}, []string{"a1", "b1", "t1", "o1", "o2"}},
-		{gatehouse.TokenFilter{IncludeRevoked: true}, []string{"a1", "b1", "t1", "o1", "a2", "o2"}},
+		{gatehouse.TokenFilter{}, []string{"a1", "b1", "t1", "o1", "o2", "g1"}},
+		{gatehouse.TokenFilter{IncludeRevoked: true}, []string{"a1", "b1", "t1", "o1", "a2", "o2", "g1"}},
 		{gatehouse.TokenFilter{Kind: gatehouse.TokenPersonal}, []string{"a1", "b1"}},
 		{gatehouse.TokenFilter{UserID: alice.ID}, []string{"a1"}},
 		{gatehouse.TokenFilter{UserID: alice.ID, IncludeRevoked: true}, []string{"a1", "a2"}},
-		{gatehouse.TokenFilter{OrgID: acme.ID}, []string{"t1", "o1"}},
+		{gatehouse.TokenFilter{OrgID: acme.ID}, []string{"t1", "o1", "g1"}},
 		{gatehouse.TokenFilter{OrgID: acme.ID, Kind: gatehouse.TokenOrg}, []string{"o1"}},
-		{gatehouse.TokenFilter{TeamID: team.ID}, []string{"t1"}},
+		{gatehouse.TokenFilter{TeamID: team.ID}, []string{"t1", "g1"}},
 		{gatehouse.TokenFilter{OrgID: beta.ID}, []string{"o2"}},
 		{gatehouse.TokenFilter{Kind: gatehouse.TokenTeam, OrgID: beta.ID}, nil},
 	} {
