@@ -87,12 +87,24 @@ func testInvitations(t *testing.T, e *env) {
 		err := e.try(func(tx gatehouse.Tx) error { _, err := tx.ResolveInvitation(inv.ID, st); return err })
 		wantCode(t, err, gatehouse.ECONFLICT, "answering an accepted invitation with "+string(st))
 	}
-	err = e.try(func(tx gatehouse.Tx) error { _, err := tx.ResolveInvitation(carol.ID, gatehouse.InvitationPending); return err })
+	err = e.try(func(tx gatehouse.Tx) error {
+		_, err := tx.ResolveInvitation(carol.ID, gatehouse.InvitationPending)
+		return err
+	})
 	wantCode(t, err, gatehouse.EINVALID, "resolving an invitation to pending")
-	err = e.try(func(tx gatehouse.Tx) error { _, err := tx.ResolveInvitation("no-such-invitation", gatehouse.InvitationRevoked); return err })
+	err = e.try(func(tx gatehouse.Tx) error {
+		_, err := tx.ResolveInvitation("no-such-invitation", gatehouse.InvitationRevoked)
+		return err
+	})
 	wantCode(t, err, gatehouse.ENOTFOUND, "resolving an unknown invitation")
-	e.update(func(tx gatehouse.Tx) error { _, err := tx.ResolveInvitation(carol.ID, gatehouse.InvitationRevoked); return err })
-	err = e.try(func(tx gatehouse.Tx) error { _, err := tx.ResolveInvitation(carol.ID, gatehouse.InvitationAccepted); return err })
+	e.update(func(tx gatehouse.Tx) error {
+		_, err := tx.ResolveInvitation(carol.ID, gatehouse.InvitationRevoked)
+		return err
+	})
+	err = e.try(func(tx gatehouse.Tx) error {
+		_, err := tx.ResolveInvitation(carol.ID, gatehouse.InvitationAccepted)
+		return err
+	})
 	wantCode(t, err, gatehouse.ECONFLICT, "accepting a revoked invitation")
 	// Once answered, the organization may invite the name again.
 	again := &gatehouse.Invitation{OrgID: beta.ID, UserName: "carol", Role: gatehouse.RoleMember, Expires: week}
