@@ -82,7 +82,11 @@ type User struct {
 	Name      string
 	Email     string
 	SiteAdmin bool
-	Created   time.Time
+	// CreatedByOrg is the organization whose admin created the account (POST
+	// /api/orgs/{org}/users); 0 when it was created otherwise (bootstrap, or before
+	// Gatehouse recorded it).
+	CreatedByOrg int64
+	Created      time.Time
 }
 
 // Member is a user's membership of an organization.

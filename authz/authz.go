@@ -5,6 +5,7 @@ package authz
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
@@ -23,6 +24,11 @@ const (
 	UserStacks Action = "user:stacks" // list stacks across the caller's organizations (filtered per stack)
 	UserTokens Action = "user:tokens" // the caller's personal tokens
 
+	// Invitations to the caller (the invited person, with their own personal token).
+	UserInvitationRead    Action = "user:invitation:read" // list the caller's pending invitations
+	UserInvitationAccept  Action = "user:invitation:accept"
+	UserInvitationDecline Action = "user:invitation:decline"
+
 	// Site administration.
 	SiteOrgCreate   Action = "site:org:create"
 	SiteAuditVerify Action = "site:audit:verify" // verify the whole audit log's chain and checkpoints
@@ -40,6 +46,14 @@ const (
 	OrgAuditRead   Action = "org:audit:read"
 	OrgProtect     Action = "org:protect" // protection rules
 	OrgOIDC        Action = "org:oidc"    // OIDC issuers and policies
+
+	// Invitations of people who are not the organization's own (see decideDirectAdd).
+	OrgInvitationRead   Action = "org:invitation:read" // list the organization's invitations
+	OrgInvitationCreate Action = "org:invitation:create"
+	OrgInvitationRevoke Action = "org:invitation:revoke"
+	// OrgMemberEmails is seeing other members' email addresses in member and team listings
+	// (no route of its own: the listings ask it what to show).
+	OrgMemberEmails Action = "org:member:emails"
 
 	// Stack-level.
 	StackCreate  Action = "stack:create"
@@ -118,6 +132,11 @@ var orgActions = map[Action]gatehouse.Role{
 	OrgAuditRead:   gatehouse.RoleAdmin,
 	OrgProtect:     gatehouse.RoleAdmin,
 	OrgOIDC:        gatehouse.RoleAdmin,
+
+	OrgInvitationRead:   gatehouse.RoleAdmin,
+	OrgInvitationCreate: gatehouse.RoleAdmin,
+	OrgInvitationRevoke: gatehouse.RoleAdmin,
+	OrgMemberEmails:     gatehouse.RoleAdmin,
 }
 
 // IsStackAction reports whether a is checked against a stack.
@@ -183,6 +202,23 @@ type Resource struct {
 	Stack    *gatehouse.Stack
 	Update   *gatehouse.Update
 	NewStack *NewStack
+
+	// Invitation is the invitation an invitation action is about.
+	Invitation *gatehouse.Invitation
+	// Person is the existing user an org:member:write adds to the organization directly
+	// (without an invitation); nil for every other member change.
+	Person *Person
+}
+
+// Person is a user about to be added to an organization directly, as far as the decision
+// needs to know them.
+type Person struct {
+	// Name is the user name the caller gave.
+	Name string
+	// User is the user of that name; nil when there is none.
+	User *gatehouse.User
+	// OtherOrgs is how many organizations besides Resource.Org the user belongs to.
+	OtherOrgs int
 }
 
 // NewStack describes a stack about to be created.
@@ -238,6 +274,8 @@ func Decide(sub *Subject, action Action, res Resource, f Facts) Decision {
 		return deny("only a site administrator may verify the audit log")
 	case UpdateLease, UpdateComplete:
 		return deny("this call needs the update's lease token")
+	case UserInvitationRead, UserInvitationAccept, UserInvitationDecline:
+		return decideOwnInvitation(sub, action, res)
 	case TokenCheck, TokenRevokeLeaked:
 		// Any authenticated caller (anonymous and lease subjects were turned away above): the
 		// token values in the request are the proof. What an answer reveals beyond live or
@@ -252,6 +290,9 @@ func Decide(sub *Subject, action Action, res Resource, f Facts) Decision {
 	if sub.Token != nil && sub.Kind != UserKind && sub.Token.OrgID != res.Org.ID {
 		return hide("credential belongs to another organization")
 	}
+	if res.Invitation != nil && res.Invitation.OrgID != res.Org.ID {
+		return hide("invitation belongs to another organization")
+	}
 	role := f.Role
 	if sub.Kind == UserKind && role == "" {
 		return hide("not a member of organization " + res.Org.Name)
@@ -261,6 +302,12 @@ func Decide(sub *Subject, action Action, res Resource, f Facts) Decision {
 	}
 	if credentialActions[action] && !isPerson(sub) {
 		return deny("people and tokens are managed by people, not by machine credentials (team, organization, OIDC-issued or lease tokens)")
+	}
+	if need, ok := orgActions[action]; ok && action == OrgMemberWrite && res.Person != nil {
+		if d := decideOrg(sub, action, need, role); !d.Allow {
+			return d
+		}
+		return decideDirectAdd(sub, res)
 	}
 	if need, ok := orgActions[action]; ok {
 		return decideOrg(sub, action, need, role)
@@ -309,6 +356,44 @@ func decideLease(sub *Subject, action Action, res Resource) Decision {
 		return deny("the update has not started")
 	}
 	return allow("lease holder")
+}
+
+// decideOwnInvitation: invitations are seen and answered only by the invited person, with a
+// personal token of their own. A token of a team or an organization, or one issued by OIDC
+// token exchange, is a machine's: it must not make a person a member of anything.
+func decideOwnInvitation(sub *Subject, action Action, res Resource) Decision {
+	if sub.Kind != UserKind || sub.User == nil || sub.Pipeline {
+		return deny("invitations are answered by the invited person with their own personal token, not by a team, organization or OIDC-issued token")
+	}
+	if action == UserInvitationRead {
+		return allow("own invitations")
+	}
+	inv := res.Invitation
+	if inv == nil {
+		return deny("no invitation given")
+	}
+	if !strings.EqualFold(inv.UserName, sub.User.Name) {
+		// Someone else's invitation: the caller must not learn that it exists.
+		return hide("the invitation is for another user")
+	}
+	return allow("invited person")
+}
+
+// decideDirectAdd decides whether an organization admin may add an existing user without
+// the user's consent. A direct add shows the organization's admins the user's email and
+// whether the name exists at all, so it is allowed only for accounts the organization
+// created itself (POST /api/orgs/{org}/users) that belong to no other organization, and to
+// site administrators. Everyone else is invited and becomes a member by accepting. The
+// refusal reads the same whether the user exists or not.
+func decideDirectAdd(sub *Subject, res Resource) Decision {
+	if sub.Kind == UserKind && sub.User != nil && sub.User.SiteAdmin && !sub.Pipeline {
+		return allow("site administrator")
+	}
+	p := res.Person
+	if p.User != nil && p.User.CreatedByOrg == res.Org.ID && p.OtherOrgs == 0 {
+		return allow("organization admin; the account was created by " + res.Org.Name + " and belongs to no other organization")
+	}
+	return deny("%s cannot be added to %s directly: invite them instead (POST /api/orgs/%s/invitations, or gatehouse invite create %s); they become a member when they accept. Only a site administrator adds a user of another organization directly", p.Name, res.Org.Name, res.Org.Name, p.Name)
 }
 
 func decideOrg(sub *Subject, action Action, need, role gatehouse.Role) Decision {

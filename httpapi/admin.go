@@ -167,8 +167,9 @@ func (s *Server) listMembers(rq *Request) (any, error) {
 	out := struct {
 		Members []memberJSON `json:"members"`
 	}{Members: []memberJSON{}}
+	emails := rq.mayReadEmails() // others' emails only for those who manage members
 	for i := range ms {
-		out.Members = append(out.Members, memberJSON{Role: string(ms[i].Role), User: userOf(&ms[i].User), KnownToPulum: true, Created: ms[i].Created.Format("2006-01-02T15:04:05Z07:00")})
+		out.Members = append(out.Members, memberJSON{Role: string(ms[i].Role), User: rq.userFor(&ms[i].User, emails), KnownToPulum: true, Created: ms[i].Created.Format("2006-01-02T15:04:05Z07:00")})
 	}
 	return out, nil
 }
@@ -203,8 +204,25 @@ func (s *Server) putMember(mustExist bool) func(*Request) (any, error) {
 		name := rq.PathValue("user")
 		rq.event.Target = rq.Org.Name + "/members/" + name
 		rq.Detail("role", string(role))
+		if !mustExist {
+			// Adding someone who is not the organization's own needs their consent (an
+			// invitation) or a site administrator; the refusal is the same for a name nobody has.
+			if err := rq.authorizeDirectAdd(name); err != nil {
+				return nil, err
+			}
+		}
 		err = rq.Change(func(tx gatehouse.Tx) error {
-			u, err := tx.GetUserByName(name)
+			var u *gatehouse.User
+			var err error
+			if mustExist {
+				u, err = tx.GetUserByName(name)
+				if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+					// The same answer as for a user who exists but is not a member.
+					return gatehouse.Errorf(gatehouse.ENOTFOUND, "%s is not a member of %s", name, rq.Org.Name)
+				}
+			} else {
+				u, err = rq.directAdd(tx, name)
+			}
 			if err != nil {
 				return err
 			}
@@ -315,7 +333,7 @@ func (s *Server) createUser(rq *Request) (any, error) {
 	}
 	rq.event.Target = rq.Org.Name + "/members/" + req.Name
 	rq.Detail("role", string(role))
-	u := &gatehouse.User{Name: req.Name, Email: req.Email}
+	u := &gatehouse.User{Name: req.Name, Email: req.Email, CreatedByOrg: rq.Org.ID} // the org may add it back directly
 	err = rq.Change(func(tx gatehouse.Tx) error {
 		if err := tx.CreateUser(u); err != nil {
 			return err
@@ -438,13 +456,14 @@ func (s *Server) createTeam(rq *Request) (any, error) {
 func (s *Server) getTeam(rq *Request) (any, error) {
 	t := rq.Team
 	out := teamJSON{Kind: "pulumi", Name: t.Name, DisplayName: t.DisplayName, Description: t.Description, Members: []teamMemberJSON{}, Stacks: []teamStackJSON{}, Grants: []grantJSON{}}
+	emails := rq.mayReadEmails()
 	err := rq.View(func(tx gatehouse.Tx) error {
 		ms, err := tx.ListTeamMembers(t.ID)
 		if err != nil {
 			return err
 		}
 		for i := range ms {
-			out.Members = append(out.Members, teamMemberJSON{userJSON: userOf(&ms[i].User), Role: ms[i].Role})
+			out.Members = append(out.Members, teamMemberJSON{userJSON: rq.userFor(&ms[i].User, emails), Role: ms[i].Role})
 		}
 		gs, err := tx.ListGrants(t.ID)
 		if err != nil {

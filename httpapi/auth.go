@@ -146,7 +146,7 @@ func (s *Server) resolve(rq *Request, tx gatehouse.Tx) error {
 	project, stackName := rq.PathValue("project"), rq.PathValue("stack")
 	updateID := rq.PathValue("updateID")
 	if orgName == "" && rq.Subject.Kind != authz.Lease {
-		return nil
+		return s.resolveInvitation(rq, tx)
 	}
 	{
 		if orgName != "" {
@@ -204,7 +204,7 @@ func (s *Server) resolve(rq *Request, tx gatehouse.Tx) error {
 			rq.event.Target += "/update/" + u.ID
 			rq.Detail("update", u.ID)
 		}
-		return nil
+		return s.resolveInvitation(rq, tx)
 	}
 }
 

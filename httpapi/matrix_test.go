@@ -203,7 +203,27 @@ func (w *world) request(t *testing.T, method, pattern, subject string) call {
 		}))
 		return tk.ID
 	}
+	invitation := func() string {
+		// An invitation to acme for the subject's user name (alice for machines) to answer or revoke.
+		name := map[bool]string{true: subject, false: "alice"}[w.tokens[subject] != "" && subject != "admin" && isUser(subject)]
+		inv := &gatehouse.Invitation{OrgID: 1, UserName: name, Role: gatehouse.RoleMember, InvitedBy: "matrix", Expires: time.Now().Add(time.Hour)}
+		must(t, w.e.srv.Store.Update(context.Background(), func(tx gatehouse.Tx) error {
+			for _, old := range must1(tx.ListInvitations(gatehouse.InvitationFilter{OrgID: 1, UserName: name, Pending: true})) {
+				if _, err := tx.ResolveInvitation(old.ID, gatehouse.InvitationRevoked); err != nil {
+					return err
+				}
+			}
+			return tx.CreateInvitation(inv)
+		}))
+		return inv.ID
+	}
 	switch method + " " + pattern {
+	case "POST /api/orgs/{org}/invitations":
+		return call{path: "/api/orgs/acme/invitations", body: map[string]string{"userName": "inv-" + subject}}
+	case "DELETE /api/orgs/{org}/invitations/{invitationID}":
+		return call{path: "/api/orgs/acme/invitations/" + invitation()}
+	case "POST /api/user/invitations/{invitationID}/accept", "POST /api/user/invitations/{invitationID}/decline":
+		return call{path: strings.Replace(pattern, "{invitationID}", invitation(), 1)}
 	case "POST /api/stacks/{org}/{project}":
 		return call{path: "/api/stacks/acme/proj", body: apitype.CreateStackRequest{StackName: "new-" + subject}}
 	case "HEAD /api/stacks/{org}/{project}":
@@ -291,6 +311,13 @@ func (w *world) request(t *testing.T, method, pattern, subject string) call {
 	return call{path: fill(pattern), body: map[string]any{}}
 }
 
+func must1[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
 func isUser(s string) bool {
 	switch s {
 	case "anon", "teamtok", "orgmember", "orgadmin", "lease", "otherlease":
@@ -312,6 +339,7 @@ var destructive = map[string]bool{
 	"POST /api/stacks/{org}/{project}/{stack}/update/{updateID}/cancel":          true,
 	"POST /api/stacks/{org}/{project}/{stack}/update/{updateID}/complete":        true,
 	"DELETE /api/orgs/{org}/members/{user}":                                      true,
+	"POST /api/orgs/{org}/members/{user}":                                        true, // the first add would make the others "already a member"
 	"DELETE /api/orgs/{org}/teams/{team}":                                        true,
 	"DELETE /api/orgs/{org}/protections":                                         true,
 	"PATCH /api/orgs/{org}/members/{user}":                                       true,

@@ -61,6 +61,14 @@ func (s *Server) registerRoutes() {
 	s.handle(del, "/api/orgs/{org}/members/{user}", authz.OrgMemberWrite, s.removeMember)
 	s.handle(post, "/api/orgs/{org}/users", authz.OrgUserCreate, s.createUser)
 
+	// Invitations (invitations.go): the organization invites, the invited person answers.
+	s.handle(get, "/api/orgs/{org}/invitations", authz.OrgInvitationRead, s.listOrgInvitations)
+	s.handle(post, "/api/orgs/{org}/invitations", authz.OrgInvitationCreate, s.createInvitation)
+	s.handle(del, "/api/orgs/{org}/invitations/{invitationID}", authz.OrgInvitationRevoke, s.revokeInvitation)
+	s.handle(get, "/api/user/invitations", authz.UserInvitationRead, s.listMyInvitations)
+	s.handle(post, "/api/user/invitations/{invitationID}/accept", authz.UserInvitationAccept, s.acceptInvitation)
+	s.handle(post, "/api/user/invitations/{invitationID}/decline", authz.UserInvitationDecline, s.declineInvitation)
+
 	// Teams and their grants.
 	s.handle(get, "/api/orgs/{org}/teams", authz.OrgTeamRead, s.listTeams)
 	s.handle(post, "/api/orgs/{org}/teams/pulumi", authz.OrgTeamWrite, s.createTeam)

@@ -189,7 +189,9 @@ type Request struct {
 	Stack   *gatehouse.Stack
 	Update  *gatehouse.Update
 	Team    *gatehouse.Team
-	facts   authz.Facts
+	// Invitation is the invitation named in the path ({invitationID}).
+	Invitation *gatehouse.Invitation
+	facts      authz.Facts
 	// LeaseToken is the plaintext lease token of a lease call (to hand it back on renewal).
 	LeaseToken string
 	event      gatehouse.AuditEvent
@@ -304,7 +306,7 @@ func (s *Server) run(rq *Request) (res any, err error) {
 // the request's resources. A denial is recorded and returned as a 403 (or 404 when the
 // caller must not learn that the resource exists).
 func (rq *Request) Authorize(action authz.Action) error {
-	return rq.authorize(action, authz.Resource{Org: rq.Org, Stack: rq.Stack, Update: rq.Update})
+	return rq.authorize(action, authz.Resource{Org: rq.Org, Stack: rq.Stack, Update: rq.Update, Invitation: rq.Invitation})
 }
 
 func (rq *Request) authorize(action authz.Action, res authz.Resource) error {
@@ -329,6 +331,8 @@ func (rq *Request) authorize(action authz.Action, res authz.Resource) error {
 // what exists, so that a caller cannot tell a hidden resource from a missing one.
 func (rq *Request) notFoundMessage() string {
 	switch {
+	case rq.PathValue("invitationID") != "":
+		return "Invitation '" + rq.PathValue("invitationID") + "' not found"
 	case rq.PathValue("updateID") != "":
 		return "Update '" + rq.PathValue("updateID") + "' not found"
 	case rq.PathValue("stack") != "":

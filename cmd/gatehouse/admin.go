@@ -143,7 +143,7 @@ func newMemberCmd() *cobra.Command {
 	})
 	var role string
 	add := &cobra.Command{
-		Use: "add USER", Short: "Add an existing user to the organization", Args: cobra.ExactArgs(1),
+		Use: "add USER", Short: "Add an existing user to the organization (one it created, or as a site admin; others: gatehouse invite create)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return orgDo(cmd, "POST", "/members/"+args[0], map[string]string{"role": role}, nil)
 		},

@@ -51,6 +51,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newServeCmd(), newBootstrapCmd(), newKeysCmd(),
 		newOrgCmd(), newMemberCmd(), newUserCmd(), newTeamCmd(), newGrantCmd(), newProtectCmd(), newStackCmd(), newTokenCmd())
 	root.AddCommand(newOIDCCmd())
+	root.AddCommand(newInviteCmd())
 	root.AddCommand(newScanCmd())
 	root.AddCommand(newAuditCmd())
 	root.AddCommand(newMigrateCmd())

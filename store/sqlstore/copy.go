@@ -57,6 +57,7 @@ var copyTables = []copyTable{
 	{name: "oidc_issuers", key: []string{"id"}},
 	{name: "oidc_auth_policies", key: []string{"id"}},
 	{name: "scan_deliveries", key: []string{"digest"}},
+	{name: "invitations", key: []string{"id"}},
 	{name: "audit_events", key: []string{"seq"}},
 	{name: "audit_head", key: []string{"id"}, bookkeeping: true},
 	{name: "audit_checkpoints", key: []string{"seq", "kind"}},

@@ -226,12 +226,12 @@ func (t *tx) UpdateOrgSettings(orgID int64, s gatehouse.OrgSettings) error {
 
 // --- users and members ---
 
-const userCols = `id, name, email, site_admin, created`
+const userCols = `id, name, email, site_admin, created, created_org_id`
 
 func scanUser(s interface{ Scan(...any) error }) (*gatehouse.User, error) {
 	var u gatehouse.User
 	var admin, created int64
-	if err := s.Scan(&u.ID, &u.Name, &u.Email, &admin, &created); err != nil {
+	if err := s.Scan(&u.ID, &u.Name, &u.Email, &admin, &created, &u.CreatedByOrg); err != nil {
 		return nil, err
 	}
 	u.SiteAdmin = admin != 0
@@ -241,8 +241,8 @@ func scanUser(s interface{ Scan(...any) error }) (*gatehouse.User, error) {
 
 func (t *tx) CreateUser(u *gatehouse.User) error {
 	u.Created = t.now
-	err := t.queryRow(`INSERT INTO users (name, name_key, email, site_admin, created) VALUES (?, ?, ?, ?, ?) RETURNING id`,
-		u.Name, strings.ToLower(u.Name), u.Email, b2i(u.SiteAdmin), ns(u.Created)).Scan(&u.ID)
+	err := t.queryRow(`INSERT INTO users (name, name_key, email, site_admin, created, created_org_id) VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
+		u.Name, strings.ToLower(u.Name), u.Email, b2i(u.SiteAdmin), ns(u.Created), u.CreatedByOrg).Scan(&u.ID)
 	return t.conflictOr(err, "user '"+u.Name+"' already exists")
 }
 
@@ -277,13 +277,13 @@ func (t *tx) PutMember(orgID, userID int64, role gatehouse.Role) error {
 	return err
 }
 
-const memberCols = `m.org_id, m.role, m.created, u.id, u.name, u.email, u.site_admin, u.created`
+const memberCols = `m.org_id, m.role, m.created, u.id, u.name, u.email, u.site_admin, u.created, u.created_org_id`
 
 func scanMember(s interface{ Scan(...any) error }) (*gatehouse.Member, error) {
 	var m gatehouse.Member
 	var role string
 	var created, admin, ucreated int64
-	if err := s.Scan(&m.OrgID, &role, &created, &m.User.ID, &m.User.Name, &m.User.Email, &admin, &ucreated); err != nil {
+	if err := s.Scan(&m.OrgID, &role, &created, &m.User.ID, &m.User.Name, &m.User.Email, &admin, &ucreated, &m.User.CreatedByOrg); err != nil {
 		return nil, err
 	}
 	m.Role = gatehouse.Role(role)

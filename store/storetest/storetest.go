@@ -103,6 +103,7 @@ var contractTests = []test{
 	{"AuditExportCursors", testExportCursors},
 	{"PruneAudit", testPruneAudit},
 	{"ScanDeliveries", testScanDeliveries},
+	{"Invitations", testInvitations},
 }
 
 // raceTests race goroutines against one database: the coordination points several
@@ -117,6 +118,7 @@ var raceTests = []test{
 	{"RaceAuthFailures", testRaceAuthFailures},
 	{"RaceExportLease", testRaceExportLease},
 	{"RaceScanDelivery", testRaceScanDelivery},
+	{"RaceAnswerInvitation", testRaceAnswerInvitation},
 }
 
 func run(t *testing.T, tests []test, open func(t *testing.T) []gatehouse.Store) {
