@@ -18,6 +18,7 @@ import (
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/authz"
+	"github.com/gatehouse-dev/gatehouse/netguard"
 	"github.com/gatehouse-dev/gatehouse/oidc"
 	"github.com/gatehouse-dev/gatehouse/token"
 )
@@ -58,7 +59,11 @@ type oidcAPI struct {
 
 // registerOIDCRoutes declares the token endpoint and the OIDC administration routes.
 func (s *Server) registerOIDCRoutes() {
-	keys := oidc.NewKeyCache(nil, s.cfg.Now)
+	client := s.cfg.IssuerClient
+	if client == nil {
+		client = oidc.NewHTTPClient(netguard.Options{AllowPrivate: s.cfg.AllowPrivateIssuers})
+	}
+	keys := oidc.NewKeyCache(client, s.cfg.Now)
 	o := &oidcAPI{s: s, keys: keys, validator: &oidc.Validator{Keys: keys, Now: s.cfg.Now}}
 	get, post, patch, del := http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete
 
@@ -175,10 +180,19 @@ func pinnedJWKS(raw json.RawMessage) ([]byte, error) {
 }
 
 // checkDiscovery fetches the issuer's configuration and keys now, so that an issuer that
-// cannot work is refused at registration rather than at its first exchange.
+// cannot work is refused at registration rather than at its first exchange. The caller
+// learns only which step failed, in words that are the same for every address that cannot
+// be reached or may not be fetched (an open port, a closed one, a refused private address):
+// the details go to the server log and the audit record.
 func (o *oidcAPI) checkDiscovery(rq *Request, issuerURL string) error {
 	if _, err := oidc.Discover(rq.Context(), o.keys.Client(), issuerURL); err != nil {
-		return gatehouse.Errorf(gatehouse.EINVALID, "cannot use the issuer's signing keys: %v (pin a JWKS with \"jwks\" where the issuer cannot be reached)", err)
+		var fe *oidc.FetchError
+		if !errors.As(err, &fe) {
+			return err // an invalid URL: the caller's own input
+		}
+		rq.Detail("discovery_error", clipN(err.Error(), 1024))
+		o.s.log.Warn("OIDC issuer discovery failed", "org", rq.Org.Name, "issuer_url", clip(issuerURL), "request_id", rq.ID, "err", err)
+		return gatehouse.Errorf(gatehouse.EINVALID, "cannot use the issuer's signing keys: %s (pin a JWKS with \"jwks\" where the issuer cannot be reached)", fe.Public)
 	}
 	return nil
 }
@@ -724,9 +738,11 @@ func exchangeTarget(req *exchangeRequest) (string, oidc.Target, *oidcRefusal) {
 // and what it ran. The ID token itself is never recorded.
 var exchangeClaims = []string{"sub", "aud", "repository", "repository_id", "ref", "environment", "job_workflow_ref", "jti"}
 
-func clip(s string) string {
-	if len(s) > 256 {
-		return s[:256] + "…"
+func clip(s string) string { return clipN(s, 256) }
+
+func clipN(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
 	}
 	return s
 }

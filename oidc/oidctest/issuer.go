@@ -154,6 +154,13 @@ func (is *Issuer) ClaimIssuer(iss string) {
 	is.mu.Unlock()
 }
 
+// DiscoveryHits returns how often the OpenID configuration was fetched.
+func (is *Issuer) DiscoveryHits() int {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	return is.discoveryHits
+}
+
 // JWKSHits returns how often the JWKS was fetched.
 func (is *Issuer) JWKSHits() int {
 	is.mu.Lock()

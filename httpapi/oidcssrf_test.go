@@ -1,0 +1,211 @@
+package httpapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/httpapi"
+	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
+	"github.com/gatehouse-dev/gatehouse/netguard"
+	"github.com/gatehouse-dev/gatehouse/oidc"
+	"github.com/gatehouse-dev/gatehouse/oidc/oidctest"
+)
+
+// registerIssuer posts an issuer registration and returns the error (nil: registered).
+func registerIssuer(e *env, name, url string) *cliwire.Error {
+	err := e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/oidc/issuers", Body: map[string]any{"name": name, "url": url}}, nil)
+	if err == nil {
+		return nil
+	}
+	ce, ok := err.(*cliwire.Error)
+	if !ok {
+		e.t.Fatalf("register %s: %v", url, err)
+	}
+	return ce
+}
+
+// closedPort returns a loopback port nothing listens on.
+func closedPort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	return port
+}
+
+func portOf(s *httptest.Server) uint16 { return uint16(s.Listener.Addr().(*net.TCPAddr).Port) }
+
+// lastOIDCAdminAudit returns the newest org:oidc audit event of acme.
+func lastOIDCAdminAudit(t *testing.T, e *env) gatehouse.AuditEvent {
+	t.Helper()
+	var evs []gatehouse.AuditEvent
+	e.must(e.srv.Store.View(context.Background(), func(tx gatehouse.Tx) error {
+		org, err := tx.GetOrgByName("acme")
+		if err != nil {
+			return err
+		}
+		evs, err = tx.ListAudit(gatehouse.AuditFilter{OrgID: org.ID, Action: "org:oidc", Limit: 1})
+		return err
+	}))
+	if len(evs) == 0 {
+		t.Fatal("no org:oidc audit event")
+	}
+	return evs[0]
+}
+
+// TestOIDCDiscoverySSRF: an organization administrator cannot make the server fetch from
+// its own network by registering an issuer, nor tell an open port from a closed one by the
+// answer. The details are in the audit record (and the server log), not in the response.
+func TestOIDCDiscoverySSRF(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t) // the guard on: the default
+	open := oidctest.New(t)
+	closed := "http://127.0.0.1:" + strconv.Itoa(closedPort(t))
+
+	openErr := registerIssuer(e, "open", open.URL)
+	closedErr := registerIssuer(e, "closed", closed)
+	if openErr == nil || closedErr == nil {
+		t.Fatalf("a loopback issuer was registered: open port %v, closed port %v", openErr, closedErr)
+	}
+	if open.DiscoveryHits() != 0 {
+		t.Fatalf("the loopback issuer's discovery document was fetched %d times", open.DiscoveryHits())
+	}
+	if openErr.Status != 400 || openErr.Status != closedErr.Status || openErr.Message != closedErr.Message {
+		t.Fatalf("open and closed ports answer differently:\n  open:   %d %q\n  closed: %d %q", openErr.Status, openErr.Message, closedErr.Status, closedErr.Message)
+	}
+	if !strings.Contains(openErr.Message, oidc.ErrTextDiscoveryFetch) {
+		t.Errorf("message %q does not say %q", openErr.Message, oidc.ErrTextDiscoveryFetch)
+	}
+	for _, leak := range []string{"127.0.0.1", "loopback", "refused", "dial", strconv.Itoa(int(portOf(open.Server)))} {
+		if strings.Contains(openErr.Message, leak) || strings.Contains(closedErr.Message, leak) {
+			t.Errorf("the response tells %q: %q / %q", leak, openErr.Message, closedErr.Message)
+		}
+	}
+	// The audit record has the details.
+	ev := lastOIDCAdminAudit(t, e)
+	if ev.Outcome != gatehouse.OutcomeFailure || !strings.Contains(ev.Details["discovery_error"], "loopback") {
+		t.Errorf("audit of the refused registration: outcome %q, details %v", ev.Outcome, ev.Details)
+	}
+
+	// Cloud metadata, by address and by name; other private networks.
+	for _, u := range []string{
+		"https://169.254.169.254", "https://metadata.google.internal", "https://[::ffff:169.254.169.254]",
+		"https://10.0.0.1", "https://[fd00:ec2::254]", "https://100.100.100.200", "https://localhost:1",
+	} {
+		ce := registerIssuer(e, "meta", u)
+		if ce == nil || ce.Status != 400 || ce.Message != openErr.Message {
+			t.Errorf("%s: %v, want the same refusal as loopback (%q)", u, ce, openErr.Message)
+		}
+	}
+}
+
+// TestOIDCDiscoveryRebinding: a public-looking host name that resolves to 127.0.0.1 is
+// refused when it is dialed (a resolver seam plays the DNS).
+func TestOIDCDiscoveryRebinding(t *testing.T) {
+	t.Parallel()
+	loop := netip.MustParseAddr("127.0.0.1")
+	e := newEnv(t, func(c *httpapi.Config) {
+		c.IssuerClient = oidc.NewHTTPClient(netguard.Options{Resolve: func(context.Context, string) ([]netip.Addr, error) {
+			return []netip.Addr{loop}, nil
+		}})
+	})
+	var hits atomic.Int32
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	t.Cleanup(srv.Close)
+	ce := registerIssuer(e, "rebound", "https://issuer.example.com:"+strconv.Itoa(int(portOf(srv))))
+	if ce == nil || ce.Status != 400 || !strings.Contains(ce.Message, oidc.ErrTextDiscoveryFetch) {
+		t.Fatalf("a name resolving to 127.0.0.1: %v", ce)
+	}
+	if hits.Load() != 0 {
+		t.Fatal("the loopback server was reached")
+	}
+	if d := lastOIDCAdminAudit(t, e).Details["discovery_error"]; !strings.Contains(d, "127.0.0.1") || !strings.Contains(d, "loopback") {
+		t.Errorf("audit detail %q does not name the refused address", d)
+	}
+}
+
+// TestOIDCDiscoveryRedirects: an issuer that is allowed (here: permitted by port, as a
+// public issuer would be) cannot send discovery to loopback by a redirect or by its
+// jwks_uri.
+func TestOIDCDiscoveryRedirects(t *testing.T) {
+	t.Parallel()
+	target := oidctest.New(t) // on loopback, not permitted
+	var mu sync.Mutex
+	var permitted []uint16
+	permit := func(ports ...uint16) { mu.Lock(); permitted = append(permitted, ports...); mu.Unlock() }
+	e := newEnv(t, func(c *httpapi.Config) {
+		c.IssuerClient = oidc.NewHTTPClient(netguard.Options{Permit: func(ap netip.AddrPort) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, p := range permitted {
+				if ap.Port() == p {
+					return true
+				}
+			}
+			return false
+		}})
+	})
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.URL+r.URL.Path, http.StatusFound)
+	}))
+	t.Cleanup(redirector.Close)
+	var jwksFrom *httptest.Server
+	jwksFrom = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": jwksFrom.URL, "jwks_uri": target.URL + "/.well-known/jwks"})
+	}))
+	t.Cleanup(jwksFrom.Close)
+	permit(portOf(redirector), portOf(jwksFrom))
+
+	ce := registerIssuer(e, "redirects", redirector.URL)
+	if ce == nil || ce.Status != 400 || !strings.Contains(ce.Message, oidc.ErrTextDiscoveryFetch) {
+		t.Fatalf("discovery redirected to loopback: %v", ce)
+	}
+	if d := lastOIDCAdminAudit(t, e).Details["discovery_error"]; !strings.Contains(d, "loopback") {
+		t.Errorf("audit detail %q", d)
+	}
+	ce = registerIssuer(e, "jwks", jwksFrom.URL)
+	if ce == nil || ce.Status != 400 || !strings.Contains(ce.Message, oidc.ErrTextJWKSFetch) {
+		t.Fatalf("jwks_uri on loopback: %v", ce)
+	}
+	if target.DiscoveryHits() != 0 || target.JWKSHits() != 0 {
+		t.Fatalf("the loopback target was reached: %d discovery, %d JWKS fetches", target.DiscoveryHits(), target.JWKSHits())
+	}
+	// The permitted issuer itself works (the premise): it is refused only for where it
+	// sends us. Permitting the target too lets the same registration through.
+	permit(portOf(target.Server))
+	if ce := registerIssuer(e, "target", target.URL); ce != nil {
+		t.Fatalf("a permitted issuer: %v", ce)
+	}
+}
+
+// TestOIDCAllowPrivateIssuers: with --allow-private-issuers a loopback issuer registers and
+// its tokens are exchanged (what every other OIDC test relies on), and a closed port is
+// still answered without details.
+func TestOIDCAllowPrivateIssuers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, allowPrivateIssuers)
+	is := oidctest.New(t)
+	if ce := registerIssuer(e, "loopback", is.URL); ce != nil {
+		t.Fatalf("register a loopback issuer with AllowPrivateIssuers: %v", ce)
+	}
+	if is.DiscoveryHits() == 0 || is.JWKSHits() == 0 {
+		t.Fatal("the issuer was not fetched")
+	}
+	ce := registerIssuer(e, "closed", "http://127.0.0.1:"+strconv.Itoa(closedPort(t)))
+	if ce == nil || ce.Status != 400 || strings.Contains(ce.Message, "refused") || !strings.Contains(ce.Message, oidc.ErrTextDiscoveryFetch) {
+		t.Fatalf("a closed port: %v", ce)
+	}
+}
