@@ -209,3 +209,23 @@ func TestOIDCAllowPrivateIssuers(t *testing.T) {
 		t.Fatalf("a closed port: %v", ce)
 	}
 }
+
+// TestOIDCPolicyMustNameOwner: a policy whose identifying rule is only wildcards is refused
+// with a 400 that says what to name, and the policy in force stays.
+func TestOIDCPolicyMustNameOwner(t *testing.T) {
+	t.Parallel()
+	w := newOIDCWorld(t)
+	for _, sub := range []string{"repo:*", "*:*", "repo:*:*", "*", "repo:*/infra:*"} {
+		err := w.e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/auth/policies/" + w.policyID, Body: map[string]any{"policies": []any{
+			map[string]any{"decision": "allow", "tokenType": "team", "teamName": "dev-deployers", "rules": map[string]string{"aud": oidcAud, "sub": sub}},
+		}}}, nil)
+		ce := wantStatus(t, err, 400)
+		if ce != nil && (!strings.Contains(ce.Message, "sub") || !strings.Contains(ce.Message, "repo:acme/infra:*")) {
+			t.Errorf("sub %q: the message does not say what to name: %s", sub, ce.Message)
+		}
+	}
+	// The policies in force did not change: an evil repository still gets nothing, acme/infra
+	// still gets its team.
+	refusedWith(t, "evil repository", w.exchange(t, exchangeParams(w.token("evil/infra", "", nil), "team", "team:dev-deployers"), false), 401, "invalid_request")
+	granted(t, w.exchange(t, exchangeParams(w.token("acme/infra", "", nil), "team", "team:dev-deployers"), false), "team", "team:dev-deployers", 7200)
+}
