@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -55,6 +57,27 @@ type oidcAPI struct {
 	s         *Server
 	keys      *oidc.KeyCache
 	validator *oidc.Validator
+	// lastPrune is when this process last pruned expired replay records (Unix ns).
+	lastPrune atomic.Int64
+}
+
+// replayPruneEvery is how often a process prunes the records of exchanged ID tokens.
+const replayPruneEvery = time.Minute
+
+// pruneReplays deletes expired records of exchanged ID tokens, at most once per
+// replayPruneEvery per process (best effort: a failure only delays it).
+func (o *oidcAPI) pruneReplays(rq *Request) {
+	now, last := o.s.cfg.Now().UnixNano(), o.lastPrune.Load()
+	if now-last < int64(replayPruneEvery) || !o.lastPrune.CompareAndSwap(last, now) {
+		return
+	}
+	err := o.s.store.Update(context.WithoutCancel(rq.Context()), func(tx gatehouse.Tx) error {
+		_, err := tx.PruneConsumedOIDCTokens()
+		return err
+	})
+	if err != nil {
+		o.s.log.Warn("OIDC: cannot prune the records of exchanged ID tokens", "request_id", rq.ID, "err", err)
+	}
 }
 
 // registerOIDCRoutes declares the token endpoint and the OIDC administration routes.
@@ -826,8 +849,24 @@ func (o *oidcAPI) exchange(rq *Request) (any, error) {
 	var lifetime time.Duration
 	var scope string
 	var refusal *oidcRefusal
+	replayKey, replayUntil := oidc.ReplayKey(claims, req.SubjectToken), oidc.ReplayUntil(claims)
 	err = rq.Change(func(tx gatehouse.Tx) error {
 		refusal = nil
+		// An ID token is exchanged once: the record commits with the issued token (and goes
+		// with it if anything below refuses), and the table's key decides between
+		// concurrent exchanges of one token, in any number of processes.
+		fresh, err := tx.ConsumeOIDCToken(org.ID, replayKey, replayUntil)
+		if err != nil {
+			return err
+		}
+		if !fresh {
+			what := "jti " + strconv.Quote(clip(claims.String("jti")))
+			if claims.String("jti") == "" {
+				what = "no jti; the same signed token"
+			}
+			refusal = refused(gatehouse.OutcomeFailure, "replay: this ID token (%s) was already exchanged; an ID token is exchanged once", what)
+			return refusal
+		}
 		ap, err := tx.GetOIDCAuthPolicy(org.ID, issuer.ID)
 		if err != nil {
 			if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
@@ -903,6 +942,7 @@ func (o *oidcAPI) exchange(rq *Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	o.pruneReplays(rq)
 	h := rq.ResponseHeader()
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")

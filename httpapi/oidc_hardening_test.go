@@ -7,11 +7,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/httpapi"
@@ -228,4 +230,114 @@ func TestOIDCPolicyMustNameOwner(t *testing.T) {
 	// still gets its team.
 	refusedWith(t, "evil repository", w.exchange(t, exchangeParams(w.token("evil/infra", "", nil), "team", "team:dev-deployers"), false), 401, "invalid_request")
 	granted(t, w.exchange(t, exchangeParams(w.token("acme/infra", "", nil), "team", "team:dev-deployers"), false), "team", "team:dev-deployers", 7200)
+}
+
+// TestOIDCReplay: an ID token is exchanged once; a second exchange is refused (401, the
+// endpoint's OAuth error shape) and audited, with or without a jti.
+func TestOIDCReplay(t *testing.T) {
+	t.Parallel()
+	w := newOIDCWorld(t)
+	tok := w.token("acme/infra", "production", nil)
+	params := exchangeParams(tok, "team", "team:production-deployers")
+	granted(t, w.exchange(t, params, false), "team", "team:production-deployers", 7200)
+	refusedWith(t, "the same token again", w.exchange(t, params, false), 401, "invalid_request")
+	ev := w.lastAudit(t)
+	if ev.Outcome != gatehouse.OutcomeFailure || !strings.Contains(ev.Reason, "already exchanged") || ev.TokenID != "" {
+		t.Fatalf("audit of the replay: outcome %q, reason %q, token %q", ev.Outcome, ev.Reason, ev.TokenID)
+	}
+	// Nor as JSON, nor for another token type or a shorter lifetime.
+	refusedWith(t, "again as JSON", w.exchange(t, params, true), 401, "invalid_request")
+	short := exchangeParams(tok, "team", "team:production-deployers")
+	short["expiration"] = "600"
+	refusedWith(t, "again, shorter", w.exchange(t, short, false), 401, "invalid_request")
+
+	// A token without jti: the signed token itself is the key.
+	noJTI := w.token("acme/infra", "production", func(c map[string]any) { delete(c, "jti") })
+	granted(t, w.exchange(t, exchangeParams(noJTI, "team", "team:production-deployers"), false), "team", "team:production-deployers", 7200)
+	refusedWith(t, "a token without jti again", w.exchange(t, exchangeParams(noJTI, "team", "team:production-deployers"), false), 401, "invalid_request")
+	// Its signature re-encoded (other values in the unused low bits of the last base64
+	// character decode to the same signature): still the same token, refused as a replay.
+	parts := strings.Split(noJTI, ".")
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	sig := []byte(parts[2])
+	sig[len(sig)-1] = alphabet[strings.IndexByte(alphabet, sig[len(sig)-1])^1]
+	rewritten := parts[0] + "." + parts[1] + "." + string(sig)
+	refusedWith(t, "a token without jti, signature re-encoded", w.exchange(t, exchangeParams(rewritten, "team", "team:production-deployers"), false), 401, "invalid_request")
+	if ev := w.lastAudit(t); !strings.Contains(ev.Reason, "already exchanged") {
+		t.Logf("the re-encoded signature was refused for another reason: %s", ev.Reason)
+	}
+
+	// A refused exchange does not use the token up: the right request still gets it.
+	fresh := w.token("acme/infra", "production", nil)
+	refusedWith(t, "the wrong team", w.exchange(t, exchangeParams(fresh, "team", "team:dev-deployers"), false), 401, "invalid_request")
+	granted(t, w.exchange(t, exchangeParams(fresh, "team", "team:production-deployers"), false), "team", "team:production-deployers", 7200)
+
+	// Records of expired tokens are pruned.
+	w.e.clock.Advance(3 * time.Hour)
+	granted(t, w.exchange(t, exchangeParams(w.token("acme/infra", "production", nil), "team", "team:production-deployers"), false), "team", "team:production-deployers", 7200)
+	var left int64
+	w.e.must(w.e.srv.Store.Update(context.Background(), func(tx gatehouse.Tx) (err error) {
+		left, err = tx.PruneConsumedOIDCTokens()
+		return err
+	}))
+	if left != 0 {
+		t.Errorf("%d expired records were left for a manual prune; the server prunes them", left)
+	}
+}
+
+// TestOIDCReplayRace: of concurrent exchanges of one ID token exactly one gets a token.
+func TestOIDCReplayRace(t *testing.T) {
+	t.Parallel()
+	w := newOIDCWorld(t)
+	params := exchangeParams(w.token("acme/infra", "production", nil), "team", "team:production-deployers")
+	const n = 8
+	statuses := make([]int, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			statuses[i] = w.exchangeQuiet(params)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	won := 0
+	for _, s := range statuses {
+		switch s {
+		case 200:
+			won++
+		case 401:
+		default:
+			t.Errorf("an exchange answered %d", s)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d of %d concurrent exchanges of one ID token got a token (statuses %v), want exactly 1", won, n, statuses)
+	}
+	issued := 0
+	for _, ev := range w.audits(t, w.orgID) {
+		if ev.Outcome == gatehouse.OutcomeSuccess {
+			issued++
+		}
+	}
+	if issued != 1 {
+		t.Fatalf("%d successful exchanges audited, want 1", issued)
+	}
+}
+
+// exchangeQuiet posts a form-encoded exchange from any goroutine and returns the status.
+func (w *oidcWorld) exchangeQuiet(params map[string]string) int {
+	vals := url.Values{}
+	for k, v := range params {
+		vals.Set(k, v)
+	}
+	resp, err := http.Post(w.e.url+"/api/oauth/token", "application/x-www-form-urlencoded", strings.NewReader(vals.Encode()))
+	if err != nil {
+		return -1
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

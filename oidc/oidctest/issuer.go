@@ -13,11 +13,11 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -178,7 +178,7 @@ func (is *Issuer) Claims(aud, repo, env string, now time.Time) map[string]any {
 	}
 	c := map[string]any{
 		"iss": is.URL, "aud": aud, "sub": sub,
-		"jti":                strconv.FormatInt(now.UnixNano(), 36),
+		"jti":                newJTI(), // unique per token, like GitHub's (a UUID)
 		"ref":                "refs/heads/main",
 		"sha":                "0123456789abcdef0123456789abcdef01234567",
 		"repository":         repo,
@@ -194,6 +194,12 @@ func (is *Issuer) Claims(aud, repo, env string, now time.Time) map[string]any {
 		c["environment"] = env
 	}
 	return c
+}
+
+func newJTI() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func indexByte(s string, b byte) int {
