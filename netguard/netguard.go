@@ -248,12 +248,12 @@ func (o *Options) defaults() {
 func NewClient(o Options) *http.Client {
 	o.defaults()
 	tr := NewTransport(o)
-	max := o.MaxRedirects
+	maxRedirects := o.MaxRedirects
 	return &http.Client{
 		Timeout:   o.Timeout,
 		Transport: &limitTransport{base: tr, max: o.MaxBodyBytes},
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if max < 0 || len(via) > max {
+			if maxRedirects < 0 || len(via) > maxRedirects {
 				return fmt.Errorf("stopped after %d redirects", len(via))
 			}
 			if prev := via[len(via)-1]; prev.URL.Scheme == "https" && req.URL.Scheme != "https" {
