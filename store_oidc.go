@@ -103,4 +103,15 @@ type OIDCTx interface {
 	// PutOIDCAuthPolicy replaces the policies of the authorization policy p.ID, increments
 	// its version and sets Modified (p is updated). ENOTFOUND when it does not exist.
 	PutOIDCAuthPolicy(p *OIDCAuthPolicy) error
+
+	// ConsumeOIDCToken records that the ID token identified by key (a digest, see
+	// oidc.ReplayKey) was exchanged in the organization; the record lasts until expires. It
+	// returns false, recording nothing, when the organization holds a record of key that has
+	// not expired: the token was exchanged before. Of concurrent callers with one key, in
+	// any number of processes, exactly one gets true (the table's primary key decides); the
+	// record goes if the transaction rolls back.
+	ConsumeOIDCToken(orgID int64, key string, expires time.Time) (bool, error)
+	// PruneConsumedOIDCTokens deletes the records ConsumeOIDCToken made that have expired
+	// and returns how many.
+	PruneConsumedOIDCTokens() (int64, error)
 }

@@ -157,6 +157,16 @@ func mgPopulate(t *testing.T, dir string) *migrateWorld {
 	}
 	_ = cliwire.New(url, "gatehouse_pat_0000000000000000000000000000000000000000").Do(cliwire.Call{Method: http.MethodGet, Path: "/api/user"}, nil)
 
+	// The replay record of an exchanged OIDC ID token.
+	mgMust(t, srv.Store.Update(ctx, func(tx gatehouse.Tx) error {
+		o, err := tx.GetOrgByName("acme")
+		if err != nil {
+			return err
+		}
+		_, err = tx.ConsumeOIDCToken(o.ID, "0123456789abcdef", time.Now().Add(time.Hour))
+		return err
+	}))
+
 	// A signed checkpoint of the audit chain.
 	signer, err := app.LoadAuditSigner("", dir)
 	mgMust(t, err)

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -18,6 +20,7 @@ import (
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/authz"
+	"github.com/gatehouse-dev/gatehouse/netguard"
 	"github.com/gatehouse-dev/gatehouse/oidc"
 	"github.com/gatehouse-dev/gatehouse/token"
 )
@@ -54,11 +57,36 @@ type oidcAPI struct {
 	s         *Server
 	keys      *oidc.KeyCache
 	validator *oidc.Validator
+	// lastPrune is when this process last pruned expired replay records (Unix ns).
+	lastPrune atomic.Int64
+}
+
+// replayPruneEvery is how often a process prunes the records of exchanged ID tokens.
+const replayPruneEvery = time.Minute
+
+// pruneReplays deletes expired records of exchanged ID tokens, at most once per
+// replayPruneEvery per process (best effort: a failure only delays it).
+func (o *oidcAPI) pruneReplays(rq *Request) {
+	now, last := o.s.cfg.Now().UnixNano(), o.lastPrune.Load()
+	if now-last < int64(replayPruneEvery) || !o.lastPrune.CompareAndSwap(last, now) {
+		return
+	}
+	err := o.s.store.Update(context.WithoutCancel(rq.Context()), func(tx gatehouse.Tx) error {
+		_, err := tx.PruneConsumedOIDCTokens()
+		return err
+	})
+	if err != nil {
+		o.s.log.Warn("OIDC: cannot prune the records of exchanged ID tokens", "request_id", rq.ID, "err", err)
+	}
 }
 
 // registerOIDCRoutes declares the token endpoint and the OIDC administration routes.
 func (s *Server) registerOIDCRoutes() {
-	keys := oidc.NewKeyCache(nil, s.cfg.Now)
+	client := s.cfg.IssuerClient
+	if client == nil {
+		client = oidc.NewHTTPClient(netguard.Options{AllowPrivate: s.cfg.AllowPrivateIssuers})
+	}
+	keys := oidc.NewKeyCache(client, s.cfg.Now)
 	o := &oidcAPI{s: s, keys: keys, validator: &oidc.Validator{Keys: keys, Now: s.cfg.Now}}
 	get, post, patch, del := http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete
 
@@ -175,10 +203,19 @@ func pinnedJWKS(raw json.RawMessage) ([]byte, error) {
 }
 
 // checkDiscovery fetches the issuer's configuration and keys now, so that an issuer that
-// cannot work is refused at registration rather than at its first exchange.
+// cannot work is refused at registration rather than at its first exchange. The caller
+// learns only which step failed, in words that are the same for every address that cannot
+// be reached or may not be fetched (an open port, a closed one, a refused private address):
+// the details go to the server log and the audit record.
 func (o *oidcAPI) checkDiscovery(rq *Request, issuerURL string) error {
 	if _, err := oidc.Discover(rq.Context(), o.keys.Client(), issuerURL); err != nil {
-		return gatehouse.Errorf(gatehouse.EINVALID, "cannot use the issuer's signing keys: %v (pin a JWKS with \"jwks\" where the issuer cannot be reached)", err)
+		var fe *oidc.FetchError
+		if !errors.As(err, &fe) {
+			return err // an invalid URL: the caller's own input
+		}
+		rq.Detail("discovery_error", clipN(err.Error(), 1024))
+		o.s.log.Warn("OIDC issuer discovery failed", "org", rq.Org.Name, "issuer_url", clip(issuerURL), "request_id", rq.ID, "err", err)
+		return gatehouse.Errorf(gatehouse.EINVALID, "cannot use the issuer's signing keys: %s (pin a JWKS with \"jwks\" where the issuer cannot be reached)", fe.Public)
 	}
 	return nil
 }
@@ -724,9 +761,11 @@ func exchangeTarget(req *exchangeRequest) (string, oidc.Target, *oidcRefusal) {
 // and what it ran. The ID token itself is never recorded.
 var exchangeClaims = []string{"sub", "aud", "repository", "repository_id", "ref", "environment", "job_workflow_ref", "jti"}
 
-func clip(s string) string {
-	if len(s) > 256 {
-		return s[:256] + "…"
+func clip(s string) string { return clipN(s, 256) }
+
+func clipN(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
 	}
 	return s
 }
@@ -810,8 +849,24 @@ func (o *oidcAPI) exchange(rq *Request) (any, error) {
 	var lifetime time.Duration
 	var scope string
 	var refusal *oidcRefusal
+	replayKey, replayUntil := oidc.ReplayKey(claims, req.SubjectToken), oidc.ReplayUntil(claims)
 	err = rq.Change(func(tx gatehouse.Tx) error {
 		refusal = nil
+		// An ID token is exchanged once: the record commits with the issued token (and goes
+		// with it if anything below refuses), and the table's key decides between
+		// concurrent exchanges of one token, in any number of processes.
+		fresh, err := tx.ConsumeOIDCToken(org.ID, replayKey, replayUntil)
+		if err != nil {
+			return err
+		}
+		if !fresh {
+			what := "jti " + strconv.Quote(clip(claims.String("jti")))
+			if claims.String("jti") == "" {
+				what = "no jti; the same signed token"
+			}
+			refusal = refused(gatehouse.OutcomeFailure, "replay: this ID token (%s) was already exchanged; an ID token is exchanged once", what)
+			return refusal
+		}
 		ap, err := tx.GetOIDCAuthPolicy(org.ID, issuer.ID)
 		if err != nil {
 			if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
@@ -888,6 +943,7 @@ func (o *oidcAPI) exchange(rq *Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	o.pruneReplays(rq)
 	h := rq.ResponseHeader()
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")

@@ -17,6 +17,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/httpapi"
 	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
 	"github.com/gatehouse-dev/gatehouse/oidc"
 	"github.com/gatehouse-dev/gatehouse/oidc/oidctest"
@@ -46,7 +47,7 @@ type oidcWorld struct {
 
 func newOIDCWorld(t *testing.T) *oidcWorld {
 	t.Helper()
-	e := newEnv(t)
+	e := newEnv(t, allowPrivateIssuers) // oidctest serves on loopback
 	w := &oidcWorld{e: e, iss: oidctest.New(t)}
 	e.must(e.srv.Store.Update(context.Background(), func(tx gatehouse.Tx) error {
 		org, err := tx.GetOrgByName("acme")
@@ -91,6 +92,9 @@ func newOIDCWorld(t *testing.T) *oidcWorld {
 	w.setPolicies(t, defaultOIDCPolicies)
 	return w
 }
+
+// allowPrivateIssuers is --allow-private-issuers: the test issuers serve on 127.0.0.1.
+func allowPrivateIssuers(c *httpapi.Config) { c.AllowPrivateIssuers = true }
 
 var defaultOIDCPolicies = []map[string]any{
 	{"decision": "allow", "tokenType": "team", "teamName": "dev-deployers",

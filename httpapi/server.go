@@ -56,6 +56,14 @@ type Config struct {
 	TrustedProxies []*net.IPNet
 	// SecretScanningKeys verify GitHub secret-scanning deliveries (leaks.go); none: 401.
 	SecretScanningKeys []SecretScanningKey
+	// AllowPrivateIssuers lets OIDC discovery (an issuer's configuration, its jwks_uri and
+	// their redirects) reach loopback, private, link-local and metadata addresses
+	// (--allow-private-issuers): tests, issuers on an internal network. Off, an organization
+	// administrator cannot make the server fetch from its own network (netguard).
+	AllowPrivateIssuers bool
+	// IssuerClient, when set, is the HTTP client issuer keys are fetched with (tests);
+	// otherwise oidc.NewHTTPClient with AllowPrivateIssuers.
+	IssuerClient *http.Client
 	// Now is the clock (tests).
 	Now func() time.Time
 }

@@ -207,6 +207,30 @@ func (p Pattern) Literal() bool {
 	return false
 }
 
+// wild reports whether the pattern has a wildcard.
+func (p Pattern) wild() bool {
+	for _, it := range p.items {
+		if it.kind != patLit {
+			return true
+		}
+	}
+	return false
+}
+
+// hasLiteralPrefix reports whether the pattern begins with the literal characters of pre.
+func (p Pattern) hasLiteralPrefix(pre string) bool {
+	rs := []rune(pre)
+	if len(p.items) < len(rs) {
+		return false
+	}
+	for i, r := range rs {
+		if p.items[i].kind != patLit || p.items[i].r != r {
+			return false
+		}
+	}
+	return true
+}
+
 // Match reports whether the whole of s matches the pattern. It runs in O(len(p)·len(s))
 // whatever the pattern (no backtracking blow-up).
 func (p Pattern) Match(s string) bool {

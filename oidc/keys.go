@@ -19,6 +19,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/netguard"
 )
 
 // CheckIssuerURL checks an issuer URL for registration: an absolute https URL without
@@ -67,18 +68,23 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// NewHTTPClient returns the client keys are fetched with: a timeout, and redirects only to
-// URLs that pass the same checks (no downgrade to plain http).
-func NewHTTPClient() *http.Client {
-	return &http.Client{
-		Timeout: 10 * time.Second,
-		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) >= 3 {
-				return errors.New("too many redirects")
-			}
-			return checkFetchURL(req.URL.String())
-		},
+// NewHTTPClient returns the client keys are fetched with: a netguard client (no loopback,
+// private, link-local or metadata destinations unless o.AllowPrivate; a timeout; documents
+// of at most 1 MiB) whose redirects, at most 3, must also pass the rules of an issuer's
+// URLs (https, no credentials). Zero fields of o take netguard's defaults.
+func NewHTTPClient(o netguard.Options) *http.Client {
+	if o.MaxBodyBytes == 0 {
+		o.MaxBodyBytes = maxDocBytes
 	}
+	c := netguard.NewClient(o)
+	guard := c.CheckRedirect
+	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if err := guard(req, via); err != nil {
+			return err
+		}
+		return checkFetchURL(req.URL.String())
+	}
+	return c
 }
 
 const maxDocBytes = 1 << 20
@@ -155,32 +161,57 @@ func keyFits(k *jose.JSONWebKey, alg string) bool {
 	return false
 }
 
+// FetchError is a failure to fetch or use an issuer's discovery document or JWKS. Its
+// Error has the details (addresses, dial errors, HTTP statuses) for the server log and the
+// audit record; Public is all a caller may learn, the same for every address that cannot be
+// reached, so that registering an issuer cannot be used to probe the server's network.
+type FetchError struct {
+	Public string
+	Err    error
+}
+
+func (e *FetchError) Error() string { return e.Err.Error() }
+func (e *FetchError) Unwrap() error { return e.Err }
+
+// Public messages of FetchError.
+const (
+	ErrTextDiscoveryFetch = "the issuer's discovery document could not be fetched"
+	ErrTextDiscoveryIss   = "the issuer's discovery document names a different issuer than the registered URL"
+	ErrTextJWKSURI        = "the issuer's discovery document has no usable jwks_uri (an https URL)"
+	ErrTextJWKSFetch      = "the issuer's JWKS could not be fetched"
+	ErrTextJWKSKeys       = "the issuer's JWKS has no usable signing key"
+)
+
 // Discover fetches an issuer's OpenID configuration and its JWKS, checking that the
-// configuration names the same issuer, and returns the usable keys.
+// configuration names the same issuer, and returns the usable keys. Its errors other than
+// an invalid issuerURL are *FetchError.
 func Discover(ctx context.Context, client *http.Client, issuerURL string) ([]jose.JSONWebKey, error) {
 	if err := CheckIssuerURL(issuerURL); err != nil {
 		return nil, err
+	}
+	fail := func(public string, format string, args ...any) error {
+		return &FetchError{Public: public, Err: fmt.Errorf(format, args...)}
 	}
 	var conf struct {
 		Issuer  string `json:"issuer"`
 		JWKSURI string `json:"jwks_uri"`
 	}
 	if err := getJSON(ctx, client, strings.TrimSuffix(issuerURL, "/")+"/.well-known/openid-configuration", &conf); err != nil {
-		return nil, fmt.Errorf("OpenID configuration of %s: %w", issuerURL, err)
+		return nil, fail(ErrTextDiscoveryFetch, "OpenID configuration of %s: %w", issuerURL, err)
 	}
 	if conf.Issuer != issuerURL {
-		return nil, fmt.Errorf("the OpenID configuration at %s names the issuer %q; it must be exactly the registered URL", issuerURL, conf.Issuer)
+		return nil, fail(ErrTextDiscoveryIss, "the OpenID configuration at %s names the issuer %q; it must be exactly the registered URL", issuerURL, conf.Issuer)
 	}
 	if err := checkFetchURL(conf.JWKSURI); err != nil {
-		return nil, fmt.Errorf("jwks_uri of %s: %s", issuerURL, gatehouse.ErrorMessage(err))
+		return nil, fail(ErrTextJWKSURI, "jwks_uri of %s: %s", issuerURL, gatehouse.ErrorMessage(err))
 	}
 	var raw json.RawMessage
 	if err := getJSON(ctx, client, conf.JWKSURI, &raw); err != nil {
-		return nil, fmt.Errorf("JWKS of %s: %w", issuerURL, err)
+		return nil, fail(ErrTextJWKSFetch, "JWKS of %s: %w", issuerURL, err)
 	}
 	keys, err := ParseJWKS(raw, false)
 	if err != nil {
-		return nil, fmt.Errorf("JWKS of %s: %w", issuerURL, err)
+		return nil, fail(ErrTextJWKSKeys, "JWKS of %s: %w", issuerURL, err)
 	}
 	return keys, nil
 }
@@ -234,11 +265,11 @@ type remoteKeys struct {
 	fetches   int
 }
 
-// NewKeyCache returns a cache that fetches with client (NewHTTPClient when nil) and reads
-// the time from now (time.Now when nil).
+// NewKeyCache returns a cache that fetches with client (NewHTTPClient with the guard on
+// when nil) and reads the time from now (time.Now when nil).
 func NewKeyCache(client *http.Client, now func() time.Time) *KeyCache {
 	if client == nil {
-		client = NewHTTPClient()
+		client = NewHTTPClient(netguard.Options{})
 	}
 	if now == nil {
 		now = time.Now
@@ -303,7 +334,7 @@ func (c *KeyCache) candidates(ctx context.Context, is *gatehouse.OIDCIssuer, kid
 		mayFetch = false
 	}
 	if rs.fetched.IsZero() {
-		return nil, fmt.Errorf("%w: %v", ErrKeys, rs.lastErr)
+		return nil, fmt.Errorf("%w: %w", ErrKeys, rs.lastErr)
 	}
 	out := pick(rs.keys, kid, alg)
 	if len(out) == 0 && kid != "" && mayFetch {

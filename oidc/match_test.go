@@ -307,3 +307,83 @@ func TestLifetime(t *testing.T) {
 		}
 	}
 }
+
+// TestPolicyMustNameOwner: an allow policy must name whose workload it admits; a pattern that
+// is only wildcards, or a wildcard where the owner goes, names no one.
+func TestPolicyMustNameOwner(t *testing.T) {
+	for _, tc := range []struct {
+		claim, pattern string
+		ok             bool
+	}{
+		// Named: exact values, or wildcards after a written-out owner.
+		{"sub", "repo:acme/infra:ref:refs/heads/main", true},
+		{"sub", "repo:acme/infra:*", true},
+		{"sub", "repo:acme/*", true},
+		{"sub", "repo:acme-1234/infra-5678:environment:production", true},
+		{"sub", "project_path:platform/*:ref_type:branch:ref:main", true},
+		{"sub", "system:serviceaccount:ci:*", true},
+		{"sub", "system:serviceaccount:ci:deployer", true},
+		{"sub", "org/0b1c2d3e/project/*", true},
+		{"sub", `\*`, true}, // a literal star: exactly the value "*"
+		{"repository", "acme/tools", true},
+		{"repository", "acme/*", true},
+		{"repository_id", "456789", true},
+		{"repository_owner", "acme", true},
+		{`"kubernetes.io".namespace`, "ci", true},
+		{"job_workflow_ref", "acme/infra/.github/workflows/deploy.yml@*", true},
+		// Not named: only wildcards, or a wildcard in the owner's place.
+		{"sub", "*", false},
+		{"sub", "**", false},
+		{"sub", "?*", false},
+		{"sub", "*:*", false},
+		{"sub", "repo:*", false},
+		{"sub", "repo:*:*", false},
+		{"sub", "repo:*:ref:refs/heads/main", false},
+		{"sub", "repo:*/infra:*", false},
+		{"sub", "repo:acme*/infra:*", false},
+		{"sub", "repo:?cme/infra:*", false},
+		{"sub", "system:serviceaccount:*:deployer", false},
+		{"sub", "project_path:*", false},
+		{"sub", "org/*/project/*", false},
+		{"sub", "*:acme/infra:*", false},
+		{"repository", "*/infra", false},
+		{"repository", "*", false},
+		{"repository_owner", "acme*", false},
+		{"email", "*@example.com", false},
+		// Claims that say what ran, not whose it is, name no one even when exact.
+		{"aud", "urn:pulumi:org:acme", false},
+		{"ref", "refs/heads/main", false},
+		{"environment", "production", false},
+		{"event_name", "push", false},
+		{"runner_environment", "github-hosted", false},
+	} {
+		ps := []gatehouse.OIDCPolicy{allow("team", "dev", map[string]string{tc.claim: tc.pattern, "aud": "urn:pulumi:org:acme"})}
+		err := oidc.NormalizePolicies(ps)
+		if tc.ok && err != nil {
+			t.Errorf("%s %q refused: %v", tc.claim, tc.pattern, err)
+		}
+		if !tc.ok {
+			if !gatehouse.IsCode(err, gatehouse.EINVALID) {
+				t.Errorf("%s %q accepted, want EINVALID", tc.claim, tc.pattern)
+			} else if msg := gatehouse.ErrorMessage(err); !strings.Contains(msg, "name") || !strings.Contains(msg, "repo:acme/infra:*") {
+				t.Errorf("%s %q: the message does not say what to name: %s", tc.claim, tc.pattern, msg)
+			}
+		}
+		// Deny policies may be as broad as they like.
+		deny := []gatehouse.OIDCPolicy{{Decision: "deny", Rules: map[string]string{tc.claim: tc.pattern}}}
+		if err := oidc.NormalizePolicies(deny); err != nil {
+			t.Errorf("deny %s %q: %v", tc.claim, tc.pattern, err)
+		}
+	}
+	// One naming rule is enough next to broad ones.
+	ps := []gatehouse.OIDCPolicy{allow("team", "dev", map[string]string{"sub": "repo:*", "repository_id": "42"})}
+	if err := oidc.NormalizePolicies(ps); err != nil {
+		t.Errorf("repo:* next to repository_id: %v", err)
+	}
+	// A policy stored before the check fails closed at evaluation.
+	stored := []gatehouse.OIDCPolicy{{Decision: "allow", TokenType: "team", TeamName: "dev", Rules: map[string]string{"sub": "repo:*"}}}
+	c := claims(t, `{"sub":"repo:evil/x:ref:refs/heads/main"}`)
+	if d := oidc.Evaluate(stored, c, oidc.Target{TokenType: "team", Team: "dev"}); d.Allow || !strings.Contains(d.Reason, "names no owner") {
+		t.Fatalf("a stored repo:* policy: %+v", d)
+	}
+}

@@ -9,6 +9,10 @@
 //     secret. Keys come from the issuer's JWKS, found by OIDC discovery over HTTPS (plain
 //     HTTP only for loopback hosts, for tests) or pinned at registration. An unknown key ID
 //     refreshes the JWKS, at most once per [MinRefreshInterval] per issuer.
+//   - Fetches: discovery and JWKS are fetched with a netguard client ([NewHTTPClient]): no
+//     loopback, private, link-local or cloud metadata destination (checked on the address
+//     dialed, for every redirect), bounded in time and size. Failures reach a caller only as
+//     [FetchError.Public], the same for every unreachable address.
 //   - Claims: iss equal to the registered issuer URL, aud containing the requested audience
 //     (urn:pulumi:org:ORG), exp, nbf and iat with [ClockSkew] of tolerance, and an age limit
 //     ([MaxTokenAge]) so an old token cannot be exchanged even if the issuer made it

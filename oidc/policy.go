@@ -4,14 +4,88 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 )
 
 // identityFreeClaims are claims that say nothing about who the bearer is: an allow policy
 // constrained only by these would admit any workload of the issuer (for GitHub: every
-// repository in the world that asks for the organization's audience).
-var identityFreeClaims = map[string]bool{"iss": true, "aud": true, "exp": true, "nbf": true, "iat": true, "jti": true}
+// repository in the world that asks for the organization's audience, or that pushes to a
+// branch called main, or that has an environment called production).
+var identityFreeClaims = map[string]bool{
+	"iss": true, "aud": true, "exp": true, "nbf": true, "iat": true, "jti": true,
+	// GitHub Actions and GitLab CI: what ran and how, not whose it is.
+	"ref": true, "ref_type": true, "ref_protected": true, "head_ref": true, "base_ref": true,
+	"event_name": true, "environment": true, "environment_protected": true, "runner_environment": true,
+	"pipeline_source": true, "workflow": true, "sha": true, "run_id": true, "run_number": true, "run_attempt": true,
+}
+
+// structuralPrefixes are the fixed words that begin common sub claims (GitHub
+// `repo:OWNER/REPO:...`, GitLab `project_path:GROUP/PROJECT:...`, Kubernetes
+// `system:serviceaccount:NAMESPACE:NAME`, CircleCI `org/ORG-ID/...`): the value after them
+// is the one that names the owner.
+var structuralPrefixes = []string{"system:serviceaccount:", "project_path:", "repo:", "org/"}
+
+// namesOwner reports whether a rule's pattern names whose workload it is: a pattern without
+// wildcards names one value; otherwise the pattern's first segment (up to the first `:` or
+// `/`) after a structural prefix must be written out without `*` or `?` and hold a letter or
+// digit. `repo:acme/*` and `system:serviceaccount:ci:*` name an owner; `*`, `*:*`, `repo:*`,
+// `repo:*:*`, `repo:*/infra:*`, `repo:acme*/x` and `*-prod` do not (anyone can create an
+// owner those match).
+func namesOwner(pat Pattern) bool {
+	if !pat.wild() {
+		return true
+	}
+	items := pat.items
+	for _, pre := range structuralPrefixes {
+		if pat.hasLiteralPrefix(pre) {
+			items = items[len([]rune(pre)):]
+			break
+		}
+	}
+	alnum := false
+	for _, it := range items {
+		if it.kind != patLit {
+			return false
+		}
+		if it.r == ':' || it.r == '/' {
+			break
+		}
+		if unicode.IsLetter(it.r) || unicode.IsDigit(it.r) {
+			alnum = true
+		}
+	}
+	return alnum
+}
+
+// identifies reports whether an allow policy's rules name a specific workload (some rule
+// on a claim that identifies, with a pattern that names an owner). Without one it returns
+// the rule to blame ("" when no rule is on an identifying claim).
+func identifies(p *gatehouse.OIDCPolicy) (ok bool, blame string) {
+	for k, v := range p.Rules {
+		path, err := ParseClaimPath(k)
+		if err != nil {
+			continue
+		}
+		pat, err := ParsePattern(v)
+		if err != nil {
+			continue
+		}
+		if len(path) == 1 && identityFreeClaims[path[0]] {
+			continue
+		}
+		if namesOwner(pat) {
+			return true, ""
+		}
+		if blame == "" || k < blame {
+			blame = k
+		}
+	}
+	return false, blame
+}
+
+const identifyHint = "add a rule on sub, repository, repository_id or another claim that names the owner (organization, group, namespace) in full, like \"repo:acme/infra:*\" or \"repo:acme/*\": a wildcard may not stand for the owner (\"*\", \"repo:*\", \"*:*\" or \"repo:*/infra\" admit workloads of anyone), and aud, ref, environment, event_name and the like say what ran, not whose it is"
 
 // NormalizePolicies checks an issuer's policy list and normalizes it in place (lower-case
 // decisions and token types, "org" spelled "organization"). Errors are EINVALID with a
@@ -78,22 +152,21 @@ func NormalizePolicy(p *gatehouse.OIDCPolicy) error {
 	if len(p.Rules) > MaxRules {
 		return bad("too many rules (%d, at most %d)", len(p.Rules), MaxRules)
 	}
-	identifying := false
 	for k, v := range p.Rules {
-		path, err := ParseClaimPath(k)
-		if err != nil {
+		if _, err := ParseClaimPath(k); err != nil {
 			return bad("%v", err)
 		}
-		pat, err := ParsePattern(v)
-		if err != nil {
+		if _, err := ParsePattern(v); err != nil {
 			return bad("rule %s: %v", k, err)
 		}
-		if !(len(path) == 1 && identityFreeClaims[path[0]]) && pat.Literal() {
-			identifying = true
-		}
 	}
-	if p.Decision == gatehouse.OIDCAllow && !identifying {
-		return bad("an allow policy must constrain who the token belongs to: add a rule on sub, repository_id or another identifying claim (aud alone admits every workload of the issuer)")
+	if p.Decision == gatehouse.OIDCAllow {
+		if ok, blame := identifies(p); !ok {
+			if blame != "" {
+				return bad("an allow policy must name whose workload it admits, and rule %s %q does not: %s", blame, p.Rules[blame], identifyHint)
+			}
+			return bad("an allow policy must name whose workload it admits: %s", identifyHint)
+		}
 	}
 	if p.MaxExpiration != 0 && (p.MaxExpiration < MinExpiration || p.MaxExpiration > MaxExpiration) {
 		return bad("maxExpiration must be between %d and %d seconds", int(MinExpiration.Seconds()), int(MaxExpiration.Seconds()))
@@ -138,7 +211,7 @@ type Decision struct {
 // otherwise the first matching allow policy grants it; otherwise it is refused. A policy
 // matches when it covers the target and every one of its rules matches the claims.
 func Evaluate(ps []gatehouse.OIDCPolicy, c Claims, t Target) Decision {
-	allowAt := -1
+	allowAt, vague := -1, -1
 	for i := range ps {
 		p := &ps[i]
 		switch p.Decision {
@@ -148,12 +221,23 @@ func Evaluate(ps []gatehouse.OIDCPolicy, c Claims, t Target) Decision {
 			}
 		case gatehouse.OIDCAllow:
 			if allowAt < 0 && coversAllow(p, t) && rulesMatch(p, c, false) {
+				// A policy stored before NormalizePolicy refused it (a rule such as
+				// sub "repo:*") fails closed: it admits no one.
+				if ok, _ := identifies(p); !ok {
+					if vague < 0 {
+						vague = i
+					}
+					continue
+				}
 				allowAt = i
 			}
 		}
 	}
 	if allowAt >= 0 {
 		return Decision{Allow: true, Index: allowAt, Policy: &ps[allowAt], Reason: fmt.Sprintf("policies[%d] allows %s", allowAt, t)}
+	}
+	if vague >= 0 {
+		return Decision{Index: -1, Reason: fmt.Sprintf("policies[%d] would allow %s but names no owner (it was stored before such policies were refused; fix it); no other policy allows it (deny by default)", vague, t)}
 	}
 	return Decision{Index: -1, Reason: "no policy allows " + t.String() + " for these claims (deny by default)"}
 }

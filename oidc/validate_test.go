@@ -15,6 +15,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/netguard"
 	"github.com/gatehouse-dev/gatehouse/oidc"
 	"github.com/gatehouse-dev/gatehouse/oidc/oidctest"
 )
@@ -44,7 +45,7 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	iss := oidctest.New(t)
 	clk := &testClock{t: time.Now()}
-	keys := oidc.NewKeyCache(nil, clk.Now)
+	keys := oidc.NewKeyCache(oidc.NewHTTPClient(netguard.Options{AllowPrivate: true}), clk.Now) // oidctest serves on loopback
 	return &fixture{
 		iss: iss, clock: clk, keys: keys, v: &oidc.Validator{Keys: keys, Now: clk.Now},
 		reg: &gatehouse.OIDCIssuer{ID: "issuer-1", Name: "test", URL: iss.URL},
@@ -231,7 +232,7 @@ func TestDiscoveryChecks(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Discovery failures through Discover directly.
-	if _, err := oidc.Discover(context.Background(), oidc.NewHTTPClient(), f.iss.URL+"/nowhere"); err == nil {
+	if _, err := oidc.Discover(context.Background(), oidc.NewHTTPClient(netguard.Options{AllowPrivate: true}), f.iss.URL+"/nowhere"); err == nil {
 		t.Fatal("discovery of a missing configuration succeeded")
 	}
 }
@@ -305,5 +306,26 @@ func TestPeek(t *testing.T) {
 		if _, _, err := oidc.Peek(bad); err == nil {
 			t.Errorf("Peek(%q) succeeded", bad)
 		}
+	}
+}
+
+// TestKeysGuardedByDefault: without a client of its own, the key cache fetches through
+// netguard, so a loopback issuer's keys are never fetched, and the failure a caller may see
+// is the generic one.
+func TestKeysGuardedByDefault(t *testing.T) {
+	iss := oidctest.New(t)
+	v := &oidc.Validator{Keys: oidc.NewKeyCache(nil, nil)}
+	reg := &gatehouse.OIDCIssuer{ID: "i", Name: "loop", URL: iss.URL}
+	_, err := v.Validate(context.Background(), iss.Sign(iss.Claims(aud, "acme/infra", "", time.Now())), reg, aud)
+	if !errors.Is(err, oidc.ErrKeys) || !errors.Is(err, netguard.ErrBlocked) {
+		t.Fatalf("Validate with a loopback issuer: %v, want ErrKeys from a netguard refusal", err)
+	}
+	if iss.DiscoveryHits() != 0 {
+		t.Fatal("the loopback issuer was fetched")
+	}
+	_, err = oidc.Discover(context.Background(), oidc.NewHTTPClient(netguard.Options{}), iss.URL)
+	var fe *oidc.FetchError
+	if !errors.As(err, &fe) || fe.Public != oidc.ErrTextDiscoveryFetch || strings.Contains(fe.Public, "127.0.0.1") {
+		t.Fatalf("Discover: %v", err)
 	}
 }

@@ -47,6 +47,7 @@ func newServeCmd() *cobra.Command {
 	var auditKey string
 	var auditSinks []string
 	var auditEvery time.Duration
+	var allowPrivateIssuers bool
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the API server",
@@ -67,6 +68,10 @@ func newServeCmd() *cobra.Command {
 				return fmt.Errorf("--journal must be auto, on or off, not %q", journal)
 			}
 			api.DeltaCheckpointCutoff = deltaCutoff
+			api.AllowPrivateIssuers = allowPrivateIssuers
+			if allowPrivateIssuers {
+				log.Warn("--allow-private-issuers: OIDC issuer discovery may reach loopback, private and link-local addresses; every organization administrator can make this server fetch from its network")
+			}
 			if api.SecretScanningKeys, err = secretScanningKeys(cmd); err != nil {
 				return err
 			}
@@ -133,7 +138,17 @@ func newServeCmd() *cobra.Command {
 	cmd.Flags().StringVar(&journal, "journal", envDefault("GATEHOUSE_JOURNAL", "auto"), "journaling protocol for CLIs that ask for it: auto (destroys only, where it wins), on (every update) or off")
 	cmd.Flags().Lookup("journal").NoOptDefVal = "on" // a bare --journal means on
 	cmd.Flags().IntVar(&deltaCutoff, "delta-checkpoints", int(envInt64("GATEHOUSE_DELTA_CHECKPOINTS", 0)), "advertise delta checkpoints for states of at least this many bytes (0: off)")
+	cmd.Flags().BoolVar(&allowPrivateIssuers, "allow-private-issuers", envBool("GATEHOUSE_ALLOW_PRIVATE_ISSUERS"), "let OIDC issuer discovery fetch from loopback, private, link-local and metadata addresses (tests, issuers on an internal network; env GATEHOUSE_ALLOW_PRIVATE_ISSUERS)")
 	return cmd
+}
+
+// envBool reads a boolean environment variable (1, true, yes, on; anything else is false).
+func envBool(name string) bool {
+	switch strings.ToLower(strings.TrimSpace(os.Getenv(name))) {
+	case "1", "true", "yes", "on":
+		return true
+	}
+	return false
 }
 
 func envInt64(name string, def int64) int64 {

@@ -13,11 +13,11 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -154,6 +154,13 @@ func (is *Issuer) ClaimIssuer(iss string) {
 	is.mu.Unlock()
 }
 
+// DiscoveryHits returns how often the OpenID configuration was fetched.
+func (is *Issuer) DiscoveryHits() int {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	return is.discoveryHits
+}
+
 // JWKSHits returns how often the JWKS was fetched.
 func (is *Issuer) JWKSHits() int {
 	is.mu.Lock()
@@ -171,7 +178,7 @@ func (is *Issuer) Claims(aud, repo, env string, now time.Time) map[string]any {
 	}
 	c := map[string]any{
 		"iss": is.URL, "aud": aud, "sub": sub,
-		"jti":                strconv.FormatInt(now.UnixNano(), 36),
+		"jti":                newJTI(), // unique per token, like GitHub's (a UUID)
 		"ref":                "refs/heads/main",
 		"sha":                "0123456789abcdef0123456789abcdef01234567",
 		"repository":         repo,
@@ -187,6 +194,12 @@ func (is *Issuer) Claims(aud, repo, env string, now time.Time) map[string]any {
 		c["environment"] = env
 	}
 	return c
+}
+
+func newJTI() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func indexByte(s string, b byte) int {

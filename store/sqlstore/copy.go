@@ -56,6 +56,7 @@ var copyTables = []copyTable{
 	{name: "auth_failures", key: []string{"key"}, bookkeeping: true},
 	{name: "oidc_issuers", key: []string{"id"}},
 	{name: "oidc_auth_policies", key: []string{"id"}},
+	{name: "oidc_exchanged_tokens", key: []string{"org_id", "token_key"}},
 	{name: "scan_deliveries", key: []string{"digest"}},
 	{name: "invitations", key: []string{"id"}},
 	{name: "audit_events", key: []string{"seq"}},

@@ -212,3 +212,30 @@ func (t *tx) PutOIDCAuthPolicy(p *gatehouse.OIDCAuthPolicy) error {
 	*p = *cur
 	return nil
 }
+
+// --- replay protection (migration 0011) ---
+
+func (t *tx) ConsumeOIDCToken(orgID int64, key string, expires time.Time) (bool, error) {
+	if key == "" {
+		return false, gatehouse.Errorf(gatehouse.EINVALID, "an exchanged ID token needs a key")
+	}
+	// One statement: of concurrent callers with one key exactly one inserts (or replaces an
+	// expired record); the others find a live record and change nothing (SQLite has one
+	// writer; PostgreSQL waits for the first inserter and re-checks the WHERE clause).
+	r, err := t.exec(`INSERT INTO oidc_exchanged_tokens (org_id, token_key, expires) VALUES (?, ?, ?)
+		ON CONFLICT (org_id, token_key) DO UPDATE SET expires = excluded.expires
+		WHERE oidc_exchanged_tokens.expires <= ?`,
+		orgID, validText(key), ns(expires), ns(t.now))
+	if err != nil {
+		return false, err
+	}
+	return affected(r) == 1, nil
+}
+
+func (t *tx) PruneConsumedOIDCTokens() (int64, error) {
+	r, err := t.exec(`DELETE FROM oidc_exchanged_tokens WHERE expires <= ?`, ns(t.now))
+	if err != nil {
+		return 0, err
+	}
+	return affected(r), nil
+}

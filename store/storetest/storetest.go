@@ -98,6 +98,7 @@ var contractTests = []test{
 	{"AuthFailures", testAuthFailures},
 	{"OIDCIssuers", testOIDCIssuers},
 	{"OIDCAuthPolicies", testOIDCPolicies},
+	{"ConsumeOIDCToken", testConsumeOIDCToken},
 	{"SecurityEpoch", testSecurityEpoch},
 	{"AuditHeadAndCheckpoints", testAuditCheckpoints},
 	{"AuditExportCursors", testExportCursors},
@@ -119,6 +120,7 @@ var raceTests = []test{
 	{"RaceExportLease", testRaceExportLease},
 	{"RaceScanDelivery", testRaceScanDelivery},
 	{"RaceAnswerInvitation", testRaceAnswerInvitation},
+	{"RaceConsumeOIDCToken", testRaceConsumeOIDCToken},
 }
 
 func run(t *testing.T, tests []test, open func(t *testing.T) []gatehouse.Store) {
@@ -2399,6 +2401,65 @@ func testAuthFailures(t *testing.T, e *env) {
 
 // --- OIDC issuers and authorization policies ---
 
+func testConsumeOIDCToken(t *testing.T, e *env) {
+	acme, beta := e.org("acme"), e.org("beta")
+	consume := func(orgID int64, key string, until time.Time) bool {
+		t.Helper()
+		var ok bool
+		e.update(func(tx gatehouse.Tx) (err error) { ok, err = tx.ConsumeOIDCToken(orgID, key, until); return err })
+		return ok
+	}
+	now := e.now()
+	if !consume(acme.ID, "k1", now.Add(time.Hour)) {
+		t.Fatal("the first exchange of a token was refused")
+	}
+	if consume(acme.ID, "k1", now.Add(time.Hour)) {
+		t.Fatal("a second exchange of a token was accepted")
+	}
+	if !consume(beta.ID, "k1", now.Add(time.Hour)) || !consume(acme.ID, "k2", now.Add(time.Hour)) {
+		t.Fatal("another organization's or another token's record refused an exchange")
+	}
+	// A rolled-back exchange leaves no record.
+	rollback := errors.New("rollback")
+	err := e.try(func(tx gatehouse.Tx) error {
+		if ok, err := tx.ConsumeOIDCToken(acme.ID, "k3", now.Add(time.Hour)); err != nil || !ok {
+			return fmt.Errorf("ConsumeOIDCToken = %v, %v", ok, err)
+		}
+		return rollback
+	})
+	if !errors.Is(err, rollback) {
+		t.Fatal(err)
+	}
+	if !consume(acme.ID, "k3", now.Add(time.Hour)) {
+		t.Fatal("a rolled-back exchange left its record")
+	}
+	// An expired record neither refuses the key nor survives pruning; live ones stay.
+	past := e.now().Add(-time.Second)
+	if !consume(acme.ID, "old", past) || !consume(acme.ID, "old", past) {
+		t.Fatal("an expired record refused an exchange")
+	}
+	if !consume(acme.ID, "old2", past) {
+		t.Fatal("consume old2")
+	}
+	var pruned int64
+	e.update(func(tx gatehouse.Tx) (err error) { pruned, err = tx.PruneConsumedOIDCTokens(); return err })
+	if pruned != 2 {
+		t.Errorf("PruneConsumedOIDCTokens = %d, want 2", pruned)
+	}
+	if consume(acme.ID, "k1", now.Add(time.Hour)) || consume(beta.ID, "k1", now.Add(time.Hour)) {
+		t.Error("pruning removed a live record")
+	}
+	e.update(func(tx gatehouse.Tx) (err error) { pruned, err = tx.PruneConsumedOIDCTokens(); return err })
+	if pruned != 0 {
+		t.Errorf("a second PruneConsumedOIDCTokens = %d, want 0", pruned)
+	}
+	e.update(func(tx gatehouse.Tx) error {
+		_, err := tx.ConsumeOIDCToken(acme.ID, "", now.Add(time.Hour))
+		wantCode(t, err, gatehouse.EINVALID, "ConsumeOIDCToken without a key")
+		return nil
+	})
+}
+
 func testOIDCIssuers(t *testing.T, e *env) {
 	acme, beta := e.org("acme"), e.org("beta")
 	gh := &gatehouse.OIDCIssuer{OrgID: acme.ID, Name: "GitHub", URL: "https://token.actions.githubusercontent.com",
@@ -3157,6 +3218,30 @@ func testRaceAuthFailures(t *testing.T, e *env) {
 	})
 	if n != racers {
 		t.Errorf("AuthFailures after the race = %d, want %d", n, racers)
+	}
+}
+
+func testRaceConsumeOIDCToken(t *testing.T, e *env) {
+	acme := e.org("acme")
+	until := e.now().Add(time.Hour)
+	won := make([]bool, racers)
+	errs := e.race(racers, func(i int) error {
+		return e.at(i).Update(e.ctx, func(tx gatehouse.Tx) (err error) {
+			won[i], err = tx.ConsumeOIDCToken(acme.ID, "race-token", until)
+			return err
+		})
+	})
+	n := 0
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("ConsumeOIDCToken %d: %v", i, err)
+		}
+		if won[i] {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d racers exchanged one ID token, want exactly 1", n)
 	}
 }
 
