@@ -31,6 +31,7 @@ import (
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/authz"
+	"github.com/gatehouse-dev/gatehouse/internal/jsondepth"
 	"github.com/gatehouse-dev/gatehouse/token"
 )
 
@@ -451,6 +452,9 @@ func (s *Server) githubSecretScanning(rq *Request) (any, error) {
 	rq.Detail("body_sha256", hex.EncodeToString(digest[:]))
 
 	var matches []secretScanningMatch
+	if err := jsondepth.Check(body, 0); err != nil {
+		return nil, bodyError(err)
+	}
 	if err := json.Unmarshal(body, &matches); err != nil {
 		return nil, gatehouse.Errorf(gatehouse.EINVALID, "invalid delivery: want a JSON array of matches: %v", err)
 	}

@@ -29,12 +29,15 @@ import (
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/authz"
+	"github.com/gatehouse-dev/gatehouse/internal/jsondepth"
 	"github.com/gatehouse-dev/gatehouse/secrets"
 )
 
 // Config is the server's configuration.
 type Config struct {
-	// MaxBodyBytes limits a request body after decompression (413 beyond it).
+	// MaxBodyBytes limits the body of a call that carries state (checkpoints, journal
+	// entries, engine events, imports, secrets) after decompression (413 beyond it). Every
+	// other call takes at most SmallBodyBytes.
 	MaxBodyBytes int64
 	// LeaseDuration is how long an update lease lasts without renewal (the CLI assumes 5 minutes).
 	LeaseDuration time.Duration
@@ -158,12 +161,27 @@ type Route struct {
 	// Audit records successful calls in the audit log, in the same transaction as the
 	// change where the handler makes one. Denials and failed authentications are always
 	// recorded.
-	Audit   bool
+	Audit bool
+	// MaxBody is the largest body the route reads, after decompression (413 beyond it):
+	// SmallBodyBytes, or Config.MaxBodyBytes for the routes that carry state.
+	MaxBody int64
 	handler func(*Request) (any, error)
+	s       *Server
 }
 
-func (s *Server) handle(method, pattern string, action authz.Action, h func(*Request) (any, error)) {
-	rt := &Route{Method: method, Pattern: pattern, Action: action, handler: h}
+// SmallBodyBytes bounds the body of calls that never carry state: a body is read whole
+// into memory before it is decoded, so the 512 MiB that a checkpoint may need has no
+// business on, say, an administration call.
+const SmallBodyBytes = 1 << 20
+
+// carriesState gives the route the large body limit (Config.MaxBodyBytes).
+func (rt *Route) carriesState() *Route {
+	rt.MaxBody = rt.s.cfg.MaxBodyBytes
+	return rt
+}
+
+func (s *Server) handle(method, pattern string, action authz.Action, h func(*Request) (any, error)) *Route {
+	rt := &Route{Method: method, Pattern: pattern, Action: action, handler: h, s: s, MaxBody: min(SmallBodyBytes, s.cfg.MaxBodyBytes)}
 	switch {
 	case action == authz.Public:
 		rt.Auth = AuthNone
@@ -175,6 +193,7 @@ func (s *Server) handle(method, pattern string, action authz.Action, h func(*Req
 	rt.Audit = method != http.MethodGet && method != http.MethodHead || action == authz.StackExport
 	s.routes = append(s.routes, rt)
 	s.mux.HandleFunc(method+" "+pattern, func(w http.ResponseWriter, r *http.Request) { s.serve(rt, w, r) })
+	return rt
 }
 
 // Request is one API call on its way through the request path.
@@ -467,7 +486,7 @@ func writeError(w http.ResponseWriter, err error) {
 }
 
 // decode reads the JSON body into v: gzip-decoded when the CLI compressed it, bounded by
-// MaxBodyBytes (413), strict about syntax (400 with the decoder's reason). It decodes with
+// the route's MaxBody (413) and in nesting (400, readJSON), strict about syntax (400 with the decoder's reason). It decodes with
 // segmentio/encoding/json (the encoder the CLI itself uses for checkpoints): the same
 // semantics as encoding/json, and several times faster on checkpoint-sized documents,
 // where decoding was two thirds of the server's time.
@@ -483,7 +502,7 @@ func (rq *Request) decodeInPlace(v any) error {
 }
 
 func (rq *Request) decodeFlags(v any, flags fastjson.ParseFlags) error {
-	b, err := rq.readBody()
+	b, err := rq.readJSON()
 	if err != nil {
 		return err
 	}
@@ -500,6 +519,21 @@ func (rq *Request) decodeFlags(v any, flags fastjson.ParseFlags) error {
 	return nil
 }
 
+// readJSON is readBody for a JSON body, refused (400) when it nests deeper than
+// jsondepth.Max: the decoder recurses once per level, and a few megabytes of '[' used to
+// take it to Go's stack limit, a fatal error that brought the whole process down. Every
+// handler that decodes a body reads it with readJSON (or decode, which does).
+func (rq *Request) readJSON() ([]byte, error) {
+	b, err := rq.readBody()
+	if err != nil {
+		return nil, err
+	}
+	if err := jsondepth.Check(b, 0); err != nil {
+		return nil, bodyError(err)
+	}
+	return b, nil
+}
+
 // readBody returns the whole (decompressed, bounded) body. A gzip body (every state write
 // of the CLI) is read compressed first, which is small, and inflated into a buffer sized
 // by the size its gzip trailer declares, so that a large checkpoint is written once, not
@@ -508,7 +542,7 @@ func (rq *Request) decodeFlags(v any, flags fastjson.ParseFlags) error {
 // memory the body does not fill: Content-Length by preallocMax, the trailer by deflate's
 // largest possible ratio to the compressed bytes actually received.
 func (rq *Request) readBody() ([]byte, error) {
-	limit := rq.s.cfg.MaxBodyBytes
+	limit := rq.route.MaxBody
 	raw := http.MaxBytesReader(rq.w, rq.Body, limit)
 	defer raw.Close()
 	var zr io.Reader
