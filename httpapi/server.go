@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -49,13 +50,16 @@ type Config struct {
 	Journal JournalMode
 	// DeltaCheckpoints advertises the delta checkpoint protocol with this cutoff in bytes (0 = off).
 	DeltaCheckpointCutoff int
-	// AuthFailureLimit is how many failed authentications a source address may make per
-	// AuthFailureWindow before it gets 429 (0: no limit).
+	// AuthFailureLimit is how many failed authentications a source address, or a token
+	// prefix, may make per AuthFailureWindow; further failures get 429 (0: no limit). A
+	// valid credential is never refused.
 	AuthFailureLimit  int
 	AuthFailureWindow time.Duration
 	// StackPageSize is the page size of stack listings (default 500).
 	StackPageSize int
-	// TrustedProxies are the networks whose X-Forwarded-For header is believed.
+	// TrustedProxies are the networks whose X-Forwarded-For header is believed (the
+	// client is the right-most address that is not a trusted proxy); from any other peer
+	// the header is ignored.
 	TrustedProxies []*net.IPNet
 	// SecretScanningKeys verify GitHub secret-scanning deliveries (leaks.go); none: 401.
 	SecretScanningKeys []SecretScanningKey
@@ -258,13 +262,6 @@ func (s *Server) run(rq *Request) (res any, err error) {
 		}
 	}()
 	rt := rq.route
-	if rt.Auth != AuthNone {
-		if err := s.limiter.check(rq.event.SourceIP, s.cfg.Now()); err != nil {
-			rq.event.Action = "auth:rate-limited"
-			rq.fail(gatehouse.OutcomeDenied, err)
-			return nil, err
-		}
-	}
 	// Authentication and resolution share one read transaction; identities and decision
 	// facts come from a cache that is valid for the store's current security epoch.
 	var authErr, resolveErr error
@@ -284,7 +281,16 @@ func (s *Server) run(rq *Request) (res any, err error) {
 	}
 	if err := authErr; err != nil {
 		if gatehouse.IsCode(err, gatehouse.EUNAUTHORIZED) {
-			if lerr := s.limiter.failed(rq.Context(), s.store, rq.event.SourceIP, s.cfg.Now()); lerr != nil {
+			// Failed authentications are limited per address and per credential prefix,
+			// after authenticating, so that a valid credential is never refused. A
+			// blocked failure is answered from memory: no count, no database write.
+			src, prefix, now := rq.event.SourceIP, credentialPrefix(rq.Header.Get("Authorization")), s.cfg.Now()
+			if lerr := s.limiter.check(src, prefix, now); lerr != nil {
+				rq.event.Action = "auth:rate-limited"
+				rq.fail(gatehouse.OutcomeDenied, lerr)
+				return nil, lerr
+			}
+			if lerr := s.limiter.failed(rq.Context(), s.store, src, prefix, now); lerr != nil {
 				err = lerr
 			}
 		}
@@ -666,6 +672,32 @@ func (s *Server) clientIP(r *http.Request) string {
 		}
 	}
 	return host
+}
+
+// ParseTrustedProxies parses a comma-separated list of networks (CIDR, or a single
+// address) for Config.TrustedProxies. Empty is none.
+func ParseTrustedProxies(list string) ([]*net.IPNet, error) {
+	var nets []*net.IPNet
+	for _, part := range strings.Split(list, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if ip := net.ParseIP(part); ip != nil {
+			bits := 8 * net.IPv6len
+			if ip4 := ip.To4(); ip4 != nil {
+				ip, bits = ip4, 8*net.IPv4len
+			}
+			nets = append(nets, &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)})
+			continue
+		}
+		_, n, err := net.ParseCIDR(part)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither a network in CIDR notation (like 10.0.0.0/8) nor an address", part)
+		}
+		nets = append(nets, n)
+	}
+	return nets, nil
 }
 
 func trusted(nets []*net.IPNet, ip net.IP) bool {

@@ -95,7 +95,7 @@ func TestOrgTokenLifetimePolicy(t *testing.T) {
 func TestFailedAuthRateLimit(t *testing.T) {
 	e := newEnv(t, func(c *httpapi.Config) { c.AuthFailureLimit = 5; c.AuthFailureWindow = time.Minute })
 	bad := cliwire.New(e.url, "gatehouse_pat_0000000000000000000000000000000000000A")
-	for i := 0; i < 4; i++ {
+	for i := 0; i < 5; i++ {
 		wantStatus(t, bad.Do(cliwire.Call{Method: "GET", Path: "/api/user"}, nil), 401)
 	}
 	err := bad.Do(cliwire.Call{Method: "GET", Path: "/api/user"}, nil)
@@ -103,8 +103,8 @@ func TestFailedAuthRateLimit(t *testing.T) {
 	if ra, _ := strconv.Atoi(ce.Header.Get("Retry-After")); ra < 1 || ra > 61 {
 		t.Fatalf("Retry-After = %q", ce.Header.Get("Retry-After"))
 	}
-	// While blocked, even a valid token from that address waits.
-	wantStatus(t, e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/user"}, nil), 429)
+	// While blocked, a valid token from that address is still served.
+	e.must(e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/user"}, nil))
 	// A second process on the same data sees the count: its first failure blocks too.
 	other := e.clone(t, func(c *httpapi.Config) { c.AuthFailureLimit = 5; c.AuthFailureWindow = time.Minute })
 	other.clock.t = e.clock.Now()
