@@ -91,17 +91,18 @@ func DefaultConfig() Config {
 
 // Server is the HTTP API.
 type Server struct {
-	store   gatehouse.Store
-	secrets *secrets.Manager
-	log     *slog.Logger
-	cfg     Config
-	mux     *http.ServeMux
-	routes  []*Route
-	metrics *metrics
-	touch   *toucher
-	limiter *authLimiter
-	cache   *authCache
-	auditQ  *auditQueue
+	store    gatehouse.Store
+	secrets  *secrets.Manager
+	log      *slog.Logger
+	cfg      Config
+	mux      *http.ServeMux
+	routes   []*Route
+	metrics  *metrics
+	touch    *toucher
+	limiter  *authLimiter
+	cache    *authCache
+	auditQ   *auditQueue
+	auditAgg *auditAggregator
 }
 
 // New builds the server. reg may be nil (no metrics registered).
@@ -122,6 +123,7 @@ func New(store gatehouse.Store, sm *secrets.Manager, log *slog.Logger, reg prome
 	s.touch = newToucher(store, log)
 	s.cache = newAuthCache()
 	s.auditQ = newAuditQueue(store)
+	s.auditAgg = newAuditAggregator(store, log, cfg.Now)
 	if cfg.AuthFailureWindow <= 0 {
 		cfg.AuthFailureWindow = 5 * time.Minute
 		s.cfg.AuthFailureWindow = cfg.AuthFailureWindow
@@ -134,9 +136,10 @@ func New(store gatehouse.Store, sm *secrets.Manager, log *slog.Logger, reg prome
 	return s
 }
 
-// Close flushes pending bookkeeping (token last-used facts).
+// Close flushes pending bookkeeping (token last-used facts, audit summaries).
 func (s *Server) Close() {
 	s.touch.close()
+	s.auditAgg.close()
 	s.auditQ.close()
 }
 
@@ -287,14 +290,20 @@ func (s *Server) run(rq *Request) (res any, err error) {
 			src, prefix, now := rq.event.SourceIP, credentialPrefix(rq.Header.Get("Authorization")), s.cfg.Now()
 			if lerr := s.limiter.check(src, prefix, now); lerr != nil {
 				rq.event.Action = "auth:rate-limited"
-				rq.fail(gatehouse.OutcomeDenied, lerr)
+				rq.failAggregated(gatehouse.OutcomeDenied, lerr)
 				return nil, lerr
 			}
 			if lerr := s.limiter.failed(rq.Context(), s.store, src, prefix, now); lerr != nil {
 				err = lerr
 			}
 		}
-		rq.fail(gatehouse.OutcomeFailure, err)
+		if rq.event.TokenID == "" {
+			// No credential, or one that names no token: floods of these from outside
+			// are summarized. A failure with a real token (expired, revoked) has its own.
+			rq.failAggregated(gatehouse.OutcomeFailure, err)
+		} else {
+			rq.fail(gatehouse.OutcomeFailure, err)
+		}
 		return nil, err
 	}
 	if err := resolveErr; err != nil {
@@ -308,7 +317,13 @@ func (s *Server) run(rq *Request) (res any, err error) {
 	}
 	res, err = rt.handler(rq)
 	if err != nil {
-		if rt.Audit && !gatehouse.IsCode(err, gatehouse.EFORBIDDEN) {
+		switch {
+		case !rt.Audit || gatehouse.IsCode(err, gatehouse.EFORBIDDEN):
+		case gatehouse.IsCode(err, gatehouse.ERATELIMITED) && rq.event.ActorKind == string(authz.Anonymous):
+			// A public call refused by the failed-authentication limit (secret-scanning
+			// deliveries): summarized like the request path's own 429s.
+			rq.failAggregated(gatehouse.OutcomeDenied, err)
+		default:
 			rq.fail(gatehouse.OutcomeFailure, err)
 		}
 		return nil, err
@@ -375,8 +390,13 @@ func (rq *Request) fail(outcome string, err error) {
 	if err != nil && ev.Reason == "" {
 		ev.Reason = gatehouse.ErrorMessage(err) // a specific reason set earlier is kept
 	}
-	if aerr := rq.s.auditQ.append(context.WithoutCancel(rq.Context()), &ev); aerr != nil {
-		rq.s.log.Error("audit: cannot record a failed call", "request_id", rq.ID, "err", aerr)
+	rq.s.appendFailure(rq, &ev)
+}
+
+// appendFailure records the event of a failed call (best effort: the call fails anyway).
+func (s *Server) appendFailure(rq *Request, ev *gatehouse.AuditEvent) {
+	if aerr := s.auditQ.append(context.WithoutCancel(rq.Context()), ev); aerr != nil {
+		s.log.Error("audit: cannot record a failed call", "request_id", rq.ID, "err", aerr)
 	}
 }
 
