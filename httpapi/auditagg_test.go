@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
 )
@@ -52,5 +53,33 @@ func TestAuditAggregatesFloods(t *testing.T) {
 	rows, total := count()
 	if rows > 4 || total != 500 {
 		t.Errorf("500 bogus requests: %d audit rows standing for %d requests; want at most 4 rows for 500", rows, total)
+	}
+}
+
+// TestAuditSummaryAtWindowEnd: a summary is written when its minute is over, without
+// waiting for the server to close.
+func TestAuditSummaryAtWindowEnd(t *testing.T) {
+	e := newEnv(t)
+	get := cliwire.Call{Method: "GET", Path: "/api/user", NoAuth: true}
+	for i := 0; i < 10; i++ {
+		wantStatus(t, e.admin.Do(get, nil), http.StatusUnauthorized)
+	}
+	e.clock.Advance(2 * time.Minute)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		evs, err := listAudit(e)
+		e.must(err)
+		for _, ev := range evs {
+			if ev.Details["aggregated"] == "true" {
+				if ev.Details["count"] != "9" || ev.SourceIP != "127.0.0.1" || ev.Outcome != "failure" || ev.Reason == "" {
+					t.Fatalf("summary %+v", ev)
+				}
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no summary written after the window ended")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
