@@ -12,6 +12,7 @@ import (
 	"time"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/internal/jsondepth"
 )
 
 // jsonEvent is the JSON form of an event in JSONL output, webhook batches and blob objects.
@@ -121,6 +122,10 @@ func ReadJSONL(r io.Reader) iter.Seq2[gatehouse.AuditEvent, error] {
 			line := bytes.TrimSpace(sc.Bytes())
 			if len(line) == 0 {
 				continue
+			}
+			if err := jsondepth.Check(line, 0); err != nil {
+				yield(gatehouse.AuditEvent{}, fmt.Errorf("audit: JSONL line %d: %w", lineNo, err))
+				return
 			}
 			var j jsonEvent
 			dec := json.NewDecoder(bytes.NewReader(line))

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"sync"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 )
@@ -14,6 +15,7 @@ import (
 type auditQueue struct {
 	store gatehouse.Store
 	in    chan auditReq
+	once  sync.Once
 }
 
 type auditReq struct {
@@ -71,4 +73,4 @@ func (q *auditQueue) loop() {
 	}
 }
 
-func (q *auditQueue) close() { close(q.in) }
+func (q *auditQueue) close() { q.once.Do(func() { close(q.in) }) }

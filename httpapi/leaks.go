@@ -31,6 +31,7 @@ import (
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/authz"
+	"github.com/gatehouse-dev/gatehouse/internal/jsondepth"
 	"github.com/gatehouse-dev/gatehouse/token"
 )
 
@@ -426,10 +427,7 @@ func (s *Server) githubSecretScanning(rq *Request) (any, error) {
 	rq.event.Action = actionScanDelivery
 	rq.event.Target = "secret-scanning/github"
 	// The route is public, so the request path does not rate-limit it: failed signatures
-	// count against the source like failed logins.
-	if err := s.limiter.check(rq.event.SourceIP, s.cfg.Now()); err != nil {
-		return nil, err
-	}
+	// count against the source like failed logins (scanningAuthFailed).
 	key, sig, err := s.scanningCredentials(rq)
 	if err != nil {
 		return nil, s.scanningAuthFailed(rq, err)
@@ -451,6 +449,9 @@ func (s *Server) githubSecretScanning(rq *Request) (any, error) {
 	rq.Detail("body_sha256", hex.EncodeToString(digest[:]))
 
 	var matches []secretScanningMatch
+	if err := jsondepth.Check(body, 0); err != nil {
+		return nil, bodyError(err)
+	}
 	if err := json.Unmarshal(body, &matches); err != nil {
 		return nil, gatehouse.Errorf(gatehouse.EINVALID, "invalid delivery: want a JSON array of matches: %v", err)
 	}
@@ -579,7 +580,11 @@ func (s *Server) scanningCredentials(rq *Request) (SecretScanningKey, []byte, er
 // scanningAuthFailed counts a failed delivery against its source (the request path records
 // it): the answer is 401, or 429 once the source is over the limit.
 func (s *Server) scanningAuthFailed(rq *Request, err error) error {
-	if lerr := s.limiter.failed(rq.Context(), s.store, rq.event.SourceIP, s.cfg.Now()); lerr != nil {
+	now := s.cfg.Now()
+	if lerr := s.limiter.check(rq.event.SourceIP, "", now); lerr != nil {
+		return lerr
+	}
+	if lerr := s.limiter.failed(rq.Context(), s.store, rq.event.SourceIP, "", now); lerr != nil {
 		return lerr
 	}
 	return err

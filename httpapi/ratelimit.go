@@ -2,39 +2,66 @@ package httpapi
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/token"
 )
 
-// authLimiter limits failed authentications per source address. Counts live in the store,
-// so every process sees every failure; each process also remembers the sources it found
-// over the limit, so that a blocked source costs no database read per request.
+// authLimiter limits failed authentications, counted both per source address and per
+// credential prefix (the non-secret start of the presented token, see credentialPrefix):
+// a brute force of one token from many addresses and a spray of tokens from one address
+// are both limited. Counts live in the store, so every process sees every failure; each
+// process also remembers the sources and prefixes it found over the limit, so that a
+// blocked attacker costs no database write per request.
+//
+// The limiter only ever refuses failing credentials: the request path authenticates
+// first, and a valid credential is served whatever its address or prefix has seen.
 type authLimiter struct {
 	limit   int
 	window  time.Duration
 	mu      sync.Mutex
-	blocked map[string]time.Time // source -> blocked until
+	blocked map[string]time.Time // "ip:"+source or "tok:"+prefix -> blocked until
 }
+
+// maxBlocked bounds the memory of blocked keys under a distributed attack.
+const maxBlocked = 100000
 
 func newAuthLimiter(limit int, window time.Duration) *authLimiter {
 	return &authLimiter{limit: limit, window: window, blocked: map[string]time.Time{}}
 }
 
-// check returns a rate-limit error when the source is blocked.
-func (l *authLimiter) check(src string, now time.Time) error {
+// limiterKeys are the counters a failure from src with a credential of prefix counts in.
+func limiterKeys(src, prefix string) []string {
+	keys := []string{"ip:" + src}
+	if prefix != "" {
+		keys = append(keys, "tok:"+prefix)
+	}
+	return keys
+}
+
+// check returns a rate-limit error when the source or the credential prefix is blocked.
+// It reads memory only. Call it for a failed authentication, never before one.
+func (l *authLimiter) check(src, prefix string, now time.Time) error {
 	if l.limit <= 0 {
 		return nil
 	}
+	var until time.Time
 	l.mu.Lock()
-	until, ok := l.blocked[src]
-	if ok && !now.Before(until) {
-		delete(l.blocked, src)
-		ok = false
+	for _, k := range limiterKeys(src, prefix) {
+		u, ok := l.blocked[k]
+		if ok && !now.Before(u) {
+			delete(l.blocked, k)
+			continue
+		}
+		if ok && u.After(until) {
+			until = u
+		}
 	}
 	l.mu.Unlock()
-	if ok {
+	if !until.IsZero() {
 		return tooMany(until.Sub(now))
 	}
 	return nil
@@ -42,34 +69,66 @@ func (l *authLimiter) check(src string, now time.Time) error {
 
 func tooMany(wait time.Duration) error {
 	secs := int(wait/time.Second) + 1
-	return &gatehouse.Error{Code: gatehouse.ERATELIMITED, Message: "too many failed authentication attempts from this address; try again later", RetryAfter: secs}
+	return &gatehouse.Error{Code: gatehouse.ERATELIMITED, Message: "too many failed authentication attempts; try again later", RetryAfter: secs}
 }
 
-// failed records a failed authentication; it returns a rate-limit error when the source
-// has now reached the limit.
-func (l *authLimiter) failed(ctx context.Context, store gatehouse.Store, src string, now time.Time) error {
+// failed records a failed authentication from src with a credential of prefix ("" when
+// the credential has none), in one transaction. The failure that reaches the limit is
+// still answered as it is; it blocks the address (or prefix) for the rest of the window,
+// so later failures get 429 from check. It returns a rate-limit error when the count was
+// already past the limit (another process blocked it first).
+func (l *authLimiter) failed(ctx context.Context, store gatehouse.Store, src, prefix string, now time.Time) error {
 	if l.limit <= 0 {
 		return nil
 	}
-	var count int
-	var start time.Time
+	keys := limiterKeys(src, prefix)
+	counts := make([]int, len(keys))
+	starts := make([]time.Time, len(keys))
 	err := store.Update(context.WithoutCancel(ctx), func(tx gatehouse.Tx) error {
-		var err error
-		count, start, err = tx.RecordAuthFailure("auth:"+src, l.window)
-		return err
+		for i, k := range keys {
+			var err error
+			if counts[i], starts[i], err = tx.RecordAuthFailure("auth:"+k, l.window); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil // counting is best effort; the request fails with 401 anyway
 	}
-	if count < l.limit {
-		return nil
-	}
-	until := start.Add(l.window)
+	var over time.Time
 	l.mu.Lock()
-	if len(l.blocked) > 100000 { // bound memory under a distributed attack
-		l.blocked = map[string]time.Time{}
+	defer l.mu.Unlock()
+	for i, k := range keys {
+		if counts[i] < l.limit {
+			continue
+		}
+		until := starts[i].Add(l.window)
+		if len(l.blocked) >= maxBlocked {
+			l.blocked = map[string]time.Time{}
+		}
+		l.blocked[k] = until
+		if counts[i] > l.limit && until.After(over) {
+			over = until
+		}
 	}
-	l.blocked[src] = until
-	l.mu.Unlock()
-	return tooMany(until.Sub(now))
+	if !over.IsZero() {
+		return tooMany(over.Sub(now))
+	}
+	return nil
+}
+
+// credentialPrefix is the part of an Authorization header's credential the limiter counts
+// failures by: for a value shaped like a Gatehouse token, its prefix, kind and first four
+// characters (token.Redact: about 24 of its 190 bits, safe to store and log); for a
+// value with a Gatehouse prefix and kind but the wrong shape, the prefix and kind; for
+// anything else, nothing.
+func credentialPrefix(authorization string) string {
+	_, cred, _ := strings.Cut(authorization, " ")
+	r := token.Redact(strings.TrimSpace(cred))
+	p, ok := strings.CutSuffix(r, "…(redacted)")
+	if !ok {
+		return ""
+	}
+	return p
 }

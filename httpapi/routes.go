@@ -12,7 +12,9 @@ const (
 	updatePath = stackPath + "/update/{updateID}"
 )
 
-// registerRoutes is the route table: every route with the action it performs.
+// registerRoutes is the route table: every route with the action it performs. Routes
+// whose bodies carry state (.carriesState()) take bodies up to Config.MaxBodyBytes; all
+// others at most SmallBodyBytes.
 func (s *Server) registerRoutes() {
 	get, post, patch, del, head := http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete, http.MethodHead
 
@@ -28,22 +30,22 @@ func (s *Server) registerRoutes() {
 
 	// Stacks.
 	s.handle(head, "/api/stacks/{org}/{project}", authz.OrgRead, s.projectExists)
-	s.handle(post, "/api/stacks/{org}/{project}", authz.OrgRead, s.createStack) // refined to stack:create with the new stack's facts
+	s.handle(post, "/api/stacks/{org}/{project}", authz.OrgRead, s.createStack).carriesState() // refined to stack:create with the new stack's facts
 	s.handle(get, stackPath, authz.StackRead, s.getStack)
 	s.handle(del, stackPath, authz.StackDelete, s.deleteStack)
 	s.handle(post, stackPath+"/rename", authz.StackRename, s.renameStack)
 	s.handle(patch, stackPath+"/tags", authz.StackTags, s.setTags)
 	s.handle(get, stackPath+"/export", authz.StackExport, s.exportStack)
 	s.handle(get, stackPath+"/export/{version}", authz.StackExport, s.exportStack)
-	s.handle(post, stackPath+"/import", authz.StackImport, s.importStack)
+	s.handle(post, stackPath+"/import", authz.StackImport, s.importStack).carriesState()
 	s.handle(get, stackPath+"/updates", authz.StackRead, s.getHistory)
 	s.handle(get, stackPath+"/updates/latest", authz.StackRead, s.getLatestUpdate)
 
 	// Secrets.
-	s.handle(post, stackPath+"/encrypt", authz.StackEncrypt, s.encrypt)
-	s.handle(post, stackPath+"/batch-encrypt", authz.StackEncrypt, s.batchEncrypt)
-	s.handle(post, stackPath+"/decrypt", authz.StackDecrypt, s.decrypt)
-	s.handle(post, stackPath+"/batch-decrypt", authz.StackDecrypt, s.batchDecrypt)
+	s.handle(post, stackPath+"/encrypt", authz.StackEncrypt, s.encrypt).carriesState()
+	s.handle(post, stackPath+"/batch-encrypt", authz.StackEncrypt, s.batchEncrypt).carriesState()
+	s.handle(post, stackPath+"/decrypt", authz.StackDecrypt, s.decrypt).carriesState()
+	s.handle(post, stackPath+"/batch-decrypt", authz.StackDecrypt, s.batchDecrypt).carriesState()
 	s.handle(post, stackPath+"/decrypt/log-decryption", authz.StackDecrypt, s.logDecryption)
 	s.handle(post, stackPath+"/decrypt/log-batch-decryption", authz.StackDecrypt, s.logDecryption)
 
@@ -97,18 +99,18 @@ func (s *Server) registerRoutes() {
 
 	// Updates: created per kind; a real run is refined to stack:update (or import) in the handler.
 	for _, kind := range []gatehouse.UpdateKind{gatehouse.KindUpdate, gatehouse.KindPreview, gatehouse.KindRefresh, gatehouse.KindDestroy} {
-		s.handle(post, stackPath+"/"+string(kind), authz.StackPreview, s.createUpdate(kind))
+		s.handle(post, stackPath+"/"+string(kind), authz.StackPreview, s.createUpdate(kind)).carriesState() // the program's config
 	}
 	s.handle(post, updatePath, authz.StackPreview, s.startUpdate) // refined by the update's kind
 	s.handle(get, updatePath, authz.StackRead, s.getUpdate)
 	s.handle(get, updatePath+"/events", authz.StackRead, s.getUpdateEvents)
 	s.handle(post, updatePath+"/cancel", authz.StackCancel, s.cancelUpdate)
 	s.handle(post, updatePath+"/renew_lease", authz.UpdateLease, s.renewLease)
-	s.handle(patch, updatePath+"/checkpoint", authz.UpdateLease, s.patchCheckpoint)
-	s.handle(patch, updatePath+"/checkpointverbatim", authz.UpdateLease, s.patchCheckpointVerbatim)
-	s.handle(patch, updatePath+"/checkpointdelta", authz.UpdateLease, s.patchCheckpointDelta)
-	s.handle(patch, updatePath+"/journalentries", authz.UpdateLease, s.patchJournal)
-	s.handle(post, updatePath+"/events/batch", authz.UpdateLease, s.postEvents)
+	s.handle(patch, updatePath+"/checkpoint", authz.UpdateLease, s.patchCheckpoint).carriesState()
+	s.handle(patch, updatePath+"/checkpointverbatim", authz.UpdateLease, s.patchCheckpointVerbatim).carriesState()
+	s.handle(patch, updatePath+"/checkpointdelta", authz.UpdateLease, s.patchCheckpointDelta).carriesState()
+	s.handle(patch, updatePath+"/journalentries", authz.UpdateLease, s.patchJournal).carriesState()
+	s.handle(post, updatePath+"/events/batch", authz.UpdateLease, s.postEvents).carriesState()
 	s.handle(post, updatePath+"/complete", authz.UpdateComplete, s.completeUpdate)
 	s.registerOIDCRoutes()
 	s.registerLeakRoutes()

@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -29,12 +30,15 @@ import (
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/authz"
+	"github.com/gatehouse-dev/gatehouse/internal/jsondepth"
 	"github.com/gatehouse-dev/gatehouse/secrets"
 )
 
 // Config is the server's configuration.
 type Config struct {
-	// MaxBodyBytes limits a request body after decompression (413 beyond it).
+	// MaxBodyBytes limits the body of a call that carries state (checkpoints, journal
+	// entries, engine events, imports, secrets) after decompression (413 beyond it). Every
+	// other call takes at most SmallBodyBytes.
 	MaxBodyBytes int64
 	// LeaseDuration is how long an update lease lasts without renewal (the CLI assumes 5 minutes).
 	LeaseDuration time.Duration
@@ -46,13 +50,16 @@ type Config struct {
 	Journal JournalMode
 	// DeltaCheckpoints advertises the delta checkpoint protocol with this cutoff in bytes (0 = off).
 	DeltaCheckpointCutoff int
-	// AuthFailureLimit is how many failed authentications a source address may make per
-	// AuthFailureWindow before it gets 429 (0: no limit).
+	// AuthFailureLimit is how many failed authentications a source address, or a token
+	// prefix, may make per AuthFailureWindow; further failures get 429 (0: no limit). A
+	// valid credential is never refused.
 	AuthFailureLimit  int
 	AuthFailureWindow time.Duration
 	// StackPageSize is the page size of stack listings (default 500).
 	StackPageSize int
-	// TrustedProxies are the networks whose X-Forwarded-For header is believed.
+	// TrustedProxies are the networks whose X-Forwarded-For header is believed (the
+	// client is the right-most address that is not a trusted proxy); from any other peer
+	// the header is ignored.
 	TrustedProxies []*net.IPNet
 	// SecretScanningKeys verify GitHub secret-scanning deliveries (leaks.go); none: 401.
 	SecretScanningKeys []SecretScanningKey
@@ -92,17 +99,18 @@ func DefaultConfig() Config {
 
 // Server is the HTTP API.
 type Server struct {
-	store   gatehouse.Store
-	secrets *secrets.Manager
-	log     *slog.Logger
-	cfg     Config
-	mux     *http.ServeMux
-	routes  []*Route
-	metrics *metrics
-	touch   *toucher
-	limiter *authLimiter
-	cache   *authCache
-	auditQ  *auditQueue
+	store    gatehouse.Store
+	secrets  *secrets.Manager
+	log      *slog.Logger
+	cfg      Config
+	mux      *http.ServeMux
+	routes   []*Route
+	metrics  *metrics
+	touch    *toucher
+	limiter  *authLimiter
+	cache    *authCache
+	auditQ   *auditQueue
+	auditAgg *auditAggregator
 }
 
 // New builds the server. reg may be nil (no metrics registered).
@@ -123,6 +131,7 @@ func New(store gatehouse.Store, sm *secrets.Manager, log *slog.Logger, reg prome
 	s.touch = newToucher(store, log)
 	s.cache = newAuthCache()
 	s.auditQ = newAuditQueue(store)
+	s.auditAgg = newAuditAggregator(store, log, cfg.Now)
 	if cfg.AuthFailureWindow <= 0 {
 		cfg.AuthFailureWindow = 5 * time.Minute
 		s.cfg.AuthFailureWindow = cfg.AuthFailureWindow
@@ -135,9 +144,10 @@ func New(store gatehouse.Store, sm *secrets.Manager, log *slog.Logger, reg prome
 	return s
 }
 
-// Close flushes pending bookkeeping (token last-used facts).
+// Close flushes pending bookkeeping (token last-used facts, audit summaries).
 func (s *Server) Close() {
 	s.touch.close()
+	s.auditAgg.close()
 	s.auditQ.close()
 }
 
@@ -166,12 +176,27 @@ type Route struct {
 	// Audit records successful calls in the audit log, in the same transaction as the
 	// change where the handler makes one. Denials and failed authentications are always
 	// recorded.
-	Audit   bool
+	Audit bool
+	// MaxBody is the largest body the route reads, after decompression (413 beyond it):
+	// SmallBodyBytes, or Config.MaxBodyBytes for the routes that carry state.
+	MaxBody int64
 	handler func(*Request) (any, error)
+	s       *Server
 }
 
-func (s *Server) handle(method, pattern string, action authz.Action, h func(*Request) (any, error)) {
-	rt := &Route{Method: method, Pattern: pattern, Action: action, handler: h}
+// SmallBodyBytes bounds the body of calls that never carry state: a body is read whole
+// into memory before it is decoded, so the 512 MiB that a checkpoint may need has no
+// business on, say, an administration call.
+const SmallBodyBytes = 1 << 20
+
+// carriesState gives the route the large body limit (Config.MaxBodyBytes).
+func (rt *Route) carriesState() *Route {
+	rt.MaxBody = rt.s.cfg.MaxBodyBytes
+	return rt
+}
+
+func (s *Server) handle(method, pattern string, action authz.Action, h func(*Request) (any, error)) *Route {
+	rt := &Route{Method: method, Pattern: pattern, Action: action, handler: h, s: s, MaxBody: min(SmallBodyBytes, s.cfg.MaxBodyBytes)}
 	switch {
 	case action == authz.Public:
 		rt.Auth = AuthNone
@@ -183,6 +208,7 @@ func (s *Server) handle(method, pattern string, action authz.Action, h func(*Req
 	rt.Audit = method != http.MethodGet && method != http.MethodHead || action == authz.StackExport
 	s.routes = append(s.routes, rt)
 	s.mux.HandleFunc(method+" "+pattern, func(w http.ResponseWriter, r *http.Request) { s.serve(rt, w, r) })
+	return rt
 }
 
 // Request is one API call on its way through the request path.
@@ -249,13 +275,6 @@ func (s *Server) run(rq *Request) (res any, err error) {
 		}
 	}()
 	rt := rq.route
-	if rt.Auth != AuthNone {
-		if err := s.limiter.check(rq.event.SourceIP, s.cfg.Now()); err != nil {
-			rq.event.Action = "auth:rate-limited"
-			rq.fail(gatehouse.OutcomeDenied, err)
-			return nil, err
-		}
-	}
 	// Authentication and resolution share one read transaction; identities and decision
 	// facts come from a cache that is valid for the store's current security epoch.
 	var authErr, resolveErr error
@@ -275,11 +294,26 @@ func (s *Server) run(rq *Request) (res any, err error) {
 	}
 	if err := authErr; err != nil {
 		if gatehouse.IsCode(err, gatehouse.EUNAUTHORIZED) {
-			if lerr := s.limiter.failed(rq.Context(), s.store, rq.event.SourceIP, s.cfg.Now()); lerr != nil {
+			// Failed authentications are limited per address and per credential prefix,
+			// after authenticating, so that a valid credential is never refused. A
+			// blocked failure is answered from memory: no count, no database write.
+			src, prefix, now := rq.event.SourceIP, credentialPrefix(rq.Header.Get("Authorization")), s.cfg.Now()
+			if lerr := s.limiter.check(src, prefix, now); lerr != nil {
+				rq.event.Action = "auth:rate-limited"
+				rq.failAggregated(gatehouse.OutcomeDenied, lerr)
+				return nil, lerr
+			}
+			if lerr := s.limiter.failed(rq.Context(), s.store, src, prefix, now); lerr != nil {
 				err = lerr
 			}
 		}
-		rq.fail(gatehouse.OutcomeFailure, err)
+		if rq.event.TokenID == "" {
+			// No credential, or one that names no token: floods of these from outside
+			// are summarized. A failure with a real token (expired, revoked) has its own.
+			rq.failAggregated(gatehouse.OutcomeFailure, err)
+		} else {
+			rq.fail(gatehouse.OutcomeFailure, err)
+		}
 		return nil, err
 	}
 	if err := resolveErr; err != nil {
@@ -293,7 +327,13 @@ func (s *Server) run(rq *Request) (res any, err error) {
 	}
 	res, err = rt.handler(rq)
 	if err != nil {
-		if rt.Audit && !gatehouse.IsCode(err, gatehouse.EFORBIDDEN) {
+		switch {
+		case !rt.Audit || gatehouse.IsCode(err, gatehouse.EFORBIDDEN):
+		case gatehouse.IsCode(err, gatehouse.ERATELIMITED) && rq.event.ActorKind == string(authz.Anonymous):
+			// A public call refused by the failed-authentication limit (secret-scanning
+			// deliveries): summarized like the request path's own 429s.
+			rq.failAggregated(gatehouse.OutcomeDenied, err)
+		default:
 			rq.fail(gatehouse.OutcomeFailure, err)
 		}
 		return nil, err
@@ -362,8 +402,13 @@ func (rq *Request) fail(outcome string, err error) {
 	if err != nil && ev.Reason == "" {
 		ev.Reason = gatehouse.ErrorMessage(err) // a specific reason set earlier is kept
 	}
-	if aerr := rq.s.auditQ.append(context.WithoutCancel(rq.Context()), &ev); aerr != nil {
-		rq.s.log.Error("audit: cannot record a failed call", "request_id", rq.ID, "err", aerr)
+	rq.s.appendFailure(rq, &ev)
+}
+
+// appendFailure records the event of a failed call (best effort: the call fails anyway).
+func (s *Server) appendFailure(rq *Request, ev *gatehouse.AuditEvent) {
+	if aerr := s.auditQ.append(context.WithoutCancel(rq.Context()), ev); aerr != nil {
+		s.log.Error("audit: cannot record a failed call", "request_id", rq.ID, "err", aerr)
 	}
 }
 
@@ -479,7 +524,7 @@ func writeError(w http.ResponseWriter, err error) {
 }
 
 // decode reads the JSON body into v: gzip-decoded when the CLI compressed it, bounded by
-// MaxBodyBytes (413), strict about syntax (400 with the decoder's reason). It decodes with
+// the route's MaxBody (413) and in nesting (400, readJSON), strict about syntax (400 with the decoder's reason). It decodes with
 // segmentio/encoding/json (the encoder the CLI itself uses for checkpoints): the same
 // semantics as encoding/json, and several times faster on checkpoint-sized documents,
 // where decoding was two thirds of the server's time.
@@ -495,7 +540,7 @@ func (rq *Request) decodeInPlace(v any) error {
 }
 
 func (rq *Request) decodeFlags(v any, flags fastjson.ParseFlags) error {
-	b, err := rq.readBody()
+	b, err := rq.readJSON()
 	if err != nil {
 		return err
 	}
@@ -512,6 +557,21 @@ func (rq *Request) decodeFlags(v any, flags fastjson.ParseFlags) error {
 	return nil
 }
 
+// readJSON is readBody for a JSON body, refused (400) when it nests deeper than
+// jsondepth.Max: the decoder recurses once per level, and a few megabytes of '[' used to
+// take it to Go's stack limit, a fatal error that brought the whole process down. Every
+// handler that decodes a body reads it with readJSON (or decode, which does).
+func (rq *Request) readJSON() ([]byte, error) {
+	b, err := rq.readBody()
+	if err != nil {
+		return nil, err
+	}
+	if err := jsondepth.Check(b, 0); err != nil {
+		return nil, bodyError(err)
+	}
+	return b, nil
+}
+
 // readBody returns the whole (decompressed, bounded) body. A gzip body (every state write
 // of the CLI) is read compressed first, which is small, and inflated into a buffer sized
 // by the size its gzip trailer declares, so that a large checkpoint is written once, not
@@ -520,7 +580,7 @@ func (rq *Request) decodeFlags(v any, flags fastjson.ParseFlags) error {
 // memory the body does not fill: Content-Length by preallocMax, the trailer by deflate's
 // largest possible ratio to the compressed bytes actually received.
 func (rq *Request) readBody() ([]byte, error) {
-	limit := rq.s.cfg.MaxBodyBytes
+	limit := rq.route.MaxBody
 	raw := http.MaxBytesReader(rq.w, rq.Body, limit)
 	defer raw.Close()
 	var zr io.Reader
@@ -644,6 +704,32 @@ func (s *Server) clientIP(r *http.Request) string {
 		}
 	}
 	return host
+}
+
+// ParseTrustedProxies parses a comma-separated list of networks (CIDR, or a single
+// address) for Config.TrustedProxies. Empty is none.
+func ParseTrustedProxies(list string) ([]*net.IPNet, error) {
+	var nets []*net.IPNet
+	for _, part := range strings.Split(list, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if ip := net.ParseIP(part); ip != nil {
+			bits := 8 * net.IPv6len
+			if ip4 := ip.To4(); ip4 != nil {
+				ip, bits = ip4, 8*net.IPv4len
+			}
+			nets = append(nets, &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)})
+			continue
+		}
+		_, n, err := net.ParseCIDR(part)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither a network in CIDR notation (like 10.0.0.0/8) nor an address", part)
+		}
+		nets = append(nets, n)
+	}
+	return nets, nil
 }
 
 func trusted(nets []*net.IPNet, ip net.IP) bool {

@@ -39,7 +39,7 @@ func runAction(kind gatehouse.UpdateKind) authz.Action {
 // may preview; a real run is then checked as a change (and against protection rules).
 func (s *Server) createUpdate(kind gatehouse.UpdateKind) func(*Request) (any, error) {
 	return func(rq *Request) (any, error) {
-		body, err := rq.readBody()
+		body, err := rq.readJSON()
 		if err != nil {
 			return nil, err
 		}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/gatehouse-dev/gatehouse/internal/jsondepth"
 )
 
 // Claims are a verified ID token's claims as decoded JSON (numbers as json.Number, so that
@@ -14,6 +16,9 @@ type Claims map[string]any
 
 // ParseClaims decodes a JWT payload.
 func ParseClaims(payload []byte) (Claims, error) {
+	if err := jsondepth.Check(payload, 0); err != nil {
+		return nil, fmt.Errorf("%w: the payload: %v", ErrMalformed, err)
+	}
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.UseNumber()
 	var c Claims

@@ -12,6 +12,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/internal/jsondepth"
 )
 
 // Peek returns the iss and sub claims of a token without verifying anything: iss to find
@@ -32,6 +33,9 @@ func Peek(raw string) (iss, sub string, err error) {
 	var c struct {
 		Iss any `json:"iss"`
 		Sub any `json:"sub"`
+	}
+	if err := jsondepth.Check(payload, 0); err != nil {
+		return "", "", fmt.Errorf("%w: payload: %v", ErrMalformed, err)
 	}
 	if err := json.Unmarshal(payload, &c); err != nil {
 		return "", "", fmt.Errorf("%w: payload is not a JSON object", ErrMalformed)

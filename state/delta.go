@@ -19,6 +19,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/gatehouse-dev/gatehouse/internal/jsondepth"
 )
 
 // ErrBadDelta is wrapped by every error ApplyDelta returns.
@@ -62,8 +64,8 @@ type edit struct {
 // gotextdiff.ApplyEdits (SortTextEdits / span.Compare) uses. Offsets must lie
 // within base, start must not exceed end and edits must not overlap.
 //
-// base is never modified and the result never aliases it. All errors wrap
-// ErrBadDelta.
+// The result must not nest deeper than jsondepth.Max. base is never modified and the
+// result never aliases it. All errors wrap ErrBadDelta.
 func ApplyDelta(base []byte, deltaJSON json.RawMessage, wantHashHex string) ([]byte, error) {
 	if len(bytes.TrimSpace(deltaJSON)) == 0 {
 		return nil, fmt.Errorf("%w: empty delta", ErrBadDelta)
@@ -119,6 +121,11 @@ func ApplyDelta(base []byte, deltaJSON json.RawMessage, wantHashHex string) ([]b
 	}
 	out = append(out, base[last:]...)
 
+	// Edits are text: a shallow delta can make a deep document, which the request
+	// decoder (and every later reader of the stored checkpoint) must never see.
+	if err := jsondepth.Check(out, 0); err != nil {
+		return nil, fmt.Errorf("%w: the result is %v", ErrBadDelta, err)
+	}
 	sum := sha256.Sum256(out)
 	if got := hex.EncodeToString(sum[:]); got != wantHashHex {
 		return nil, fmt.Errorf("%w: checkpoint hash mismatch: delta produces %s, request says %q",

@@ -306,3 +306,23 @@ func FuzzApplyDelta(f *testing.F) {
 		}
 	})
 }
+
+// TestApplyDeltaTooDeep: a delta is text, so a small, shallow delta could turn the stored
+// checkpoint into a document nested deep enough to crash the JSON decoder of whoever reads
+// it next; such a result is refused, even with the right hash.
+func TestApplyDeltaTooDeep(t *testing.T) {
+	t.Parallel()
+	base := []byte(`{"a":1,"b":2}`)
+	deep := strings.Repeat("[", 1<<20)
+	want := append(append([]byte(`{"a":`), deep...), `,"b":2}`...)
+	_, err := ApplyDelta(base, wireDelta(wireEdit(5, 6, deep)), sha(want))
+	if !errors.Is(err, ErrBadDelta) || !strings.Contains(err.Error(), "nested too deeply") {
+		t.Fatalf("deep result: %v", err)
+	}
+	// At the limit it is fine.
+	ok := strings.Repeat("[", 998) + strings.Repeat("]", 998)
+	want = append(append([]byte(`{"a":`), ok...), `,"b":2}`...)
+	if _, err := ApplyDelta(base, wireDelta(wireEdit(5, 6, ok)), sha(want)); err != nil {
+		t.Fatal(err)
+	}
+}

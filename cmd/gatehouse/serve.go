@@ -48,6 +48,7 @@ func newServeCmd() *cobra.Command {
 	var auditSinks []string
 	var auditEvery time.Duration
 	var allowPrivateIssuers bool
+	var trustedProxies string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the API server",
@@ -71,6 +72,9 @@ func newServeCmd() *cobra.Command {
 			api.AllowPrivateIssuers = allowPrivateIssuers
 			if allowPrivateIssuers {
 				log.Warn("--allow-private-issuers: OIDC issuer discovery may reach loopback, private and link-local addresses; every organization administrator can make this server fetch from its network")
+			}
+			if api.TrustedProxies, err = httpapi.ParseTrustedProxies(trustedProxies); err != nil {
+				return fmt.Errorf("--trusted-proxies: %w", err)
 			}
 			if api.SecretScanningKeys, err = secretScanningKeys(cmd); err != nil {
 				return err
@@ -128,6 +132,7 @@ func newServeCmd() *cobra.Command {
 	cmd.Flags().StringVar(&addr, "addr", envDefault("GATEHOUSE_ADDR", "127.0.0.1:8080"), "listen address host:port (env GATEHOUSE_ADDR)")
 	cmd.Flags().StringVar(&logFormat, "log-format", envDefault("GATEHOUSE_LOG_FORMAT", "json"), "log format: json or text")
 	cmd.Flags().StringVar(&logLevel, "log-level", envDefault("GATEHOUSE_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
+	cmd.Flags().StringVar(&trustedProxies, "trusted-proxies", envDefault("GATEHOUSE_TRUSTED_PROXIES", ""), "comma-separated networks (CIDR) of reverse proxies whose X-Forwarded-For names the client; from other peers the header is ignored (env GATEHOUSE_TRUSTED_PROXIES)")
 	cmd.Flags().Int64Var(&maxBody, "max-body-bytes", envInt64("GATEHOUSE_MAX_BODY_BYTES", 512<<20), "largest request body accepted, after decompression (413 beyond)")
 	cmd.Flags().StringVar(&blobURL, "blob-url", envDefault("GATEHOUSE_BLOB_URL", ""), "object storage for checkpoints: file:///dir, s3://bucket?region=..., s3://bucket?endpoint=http://host:9000&region=us-east-1&use_path_style=true (default: in the database; env GATEHOUSE_BLOB_URL)")
 	cmd.Flags().IntVar(&blobMinBytes, "blob-min-bytes", int(envInt64("GATEHOUSE_BLOB_MIN_BYTES", 64<<10)), "with --blob-url, checkpoints smaller than this stay in the database (env GATEHOUSE_BLOB_MIN_BYTES)")

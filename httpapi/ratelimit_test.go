@@ -1,0 +1,136 @@
+package httpapi_test
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/httpapi"
+	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
+)
+
+// bogusToken is a value shaped like a personal access token (with a wrong checksum) whose
+// first four characters are prefix.
+func bogusToken(prefix string, n int) string {
+	body := prefix + strings.Repeat("0", 28-len(itoa(n))) + itoa(n)
+	return "gatehouse_pat_" + body + "zzzzzz"
+}
+
+func from(addr string) http.Header { return http.Header{"X-Forwarded-For": {addr}} }
+
+func authFailures(t *testing.T, e *env, key string) int {
+	t.Helper()
+	var n int
+	e.must(e.srv.Store.View(context.Background(), func(tx gatehouse.Tx) error {
+		var err error
+		n, _, err = tx.AuthFailures(key, 5*time.Minute)
+		return err
+	}))
+	return n
+}
+
+// TestAuthLimitNeverRefusesValidCredential: 30 failed authentications from one address
+// are answered 401, the 31st 429, and a valid token from that same address is still
+// served (the limiter used to run before authentication and locked everybody behind one
+// address out). A blocked failure costs no database write.
+func TestAuthLimitNeverRefusesValidCredential(t *testing.T) {
+	e := newEnv(t)
+	get := cliwire.Call{Method: "GET", Path: "/api/user"}
+	for i := 0; i < 30; i++ {
+		wantStatus(t, cliwire.New(e.url, bogusToken("AAAA", i)).Do(get, nil), http.StatusUnauthorized)
+	}
+	wantStatus(t, cliwire.New(e.url, bogusToken("AAAA", 30)).Do(get, nil), http.StatusTooManyRequests)
+	wantStatus(t, cliwire.New(e.url, "garbage").Do(get, nil), http.StatusTooManyRequests)
+	e.must(e.admin.Do(get, nil))
+	e.must(e.createStack(e.admin, "acme", "proj", "dev", nil))
+	if n := authFailures(t, e, "auth:ip:127.0.0.1"); n != 30 {
+		t.Errorf("the address has %d failures counted, want 30 (blocked failures are not written)", n)
+	}
+}
+
+// TestAuthLimitPerTokenPrefix: a brute force of one token (one prefix) from many addresses
+// is limited too; other prefixes from fresh addresses are not.
+func TestAuthLimitPerTokenPrefix(t *testing.T) {
+	e := newEnv(t, func(c *httpapi.Config) {
+		_, lo, _ := net.ParseCIDR("127.0.0.0/8")
+		c.TrustedProxies = []*net.IPNet{lo}
+	})
+	get := cliwire.Call{Method: "GET", Path: "/api/user"}
+	for i := 0; i < 30; i++ {
+		get.Header = from("198.51.100." + itoa(i+1))
+		wantStatus(t, cliwire.New(e.url, bogusToken("BBBB", i)).Do(get, nil), http.StatusUnauthorized)
+	}
+	get.Header = from("198.51.100.200")
+	wantStatus(t, cliwire.New(e.url, bogusToken("BBBB", 99)).Do(get, nil), http.StatusTooManyRequests)
+	wantStatus(t, cliwire.New(e.url, bogusToken("CCCC", 99)).Do(get, nil), http.StatusUnauthorized)
+	e.must(e.admin.Do(get, nil))
+	if n := authFailures(t, e, "auth:tok:gatehouse_pat_BBBB"); n != 30 {
+		t.Errorf("prefix failures = %d, want 30", n)
+	}
+}
+
+// TestAuthLimitBehindProxy: behind a trusted reverse proxy, one client's failures (by its
+// X-Forwarded-For address) do not block another client; from a peer that is not a trusted
+// proxy, X-Forwarded-For is ignored.
+func TestAuthLimitBehindProxy(t *testing.T) {
+	proxies, err := httpapi.ParseTrustedProxies("127.0.0.1/32, ::1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(c *httpapi.Config) { c.TrustedProxies = proxies })
+	get := cliwire.Call{Method: "GET", Path: "/api/user", Header: from("203.0.113.7")}
+	for i := 0; i < 31; i++ {
+		err := cliwire.New(e.url, bogusToken("DDDD", i)).Do(get, nil)
+		if i < 30 {
+			wantStatus(t, err, http.StatusUnauthorized)
+		} else {
+			wantStatus(t, err, http.StatusTooManyRequests)
+		}
+	}
+	other := cliwire.Call{Method: "GET", Path: "/api/user", Header: from("203.0.113.8")}
+	wantStatus(t, cliwire.New(e.url, bogusToken("EEEE", 0)).Do(other, nil), http.StatusUnauthorized)
+	if n := authFailures(t, e, "auth:ip:203.0.113.7"); n != 30 {
+		t.Errorf("client failures = %d, want 30", n)
+	}
+	if n := authFailures(t, e, "auth:ip:127.0.0.1"); n != 0 {
+		t.Errorf("the proxy's own address counted %d failures", n)
+	}
+
+	// The same from a peer that is not trusted: the header is ignored, the peer counts.
+	u := newEnv(t, func(c *httpapi.Config) {
+		_, n, _ := net.ParseCIDR("10.0.0.0/8")
+		c.TrustedProxies = []*net.IPNet{n}
+	})
+	for i := 0; i < 30; i++ {
+		wantStatus(t, cliwire.New(u.url, bogusToken("FFFF", i)).Do(get, nil), http.StatusUnauthorized)
+	}
+	wantStatus(t, cliwire.New(u.url, bogusToken("GGGG", 0)).Do(other, nil), http.StatusTooManyRequests)
+	if n := authFailures(t, u, "auth:ip:203.0.113.7"); n != 0 {
+		t.Errorf("an untrusted peer's X-Forwarded-For was believed (%d failures)", n)
+	}
+	if n := authFailures(t, u, "auth:ip:127.0.0.1"); n != 30 {
+		t.Errorf("peer failures = %d, want 30", n)
+	}
+}
+
+func TestParseTrustedProxies(t *testing.T) {
+	nets, err := httpapi.ParseTrustedProxies(" 10.0.0.0/8,192.0.2.1 ,fd00::/8,")
+	if err != nil || len(nets) != 3 {
+		t.Fatalf("%v %v", nets, err)
+	}
+	if !nets[1].Contains(net.ParseIP("192.0.2.1")) || nets[1].Contains(net.ParseIP("192.0.2.2")) {
+		t.Errorf("a single address is not its own /32: %v", nets[1])
+	}
+	for _, bad := range []string{"10.0.0.0/33", "example.com", "10.0.0/8"} {
+		if _, err := httpapi.ParseTrustedProxies(bad); err == nil || !strings.Contains(err.Error(), bad) {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+	if nets, err := httpapi.ParseTrustedProxies(""); err != nil || nets != nil {
+		t.Errorf("empty: %v %v", nets, err)
+	}
+}
