@@ -323,9 +323,13 @@ func (v *verifier) checkChain() (Report, bool) {
 			return v.fail(c.Seq, "", ProblemCheckpointChain, fmt.Sprintf(
 				"two checkpoints claim position #%d (at seq %d and %d)", c.Index, chained[i-1].Seq, c.Seq)), false
 		case c.Index > want:
+			removed := fmt.Sprintf("checkpoints #%d..#%d were removed", want, c.Index-1)
+			if want == c.Index-1 {
+				removed = fmt.Sprintf("checkpoint #%d was removed", want)
+			}
 			return v.fail(c.Seq, "", ProblemCheckpointChain, fmt.Sprintf(
-				"checkpoint #%d (%s at seq %d) follows #%d (at seq %d), which is missing: checkpoints #%d..#%d were removed",
-				c.Index, c.Kind, c.Seq, c.Index-1, c.PrevSeq, want, c.Index-1)), false
+				"checkpoint #%d (%s at seq %d) follows #%d (at seq %d), which is missing: %s",
+				c.Index, c.Kind, c.Seq, c.Index-1, c.PrevSeq, removed)), false
 		case i == 0:
 			if len(c.Prev) > 0 && !legacy[string(c.Prev)] {
 				return v.fail(c.Seq, "", ProblemCheckpointChain, fmt.Sprintf(
