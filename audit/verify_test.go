@@ -227,7 +227,7 @@ func TestVerifyFromAnchorAfterPruning(t *testing.T) {
 	s := newTestSigner(t)
 	ctx := context.Background()
 	chain := buildChain(100)
-	cps := checkpointsAt(s, chain, 20, 40)                                       // periodic
+	cps := checkpointsAt(s, chain, 20, 40)                                    // periodic
 	cps = appendCheckpoints(s, cps, chain, gatehouse.CheckpointRetention, 40) // the prune's
 	cps = appendCheckpoints(s, cps, chain, gatehouse.CheckpointPeriodic, 90)
 	remaining := cloneChain(chain[40:]) // pruned through seq 40

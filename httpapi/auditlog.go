@@ -338,10 +338,10 @@ type auditVerifyJSON struct {
 	NewestCheckpointAge float64           `json:"newestCheckpointAgeSeconds,omitempty"`
 	Warning             string            `json:"warning,omitempty"`
 	KeyID               string            `json:"keyId,omitempty"`
-	Seq               int64  `json:"seq,omitempty"`
-	ID                string `json:"id,omitempty"`
-	Problem           string `json:"problem,omitempty"`
-	Detail            string `json:"detail,omitempty"`
+	Seq                 int64             `json:"seq,omitempty"`
+	ID                  string            `json:"id,omitempty"`
+	Problem             string            `json:"problem,omitempty"`
+	Detail              string            `json:"detail,omitempty"`
 }
 
 // auditCheckpointPeriod is the checkpoint period the API judges the newest checkpoint's age
