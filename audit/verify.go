@@ -436,6 +436,11 @@ func (v *verifier) run(ctx context.Context, events iter.Seq2[gatehouse.AuditEven
 		return Report{}, err
 	}
 	anchored := false
+	if v.ref != nil {
+		if r, ok := v.checkSig(v.ref, ""); !ok {
+			return r, nil
+		}
+	}
 	if explicit == nil {
 		if r, ok := v.checkChain(); !ok {
 			return r, nil
