@@ -100,6 +100,7 @@ var contractTests = []test{
 	{"OIDCAuthPolicies", testOIDCPolicies},
 	{"SecurityEpoch", testSecurityEpoch},
 	{"AuditHeadAndCheckpoints", testAuditCheckpoints},
+	{"AuditCheckpointChain", testAuditCheckpointChain},
 	{"AuditExportCursors", testExportCursors},
 	{"PruneAudit", testPruneAudit},
 	{"ScanDeliveries", testScanDeliveries},
@@ -2698,6 +2699,85 @@ func testAuditCheckpoints(t *testing.T, e *env) {
 		if c.Seq != 2 || !bytes.Equal(c.Hash, want2.Hash) || !c.Time.Equal(want2.Time) || c.KeyID != "key-1" ||
 			!bytes.Equal(c.Signature, want2.Signature) || c.Kind != gatehouse.CheckpointPeriodic {
 			t.Errorf("LatestAuditCheckpoint = %+v, want %+v", c, want2)
+		}
+		return nil
+	})
+}
+
+// testAuditCheckpointChain: the chain fields round-trip, LastAuditCheckpoint is the
+// checkpoint made last (not the highest seq), and a second checkpoint at the same chain
+// position is refused (two processes cannot fork the chain).
+func testAuditCheckpointChain(t *testing.T, e *env) {
+	evs := e.appendAudit(4)
+	last := func() (*gatehouse.AuditCheckpoint, error) {
+		var c *gatehouse.AuditCheckpoint
+		var err error
+		e.view(func(tx gatehouse.Tx) error { c, err = tx.LastAuditCheckpoint(); return nil })
+		return c, err
+	}
+	if _, err := last(); !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+		t.Errorf("LastAuditCheckpoint with none stored: %v, want ENOTFOUND", err)
+	}
+	at := time.Date(2030, 5, 6, 7, 8, 9, 123000, time.UTC)
+	cp := func(seq int64, kind string, index int64, prev []byte) *gatehouse.AuditCheckpoint {
+		return &gatehouse.AuditCheckpoint{Seq: seq, Hash: evs[seq-1].Hash, Time: at, KeyID: "key-1",
+			Signature: []byte(fmt.Sprintf("sig-%d-%s-%d", seq, kind, index)), Kind: kind, Index: index, PrevSeq: seq / 2, Prev: prev}
+	}
+	put := func(c *gatehouse.AuditCheckpoint) bool {
+		t.Helper()
+		var stored bool
+		e.update(func(tx gatehouse.Tx) (err error) { stored, err = tx.PutAuditCheckpoint(c); return err })
+		return stored
+	}
+	check := func(what string, want *gatehouse.AuditCheckpoint) {
+		t.Helper()
+		c, err := last()
+		if err != nil {
+			t.Fatalf("LastAuditCheckpoint %s: %v", what, err)
+		}
+		if c.Seq != want.Seq || c.Kind != want.Kind || c.Index != want.Index || c.PrevSeq != want.PrevSeq ||
+			!bytes.Equal(c.Prev, want.Prev) || (want.Prev == nil) != (c.Prev == nil) || !bytes.Equal(c.Signature, want.Signature) || !c.Time.Equal(want.Time) {
+			t.Errorf("LastAuditCheckpoint %s = %+v, want %+v", what, c, want)
+		}
+	}
+	// Old-format rows (Index 0): the highest seq, retention before periodic.
+	old1, old2, old2r := cp(1, gatehouse.CheckpointPeriodic, 0, nil), cp(2, gatehouse.CheckpointPeriodic, 0, nil), cp(2, gatehouse.CheckpointRetention, 0, nil)
+	old1.PrevSeq, old2.PrevSeq, old2r.PrevSeq = 0, 0, 0
+	for _, c := range []*gatehouse.AuditCheckpoint{old2, old1, old2r} {
+		if !put(c) {
+			t.Fatalf("PutAuditCheckpoint(%+v) not stored", c)
+		}
+	}
+	check("of old rows", old2r)
+	// Chained: the highest index, whatever its seq.
+	c1 := cp(4, gatehouse.CheckpointPeriodic, 1, []byte{1, 2, 3})
+	c2 := cp(3, gatehouse.CheckpointRetention, 2, []byte{4, 5, 6})
+	for _, c := range []*gatehouse.AuditCheckpoint{c1, c2} {
+		if !put(c) {
+			t.Fatalf("PutAuditCheckpoint(%+v) not stored", c)
+		}
+	}
+	check("of a chain", c2)
+	// Another process extending the chain at the same position: refused, nothing changes.
+	if put(cp(4, gatehouse.CheckpointRetention, 2, []byte{7})) {
+		t.Error("a second checkpoint #2 was stored")
+	}
+	check("after a refused fork", c2)
+	err := e.try(func(tx gatehouse.Tx) error { _, err := tx.PutAuditCheckpoint(cp(4, gatehouse.CheckpointRetention, -1, nil)); return err })
+	wantCode(t, err, gatehouse.EINVALID, "PutAuditCheckpoint with a negative index")
+	e.view(func(tx gatehouse.Tx) error {
+		cps, err := tx.ListAuditCheckpoints()
+		if err != nil {
+			return err
+		}
+		var got []string
+		for _, c := range cps {
+			got = append(got, fmt.Sprintf("%d/%s/#%d/%d/%x/%v", c.Seq, c.Kind, c.Index, c.PrevSeq, c.Prev, c.Prev == nil))
+		}
+		want := []string{"1/periodic/#0/0//true", "2/periodic/#0/0//true", "2/retention/#0/0//true",
+			"3/retention/#2/1/040506/false", "4/periodic/#1/2/010203/false"}
+		if !slices.Equal(got, want) {
+			t.Errorf("ListAuditCheckpoints = %q, want %q", got, want)
 		}
 		return nil
 	})
