@@ -658,7 +658,8 @@ func PruneAudit(ctx context.Context, store gatehouse.Store, signer *audit.Signer
 	if ar.Archived == 0 {
 		return res, aerr
 	}
-	err = store.Update(ctx, func(tx gatehouse.Tx) error {
+	errRaced := errors.New("another audit checkpoint was made at the same moment")
+	prune := func(tx gatehouse.Tx) error {
 		evs, err := tx.ListAudit(gatehouse.AuditFilter{AfterSeq: ar.LastSeq - 1, Ascending: true, Limit: 1})
 		if err != nil {
 			return err
@@ -677,7 +678,7 @@ func PruneAudit(ctx context.Context, store gatehouse.Store, signer *audit.Signer
 			return err
 		}
 		if !ok {
-			return gatehouse.Errorf(gatehouse.ECONFLICT, "another audit checkpoint was made at the same moment; nothing was pruned, try again")
+			return errRaced // the chain moved on (another process checkpointed): sign again
 		}
 		res.Checkpoint = &cp
 		n, err := tx.PruneAudit(cp.Seq)
@@ -693,7 +694,15 @@ func PruneAudit(ctx context.Context, store gatehouse.Store, signer *audit.Signer
 		ev.Details["before"] = before.UTC().Format(time.RFC3339)
 		ev.Details["archive"] = sink.Name()
 		return tx.AppendAudit(ev)
-	})
+	}
+	for range 5 {
+		if err = store.Update(ctx, prune); !errors.Is(err, errRaced) {
+			break
+		}
+	}
+	if errors.Is(err, errRaced) {
+		err = gatehouse.Errorf(gatehouse.ECONFLICT, "%v, five times; nothing was pruned, try again", errRaced)
+	}
 	if err != nil {
 		res.Deleted, res.Checkpoint = 0, nil
 		return res, errors.Join(aerr, err)

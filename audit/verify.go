@@ -586,10 +586,10 @@ func (r Report) StaleCheckpoint(now time.Time, every time.Duration) (age time.Du
 	switch {
 	case every > 0 && age > 2*every && r.Unvouched > 1:
 		warning = fmt.Sprintf("the newest checkpoint is %s old, more than twice the checkpoint period (%s), and %d events after it are not covered by one: the newest checkpoints may have been removed with the events they covered, or no server is signing",
-			age.Round(time.Second), every, r.Unvouched)
+			RoundAge(age), every, r.Unvouched)
 	case age > 2*IdleCheckpointEvery:
 		warning = fmt.Sprintf("the newest checkpoint is %s old, more than twice the idle re-signing period (%s): the newest checkpoints may have been removed with the events they covered, or no server is signing",
-			age.Round(time.Second), IdleCheckpointEvery)
+			RoundAge(age), IdleCheckpointEvery)
 	}
 	return age, warning
 }
@@ -598,3 +598,11 @@ func (r Report) StaleCheckpoint(now time.Time, every time.Duration) (age time.Du
 // checkpoint event was appended since the last checkpoint, so that the newest checkpoint's
 // age means something (see Report.StaleCheckpoint).
 const IdleCheckpointEvery = time.Hour
+
+// RoundAge rounds an age for messages: to the second, or the millisecond below one.
+func RoundAge(d time.Duration) time.Duration {
+	if d < time.Second && d > -time.Second {
+		return d.Round(time.Millisecond)
+	}
+	return d.Round(time.Second)
+}

@@ -584,10 +584,10 @@ func TestAuditVerifyEndpointTruncatedHead(t *testing.T) {
 	alAppend(t, e, alOrgID(t, e, "acme"), "acme", 3, "stack:update", "alice")
 	e.srv.API.SetAuditPublicKey(signer.Public())
 	type report struct {
-		OK               bool    `json:"ok"`
-		Seq              int64   `json:"seq"`
-		Problem          string  `json:"problem"`
-		Chained          int     `json:"chainedCheckpoints"`
+		OK               bool   `json:"ok"`
+		Seq              int64  `json:"seq"`
+		Problem          string `json:"problem"`
+		Chained          int    `json:"chainedCheckpoints"`
 		NewestCheckpoint *struct {
 			Seq   int64  `json:"seq"`
 			Kind  string `json:"kind"`

@@ -377,7 +377,7 @@ func newAuditVerifyCmd() *cobra.Command {
 				if n.Index > 0 {
 					idx = fmt.Sprintf("#%d", n.Index)
 				}
-				fmt.Fprintf(out, "newest checkpoint: %s (%s) at seq %d, made %s (%s ago)\n", n.Kind, idx, n.Seq, n.Time.UTC().Format(time.RFC3339), age.Round(time.Second))
+				fmt.Fprintf(out, "newest checkpoint: %s (%s) at seq %d, made %s (%s ago)\n", n.Kind, idx, n.Seq, n.Time.UTC().Format(time.RFC3339), audit.RoundAge(age))
 				if warning != "" {
 					fmt.Fprintln(out, "WARNING: "+warning)
 				}

@@ -2763,7 +2763,10 @@ func testAuditCheckpointChain(t *testing.T, e *env) {
 		t.Error("a second checkpoint #2 was stored")
 	}
 	check("after a refused fork", c2)
-	err := e.try(func(tx gatehouse.Tx) error { _, err := tx.PutAuditCheckpoint(cp(4, gatehouse.CheckpointRetention, -1, nil)); return err })
+	err := e.try(func(tx gatehouse.Tx) error {
+		_, err := tx.PutAuditCheckpoint(cp(4, gatehouse.CheckpointRetention, -1, nil))
+		return err
+	})
 	wantCode(t, err, gatehouse.EINVALID, "PutAuditCheckpoint with a negative index")
 	e.view(func(tx gatehouse.Tx) error {
 		cps, err := tx.ListAuditCheckpoints()
