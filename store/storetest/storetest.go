@@ -117,6 +117,7 @@ var raceTests = []test{
 	{"RaceCreateOrg", testRaceCreateOrg},
 	{"RaceAuthFailures", testRaceAuthFailures},
 	{"RaceExportLease", testRaceExportLease},
+	{"RaceCheckpointChain", testRaceCheckpointChain},
 	{"RaceScanDelivery", testRaceScanDelivery},
 }
 
@@ -3234,6 +3235,57 @@ func testRaceExportLease(t *testing.T, e *env) {
 	if n != 1 {
 		t.Errorf("%d processes acquired one sink's export lease, want exactly 1", n)
 	}
+}
+
+// testRaceCheckpointChain: processes extending the audit checkpoint chain at once (each
+// reads the last checkpoint and stores the next position) never fork it: the positions
+// stored are 1..n, each naming the one before it.
+func testRaceCheckpointChain(t *testing.T, e *env) {
+	evs := e.appendAudit(1)
+	const rounds = 4
+	errs := e.race(racers, func(i int) error {
+		for r := 0; r < rounds; r++ {
+			err := e.at(i).Update(e.ctx, func(tx gatehouse.Tx) error {
+				cp := &gatehouse.AuditCheckpoint{Seq: int64(1000*i + r + 1), Hash: evs[0].Hash, Time: e.now(), KeyID: "k",
+					Signature: []byte("sig"), Kind: gatehouse.CheckpointPeriodic, Index: 1}
+				last, err := tx.LastAuditCheckpoint()
+				switch {
+				case err == nil:
+					cp.Index, cp.PrevSeq, cp.Prev = last.Index+1, last.Seq, []byte(fmt.Sprintf("#%d", last.Index))
+				case !gatehouse.IsCode(err, gatehouse.ENOTFOUND):
+					return err
+				}
+				_, err = tx.PutAuditCheckpoint(cp)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("racer %d: %v", i, err)
+		}
+	}
+	e.view(func(tx gatehouse.Tx) error {
+		cps, err := tx.ListAuditCheckpoints()
+		if err != nil {
+			return err
+		}
+		slices.SortFunc(cps, func(a, b gatehouse.AuditCheckpoint) int { return int(a.Index - b.Index) })
+		for i, c := range cps {
+			if c.Index != int64(i+1) || (i > 0 && (string(c.Prev) != fmt.Sprintf("#%d", i) || c.PrevSeq != cps[i-1].Seq)) {
+				t.Fatalf("checkpoint chain forked or broken at %d: %+v", i, c)
+			}
+		}
+		if len(cps) == 0 {
+			t.Error("no checkpoint stored")
+		}
+		t.Logf("%d racers x %d rounds stored %d chained checkpoints", racers, rounds, len(cps))
+		return nil
+	})
 }
 
 func testRaceScanDelivery(t *testing.T, e *env) {
