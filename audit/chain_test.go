@@ -177,6 +177,15 @@ func TestCheckpointJSONAndEvents(t *testing.T) {
 	if err != nil || !bytes.Equal(ref.Digest(), cps[1].Digest()) {
 		t.Fatalf("from JSON: %+v, %v", ref, err)
 	}
+	// Webhook batches: JSON arrays of events.
+	arr, err := json.Marshal([]jsonEvent{toJSONEvent(&evs[0]), toJSONEvent(&evs[1])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err = ReadCheckpointFile(bytes.NewReader(arr))
+	if err != nil || !bytes.Equal(ref.Digest(), cps[0].Digest()) {
+		t.Fatalf("from a JSON array: %+v, %v", ref, err)
+	}
 	if _, err := ReadCheckpointFile(strings.NewReader(`{"seq": 1, "action": "stack:update"}`)); err == nil {
 		t.Fatal("no checkpoint accepted")
 	}

@@ -135,52 +135,72 @@ func checkpointFromStrings(kind, index, seq, hash, tm, keyID, sig, prevSeq, prev
 
 // ReadCheckpointFile reads an outside reference for Verify: the last checkpoint in r, which
 // holds either checkpoint JSON objects (as `gatehouse audit checkpoint` prints them) or
-// exported events (JSON Lines, as a file sink writes them; the audit:checkpoint and
-// audit:prune events carry their checkpoints), one JSON value after another.
+// exported events (JSON Lines, as a file or blob sink writes them, or the JSON arrays a
+// webhook receives; the audit:checkpoint and audit:prune events carry their checkpoints),
+// one JSON value after another.
 func ReadCheckpointFile(r io.Reader) (Checkpoint, error) {
 	dec := json.NewDecoder(bufio.NewReaderSize(r, 1<<16))
 	var last *Checkpoint
 	for n := 1; ; n++ {
-		var raw map[string]json.RawMessage
-		err := dec.Decode(&raw)
+		var val json.RawMessage
+		err := dec.Decode(&val)
 		if errors.Is(err, io.EOF) {
 			break
 		}
+		var objs []map[string]json.RawMessage
+		if err == nil {
+			if len(val) > 0 && val[0] == '[' {
+				err = json.Unmarshal(val, &objs)
+			} else {
+				objs = append(objs, nil)
+				err = json.Unmarshal(val, &objs[0])
+			}
+		}
 		if err != nil {
 			return Checkpoint{}, fmt.Errorf("audit: checkpoint file, value %d: %w", n, err)
 		}
-		if _, isCP := raw["signature"]; isCP {
-			b, _ := json.Marshal(raw)
-			var cp Checkpoint
-			if err := json.Unmarshal(b, &cp); err != nil {
+		for _, raw := range objs {
+			cp, err := checkpointInValue(raw)
+			if err != nil {
 				return Checkpoint{}, fmt.Errorf("audit: checkpoint file, value %d: %w", n, err)
 			}
-			last = &cp
-			continue
-		}
-		var act string
-		if a, ok := raw["action"]; !ok || json.Unmarshal(a, &act) != nil ||
-			(act != gatehouse.AuditActionCheckpoint && act != gatehouse.AuditActionPrune) {
-			continue
-		}
-		var e struct {
-			Seq     int64             `json:"seq"`
-			Details map[string]string `json:"details"`
-		}
-		b, _ := json.Marshal(raw)
-		if err := json.Unmarshal(b, &e); err != nil {
-			return Checkpoint{}, fmt.Errorf("audit: checkpoint file, value %d: %w", n, err)
-		}
-		cp, ok, err := CheckpointFromEvent(&gatehouse.AuditEvent{Seq: e.Seq, Action: act, Details: e.Details})
-		if err != nil {
-			return Checkpoint{}, err
-		}
-		if ok {
-			last = &cp
+			if cp != nil {
+				last = cp
+			}
 		}
 	}
 	if last == nil {
 		return Checkpoint{}, errors.New("audit: the checkpoint file holds no checkpoint (neither checkpoint JSON nor audit:checkpoint events)")
 	}
 	return *last, nil
+}
+
+// checkpointInValue returns the checkpoint a JSON object is or carries (nil if none).
+func checkpointInValue(raw map[string]json.RawMessage) (*Checkpoint, error) {
+	if _, isCP := raw["signature"]; isCP {
+		b, _ := json.Marshal(raw)
+		var cp Checkpoint
+		if err := json.Unmarshal(b, &cp); err != nil {
+			return nil, err
+		}
+		return &cp, nil
+	}
+	var act string
+	if a, ok := raw["action"]; !ok || json.Unmarshal(a, &act) != nil ||
+		(act != gatehouse.AuditActionCheckpoint && act != gatehouse.AuditActionPrune) {
+		return nil, nil
+	}
+	var e struct {
+		Seq     int64             `json:"seq"`
+		Details map[string]string `json:"details"`
+	}
+	b, _ := json.Marshal(raw)
+	if err := json.Unmarshal(b, &e); err != nil {
+		return nil, err
+	}
+	cp, ok, err := CheckpointFromEvent(&gatehouse.AuditEvent{Seq: e.Seq, Action: act, Details: e.Details})
+	if err != nil || !ok {
+		return nil, err
+	}
+	return &cp, nil
 }
