@@ -54,7 +54,7 @@ type AuditConfig struct {
 	// Registerer are StartAudit's.
 	Export audit.ExporterOptions
 	// API, if set, receives the public key that GET /api/admin/auditlogs/verify checks the
-	// checkpoints with.
+	// checkpoints with, and the checkpoint period it judges the newest checkpoint's age by.
 	API *httpapi.Server
 }
 
@@ -162,6 +162,7 @@ func StartAudit(ctx context.Context, store gatehouse.Store, cfg AuditConfig, dat
 	}
 	if cfg.API != nil {
 		cfg.API.SetAuditPublicKey(signer.Public())
+		cfg.API.SetAuditCheckpointPeriod(cfg.CheckpointEvery)
 	}
 	// Sinks are only opened by the lease holder (a file sink repairs a torn last line when
 	// it opens, which must not race another process writing it); check the URLs now.

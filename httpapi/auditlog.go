@@ -59,6 +59,22 @@ func (s *Server) SetAuditPublicKey(pub ed25519.PublicKey) {
 	auditKeys.Store(s, append(ed25519.PublicKey(nil), pub...))
 }
 
+// auditPeriods holds each server's checkpoint period (SetAuditCheckpointPeriod).
+var auditPeriods sync.Map // *Server -> time.Duration
+
+// SetAuditCheckpointPeriod tells the server how often the audit log's head is signed, which
+// GET /api/admin/auditlogs/verify judges the newest checkpoint's age by (default 5 minutes).
+func (s *Server) SetAuditCheckpointPeriod(d time.Duration) {
+	auditPeriods.Store(s, d)
+}
+
+func (s *Server) auditCheckpointPeriod() time.Duration {
+	if v, ok := auditPeriods.Load(s); ok && v.(time.Duration) > 0 {
+		return v.(time.Duration)
+	}
+	return defaultAuditCheckpointPeriod
+}
+
 func (s *Server) auditPublicKey() ed25519.PublicKey {
 	if v, ok := auditKeys.Load(s); ok {
 		return v.(ed25519.PublicKey)
@@ -333,7 +349,7 @@ type auditVerifyJSON struct {
 	Chained           int    `json:"chainedCheckpoints"` // in the checkpoint chain
 	Legacy            int    `json:"legacyCheckpoints"`  // old, unchained format
 	// NewestCheckpoint is the checkpoint made last, with its age and a warning when it is
-	// stale (audit.Report.StaleCheckpoint, with the default 5-minute checkpoint period).
+	// stale (audit.Report.StaleCheckpoint, with the server's checkpoint period).
 	NewestCheckpoint    *audit.Checkpoint `json:"newestCheckpoint,omitempty"`
 	NewestCheckpointAge float64           `json:"newestCheckpointAgeSeconds,omitempty"`
 	Warning             string            `json:"warning,omitempty"`
@@ -344,9 +360,9 @@ type auditVerifyJSON struct {
 	Detail              string            `json:"detail,omitempty"`
 }
 
-// auditCheckpointPeriod is the checkpoint period the API judges the newest checkpoint's age
-// by (the server's default; `gatehouse audit verify --checkpoint-every` takes another).
-const auditCheckpointPeriod = 5 * time.Minute
+// defaultAuditCheckpointPeriod is the checkpoint period the API judges the newest
+// checkpoint's age by when it was not told the server's (SetAuditCheckpointPeriod).
+const defaultAuditCheckpointPeriod = 5 * time.Minute
 
 // verifyAuditLog is GET /api/admin/auditlogs/verify (site administrators): it verifies the
 // whole log, the hash chain and every stored checkpoint, and answers the report (200 with
@@ -383,7 +399,7 @@ func (s *Server) verifyAuditLog(rq *Request) (any, error) {
 		Seq: r.Seq, ID: r.ID, Problem: r.Problem, Detail: r.Detail,
 	}
 	if r.Newest != nil {
-		age, warning := r.StaleCheckpoint(s.cfg.Now(), auditCheckpointPeriod)
+		age, warning := r.StaleCheckpoint(s.cfg.Now(), s.auditCheckpointPeriod())
 		out.NewestCheckpointAge, out.Warning = age.Seconds(), warning
 	}
 	if pub != nil {

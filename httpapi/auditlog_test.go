@@ -593,13 +593,23 @@ func TestAuditVerifyEndpointTruncatedHead(t *testing.T) {
 			Kind  string `json:"kind"`
 			Index int64  `json:"index"`
 		} `json:"newestCheckpoint"`
-		Age float64 `json:"newestCheckpointAgeSeconds"`
+		Age     float64 `json:"newestCheckpointAgeSeconds"`
+		Warning string  `json:"warning"`
 	}
 	var r report
 	must(t, e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/admin/auditlogs/verify"}, &r))
 	if !r.OK || r.Chained != 1 || r.NewestCheckpoint == nil || r.NewestCheckpoint.Seq != cp.Seq ||
-		r.NewestCheckpoint.Kind != gatehouse.CheckpointPeriodic || r.NewestCheckpoint.Index != 1 || r.Age < 0 {
+		r.NewestCheckpoint.Kind != gatehouse.CheckpointPeriodic || r.NewestCheckpoint.Index != 1 || r.Age < 0 || r.Warning != "" {
 		t.Fatalf("verify = %+v", r)
+	}
+	// Eleven minutes later with a 5-minute period, the newest checkpoint is stale: events
+	// after it are not covered.
+	e.srv.API.SetAuditCheckpointPeriod(5 * time.Minute)
+	e.clock.Advance(11 * time.Minute)
+	r = report{}
+	must(t, e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/admin/auditlogs/verify"}, &r))
+	if !r.OK || !strings.Contains(r.Warning, "more than twice the checkpoint period") {
+		t.Fatalf("stale checkpoint: %+v", r)
 	}
 	db := e.srv.Store.(*sqlstore.DB)
 	if _, err := db.Writer().Exec(`DELETE FROM audit_events WHERE seq <= ?`, cp.Seq); err != nil {
