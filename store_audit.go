@@ -30,7 +30,13 @@ type AuditCheckpoint struct {
 	Time      time.Time // as signed (UTC, microseconds)
 	KeyID     string
 	Signature []byte
-	Kind      string // CheckpointPeriodic or CheckpointRetention
+	Kind      string // CheckpointPeriodic or CheckpointRetention (signed, when Index > 0)
+	// Index is the checkpoint's position in the chain of checkpoints (in the order they were
+	// made), PrevSeq and Prev the seq and digest of the one made before it (audit.Checkpoint).
+	// Index 0: a checkpoint written in the old, unchained format.
+	Index   int64
+	PrevSeq int64
+	Prev    []byte
 }
 
 // ExportCursor is the position of one continuous-export sink: the seq of the last event the
@@ -50,13 +56,18 @@ type AuditTx interface {
 	AuditHead() (int64, []byte, error)
 
 	// PutAuditCheckpoint stores a checkpoint. It returns false, and changes nothing, when a
-	// checkpoint of the same kind at the same seq exists (another process made it).
+	// checkpoint of the same kind at the same seq, or (Index > 0) a checkpoint with the same
+	// Index exists (another process made it: the checkpoint chain never forks).
 	PutAuditCheckpoint(cp *AuditCheckpoint) (bool, error)
 	// ListAuditCheckpoints returns every checkpoint in ascending seq (kind breaks ties).
 	ListAuditCheckpoints() ([]AuditCheckpoint, error)
 	// LatestAuditCheckpoint returns the checkpoint of the kind with the highest seq;
 	// ENOTFOUND when there is none.
 	LatestAuditCheckpoint(kind string) (*AuditCheckpoint, error)
+	// LastAuditCheckpoint returns the checkpoint made last, which a new one chains to: the
+	// highest Index, or when none is chained the old-format one with the highest seq
+	// (retention before periodic at the same seq); ENOTFOUND when there is none.
+	LastAuditCheckpoint() (*AuditCheckpoint, error)
 
 	// ExportCursor returns the sink's cursor, 0 when it has none.
 	ExportCursor(sink string) (int64, error)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -55,7 +54,7 @@ type AuditConfig struct {
 	// Registerer are StartAudit's.
 	Export audit.ExporterOptions
 	// API, if set, receives the public key that GET /api/admin/auditlogs/verify checks the
-	// checkpoints with.
+	// checkpoints with, and the checkpoint period it judges the newest checkpoint's age by.
 	API *httpapi.Server
 }
 
@@ -163,6 +162,7 @@ func StartAudit(ctx context.Context, store gatehouse.Store, cfg AuditConfig, dat
 	}
 	if cfg.API != nil {
 		cfg.API.SetAuditPublicKey(signer.Public())
+		cfg.API.SetAuditCheckpointPeriod(cfg.CheckpointEvery)
 	}
 	// Sinks are only opened by the lease holder (a file sink repairs a torn last line when
 	// it opens, which must not race another process writing it); check the URLs now.
@@ -267,11 +267,14 @@ func (j *auditJobs) checkpoint(ctx context.Context) (*audit.Checkpoint, error) {
 	return cp, nil
 }
 
-// Checkpoint signs the audit chain's head with signer, stores the checkpoint (of kind
-// gatehouse.CheckpointPeriodic) and appends an audit:checkpoint event carrying it, in one
-// transaction. It returns nil (and stores nothing) when the log is empty, the head is
-// already checkpointed, or the only event since the last checkpoint is that checkpoint's
-// own event. by names the process in the event.
+// Checkpoint signs the audit chain's head with signer, chained to the last checkpoint made,
+// stores the checkpoint (of the kind, normally gatehouse.CheckpointPeriodic) and appends an
+// audit:checkpoint event carrying it, in one transaction. It returns nil (and stores
+// nothing) when the log is empty, the head is already checkpointed, or the only event
+// since the last periodic checkpoint is that checkpoint's own event and it is younger than
+// audit.IdleCheckpointEvery (an idle log is re-signed that often, so that the newest
+// checkpoint's age tells whether checkpoints were removed), or another process extended
+// the checkpoint chain at the same moment. by names the process in the event.
 func Checkpoint(ctx context.Context, store gatehouse.Store, signer *audit.Signer, kind, by string) (*audit.Checkpoint, error) {
 	var made *audit.Checkpoint
 	err := store.Update(ctx, func(tx gatehouse.Tx) error {
@@ -286,7 +289,7 @@ func Checkpoint(ctx context.Context, store gatehouse.Store, signer *audit.Signer
 			if last.Seq >= seq {
 				return nil
 			}
-			if last.Seq == seq-1 {
+			if last.Seq == seq-1 && tx.Now().Sub(last.Time) < audit.IdleCheckpointEvery {
 				evs, err := tx.ListAudit(gatehouse.AuditFilter{AfterSeq: seq - 1, Ascending: true, Limit: 1})
 				if err != nil {
 					return err
@@ -298,12 +301,16 @@ func Checkpoint(ctx context.Context, store gatehouse.Store, signer *audit.Signer
 		case !gatehouse.IsCode(err, gatehouse.ENOTFOUND):
 			return err
 		}
-		cp := signer.Sign(seq, hash, tx.Now())
-		ok, err := tx.PutAuditCheckpoint(storedCheckpoint(cp, kind))
+		prev, err := lastCheckpoint(tx)
+		if err != nil {
+			return err
+		}
+		cp := signer.Sign(kind, prev, seq, hash, tx.Now())
+		ok, err := tx.PutAuditCheckpoint(cp.Stored())
 		if err != nil || !ok {
 			return err
 		}
-		if err := tx.AppendAudit(checkpointEvent(cp, kind, by)); err != nil {
+		if err := tx.AppendAudit(checkpointEvent(cp, by)); err != nil {
 			return err
 		}
 		made = &cp
@@ -312,28 +319,34 @@ func Checkpoint(ctx context.Context, store gatehouse.Store, signer *audit.Signer
 	return made, err
 }
 
-func storedCheckpoint(cp audit.Checkpoint, kind string) *gatehouse.AuditCheckpoint {
-	return &gatehouse.AuditCheckpoint{Seq: cp.Seq, Hash: cp.Hash, Time: cp.Time, KeyID: cp.KeyID, Signature: cp.Signature, Kind: kind}
+// lastCheckpoint returns the checkpoint a new one chains to (nil when there is none).
+func lastCheckpoint(tx gatehouse.Tx) (*audit.Checkpoint, error) {
+	c, err := tx.LastAuditCheckpoint()
+	if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	cp := audit.FromStored(*c)
+	return &cp, nil
 }
 
 // checkpointEvent is the audit event that records a checkpoint: everything needed to check
-// it later from a SIEM's copy of the log (seq, hash, time, key and signature).
-func checkpointEvent(cp audit.Checkpoint, kind, by string) *gatehouse.AuditEvent {
+// it later from a SIEM's copy of the log (kind, chain position and predecessor, seq, hash,
+// time, key and signature), so that a sink's last one can serve as an outside reference
+// (`gatehouse audit verify --checkpoint`).
+func checkpointEvent(cp audit.Checkpoint, by string) *gatehouse.AuditEvent {
+	d := audit.CheckpointDetails(cp)
+	d["by"] = by
 	return &gatehouse.AuditEvent{
 		ActorKind: "system", ActorName: "gatehouse", Action: gatehouse.AuditActionCheckpoint,
-		Target: "audit-log", Outcome: gatehouse.OutcomeSuccess,
-		Details: map[string]string{
-			"kind": kind, "seq": strconv.FormatInt(cp.Seq, 10), "hash": hex.EncodeToString(cp.Hash),
-			"checkpointTime": cp.Time.UTC().Format(time.RFC3339Nano), "keyId": cp.KeyID,
-			"signature": base64.StdEncoding.EncodeToString(cp.Signature), "by": by,
-		},
+		Target: "audit-log", Outcome: gatehouse.OutcomeSuccess, Details: d,
 	}
 }
 
 // ToAuditCheckpoint converts a stored checkpoint to the form package audit verifies.
-func ToAuditCheckpoint(c gatehouse.AuditCheckpoint) audit.Checkpoint {
-	return audit.Checkpoint{Seq: c.Seq, Hash: c.Hash, Time: c.Time, KeyID: c.KeyID, Signature: c.Signature}
-}
+func ToAuditCheckpoint(c gatehouse.AuditCheckpoint) audit.Checkpoint { return audit.FromStored(c) }
 
 // --- continuous export ---
 
@@ -539,6 +552,21 @@ func AuditEvents(ctx context.Context, store gatehouse.Store) iter.Seq2[gatehouse
 	return gatehouse.ScanAudit(ctx, store, gatehouse.AuditFilter{})
 }
 
+// LastAuditCheckpoint returns the checkpoint made last (ENOTFOUND when there is none).
+func LastAuditCheckpoint(ctx context.Context, store gatehouse.Store) (*audit.Checkpoint, error) {
+	var cp *audit.Checkpoint
+	err := store.View(ctx, func(tx gatehouse.Tx) error {
+		c, err := tx.LastAuditCheckpoint()
+		if err != nil {
+			return err
+		}
+		v := audit.FromStored(*c)
+		cp = &v
+		return nil
+	})
+	return cp, err
+}
+
 // AuditCheckpoints loads every stored checkpoint.
 func AuditCheckpoints(ctx context.Context, store gatehouse.Store) ([]audit.Checkpoint, error) {
 	var cps []gatehouse.AuditCheckpoint
@@ -555,9 +583,15 @@ func AuditCheckpoints(ctx context.Context, store gatehouse.Store) ([]audit.Check
 }
 
 // VerifyAudit verifies the whole audit log in the store: the hash chain from the genesis
-// (or from the retention checkpoint that anchors it after pruning) and every stored
-// checkpoint's signature under pub. pub may be nil only when there are no checkpoints.
+// (or from the retention checkpoint that anchors it after pruning), every stored
+// checkpoint's signature under pub and the checkpoint chain. pub may be nil only when
+// there are no checkpoints.
 func VerifyAudit(ctx context.Context, store gatehouse.Store, pub ed25519.PublicKey) (audit.Report, int, error) {
+	return VerifyAuditWith(ctx, store, pub, audit.VerifyOptions{})
+}
+
+// VerifyAuditWith is VerifyAudit with options, such as an outside reference checkpoint.
+func VerifyAuditWith(ctx context.Context, store gatehouse.Store, pub ed25519.PublicKey, opts audit.VerifyOptions) (audit.Report, int, error) {
 	// Checkpoints first: one made while the events are read must not look like a cut tail.
 	cps, err := AuditCheckpoints(ctx, store)
 	if err != nil {
@@ -566,7 +600,10 @@ func VerifyAudit(ctx context.Context, store gatehouse.Store, pub ed25519.PublicK
 	if len(cps) > 0 && pub == nil {
 		return audit.Report{}, len(cps), fmt.Errorf("the database holds %d signed audit checkpoints: verifying them needs the signing key or its public key", len(cps))
 	}
-	r, err := audit.Verify(ctx, AuditEvents(ctx, store), cps, pub)
+	if opts.Reference != nil && pub == nil {
+		return audit.Report{}, len(cps), errors.New("checking an outside reference checkpoint needs the signing key or its public key")
+	}
+	r, err := audit.VerifyLog(ctx, AuditEvents(ctx, store), cps, pub, opts)
 	return r, len(cps), err
 }
 
@@ -582,6 +619,8 @@ type PruneResult struct {
 	ExportLimit int64
 	// LimitingSink is the sink with that cursor.
 	LimitingSink string
+	// Checkpoint is the retention checkpoint stored (nil when nothing was pruned).
+	Checkpoint *audit.Checkpoint
 }
 
 // PruneAudit applies retention: it verifies the log, archives the events older than before
@@ -614,30 +653,41 @@ func PruneAudit(ctx context.Context, store gatehouse.Store, signer *audit.Signer
 	if len(cursors) > 0 && res.ExportLimit == 0 {
 		return res, nil // a sink has received nothing yet: nothing may go
 	}
-	a := audit.Archiver{Source: StoreAuditSource{Store: store}, Sink: sink, Signer: signer, MaxSeq: res.ExportLimit}
+	a := audit.Archiver{Source: StoreAuditSource{Store: store}, Sink: sink, MaxSeq: res.ExportLimit}
 	ar, aerr := a.Archive(ctx, before)
 	res.ArchiveResult = ar
-	if ar.Archived == 0 || ar.Checkpoint == nil {
+	if ar.Archived == 0 {
 		return res, aerr
 	}
-	cp := *ar.Checkpoint
-	err = store.Update(ctx, func(tx gatehouse.Tx) error {
-		evs, err := tx.ListAudit(gatehouse.AuditFilter{AfterSeq: cp.Seq - 1, Ascending: true, Limit: 1})
+	errRaced := errors.New("another audit checkpoint was made at the same moment")
+	prune := func(tx gatehouse.Tx) error {
+		evs, err := tx.ListAudit(gatehouse.AuditFilter{AfterSeq: ar.LastSeq - 1, Ascending: true, Limit: 1})
 		if err != nil {
 			return err
 		}
-		if len(evs) != 1 || evs[0].Seq != cp.Seq || string(evs[0].Hash) != string(cp.Hash) {
-			return gatehouse.Errorf(gatehouse.ECONFLICT, "the audit event at seq %d changed while it was archived; nothing was pruned", cp.Seq)
+		if len(evs) != 1 || evs[0].Seq != ar.LastSeq || string(evs[0].Hash) != string(ar.LastHash) {
+			return gatehouse.Errorf(gatehouse.ECONFLICT, "the audit event at seq %d changed while it was archived; nothing was pruned", ar.LastSeq)
 		}
-		if _, err := tx.PutAuditCheckpoint(storedCheckpoint(cp, gatehouse.CheckpointRetention)); err != nil {
+		// The retention checkpoint is signed here, chained to the last checkpoint made.
+		prev, err := lastCheckpoint(tx)
+		if err != nil {
 			return err
 		}
+		cp := signer.Sign(gatehouse.CheckpointRetention, prev, ar.LastSeq, ar.LastHash, tx.Now())
+		ok, err := tx.PutAuditCheckpoint(cp.Stored())
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return errRaced // the chain moved on (another process checkpointed): sign again
+		}
+		res.Checkpoint = &cp
 		n, err := tx.PruneAudit(cp.Seq)
 		if err != nil {
 			return err
 		}
 		res.Deleted = n
-		ev := checkpointEvent(cp, gatehouse.CheckpointRetention, by)
+		ev := checkpointEvent(cp, by)
 		ev.Action = gatehouse.AuditActionPrune
 		ev.Details["archived"] = strconv.Itoa(ar.Archived)
 		ev.Details["firstSeq"] = strconv.FormatInt(ar.FirstSeq, 10)
@@ -645,9 +695,17 @@ func PruneAudit(ctx context.Context, store gatehouse.Store, signer *audit.Signer
 		ev.Details["before"] = before.UTC().Format(time.RFC3339)
 		ev.Details["archive"] = sink.Name()
 		return tx.AppendAudit(ev)
-	})
+	}
+	for range 5 {
+		if err = store.Update(ctx, prune); !errors.Is(err, errRaced) {
+			break
+		}
+	}
+	if errors.Is(err, errRaced) {
+		err = gatehouse.Errorf(gatehouse.ECONFLICT, "%v, five times; nothing was pruned, try again", errRaced)
+	}
 	if err != nil {
-		res.Deleted = 0
+		res.Deleted, res.Checkpoint = 0, nil
 		return res, errors.Join(aerr, err)
 	}
 	return res, aerr

@@ -137,7 +137,7 @@ func TestAuditVerifyCatchesTampering(t *testing.T) {
 	t.Run("delete the first", func(t *testing.T) {
 		db, s, evs := setup(t)
 		execSQL(t, db, `DELETE FROM audit_events WHERE seq = 1`)
-		wantBad(t, verify(t, db, s.Public()), 2, evs[1].ID, audit.ProblemChainBroken)
+		wantBad(t, verify(t, db, s.Public()), 2, evs[1].ID, audit.ProblemTruncatedHead)
 	})
 	t.Run("swap", func(t *testing.T) {
 		db, s, evs := setup(t)
@@ -151,7 +151,7 @@ func TestAuditVerifyCatchesTampering(t *testing.T) {
 		db, s, _ := setup(t)
 		execSQL(t, db, `DELETE FROM audit_events WHERE seq >= 10`)
 		// The signed checkpoint at 12 says the log went further.
-		wantBad(t, verify(t, db, s.Public()), 12, "", audit.ProblemCheckpointMismatch)
+		wantBad(t, verify(t, db, s.Public()), 12, "", audit.ProblemTruncatedTail)
 	})
 	t.Run("rewrite and rehash", func(t *testing.T) {
 		// Someone with the database but not the key edits an event and recomputes the chain
@@ -332,15 +332,20 @@ func TestAuditPruneThenVerify(t *testing.T) {
 	if r := verify(t, db, s.Public()); r.OK || r.Seq != 35 {
 		t.Fatalf("tamper after prune: %s", r)
 	}
-	// And removing the anchor (the retention checkpoint, and the periodic one made at the
-	// same seq) makes the pruned prefix look removed.
+	// Removing the anchor (the newest checkpoint, the retention one) makes the pruned
+	// prefix look removed: the periodic checkpoint at the same seq cannot stand in for it.
 	execSQL(t, db, `UPDATE audit_events SET action = 'stack:update' WHERE seq = 35`)
 	if r := verify(t, db, s.Public()); !r.OK {
 		t.Fatalf("restored: %s", r)
 	}
-	execSQL(t, db, `DELETE FROM audit_checkpoints WHERE seq = 30`)
-	if r := verify(t, db, s.Public()); r.OK || r.Problem != audit.ProblemChainBroken {
+	execSQL(t, db, `DELETE FROM audit_checkpoints WHERE seq = 30 AND kind = 'retention'`)
+	if r := verify(t, db, s.Public()); r.OK || r.Problem != audit.ProblemTruncatedHead || r.Seq != 31 {
 		t.Fatalf("anchor removed: %s", r)
+	}
+	// Removing the periodic one too (the first of the checkpoint chain) breaks that chain.
+	execSQL(t, db, `DELETE FROM audit_checkpoints WHERE seq = 30`)
+	if r := verify(t, db, s.Public()); r.OK || r.Problem != audit.ProblemCheckpointChain {
+		t.Fatalf("anchor and periodic checkpoint removed: %s", r)
 	}
 }
 

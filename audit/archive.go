@@ -13,23 +13,20 @@ import (
 //
 //  1. res, err := archiver.Archive(ctx, time.Now().Add(-retention))
 //  2. if res.Archived > 0 (even when err != nil: res covers the batches that were written),
-//     in one transaction: save res.Checkpoint (signed at res.LastSeq, res.LastHash) as the
-//     new retention anchor, then delete the events with seq <= res.LastSeq.
+//     in one transaction: sign a retention checkpoint at (res.LastSeq, res.LastHash),
+//     chained to the newest stored checkpoint (Signer.Sign), store it as the new retention
+//     anchor, then delete the events with seq <= res.LastSeq.
 //  3. Verify (or VerifyFrom(anchor.Seq, anchor.Hash, ...)) then checks what remains from
 //     that checkpoint; the archive itself verifies with VerifyFrom(previous anchor, ...)
 //     over ReadJSONL of its objects.
 type Archiver struct {
 	Source Source
 	Sink   Sink
-	// Signer, if set, signs Result.Checkpoint, the anchor for the remaining log.
-	Signer *Signer
 	// BatchSize is the number of events per sink write (default 1000).
 	BatchSize int
 	// MaxSeq, if > 0, stops archiving after this seq. Set it to the lowest export cursor,
 	// so that pruning never removes events a sink has not received yet.
 	MaxSeq int64
-	// Now returns the checkpoint time (default time.Now).
-	Now func() time.Time
 }
 
 // ArchiveResult describes what Archive wrote and acknowledged.
@@ -40,8 +37,7 @@ type ArchiveResult struct {
 	// FirstPrevHash is the PrevHash of the first archived event: the anchor the archived
 	// segment continues from (Genesis(), or the previous retention checkpoint's hash).
 	FirstPrevHash []byte
-	LastHash      []byte      // hash of the last archived event: the new anchor
-	Checkpoint    *Checkpoint // signed (LastSeq, LastHash), when the Archiver has a Signer
+	LastHash      []byte // hash of the last archived event: the new anchor
 }
 
 // Archive writes the events older than cutoff, from the oldest on, to the sink, in
@@ -60,11 +56,11 @@ func (a *Archiver) Archive(ctx context.Context, cutoff time.Time) (ArchiveResult
 	var prevHash []byte
 	for {
 		if err := ctx.Err(); err != nil {
-			return a.sign(res), err
+			return res, err
 		}
 		events, err := a.Source.AuditEventsAfter(ctx, after, size)
 		if err != nil {
-			return a.sign(res), fmt.Errorf("audit: archive: reading events after %d: %w", after, err)
+			return res, fmt.Errorf("audit: archive: reading events after %d: %w", after, err)
 		}
 		n := 0
 		done := len(events) < size
@@ -75,15 +71,15 @@ func (a *Archiver) Archive(ctx context.Context, cutoff time.Time) (ArchiveResult
 				break
 			}
 			if e.Seq <= after {
-				return a.sign(res), fmt.Errorf("audit: archive: source returned seq %d after %d", e.Seq, after)
+				return res, fmt.Errorf("audit: archive: source returned seq %d after %d", e.Seq, after)
 			}
 			if prevHash != nil {
 				if e.Seq != after+1 || !bytes.Equal(e.PrevHash, prevHash) {
-					return a.sign(res), fmt.Errorf("audit: refusing to archive: seq %d: %s", e.Seq, ProblemChainBroken)
+					return res, fmt.Errorf("audit: refusing to archive: seq %d: %s", e.Seq, ProblemChainBroken)
 				}
 			}
 			if !bytes.Equal(Hash(e.PrevHash, e), e.Hash) {
-				return a.sign(res), fmt.Errorf("audit: refusing to archive: seq %d: %s", e.Seq, ProblemHashMismatch)
+				return res, fmt.Errorf("audit: refusing to archive: seq %d: %s", e.Seq, ProblemHashMismatch)
 			}
 			prevHash, after = e.Hash, e.Seq
 			n++
@@ -91,7 +87,7 @@ func (a *Archiver) Archive(ctx context.Context, cutoff time.Time) (ArchiveResult
 		if n > 0 {
 			batch := events[:n]
 			if err := a.Sink.Write(ctx, batch); err != nil {
-				return a.sign(res), fmt.Errorf("audit: archive: writing to %s: %w", a.Sink.Name(), err)
+				return res, fmt.Errorf("audit: archive: writing to %s: %w", a.Sink.Name(), err)
 			}
 			if res.Archived == 0 {
 				res.FirstSeq = batch[0].Seq
@@ -102,20 +98,7 @@ func (a *Archiver) Archive(ctx context.Context, cutoff time.Time) (ArchiveResult
 			res.LastHash = append([]byte(nil), batch[n-1].Hash...)
 		}
 		if done || n == 0 {
-			return a.sign(res), nil
+			return res, nil
 		}
 	}
-}
-
-func (a *Archiver) sign(res ArchiveResult) ArchiveResult {
-	if a.Signer == nil || res.Archived == 0 {
-		return res
-	}
-	now := time.Now
-	if a.Now != nil {
-		now = a.Now
-	}
-	cp := a.Signer.Sign(res.LastSeq, res.LastHash, now())
-	res.Checkpoint = &cp
-	return res
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"gocloud.dev/blob/memblob"
+
+	gatehouse "github.com/gatehouse-dev/gatehouse"
 )
 
 // TestArchivePruneVerify is the retention flow: archive the old events, prune them, keep the
@@ -20,7 +22,7 @@ func TestArchivePruneVerify(t *testing.T) {
 	bucket := memblob.OpenBucket(nil)
 	sink := NewBlobSink(bucket, "archive", FormatJSONL, "gh-1")
 	defer sink.Close()
-	a := &Archiver{Source: src, Sink: sink, Signer: signer, BatchSize: 16}
+	a := &Archiver{Source: src, Sink: sink, BatchSize: 16}
 
 	res, err := a.Archive(ctx, baseTime.Add(60*time.Second))
 	if err != nil {
@@ -29,12 +31,9 @@ func TestArchivePruneVerify(t *testing.T) {
 	if res.Archived != 60 || res.FirstSeq != 1 || res.LastSeq != 60 || !bytes.Equal(res.FirstPrevHash, Genesis()) || !bytes.Equal(res.LastHash, full[59].Hash) {
 		t.Fatalf("result %+v", res)
 	}
-	if res.Checkpoint == nil || res.Checkpoint.Seq != 60 || VerifyCheckpoint(signer.Public(), *res.Checkpoint) != nil {
-		t.Fatalf("checkpoint %+v", res.Checkpoint)
-	}
-	// The store prunes and keeps the checkpoint.
+	// The store keeps a retention checkpoint and prunes.
+	cps := []Checkpoint{signer.Sign(gatehouse.CheckpointRetention, nil, res.LastSeq, res.LastHash, baseTime)}
 	src.prune(res.LastSeq)
-	cps := []Checkpoint{*res.Checkpoint}
 	rep, err := Verify(ctx, Events(src.snapshot()), cps, signer.Public())
 	if err != nil || !rep.OK || rep.AnchorSeq != 60 || rep.Checked != 40 {
 		t.Fatalf("verify the pruned log: %v, %v", rep, err)
@@ -56,7 +55,7 @@ func TestArchivePruneVerify(t *testing.T) {
 		t.Fatalf("second round %+v", res2)
 	}
 	src.prune(res2.LastSeq)
-	cps = append(cps, *res2.Checkpoint)
+	cps = append(cps, signer.Sign(gatehouse.CheckpointRetention, &cps[0], res2.LastSeq, res2.LastHash, baseTime))
 	rep, err = Verify(ctx, Events(src.snapshot()), cps, signer.Public())
 	if err != nil || !rep.OK || rep.AnchorSeq != 75 || rep.Checked != 25 {
 		t.Fatalf("verify after the second prune: %v, %v", rep, err)
@@ -64,7 +63,7 @@ func TestArchivePruneVerify(t *testing.T) {
 
 	// Nothing old enough: nothing archived, no checkpoint.
 	res3, err := a.Archive(ctx, baseTime)
-	if err != nil || res3.Archived != 0 || res3.Checkpoint != nil {
+	if err != nil || res3.Archived != 0 {
 		t.Fatalf("nothing to archive: %+v, %v", res3, err)
 	}
 }

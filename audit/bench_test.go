@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"testing"
+
+	gatehouse "github.com/gatehouse-dev/gatehouse"
 )
 
 // BenchmarkHash measures hashing one typical event (13 strings, two details).
@@ -38,7 +40,11 @@ func BenchmarkVerify(b *testing.B) {
 	events := buildChain(10000)
 	var cps []Checkpoint
 	for i := 999; i < len(events); i += 1000 {
-		cps = append(cps, s.Sign(events[i].Seq, events[i].Hash, baseTime))
+		var prev *Checkpoint
+		if len(cps) > 0 {
+			prev = &cps[len(cps)-1]
+		}
+		cps = append(cps, s.Sign(gatehouse.CheckpointPeriodic, prev, events[i].Seq, events[i].Hash, baseTime))
 	}
 	b.ReportAllocs()
 	for b.Loop() {

@@ -17,8 +17,14 @@ import (
 	"time"
 )
 
-// checkpointDomain separates checkpoint signatures from any other use of the key.
-const checkpointDomain = "gatehouse/audit/checkpoint/v1"
+// checkpointDomain separates checkpoint signatures from any other use of the key: v1 is
+// the old format (seq, hash, time, key), v2 the chained one (kind, index, previous
+// checkpoint too). checkpointLinkDomain separates the digests that chain checkpoints.
+const (
+	checkpointDomain     = "gatehouse/audit/checkpoint/v1"
+	checkpointDomainV2   = "gatehouse/audit/checkpoint/v2"
+	checkpointLinkDomain = "gatehouse/audit/checkpoint-link/v2"
+)
 
 // A Checkpoint is a signed statement "the chain's event Seq has hash Hash", made at Time by
 // the key KeyID. Checkpoints turn the hash chain (which anyone with write access to the
@@ -26,13 +32,31 @@ const checkpointDomain = "gatehouse/audit/checkpoint/v1"
 // checkpointed seq, and a new signature needs the private key, which is not in the database.
 //
 // A checkpoint also anchors what remains after retention prunes a prefix of the log: the
-// store keeps the checkpoint at the last pruned seq, and Verify starts from it.
+// store keeps a retention checkpoint at the last pruned seq, and Verify starts from it.
+//
+// Checkpoints form a chain of their own, in the order they were made (which is not seq
+// order: a retention checkpoint is usually older than the newest periodic one): each names
+// the one made before it (PrevSeq, Prev = its Digest) and its own position (Index), and the
+// signature covers them and the Kind. Removing a checkpoint from the middle of the chain,
+// or passing a periodic checkpoint off as a retention one, is therefore detected.
+//
+// Index 0 marks a checkpoint in the old format (written before checkpoints were chained):
+// its signature covers only Seq, Hash, Time and KeyID, so its Kind is not vouched for.
 type Checkpoint struct {
 	Seq       int64
 	Hash      []byte
 	Time      time.Time
 	KeyID     string
 	Signature []byte
+	// Kind is gatehouse.CheckpointPeriodic or gatehouse.CheckpointRetention.
+	Kind string
+	// Index is the position in the checkpoint chain: 1 for the first chained checkpoint,
+	// 0 for one in the old, unchained format.
+	Index int64
+	// PrevSeq and Prev are the Seq and the Digest of the checkpoint made just before this
+	// one (0 and nil when there was none).
+	PrevSeq int64
+	Prev    []byte
 }
 
 // ErrBadSignature is returned (wrapped) by VerifyCheckpoint for a checkpoint whose signature
@@ -68,19 +92,46 @@ func (s *Signer) Public() ed25519.PublicKey { return s.pub }
 // KeyID returns KeyID(s.Public()).
 func (s *Signer) KeyID() string { return s.keyID }
 
-// Sign returns a checkpoint for the event seq whose hash is hash, made at t. The time is
-// stored in UTC truncated to the microsecond, so that every store engine (PostgreSQL keeps
-// microseconds) reads back exactly what was signed.
-func (s *Signer) Sign(seq int64, hash []byte, t time.Time) Checkpoint {
+// Sign returns a chained checkpoint of the given kind for the event seq whose hash is hash,
+// made at t, following prev: the newest checkpoint made before it, of any kind and format
+// (nil when there is none). The time is stored in UTC truncated to the microsecond, so that
+// every store engine (PostgreSQL keeps microseconds) reads back exactly what was signed.
+func (s *Signer) Sign(kind string, prev *Checkpoint, seq int64, hash []byte, t time.Time) Checkpoint {
 	cp := Checkpoint{
 		Seq:   seq,
 		Hash:  append([]byte(nil), hash...),
 		Time:  t.UTC().Truncate(time.Microsecond),
 		KeyID: s.keyID,
+		Kind:  kind,
+		Index: 1,
+	}
+	if prev != nil {
+		cp.Index = prev.Index + 1
+		cp.PrevSeq = prev.Seq
+		cp.Prev = prev.Digest()
 	}
 	cp.Signature = ed25519.Sign(s.key, checkpointMessage(&cp))
 	return cp
 }
+
+// signV1 signs a checkpoint in the old, unchained format (for tests of old logs).
+func (s *Signer) signV1(kind string, seq int64, hash []byte, t time.Time) Checkpoint {
+	cp := Checkpoint{Seq: seq, Hash: append([]byte(nil), hash...), Time: t.UTC().Truncate(time.Microsecond), KeyID: s.keyID, Kind: kind}
+	cp.Signature = ed25519.Sign(s.key, checkpointMessage(&cp))
+	return cp
+}
+
+// Digest identifies a checkpoint in the checkpoint chain: SHA-256 over a domain string and
+// everything the signature covers.
+func (cp *Checkpoint) Digest() []byte {
+	b := appendStr(nil, checkpointLinkDomain)
+	b = append(b, checkpointMessage(cp)...)
+	sum := sha256.Sum256(b)
+	return sum[:]
+}
+
+// Chained reports whether cp is in the chained format (Index > 0).
+func (cp *Checkpoint) Chained() bool { return cp.Index > 0 }
 
 // VerifyCheckpoint checks that cp was signed by the private key of pub.
 func VerifyCheckpoint(pub ed25519.PublicKey, cp Checkpoint) error {
@@ -90,22 +141,47 @@ func VerifyCheckpoint(pub ed25519.PublicKey, cp Checkpoint) error {
 	if want := KeyID(pub); cp.KeyID != want {
 		return fmt.Errorf("%w: checkpoint at seq %d names key %q, verifying with %q", ErrBadSignature, cp.Seq, cp.KeyID, want)
 	}
-	if !ed25519.Verify(pub, checkpointMessage(&cp), cp.Signature) {
-		return fmt.Errorf("%w: checkpoint at seq %d", ErrBadSignature, cp.Seq)
+	if cp.Index < 0 || !ed25519.Verify(pub, checkpointMessage(&cp), cp.Signature) {
+		return fmt.Errorf("%w: %s checkpoint at seq %d", ErrBadSignature, cp.describeKind(), cp.Seq)
 	}
 	return nil
 }
 
-// checkpointMessage is the signed encoding of a checkpoint (everything but the signature).
+// describeKind names the checkpoint's kind and position for messages.
+func (cp *Checkpoint) describeKind() string {
+	if cp.Index == 0 {
+		return cp.Kind + " (old format)"
+	}
+	return fmt.Sprintf("%s #%d", cp.Kind, cp.Index)
+}
+
+// checkpointMessage is the signed encoding of a checkpoint (everything but the signature):
+//
+//	v1 (Index 0): str(v1 domain) u64(Seq) bytes(Hash) i64(unix s) u32(ns) str(KeyID)
+//	v2:           str(v2 domain) str(Kind) u64(Index) u64(Seq) bytes(Hash) i64(unix s)
+//	              u32(ns) str(KeyID) u64(PrevSeq) bytes(Prev)
 func checkpointMessage(cp *Checkpoint) []byte {
-	b := make([]byte, 0, 128)
-	b = appendStr(b, checkpointDomain)
+	b := make([]byte, 0, 192)
+	t := cp.Time.UTC()
+	if cp.Index == 0 {
+		b = appendStr(b, checkpointDomain)
+		b = binary.BigEndian.AppendUint64(b, uint64(cp.Seq))
+		b = appendBytes(b, cp.Hash)
+		b = binary.BigEndian.AppendUint64(b, uint64(t.Unix()))
+		b = binary.BigEndian.AppendUint32(b, uint32(t.Nanosecond()))
+		b = appendStr(b, cp.KeyID)
+		return b
+	}
+	b = appendStr(b, checkpointDomainV2)
+	b = appendStr(b, cp.Kind)
+	b = binary.BigEndian.AppendUint64(b, uint64(cp.Index))
 	b = binary.BigEndian.AppendUint64(b, uint64(cp.Seq))
 	b = appendBytes(b, cp.Hash)
-	t := cp.Time.UTC()
 	b = binary.BigEndian.AppendUint64(b, uint64(t.Unix()))
 	b = binary.BigEndian.AppendUint32(b, uint32(t.Nanosecond()))
 	b = appendStr(b, cp.KeyID)
+	b = binary.BigEndian.AppendUint64(b, uint64(cp.PrevSeq))
+	b = appendBytes(b, cp.Prev)
 	return b
 }
 

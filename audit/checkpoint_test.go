@@ -108,7 +108,11 @@ func TestCheckpointSignVerify(t *testing.T) {
 	s := newTestSigner(t)
 	hash := bytes.Repeat([]byte{0xab}, 32)
 	now := time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.FixedZone("Y", 3600))
-	cp := s.Sign(99, hash, now)
+	prev := s.Sign("periodic", nil, 90, hash, now)
+	cp := s.Sign("retention", &prev, 99, hash, now)
+	if cp.Index != 2 || cp.PrevSeq != 90 || !bytes.Equal(cp.Prev, prev.Digest()) || cp.Kind != "retention" {
+		t.Fatalf("chained checkpoint %+v", cp)
+	}
 	if cp.Seq != 99 || !bytes.Equal(cp.Hash, hash) || cp.KeyID != s.KeyID() || cp.KeyID != KeyID(s.Public()) {
 		t.Fatalf("checkpoint %+v", cp)
 	}
@@ -130,6 +134,11 @@ func TestCheckpointSignVerify(t *testing.T) {
 		"signature": func(c *Checkpoint) { c.Signature = bytes.Clone(c.Signature); c.Signature[0] ^= 1 },
 		"no sig":    func(c *Checkpoint) { c.Signature = nil },
 		"key id":    func(c *Checkpoint) { c.KeyID = "ed25519:0000000000000000" },
+		"kind":      func(c *Checkpoint) { c.Kind = "periodic" },
+		"index":     func(c *Checkpoint) { c.Index = 1 },
+		"old index": func(c *Checkpoint) { c.Index = 0 },
+		"prev seq":  func(c *Checkpoint) { c.PrevSeq = 89 },
+		"prev":      func(c *Checkpoint) { c.Prev = nil },
 	}
 	for name, f := range tamper {
 		c := cp
@@ -143,7 +152,7 @@ func TestCheckpointSignVerify(t *testing.T) {
 		t.Errorf("other key: err = %v", err)
 	}
 	// A forger with their own key who also writes their key ID still fails.
-	forged := other.Sign(cp.Seq, cp.Hash, cp.Time)
+	forged := other.Sign(cp.Kind, &prev, cp.Seq, cp.Hash, cp.Time)
 	if err := VerifyCheckpoint(s.Public(), forged); !errors.Is(err, ErrBadSignature) {
 		t.Errorf("forged: err = %v", err)
 	}

@@ -9,15 +9,19 @@
 // length-prefixed encoding of all of e's fields (see Hash) and prev, the previous event's
 // hash (Genesis() for seq 1). The store assigns Seq, PrevHash and Hash when it appends,
 // serialized on the chain head. Anyone who can write the database could still recompute
-// the chain after editing it, so a Signer periodically signs checkpoints (seq, hash, time)
-// with an Ed25519 key kept outside the database (LoadOrCreateSigningKey). Verify streams
-// the events and reports the first event that was changed, removed, reordered or cut from
-// the end, and any forged or mismatching checkpoint.
+// the chain after editing it, so a Signer periodically signs checkpoints (kind, seq, hash,
+// time, and the previous checkpoint's digest: checkpoints form a chain of their own) with an
+// Ed25519 key kept outside the database (LoadOrCreateSigningKey). Verify streams the events
+// and reports the first event that was changed, removed, reordered or cut from either end,
+// any forged or mismatching checkpoint, and a checkpoint removed from the checkpoint chain.
+// A cut of the newest events together with their checkpoints is only visible against an
+// outside reference (VerifyOptions.Reference, ReadCheckpointFile).
 //
 // Retention removes a prefix of the log without breaking verification: the Archiver
 // copies the old events to a sink and returns the last archived (seq, hash), the store
-// keeps a signed checkpoint of it and deletes the rows, and Verify then starts from that
-// checkpoint (or VerifyFrom with the anchor explicitly).
+// keeps a signed retention checkpoint of it and deletes the rows, and Verify then starts
+// from that checkpoint (VerifyFrom checks the archive from its anchor). A log that starts
+// later than seq 1 without a retention checkpoint is reported as truncated at the head.
 //
 // # Sink URLs
 //

@@ -7,16 +7,25 @@ import (
 	"iter"
 	"strings"
 	"testing"
+	"time"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 )
 
-// checkpointsAt signs checkpoints of chain at the given seqs.
+// checkpointsAt signs periodic checkpoints of chain at the given seqs, chained in that order.
 func checkpointsAt(s *Signer, chain []gatehouse.AuditEvent, seqs ...int64) []Checkpoint {
-	var cps []Checkpoint
+	return appendCheckpoints(s, nil, chain, gatehouse.CheckpointPeriodic, seqs...)
+}
+
+// appendCheckpoints signs checkpoints of the kind at seqs, chained after cps.
+func appendCheckpoints(s *Signer, cps []Checkpoint, chain []gatehouse.AuditEvent, kind string, seqs ...int64) []Checkpoint {
 	for _, seq := range seqs {
 		e := chain[seq-1]
-		cps = append(cps, s.Sign(e.Seq, e.Hash, baseTime))
+		var prev *Checkpoint
+		if len(cps) > 0 {
+			prev = &cps[len(cps)-1]
+		}
+		cps = append(cps, s.Sign(kind, prev, e.Seq, e.Hash, baseTime.Add(time.Duration(seq)*time.Second)))
 	}
 	return cps
 }
@@ -134,7 +143,7 @@ func TestVerifyDeletedEvent(t *testing.T) {
 	wantProblem(t, verifySlice(t, renum, nil, nil), 12, ProblemChainBroken)
 
 	// Deleting the first event.
-	wantProblem(t, verifySlice(t, cloneChain(chain[1:]), nil, nil), 2, ProblemChainBroken)
+	wantProblem(t, verifySlice(t, cloneChain(chain[1:]), nil, nil), 2, ProblemTruncatedHead)
 }
 
 func TestVerifySwapped(t *testing.T) {
@@ -198,13 +207,13 @@ func TestVerifyCheckpoints(t *testing.T) {
 	wantProblem(t, verifySlice(t, chain, append(checkpointsAt(s, chain, 10), forged...), s), 15, ProblemCheckpointSignature)
 
 	// Validly signed, but for a different hash.
-	wrong := s.Sign(12, bytes.Repeat([]byte{1}, 32), baseTime)
+	wrong := s.Sign(gatehouse.CheckpointPeriodic, nil, 12, bytes.Repeat([]byte{1}, 32), baseTime)
 	wantProblem(t, verifySlice(t, chain, []Checkpoint{wrong}, s), 12, ProblemCheckpointMismatch)
 
 	// Tail cut: a checkpoint beyond the last event.
 	cps = checkpointsAt(s, chain, 10, 30)
 	rep = verifySlice(t, chain[:25], cps, s)
-	wantProblem(t, rep, 30, ProblemCheckpointMismatch)
+	wantProblem(t, rep, 30, ProblemTruncatedTail)
 	if rep.Checked != 25 || !strings.Contains(rep.Detail, "removed") {
 		t.Fatalf("report %+v", rep)
 	}
@@ -218,31 +227,32 @@ func TestVerifyFromAnchorAfterPruning(t *testing.T) {
 	s := newTestSigner(t)
 	ctx := context.Background()
 	chain := buildChain(100)
-	cps := checkpointsAt(s, chain, 20, 40, 90)
+	cps := checkpointsAt(s, chain, 20, 40)                                    // periodic
+	cps = appendCheckpoints(s, cps, chain, gatehouse.CheckpointRetention, 40) // the prune's
+	cps = appendCheckpoints(s, cps, chain, gatehouse.CheckpointPeriodic, 90)
 	remaining := cloneChain(chain[40:]) // pruned through seq 40
 
 	rep, err := Verify(ctx, Events(remaining), cps, s.Public())
-	if err != nil || !rep.OK || rep.AnchorSeq != 40 || rep.Checked != 60 || rep.FirstSeq != 41 || rep.Checkpoints != 2 || rep.Unvouched != 10 {
+	if err != nil || !rep.OK || rep.AnchorSeq != 40 || rep.Checked != 60 || rep.FirstSeq != 41 || rep.Checkpoints != 2 || rep.Unvouched != 10 || rep.Chained != 4 {
 		t.Fatalf("Verify after pruning: %+v, %v", rep, err)
 	}
 	rep, err = VerifyFrom(ctx, 40, chain[39].Hash, Events(remaining), cps, s.Public())
 	if err != nil || !rep.OK || rep.AnchorSeq != 40 || rep.Checked != 60 {
 		t.Fatalf("VerifyFrom: %+v, %v", rep, err)
 	}
-	// Only the anchor checkpoint kept (older ones pruned with the events).
-	rep, err = Verify(ctx, Events(remaining), cps[1:], s.Public())
-	if err != nil || !rep.OK {
-		t.Fatalf("Verify with anchor only: %+v, %v", rep, err)
-	}
+	// The oldest checkpoint removed: the checkpoint chain no longer starts at #1.
+	wantProblem(t, verifySlice(t, remaining, cps[1:], s), 40, ProblemCheckpointChain)
 
 	// Pruned at a point no checkpoint vouches for: the prefix counts as removed.
-	wantProblem(t, verifySlice(t, cloneChain(chain[35:]), cps, s), 36, ProblemChainBroken)
-	// The anchor checkpoint was dropped.
-	wantProblem(t, verifySlice(t, remaining, []Checkpoint{cps[0], cps[2]}, s), 41, ProblemChainBroken)
+	wantProblem(t, verifySlice(t, cloneChain(chain[35:]), cps, s), 36, ProblemTruncatedHead)
+	// Pruned at a periodic checkpoint: not retention, the prefix counts as removed.
+	wantProblem(t, verifySlice(t, cloneChain(chain[20:]), cps, s), 21, ProblemTruncatedHead)
+	// The anchor checkpoint was dropped: the checkpoint chain shows it.
+	wantProblem(t, verifySlice(t, remaining, []Checkpoint{cps[0], cps[1], cps[3]}, s), 90, ProblemCheckpointChain)
 	// The anchor checkpoint forged.
 	bad := append([]Checkpoint(nil), cps...)
-	bad[1].Signature = bytes.Clone(bad[1].Signature)
-	bad[1].Signature[3] ^= 2
+	bad[2].Signature = bytes.Clone(bad[2].Signature)
+	bad[2].Signature[3] ^= 2
 	wantProblem(t, verifySlice(t, remaining, bad, s), 40, ProblemCheckpointSignature)
 	// The first remaining event's PrevHash altered: the anchor does not match.
 	alt := cloneChain(remaining)
@@ -267,17 +277,23 @@ func TestVerifyFromAnchorAfterPruning(t *testing.T) {
 		t.Fatalf("VerifyFrom genesis: %+v, %v", rep, err)
 	}
 
-	// Everything pruned: only the checkpoints remain.
-	rep, err = Verify(ctx, Events(nil), cps, s.Public())
-	if err != nil || !rep.OK || rep.AnchorSeq != 90 || rep.Checked != 0 {
+	// Everything pruned: only the checkpoints remain, the newest retention one anchors.
+	rep, err = Verify(ctx, Events(nil), cps[:3], s.Public())
+	if err != nil || !rep.OK || rep.AnchorSeq != 40 || rep.Checked != 0 {
 		t.Fatalf("fully pruned: %+v, %v", rep, err)
 	}
+	// ... and a checkpoint after it means a cut tail.
+	rep, err = Verify(ctx, Events(nil), cps, s.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantProblem(t, rep, 90, ProblemTruncatedTail)
 	// With an explicit anchor, checkpoints after it and no events mean a cut tail.
 	rep, err = VerifyFrom(ctx, 40, chain[39].Hash, Events(nil), cps, s.Public())
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantProblem(t, rep, 90, ProblemCheckpointMismatch)
+	wantProblem(t, rep, 90, ProblemTruncatedTail)
 }
 
 func TestVerifyErrors(t *testing.T) {

@@ -59,6 +59,22 @@ func (s *Server) SetAuditPublicKey(pub ed25519.PublicKey) {
 	auditKeys.Store(s, append(ed25519.PublicKey(nil), pub...))
 }
 
+// auditPeriods holds each server's checkpoint period (SetAuditCheckpointPeriod).
+var auditPeriods sync.Map // *Server -> time.Duration
+
+// SetAuditCheckpointPeriod tells the server how often the audit log's head is signed, which
+// GET /api/admin/auditlogs/verify judges the newest checkpoint's age by (default 5 minutes).
+func (s *Server) SetAuditCheckpointPeriod(d time.Duration) {
+	auditPeriods.Store(s, d)
+}
+
+func (s *Server) auditCheckpointPeriod() time.Duration {
+	if v, ok := auditPeriods.Load(s); ok && v.(time.Duration) > 0 {
+		return v.(time.Duration)
+	}
+	return defaultAuditCheckpointPeriod
+}
+
 func (s *Server) auditPublicKey() ed25519.PublicKey {
 	if v, ok := auditKeys.Load(s); ok {
 		return v.(ed25519.PublicKey)
@@ -330,12 +346,23 @@ type auditVerifyJSON struct {
 	Checkpoints       int    `json:"checkpoints"`       // matched
 	StoredCheckpoints int    `json:"storedCheckpoints"` // in the database
 	Unvouched         int64  `json:"unvouched"`
-	KeyID             string `json:"keyId,omitempty"`
-	Seq               int64  `json:"seq,omitempty"`
-	ID                string `json:"id,omitempty"`
-	Problem           string `json:"problem,omitempty"`
-	Detail            string `json:"detail,omitempty"`
+	Chained           int    `json:"chainedCheckpoints"` // in the checkpoint chain
+	Legacy            int    `json:"legacyCheckpoints"`  // old, unchained format
+	// NewestCheckpoint is the checkpoint made last, with its age and a warning when it is
+	// stale (audit.Report.StaleCheckpoint, with the server's checkpoint period).
+	NewestCheckpoint    *audit.Checkpoint `json:"newestCheckpoint,omitempty"`
+	NewestCheckpointAge float64           `json:"newestCheckpointAgeSeconds,omitempty"`
+	Warning             string            `json:"warning,omitempty"`
+	KeyID               string            `json:"keyId,omitempty"`
+	Seq                 int64             `json:"seq,omitempty"`
+	ID                  string            `json:"id,omitempty"`
+	Problem             string            `json:"problem,omitempty"`
+	Detail              string            `json:"detail,omitempty"`
 }
+
+// defaultAuditCheckpointPeriod is the checkpoint period the API judges the newest
+// checkpoint's age by when it was not told the server's (SetAuditCheckpointPeriod).
+const defaultAuditCheckpointPeriod = 5 * time.Minute
 
 // verifyAuditLog is GET /api/admin/auditlogs/verify (site administrators): it verifies the
 // whole log, the hash chain and every stored checkpoint, and answers the report (200 with
@@ -358,7 +385,7 @@ func (s *Server) verifyAuditLog(rq *Request) (any, error) {
 	}
 	cps := make([]audit.Checkpoint, len(stored))
 	for i, c := range stored {
-		cps[i] = audit.Checkpoint{Seq: c.Seq, Hash: c.Hash, Time: c.Time, KeyID: c.KeyID, Signature: c.Signature}
+		cps[i] = audit.FromStored(c)
 	}
 	events := gatehouse.ScanAudit(ctx, s.store, gatehouse.AuditFilter{})
 	r, err := audit.Verify(ctx, events, cps, pub)
@@ -368,7 +395,12 @@ func (s *Server) verifyAuditLog(rq *Request) (any, error) {
 	out := auditVerifyJSON{
 		OK: r.OK, Summary: r.String(), Checked: r.Checked, FirstSeq: r.FirstSeq, LastSeq: r.LastSeq,
 		Head: hex.EncodeToString(r.Head), AnchorSeq: r.AnchorSeq, Checkpoints: r.Checkpoints, StoredCheckpoints: len(stored),
-		Unvouched: r.Unvouched, Seq: r.Seq, ID: r.ID, Problem: r.Problem, Detail: r.Detail,
+		Unvouched: r.Unvouched, Chained: r.Chained, Legacy: r.Legacy, NewestCheckpoint: r.Newest,
+		Seq: r.Seq, ID: r.ID, Problem: r.Problem, Detail: r.Detail,
+	}
+	if r.Newest != nil {
+		age, warning := r.StaleCheckpoint(s.cfg.Now(), s.auditCheckpointPeriod())
+		out.NewestCheckpointAge, out.Warning = age.Seconds(), warning
 	}
 	if pub != nil {
 		out.KeyID = audit.KeyID(pub)

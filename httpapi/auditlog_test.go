@@ -570,3 +570,55 @@ func TestAuditVerifyEndpoint(t *testing.T) {
 		t.Fatalf("verify after tampering = %+v", r)
 	}
 }
+
+// TestAuditVerifyEndpointTruncatedHead: the API reports what `gatehouse audit verify` does:
+// events removed up to a periodic checkpoint are a truncated head, and the newest
+// checkpoint and its age are in the answer.
+func TestAuditVerifyEndpointTruncatedHead(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	alAppend(t, e, alOrgID(t, e, "acme"), "acme", 10, "stack:update", "alice")
+	signer, err := app.LoadAuditSigner("", t.TempDir())
+	must(t, err)
+	cp, err := app.Checkpoint(ctx, e.srv.Store, signer, gatehouse.CheckpointPeriodic, "test")
+	must(t, err)
+	alAppend(t, e, alOrgID(t, e, "acme"), "acme", 3, "stack:update", "alice")
+	e.srv.API.SetAuditPublicKey(signer.Public())
+	type report struct {
+		OK               bool   `json:"ok"`
+		Seq              int64  `json:"seq"`
+		Problem          string `json:"problem"`
+		Chained          int    `json:"chainedCheckpoints"`
+		NewestCheckpoint *struct {
+			Seq   int64  `json:"seq"`
+			Kind  string `json:"kind"`
+			Index int64  `json:"index"`
+		} `json:"newestCheckpoint"`
+		Age     float64 `json:"newestCheckpointAgeSeconds"`
+		Warning string  `json:"warning"`
+	}
+	var r report
+	must(t, e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/admin/auditlogs/verify"}, &r))
+	if !r.OK || r.Chained != 1 || r.NewestCheckpoint == nil || r.NewestCheckpoint.Seq != cp.Seq ||
+		r.NewestCheckpoint.Kind != gatehouse.CheckpointPeriodic || r.NewestCheckpoint.Index != 1 || r.Age < 0 || r.Warning != "" {
+		t.Fatalf("verify = %+v", r)
+	}
+	// Eleven minutes later with a 5-minute period, the newest checkpoint is stale: events
+	// after it are not covered.
+	e.srv.API.SetAuditCheckpointPeriod(5 * time.Minute)
+	e.clock.Advance(11 * time.Minute)
+	r = report{}
+	must(t, e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/admin/auditlogs/verify"}, &r))
+	if !r.OK || !strings.Contains(r.Warning, "more than twice the checkpoint period") {
+		t.Fatalf("stale checkpoint: %+v", r)
+	}
+	db := e.srv.Store.(*sqlstore.DB)
+	if _, err := db.Writer().Exec(`DELETE FROM audit_events WHERE seq <= ?`, cp.Seq); err != nil {
+		t.Fatal(err)
+	}
+	r = report{}
+	must(t, e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/admin/auditlogs/verify"}, &r))
+	if r.OK || r.Problem != audit.ProblemTruncatedHead || r.Seq != cp.Seq+1 {
+		t.Fatalf("verify after removing the head = %+v", r)
+	}
+}

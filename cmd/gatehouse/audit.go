@@ -27,7 +27,7 @@ import (
 
 func newAuditCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "The audit log: list, export, verify, prune"}
-	cmd.AddCommand(newAuditLsCmd(), newAuditExportCmd(), newAuditVerifyCmd(), newAuditPruneCmd(), newAuditPublicKeyCmd())
+	cmd.AddCommand(newAuditLsCmd(), newAuditExportCmd(), newAuditVerifyCmd(), newAuditPruneCmd(), newAuditPublicKeyCmd(), newAuditCheckpointCmd())
 	return cmd
 }
 
@@ -310,12 +310,16 @@ func (f *auditDBFlags) existingSigner() (*audit.Signer, error) {
 
 func newAuditVerifyCmd() *cobra.Command {
 	var f auditDBFlags
-	var publicKey string
+	var publicKey, reference string
+	var every time.Duration
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Prove the audit log intact, or name the first event changed, removed or reordered",
-		Long: "Reads the whole audit log from the database in log order and checks the hash chain and every signed checkpoint.\n" +
-			"Prints OK with the counts and exits 0, or prints the first bad event and exits 1.\n" +
+		Long: "Reads the whole audit log from the database in log order and checks the hash chain, every signed checkpoint\n" +
+			"and the chain of checkpoints. A log that starts after event 1 is accepted only from a signed retention checkpoint.\n" +
+			"With --checkpoint FILE (a checkpoint kept outside the database: the JSON `gatehouse audit checkpoint` prints, or a\n" +
+			"file sink's JSON Lines, whose last audit:checkpoint event is taken) the log must still hold that checkpoint.\n" +
+			"Prints OK with the counts and the newest checkpoint's age and exits 0, or prints the first problem and exits 1.\n" +
 			"Checkpoints are checked with --public-key (PEM, from `gatehouse audit public-key`), else with the signing key.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -338,21 +342,48 @@ func newAuditVerifyCmd() *cobra.Command {
 					pub = s.Public()
 				}
 			}
+			var opts audit.VerifyOptions
+			if reference != "" {
+				rf, err := os.Open(reference)
+				if err != nil {
+					return err
+				}
+				ref, err := audit.ReadCheckpointFile(rf)
+				rf.Close()
+				if err != nil {
+					return fmt.Errorf("--checkpoint %s: %w", reference, err)
+				}
+				opts.Reference = &ref
+			}
 			store, err := app.OpenStore(ctx, f.config())
 			if err != nil {
 				return err
 			}
 			defer store.Close()
-			rep, stored, err := app.VerifyAudit(ctx, store, pub)
+			rep, stored, err := app.VerifyAuditWith(ctx, store, pub, opts)
 			if err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintln(out, rep.String())
 			if pub != nil {
-				fmt.Fprintf(out, "checkpoints: %d stored, %d matched; key %s\n", stored, rep.Checkpoints, audit.KeyID(pub))
+				fmt.Fprintf(out, "checkpoints: %d stored (%d chained, %d in the old format), %d matched; key %s\n", stored, rep.Chained, rep.Legacy, rep.Checkpoints, audit.KeyID(pub))
 			} else {
 				fmt.Fprintln(out, "checkpoints: none stored (the hash chain alone was checked)")
+			}
+			if n := rep.Newest; n != nil {
+				age, warning := rep.StaleCheckpoint(time.Now(), every)
+				idx := "old format"
+				if n.Index > 0 {
+					idx = fmt.Sprintf("#%d", n.Index)
+				}
+				fmt.Fprintf(out, "newest checkpoint: %s (%s) at seq %d, made %s (%s ago)\n", n.Kind, idx, n.Seq, n.Time.UTC().Format(time.RFC3339), audit.RoundAge(age))
+				if warning != "" {
+					fmt.Fprintln(out, "WARNING: "+warning)
+				}
+			}
+			if opts.Reference == nil {
+				fmt.Fprintln(out, "no outside reference given: a cut tail taken together with its checkpoints cannot be seen (use --checkpoint)")
 			}
 			if !rep.OK {
 				return exitError(1)
@@ -361,7 +392,40 @@ func newAuditVerifyCmd() *cobra.Command {
 		},
 	}
 	f.add(cmd)
-	cmd.Flags().StringVar(&publicKey, "public-key", "", "PEM public key to check the checkpoints with (default: derived from the signing key)")
+	cmd.Flags().StringVar(&publicKey, "public-key", envDefault("GATEHOUSE_AUDIT_PUBLIC_KEY", ""), "PEM public key to check the checkpoints with (default: derived from the signing key; env GATEHOUSE_AUDIT_PUBLIC_KEY)")
+	cmd.Flags().StringVar(&reference, "checkpoint", envDefault("GATEHOUSE_AUDIT_CHECKPOINT", ""), "outside reference: a checkpoint JSON file, or a sink's JSON Lines file (its last checkpoint); the log must still hold it (env GATEHOUSE_AUDIT_CHECKPOINT)")
+	everyDef, _ := time.ParseDuration(envDefault("GATEHOUSE_AUDIT_CHECKPOINT_EVERY", "5m"))
+	cmd.Flags().DurationVar(&every, "checkpoint-every", everyDef, "the server's checkpoint period: warn when the newest checkpoint is older than twice it while events after it are unvouched (env GATEHOUSE_AUDIT_CHECKPOINT_EVERY)")
+	return cmd
+}
+
+func newAuditCheckpointCmd() *cobra.Command {
+	var f auditDBFlags
+	cmd := &cobra.Command{
+		Use:   "checkpoint",
+		Short: "Print the newest signed audit checkpoint as JSON, to keep outside the database for `audit verify --checkpoint`",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			store, err := app.OpenStore(ctx, f.config())
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			cp, err := app.LastAuditCheckpoint(ctx, store)
+			if err != nil {
+				return err
+			}
+			b, err := json.Marshal(cp)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), string(b))
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&f.dataDir, "data-dir", envDefault("GATEHOUSE_DATA_DIR", ""), "data directory of the embedded database (env GATEHOUSE_DATA_DIR)")
+	envSecretVar(cmd.Flags(), &f.database, "database", "GATEHOUSE_DATABASE", "", "database URL: sqlite:///path or postgres://... (env GATEHOUSE_DATABASE)")
 	return cmd
 }
 

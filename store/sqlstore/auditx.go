@@ -39,26 +39,39 @@ func (t *tx) PutAuditCheckpoint(cp *gatehouse.AuditCheckpoint) (bool, error) {
 	if err := validCheckpointKind(cp.Kind); err != nil {
 		return false, err
 	}
-	if cp.Seq < 0 || len(cp.Hash) == 0 || len(cp.Signature) == 0 || cp.KeyID == "" {
+	if cp.Seq < 0 || len(cp.Hash) == 0 || len(cp.Signature) == 0 || cp.KeyID == "" || cp.Index < 0 || cp.PrevSeq < 0 {
 		return false, gatehouse.Errorf(gatehouse.EINVALID, "incomplete audit checkpoint")
 	}
-	r, err := t.exec(`INSERT INTO audit_checkpoints (seq, kind, hash, time, key_id, signature) VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (seq, kind) DO NOTHING`, cp.Seq, cp.Kind, cp.Hash, ns(cp.Time), cp.KeyID, cp.Signature)
+	// No conflict target: a duplicate (seq, kind) or chain index (the unique index on
+	// chain_idx > 0) both mean another process made the checkpoint.
+	r, err := t.exec(`INSERT INTO audit_checkpoints (seq, kind, hash, time, key_id, signature, chain_idx, prev_seq, prev_digest)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		cp.Seq, cp.Kind, cp.Hash, ns(cp.Time), cp.KeyID, cp.Signature, cp.Index, cp.PrevSeq, nonNilBytes(cp.Prev))
 	if err != nil {
 		return false, err
 	}
 	return affected(r) == 1, nil
 }
 
-const checkpointCols = `seq, kind, hash, time, key_id, signature`
+const checkpointCols = `seq, kind, hash, time, key_id, signature, chain_idx, prev_seq, prev_digest`
+
+func nonNilBytes(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
 
 func scanCheckpoint(sc interface{ Scan(...any) error }) (*gatehouse.AuditCheckpoint, error) {
 	var cp gatehouse.AuditCheckpoint
 	var tm int64
-	if err := sc.Scan(&cp.Seq, &cp.Kind, &cp.Hash, &tm, &cp.KeyID, &cp.Signature); err != nil {
+	if err := sc.Scan(&cp.Seq, &cp.Kind, &cp.Hash, &tm, &cp.KeyID, &cp.Signature, &cp.Index, &cp.PrevSeq, &cp.Prev); err != nil {
 		return nil, err
 	}
 	cp.Time = fromNS(tm)
+	if len(cp.Prev) == 0 {
+		cp.Prev = nil
+	}
 	return &cp, nil
 }
 
@@ -86,6 +99,18 @@ func (t *tx) LatestAuditCheckpoint(kind string) (*gatehouse.AuditCheckpoint, err
 	cp, err := scanCheckpoint(t.queryRow(`SELECT `+checkpointCols+` FROM audit_checkpoints WHERE kind = ? ORDER BY seq DESC LIMIT 1`, kind))
 	if err != nil {
 		return nil, one(err, "no "+kind+" audit checkpoint")
+	}
+	return cp, nil
+}
+
+func (t *tx) LastAuditCheckpoint() (*gatehouse.AuditCheckpoint, error) {
+	// Two queries, each served by an index: the chain's head, else the newest old one.
+	cp, err := scanCheckpoint(t.queryRow(`SELECT ` + checkpointCols + ` FROM audit_checkpoints WHERE chain_idx > 0 ORDER BY chain_idx DESC LIMIT 1`))
+	if errors.Is(err, sql.ErrNoRows) {
+		cp, err = scanCheckpoint(t.queryRow(`SELECT ` + checkpointCols + ` FROM audit_checkpoints WHERE chain_idx = 0 ORDER BY seq DESC, kind DESC LIMIT 1`))
+	}
+	if err != nil {
+		return nil, one(err, "no audit checkpoint")
 	}
 	return cp, nil
 }

@@ -101,6 +101,7 @@ var contractTests = []test{
 	{"ConsumeOIDCToken", testConsumeOIDCToken},
 	{"SecurityEpoch", testSecurityEpoch},
 	{"AuditHeadAndCheckpoints", testAuditCheckpoints},
+	{"AuditCheckpointChain", testAuditCheckpointChain},
 	{"AuditExportCursors", testExportCursors},
 	{"PruneAudit", testPruneAudit},
 	{"ScanDeliveries", testScanDeliveries},
@@ -118,6 +119,7 @@ var raceTests = []test{
 	{"RaceCreateOrg", testRaceCreateOrg},
 	{"RaceAuthFailures", testRaceAuthFailures},
 	{"RaceExportLease", testRaceExportLease},
+	{"RaceCheckpointChain", testRaceCheckpointChain},
 	{"RaceScanDelivery", testRaceScanDelivery},
 	{"RaceAnswerInvitation", testRaceAnswerInvitation},
 	{"RaceConsumeOIDCToken", testRaceConsumeOIDCToken},
@@ -2794,6 +2796,88 @@ func testAuditCheckpoints(t *testing.T, e *env) {
 	})
 }
 
+// testAuditCheckpointChain: the chain fields round-trip, LastAuditCheckpoint is the
+// checkpoint made last (not the highest seq), and a second checkpoint at the same chain
+// position is refused (two processes cannot fork the chain).
+func testAuditCheckpointChain(t *testing.T, e *env) {
+	evs := e.appendAudit(4)
+	last := func() (*gatehouse.AuditCheckpoint, error) {
+		var c *gatehouse.AuditCheckpoint
+		var err error
+		e.view(func(tx gatehouse.Tx) error { c, err = tx.LastAuditCheckpoint(); return nil })
+		return c, err
+	}
+	if _, err := last(); !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+		t.Errorf("LastAuditCheckpoint with none stored: %v, want ENOTFOUND", err)
+	}
+	at := time.Date(2030, 5, 6, 7, 8, 9, 123000, time.UTC)
+	cp := func(seq int64, kind string, index int64, prev []byte) *gatehouse.AuditCheckpoint {
+		return &gatehouse.AuditCheckpoint{Seq: seq, Hash: evs[seq-1].Hash, Time: at, KeyID: "key-1",
+			Signature: []byte(fmt.Sprintf("sig-%d-%s-%d", seq, kind, index)), Kind: kind, Index: index, PrevSeq: seq / 2, Prev: prev}
+	}
+	put := func(c *gatehouse.AuditCheckpoint) bool {
+		t.Helper()
+		var stored bool
+		e.update(func(tx gatehouse.Tx) (err error) { stored, err = tx.PutAuditCheckpoint(c); return err })
+		return stored
+	}
+	check := func(what string, want *gatehouse.AuditCheckpoint) {
+		t.Helper()
+		c, err := last()
+		if err != nil {
+			t.Fatalf("LastAuditCheckpoint %s: %v", what, err)
+		}
+		if c.Seq != want.Seq || c.Kind != want.Kind || c.Index != want.Index || c.PrevSeq != want.PrevSeq ||
+			!bytes.Equal(c.Prev, want.Prev) || (want.Prev == nil) != (c.Prev == nil) || !bytes.Equal(c.Signature, want.Signature) || !c.Time.Equal(want.Time) {
+			t.Errorf("LastAuditCheckpoint %s = %+v, want %+v", what, c, want)
+		}
+	}
+	// Old-format rows (Index 0): the highest seq, retention before periodic.
+	old1, old2, old2r := cp(1, gatehouse.CheckpointPeriodic, 0, nil), cp(2, gatehouse.CheckpointPeriodic, 0, nil), cp(2, gatehouse.CheckpointRetention, 0, nil)
+	old1.PrevSeq, old2.PrevSeq, old2r.PrevSeq = 0, 0, 0
+	for _, c := range []*gatehouse.AuditCheckpoint{old2, old1, old2r} {
+		if !put(c) {
+			t.Fatalf("PutAuditCheckpoint(%+v) not stored", c)
+		}
+	}
+	check("of old rows", old2r)
+	// Chained: the highest index, whatever its seq.
+	c1 := cp(4, gatehouse.CheckpointPeriodic, 1, []byte{1, 2, 3})
+	c2 := cp(3, gatehouse.CheckpointRetention, 2, []byte{4, 5, 6})
+	for _, c := range []*gatehouse.AuditCheckpoint{c1, c2} {
+		if !put(c) {
+			t.Fatalf("PutAuditCheckpoint(%+v) not stored", c)
+		}
+	}
+	check("of a chain", c2)
+	// Another process extending the chain at the same position: refused, nothing changes.
+	if put(cp(4, gatehouse.CheckpointRetention, 2, []byte{7})) {
+		t.Error("a second checkpoint #2 was stored")
+	}
+	check("after a refused fork", c2)
+	err := e.try(func(tx gatehouse.Tx) error {
+		_, err := tx.PutAuditCheckpoint(cp(4, gatehouse.CheckpointRetention, -1, nil))
+		return err
+	})
+	wantCode(t, err, gatehouse.EINVALID, "PutAuditCheckpoint with a negative index")
+	e.view(func(tx gatehouse.Tx) error {
+		cps, err := tx.ListAuditCheckpoints()
+		if err != nil {
+			return err
+		}
+		var got []string
+		for _, c := range cps {
+			got = append(got, fmt.Sprintf("%d/%s/#%d/%d/%x/%v", c.Seq, c.Kind, c.Index, c.PrevSeq, c.Prev, c.Prev == nil))
+		}
+		want := []string{"1/periodic/#0/0//true", "2/periodic/#0/0//true", "2/retention/#0/0//true",
+			"3/retention/#2/1/040506/false", "4/periodic/#1/2/010203/false"}
+		if !slices.Equal(got, want) {
+			t.Errorf("ListAuditCheckpoints = %q, want %q", got, want)
+		}
+		return nil
+	})
+}
+
 func testExportCursors(t *testing.T, e *env) {
 	cursor := func(sink string) int64 {
 		t.Helper()
@@ -3266,6 +3350,57 @@ func testRaceExportLease(t *testing.T, e *env) {
 	if n != 1 {
 		t.Errorf("%d processes acquired one sink's export lease, want exactly 1", n)
 	}
+}
+
+// testRaceCheckpointChain: processes extending the audit checkpoint chain at once (each
+// reads the last checkpoint and stores the next position) never fork it: the positions
+// stored are 1..n, each naming the one before it.
+func testRaceCheckpointChain(t *testing.T, e *env) {
+	evs := e.appendAudit(1)
+	const rounds = 4
+	errs := e.race(racers, func(i int) error {
+		for r := 0; r < rounds; r++ {
+			err := e.at(i).Update(e.ctx, func(tx gatehouse.Tx) error {
+				cp := &gatehouse.AuditCheckpoint{Seq: int64(1000*i + r + 1), Hash: evs[0].Hash, Time: e.now(), KeyID: "k",
+					Signature: []byte("sig"), Kind: gatehouse.CheckpointPeriodic, Index: 1}
+				last, err := tx.LastAuditCheckpoint()
+				switch {
+				case err == nil:
+					cp.Index, cp.PrevSeq, cp.Prev = last.Index+1, last.Seq, []byte(fmt.Sprintf("#%d", last.Index))
+				case !gatehouse.IsCode(err, gatehouse.ENOTFOUND):
+					return err
+				}
+				_, err = tx.PutAuditCheckpoint(cp)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("racer %d: %v", i, err)
+		}
+	}
+	e.view(func(tx gatehouse.Tx) error {
+		cps, err := tx.ListAuditCheckpoints()
+		if err != nil {
+			return err
+		}
+		slices.SortFunc(cps, func(a, b gatehouse.AuditCheckpoint) int { return int(a.Index - b.Index) })
+		for i, c := range cps {
+			if c.Index != int64(i+1) || (i > 0 && (string(c.Prev) != fmt.Sprintf("#%d", i) || c.PrevSeq != cps[i-1].Seq)) {
+				t.Fatalf("checkpoint chain forked or broken at %d: %+v", i, c)
+			}
+		}
+		if len(cps) == 0 {
+			t.Error("no checkpoint stored")
+		}
+		t.Logf("%d racers x %d rounds stored %d chained checkpoints", racers, rounds, len(cps))
+		return nil
+	})
 }
 
 func testRaceScanDelivery(t *testing.T, e *env) {
