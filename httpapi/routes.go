@@ -105,6 +105,33 @@ func (s *Server) registerRoutes() {
 	s.registerOIDCRoutes()
 	s.registerLeakRoutes()
 	s.registerAuditRoutes()
+
+	// Responses that carry a credential value: Cache-Control: no-store.
+	s.noStore(
+		"POST /api/user/tokens", "POST /api/user/tokens/{tokenID}/rotate",
+		"POST /api/orgs/{org}/tokens", "POST /api/orgs/{org}/tokens/{tokenID}/rotate",
+		"POST /api/orgs/{org}/teams/{team}/tokens", "POST /api/orgs/{org}/teams/{team}/tokens/{tokenID}/rotate",
+		"POST /api/orgs/{org}/users", // the new user's first token
+		"POST /api/oauth/token",      // OIDC token exchange
+		"POST "+updatePath,           // start: the lease token
+		"POST "+updatePath+"/renew_lease",
+	)
+}
+
+// noStore sets Route.NoStore on the routes named "METHOD pattern"; a name that is not in
+// the table is a bug in the table.
+func (s *Server) noStore(keys ...string) {
+	for _, key := range keys {
+		found := false
+		for _, rt := range s.routes {
+			if rt.Method+" "+rt.Pattern == key {
+				rt.NoStore, found = true, true
+			}
+		}
+		if !found {
+			panic("noStore: no route " + key)
+		}
+	}
 }
 
 func (s *Server) healthz(rq *Request) (any, error) { return map[string]string{"status": "ok"}, nil }
