@@ -10,6 +10,7 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 
+	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
 )
 
@@ -130,5 +131,33 @@ func TestNoStoreOnTokenResponses(t *testing.T) {
 		if rt.Method+" "+rt.Pattern == "POST /api/oauth/token" && !rt.NoStore {
 			t.Errorf("POST /api/oauth/token is not marked NoStore")
 		}
+	}
+}
+
+// Journal entries sent to an update whose start did not grant journaling are refused with
+// a 400 the CLI shows, not answered 200 and dropped: the client must not believe its state
+// was saved.
+func TestJournalEntriesNeedJournaling(t *testing.T) {
+	e := newEnv(t)
+	p := stackPath("acme", "proj", "dev")
+	e.must(e.createStack(e.admin, "acme", "proj", "dev", nil))
+	r, err := e.startRun(e.admin, p, "update", false) // journalVersion not asked: 0
+	e.must(err)
+	entry := []apitype.JournalEntry{{Version: 1, Kind: apitype.JournalEntryKindSecretsManager, SequenceID: 1}}
+	ce := wantStatus(t, r.lease("PATCH", "/journalentries", map[string]any{"entries": entry}, nil), 400)
+	if !strings.Contains(ce.Message, "not granted journaling") {
+		t.Errorf("message %q does not say why", ce.Message)
+	}
+	// The update goes on with checkpoints as negotiated.
+	e.must(r.checkpoint(deployment(2, "")))
+	e.must(r.complete("succeeded"))
+	var n int
+	e.must(e.srv.Store.View(t.Context(), func(tx gatehouse.Tx) error {
+		var err error
+		n, _, err = tx.JournalHead(r.ID)
+		return err
+	}))
+	if n != 0 {
+		t.Errorf("%d journal entries were stored for an update without journaling", n)
 	}
 }
