@@ -159,6 +159,7 @@ type Tx interface {
 	AuditTx
 	OIDCTx
 	ScanningTx
+	StackConfigTx
 }
 
 // OrgMembership is an organization with the caller's role in it.

@@ -168,6 +168,7 @@ func (t *tx) DeleteStack(id int64) error {
 		`DELETE FROM checkpoints WHERE stack_id = ?`,
 		`DELETE FROM stack_tags WHERE stack_id = ?`,
 		`DELETE FROM stack_keys WHERE stack_id = ?`,
+		`DELETE FROM stack_configs WHERE stack_id = ?`,
 		`DELETE FROM grants WHERE stack_id = ?`,
 		`DELETE FROM protections WHERE stack_id = ?`,
 	} {
