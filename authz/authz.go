@@ -50,6 +50,7 @@ const (
 	StackUpdate  Action = "stack:update"  // up, refresh, destroy, resource import (changes)
 	StackImport  Action = "stack:import"  // state import and state edits
 	StackTags    Action = "stack:tags"
+	StackConfig  Action = "stack:config" // the stack's remote configuration (ESC environment, secrets provider)
 	StackCancel  Action = "stack:cancel"
 	StackRename  Action = "stack:rename"
 	StackDelete  Action = "stack:delete"
@@ -76,6 +77,7 @@ var required = map[Action]gatehouse.Permission{
 	StackUpdate:  gatehouse.PermWrite,
 	StackImport:  gatehouse.PermWrite,
 	StackTags:    gatehouse.PermWrite,
+	StackConfig:  gatehouse.PermWrite,
 	StackCancel:  gatehouse.PermWrite,
 	StackRename:  gatehouse.PermAdmin,
 	StackDelete:  gatehouse.PermAdmin,
@@ -86,6 +88,7 @@ var required = map[Action]gatehouse.Permission{
 // could lift a protection.
 var protectedActions = map[Action]bool{
 	StackUpdate: true, StackImport: true, StackRename: true, StackDelete: true, StackTags: true,
+	StackConfig: true, // the configuration is what the next update deploys
 }
 
 // orgActions need an organization role (or, for tokens, the token's role).

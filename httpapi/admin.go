@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 
@@ -376,6 +377,9 @@ type teamJSON struct {
 	Members     []teamMemberJSON `json:"members,omitempty"`
 	Stacks      []teamStackJSON  `json:"stacks,omitempty"`
 	Grants      []grantJSON      `json:"grants,omitempty"`
+	// Environments are the team's environment permissions: always none (Gatehouse serves
+	// no environments yet); the pulumiservice provider reads the list.
+	Environments *[]struct{} `json:"environments,omitempty"`
 }
 
 func (s *Server) listTeams(rq *Request) (any, error) {
@@ -426,7 +430,7 @@ func (s *Server) createTeam(rq *Request) (any, error) {
 
 func (s *Server) getTeam(rq *Request) (any, error) {
 	t := rq.Team
-	out := teamJSON{Kind: "pulumi", Name: t.Name, DisplayName: t.DisplayName, Description: t.Description, Members: []teamMemberJSON{}, Stacks: []teamStackJSON{}, Grants: []grantJSON{}}
+	out := teamJSON{Kind: "pulumi", Name: t.Name, DisplayName: t.DisplayName, Description: t.Description, Members: []teamMemberJSON{}, Stacks: []teamStackJSON{}, Grants: []grantJSON{}, Environments: &[]struct{}{}}
 	err := rq.View(func(tx gatehouse.Tx) error {
 		ms, err := tx.ListTeamMembers(t.ID)
 		if err != nil {
@@ -483,10 +487,17 @@ func (s *Server) updateTeam(rq *Request) (any, error) {
 		RemoveStack         *stackPermJSON `json:"removeStack"`
 		AddGrant            *grantReq      `json:"addGrant"`
 		RemoveGrant         *grantReq      `json:"removeGrant"`
-		_                   struct{}       `json:"-"`
+		// Environment permissions: refused (Gatehouse serves no environments yet), not dropped.
+		AddEnvironmentPermission  json.RawMessage `json:"addEnvironmentPermission"`
+		EditEnvironmentPermission json.RawMessage `json:"editEnvironmentPermission"`
+		RemoveEnvironment         json.RawMessage `json:"removeEnvironment"`
+		_                         struct{}        `json:"-"`
 	}
 	if err := rq.decode(&req); err != nil {
 		return nil, err
+	}
+	if req.AddEnvironmentPermission != nil || req.EditEnvironmentPermission != nil || req.RemoveEnvironment != nil {
+		return nil, gatehouse.Errorf(gatehouse.ENOTIMPLEMENTED, "team environment permissions are not supported: Gatehouse serves no ESC environments yet")
 	}
 	t := *rq.Team
 	err := rq.Change(func(tx gatehouse.Tx) error {
@@ -784,13 +795,20 @@ func (s *Server) stackTeams(rq *Request) (any, error) {
 	type teamPerm struct {
 		Name        string `json:"name"`
 		DisplayName string `json:"displayName"`
+		Description string `json:"description"`
 		Permission  int    `json:"permission"`
+		IsMember    bool   `json:"isMember"` // the caller is in the team
 		Decrypt     bool   `json:"decrypt"`
 		Via         string `json:"via"`
 	}
 	out := struct {
-		Teams []teamPerm `json:"teams"`
-	}{Teams: []teamPerm{}}
+		ProjectName string     `json:"projectName"`
+		Teams       []teamPerm `json:"teams"`
+	}{ProjectName: st.Project, Teams: []teamPerm{}}
+	mine := map[int64]bool{} // the caller's teams: its facts hold their grants
+	for _, g := range rq.facts.Grants {
+		mine[g.TeamID] = true
+	}
 	err := rq.View(func(tx gatehouse.Tx) error {
 		ts, err := tx.ListTeams(rq.Org.ID)
 		if err != nil {
@@ -804,7 +822,8 @@ func (s *Server) stackTeams(rq *Request) (any, error) {
 			for i := range gs {
 				g := &gs[i]
 				if g.Scope.Matches(st.ID, st.Project, st.Tags) {
-					out.Teams = append(out.Teams, teamPerm{Name: t.Name, DisplayName: t.DisplayName, Permission: pulumiPerm[g.Permission], Decrypt: g.Decrypt || g.Permission >= gatehouse.PermWrite, Via: g.Scope.String()})
+					out.Teams = append(out.Teams, teamPerm{Name: t.Name, DisplayName: t.DisplayName, Description: t.Description, Permission: pulumiPerm[g.Permission],
+						IsMember: mine[t.ID], Decrypt: g.Decrypt || g.Permission >= gatehouse.PermWrite, Via: g.Scope.String()})
 				}
 			}
 		}

@@ -14,7 +14,7 @@ const (
 
 // registerRoutes is the route table: every route with the action it performs.
 func (s *Server) registerRoutes() {
-	get, post, patch, del, head := http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete, http.MethodHead
+	get, post, patch, del, head, put := http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete, http.MethodHead, http.MethodPut
 
 	// Operations.
 	s.handle(get, "/healthz", authz.Public, s.healthz)
@@ -33,11 +33,19 @@ func (s *Server) registerRoutes() {
 	s.handle(del, stackPath, authz.StackDelete, s.deleteStack)
 	s.handle(post, stackPath+"/rename", authz.StackRename, s.renameStack)
 	s.handle(patch, stackPath+"/tags", authz.StackTags, s.setTags)
+	s.handle(post, stackPath+"/tags", authz.StackTags, s.addStackTag)
+	s.handle(patch, stackPath+"/tags/{tagName}", authz.StackTags, s.updateStackTag)
+	s.handle(del, stackPath+"/tags/{tagName}", authz.StackTags, s.deleteStackTag)
+	s.handle(get, stackPath+"/config", authz.StackRead, s.getStackConfig)
+	s.handle(put, stackPath+"/config", authz.StackConfig, s.putStackConfig)
+	s.handle(del, stackPath+"/config", authz.StackConfig, s.deleteStackConfig)
 	s.handle(get, stackPath+"/export", authz.StackExport, s.exportStack)
 	s.handle(get, stackPath+"/export/{version}", authz.StackExport, s.exportStack)
 	s.handle(post, stackPath+"/import", authz.StackImport, s.importStack)
-	s.handle(get, stackPath+"/updates", authz.StackRead, s.getHistory)
+	s.handle(get, stackPath+"/updates", authz.StackRead, s.listUpdates) // ?output-type=service: the service's shape
 	s.handle(get, stackPath+"/updates/latest", authz.StackRead, s.getLatestUpdate)
+	s.handle(get, stackPath+"/updates/{version}", authz.StackRead, s.getUpdateByVersion)
+	s.handle(get, "/api/stacks/{org}", authz.OrgRead, s.listOrgStacks) // filtered per stack by stack:read
 
 	// Secrets.
 	s.handle(post, stackPath+"/encrypt", authz.StackEncrypt, s.encrypt)
@@ -64,6 +72,7 @@ func (s *Server) registerRoutes() {
 	// Teams and their grants.
 	s.handle(get, "/api/orgs/{org}/teams", authz.OrgTeamRead, s.listTeams)
 	s.handle(post, "/api/orgs/{org}/teams/pulumi", authz.OrgTeamWrite, s.createTeam)
+	s.handle(post, "/api/orgs/{org}/teams/github", authz.OrgTeamWrite, s.createGitHubTeam) // refused: no GitHub integration
 	s.handle(get, "/api/orgs/{org}/teams/{team}", authz.OrgTeamRead, s.getTeam)
 	s.handle(patch, "/api/orgs/{org}/teams/{team}", authz.OrgTeamWrite, s.updateTeam)
 	s.handle(del, "/api/orgs/{org}/teams/{team}", authz.OrgTeamWrite, s.deleteTeam)

@@ -591,20 +591,3 @@ func (s *Server) getHistory(rq *Request) (any, error) {
 	}
 	return resp, nil
 }
-
-func (s *Server) getLatestUpdate(rq *Request) (any, error) {
-	var ups []gatehouse.Update
-	if err := rq.View(func(tx gatehouse.Tx) error {
-		var err error
-		ups, err = tx.ListUpdates(rq.Stack.ID, gatehouse.UpdateFilter{PageSize: 1, Page: 1})
-		return err
-	}); err != nil {
-		return nil, err
-	}
-	if len(ups) == 0 {
-		return nil, gatehouse.Errorf(gatehouse.ENOTFOUND, "no previous deployment")
-	}
-	return struct {
-		Info apitype.UpdateInfo `json:"info"`
-	}{updateInfo(&ups[0])}, nil
-}
