@@ -270,9 +270,15 @@ func (s *Server) putStackConfig(rq *Request) (any, error) {
 	return stackConfigJSON(c), nil
 }
 
-// deleteStackConfig is DELETE S/config: the stack goes back to local configuration.
+// deleteStackConfig is DELETE S/config: the stack goes back to local configuration. It is
+// idempotent: deleting a configuration that is not there succeeds.
 func (s *Server) deleteStackConfig(rq *Request) (any, error) {
-	return noContent{}, rq.Change(func(tx gatehouse.Tx) error { return tx.DeleteStackConfig(rq.Stack.ID) })
+	return noContent{}, rq.Change(func(tx gatehouse.Tx) error {
+		if err := tx.DeleteStackConfig(rq.Stack.ID); err != nil && !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+			return err
+		}
+		return nil
+	})
 }
 
 // stackTag is the service's StackTag: one tag of a stack.
