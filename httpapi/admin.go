@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"net/http"
 	"strconv"
 	"strings"
 
@@ -425,6 +426,7 @@ func (s *Server) createTeam(rq *Request) (any, error) {
 	if err := rq.Change(func(tx gatehouse.Tx) error { return tx.CreateTeam(t) }); err != nil {
 		return nil, err
 	}
+	rq.status = http.StatusCreated // as Pulumi Cloud answers CreatePulumiTeam
 	return teamJSON{Kind: "pulumi", Name: t.Name, DisplayName: t.DisplayName, Description: t.Description}, nil
 }
 
