@@ -210,7 +210,7 @@ func TestRESTAPIAgainstSpec(t *testing.T) {
 	sp := loadSpec(t)
 	e := newEnv(t, func(c *httpapi.Config) { c.StackPageSize = 2 })
 	a := e.admin
-	call := func(c *cliwire.Client, method, path string, body any) []byte {
+	call := func(t *testing.T, c *cliwire.Client, method, path string, body any) []byte {
 		t.Helper()
 		var out []byte
 		if err := c.Do(cliwire.Call{Method: method, Path: path, Body: body}, &out); err != nil {
@@ -218,7 +218,7 @@ func TestRESTAPIAgainstSpec(t *testing.T) {
 		}
 		return out
 	}
-	status := func(c *cliwire.Client, method, path string, body any, want int) {
+	status := func(t *testing.T, c *cliwire.Client, method, path string, body any, want int) {
 		t.Helper()
 		wantStatus(t, c.Do(cliwire.Call{Method: method, Path: path, Body: body}, nil), want)
 	}
@@ -239,7 +239,7 @@ func TestRESTAPIAgainstSpec(t *testing.T) {
 	e.must(pr.complete("succeeded"))
 
 	t.Run("updates/latest", func(t *testing.T) {
-		m := sp.checkOp(t, "GetLatestStackUpdate", "200", call(a, "GET", prod+"/updates/latest", nil))
+		m := sp.checkOp(t, "GetLatestStackUpdate", "200", call(t, a, "GET", prod+"/updates/latest", nil))
 		if m["updateID"] != runs[1].ID || m["version"] != 2.0 || m["latestVersion"] != 2.0 {
 			t.Errorf("latest = %v, want update %s version 2 of 2", m, runs[1].ID)
 		}
@@ -255,29 +255,29 @@ func TestRESTAPIAgainstSpec(t *testing.T) {
 		if cli.Info.Version != 2 || cli.Info.Config["proj:greeting"].String != "hi" {
 			t.Errorf("the CLI's view of updates/latest: %+v", cli.Info)
 		}
-		status(a, "GET", stackPath("acme", "proj", "dev")+"/updates/latest", nil, 404)
+		status(t, a, "GET", stackPath("acme", "proj", "dev")+"/updates/latest", nil, 404)
 	})
 
 	t.Run("updates/{version}", func(t *testing.T) {
 		for v, r := range runs {
-			m := sp.checkOp(t, "GetStackUpdate", "200", call(a, "GET", fmt.Sprintf("%s/updates/%d", prod, v+1), nil))
+			m := sp.checkOp(t, "GetStackUpdate", "200", call(t, a, "GET", fmt.Sprintf("%s/updates/%d", prod, v+1), nil))
 			if m["updateID"] != r.ID || m["version"] != float64(v+1) || m["latestVersion"] != 2.0 {
 				t.Errorf("version %d = %v, want update %s", v+1, m, r.ID)
 			}
 		}
-		status(a, "GET", prod+"/updates/3", nil, 404)
-		status(a, "GET", prod+"/updates/0", nil, 404)
-		status(a, "GET", prod+"/updates/two", nil, 400)
+		status(t, a, "GET", prod+"/updates/3", nil, 404)
+		status(t, a, "GET", prod+"/updates/0", nil, 404)
+		status(t, a, "GET", prod+"/updates/two", nil, 400)
 	})
 
 	t.Run("updates?output-type", func(t *testing.T) {
-		m := sp.checkSchema(t, "GetStackUpdatesResponse", call(a, "GET", prod+"/updates?output-type=service", nil))
+		m := sp.checkSchema(t, "GetStackUpdatesResponse", call(t, a, "GET", prod+"/updates?output-type=service", nil))
 		ups, _ := m["updates"].([]any)
 		if m["total"] != 2.0 || len(ups) != 2 || ups[0].(map[string]any)["version"] != 2.0 {
 			t.Errorf("service history = %v", m)
 		}
 		for page, want := range []float64{2, 1} {
-			m := sp.checkSchema(t, "GetStackUpdatesResponse", call(a, "GET", fmt.Sprintf("%s/updates?output-type=service&page=%d&pageSize=1", prod, page+1), nil))
+			m := sp.checkSchema(t, "GetStackUpdatesResponse", call(t, a, "GET", fmt.Sprintf("%s/updates?output-type=service&page=%d&pageSize=1", prod, page+1), nil))
 			ups, _ := m["updates"].([]any)
 			if len(ups) != 1 || ups[0].(map[string]any)["version"] != want || m["itemsPerPage"] != 1.0 || m["total"] != 2.0 {
 				t.Errorf("page %d: %v", page+1, m)
@@ -291,7 +291,7 @@ func TestRESTAPIAgainstSpec(t *testing.T) {
 				t.Errorf("history%s = %+v", q, h)
 			}
 		}
-		status(a, "GET", prod+"/updates?output-type=fancy", nil, 400)
+		status(t, a, "GET", prod+"/updates?output-type=fancy", nil, 400)
 	})
 
 	t.Run("org stacks", func(t *testing.T) {
@@ -305,7 +305,7 @@ func TestRESTAPIAgainstSpec(t *testing.T) {
 			if cont != "" {
 				p += "?continuationToken=" + cont
 			}
-			m := sp.checkOp(t, "ListUserStacks", "200", call(a, "GET", p, nil))
+			m := sp.checkOp(t, "ListUserStacks", "200", call(t, a, "GET", p, nil))
 			for _, s := range m["stacks"].([]any) {
 				names = append(names, s.(map[string]any)["stackName"].(string))
 			}
@@ -323,40 +323,40 @@ func TestRESTAPIAgainstSpec(t *testing.T) {
 			TokenValue string `json:"tokenValue"`
 		}
 		must(t, a.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/users", Body: map[string]string{"name": "bob"}}, &bob))
-		m := sp.checkOp(t, "ListUserStacks", "200", call(cliwire.New(e.url, bob.TokenValue), "GET", "/api/stacks/acme", nil))
+		m := sp.checkOp(t, "ListUserStacks", "200", call(t, cliwire.New(e.url, bob.TokenValue), "GET", "/api/stacks/acme", nil))
 		if len(m["stacks"].([]any)) != 0 || m["continuationToken"] != nil {
 			t.Errorf("bob sees %v", m)
 		}
-		status(a, "GET", "/api/stacks/nosuchorg", nil, 404)
+		status(t, a, "GET", "/api/stacks/nosuchorg", nil, 404)
 	})
 
 	t.Run("config", func(t *testing.T) {
-		status(a, "GET", prod+"/config", nil, 404)
-		if m := sp.checkOp(t, "GetStack", "200", call(a, "GET", prod, nil)); m["config"] != nil {
+		status(t, a, "GET", prod+"/config", nil, 404)
+		if m := sp.checkOp(t, "GetStack", "200", call(t, a, "GET", prod, nil)); m["config"] != nil {
 			t.Errorf("a stack without remote config has config %v", m["config"])
 		}
 		cfg := apitype.StackConfig{Environment: "proj/prod", SecretsProvider: "passphrase", EncryptionSalt: "v1:abc"}
-		m := sp.checkOp(t, "UpdateStackConfig", "200", call(a, "PUT", prod+"/config", cfg))
+		m := sp.checkOp(t, "UpdateStackConfig", "200", call(t, a, "PUT", prod+"/config", cfg))
 		if m["environment"] != "proj/prod" {
 			t.Errorf("put config answered %v", m)
 		}
 		var got apitype.StackConfig
-		sp.checkOp(t, "GetStackConfig", "200", call(a, "GET", prod+"/config", nil))
+		sp.checkOp(t, "GetStackConfig", "200", call(t, a, "GET", prod+"/config", nil))
 		must(t, a.Do(cliwire.Call{Method: "GET", Path: prod + "/config"}, &got))
 		if got != cfg {
 			t.Errorf("config = %+v, want %+v", got, cfg)
 		}
 		// GET S carries it: the CLI then loads the stack's configuration from the environment.
 		var st apitype.Stack
-		sp.checkOp(t, "GetStack", "200", call(a, "GET", prod, nil))
+		sp.checkOp(t, "GetStack", "200", call(t, a, "GET", prod, nil))
 		must(t, a.Do(cliwire.Call{Method: "GET", Path: prod}, &st))
 		if st.Config == nil || *st.Config != cfg {
 			t.Errorf("stack config = %+v", st.Config)
 		}
-		status(a, "PUT", prod+"/config", apitype.StackConfig{SecretsProvider: "passphrase"}, 400)
-		call(a, "DELETE", prod+"/config", nil)
-		status(a, "GET", prod+"/config", nil, 404)
-		call(a, "DELETE", prod+"/config", nil) // idempotent
+		status(t, a, "PUT", prod+"/config", apitype.StackConfig{SecretsProvider: "passphrase"}, 400)
+		call(t, a, "DELETE", prod+"/config", nil)
+		status(t, a, "GET", prod+"/config", nil, 404)
+		call(t, a, "DELETE", prod+"/config", nil) // idempotent
 		// pulumi stack init --remote-config sends it with the new stack.
 		e.must(a.Do(cliwire.Call{Method: "POST", Path: "/api/stacks/acme/proj", Body: apitype.CreateStackRequest{StackName: "remote", Config: &cfg}}, &json.RawMessage{}))
 		must(t, a.Do(cliwire.Call{Method: "GET", Path: stackPath("acme", "proj", "remote") + "/config"}, &got))
@@ -367,26 +367,26 @@ func TestRESTAPIAgainstSpec(t *testing.T) {
 
 	t.Run("stack tags", func(t *testing.T) {
 		tags := func() map[string]any {
-			m := sp.checkOp(t, "GetStack", "200", call(a, "GET", prod, nil))
+			m := sp.checkOp(t, "GetStack", "200", call(t, a, "GET", prod, nil))
 			tg, _ := m["tags"].(map[string]any)
 			return tg
 		}
-		call(a, "POST", prod+"/tags", map[string]string{"name": "owner", "value": "ops"})
+		call(t, a, "POST", prod+"/tags", map[string]string{"name": "owner", "value": "ops"})
 		if tg := tags(); tg["owner"] != "ops" || tg["env"] != "x" {
 			t.Errorf("tags after add = %v", tg)
 		}
-		status(a, "POST", prod+"/tags", map[string]string{"name": "owner", "value": "other"}, 400)
-		status(a, "POST", prod+"/tags", map[string]string{"name": "bad name!", "value": "v"}, 400)
-		call(a, "PATCH", prod+"/tags/owner", map[string]string{"name": "owner", "value": "sre"})
+		status(t, a, "POST", prod+"/tags", map[string]string{"name": "owner", "value": "other"}, 400)
+		status(t, a, "POST", prod+"/tags", map[string]string{"name": "bad name!", "value": "v"}, 400)
+		call(t, a, "PATCH", prod+"/tags/owner", map[string]string{"name": "owner", "value": "sre"})
 		if tg := tags(); tg["owner"] != "sre" {
 			t.Errorf("tags after update = %v", tg)
 		}
-		call(a, "DELETE", prod+"/tags/owner", nil)
+		call(t, a, "DELETE", prod+"/tags/owner", nil)
 		if tg := tags(); tg["owner"] != nil || tg["env"] != "x" {
 			t.Errorf("tags after delete = %v", tg)
 		}
-		status(a, "DELETE", prod+"/tags/owner", nil, 404)
-		status(a, "PATCH", prod+"/tags/owner", map[string]string{"name": "owner", "value": "x"}, 404)
+		status(t, a, "DELETE", prod+"/tags/owner", nil, 404)
+		status(t, a, "PATCH", prod+"/tags/owner", map[string]string{"name": "owner", "value": "x"}, 404)
 	})
 
 	t.Run("teams", func(t *testing.T) {
@@ -400,11 +400,11 @@ func TestRESTAPIAgainstSpec(t *testing.T) {
 		if m["name"] != "ops" || m["displayName"] != "Ops" {
 			t.Errorf("created team = %v", m)
 		}
-		status(a, "POST", "/api/orgs/acme/teams/github", map[string]any{"organization": "acme", "teamType": "github", "githubTeamID": 7}, 400)
-		call(a, "PATCH", "/api/orgs/acme/teams/ops", map[string]any{"newDisplayName": "Operations", "newDescription": "on call, 24/7"})
-		call(a, "PATCH", "/api/orgs/acme/teams/ops", map[string]any{"memberAction": "add", "member": "bob"})
-		call(a, "PATCH", "/api/orgs/acme/teams/ops", map[string]any{"addStackPermission": map[string]any{"projectName": "proj", "stackName": "prod", "permission": 102}})
-		m = sp.checkOp(t, "GetTeam", "200", call(a, "GET", "/api/orgs/acme/teams/ops", nil))
+		status(t, a, "POST", "/api/orgs/acme/teams/github", map[string]any{"organization": "acme", "teamType": "github", "githubTeamID": 7}, 400)
+		call(t, a, "PATCH", "/api/orgs/acme/teams/ops", map[string]any{"newDisplayName": "Operations", "newDescription": "on call, 24/7"})
+		call(t, a, "PATCH", "/api/orgs/acme/teams/ops", map[string]any{"memberAction": "add", "member": "bob"})
+		call(t, a, "PATCH", "/api/orgs/acme/teams/ops", map[string]any{"addStackPermission": map[string]any{"projectName": "proj", "stackName": "prod", "permission": 102}})
+		m = sp.checkOp(t, "GetTeam", "200", call(t, a, "GET", "/api/orgs/acme/teams/ops", nil))
 		if m["displayName"] != "Operations" || m["description"] != "on call, 24/7" {
 			t.Errorf("team = %v", m)
 		}
@@ -417,14 +417,14 @@ func TestRESTAPIAgainstSpec(t *testing.T) {
 		if envs, ok := m["environments"].([]any); !ok || len(envs) != 0 {
 			t.Errorf("environments = %v, want []", m["environments"])
 		}
-		sp.checkOp(t, "ListTeams", "200", call(a, "GET", "/api/orgs/acme/teams", nil))
-		m = sp.checkOp(t, "ListStackTeams", "200", call(a, "GET", prod+"/teams", nil))
+		sp.checkOp(t, "ListTeams", "200", call(t, a, "GET", "/api/orgs/acme/teams", nil))
+		m = sp.checkOp(t, "ListStackTeams", "200", call(t, a, "GET", prod+"/teams", nil))
 		if ts, _ := m["teams"].([]any); m["projectName"] != "proj" || len(ts) != 1 || ts[0].(map[string]any)["name"] != "ops" || ts[0].(map[string]any)["permission"] != 102.0 {
 			t.Errorf("stack teams = %v", m)
 		}
-		status(a, "PATCH", "/api/orgs/acme/teams/ops", map[string]any{"addEnvironmentPermission": map[string]any{"projectName": "p", "envName": "e", "permission": "read"}}, 501)
-		call(a, "PATCH", "/api/orgs/acme/teams/ops", map[string]any{"removeStack": map[string]any{"projectName": "proj", "stackName": "prod"}})
-		m = sp.checkOp(t, "GetTeam", "200", call(a, "GET", "/api/orgs/acme/teams/ops", nil))
+		status(t, a, "PATCH", "/api/orgs/acme/teams/ops", map[string]any{"addEnvironmentPermission": map[string]any{"projectName": "p", "envName": "e", "permission": "read"}}, 501)
+		call(t, a, "PATCH", "/api/orgs/acme/teams/ops", map[string]any{"removeStack": map[string]any{"projectName": "proj", "stackName": "prod"}})
+		m = sp.checkOp(t, "GetTeam", "200", call(t, a, "GET", "/api/orgs/acme/teams/ops", nil))
 		if ss, _ := m["stacks"].([]any); len(ss) != 0 {
 			t.Errorf("stacks after removeStack = %v", ss)
 		}
@@ -443,13 +443,13 @@ func TestRESTAPIAgainstSpec(t *testing.T) {
 			case "CreatePersonalToken":
 				delete(body, "name") // the provider sends only a description
 			}
-			m := sp.checkOp(t, c.create, "200", call(a, "POST", c.path, body))
+			m := sp.checkOp(t, c.create, "200", call(t, a, "POST", c.path, body))
 			id, _ := m["id"].(string)
 			if id == "" || m["tokenValue"] == "" {
 				t.Fatalf("%s = %v", c.create, m)
 			}
 			found := func() map[string]any {
-				m := sp.checkOp(t, c.list, "200", call(a, "GET", c.path, nil))
+				m := sp.checkOp(t, c.list, "200", call(t, a, "GET", c.path, nil))
 				for _, tk := range m["tokens"].([]any) {
 					if tk := tk.(map[string]any); tk["id"] == id {
 						return tk
@@ -464,19 +464,19 @@ func TestRESTAPIAgainstSpec(t *testing.T) {
 			if c.create == "CreateOrgToken" && tk["admin"] != true {
 				t.Errorf("an admin organization token is listed as %v", tk)
 			}
-			call(a, "DELETE", c.path+"/"+id, nil)
+			call(t, a, "DELETE", c.path+"/"+id, nil)
 			if tk := found(); tk != nil {
 				t.Errorf("%s: token %s still listed after delete", c.list, id)
 			}
 		}
-		call(a, "DELETE", "/api/orgs/acme/teams/ops", nil)
-		status(a, "GET", "/api/orgs/acme/teams/ops", nil, 404)
+		call(t, a, "DELETE", "/api/orgs/acme/teams/ops", nil)
+		status(t, a, "GET", "/api/orgs/acme/teams/ops", nil, 404)
 	})
 
 	t.Run("delete with forceDestroy", func(t *testing.T) {
-		status(a, "DELETE", prod, nil, 400) // it still has resources
-		call(a, "DELETE", prod+"?forceDestroy=true", nil)
-		status(a, "GET", prod, nil, 404)
+		status(t, a, "DELETE", prod, nil, 400) // it still has resources
+		call(t, a, "DELETE", prod+"?forceDestroy=true", nil)
+		status(t, a, "GET", prod, nil, 404)
 	})
 
 	// Each change is in the audit log with its action.
