@@ -91,11 +91,17 @@ func (s *Server) stackJSON(st *gatehouse.Stack, u *gatehouse.Update) apitype.Sta
 func (s *Server) getStack(rq *Request) (any, error) {
 	var active *gatehouse.Update
 	var config *gatehouse.StackConfig
+	if rq.Stack.ActiveUpdate == "" && !rq.Stack.RemoteConfig {
+		return s.stackJSON(rq.Stack, nil), nil // no second read on the CLI's hot path
+	}
 	if err := rq.View(func(tx gatehouse.Tx) error {
 		if rq.Stack.ActiveUpdate != "" {
 			if u, err := tx.GetUpdate(rq.Stack.ActiveUpdate); err == nil {
 				active = u
 			}
+		}
+		if !rq.Stack.RemoteConfig {
+			return nil
 		}
 		c, err := tx.GetStackConfig(rq.Stack.ID)
 		if err != nil && !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {

@@ -3194,6 +3194,9 @@ func testStackConfig(t *testing.T, e *env) {
 	if got := get(s.ID); *got != want {
 		t.Errorf("GetStackConfig = %+v, want %+v", *got, want)
 	}
+	if !e.getStack(s.ID).RemoteConfig || e.getStack(other.ID).RemoteConfig {
+		t.Errorf("Stack.RemoteConfig is not whether the stack has a remote configuration")
+	}
 	// Put replaces every field.
 	want = gatehouse.StackConfig{Environment: "web/dev-2"}
 	e.update(func(tx gatehouse.Tx) error { return tx.PutStackConfig(s.ID, &want) })
