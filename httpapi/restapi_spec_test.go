@@ -318,6 +318,14 @@ func TestRESTAPIAgainstSpec(t *testing.T) {
 		if len(names) != 5 {
 			t.Errorf("org stacks = %v, want the 5 stacks", names)
 		}
+		// The CLI's filters.
+		e.must(e.createStack(a, "acme", "other", "lone", map[string]string{"env": "y"}))
+		for q, want := range map[string]int{"?project=other": 1, "?tagName=env&tagValue=y": 1, "?project=proj&tagName=env&tagValue=x": 2} {
+			m := sp.checkOp(t, "ListUserStacks", "200", call(t, a, "GET", "/api/stacks/acme"+q, nil))
+			if n := len(m["stacks"].([]any)); n != want && !(want == 2 && m["continuationToken"] != nil) {
+				t.Errorf("/api/stacks/acme%s: %d stacks, want %d", q, n, want)
+			}
+		}
 		// A member without access to any stack sees none; someone of another org nothing.
 		var bob struct {
 			TokenValue string `json:"tokenValue"`
