@@ -372,3 +372,33 @@ func (s *Server) deleteStackTag(rq *Request) (any, error) {
 func (s *Server) createGitHubTeam(rq *Request) (any, error) {
 	return nil, gatehouse.Errorf(gatehouse.EINVALID, "GitHub-backed teams are not supported by Gatehouse: create a team with POST /api/orgs/%s/teams/pulumi (teamType \"pulumi\") and manage its members", rq.Org.Name)
 }
+
+// updateTeamStackPermissions is PATCH /api/console/stacks/{org}/{project}/{stack}/teams/{team}
+// {permissions}: the stack-centric form of a team's stack grant (the service's
+// UpdateTeamStackPermissions). 101 read, 102 write, 103 admin replace the team's grant on
+// the stack; 0 or no permissions remove it.
+func (s *Server) updateTeamStackPermissions(rq *Request) (any, error) {
+	if err := rq.Authorize(authz.OrgTeamWrite); err != nil {
+		return nil, err
+	}
+	var req struct {
+		Permissions *permission `json:"permissions"`
+	}
+	if err := rq.decode(&req); err != nil {
+		return nil, err
+	}
+	ref := rq.Stack.Ref()
+	sc := gatehouse.Scope{StackID: rq.Stack.ID, StackRef: &ref}
+	rq.event.Target = rq.Org.Name + "/teams/" + rq.Team.Name
+	return noContent{}, rq.Change(func(tx gatehouse.Tx) error {
+		if req.Permissions == nil || req.Permissions.Permission == gatehouse.PermNone {
+			rq.Detail("removed_grant", sc.String())
+			if err := tx.DeleteGrant(rq.Team.ID, sc); err != nil && !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+				return err
+			}
+			return nil
+		}
+		rq.Detail("grant", sc.String()+":"+req.Permissions.String())
+		return tx.PutGrant(&gatehouse.Grant{TeamID: rq.Team.ID, Scope: sc, Permission: req.Permissions.Permission})
+	})
+}

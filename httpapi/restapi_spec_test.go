@@ -436,6 +436,29 @@ func TestRESTAPIAgainstSpec(t *testing.T) {
 		if ss, _ := m["stacks"].([]any); len(ss) != 0 {
 			t.Errorf("stacks after removeStack = %v", ss)
 		}
+		// The stack-centric form: UpdateTeamStackPermissions.
+		stackPerm := func() any {
+			m := sp.checkOp(t, "GetTeam", "200", call(t, a, "GET", "/api/orgs/acme/teams/ops", nil))
+			if ss, _ := m["stacks"].([]any); len(ss) == 1 {
+				return ss[0].(map[string]any)["permission"]
+			}
+			return nil
+		}
+		console := "/api/console/stacks/acme/proj/prod/teams/ops"
+		call(t, a, "PATCH", console, map[string]any{"permissions": 103})
+		if p := stackPerm(); p != 103.0 {
+			t.Errorf("after permissions 103: %v", p)
+		}
+		call(t, a, "PATCH", console, map[string]any{"permissions": 101})
+		if p := stackPerm(); p != 101.0 {
+			t.Errorf("after permissions 101: %v", p)
+		}
+		status(t, a, "PATCH", console, map[string]any{"permissions": 105}, 400)
+		call(t, a, "PATCH", console, map[string]any{})
+		if p := stackPerm(); p != nil {
+			t.Errorf("after no permissions: %v", p)
+		}
+		status(t, a, "PATCH", "/api/console/stacks/acme/proj/prod/teams/nosuch", map[string]any{"permissions": 101}, 404)
 	})
 
 	t.Run("tokens", func(t *testing.T) {

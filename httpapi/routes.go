@@ -76,6 +76,9 @@ func (s *Server) registerRoutes() {
 	s.handle(get, "/api/orgs/{org}/teams/{team}", authz.OrgTeamRead, s.getTeam)
 	s.handle(patch, "/api/orgs/{org}/teams/{team}", authz.OrgTeamWrite, s.updateTeam)
 	s.handle(del, "/api/orgs/{org}/teams/{team}", authz.OrgTeamWrite, s.deleteTeam)
+	// Admitted as a stack read (so that it does not tell who cannot see the stack that it
+	// exists), then refined to org:team:write in the handler.
+	s.handle(patch, "/api/console/stacks/{org}/{project}/{stack}/teams/{team}", authz.StackAccess, s.updateTeamStackPermissions)
 
 	// Protection rules.
 	s.handle(get, "/api/orgs/{org}/protections", authz.OrgRead, s.listProtections)

@@ -5,7 +5,7 @@ s=json.load(open(sys.argv[1]))
 ops_wanted=['GetLatestStackUpdate','GetStackUpdate','GetStackUpdates','ListUserStacks','GetStack','GetStackConfig','UpdateStackConfig','DeleteStackConfig',
  'ListTeams','GetTeam','CreatePulumiTeam','CreateGitHubTeam','UpdateTeam','DeleteTeam','ListStackTeams',
  'ListTeamTokens','CreateTeamToken','DeleteTeamToken','ListOrgTokens','CreateOrgToken','DeleteOrgToken','ListPersonalTokens','CreatePersonalToken','DeletePersonalToken',
- 'AddStackTag','UpdateStackTag','DeleteStackTag','UpdateStackTags','DeleteStack','CreateStack']
+ 'AddStackTag','UpdateStackTag','DeleteStackTag','UpdateStackTags','DeleteStack','CreateStack','UpdateTeamStackPermissions']
 ops={}
 for p,item in s['paths'].items():
     for m,op in item.items():
