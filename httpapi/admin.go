@@ -821,12 +821,24 @@ func (s *Server) stackTeams(rq *Request) (any, error) {
 			if err != nil {
 				return err
 			}
+			// One entry per team: its strongest grant covering the stack.
+			var best *teamPerm
 			for i := range gs {
 				g := &gs[i]
-				if g.Scope.Matches(st.ID, st.Project, st.Tags) {
-					out.Teams = append(out.Teams, teamPerm{Name: t.Name, DisplayName: t.DisplayName, Description: t.Description, Permission: pulumiPerm[g.Permission],
-						IsMember: mine[t.ID], Decrypt: g.Decrypt || g.Permission >= gatehouse.PermWrite, Via: g.Scope.String()})
+				if !g.Scope.Matches(st.ID, st.Project, st.Tags) {
+					continue
 				}
+				decrypt := g.Decrypt || g.Permission >= gatehouse.PermWrite
+				if best == nil {
+					best = &teamPerm{Name: t.Name, DisplayName: t.DisplayName, Description: t.Description, IsMember: mine[t.ID]}
+				}
+				if pulumiPerm[g.Permission] > best.Permission {
+					best.Permission, best.Via = pulumiPerm[g.Permission], g.Scope.String()
+				}
+				best.Decrypt = best.Decrypt || decrypt
+			}
+			if best != nil {
+				out.Teams = append(out.Teams, *best)
 			}
 		}
 		return nil

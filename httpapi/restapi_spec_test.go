@@ -430,6 +430,13 @@ func TestRESTAPIAgainstSpec(t *testing.T) {
 		if ts, _ := m["teams"].([]any); m["projectName"] != "proj" || len(ts) != 1 || ts[0].(map[string]any)["name"] != "ops" || ts[0].(map[string]any)["permission"] != 102.0 {
 			t.Errorf("stack teams = %v", m)
 		}
+		// A second grant covering the stack: still one entry, with the strongest permission.
+		call(t, a, "PATCH", "/api/orgs/acme/teams/ops", map[string]any{"addGrant": map[string]any{"project": "proj", "permission": "read", "decrypt": true}})
+		m = sp.checkOp(t, "ListStackTeams", "200", call(t, a, "GET", prod+"/teams", nil))
+		if ts, _ := m["teams"].([]any); len(ts) != 1 || ts[0].(map[string]any)["permission"] != 102.0 {
+			t.Errorf("stack teams with two grants = %v", m)
+		}
+		call(t, a, "PATCH", "/api/orgs/acme/teams/ops", map[string]any{"removeGrant": map[string]any{"project": "proj"}})
 		status(t, a, "PATCH", "/api/orgs/acme/teams/ops", map[string]any{"addEnvironmentPermission": map[string]any{"projectName": "p", "envName": "e", "permission": "read"}}, 501)
 		call(t, a, "PATCH", "/api/orgs/acme/teams/ops", map[string]any{"removeStack": map[string]any{"projectName": "proj", "stackName": "prod"}})
 		m = sp.checkOp(t, "GetTeam", "200", call(t, a, "GET", "/api/orgs/acme/teams/ops", nil))
