@@ -168,6 +168,7 @@ type Stack struct {
 	Created       time.Time
 	CreatedBy     string // login of the creator (user name, or token name for machines)
 	CreatorUserID int64  // the creating user, 0 for machine tokens; gets admin on the stack
+	RemoteConfig  bool   // the stack has a remote configuration (StackConfigTx)
 }
 
 // Ref returns the stack's reference.

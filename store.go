@@ -160,6 +160,7 @@ type Tx interface {
 	OIDCTx
 	ScanningTx
 	InvitationTx
+	StackConfigTx
 }
 
 // OrgMembership is an organization with the caller's role in it.

@@ -65,6 +65,7 @@ const (
 	StackUpdate  Action = "stack:update"  // up, refresh, destroy, resource import (changes)
 	StackImport  Action = "stack:import"  // state import and state edits
 	StackTags    Action = "stack:tags"
+	StackConfig  Action = "stack:config" // the stack's remote configuration (ESC environment, secrets provider)
 	StackCancel  Action = "stack:cancel"
 	StackRename  Action = "stack:rename"
 	StackDelete  Action = "stack:delete"
@@ -91,6 +92,7 @@ var required = map[Action]gatehouse.Permission{
 	StackUpdate:  gatehouse.PermWrite,
 	StackImport:  gatehouse.PermWrite,
 	StackTags:    gatehouse.PermWrite,
+	StackConfig:  gatehouse.PermWrite,
 	StackCancel:  gatehouse.PermWrite,
 	StackRename:  gatehouse.PermAdmin,
 	StackDelete:  gatehouse.PermAdmin,
@@ -102,6 +104,7 @@ var required = map[Action]gatehouse.Permission{
 // run previews on protected stacks, so they may also cancel them).
 var protectedActions = map[Action]bool{
 	StackUpdate: true, StackImport: true, StackRename: true, StackDelete: true, StackTags: true, StackCancel: true,
+	StackConfig: true, // the configuration is what the next update deploys
 }
 
 // credentialActions create, show or end people and access tokens: every route that returns

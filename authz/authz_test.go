@@ -58,7 +58,7 @@ func TestDecideProtectionAndPipelines(t *testing.T) {
 	res := Resource{Org: org, Stack: st}
 	prot := []gatehouse.Scope{{TagName: "env", TagValue: "production"}}
 	admin := Facts{Role: gatehouse.RoleAdmin, Protections: prot}
-	for _, a := range []Action{StackUpdate, StackImport, StackTags, StackRename, StackDelete} {
+	for _, a := range []Action{StackUpdate, StackImport, StackTags, StackConfig, StackRename, StackDelete} {
 		if d := Decide(user(1), a, res, admin); d.Allow {
 			t.Fatalf("a person changed a protected stack with %s", a)
 		}

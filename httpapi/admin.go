@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"encoding/json"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -405,6 +407,9 @@ type teamJSON struct {
 	Members     []teamMemberJSON `json:"members,omitempty"`
 	Stacks      []teamStackJSON  `json:"stacks,omitempty"`
 	Grants      []grantJSON      `json:"grants,omitempty"`
+	// Environments are the team's environment permissions: always none (Gatehouse serves
+	// no environments yet); the pulumiservice provider reads the list.
+	Environments *[]struct{} `json:"environments,omitempty"`
 }
 
 func (s *Server) listTeams(rq *Request) (any, error) {
@@ -450,12 +455,13 @@ func (s *Server) createTeam(rq *Request) (any, error) {
 	if err := rq.Change(func(tx gatehouse.Tx) error { return tx.CreateTeam(t) }); err != nil {
 		return nil, err
 	}
+	rq.status = http.StatusCreated // as Pulumi Cloud answers CreatePulumiTeam
 	return teamJSON{Kind: "pulumi", Name: t.Name, DisplayName: t.DisplayName, Description: t.Description}, nil
 }
 
 func (s *Server) getTeam(rq *Request) (any, error) {
 	t := rq.Team
-	out := teamJSON{Kind: "pulumi", Name: t.Name, DisplayName: t.DisplayName, Description: t.Description, Members: []teamMemberJSON{}, Stacks: []teamStackJSON{}, Grants: []grantJSON{}}
+	out := teamJSON{Kind: "pulumi", Name: t.Name, DisplayName: t.DisplayName, Description: t.Description, Members: []teamMemberJSON{}, Stacks: []teamStackJSON{}, Grants: []grantJSON{}, Environments: &[]struct{}{}}
 	emails := rq.mayReadEmails()
 	err := rq.View(func(tx gatehouse.Tx) error {
 		ms, err := tx.ListTeamMembers(t.ID)
@@ -522,10 +528,17 @@ func (s *Server) updateTeam(rq *Request) (any, error) {
 		RemoveStack         *stackPermJSON `json:"removeStack"`
 		AddGrant            *grantReq      `json:"addGrant"`
 		RemoveGrant         *grantReq      `json:"removeGrant"`
-		_                   struct{}       `json:"-"`
+		// Environment permissions: refused (Gatehouse serves no environments yet), not dropped.
+		AddEnvironmentPermission  json.RawMessage `json:"addEnvironmentPermission"`
+		EditEnvironmentPermission json.RawMessage `json:"editEnvironmentPermission"`
+		RemoveEnvironment         json.RawMessage `json:"removeEnvironment"`
+		_                         struct{}        `json:"-"`
 	}
 	if err := rq.decode(&req); err != nil {
 		return nil, err
+	}
+	if req.AddEnvironmentPermission != nil || req.EditEnvironmentPermission != nil || req.RemoveEnvironment != nil {
+		return nil, gatehouse.Errorf(gatehouse.ENOTIMPLEMENTED, "team environment permissions are not supported: Gatehouse serves no ESC environments yet")
 	}
 	t := *rq.Team
 	err := rq.Change(func(tx gatehouse.Tx) error {
@@ -823,13 +836,20 @@ func (s *Server) stackTeams(rq *Request) (any, error) {
 	type teamPerm struct {
 		Name        string `json:"name"`
 		DisplayName string `json:"displayName"`
+		Description string `json:"description"`
 		Permission  int    `json:"permission"`
+		IsMember    bool   `json:"isMember"` // the caller is in the team
 		Decrypt     bool   `json:"decrypt"`
 		Via         string `json:"via"`
 	}
 	out := struct {
-		Teams []teamPerm `json:"teams"`
-	}{Teams: []teamPerm{}}
+		ProjectName string     `json:"projectName"`
+		Teams       []teamPerm `json:"teams"`
+	}{ProjectName: st.Project, Teams: []teamPerm{}}
+	mine := map[int64]bool{} // the caller's teams: its facts hold their grants
+	for _, g := range rq.facts.Grants {
+		mine[g.TeamID] = true
+	}
 	err := rq.View(func(tx gatehouse.Tx) error {
 		ts, err := tx.ListTeams(rq.Org.ID)
 		if err != nil {
@@ -840,11 +860,24 @@ func (s *Server) stackTeams(rq *Request) (any, error) {
 			if err != nil {
 				return err
 			}
+			// One entry per team: its strongest grant covering the stack.
+			var best *teamPerm
 			for i := range gs {
 				g := &gs[i]
-				if g.Scope.Matches(st.ID, st.Project, st.Tags) {
-					out.Teams = append(out.Teams, teamPerm{Name: t.Name, DisplayName: t.DisplayName, Permission: pulumiPerm[g.Permission], Decrypt: g.Decrypt || g.Permission >= gatehouse.PermWrite, Via: g.Scope.String()})
+				if !g.Scope.Matches(st.ID, st.Project, st.Tags) {
+					continue
 				}
+				decrypt := g.Decrypt || g.Permission >= gatehouse.PermWrite
+				if best == nil {
+					best = &teamPerm{Name: t.Name, DisplayName: t.DisplayName, Description: t.Description, IsMember: mine[t.ID]}
+				}
+				if pulumiPerm[g.Permission] > best.Permission {
+					best.Permission, best.Via = pulumiPerm[g.Permission], g.Scope.String()
+				}
+				best.Decrypt = best.Decrypt || decrypt
+			}
+			if best != nil {
+				out.Teams = append(out.Teams, *best)
 			}
 		}
 		return nil

@@ -289,6 +289,7 @@ func (s *Server) exportAuditLogs(version int) func(*Request) (any, error) {
 		h.Set("Content-Encoding", "gzip")
 		h.Set("Content-Disposition", `attachment; filename="auditlogs-`+rq.Org.Name+"."+ft[1]+`"`)
 		h.Set("Cache-Control", "no-store")
+		secureHeaders(h)
 		rq.w.WriteHeader(http.StatusOK)
 		gz := gzip.NewWriter(rq.w)
 		events := s.auditStream(rq, f)

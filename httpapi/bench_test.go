@@ -84,13 +84,18 @@ func mustMarshal(v any) []byte {
 
 // startBenchUpdate creates acme/proj/dev and starts a real update on it; it returns the
 // update path and the lease header value.
-func startBenchUpdate(b *testing.B, h http.Handler, auth, stack string) (string, string) {
+// With journal, it starts a destroy that negotiates journaling (what the server grants by default).
+func startBenchUpdate(b *testing.B, h http.Handler, auth, stack string, journal bool) (string, string) {
 	serveOnce(b, h, "POST", "/api/stacks/acme/proj", auth, mustMarshal(apitype.CreateStackRequest{StackName: stack}), false)
 	p := "/api/stacks/acme/proj/" + stack
+	kind, start := "/update", `{"tags":{}}`
+	if journal {
+		kind, start = "/destroy", `{"tags":{},"journalVersion":1}`
+	}
 	var cr apitype.UpdateProgramResponse
-	json.Unmarshal(serveOnce(b, h, "POST", p+"/update", auth, mustMarshal(apitype.UpdateProgramRequest{Name: "proj"}), false).Body.Bytes(), &cr)
+	json.Unmarshal(serveOnce(b, h, "POST", p+kind, auth, mustMarshal(apitype.UpdateProgramRequest{Name: "proj"}), false).Body.Bytes(), &cr)
 	var sr apitype.StartUpdateResponse
-	json.Unmarshal(serveOnce(b, h, "POST", p+"/update/"+cr.UpdateID, auth, []byte(`{"tags":{}}`), false).Body.Bytes(), &sr)
+	json.Unmarshal(serveOnce(b, h, "POST", p+"/update/"+cr.UpdateID, auth, []byte(start), false).Body.Bytes(), &sr)
 	return p + "/update/" + cr.UpdateID, "update-token " + sr.Token
 }
 
@@ -133,7 +138,7 @@ func benchStateWrites(b *testing.B, route string, prepare func(b *testing.B, h h
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			srv, tok := benchEnv(b)
 			h := srv.Handler
-			up, lease := startBenchUpdate(b, h, "token "+tok, "dev")
+			up, lease := startBenchUpdate(b, h, "token "+tok, "dev", route == "/journalentries")
 			body := prepare(b, h, up, lease, n)
 			samples := make([]time.Duration, 0, b.N)
 			b.ResetTimer()

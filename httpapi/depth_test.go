@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
+
 	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
 )
 
@@ -26,26 +28,35 @@ func TestNestingBomb(t *testing.T) {
 	e.must(e.createStack(e.admin, "acme", "proj", "dev", nil))
 	r, err := e.startRun(e.admin, p, "update", false)
 	e.must(err)
+	// Journal entries are accepted only by an update granted journaling (a destroy, by
+	// default): one on a second stack.
+	pj := stackPath("acme", "proj", "journaled")
+	e.must(e.createStack(e.admin, "acme", "proj", "journaled", nil))
+	var cr apitype.UpdateProgramResponse
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: pj + "/destroy", Body: apitype.UpdateProgramRequest{Name: "proj", Runtime: "nodejs"}}, &cr))
+	var jr apitype.StartUpdateResponse
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: pj + "/update/" + cr.UpdateID, Body: apitype.StartUpdateRequest{JournalVersion: 1}}, &jr))
+	if jr.JournalVersion != 1 {
+		t.Fatalf("destroy got journalVersion %d, want 1", jr.JournalVersion)
+	}
 	const deep = 4 << 20
 	for _, c := range []struct {
 		name, method, path string
-		lease              bool
+		lease              string
 		body               []byte
 	}{
 		// The route's body limit is 1 MiB: a bomb just under it.
-		{"token status", "POST", "/api/tokens/status", false, bracketBomb(`{"tokens":`, 1<<20-100)},
-		{"token status, top level", "POST", "/api/tokens/status", false, bracketBomb(``, 1<<20-100)},
-		{"checkpoint", "PATCH", p + "/update/" + r.ID + "/checkpoint", true, bracketBomb(`{"version":3,"deployment":`, deep)},
-		{"verbatim checkpoint", "PATCH", p + "/update/" + r.ID + "/checkpointverbatim", true, bracketBomb(`{"version":4,"sequenceNumber":1,"untypedDeployment":`, deep)},
-		{"journal", "PATCH", p + "/update/" + r.ID + "/journalentries", true, bracketBomb(`{"entries":`, deep)},
-		{"journal entry", "PATCH", p + "/update/" + r.ID + "/journalentries", true, bracketBomb(`{"entries":[{"sequenceID":1,"state":{"outputs":{"x":`, deep)},
-		{"events", "POST", p + "/update/" + r.ID + "/events/batch", true, bracketBomb(`{"events":[{"sequence":1,"x":`, deep)},
-		{"import", "POST", p + "/import", false, bracketBomb(`{"version":3,"deployment":`, deep)},
+		{"token status", "POST", "/api/tokens/status", "", bracketBomb(`{"tokens":`, 1<<20-100)},
+		{"token status, top level", "POST", "/api/tokens/status", "", bracketBomb(``, 1<<20-100)},
+		{"checkpoint", "PATCH", p + "/update/" + r.ID + "/checkpoint", r.Lease, bracketBomb(`{"version":3,"deployment":`, deep)},
+		{"verbatim checkpoint", "PATCH", p + "/update/" + r.ID + "/checkpointverbatim", r.Lease, bracketBomb(`{"version":4,"sequenceNumber":1,"untypedDeployment":`, deep)},
+		{"journal", "PATCH", pj + "/update/" + cr.UpdateID + "/journalentries", jr.Token, bracketBomb(`{"entries":`, deep)},
+		{"journal entry", "PATCH", pj + "/update/" + cr.UpdateID + "/journalentries", jr.Token, bracketBomb(`{"entries":[{"sequenceID":1,"state":{"outputs":{"x":`, deep)},
+		{"events", "POST", p + "/update/" + r.ID + "/events/batch", r.Lease, bracketBomb(`{"events":[{"sequence":1,"x":`, deep)},
+		{"import", "POST", p + "/import", "", bracketBomb(`{"version":3,"deployment":`, deep)},
 	} {
 		call := cliwire.Call{Method: c.method, Path: c.path, Body: c.body, Gzip: true}
-		if c.lease {
-			call.LeaseToken = r.Lease
-		}
+		call.LeaseToken = c.lease
 		ce := wantStatus(t, e.admin.Do(call, nil), http.StatusBadRequest)
 		if !strings.Contains(ce.Message, "nested") {
 			t.Errorf("%s: the message does not say what is wrong: %q", c.name, ce.Message)

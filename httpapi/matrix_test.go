@@ -270,6 +270,32 @@ func (w *world) request(t *testing.T, method, pattern, subject string) call {
 		return call{path: prod + "/batch-decrypt", body: map[string]any{"ciphertexts": []string{"AAAA"}}, gzip: true}
 	case "POST /api/stacks/{org}/{project}/{stack}/decrypt/log-decryption", "POST /api/stacks/{org}/{project}/{stack}/decrypt/log-batch-decryption":
 		return call{path: prod + strings.TrimPrefix(pattern, "/api/stacks/{org}/{project}/{stack}"), body: map[string]any{"commandName": "test"}}
+	case "GET /api/stacks/{org}/{project}/{stack}/config", "DELETE /api/stacks/{org}/{project}/{stack}/config":
+		// A remote configuration to read or delete (put in the store: callers the API
+		// refuses must still find one).
+		must(t, w.e.srv.Store.Update(context.Background(), func(tx gatehouse.Tx) error {
+			st, err := tx.GetStack(1, "proj", "prod")
+			if err != nil {
+				return err
+			}
+			return tx.PutStackConfig(st.ID, &gatehouse.StackConfig{Environment: "proj/prod"})
+		}))
+		return call{path: prod + "/config"}
+	case "PUT /api/stacks/{org}/{project}/{stack}/config":
+		return call{path: prod + "/config", body: apitype.StackConfig{Environment: "proj/" + subject}}
+	case "POST /api/stacks/{org}/{project}/{stack}/tags":
+		return call{path: prod + "/tags", body: map[string]string{"name": "new-" + subject, "value": "v"}}
+	case "PATCH /api/stacks/{org}/{project}/{stack}/tags/{tagName}", "DELETE /api/stacks/{org}/{project}/{stack}/tags/{tagName}":
+		// A tag that selects no grant or protection, there for every caller.
+		must(t, w.e.srv.Store.Update(context.Background(), func(tx gatehouse.Tx) error {
+			st, err := tx.GetStack(1, "proj", "prod")
+			if err != nil {
+				return err
+			}
+			st.Tags["victim"] = "v"
+			return tx.SetStackTags(st.ID, st.Tags)
+		}))
+		return call{path: prod + "/tags/victim", body: map[string]string{"name": "victim", "value": subject}}
 	case "POST /api/orgs":
 		return call{path: "/api/orgs", body: map[string]string{"name": "org-" + subject}}
 	case "PATCH /api/orgs/{org}":

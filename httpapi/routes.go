@@ -16,7 +16,7 @@ const (
 // whose bodies carry state (.carriesState()) take bodies up to Config.MaxBodyBytes; all
 // others at most SmallBodyBytes.
 func (s *Server) registerRoutes() {
-	get, post, patch, del, head := http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete, http.MethodHead
+	get, post, patch, del, head, put := http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete, http.MethodHead, http.MethodPut
 
 	// Operations.
 	s.handle(get, "/healthz", authz.Public, s.healthz)
@@ -35,11 +35,19 @@ func (s *Server) registerRoutes() {
 	s.handle(del, stackPath, authz.StackDelete, s.deleteStack)
 	s.handle(post, stackPath+"/rename", authz.StackRename, s.renameStack)
 	s.handle(patch, stackPath+"/tags", authz.StackTags, s.setTags)
+	s.handle(post, stackPath+"/tags", authz.StackTags, s.addStackTag)
+	s.handle(patch, stackPath+"/tags/{tagName}", authz.StackTags, s.updateStackTag)
+	s.handle(del, stackPath+"/tags/{tagName}", authz.StackTags, s.deleteStackTag)
+	s.handle(get, stackPath+"/config", authz.StackRead, s.getStackConfig)
+	s.handle(put, stackPath+"/config", authz.StackConfig, s.putStackConfig)
+	s.handle(del, stackPath+"/config", authz.StackConfig, s.deleteStackConfig)
 	s.handle(get, stackPath+"/export", authz.StackExport, s.exportStack)
 	s.handle(get, stackPath+"/export/{version}", authz.StackExport, s.exportStack)
 	s.handle(post, stackPath+"/import", authz.StackImport, s.importStack).carriesState()
-	s.handle(get, stackPath+"/updates", authz.StackRead, s.getHistory)
+	s.handle(get, stackPath+"/updates", authz.StackRead, s.listUpdates) // ?output-type=service: the service's shape
 	s.handle(get, stackPath+"/updates/latest", authz.StackRead, s.getLatestUpdate)
+	s.handle(get, stackPath+"/updates/{version}", authz.StackRead, s.getUpdateByVersion)
+	s.handle(get, "/api/stacks/{org}", authz.OrgRead, s.listOrgStacks) // filtered per stack by stack:read
 
 	// Secrets.
 	s.handle(post, stackPath+"/encrypt", authz.StackEncrypt, s.encrypt).carriesState()
@@ -74,9 +82,13 @@ func (s *Server) registerRoutes() {
 	// Teams and their grants.
 	s.handle(get, "/api/orgs/{org}/teams", authz.OrgTeamRead, s.listTeams)
 	s.handle(post, "/api/orgs/{org}/teams/pulumi", authz.OrgTeamWrite, s.createTeam)
+	s.handle(post, "/api/orgs/{org}/teams/github", authz.OrgTeamWrite, s.createGitHubTeam) // refused: no GitHub integration
 	s.handle(get, "/api/orgs/{org}/teams/{team}", authz.OrgTeamRead, s.getTeam)
 	s.handle(patch, "/api/orgs/{org}/teams/{team}", authz.OrgTeamWrite, s.updateTeam)
 	s.handle(del, "/api/orgs/{org}/teams/{team}", authz.OrgTeamWrite, s.deleteTeam)
+	// Admitted as a stack read (so that it does not tell who cannot see the stack that it
+	// exists), then refined to org:team:write in the handler.
+	s.handle(patch, "/api/console/stacks/{org}/{project}/{stack}/teams/{team}", authz.StackAccess, s.updateTeamStackPermissions)
 
 	// Protection rules.
 	s.handle(get, "/api/orgs/{org}/protections", authz.OrgRead, s.listProtections)
@@ -115,6 +127,33 @@ func (s *Server) registerRoutes() {
 	s.registerOIDCRoutes()
 	s.registerLeakRoutes()
 	s.registerAuditRoutes()
+
+	// Responses that carry a credential value: Cache-Control: no-store.
+	s.noStore(
+		"POST /api/user/tokens", "POST /api/user/tokens/{tokenID}/rotate",
+		"POST /api/orgs/{org}/tokens", "POST /api/orgs/{org}/tokens/{tokenID}/rotate",
+		"POST /api/orgs/{org}/teams/{team}/tokens", "POST /api/orgs/{org}/teams/{team}/tokens/{tokenID}/rotate",
+		"POST /api/orgs/{org}/users", // the new user's first token
+		"POST /api/oauth/token",      // OIDC token exchange
+		"POST "+updatePath,           // start: the lease token
+		"POST "+updatePath+"/renew_lease",
+	)
+}
+
+// noStore sets Route.NoStore on the routes named "METHOD pattern"; a name that is not in
+// the table is a bug in the table.
+func (s *Server) noStore(keys ...string) {
+	for _, key := range keys {
+		found := false
+		for _, rt := range s.routes {
+			if rt.Method+" "+rt.Pattern == key {
+				rt.NoStore, found = true, true
+			}
+		}
+		if !found {
+			panic("noStore: no route " + key)
+		}
+	}
 }
 
 func (s *Server) healthz(rq *Request) (any, error) { return map[string]string{"status": "ok"}, nil }

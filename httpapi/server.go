@@ -180,6 +180,9 @@ type Route struct {
 	// MaxBody is the largest body the route reads, after decompression (413 beyond it):
 	// SmallBodyBytes, or Config.MaxBodyBytes for the routes that carry state.
 	MaxBody int64
+	// NoStore marks a route whose successful response carries a credential value (a new
+	// access token, a lease token): it is answered with Cache-Control: no-store.
+	NoStore bool
 	handler func(*Request) (any, error)
 	s       *Server
 }
@@ -455,6 +458,10 @@ func (rq *Request) ResponseHeader() http.Header { return rq.w.Header() }
 
 func (rq *Request) write(res any) {
 	w := rq.w
+	secureHeaders(w.Header())
+	if rq.route.NoStore {
+		w.Header().Set("Cache-Control", "no-store")
+	}
 	switch v := res.(type) {
 	case nil, noContent:
 		w.Header().Set("Content-Type", "application/json")
@@ -482,7 +489,14 @@ const gzipMin = 8 << 10
 
 var gzipPool = sync.Pool{New: func() any { w, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed); return w }}
 
+// secureHeaders sets the headers every API response carries: the body is JSON (or what
+// its Content-Type says) and must never be sniffed into something a browser would run.
+func secureHeaders(h http.Header) {
+	h.Set("X-Content-Type-Options", "nosniff")
+}
+
 func writeBody(w http.ResponseWriter, r *http.Request, status int, b []byte) {
+	secureHeaders(w.Header())
 	w.Header().Set("Content-Type", "application/json")
 	if len(b) >= gzipMin && acceptsGzip(r) {
 		w.Header().Set("Content-Encoding", "gzip")
@@ -517,6 +531,7 @@ func writeError(w http.ResponseWriter, err error) {
 		w.Header().Set("Retry-After", strconv.Itoa(ge.RetryAfter))
 	}
 	b, _ := json.Marshal(errorBody{Code: status, Message: msg})
+	secureHeaders(w.Header())
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(status)

@@ -90,18 +90,35 @@ func (s *Server) stackJSON(st *gatehouse.Stack, u *gatehouse.Update) apitype.Sta
 
 func (s *Server) getStack(rq *Request) (any, error) {
 	var active *gatehouse.Update
-	if rq.Stack.ActiveUpdate != "" {
-		if err := rq.View(func(tx gatehouse.Tx) error {
-			u, err := tx.GetUpdate(rq.Stack.ActiveUpdate)
-			if err == nil {
+	var config *gatehouse.StackConfig
+	if rq.Stack.ActiveUpdate == "" && !rq.Stack.RemoteConfig {
+		return s.stackJSON(rq.Stack, nil), nil // no second read on the CLI's hot path
+	}
+	if err := rq.View(func(tx gatehouse.Tx) error {
+		if rq.Stack.ActiveUpdate != "" {
+			if u, err := tx.GetUpdate(rq.Stack.ActiveUpdate); err == nil {
 				active = u
 			}
-			return nil
-		}); err != nil {
-			return nil, err
 		}
+		if !rq.Stack.RemoteConfig {
+			return nil
+		}
+		c, err := tx.GetStackConfig(rq.Stack.ID)
+		if err != nil && !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+			return err
+		}
+		config = c
+		return nil
+	}); err != nil {
+		return nil, err
 	}
-	return s.stackJSON(rq.Stack, active), nil
+	out := s.stackJSON(rq.Stack, active)
+	if config != nil {
+		// Only a stack with remote configuration has "config": the CLI then loads its
+		// configuration from that ESC environment instead of Pulumi.<stack>.yaml.
+		out.Config = stackConfigJSON(config)
+	}
+	return out, nil
 }
 
 func (s *Server) projectExists(rq *Request) (any, error) {
@@ -139,6 +156,13 @@ func (s *Server) createStack(rq *Request) (any, error) {
 	if err := validTags(tags); err != nil {
 		return nil, err
 	}
+	var config *gatehouse.StackConfig
+	if req.Config != nil { // pulumi stack init --remote-config
+		var err error
+		if config, err = stackConfigOf(req.Config); err != nil {
+			return nil, err
+		}
+	}
 	var initial []byte
 	if req.State != nil {
 		var err error
@@ -160,6 +184,11 @@ func (s *Server) createStack(rq *Request) (any, error) {
 		}
 		if initial != nil {
 			if err := tx.PutCheckpoint(st.ID, 0, initial); err != nil {
+				return err
+			}
+		}
+		if config != nil {
+			if err := tx.PutStackConfig(st.ID, config); err != nil {
 				return err
 			}
 		}
@@ -187,13 +216,8 @@ func (s *Server) createStack(rq *Request) (any, error) {
 func (s *Server) listUserStacks(rq *Request) (any, error) {
 	q := rq.URL.Query()
 	var resp apitype.ListStacksResponse
-	resp.Stacks = []apitype.StackSummary{}
 	err := rq.View(func(tx gatehouse.Tx) error {
 		// The organizations the caller belongs to, each with the facts for per-stack decisions.
-		type orgFacts struct {
-			org   *gatehouse.Org
-			facts authz.Facts
-		}
 		orgs := map[int64]orgFacts{}
 		var ids []int64
 		add := func(o gatehouse.Org) error {
@@ -229,41 +253,9 @@ func (s *Server) listUserStacks(rq *Request) (any, error) {
 				return err
 			}
 		}
-		cont := q.Get("continuationToken")
-		// Pages are filtered by permission after the query, so keep reading until the page
-		// has something or the listing ends.
-		for {
-			stacks, next, err := tx.ListStacks(gatehouse.StackFilter{
-				OrgIDs: ids, Project: q.Get("project"), TagName: q.Get("tagName"), TagValue: q.Get("tagValue"),
-				Continuation: cont, Limit: s.cfg.StackPageSize,
-			})
-			if err != nil {
-				return err
-			}
-			for i := range stacks {
-				st := &stacks[i]
-				of := orgs[st.OrgID]
-				if !authz.Decide(rq.Subject, authz.StackRead, authz.Resource{Org: of.org, Stack: st}, of.facts).Allow {
-					continue
-				}
-				sum := apitype.StackSummary{ID: itoa(st.ID), OrgName: st.OrgName, ProjectName: st.Project, StackName: st.Name}
-				if !st.LastUpdate.IsZero() {
-					lu := st.LastUpdate.Unix()
-					sum.LastUpdate = &lu
-					rc := st.ResourceCount
-					sum.ResourceCount = &rc
-				}
-				resp.Stacks = append(resp.Stacks, sum)
-			}
-			cont = next
-			if next == "" || len(resp.Stacks) > 0 {
-				break
-			}
-		}
-		if cont != "" {
-			resp.ContinuationToken = &cont
-		}
-		return nil
+		var err error
+		resp, err = s.stackPage(tx, rq.Subject, orgs, ids, q)
+		return err
 	})
 	return resp, err
 }
@@ -271,7 +263,8 @@ func (s *Server) listUserStacks(rq *Request) (any, error) {
 func equalFold(a, b string) bool { return bytes.EqualFold([]byte(a), []byte(b)) }
 
 func (s *Server) deleteStack(rq *Request) (any, error) {
-	force := rq.URL.Query().Get("force") == "true"
+	// The CLI sends force; the pulumiservice provider forceDestroy.
+	force := rq.URL.Query().Get("force") == "true" || rq.URL.Query().Get("forceDestroy") == "true"
 	rq.Detail("force", strconv.FormatBool(force))
 	err := rq.Change(func(tx gatehouse.Tx) error {
 		st, err := tx.GetStackByID(rq.Stack.ID)

@@ -57,13 +57,22 @@ type tokenJSON struct {
 	LastUsedIP  string `json:"lastUsedFrom,omitempty"`
 	LastAgent   string `json:"lastUsedAgent,omitempty"`
 	Admin       bool   `json:"admin"`
-	Role        string `json:"role,omitempty"`
-	Team        string `json:"team,omitempty"`
-	Pipeline    bool   `json:"pipeline"`
-	Revoked     int64  `json:"revoked,omitempty"`
+	// Role is an organization token's role, in the service's AccessTokenRole shape.
+	Role     *tokenRoleJSON `json:"role,omitempty"`
+	Team     string         `json:"team,omitempty"`
+	Pipeline bool           `json:"pipeline"`
+	Revoked  int64          `json:"revoked,omitempty"`
 	// GraceEnds is when a rotated token stops working (unix seconds; status rotating).
 	GraceEnds int64  `json:"graceEnds,omitempty"`
 	Status    string `json:"status"` // active, rotating (replaced, in its grace period), expired, revoked
+}
+
+// tokenRoleJSON is the service's AccessTokenRole: Gatehouse's roles are the built-in
+// ones, so the ID, the name and the default identifier are the role's name.
+type tokenRoleJSON struct {
+	ID                string `json:"id"`
+	Name              string `json:"name"`
+	DefaultIdentifier string `json:"defaultIdentifier"`
 }
 
 var tokenTypes = map[gatehouse.TokenKind]string{gatehouse.TokenPersonal: "personal", gatehouse.TokenOrg: "organization", gatehouse.TokenTeam: "team"}
@@ -79,8 +88,11 @@ func tokenOf(tk *gatehouse.Token, now time.Time) tokenJSON {
 	out := tokenJSON{
 		ID: tk.ID, Name: tk.Name, Description: tk.Description, Type: tokenTypes[tk.Kind],
 		Created: tk.Created.Format(time.RFC3339), CreatedBy: tk.CreatedBy, Expires: unix(tk.Expires), LastUsed: unix(tk.LastUsed),
-		LastUsedIP: tk.LastIP, LastAgent: tk.LastAgent, Admin: tk.Role == gatehouse.RoleAdmin, Role: string(tk.Role),
+		LastUsedIP: tk.LastIP, LastAgent: tk.LastAgent, Admin: tk.Role == gatehouse.RoleAdmin,
 		Pipeline: tk.Pipeline, Revoked: unix(tk.Revoked), Status: "active",
+	}
+	if tk.Role != "" {
+		out.Role = &tokenRoleJSON{ID: string(tk.Role), Name: string(tk.Role), DefaultIdentifier: string(tk.Role)}
 	}
 	switch {
 	case !tk.Revoked.IsZero() && !now.Before(tk.Revoked):

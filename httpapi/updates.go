@@ -244,6 +244,12 @@ func (s *Server) patchCheckpointDelta(rq *Request) (any, error) {
 
 // patchJournal stores journal entries durably; the state is rebuilt from them when the update ends.
 func (s *Server) patchJournal(rq *Request) (any, error) {
+	if rq.Update.JournalVersion < 1 {
+		// The update keeps its state in checkpoints: entries stored here would never become
+		// state, and a client that believes its state was saved must hear otherwise.
+		return nil, gatehouse.Errorf(gatehouse.EINVALID,
+			"update %s was not granted journaling (its start answered journalVersion 0): send its state as checkpoints; these journal entries were not stored", rq.Update.ID)
+	}
 	var req struct {
 		Entries []json.RawMessage `json:"entries"`
 	}
@@ -584,21 +590,4 @@ func (s *Server) getHistory(rq *Request) (any, error) {
 		resp.Updates = append(resp.Updates, updateInfo(&ups[i]))
 	}
 	return resp, nil
-}
-
-func (s *Server) getLatestUpdate(rq *Request) (any, error) {
-	var ups []gatehouse.Update
-	if err := rq.View(func(tx gatehouse.Tx) error {
-		var err error
-		ups, err = tx.ListUpdates(rq.Stack.ID, gatehouse.UpdateFilter{PageSize: 1, Page: 1})
-		return err
-	}); err != nil {
-		return nil, err
-	}
-	if len(ups) == 0 {
-		return nil, gatehouse.Errorf(gatehouse.ENOTFOUND, "no previous deployment")
-	}
-	return struct {
-		Info apitype.UpdateInfo `json:"info"`
-	}{updateInfo(&ups[0])}, nil
 }

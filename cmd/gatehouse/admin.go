@@ -490,8 +490,8 @@ func newTokenCmd() *cobra.Command {
 			}
 			var out struct {
 				Tokens []struct {
-					ID, Name, Description, Status, CreatedBy, Role, LastUsedFrom string
-					Expires, LastUsed, GraceEnds                                 int64
+					ID, Name, Description, Status, CreatedBy, LastUsedFrom string
+					Expires, LastUsed, GraceEnds                           int64
 				} `json:"tokens"`
 			}
 			if err := c.do(cmd, "GET", p, nil, &out); err != nil {

@@ -47,6 +47,7 @@ var copyTables = []copyTable{
 	{name: "stacks", key: []string{"id"}, serial: true},
 	{name: "stack_tags", key: []string{"stack_id", "name"}},
 	{name: "stack_keys", key: []string{"stack_id"}},
+	{name: "stack_configs", key: []string{"stack_id"}},
 	{name: "checkpoints", key: []string{"stack_id", "version"}},
 	{name: "updates", key: []string{"id"}},
 	{name: "engine_events", key: []string{"update_id", "seq"}},

@@ -9,18 +9,20 @@ import (
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 )
 
-const stackCols = `s.id, s.org_id, o.name, s.project, s.name, s.tags, s.version, s.active_update, s.resource_count, s.last_update, s.created, s.created_by, s.creator_user_id`
+const stackCols = `s.id, s.org_id, o.name, s.project, s.name, s.tags, s.version, s.active_update, s.resource_count, s.last_update, s.created, s.created_by, s.creator_user_id,
+	(SELECT COUNT(*) FROM stack_configs c WHERE c.stack_id = s.id)`
 
 const stackFrom = ` FROM stacks s JOIN orgs o ON o.id = s.org_id`
 
 func scanStack(sc interface{ Scan(...any) error }) (*gatehouse.Stack, error) {
 	var s gatehouse.Stack
 	var tags string
-	var lastUpdate, created int64
+	var lastUpdate, created, configs int64
 	if err := sc.Scan(&s.ID, &s.OrgID, &s.OrgName, &s.Project, &s.Name, &tags, &s.Version, &s.ActiveUpdate,
-		&s.ResourceCount, &lastUpdate, &created, &s.CreatedBy, &s.CreatorUserID); err != nil {
+		&s.ResourceCount, &lastUpdate, &created, &s.CreatedBy, &s.CreatorUserID, &configs); err != nil {
 		return nil, err
 	}
+	s.RemoteConfig = configs > 0
 	if err := json.Unmarshal([]byte(tags), &s.Tags); err != nil {
 		return nil, err
 	}
@@ -168,6 +170,7 @@ func (t *tx) DeleteStack(id int64) error {
 		`DELETE FROM checkpoints WHERE stack_id = ?`,
 		`DELETE FROM stack_tags WHERE stack_id = ?`,
 		`DELETE FROM stack_keys WHERE stack_id = ?`,
+		`DELETE FROM stack_configs WHERE stack_id = ?`,
 		`DELETE FROM grants WHERE stack_id = ?`,
 		`DELETE FROM protections WHERE stack_id = ?`,
 	} {

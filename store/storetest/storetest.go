@@ -106,6 +106,7 @@ var contractTests = []test{
 	{"PruneAudit", testPruneAudit},
 	{"ScanDeliveries", testScanDeliveries},
 	{"Invitations", testInvitations},
+	{"StackConfig", testStackConfig},
 }
 
 // raceTests race goroutines against one database: the coordination points several
@@ -3421,4 +3422,51 @@ func testRaceScanDelivery(t *testing.T, e *env) {
 	if n != 1 {
 		t.Errorf("%d racing PutScanDelivery of one delivery succeeded, want 1", n)
 	}
+}
+
+func testStackConfig(t *testing.T, e *env) {
+	acme := e.org("acme")
+	s := e.stack(acme.ID, "web", "dev", nil)
+	other := e.stack(acme.ID, "web", "other", nil)
+	err := e.try(func(tx gatehouse.Tx) error { _, err := tx.GetStackConfig(s.ID); return err })
+	wantCode(t, err, gatehouse.ENOTFOUND, "GetStackConfig of a stack without one")
+	want := gatehouse.StackConfig{Environment: "web/dev", SecretsProvider: "awskms://alias/x", EncryptedKey: "AQID", EncryptionSalt: "v1:abc"}
+	e.update(func(tx gatehouse.Tx) error { return tx.PutStackConfig(s.ID, &want) })
+	get := func(id int64) *gatehouse.StackConfig {
+		var c *gatehouse.StackConfig
+		e.view(func(tx gatehouse.Tx) error {
+			var err error
+			c, err = tx.GetStackConfig(id)
+			return err
+		})
+		return c
+	}
+	if got := get(s.ID); *got != want {
+		t.Errorf("GetStackConfig = %+v, want %+v", *got, want)
+	}
+	if !e.getStack(s.ID).RemoteConfig || e.getStack(other.ID).RemoteConfig {
+		t.Errorf("Stack.RemoteConfig is not whether the stack has a remote configuration")
+	}
+	// Put replaces every field.
+	want = gatehouse.StackConfig{Environment: "web/dev-2"}
+	e.update(func(tx gatehouse.Tx) error { return tx.PutStackConfig(s.ID, &want) })
+	if got := get(s.ID); *got != want {
+		t.Errorf("GetStackConfig after a second put = %+v, want %+v", *got, want)
+	}
+	err = e.try(func(tx gatehouse.Tx) error { _, err := tx.GetStackConfig(other.ID); return err })
+	wantCode(t, err, gatehouse.ENOTFOUND, "GetStackConfig of another stack")
+	err = e.try(func(tx gatehouse.Tx) error { return tx.PutStackConfig(s.ID+1000, &want) })
+	wantCode(t, err, gatehouse.ENOTFOUND, "PutStackConfig of an unknown stack")
+	// Renaming keeps it; deleting the config, then the stack, removes it.
+	e.update(func(tx gatehouse.Tx) error { return tx.RenameStack(s.ID, "web", "renamed") })
+	if got := get(s.ID); *got != want {
+		t.Errorf("GetStackConfig after a rename = %+v, want %+v", *got, want)
+	}
+	e.update(func(tx gatehouse.Tx) error { return tx.DeleteStackConfig(s.ID) })
+	err = e.try(func(tx gatehouse.Tx) error { return tx.DeleteStackConfig(s.ID) })
+	wantCode(t, err, gatehouse.ENOTFOUND, "DeleteStackConfig of a stack without one")
+	e.update(func(tx gatehouse.Tx) error { return tx.PutStackConfig(other.ID, &want) })
+	e.update(func(tx gatehouse.Tx) error { return tx.DeleteStack(other.ID) })
+	err = e.try(func(tx gatehouse.Tx) error { _, err := tx.GetStackConfig(other.ID); return err })
+	wantCode(t, err, gatehouse.ENOTFOUND, "GetStackConfig of a deleted stack")
 }
