@@ -126,38 +126,50 @@ var securityChanges = []securityChange{
 // snapshot) begins before a security change commits; another request then moves the cache
 // to the new epoch; the first request goes on, loads the old facts from its snapshot and,
 // before the fix, stored them under the new epoch, where every later request found them.
-// The next request after the change must be refused.
+// The next request after the change must be refused. "across servers": the change is made
+// through another server on the same database (another process, as far as caches go).
 func TestAuthCacheNotRefilledByStaleSnapshot(t *testing.T) {
-	for _, c := range securityChanges {
-		t.Run(c.name, func(t *testing.T) {
-			e := newEnv(t, func(cfg *httpapi.Config) { cfg.AuthFailureLimit = 0 })
-			cl := c.setup(t, e)
-			e.must(cl.Do(c.probe, nil)) // allowed, and cached
-			p := newPauser(e)
-			slow := c.probe
-			slow.Header = http.Header{pauseHeader: {"1"}}
-			done := make(chan error, 1)
-			go func() { done <- cl.Do(slow, nil) }()
-			select {
-			case <-p.paused: // its snapshot is taken: the change is not in it
-			case <-time.After(30 * time.Second):
-				t.Fatal("the paused request never read the epoch")
+	for _, across := range []bool{false, true} {
+		for _, c := range securityChanges {
+			name := c.name
+			if across {
+				name += " across servers"
 			}
-			c.change(t, e)
-			// Another caller's request moves the cache to the new epoch.
-			e.must(e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/user"}, nil))
-			close(p.release)
-			select {
-			case <-done: // it began before the change: either answer is right
-			case <-time.After(30 * time.Second):
-				t.Fatal("the paused request never finished")
-			}
-			for i := range 3 {
-				if err := cl.Do(c.probe, nil); cliwire.Status(err) != c.refused {
-					t.Fatalf("request %d after the change (%s): want %d, got %v", i+1, c.name, c.refused, err)
+			t.Run(name, func(t *testing.T) {
+				a := newEnv(t, func(cfg *httpapi.Config) { cfg.AuthFailureLimit = 0 })
+				cl := c.setup(t, a)
+				b := a // serves the probes
+				if across {
+					b = openEnv(t, a.dir, a.admin.Token, func(cfg *httpapi.Config) { cfg.AuthFailureLimit = 0 })
+					cl = cliwire.New(b.url, cl.Token)
 				}
-			}
-		})
+				a.must(cl.Do(c.probe, nil)) // allowed, and cached
+				p := newPauser(b)
+				slow := c.probe
+				slow.Header = http.Header{pauseHeader: {"1"}}
+				done := make(chan error, 1)
+				go func() { done <- cl.Do(slow, nil) }()
+				select {
+				case <-p.paused: // its snapshot is taken: the change is not in it
+				case <-time.After(30 * time.Second):
+					t.Fatal("the paused request never read the epoch")
+				}
+				c.change(t, a)
+				// Another caller's request moves the cache to the new epoch.
+				a.must(b.admin.Do(cliwire.Call{Method: "GET", Path: "/api/user"}, nil))
+				close(p.release)
+				select {
+				case <-done: // it began before the change: either answer is right
+				case <-time.After(30 * time.Second):
+					t.Fatal("the paused request never finished")
+				}
+				for i := range 3 {
+					if err := cl.Do(c.probe, nil); cliwire.Status(err) != c.refused {
+						t.Fatalf("request %d after the change (%s): want %d, got %v", i+1, c.name, c.refused, err)
+					}
+				}
+			})
+		}
 	}
 }
 
