@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -67,6 +69,8 @@ type world struct {
 	// wrote is set when building a request wrote to the store (an update or a token to
 	// act on): the world is no longer the template's.
 	wrote bool
+	// copying serializes copies of a template world.
+	copying sync.Mutex
 }
 
 func (w *world) client(subject string) *cliwire.Client {
@@ -404,80 +408,107 @@ func TestAuthorizationMatrix(t *testing.T) {
 	if t.Failed() {
 		return
 	}
+	var mu sync.Mutex // guards got, copies and templates
 	got := map[string]map[string]string{}
 	copies := 0
-	copyOf := func(tpl *world) *world {
+	copyOf := func(t *testing.T, tpl *world) *world {
+		mu.Lock()
 		copies++
-		w := *tpl
-		w.wrote = false
-		w.e = tpl.e.clone(t, func(c *httpapi.Config) { c.AuthFailureLimit = 0 })
+		mu.Unlock()
+		tpl.copying.Lock() // clone checkpoints the template's database and copies its files
+		defer tpl.copying.Unlock()
+		w := &world{e: tpl.e.clone(t, func(c *httpapi.Config) { c.AuthFailureLimit = 0 }), tokens: tpl.tokens}
 		prodRun, otherRn := *tpl.prodRun, *tpl.otherRn
 		prodRun.e, prodRun.c, otherRn.e, otherRn.c = w.e, w.e.admin, w.e, w.e.admin
 		w.prodRun, w.otherRn = &prodRun, &otherRn
-		return &w
+		return w
 	}
 	templates := map[string]*world{"none": base}
-	fresh := func(defaultPerm string) *world {
-		tpl := templates[defaultPerm]
-		if tpl == nil {
-			tpl = copyOf(base)
-			must(t, tpl.e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme", Body: map[string]any{"setDefaultStackPermission": defaultPerm}}, nil))
-			templates[defaultPerm] = tpl
-		}
-		return copyOf(tpl)
+	for _, perm := range []string{"read", "write"} {
+		tpl := copyOf(t, base)
+		must(t, tpl.e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme", Body: map[string]any{"setDefaultStackPermission": perm}}, nil))
+		templates[perm] = tpl
 	}
-	// Shared worlds serve every call that must not (or cannot) change anything. A world is
-	// replaced by a fresh copy once a route's calls may have changed it: a call of a
-	// changing route passed authorization, or building a request wrote to the store. Each
-	// world copy runs a server and a database with background work: closed when replaced.
-	worlds := map[string]*world{}
-	dirty := map[string]bool{}
-	worldFor := func(defaultPerm string) *world {
-		if w := worlds[defaultPerm]; w != nil && !dirty[defaultPerm] {
-			return w
+	fresh := func(t *testing.T, defaultPerm string) *world { return copyOf(t, templates[defaultPerm]) }
+	defaultOf := map[string]string{"dread": "read", "dwrite": "write"}
+	// runRoutes runs every caller of the routes given. Shared worlds serve every call that
+	// must not (or cannot) change anything. A world is replaced by a fresh copy once a
+	// route's calls may have changed it: a call of a changing route passed authorization,
+	// or building a request wrote to the store. Each world copy runs a server and a
+	// database with background work: closed when replaced.
+	runRoutes := func(t *testing.T, routes []string) {
+		worlds := map[string]*world{}
+		dirty := map[string]bool{}
+		worldFor := func(defaultPerm string) *world {
+			if w := worlds[defaultPerm]; w != nil && !dirty[defaultPerm] {
+				return w
+			}
+			if w := worlds[defaultPerm]; w != nil {
+				w.e.close()
+			}
+			worlds[defaultPerm], dirty[defaultPerm] = fresh(t, defaultPerm), false
+			return worlds[defaultPerm]
 		}
-		if w := worlds[defaultPerm]; w != nil {
+		for _, key := range routes {
+			method, pattern, _ := strings.Cut(key, " ")
+			changes := method != "GET" && method != "HEAD"
+			res := map[string]string{}
+			// Run the callers expected to be refused first (they must change nothing), then
+			// the allowed ones.
+			order := append([]string{}, subjects...)
+			if row, ok := rows[key]; ok {
+				sort.SliceStable(order, func(i, j int) bool { return row.want[order[i]] != "ok" && row.want[order[j]] == "ok" })
+			}
+			touched := map[string]bool{}
+			for _, s := range order {
+				perm := defaultOf[s]
+				if perm == "" {
+					perm = "none"
+				}
+				if destructive[key] && (rows[key].want[s] == "ok" || *updateMatrix) {
+					w := fresh(t, perm) // a fresh world: this call may change it
+					res[s] = w.do(t, method, pattern, s)
+					w.e.close()
+					continue
+				}
+				w := worldFor(perm)
+				res[s] = w.do(t, method, pattern, s)
+				if w.wrote || changes && res[s] == "ok" {
+					touched[perm] = true
+				}
+			}
+			// Worlds are shared across routes; rebuild (before the next use) those whose
+			// calls in this route may have changed them.
+			for perm := range touched {
+				dirty[perm] = true
+			}
+			mu.Lock()
+			got[key] = res
+			mu.Unlock()
+		}
+		for _, w := range worlds {
 			w.e.close()
 		}
-		worlds[defaultPerm], dirty[defaultPerm] = fresh(defaultPerm), false
-		return worlds[defaultPerm]
 	}
-	defaultOf := map[string]string{"dread": "read", "dwrite": "write"}
-	for _, key := range routes {
-		method, pattern, _ := strings.Cut(key, " ")
-		changes := method != "GET" && method != "HEAD"
-		got[key] = map[string]string{}
-		// Run the callers expected to be refused first (they must change nothing), then
-		// the allowed ones.
-		order := append([]string{}, subjects...)
-		if row, ok := rows[key]; ok {
-			sort.SliceStable(order, func(i, j int) bool { return row.want[order[i]] != "ok" && row.want[order[j]] == "ok" })
-		}
-		touched := map[string]bool{}
-		for _, s := range order {
-			perm := defaultOf[s]
-			if perm == "" {
-				perm = "none"
+	// Every route starts on worlds equal to the templates, so the routes split into lanes
+	// with worlds of their own that run in parallel.
+	lanes := min(4, runtime.GOMAXPROCS(0))
+	t.Run("lanes", func(t *testing.T) {
+		for l := range lanes {
+			var mine []string
+			for i := l; i < len(routes); i += lanes {
+				mine = append(mine, routes[i])
 			}
-			if destructive[key] && (rows[key].want[s] == "ok" || *updateMatrix) {
-				w := fresh(perm) // a fresh world: this call may change it
-				got[key][s] = w.do(t, method, pattern, s)
-				w.e.close()
-				continue
-			}
-			w := worldFor(perm)
-			got[key][s] = w.do(t, method, pattern, s)
-			if w.wrote || changes && got[key][s] == "ok" {
-				touched[perm] = true
-			}
+			t.Run(fmt.Sprintf("%d", l), func(t *testing.T) {
+				t.Parallel()
+				runRoutes(t, mine)
+			})
 		}
-		// Worlds are shared across routes; rebuild (before the next use) those whose
-		// calls in this route may have changed them.
-		for perm := range touched {
-			dirty[perm] = true
-		}
+	})
+	if t.Failed() {
+		return
 	}
-	t.Logf("%d routes x %d callers in %d world copies", len(routes), len(subjects), copies)
+	t.Logf("%d routes x %d callers in %d world copies, %d lanes", len(routes), len(subjects), copies, lanes)
 	if *updateMatrix {
 		writeMatrix(t, routes, got)
 		return
