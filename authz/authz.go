@@ -170,6 +170,31 @@ type Subject struct {
 	Pipeline bool
 }
 
+// BoundOrg is the organization the subject's credential is confined to, 0 when none. Team
+// and organization tokens belong to their organization; a personal token issued by OIDC
+// token exchange records the organization whose issuer and policy issued it, and acts as
+// its user there only, never in organizations the user belongs to (or joins) besides.
+// Ordinary personal tokens act in every organization of their user.
+func (s *Subject) BoundOrg() int64 {
+	if s == nil || s.Token == nil {
+		return 0
+	}
+	return s.Token.OrgID
+}
+
+// ActsIn reports whether the subject's credential may act in organization orgID at all:
+// the tenancy check of Decide, for listings that span organizations (a user's
+// organizations and stacks). Membership is checked separately.
+func (s *Subject) ActsIn(orgID int64) bool {
+	if s == nil || s.Token == nil {
+		return true
+	}
+	if s.Kind != UserKind || s.BoundOrg() != 0 {
+		return s.Token.OrgID == orgID
+	}
+	return true
+}
+
 // Name is the subject's display name for logs and audit.
 func (s *Subject) Name() string {
 	switch {
@@ -266,12 +291,12 @@ func Decide(sub *Subject, action Action, res Resource, f Facts) Decision {
 		}
 		return allow("own tokens")
 	case SiteOrgCreate:
-		if sub.Kind == UserKind && sub.User.SiteAdmin {
+		if sub.Kind == UserKind && sub.User.SiteAdmin && sub.BoundOrg() == 0 {
 			return allow("site administrator")
 		}
 		return deny("only a site administrator may create organizations")
 	case SiteAuditVerify:
-		if sub.Kind == UserKind && sub.User.SiteAdmin {
+		if sub.Kind == UserKind && sub.User.SiteAdmin && sub.BoundOrg() == 0 {
 			return allow("site administrator")
 		}
 		return deny("only a site administrator may verify the audit log")
@@ -288,9 +313,10 @@ func Decide(sub *Subject, action Action, res Resource, f Facts) Decision {
 	if res.Org == nil {
 		return deny("no organization given")
 	}
-	// Tenancy: a credential of another organization, or a user who is not a member, must not
+	// Tenancy: a credential of another organization (including an OIDC-issued personal
+	// token of another organization's issuer), or a user who is not a member, must not
 	// learn that anything here exists.
-	if sub.Token != nil && sub.Kind != UserKind && sub.Token.OrgID != res.Org.ID {
+	if !sub.ActsIn(res.Org.ID) {
 		return hide("credential belongs to another organization")
 	}
 	if res.Invitation != nil && res.Invitation.OrgID != res.Org.ID {

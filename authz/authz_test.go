@@ -53,6 +53,40 @@ func TestDecideGrantsAddUpAndDecryptIsSeparate(t *testing.T) {
 	}
 }
 
+// An OIDC-issued personal token acts as its user only in the organization whose issuer
+// issued it (Token.OrgID), even where the user is a member (or an admin) besides.
+func TestDecideOIDCPersonalTokenStaysInItsOrganization(t *testing.T) {
+	org, st := fixture()
+	beta := &gatehouse.Org{ID: 2, Name: "beta", Settings: gatehouse.DefaultOrgSettings()}
+	betaStack := &gatehouse.Stack{ID: 8, OrgID: 2, OrgName: "beta", Project: "web", Name: "prod"}
+	oidcTok := &Subject{Kind: UserKind, User: &gatehouse.User{ID: 2, Name: "bob", SiteAdmin: true},
+		Token: &gatehouse.Token{Kind: gatehouse.TokenPersonal, UserID: 2, OrgID: 1, Pipeline: true}, Pipeline: true}
+	admin := Facts{Role: gatehouse.RoleAdmin}
+	if d := Decide(oidcTok, StackRead, Resource{Org: org, Stack: st}, admin); !d.Allow {
+		t.Fatalf("in its own organization: %+v", d)
+	}
+	for _, a := range []Action{OrgRead, StackRead, StackUpdate, StackCreate} {
+		res := Resource{Org: beta, Stack: betaStack, NewStack: &NewStack{Project: "web", Name: "new"}}
+		if d := Decide(oidcTok, a, res, admin); d.Allow || !d.Hide {
+			t.Fatalf("%s in another organization of its user: %+v, want hidden", a, d)
+		}
+	}
+	for _, a := range []Action{SiteOrgCreate, SiteAuditVerify} {
+		if d := Decide(oidcTok, a, Resource{}, Facts{}); d.Allow {
+			t.Fatalf("an organization's OIDC-issued token of a (later) site administrator got %s", a)
+		}
+	}
+	// The user's ordinary personal token acts in both.
+	pat := user(2)
+	pat.User.SiteAdmin = true
+	if d := Decide(pat, StackRead, Resource{Org: beta, Stack: betaStack}, admin); !d.Allow {
+		t.Fatalf("ordinary personal token in beta: %+v", d)
+	}
+	if d := Decide(pat, SiteOrgCreate, Resource{}, Facts{}); !d.Allow {
+		t.Fatalf("ordinary personal token of a site administrator: %+v", d)
+	}
+}
+
 func TestDecideProtectionAndPipelines(t *testing.T) {
 	org, st := fixture()
 	res := Resource{Org: org, Stack: st}

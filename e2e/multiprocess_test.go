@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -40,6 +41,7 @@ func TestMultiProcess(t *testing.T) {
 	t.Run("MigrateOnce", func(t *testing.T) { testMigrateOnce(t, bin, cluster) })
 	t.Run("ConcurrentUpdates", func(t *testing.T) { testConcurrentUpdates(t, newPair(t, bin, cluster)) })
 	t.Run("Revocation", func(t *testing.T) { testCrossRevocation(t, newPair(t, bin, cluster)) })
+	t.Run("RevocationUnderLoad", func(t *testing.T) { testRevocationUnderLoad(t, newPair(t, bin, cluster)) })
 	t.Run("AuditChain", func(t *testing.T) { testAuditAcross(t, newPair(t, bin, cluster)) })
 	t.Run("Kill9", func(t *testing.T) { testKill9Across(t, newPair(t, bin, cluster)) })
 }
@@ -271,6 +273,120 @@ func testCrossRevocation(t *testing.T, p *pair) {
 	must(t, p.cb.Do(cliwire.Call{Method: http.MethodDelete, Path: "/api/orgs/" + crashOrg + "/members/bob"}, nil))
 	if err := bobOnA.Do(cliwire.Call{Method: http.MethodGet, Path: "/api/orgs/" + crashOrg}, nil); cliwire.Status(err) < 400 {
 		t.Fatalf("bob removed through B still reads the organization through A: %v", err)
+	}
+}
+
+// clientFrom is a client whose connections come from the loopback address src: the
+// server's limit on failed authentications counts per source address (and across
+// processes), and a revoked token hammered from one address would soon get 429s instead
+// of the 401s the test looks for.
+func clientFrom(url, token, src string) *cliwire.Client {
+	c := cliwire.New(url, token)
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 10 * time.Second}
+	c.HTTP = &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 2}}
+	return c
+}
+
+// testRevocationUnderLoad: while many goroutines hammer process B with a credential (and
+// other callers keep B's caches busy), process A revokes it: a token revoked, a member
+// removed, round after round. Every request to B that began after A's answer arrived is
+// refused, B's very next request included; requests that began earlier may go either way.
+// Each worker calls from its own loopback address and stops after a few refusals, so that
+// no address reaches the limit on failed authentications.
+func testRevocationUnderLoad(t *testing.T, p *pair) {
+	var bob struct {
+		TokenValue string `json:"tokenValue"`
+	}
+	must(t, p.ca.Do(cliwire.Call{Method: http.MethodPost, Path: "/api/orgs/" + crashOrg + "/users", Body: map[string]string{"name": "bob", "role": "member"}}, &bob))
+	type round struct {
+		name   string
+		onB    *cliwire.Client
+		probe  cliwire.Call
+		revoke func() // through A
+		want   int
+	}
+	rounds := func(i int) round {
+		if i%2 == 0 { // (the probe client is replaced per worker, with its own address)
+			var tok struct {
+				ID         string `json:"id"`
+				TokenValue string `json:"tokenValue"`
+			}
+			must(t, p.ca.Do(cliwire.Call{Method: http.MethodPost, Path: "/api/user/tokens", Body: map[string]any{"name": fmt.Sprintf("load-%d", i)}}, &tok))
+			return round{"token revoked", client(p.b.URL, tok.TokenValue), cliwire.Call{Method: http.MethodGet, Path: "/api/user"}, func() {
+				must(t, p.ca.Do(cliwire.Call{Method: http.MethodDelete, Path: "/api/user/tokens/" + tok.ID}, nil))
+			}, http.StatusUnauthorized}
+		}
+		if i > 1 { // bob back in the organization
+			must(t, p.ca.Do(cliwire.Call{Method: http.MethodPost, Path: "/api/orgs/" + crashOrg + "/members/bob", Body: map[string]string{"role": "member"}}, nil))
+		}
+		return round{"member removed", client(p.b.URL, bob.TokenValue), cliwire.Call{Method: http.MethodGet, Path: "/api/orgs/" + crashOrg}, func() {
+			must(t, p.ca.Do(cliwire.Call{Method: http.MethodDelete, Path: "/api/orgs/" + crashOrg + "/members/bob"}, nil))
+		}, http.StatusNotFound}
+	}
+	const nRounds, workers, maxCalls, maxAfter = 6, 8, 500, 20
+	deadline := time.Now().Add(2 * time.Minute)
+	var began, refusedAfter int64
+	for i := 0; i < nRounds && time.Now().Before(deadline); i++ {
+		r := rounds(i)
+		for range 3 { // B authenticates it, and caches it
+			must(t, r.onB.Do(r.probe, nil))
+		}
+		var revokedAt atomic.Int64 // unix nanos once A's answer arrived; 0 before
+		var stop atomic.Bool
+		var mu sync.Mutex
+		var bad []string
+		var before, after atomic.Int64
+		var wg sync.WaitGroup
+		for w := range workers + 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if w >= workers { // other callers on B: they move its cache to each new epoch
+					for k := 0; k < maxCalls && !stop.Load() && time.Now().Before(deadline); k++ {
+						_ = p.cb.Do(cliwire.Call{Method: http.MethodGet, Path: "/api/orgs/" + crashOrg}, nil)
+					}
+					return
+				}
+				onB := clientFrom(p.b.URL, r.onB.Token, fmt.Sprintf("127.0.%d.%d", i+1, w+2))
+				for k, n := 0, 0; k < maxCalls && n < maxAfter && !stop.Load() && time.Now().Before(deadline); k++ {
+					start := time.Now().UnixNano()
+					rev := revokedAt.Load()
+					err := onB.Do(r.probe, nil)
+					if rev == 0 || start < rev {
+						before.Add(1)
+						continue
+					}
+					n++
+					after.Add(1)
+					if cliwire.Status(err) != r.want {
+						mu.Lock()
+						bad = append(bad, fmt.Sprintf("worker %d call %d: want %d, got %v", w, k, r.want, err))
+						mu.Unlock()
+					}
+				}
+			}()
+		}
+		time.Sleep(100 * time.Millisecond) // the load on B builds up
+		r.revoke()
+		revokedAt.Store(time.Now().UnixNano())
+		// The very next request to B.
+		if err := r.onB.Do(r.probe, nil); cliwire.Status(err) != r.want {
+			mu.Lock()
+			bad = append(bad, fmt.Sprintf("the next request after A's answer: want %d, got %v", r.want, err))
+			mu.Unlock()
+		}
+		time.Sleep(300 * time.Millisecond)
+		stop.Store(true)
+		wg.Wait()
+		if len(bad) > 0 {
+			t.Fatalf("round %d (%s through A): %d requests to B that began after A's answer were not refused, e.g. %s", i, r.name, len(bad), bad[0])
+		}
+		began += before.Load()
+		refusedAfter += after.Load()
+	}
+	t.Logf("%d requests to B began during the rounds before A's answer, %d after it (all refused)", began, refusedAfter)
+	if refusedAfter == 0 {
+		t.Fatal("no request to B began after a revocation: the test proved nothing")
 	}
 }
 

@@ -48,7 +48,7 @@ func (s *Server) authenticateToken(rq *Request, tx gatehouse.Tx, cred string, no
 		return gatehouse.Errorf(gatehouse.EUNAUTHORIZED, "No credentials provided or are invalid.")
 	}
 	digest := token.Digest(cred)
-	sub, err := s.cache.subject(digest, func() (*authz.Subject, error) {
+	sub, err := s.cache.subject(rq.epoch, digest, func() (*authz.Subject, error) {
 		tk, err := tx.GetTokenByDigest(digest)
 		if err != nil {
 			return nil, err
@@ -150,7 +150,7 @@ func (s *Server) resolve(rq *Request, tx gatehouse.Tx) error {
 	}
 	{
 		if orgName != "" {
-			org, f, err := s.cache.orgFacts(orgName, rq.Subject, func() (*gatehouse.Org, authz.Facts, error) {
+			org, f, err := s.cache.orgFacts(rq.epoch, orgName, rq.Subject, func() (*gatehouse.Org, authz.Facts, error) {
 				org, err := tx.GetOrgByName(orgName)
 				if err != nil {
 					return nil, authz.Facts{}, err

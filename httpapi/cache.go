@@ -16,6 +16,14 @@ import (
 // request reads the epoch first, so a revocation or a removed grant takes effect on the
 // next request on every process, exactly as without a cache. Token lifetimes (expiry,
 // rotation grace) are checked against the clock on every request.
+//
+// The cache is tied to the epoch of the transaction that loads into it, not to the epoch
+// the cache happens to hold when the load ends: a request whose transaction began before a
+// security change reads the old facts (a SQLite read transaction is a snapshot), and what
+// it read must never be kept under the new epoch. So each lookup and store names the epoch
+// its transaction saw; the cache's own epoch only moves forward, and a request whose
+// transaction saw any other epoch than the cache's bypasses the cache both ways (it reads
+// and decides on its own transaction's facts, as without a cache, and stores nothing).
 type authCache struct {
 	mu       sync.Mutex
 	epoch    int64
@@ -34,30 +42,35 @@ func newAuthCache() *authCache {
 	return &authCache{epoch: -1, subjects: map[[32]byte]*authz.Subject{}, orgs: map[string]cachedOrg{}}
 }
 
-// sync drops everything when the store's epoch moved.
-func (c *authCache) sync(epoch int64) {
-	c.mu.Lock()
-	if epoch != c.epoch || len(c.subjects) > maxCached || len(c.orgs) > maxCached {
-		c.epoch = epoch
+// current reports whether a transaction that saw epoch may use the cache, moving the cache
+// forward (and dropping everything) when epoch is newer than the cache's. An older epoch
+// leaves the cache alone: its transaction is a snapshot from before a change that a later
+// request has already seen. c.mu must be held.
+func (c *authCache) current(epoch int64) bool {
+	if epoch > c.epoch || len(c.subjects) > maxCached || len(c.orgs) > maxCached {
+		if epoch > c.epoch {
+			c.epoch = epoch
+		}
 		c.subjects = map[[32]byte]*authz.Subject{}
 		c.orgs = map[string]cachedOrg{}
 	}
-	c.mu.Unlock()
+	return epoch == c.epoch
 }
 
-// subject returns the cached subject of a token digest, or loads and caches it. Cached
+// subject returns the subject of a token digest for a transaction that saw epoch: cached,
+// or loaded (by that transaction) and cached while epoch is the cache's epoch. Cached
 // subjects are shared: callers must not modify them.
-func (c *authCache) subject(d [32]byte, load func() (*authz.Subject, error)) (*authz.Subject, error) {
+func (c *authCache) subject(epoch int64, d [32]byte, load func() (*authz.Subject, error)) (*authz.Subject, error) {
 	c.mu.Lock()
+	use := c.current(epoch)
 	sub, ok := c.subjects[d]
-	epoch := c.epoch
 	c.mu.Unlock()
-	if ok {
+	if use && ok {
 		return sub, nil
 	}
 	sub, err := load()
-	if err != nil {
-		return nil, err
+	if err != nil || !use {
+		return sub, err
 	}
 	c.mu.Lock()
 	if c.epoch == epoch {
@@ -79,19 +92,20 @@ func subjectKey(sub *authz.Subject) string {
 	return "a"
 }
 
-// orgFacts returns the organization named name and the subject's facts in it.
-func (c *authCache) orgFacts(name string, sub *authz.Subject, load func() (*gatehouse.Org, authz.Facts, error)) (*gatehouse.Org, authz.Facts, error) {
+// orgFacts returns the organization named name and the subject's facts in it, for a
+// transaction that saw epoch (cached under the same rule as subject).
+func (c *authCache) orgFacts(epoch int64, name string, sub *authz.Subject, load func() (*gatehouse.Org, authz.Facts, error)) (*gatehouse.Org, authz.Facts, error) {
 	key := strings.ToLower(name) + "\x00" + subjectKey(sub)
 	c.mu.Lock()
+	use := c.current(epoch)
 	co, ok := c.orgs[key]
-	epoch := c.epoch
 	c.mu.Unlock()
-	if ok {
+	if use && ok {
 		return co.org, co.facts, nil
 	}
 	org, f, err := load()
-	if err != nil {
-		return nil, f, err
+	if err != nil || !use {
+		return org, f, err
 	}
 	c.mu.Lock()
 	if c.epoch == epoch {

@@ -42,6 +42,8 @@ type env struct {
 	admin *cliwire.Client
 	clock *clock
 	dir   string
+	// close stops the server and closes its store (also at the test's end); idempotent.
+	close func()
 }
 
 // newEnv starts a bootstrapped Gatehouse (SQLite in a temp dir) behind httptest.
@@ -73,8 +75,10 @@ func openEnv(t *testing.T, dir, adminToken string, tweak ...func(*httpapi.Config
 		}
 	}
 	hs := httptest.NewServer(srv.Handler)
-	t.Cleanup(func() { hs.Close(); srv.Close() })
-	return &env{t: t, srv: srv, url: hs.URL, admin: cliwire.New(hs.URL, tok), clock: clk, dir: dir}
+	var once sync.Once
+	stop := func() { once.Do(func() { hs.Close(); srv.Close() }) }
+	t.Cleanup(stop)
+	return &env{t: t, srv: srv, url: hs.URL, admin: cliwire.New(hs.URL, tok), clock: clk, dir: dir, close: stop}
 }
 
 // clone copies the environment's data (database and key file) into a new environment,

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,6 +66,11 @@ type world struct {
 	tokens  map[string]string // subject -> token value
 	prodRun *run              // running update on prod
 	otherRn *run              // running update on other
+	// wrote is set when building a request wrote to the store (an update or a token to
+	// act on): the world is no longer the template's.
+	wrote bool
+	// copying serializes copies of a template world.
+	copying sync.Mutex
 }
 
 func (w *world) client(subject string) *cliwire.Client {
@@ -166,6 +173,7 @@ func (w *world) request(t *testing.T, method, pattern, subject string) call {
 	newUpdate := func(dry bool) string {
 		// Created in the store directly: the API would refuse some callers before we get there.
 		u := &gatehouse.Update{ID: fmt.Sprintf("matrix-%s-%d", subject, time.Now().UnixNano()), Kind: gatehouse.KindUpdate, DryRun: dry, Author: "matrix"}
+		w.wrote = true
 		must(t, w.e.srv.Store.Update(context.Background(), func(tx gatehouse.Tx) error {
 			st, err := tx.GetStack(1, "proj", "prod")
 			if err != nil {
@@ -182,6 +190,7 @@ func (w *world) request(t *testing.T, method, pattern, subject string) call {
 		must(t, err)
 		_ = v
 		tk.Name = "victim-" + subject
+		w.wrote = true
 		must(t, w.e.srv.Store.Update(context.Background(), func(tx gatehouse.Tx) error {
 			switch kind {
 			case gatehouse.TokenPersonal:
@@ -437,10 +446,13 @@ func TestAuthorizationMatrix(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the authorization matrix builds many worlds; run without -short")
 	}
-	probe := newEnv(t)
+	// One template world per default permission; every world used is a copy of one. The
+	// "read" and "write" templates are copies of the "none" one with the setting changed
+	// (newWorld changes it last, so they are the same worlds).
+	base := newWorld(t, "none")
 	rows := readMatrix(t)
 	var routes []string
-	for _, rt := range probe.srv.API.Routes() {
+	for _, rt := range base.e.srv.API.Routes() {
 		key := rt.Method + " " + rt.Pattern
 		routes = append(routes, key)
 		if _, ok := rows[key]; !ok && !*updateMatrix {
@@ -450,58 +462,107 @@ func TestAuthorizationMatrix(t *testing.T) {
 	if t.Failed() {
 		return
 	}
+	var mu sync.Mutex // guards got, copies and templates
 	got := map[string]map[string]string{}
-	// One template world per default permission; every world used is a copy of one.
-	templates := map[string]*world{}
-	fresh := func(defaultPerm string) *world {
-		tpl := templates[defaultPerm]
-		if tpl == nil {
-			tpl = newWorld(t, defaultPerm)
-			templates[defaultPerm] = tpl
-		}
-		w := *tpl
-		w.e = tpl.e.clone(t, func(c *httpapi.Config) { c.AuthFailureLimit = 0 })
+	copies := 0
+	copyOf := func(t *testing.T, tpl *world) *world {
+		mu.Lock()
+		copies++
+		mu.Unlock()
+		tpl.copying.Lock() // clone checkpoints the template's database and copies its files
+		defer tpl.copying.Unlock()
+		w := &world{e: tpl.e.clone(t, func(c *httpapi.Config) { c.AuthFailureLimit = 0 }), tokens: tpl.tokens}
 		prodRun, otherRn := *tpl.prodRun, *tpl.otherRn
 		prodRun.e, prodRun.c, otherRn.e, otherRn.c = w.e, w.e.admin, w.e, w.e.admin
 		w.prodRun, w.otherRn = &prodRun, &otherRn
-		return &w
+		return w
 	}
-	worlds := map[string]*world{}
-	worldFor := func(defaultPerm string) *world {
-		if worlds[defaultPerm] == nil {
-			worlds[defaultPerm] = fresh(defaultPerm)
-		}
-		return worlds[defaultPerm]
+	templates := map[string]*world{"none": base}
+	for _, perm := range []string{"read", "write"} {
+		tpl := copyOf(t, base)
+		must(t, tpl.e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme", Body: map[string]any{"setDefaultStackPermission": perm}}, nil))
+		templates[perm] = tpl
 	}
+	fresh := func(t *testing.T, defaultPerm string) *world { return copyOf(t, templates[defaultPerm]) }
 	defaultOf := map[string]string{"dread": "read", "dwrite": "write"}
-	for _, key := range routes {
-		method, pattern, _ := strings.Cut(key, " ")
-		got[key] = map[string]string{}
-		// Run the callers expected to be refused first (they must change nothing), then
-		// the allowed ones.
-		order := append([]string{}, subjects...)
-		if row, ok := rows[key]; ok {
-			sort.SliceStable(order, func(i, j int) bool { return row.want[order[i]] != "ok" && row.want[order[j]] == "ok" })
-		}
-		for _, s := range order {
-			perm := defaultOf[s]
-			if perm == "" {
-				perm = "none"
+	// runRoutes runs every caller of the routes given. Shared worlds serve every call that
+	// must not (or cannot) change anything. A world is replaced by a fresh copy once a
+	// route's calls may have changed it: a call of a changing route passed authorization,
+	// or building a request wrote to the store. Each world copy runs a server and a
+	// database with background work: closed when replaced.
+	runRoutes := func(t *testing.T, routes []string) {
+		worlds := map[string]*world{}
+		dirty := map[string]bool{}
+		worldFor := func(defaultPerm string) *world {
+			if w := worlds[defaultPerm]; w != nil && !dirty[defaultPerm] {
+				return w
 			}
-			var w *world
-			if destructive[key] && (rows[key].want[s] == "ok" || *updateMatrix) {
-				w = fresh(perm) // a fresh world: this call may change it
-			} else {
-				w = worldFor(perm)
+			if w := worlds[defaultPerm]; w != nil {
+				w.e.close()
 			}
-			got[key][s] = w.do(t, method, pattern, s)
+			worlds[defaultPerm], dirty[defaultPerm] = fresh(t, defaultPerm), false
+			return worlds[defaultPerm]
 		}
-		// Worlds are shared across routes; rebuild after a route whose allowed calls may
-		// have changed shared state.
-		if method != "GET" && method != "HEAD" {
-			worlds = map[string]*world{}
+		for _, key := range routes {
+			method, pattern, _ := strings.Cut(key, " ")
+			changes := method != "GET" && method != "HEAD"
+			res := map[string]string{}
+			// Run the callers expected to be refused first (they must change nothing), then
+			// the allowed ones.
+			order := append([]string{}, subjects...)
+			if row, ok := rows[key]; ok {
+				sort.SliceStable(order, func(i, j int) bool { return row.want[order[i]] != "ok" && row.want[order[j]] == "ok" })
+			}
+			touched := map[string]bool{}
+			for _, s := range order {
+				perm := defaultOf[s]
+				if perm == "" {
+					perm = "none"
+				}
+				if destructive[key] && (rows[key].want[s] == "ok" || *updateMatrix) {
+					w := fresh(t, perm) // a fresh world: this call may change it
+					res[s] = w.do(t, method, pattern, s)
+					w.e.close()
+					continue
+				}
+				w := worldFor(perm)
+				res[s] = w.do(t, method, pattern, s)
+				if w.wrote || changes && res[s] == "ok" {
+					touched[perm] = true
+				}
+			}
+			// Worlds are shared across routes; rebuild (before the next use) those whose
+			// calls in this route may have changed them.
+			for perm := range touched {
+				dirty[perm] = true
+			}
+			mu.Lock()
+			got[key] = res
+			mu.Unlock()
+		}
+		for _, w := range worlds {
+			w.e.close()
 		}
 	}
+	// Every route starts on worlds equal to the templates, so the routes split into lanes
+	// with worlds of their own that run in parallel.
+	lanes := min(4, runtime.GOMAXPROCS(0))
+	t.Run("lanes", func(t *testing.T) {
+		for l := range lanes {
+			var mine []string
+			for i := l; i < len(routes); i += lanes {
+				mine = append(mine, routes[i])
+			}
+			t.Run(fmt.Sprintf("%d", l), func(t *testing.T) {
+				t.Parallel()
+				runRoutes(t, mine)
+			})
+		}
+	})
+	if t.Failed() {
+		return
+	}
+	t.Logf("%d routes x %d callers in %d world copies, %d lanes", len(routes), len(subjects), copies, lanes)
 	if *updateMatrix {
 		writeMatrix(t, routes, got)
 		return

@@ -111,6 +111,9 @@ type Server struct {
 	cache    *authCache
 	auditQ   *auditQueue
 	auditAgg *auditAggregator
+	// epochRead, when set (tests), is called by every request right after its read
+	// transaction has read the security epoch, before authentication.
+	epochRead func(*http.Request)
 }
 
 // New builds the server. reg may be nil (no metrics registered).
@@ -229,6 +232,8 @@ type Request struct {
 	// Invitation is the invitation named in the path ({invitationID}).
 	Invitation *gatehouse.Invitation
 	facts      authz.Facts
+	// epoch is the security epoch the request's authentication transaction saw.
+	epoch int64
 	// LeaseToken is the plaintext lease token of a lease call (to hand it back on renewal).
 	LeaseToken string
 	event      gatehouse.AuditEvent
@@ -279,14 +284,18 @@ func (s *Server) run(rq *Request) (res any, err error) {
 	}()
 	rt := rq.route
 	// Authentication and resolution share one read transaction; identities and decision
-	// facts come from a cache that is valid for the store's current security epoch.
+	// facts come from a cache that is valid for one security epoch, used only when it is
+	// the epoch this transaction saw (see authCache).
 	var authErr, resolveErr error
 	if err := s.store.View(rq.Context(), func(tx gatehouse.Tx) error {
 		epoch, err := tx.SecurityEpoch()
 		if err != nil {
 			return err
 		}
-		s.cache.sync(epoch)
+		rq.epoch = epoch
+		if s.epochRead != nil {
+			s.epochRead(rq.Request)
+		}
 		if authErr = s.authenticate(rq, tx); authErr != nil {
 			return nil
 		}

@@ -221,7 +221,7 @@ func (s *Server) listUserStacks(rq *Request) (any, error) {
 		orgs := map[int64]orgFacts{}
 		var ids []int64
 		add := func(o gatehouse.Org) error {
-			if want := q.Get("organization"); want != "" && !equalFold(want, o.Name) {
+			if want := q.Get("organization"); want != "" && !equalFold(want, o.Name) || !rq.Subject.ActsIn(o.ID) {
 				return nil
 			}
 			f, err := loadFacts(tx, rq.Subject, &o)

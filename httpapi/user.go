@@ -45,6 +45,9 @@ func (rq *Request) identity(tx gatehouse.Tx) (*userResponse, error) {
 			return nil, err
 		}
 		for _, om := range orgs {
+			if !sub.ActsIn(om.Org.ID) {
+				continue // an OIDC-issued personal token: its organization only
+			}
 			resp.Organizations = append(resp.Organizations, orgSummary{GitHubLogin: om.Org.Name, Name: om.Org.Name, Role: string(om.Role)})
 		}
 		if sub.Token != nil && sub.Token.Pipeline {
