@@ -248,6 +248,24 @@ func (s *Server) putMember(mustExist bool) func(*Request) (any, error) {
 	}
 }
 
+// memberByName returns the user called name and their membership of org. A name nobody has
+// and a user who is not a member get the same answer (ENOTFOUND, "NAME is not a member of
+// ORG"), so that an organization's admins cannot probe which user names exist elsewhere on
+// the site.
+func memberByName(tx gatehouse.Tx, org *gatehouse.Org, name string) (*gatehouse.User, *gatehouse.Member, error) {
+	u, err := tx.GetUserByName(name)
+	if err == nil {
+		var m *gatehouse.Member
+		if m, err = tx.GetMember(org.ID, u.ID); err == nil {
+			return u, m, nil
+		}
+	}
+	if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+		return nil, nil, gatehouse.Errorf(gatehouse.ENOTFOUND, "%s is not a member of %s", name, org.Name)
+	}
+	return nil, nil, err
+}
+
 // keepAnAdmin refuses a change that would leave the organization without an admin.
 func keepAnAdmin(tx gatehouse.Tx, orgID, leaving int64) error {
 	ms, err := tx.ListMembers(orgID)
@@ -266,11 +284,7 @@ func (s *Server) removeMember(rq *Request) (any, error) {
 	name := rq.PathValue("user")
 	rq.event.Target = rq.Org.Name + "/members/" + name
 	err := rq.Change(func(tx gatehouse.Tx) error {
-		u, err := tx.GetUserByName(name)
-		if err != nil {
-			return err
-		}
-		m, err := tx.GetMember(rq.Org.ID, u.ID)
+		u, m, err := memberByName(tx, rq.Org, name)
 		if err != nil {
 			return err
 		}
@@ -594,20 +608,17 @@ func (s *Server) updateTeam(rq *Request) (any, error) {
 }
 
 func teamMember(rq *Request, tx gatehouse.Tx, t *gatehouse.Team, name, action string) error {
-	u, err := tx.GetUserByName(name)
+	rq.Detail("member", name)
+	rq.Detail("memberAction", action)
+	u, _, err := memberByName(tx, rq.Org, name)
 	if err != nil {
+		if gatehouse.IsCode(err, gatehouse.ENOTFOUND) && action != "remove" {
+			return gatehouse.Errorf(gatehouse.EINVALID, "%s is not a member of %s; add them to the organization first", name, rq.Org.Name)
+		}
 		return err
 	}
-	rq.Detail("member", u.Name)
-	rq.Detail("memberAction", action)
 	switch action {
 	case "add", "promote", "demote":
-		if _, err := tx.GetMember(rq.Org.ID, u.ID); err != nil {
-			if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
-				return gatehouse.Errorf(gatehouse.EINVALID, "%s is not a member of %s; add them to the organization first", u.Name, rq.Org.Name)
-			}
-			return err
-		}
 		role := "member"
 		if action == "promote" {
 			role = "admin"
