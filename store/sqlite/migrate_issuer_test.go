@@ -10,7 +10,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/store/sqlite"
 )
 
-// TestMigrationTokenIssuerBackfill: migration 0014 marks the tokens that earlier OIDC
+// TestMigrationTokenIssuerBackfill: migration 0012 marks the tokens that earlier OIDC
 // exchanges issued (recorded then only as created_by "oidc:<issuer>"), so that they cannot
 // be rotated after an upgrade either, and takes pipeline-ness from the personal tokens that
 // earlier rotations of issued tokens made.
@@ -42,8 +42,8 @@ func TestMigrationTokenIssuerBackfill(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	// The schema before 0014, then 0014 as written.
-	body, err := os.ReadFile("../sqlstore/migrations/0014_token_issuer.sql")
+	// The schema before 0012, then 0012 as written.
+	body, err := os.ReadFile("../sqlstore/migrations/0012_token_issuer.sql")
 	if err != nil {
 		t.Fatal(err)
 	}

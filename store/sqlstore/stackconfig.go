@@ -4,7 +4,7 @@ import (
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 )
 
-// Remote stack configurations (migration 0017).
+// Remote stack configurations (migration 0014).
 
 func (t *tx) GetStackConfig(stackID int64) (*gatehouse.StackConfig, error) {
 	var c gatehouse.StackConfig
