@@ -14,6 +14,8 @@ import (
 type auditQueue struct {
 	store gatehouse.Store
 	in    chan auditReq
+	// failures counts events that could not be written (gatehouse_audit_write_failures_total).
+	failures interface{ Add(float64) }
 }
 
 type auditReq struct {
@@ -65,6 +67,9 @@ func (q *auditQueue) loop() {
 			}
 			return nil
 		})
+		if err != nil && q.failures != nil {
+			q.failures.Add(float64(len(batch)))
+		}
 		for _, r := range batch {
 			r.done <- err
 		}
