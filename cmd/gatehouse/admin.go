@@ -52,6 +52,26 @@ func newOrgCmd() *cobra.Command {
 		},
 	})
 	cmd.AddCommand(&cobra.Command{
+		Use: "ls", Short: "List the organizations you belong to, with your role", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var out struct {
+				Organizations []struct {
+					Name string `json:"name"`
+					Role string `json:"role,omitempty"`
+				} `json:"organizations"`
+			}
+			if err := c.do(cmd, "GET", "/api/user", nil, &out); err != nil {
+				return err
+			}
+			return c.print(cmd, out, func(w *tabwriter.Writer) {
+				fmt.Fprintln(w, "ORGANIZATION\tYOUR ROLE")
+				for _, o := range out.Organizations {
+					fmt.Fprintf(w, "%s\t%s\n", o.Name, o.Role)
+				}
+			})
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
 		Use: "show ORG", Short: "Show an organization's settings", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var out orgOut
@@ -517,8 +537,9 @@ func newProtectCmd() *cobra.Command {
 }
 
 func newStackCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "stack", Short: "Stack access"}
+	cmd := &cobra.Command{Use: "stack", Short: "Stacks and who can access them"}
 	c := addClientFlags(cmd)
+	cmd.AddCommand(newStackLsCmd(c))
 	cmd.AddCommand(&cobra.Command{
 		Use: "access ORG/PROJECT/STACK", Short: "Who can access a stack, with what permission and why", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -550,6 +571,71 @@ func newStackCmd() *cobra.Command {
 		},
 	})
 	return cmd
+}
+
+// newStackLsCmd lists the stacks the caller can see (GET /api/user/stacks, every page).
+func newStackLsCmd(c *apiClient) *cobra.Command {
+	var org, project string
+	ls := &cobra.Command{
+		Use: "ls", Short: "List the stacks you can see", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			type stackOut struct {
+				OrgName       string `json:"orgName"`
+				ProjectName   string `json:"projectName"`
+				StackName     string `json:"stackName"`
+				LastUpdate    *int64 `json:"lastUpdate,omitempty"`
+				ResourceCount *int   `json:"resourceCount,omitempty"`
+			}
+			var all []stackOut
+			cont := ""
+			for {
+				q := url.Values{}
+				if org != "" {
+					q.Set("organization", org)
+				}
+				if project != "" {
+					q.Set("project", project)
+				}
+				if cont != "" {
+					q.Set("continuationToken", cont)
+				}
+				var page struct {
+					Stacks            []stackOut `json:"stacks"`
+					ContinuationToken *string    `json:"continuationToken"`
+				}
+				if err := c.do(cmd, "GET", "/api/user/stacks?"+q.Encode(), nil, &page); err != nil {
+					return err
+				}
+				all = append(all, page.Stacks...)
+				if page.ContinuationToken == nil || *page.ContinuationToken == "" {
+					break
+				}
+				cont = *page.ContinuationToken
+			}
+			out := struct {
+				Stacks []stackOut `json:"stacks"`
+			}{all}
+			if out.Stacks == nil {
+				out.Stacks = []stackOut{}
+			}
+			return c.print(cmd, out, func(w *tabwriter.Writer) {
+				fmt.Fprintln(w, "STACK\tLAST UPDATE\tRESOURCES")
+				for _, st := range all {
+					last, n := "-", "-"
+					if st.LastUpdate != nil {
+						last = when(*st.LastUpdate, "-")
+					}
+					if st.ResourceCount != nil {
+						n = fmt.Sprint(*st.ResourceCount)
+					}
+					fmt.Fprintf(w, "%s/%s/%s\t%s\t%s\n", st.OrgName, st.ProjectName, st.StackName, last, n)
+				}
+			})
+		},
+	}
+	ls.Flags().StringVar(&org, "org", envDefault("GATEHOUSE_ORG", ""), "only this organization's stacks")
+	ls.Flags().StringVar(&project, "project", "", "only this project's stacks")
+	return ls
 }
 
 func newTokenCmd() *cobra.Command {

@@ -401,3 +401,29 @@ func TestVersion(t *testing.T) {
 		t.Errorf("version --json: %v %v", bi, err)
 	}
 }
+
+// TestOrgAndStackLs: org ls lists the caller's organizations with their role; stack ls the
+// stacks they can see (all pages).
+func TestOrgAndStackLs(t *testing.T) {
+	isolate(t)
+	url, admin := testServer(t)
+	t.Setenv("GATEHOUSE_TOKEN", admin)
+	if out := mustCLI(t, "org", "ls", "--server", url); !strings.Contains(out, "acme") || !strings.Contains(out, "admin") {
+		t.Errorf("org ls: %q", out)
+	}
+	for _, name := range []string{"dev", "prod"} {
+		if code, out := apiCall(t, url, admin, "POST", "/api/stacks/acme/web", map[string]any{"stackName": name}); code != 200 {
+			t.Fatal(code, out)
+		}
+	}
+	out := mustCLI(t, "stack", "ls", "--server", url)
+	if !strings.Contains(out, "acme/web/dev") || !strings.Contains(out, "acme/web/prod") {
+		t.Errorf("stack ls: %q", out)
+	}
+	var got struct {
+		Stacks []map[string]any `json:"stacks"`
+	}
+	if err := json.Unmarshal([]byte(mustCLI(t, "stack", "ls", "--server", url, "--json", "--org", "acme")), &got); err != nil || len(got.Stacks) != 2 || got.Stacks[0]["stackName"] == nil {
+		t.Errorf("stack ls --json: %v %v", got, err)
+	}
+}
