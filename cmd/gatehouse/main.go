@@ -68,6 +68,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newAuditCmd())
 	root.AddCommand(newMigrateCmd())
 	root.AddCommand(newVersionCmd())
+	root.AddCommand(newBackupCmd(), newRestoreCmd())
 	return root
 }
 
