@@ -83,6 +83,9 @@ type User struct {
 	Email     string
 	SiteAdmin bool
 	Created   time.Time
+	// Disabled is when the user was disabled (zero: active). A disabled user cannot
+	// authenticate; GetUser, GetUserByName and ListUsers fill it in (member listings do not).
+	Disabled time.Time
 }
 
 // Member is a user's membership of an organization.

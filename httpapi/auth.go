@@ -76,6 +76,10 @@ func (s *Server) authenticateToken(rq *Request, tx gatehouse.Tx, cred string, no
 		}
 		return sub, nil
 	})
+	if err == nil && sub.User != nil && !sub.User.Disabled.IsZero() {
+		rq.event.TokenID, rq.event.Reason = sub.Token.ID, "the user is disabled"
+		return s.authFailed(rq, "disabled", "Invalid credentials: this user account is disabled.")
+	}
 	if err == nil && !sub.Token.Live(now) {
 		// Only the token's holder can send it: saying why it stopped working tells them
 		// nothing they should not know.

@@ -21,7 +21,7 @@ type metrics struct {
 
 // authFailureReasons are the reasons of gatehouse_auth_failures_total (all exported at 0
 // from the start, so that an alert on a rate sees the series).
-var authFailureReasons = []string{"missing", "malformed", "unknown", "expired", "revoked", "scheme"}
+var authFailureReasons = []string{"missing", "malformed", "unknown", "expired", "revoked", "disabled", "scheme"}
 
 func newMetrics(reg prometheus.Registerer, store gatehouse.Store) *metrics {
 	m := &metrics{
@@ -36,7 +36,7 @@ func newMetrics(reg prometheus.Registerer, store gatehouse.Store) *metrics {
 		}, []string{"method", "route"}),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_auth_failures_total",
-			Help: "Failed authentications of access tokens by reason: missing, malformed, unknown, expired, revoked, scheme.",
+			Help: "Failed authentications of access tokens by reason: missing, malformed, unknown, expired, revoked, disabled, scheme.",
 		}, []string{"reason"}),
 		auditFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gatehouse_audit_write_failures_total",

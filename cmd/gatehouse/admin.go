@@ -248,7 +248,52 @@ func newUserCmd() *cobra.Command {
 	create.Flags().StringVar(&org, "org", envDefault("GATEHOUSE_ORG", ""), "organization to add the user to")
 	create.Flags().StringVar(&role, "role", "member", "admin, member or billing-manager")
 	create.Flags().StringVar(&email, "email", "", "email address")
-	cmd.AddCommand(create)
+	type siteUser struct {
+		Name          string `json:"name"`
+		Email         string `json:"email,omitempty"`
+		SiteAdmin     bool   `json:"siteAdmin"`
+		Created       string `json:"created"`
+		Disabled      string `json:"disabled,omitempty"`
+		RevokedTokens *int   `json:"revokedTokens,omitempty"`
+	}
+	ls := &cobra.Command{
+		Use: "ls", Short: "List every user of the site (site administrators)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var out struct {
+				Users []siteUser `json:"users"`
+			}
+			if err := c.do(cmd, "GET", "/api/admin/users", nil, &out); err != nil {
+				return err
+			}
+			return c.print(cmd, out, func(w *tabwriter.Writer) {
+				fmt.Fprintln(w, "USER\tEMAIL\tSITE ADMIN\tSTATUS")
+				for _, u := range out.Users {
+					status := "active"
+					if u.Disabled != "" {
+						status = "disabled " + u.Disabled
+					}
+					fmt.Fprintf(w, "%s\t%s\t%v\t%s\n", u.Name, u.Email, u.SiteAdmin, status)
+				}
+			})
+		},
+	}
+	disable := &cobra.Command{
+		Use: "disable NAME", Short: "Disable a user at once: every personal token ends and they cannot authenticate (site administrators)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var out siteUser
+			if err := c.do(cmd, "POST", "/api/admin/users/"+url.PathEscape(args[0])+"/disable", nil, &out); err != nil {
+				return err
+			}
+			n := 0
+			if out.RevokedTokens != nil {
+				n = *out.RevokedTokens
+			}
+			return c.print(cmd, out, func(w *tabwriter.Writer) {
+				fmt.Fprintf(w, "disabled %s (since %s); revoked %d personal tokens\n", out.Name, out.Disabled, n)
+			})
+		},
+	}
+	cmd.AddCommand(create, ls, disable)
 	return cmd
 }
 

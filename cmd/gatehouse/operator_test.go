@@ -427,3 +427,39 @@ func TestOrgAndStackLs(t *testing.T) {
 		t.Errorf("stack ls --json: %v %v", got, err)
 	}
 }
+
+// TestUserLsAndDisable: user ls lists every user; user disable ends every personal token
+// of the person at once, and they cannot authenticate afterwards.
+func TestUserLsAndDisable(t *testing.T) {
+	isolate(t)
+	url, admin := testServer(t)
+	t.Setenv("GATEHOUSE_TOKEN", admin)
+	bobTok := strings.TrimSpace(mustCLI(t, "user", "create", "bob", "--org", "acme", "--server", url))
+	code, second := apiCall(t, url, bobTok, "POST", "/api/user/tokens", map[string]any{"name": "laptop"})
+	if code != 200 {
+		t.Fatal(code, second)
+	}
+	out := mustCLI(t, "user", "ls", "--server", url)
+	if !strings.Contains(out, "alice") || !strings.Contains(out, "bob") || strings.Contains(out, "disabled") {
+		t.Errorf("user ls: %q", out)
+	}
+	if out := mustCLI(t, "user", "disable", "bob", "--server", url); !strings.Contains(out, "disabled bob") || !strings.Contains(out, "revoked 2 personal tokens") {
+		t.Errorf("user disable: %q", out)
+	}
+	for _, tok := range []string{bobTok, second["tokenValue"].(string)} {
+		code, body := apiCall(t, url, tok, "GET", "/api/user", nil)
+		if code != 401 || !strings.Contains(body["message"].(string), "disabled") {
+			t.Errorf("a disabled user's token: %d %v", code, body)
+		}
+	}
+	var got struct {
+		Users []map[string]any `json:"users"`
+	}
+	json.Unmarshal([]byte(mustCLI(t, "user", "ls", "--server", url, "--json")), &got)
+	if len(got.Users) != 2 || got.Users[1]["name"] != "bob" || got.Users[1]["disabled"] == nil {
+		t.Errorf("user ls --json: %v", got)
+	}
+	if _, _, err := runCLIErr(t, "user", "disable", "alice", "--server", url); err == nil {
+		t.Error("an admin disabled themselves")
+	}
+}
