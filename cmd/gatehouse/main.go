@@ -68,7 +68,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newAuditCmd())
 	root.AddCommand(newMigrateCmd())
 	root.AddCommand(newVersionCmd())
-	root.AddCommand(newBackupCmd(), newRestoreCmd())
+	root.AddCommand(newBackupCmd(), newRestoreCmd(), newHealthcheckCmd())
 	return root
 }
 

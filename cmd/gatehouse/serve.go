@@ -251,23 +251,32 @@ func firstStart(ctx context.Context, cmd *cobra.Command, o *serveOptions, store 
 		fmt.Fprintf(stderr, "\nGatehouse: this database has no users. Create the first organization and admin with:\n  gatehouse bootstrap --database \"$GATEHOUSE_DATABASE\" --org ORG --admin NAME > admin.token\n\n")
 		return nil
 	}
+	// The token goes to a temporary file first, renamed into place only by the process
+	// whose bootstrap committed: of several processes starting on one empty database, the
+	// losers never touch the winner's file.
 	path := filepath.Join(o.sf.dataDir, AdminTokenFile)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := os.CreateTemp(o.sf.dataDir, ".admin.token.tmp-*") // mode 0600
 	if err != nil {
 		return fmt.Errorf("first start: %w", err)
 	}
+	defer os.Remove(f.Name())
 	tok, err := app.Bootstrap(ctx, store, o.bootstrapOrg, o.bootstrapAdmin)
 	if err != nil {
 		f.Close()
-		os.Remove(path)
 		if gatehouse.IsCode(err, gatehouse.ECONFLICT) {
 			return nil // another process bootstrapped it meanwhile
 		}
 		return fmt.Errorf("first start: %w", err)
 	}
 	_, werr := fmt.Fprintln(f, tok)
+	if werr == nil {
+		werr = f.Sync()
+	}
 	if cerr := f.Close(); werr == nil {
 		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(f.Name(), path)
 	}
 	if werr != nil {
 		return fmt.Errorf("first start: writing the admin token to %s: %w", path, werr)

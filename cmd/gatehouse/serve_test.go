@@ -206,3 +206,18 @@ func TestRequestLogAndMetrics(t *testing.T) {
 		t.Errorf("--request-log=false still logs requests:\n%s", errb2.String())
 	}
 }
+
+// TestHealthcheck: the container health check exits 0 against a serving server and fails
+// where nothing answers.
+func TestHealthcheck(t *testing.T) {
+	isolate(t)
+	addr := freeAddr(t)
+	if _, _, err := runCLIErr(t, "healthcheck", "--url", "http://"+addr+"/healthz"); err == nil {
+		t.Fatal("healthcheck passed with no server")
+	}
+	startServe(t, "--data-dir", t.TempDir(), "--addr", addr, "--request-log=false")
+	waitFor(t, "a healthy server", func() bool {
+		_, _, err := runCLIErr(t, "healthcheck", "--url", "http://"+addr+"/healthz")
+		return err == nil
+	})
+}
