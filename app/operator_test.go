@@ -14,6 +14,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/app"
 	"github.com/gatehouse-dev/gatehouse/httpapi"
 	"github.com/gatehouse-dev/gatehouse/secrets"
+	"github.com/gatehouse-dev/gatehouse/store/postgres/pgtest"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -76,4 +77,46 @@ func TestMissingAuditSigningKeyRefused(t *testing.T) {
 		t.Fatalf("with NewSigningKey: %v", err)
 	}
 	stop()
+}
+
+// TestInstanceLockPostgres: on PostgreSQL the instance lock is an advisory lock: servers
+// share it, maintenance (keys rotate) is refused while one holds it and gets it after.
+func TestInstanceLockPostgres(t *testing.T) {
+	ctx := context.Background()
+	cluster := pgtest.Start(t)
+	cfg := app.Config{DataDir: t.TempDir(), Database: cluster.NewDatabase(t)}
+	a, err := app.Open(ctx, cfg, httpapi.DefaultConfig(), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := app.Open(ctx, cfg, httpapi.DefaultConfig(), quiet) // a second process
+	if err != nil {
+		t.Fatalf("a second server on the same database: %v", err)
+	}
+	store, err := app.OpenExistingStore(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if _, err := app.LockStore(ctx, cfg, store, true); !errors.Is(err, app.ErrServerRunning) {
+		t.Fatalf("exclusive lock with servers running: %v", err)
+	}
+	a.Close()
+	if _, err := app.LockStore(ctx, cfg, store, true); !errors.Is(err, app.ErrServerRunning) {
+		t.Fatalf("exclusive lock with one server running: %v", err)
+	}
+	b.Close()
+	unlock, err := app.LockStore(ctx, cfg, store, true)
+	if err != nil {
+		t.Fatalf("exclusive lock with no server: %v", err)
+	}
+	if _, err := app.Open(ctx, cfg, httpapi.DefaultConfig(), quiet); err == nil {
+		t.Fatal("a server started during maintenance")
+	}
+	unlock()
+	c, err := app.Open(ctx, cfg, httpapi.DefaultConfig(), quiet)
+	if err != nil {
+		t.Fatalf("a server after maintenance: %v", err)
+	}
+	c.Close()
 }
