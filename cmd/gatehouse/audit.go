@@ -27,7 +27,7 @@ import (
 
 func newAuditCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "The audit log: list, export, verify, prune"}
-	cmd.AddCommand(newAuditLsCmd(), newAuditExportCmd(), newAuditVerifyCmd(), newAuditPruneCmd(), newAuditPublicKeyCmd())
+	cmd.AddCommand(newAuditLsCmd(), newAuditExportCmd(), newAuditVerifyCmd(), newAuditVerifyRemoteCmd(), newAuditPruneCmd(), newAuditPublicKeyCmd())
 	return cmd
 }
 

@@ -221,3 +221,27 @@ func TestHealthcheck(t *testing.T) {
 		return err == nil
 	})
 }
+
+// TestAuditVerifyRemote: a site administrator verifies the whole audit log through the API.
+func TestAuditVerifyRemote(t *testing.T) {
+	isolate(t)
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	startServe(t, "--data-dir", dir, "--addr", addr, "--request-log=false")
+	var tok string
+	waitFor(t, "the admin token", func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, AdminTokenFile))
+		tok = strings.TrimSpace(string(b))
+		return tok != ""
+	})
+	t.Setenv("GATEHOUSE_TOKEN", tok)
+	var out string
+	waitFor(t, "the server", func() bool {
+		var err error
+		out, _, err = runCLIErr(t, "audit", "verify-remote", "--server", addr)
+		return err == nil
+	})
+	if !strings.Contains(out, "OK") || !strings.Contains(out, "checkpoints:") {
+		t.Errorf("audit verify-remote: %q", out)
+	}
+}
