@@ -371,7 +371,13 @@ func TestUnauthorizedSaysWhy(t *testing.T) {
 	if code, out := apiCall(t, url, admin, "DELETE", "/api/user/tokens/"+created["id"].(string), nil); code != 200 && code != 204 {
 		t.Fatal(code, out)
 	}
+	code, short := apiCall(t, url, admin, "POST", "/api/user/tokens", map[string]any{"name": "short", "expires": time.Now().Add(time.Second).Unix() + 1})
+	if code != 200 {
+		t.Fatal(code, short)
+	}
+	time.Sleep(time.Until(time.Unix(int64(short["expires"].(float64)), 0)) + 50*time.Millisecond)
 	for _, c := range []struct{ tok, want string }{
+		{short["tokenValue"].(string), "expired at"},
 		{"", "No credentials provided"},
 		{"not-a-token", "malformed"},
 		{mustToken(t, token.Personal), "unknown token"},
