@@ -133,6 +133,7 @@ func (s *Server) authenticateLease(rq *Request, tx gatehouse.Tx, cred string, no
 	rq.setActor()
 	if u.Status == gatehouse.StatusRunning && !u.LeaseExpires.After(now) {
 		// The CLI reads a 403 on lease calls as "lease expired".
+		s.metrics.leaseExpired.Inc()
 		return gatehouse.Errorf(gatehouse.EGONE, "the update's lease has expired")
 	}
 	rq.LeaseToken = cred

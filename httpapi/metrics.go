@@ -17,6 +17,7 @@ type metrics struct {
 	duration      *prometheus.HistogramVec
 	authFailures  *prometheus.CounterVec
 	auditFailures prometheus.Counter
+	leaseExpired  prometheus.Counter
 }
 
 // authFailureReasons are the reasons of gatehouse_auth_failures_total (all exported at 0
@@ -42,12 +43,16 @@ func newMetrics(reg prometheus.Registerer, store gatehouse.Store) *metrics {
 			Name: "gatehouse_audit_write_failures_total",
 			Help: "Requests refused because their audit record could not be written.",
 		}),
+		leaseExpired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_update_lease_expired_total",
+			Help: "Calls with an update lease that had expired (a CLI that died or lost its connection mid-update).",
+		}),
 	}
 	for _, r := range authFailureReasons {
 		m.authFailures.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.authFailures, m.auditFailures, buildInfoCollector())
+		reg.MustRegister(m.requests, m.duration, m.authFailures, m.auditFailures, m.leaseExpired, buildInfoCollector())
 		if p, ok := store.(interface{ Writer() *sql.DB }); ok {
 			reg.MustRegister(collectors.NewDBStatsCollector(p.Writer(), store.Engine()))
 		}
