@@ -87,6 +87,9 @@ type User struct {
 	// Gatehouse recorded it).
 	CreatedByOrg int64
 	Created      time.Time
+	// Disabled is when the user was disabled (zero: active). A disabled user cannot
+	// authenticate; GetUser, GetUserByName and ListUsers fill it in (member listings do not).
+	Disabled time.Time
 }
 
 // Member is a user's membership of an organization.

@@ -56,6 +56,12 @@ type Tx interface {
 	GetUser(id int64) (*User, error)
 	GetUserByName(name string) (*User, error)
 	CountUsers() (int, error)
+	// ListUsers returns every user, by name.
+	ListUsers() ([]User, error)
+	// DisableUser disables the user at at and revokes every personal token of theirs that
+	// is still live then; it returns how many it revoked. ENOTFOUND for an unknown user.
+	// Disabling a disabled user keeps the first time and revokes nothing more.
+	DisableUser(id int64, at time.Time) (int, error)
 	PutMember(orgID, userID int64, role Role) error // adds or changes the role
 	GetMember(orgID, userID int64) (*Member, error)
 	ListMembers(orgID int64) ([]Member, error)

@@ -7,8 +7,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -51,6 +54,47 @@ func OpenStore(ctx context.Context, cfg Config) (gatehouse.Store, error) {
 	return nil, fmt.Errorf("unsupported database URL %q (want sqlite://PATH or postgres://...)", redactURL(cfg.Database))
 }
 
+// SQLitePath is the SQLite database file cfg names ("" for another engine).
+func SQLitePath(cfg Config) string {
+	switch {
+	case strings.HasPrefix(cfg.Database, "sqlite://"):
+		return strings.TrimPrefix(cfg.Database, "sqlite://")
+	case cfg.Database == "" && cfg.DataDir != "":
+		return filepath.Join(cfg.DataDir, sqlite.FileName)
+	}
+	return ""
+}
+
+// StoreExists says whether the configured SQLite database exists (always true for a
+// database server: it is not created by Gatehouse).
+func StoreExists(cfg Config) (bool, error) {
+	p := SQLitePath(cfg)
+	if p == "" {
+		return true, nil
+	}
+	_, err := os.Stat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// OpenExistingStore is OpenStore for commands that must not create an instance: a missing
+// SQLite database (a mistyped --data-dir) is an error and nothing is created.
+func OpenExistingStore(ctx context.Context, cfg Config) (gatehouse.Store, error) {
+	if cfg.Database == "" && cfg.DataDir == "" {
+		return nil, errors.New("no data directory: set --data-dir (or GATEHOUSE_DATA_DIR) or --database")
+	}
+	ok, err := StoreExists(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("no Gatehouse database at %s (is --data-dir right?); nothing was created", SQLitePath(cfg))
+	}
+	return OpenStore(ctx, cfg)
+}
+
 // openPostgres is set by the postgres engine when it is linked in.
 var openPostgres = func(ctx context.Context, url string) (gatehouse.Store, error) {
 	return nil, errors.New("this gatehouse was built without PostgreSQL support")
@@ -74,15 +118,6 @@ func OpenKeyring(ctx context.Context, cfg Config, store gatehouse.Store) (_ *sec
 	// A KMS or Vault that does not answer must not hang the start forever.
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	kr, err := secrets.OpenKeyring(ctx, cfg.Keyring, cfg.DataDir)
-	if err != nil {
-		return nil, fmt.Errorf("keyring: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			kr.Close()
-		}
-	}()
 	var canary []byte
 	var nkeys int
 	err = store.View(ctx, func(tx gatehouse.Tx) error {
@@ -98,6 +133,24 @@ func OpenKeyring(ctx context.Context, cfg Config, store gatehouse.Store) (_ *sec
 	if err != nil {
 		return nil, err
 	}
+	if (canary != nil || nkeys > 0) && strings.TrimSpace(cfg.Keyring) == "" && cfg.DataDir != "" {
+		// The data was encrypted with the default key file: never create a new one in its
+		// place (it could not decrypt anything, and would be left behind).
+		path := filepath.Join(cfg.DataDir, secrets.KeyFileName)
+		if _, serr := os.Stat(path); errors.Is(serr, fs.ErrNotExist) {
+			return nil, fmt.Errorf("the key file %s is missing, but this database's stack secrets were encrypted with it; "+
+				"refusing to start: restore %s from backup (or point --keyring at the key the data was encrypted with)", path, secrets.KeyFileName)
+		}
+	}
+	kr, err := secrets.OpenKeyring(ctx, cfg.Keyring, cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("keyring: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			kr.Close()
+		}
+	}()
 	if canary == nil {
 		if nkeys > 0 {
 			return nil, fmt.Errorf("the database holds %d stack data keys but no keyring canary; refusing to start with keyring %s", nkeys, kr.Describe())
@@ -192,6 +245,8 @@ type Server struct {
 	API      *httpapi.Server
 	Handler  http.Handler
 	Registry *prometheus.Registry
+
+	unlock func() // the instance lock, held shared while serving
 }
 
 // Open assembles a server.
@@ -200,9 +255,15 @@ func Open(ctx context.Context, cfg Config, api httpapi.Config, log *slog.Logger)
 	if err != nil {
 		return nil, err
 	}
+	unlock, err := LockStore(ctx, cfg, store, false)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
 	kr, err := OpenKeyring(ctx, cfg, store)
 	if err != nil {
 		store.Close()
+		unlock()
 		return nil, err
 	}
 	reg := prometheus.NewRegistry()
@@ -213,11 +274,14 @@ func Open(ctx context.Context, cfg Config, api httpapi.Config, log *slog.Logger)
 	// /metrics is the one route outside the API table: Prometheus' own handler.
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle("/", srv)
-	return &Server{Store: store, Keyring: kr, API: srv, Handler: mux, Registry: reg}, nil
+	return &Server{Store: store, Keyring: kr, API: srv, Handler: mux, Registry: reg, unlock: unlock}, nil
 }
 
 // Close releases everything.
 func (s *Server) Close() error {
 	s.API.Close()
+	if s.unlock != nil {
+		s.unlock()
+	}
 	return errors.Join(s.Keyring.Close(), s.Store.Close())
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"iter"
 	"log/slog"
 	mrand "math/rand/v2"
@@ -53,6 +54,9 @@ type AuditConfig struct {
 	// Export tunes the exporters (batch size, poll interval, backoff). Logger and
 	// Registerer are StartAudit's.
 	Export audit.ExporterOptions
+	// NewSigningKey allows creating a new signing key although the log has checkpoints
+	// signed by another one (the old key is lost for good).
+	NewSigningKey bool
 	// API, if set, receives the public key that GET /api/admin/auditlogs/verify checks the
 	// checkpoints with, and the checkpoint period it judges the newest checkpoint's age by.
 	API *httpapi.Server
@@ -156,6 +160,9 @@ func StartAudit(ctx context.Context, store gatehouse.Store, cfg AuditConfig, dat
 	if cfg.Owner == "" {
 		cfg.Owner = defaultLeaseOwner()
 	}
+	if err := checkSigningKeyPresent(ctx, store, cfg, dataDir); err != nil {
+		return nil, err
+	}
 	signer, err := LoadAuditSigner(cfg.SigningKey, dataDir)
 	if err != nil {
 		return nil, err
@@ -210,6 +217,40 @@ func StartAudit(ctx context.Context, store gatehouse.Store, cfg AuditConfig, dat
 		})
 	}
 	return stop, nil
+}
+
+// checkSigningKeyPresent refuses to create a new signing key when the log already has
+// checkpoints: they were signed by the missing key, and a new one would make every later
+// verification report tampering that never happened. cfg.NewSigningKey overrides it.
+func checkSigningKeyPresent(ctx context.Context, store gatehouse.Store, cfg AuditConfig, dataDir string) error {
+	path, err := AuditSigningKeyPath(cfg.SigningKey, dataDir)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) || cfg.NewSigningKey {
+		return nil
+	}
+	var last *gatehouse.AuditCheckpoint
+	if err := store.View(ctx, func(tx gatehouse.Tx) error {
+		for _, kind := range []string{gatehouse.CheckpointPeriodic, gatehouse.CheckpointRetention} {
+			cp, err := tx.LatestAuditCheckpoint(kind)
+			if err != nil && !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+				return err
+			}
+			if cp != nil && (last == nil || cp.Seq > last.Seq) {
+				last = cp
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if last == nil {
+		return nil
+	}
+	return fmt.Errorf("the audit signing key %s is missing, but the audit log has checkpoints signed by key %s (newest at seq %d); "+
+		"refusing to start with a new key, which would make `gatehouse audit verify` report tampering: restore %s (key id %s) from backup, "+
+		"or point --audit-signing-key at it; if it is lost for good, start once with --audit-new-signing-key", path, last.KeyID, last.Seq, filepath.Base(path), last.KeyID)
 }
 
 func defaultLeaseOwner() string {

@@ -67,7 +67,7 @@ func Migrate(ctx context.Context, from, to Config) (MigrateResult, error) {
 	if err := precheckEmpty(ctx, toID); err != nil {
 		return res, err
 	}
-	src, err := OpenStore(ctx, from)
+	src, err := OpenExistingStore(ctx, from)
 	if err != nil {
 		return res, fmt.Errorf("source: %w", err)
 	}

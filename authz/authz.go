@@ -32,6 +32,8 @@ const (
 	// Site administration.
 	SiteOrgCreate   Action = "site:org:create"
 	SiteAuditVerify Action = "site:audit:verify" // verify the whole audit log's chain and checkpoints
+	SiteUserRead    Action = "site:user:read"    // list every user of the site
+	SiteUserDisable Action = "site:user:disable" // disable a user: every personal token ends
 
 	// Organization-level.
 	OrgRead        Action = "org:read"         // see the organization, list its projects
@@ -300,6 +302,11 @@ func Decide(sub *Subject, action Action, res Resource, f Facts) Decision {
 			return allow("site administrator")
 		}
 		return deny("only a site administrator may verify the audit log")
+	case SiteUserRead, SiteUserDisable:
+		if sub.Kind == UserKind && sub.User.SiteAdmin {
+			return allow("site administrator")
+		}
+		return deny("only a site administrator may list or disable users")
 	case UpdateLease, UpdateComplete:
 		return deny("this call needs the update's lease token")
 	case UserInvitationRead, UserInvitationAccept, UserInvitationDecline:

@@ -168,6 +168,8 @@ func testMigrateOnce(t *testing.T, bin string, cluster *pgtest.Cluster) {
 	must(t, db.QueryRow(`SELECT COUNT(*), COUNT(DISTINCT version), MAX(version) FROM schema_migrations`).Scan(&rows, &versions, &latest))
 	must(t, db.QueryRow(`SELECT COUNT(*) FROM audit_head`).Scan(&heads))
 	must(t, db.QueryRow(`SELECT COUNT(*) FROM meta WHERE key = 'keyring_canary'`).Scan(&canaries))
+	// Migrations are numbered 1..N without gaps (Migrate applies those above the newest
+	// applied one, so a gap filled later would be skipped).
 	if rows != len(files) || versions != len(files) || latest != len(files) {
 		t.Fatalf("schema_migrations: %d rows, %d distinct versions, newest %d; want each of the %d migrations once", rows, versions, latest, len(files))
 	}

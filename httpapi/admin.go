@@ -634,8 +634,16 @@ func teamMember(rq *Request, tx gatehouse.Tx, t *gatehouse.Team, name, action st
 func scopeOf(rq *Request, tx gatehouse.Tx, stack, project, tag string) (gatehouse.Scope, error) {
 	var sc gatehouse.Scope
 	n := 0
+	for _, v := range []string{stack, project, tag} {
+		if v != "" {
+			n++
+		}
+	}
+	if n != 1 {
+		// Checked first: with two scopes, "stack does not exist" would mislead.
+		return sc, gatehouse.Errorf(gatehouse.EINVALID, "name exactly one of stack (project/stack), project or tag (name=value)")
+	}
 	if stack != "" {
-		n++
 		p, name, ok := strings.Cut(stack, "/")
 		if !ok {
 			return sc, gatehouse.Errorf(gatehouse.EINVALID, "stack must be given as project/stack, not %q", stack)
@@ -650,22 +658,17 @@ func scopeOf(rq *Request, tx gatehouse.Tx, stack, project, tag string) (gatehous
 		sc.StackID, sc.StackRef = st.ID, &gatehouse.StackRef{Org: rq.Org.Name, Project: p, Stack: name}
 	}
 	if project != "" {
-		n++
 		if err := validName("project", project); err != nil {
 			return sc, err
 		}
 		sc.Project = project
 	}
 	if tag != "" {
-		n++
 		k, v, ok := strings.Cut(tag, "=")
 		if !ok || !tagKeyRE.MatchString(k) || len(v) > 256 {
 			return sc, gatehouse.Errorf(gatehouse.EINVALID, "tag selector must be name=value, not %q", tag)
 		}
 		sc.TagName, sc.TagValue = k, v
-	}
-	if n != 1 {
-		return sc, gatehouse.Errorf(gatehouse.EINVALID, "name exactly one of stack (project/stack), project or tag (name=value)")
 	}
 	return sc, nil
 }

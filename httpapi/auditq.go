@@ -16,6 +16,8 @@ type auditQueue struct {
 	store gatehouse.Store
 	in    chan auditReq
 	once  sync.Once
+	// failures counts events that could not be written (gatehouse_audit_write_failures_total).
+	failures interface{ Add(float64) }
 }
 
 type auditReq struct {
@@ -67,6 +69,9 @@ func (q *auditQueue) loop() {
 			}
 			return nil
 		})
+		if err != nil && q.failures != nil {
+			q.failures.Add(float64(len(batch)))
+		}
 		for _, r := range batch {
 			r.done <- err
 		}

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -24,7 +25,7 @@ func (s *Server) authenticate(rq *Request, tx gatehouse.Tx) error {
 	scheme, cred, _ := strings.Cut(rq.Header.Get("Authorization"), " ")
 	cred = strings.TrimSpace(cred)
 	if cred == "" {
-		return gatehouse.Errorf(gatehouse.EUNAUTHORIZED, "No credentials provided or are invalid.")
+		return s.authFailed(rq, "missing", "No credentials provided: send Authorization: token <access token>.")
 	}
 	now := s.cfg.Now()
 	switch rt.Auth {
@@ -35,7 +36,7 @@ func (s *Server) authenticate(rq *Request, tx gatehouse.Tx) error {
 		return s.authenticateLease(rq, tx, cred, now)
 	default:
 		if !strings.EqualFold(scheme, "token") && !strings.EqualFold(scheme, "bearer") {
-			return gatehouse.Errorf(gatehouse.EUNAUTHORIZED, "unsupported authorization scheme %q; use: token <access token>", scheme)
+			return s.authFailed(rq, "scheme", fmt.Sprintf("unsupported authorization scheme %q; use: token <access token>", scheme))
 		}
 		return s.authenticateToken(rq, tx, cred, now)
 	}
@@ -45,7 +46,7 @@ func (s *Server) authenticateToken(rq *Request, tx gatehouse.Tx, cred string, no
 	kind, err := token.Parse(cred)
 	if err != nil || kind == token.Lease {
 		rq.event.Reason = "malformed token"
-		return gatehouse.Errorf(gatehouse.EUNAUTHORIZED, "No credentials provided or are invalid.")
+		return s.authFailed(rq, "malformed", "Invalid credentials: the token is malformed (not a Gatehouse access token).")
 	}
 	digest := token.Digest(cred)
 	sub, err := s.cache.subject(rq.epoch, digest, func() (*authz.Subject, error) {
@@ -75,16 +76,27 @@ func (s *Server) authenticateToken(rq *Request, tx gatehouse.Tx, cred string, no
 		}
 		return sub, nil
 	})
+	if err == nil && sub.User != nil && !sub.User.Disabled.IsZero() {
+		rq.event.TokenID, rq.event.Reason = sub.Token.ID, "the user is disabled"
+		return s.authFailed(rq, "disabled", "Invalid credentials: this user account is disabled.")
+	}
 	if err == nil && !sub.Token.Live(now) {
+		// Only the token's holder can send it: saying why it stopped working tells them
+		// nothing they should not know.
 		rq.event.TokenID = sub.Token.ID
-		err = gatehouse.Errorf(gatehouse.EUNAUTHORIZED, "the token has expired or was revoked")
+		if t := sub.Token.Revoked; !t.IsZero() && !now.Before(t) {
+			rq.event.Reason = "the token was revoked"
+			return s.authFailed(rq, "revoked", "Invalid credentials: the token was revoked.")
+		}
+		rq.event.Reason = "the token has expired"
+		return s.authFailed(rq, "expired", "Invalid credentials: the token expired at "+sub.Token.Expires.UTC().Format(time.RFC3339)+".")
 	}
 	if err != nil {
 		if gatehouse.IsCode(err, gatehouse.ENOTFOUND) || gatehouse.IsCode(err, gatehouse.EUNAUTHORIZED) {
 			if rq.event.Reason == "" {
 				rq.event.Reason = gatehouse.ErrorMessage(err)
 			}
-			return gatehouse.Errorf(gatehouse.EUNAUTHORIZED, "No credentials provided or are invalid.")
+			return s.authFailed(rq, "unknown", "Invalid credentials: unknown token (deleted, or never issued by this server).")
 		}
 		return err
 	}
@@ -92,6 +104,13 @@ func (s *Server) authenticateToken(rq *Request, tx gatehouse.Tx, cred string, no
 	rq.setActor()
 	s.touch.record(gatehouse.TokenUse{TokenID: sub.Token.ID, At: now, IP: rq.event.SourceIP, Agent: rq.event.UserAgent})
 	return nil
+}
+
+// authFailed answers a failed authentication with a 401 saying why (the reason is also
+// counted: gatehouse_auth_failures_total{reason}).
+func (s *Server) authFailed(_ *Request, reason, msg string) error {
+	s.metrics.authFailure(reason)
+	return gatehouse.Errorf(gatehouse.EUNAUTHORIZED, "%s", msg)
 }
 
 func (s *Server) authenticateLease(rq *Request, tx gatehouse.Tx, cred string, now time.Time) error {
@@ -114,6 +133,7 @@ func (s *Server) authenticateLease(rq *Request, tx gatehouse.Tx, cred string, no
 	rq.setActor()
 	if u.Status == gatehouse.StatusRunning && !u.LeaseExpires.After(now) {
 		// The CLI reads a 403 on lease calls as "lease expired".
+		s.metrics.leaseExpired.Inc()
 		return gatehouse.Errorf(gatehouse.EGONE, "the update's lease has expired")
 	}
 	rq.LeaseToken = cred

@@ -315,6 +315,8 @@ func (w *world) request(t *testing.T, method, pattern, subject string) call {
 		return call{path: "/api/orgs/acme/members/member", body: map[string]string{"role": "member"}}
 	case "DELETE /api/orgs/{org}/members/{user}":
 		return call{path: "/api/orgs/acme/members/otherteam"}
+	case "POST /api/admin/users/{user}/disable":
+		return call{path: "/api/admin/users/nonmember/disable"}
 	case "POST /api/orgs/{org}/users":
 		return call{path: "/api/orgs/acme/users", body: map[string]string{"name": "user-" + subject}}
 	case "POST /api/orgs/{org}/teams/pulumi":
@@ -378,6 +380,7 @@ var destructive = map[string]bool{
 	"DELETE /api/orgs/{org}/teams/{team}":                                        true,
 	"DELETE /api/orgs/{org}/protections":                                         true,
 	"PATCH /api/orgs/{org}/members/{user}":                                       true,
+	"POST /api/admin/users/{user}/disable":                                       true,
 	"POST /api/stacks/{org}/{project}/{stack}/update/{updateID}/checkpointdelta": true,
 }
 

@@ -63,6 +63,8 @@ func (s *Server) registerRoutes() {
 
 	// Organizations, members, users.
 	s.handle(post, "/api/orgs", authz.SiteOrgCreate, s.createOrg)
+	s.handle(get, "/api/admin/users", authz.SiteUserRead, s.listSiteUsers)
+	s.handle(post, "/api/admin/users/{user}/disable", authz.SiteUserDisable, s.disableUser)
 	s.handle(get, "/api/orgs/{org}", authz.OrgRead, s.getOrg)
 	s.handle(patch, "/api/orgs/{org}", authz.OrgUpdate, s.updateOrgSettings)
 	s.handle(get, "/api/orgs/{org}/members", authz.OrgMemberRead, s.listMembers)

@@ -71,6 +71,8 @@ type Config struct {
 	// IssuerClient, when set, is the HTTP client issuer keys are fetched with (tests);
 	// otherwise oidc.NewHTTPClient with AllowPrivateIssuers.
 	IssuerClient *http.Client
+	// RequestLog logs one line per request at info (reqlog.go).
+	RequestLog bool
 	// Now is the clock (tests).
 	Now func() time.Time
 }
@@ -130,11 +132,12 @@ func New(store gatehouse.Store, sm *secrets.Manager, log *slog.Logger, reg prome
 	if cfg.LeaseDuration <= 0 {
 		cfg.LeaseDuration = DefaultConfig().LeaseDuration
 	}
-	s := &Server{store: store, secrets: sm, log: log, cfg: cfg, mux: http.NewServeMux(), metrics: newMetrics(reg)}
+	s := &Server{store: store, secrets: sm, log: log, cfg: cfg, mux: http.NewServeMux(), metrics: newMetrics(reg, store)}
 	s.touch = newToucher(store, log)
 	s.cache = newAuthCache()
 	s.auditQ = newAuditQueue(store)
 	s.auditAgg = newAuditAggregator(store, log, cfg.Now)
+	s.auditQ.failures = s.metrics.auditFailures
 	if cfg.AuthFailureWindow <= 0 {
 		cfg.AuthFailureWindow = 5 * time.Minute
 		s.cfg.AuthFailureWindow = cfg.AuthFailureWindow
@@ -272,6 +275,7 @@ func (s *Server) serve(rt *Route, w http.ResponseWriter, r *http.Request) {
 		rq.write(res)
 	}
 	s.metrics.observe(rt, rq.status, time.Since(start))
+	s.logRequest(rq, time.Since(start))
 }
 
 // run is the request path.

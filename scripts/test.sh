@@ -15,4 +15,15 @@ if [ -n "$unformatted" ]; then
   echo "gofmt needed on:"; echo "$unformatted"; exit 1
 fi
 go vet ./...
-go test -race -timeout 20m ./...
+# go test in package-list mode prints only "ok" for a passing package, hiding the loud
+# banners of tests that skip because something is missing here. testreport prints every
+# package's result line, failed tests in full, and every skipped test with its reason.
+go build -o "${TMPDIR:-/tmp}/gatehouse-testreport.$$" ./scripts/testreport
+trap 'rm -f "${TMPDIR:-/tmp}/gatehouse-testreport.$$"' EXIT
+set +e
+go test -race -timeout 20m -json ./... | "${TMPDIR:-/tmp}/gatehouse-testreport.$$"
+status=("${PIPESTATUS[@]}")
+set -e
+if [ "${status[0]}" -ne 0 ] || [ "${status[1]}" -ne 0 ]; then
+  exit 1
+fi

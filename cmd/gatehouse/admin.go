@@ -28,6 +28,16 @@ func orgFlag(cmd *cobra.Command, c *apiClient) func(cmd *cobra.Command, method, 
 	}
 }
 
+// done reports a change that the API answers without a body: a sentence in table mode,
+// with --json the object that changed (API names).
+func (c *apiClient) done(cmd *cobra.Command, obj map[string]any, format string, args ...any) error {
+	if c.json {
+		return printJSON(cmd.OutOrStdout(), obj)
+	}
+	_, err := fmt.Fprintf(cmd.OutOrStdout(), format+"\n", args...)
+	return err
+}
+
 func newOrgCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "org", Short: "Organizations and their settings"}
 	c := addClientFlags(cmd)
@@ -42,6 +52,26 @@ func newOrgCmd() *cobra.Command {
 		},
 	})
 	cmd.AddCommand(&cobra.Command{
+		Use: "ls", Short: "List the organizations you belong to, with your role", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var out struct {
+				Organizations []struct {
+					Name string `json:"name"`
+					Role string `json:"role,omitempty"`
+				} `json:"organizations"`
+			}
+			if err := c.do(cmd, "GET", "/api/user", nil, &out); err != nil {
+				return err
+			}
+			return c.print(cmd, out, func(w *tabwriter.Writer) {
+				fmt.Fprintln(w, "ORGANIZATION\tYOUR ROLE")
+				for _, o := range out.Organizations {
+					fmt.Fprintf(w, "%s\t%s\n", o.Name, o.Role)
+				}
+			})
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
 		Use: "show ORG", Short: "Show an organization's settings", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var out orgOut
@@ -52,7 +82,7 @@ func newOrgCmd() *cobra.Command {
 		},
 	})
 	var defPerm string
-	var canCreate, canDelete string
+	var canCreate, canDelete optBool
 	var maxDays int
 	set := &cobra.Command{
 		Use: "set ORG", Short: "Change organization settings", Args: cobra.ExactArgs(1),
@@ -61,11 +91,11 @@ func newOrgCmd() *cobra.Command {
 			if defPerm != "" {
 				body["setDefaultStackPermission"] = defPerm
 			}
-			if canCreate != "" {
-				body["setMembersCanCreateStacks"] = canCreate == "true"
+			if canCreate.set {
+				body["setMembersCanCreateStacks"] = canCreate.value
 			}
-			if canDelete != "" {
-				body["setMembersCanDeleteStacks"] = canDelete == "true"
+			if canDelete.set {
+				body["setMembersCanDeleteStacks"] = canDelete.value
 			}
 			if cmd.Flags().Changed("max-token-days") {
 				body["setMaxAccessTokenExpiryDays"] = maxDays
@@ -81,8 +111,8 @@ func newOrgCmd() *cobra.Command {
 		},
 	}
 	set.Flags().StringVar(&defPerm, "default-stack-permission", "", "what every member may do on every stack: none, read, write or admin")
-	set.Flags().StringVar(&canCreate, "members-can-create-stacks", "", "true or false")
-	set.Flags().StringVar(&canDelete, "members-can-delete-stacks", "", "true or false (stack admins may delete their stacks)")
+	set.Flags().Var(&canCreate, "members-can-create-stacks", "true or false")
+	set.Flags().Var(&canDelete, "members-can-delete-stacks", "true or false (stack admins may delete their stacks)")
 	set.Flags().IntVar(&maxDays, "max-token-days", 0, "maximum token lifetime in days (0: no limit)")
 	cmd.AddCommand(set)
 	return cmd
@@ -98,6 +128,16 @@ type orgOut struct {
 }
 
 var permNames = map[int]string{0: "none", 101: "read", 102: "write", 103: "admin", 104: "admin"}
+
+// MarshalJSON prints the default stack permission as its word (the API's number is
+// Pulumi's wire encoding, not something to put in a script).
+func (o orgOut) MarshalJSON() ([]byte, error) {
+	type plain orgOut
+	return json.Marshal(struct {
+		plain
+		DefaultStackPermission string `json:"defaultStackPermission"`
+	}{plain(o), permNames[o.DefaultStackPermission]})
+}
 
 func (o orgOut) table(w *tabwriter.Writer) {
 	fmt.Fprintf(w, "organization\t%s\n", o.Name)
@@ -145,20 +185,29 @@ func newMemberCmd() *cobra.Command {
 	add := &cobra.Command{
 		Use: "add USER", Short: "Add an existing user to the organization (one it created, or as a site admin; others: gatehouse invite create)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return orgDo(cmd, "POST", "/members/"+args[0], map[string]string{"role": role}, nil)
+			if err := orgDo(cmd, "POST", "/members/"+args[0], map[string]string{"role": role}, nil); err != nil {
+				return err
+			}
+			return c.done(cmd, map[string]any{"user": args[0], "role": role}, "added %s as %s", args[0], role)
 		},
 	}
 	add.Flags().StringVar(&role, "role", "member", "admin, member or billing-manager")
 	setRole := &cobra.Command{
 		Use: "set-role USER ROLE", Short: "Change a member's role", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return orgDo(cmd, "PATCH", "/members/"+args[0], map[string]string{"role": args[1]}, nil)
+			if err := orgDo(cmd, "PATCH", "/members/"+args[0], map[string]string{"role": args[1]}, nil); err != nil {
+				return err
+			}
+			return c.done(cmd, map[string]any{"user": args[0], "role": args[1]}, "%s is now %s", args[0], args[1])
 		},
 	}
 	rm := &cobra.Command{
 		Use: "rm USER", Short: "Remove a member (and from the organization's teams)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return orgDo(cmd, "DELETE", "/members/"+args[0], nil, nil)
+			if err := orgDo(cmd, "DELETE", "/members/"+args[0], nil, nil); err != nil {
+				return err
+			}
+			return c.done(cmd, map[string]any{"user": args[0], "removed": true}, "removed %s from the organization (and its teams)", args[0])
 		},
 	}
 	cmd.AddCommand(add, setRole, rm)
@@ -199,7 +248,52 @@ func newUserCmd() *cobra.Command {
 	create.Flags().StringVar(&org, "org", envDefault("GATEHOUSE_ORG", ""), "organization to add the user to")
 	create.Flags().StringVar(&role, "role", "member", "admin, member or billing-manager")
 	create.Flags().StringVar(&email, "email", "", "email address")
-	cmd.AddCommand(create)
+	type siteUser struct {
+		Name          string `json:"name"`
+		Email         string `json:"email,omitempty"`
+		SiteAdmin     bool   `json:"siteAdmin"`
+		Created       string `json:"created"`
+		Disabled      string `json:"disabled,omitempty"`
+		RevokedTokens *int   `json:"revokedTokens,omitempty"`
+	}
+	ls := &cobra.Command{
+		Use: "ls", Short: "List every user of the site (site administrators)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var out struct {
+				Users []siteUser `json:"users"`
+			}
+			if err := c.do(cmd, "GET", "/api/admin/users", nil, &out); err != nil {
+				return err
+			}
+			return c.print(cmd, out, func(w *tabwriter.Writer) {
+				fmt.Fprintln(w, "USER\tEMAIL\tSITE ADMIN\tSTATUS")
+				for _, u := range out.Users {
+					status := "active"
+					if u.Disabled != "" {
+						status = "disabled " + u.Disabled
+					}
+					fmt.Fprintf(w, "%s\t%s\t%v\t%s\n", u.Name, u.Email, u.SiteAdmin, status)
+				}
+			})
+		},
+	}
+	disable := &cobra.Command{
+		Use: "disable NAME", Short: "Disable a user at once: every personal token ends and they cannot authenticate (site administrators)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var out siteUser
+			if err := c.do(cmd, "POST", "/api/admin/users/"+url.PathEscape(args[0])+"/disable", nil, &out); err != nil {
+				return err
+			}
+			n := 0
+			if out.RevokedTokens != nil {
+				n = *out.RevokedTokens
+			}
+			return c.print(cmd, out, func(w *tabwriter.Writer) {
+				fmt.Fprintf(w, "disabled %s (since %s); revoked %d personal tokens\n", out.Name, out.Disabled, n)
+			})
+		},
+	}
+	cmd.AddCommand(create, ls, disable)
 	return cmd
 }
 
@@ -211,7 +305,11 @@ func newTeamCmd() *cobra.Command {
 		Use: "ls", Short: "List teams", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var out struct {
-				Teams []struct{ Name, DisplayName, Description string } `json:"teams"`
+				Teams []struct {
+					Name        string `json:"name"`
+					DisplayName string `json:"displayName"`
+					Description string `json:"description"`
+				} `json:"teams"`
 			}
 			if err := orgDo(cmd, "GET", "/teams", nil, &out); err != nil {
 				return err
@@ -228,7 +326,15 @@ func newTeamCmd() *cobra.Command {
 	create := &cobra.Command{
 		Use: "create NAME", Short: "Create a team", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return orgDo(cmd, "POST", "/teams/pulumi", map[string]string{"name": args[0], "description": desc}, nil)
+			var out json.RawMessage
+			if err := orgDo(cmd, "POST", "/teams/pulumi", map[string]string{"name": args[0], "description": desc}, &out); err != nil {
+				return err
+			}
+			if c.json && len(out) > 0 {
+				_, err := fmt.Fprintln(cmd.OutOrStdout(), string(out))
+				return err
+			}
+			return c.done(cmd, map[string]any{"name": args[0], "description": desc}, "created team %s", args[0])
 		},
 	}
 	create.Flags().StringVar(&desc, "description", "", "what the team is for")
@@ -261,14 +367,21 @@ func newTeamCmd() *cobra.Command {
 	rm := &cobra.Command{
 		Use: "rm NAME", Short: "Delete a team (its grants go with it)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return orgDo(cmd, "DELETE", "/teams/"+args[0], nil, nil)
+			if err := orgDo(cmd, "DELETE", "/teams/"+args[0], nil, nil); err != nil {
+				return err
+			}
+			return c.done(cmd, map[string]any{"name": args[0], "deleted": true}, "deleted team %s and its grants", args[0])
 		},
 	}
 	memberAction := func(use, short, action string) *cobra.Command {
 		return &cobra.Command{
 			Use: use + " TEAM USER", Short: short, Args: cobra.ExactArgs(2),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				return orgDo(cmd, "PATCH", "/teams/"+args[0], map[string]string{"memberAction": action, "member": args[1]}, nil)
+				if err := orgDo(cmd, "PATCH", "/teams/"+args[0], map[string]string{"memberAction": action, "member": args[1]}, nil); err != nil {
+					return err
+				}
+				verb := map[string]string{"add": "added %s to team %s", "remove": "removed %s from team %s"}[action]
+				return c.done(cmd, map[string]any{"team": args[0], "member": args[1], "memberAction": action}, verb, args[1], args[0])
 			},
 		}
 	}
@@ -279,11 +392,20 @@ func newTeamCmd() *cobra.Command {
 }
 
 type grantOut struct {
-	Stack      string `json:"stack"`
-	Project    string `json:"project"`
-	Tag        string `json:"tag"`
+	Stack      string `json:"stack,omitempty"`
+	Project    string `json:"project,omitempty"`
+	Tag        string `json:"tag,omitempty"`
 	Permission string `json:"permission"`
 	Decrypt    bool   `json:"decrypt"`
+}
+
+// decryptNote is "+decrypt" for a read grant that includes decrypting (write and admin
+// always do).
+func decryptNote(perm string, d bool) string {
+	if d && perm == "read" {
+		return "+decrypt"
+	}
+	return ""
 }
 
 func (g grantOut) scope() string {
@@ -303,6 +425,26 @@ func (s *scopeFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&s.stack, "stack", "", "one stack, as project/stack")
 	cmd.Flags().StringVar(&s.project, "project", "", "every stack of a project")
 	cmd.Flags().StringVar(&s.tag, "tag", "", "every stack with this tag, as name=value (e.g. env=production)")
+}
+
+// check refuses anything but exactly one scope (the server would name only the first
+// problem it meets, e.g. a stack that does not exist).
+func (s *scopeFlags) check() error {
+	n := 0
+	for _, v := range []string{s.stack, s.project, s.tag} {
+		if v != "" {
+			n++
+		}
+	}
+	if n != 1 {
+		return fmt.Errorf("give exactly one scope: --stack PROJECT/STACK, --project PROJECT or --tag NAME=VALUE (got %d)", n)
+	}
+	return nil
+}
+
+// String names the scope as the table output does.
+func (s *scopeFlags) String() string {
+	return grantOut{Stack: s.stack, Project: s.project, Tag: s.tag}.scope()
 }
 
 func (s *scopeFlags) body(extra map[string]any) map[string]any {
@@ -330,7 +472,40 @@ func newGrantCmd() *cobra.Command {
 		Example: "  gatehouse grant add productionadmins --org acme --tag env=production --permission admin\n" +
 			"  gatehouse grant add productionreadonly --org acme --tag env=production --permission read",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return orgDo(cmd, "PATCH", "/teams/"+args[0], map[string]any{"addGrant": sf.body(map[string]any{"permission": perm, "decrypt": decrypt})}, nil)
+			if err := sf.check(); err != nil {
+				return err
+			}
+			// A grant on a scope the team already has one on replaces it: say so.
+			var before struct {
+				Grants []grantOut `json:"grants"`
+			}
+			if err := orgDo(cmd, "GET", "/teams/"+args[0], nil, &before); err != nil {
+				return err
+			}
+			var prev *grantOut
+			for i, g := range before.Grants {
+				if g.Stack == sf.stack && g.Project == sf.project && g.Tag == sf.tag {
+					prev = &before.Grants[i]
+				}
+			}
+			if err := orgDo(cmd, "PATCH", "/teams/"+args[0], map[string]any{"addGrant": sf.body(map[string]any{"permission": perm, "decrypt": decrypt})}, nil); err != nil {
+				return err
+			}
+			// write and admin always include decrypting (the server stores it so).
+			now := grantOut{Stack: sf.stack, Project: sf.project, Tag: sf.tag, Permission: perm, Decrypt: decrypt || perm == "write" || perm == "admin"}
+			decrypt := now.Decrypt
+			obj := map[string]any{"team": args[0], "grant": now}
+			what := perm + decryptNote(perm, decrypt)
+			switch {
+			case prev == nil:
+				obj["change"] = "added"
+				return c.done(cmd, obj, "granted team %s %s on %s", args[0], what, sf.String())
+			case prev.Permission == perm && prev.Decrypt == decrypt:
+				obj["change"] = "unchanged"
+				return c.done(cmd, obj, "team %s already has %s on %s (unchanged)", args[0], what, sf.String())
+			}
+			obj["change"], obj["previous"] = "updated", prev
+			return c.done(cmd, obj, "changed team %s's grant on %s from %s to %s", args[0], sf.String(), prev.Permission+decryptNote(prev.Permission, prev.Decrypt), what)
 		},
 	}
 	sf.add(add)
@@ -340,7 +515,13 @@ func newGrantCmd() *cobra.Command {
 	rm := &cobra.Command{
 		Use: "rm TEAM", Short: "Remove a team's grant on a scope", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return orgDo(cmd, "PATCH", "/teams/"+args[0], map[string]any{"removeGrant": rsf.body(nil)}, nil)
+			if err := rsf.check(); err != nil {
+				return err
+			}
+			if err := orgDo(cmd, "PATCH", "/teams/"+args[0], map[string]any{"removeGrant": rsf.body(nil)}, nil); err != nil {
+				return err
+			}
+			return c.done(cmd, map[string]any{"team": args[0], "removedGrant": rsf.body(nil)}, "removed team %s's grant on %s", args[0], rsf.String())
 		},
 	}
 	rsf.add(rm)
@@ -356,14 +537,26 @@ func newProtectCmd() *cobra.Command {
 	add := &cobra.Command{
 		Use: "add", Short: "Protect a stack, a project or every stack with a tag", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return orgDo(cmd, "POST", "/protections", sf.body(nil), nil)
+			if err := sf.check(); err != nil {
+				return err
+			}
+			if err := orgDo(cmd, "POST", "/protections", sf.body(nil), nil); err != nil {
+				return err
+			}
+			return c.done(cmd, map[string]any{"protected": sf.body(nil)}, "protected %s: changes only through pipeline credentials", sf.String())
 		},
 	}
 	sf.add(add)
 	rm := &cobra.Command{
 		Use: "rm", Short: "Remove a protection rule", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return orgDo(cmd, "DELETE", "/protections", rsf.body(nil), nil)
+			if err := rsf.check(); err != nil {
+				return err
+			}
+			if err := orgDo(cmd, "DELETE", "/protections", rsf.body(nil), nil); err != nil {
+				return err
+			}
+			return c.done(cmd, map[string]any{"unprotected": rsf.body(nil)}, "removed the protection of %s", rsf.String())
 		},
 	}
 	rsf.add(rm)
@@ -389,8 +582,9 @@ func newProtectCmd() *cobra.Command {
 }
 
 func newStackCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "stack", Short: "Stack access"}
+	cmd := &cobra.Command{Use: "stack", Short: "Stacks and who can access them"}
 	c := addClientFlags(cmd)
+	cmd.AddCommand(newStackLsCmd(c))
 	cmd.AddCommand(&cobra.Command{
 		Use: "access ORG/PROJECT/STACK", Short: "Who can access a stack, with what permission and why", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -402,8 +596,12 @@ func newStackCmd() *cobra.Command {
 				Stack     string `json:"stack"`
 				Protected bool   `json:"protected"`
 				Access    []struct {
-					Kind, Name, Permission, Via string
-					Decrypt, CanChange          bool
+					Kind       string `json:"kind"`
+					Name       string `json:"name"`
+					Permission string `json:"permission"`
+					Decrypt    bool   `json:"decrypt"`
+					Via        string `json:"via"`
+					CanChange  bool   `json:"canChange"`
 				} `json:"access"`
 			}
 			if err := c.do(cmd, "GET", "/api/stacks/"+args[0]+"/access", nil, &out); err != nil {
@@ -418,6 +616,71 @@ func newStackCmd() *cobra.Command {
 		},
 	})
 	return cmd
+}
+
+// newStackLsCmd lists the stacks the caller can see (GET /api/user/stacks, every page).
+func newStackLsCmd(c *apiClient) *cobra.Command {
+	var org, project string
+	ls := &cobra.Command{
+		Use: "ls", Short: "List the stacks you can see", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			type stackOut struct {
+				OrgName       string `json:"orgName"`
+				ProjectName   string `json:"projectName"`
+				StackName     string `json:"stackName"`
+				LastUpdate    *int64 `json:"lastUpdate,omitempty"`
+				ResourceCount *int   `json:"resourceCount,omitempty"`
+			}
+			var all []stackOut
+			cont := ""
+			for {
+				q := url.Values{}
+				if org != "" {
+					q.Set("organization", org)
+				}
+				if project != "" {
+					q.Set("project", project)
+				}
+				if cont != "" {
+					q.Set("continuationToken", cont)
+				}
+				var page struct {
+					Stacks            []stackOut `json:"stacks"`
+					ContinuationToken *string    `json:"continuationToken"`
+				}
+				if err := c.do(cmd, "GET", "/api/user/stacks?"+q.Encode(), nil, &page); err != nil {
+					return err
+				}
+				all = append(all, page.Stacks...)
+				if page.ContinuationToken == nil || *page.ContinuationToken == "" {
+					break
+				}
+				cont = *page.ContinuationToken
+			}
+			out := struct {
+				Stacks []stackOut `json:"stacks"`
+			}{all}
+			if out.Stacks == nil {
+				out.Stacks = []stackOut{}
+			}
+			return c.print(cmd, out, func(w *tabwriter.Writer) {
+				fmt.Fprintln(w, "STACK\tLAST UPDATE\tRESOURCES")
+				for _, st := range all {
+					last, n := "-", "-"
+					if st.LastUpdate != nil {
+						last = when(*st.LastUpdate, "-")
+					}
+					if st.ResourceCount != nil {
+						n = fmt.Sprint(*st.ResourceCount)
+					}
+					fmt.Fprintf(w, "%s/%s/%s\t%s\t%s\n", st.OrgName, st.ProjectName, st.StackName, last, n)
+				}
+			})
+		},
+	}
+	ls.Flags().StringVar(&org, "org", envDefault("GATEHOUSE_ORG", ""), "only this organization's stacks")
+	ls.Flags().StringVar(&project, "project", "", "only this project's stacks")
+	return ls
 }
 
 func newTokenCmd() *cobra.Command {
@@ -489,10 +752,7 @@ func newTokenCmd() *cobra.Command {
 				p += "?filter=all"
 			}
 			var out struct {
-				Tokens []struct {
-					ID, Name, Description, Status, CreatedBy, LastUsedFrom string
-					Expires, LastUsed, GraceEnds                           int64
-				} `json:"tokens"`
+				Tokens []tokenOut `json:"tokens"`
 			}
 			if err := c.do(cmd, "GET", p, nil, &out); err != nil {
 				return err
@@ -516,7 +776,14 @@ func newTokenCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return c.do(cmd, "DELETE", p+"/"+url.PathEscape(args[0]), nil, nil)
+			id, err := c.resolveTokenID(cmd, p, args[0])
+			if err != nil {
+				return err
+			}
+			if err := c.do(cmd, "DELETE", p+"/"+url.PathEscape(id), nil, nil); err != nil {
+				return err
+			}
+			return c.done(cmd, map[string]any{"id": id, "status": "revoked"}, "revoked token %s", id)
 		},
 	}
 	var grace string
@@ -531,8 +798,12 @@ func newTokenCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			id, err := c.resolveTokenID(cmd, p, args[0])
+			if err != nil {
+				return err
+			}
 			var raw json.RawMessage
-			if err := c.do(cmd, "POST", p+"/"+url.PathEscape(args[0])+"/rotate", map[string]any{"graceSeconds": int64(d / time.Second)}, &raw); err != nil {
+			if err := c.do(cmd, "POST", p+"/"+url.PathEscape(id)+"/rotate", map[string]any{"graceSeconds": int64(d / time.Second)}, &raw); err != nil {
 				return err
 			}
 			var out struct {
@@ -554,6 +825,50 @@ func newTokenCmd() *cobra.Command {
 	rotate.Flags().StringVar(&grace, "grace", "1h", "how long the old token keeps working (e.g. 0s, 1h, 7d)")
 	cmd.AddCommand(create, ls, revoke, rotate)
 	return cmd
+}
+
+// tokenOut is a token as the API lists it.
+type tokenOut struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Status      string `json:"status"`
+	CreatedBy   string `json:"createdBy"`
+	// Role is an organization token's role, in the service's AccessTokenRole shape.
+	Role *struct {
+		Name string `json:"name"`
+	} `json:"role,omitempty"`
+	LastUsedFrom string `json:"lastUsedFrom,omitempty"`
+	Expires      int64  `json:"expires"`
+	LastUsed     int64  `json:"lastUsed"`
+	GraceEnds    int64  `json:"graceEnds,omitempty"`
+}
+
+// resolveTokenID accepts a whole token ID or a unique prefix of one (of the tokens listed
+// under base, revoked and expired included).
+func (c *apiClient) resolveTokenID(cmd *cobra.Command, base, arg string) (string, error) {
+	if len(arg) == 36 || arg == "" {
+		return arg, nil
+	}
+	var out struct {
+		Tokens []tokenOut `json:"tokens"`
+	}
+	if err := c.do(cmd, "GET", base+"?filter=all", nil, &out); err != nil {
+		return "", err
+	}
+	var match []string
+	for _, t := range out.Tokens {
+		if strings.HasPrefix(t.ID, arg) {
+			match = append(match, t.ID)
+		}
+	}
+	switch len(match) {
+	case 0:
+		return "", fmt.Errorf("no token ID starts with %q (see gatehouse token ls --all)", arg)
+	case 1:
+		return match[0], nil
+	}
+	return "", fmt.Errorf("%q is the start of %d token IDs (%s): give more of it", arg, len(match), strings.Join(match, ", "))
 }
 
 func when(unix int64, zero string) string {

@@ -27,7 +27,7 @@ import (
 
 func newAuditCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "The audit log: list, export, verify, prune"}
-	cmd.AddCommand(newAuditLsCmd(), newAuditExportCmd(), newAuditVerifyCmd(), newAuditPruneCmd(), newAuditPublicKeyCmd(), newAuditCheckpointCmd())
+	cmd.AddCommand(newAuditLsCmd(), newAuditExportCmd(), newAuditVerifyCmd(), newAuditVerifyRemoteCmd(), newAuditPruneCmd(), newAuditPublicKeyCmd(), newAuditCheckpointCmd())
 	return cmd
 }
 
@@ -212,10 +212,10 @@ func newAuditExportCmd() *cobra.Command {
 		default:
 			return fmt.Errorf("--format must be csv, cef, jsonl or ocsf")
 		}
-		if c.token == "" {
-			return fmt.Errorf("no token: pass --token or set GATEHOUSE_TOKEN")
+		if err := c.check(cmd); err != nil {
+			return err
 		}
-		req, err := http.NewRequestWithContext(cmd.Context(), "GET", strings.TrimRight(c.server, "/")+"/api/orgs/"+url.PathEscape(f.org)+"/auditlogs/v2/export?"+q.Encode(), nil)
+		req, err := http.NewRequestWithContext(cmd.Context(), "GET", c.server+"/api/orgs/"+url.PathEscape(f.org)+"/auditlogs/v2/export?"+q.Encode(), nil)
 		if err != nil {
 			return err
 		}
@@ -355,7 +355,7 @@ func newAuditVerifyCmd() *cobra.Command {
 				}
 				opts.Reference = &ref
 			}
-			store, err := app.OpenStore(ctx, f.config())
+			store, err := app.OpenExistingStore(ctx, f.config())
 			if err != nil {
 				return err
 			}
@@ -456,7 +456,7 @@ func newAuditPruneCmd() *cobra.Command {
 			if signer == nil {
 				return fmt.Errorf("no audit signing key found (the server creates audit-signing.key in its data directory): pass --signing-key")
 			}
-			store, err := app.OpenStore(ctx, f.config())
+			store, err := app.OpenExistingStore(ctx, f.config())
 			if err != nil {
 				return err
 			}

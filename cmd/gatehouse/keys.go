@@ -27,11 +27,18 @@ then replaces the keyring canary. Stop the servers first; afterwards start them 
 			}
 			ctx := cmd.Context()
 			cfg := sf.config()
-			store, err := app.OpenStore(ctx, cfg)
+			store, err := app.OpenExistingStore(ctx, cfg)
 			if err != nil {
 				return err
 			}
 			defer store.Close()
+			// A server caches unwrapped data keys and wraps new stacks' keys with the old
+			// keyring: rotating under it would leave those stacks unreadable.
+			unlock, err := app.LockStore(ctx, cfg, store, true)
+			if err != nil {
+				return fmt.Errorf("keys rotate: %w", err)
+			}
+			defer unlock()
 			from, err := app.OpenKeyring(ctx, cfg, store)
 			if err != nil {
 				return err

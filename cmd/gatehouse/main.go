@@ -2,8 +2,10 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -11,6 +13,13 @@ import (
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 )
+
+// printJSON writes v indented.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
 
 func main() {
 	if err := newRoot().Execute(); err != nil {
@@ -46,8 +55,12 @@ func newRoot() *cobra.Command {
 		Long:          "Gatehouse serves the stock pulumi CLI (pulumi login http://host:port): state, secrets, identity, access control and audit.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Version:       gatehouse.Version,
+		Version:       versionString(),
+		// Flags parsed from the environment (numbers, durations, booleans): an invalid
+		// value is an error, never silently the default.
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return applyEnv(cmd) },
 	}
+	root.SetVersionTemplate("gatehouse {{.Version}}\n")
 	root.AddCommand(newServeCmd(), newBootstrapCmd(), newKeysCmd(),
 		newOrgCmd(), newMemberCmd(), newUserCmd(), newTeamCmd(), newGrantCmd(), newProtectCmd(), newStackCmd(), newTokenCmd())
 	root.AddCommand(newOIDCCmd())
@@ -55,6 +68,8 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newScanCmd())
 	root.AddCommand(newAuditCmd())
 	root.AddCommand(newMigrateCmd())
+	root.AddCommand(newVersionCmd())
+	root.AddCommand(newBackupCmd(), newRestoreCmd(), newHealthcheckCmd())
 	return root
 }
 

@@ -2,14 +2,16 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -36,136 +38,274 @@ func (f *storeFlags) config() app.Config {
 	return app.Config{DataDir: f.dataDir, Database: f.database, Keyring: f.keyring, SQLiteSynchronous: f.synchronous}
 }
 
+// serveOptions are serve's flags.
+type serveOptions struct {
+	sf                        storeFlags
+	addr, logFormat, logLevel string
+	maxBody                   int64
+	journal                   string
+	deltaCutoff               int
+	blobURL                   string
+	blobMinBytes              int
+	auditKey                  string
+	auditNewKey               bool
+	auditSinks                []string
+	auditEvery                time.Duration
+	tlsCert, tlsKey           string
+	requestLog                bool
+	bootstrapOrg              string
+	bootstrapAdmin            string
+	allowPrivateIssuers       bool
+	trustedProxies            string
+
+	ready func(addr string) // tests: called with the listening address
+}
+
 func newServeCmd() *cobra.Command {
-	var sf storeFlags
-	var addr, logFormat, logLevel string
-	var maxBody int64
-	var journal string
-	var deltaCutoff int
-	var blobURL string
-	var blobMinBytes int
-	var auditKey string
-	var auditSinks []string
-	var auditEvery time.Duration
-	var allowPrivateIssuers bool
-	var trustedProxies string
+	var o serveOptions
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the API server",
-		Args:  cobra.NoArgs,
+		Long: `serve runs the API server. On a data directory without a database it creates a new
+instance (and says so loudly); on a database without users it creates the first organization
+(--bootstrap-org) and its admin (--bootstrap-admin) and writes the admin's access token to
+admin.token in the data directory (mode 0600), printing how to log in.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := newLogger(logFormat, logLevel)
-			if err != nil {
-				return err
-			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			api := httpapi.DefaultConfig()
-			api.MaxBodyBytes = maxBody
-			switch httpapi.JournalMode(journal) {
-			case httpapi.JournalAuto, httpapi.JournalOn, httpapi.JournalOff:
-				api.Journal = httpapi.JournalMode(journal)
-			default:
-				return fmt.Errorf("--journal must be auto, on or off, not %q", journal)
-			}
-			api.DeltaCheckpointCutoff = deltaCutoff
-			api.AllowPrivateIssuers = allowPrivateIssuers
-			if allowPrivateIssuers {
-				log.Warn("--allow-private-issuers: OIDC issuer discovery may reach loopback, private and link-local addresses; every organization administrator can make this server fetch from its network")
-			}
-			if api.TrustedProxies, err = httpapi.ParseTrustedProxies(trustedProxies); err != nil {
-				return fmt.Errorf("--trusted-proxies: %w", err)
-			}
-			if api.SecretScanningKeys, err = secretScanningKeys(cmd); err != nil {
-				return err
-			}
-			srv, err := app.Open(ctx, sf.config(), api, log)
-			if err != nil {
-				return err
-			}
-			defer srv.Close()
-			blobs, err := app.AttachBlobStore(ctx, srv.Store, blobURL, blobMinBytes)
-			if err != nil {
-				return err
-			}
-			defer blobs.Close()
-			stopAudit, err := app.StartAudit(ctx, srv.Store, app.AuditConfig{
-				SigningKey: auditKey, Sinks: auditSinks, CheckpointEvery: auditEvery, API: srv.API,
-			}, sf.dataDir, log, srv.Registry)
-			if err != nil {
-				return err
-			}
-			defer stopAudit() // before srv.Close: ends exporters, releases leases, signs a last checkpoint
-			ln, err := net.Listen("tcp", addr)
-			if err != nil {
-				return err
-			}
-			hs := &http.Server{
-				Handler:           srv.Handler,
-				ReadHeaderTimeout: 10 * time.Second,
-				// A whole request, body included, must arrive within this: a client that
-				// trickles a body cannot hold a connection (and its buffer) forever.
-				ReadTimeout:    5 * time.Minute,
-				IdleTimeout:    120 * time.Second,
-				MaxHeaderBytes: 64 << 10,
-				ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-			}
-			log.Info("gatehouse serving", "addr", ln.Addr().String(), "database", srv.Store.Engine(), "keyring", srv.Keyring.Describe(), "version", gatehouse.Version)
-			errc := make(chan error, 1)
-			go func() { errc <- hs.Serve(ln) }()
-			select {
-			case err := <-errc:
-				return err
-			case <-ctx.Done():
-			}
-			log.Info("shutting down")
-			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
+			return runServe(cmd, &o)
 		},
 	}
-	sf.add(cmd)
+	o.sf.add(cmd)
 	addSecretScanningKeysFlag(cmd)
-	cmd.Flags().StringVar(&addr, "addr", envDefault("GATEHOUSE_ADDR", "127.0.0.1:8080"), "listen address host:port (env GATEHOUSE_ADDR)")
-	cmd.Flags().StringVar(&logFormat, "log-format", envDefault("GATEHOUSE_LOG_FORMAT", "json"), "log format: json or text")
-	cmd.Flags().StringVar(&logLevel, "log-level", envDefault("GATEHOUSE_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
-	cmd.Flags().StringVar(&trustedProxies, "trusted-proxies", envDefault("GATEHOUSE_TRUSTED_PROXIES", ""), "comma-separated networks (CIDR) of reverse proxies whose X-Forwarded-For names the client; from other peers the header is ignored (env GATEHOUSE_TRUSTED_PROXIES)")
-	cmd.Flags().Int64Var(&maxBody, "max-body-bytes", envInt64("GATEHOUSE_MAX_BODY_BYTES", 512<<20), "largest request body accepted, after decompression (413 beyond)")
-	cmd.Flags().StringVar(&blobURL, "blob-url", envDefault("GATEHOUSE_BLOB_URL", ""), "object storage for checkpoints: file:///dir, s3://bucket?region=..., s3://bucket?endpoint=http://host:9000&region=us-east-1&use_path_style=true (default: in the database; env GATEHOUSE_BLOB_URL)")
-	cmd.Flags().IntVar(&blobMinBytes, "blob-min-bytes", int(envInt64("GATEHOUSE_BLOB_MIN_BYTES", 64<<10)), "with --blob-url, checkpoints smaller than this stay in the database (env GATEHOUSE_BLOB_MIN_BYTES)")
-	cmd.Flags().StringVar(&auditKey, "audit-signing-key", envDefault("GATEHOUSE_AUDIT_SIGNING_KEY", ""), "Ed25519 key that signs audit checkpoints (created if missing; default: audit-signing.key in the data directory)")
-	cmd.Flags().StringArrayVar(&auditSinks, "audit-sink", strings.Fields(os.Getenv("GATEHOUSE_AUDIT_SINKS")), "continuous audit export sink URL (repeatable; env GATEHOUSE_AUDIT_SINKS, space-separated)")
-	everyDef, _ := time.ParseDuration(envDefault("GATEHOUSE_AUDIT_CHECKPOINT_EVERY", "5m"))
-	cmd.Flags().DurationVar(&auditEvery, "audit-checkpoint-every", everyDef, "how often the audit log's head is signed")
-	cmd.Flags().StringVar(&journal, "journal", envDefault("GATEHOUSE_JOURNAL", "auto"), "journaling protocol for CLIs that ask for it: auto (destroys only, where it wins), on (every update) or off")
-	cmd.Flags().Lookup("journal").NoOptDefVal = "on" // a bare --journal means on
-	cmd.Flags().IntVar(&deltaCutoff, "delta-checkpoints", int(envInt64("GATEHOUSE_DELTA_CHECKPOINTS", 0)), "advertise delta checkpoints for states of at least this many bytes (0: off)")
-	cmd.Flags().BoolVar(&allowPrivateIssuers, "allow-private-issuers", envBool("GATEHOUSE_ALLOW_PRIVATE_ISSUERS"), "let OIDC issuer discovery fetch from loopback, private, link-local and metadata addresses (tests, issuers on an internal network; env GATEHOUSE_ALLOW_PRIVATE_ISSUERS)")
+	fs := cmd.Flags()
+	fs.StringVar(&o.addr, "addr", envDefault("GATEHOUSE_ADDR", "127.0.0.1:8080"), "listen address host:port (env GATEHOUSE_ADDR)")
+	fs.StringVar(&o.logFormat, "log-format", envDefault("GATEHOUSE_LOG_FORMAT", "json"), "log format: json or text (env GATEHOUSE_LOG_FORMAT)")
+	fs.StringVar(&o.logLevel, "log-level", envDefault("GATEHOUSE_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env GATEHOUSE_LOG_LEVEL)")
+	fs.Int64Var(&o.maxBody, "max-body-bytes", 512<<20, "largest request body accepted, after decompression (413 beyond)")
+	bindEnv(fs, "max-body-bytes", "GATEHOUSE_MAX_BODY_BYTES")
+	fs.StringVar(&o.blobURL, "blob-url", envDefault("GATEHOUSE_BLOB_URL", ""), "object storage for checkpoints: file:///dir, s3://bucket?region=..., s3://bucket?endpoint=http://host:9000&region=us-east-1&use_path_style=true (default: in the database; env GATEHOUSE_BLOB_URL)")
+	fs.IntVar(&o.blobMinBytes, "blob-min-bytes", 64<<10, "with --blob-url, checkpoints smaller than this stay in the database")
+	bindEnv(fs, "blob-min-bytes", "GATEHOUSE_BLOB_MIN_BYTES")
+	fs.StringVar(&o.auditKey, "audit-signing-key", envDefault("GATEHOUSE_AUDIT_SIGNING_KEY", ""), "Ed25519 key that signs audit checkpoints (created on a new instance; default: audit-signing.key in the data directory)")
+	fs.BoolVar(&o.auditNewKey, "audit-new-signing-key", false, "create a new audit signing key although the log has checkpoints signed by another one (only when that key is lost for good)")
+	fs.StringArrayVar(&o.auditSinks, "audit-sink", strings.Fields(os.Getenv("GATEHOUSE_AUDIT_SINKS")), "continuous audit export sink URL (repeatable; env GATEHOUSE_AUDIT_SINKS, space-separated)")
+	fs.DurationVar(&o.auditEvery, "audit-checkpoint-every", 5*time.Minute, "how often the audit log's head is signed")
+	bindEnv(fs, "audit-checkpoint-every", "GATEHOUSE_AUDIT_CHECKPOINT_EVERY")
+	fs.StringVar(&o.journal, "journal", envDefault("GATEHOUSE_JOURNAL", "auto"), "journaling protocol for CLIs that ask for it: auto (destroys only, where it wins), on (every update) or off")
+	fs.Lookup("journal").NoOptDefVal = "on" // a bare --journal means on
+	fs.IntVar(&o.deltaCutoff, "delta-checkpoints", 0, "advertise delta checkpoints for states of at least this many bytes (0: off)")
+	bindEnv(fs, "delta-checkpoints", "GATEHOUSE_DELTA_CHECKPOINTS")
+	fs.StringVar(&o.tlsCert, "tls-cert", envDefault("GATEHOUSE_TLS_CERT", ""), "serve HTTPS with this certificate (PEM, chain included; re-read when it changes; env GATEHOUSE_TLS_CERT)")
+	fs.StringVar(&o.tlsKey, "tls-key", envDefault("GATEHOUSE_TLS_KEY", ""), "the certificate's private key (PEM; env GATEHOUSE_TLS_KEY)")
+	fs.BoolVar(&o.requestLog, "request-log", true, "log one line per request at info (method, route, status, duration, caller, request id)")
+	bindEnv(fs, "request-log", "GATEHOUSE_REQUEST_LOG")
+	fs.StringVar(&o.trustedProxies, "trusted-proxies", envDefault("GATEHOUSE_TRUSTED_PROXIES", ""), "comma-separated networks (CIDR) of reverse proxies whose X-Forwarded-For names the client; from other peers the header is ignored (env GATEHOUSE_TRUSTED_PROXIES)")
+	fs.BoolVar(&o.allowPrivateIssuers, "allow-private-issuers", false, "let OIDC issuer discovery fetch from loopback, private, link-local and metadata addresses (tests, issuers on an internal network)")
+	bindEnv(fs, "allow-private-issuers", "GATEHOUSE_ALLOW_PRIVATE_ISSUERS")
+	fs.StringVar(&o.bootstrapOrg, "bootstrap-org", envDefault("GATEHOUSE_BOOTSTRAP_ORG", "default"), "on a database without users: name of the first organization (env GATEHOUSE_BOOTSTRAP_ORG)")
+	fs.StringVar(&o.bootstrapAdmin, "bootstrap-admin", envDefault("GATEHOUSE_BOOTSTRAP_ADMIN", "admin"), "on a database without users: user name of the first admin (env GATEHOUSE_BOOTSTRAP_ADMIN)")
 	return cmd
 }
 
-// envBool reads a boolean environment variable (1, true, yes, on; anything else is false).
-func envBool(name string) bool {
-	switch strings.ToLower(strings.TrimSpace(os.Getenv(name))) {
-	case "1", "true", "yes", "on":
-		return true
-	}
-	return false
-}
+// AdminTokenFile is where serve writes the first admin's token on a new instance.
+const AdminTokenFile = "admin.token"
 
-func envInt64(name string, def int64) int64 {
-	if v := os.Getenv(name); v != "" {
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-			return n
+func runServe(cmd *cobra.Command, o *serveOptions) error {
+	log, err := newLogger(o.logFormat, o.logLevel, cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return fmt.Errorf("--tls-cert and --tls-key go together")
+	}
+	var certs *app.CertReloader
+	if o.tlsCert != "" {
+		if certs, err = app.NewCertReloader(o.tlsCert, o.tlsKey); err != nil {
+			return err
 		}
 	}
-	return def
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	api := httpapi.DefaultConfig()
+	api.MaxBodyBytes = o.maxBody
+	api.RequestLog = o.requestLog
+	switch httpapi.JournalMode(o.journal) {
+	case httpapi.JournalAuto, httpapi.JournalOn, httpapi.JournalOff:
+		api.Journal = httpapi.JournalMode(o.journal)
+	default:
+		return fmt.Errorf("--journal must be auto, on or off, not %q", o.journal)
+	}
+	api.DeltaCheckpointCutoff = o.deltaCutoff
+	api.AllowPrivateIssuers = o.allowPrivateIssuers
+	if o.allowPrivateIssuers {
+		log.Warn("--allow-private-issuers: OIDC issuer discovery may reach loopback, private and link-local addresses; every organization administrator can make this server fetch from its network")
+	}
+	if api.TrustedProxies, err = httpapi.ParseTrustedProxies(o.trustedProxies); err != nil {
+		return fmt.Errorf("--trusted-proxies: %w", err)
+	}
+	if api.SecretScanningKeys, err = secretScanningKeys(cmd); err != nil {
+		return err
+	}
+	cfg := o.sf.config()
+	existed, err := app.StoreExists(cfg)
+	if err != nil {
+		return err
+	}
+	if !existed {
+		log.Warn("no database found: creating a NEW Gatehouse instance (if you meant an existing one, stop and check --data-dir)", "path", app.SQLitePath(cfg))
+	}
+	srv, err := app.Open(ctx, cfg, api, log)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	blobs, err := app.AttachBlobStore(ctx, srv.Store, o.blobURL, o.blobMinBytes)
+	if err != nil {
+		return err
+	}
+	defer blobs.Close()
+	stopAudit, err := app.StartAudit(ctx, srv.Store, app.AuditConfig{
+		SigningKey: o.auditKey, NewSigningKey: o.auditNewKey, Sinks: o.auditSinks, CheckpointEvery: o.auditEvery, API: srv.API,
+	}, o.sf.dataDir, log, srv.Registry)
+	if err != nil {
+		return err
+	}
+	defer stopAudit() // before srv.Close: ends exporters, releases leases, signs a last checkpoint
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return err
+	}
+	scheme := "http"
+	handler := srv.Handler
+	if certs != nil {
+		scheme = "https"
+		handler = hsts(handler)
+	} else if host, _, _ := net.SplitHostPort(ln.Addr().String()); !isLoopbackHost(host) {
+		log.Warn("serving plain HTTP on a non-loopback address: tokens and secrets travel unencrypted; use --tls-cert/--tls-key or a TLS-terminating proxy", "addr", ln.Addr().String())
+	}
+	if err := firstStart(ctx, cmd, o, srv.Store, log, scheme+"://"+displayAddr(o.addr, ln.Addr())); err != nil {
+		ln.Close()
+		return err
+	}
+	hs := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		// A whole request, body included, must arrive within this: a client that
+		// trickles a body cannot hold a connection (and its buffer) forever.
+		ReadTimeout:    5 * time.Minute,
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	if certs != nil {
+		hs.TLSConfig = app.TLSConfig(certs)
+		ln = tls.NewListener(ln, hs.TLSConfig)
+	}
+	log.Info("gatehouse serving", "addr", ln.Addr().String(), "scheme", scheme, "database", srv.Store.Engine(), "keyring", srv.Keyring.Describe(), "version", versionString())
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	if o.ready != nil {
+		o.ready(ln.Addr().String())
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
 
-func newLogger(format, level string) (*slog.Logger, error) {
+// displayAddr is the address to tell a user to log in to: the configured one, with the
+// real port when it was 0.
+func displayAddr(configured string, actual net.Addr) string {
+	host, port, err := net.SplitHostPort(configured)
+	if err != nil || port == "0" {
+		return actual.String()
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// hsts tells browsers to keep using HTTPS (only sent when serving TLS).
+func hsts(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Strict-Transport-Security", "max-age=31536000")
+		h.ServeHTTP(w, r)
+	})
+}
+
+// firstStart bootstraps a database without users: the first organization and its admin,
+// whose token goes to a file (mode 0600) in the data directory, never to a log. Without a
+// data directory (a database server) it prints the bootstrap command instead.
+func firstStart(ctx context.Context, cmd *cobra.Command, o *serveOptions, store gatehouse.Store, log *slog.Logger, url string) error {
+	var n int
+	if err := store.View(ctx, func(tx gatehouse.Tx) error {
+		var err error
+		n, err = tx.CountUsers()
+		return err
+	}); err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	stderr := cmd.ErrOrStderr()
+	if o.sf.dataDir == "" {
+		log.Warn("this database has no users yet: nobody can log in")
+		fmt.Fprintf(stderr, "\nGatehouse: this database has no users. Create the first organization and admin with:\n  gatehouse bootstrap --database \"$GATEHOUSE_DATABASE\" --org ORG --admin NAME > admin.token\n\n")
+		return nil
+	}
+	// The token goes to a temporary file first, renamed into place only by the process
+	// whose bootstrap committed: of several processes starting on one empty database, the
+	// losers never touch the winner's file.
+	path := filepath.Join(o.sf.dataDir, AdminTokenFile)
+	f, err := os.CreateTemp(o.sf.dataDir, ".admin.token.tmp-*") // mode 0600
+	if err != nil {
+		return fmt.Errorf("first start: %w", err)
+	}
+	defer os.Remove(f.Name())
+	tok, err := app.Bootstrap(ctx, store, o.bootstrapOrg, o.bootstrapAdmin)
+	if err != nil {
+		f.Close()
+		if gatehouse.IsCode(err, gatehouse.ECONFLICT) {
+			return nil // another process bootstrapped it meanwhile
+		}
+		return fmt.Errorf("first start: %w", err)
+	}
+	_, werr := fmt.Fprintln(f, tok)
+	if werr == nil {
+		werr = f.Sync()
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(f.Name(), path)
+	}
+	if werr != nil {
+		return fmt.Errorf("first start: writing the admin token to %s: %w", path, werr)
+	}
+	log.Warn("new instance bootstrapped: first organization and admin created; the admin's token is in the token file", "org", o.bootstrapOrg, "admin", o.bootstrapAdmin, "token_file", path)
+	fmt.Fprintf(stderr, `
+Gatehouse: new instance. Created organization %q and its admin %q.
+The admin's access token is in %s (mode 0600, shown nowhere else; move it somewhere safe):
+
+  export PULUMI_ACCESS_TOKEN=$(cat %s)
+  pulumi login %s
+
+`, o.bootstrapOrg, o.bootstrapAdmin, path, path, url)
+	return nil
+}
+
+func newLogger(format, level string, w io.Writer) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("invalid log level %q", level)
@@ -173,9 +313,9 @@ func newLogger(format, level string) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: lv}
 	switch format {
 	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+		return slog.New(slog.NewTextHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("invalid log format %q (json or text)", format)
 }

@@ -226,17 +226,61 @@ func (t *tx) UpdateOrgSettings(orgID int64, s gatehouse.OrgSettings) error {
 
 // --- users and members ---
 
-const userCols = `id, name, email, site_admin, created, created_org_id`
+const userCols = `id, name, email, site_admin, created, created_org_id, disabled`
 
 func scanUser(s interface{ Scan(...any) error }) (*gatehouse.User, error) {
 	var u gatehouse.User
-	var admin, created int64
-	if err := s.Scan(&u.ID, &u.Name, &u.Email, &admin, &created, &u.CreatedByOrg); err != nil {
+	var admin, created, disabled int64
+	if err := s.Scan(&u.ID, &u.Name, &u.Email, &admin, &created, &u.CreatedByOrg, &disabled); err != nil {
 		return nil, err
 	}
 	u.SiteAdmin = admin != 0
 	u.Created = fromNS(created)
+	if disabled != 0 {
+		u.Disabled = fromNS(disabled)
+	}
 	return &u, nil
+}
+
+func (t *tx) ListUsers() ([]gatehouse.User, error) {
+	rows, err := t.query(`SELECT ` + userCols + ` FROM users ORDER BY name_key`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []gatehouse.User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, dbErr(err)
+		}
+		out = append(out, *u)
+	}
+	return out, dbErr(rows.Err())
+}
+
+func (t *tx) DisableUser(id int64, at time.Time) (int, error) {
+	if err := t.bump(); err != nil {
+		return 0, err
+	}
+	r, err := t.exec(`UPDATE users SET disabled = ? WHERE id = ? AND disabled = 0`, ns(at), id)
+	if err != nil {
+		return 0, err
+	}
+	if affected(r) == 0 {
+		if _, err := t.GetUser(id); err != nil {
+			return 0, err
+		}
+		return 0, nil // already disabled
+	}
+	// Personal tokens: kind personal, this user. Live ones end now (a rotation's later end
+	// is shortened); expired and already revoked ones keep their facts.
+	r, err = t.exec(`UPDATE tokens SET revoked = ? WHERE user_id = ? AND kind = ? AND (revoked = 0 OR revoked > ?) AND (expires = 0 OR expires > ?)`,
+		ns(at), id, string(gatehouse.TokenPersonal), ns(at), ns(at))
+	if err != nil {
+		return 0, err
+	}
+	return int(affected(r)), nil
 }
 
 func (t *tx) CreateUser(u *gatehouse.User) error {

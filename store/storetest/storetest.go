@@ -64,6 +64,7 @@ var contractTests = []test{
 	{"Meta", testMeta},
 	{"Orgs", testOrgs},
 	{"Users", testUsers},
+	{"DisableUser", testDisableUser},
 	{"Members", testMembers},
 	{"Teams", testTeams},
 	{"Grants", testGrants},
@@ -552,6 +553,66 @@ func testUsers(t *testing.T, e *env) {
 		}
 		return nil
 	})
+}
+
+func testDisableUser(t *testing.T, e *env) {
+	alice, bob := e.user("alice"), e.user("Bob")
+	mk := func(user int64, name string, expires time.Time) *gatehouse.Token {
+		tk := &gatehouse.Token{ID: randID(), Kind: gatehouse.TokenPersonal, Digest: randDigest(), Name: name, UserID: user, Expires: expires}
+		e.update(func(tx gatehouse.Tx) error { return tx.CreateToken(tk) })
+		return tk
+	}
+	laptop, ci := mk(alice.ID, "laptop", time.Time{}), mk(alice.ID, "ci", e.now().Add(time.Hour))
+	old := mk(alice.ID, "old", e.now().Add(-time.Hour))
+	bobs := mk(bob.ID, "bobs", time.Time{})
+	at := e.now()
+	var n int
+	e.update(func(tx gatehouse.Tx) (err error) { n, err = tx.DisableUser(alice.ID, at); return err })
+	if n != 2 {
+		t.Errorf("DisableUser revoked %d tokens, want 2 (the live ones)", n)
+	}
+	e.view(func(tx gatehouse.Tx) error {
+		u, err := tx.GetUser(alice.ID)
+		if err != nil {
+			return err
+		}
+		if !u.Disabled.Equal(at) {
+			t.Errorf("Disabled = %v, want %v", u.Disabled, at)
+		}
+		if u, _ := tx.GetUser(bob.ID); !u.Disabled.IsZero() {
+			t.Errorf("bob disabled too: %v", u.Disabled)
+		}
+		// The live ones are revoked; an expired one keeps its facts; bob's is untouched.
+		for _, c := range []struct {
+			tk      *gatehouse.Token
+			revoked bool
+		}{{laptop, true}, {ci, true}, {old, false}, {bobs, false}} {
+			got, err := tx.GetToken(c.tk.ID)
+			if err != nil {
+				return err
+			}
+			if c.revoked == got.Revoked.IsZero() || c.revoked && !got.Revoked.Equal(at) {
+				t.Errorf("token %s: revoked %v", c.tk.Name, got.Revoked)
+			}
+		}
+		us, err := tx.ListUsers()
+		if err != nil {
+			return err
+		}
+		if len(us) != 2 || us[0].Name != "alice" || us[1].Name != "Bob" || us[0].Disabled.IsZero() {
+			t.Errorf("ListUsers = %+v", us)
+		}
+		return nil
+	})
+	e.update(func(tx gatehouse.Tx) (err error) { n, err = tx.DisableUser(alice.ID, at.Add(time.Hour)); return err })
+	e.view(func(tx gatehouse.Tx) error {
+		if u, _ := tx.GetUser(alice.ID); n != 0 || !u.Disabled.Equal(at) {
+			t.Errorf("disabling again: %d revoked, Disabled %v; want 0 and the first time", n, u.Disabled)
+		}
+		return nil
+	})
+	err := e.try(func(tx gatehouse.Tx) error { _, err := tx.DisableUser(alice.ID+bob.ID+1000, at); return err })
+	wantCode(t, err, gatehouse.ENOTFOUND, "DisableUser of an unknown user")
 }
 
 func testMembers(t *testing.T, e *env) {
