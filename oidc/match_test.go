@@ -330,7 +330,20 @@ func TestPolicyMustNameOwner(t *testing.T) {
 		{"repository_id", "456789", true},
 		{"repository_owner", "acme", true},
 		{`"kubernetes.io".namespace`, "ci", true},
-		{"job_workflow_ref", "acme/infra/.github/workflows/deploy.yml@*", true},
+		// GitHub custom sub templates that begin with an owner claim.
+		{"sub", "repository_owner:acme:*", true},
+		{"sub", "repository_owner_id:1234:environment:production", true},
+		{"sub", "repository_id:456789:*", true},
+		{"sub", "repository:acme/infra:*", true},
+		{"sub", "4f1c2d3e-5a6b-7c8d-9e0f-a1b2c3d4e5f6", true}, // an object ID (Azure, Google)
+		{"sub", "sc://acme/infra/deploy", true},               // Azure DevOps
+		{"repository_owner_id", "1234", true},
+		{"project_path", "platform/infra", true},
+		{"namespace_path", "platform", true},
+		{"namespace_id", "42", true},
+		{"project_id", "7", true},
+		{`"oidc.circleci.com/project-id"`, "0b1c2d3e-aaaa-bbbb-cccc-ddddeeeeffff", true},
+		{"tid", "72f988bf-86f1-41af-91ab-2d7cd011db47", true},
 		// Not named: only wildcards, or a wildcard in the owner's place.
 		{"sub", "*", false},
 		{"sub", "**", false},
@@ -350,12 +363,34 @@ func TestPolicyMustNameOwner(t *testing.T) {
 		{"repository", "*", false},
 		{"repository_owner", "acme*", false},
 		{"email", "*@example.com", false},
+		{"sub", "system:*", false}, // every service account of the cluster
+		{"sub", "system:serviceaccount:*", false},
+		{"sub", "repository_owner:*", false},
+		{"sub", "repository_owner_id:*", false},
+		{"sub", "repository_owner:acme*", false},
+		{"sub", "x?:*", false},
+		{"namespace_path", "*", false},
+		{`"kubernetes.io".namespace`, "*", false},
 		// Claims that say what ran, not whose it is, name no one even when exact.
 		{"aud", "urn:pulumi:org:acme", false},
 		{"ref", "refs/heads/main", false},
 		{"environment", "production", false},
 		{"event_name", "push", false},
 		{"runner_environment", "github-hosted", false},
+		{"repository_visibility", "public", false},
+		{"actor", "alice", false},
+		{"workflow", "deploy", false},
+		// A public reusable workflow may be called from any repository.
+		{"job_workflow_ref", "acme/infra/.github/workflows/deploy.yml@*", false},
+		{"job_workflow_ref", "acme/infra/.github/workflows/deploy.yml@refs/heads/main", false},
+		// Subs that a GitHub custom template gives any repository, even written out.
+		{"sub", "environment:production", false},
+		{"sub", "ref:refs/heads/main", false},
+		{"sub", "context:*", false},
+		{"sub", "job_workflow_ref:acme/infra/.github/workflows/deploy.yml@refs/heads/main", false},
+		{"sub", "workflow:deploy:environment:production", false},
+		{"sub", "pull_request", false},
+		{"sub", "*:repo:acme/infra:*", false},
 	} {
 		ps := []gatehouse.OIDCPolicy{allow("team", "dev", map[string]string{tc.claim: tc.pattern, "aud": "urn:pulumi:org:acme"})}
 		err := oidc.NormalizePolicies(ps)
@@ -381,6 +416,28 @@ func TestPolicyMustNameOwner(t *testing.T) {
 		t.Errorf("repo:* next to repository_id: %v", err)
 	}
 	// A policy stored before the check fails closed at evaluation.
+	for _, tc := range []struct {
+		rules  map[string]string
+		claims string
+	}{
+		{map[string]string{"sub": "system:*"}, `{"sub":"system:serviceaccount:attacker-ns:default"}`},
+		{map[string]string{"sub": "repository_owner:*"}, `{"sub":"repository_owner:evil"}`},
+		{map[string]string{"sub": "environment:production"}, `{"sub":"environment:production"}`},
+		{map[string]string{"repository_visibility": "public"}, `{"repository_visibility":"public","sub":"repo:evil/x:ref:refs/heads/main"}`},
+		{map[string]string{"sub": "repo:*"}, `{"sub":"repo:evil/x"}`},
+		{map[string]string{"sub": "project_path:*"}, `{"sub":"project_path:evil/x:ref_type:branch:ref:main"}`},
+		{map[string]string{"sub": "x?:*"}, `{"sub":"x:y"}`},
+		{map[string]string{"job_workflow_ref": "acme/infra/.github/workflows/deploy.yml@refs/heads/main"},
+			`{"sub":"repo:evil/x:ref:refs/heads/main","job_workflow_ref":"acme/infra/.github/workflows/deploy.yml@refs/heads/main"}`},
+	} {
+		p := gatehouse.OIDCPolicy{Decision: "allow", TokenType: "organization", Rules: tc.rules}
+		if err := oidc.NormalizePolicy(&p); !gatehouse.IsCode(err, gatehouse.EINVALID) {
+			t.Errorf("allow %v accepted (%v), want EINVALID", tc.rules, err)
+		}
+		if d := oidc.Evaluate([]gatehouse.OIDCPolicy{p}, claims(t, tc.claims), oidc.Target{TokenType: "organization"}); d.Allow {
+			t.Errorf("stored allow %v admits %s", tc.rules, tc.claims)
+		}
+	}
 	stored := []gatehouse.OIDCPolicy{{Decision: "allow", TokenType: "team", TeamName: "dev", Rules: map[string]string{"sub": "repo:*"}}}
 	c := claims(t, `{"sub":"repo:evil/x:ref:refs/heads/main"}`)
 	if d := oidc.Evaluate(stored, c, oidc.Target{TokenType: "team", Team: "dev"}); d.Allow || !strings.Contains(d.Reason, "names no owner") {

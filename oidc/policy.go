@@ -9,41 +9,48 @@ import (
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 )
 
-// identityFreeClaims are claims that say nothing about who the bearer is: an allow policy
-// constrained only by these would admit any workload of the issuer (for GitHub: every
-// repository in the world that asks for the organization's audience, or that pushes to a
-// branch called main, or that has an environment called production).
-var identityFreeClaims = map[string]bool{
-	"iss": true, "aud": true, "exp": true, "nbf": true, "iat": true, "jti": true,
-	// GitHub Actions and GitLab CI: what ran and how, not whose it is.
-	"ref": true, "ref_type": true, "ref_protected": true, "head_ref": true, "base_ref": true,
-	"event_name": true, "environment": true, "environment_protected": true, "runner_environment": true,
-	"pipeline_source": true, "workflow": true, "sha": true, "run_id": true, "run_number": true, "run_attempt": true,
+// ownerClaims are the claims whose value names whose workload a token belongs to (the
+// owner: a GitHub user or organization, a GitLab group, a Kubernetes namespace, a CircleCI
+// project, an Azure tenant or object), set by the issuer, never chosen by the workload. An
+// allow policy must constrain one of them (or sub, see subNamesOwner) with a pattern that
+// writes the owner out. Every other claim (aud, ref, environment, event_name, workflow,
+// job_workflow_ref, actor, repository_visibility, ...) says what ran or how, and anyone can
+// make a token whose value matches: any repository can ask for the organization's audience,
+// from a branch called main, in an environment called production, calling a public
+// reusable workflow of the organization, in a public repository.
+var ownerClaims = map[string]bool{
+	// GitHub Actions.
+	"repository": true, "repository_id": true, "repository_owner": true, "repository_owner_id": true,
+	// GitLab CI.
+	"project_path": true, "project_id": true, "namespace_path": true, "namespace_id": true,
+	// Kubernetes service-account tokens.
+	`"kubernetes.io".namespace`: true,
+	// CircleCI.
+	`"oidc.circleci.com/project-id"`: true,
+	// Azure (Entra ID): tenant and object IDs.
+	"tid": true, "oid": true,
 }
 
-// structuralPrefixes are the fixed words that begin common sub claims (GitHub
-// `repo:OWNER/REPO:...`, GitLab `project_path:GROUP/PROJECT:...`, Kubernetes
-// `system:serviceaccount:NAMESPACE:NAME`, CircleCI `org/ORG-ID/...`): the value after them
-// is the one that names the owner.
-var structuralPrefixes = []string{"system:serviceaccount:", "project_path:", "repo:", "org/"}
+// subOwnerPrefixes are the starts of sub values after which the issuer writes the owner:
+// GitHub `repo:OWNER/REPO:...` and the custom sub templates GitHub lets any repository set
+// that begin with an owner claim (`repository_owner:OWNER:...`, `repository_owner_id:ID:...`,
+// `repository:OWNER/REPO:...`, `repository_id:ID:...`), GitLab `project_path:GROUP/PROJECT:...`,
+// Kubernetes `system:serviceaccount:NAMESPACE:NAME`, CircleCI `org/ORG-ID/...` and Azure
+// DevOps `sc://ORG/PROJECT/CONNECTION`. Any other start is the workload's choice: GitHub's
+// custom templates may begin with `environment:`, `ref:`, `context:`, `job_workflow_ref:`,
+// `workflow:`, ... for any repository, and `system:` alone covers every service account.
+var subOwnerPrefixes = []string{
+	"repo:", "repository:", "repository_owner:", "repository_owner_id:", "repository_id:",
+	"project_path:", "system:serviceaccount:", "org/", "sc://",
+}
 
-// namesOwner reports whether a rule's pattern names whose workload it is: a pattern without
-// wildcards names one value; otherwise the pattern's first segment (up to the first `:` or
-// `/`) after a structural prefix must be written out without `*` or `?` and hold a letter or
-// digit. `repo:acme/*` and `system:serviceaccount:ci:*` name an owner; `*`, `*:*`, `repo:*`,
-// `repo:*:*`, `repo:*/infra:*`, `repo:acme*/x` and `*-prod` do not (anyone can create an
-// owner those match).
-func namesOwner(pat Pattern) bool {
-	if !pat.wild() {
-		return true
-	}
-	items := pat.items
-	for _, pre := range structuralPrefixes {
-		if pat.hasLiteralPrefix(pre) {
-			items = items[len([]rune(pre)):]
-			break
-		}
-	}
+// subWithoutOwner are the whole sub values without a `:` that a GitHub custom template can
+// produce for any repository (the template ["context"] on a pull request).
+var subWithoutOwner = map[string]bool{"pull_request": true}
+
+// ownerSegmentLiteral reports whether items begin with a written-out owner: the characters up
+// to the first `:` or `/` (or the end) have no `*` or `?` and hold a letter or digit.
+func ownerSegmentLiteral(items []patItem) bool {
 	alnum := false
 	for _, it := range items {
 		if it.kind != patLit {
@@ -59,9 +66,44 @@ func namesOwner(pat Pattern) bool {
 	return alnum
 }
 
+// subNamesOwner reports whether a sub pattern names whose workload it is: it begins with one
+// of subOwnerPrefixes followed by a written-out owner (`repo:acme/*`,
+// `repository_owner:acme:*`, `system:serviceaccount:ci:*`), or it is one exact value without
+// `:` (an object ID as Azure and Google write it). `*`, `repo:*`, `repo:*/infra:*`,
+// `repo:acme*/x`, `system:*`, `repository_owner:*`, `environment:production` and
+// `ref:refs/heads/main` do not: anyone can make a token they match.
+func subNamesOwner(pat Pattern) bool {
+	for _, pre := range subOwnerPrefixes {
+		if pat.hasLiteralPrefix(pre) {
+			return ownerSegmentLiteral(pat.items[len([]rune(pre)):])
+		}
+	}
+	if pat.wild() {
+		return false
+	}
+	var b strings.Builder
+	for _, it := range pat.items {
+		if it.r == ':' {
+			return false
+		}
+		b.WriteRune(it.r)
+	}
+	return !subWithoutOwner[b.String()]
+}
+
+// namesOwner reports whether a rule on the claim at path, with pattern pat, names whose
+// workload it admits: sub as subNamesOwner says; a claim of ownerClaims when its value up to
+// the first `:` or `/` is written out (`acme/*`, `456789`); any other claim never.
+func namesOwner(path ClaimPath, pat Pattern) bool {
+	if len(path) == 1 && path[0] == "sub" {
+		return subNamesOwner(pat)
+	}
+	return ownerClaims[path.String()] && ownerSegmentLiteral(pat.items)
+}
+
 // identifies reports whether an allow policy's rules name a specific workload (some rule
-// on a claim that identifies, with a pattern that names an owner). Without one it returns
-// the rule to blame ("" when no rule is on an identifying claim).
+// on an owner claim, or sub, with a pattern that names an owner). Without one it returns the
+// rule to blame ("" when no rule is on sub or an owner claim).
 func identifies(p *gatehouse.OIDCPolicy) (ok bool, blame string) {
 	for k, v := range p.Rules {
 		path, err := ParseClaimPath(k)
@@ -72,11 +114,11 @@ func identifies(p *gatehouse.OIDCPolicy) (ok bool, blame string) {
 		if err != nil {
 			continue
 		}
-		if len(path) == 1 && identityFreeClaims[path[0]] {
-			continue
-		}
-		if namesOwner(pat) {
+		if namesOwner(path, pat) {
 			return true, ""
+		}
+		if !(len(path) == 1 && path[0] == "sub") && !ownerClaims[path.String()] {
+			continue
 		}
 		if blame == "" || k < blame {
 			blame = k
@@ -85,7 +127,7 @@ func identifies(p *gatehouse.OIDCPolicy) (ok bool, blame string) {
 	return false, blame
 }
 
-const identifyHint = "add a rule on sub, repository, repository_id or another claim that names the owner (organization, group, namespace) in full, like \"repo:acme/infra:*\" or \"repo:acme/*\": a wildcard may not stand for the owner (\"*\", \"repo:*\", \"*:*\" or \"repo:*/infra\" admit workloads of anyone), and aud, ref, environment, event_name and the like say what ran, not whose it is"
+const identifyHint = "add a rule on sub, repository, repository_id, repository_owner_id or another claim that names the owner (organization, group, namespace) in full, like \"repo:acme/infra:*\" or \"repo:acme/*\": a wildcard may not stand for the owner (\"*\", \"repo:*\", \"*:*\" or \"repo:*/infra\" admit workloads of anyone), a sub must begin with repo:, repository_owner:, repository_owner_id:, project_path:, system:serviceaccount: or another prefix that the owner follows (\"environment:production\" or \"system:*\" can be anyone's), and aud, ref, environment, event_name, job_workflow_ref, repository_visibility and the like say what ran, not whose it is"
 
 // NormalizePolicies checks an issuer's policy list and normalizes it in place (lower-case
 // decisions and token types, "org" spelled "organization"). Errors are EINVALID with a
