@@ -190,3 +190,40 @@ func TestCheckpointJSONAndEvents(t *testing.T) {
 		t.Fatal("no checkpoint accepted")
 	}
 }
+
+// TestVerifyLegacyRelabelForgedPrune: the audit:prune event that confirms an old-format
+// retention anchor counts only where a signed checkpoint covers it. Someone able to write
+// the database relabels an old periodic checkpoint as retention, cuts the head up to it and
+// rewrites the newest event (after the newest checkpoint, protected by the hash chain only)
+// into a prune record for it: the cut is still reported.
+func TestVerifyLegacyRelabelForgedPrune(t *testing.T) {
+	s := newTestSigner(t)
+	chain := buildChain(60)
+	old := []Checkpoint{
+		s.signV1(gatehouse.CheckpointPeriodic, 10, chain[9].Hash, baseTime),
+		s.signV1(gatehouse.CheckpointPeriodic, 20, chain[19].Hash, baseTime),
+	}
+	cps := append([]Checkpoint(nil), old...)
+	cps = append(cps, s.Sign(gatehouse.CheckpointPeriodic, &cps[1], 40, chain[39].Hash, baseTime))
+	cps = appendCheckpoints(s, cps, chain, gatehouse.CheckpointPeriodic, 50)
+	if rep := verifySlice(t, chain, cps, s); !rep.OK {
+		t.Fatalf("baseline: %v", rep)
+	}
+	tampered := append([]Checkpoint(nil), cps...)
+	tampered[1].Kind = gatehouse.CheckpointRetention
+	forge := func(at int) []gatehouse.AuditEvent {
+		cut := cloneChain(chain[20:])
+		cut[at].Action = gatehouse.AuditActionPrune
+		cut[at].Details = map[string]string{"kind": "retention", "seq": "20", "hash": hex.EncodeToString(chain[19].Hash)}
+		rehash(cut, at)
+		return cut
+	}
+	// The forged prune event is the newest event (seq 60), after the newest checkpoint (50).
+	rep := verifySlice(t, forge(39), tampered, s)
+	wantProblem(t, rep, 21, ProblemTruncatedHead)
+	if !strings.Contains(rep.Detail, "seq 60") {
+		t.Fatalf("detail %q does not name the uncovered prune event", rep.Detail)
+	}
+	// Rewritten under a checkpoint instead (seq 45), it breaks that checkpoint.
+	wantProblem(t, verifySlice(t, forge(24), tampered, s), 50, ProblemCheckpointMismatch)
+}

@@ -131,7 +131,8 @@ type VerifyOptions struct {
 // stores when it archives and deletes the prefix); otherwise it is reported as truncated at
 // the head, even if a periodic checkpoint vouches for N-1. A retention checkpoint in the
 // old format (whose kind is not signed) is accepted only if the log also holds the
-// audit:prune event that recorded it. With no events at all, the log is taken to be fully
+// audit:prune event that recorded it, covered by a valid signed checkpoint (an event after
+// the newest checkpoint could have been rewritten into one). With no events at all, the log is taken to be fully
 // pruned: the newest retention checkpoint is the anchor.
 //
 // Load the checkpoints before reading the events, so that a checkpoint made while the
@@ -197,8 +198,13 @@ type verifier struct {
 	prevSeq     int64
 	prevHash    []byte
 	lastVouched int64
-	// needPrune is an old-format retention anchor still waiting for its audit:prune event.
+	// needPrune is an old-format retention anchor, which needs its audit:prune event, and
+	// pruneSeq the seq of the first such event (0 until met). The event counts only if a
+	// valid signed checkpoint covers it (pruneSeq <= lastVouched at the end): after the
+	// newest checkpoint, events are protected by the hash chain only, and whoever can
+	// rewrite the database can rewrite them into a prune record.
 	needPrune *Checkpoint
+	pruneSeq  int64
 }
 
 func newVerifier(checkpoints []Checkpoint, pub ed25519.PublicKey, ref *Checkpoint) (*verifier, error) {
@@ -503,10 +509,15 @@ func (v *verifier) run(ctx context.Context, events iter.Seq2[gatehouse.AuditEven
 			"%s vouches for seq %d but the log ends at seq %d: events after %d were removed",
 			cp.what(), cp.Seq, v.prevSeq, v.prevSeq)), nil
 	}
-	if p := v.needPrune; p != nil {
+	if p := v.needPrune; p != nil && v.pruneSeq == 0 {
 		return v.fail(v.rep.FirstSeq, "", ProblemTruncatedHead, fmt.Sprintf(
 			"the log starts after the old-format retention checkpoint at seq %d, whose kind is not signed, and no audit:prune event records that retention: events 1..%d may have been removed outside retention",
 			p.Seq, p.Seq)), nil
+	}
+	if p := v.needPrune; p != nil && v.pruneSeq > v.lastVouched {
+		return v.fail(v.rep.FirstSeq, "", ProblemTruncatedHead, fmt.Sprintf(
+			"the log starts after the old-format retention checkpoint at seq %d, whose kind is not signed, and the audit:prune event that records that retention (seq %d) is not covered by a signed checkpoint (the last one covers seq %d): events 1..%d may have been removed outside retention (if they were pruned just now, verify again after the next checkpoint)",
+			p.Seq, v.pruneSeq, v.lastVouched, p.Seq)), nil
 	}
 	r := v.rep
 	r.OK = true
@@ -537,9 +548,9 @@ func (v *verifier) event(e *gatehouse.AuditEvent) (Report, bool) {
 	}
 	v.prevSeq = e.Seq
 	v.prevHash = append(v.prevHash[:0], e.Hash...)
-	if p := v.needPrune; p != nil && e.Action == gatehouse.AuditActionPrune &&
+	if p := v.needPrune; p != nil && v.pruneSeq == 0 && e.Action == gatehouse.AuditActionPrune &&
 		e.Details["seq"] == strconv.FormatInt(p.Seq, 10) && e.Details["hash"] == hex.EncodeToString(p.Hash) {
-		v.needPrune = nil
+		v.pruneSeq = e.Seq
 	}
 	if v.rep.Checked == 0 {
 		v.rep.FirstSeq = e.Seq
