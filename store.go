@@ -159,6 +159,7 @@ type Tx interface {
 	AuditTx
 	OIDCTx
 	ScanningTx
+	EnvTx
 }
 
 // OrgMembership is an organization with the caller's role in it.

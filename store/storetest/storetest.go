@@ -103,6 +103,9 @@ var contractTests = []test{
 	{"AuditExportCursors", testExportCursors},
 	{"PruneAudit", testPruneAudit},
 	{"ScanDeliveries", testScanDeliveries},
+	{"Environments", testEnvironments},
+	{"EnvSessionsAndKeys", testEnvSessionsAndKeys},
+	{"EnvScopes", testEnvScopes},
 }
 
 // raceTests race goroutines against one database: the coordination points several
@@ -117,6 +120,7 @@ var raceTests = []test{
 	{"RaceAuthFailures", testRaceAuthFailures},
 	{"RaceExportLease", testRaceExportLease},
 	{"RaceScanDelivery", testRaceScanDelivery},
+	{"RaceEnvRevision", testRaceEnvRevision},
 }
 
 func run(t *testing.T, tests []test, open func(t *testing.T) []gatehouse.Store) {

@@ -1,0 +1,59 @@
+-- Environments (Pulumi ESC). Definitions are YAML with fn::secret values as ciphertext
+-- under the environment's data key (env_keys, wrapped by the keyring): no plaintext here.
+CREATE TABLE environments (
+    id                 @ID@,
+    org_id             @BIGINT@ NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
+    project            @TEXT@ NOT NULL,
+    name               @TEXT@ NOT NULL,
+    revision           @BIGINT@ NOT NULL DEFAULT 0,
+    deletion_protected @BIGINT@ NOT NULL DEFAULT 0,
+    created            @BIGINT@ NOT NULL,
+    modified           @BIGINT@ NOT NULL,
+    created_by         @TEXT@ NOT NULL DEFAULT '',
+    creator_user_id    @BIGINT@ NOT NULL DEFAULT 0,
+    UNIQUE (org_id, project, name)
+);
+
+-- Immutable revisions of a definition.
+CREATE TABLE env_revisions (
+    env_id        @BIGINT@ NOT NULL REFERENCES environments (id) ON DELETE CASCADE,
+    number        @BIGINT@ NOT NULL,
+    yaml          @BLOB@ NOT NULL,
+    created       @BIGINT@ NOT NULL,
+    creator_login @TEXT@ NOT NULL DEFAULT '',
+    PRIMARY KEY (env_id, number)
+);
+
+-- Revision tags (latest is implicit: environments.revision).
+CREATE TABLE env_tags (
+    env_id       @BIGINT@ NOT NULL REFERENCES environments (id) ON DELETE CASCADE,
+    name         @TEXT@ NOT NULL,
+    revision     @BIGINT@ NOT NULL,
+    created      @BIGINT@ NOT NULL,
+    modified     @BIGINT@ NOT NULL,
+    editor_login @TEXT@ NOT NULL DEFAULT '',
+    PRIMARY KEY (env_id, name)
+);
+
+-- Open sessions: the evaluated environment sealed under the environment's data key.
+CREATE TABLE env_sessions (
+    id       @TEXT@ PRIMARY KEY,
+    env_id   @BIGINT@ NOT NULL REFERENCES environments (id) ON DELETE CASCADE,
+    revision @BIGINT@ NOT NULL,
+    owner    @TEXT@ NOT NULL,
+    data     @BLOB@ NOT NULL,
+    created  @BIGINT@ NOT NULL,
+    expires  @BIGINT@ NOT NULL
+);
+CREATE INDEX env_sessions_expires ON env_sessions (expires);
+
+CREATE TABLE env_keys (
+    env_id  @BIGINT@ PRIMARY KEY REFERENCES environments (id) ON DELETE CASCADE,
+    wrapped @BLOB@ NOT NULL
+);
+
+-- Grants and protection rules may name one environment or an ESC project.
+ALTER TABLE grants ADD COLUMN env_id @BIGINT@ NOT NULL DEFAULT 0;
+ALTER TABLE grants ADD COLUMN env_project @TEXT@ NOT NULL DEFAULT '';
+ALTER TABLE protections ADD COLUMN env_id @BIGINT@ NOT NULL DEFAULT 0;
+ALTER TABLE protections ADD COLUMN env_project @TEXT@ NOT NULL DEFAULT '';
