@@ -49,13 +49,19 @@ func testEnvironments(t *testing.T, e *env) {
 
 	// Revisions: an editor with a stale revision loses.
 	var rev int
-	e.update(func(tx gatehouse.Tx) (err error) { rev, err = tx.PutEnvRevision(dev.ID, 1, []byte("values: {a: 1}\n"), "bob"); return err })
+	e.update(func(tx gatehouse.Tx) (err error) {
+		rev, err = tx.PutEnvRevision(dev.ID, 1, []byte("values: {a: 1}\n"), "bob")
+		return err
+	})
 	if rev != 2 {
 		t.Fatalf("PutEnvRevision = %d, want 2", rev)
 	}
 	err = e.try(func(tx gatehouse.Tx) error { _, err := tx.PutEnvRevision(dev.ID, 1, []byte("x: 1"), "bob"); return err })
 	wantCode(t, err, gatehouse.ECONFLICT, "PutEnvRevision with a stale revision")
-	e.update(func(tx gatehouse.Tx) (err error) { rev, err = tx.PutEnvRevision(dev.ID, -1, []byte("values: {a: 2}\n"), "carol"); return err })
+	e.update(func(tx gatehouse.Tx) (err error) {
+		rev, err = tx.PutEnvRevision(dev.ID, -1, []byte("values: {a: 2}\n"), "carol")
+		return err
+	})
 	if rev != 3 {
 		t.Fatalf("unconditional PutEnvRevision = %d, want 3", rev)
 	}
