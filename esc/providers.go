@@ -73,7 +73,9 @@ func (r *Registry) LoadRotator(_ context.Context, name string) (pesc.Rotator, er
 // unsupported is a known provider this server cannot run.
 type unsupported struct{ name string }
 
-func (u unsupported) Schema() (inputs, outputs *schema.Schema) { return schema.Always(), schema.Always() }
+func (u unsupported) Schema() (inputs, outputs *schema.Schema) {
+	return schema.Always(), schema.Always()
+}
 
 func (u unsupported) Open(context.Context, map[string]pesc.Value, pesc.EnvExecContext) (pesc.Value, error) {
 	return pesc.Value{}, fmt.Errorf("provider %q is not supported by this server (Gatehouse runs no cloud providers yet); use static values or fn::secret", u.name)
