@@ -370,3 +370,6 @@ func (k envKeys) CreateStackKey(ctx context.Context, envID int64, wrapped []byte
 	})
 	return w, err
 }
+
+// Unwrap makes an evaluation error a 400 (EINVALID) for the HTTP layer's status table.
+func (e *Error) Unwrap() error { return gatehouse.Errorf(gatehouse.EINVALID, "%s", e.Message) }

@@ -106,6 +106,8 @@ func (s *Server) updateOrgSettings(rq *Request) (any, error) {
 		SetMembersCanCreateStacks   *bool       `json:"setMembersCanCreateStacks"`
 		SetMembersCanDeleteStacks   *bool       `json:"setMembersCanDeleteStacks"`
 		SetMaxAccessTokenExpiryDays *int        `json:"setMaxAccessTokenExpiryDays"`
+		// SetDefaultEnvironmentPermission: none, read, open, write or admin (environments.go).
+		SetDefaultEnvironmentPermission *gatehouse.EnvPermission `json:"setDefaultEnvironmentPermission"`
 	}
 	if err := rq.decode(&req); err != nil {
 		return nil, err
@@ -130,6 +132,10 @@ func (s *Server) updateOrgSettings(rq *Request) (any, error) {
 		}
 		st.MaxTokenLifetimeDays = *v
 		rq.Detail("maxAccessTokenExpiryDays", strconv.Itoa(*v))
+	}
+	if p := req.SetDefaultEnvironmentPermission; p != nil {
+		st.DefaultEnvironmentPermission = *p
+		rq.Detail("defaultEnvironmentPermission", p.String())
 	}
 	if err := rq.Change(func(tx gatehouse.Tx) error { return tx.UpdateOrgSettings(o.ID, *st) }); err != nil {
 		return nil, err

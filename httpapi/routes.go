@@ -105,6 +105,7 @@ func (s *Server) registerRoutes() {
 	s.registerOIDCRoutes()
 	s.registerLeakRoutes()
 	s.registerAuditRoutes()
+	s.registerEnvRoutes()
 }
 
 func (s *Server) healthz(rq *Request) (any, error) { return map[string]string{"status": "ok"}, nil }

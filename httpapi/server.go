@@ -29,6 +29,7 @@ import (
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/authz"
+	"github.com/gatehouse-dev/gatehouse/esc"
 	"github.com/gatehouse-dev/gatehouse/secrets"
 )
 
@@ -95,6 +96,8 @@ type Server struct {
 	limiter *authLimiter
 	cache   *authCache
 	auditQ  *auditQueue
+	escOnce sync.Once    // environments.go
+	escSvc  *esc.Service // environments.go
 }
 
 // New builds the server. reg may be nil (no metrics registered).
@@ -189,6 +192,7 @@ type Request struct {
 	Stack   *gatehouse.Stack
 	Update  *gatehouse.Update
 	Team    *gatehouse.Team
+	Env     *gatehouse.Environment // environment routes (environments.go)
 	facts   authz.Facts
 	// LeaseToken is the plaintext lease token of a lease call (to hand it back on renewal).
 	LeaseToken string
@@ -304,7 +308,7 @@ func (s *Server) run(rq *Request) (res any, err error) {
 // the request's resources. A denial is recorded and returned as a 403 (or 404 when the
 // caller must not learn that the resource exists).
 func (rq *Request) Authorize(action authz.Action) error {
-	return rq.authorize(action, authz.Resource{Org: rq.Org, Stack: rq.Stack, Update: rq.Update})
+	return rq.authorize(action, authz.Resource{Org: rq.Org, Stack: rq.Stack, Update: rq.Update, Env: rq.Env})
 }
 
 func (rq *Request) authorize(action authz.Action, res authz.Resource) error {
@@ -333,6 +337,8 @@ func (rq *Request) notFoundMessage() string {
 		return "Update '" + rq.PathValue("updateID") + "' not found"
 	case rq.PathValue("stack") != "":
 		return "Stack '" + rq.PathValue("org") + "/" + rq.PathValue("project") + "/" + rq.PathValue("stack") + "' not found"
+	case rq.PathValue("env") != "":
+		return "Environment '" + rq.PathValue("org") + "/" + rq.PathValue("project") + "/" + rq.PathValue("env") + "' not found"
 	case rq.PathValue("team") != "":
 		return "Team '" + rq.PathValue("team") + "' not found"
 	case rq.PathValue("user") != "":
@@ -459,7 +465,7 @@ func writeError(w http.ResponseWriter, err error) {
 	if errors.As(err, &ge) && ge.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(ge.RetryAfter))
 	}
-	b, _ := json.Marshal(errorBody{Code: status, Message: msg})
+	b, _ := json.Marshal(errorBody{Code: status, Message: msg, Diagnostics: diagnosticsOf(err)})
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(status)
