@@ -189,4 +189,13 @@ type EnvTx interface {
 	// Environment data keys (wrapped by the keyring; see package secrets).
 	GetEnvKey(envID int64) ([]byte, error) // ENOTFOUND when none
 	CreateEnvKey(envID int64, wrapped []byte) ([]byte, error)
+	// ListEnvKeys and ReplaceEnvKey serve key rotation (compare-and-swap, as for stacks).
+	ListEnvKeys() ([]EnvKey, error)
+	ReplaceEnvKey(envID int64, oldWrapped, newWrapped []byte) error
+}
+
+// EnvKey is an environment's wrapped data key.
+type EnvKey struct {
+	EnvID   int64
+	Wrapped []byte
 }

@@ -328,3 +328,31 @@ func (t *tx) CreateEnvKey(envID int64, wrapped []byte) ([]byte, error) {
 	}
 	return t.GetEnvKey(envID)
 }
+
+func (t *tx) ListEnvKeys() ([]gatehouse.EnvKey, error) {
+	rows, err := t.query(`SELECT env_id, wrapped FROM env_keys ORDER BY env_id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []gatehouse.EnvKey
+	for rows.Next() {
+		var k gatehouse.EnvKey
+		if err := rows.Scan(&k.EnvID, &k.Wrapped); err != nil {
+			return nil, dbErr(err)
+		}
+		out = append(out, k)
+	}
+	return out, dbErr(rows.Err())
+}
+
+func (t *tx) ReplaceEnvKey(envID int64, oldWrapped, newWrapped []byte) error {
+	r, err := t.exec(`UPDATE env_keys SET wrapped = ? WHERE env_id = ? AND wrapped = ?`, newWrapped, envID, oldWrapped)
+	if err != nil {
+		return err
+	}
+	if affected(r) == 0 {
+		return gatehouse.Errorf(gatehouse.ECONFLICT, "the environment's data key changed during rotation")
+	}
+	return nil
+}

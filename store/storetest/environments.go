@@ -184,6 +184,17 @@ func testEnvSessionsAndKeys(t *testing.T, e *env) {
 	if string(got) != "first" {
 		t.Errorf("second CreateEnvKey returned %q, want the first key", got)
 	}
+	// Rotation: compare-and-swap.
+	err := e.try(func(tx gatehouse.Tx) error { return tx.ReplaceEnvKey(en.ID, []byte("stale"), []byte("new")) })
+	wantCode(t, err, gatehouse.ECONFLICT, "ReplaceEnvKey with a stale key")
+	e.update(func(tx gatehouse.Tx) error { return tx.ReplaceEnvKey(en.ID, []byte("first"), []byte("new")) })
+	e.view(func(tx gatehouse.Tx) error {
+		keys, err := tx.ListEnvKeys()
+		if err != nil || len(keys) != 1 || keys[0].EnvID != en.ID || string(keys[0].Wrapped) != "new" {
+			t.Errorf("ListEnvKeys = %+v, %v", keys, err)
+		}
+		return nil
+	})
 }
 
 // testEnvScopes covers grants and protection rules on environment scopes.
