@@ -138,7 +138,9 @@ type EnvTag struct {
 // it expires. Data is the evaluated environment sealed under the environment's data key
 // (it holds secret plaintext), never the plaintext itself.
 type EnvSession struct {
-	ID       string
+	ID    string
+	OrgID int64
+	// EnvID is the environment opened; 0 for an anonymous definition (yaml/open).
 	EnvID    int64
 	Revision int
 	// Owner identifies the opener (a token ID, or "user:<id>"): only the opener reads it.

@@ -241,6 +241,9 @@ type EvalRequest struct {
 	Access Access
 	// UserLogin fills context.pulumi.user.login.
 	UserLogin string
+	// Overrides replace imports by name while the import graph is resolved (the pulumi
+	// CLI's environmentOverrides: `pulumi up --override-env a=b`).
+	Overrides map[string]string
 }
 
 // Evaluate evaluates a definition with Pulumi's evaluator. A definition that does not
@@ -271,7 +274,7 @@ func (s *Service) Evaluate(ctx context.Context, rq EvalRequest) (*pesc.Environme
 	if err != nil {
 		return nil, nil, err
 	}
-	ld := &loader{s: s, org: rq.Org, access: rq.Access, open: !rq.Check || rq.ShowSecrets}
+	ld := &loader{s: s, org: rq.Org, access: rq.Access, open: !rq.Check || rq.ShowSecrets, overrides: rq.Overrides}
 	var out *pesc.Environment
 	var ediags syntax.Diagnostics
 	if rq.Check {
@@ -298,14 +301,18 @@ func (s *Service) Check(ctx context.Context, rq EvalRequest) (Diagnostics, error
 
 // loader loads imported environments from the store, asking Access for each.
 type loader struct {
-	s      *Service
-	org    *gatehouse.Org
-	access Access
-	open   bool
-	err    error // a store failure (not an evaluation diagnostic)
+	s         *Service
+	org       *gatehouse.Org
+	access    Access
+	open      bool
+	overrides map[string]string
+	err       error // a store failure (not an evaluation diagnostic)
 }
 
 func (l *loader) LoadEnvironment(ctx context.Context, ref string) ([]byte, eval.Decrypter, error) {
+	if o, ok := l.overrides[ref]; ok {
+		ref = o
+	}
 	project, name, version, err := ParseImport(ref)
 	if err != nil {
 		return nil, nil, err

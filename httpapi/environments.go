@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
@@ -37,14 +38,17 @@ func (s *Server) registerEnvRoutes() {
 	s.handle(get, envRoot+"/{org}", authz.OrgRead, s.listEnvs)
 	s.handle(post, envRoot+"/{org}", authz.OrgRead, s.createEnv) // refined to env:create with the new environment's project
 	s.handle(post, envRoot+"/{org}/yaml/check", authz.OrgRead, s.checkYAML)
+	s.handle(post, envRoot+"/{org}/yaml/open", authz.OrgRead, s.openYAML) // imports need open, each
+	s.handleAudited(get, envRoot+"/{org}/yaml/open/{session}", authz.OrgRead, s.readSession)
 	s.handle(get, envPath, authz.EnvRead, s.getEnvDef)
 	s.handle(patch, envPath, authz.EnvWrite, s.updateEnv)
 	s.handle(del, envPath, authz.EnvAdmin, s.deleteEnv)
-	s.handleAudited(get, envPath+"/decrypt", authz.EnvOpen, s.getEnvDef)
+	// One pattern serves E/decrypt (refined to env:open), E/versions and E/settings: separate
+	// patterns would be ambiguous with yaml/open/{session} for the mux.
+	s.handleAudited(get, envPath+"/{what}", authz.EnvRead, s.getEnvSub)
 	s.handle(post, envPath+"/check", authz.EnvRead, s.checkEnv) // refined to env:open with showSecrets
 	s.handle(post, envPath+"/open", authz.EnvOpen, s.openEnv)
 	s.handleAudited(get, envPath+"/open/{session}", authz.EnvOpen, s.readSession)
-	s.handle(get, envPath+"/versions", authz.EnvRead, s.listRevisions)
 	s.handle(get, envPath+"/versions/{version}", authz.EnvRead, s.getEnvDef)
 	// One pattern serves versions/{v}/decrypt (refined to env:open) and versions/tags/{tag}:
 	// the two would be ambiguous patterns for the mux.
@@ -54,7 +58,6 @@ func (s *Server) registerEnvRoutes() {
 	s.handle(post, envPath+"/versions/tags", authz.EnvWrite, s.createEnvTag)
 	s.handle(patch, envPath+"/versions/tags/{tag}", authz.EnvWrite, s.updateEnvTag)
 	s.handle(del, envPath+"/versions/tags/{tag}", authz.EnvWrite, s.deleteEnvTag)
-	s.handle(get, envPath+"/settings", authz.EnvRead, s.getEnvSettings)
 	s.handle(patch, envPath+"/settings", authz.EnvAdmin, s.patchEnvSettings)
 }
 
@@ -243,6 +246,22 @@ func (s *Server) createEnv(rq *Request) (any, error) {
 
 func (s *Server) getEnvDef(rq *Request) (any, error) {
 	return s.envDefinition(rq, rq.PathValue("version"), strings.HasSuffix(rq.URL.Path, "/decrypt"))
+}
+
+// getEnvSub serves GET E/decrypt, E/versions and E/settings.
+func (s *Server) getEnvSub(rq *Request) (any, error) {
+	switch rq.PathValue("what") {
+	case "decrypt":
+		if err := rq.Authorize(authz.EnvOpen); err != nil {
+			return nil, err
+		}
+		return s.envDefinition(rq, "", true)
+	case "versions":
+		return s.listRevisions(rq)
+	case "settings":
+		return s.getEnvSettings(rq)
+	}
+	return nil, gatehouse.Errorf(gatehouse.ENOTFOUND, "no such route: %s %s", rq.Method, rq.URL.Path)
 }
 
 // getVersionSub serves GET E/versions/{version}/decrypt and GET E/versions/tags/{tag}.
@@ -479,7 +498,56 @@ func (s *Server) openEnv(rq *Request) (any, error) {
 	}
 	var id [16]byte
 	_, _ = rand.Read(id[:])
-	sess := &gatehouse.EnvSession{ID: hex.EncodeToString(id[:]), EnvID: rq.Env.ID, Revision: rev.Number, Owner: sessionOwner(rq.Subject), Data: sealed}
+	sess := &gatehouse.EnvSession{ID: hex.EncodeToString(id[:]), OrgID: rq.Org.ID, EnvID: rq.Env.ID, Revision: rev.Number, Owner: sessionOwner(rq.Subject), Data: sealed}
+	if err := rq.Change(func(tx gatehouse.Tx) error {
+		sess.Expires = tx.Now().Add(d)
+		return tx.CreateEnvSession(sess)
+	}); err != nil {
+		return nil, err
+	}
+	return map[string]any{"id": sess.ID, "diagnostics": nonNil(diags)}, nil
+}
+
+// openYAML opens an anonymous definition: what `pulumi up` sends for a stack's
+// `environment:` (JSON {"imports": [...]} or an inline definition), with the CLI's
+// environmentOverrides (base64url JSON map of import renames). Each import needs open.
+func (s *Server) openYAML(rq *Request) (any, error) {
+	q := rq.URL.Query()
+	d, err := parseOpenDuration(q.Get("duration"))
+	if err != nil {
+		return nil, err
+	}
+	rq.Detail("duration", d.String())
+	rq.Detail("environment", esc.AnonymousName)
+	var overrides map[string]string
+	if v := q.Get("environmentOverrides"); v != "" {
+		b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(v, "="))
+		if err != nil || json.Unmarshal(b, &overrides) != nil {
+			return nil, gatehouse.Errorf(gatehouse.EINVALID, "environmentOverrides must be a base64url-encoded JSON object of names")
+		}
+	}
+	def, err := rq.readBody()
+	if err != nil {
+		return nil, err
+	}
+	er := rq.evalRequest(nil, def)
+	er.ShowSecrets, er.Overrides = true, overrides
+	out, diags, err := s.envs().Evaluate(rq.Context(), er)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := json.Marshal(out)
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := s.envs().Keys().Encrypt(rq.Context(), -rq.Org.ID, plain)
+	clear(plain)
+	if err != nil {
+		return nil, err
+	}
+	var id [16]byte
+	_, _ = rand.Read(id[:])
+	sess := &gatehouse.EnvSession{ID: hex.EncodeToString(id[:]), OrgID: rq.Org.ID, Owner: sessionOwner(rq.Subject), Data: sealed}
 	if err := rq.Change(func(tx gatehouse.Tx) error {
 		sess.Expires = tx.Now().Add(d)
 		return tx.CreateEnvSession(sess)
@@ -506,12 +574,18 @@ func (s *Server) readSession(rq *Request) (any, error) {
 		}
 		return nil, err
 	}
-	if sess.EnvID != rq.Env.ID || sess.Owner != sessionOwner(rq.Subject) {
+	keyID := -rq.Org.ID // anonymous sessions: the organization's session key
+	if rq.Env != nil {
+		keyID = rq.Env.ID
+		rq.Detail("revision", strconv.Itoa(sess.Revision))
+	} else {
+		rq.Detail("environment", esc.AnonymousName)
+	}
+	if sess.OrgID != rq.Org.ID || sess.EnvID != max(keyID, 0) || sess.Owner != sessionOwner(rq.Subject) {
 		return nil, gone
 	}
-	rq.Detail("revision", strconv.Itoa(sess.Revision))
 	rq.Detail("session", id)
-	plain, err := s.envs().Keys().Decrypt(rq.Context(), rq.Env.ID, sess.Data)
+	plain, err := s.envs().Keys().Decrypt(rq.Context(), keyID, sess.Data)
 	if err != nil {
 		return nil, err
 	}

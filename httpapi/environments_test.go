@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -604,3 +605,71 @@ func TestEnvironmentsCrossTenant(t *testing.T) {
 		}
 	}
 }
+
+// TestEnvironmentsStackImports: what `pulumi up` sends for a stack with
+// `environment: [app/base, app/dev]`: an anonymous definition opened with yaml/open (JSON
+// body, 2h duration, optional environmentOverrides), then read whole or by property.
+func TestEnvironmentsStackImports(t *testing.T) {
+	e := newEnv(t)
+	c := e.esc(e.admin.Token)
+	c.want(200, "POST", escBase+"/acme", []byte(`{"project":"app","name":"base"}`))
+	c.want(200, "PATCH", escBase+"/acme/app/base", []byte("values:\n  pulumiConfig:\n    pw:\n      fn::secret: hunter2\n"))
+	c.want(200, "POST", escBase+"/acme", []byte(`{"project":"app","name":"dev"}`))
+	c.want(200, "PATCH", escBase+"/acme/app/dev", []byte("values:\n  pulumiConfig:\n    region: eu-west-1\n"))
+	c.want(200, "POST", escBase+"/acme", []byte(`{"project":"app","name":"staging"}`))
+	c.want(200, "PATCH", escBase+"/acme/app/staging", []byte("values:\n  pulumiConfig:\n    region: us-east-1\n"))
+
+	var opened struct {
+		ID string `json:"id"`
+	}
+	c.want(200, "POST", escBase+"/acme/yaml/open?duration=2h0m0s", []byte(`{"imports":["app/base","app/dev"]}`)).json(t, &opened)
+	var values struct {
+		Properties map[string]json.RawMessage `json:"properties"`
+	}
+	c.want(200, "GET", escBase+"/acme/yaml/open/"+opened.ID, nil).json(t, &values)
+	cfg := string(values.Properties["pulumiConfig"])
+	if !strings.Contains(cfg, `"hunter2"`) || !strings.Contains(cfg, "eu-west-1") {
+		t.Fatalf("pulumiConfig: %s", cfg)
+	}
+	var one struct{ Value any }
+	c.want(200, "GET", escBase+"/acme/yaml/open/"+opened.ID+"?property=pulumiConfig.region", nil).json(t, &one)
+	if one.Value != "eu-west-1" {
+		t.Fatalf("property: %+v", one)
+	}
+	// The session is stored sealed.
+	e.must(e.srv.Store.View(context.Background(), func(tx gatehouse.Tx) error {
+		s, err := tx.GetEnvSession(opened.ID)
+		if err == nil && bytes.Contains(s.Data, []byte("hunter2")) {
+			t.Error("session stored in the clear")
+		}
+		return err
+	}))
+	// environmentOverrides: app/dev is replaced by app/staging.
+	ov := base64URL(`{"app/dev":"app/staging"}`)
+	c.want(200, "POST", escBase+"/acme/yaml/open?duration=2h0m0s&environmentOverrides="+ov, []byte(`{"imports":["app/base","app/dev"]}`)).json(t, &opened)
+	c.want(200, "GET", escBase+"/acme/yaml/open/"+opened.ID+"?property=pulumiConfig.region", nil).json(t, &one)
+	if one.Value != "us-east-1" {
+		t.Fatalf("override: %+v", one)
+	}
+	c.want(400, "POST", escBase+"/acme/yaml/open?duration=2h0m0s&environmentOverrides=!!!", []byte(`{"imports":[]}`))
+	c.want(400, "POST", escBase+"/acme/yaml/open", []byte(`{"imports":[]}`))
+	wantDiags(t, c.do("POST", escBase+"/acme/yaml/open?duration=1h", []byte(`{"imports":["app/missing"]}`)), `"app/missing" not found`)
+
+	// A reader of environments may not open their imports; another caller cannot read the
+	// session; another organization neither.
+	e.must(e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme", Body: map[string]any{"setDefaultEnvironmentPermission": "read"}}, nil))
+	reader := e.esc(e.newPerson("reader", "member"))
+	wantDiags(t, reader.do("POST", escBase+"/acme/yaml/open?duration=1h", []byte(`{"imports":["app/base"]}`)), `access to imported environment "app/base" denied`)
+	reader.want(404, "GET", escBase+"/acme/yaml/open/"+opened.ID, nil)
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs", Body: map[string]string{"name": "globex"}}, nil))
+	var out struct {
+		TokenValue string `json:"tokenValue"`
+	}
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/globex/users", Body: map[string]string{"name": "gadmin", "role": "admin"}}, &out))
+	globex := e.esc(out.TokenValue)
+	globex.want(404, "GET", escBase+"/acme/yaml/open/"+opened.ID, nil)
+	globex.want(404, "GET", escBase+"/globex/yaml/open/"+opened.ID, nil)
+	wantDiags(t, globex.do("POST", escBase+"/globex/yaml/open?duration=1h", []byte(`{"imports":["app/base"]}`)), "not found")
+}
+
+func base64URL(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }

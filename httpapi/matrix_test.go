@@ -164,9 +164,9 @@ func (w *world) addEnvironments(t *testing.T) {
 	}))
 }
 
-// envSession opens penv as subject (or, when subject may not, as the pipeline) for the
-// session-read row.
-func (w *world) envSession(t *testing.T, subject string) string {
+// envSession opens penv (or an anonymous definition) as subject (or, when subject may
+// not, as the pipeline) for the session-read rows.
+func (w *world) envSession(t *testing.T, subject, what string) string {
 	var out struct {
 		ID string `json:"id"`
 	}
@@ -174,7 +174,7 @@ func (w *world) envSession(t *testing.T, subject string) string {
 		if s == "anon" || s == "lease" || s == "otherlease" {
 			continue
 		}
-		if w.client(s).Do(cliwire.Call{Method: "POST", Path: "/api/esc/environments/acme/proj/penv/open?duration=1h"}, &out) == nil {
+		if w.client(s).Do(cliwire.Call{Method: "POST", Path: "/api/esc/environments/acme/" + what + "?duration=1h", Body: []byte(`{"imports":[]}`)}, &out) == nil {
 			return out.ID
 		}
 	}
@@ -250,7 +250,11 @@ func (w *world) request(t *testing.T, method, pattern, subject string) call {
 	case "POST /api/esc/environments/{org}/{project}/{env}/open", "POST /api/esc/environments/{org}/{project}/{env}/versions/{version}/open":
 		return call{path: fill(pattern) + "?duration=1h"}
 	case "GET /api/esc/environments/{org}/{project}/{env}/open/{session}":
-		return call{path: strings.Replace(fill(pattern), "{session}", w.envSession(t, subject), 1)}
+		return call{path: strings.Replace(fill(pattern), "{session}", w.envSession(t, subject, "proj/penv/open"), 1)}
+	case "POST /api/esc/environments/{org}/yaml/open":
+		return call{path: fill(pattern) + "?duration=1h", body: []byte(`{"imports":[]}`)}
+	case "GET /api/esc/environments/{org}/yaml/open/{session}":
+		return call{path: strings.Replace(fill(pattern), "{session}", w.envSession(t, subject, "yaml/open"), 1)}
 	case "POST /api/esc/environments/{org}/{project}/{env}/versions/tags":
 		return call{path: fill(pattern), body: map[string]string{"name": "tag-" + subject}}
 	case "PATCH /api/esc/environments/{org}/{project}/{env}/versions/tags/{tag}":
@@ -352,7 +356,7 @@ func isUser(s string) bool {
 
 // fill substitutes the world's names into a route pattern.
 func fill(p string) string {
-	r := strings.NewReplacer("{org}", "acme", "{project}", "proj", "{stack}", "prod", "{team}", "t-read", "{user}", "member", "{version}", "1", "{issuerId}", "none", "{policyId}", "none", "{env}", "penv", "{tag}", "t1", "{sub}", "decrypt")
+	r := strings.NewReplacer("{org}", "acme", "{project}", "proj", "{stack}", "prod", "{team}", "t-read", "{user}", "member", "{version}", "1", "{issuerId}", "none", "{policyId}", "none", "{env}", "penv", "{tag}", "t1", "{sub}", "decrypt", "{what}", "decrypt")
 	return r.Replace(p)
 }
 

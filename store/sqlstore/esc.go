@@ -298,16 +298,16 @@ func (t *tx) CreateEnvSession(s *gatehouse.EnvSession) error {
 	if _, err := t.exec(`DELETE FROM env_sessions WHERE expires <= ?`, ns(t.now)); err != nil {
 		return err
 	}
-	_, err := t.exec(`INSERT INTO env_sessions (id, env_id, revision, owner, data, created, expires) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		s.ID, s.EnvID, s.Revision, s.Owner, s.Data, ns(s.Created), ns(s.Expires))
+	_, err := t.exec(`INSERT INTO env_sessions (id, org_id, env_id, revision, owner, data, created, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		s.ID, s.OrgID, s.EnvID, s.Revision, s.Owner, s.Data, ns(s.Created), ns(s.Expires))
 	return t.conflictOr(err, "session id collision")
 }
 
 func (t *tx) GetEnvSession(id string) (*gatehouse.EnvSession, error) {
 	s := gatehouse.EnvSession{ID: id}
 	var created, expires int64
-	if err := t.queryRow(`SELECT env_id, revision, owner, data, created, expires FROM env_sessions WHERE id = ? AND expires > ?`, id, ns(t.now)).
-		Scan(&s.EnvID, &s.Revision, &s.Owner, &s.Data, &created, &expires); err != nil {
+	if err := t.queryRow(`SELECT org_id, env_id, revision, owner, data, created, expires FROM env_sessions WHERE id = ? AND expires > ?`, id, ns(t.now)).
+		Scan(&s.OrgID, &s.EnvID, &s.Revision, &s.Owner, &s.Data, &created, &expires); err != nil {
 		return nil, one(err, "open session not found or expired")
 	}
 	s.Created, s.Expires = fromNS(created), fromNS(expires)

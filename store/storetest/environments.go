@@ -154,15 +154,18 @@ func testEnvSessionsAndKeys(t *testing.T, e *env) {
 	en := e.environment(acme.ID, "default", "s")
 	now := e.now()
 	e.update(func(tx gatehouse.Tx) error {
-		return tx.CreateEnvSession(&gatehouse.EnvSession{ID: "s1", EnvID: en.ID, Revision: 1, Owner: "user:1", Data: []byte("sealed"), Expires: now.Add(time.Hour)})
+		return tx.CreateEnvSession(&gatehouse.EnvSession{ID: "s1", OrgID: acme.ID, EnvID: en.ID, Revision: 1, Owner: "user:1", Data: []byte("sealed"), Expires: now.Add(time.Hour)})
 	})
 	e.update(func(tx gatehouse.Tx) error {
-		return tx.CreateEnvSession(&gatehouse.EnvSession{ID: "s2", EnvID: en.ID, Revision: 1, Owner: "user:1", Data: []byte("x"), Expires: now.Add(time.Millisecond)})
+		return tx.CreateEnvSession(&gatehouse.EnvSession{ID: "s2", OrgID: acme.ID, EnvID: en.ID, Revision: 1, Owner: "user:1", Data: []byte("x"), Expires: now.Add(time.Millisecond)})
 	})
 	e.view(func(tx gatehouse.Tx) error {
 		s, err := tx.GetEnvSession("s1")
 		if err != nil || s.EnvID != en.ID || s.Owner != "user:1" || !bytes.Equal(s.Data, []byte("sealed")) {
 			t.Errorf("GetEnvSession = %+v, %v", s, err)
+		}
+		if s.OrgID != acme.ID {
+			t.Errorf("session org %d, want %d", s.OrgID, acme.ID)
 		}
 		_, err = tx.GetEnvSession("nope")
 		wantCode(t, err, gatehouse.ENOTFOUND, "GetEnvSession of an unknown id")
@@ -178,6 +181,20 @@ func testEnvSessionsAndKeys(t *testing.T, e *env) {
 		wantCode(t, err, gatehouse.ENOTFOUND, "GetEnvSession of an expired session")
 		return nil
 	})
+	// Anonymous sessions (yaml/open) have no environment; the org's key is -org id.
+	e.update(func(tx gatehouse.Tx) error {
+		if _, err := tx.CreateEnvKey(-acme.ID, []byte("org-key")); err != nil {
+			return err
+		}
+		return tx.CreateEnvSession(&gatehouse.EnvSession{ID: "anon", OrgID: acme.ID, Owner: "user:1", Data: []byte("x"), Expires: e.now().Add(time.Hour)})
+	})
+	e.view(func(tx gatehouse.Tx) error {
+		s, err := tx.GetEnvSession("anon")
+		if err != nil || s.EnvID != 0 || s.OrgID != acme.ID {
+			t.Errorf("anonymous session = %+v, %v", s, err)
+		}
+		return nil
+	})
 	var got []byte
 	e.update(func(tx gatehouse.Tx) (err error) { got, err = tx.CreateEnvKey(en.ID, []byte("first")); return err })
 	e.update(func(tx gatehouse.Tx) (err error) { got, err = tx.CreateEnvKey(en.ID, []byte("second")); return err })
@@ -190,7 +207,7 @@ func testEnvSessionsAndKeys(t *testing.T, e *env) {
 	e.update(func(tx gatehouse.Tx) error { return tx.ReplaceEnvKey(en.ID, []byte("first"), []byte("new")) })
 	e.view(func(tx gatehouse.Tx) error {
 		keys, err := tx.ListEnvKeys()
-		if err != nil || len(keys) != 1 || keys[0].EnvID != en.ID || string(keys[0].Wrapped) != "new" {
+		if err != nil || len(keys) != 2 || keys[0].EnvID != -acme.ID || keys[1].EnvID != en.ID || string(keys[1].Wrapped) != "new" {
 			t.Errorf("ListEnvKeys = %+v, %v", keys, err)
 		}
 		return nil

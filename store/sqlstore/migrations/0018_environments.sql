@@ -36,9 +36,12 @@ CREATE TABLE env_tags (
 );
 
 -- Open sessions: the evaluated environment sealed under the environment's data key.
+-- Sessions of anonymous definitions (yaml/open: a stack's environment: imports) have
+-- env_id 0 and are sealed under the organization's session key (env_keys row -org_id).
 CREATE TABLE env_sessions (
     id       @TEXT@ PRIMARY KEY,
-    env_id   @BIGINT@ NOT NULL REFERENCES environments (id) ON DELETE CASCADE,
+    org_id   @BIGINT@ NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
+    env_id   @BIGINT@ NOT NULL,
     revision @BIGINT@ NOT NULL,
     owner    @TEXT@ NOT NULL,
     data     @BLOB@ NOT NULL,
@@ -47,8 +50,10 @@ CREATE TABLE env_sessions (
 );
 CREATE INDEX env_sessions_expires ON env_sessions (expires);
 
+-- Data keys wrapped by the keyring: env_id > 0 an environment's, env_id = -org_id an
+-- organization's key for anonymous open sessions.
 CREATE TABLE env_keys (
-    env_id  @BIGINT@ PRIMARY KEY REFERENCES environments (id) ON DELETE CASCADE,
+    env_id  @BIGINT@ PRIMARY KEY,
     wrapped @BLOB@ NOT NULL
 );
 
