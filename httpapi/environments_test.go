@@ -644,6 +644,20 @@ func TestEnvironmentsStackImports(t *testing.T) {
 		}
 		return err
 	}))
+	// env set: GET (ciphertext), add a value, PATCH with the ETag: the ciphertext written back
+	// is kept as it is and still opens.
+	r := c.want(200, "GET", escBase+"/acme/app/base", nil)
+	body := append(append([]byte{}, r.body...), []byte("  extra: 1\n")...)
+	c.want(200, "PATCH", escBase+"/acme/app/base", body, "ETag", r.header.Get("ETag"))
+	c.want(200, "POST", escBase+"/acme/yaml/open?duration=2h0m0s", []byte(`{"imports":["app/base"]}`)).json(t, &opened)
+	c.want(200, "GET", escBase+"/acme/yaml/open/"+opened.ID+"?property=pulumiConfig.pw", nil).json(t, &one)
+	if one.Value != "hunter2" {
+		t.Fatalf("secret after a round trip of its ciphertext: %+v", one)
+	}
+	c.want(200, "GET", escBase+"/acme/yaml/open/"+opened.ID+"?property=extra", nil).json(t, &one)
+	if one.Value != float64(1) {
+		t.Fatalf("extra: %+v", one)
+	}
 	// environmentOverrides: app/dev is replaced by app/staging.
 	ov := base64URL(`{"app/dev":"app/staging"}`)
 	c.want(200, "POST", escBase+"/acme/yaml/open?duration=2h0m0s&environmentOverrides="+ov, []byte(`{"imports":["app/base","app/dev"]}`)).json(t, &opened)
