@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -697,16 +698,32 @@ func latestTag(env *gatehouse.Environment) envTagJSON {
 	return tagJSON(gatehouse.EnvTag{Name: "latest", Revision: env.Revision, Created: env.Created, Modified: env.Modified})
 }
 
+// listEnvTags lists revision tags by name, after the name ?after= (the CLI pages until it
+// gets an empty page), at most ?count= (default all).
 func (s *Server) listEnvTags(rq *Request) (any, error) {
-	out := []envTagJSON{latestTag(rq.Env)}
-	err := rq.View(func(tx gatehouse.Tx) error {
+	count, err := queryInt(rq, "count")
+	if err != nil {
+		return nil, err
+	}
+	after := rq.URL.Query().Get("after")
+	all := []envTagJSON{latestTag(rq.Env)}
+	if err := rq.View(func(tx gatehouse.Tx) error {
 		tags, err := tx.ListEnvTags(rq.Env.ID)
 		for _, t := range tags {
-			out = append(out, tagJSON(t))
+			all = append(all, tagJSON(t))
 		}
 		return err
-	})
-	return map[string]any{"tags": out, "nextToken": ""}, err
+	}); err != nil {
+		return nil, err
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].Name < all[j].Name })
+	out := []envTagJSON{}
+	for _, t := range all {
+		if t.Name > after && (count == 0 || len(out) < count) {
+			out = append(out, t)
+		}
+	}
+	return map[string]any{"tags": out, "nextToken": ""}, nil
 }
 
 func (s *Server) getEnvTag(rq *Request, name string) (any, error) {

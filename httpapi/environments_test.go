@@ -294,9 +294,39 @@ func TestEnvironmentsCLIFlow(t *testing.T) {
 			Name string `json:"name"`
 		} `json:"tags"`
 	}
-	c.want(200, "GET", E+"/versions/tags", nil).json(t, &tags)
-	if len(tags.Tags) != 2 {
-		t.Fatalf("tags: %+v", tags)
+	// env version tag ls pages with ?after= until it gets an empty page.
+	var all []string
+	for after := ""; ; {
+		c.want(200, "GET", E+"/versions/tags?count=1&after="+after, nil).json(t, &tags)
+		if len(tags.Tags) == 0 {
+			break
+		}
+		after = tags.Tags[len(tags.Tags)-1].Name
+		all = append(all, after)
+		if len(all) > 10 {
+			t.Fatal("tag listing does not end")
+		}
+	}
+	if strings.Join(all, ",") != "latest,prod" {
+		t.Fatalf("tags: %v", all)
+	}
+	// env version history pages with ?before= until it gets an empty page.
+	var nums []int
+	for before := 0; ; {
+		c.want(200, "GET", E+"/versions?count=2&before="+strconv.Itoa(before), nil).json(t, &revs)
+		if len(revs) == 0 {
+			break
+		}
+		for _, r := range revs {
+			nums = append(nums, r.Number)
+		}
+		before = revs[len(revs)-1].Number
+		if len(nums) > 10 {
+			t.Fatal("revision listing does not end")
+		}
+	}
+	if len(nums) != 3 || nums[0] != 3 || nums[2] != 1 {
+		t.Fatalf("history: %v", nums)
 	}
 	c.want(400, "DELETE", E+"/versions/tags/latest", nil)
 	c.want(200, "DELETE", E+"/versions/tags/prod", nil)
