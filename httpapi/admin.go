@@ -393,6 +393,8 @@ type teamJSON struct {
 	Members     []teamMemberJSON `json:"members,omitempty"`
 	Stacks      []teamStackJSON  `json:"stacks,omitempty"`
 	Grants      []grantJSON      `json:"grants,omitempty"`
+	// Environments are the team's environment permissions (environments.go).
+	Environments []envPermJSON `json:"environments,omitempty"`
 }
 
 func (s *Server) listTeams(rq *Request) (any, error) {
@@ -456,8 +458,14 @@ func (s *Server) getTeam(rq *Request) (any, error) {
 		if err != nil {
 			return err
 		}
+		if out.Environments, err = teamEnvironments(tx, gs); err != nil {
+			return err
+		}
 		for i := range gs {
 			g := &gs[i]
+			if g.Scope.IsEnv() {
+				continue // listed in Environments
+			}
 			if g.Scope.StackRef != nil {
 				out.Stacks = append(out.Stacks, teamStackJSON{ProjectName: g.Scope.StackRef.Project, StackName: g.Scope.StackRef.Stack, Permission: pulumiPerm[g.Permission], Decrypt: g.Decrypt || g.Permission >= gatehouse.PermWrite})
 			}
@@ -509,7 +517,10 @@ func (s *Server) updateTeam(rq *Request) (any, error) {
 		RemoveStack         *stackPermJSON `json:"removeStack"`
 		AddGrant            *grantReq      `json:"addGrant"`
 		RemoveGrant         *grantReq      `json:"removeGrant"`
-		_                   struct{}       `json:"-"`
+		// Pulumi's team environment permissions (environments.go).
+		AddEnvironmentPermission *envPermJSON `json:"addEnvironmentPermission"`
+		RemoveEnvironment        *envPermJSON `json:"removeEnvironment"`
+		_                        struct{}     `json:"-"`
 	}
 	if err := rq.decode(&req); err != nil {
 		return nil, err
@@ -561,6 +572,9 @@ func (s *Server) updateTeam(rq *Request) (any, error) {
 			if err := removeGrant(rq, tx, &t, *req.RemoveGrant); err != nil {
 				return err
 			}
+		}
+		if err := teamEnvGrant(rq, tx, &t, req.AddEnvironmentPermission, req.RemoveEnvironment); err != nil {
+			return err
 		}
 		return nil
 	})

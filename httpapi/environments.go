@@ -830,3 +830,80 @@ func (s *Server) patchEnvSettings(rq *Request) (any, error) {
 	}
 	return map[string]bool{"deletionProtected": p}, nil
 }
+
+// --- team environment permissions (the team PATCH and GET in admin.go) ---
+
+// envPermJSON is Pulumi's team environment permission. envName "" (a Gatehouse extension)
+// names every environment of the ESC project.
+type envPermJSON struct {
+	ProjectName string `json:"projectName"`
+	EnvName     string `json:"envName,omitempty"`
+	Permission  string `json:"permission,omitempty"`
+}
+
+func envScope(rq *Request, tx gatehouse.Tx, p *envPermJSON) (gatehouse.Scope, error) {
+	if err := esc.ValidateName("project", p.ProjectName); err != nil {
+		return gatehouse.Scope{}, err
+	}
+	if p.EnvName == "" {
+		return gatehouse.Scope{EnvProject: p.ProjectName}, nil
+	}
+	env, err := tx.GetEnvironment(rq.Org.ID, p.ProjectName, p.EnvName)
+	if err != nil {
+		if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+			return gatehouse.Scope{}, gatehouse.Errorf(gatehouse.EINVALID, "environment %s/%s/%s does not exist", rq.Org.Name, p.ProjectName, p.EnvName)
+		}
+		return gatehouse.Scope{}, err
+	}
+	return gatehouse.Scope{EnvID: env.ID}, nil
+}
+
+// teamEnvGrant applies addEnvironmentPermission / removeEnvironment of a team PATCH.
+func teamEnvGrant(rq *Request, tx gatehouse.Tx, t *gatehouse.Team, add, remove *envPermJSON) error {
+	if add != nil {
+		sc, err := envScope(rq, tx, add)
+		if err != nil {
+			return err
+		}
+		perm, err := gatehouse.ParseEnvPermission(add.Permission)
+		if err != nil {
+			return err
+		}
+		if perm == gatehouse.EnvNone {
+			return gatehouse.Errorf(gatehouse.EINVALID, "an environment permission needs read, open, write or admin")
+		}
+		p, dec := gatehouse.EnvGrantPermission(perm)
+		rq.Detail("environmentGrant", add.ProjectName+"/"+add.EnvName+":"+perm.String())
+		if err := tx.PutGrant(&gatehouse.Grant{TeamID: t.ID, Scope: sc, Permission: p, Decrypt: dec}); err != nil {
+			return err
+		}
+	}
+	if remove != nil {
+		sc, err := envScope(rq, tx, remove)
+		if err != nil {
+			return err
+		}
+		rq.Detail("removedEnvironmentGrant", remove.ProjectName+"/"+remove.EnvName)
+		return tx.DeleteGrant(t.ID, sc)
+	}
+	return nil
+}
+
+// teamEnvironments lists a team's environment grants in Pulumi's shape.
+func teamEnvironments(tx gatehouse.Tx, gs []gatehouse.Grant) ([]envPermJSON, error) {
+	var out []envPermJSON
+	for _, g := range gs {
+		perm := gatehouse.EnvPermissionOf(g.Permission, g.Decrypt).String()
+		switch {
+		case g.Scope.EnvProject != "":
+			out = append(out, envPermJSON{ProjectName: g.Scope.EnvProject, Permission: perm})
+		case g.Scope.EnvID != 0:
+			env, err := tx.GetEnvironmentByID(g.Scope.EnvID)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, envPermJSON{ProjectName: env.Project, EnvName: env.Name, Permission: perm})
+		}
+	}
+	return out, nil
+}

@@ -136,24 +136,12 @@ func (e *env) newPerson(name, role string) string {
 	return out.TokenValue
 }
 
-// envGrant gives team a permission on an environment scope (no REST route yet: the store).
-func (e *env) envGrant(team string, scope gatehouse.Scope, perm gatehouse.EnvPermission) {
+// envGrant gives team a permission on environment project/name ("" name: every
+// environment of the project) with Pulumi's team PATCH.
+func (e *env) envGrant(team, project, name, perm string) {
 	e.t.Helper()
-	p, dec := gatehouse.EnvGrantPermission(perm)
-	e.must(e.srv.Store.Update(context.Background(), func(tx gatehouse.Tx) error {
-		org, err := tx.GetOrgByName("acme")
-		if err != nil {
-			return err
-		}
-		tm, err := tx.GetTeamByName(org.ID, team)
-		if err != nil {
-			return err
-		}
-		if scope.EnvID < 0 { // "the environment named by -ID": look up app/<name>
-			return gatehouse.Errorf(gatehouse.EINVALID, "bad scope")
-		}
-		return tx.PutGrant(&gatehouse.Grant{TeamID: tm.ID, Scope: scope, Permission: p, Decrypt: dec})
-	}))
+	e.must(e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/teams/" + team,
+		Body: map[string]any{"addEnvironmentPermission": map[string]string{"projectName": project, "envName": name, "permission": perm}}}, nil))
 }
 
 func (e *env) envID(project, name string) int64 {
@@ -538,7 +526,7 @@ func TestEnvironmentsAccess(t *testing.T) {
 	// A team with open on the environment app/dev only.
 	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/teams/pulumi", Body: map[string]string{"name": "openers"}}, nil))
 	e.must(e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/teams/openers", Body: map[string]any{"memberAction": "add", "member": "opener"}}, nil))
-	e.envGrant("openers", gatehouse.Scope{EnvID: e.envID("app", "dev")}, gatehouse.EnvOpen)
+	e.envGrant("openers", "app", "dev", "open")
 	var opened struct {
 		ID string `json:"id"`
 	}
@@ -549,13 +537,25 @@ func TestEnvironmentsAccess(t *testing.T) {
 	admin.want(404, "GET", dev+"/open/"+opened.ID, nil)
 
 	// Imports: opening app/consumer needs open on app/base too; the error names it.
-	e.envGrant("openers", gatehouse.Scope{EnvID: e.envID("app", "consumer")}, gatehouse.EnvOpen)
+	e.envGrant("openers", "app", "consumer", "open")
 	wantDiags(t, opener.do("POST", escBase+"/acme/app/consumer/open?duration=1h", nil), `access to imported environment "app/base" denied`)
 	// Checking it without secrets needs read on the import (the org default gives it).
 	opener.want(200, "POST", escBase+"/acme/app/consumer/check", nil)
 	wantDiags(t, opener.do("POST", escBase+"/acme/yaml/check?showSecrets=true", []byte("imports: [app/base]\n")), `"app/base" denied`)
 	// A grant by project covers every environment of it.
-	e.envGrant("openers", gatehouse.Scope{EnvProject: "app"}, gatehouse.EnvOpen)
+	e.envGrant("openers", "app", "", "open")
+	var team struct {
+		Environments []struct{ ProjectName, EnvName, Permission string }
+	}
+	e.must(e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/teams/openers"}, &team))
+	if len(team.Environments) != 3 || team.Environments[0].Permission != "open" {
+		t.Fatalf("team environments: %+v", team.Environments)
+	}
+	e.must(e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/teams/openers", Body: map[string]any{"removeEnvironment": map[string]string{"projectName": "app", "envName": "dev"}}}, nil))
+	e.must(e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/teams/openers"}, &team))
+	if len(team.Environments) != 2 {
+		t.Fatalf("team environments after removeEnvironment: %+v", team.Environments)
+	}
 	opener.want(200, "POST", escBase+"/acme/app/consumer/open?duration=1h", nil).json(t, &opened)
 	// Sessions belong to their environment.
 	opener.want(404, "GET", escBase+"/acme/app/base/open/"+opened.ID, nil)
@@ -568,7 +568,7 @@ func TestEnvironmentsAccess(t *testing.T) {
 	// Protected environments (a protection rule by project selects environments too): people
 	// keep read, only pipeline credentials open and change them.
 	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/teams/pulumi", Body: map[string]string{"name": "deployers"}}, nil))
-	e.envGrant("deployers", gatehouse.Scope{EnvProject: "app"}, gatehouse.EnvWrite)
+	e.envGrant("deployers", "app", "", "write")
 	var tok struct {
 		TokenValue string `json:"tokenValue"`
 	}

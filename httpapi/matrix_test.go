@@ -157,8 +157,8 @@ func (w *world) addEnvironments(t *testing.T) {
 	must(t, a.Do(cliwire.Call{Method: "PATCH", Path: "/api/esc/environments/acme/proj/penv", Body: []byte("values:\n  pw:\n    fn::secret: hunter2\n")}, nil))
 	must(t, a.Do(cliwire.Call{Method: "POST", Path: "/api/esc/environments/acme/proj/penv/versions/tags", Body: map[string]any{"name": "t1", "revision": 1}}, nil))
 	id := w.e.envID("proj", "penv")
-	w.e.envGrant("t-readd", gatehouse.Scope{EnvProject: "proj"}, gatehouse.EnvOpen)
-	w.e.envGrant("t-write", gatehouse.Scope{EnvID: id}, gatehouse.EnvWrite)
+	w.e.envGrant("t-readd", "proj", "", "open")
+	w.e.envGrant("t-write", "proj", "penv", "write")
 	must(t, w.e.srv.Store.Update(context.Background(), func(tx gatehouse.Tx) error {
 		return tx.PutProtection(&gatehouse.Protection{OrgID: 1, Scope: gatehouse.Scope{EnvID: id}, CreatedBy: "matrix"})
 	}))
