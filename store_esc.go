@@ -1,6 +1,9 @@
 package gatehouse
 
-import "time"
+import (
+	"errors"
+	"time"
+)
 
 // Environments (Pulumi ESC): named, versioned YAML definitions of configuration and secrets.
 // Every write makes a new immutable revision; tags name revisions (the implicit tag latest
@@ -46,7 +49,7 @@ func (p EnvPermission) MarshalText() ([]byte, error) { return []byte(p.String())
 func (p *EnvPermission) UnmarshalText(b []byte) error {
 	v, err := ParseEnvPermission(string(b))
 	if err != nil {
-		return err
+		return errors.New(ErrorMessage(err)) // plain: decoders prefix their own context
 	}
 	*p = v
 	return nil

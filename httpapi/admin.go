@@ -59,6 +59,8 @@ type orgJSON struct {
 	MaxAccessTokenExpiryDays int    `json:"maxAccessTokenExpiryDays"`
 	UserRole                 string `json:"userRole,omitempty"`
 	Created                  string `json:"created"`
+	// DefaultEnvironmentPermission: none, read, open, write or admin (environments.go).
+	DefaultEnvironmentPermission string `json:"defaultEnvironmentPermission"`
 }
 
 func (rq *Request) orgJSON(o *gatehouse.Org) orgJSON {
@@ -67,6 +69,7 @@ func (rq *Request) orgJSON(o *gatehouse.Org) orgJSON {
 		DefaultStackPermission: pulumiPerm[o.Settings.DefaultStackPermission], MembersCanCreateStacks: o.Settings.MembersCanCreateStacks,
 		MembersCanDeleteStacks: o.Settings.MembersCanDeleteStacks, MaxAccessTokenExpiryDays: o.Settings.MaxTokenLifetimeDays,
 		UserRole: string(rq.facts.Role), Created: o.Created.Format("2006-01-02T15:04:05Z07:00"),
+		DefaultEnvironmentPermission: o.Settings.DefaultEnvironmentPermission.String(),
 	}
 }
 
