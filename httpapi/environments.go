@@ -31,7 +31,23 @@ const (
 	MaxEnvOpenDuration = 24 * time.Hour
 
 	revisionHeader = "Pulumi-ESC-Revision"
+
+	// maxDefinitionBytes bounds an environment definition (the evaluator holds it, and
+	// everything it imports, in memory).
+	maxDefinitionBytes = 1 << 20
 )
+
+// readDefinition reads a YAML definition (sent with a JSON content type; JSON is YAML).
+func (rq *Request) readDefinition() ([]byte, error) {
+	b, err := rq.readBody()
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxDefinitionBytes {
+		return nil, gatehouse.Errorf(gatehouse.ETOOLARGE, "an environment definition is limited to %d bytes", maxDefinitionBytes)
+	}
+	return b, nil
+}
 
 func (s *Server) registerEnvRoutes() {
 	get, post, patch, del := http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete
@@ -304,7 +320,7 @@ func (s *Server) envDefinition(rq *Request, version string, decrypt bool) (any, 
 }
 
 func (s *Server) updateEnv(rq *Request) (any, error) {
-	def, err := rq.readBody()
+	def, err := rq.readDefinition()
 	if err != nil {
 		return nil, err
 	}
@@ -382,7 +398,7 @@ func (s *Server) checkYAML(rq *Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	def, err := rq.readBody()
+	def, err := rq.readDefinition()
 	if err != nil {
 		return nil, err
 	}
@@ -408,7 +424,7 @@ func (s *Server) checkEnv(rq *Request) (any, error) {
 			return nil, err
 		}
 	}
-	def, err := rq.readBody()
+	def, err := rq.readDefinition()
 	if err != nil {
 		return nil, err
 	}
@@ -527,7 +543,7 @@ func (s *Server) openYAML(rq *Request) (any, error) {
 			return nil, gatehouse.Errorf(gatehouse.EINVALID, "environmentOverrides must be a base64url-encoded JSON object of names")
 		}
 	}
-	def, err := rq.readBody()
+	def, err := rq.readDefinition()
 	if err != nil {
 		return nil, err
 	}

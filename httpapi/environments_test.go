@@ -424,6 +424,8 @@ func TestEnvironmentsBadInput(t *testing.T) {
 	c.want(400, "POST", E+"/versions/tags", []byte(`{"name":"latest"}`))
 	c.want(404, "GET", escBase+"/acme/app/nope", nil)
 
+	// Definitions are bounded.
+	c.want(413, "PATCH", E, append([]byte("values:\n  big: "), bytes.Repeat([]byte("x"), 1<<20)...))
 	// Durations.
 	c.want(200, "PATCH", E, []byte("values: {k: v}\n"))
 	for _, d := range []string{"", "?duration=", "?duration=-1h", "?duration=0s", "?duration=25h", "?duration=soon"} {
