@@ -435,6 +435,11 @@ func TestEnvironmentsBadInput(t *testing.T) {
 		ID string `json:"id"`
 	}
 	c.want(200, "POST", E+"/open?duration=1m", nil).json(t, &opened)
+	c.want(400, "GET", E+"/open/"+opened.ID+"?property=k[", nil)
+	c.want(404, "GET", E+"/open/"+opened.ID+"?property=k[3]", nil)
+	c.want(400, "POST", E+"/check?showSecrets=maybe", nil)
+	c.want(400, "GET", E+"/versions?before=-1", nil)
+	c.want(404, "GET", E+"/whatever", nil)
 	// Expired and unknown sessions are 404.
 	c.want(404, "GET", E+"/open/0123456789abcdef", nil)
 	e.clock.Advance(2 * time.Minute)
