@@ -287,7 +287,12 @@ func (s *Service) Evaluate(ctx context.Context, rq EvalRequest) (*pesc.Environme
 		return nil, nil, ld.err
 	}
 	if diags.HasErrors() {
-		return nil, nil, &Error{Message: "the environment definition has errors", Diagnostics: diags}
+		msg := "the environment definition has errors"
+		if len(ld.denied) > 0 {
+			// The message is the audit event's reason: a refused import is named there.
+			msg = "access to imported environment " + strings.Join(ld.denied, ", ") + " denied"
+		}
+		return nil, nil, &Error{Message: msg, Diagnostics: diags}
 	}
 	return out, diags, nil
 }
@@ -306,7 +311,8 @@ type loader struct {
 	access    Access
 	open      bool
 	overrides map[string]string
-	err       error // a store failure (not an evaluation diagnostic)
+	denied    []string // imports refused by Access (quoted)
+	err       error    // a store failure (not an evaluation diagnostic)
 }
 
 func (l *loader) LoadEnvironment(ctx context.Context, ref string) ([]byte, eval.Decrypter, error) {
@@ -347,6 +353,7 @@ func (l *loader) LoadEnvironment(ctx context.Context, ref string) ([]byte, eval.
 		if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
 			return nil, nil, notFound // a hidden environment reads as a missing one
 		}
+		l.denied = append(l.denied, strconv.Quote(ref))
 		return nil, nil, fmt.Errorf("access to imported environment %q denied: %s", ref, gatehouse.ErrorMessage(err))
 	}
 	return rev.YAML, crypter{l.s.keys, env.ID}, nil

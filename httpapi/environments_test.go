@@ -548,6 +548,18 @@ func TestEnvironmentsAccess(t *testing.T) {
 	wantDiags(t, opener.do("POST", escBase+"/acme/app/consumer/open?duration=1h", nil), `access to imported environment "app/base" denied`)
 	// Checking it without secrets needs read on the import (the org default gives it).
 	opener.want(200, "POST", escBase+"/acme/app/consumer/check", nil)
+	// The refusal is in the audit log, naming the import.
+	evs, err := listAudit(e)
+	e.must(err)
+	found := false
+	for _, ev := range evs {
+		if ev.Target == "acme/app/consumer" && ev.Action == "env:open" && ev.Outcome == gatehouse.OutcomeFailure && strings.Contains(ev.Reason, `"app/base"`) {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("no audit event names the refused import")
+	}
 	wantDiags(t, opener.do("POST", escBase+"/acme/yaml/check?showSecrets=true", []byte("imports: [app/base]\n")), `"app/base" denied`)
 	// A grant by project covers every environment of it.
 	e.envGrant("openers", "app", "", "open")
