@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -706,6 +708,22 @@ func TestEnvironmentsStackImports(t *testing.T) {
 	c.want(200, "GET", escBase+"/acme/yaml/open/"+opened.ID+"?property=extra", nil).json(t, &one)
 	if one.Value != float64(1) {
 		t.Fatalf("extra: %+v", one)
+	}
+	// No plaintext secret anywhere in the database files (definitions, revisions, sessions,
+	// audit): only ciphertext.
+	seen := false
+	for _, name := range []string{"gatehouse.db", "gatehouse.db-wal"} {
+		b, err := os.ReadFile(filepath.Join(e.dir, name))
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, []byte("hunter2")) {
+			t.Fatalf("plaintext secret in %s", name)
+		}
+		seen = seen || bytes.Contains(b, []byte("pulumiConfig")) // the scan sees the definitions
+	}
+	if !seen {
+		t.Fatal("the definitions are not in the database files: the scan proves nothing")
 	}
 	// environmentOverrides: app/dev is replaced by app/staging.
 	ov := base64URL(`{"app/dev":"app/staging"}`)
