@@ -247,3 +247,24 @@ func TestDecideEnvironmentGrantsAreSeparateFromStackGrants(t *testing.T) {
 		t.Fatalf("pipeline open of a protected environment: %+v", d)
 	}
 }
+
+func TestDecideEnvironmentCreate(t *testing.T) {
+	org, _ := fixture()
+	team := &Subject{Kind: TeamToken, Token: &gatehouse.Token{OrgID: 1, TeamID: 5}, Pipeline: true}
+	p, dec := gatehouse.EnvGrantPermission(gatehouse.EnvWrite)
+	f := Facts{Grants: []gatehouse.Grant{{TeamName: "ci", Scope: gatehouse.Scope{EnvProject: "app"}, Permission: p, Decrypt: dec}}}
+	if d := Decide(team, EnvCreate, Resource{Org: org, NewEnv: &NewEnv{Project: "app", Name: "x"}}, f); !d.Allow {
+		t.Fatalf("team with write on the ESC project: %+v", d)
+	}
+	if d := Decide(team, EnvCreate, Resource{Org: org, NewEnv: &NewEnv{Project: "other", Name: "x"}}, f); d.Allow {
+		t.Fatalf("team created in another project: %+v", d)
+	}
+	p, dec = gatehouse.EnvGrantPermission(gatehouse.EnvOpen)
+	f.Grants[0].Permission, f.Grants[0].Decrypt = p, dec
+	if d := Decide(team, EnvCreate, Resource{Org: org, NewEnv: &NewEnv{Project: "app", Name: "x"}}, f); d.Allow {
+		t.Fatalf("open is not enough to create: %+v", d)
+	}
+	if d := Decide(user(2), EnvCreate, Resource{Org: org, NewEnv: &NewEnv{Project: "app", Name: "x"}}, Facts{Role: gatehouse.RoleBillingManager}); d.Allow {
+		t.Fatalf("billing manager created an environment: %+v", d)
+	}
+}
