@@ -109,6 +109,8 @@ type Environment struct {
 	DeletionProtected bool
 	Created           time.Time
 	Modified          time.Time
+	// Tags are the environment's name/value tags (protection rules by tag select by them).
+	Tags              map[string]string
 	CreatedBy         string // login of the creator
 	CreatorUserID     int64  // the creating person, 0 for machine tokens; gets admin
 }
@@ -188,6 +190,11 @@ type EnvTx interface {
 	GetEnvTag(envID int64, name string) (*EnvTag, error)
 	ListEnvTags(envID int64) ([]EnvTag, error)
 	DeleteEnvTag(envID int64, name string) error
+	// Environment tags (name/value metadata). SetEnvTag adds or changes one; DeleteEnvTagKV
+	// removes one (ENOTFOUND when absent). GetEnvironment* fill Environment.Tags.
+	ListEnvKVTags(envID int64) ([]EnvKVTag, error)
+	SetEnvKVTag(t *EnvKVTag) error
+	DeleteEnvKVTag(envID int64, name string) error
 	// Open sessions. GetEnvSession returns ENOTFOUND for unknown and expired sessions.
 	CreateEnvSession(s *EnvSession) error
 	GetEnvSession(id string) (*EnvSession, error)
@@ -203,4 +210,14 @@ type EnvTx interface {
 type EnvKey struct {
 	EnvID   int64
 	Wrapped []byte
+}
+
+// EnvKVTag is an environment tag: name/value metadata.
+type EnvKVTag struct {
+	EnvID       int64
+	Name        string
+	Value       string
+	Created     time.Time
+	Modified    time.Time
+	EditorLogin string
 }

@@ -529,7 +529,7 @@ func decideEnv(sub *Subject, action Action, res Resource, f Facts) Decision {
 	// keep read.
 	if need >= gatehouse.EnvOpen && !sub.Pipeline {
 		for _, p := range f.Protections {
-			if p.MatchesEnv(env.ID, env.Project, nil, true) {
+			if p.MatchesEnv(env.ID, env.Project, env.Tags, true) {
 				return deny("environment %s is protected (%s): it is opened and changed only with a pipeline credential (a team, organization or OIDC-issued token); people may read it", env.Ref(), p)
 			}
 		}

@@ -76,6 +76,12 @@ func (s *Server) registerEnvRoutes() {
 	s.handle(patch, envPath+"/versions/tags/{tag}", authz.EnvWrite, s.updateEnvTag)
 	s.handle(del, envPath+"/versions/tags/{tag}", authz.EnvWrite, s.deleteEnvTag)
 	s.handle(patch, envPath+"/settings", authz.EnvAdmin, s.patchEnvSettings)
+	// Environment tags (GET E/tags is served by getEnvSub). Tags select protection rules, so
+	// editing them is a protected change (env:write).
+	s.handle(post, envPath+"/tags", authz.EnvWrite, s.createEnvKVTag)
+	s.handle(get, envPath+"/tags/{name}", authz.EnvRead, s.getEnvKVTag)
+	s.handle(patch, envPath+"/tags/{name}", authz.EnvWrite, s.updateEnvKVTag)
+	s.handle(del, envPath+"/tags/{name}", authz.EnvWrite, s.deleteEnvKVTag)
 }
 
 // handleAudited declares a GET route whose successful calls are audited (secret values
@@ -265,7 +271,7 @@ func (s *Server) getEnvDef(rq *Request) (any, error) {
 	return s.envDefinition(rq, rq.PathValue("version"), strings.HasSuffix(rq.URL.Path, "/decrypt"))
 }
 
-// getEnvSub serves GET E/decrypt, E/versions and E/settings.
+// getEnvSub serves GET E/decrypt, E/versions, E/settings and E/tags.
 func (s *Server) getEnvSub(rq *Request) (any, error) {
 	switch rq.PathValue("what") {
 	case "decrypt":
@@ -277,6 +283,8 @@ func (s *Server) getEnvSub(rq *Request) (any, error) {
 		return s.listRevisions(rq)
 	case "settings":
 		return s.getEnvSettings(rq)
+	case "tags":
+		return s.listEnvKVTags(rq)
 	}
 	return nil, gatehouse.Errorf(gatehouse.ENOTFOUND, "no such route: %s %s", rq.Method, rq.URL.Path)
 }
@@ -922,4 +930,142 @@ func teamEnvironments(tx gatehouse.Tx, gs []gatehouse.Grant) ([]envPermJSON, err
 		}
 	}
 	return out, nil
+}
+
+// --- environment tags (name/value metadata) ---
+
+type envKVTagJSON struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Value       string `json:"value"`
+	Created     string `json:"created"`
+	Modified    string `json:"modified"`
+	EditorLogin string `json:"editorLogin"`
+	EditorName  string `json:"editorName"`
+}
+
+func kvTagJSON(t gatehouse.EnvKVTag) envKVTagJSON {
+	return envKVTagJSON{ID: t.Name, Name: t.Name, Value: t.Value, Created: t.Created.Format(time.RFC3339), Modified: t.Modified.Format(time.RFC3339), EditorLogin: t.EditorLogin, EditorName: t.EditorLogin}
+}
+
+func validKVTag(name, value string) error {
+	if name == "" || len(name) > 256 || !tagKeyRE.MatchString(name) {
+		return gatehouse.Errorf(gatehouse.EINVALID, "invalid environment tag name %q", name)
+	}
+	if len(value) > 256 {
+		return gatehouse.Errorf(gatehouse.EINVALID, "environment tag values are at most 256 characters")
+	}
+	return nil
+}
+
+// listEnvKVTags answers GET E/tags?after=&count= (a map by name, as the CLI reads it).
+func (s *Server) listEnvKVTags(rq *Request) (any, error) {
+	count, err := queryInt(rq, "count")
+	if err != nil {
+		return nil, err
+	}
+	after := rq.URL.Query().Get("after")
+	out := map[string]envKVTagJSON{}
+	err = rq.View(func(tx gatehouse.Tx) error {
+		tags, err := tx.ListEnvKVTags(rq.Env.ID)
+		for _, t := range tags {
+			if t.Name > after && (count == 0 || len(out) < count) {
+				out[t.Name] = kvTagJSON(t)
+			}
+		}
+		return err
+	})
+	return map[string]any{"tags": out, "nextToken": ""}, err
+}
+
+func (s *Server) getEnvKVTag(rq *Request) (any, error) {
+	name := rq.PathValue("name")
+	tag, ok := rq.Env.Tags[name]
+	if !ok {
+		return nil, gatehouse.Errorf(gatehouse.ENOTFOUND, "environment tag '%s' not found", name)
+	}
+	var out envKVTagJSON
+	err := rq.View(func(tx gatehouse.Tx) error {
+		tags, err := tx.ListEnvKVTags(rq.Env.ID)
+		for _, t := range tags {
+			if t.Name == name {
+				out = kvTagJSON(t)
+			}
+		}
+		return err
+	})
+	out.Value = tag
+	return out, err
+}
+
+func (s *Server) createEnvKVTag(rq *Request) (any, error) {
+	var req struct {
+		Name  string `json:"name"`
+		Value string `json:"value"`
+	}
+	if err := rq.decode(&req); err != nil {
+		return nil, err
+	}
+	if err := validKVTag(req.Name, req.Value); err != nil {
+		return nil, err
+	}
+	if _, ok := rq.Env.Tags[req.Name]; ok {
+		return nil, gatehouse.Errorf(gatehouse.ECONFLICT, "environment tag '%s' already exists", req.Name)
+	}
+	t := gatehouse.EnvKVTag{EnvID: rq.Env.ID, Name: req.Name, Value: req.Value, EditorLogin: rq.Subject.Name()}
+	rq.Detail("tag", req.Name+"="+req.Value)
+	if err := rq.Change(func(tx gatehouse.Tx) error { return tx.SetEnvKVTag(&t) }); err != nil {
+		return nil, err
+	}
+	return kvTagJSON(t), nil
+}
+
+// updateEnvKVTag is PATCH E/tags/{name} {"currentTag":{"value"},"newTag":{"name","value"}}.
+func (s *Server) updateEnvKVTag(rq *Request) (any, error) {
+	name := rq.PathValue("name")
+	var req struct {
+		CurrentTag struct {
+			Value string `json:"value"`
+		} `json:"currentTag"`
+		NewTag struct {
+			Name  string `json:"name"`
+			Value string `json:"value"`
+		} `json:"newTag"`
+	}
+	if err := rq.decode(&req); err != nil {
+		return nil, err
+	}
+	cur, ok := rq.Env.Tags[name]
+	if !ok {
+		return nil, gatehouse.Errorf(gatehouse.ENOTFOUND, "environment tag '%s' not found", name)
+	}
+	if req.CurrentTag.Value != cur {
+		return nil, gatehouse.Errorf(gatehouse.ECONFLICT, "environment tag '%s' has changed: read it again", name)
+	}
+	newName := req.NewTag.Name
+	if newName == "" {
+		newName = name
+	}
+	if err := validKVTag(newName, req.NewTag.Value); err != nil {
+		return nil, err
+	}
+	t := gatehouse.EnvKVTag{EnvID: rq.Env.ID, Name: newName, Value: req.NewTag.Value, EditorLogin: rq.Subject.Name()}
+	rq.Detail("tag", name+"="+cur+" -> "+newName+"="+t.Value)
+	if err := rq.Change(func(tx gatehouse.Tx) error {
+		if newName != name {
+			if err := tx.DeleteEnvKVTag(rq.Env.ID, name); err != nil {
+				return err
+			}
+		}
+		return tx.SetEnvKVTag(&t)
+	}); err != nil {
+		return nil, err
+	}
+	return kvTagJSON(t), nil
+}
+
+func (s *Server) deleteEnvKVTag(rq *Request) (any, error) {
+	name := rq.PathValue("name")
+	rq.Detail("tag", name)
+	return noContent{}, rq.Change(func(tx gatehouse.Tx) error { return tx.DeleteEnvKVTag(rq.Env.ID, name) })
 }

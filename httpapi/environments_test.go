@@ -754,3 +754,52 @@ func TestEnvironmentsStackImports(t *testing.T) {
 }
 
 func base64URL(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+// TestEnvironmentTagsSelectProtections: environment tags (name/value) as the CLI's env tag
+// commands call them; a protection rule by tag selects the environments that carry it.
+func TestEnvironmentTagsSelectProtections(t *testing.T) {
+	e := newEnv(t)
+	c := e.esc(e.admin.Token)
+	E := escBase + "/acme/app/prod"
+	c.want(200, "POST", escBase+"/acme", []byte(`{"project":"app","name":"prod"}`))
+	c.want(200, "PATCH", E, []byte("values: {k: v}\n"))
+	c.want(200, "POST", E+"/tags", []byte(`{"name":"env","value":"staging"}`))
+	c.want(409, "POST", E+"/tags", []byte(`{"name":"env","value":"x"}`))
+	c.want(400, "POST", E+"/tags", []byte(`{"name":"bad name","value":"x"}`))
+	c.want(409, "PATCH", E+"/tags/env", []byte(`{"currentTag":{"value":"stale"},"newTag":{"value":"production"}}`))
+	c.want(200, "PATCH", E+"/tags/env", []byte(`{"currentTag":{"value":"staging"},"newTag":{"value":"production"}}`))
+	var one struct{ Name, Value string }
+	c.want(200, "GET", E+"/tags/env", nil).json(t, &one)
+	if one.Value != "production" {
+		t.Fatalf("tag: %+v", one)
+	}
+	var list struct {
+		Tags map[string]struct{ Value string } `json:"tags"`
+	}
+	c.want(200, "GET", E+"/tags", nil).json(t, &list)
+	if len(list.Tags) != 1 || list.Tags["env"].Value != "production" {
+		t.Fatalf("tags: %+v", list)
+	}
+	list.Tags = nil
+	c.want(200, "GET", E+"/tags?after=env", nil).json(t, &list)
+	if len(list.Tags) != 0 {
+		t.Fatalf("tags after env: %+v", list)
+	}
+	c.want(404, "GET", E+"/tags/nope", nil)
+
+	// Protect env=production: the environment is now opened and changed by pipelines only,
+	// and a person cannot lift the protection by editing the tag.
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/protections", Body: map[string]string{"tag": "env=production"}}, nil))
+	c.want(200, "GET", E, nil)
+	c.want(403, "POST", E+"/open?duration=1h", nil)
+	c.want(403, "DELETE", E+"/tags/env", nil)
+	c.want(403, "PATCH", E+"/tags/env", []byte(`{"currentTag":{"value":"production"},"newTag":{"value":"dev"}}`))
+	var tok struct {
+		TokenValue string `json:"tokenValue"`
+	}
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/tokens", Body: map[string]any{"name": "ci", "admin": true}}, &tok))
+	ci := e.esc(tok.TokenValue)
+	ci.want(200, "POST", E+"/open?duration=1h", nil)
+	ci.want(200, "DELETE", E+"/tags/env", nil)
+	c.want(200, "POST", E+"/open?duration=1h", nil) // no longer selected by the rule
+}

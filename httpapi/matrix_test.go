@@ -156,6 +156,7 @@ func (w *world) addEnvironments(t *testing.T) {
 	must(t, a.Do(cliwire.Call{Method: "POST", Path: "/api/esc/environments/acme", Body: map[string]string{"project": "proj", "name": "penv"}}, nil))
 	must(t, a.Do(cliwire.Call{Method: "PATCH", Path: "/api/esc/environments/acme/proj/penv", Body: []byte("values:\n  pw:\n    fn::secret: hunter2\n")}, nil))
 	must(t, a.Do(cliwire.Call{Method: "POST", Path: "/api/esc/environments/acme/proj/penv/versions/tags", Body: map[string]any{"name": "t1", "revision": 1}}, nil))
+	must(t, a.Do(cliwire.Call{Method: "POST", Path: "/api/esc/environments/acme/proj/penv/tags", Body: map[string]any{"name": "owner", "value": "x"}}, nil))
 	id := w.e.envID("proj", "penv")
 	w.e.envGrant("t-readd", "proj", "", "open")
 	w.e.envGrant("t-write", "proj", "penv", "write")
@@ -259,6 +260,10 @@ func (w *world) request(t *testing.T, method, pattern, subject string) call {
 		return call{path: fill(pattern), body: map[string]string{"name": "tag-" + subject}}
 	case "PATCH /api/esc/environments/{org}/{project}/{env}/versions/tags/{tag}":
 		return call{path: fill(pattern), body: map[string]int{"revision": 2}}
+	case "POST /api/esc/environments/{org}/{project}/{env}/tags":
+		return call{path: fill(pattern), body: map[string]string{"name": "t-" + subject, "value": "v"}}
+	case "PATCH /api/esc/environments/{org}/{project}/{env}/tags/{name}":
+		return call{path: fill(pattern), body: map[string]any{"currentTag": map[string]string{"value": "x"}, "newTag": map[string]string{"value": "x"}}}
 	case "POST /api/stacks/{org}/{project}":
 		return call{path: "/api/stacks/acme/proj", body: apitype.CreateStackRequest{StackName: "new-" + subject}}
 	case "HEAD /api/stacks/{org}/{project}":
@@ -356,7 +361,7 @@ func isUser(s string) bool {
 
 // fill substitutes the world's names into a route pattern.
 func fill(p string) string {
-	r := strings.NewReplacer("{org}", "acme", "{project}", "proj", "{stack}", "prod", "{team}", "t-read", "{user}", "member", "{version}", "1", "{issuerId}", "none", "{policyId}", "none", "{env}", "penv", "{tag}", "t1", "{sub}", "decrypt", "{what}", "decrypt")
+	r := strings.NewReplacer("{org}", "acme", "{project}", "proj", "{stack}", "prod", "{team}", "t-read", "{user}", "member", "{version}", "1", "{issuerId}", "none", "{policyId}", "none", "{env}", "penv", "{tag}", "t1", "{sub}", "decrypt", "{what}", "decrypt", "{name}", "owner")
 	return r.Replace(p)
 }
 
@@ -373,6 +378,7 @@ var destructive = map[string]bool{
 	"POST /api/stacks/{org}/{project}/{stack}/update/{updateID}/checkpointdelta": true,
 	"DELETE /api/esc/environments/{org}/{project}/{env}":                         true,
 	"DELETE /api/esc/environments/{org}/{project}/{env}/versions/tags/{tag}":     true,
+	"DELETE /api/esc/environments/{org}/{project}/{env}/tags/{name}":             true,
 }
 
 func outcome(err error) string {

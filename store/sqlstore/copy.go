@@ -54,6 +54,7 @@ var copyTables = []copyTable{
 	{name: "environments", key: []string{"id"}, serial: true},
 	{name: "env_revisions", key: []string{"env_id", "number"}},
 	{name: "env_tags", key: []string{"env_id", "name"}},
+	{name: "env_kv_tags", key: []string{"env_id", "name"}},
 	{name: "env_sessions", key: []string{"id"}},
 	{name: "env_keys", key: []string{"env_id"}},
 	{name: "grants", key: []string{"id"}, serial: true},

@@ -43,7 +43,7 @@ func (t *tx) GetEnvironment(orgID int64, project, name string) (*gatehouse.Envir
 	if err != nil {
 		return nil, one(err, "environment not found")
 	}
-	return e, nil
+	return e, t.fillEnvTags(e)
 }
 
 func (t *tx) GetEnvironmentByID(id int64) (*gatehouse.Environment, error) {
@@ -51,7 +51,54 @@ func (t *tx) GetEnvironmentByID(id int64) (*gatehouse.Environment, error) {
 	if err != nil {
 		return nil, one(err, "environment not found")
 	}
-	return e, nil
+	return e, t.fillEnvTags(e)
+}
+
+func (t *tx) fillEnvTags(e *gatehouse.Environment) error {
+	tags, err := t.ListEnvKVTags(e.ID)
+	e.Tags = make(map[string]string, len(tags))
+	for _, tg := range tags {
+		e.Tags[tg.Name] = tg.Value
+	}
+	return err
+}
+
+func (t *tx) ListEnvKVTags(envID int64) ([]gatehouse.EnvKVTag, error) {
+	rows, err := t.query(`SELECT name, value, created, modified, editor_login FROM env_kv_tags WHERE env_id = ? ORDER BY name`, envID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []gatehouse.EnvKVTag
+	for rows.Next() {
+		tg := gatehouse.EnvKVTag{EnvID: envID}
+		var created, modified int64
+		if err := rows.Scan(&tg.Name, &tg.Value, &created, &modified, &tg.EditorLogin); err != nil {
+			return nil, dbErr(err)
+		}
+		tg.Created, tg.Modified = fromNS(created), fromNS(modified)
+		out = append(out, tg)
+	}
+	return out, dbErr(rows.Err())
+}
+
+func (t *tx) SetEnvKVTag(tg *gatehouse.EnvKVTag) error {
+	tg.Created, tg.Modified = t.now, t.now
+	_, err := t.exec(`INSERT INTO env_kv_tags (env_id, name, value, created, modified, editor_login) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (env_id, name) DO UPDATE SET value = excluded.value, modified = excluded.modified, editor_login = excluded.editor_login`,
+		tg.EnvID, tg.Name, tg.Value, ns(t.now), ns(t.now), tg.EditorLogin)
+	return err
+}
+
+func (t *tx) DeleteEnvKVTag(envID int64, name string) error {
+	r, err := t.exec(`DELETE FROM env_kv_tags WHERE env_id = ? AND name = ?`, envID, name)
+	if err != nil {
+		return err
+	}
+	if affected(r) == 0 {
+		return gatehouse.Errorf(gatehouse.ENOTFOUND, "environment tag '%s' not found", name)
+	}
+	return nil
 }
 
 func (t *tx) ListEnvironments(f gatehouse.EnvFilter) ([]gatehouse.Environment, string, error) {
@@ -121,6 +168,7 @@ func (t *tx) DeleteEnvironment(id int64) error {
 	for _, q := range []string{
 		`DELETE FROM env_sessions WHERE env_id = ?`,
 		`DELETE FROM env_tags WHERE env_id = ?`,
+		`DELETE FROM env_kv_tags WHERE env_id = ?`,
 		`DELETE FROM env_revisions WHERE env_id = ?`,
 		`DELETE FROM env_keys WHERE env_id = ?`,
 		`DELETE FROM grants WHERE env_id = ?`,

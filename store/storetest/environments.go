@@ -128,6 +128,27 @@ func testEnvironments(t *testing.T, e *env) {
 		t.Errorf("ListEnvironments(acme) = %+v, want acme's two", all)
 	}
 
+	// Environment tags: name/value, filled into GetEnvironment.
+	e.update(func(tx gatehouse.Tx) error {
+		if err := tx.SetEnvKVTag(&gatehouse.EnvKVTag{EnvID: dev.ID, Name: "env", Value: "dev", EditorLogin: "bob"}); err != nil {
+			return err
+		}
+		return tx.SetEnvKVTag(&gatehouse.EnvKVTag{EnvID: dev.ID, Name: "env", Value: "production"})
+	})
+	e.view(func(tx gatehouse.Tx) error {
+		got, err := tx.GetEnvironment(acme.ID, "app", "dev")
+		if err != nil || got.Tags["env"] != "production" || len(got.Tags) != 1 {
+			t.Errorf("environment tags = %v, %v", got.Tags, err)
+		}
+		return nil
+	})
+	e.update(func(tx gatehouse.Tx) error { return tx.DeleteEnvKVTag(dev.ID, "env") })
+	err = e.try(func(tx gatehouse.Tx) error { return tx.DeleteEnvKVTag(dev.ID, "env") })
+	wantCode(t, err, gatehouse.ENOTFOUND, "DeleteEnvKVTag of a missing tag")
+	e.update(func(tx gatehouse.Tx) error {
+		return tx.SetEnvKVTag(&gatehouse.EnvKVTag{EnvID: dev.ID, Name: "team", Value: "a"})
+	})
+
 	// Deletion protection.
 	e.update(func(tx gatehouse.Tx) error { return tx.SetEnvironmentProtected(dev.ID, true) })
 	err = e.try(func(tx gatehouse.Tx) error { return tx.DeleteEnvironment(dev.ID) })

@@ -35,6 +35,18 @@ CREATE TABLE env_tags (
     PRIMARY KEY (env_id, name)
 );
 
+-- Environment tags: name/value metadata (distinct from revision tags). Protection rules by
+-- tag select environments by them.
+CREATE TABLE env_kv_tags (
+    env_id       @BIGINT@ NOT NULL REFERENCES environments (id) ON DELETE CASCADE,
+    name         @TEXT@ NOT NULL,
+    value        @TEXT@ NOT NULL,
+    created      @BIGINT@ NOT NULL,
+    modified     @BIGINT@ NOT NULL,
+    editor_login @TEXT@ NOT NULL DEFAULT '',
+    PRIMARY KEY (env_id, name)
+);
+
 -- Open sessions: the evaluated environment sealed under the environment's data key.
 -- Sessions of anonymous definitions (yaml/open: a stack's environment: imports) have
 -- env_id 0 and are sealed under the organization's session key (env_keys row -org_id).
