@@ -110,9 +110,9 @@ type Environment struct {
 	Created           time.Time
 	Modified          time.Time
 	// Tags are the environment's name/value tags (protection rules by tag select by them).
-	Tags              map[string]string
-	CreatedBy         string // login of the creator
-	CreatorUserID     int64  // the creating person, 0 for machine tokens; gets admin
+	Tags          map[string]string
+	CreatedBy     string // login of the creator
+	CreatorUserID int64  // the creating person, 0 for machine tokens; gets admin
 }
 
 // Ref returns the environment's reference.
