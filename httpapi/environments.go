@@ -966,16 +966,33 @@ func (s *Server) listEnvKVTags(rq *Request) (any, error) {
 	}
 	after := rq.URL.Query().Get("after")
 	out := map[string]envKVTagJSON{}
+	// The CLI's env tag ls pages until nextToken is "0" (not ""): the last page says "0".
+	next := "0"
 	err = rq.View(func(tx gatehouse.Tx) error {
 		tags, err := tx.ListEnvKVTags(rq.Env.ID)
+		// Byte order, whatever the database's collation: pages are cut by name.
+		sort.Slice(tags, func(i, j int) bool { return tags[i].Name < tags[j].Name })
 		for _, t := range tags {
-			if t.Name > after && (count == 0 || len(out) < count) {
-				out[t.Name] = kvTagJSON(t)
+			if t.Name <= after {
+				continue
 			}
+			if count > 0 && len(out) == count {
+				next = latestName(out)
+				break
+			}
+			out[t.Name] = kvTagJSON(t)
 		}
 		return err
 	})
-	return map[string]any{"tags": out, "nextToken": ""}, err
+	return map[string]any{"tags": out, "nextToken": next}, err
+}
+
+func latestName(m map[string]envKVTagJSON) string {
+	last := ""
+	for k := range m {
+		last = max(last, k)
+	}
+	return last
 }
 
 func (s *Server) getEnvKVTag(rq *Request) (any, error) {

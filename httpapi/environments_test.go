@@ -773,17 +773,25 @@ func TestEnvironmentTagsSelectProtections(t *testing.T) {
 	if one.Value != "production" {
 		t.Fatalf("tag: %+v", one)
 	}
-	var list struct {
-		Tags map[string]struct{ Value string } `json:"tags"`
+	// env tag ls pages with after=nextToken until nextToken is "0".
+	c.want(200, "POST", E+"/tags", []byte(`{"name":"owner","value":"ops"}`))
+	c.want(200, "POST", E+"/tags", []byte(`{"name":"tier","value":"1"}`))
+	got := map[string]string{}
+	for after, n := "", 0; after != "0"; n++ {
+		var list struct {
+			Tags      map[string]struct{ Value string } `json:"tags"`
+			NextToken string                            `json:"nextToken"`
+		}
+		c.want(200, "GET", E+"/tags?count=2&after="+after, nil).json(t, &list)
+		for k, v := range list.Tags {
+			got[k] = v.Value
+		}
+		if after = list.NextToken; n > 5 {
+			t.Fatal("env tag listing does not end")
+		}
 	}
-	c.want(200, "GET", E+"/tags", nil).json(t, &list)
-	if len(list.Tags) != 1 || list.Tags["env"].Value != "production" {
-		t.Fatalf("tags: %+v", list)
-	}
-	list.Tags = nil
-	c.want(200, "GET", E+"/tags?after=env", nil).json(t, &list)
-	if len(list.Tags) != 0 {
-		t.Fatalf("tags after env: %+v", list)
+	if len(got) != 3 || got["env"] != "production" || got["tier"] != "1" {
+		t.Fatalf("tags: %v", got)
 	}
 	c.want(404, "GET", E+"/tags/nope", nil)
 
