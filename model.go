@@ -61,6 +61,9 @@ type OrgSettings struct {
 	MembersCanDeleteStacks bool       `json:"membersCanDeleteStacks"`
 	// MaxTokenLifetimeDays caps the expiry of tokens in the org (0 = no cap).
 	MaxTokenLifetimeDays int `json:"maxTokenLifetimeDays"`
+	// DefaultEnvironmentPermission is what every member may do on every environment of the
+	// org, before any team grant (none for new organizations, and for older ones).
+	DefaultEnvironmentPermission EnvPermission `json:"defaultEnvironmentPermission"`
 }
 
 // DefaultOrgSettings are the settings of a new organization: least privilege.
@@ -289,6 +292,11 @@ type Scope struct {
 	Project  string
 	TagName  string
 	TagValue string
+	// EnvID names one environment and EnvProject every environment of an ESC project
+	// (environment scopes; they never match stacks). Protection rules by Project or tag
+	// select environments too (see MatchesEnv).
+	EnvID      int64
+	EnvProject string
 	// StackRef is filled in when listing stack-scoped rules, for display.
 	StackRef *StackRef
 }
@@ -303,6 +311,12 @@ func (sc Scope) Valid() bool {
 		n++
 	}
 	if sc.TagName != "" {
+		n++
+	}
+	if sc.EnvID != 0 {
+		n++
+	}
+	if sc.EnvProject != "" {
 		n++
 	}
 	return n == 1
@@ -322,6 +336,26 @@ func (sc Scope) Matches(stackID int64, project string, tags map[string]string) b
 	return false
 }
 
+// IsEnv reports whether the scope names environments only (a grant on it is an
+// environment grant).
+func (sc Scope) IsEnv() bool { return sc.EnvID != 0 || sc.EnvProject != "" }
+
+// MatchesEnv reports whether the scope covers an environment. Environment scopes match by
+// ID or ESC project; with protect set (protection rules), the stack rules by project or
+// tag also select environments of that project or with that tag (a project rule protects
+// a project's stacks and environments alike).
+func (sc Scope) MatchesEnv(envID int64, project string, tags map[string]string, protect bool) bool {
+	switch {
+	case sc.EnvID != 0:
+		return sc.EnvID == envID
+	case sc.EnvProject != "":
+		return sc.EnvProject == project
+	case protect && sc.StackID == 0:
+		return sc.Matches(0, project, tags)
+	}
+	return false
+}
+
 func (sc Scope) String() string {
 	switch {
 	case sc.StackID != 0 && sc.StackRef != nil:
@@ -332,6 +366,10 @@ func (sc Scope) String() string {
 		return "project " + sc.Project
 	case sc.TagName != "":
 		return "tag " + sc.TagName + "=" + sc.TagValue
+	case sc.EnvID != 0:
+		return "environment #" + itoa(sc.EnvID)
+	case sc.EnvProject != "":
+		return "environment project " + sc.EnvProject
 	}
 	return "nothing"
 }
@@ -345,6 +383,10 @@ func (sc Scope) Key() string {
 		return "project:" + sc.Project
 	case sc.TagName != "":
 		return "tag:" + sc.TagName + "=" + sc.TagValue
+	case sc.EnvID != 0:
+		return "env:" + itoa(sc.EnvID)
+	case sc.EnvProject != "":
+		return "envproject:" + sc.EnvProject
 	}
 	return ""
 }

@@ -167,6 +167,7 @@ type Tx interface {
 	ScanningTx
 	InvitationTx
 	StackConfigTx
+	EnvTx
 }
 
 // OrgMembership is an organization with the caller's role in it.

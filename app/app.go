@@ -219,13 +219,35 @@ func (k txKeys) ReplaceStackKey(_ context.Context, stackID int64, oldWrapped, ne
 	return k.tx.ReplaceStackKey(stackID, oldWrapped, newWrapped)
 }
 
-// RotateKeys re-wraps every stack data key from the current keyring to a new one and
-// replaces the canary, all in one transaction: either every key moves or none does.
+// txEnvKeys adapts one transaction's environment data keys to secrets.RewrapStore.
+type txEnvKeys struct{ tx gatehouse.Tx }
+
+func (k txEnvKeys) ListStackKeys(context.Context) ([]secrets.StackKey, error) {
+	keys, err := k.tx.ListEnvKeys()
+	out := make([]secrets.StackKey, len(keys))
+	for i, ek := range keys {
+		out[i] = secrets.StackKey{StackID: ek.EnvID, Wrapped: ek.Wrapped}
+	}
+	return out, err
+}
+
+func (k txEnvKeys) ReplaceStackKey(_ context.Context, envID int64, oldWrapped, newWrapped []byte) error {
+	return k.tx.ReplaceEnvKey(envID, oldWrapped, newWrapped)
+}
+
+// RotateKeys re-wraps every stack and environment data key from the current keyring to a
+// new one and replaces the canary, all in one transaction: either every key moves or none
+// does.
 func RotateKeys(ctx context.Context, store gatehouse.Store, from, to *secrets.Keyring) (int, error) {
 	var n int
 	err := store.Update(ctx, func(tx gatehouse.Tx) error {
 		var err error
 		n, err = secrets.Rewrap(ctx, from, to, txKeys{tx})
+		if err != nil {
+			return err
+		}
+		m, err := secrets.Rewrap(ctx, from, to, txEnvKeys{tx})
+		n += m
 		if err != nil {
 			return err
 		}

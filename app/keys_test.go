@@ -11,6 +11,7 @@ import (
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/app"
+	"github.com/gatehouse-dev/gatehouse/esc"
 	"github.com/gatehouse-dev/gatehouse/secrets"
 )
 
@@ -140,5 +141,62 @@ func TestRotateKeys(t *testing.T) {
 	}
 	if _, err := decryptWith(t, cfg, id, ct); err == nil {
 		t.Fatal("the old keyring still opens the data after rotation")
+	}
+}
+
+// TestRotateKeysCoversEnvironments: rotation re-wraps environment data keys too, so that
+// environment secrets still open with the new keyring.
+func TestRotateKeysCoversEnvironments(t *testing.T) {
+	dir := t.TempDir()
+	cfg := app.Config{DataDir: dir}
+	encryptWith(t, cfg)
+	ctx := context.Background()
+	open := func(c app.Config) (gatehouse.Store, *secrets.Keyring, error) {
+		store, err := app.OpenStore(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kr, err := app.OpenKeyring(ctx, c, store)
+		return store, kr, err
+	}
+	store, from, err := open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &gatehouse.Environment{Project: "app", Name: "dev"}
+	if err := store.Update(ctx, func(tx gatehouse.Tx) error {
+		org, err := tx.GetOrgByName("acme")
+		if err != nil {
+			return err
+		}
+		env.OrgID = org.ID
+		return tx.CreateEnvironment(env, nil)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	def, err := esc.New(store, secrets.NewManager(from, app.StoreKeys{Store: store}), nil).EncryptSecrets(ctx, env, []byte("values:\n  pw:\n    fn::secret: hunter2\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := newKeyURL(t)
+	to, err := secrets.OpenKeyring(ctx, next, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := app.RotateKeys(ctx, store, from, to); err != nil || n != 2 {
+		t.Fatalf("rotate: %d %v (want the stack's and the environment's keys)", n, err)
+	}
+	from.Close()
+	to.Close()
+	store.Close()
+	store, kr, err := open(app.Config{DataDir: dir, Keyring: next})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	defer kr.Close()
+	clear, err := esc.New(store, secrets.NewManager(kr, app.StoreKeys{Store: store}), nil).DecryptSecrets(ctx, env, def)
+	if err != nil || !strings.Contains(string(clear), "hunter2") {
+		t.Fatalf("environment secret after rotation: %s %v", clear, err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -102,6 +103,13 @@ func mgPopulate(t *testing.T, dir string) *migrateWorld {
 	mgMust(t, admin.Do(cliwire.Call{Method: http.MethodPatch, Path: "/api/orgs/acme/teams/ops",
 		Body: map[string]any{"addGrant": map[string]any{"tag": "env=production", "permission": "read", "decrypt": true}}}, &json.RawMessage{}))
 	mgMust(t, admin.Do(cliwire.Call{Method: http.MethodPost, Path: "/api/orgs/acme/protections", Body: map[string]string{"project": "infra"}}, nil))
+
+	// An environment with a secret, two revisions, a tag and an open session.
+	esc := "/api/esc/environments/acme/app/dev"
+	mgMust(t, admin.Do(cliwire.Call{Method: http.MethodPost, Path: "/api/esc/environments/acme", Body: map[string]string{"project": "app", "name": "dev"}}, nil))
+	mgMust(t, admin.Do(cliwire.Call{Method: http.MethodPatch, Path: esc, Body: []byte("values:\n  pw:\n    fn::secret: hunter2\n")}, nil))
+	mgMust(t, admin.Do(cliwire.Call{Method: http.MethodPost, Path: esc + "/versions/tags", Body: map[string]any{"name": "prod", "revision": 2}}, nil))
+	mgMust(t, admin.Do(cliwire.Call{Method: http.MethodPost, Path: esc + "/open?duration=1h"}, nil))
 
 	// Stacks: one deleted, one with two updates (checkpoints, events), a secret.
 	create := func(project, stack string) {
@@ -380,5 +388,10 @@ func TestMigrateSQLiteToSQLite(t *testing.T) {
 	mgMust(t, cliwire.New(url, w.admin).Do(cliwire.Call{Method: http.MethodGet, Path: "/api/stacks/acme/web/prod/export"}, &exp))
 	if string(exp.Deployment) != string(w.exported) {
 		t.Fatal("export differs after the migration")
+	}
+	var def []byte
+	mgMust(t, cliwire.New(url, w.admin).Do(cliwire.Call{Method: http.MethodGet, Path: "/api/esc/environments/acme/app/dev/versions/prod/decrypt"}, &def))
+	if !strings.Contains(string(def), "hunter2") {
+		t.Fatalf("environment secrets do not decrypt after the migration:\n%s", def)
 	}
 }

@@ -23,6 +23,8 @@ const (
 	UserRead   Action = "user:read"   // GET /api/user, default organization
 	UserStacks Action = "user:stacks" // list stacks across the caller's organizations (filtered per stack)
 	UserTokens Action = "user:tokens" // the caller's personal tokens
+	// UserEnvironments lists environments across the caller's organizations (filtered per environment).
+	UserEnvironments Action = "user:environments"
 
 	// Invitations to the caller (the invited person, with their own personal token).
 	UserInvitationRead    Action = "user:invitation:read" // list the caller's pending invitations
@@ -73,6 +75,13 @@ const (
 	StackDelete  Action = "stack:delete"
 	StackAccess  Action = "stack:access" // who can access the stack
 
+	// Environment-level (Pulumi ESC). The levels are read < open < write < admin.
+	EnvCreate Action = "env:create" // create an environment (refined with the new one's project)
+	EnvRead   Action = "env:read"   // definition with secrets as ciphertext, check, revisions, tags
+	EnvOpen   Action = "env:open"   // values in the clear: open, read a session, /decrypt, check?showSecrets
+	EnvWrite  Action = "env:write"  // new revisions, revision tags
+	EnvAdmin  Action = "env:admin"  // delete, settings
+
 	// Leaked tokens, named by value: holding a token's value is the proof of the right to
 	// ask whether it is live and to kill it (as with GitHub's credential revocation API).
 	TokenCheck        Action = "token:check"
@@ -99,6 +108,17 @@ var required = map[Action]gatehouse.Permission{
 	StackRename:  gatehouse.PermAdmin,
 	StackDelete:  gatehouse.PermAdmin,
 }
+
+// envRequired is the environment permission each environment action needs.
+var envRequired = map[Action]gatehouse.EnvPermission{
+	EnvRead:  gatehouse.EnvRead,
+	EnvOpen:  gatehouse.EnvOpen,
+	EnvWrite: gatehouse.EnvWrite,
+	EnvAdmin: gatehouse.EnvAdmin,
+}
+
+// IsEnvAction reports whether a is checked against an environment.
+func IsEnvAction(a Action) bool { _, ok := envRequired[a]; return ok }
 
 // protectedActions may change a protected stack only with a pipeline credential.
 // Tag edits are among them: tags select protection rules and grants, so editing them
@@ -238,6 +258,15 @@ type Resource struct {
 	// Person is the existing user an org:member:write adds to the organization directly
 	// (without an invitation); nil for every other member change.
 	Person *Person
+	// Env is the environment of environment actions; NewEnv the one env:create makes.
+	Env    *gatehouse.Environment
+	NewEnv *NewEnv
+}
+
+// NewEnv describes an environment about to be created.
+type NewEnv struct {
+	Project string
+	Name    string
 }
 
 // Person is a user about to be added to an organization directly, as far as the decision
@@ -284,7 +313,7 @@ func Decide(sub *Subject, action Action, res Resource, f Facts) Decision {
 		return decideLease(sub, action, res)
 	}
 	switch action {
-	case UserRead, UserStacks:
+	case UserRead, UserStacks, UserEnvironments:
 		return allow("own identity")
 	case UserTokens:
 		if !isPerson(sub) {
@@ -350,6 +379,15 @@ func Decide(sub *Subject, action Action, res Resource, f Facts) Decision {
 	}
 	if action == StackCreate {
 		return decideCreate(sub, res, f)
+	}
+	if action == EnvCreate {
+		return decideEnvCreate(sub, res, f)
+	}
+	if _, ok := envRequired[action]; ok {
+		if res.Env == nil {
+			return deny("no environment given")
+		}
+		return decideEnv(sub, action, res, f)
 	}
 	if _, ok := required[action]; ok {
 		if res.Stack == nil {
@@ -555,4 +593,91 @@ func decideStack(sub *Subject, action Action, res Resource, f Facts) Decision {
 		}
 	}
 	return allow(why)
+}
+
+// EnvPermission computes what the subject may do on an environment: the maximum over the
+// org default environment permission (members), the creator's admin (people only) and
+// every team grant on an environment scope that covers it (the environment, or its ESC
+// project). Stack grants never give environment permissions.
+func EnvPermission(sub *Subject, env *gatehouse.Environment, org *gatehouse.Org, f Facts) (perm gatehouse.EnvPermission, why string) {
+	switch sub.Kind {
+	case OrgToken:
+		switch sub.Token.Role {
+		case gatehouse.RoleAdmin:
+			return gatehouse.EnvAdmin, "organization token with admin role"
+		case gatehouse.RoleMember:
+			return org.Settings.DefaultEnvironmentPermission, "organization token with member role: the org's default environment permission"
+		}
+		return gatehouse.EnvNone, "organization token without an environment role"
+	case UserKind:
+		switch f.Role {
+		case gatehouse.RoleAdmin:
+			return gatehouse.EnvAdmin, "organization admin"
+		case gatehouse.RoleMember:
+			perm, why = org.Settings.DefaultEnvironmentPermission, "the organization's default environment permission"
+			if env.CreatorUserID != 0 && env.CreatorUserID == sub.User.ID && isPerson(sub) {
+				perm, why = gatehouse.EnvAdmin, "environment creator"
+			}
+		default:
+			return gatehouse.EnvNone, "role " + string(f.Role) + " has no environment access"
+		}
+	}
+	for _, g := range f.Grants {
+		if !g.Scope.IsEnv() || !g.Scope.MatchesEnv(env.ID, env.Project, nil, false) {
+			continue
+		}
+		if p := gatehouse.EnvPermissionOf(g.Permission, g.Decrypt); p > perm {
+			perm, why = p, "team "+g.TeamName+" grant on "+g.Scope.String()
+		}
+	}
+	if why == "" {
+		why = "no grant"
+	}
+	return perm, why
+}
+
+func decideEnv(sub *Subject, action Action, res Resource, f Facts) Decision {
+	env := res.Env
+	perm, why := EnvPermission(sub, env, res.Org, f)
+	if perm == gatehouse.EnvNone {
+		return hide("no access to environment " + env.Ref().String() + " (" + why + ")")
+	}
+	need := envRequired[action]
+	if perm < need {
+		return deny("%s requires %s permission on environment %s; you have %s (%s)", action, need, env.Ref(), perm, why)
+	}
+	// Protected environments are opened and changed only by pipeline credentials; people
+	// keep read.
+	if need >= gatehouse.EnvOpen && !sub.Pipeline {
+		for _, p := range f.Protections {
+			if p.MatchesEnv(env.ID, env.Project, env.Tags, true) {
+				return deny("environment %s is protected (%s): it is opened and changed only with a pipeline credential (a team, organization or OIDC-issued token); people may read it", env.Ref(), p)
+			}
+		}
+	}
+	return allow(why)
+}
+
+func decideEnvCreate(sub *Subject, res Resource, f Facts) Decision {
+	ne := res.NewEnv
+	if ne == nil {
+		return deny("no environment given")
+	}
+	switch sub.Kind {
+	case UserKind:
+		if f.Role == gatehouse.RoleAdmin || f.Role == gatehouse.RoleMember {
+			return allow("organization members may create environments")
+		}
+	case OrgToken:
+		if sub.Token.Role == gatehouse.RoleAdmin || sub.Token.Role == gatehouse.RoleMember {
+			return allow("organization token")
+		}
+	}
+	// A team token needs write on the ESC project the environment goes into.
+	for _, g := range f.Grants {
+		if g.Scope.EnvProject != "" && g.Scope.EnvProject == ne.Project && gatehouse.EnvPermissionOf(g.Permission, g.Decrypt) >= gatehouse.EnvWrite {
+			return allow("team " + g.TeamName + " grant on " + g.Scope.String())
+		}
+	}
+	return deny("not allowed to create environments in project %s of organization %s", ne.Project, res.Org.Name)
 }

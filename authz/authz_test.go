@@ -222,3 +222,83 @@ func TestDecideCancelOnProtectedStack(t *testing.T) {
 		t.Fatalf("a pipeline could not cancel: %+v", d)
 	}
 }
+
+// Stack grants and environment grants never stand in for each other, even where a stack
+// project and an ESC project share a name.
+func TestDecideEnvironmentGrantsAreSeparateFromStackGrants(t *testing.T) {
+	org, st := fixture()
+	env := &gatehouse.Environment{ID: 7, OrgID: 1, OrgName: "acme", Project: "web", Name: "dev"}
+	stackAdmin := gatehouse.Grant{TeamName: "s", Scope: gatehouse.Scope{Project: "web"}, Permission: gatehouse.PermAdmin}
+	stackByID := gatehouse.Grant{TeamName: "s", Scope: gatehouse.Scope{StackID: 7}, Permission: gatehouse.PermAdmin}
+	f := Facts{Role: gatehouse.RoleMember, Grants: []gatehouse.Grant{stackAdmin, stackByID}}
+	if d := Decide(user(2), EnvRead, Resource{Org: org, Env: env}, f); d.Allow || !d.Hide {
+		t.Fatalf("stack grants gave environment access: %+v", d)
+	}
+	p, dec := gatehouse.EnvGrantPermission(gatehouse.EnvAdmin)
+	envAdmin := gatehouse.Grant{TeamName: "e", Scope: gatehouse.Scope{EnvProject: "web"}, Permission: p, Decrypt: dec}
+	envByID := gatehouse.Grant{TeamName: "e", Scope: gatehouse.Scope{EnvID: 7}, Permission: p, Decrypt: dec}
+	f = Facts{Role: gatehouse.RoleMember, Grants: []gatehouse.Grant{envAdmin, envByID}}
+	if d := Decide(user(2), StackRead, Resource{Org: org, Stack: st}, f); d.Allow || !d.Hide {
+		t.Fatalf("environment grants gave stack access: %+v", d)
+	}
+	if d := Decide(user(2), StackCreate, Resource{Org: &gatehouse.Org{ID: 1, Name: "acme"}, NewStack: &NewStack{Project: "web"}}, Facts{Grants: f.Grants}); d.Allow {
+		t.Fatalf("environment grant allowed creating a stack: %+v", d)
+	}
+	if d := Decide(user(2), EnvAdmin, Resource{Org: org, Env: env}, f); !d.Allow {
+		t.Fatalf("environment admin grant: %+v", d)
+	}
+	// Levels: open is read plus decrypt; it does not include write.
+	p, dec = gatehouse.EnvGrantPermission(gatehouse.EnvOpen)
+	f.Grants = []gatehouse.Grant{{TeamName: "o", Scope: gatehouse.Scope{EnvID: 7}, Permission: p, Decrypt: dec}}
+	if d := Decide(user(2), EnvOpen, Resource{Org: org, Env: env}, f); !d.Allow {
+		t.Fatalf("open grant: %+v", d)
+	}
+	if d := Decide(user(2), EnvWrite, Resource{Org: org, Env: env}, f); d.Allow || d.Hide {
+		t.Fatalf("open grant must deny write: %+v", d)
+	}
+	// The creator's admin is for people only, not for a token the exchange issued.
+	env.CreatorUserID = 2
+	oidc := user(2)
+	oidc.Token.Issuer, oidc.Pipeline = "github", true
+	if d := Decide(user(2), EnvAdmin, Resource{Org: org, Env: env}, Facts{Role: gatehouse.RoleMember}); !d.Allow {
+		t.Fatalf("creator: %+v", d)
+	}
+	if d := Decide(oidc, EnvRead, Resource{Org: org, Env: env}, Facts{Role: gatehouse.RoleMember}); d.Allow {
+		t.Fatalf("an OIDC-issued token got the creator's admin: %+v", d)
+	}
+	// Protection: a project rule protects the ESC project of that name; people keep read.
+	pf := Facts{Role: gatehouse.RoleAdmin, Protections: []gatehouse.Scope{{Project: "web"}}}
+	if d := Decide(user(2), EnvRead, Resource{Org: org, Env: env}, pf); !d.Allow {
+		t.Fatalf("read of a protected environment: %+v", d)
+	}
+	for _, a := range []Action{EnvOpen, EnvWrite, EnvAdmin} {
+		if d := Decide(user(2), a, Resource{Org: org, Env: env}, pf); d.Allow {
+			t.Fatalf("%s on a protected environment by a person: %+v", a, d)
+		}
+	}
+	ci := &Subject{Kind: OrgToken, Token: &gatehouse.Token{OrgID: 1, Role: gatehouse.RoleAdmin}, Pipeline: true}
+	if d := Decide(ci, EnvOpen, Resource{Org: org, Env: env}, pf); !d.Allow {
+		t.Fatalf("pipeline open of a protected environment: %+v", d)
+	}
+}
+
+func TestDecideEnvironmentCreate(t *testing.T) {
+	org, _ := fixture()
+	team := &Subject{Kind: TeamToken, Token: &gatehouse.Token{OrgID: 1, TeamID: 5}, Pipeline: true}
+	p, dec := gatehouse.EnvGrantPermission(gatehouse.EnvWrite)
+	f := Facts{Grants: []gatehouse.Grant{{TeamName: "ci", Scope: gatehouse.Scope{EnvProject: "app"}, Permission: p, Decrypt: dec}}}
+	if d := Decide(team, EnvCreate, Resource{Org: org, NewEnv: &NewEnv{Project: "app", Name: "x"}}, f); !d.Allow {
+		t.Fatalf("team with write on the ESC project: %+v", d)
+	}
+	if d := Decide(team, EnvCreate, Resource{Org: org, NewEnv: &NewEnv{Project: "other", Name: "x"}}, f); d.Allow {
+		t.Fatalf("team created in another project: %+v", d)
+	}
+	p, dec = gatehouse.EnvGrantPermission(gatehouse.EnvOpen)
+	f.Grants[0].Permission, f.Grants[0].Decrypt = p, dec
+	if d := Decide(team, EnvCreate, Resource{Org: org, NewEnv: &NewEnv{Project: "app", Name: "x"}}, f); d.Allow {
+		t.Fatalf("open is not enough to create: %+v", d)
+	}
+	if d := Decide(user(2), EnvCreate, Resource{Org: org, NewEnv: &NewEnv{Project: "app", Name: "x"}}, Facts{Role: gatehouse.RoleBillingManager}); d.Allow {
+		t.Fatalf("billing manager created an environment: %+v", d)
+	}
+}

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
@@ -61,6 +60,8 @@ type orgJSON struct {
 	MaxAccessTokenExpiryDays int    `json:"maxAccessTokenExpiryDays"`
 	UserRole                 string `json:"userRole,omitempty"`
 	Created                  string `json:"created"`
+	// DefaultEnvironmentPermission: none, read, open, write or admin (environments.go).
+	DefaultEnvironmentPermission string `json:"defaultEnvironmentPermission"`
 }
 
 func (rq *Request) orgJSON(o *gatehouse.Org) orgJSON {
@@ -69,6 +70,7 @@ func (rq *Request) orgJSON(o *gatehouse.Org) orgJSON {
 		DefaultStackPermission: pulumiPerm[o.Settings.DefaultStackPermission], MembersCanCreateStacks: o.Settings.MembersCanCreateStacks,
 		MembersCanDeleteStacks: o.Settings.MembersCanDeleteStacks, MaxAccessTokenExpiryDays: o.Settings.MaxTokenLifetimeDays,
 		UserRole: string(rq.facts.Role), Created: o.Created.Format("2006-01-02T15:04:05Z07:00"),
+		DefaultEnvironmentPermission: o.Settings.DefaultEnvironmentPermission.String(),
 	}
 }
 
@@ -108,6 +110,8 @@ func (s *Server) updateOrgSettings(rq *Request) (any, error) {
 		SetMembersCanCreateStacks   *bool       `json:"setMembersCanCreateStacks"`
 		SetMembersCanDeleteStacks   *bool       `json:"setMembersCanDeleteStacks"`
 		SetMaxAccessTokenExpiryDays *int        `json:"setMaxAccessTokenExpiryDays"`
+		// SetDefaultEnvironmentPermission: none, read, open, write or admin (environments.go).
+		SetDefaultEnvironmentPermission *gatehouse.EnvPermission `json:"setDefaultEnvironmentPermission"`
 	}
 	if err := rq.decode(&req); err != nil {
 		return nil, err
@@ -132,6 +136,10 @@ func (s *Server) updateOrgSettings(rq *Request) (any, error) {
 		}
 		st.MaxTokenLifetimeDays = *v
 		rq.Detail("maxAccessTokenExpiryDays", strconv.Itoa(*v))
+	}
+	if p := req.SetDefaultEnvironmentPermission; p != nil {
+		st.DefaultEnvironmentPermission = *p
+		rq.Detail("defaultEnvironmentPermission", p.String())
 	}
 	if err := rq.Change(func(tx gatehouse.Tx) error { return tx.UpdateOrgSettings(o.ID, *st) }); err != nil {
 		return nil, err
@@ -421,9 +429,8 @@ type teamJSON struct {
 	Members     []teamMemberJSON `json:"members,omitempty"`
 	Stacks      []teamStackJSON  `json:"stacks,omitempty"`
 	Grants      []grantJSON      `json:"grants,omitempty"`
-	// Environments are the team's environment permissions: always none (Gatehouse serves
-	// no environments yet); the pulumiservice provider reads the list.
-	Environments *[]struct{} `json:"environments,omitempty"`
+	// Environments are the team's environment permissions (environments.go).
+	Environments *[]envPermJSON `json:"environments,omitempty"` // absent except in GetTeam, where it is always a list
 }
 
 func (s *Server) listTeams(rq *Request) (any, error) {
@@ -475,7 +482,7 @@ func (s *Server) createTeam(rq *Request) (any, error) {
 
 func (s *Server) getTeam(rq *Request) (any, error) {
 	t := rq.Team
-	out := teamJSON{Kind: "pulumi", Name: t.Name, DisplayName: t.DisplayName, Description: t.Description, Members: []teamMemberJSON{}, Stacks: []teamStackJSON{}, Grants: []grantJSON{}, Environments: &[]struct{}{}}
+	out := teamJSON{Kind: "pulumi", Name: t.Name, DisplayName: t.DisplayName, Description: t.Description, Members: []teamMemberJSON{}, Stacks: []teamStackJSON{}, Grants: []grantJSON{}}
 	emails := rq.mayReadEmails()
 	err := rq.View(func(tx gatehouse.Tx) error {
 		ms, err := tx.ListTeamMembers(t.ID)
@@ -489,8 +496,19 @@ func (s *Server) getTeam(rq *Request) (any, error) {
 		if err != nil {
 			return err
 		}
+		envs, err := teamEnvironments(tx, gs)
+		if err != nil {
+			return err
+		}
+		if envs == nil {
+			envs = []envPermJSON{} // always a list: the pulumiservice provider reads it
+		}
+		out.Environments = &envs
 		for i := range gs {
 			g := &gs[i]
+			if g.Scope.IsEnv() {
+				continue // listed in Environments
+			}
 			if g.Scope.StackRef != nil {
 				out.Stacks = append(out.Stacks, teamStackJSON{ProjectName: g.Scope.StackRef.Project, StackName: g.Scope.StackRef.Stack, Permission: pulumiPerm[g.Permission], Decrypt: g.Decrypt || g.Permission >= gatehouse.PermWrite})
 			}
@@ -542,17 +560,17 @@ func (s *Server) updateTeam(rq *Request) (any, error) {
 		RemoveStack         *stackPermJSON `json:"removeStack"`
 		AddGrant            *grantReq      `json:"addGrant"`
 		RemoveGrant         *grantReq      `json:"removeGrant"`
-		// Environment permissions: refused (Gatehouse serves no environments yet), not dropped.
-		AddEnvironmentPermission  json.RawMessage `json:"addEnvironmentPermission"`
-		EditEnvironmentPermission json.RawMessage `json:"editEnvironmentPermission"`
-		RemoveEnvironment         json.RawMessage `json:"removeEnvironment"`
-		_                         struct{}        `json:"-"`
+		// Pulumi's team environment permissions (environments.go).
+		AddEnvironmentPermission  *envPermJSON `json:"addEnvironmentPermission"`
+		EditEnvironmentPermission *envPermJSON `json:"editEnvironmentPermission"` // as add: replaces the grant
+		RemoveEnvironment         *envPermJSON `json:"removeEnvironment"`
+		_                         struct{}     `json:"-"`
 	}
 	if err := rq.decode(&req); err != nil {
 		return nil, err
 	}
-	if req.AddEnvironmentPermission != nil || req.EditEnvironmentPermission != nil || req.RemoveEnvironment != nil {
-		return nil, gatehouse.Errorf(gatehouse.ENOTIMPLEMENTED, "team environment permissions are not supported: Gatehouse serves no ESC environments yet")
+	if req.AddEnvironmentPermission == nil {
+		req.AddEnvironmentPermission = req.EditEnvironmentPermission
 	}
 	t := *rq.Team
 	err := rq.Change(func(tx gatehouse.Tx) error {
@@ -601,6 +619,9 @@ func (s *Server) updateTeam(rq *Request) (any, error) {
 			if err := removeGrant(rq, tx, &t, *req.RemoveGrant); err != nil {
 				return err
 			}
+		}
+		if err := teamEnvGrant(rq, tx, &t, req.AddEnvironmentPermission, req.RemoveEnvironment); err != nil {
+			return err
 		}
 		return nil
 	})

@@ -201,6 +201,11 @@ func (s *Server) resolve(rq *Request, tx gatehouse.Tx) error {
 			rq.Stack = st
 			rq.event.Target = st.Ref().String()
 		}
+		if name := rq.PathValue("env"); name != "" && rq.Org != nil {
+			if err := resolveEnv(rq, tx, project, name); err != nil {
+				return err
+			}
+		}
 		if name := rq.PathValue("team"); name != "" && rq.Org != nil {
 			team, err := tx.GetTeamByName(rq.Org.ID, name)
 			if err != nil {

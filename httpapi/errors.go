@@ -1,9 +1,11 @@
 package httpapi
 
 import (
+	"errors"
 	"net/http"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/esc"
 )
 
 // statuses maps application error codes to HTTP status codes: the one table.
@@ -34,4 +36,15 @@ func statusOf(err error) int {
 type errorBody struct {
 	Code    int    `json:"code"`
 	Message string `json:"message"`
+	// Diagnostics are an environment's evaluation errors (the ESC CLI prints them).
+	Diagnostics esc.Diagnostics `json:"diagnostics,omitempty"`
+}
+
+// diagnosticsOf returns the evaluation diagnostics an error carries (nil for others).
+func diagnosticsOf(err error) esc.Diagnostics {
+	var ee *esc.Error
+	if errors.As(err, &ee) {
+		return ee.Diagnostics
+	}
+	return nil
 }

@@ -151,7 +151,43 @@ func newWorld(t *testing.T, defaultPerm string) *world {
 	if defaultPerm != "none" {
 		do("PATCH", "/api/orgs/acme", map[string]any{"setDefaultStackPermission": defaultPerm}, nil)
 	}
+	w.addEnvironments(t)
 	return w
+}
+
+// addEnvironments adds environment proj/penv to acme (revision 2 with a secret, tag t1 on
+// revision 1), protected by a rule naming it; team t-readd (treadd) may open every
+// environment of ESC project proj, team t-write (twrite, teamtok) may write penv.
+func (w *world) addEnvironments(t *testing.T) {
+	a := w.e.admin
+	must(t, a.Do(cliwire.Call{Method: "POST", Path: "/api/esc/environments/acme", Body: map[string]string{"project": "proj", "name": "penv"}}, nil))
+	must(t, a.Do(cliwire.Call{Method: "PATCH", Path: "/api/esc/environments/acme/proj/penv", Body: []byte("values:\n  pw:\n    fn::secret: hunter2\n")}, nil))
+	must(t, a.Do(cliwire.Call{Method: "POST", Path: "/api/esc/environments/acme/proj/penv/versions/tags", Body: map[string]any{"name": "t1", "revision": 1}}, nil))
+	must(t, a.Do(cliwire.Call{Method: "POST", Path: "/api/esc/environments/acme/proj/penv/tags", Body: map[string]any{"name": "owner", "value": "x"}}, nil))
+	id := w.e.envID("proj", "penv")
+	w.e.envGrant("t-readd", "proj", "", "open")
+	w.e.envGrant("t-write", "proj", "penv", "write")
+	must(t, w.e.srv.Store.Update(context.Background(), func(tx gatehouse.Tx) error {
+		return tx.PutProtection(&gatehouse.Protection{OrgID: 1, Scope: gatehouse.Scope{EnvID: id}, CreatedBy: "matrix"})
+	}))
+}
+
+// envSession opens penv (or an anonymous definition) as subject (or, when subject may
+// not, as the pipeline) for the session-read rows.
+func (w *world) envSession(t *testing.T, subject, what string) string {
+	var out struct {
+		ID string `json:"id"`
+	}
+	for _, s := range []string{subject, "teamtok"} {
+		if s == "anon" || s == "lease" || s == "otherlease" {
+			continue
+		}
+		if w.client(s).Do(cliwire.Call{Method: "POST", Path: "/api/esc/environments/acme/" + what + "?duration=1h", Body: []byte(`{"imports":[]}`)}, &out) == nil {
+			return out.ID
+		}
+	}
+	t.Fatal("cannot open penv for the session row")
+	return ""
 }
 
 // call is one request of a matrix row.
@@ -233,6 +269,30 @@ func (w *world) request(t *testing.T, method, pattern, subject string) call {
 		return call{path: "/api/orgs/acme/invitations/" + invitation()}
 	case "POST /api/user/invitations/{invitationID}/accept", "POST /api/user/invitations/{invitationID}/decline":
 		return call{path: strings.Replace(pattern, "{invitationID}", invitation(), 1)}
+	case "POST /api/esc/environments/{org}":
+		return call{path: "/api/esc/environments/acme", body: map[string]string{"project": "proj", "name": "new-" + subject}}
+	case "POST /api/esc/environments/{org}/yaml/check":
+		return call{path: "/api/esc/environments/acme/yaml/check", body: []byte("values: {a: 1}\n")}
+	case "PATCH /api/esc/environments/{org}/{project}/{env}":
+		return call{path: fill(pattern), body: []byte("values: {a: 1}\n")}
+	case "POST /api/esc/environments/{org}/{project}/{env}/check":
+		return call{path: fill(pattern)}
+	case "POST /api/esc/environments/{org}/{project}/{env}/open", "POST /api/esc/environments/{org}/{project}/{env}/versions/{version}/open":
+		return call{path: fill(pattern) + "?duration=1h"}
+	case "GET /api/esc/environments/{org}/{project}/{env}/open/{session}":
+		return call{path: strings.Replace(fill(pattern), "{session}", w.envSession(t, subject, "proj/penv/open"), 1)}
+	case "POST /api/esc/environments/{org}/yaml/open":
+		return call{path: fill(pattern) + "?duration=1h", body: []byte(`{"imports":[]}`)}
+	case "GET /api/esc/environments/{org}/yaml/open/{session}":
+		return call{path: strings.Replace(fill(pattern), "{session}", w.envSession(t, subject, "yaml/open"), 1)}
+	case "POST /api/esc/environments/{org}/{project}/{env}/versions/tags":
+		return call{path: fill(pattern), body: map[string]string{"name": "tag-" + subject}}
+	case "PATCH /api/esc/environments/{org}/{project}/{env}/versions/tags/{tag}":
+		return call{path: fill(pattern), body: map[string]int{"revision": 2}}
+	case "POST /api/esc/environments/{org}/{project}/{env}/tags":
+		return call{path: fill(pattern), body: map[string]string{"name": "t-" + subject, "value": "v"}}
+	case "PATCH /api/esc/environments/{org}/{project}/{env}/tags/{name}":
+		return call{path: fill(pattern), body: map[string]any{"currentTag": map[string]string{"value": "x"}, "newTag": map[string]string{"value": "x"}}}
 	case "POST /api/stacks/{org}/{project}":
 		return call{path: "/api/stacks/acme/proj", body: apitype.CreateStackRequest{StackName: "new-" + subject}}
 	case "HEAD /api/stacks/{org}/{project}":
@@ -365,7 +425,7 @@ func isUser(s string) bool {
 
 // fill substitutes the world's names into a route pattern.
 func fill(p string) string {
-	r := strings.NewReplacer("{org}", "acme", "{project}", "proj", "{stack}", "prod", "{team}", "t-read", "{user}", "member", "{version}", "1", "{issuerId}", "none", "{policyId}", "none")
+	r := strings.NewReplacer("{org}", "acme", "{project}", "proj", "{stack}", "prod", "{team}", "t-read", "{user}", "member", "{version}", "1", "{issuerId}", "none", "{policyId}", "none", "{env}", "penv", "{tag}", "t1", "{sub}", "decrypt", "{what}", "decrypt", "{name}", "owner")
 	return r.Replace(p)
 }
 
@@ -382,6 +442,9 @@ var destructive = map[string]bool{
 	"PATCH /api/orgs/{org}/members/{user}":                                       true,
 	"POST /api/admin/users/{user}/disable":                                       true,
 	"POST /api/stacks/{org}/{project}/{stack}/update/{updateID}/checkpointdelta": true,
+	"DELETE /api/esc/environments/{org}/{project}/{env}":                         true,
+	"DELETE /api/esc/environments/{org}/{project}/{env}/versions/tags/{tag}":     true,
+	"DELETE /api/esc/environments/{org}/{project}/{env}/tags/{name}":             true,
 }
 
 func outcome(err error) string {

@@ -437,7 +437,7 @@ func TestRESTAPIAgainstSpec(t *testing.T) {
 			t.Errorf("stack teams with two grants = %v", m)
 		}
 		call(t, a, "PATCH", "/api/orgs/acme/teams/ops", map[string]any{"removeGrant": map[string]any{"project": "proj"}})
-		status(t, a, "PATCH", "/api/orgs/acme/teams/ops", map[string]any{"addEnvironmentPermission": map[string]any{"projectName": "p", "envName": "e", "permission": "read"}}, 501)
+		status(t, a, "PATCH", "/api/orgs/acme/teams/ops", map[string]any{"addEnvironmentPermission": map[string]any{"projectName": "p", "envName": "e", "permission": "read"}}, 400) // no such environment
 		call(t, a, "PATCH", "/api/orgs/acme/teams/ops", map[string]any{"removeStack": map[string]any{"projectName": "proj", "stackName": "prod"}})
 		m = sp.checkOp(t, "GetTeam", "200", call(t, a, "GET", "/api/orgs/acme/teams/ops", nil))
 		if ss, _ := m["stacks"].([]any); len(ss) != 0 {

@@ -30,6 +30,7 @@ import (
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/authz"
+	"github.com/gatehouse-dev/gatehouse/esc"
 	"github.com/gatehouse-dev/gatehouse/internal/jsondepth"
 	"github.com/gatehouse-dev/gatehouse/secrets"
 )
@@ -116,6 +117,8 @@ type Server struct {
 	// epochRead, when set (tests), is called by every request right after its read
 	// transaction has read the security epoch, before authentication.
 	epochRead func(*http.Request)
+	escOnce   sync.Once    // environments.go
+	escSvc    *esc.Service // environments.go
 }
 
 // New builds the server. reg may be nil (no metrics registered).
@@ -237,6 +240,7 @@ type Request struct {
 	facts      authz.Facts
 	// epoch is the security epoch the request's authentication transaction saw.
 	epoch int64
+	Env   *gatehouse.Environment // environment routes (environments.go)
 	// LeaseToken is the plaintext lease token of a lease call (to hand it back on renewal).
 	LeaseToken string
 	event      gatehouse.AuditEvent
@@ -370,7 +374,7 @@ func (s *Server) run(rq *Request) (res any, err error) {
 // the request's resources. A denial is recorded and returned as a 403 (or 404 when the
 // caller must not learn that the resource exists).
 func (rq *Request) Authorize(action authz.Action) error {
-	return rq.authorize(action, authz.Resource{Org: rq.Org, Stack: rq.Stack, Update: rq.Update, Invitation: rq.Invitation})
+	return rq.authorize(action, authz.Resource{Org: rq.Org, Stack: rq.Stack, Update: rq.Update, Invitation: rq.Invitation, Env: rq.Env})
 }
 
 func (rq *Request) authorize(action authz.Action, res authz.Resource) error {
@@ -401,6 +405,8 @@ func (rq *Request) notFoundMessage() string {
 		return "Update '" + rq.PathValue("updateID") + "' not found"
 	case rq.PathValue("stack") != "":
 		return "Stack '" + rq.PathValue("org") + "/" + rq.PathValue("project") + "/" + rq.PathValue("stack") + "' not found"
+	case rq.PathValue("env") != "":
+		return "Environment '" + rq.PathValue("org") + "/" + rq.PathValue("project") + "/" + rq.PathValue("env") + "' not found"
 	case rq.PathValue("team") != "":
 		return "Team '" + rq.PathValue("team") + "' not found"
 	case rq.PathValue("user") != "":
@@ -543,7 +549,7 @@ func writeError(w http.ResponseWriter, err error) {
 	if errors.As(err, &ge) && ge.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(ge.RetryAfter))
 	}
-	b, _ := json.Marshal(errorBody{Code: status, Message: msg})
+	b, _ := json.Marshal(errorBody{Code: status, Message: msg, Diagnostics: diagnosticsOf(err)})
 	secureHeaders(w.Header())
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))

@@ -18,6 +18,7 @@ func TestCrossTenant(t *testing.T) {
 	}
 	must(t, e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/users", Body: map[string]string{"name": "acme-admin", "role": "admin"}}, &created))
 	acmeAdmin := cliwire.New(e.url, created.TokenValue)
+	must(t, acmeAdmin.Do(cliwire.Call{Method: "POST", Path: "/api/esc/environments/acme", Body: map[string]string{"project": "proj", "name": "cross"}}, nil))
 	// globex gets a team, a stack with a running update, and a team token.
 	g := w.client("otheradmin")
 	must(t, g.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/globex/teams/pulumi", Body: map[string]string{"name": "g-team"}}, nil))
@@ -29,6 +30,13 @@ func TestCrossTenant(t *testing.T) {
 	gstack := stackPath("globex", "gproj", "gstack")
 	gr, err := e.startRun(g, gstack, "update", false)
 	must(t, err)
+	// ... and an environment with an open session (environments.go).
+	must(t, g.Do(cliwire.Call{Method: "POST", Path: "/api/esc/environments/globex", Body: map[string]string{"project": "gproj", "name": "genv"}}, nil))
+	var gsess, gyaml struct {
+		ID string `json:"id"`
+	}
+	must(t, g.Do(cliwire.Call{Method: "POST", Path: "/api/esc/environments/globex/gproj/genv/open?duration=1h"}, &gsess))
+	must(t, g.Do(cliwire.Call{Method: "POST", Path: "/api/esc/environments/globex/yaml/open?duration=1h", Body: []byte(`{"imports":["gproj/genv"]}`)}, &gyaml))
 
 	// acme's routes with globex's names and IDs in them.
 	subst := func(p string) []string {
@@ -40,6 +48,16 @@ func TestCrossTenant(t *testing.T) {
 		if strings.Contains(p, "{stack}") {
 			// globex's stack name under acme: absent in acme.
 			out = append(out, strings.NewReplacer("{org}", "acme", "{project}", "gproj", "{stack}", "gstack", "{updateID}", gr.ID, "{version}", "1").Replace(p))
+		}
+		if strings.Contains(p, "{env}") {
+			// globex's environment name under acme: absent in acme; globex's session ids on
+			// acme's environment.
+			out = append(out, strings.NewReplacer("{org}", "acme", "{project}", "gproj", "{env}", "genv", "{version}", "1", "{tag}", "t1", "{sub}", "decrypt", "{what}", "decrypt", "{session}", gsess.ID).Replace(p))
+			if strings.Contains(p, "{session}") {
+				out = append(out, strings.NewReplacer("{org}", "acme", "{project}", "proj", "{env}", "cross", "{session}", gsess.ID).Replace(p))
+			}
+		} else if strings.Contains(p, "{session}") {
+			out = append(out, strings.NewReplacer("{org}", "acme", "{session}", gyaml.ID).Replace(p))
 		}
 		if strings.Contains(p, "{team}") {
 			out = append(out, strings.NewReplacer("{org}", "acme", "{team}", "g-team", "{tokenID}", tok.ID).Replace(p))

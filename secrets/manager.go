@@ -31,6 +31,19 @@ func WithCacheSize(n int) ManagerOption {
 	return func(m *Manager) { m.max = max(n, 1) }
 }
 
+// WithLabel sets the AAD label of the Manager's secrets (default: stack secrets). A Manager
+// for another kind of owner (environments) uses its own label and key store, so that a
+// ciphertext of one kind never opens as the other's even where IDs coincide.
+func WithLabel(label string) ManagerOption {
+	return func(m *Manager) { m.label = label }
+}
+
+// Derive returns a new Manager with the same keyring over another key store (for another
+// kind of owner of data keys, e.g. environments), configured by opts.
+func (m *Manager) Derive(ks KeyStore, opts ...ManagerOption) *Manager {
+	return NewManager(m.k, ks, opts...)
+}
+
 // Manager encrypts and decrypts stack secrets with per-stack data keys. A stack's data key
 // is created on its first Encrypt. Unwrapped keys are kept in a bounded LRU cache so the
 // keyring (KMS) is called once per stack, not per request; concurrent first requests for a
@@ -41,8 +54,9 @@ func WithCacheSize(n int) ManagerOption {
 // never be reused for another stack. The ID is the AAD of every secret, so a ciphertext of one
 // stack does not decrypt as another stack's even if keys or rows are copied between them.
 type Manager struct {
-	k  *Keyring
-	ks KeyStore
+	k     *Keyring
+	ks    KeyStore
+	label string // AAD label; "" = stack secrets
 
 	mu       sync.Mutex
 	max      int
@@ -82,11 +96,19 @@ func NewManager(k *Keyring, ks KeyStore, opts ...ManagerOption) *Manager {
 }
 
 // stackAAD is the additional authenticated data of stack secrets.
-func stackAAD(stackID int64) []byte {
-	const label = "gatehouse/stack-secret/v1:"
+func stackAAD(stackID int64) []byte { return labeledAAD("gatehouse/stack-secret/v1:", stackID) }
+
+func labeledAAD(label string, stackID int64) []byte {
 	aad := make([]byte, len(label), len(label)+8)
 	copy(aad, label)
 	return binary.BigEndian.AppendUint64(aad, uint64(stackID))
+}
+
+func (m *Manager) aad(id int64) []byte {
+	if m.label != "" {
+		return labeledAAD(m.label, id)
+	}
+	return stackAAD(id)
 }
 
 // Encrypt seals plaintext for the stack, creating the stack's data key if it has none.
@@ -265,7 +287,7 @@ func (m *Manager) load(ctx context.Context, stackID int64, create bool) (*cacheE
 	if err != nil {
 		return nil, fmt.Errorf("secrets: data key of stack %d: %w", stackID, err)
 	}
-	return &cacheEntry{stackID: stackID, aead: aead, aad: stackAAD(stackID)}, nil
+	return &cacheEntry{stackID: stackID, aead: aead, aad: m.aad(stackID)}, nil
 }
 
 // createKey makes, wraps and stores a new data key for the stack, and returns the data key

@@ -81,7 +81,7 @@ func newOrgCmd() *cobra.Command {
 			return c.print(cmd, out, out.table)
 		},
 	})
-	var defPerm string
+	var defPerm, defEnvPerm string
 	var canCreate, canDelete optBool
 	var maxDays int
 	set := &cobra.Command{
@@ -100,8 +100,11 @@ func newOrgCmd() *cobra.Command {
 			if cmd.Flags().Changed("max-token-days") {
 				body["setMaxAccessTokenExpiryDays"] = maxDays
 			}
+			if defEnvPerm != "" {
+				body["setDefaultEnvironmentPermission"] = defEnvPerm
+			}
 			if len(body) == 0 {
-				return fmt.Errorf("nothing to change: pass --default-stack-permission, --members-can-create-stacks, --members-can-delete-stacks or --max-token-days")
+				return fmt.Errorf("nothing to change: pass --default-stack-permission, --default-environment-permission, --members-can-create-stacks, --members-can-delete-stacks or --max-token-days")
 			}
 			var out orgOut
 			if err := c.do(cmd, "PATCH", "/api/orgs/"+args[0], body, &out); err != nil {
@@ -114,6 +117,7 @@ func newOrgCmd() *cobra.Command {
 	set.Flags().Var(&canCreate, "members-can-create-stacks", "true or false")
 	set.Flags().Var(&canDelete, "members-can-delete-stacks", "true or false (stack admins may delete their stacks)")
 	set.Flags().IntVar(&maxDays, "max-token-days", 0, "maximum token lifetime in days (0: no limit)")
+	set.Flags().StringVar(&defEnvPerm, "default-environment-permission", "", "what every member may do on every environment: none, read, open, write or admin")
 	cmd.AddCommand(set)
 	return cmd
 }
@@ -125,6 +129,7 @@ type orgOut struct {
 	MembersCanDeleteStacks   bool   `json:"membersCanDeleteStacks"`
 	MaxAccessTokenExpiryDays int    `json:"maxAccessTokenExpiryDays"`
 	UserRole                 string `json:"userRole"`
+	DefaultEnvPermission     string `json:"defaultEnvironmentPermission"`
 }
 
 var permNames = map[int]string{0: "none", 101: "read", 102: "write", 103: "admin", 104: "admin"}
@@ -142,6 +147,9 @@ func (o orgOut) MarshalJSON() ([]byte, error) {
 func (o orgOut) table(w *tabwriter.Writer) {
 	fmt.Fprintf(w, "organization\t%s\n", o.Name)
 	fmt.Fprintf(w, "default stack permission\t%s\n", permNames[o.DefaultStackPermission])
+	if o.DefaultEnvPermission != "" {
+		fmt.Fprintf(w, "default environment permission\t%s\n", o.DefaultEnvPermission)
+	}
 	fmt.Fprintf(w, "members can create stacks\t%v\n", o.MembersCanCreateStacks)
 	fmt.Fprintf(w, "members can delete stacks\t%v\n", o.MembersCanDeleteStacks)
 	days := "no limit"

@@ -136,7 +136,7 @@ func (t *tx) ListTeamMembers(teamID int64) ([]gatehouse.TeamMember, error) {
 	return out, dbErr(rows.Err())
 }
 
-const grantCols = `g.id, g.team_id, tm.name, g.stack_id, g.project, g.tag_name, g.tag_value, g.permission, g.decrypt, g.created, COALESCE(o.name, ''), COALESCE(s.project, ''), COALESCE(s.name, '')`
+const grantCols = `g.id, g.team_id, tm.name, g.stack_id, g.project, g.tag_name, g.tag_value, g.env_id, g.env_project, g.permission, g.decrypt, g.created, COALESCE(o.name, ''), COALESCE(s.project, ''), COALESCE(s.name, '')`
 
 const grantFrom = ` FROM grants g JOIN teams tm ON tm.id = g.team_id LEFT JOIN stacks s ON s.id = g.stack_id AND g.stack_id <> 0 LEFT JOIN orgs o ON o.id = s.org_id`
 
@@ -151,7 +151,7 @@ func (t *tx) grants(where string, args ...any) ([]gatehouse.Grant, error) {
 		var g gatehouse.Grant
 		var perm, decrypt, created int64
 		var org, project, stack string
-		if err := rows.Scan(&g.ID, &g.TeamID, &g.TeamName, &g.Scope.StackID, &g.Scope.Project, &g.Scope.TagName, &g.Scope.TagValue,
+		if err := rows.Scan(&g.ID, &g.TeamID, &g.TeamName, &g.Scope.StackID, &g.Scope.Project, &g.Scope.TagName, &g.Scope.TagValue, &g.Scope.EnvID, &g.Scope.EnvProject,
 			&perm, &decrypt, &created, &org, &project, &stack); err != nil {
 			return nil, dbErr(err)
 		}
@@ -171,12 +171,12 @@ func (t *tx) PutGrant(g *gatehouse.Grant) error {
 		return err
 	}
 	if !g.Scope.Valid() {
-		return gatehouse.Errorf(gatehouse.EINVALID, "a grant names exactly one stack, project or tag")
+		return gatehouse.Errorf(gatehouse.EINVALID, "a grant names exactly one stack, project, tag, environment or environment project")
 	}
 	g.Created = t.now
-	_, err := t.exec(`INSERT INTO grants (team_id, scope_key, stack_id, project, tag_name, tag_value, permission, decrypt, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+	_, err := t.exec(`INSERT INTO grants (team_id, scope_key, stack_id, project, tag_name, tag_value, env_id, env_project, permission, decrypt, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (team_id, scope_key) DO UPDATE SET permission = excluded.permission, decrypt = excluded.decrypt`,
-		g.TeamID, g.Scope.Key(), g.Scope.StackID, g.Scope.Project, g.Scope.TagName, g.Scope.TagValue, int64(g.Permission), b2i(g.Decrypt), ns(g.Created))
+		g.TeamID, g.Scope.Key(), g.Scope.StackID, g.Scope.Project, g.Scope.TagName, g.Scope.TagValue, g.Scope.EnvID, g.Scope.EnvProject, int64(g.Permission), b2i(g.Decrypt), ns(g.Created))
 	return err
 }
 
@@ -211,11 +211,11 @@ func (t *tx) PutProtection(p *gatehouse.Protection) error {
 		return err
 	}
 	if !p.Scope.Valid() {
-		return gatehouse.Errorf(gatehouse.EINVALID, "a protection rule names exactly one stack, project or tag")
+		return gatehouse.Errorf(gatehouse.EINVALID, "a protection rule names exactly one stack, project, tag, environment or environment project")
 	}
 	p.Created = t.now
-	err := t.queryRow(`INSERT INTO protections (org_id, scope_key, stack_id, project, tag_name, tag_value, created_by, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-		p.OrgID, p.Scope.Key(), p.Scope.StackID, p.Scope.Project, p.Scope.TagName, p.Scope.TagValue, p.CreatedBy, ns(p.Created)).Scan(&p.ID)
+	err := t.queryRow(`INSERT INTO protections (org_id, scope_key, stack_id, project, tag_name, tag_value, env_id, env_project, created_by, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		p.OrgID, p.Scope.Key(), p.Scope.StackID, p.Scope.Project, p.Scope.TagName, p.Scope.TagValue, p.Scope.EnvID, p.Scope.EnvProject, p.CreatedBy, ns(p.Created)).Scan(&p.ID)
 	return t.conflictOr(err, p.Scope.String()+" is already protected")
 }
 
@@ -234,7 +234,7 @@ func (t *tx) DeleteProtection(orgID int64, scope gatehouse.Scope) error {
 }
 
 func (t *tx) ListProtections(orgID int64) ([]gatehouse.Protection, error) {
-	rows, err := t.query(`SELECT p.id, p.org_id, p.stack_id, p.project, p.tag_name, p.tag_value, p.created_by, p.created, COALESCE(s.project, ''), COALESCE(s.name, '')
+	rows, err := t.query(`SELECT p.id, p.org_id, p.stack_id, p.project, p.tag_name, p.tag_value, p.env_id, p.env_project, p.created_by, p.created, COALESCE(s.project, ''), COALESCE(s.name, '')
 		FROM protections p LEFT JOIN stacks s ON s.id = p.stack_id AND p.stack_id <> 0 WHERE p.org_id = ? ORDER BY p.scope_key`, orgID)
 	if err != nil {
 		return nil, err
@@ -245,7 +245,7 @@ func (t *tx) ListProtections(orgID int64) ([]gatehouse.Protection, error) {
 		var p gatehouse.Protection
 		var created int64
 		var project, stack string
-		if err := rows.Scan(&p.ID, &p.OrgID, &p.Scope.StackID, &p.Scope.Project, &p.Scope.TagName, &p.Scope.TagValue, &p.CreatedBy, &created, &project, &stack); err != nil {
+		if err := rows.Scan(&p.ID, &p.OrgID, &p.Scope.StackID, &p.Scope.Project, &p.Scope.TagName, &p.Scope.TagValue, &p.Scope.EnvID, &p.Scope.EnvProject, &p.CreatedBy, &created, &project, &stack); err != nil {
 			return nil, dbErr(err)
 		}
 		p.Created = fromNS(created)

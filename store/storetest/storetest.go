@@ -108,6 +108,9 @@ var contractTests = []test{
 	{"ScanDeliveries", testScanDeliveries},
 	{"Invitations", testInvitations},
 	{"StackConfig", testStackConfig},
+	{"Environments", testEnvironments},
+	{"EnvSessionsAndKeys", testEnvSessionsAndKeys},
+	{"EnvScopes", testEnvScopes},
 }
 
 // raceTests race goroutines against one database: the coordination points several
@@ -125,6 +128,7 @@ var raceTests = []test{
 	{"RaceScanDelivery", testRaceScanDelivery},
 	{"RaceAnswerInvitation", testRaceAnswerInvitation},
 	{"RaceConsumeOIDCToken", testRaceConsumeOIDCToken},
+	{"RaceEnvRevision", testRaceEnvRevision},
 }
 
 func run(t *testing.T, tests []test, open func(t *testing.T) []gatehouse.Store) {

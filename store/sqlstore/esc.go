@@ -1,0 +1,406 @@
+package sqlstore
+
+import (
+	"strconv"
+	"strings"
+
+	gatehouse "github.com/gatehouse-dev/gatehouse"
+)
+
+// Environments (Pulumi ESC): see gatehouse.EnvTx.
+
+const envCols = `e.id, e.org_id, o.name, e.project, e.name, e.revision, e.deletion_protected, e.created, e.modified, e.created_by, e.creator_user_id`
+
+const envFrom = ` FROM environments e JOIN orgs o ON o.id = e.org_id`
+
+func scanEnv(sc interface{ Scan(...any) error }) (*gatehouse.Environment, error) {
+	var e gatehouse.Environment
+	var prot, created, modified int64
+	if err := sc.Scan(&e.ID, &e.OrgID, &e.OrgName, &e.Project, &e.Name, &e.Revision, &prot, &created, &modified, &e.CreatedBy, &e.CreatorUserID); err != nil {
+		return nil, err
+	}
+	e.DeletionProtected = prot != 0
+	e.Created, e.Modified = fromNS(created), fromNS(modified)
+	return &e, nil
+}
+
+func (t *tx) CreateEnvironment(e *gatehouse.Environment, yaml []byte) error {
+	e.Created, e.Modified, e.Revision = t.now, t.now, 1
+	err := t.queryRow(`INSERT INTO environments (org_id, project, name, revision, deletion_protected, created, modified, created_by, creator_user_id) VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?) RETURNING id`,
+		e.OrgID, e.Project, e.Name, b2i(e.DeletionProtected), ns(t.now), ns(t.now), e.CreatedBy, e.CreatorUserID).Scan(&e.ID)
+	if err := t.conflictOr(err, "environment '"+e.Project+"/"+e.Name+"' already exists"); err != nil {
+		return err
+	}
+	if yaml == nil {
+		yaml = []byte{}
+	}
+	_, err = t.exec(`INSERT INTO env_revisions (env_id, number, yaml, created, creator_login) VALUES (?, 1, ?, ?, ?)`, e.ID, yaml, ns(t.now), e.CreatedBy)
+	return err
+}
+
+func (t *tx) GetEnvironment(orgID int64, project, name string) (*gatehouse.Environment, error) {
+	e, err := scanEnv(t.queryRow(`SELECT `+envCols+envFrom+` WHERE e.org_id = ? AND e.project = ? AND e.name = ?`, orgID, project, name))
+	if err != nil {
+		return nil, one(err, "environment not found")
+	}
+	return e, t.fillEnvTags(e)
+}
+
+func (t *tx) GetEnvironmentByID(id int64) (*gatehouse.Environment, error) {
+	e, err := scanEnv(t.queryRow(`SELECT `+envCols+envFrom+` WHERE e.id = ?`, id))
+	if err != nil {
+		return nil, one(err, "environment not found")
+	}
+	return e, t.fillEnvTags(e)
+}
+
+func (t *tx) fillEnvTags(e *gatehouse.Environment) error {
+	tags, err := t.ListEnvKVTags(e.ID)
+	e.Tags = make(map[string]string, len(tags))
+	for _, tg := range tags {
+		e.Tags[tg.Name] = tg.Value
+	}
+	return err
+}
+
+func (t *tx) ListEnvKVTags(envID int64) ([]gatehouse.EnvKVTag, error) {
+	rows, err := t.query(`SELECT name, value, created, modified, editor_login FROM env_kv_tags WHERE env_id = ? ORDER BY name`, envID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []gatehouse.EnvKVTag
+	for rows.Next() {
+		tg := gatehouse.EnvKVTag{EnvID: envID}
+		var created, modified int64
+		if err := rows.Scan(&tg.Name, &tg.Value, &created, &modified, &tg.EditorLogin); err != nil {
+			return nil, dbErr(err)
+		}
+		tg.Created, tg.Modified = fromNS(created), fromNS(modified)
+		out = append(out, tg)
+	}
+	return out, dbErr(rows.Err())
+}
+
+func (t *tx) SetEnvKVTag(tg *gatehouse.EnvKVTag) error {
+	tg.Created, tg.Modified = t.now, t.now
+	_, err := t.exec(`INSERT INTO env_kv_tags (env_id, name, value, created, modified, editor_login) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (env_id, name) DO UPDATE SET value = excluded.value, modified = excluded.modified, editor_login = excluded.editor_login`,
+		tg.EnvID, tg.Name, tg.Value, ns(t.now), ns(t.now), tg.EditorLogin)
+	return err
+}
+
+func (t *tx) DeleteEnvKVTag(envID int64, name string) error {
+	r, err := t.exec(`DELETE FROM env_kv_tags WHERE env_id = ? AND name = ?`, envID, name)
+	if err != nil {
+		return err
+	}
+	if affected(r) == 0 {
+		return gatehouse.Errorf(gatehouse.ENOTFOUND, "environment tag '%s' not found", name)
+	}
+	return nil
+}
+
+func (t *tx) ListEnvironments(f gatehouse.EnvFilter) ([]gatehouse.Environment, string, error) {
+	if len(f.OrgIDs) == 0 {
+		return nil, "", nil
+	}
+	limit := f.Limit
+	if limit <= 0 || limit > 1000 {
+		limit = 1000
+	}
+	var after int64
+	if f.Continuation != "" {
+		v, err := strconv.ParseInt(f.Continuation, 10, 64)
+		if err != nil || v < 0 {
+			return nil, "", gatehouse.Errorf(gatehouse.EINVALID, "invalid continuation token")
+		}
+		after = v
+	}
+	var b strings.Builder
+	args := make([]any, 0, len(f.OrgIDs)+2)
+	b.WriteString(`SELECT ` + envCols + envFrom + ` WHERE e.org_id IN (`)
+	for i, id := range f.OrgIDs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("?")
+		args = append(args, id)
+	}
+	b.WriteString(") AND e.id > ? ORDER BY e.id LIMIT ?")
+	args = append(args, after, limit+1)
+	rows, err := t.query(b.String(), args...)
+	if err != nil {
+		return nil, "", err
+	}
+	defer rows.Close()
+	var out []gatehouse.Environment
+	for rows.Next() {
+		e, err := scanEnv(rows)
+		if err != nil {
+			return nil, "", dbErr(err)
+		}
+		out = append(out, *e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", dbErr(err)
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		next = strconv.FormatInt(out[limit-1].ID, 10)
+	}
+	return out, next, nil
+}
+
+func (t *tx) DeleteEnvironment(id int64) error {
+	var prot int64
+	if err := t.queryRow(`SELECT deletion_protected FROM environments WHERE id = ?`, id).Scan(&prot); err != nil {
+		return one(err, "environment not found")
+	}
+	if prot != 0 {
+		return gatehouse.Errorf(gatehouse.ECONFLICT, "the environment is deletion-protected: turn deletion protection off in its settings first")
+	}
+	// Grants and protection rules naming it change security facts.
+	if err := t.bump(); err != nil {
+		return err
+	}
+	for _, q := range []string{
+		`DELETE FROM env_sessions WHERE env_id = ?`,
+		`DELETE FROM env_tags WHERE env_id = ?`,
+		`DELETE FROM env_kv_tags WHERE env_id = ?`,
+		`DELETE FROM env_revisions WHERE env_id = ?`,
+		`DELETE FROM env_keys WHERE env_id = ?`,
+		`DELETE FROM grants WHERE env_id = ?`,
+		`DELETE FROM protections WHERE env_id = ?`,
+		`DELETE FROM environments WHERE id = ?`,
+	} {
+		if _, err := t.exec(q, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *tx) SetEnvironmentProtected(id int64, protected bool) error {
+	r, err := t.exec(`UPDATE environments SET deletion_protected = ?, modified = ? WHERE id = ?`, b2i(protected), ns(t.now), id)
+	if err != nil {
+		return err
+	}
+	if affected(r) == 0 {
+		return gatehouse.Errorf(gatehouse.ENOTFOUND, "environment not found")
+	}
+	return nil
+}
+
+func (t *tx) PutEnvRevision(envID int64, expect int, yaml []byte, login string) (int, error) {
+	var cur int
+	if err := t.queryRow(`SELECT revision FROM environments WHERE id = ?`, envID).Scan(&cur); err != nil {
+		return 0, one(err, "environment not found")
+	}
+	if expect >= 0 && cur != expect {
+		return 0, gatehouse.Errorf(gatehouse.ECONFLICT, "the environment has changed since you read it (revision %d is newer than yours, %d): read it again", cur, expect)
+	}
+	// The conditional update is the race decider: of two writers that read the same
+	// revision, exactly one moves it.
+	r, err := t.exec(`UPDATE environments SET revision = revision + 1, modified = ? WHERE id = ? AND revision = ?`, ns(t.now), envID, cur)
+	if err != nil {
+		return 0, err
+	}
+	if affected(r) == 0 {
+		return 0, gatehouse.Errorf(gatehouse.ECONFLICT, "the environment changed concurrently: read it again")
+	}
+	if yaml == nil {
+		yaml = []byte{}
+	}
+	if _, err := t.exec(`INSERT INTO env_revisions (env_id, number, yaml, created, creator_login) VALUES (?, ?, ?, ?, ?)`, envID, cur+1, yaml, ns(t.now), login); err != nil {
+		return 0, t.conflictOr(err, "the environment changed concurrently: read it again")
+	}
+	return cur + 1, nil
+}
+
+func (t *tx) GetEnvRevision(envID int64, number int) (*gatehouse.EnvRevision, error) {
+	r := gatehouse.EnvRevision{EnvID: envID, Number: number}
+	var created int64
+	if err := t.queryRow(`SELECT yaml, created, creator_login FROM env_revisions WHERE env_id = ? AND number = ?`, envID, number).Scan(&r.YAML, &created, &r.CreatorLogin); err != nil {
+		return nil, one(err, "revision "+strconv.Itoa(number)+" not found")
+	}
+	r.Created = fromNS(created)
+	return &r, nil
+}
+
+func (t *tx) ListEnvRevisions(envID int64, before, count int) ([]gatehouse.EnvRevision, error) {
+	if before <= 0 {
+		before = 1 << 62
+	}
+	if count <= 0 || count > 1000 {
+		count = 1000
+	}
+	rows, err := t.query(`SELECT number, created, creator_login FROM env_revisions WHERE env_id = ? AND number < ? ORDER BY number DESC LIMIT ?`, envID, before, count)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []gatehouse.EnvRevision
+	for rows.Next() {
+		r := gatehouse.EnvRevision{EnvID: envID}
+		var created int64
+		if err := rows.Scan(&r.Number, &created, &r.CreatorLogin); err != nil {
+			return nil, dbErr(err)
+		}
+		r.Created = fromNS(created)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, dbErr(err)
+	}
+	tags, err := t.ListEnvTags(envID)
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		for _, tg := range tags {
+			if tg.Revision == out[i].Number {
+				out[i].Tags = append(out[i].Tags, tg.Name)
+			}
+		}
+	}
+	return out, nil
+}
+
+func (t *tx) revisionExists(envID int64, number int) error {
+	var n int
+	if err := t.queryRow(`SELECT number FROM env_revisions WHERE env_id = ? AND number = ?`, envID, number).Scan(&n); err != nil {
+		return one(err, "revision "+strconv.Itoa(number)+" not found")
+	}
+	return nil
+}
+
+func (t *tx) CreateEnvTag(tg *gatehouse.EnvTag) error {
+	if err := t.revisionExists(tg.EnvID, tg.Revision); err != nil {
+		return err
+	}
+	tg.Created, tg.Modified = t.now, t.now
+	_, err := t.exec(`INSERT INTO env_tags (env_id, name, revision, created, modified, editor_login) VALUES (?, ?, ?, ?, ?, ?)`,
+		tg.EnvID, tg.Name, tg.Revision, ns(t.now), ns(t.now), tg.EditorLogin)
+	return t.conflictOr(err, "tag '"+tg.Name+"' already exists")
+}
+
+func (t *tx) UpdateEnvTag(envID int64, name string, revision int, login string) error {
+	if err := t.revisionExists(envID, revision); err != nil {
+		return err
+	}
+	r, err := t.exec(`UPDATE env_tags SET revision = ?, modified = ?, editor_login = ? WHERE env_id = ? AND name = ?`, revision, ns(t.now), login, envID, name)
+	if err != nil {
+		return err
+	}
+	if affected(r) == 0 {
+		return gatehouse.Errorf(gatehouse.ENOTFOUND, "tag '%s' not found", name)
+	}
+	return nil
+}
+
+func (t *tx) GetEnvTag(envID int64, name string) (*gatehouse.EnvTag, error) {
+	tg := gatehouse.EnvTag{EnvID: envID, Name: name}
+	var created, modified int64
+	if err := t.queryRow(`SELECT revision, created, modified, editor_login FROM env_tags WHERE env_id = ? AND name = ?`, envID, name).Scan(&tg.Revision, &created, &modified, &tg.EditorLogin); err != nil {
+		return nil, one(err, "tag '"+name+"' not found")
+	}
+	tg.Created, tg.Modified = fromNS(created), fromNS(modified)
+	return &tg, nil
+}
+
+func (t *tx) ListEnvTags(envID int64) ([]gatehouse.EnvTag, error) {
+	rows, err := t.query(`SELECT name, revision, created, modified, editor_login FROM env_tags WHERE env_id = ? ORDER BY name`, envID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []gatehouse.EnvTag
+	for rows.Next() {
+		tg := gatehouse.EnvTag{EnvID: envID}
+		var created, modified int64
+		if err := rows.Scan(&tg.Name, &tg.Revision, &created, &modified, &tg.EditorLogin); err != nil {
+			return nil, dbErr(err)
+		}
+		tg.Created, tg.Modified = fromNS(created), fromNS(modified)
+		out = append(out, tg)
+	}
+	return out, dbErr(rows.Err())
+}
+
+func (t *tx) DeleteEnvTag(envID int64, name string) error {
+	r, err := t.exec(`DELETE FROM env_tags WHERE env_id = ? AND name = ?`, envID, name)
+	if err != nil {
+		return err
+	}
+	if affected(r) == 0 {
+		return gatehouse.Errorf(gatehouse.ENOTFOUND, "tag '%s' not found", name)
+	}
+	return nil
+}
+
+func (t *tx) CreateEnvSession(s *gatehouse.EnvSession) error {
+	s.Created = t.now
+	// Expired sessions of any environment go on the way (they are unreadable anyway).
+	if _, err := t.exec(`DELETE FROM env_sessions WHERE expires <= ?`, ns(t.now)); err != nil {
+		return err
+	}
+	_, err := t.exec(`INSERT INTO env_sessions (id, org_id, env_id, revision, owner, data, created, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		s.ID, s.OrgID, s.EnvID, s.Revision, s.Owner, s.Data, ns(s.Created), ns(s.Expires))
+	return t.conflictOr(err, "session id collision")
+}
+
+func (t *tx) GetEnvSession(id string) (*gatehouse.EnvSession, error) {
+	s := gatehouse.EnvSession{ID: id}
+	var created, expires int64
+	if err := t.queryRow(`SELECT org_id, env_id, revision, owner, data, created, expires FROM env_sessions WHERE id = ? AND expires > ?`, id, ns(t.now)).
+		Scan(&s.OrgID, &s.EnvID, &s.Revision, &s.Owner, &s.Data, &created, &expires); err != nil {
+		return nil, one(err, "open session not found or expired")
+	}
+	s.Created, s.Expires = fromNS(created), fromNS(expires)
+	return &s, nil
+}
+
+func (t *tx) GetEnvKey(envID int64) ([]byte, error) {
+	var w []byte
+	if err := t.queryRow(`SELECT wrapped FROM env_keys WHERE env_id = ?`, envID).Scan(&w); err != nil {
+		return nil, one(err, "no data key for the environment")
+	}
+	return w, nil
+}
+
+func (t *tx) CreateEnvKey(envID int64, wrapped []byte) ([]byte, error) {
+	if _, err := t.exec(`INSERT INTO env_keys (env_id, wrapped) VALUES (?, ?) ON CONFLICT (env_id) DO NOTHING`, envID, wrapped); err != nil {
+		return nil, err
+	}
+	return t.GetEnvKey(envID)
+}
+
+func (t *tx) ListEnvKeys() ([]gatehouse.EnvKey, error) {
+	rows, err := t.query(`SELECT env_id, wrapped FROM env_keys ORDER BY env_id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []gatehouse.EnvKey
+	for rows.Next() {
+		var k gatehouse.EnvKey
+		if err := rows.Scan(&k.EnvID, &k.Wrapped); err != nil {
+			return nil, dbErr(err)
+		}
+		out = append(out, k)
+	}
+	return out, dbErr(rows.Err())
+}
+
+func (t *tx) ReplaceEnvKey(envID int64, oldWrapped, newWrapped []byte) error {
+	r, err := t.exec(`UPDATE env_keys SET wrapped = ? WHERE env_id = ? AND wrapped = ?`, newWrapped, envID, oldWrapped)
+	if err != nil {
+		return err
+	}
+	if affected(r) == 0 {
+		return gatehouse.Errorf(gatehouse.ECONFLICT, "the environment's data key changed during rotation")
+	}
+	return nil
+}
