@@ -109,12 +109,15 @@ var protectedActions = map[Action]bool{
 	StackConfig: true, // the configuration is what the next update deploys
 }
 
-// credentialActions create, show or end people and access tokens: every route that returns
-// a token value is among them. Only a person, with a token the person made, performs them;
-// machine credentials (team, organization, OIDC-issued and lease tokens) never do, so a
-// short-lived or narrow credential cannot mint itself a longer-lived or wider one.
+// credentialActions create, show or end people and access tokens, or change who is a member
+// and with which role: every route that returns a token value is among them, and so is every
+// route that makes, promotes, removes or invites a person (a person made an admin mints
+// tokens of their own). Only a person, with a token the person made, performs them; machine
+// credentials (team, organization, OIDC-issued and lease tokens) never do, so a short-lived
+// or narrow credential cannot mint itself, or a person, a longer-lived or wider one.
 var credentialActions = map[Action]bool{
 	UserTokens: true, OrgTokenRead: true, OrgTokenWrite: true, OrgUserCreate: true,
+	OrgMemberWrite: true, OrgInvitationCreate: true, OrgInvitationRevoke: true,
 }
 
 // isPerson reports whether the subject is a person acting with a personal token that is
