@@ -5,7 +5,6 @@ package authz
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
@@ -411,11 +410,20 @@ func decideOwnInvitation(sub *Subject, action Action, res Resource) Decision {
 	if inv == nil {
 		return deny("no invitation given")
 	}
-	if !strings.EqualFold(inv.UserName, sub.User.Name) {
-		// Someone else's invitation: the caller must not learn that it exists.
+	if !InvitedUser(inv, sub.User) {
+		// Someone else's invitation (or one for a name nobody had when it was made): the
+		// caller must not learn that it exists.
 		return hide("the invitation is for another user")
 	}
 	return allow("invited person")
+}
+
+// InvitedUser reports whether u is the user inv was made for: the user bound to it by ID
+// when it was made (never by name: an account made later under the invited name, by another
+// organization's admin say, does not get it), and, in case IDs were ever reused, a user
+// that already existed then.
+func InvitedUser(inv *gatehouse.Invitation, u *gatehouse.User) bool {
+	return inv != nil && u != nil && inv.UserID != 0 && inv.UserID == u.ID && !u.Created.After(inv.Created)
 }
 
 // decideDirectAdd decides whether an organization admin may add an existing user without
