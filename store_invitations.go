@@ -25,13 +25,18 @@ const (
 const DefaultInvitationLifetime = 7 * 24 * time.Hour
 
 // Invitation is an organization's invitation of a user name to become a member with a role.
-// It names the user as the inviter typed it and says nothing about whether such a user
-// exists: the user whose name it is (compared regardless of case) sees and answers it.
+// It names the user as the inviter typed it; the answer to the inviter says nothing about
+// whether such a user exists. It is bound to the user who had the name when it was made
+// (UserID): only that user sees and answers it, so an account made later under the name
+// (by another organization's admin, say) cannot take it.
 type Invitation struct {
-	ID        string // assigned by CreateInvitation
-	OrgID     int64
-	OrgName   string // filled in when read
-	UserName  string
+	ID       string // assigned by CreateInvitation
+	OrgID    int64
+	OrgName  string // filled in when read
+	UserName string
+	// UserID is the invited user's ID; 0 when no user had the name when the invitation was
+	// made: such an invitation can never be answered (only revoked or left to expire).
+	UserID    int64
 	Role      Role
 	InvitedBy string // the inviting user's name, or the organization token's name
 	Status    InvitationStatus
@@ -48,10 +53,10 @@ func (inv *Invitation) StatusAt(now time.Time) InvitationStatus {
 	return inv.Status
 }
 
-// InvitationFilter selects invitations, newest first. OrgID or UserName (or both) must be set.
+// InvitationFilter selects invitations, newest first. OrgID or UserID (or both) must be set.
 type InvitationFilter struct {
-	OrgID    int64
-	UserName string // compared regardless of case
+	OrgID  int64
+	UserID int64 // the invitations bound to this user (never those of UserID 0)
 	// Pending selects only invitations that can still be answered (pending and not expired).
 	Pending bool
 }

@@ -5,7 +5,6 @@ package authz
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
@@ -129,12 +128,15 @@ var protectedActions = map[Action]bool{
 	StackConfig: true, // the configuration is what the next update deploys
 }
 
-// credentialActions create, show or end people and access tokens: every route that returns
-// a token value is among them. Only a person, with a token the person made, performs them;
-// machine credentials (team, organization, OIDC-issued and lease tokens) never do, so a
-// short-lived or narrow credential cannot mint itself a longer-lived or wider one.
+// credentialActions create, show or end people and access tokens, or change who is a member
+// and with which role: every route that returns a token value is among them, and so is every
+// route that makes, promotes, removes or invites a person (a person made an admin mints
+// tokens of their own). Only a person, with a token the person made, performs them; machine
+// credentials (team, organization, OIDC-issued and lease tokens) never do, so a short-lived
+// or narrow credential cannot mint itself, or a person, a longer-lived or wider one.
 var credentialActions = map[Action]bool{
 	UserTokens: true, OrgTokenRead: true, OrgTokenWrite: true, OrgUserCreate: true,
+	OrgMemberWrite: true, OrgInvitationCreate: true, OrgInvitationRevoke: true,
 }
 
 // isPerson reports whether the subject is a person acting with a personal token that is
@@ -446,11 +448,20 @@ func decideOwnInvitation(sub *Subject, action Action, res Resource) Decision {
 	if inv == nil {
 		return deny("no invitation given")
 	}
-	if !strings.EqualFold(inv.UserName, sub.User.Name) {
-		// Someone else's invitation: the caller must not learn that it exists.
+	if !InvitedUser(inv, sub.User) {
+		// Someone else's invitation (or one for a name nobody had when it was made): the
+		// caller must not learn that it exists.
 		return hide("the invitation is for another user")
 	}
 	return allow("invited person")
+}
+
+// InvitedUser reports whether u is the user inv was made for: the user bound to it by ID
+// when it was made (never by name: an account made later under the invited name, by another
+// organization's admin say, does not get it), and, in case IDs were ever reused, a user
+// that already existed then.
+func InvitedUser(inv *gatehouse.Invitation, u *gatehouse.User) bool {
+	return inv != nil && u != nil && inv.UserID != 0 && inv.UserID == u.ID && !u.Created.After(inv.Created)
 }
 
 // decideDirectAdd decides whether an organization admin may add an existing user without

@@ -3,6 +3,7 @@ package authz
 import (
 	"strings"
 	"testing"
+	"time"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 )
@@ -58,14 +59,30 @@ func TestDecideDirectAdd(t *testing.T) {
 // token; someone else's invitation is hidden; the organization side is for admins.
 func TestDecideInvitations(t *testing.T) {
 	org, _ := fixture()
-	bob := &Subject{Kind: UserKind, User: &gatehouse.User{ID: 6, Name: "Bob"}, Token: &gatehouse.Token{Kind: gatehouse.TokenPersonal}}
-	inv := &gatehouse.Invitation{ID: "i1", OrgID: org.ID, UserName: "bob", Role: gatehouse.RoleMember}
+	made := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	bob := &Subject{Kind: UserKind, User: &gatehouse.User{ID: 6, Name: "Bob", Created: made.Add(-time.Hour)}, Token: &gatehouse.Token{Kind: gatehouse.TokenPersonal}}
+	inv := &gatehouse.Invitation{ID: "i1", OrgID: org.ID, UserName: "bob", UserID: 6, Role: gatehouse.RoleMember, Created: made}
 	for _, a := range []Action{UserInvitationAccept, UserInvitationDecline} {
 		if d := Decide(bob, a, Resource{Invitation: inv}, Facts{}); !d.Allow {
 			t.Errorf("bob %s: %+v", a, d)
 		}
 		if d := Decide(user(7), a, Resource{Invitation: inv}, Facts{}); d.Allow || !d.Hide {
 			t.Errorf("another user %s bob's invitation: %+v, want hidden", a, d)
+		}
+		// Bound by ID, not by name (review H1): another account called bob, an invitation
+		// made for a name nobody had, and a user made after the invitation get nothing.
+		squatter := &Subject{Kind: UserKind, User: &gatehouse.User{ID: 8, Name: "bob", Created: made.Add(time.Hour)}, Token: &gatehouse.Token{Kind: gatehouse.TokenPersonal}}
+		nobodys := &gatehouse.Invitation{ID: "i3", OrgID: org.ID, UserName: "bob", Role: gatehouse.RoleMember, Created: made}
+		later := &Subject{Kind: UserKind, User: &gatehouse.User{ID: 6, Name: "bob", Created: made.Add(time.Second)}, Token: &gatehouse.Token{Kind: gatehouse.TokenPersonal}}
+		for what, d := range map[string]Decision{
+			"another bob":           Decide(squatter, a, Resource{Invitation: inv}, Facts{}),
+			"unbound invitation":    Decide(bob, a, Resource{Invitation: nobodys}, Facts{}),
+			"user made after it":    Decide(later, a, Resource{Invitation: inv}, Facts{}),
+			"squatter, unbound one": Decide(squatter, a, Resource{Invitation: nobodys}, Facts{}),
+		} {
+			if d.Allow || !d.Hide {
+				t.Errorf("%s: %s: %+v, want hidden", what, a, d)
+			}
 		}
 		if d := Decide(bob, a, Resource{}, Facts{}); d.Allow {
 			t.Errorf("%s without an invitation: %+v", a, d)

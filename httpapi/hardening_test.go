@@ -8,6 +8,7 @@ import (
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/app"
+	"github.com/gatehouse-dev/gatehouse/httpapi"
 	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
 	"github.com/gatehouse-dev/gatehouse/token"
 )
@@ -155,6 +156,68 @@ func TestMachineCredentialsCannotCreateUsers(t *testing.T) {
 	if !found {
 		t.Fatal("the refused user creation is not in the audit log")
 	}
+}
+
+// Review H2: machine credentials do not manage people either. An OIDC-issued (2-hour)
+// organization admin token, or a permanent one, must not promote a person to admin (who
+// would then mint permanent tokens of their own), remove one, or invite or uninvite one.
+func TestMachineCredentialsCannotManagePeople(t *testing.T) {
+	w := newOIDCWorld(t)
+	e := w.e
+	var mallory createdToken
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/users", Body: map[string]string{"name": "mallory", "role": "member"}}, &mallory))
+	var inv struct{ ID string }
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/invitations", Body: map[string]string{"userName": "someone", "role": "member"}}, &inv))
+	var orgTok, teamTok createdToken
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/tokens", Body: map[string]any{"name": "tooling", "admin": true}}, &orgTok))
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/teams/dev-deployers/tokens", Body: map[string]any{"name": "ci"}}, &teamTok))
+	oidcAdmin := granted(t, w.exchange(t, exchangeParams(w.token("acme/tools", "admin", nil), "organization", "admin"), false), "organization", "admin", 7200)
+	for name, tok := range map[string]string{"oidc org admin": oidcAdmin, "org admin token": orgTok.TokenValue, "team token": teamTok.TokenValue} {
+		c := cliwire.New(e.url, tok)
+		// Reading the members stays allowed.
+		if err := c.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/members"}, nil); err != nil {
+			t.Fatalf("%s lists members: %v", name, err)
+		}
+		for _, call := range []cliwire.Call{
+			{Method: "PATCH", Path: "/api/orgs/acme/members/mallory", Body: map[string]string{"role": "admin"}},
+			{Method: "DELETE", Path: "/api/orgs/acme/members/bob"},
+			{Method: "POST", Path: "/api/orgs/acme/invitations", Body: map[string]string{"userName": "outsider", "role": "admin"}},
+			{Method: "DELETE", Path: "/api/orgs/acme/invitations/" + inv.ID},
+		} {
+			ce := wantStatus(t, c.Do(call, nil), 403)
+			if name != "team token" && !strings.Contains(ce.Message, "people") {
+				t.Fatalf("%s %s %s: refusal does not say why: %s", name, call.Method, call.Path, ce.Message)
+			}
+		}
+	}
+	// mallory is still a plain member: she cannot mint an organization admin token.
+	err := cliwire.New(e.url, mallory.TokenValue).Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/tokens", Body: map[string]any{"name": "forever", "admin": true}}, nil)
+	wantStatus(t, err, 403)
+	var members struct {
+		Members []struct {
+			Role string `json:"role"`
+			User struct {
+				Name string `json:"name"`
+			} `json:"user"`
+		} `json:"members"`
+	}
+	e.must(e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/members"}, &members))
+	roles := map[string]string{}
+	for _, m := range members.Members {
+		roles[m.User.Name] = m.Role
+	}
+	if roles["mallory"] != "member" || roles["bob"] != "member" {
+		t.Fatalf("members after the refused changes: %v", roles)
+	}
+	// The invitation is still pending and none was made for outsider.
+	var list httpapi.InvitationList
+	e.must(e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/invitations"}, &list))
+	if len(list.Invitations) != 1 || list.Invitations[0].ID != inv.ID || list.Invitations[0].Status != "pending" {
+		t.Fatalf("invitations after the refused changes: %+v", list.Invitations)
+	}
+	// A person, with their own personal token, still does all of it.
+	e.must(e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/members/mallory", Body: map[string]string{"role": "admin"}}, nil))
+	e.must(e.admin.Do(cliwire.Call{Method: "DELETE", Path: "/api/orgs/acme/invitations/" + inv.ID}, nil))
 }
 
 // Item 4: a new user's first token expires: within the org's maximum, or by default within

@@ -11,7 +11,9 @@ import (
 // Invitations. An organization admin adds people who are not the organization's own by
 // inviting their user name; the person becomes a member by accepting. Nothing on the
 // organization's side tells whether the name exists or what the person's email is: an
-// invitation for a name that nobody has looks exactly like any other. Adding a user
+// invitation for a name that nobody has looks exactly like any other. An invitation is bound
+// to the user who has the name when it is made; one for a name nobody has can never be
+// answered (an account made later under the name does not get it). Adding a user
 // directly (POST /api/orgs/{org}/members/{user}) is left to site administrators, except for
 // accounts the organization created itself (see authz.decideDirectAdd).
 
@@ -71,7 +73,9 @@ func (s *Server) resolveInvitation(rq *Request, tx gatehouse.Tx) error {
 }
 
 // createInvitation is POST /api/orgs/{org}/invitations {userName, role, expiresInDays}.
-// The answer is the same whether or not a user of that name exists.
+// The answer is the same whether or not a user of that name exists. The invitation is bound
+// to that user's ID; for a name nobody has, to no one (UserID 0), so that whoever creates an
+// account of that name later cannot accept it.
 func (s *Server) createInvitation(rq *Request) (any, error) {
 	var req struct {
 		UserName      string `json:"userName"`
@@ -108,6 +112,7 @@ func (s *Server) createInvitation(rq *Request) (any, error) {
 			} else if !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
 				return err
 			}
+			inv.UserID = u.ID
 		} else if !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
 			return err
 		}
@@ -133,9 +138,9 @@ func (s *Server) listOrgInvitations(rq *Request) (any, error) {
 }
 
 // listMyInvitations is GET /api/user/invitations: the caller's invitations that can still
-// be answered.
+// be answered (those bound to the caller's user ID, not merely of the caller's name).
 func (s *Server) listMyInvitations(rq *Request) (any, error) {
-	return s.listInvitations(rq, gatehouse.InvitationFilter{UserName: rq.Subject.User.Name, Pending: true})
+	return s.listInvitations(rq, gatehouse.InvitationFilter{UserID: rq.Subject.User.ID, Pending: true})
 }
 
 func (s *Server) listInvitations(rq *Request, f gatehouse.InvitationFilter) (any, error) {
@@ -172,10 +177,18 @@ func (s *Server) answerInvitation(rq *Request, status gatehouse.InvitationStatus
 	err := rq.Change(func(tx gatehouse.Tx) (err error) {
 		now = tx.Now()
 		inv, err = tx.ResolveInvitation(rq.Invitation.ID, status)
-		if err != nil || status != gatehouse.InvitationAccepted {
+		if err != nil || status == gatehouse.InvitationRevoked {
 			return err
 		}
 		me := rq.Subject.User
+		if !authz.InvitedUser(inv, me) {
+			// authz.Decide hid it already; checked again on the row this transaction answered
+			// (an error rolls the answer back).
+			return notFound(rq, nil)
+		}
+		if status != gatehouse.InvitationAccepted {
+			return nil
+		}
 		if _, err := tx.GetMember(inv.OrgID, me.ID); err == nil {
 			return gatehouse.Errorf(gatehouse.ECONFLICT, "you are already a member of %s", inv.OrgName)
 		} else if !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {

@@ -116,7 +116,11 @@ func TestDirectAddOfAnotherOrgsUserIsRefused(t *testing.T) {
 	w := newInviteWorld(t)
 	for _, by := range []string{"betty", "betaorg"} {
 		status, body := rawCall(t, w.e, w.tokens[by], "POST", "/api/orgs/beta/members/bob", map[string]string{"role": "member"})
-		if status != http.StatusForbidden || !strings.Contains(body, "invite them instead") {
+		want := "invite them instead"
+		if by == "betaorg" {
+			want = "managed by people" // a machine credential manages no people at all
+		}
+		if status != http.StatusForbidden || !strings.Contains(body, want) {
 			t.Fatalf("%s adds acme's bob to beta: %d %s; want 403 telling to invite", by, status, body)
 		}
 		if strings.Contains(body, "@acme.example") {
@@ -263,7 +267,11 @@ func TestInvitations(t *testing.T) {
 		t.Fatal("a revoked or expired invitation made a member")
 	}
 	// Declining.
-	dec := w.invite(t, "betaorg", "erin", 0)
+	// Machine credentials neither invite nor revoke (review H2).
+	wantStatus(t, w.client("betaorg").Do(cliwire.Call{Method: "POST", Path: "/api/orgs/beta/invitations", Body: map[string]string{"userName": "erin"}}, nil), 403)
+	wantStatus(t, w.client("betateam").Do(cliwire.Call{Method: "POST", Path: "/api/orgs/beta/invitations", Body: map[string]string{"userName": "erin"}}, nil), 403)
+	dec := w.invite(t, "betty", "erin", 0)
+	wantStatus(t, w.client("betaorg").Do(cliwire.Call{Method: "DELETE", Path: "/api/orgs/beta/invitations/" + dec.ID}, nil), 403)
 	must(t, w.client("erin").Do(cliwire.Call{Method: "POST", Path: "/api/user/invitations/" + dec.ID + "/decline"}, nil))
 	if w.isMember(t, "beta", "erin") {
 		t.Fatal("declining made erin a member")
@@ -301,6 +309,62 @@ func TestInvitations(t *testing.T) {
 		if !seen[a] {
 			t.Errorf("no successful %s in beta's audit log", a)
 		}
+	}
+}
+
+// TestInvitationSquat (review H1): an invitation belongs to the user who had the name when
+// it was made, not to whoever holds the name when it is accepted. beta invites "newbie",
+// who has no account yet; eve, admin of the unrelated organization globex, creates a user
+// "newbie" in globex. That user neither sees nor answers beta's invitation, and the
+// organization's answer to the invitation was the same as for an existing name.
+func TestInvitationSquat(t *testing.T) {
+	w := newInviteWorld(t)
+	e := w.e
+	sGhost, bGhost := rawCall(t, e, w.tokens["betty"], "POST", "/api/orgs/beta/invitations", map[string]string{"userName": "newbie", "role": "admin"})
+	sBob, bBob := rawCall(t, e, w.tokens["betty"], "POST", "/api/orgs/beta/invitations", map[string]string{"userName": "bob", "role": "admin"})
+	norm := func(s string) string {
+		return volatile.ReplaceAllString(strings.ReplaceAll(s, "newbie", "bob"), `"$1":""`)
+	}
+	if sGhost != http.StatusCreated || sBob != sGhost || norm(bGhost) != norm(bBob) {
+		t.Fatalf("invitations of a missing and an existing name differ:\n%d %s\n%d %s", sGhost, bGhost, sBob, bBob)
+	}
+	var inv httpapi.Invitation
+	must(t, json.Unmarshal([]byte(bGhost), &inv))
+
+	// An unrelated organization whose admin is not a site administrator.
+	must(t, e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs", Body: map[string]string{"name": "globex"}}, nil))
+	var eve, squatter createdToken
+	must(t, e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/globex/users", Body: map[string]string{"name": "eve", "role": "admin"}}, &eve))
+	must(t, cliwire.New(e.url, eve.TokenValue).Do(cliwire.Call{Method: "POST", Path: "/api/orgs/globex/users", Body: map[string]string{"name": "newbie", "role": "member"}}, &squatter))
+	sq := cliwire.New(e.url, squatter.TokenValue)
+	var mine httpapi.InvitationList
+	must(t, sq.Do(cliwire.Call{Method: "GET", Path: "/api/user/invitations"}, &mine))
+	if len(mine.Invitations) != 0 {
+		t.Fatalf("the squatter sees %+v", mine.Invitations)
+	}
+	for _, verb := range []string{"accept", "decline"} {
+		wantStatus(t, sq.Do(cliwire.Call{Method: "POST", Path: "/api/user/invitations/" + inv.ID + "/" + verb}, nil), 404)
+	}
+	if w.isMember(t, "beta", "newbie") {
+		t.Fatal("the squatter became a member of beta")
+	}
+	wantStatus(t, sq.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/beta/tokens", Body: map[string]any{"name": "x", "admin": true}}, nil), 404)
+	var list httpapi.InvitationList
+	must(t, w.client("betty").Do(cliwire.Call{Method: "GET", Path: "/api/orgs/beta/invitations?pending=true"}, &list))
+	if len(list.Invitations) != 2 {
+		t.Fatalf("beta's pending invitations = %+v, want newbie's and bob's", list.Invitations)
+	}
+
+	// Invited again now that the account exists, the user whose name it is accepts.
+	must(t, w.client("betty").Do(cliwire.Call{Method: "DELETE", Path: "/api/orgs/beta/invitations/" + inv.ID}, nil))
+	again := w.invite(t, "betty", "NewBie", 0)
+	must(t, sq.Do(cliwire.Call{Method: "GET", Path: "/api/user/invitations"}, &mine))
+	if len(mine.Invitations) != 1 || mine.Invitations[0].ID != again.ID {
+		t.Fatalf("newbie's invitations = %+v, want the new one", mine.Invitations)
+	}
+	must(t, sq.Do(cliwire.Call{Method: "POST", Path: "/api/user/invitations/" + again.ID + "/accept"}, nil))
+	if !w.isMember(t, "beta", "newbie") {
+		t.Fatal("accepting the new invitation did not make newbie a member")
 	}
 }
 

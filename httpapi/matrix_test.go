@@ -253,7 +253,12 @@ func (w *world) request(t *testing.T, method, pattern, subject string) call {
 		name := map[bool]string{true: subject, false: "alice"}[w.tokens[subject] != "" && subject != "admin" && isUser(subject)]
 		inv := &gatehouse.Invitation{OrgID: 1, UserName: name, Role: gatehouse.RoleMember, InvitedBy: "matrix", Expires: time.Now().Add(time.Hour)}
 		must(t, w.e.srv.Store.Update(context.Background(), func(tx gatehouse.Tx) error {
-			for _, old := range must1(tx.ListInvitations(gatehouse.InvitationFilter{OrgID: 1, UserName: name, Pending: true})) {
+			u, err := tx.GetUserByName(name)
+			if err != nil {
+				return err
+			}
+			inv.UserID = u.ID
+			for _, old := range must1(tx.ListInvitations(gatehouse.InvitationFilter{OrgID: 1, UserID: u.ID, Pending: true})) {
 				if _, err := tx.ResolveInvitation(old.ID, gatehouse.InvitationRevoked); err != nil {
 					return err
 				}

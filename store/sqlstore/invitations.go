@@ -9,15 +9,15 @@ import (
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 )
 
-// Invitations to join an organization (migration 0010).
+// Invitations to join an organization (migrations 0010 and 0016).
 
-const invitationCols = `i.id, i.org_id, o.name, i.user_name, i.role, i.invited_by, i.status, i.created, i.expires, i.resolved`
+const invitationCols = `i.id, i.org_id, o.name, i.user_name, i.user_id, i.role, i.invited_by, i.status, i.created, i.expires, i.resolved`
 
 func scanInvitation(s interface{ Scan(...any) error }) (*gatehouse.Invitation, error) {
 	var inv gatehouse.Invitation
 	var role, status string
 	var created, expires, resolved int64
-	if err := s.Scan(&inv.ID, &inv.OrgID, &inv.OrgName, &inv.UserName, &role, &inv.InvitedBy, &status, &created, &expires, &resolved); err != nil {
+	if err := s.Scan(&inv.ID, &inv.OrgID, &inv.OrgName, &inv.UserName, &inv.UserID, &role, &inv.InvitedBy, &status, &created, &expires, &resolved); err != nil {
 		return nil, err
 	}
 	inv.Role, inv.Status = gatehouse.Role(role), gatehouse.InvitationStatus(status)
@@ -44,8 +44,8 @@ func (t *tx) CreateInvitation(inv *gatehouse.Invitation) error {
 	}
 	inv.Created, inv.Status, inv.Resolved = t.now, gatehouse.InvitationPending, time.Time{}
 	inv.UserName, inv.InvitedBy = validText(inv.UserName), validText(inv.InvitedBy)
-	_, err := t.exec(`INSERT INTO invitations (id, org_id, user_name, user_key, role, invited_by, status, created, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		inv.ID, inv.OrgID, inv.UserName, key, string(inv.Role), inv.InvitedBy, string(inv.Status), ns(inv.Created), ns(inv.Expires))
+	_, err := t.exec(`INSERT INTO invitations (id, org_id, user_name, user_key, user_id, role, invited_by, status, created, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		inv.ID, inv.OrgID, inv.UserName, key, inv.UserID, string(inv.Role), inv.InvitedBy, string(inv.Status), ns(inv.Created), ns(inv.Expires))
 	if err := t.conflictOr(err, "a pending invitation for "+inv.UserName+" already exists: revoke it first"); err != nil {
 		return err
 	}
@@ -68,8 +68,8 @@ func (t *tx) GetInvitation(id string) (*gatehouse.Invitation, error) {
 }
 
 func (t *tx) ListInvitations(f gatehouse.InvitationFilter) ([]gatehouse.Invitation, error) {
-	if f.OrgID == 0 && f.UserName == "" {
-		return nil, gatehouse.Errorf(gatehouse.EINVALID, "list invitations of an organization or of a user name")
+	if f.OrgID == 0 && f.UserID == 0 {
+		return nil, gatehouse.Errorf(gatehouse.EINVALID, "list invitations of an organization or of a user")
 	}
 	q := `SELECT ` + invitationCols + ` FROM invitations i JOIN orgs o ON o.id = i.org_id WHERE 1 = 1`
 	var args []any
@@ -77,9 +77,9 @@ func (t *tx) ListInvitations(f gatehouse.InvitationFilter) ([]gatehouse.Invitati
 		q += ` AND i.org_id = ?`
 		args = append(args, f.OrgID)
 	}
-	if f.UserName != "" {
-		q += ` AND i.user_key = ?`
-		args = append(args, strings.ToLower(f.UserName))
+	if f.UserID != 0 {
+		q += ` AND i.user_id = ?`
+		args = append(args, f.UserID)
 	}
 	if f.Pending {
 		q += ` AND i.status = ? AND i.expires > ?`

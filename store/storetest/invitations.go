@@ -8,13 +8,15 @@ import (
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 )
 
-// testInvitations: invitations by user name, at most one pending per organization and name,
-// answered once, never after their expiry; and the organization that created a user.
+// testInvitations: invitations by user name, bound to a user ID (0 for a name nobody has),
+// at most one pending per organization and name, answered once, never after their expiry;
+// and the organization that created a user.
 func testInvitations(t *testing.T, e *env) {
 	acme, beta := e.org("acme"), e.org("beta")
+	bob, dave := e.user("bob"), e.user("dave")
 	now := e.now()
 	week := now.Add(7 * 24 * time.Hour)
-	inv := &gatehouse.Invitation{OrgID: beta.ID, UserName: "Bob", Role: gatehouse.RoleMember, InvitedBy: "alice", Expires: week}
+	inv := &gatehouse.Invitation{OrgID: beta.ID, UserName: "Bob", UserID: bob.ID, Role: gatehouse.RoleMember, InvitedBy: "alice", Expires: week}
 	e.update(func(tx gatehouse.Tx) error { return tx.CreateInvitation(inv) })
 	if len(inv.ID) < 32 || inv.Created.IsZero() || inv.Status != gatehouse.InvitationPending || inv.OrgName != "beta" {
 		t.Fatalf("CreateInvitation = %+v, want a random ID, Created, pending, org beta", inv)
@@ -29,7 +31,8 @@ func testInvitations(t *testing.T, e *env) {
 		return tx.CreateInvitation(&gatehouse.Invitation{OrgID: beta.ID, UserName: "", Role: gatehouse.RoleAdmin, Expires: week})
 	})
 	wantCode(t, err, gatehouse.EINVALID, "an invitation without a user name")
-	other := &gatehouse.Invitation{OrgID: acme.ID, UserName: "bob", Role: gatehouse.RoleAdmin, InvitedBy: "ci-token", Expires: week}
+	other := &gatehouse.Invitation{OrgID: acme.ID, UserName: "bob", UserID: bob.ID, Role: gatehouse.RoleAdmin, InvitedBy: "ci-token", Expires: week}
+	// carol has no account: her invitation is bound to nobody (UserID 0).
 	carol := &gatehouse.Invitation{OrgID: beta.ID, UserName: "carol", Role: gatehouse.RoleBillingManager, Expires: week}
 	e.update(func(tx gatehouse.Tx) error {
 		if err := tx.CreateInvitation(other); err != nil {
@@ -49,18 +52,21 @@ func testInvitations(t *testing.T, e *env) {
 		if err != nil {
 			return err
 		}
-		if got.OrgID != beta.ID || got.OrgName != "beta" || got.UserName != "Bob" || got.Role != gatehouse.RoleMember || got.InvitedBy != "alice" ||
+		if got.OrgID != beta.ID || got.OrgName != "beta" || got.UserName != "Bob" || got.UserID != bob.ID || got.Role != gatehouse.RoleMember || got.InvitedBy != "alice" ||
 			got.Status != gatehouse.InvitationPending || !got.Created.Equal(inv.Created) || !got.Expires.Equal(week) || !got.Resolved.IsZero() {
 			t.Errorf("GetInvitation = %+v, want %+v", got, inv)
 		}
 		_, err = tx.GetInvitation("no-such-invitation")
 		wantCode(t, err, gatehouse.ENOTFOUND, "GetInvitation of an unknown ID")
-		mine, err := tx.ListInvitations(gatehouse.InvitationFilter{UserName: "BOB", Pending: true})
+		if got, err := tx.GetInvitation(carol.ID); err != nil || got.UserID != 0 {
+			t.Errorf("GetInvitation(carol) = %+v, %v; want UserID 0", got, err)
+		}
+		mine, err := tx.ListInvitations(gatehouse.InvitationFilter{UserID: bob.ID, Pending: true})
 		if err != nil {
 			return err
 		}
 		if want := []string{other.ID, inv.ID}; !slices.Equal(ids(mine), want) {
-			t.Errorf("ListInvitations(user BOB) = %q, want %q (newest first)", ids(mine), want)
+			t.Errorf("ListInvitations(user bob) = %q, want %q (newest first)", ids(mine), want)
 		}
 		betas, err := tx.ListInvitations(gatehouse.InvitationFilter{OrgID: beta.ID})
 		if err != nil {
@@ -112,7 +118,7 @@ func testInvitations(t *testing.T, e *env) {
 
 	// Expiry: an expired invitation cannot be accepted or declined, only revoked; it is not
 	// pending any more, and it does not stop a new invitation.
-	past := &gatehouse.Invitation{OrgID: acme.ID, UserName: "dave", Role: gatehouse.RoleMember, Expires: e.now().Add(-time.Second)}
+	past := &gatehouse.Invitation{OrgID: acme.ID, UserName: "dave", UserID: dave.ID, Role: gatehouse.RoleMember, Expires: e.now().Add(-time.Second)}
 	e.update(func(tx gatehouse.Tx) error { return tx.CreateInvitation(past) })
 	for _, st := range []gatehouse.InvitationStatus{gatehouse.InvitationAccepted, gatehouse.InvitationDeclined} {
 		err := e.try(func(tx gatehouse.Tx) error { _, err := tx.ResolveInvitation(past.ID, st); return err })
@@ -126,12 +132,12 @@ func testInvitations(t *testing.T, e *env) {
 		if got.StatusAt(tx.Now()) != gatehouse.InvitationExpired {
 			t.Errorf("StatusAt of an invitation past its expiry = %s, want expired", got.StatusAt(tx.Now()))
 		}
-		if l, err := tx.ListInvitations(gatehouse.InvitationFilter{UserName: "dave", Pending: true}); err != nil || len(l) != 0 {
+		if l, err := tx.ListInvitations(gatehouse.InvitationFilter{UserID: dave.ID, Pending: true}); err != nil || len(l) != 0 {
 			t.Errorf("pending invitations of dave = %+v, %v; want none (expired)", l, err)
 		}
 		return nil
 	})
-	renewed := &gatehouse.Invitation{OrgID: acme.ID, UserName: "Dave", Role: gatehouse.RoleAdmin, Expires: week}
+	renewed := &gatehouse.Invitation{OrgID: acme.ID, UserName: "Dave", UserID: dave.ID, Role: gatehouse.RoleAdmin, Expires: week}
 	e.update(func(tx gatehouse.Tx) error { return tx.CreateInvitation(renewed) })
 	e.view(func(tx gatehouse.Tx) error {
 		got, err := tx.GetInvitation(past.ID)
@@ -141,7 +147,7 @@ func testInvitations(t *testing.T, e *env) {
 		if got.Status != gatehouse.InvitationExpired || got.StatusAt(tx.Now()) != gatehouse.InvitationExpired {
 			t.Errorf("an expired invitation after a new one for the name: %+v, want status expired", got)
 		}
-		if l, err := tx.ListInvitations(gatehouse.InvitationFilter{UserName: "dave", Pending: true}); err != nil || !slices.Equal(ids(l), []string{renewed.ID}) {
+		if l, err := tx.ListInvitations(gatehouse.InvitationFilter{UserID: dave.ID, Pending: true}); err != nil || !slices.Equal(ids(l), []string{renewed.ID}) {
 			t.Errorf("pending invitations of dave = %q, %v; want the renewed one", ids(l), err)
 		}
 		return nil
