@@ -11,7 +11,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/store/sqlite"
 )
 
-// TestMigrationInvitationUserBackfill: migration 0016 binds the invitations made before it
+// TestMigrationInvitationUserBackfill: migration 0017 binds the invitations made before it
 // to the user who had the name when the invitation was made; one whose name was taken only
 // afterwards (by another organization's admin, say: review H1), or never, is bound to nobody.
 func TestMigrationInvitationUserBackfill(t *testing.T) {
@@ -57,8 +57,8 @@ func TestMigrationInvitationUserBackfill(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// The schema before 0016, then 0016 as written.
-	body, err := os.ReadFile("../sqlstore/migrations/0016_invitation_user.sql")
+	// The schema before 0017, then 0017 as written.
+	body, err := os.ReadFile("../sqlstore/migrations/0017_invitation_user.sql")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 )
 
-// Invitations to join an organization (migrations 0010 and 0016).
+// Invitations to join an organization (migrations 0010 and 0017).
 
 const invitationCols = `i.id, i.org_id, o.name, i.user_name, i.user_id, i.role, i.invited_by, i.status, i.created, i.expires, i.resolved`
 
