@@ -134,3 +134,43 @@ func TestParseTrustedProxies(t *testing.T) {
 		t.Errorf("empty: %v %v", nets, err)
 	}
 }
+
+// TestAuthLimitXFFMultiHeader: a proxy that adds its own X-Forwarded-For line (HAProxy
+// "option forwardfor") after the one the client sent: the client is its line's address,
+// not whatever it wrote in its own line, so rotating that line evades nothing.
+func TestAuthLimitXFFMultiHeader(t *testing.T) {
+	e := newEnv(t, func(c *httpapi.Config) {
+		c.AuthFailureLimit, c.AuthFailureWindow = 3, time.Hour
+		c.TrustedProxies, _ = httpapi.ParseTrustedProxies("127.0.0.1, ::1")
+	})
+	get := cliwire.Call{Method: "GET", Path: "/api/user"}
+	for ci, c := range []struct{ lines []string }{
+		{[]string{"198.51.100.%d", "203.0.113.9"}},            // the proxy's own line
+		{[]string{"198.51.100.%d, [2001:db8::9]:443"}},        // one combined line, with a port
+		{[]string{"198.51.100.%d", "203.0.113.10:5555, ::1"}}, // port, and a trusted hop
+	} {
+		for i := 0; i < 6; i++ {
+			get.Header = http.Header{}
+			for _, l := range c.lines {
+				if strings.Contains(l, "%d") {
+					l = strings.Replace(l, "%d", itoa(i+1), 1)
+				}
+				get.Header.Add("X-Forwarded-For", l)
+			}
+			err := cliwire.New(e.url, bogusToken("H"+itoa(ci)+itoa(10+i), i)).Do(get, nil)
+			if i < 3 {
+				wantStatus(t, err, http.StatusUnauthorized)
+			} else {
+				wantStatus(t, err, http.StatusTooManyRequests)
+			}
+		}
+	}
+	for _, k := range []string{"auth:ip:203.0.113.9", "auth:ip:2001:db8::9", "auth:ip:203.0.113.10"} {
+		if n := authFailures(t, e, k); n != 3 {
+			t.Errorf("%s: %d failures, want 3", k, n)
+		}
+	}
+	if n := authFailures(t, e, "auth:ip:127.0.0.1"); n != 0 {
+		t.Errorf("the proxy's own address counted %d failures", n)
+	}
+}
