@@ -142,7 +142,7 @@ func New(store gatehouse.Store, sm *secrets.Manager, log *slog.Logger, reg prome
 		cfg.AuthFailureWindow = 5 * time.Minute
 		s.cfg.AuthFailureWindow = cfg.AuthFailureWindow
 	}
-	s.limiter = newAuthLimiter(cfg.AuthFailureLimit, cfg.AuthFailureWindow)
+	s.limiter = newAuthLimiter(cfg.AuthFailureLimit, cfg.AuthFailureWindow, s.log)
 	s.registerRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, gatehouse.Errorf(gatehouse.ENOTFOUND, "no such route: %s %s", r.Method, r.URL.Path))
