@@ -158,6 +158,9 @@ type Tx interface {
 	RecordAuthFailure(key string, window time.Duration) (int, time.Time, error)
 	// AuthFailures returns the count of key's current window (0 when none).
 	AuthFailures(key string, window time.Duration) (int, time.Time, error)
+	// PruneAuthFailures deletes the counters whose window (of this length) has ended and
+	// returns how many it deleted.
+	PruneAuthFailures(window time.Duration) (int64, error)
 
 	// Audit log.
 	AppendAudit(e *AuditEvent) error // assigns Seq, PrevHash and Hash

@@ -287,6 +287,11 @@ type NewStack struct {
 	Project string
 	Name    string
 	Tags    map[string]string
+	// AnyTags asks before the stack's name and tags are known (the request body is not
+	// read yet): is the caller denied whatever they turn out to be? A grant on a tag counts
+	// as if the stack had that tag. Only an early refusal may rest on it; an allowance must
+	// be decided again with the real name and tags.
+	AnyTags bool
 }
 
 // Decision is the outcome of Decide.
@@ -572,7 +577,8 @@ func decideCreate(sub *Subject, res Resource, f Facts) Decision {
 	// Otherwise a team (the user's or the token's) must hold write on what the stack will be:
 	// its project, or a tag it is created with.
 	for _, g := range f.Grants {
-		if g.Scope.StackID == 0 && g.Permission >= gatehouse.PermWrite && g.Scope.Matches(0, ns.Project, ns.Tags) {
+		if g.Scope.StackID == 0 && g.Permission >= gatehouse.PermWrite &&
+			(g.Scope.Matches(0, ns.Project, ns.Tags) || ns.AnyTags && g.Scope.TagName != "") {
 			return allow("team " + g.TeamName + " grant on " + g.Scope.String())
 		}
 	}

@@ -3,7 +3,9 @@ package httpapi
 import (
 	"context"
 	"log/slog"
+	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,8 +20,11 @@ import (
 // server closes), with details count (how many it stands for), first_seen and last_seen,
 // and aggregated=true. 500 bogus requests from one address make a handful of rows, not 500.
 //
-// Memory is bounded: past maxAggGroups kinds, new sources share one group per action and
-// outcome (source "", details overflow=true).
+// Memory is bounded: past maxAggGroups kinds, new sources share a group per network prefix
+// (/24 for IPv4, /48 for IPv6), action and outcome, so that a flood from many addresses
+// still names where it comes from (source "", details overflow=true and source_prefix);
+// past maxAggGroups+maxAggPrefixGroups, one group per action and outcome (no prefix).
+// The first event of every group is recorded at once with its own address.
 type auditAggregator struct {
 	store  gatehouse.Store
 	log    *slog.Logger
@@ -45,9 +50,25 @@ type aggGroup struct {
 }
 
 const (
-	aggWindow    = time.Minute
-	maxAggGroups = 10000
+	aggWindow          = time.Minute
+	maxAggGroups       = 10000
+	maxAggPrefixGroups = 10000
 )
+
+// aggPrefix is the network of src that its events are counted in past maxAggGroups: its
+// /24 for IPv4, its /48 for IPv6 ("" when src is no address).
+func aggPrefix(src string) string {
+	ip := net.ParseIP(src)
+	if ip == nil {
+		return ""
+	}
+	bits := 48
+	if ip4 := ip.To4(); ip4 != nil {
+		ip, bits = ip4, 24
+	}
+	n := 8 * len(ip)
+	return (&net.IPNet{IP: ip.Mask(net.CIDRMask(bits, n)), Mask: net.CIDRMask(bits, n)}).String()
+}
 
 func newAuditAggregator(store gatehouse.Store, log *slog.Logger, now func() time.Time) *auditAggregator {
 	a := &auditAggregator{store: store, log: log, now: now, window: aggWindow, groups: map[aggKey]*aggGroup{},
@@ -65,8 +86,12 @@ func (a *auditAggregator) add(ev *gatehouse.AuditEvent) bool {
 	defer a.mu.Unlock()
 	g, ok := a.groups[k]
 	if !ok && len(a.groups) >= maxAggGroups {
-		k.src = ""
+		k.src = aggPrefix(k.src)
 		g, ok = a.groups[k]
+		if !ok && (k.src == "" || len(a.groups) >= maxAggGroups+maxAggPrefixGroups) {
+			k.src = ""
+			g, ok = a.groups[k]
+		}
 	}
 	if ok && now.Sub(g.start) >= a.window {
 		a.retire(k, g)
@@ -101,8 +126,14 @@ func (a *auditAggregator) retire(k aggKey, g *aggGroup) {
 		"first_seen": g.first.UTC().Format(time.RFC3339Nano),
 		"last_seen":  g.last.UTC().Format(time.RFC3339Nano),
 	}
-	if k.src == "" {
+	if k.src == "" || strings.Contains(k.src, "/") {
+		// A summary of several sources: SourceIP stays an address or empty (exports put
+		// it where an address goes); the prefix, when known, is in the details.
+		ev.SourceIP = ""
 		ev.Details["overflow"] = "true"
+		if k.src != "" {
+			ev.Details["source_prefix"] = k.src
+		}
 	}
 	a.pending = append(a.pending, ev)
 }

@@ -2,40 +2,50 @@ package httpapi
 
 import (
 	"context"
+	"log/slog"
+	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/token"
 )
 
-// authLimiter limits failed authentications, counted both per source address and per
-// credential prefix (the non-secret start of the presented token, see credentialPrefix):
-// a brute force of one token from many addresses and a spray of tokens from one address
-// are both limited. Counts live in the store, so every process sees every failure; each
-// process also remembers the sources and prefixes it found over the limit, so that a
-// blocked attacker costs no database write per request.
+// authLimiter limits failed authentications, counted both per source address (an IPv6
+// source per /64, see sourceKey) and per credential prefix (the non-secret start of the
+// presented token, see credentialPrefix): a brute force of one token from many addresses
+// and a spray of tokens from one address are both limited. Counts live in the store, so
+// every process sees every failure; each process also remembers the sources and prefixes
+// it found over the limit, so that a blocked attacker costs no database write per request.
 //
 // The limiter only ever refuses failing credentials: the request path authenticates
 // first, and a valid credential is served whatever its address or prefix has seen.
 type authLimiter struct {
 	limit   int
 	window  time.Duration
+	log     *slog.Logger
 	mu      sync.Mutex
 	blocked map[string]time.Time // "ip:"+source or "tok:"+prefix -> blocked until
+	// lastPrune is when this process last deleted the ended windows' counters (Unix ns).
+	lastPrune atomic.Int64
 }
+
+// authPruneEvery is how often a process deletes the counters of ended windows, so that
+// failures from ever new addresses or prefixes do not grow the table without end.
+const authPruneEvery = time.Minute
 
 // maxBlocked bounds the memory of blocked keys under a distributed attack.
 const maxBlocked = 100000
 
-func newAuthLimiter(limit int, window time.Duration) *authLimiter {
-	return &authLimiter{limit: limit, window: window, blocked: map[string]time.Time{}}
+func newAuthLimiter(limit int, window time.Duration, log *slog.Logger) *authLimiter {
+	return &authLimiter{limit: limit, window: window, log: log, blocked: map[string]time.Time{}}
 }
 
 // limiterKeys are the counters a failure from src with a credential of prefix counts in.
 func limiterKeys(src, prefix string) []string {
-	keys := []string{"ip:" + src}
+	keys := []string{"ip:" + sourceKey(src)}
 	if prefix != "" {
 		keys = append(keys, "tok:"+prefix)
 	}
@@ -67,6 +77,20 @@ func (l *authLimiter) check(src, prefix string, now time.Time) error {
 	return nil
 }
 
+// sourceKey is what failures from the address src are counted by: an IPv4 address itself,
+// an IPv6 address's /64 (one host usually holds a whole /64 and could rotate through it),
+// anything else as it is.
+func sourceKey(src string) string {
+	ip := net.ParseIP(src)
+	if ip == nil {
+		return src
+	}
+	if ip4 := ip.To4(); ip4 != nil {
+		return ip4.String()
+	}
+	return (&net.IPNet{IP: ip.Mask(net.CIDRMask(64, 128)), Mask: net.CIDRMask(64, 128)}).String()
+}
+
 func tooMany(wait time.Duration) error {
 	secs := int(wait/time.Second) + 1
 	return &gatehouse.Error{Code: gatehouse.ERATELIMITED, Message: "too many failed authentication attempts; try again later", RetryAfter: secs}
@@ -96,6 +120,7 @@ func (l *authLimiter) failed(ctx context.Context, store gatehouse.Store, src, pr
 	if err != nil {
 		return nil // counting is best effort; the request fails with 401 anyway
 	}
+	l.prune(ctx, store, now)
 	var over time.Time
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -116,6 +141,23 @@ func (l *authLimiter) failed(ctx context.Context, store gatehouse.Store, src, pr
 		return tooMany(over.Sub(now))
 	}
 	return nil
+}
+
+// prune deletes the counters whose window has ended, at most once per authPruneEvery per
+// process (best effort: a failure only delays it). It runs in its own transaction, after the
+// failure is counted, so that it never holds up or rolls back a count.
+func (l *authLimiter) prune(ctx context.Context, store gatehouse.Store, now time.Time) {
+	n, last := now.UnixNano(), l.lastPrune.Load()
+	if n-last < int64(authPruneEvery) || !l.lastPrune.CompareAndSwap(last, n) {
+		return
+	}
+	err := store.Update(context.WithoutCancel(ctx), func(tx gatehouse.Tx) error {
+		_, err := tx.PruneAuthFailures(l.window)
+		return err
+	})
+	if err != nil {
+		l.log.Warn("cannot prune the failed-authentication counters", "err", err)
+	}
 }
 
 // credentialPrefix is the part of an Authorization header's credential the limiter counts

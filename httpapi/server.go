@@ -145,7 +145,7 @@ func New(store gatehouse.Store, sm *secrets.Manager, log *slog.Logger, reg prome
 		cfg.AuthFailureWindow = 5 * time.Minute
 		s.cfg.AuthFailureWindow = cfg.AuthFailureWindow
 	}
-	s.limiter = newAuthLimiter(cfg.AuthFailureLimit, cfg.AuthFailureWindow)
+	s.limiter = newAuthLimiter(cfg.AuthFailureLimit, cfg.AuthFailureWindow, s.log)
 	s.registerRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, gatehouse.Errorf(gatehouse.ENOTFOUND, "no such route: %s %s", r.Method, r.URL.Path))
@@ -721,23 +721,45 @@ func (s *Server) clientIP(r *http.Request) string {
 	}
 	if len(s.cfg.TrustedProxies) > 0 {
 		if ip := net.ParseIP(host); ip != nil && trusted(s.cfg.TrustedProxies, ip) {
-			if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-				parts := strings.Split(xff, ",")
-				// The right-most address not itself a trusted proxy is the client.
-				for i := len(parts) - 1; i >= 0; i-- {
-					p := strings.TrimSpace(parts[i])
-					pip := net.ParseIP(p)
-					if pip == nil {
-						break
-					}
-					if !trusted(s.cfg.TrustedProxies, pip) {
-						return p
-					}
+			// All header lines, in order: a proxy may append its own line (HAProxy
+			// "option forwardfor") after the one the client sent rather than extend it.
+			xff := strings.Join(r.Header.Values("X-Forwarded-For"), ",")
+			parts := strings.Split(xff, ",")
+			// The right-most address not itself a trusted proxy is the client.
+			for i := len(parts) - 1; i >= 0; i-- {
+				p := strings.TrimSpace(parts[i])
+				if p == "" {
+					continue
+				}
+				pip := forwardedIP(p)
+				if pip == nil {
+					break
+				}
+				if !trusted(s.cfg.TrustedProxies, pip) {
+					return pip.String()
 				}
 			}
 		}
 	}
 	return host
+}
+
+// forwardedIP parses one X-Forwarded-For entry: an address ("192.0.2.1", "2001:db8::1"),
+// with a port ("192.0.2.1:443", "[2001:db8::1]:443") or in brackets ("[2001:db8::1]").
+// An IPv4-mapped IPv6 address is returned as IPv4. It returns nil for anything else.
+func forwardedIP(p string) net.IP {
+	ip := net.ParseIP(p)
+	if ip == nil {
+		if h, _, err := net.SplitHostPort(p); err == nil {
+			ip = net.ParseIP(h)
+		} else if len(p) > 2 && p[0] == '[' && p[len(p)-1] == ']' {
+			ip = net.ParseIP(p[1 : len(p)-1])
+		}
+	}
+	if ip4 := ip.To4(); ip4 != nil {
+		return ip4
+	}
+	return ip
 }
 
 // ParseTrustedProxies parses a comma-separated list of networks (CIDR, or a single

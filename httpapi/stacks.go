@@ -139,6 +139,12 @@ func (s *Server) projectExists(rq *Request) (any, error) {
 
 func (s *Server) createStack(rq *Request) (any, error) {
 	project := rq.PathValue("project")
+	// The body may carry a whole state (up to MaxBodyBytes): whoever may not create stacks
+	// here whatever the name and tags is refused before it is read.
+	rq.event.Target = rq.Org.Name + "/" + project
+	if err := rq.authorize(authz.StackCreate, authz.Resource{Org: rq.Org, NewStack: &authz.NewStack{Project: project, AnyTags: true}}); err != nil {
+		return nil, err
+	}
 	var req apitype.CreateStackRequest
 	if err := rq.decode(&req); err != nil {
 		return nil, err

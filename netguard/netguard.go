@@ -10,7 +10,9 @@
 //
 // Refused: loopback, private networks (RFC 1918, IPv6 ULA fc00::/7), link-local (169.254/16
 // with the cloud metadata address 169.254.169.254, fe80::/10), shared address space (CGNAT
-// 100.64/10), unspecified, multicast, broadcast and reserved ranges, the IPv6 forms that
+// 100.64/10, with Alibaba Cloud's metadata 100.100.100.200), IETF protocol assignments
+// (192.0.0/24, with Oracle Cloud's metadata 192.0.0.192), Azure's WireServer
+// 168.63.129.16 (a public address that answers only inside Azure), unspecified, multicast, broadcast and reserved ranges, the IPv6 forms that
 // embed one of these IPv4 addresses (IPv4-mapped ::ffff:a.b.c.d, IPv4-compatible, NAT64
 // 64:ff9b::/96, 6to4 2002::/16) and known cloud metadata host names. IPv6 outside global
 // unicast (2000::/3) is refused altogether.
@@ -68,6 +70,7 @@ var v4Ranges = []blockedRange{
 	{netip.MustParsePrefix("10.0.0.0/8"), "private network (RFC 1918)"},
 	{netip.MustParsePrefix("100.64.0.0/10"), "shared address space (CGNAT)"},
 	{netip.MustParsePrefix("127.0.0.0/8"), "loopback"},
+	{netip.MustParsePrefix("168.63.129.16/32"), "cloud platform service (Azure WireServer)"},
 	{netip.MustParsePrefix("169.254.0.0/16"), "link-local (cloud metadata)"},
 	{netip.MustParsePrefix("172.16.0.0/12"), "private network (RFC 1918)"},
 	{netip.MustParsePrefix("192.0.0.0/24"), "IETF protocol assignments"},

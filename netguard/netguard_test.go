@@ -44,7 +44,10 @@ func TestClassify(t *testing.T) {
 		{"100.64.0.1", true},
 		{"100.100.100.200", true}, // Alibaba metadata (CGNAT range)
 		{"100.127.255.255", true},
-		{"192.0.0.192", true}, // Oracle metadata
+		{"192.0.0.192", true},    // Oracle metadata
+		{"168.63.129.16", true},  // Azure WireServer
+		{"168.63.129.15", false}, // its neighbours are ordinary public addresses
+		{"168.63.129.17", false},
 		{"198.18.0.1", true},
 		{"224.0.0.1", true},
 		{"239.255.255.250", true},
@@ -86,6 +89,11 @@ func TestClassify(t *testing.T) {
 		{"2002:7f00:1::1", true}, // 6to4 of 127.0.0.1
 		{"2002:c0a8:101::1", true},
 		{"2002:808:808::1", false},
+		{"::ffff:168.63.129.16", true},
+		{"64:ff9b::a83f:8110", true},
+		{"2002:a83f:8110::1", true},
+		{"::ffff:100.100.100.200", true},
+		{"64:ff9b::c000:c0", true},
 	} {
 		ip, err := netip.ParseAddr(tc.ip)
 		if err != nil {
@@ -93,6 +101,23 @@ func TestClassify(t *testing.T) {
 		}
 		if r := netguard.Classify(ip); (r != "") != tc.blocked {
 			t.Errorf("Classify(%s) = %q, want blocked=%v", tc.ip, r, tc.blocked)
+		}
+	}
+}
+
+// TestClassifyCloudMetadata: every cloud's instance metadata (or platform) address is
+// refused, each for the range that covers it.
+func TestClassifyCloudMetadata(t *testing.T) {
+	for _, tc := range []struct{ ip, reason string }{
+		{"169.254.169.254", "link-local (cloud metadata)"},             // AWS, GCP, Azure IMDS, OpenStack
+		{"100.100.100.200", "shared address space (CGNAT)"},            // Alibaba Cloud
+		{"192.0.0.192", "IETF protocol assignments"},                   // Oracle Cloud
+		{"168.63.129.16", "cloud platform service (Azure WireServer)"}, // Azure WireServer
+		{"fd00:ec2::254", "private network (unique local)"},            // AWS IMDS over IPv6
+		{"::ffff:168.63.129.16", "IPv4-mapped cloud platform service (Azure WireServer)"},
+	} {
+		if r := netguard.Classify(netip.MustParseAddr(tc.ip)); r != tc.reason {
+			t.Errorf("Classify(%s) = %q, want %q", tc.ip, r, tc.reason)
 		}
 	}
 }

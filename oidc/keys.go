@@ -43,21 +43,35 @@ func checkFetchURL(s string) error {
 	}
 	u, err := url.Parse(s)
 	if err != nil || !u.IsAbs() || u.Host == "" || u.Opaque != "" {
-		return gatehouse.Errorf(gatehouse.EINVALID, "invalid URL %q: want an absolute https:// URL", s)
+		return gatehouse.Errorf(gatehouse.EINVALID, "invalid URL %q: want an absolute https:// URL", redactURL(s))
 	}
 	if u.User != nil {
-		return gatehouse.Errorf(gatehouse.EINVALID, "invalid URL %q: credentials in URLs are not allowed", s)
+		return gatehouse.Errorf(gatehouse.EINVALID, "invalid URL %q: credentials in URLs are not allowed", redactURL(s))
 	}
 	switch u.Scheme {
 	case "https":
 	case "http":
 		if !isLoopback(u.Hostname()) {
-			return gatehouse.Errorf(gatehouse.EINVALID, "invalid URL %q: https is required (plain http only for loopback hosts)", s)
+			return gatehouse.Errorf(gatehouse.EINVALID, "invalid URL %q: https is required (plain http only for loopback hosts)", redactURL(s))
 		}
 	default:
-		return gatehouse.Errorf(gatehouse.EINVALID, "invalid URL %q: want an https:// URL", s)
+		return gatehouse.Errorf(gatehouse.EINVALID, "invalid URL %q: want an https:// URL", redactURL(s))
 	}
 	return nil
+}
+
+// redactURL is s fit for an error message, a log or the audit log: a URL's password
+// replaced by "xxxxx" (url.URL.Redacted); for what does not parse as a URL with a host,
+// everything up to its last "@" (where a user and password would be) replaced by "…".
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err == nil && u.Opaque == "" && u.Host != "" {
+		return u.Redacted()
+	}
+	if i := strings.LastIndex(s, "@"); i >= 0 {
+		return "…" + s[i:]
+	}
+	return s
 }
 
 func isLoopback(host string) bool {
@@ -197,21 +211,21 @@ func Discover(ctx context.Context, client *http.Client, issuerURL string) ([]jos
 		JWKSURI string `json:"jwks_uri"`
 	}
 	if err := getJSON(ctx, client, strings.TrimSuffix(issuerURL, "/")+"/.well-known/openid-configuration", &conf); err != nil {
-		return nil, fail(ErrTextDiscoveryFetch, "OpenID configuration of %s: %w", issuerURL, err)
+		return nil, fail(ErrTextDiscoveryFetch, "OpenID configuration of %s: %w", redactURL(issuerURL), err)
 	}
 	if conf.Issuer != issuerURL {
-		return nil, fail(ErrTextDiscoveryIss, "the OpenID configuration at %s names the issuer %q; it must be exactly the registered URL", issuerURL, conf.Issuer)
+		return nil, fail(ErrTextDiscoveryIss, "the OpenID configuration at %s names the issuer %q; it must be exactly the registered URL", redactURL(issuerURL), redactURL(conf.Issuer))
 	}
 	if err := checkFetchURL(conf.JWKSURI); err != nil {
-		return nil, fail(ErrTextJWKSURI, "jwks_uri of %s: %s", issuerURL, gatehouse.ErrorMessage(err))
+		return nil, fail(ErrTextJWKSURI, "jwks_uri of %s: %s", redactURL(issuerURL), gatehouse.ErrorMessage(err))
 	}
 	var raw json.RawMessage
 	if err := getJSON(ctx, client, conf.JWKSURI, &raw); err != nil {
-		return nil, fail(ErrTextJWKSFetch, "JWKS of %s: %w", issuerURL, err)
+		return nil, fail(ErrTextJWKSFetch, "JWKS of %s: %w", redactURL(issuerURL), err)
 	}
 	keys, err := ParseJWKS(raw, false)
 	if err != nil {
-		return nil, fail(ErrTextJWKSKeys, "JWKS of %s: %w", issuerURL, err)
+		return nil, fail(ErrTextJWKSKeys, "JWKS of %s: %w", redactURL(issuerURL), err)
 	}
 	return keys, nil
 }
@@ -224,21 +238,27 @@ func getJSON(ctx context.Context, client *http.Client, u string, out any) error 
 	req.Header.Set("Accept", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
+		// The client strips the password of the URL it was given, not of a redirect's
+		// Location that it names when the redirect is refused.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = redactURL(ue.URL)
+		}
 		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: HTTP %d", u, resp.StatusCode)
+		return fmt.Errorf("GET %s: HTTP %d", redactURL(u), resp.StatusCode)
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxDocBytes+1))
 	if err != nil {
 		return err
 	}
 	if len(b) > maxDocBytes {
-		return fmt.Errorf("GET %s: document larger than %d bytes", u, maxDocBytes)
+		return fmt.Errorf("GET %s: document larger than %d bytes", redactURL(u), maxDocBytes)
 	}
 	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("GET %s: invalid JSON: %v", u, err)
+		return fmt.Errorf("GET %s: invalid JSON: %v", redactURL(u), err)
 	}
 	return nil
 }

@@ -7,6 +7,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -292,6 +295,55 @@ func TestCheckIssuerURL(t *testing.T) {
 	for _, u := range []string{"http://token.actions.githubusercontent.com", "ftp://x", "https://", "/relative", "https://u:p@host", "https://host?x=1", "https://host#f", "http://10.0.0.1", "token.actions.githubusercontent.com", "https://host?"} {
 		if err := oidc.CheckIssuerURL(u); err == nil {
 			t.Errorf("%s: accepted", u)
+		}
+	}
+}
+
+// TestCheckIssuerURLRedactsCredentials: a refused URL is named in the error (which reaches
+// the caller, the server log and the audit log) without its password.
+func TestCheckIssuerURLRedactsCredentials(t *testing.T) {
+	for _, u := range []string{
+		"https://ci-bot:S3cretPassw0rd@idp.example.com/",
+		"http://ci-bot:S3cretPassw0rd@idp.example.com/",
+		"ftp://ci-bot:S3cretPassw0rd@idp.example.com/",
+		"https//ci-bot:S3cretPassw0rd@idp.example.com/",
+		"ci-bot:S3cretPassw0rd@idp.example.com",
+		"https:ci-bot:S3cretPassw0rd@idp.example.com",
+		"https://ci-bot:S3cretPassw0rd@idp.example.com/%zz",
+		"https://ci-bot:S3cret%zzPassw0rd@idp.example.com/",
+	} {
+		err := oidc.CheckIssuerURL(u)
+		if err == nil {
+			t.Errorf("%s: accepted", u)
+			continue
+		}
+		if strings.Contains(err.Error(), "S3cret") {
+			t.Errorf("%s: the error shows the password: %v", u, err)
+		}
+	}
+	err := oidc.CheckIssuerURL("https://ci-bot:S3cretPassw0rd@idp.example.com/")
+	if !strings.Contains(err.Error(), "https://ci-bot:xxxxx@idp.example.com/") {
+		t.Errorf("the error does not name the URL (redacted): %v", err)
+	}
+
+	// An issuer whose configuration names a jwks_uri with credentials, or redirects to one.
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	mux.HandleFunc("/a/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"issuer": %q, "jwks_uri": "https://ci-bot:S3cretPassw0rd@idp.example.com/jwks"}`, srv.URL+"/a")
+	})
+	mux.HandleFunc("/b/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "https://ci-bot:S3cretPassw0rd@idp.example.com/conf", http.StatusFound)
+	})
+	mux.HandleFunc("/c/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `{"issuer": "https://ci-bot:S3cretPassw0rd@idp.example.com/"}`)
+	})
+	client := oidc.NewHTTPClient(netguard.Options{AllowPrivate: true})
+	for _, p := range []string{"/a", "/b", "/c"} {
+		_, err := oidc.Discover(context.Background(), client, srv.URL+p)
+		if err == nil || strings.Contains(err.Error(), "S3cret") || !strings.Contains(err.Error(), "ci-bot:xxxxx@") {
+			t.Errorf("discovery of %s: %v", p, err)
 		}
 	}
 }

@@ -28,3 +28,11 @@ func (t *tx) AuthFailures(key string, window time.Duration) (int, time.Time, err
 	}
 	return int(count), fromNS(start), nil
 }
+
+func (t *tx) PruneAuthFailures(window time.Duration) (int64, error) {
+	r, err := t.exec(`DELETE FROM auth_failures WHERE window_start <= ?`, ns(t.now.Add(-window)))
+	if err != nil {
+		return 0, err
+	}
+	return affected(r), nil
+}

@@ -2465,6 +2465,38 @@ func testAuthFailures(t *testing.T, e *env) {
 	if n != 1 || !start.Equal(now) {
 		t.Errorf("RecordAuthFailure after the window = %d, %v; want 1 in a new window starting %v", n, start, now)
 	}
+
+	// Pruning deletes the counters whose window has ended (192.0.2.2), not the current ones.
+	prune := func() int64 {
+		t.Helper()
+		var n int64
+		e.update(func(tx gatehouse.Tx) (err error) { n, err = tx.PruneAuthFailures(window); return err })
+		return n
+	}
+	if n := prune(); n != 1 {
+		t.Errorf("PruneAuthFailures = %d, want 1 (the ended window of 192.0.2.2)", n)
+	}
+	if n, _ := get("ip:192.0.2.1"); n != 1 {
+		t.Errorf("AuthFailures of the current window after pruning = %d, want 1", n)
+	}
+	if n := prune(); n != 0 {
+		t.Errorf("a second PruneAuthFailures = %d, want 0", n)
+	}
+	if e.clock != nil {
+		e.clock.Advance(2 * window)
+	} else {
+		time.Sleep(2 * window)
+	}
+	if n := prune(); n != 1 {
+		t.Errorf("PruneAuthFailures after the window = %d, want 1", n)
+	}
+	e.update(func(tx gatehouse.Tx) (err error) {
+		n, _, err = tx.RecordAuthFailure("ip:192.0.2.1", window)
+		return err
+	})
+	if n != 1 {
+		t.Errorf("RecordAuthFailure after pruning = %d, want 1", n)
+	}
 }
 
 // --- OIDC issuers and authorization policies ---
