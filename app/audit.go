@@ -187,7 +187,9 @@ func StartAudit(ctx context.Context, store gatehouse.Store, cfg AuditConfig, dat
 		sinks = append(sinks, sinkSpec{url: raw, name: name})
 	}
 	j := &auditJobs{store: store, signer: signer, cfg: cfg, log: log, reg: reg, metrics: newAuditMetrics(reg)}
-	j.checkKey(ctx)
+	if err := j.checkKey(ctx); err != nil {
+		return nil, err
+	}
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
@@ -260,19 +262,49 @@ func defaultLeaseOwner() string {
 	return host + ":" + strconv.Itoa(os.Getpid()) + ":" + hex.EncodeToString(b[:])
 }
 
-// checkKey warns when the newest checkpoint was signed by another key: verification takes
-// one public key, so every process must sign with the same one.
-func (j *auditJobs) checkKey(ctx context.Context) {
+// checkKey refuses to start when the newest checkpoint was signed by another key (unless
+// cfg.NewSigningKey): verification takes one public key, so every process must sign with the
+// same one, and a process with another key would make audit verify report tampering that
+// never happened.
+func (j *auditJobs) checkKey(ctx context.Context) error {
 	var last *gatehouse.AuditCheckpoint
-	_ = j.store.View(ctx, func(tx gatehouse.Tx) error {
-		cp, err := tx.LatestAuditCheckpoint(gatehouse.CheckpointPeriodic)
-		last = cp
+	if err := j.store.View(ctx, func(tx gatehouse.Tx) error {
+		for _, kind := range []string{gatehouse.CheckpointPeriodic, gatehouse.CheckpointRetention} {
+			cp, err := tx.LatestAuditCheckpoint(kind)
+			if err != nil && !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+				return err
+			}
+			if cp != nil && (last == nil || cp.Seq > last.Seq) {
+				last = cp
+			}
+		}
+		return nil
+	}); err != nil {
 		return err
-	})
-	if last != nil && last.KeyID != j.signer.KeyID() {
-		j.log.Warn("audit: the newest checkpoint was signed by another key; every process serving this database must use the same signing key, or verification fails",
-			"stored_key_id", last.KeyID, "key_id", j.signer.KeyID())
 	}
+	if last == nil || last.KeyID == j.signer.KeyID() {
+		return nil
+	}
+	if j.cfg.NewSigningKey {
+		// Record the change and sign it with the new key at once: from here on the newest
+		// checkpoint is the new key's, so the next start needs no flag.
+		j.log.Warn("audit: starting with a new signing key (--audit-new-signing-key); checkpoints before this one verify only with the old public key",
+			"stored_key_id", last.KeyID, "key_id", j.signer.KeyID())
+		if err := j.store.Update(ctx, func(tx gatehouse.Tx) error {
+			return tx.AppendAudit(&gatehouse.AuditEvent{
+				ActorKind: "system", ActorName: "gatehouse", Action: "audit:signing-key-replaced", Target: "audit-log",
+				Outcome: gatehouse.OutcomeSuccess, Details: map[string]string{"old_key_id": last.KeyID, "key_id": j.signer.KeyID()},
+			})
+		}); err != nil {
+			return err
+		}
+		_, err := j.checkpoint(ctx)
+		return err
+	}
+	return fmt.Errorf("the audit signing key %s is not the one that signed the audit log's newest checkpoint (key %s, seq %d); "+
+		"refusing to start, which would make gatehouse audit verify report tampering: every process serving this database must use the same "+
+		"key: restore the key with id %s (or point --audit-signing-key at it); if it is lost for good, start once with --audit-new-signing-key",
+		j.signer.KeyID(), last.KeyID, last.Seq, last.KeyID)
 }
 
 func (j *auditJobs) checkpointLoop(ctx context.Context) {

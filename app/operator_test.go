@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/gatehouse-dev/gatehouse/app"
+	"github.com/gatehouse-dev/gatehouse/audit"
 	"github.com/gatehouse-dev/gatehouse/httpapi"
 	"github.com/gatehouse-dev/gatehouse/secrets"
 	"github.com/gatehouse-dev/gatehouse/store/postgres/pgtest"
@@ -75,6 +76,23 @@ func TestMissingAuditSigningKeyRefused(t *testing.T) {
 	stop, err = app.StartAudit(ctx, srv.Store, app.AuditConfig{NewSigningKey: true}, dir, quiet, nil)
 	if err != nil {
 		t.Fatalf("with NewSigningKey: %v", err)
+	}
+	stop() // signs a checkpoint with the new key
+
+	// A key that is there but is not the one that signed the newest checkpoint (another
+	// process's, a wrong file): refused too, and it names the key to restore.
+	other := filepath.Join(t.TempDir(), "other-signing.key")
+	if _, err := audit.LoadOrCreateSigningKey(other); err != nil {
+		t.Fatal(err)
+	}
+	_, err = app.StartAudit(ctx, srv.Store, app.AuditConfig{SigningKey: other}, dir, quiet, nil)
+	if err == nil || !strings.Contains(err.Error(), "is not the one that signed") || !strings.Contains(err.Error(), "--audit-new-signing-key") {
+		t.Fatalf("start with another signing key: %v", err)
+	}
+	// The key that signed it still starts.
+	stop, err = app.StartAudit(ctx, srv.Store, app.AuditConfig{}, dir, quiet, nil)
+	if err != nil {
+		t.Fatalf("start with the signing key: %v", err)
 	}
 	stop()
 }
