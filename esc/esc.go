@@ -244,6 +244,8 @@ type EvalRequest struct {
 	// Overrides replace imports by name while the import graph is resolved (the pulumi
 	// CLI's environmentOverrides: `pulumi up --override-env a=b`).
 	Overrides map[string]string
+	// Stacks reads stack outputs for the pulumi-stacks provider (nil: it fails).
+	Stacks StackReader
 }
 
 // Evaluate evaluates a definition with Pulumi's evaluator. A definition that does not
@@ -274,6 +276,7 @@ func (s *Service) Evaluate(ctx context.Context, rq EvalRequest) (*pesc.Environme
 	if err != nil {
 		return nil, nil, err
 	}
+	ctx = withStacks(ctx, rq.Stacks)
 	ld := &loader{s: s, org: rq.Org, access: rq.Access, open: !rq.Check || rq.ShowSecrets, overrides: rq.Overrides}
 	var out *pesc.Environment
 	var ediags syntax.Diagnostics

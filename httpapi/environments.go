@@ -130,7 +130,7 @@ func (rq *Request) envAccess() esc.Access {
 
 func (rq *Request) evalRequest(env *gatehouse.Environment, def []byte) esc.EvalRequest {
 	login := rq.Subject.Name()
-	return esc.EvalRequest{Org: rq.Org, Env: env, Definition: def, Access: rq.envAccess(), UserLogin: login}
+	return esc.EvalRequest{Org: rq.Org, Env: env, Definition: def, Access: rq.envAccess(), UserLogin: login, Stacks: &stackReader{rq: rq}}
 }
 
 func envETag(env *gatehouse.Environment, rev int) string {
