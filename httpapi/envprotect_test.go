@@ -62,3 +62,42 @@ func TestEnvProtectionsREST(t *testing.T) {
 	}
 	admin.want(200, "POST", escBase+"/acme/app/prod/open?duration=1h", nil)
 }
+
+// TestEnvTeamTokenPermissions: a team token listing shows what the tokens act with: the
+// team's stack permissions beside its environment permissions.
+func TestEnvTeamTokenPermissions(t *testing.T) {
+	e := newEnv(t)
+	admin := e.esc(e.admin.Token)
+	admin.want(200, "POST", escBase+"/acme", []byte(`{"project":"app","name":"dev"}`))
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/teams/pulumi", Body: map[string]string{"name": "cidev"}}, nil))
+	e.must(e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/teams/cidev", Body: map[string]any{"addGrant": map[string]any{"project": "web", "permission": "write"}}}, nil))
+	e.envGrant("cidev", "app", "dev", "open")
+	e.envGrant("cidev", "prod", "", "read")
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/teams/cidev/tokens", Body: map[string]any{"name": "deploy"}}, nil))
+	var out struct {
+		Tokens []struct {
+			Name             string
+			StackPermissions []struct {
+				Project, Permission string
+			} `json:"stackPermissions"`
+			EnvironmentPermissions []struct {
+				ProjectName, EnvName, Permission string
+			} `json:"environmentPermissions"`
+		}
+	}
+	e.must(e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/teams/cidev/tokens"}, &out))
+	if len(out.Tokens) != 1 {
+		t.Fatalf("tokens: %+v", out)
+	}
+	tk := out.Tokens[0]
+	if len(tk.StackPermissions) != 1 || tk.StackPermissions[0].Project != "web" || tk.StackPermissions[0].Permission != "write" {
+		t.Errorf("stack permissions: %+v", tk.StackPermissions)
+	}
+	envs := map[string]string{}
+	for _, p := range tk.EnvironmentPermissions {
+		envs[p.ProjectName+"/"+p.EnvName] = p.Permission
+	}
+	if len(envs) != 2 || envs["app/dev"] != "open" || envs["prod/"] != "read" {
+		t.Errorf("environment permissions: %+v", tk.EnvironmentPermissions)
+	}
+}
