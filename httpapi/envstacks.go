@@ -40,6 +40,13 @@ func (r *stackReader) stack(project, name string, action authz.Action) (*gatehou
 		return nil, errors.New("cannot load the stack")
 	}
 	d := authz.Decide(rq.Subject, action, authz.Resource{Org: rq.Org, Stack: st}, rq.facts)
+	if !d.Allow {
+		// The refusal is in the open's audit event (its reason says only that the
+		// definition has errors).
+		r.mu.Lock()
+		rq.Detail("stackOutputsDenied", ref+" ("+string(action)+")")
+		r.mu.Unlock()
+	}
 	switch {
 	case d.Hide:
 		return nil, errors.New("stack not found") // a stack the caller may not see reads as missing

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 
+	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
 )
 
@@ -92,6 +93,18 @@ func TestEnvironmentsPulumiStacks(t *testing.T) {
 	wantDiags(t, r, "stack:decrypt denied")
 	if strings.Contains(string(r.body), "hunter2") {
 		t.Fatal("a refused decrypt leaked the plaintext")
+	}
+	// The refusal is audited, naming the stack.
+	evs, err = listAudit(e)
+	e.must(err)
+	found = false
+	for _, ev := range evs {
+		if ev.Action == "env:open" && ev.ActorName == "dev1" && ev.Outcome == gatehouse.OutcomeFailure && ev.Details["stackOutputsDenied"] == "infra/prod (stack:decrypt)" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("no failed env:open audit event names the stack refused")
 	}
 	// With decrypt, the secret output opens.
 	e.must(e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/teams/devs", Body: map[string]any{"addStackPermission": map[string]any{"projectName": "infra", "stackName": "prod", "permission": 101, "decrypt": true}}}, nil))
