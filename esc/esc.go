@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	pesc "github.com/pulumi/esc"
 	"github.com/pulumi/esc/ast"
@@ -101,7 +102,23 @@ type Service struct {
 	store     gatehouse.Store
 	keys      *secrets.Manager
 	providers *Registry
+	maxOpen   time.Duration
 }
+
+// DefaultMaxOpenDuration is the default bound of an open session's lifetime.
+const DefaultMaxOpenDuration = 24 * time.Hour
+
+// SetMaxOpenDuration bounds the lifetime of open sessions (d <= 0: the default). Call it
+// before serving.
+func (s *Service) SetMaxOpenDuration(d time.Duration) {
+	if d <= 0 {
+		d = DefaultMaxOpenDuration
+	}
+	s.maxOpen = d
+}
+
+// MaxOpenDuration is the longest lifetime an open session may ask for.
+func (s *Service) MaxOpenDuration() time.Duration { return s.maxOpen }
 
 // EnvKeyLabel is the AAD label of environment secrets.
 const EnvKeyLabel = "gatehouse/env-secret/v1:"
@@ -112,7 +129,7 @@ func New(store gatehouse.Store, stackKeys *secrets.Manager, providers *Registry)
 	if providers == nil {
 		providers = NewRegistry()
 	}
-	return &Service{store: store, keys: stackKeys.Derive(envKeys{store}, secrets.WithLabel(EnvKeyLabel)), providers: providers}
+	return &Service{store: store, keys: stackKeys.Derive(envKeys{store}, secrets.WithLabel(EnvKeyLabel)), providers: providers, maxOpen: DefaultMaxOpenDuration}
 }
 
 // Keys returns the environments' secrets manager (data keys per environment ID).
@@ -244,6 +261,8 @@ type EvalRequest struct {
 	// Overrides replace imports by name while the import graph is resolved (the pulumi
 	// CLI's environmentOverrides: `pulumi up --override-env a=b`).
 	Overrides map[string]string
+	// Stacks reads stack outputs for the pulumi-stacks provider (nil: it fails).
+	Stacks StackReader
 }
 
 // Evaluate evaluates a definition with Pulumi's evaluator. A definition that does not
@@ -274,6 +293,7 @@ func (s *Service) Evaluate(ctx context.Context, rq EvalRequest) (*pesc.Environme
 	if err != nil {
 		return nil, nil, err
 	}
+	ctx = withStacks(ctx, rq.Stacks)
 	ld := &loader{s: s, org: rq.Org, access: rq.Access, open: !rq.Check || rq.ShowSecrets, overrides: rq.Overrides}
 	var out *pesc.Environment
 	var ediags syntax.Diagnostics

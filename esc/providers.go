@@ -23,12 +23,14 @@ type Registry struct {
 var Unsupported = []string{
 	"aws-login", "aws-secrets", "aws-parameter-store", "azure-login", "azure-secrets", "azure-app-configuration",
 	"gcp-login", "gcp-secrets", "vault-login", "vault-secrets", "1password-secrets", "doppler-secrets",
-	"infisical-login", "infisical-secrets", "oci-login", "snowflake-login", "pulumi-stacks", "pulumi-scim",
+	"infisical-login", "infisical-secrets", "oci-login", "snowflake-login", "pulumi-scim",
 	"kubernetes-login", "cloudflare-login", "github-app-login",
 }
 
-// NewRegistry returns a registry with no working providers.
-func NewRegistry() *Registry { return &Registry{providers: map[string]pesc.Provider{}} }
+// NewRegistry returns a registry with the providers this server runs: pulumi-stacks.
+func NewRegistry() *Registry {
+	return &Registry{providers: map[string]pesc.Provider{"pulumi-stacks": PulumiStacksProvider{}}}
+}
 
 // Register adds (or replaces) a provider.
 func (r *Registry) Register(name string, p pesc.Provider) {

@@ -725,11 +725,15 @@ func removeGrant(rq *Request, tx gatehouse.Tx, t *gatehouse.Team, g grantReq) er
 // --- protection rules ---
 
 type protectionJSON struct {
-	Stack     string `json:"stack,omitempty"`
-	Project   string `json:"project,omitempty"`
-	Tag       string `json:"tag,omitempty"`
-	CreatedBy string `json:"createdBy,omitempty"`
-	Created   string `json:"created,omitempty"`
+	Stack   string `json:"stack,omitempty"`
+	Project string `json:"project,omitempty"`
+	Tag     string `json:"tag,omitempty"`
+	// Env (project/name) protects one environment, EnvProject every environment of an ESC
+	// project (and no stack); a Project or Tag rule selects stacks and environments alike.
+	Env        string `json:"env,omitempty"`
+	EnvProject string `json:"envProject,omitempty"`
+	CreatedBy  string `json:"createdBy,omitempty"`
+	Created    string `json:"created,omitempty"`
 }
 
 func (s *Server) listProtections(rq *Request) (any, error) {
@@ -752,9 +756,49 @@ func (s *Server) listProtections(rq *Request) (any, error) {
 		if p.Scope.TagName != "" {
 			pj.Tag = p.Scope.TagName + "=" + p.Scope.TagValue
 		}
+		pj.EnvProject = p.Scope.EnvProject
+		if p.Scope.EnvID != 0 {
+			name, err := envName(rq, p.Scope.EnvID)
+			if err != nil {
+				return nil, err
+			}
+			pj.Env = name
+		}
 		out.Protections = append(out.Protections, pj)
 	}
 	return out, nil
+}
+
+// envName is project/name of an environment (for listings of rules that name one).
+func envName(rq *Request, id int64) (string, error) {
+	var name string
+	err := rq.View(func(tx gatehouse.Tx) error {
+		env, err := tx.GetEnvironmentByID(id)
+		if err == nil {
+			name = env.Project + "/" + env.Name
+		}
+		return err
+	})
+	return name, err
+}
+
+// protectionScope is the scope of a protection rule: a stack scope (scopeOf) or an
+// environment scope (env project/name, envProject).
+func protectionScope(rq *Request, tx gatehouse.Tx, req protectionJSON) (gatehouse.Scope, error) {
+	if req.Env == "" && req.EnvProject == "" {
+		return scopeOf(rq, tx, req.Stack, req.Project, req.Tag)
+	}
+	if req.Stack != "" || req.Project != "" || req.Tag != "" || (req.Env != "" && req.EnvProject != "") {
+		return gatehouse.Scope{}, gatehouse.Errorf(gatehouse.EINVALID, "name exactly one of stack (project/stack), project, tag (name=value), env (project/name) or envProject")
+	}
+	if req.EnvProject != "" {
+		return envScope(rq, tx, &envPermJSON{ProjectName: req.EnvProject})
+	}
+	project, name, ok := strings.Cut(req.Env, "/")
+	if !ok || name == "" {
+		return gatehouse.Scope{}, gatehouse.Errorf(gatehouse.EINVALID, "env must be given as project/name, not %q", req.Env)
+	}
+	return envScope(rq, tx, &envPermJSON{ProjectName: project, EnvName: name})
 }
 
 func (s *Server) changeProtection(add bool) func(*Request) (any, error) {
@@ -764,7 +808,7 @@ func (s *Server) changeProtection(add bool) func(*Request) (any, error) {
 			return nil, err
 		}
 		err := rq.Change(func(tx gatehouse.Tx) error {
-			sc, err := scopeOf(rq, tx, req.Stack, req.Project, req.Tag)
+			sc, err := protectionScope(rq, tx, req)
 			if err != nil {
 				return err
 			}

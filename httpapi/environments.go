@@ -27,9 +27,6 @@ const (
 	envRoot = "/api/esc/environments"
 	envPath = envRoot + "/{org}/{project}/{env}"
 
-	// MaxEnvOpenDuration bounds the lifetime of an open session.
-	MaxEnvOpenDuration = 24 * time.Hour
-
 	revisionHeader = "Pulumi-ESC-Revision"
 
 	// maxDefinitionBytes bounds an environment definition (the evaluator holds it, and
@@ -91,6 +88,10 @@ func (s *Server) handleAudited(method, pattern string, action authz.Action, h fu
 	s.routes[len(s.routes)-1].Audit = true
 }
 
+// SetEnvMaxOpenDuration bounds the lifetime of environment open sessions (serve's
+// --esc-max-open-duration; d <= 0: 24h). Call it before serving.
+func (s *Server) SetEnvMaxOpenDuration(d time.Duration) { s.envs().SetMaxOpenDuration(d) }
+
 func (s *Server) envs() *esc.Service {
 	s.escOnce.Do(func() { s.escSvc = esc.New(s.store, s.secrets, nil) })
 	return s.escSvc
@@ -130,7 +131,7 @@ func (rq *Request) envAccess() esc.Access {
 
 func (rq *Request) evalRequest(env *gatehouse.Environment, def []byte) esc.EvalRequest {
 	login := rq.Subject.Name()
-	return esc.EvalRequest{Org: rq.Org, Env: env, Definition: def, Access: rq.envAccess(), UserLogin: login}
+	return esc.EvalRequest{Org: rq.Org, Env: env, Definition: def, Access: rq.envAccess(), UserLogin: login, Stacks: &stackReader{rq: rq}}
 }
 
 func envETag(env *gatehouse.Environment, rev int) string {
@@ -470,7 +471,7 @@ func sessionOwner(sub *authz.Subject) string {
 	return ""
 }
 
-func parseOpenDuration(v string) (time.Duration, error) {
+func parseOpenDuration(v string, limit time.Duration) (time.Duration, error) {
 	if v == "" {
 		return 0, gatehouse.Errorf(gatehouse.EINVALID, "duration is required (a Go duration such as 2h0m0s)")
 	}
@@ -481,14 +482,14 @@ func parseOpenDuration(v string) (time.Duration, error) {
 	if d <= 0 {
 		return 0, gatehouse.Errorf(gatehouse.EINVALID, "duration must be positive")
 	}
-	if d > MaxEnvOpenDuration {
-		return 0, gatehouse.Errorf(gatehouse.EINVALID, "duration %s is longer than this server allows (%s)", d, MaxEnvOpenDuration)
+	if d > limit {
+		return 0, gatehouse.Errorf(gatehouse.EINVALID, "duration %s is longer than this server allows (%s)", d, limit)
 	}
 	return d, nil
 }
 
 func (s *Server) openEnv(rq *Request) (any, error) {
-	d, err := parseOpenDuration(rq.URL.Query().Get("duration"))
+	d, err := parseOpenDuration(rq.URL.Query().Get("duration"), s.envs().MaxOpenDuration())
 	if err != nil {
 		return nil, err
 	}
@@ -538,7 +539,7 @@ func (s *Server) openEnv(rq *Request) (any, error) {
 // environmentOverrides (base64url JSON map of import renames). Each import needs open.
 func (s *Server) openYAML(rq *Request) (any, error) {
 	q := rq.URL.Query()
-	d, err := parseOpenDuration(q.Get("duration"))
+	d, err := parseOpenDuration(q.Get("duration"), s.envs().MaxOpenDuration())
 	if err != nil {
 		return nil, err
 	}

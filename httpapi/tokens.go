@@ -65,6 +65,11 @@ type tokenJSON struct {
 	// GraceEnds is when a rotated token stops working (unix seconds; status rotating).
 	GraceEnds int64  `json:"graceEnds,omitempty"`
 	Status    string `json:"status"` // active, rotating (replaced, in its grace period), expired, revoked
+	// A team token acts with its team's grants: the team's stack permissions (as in the
+	// team's grants) beside its environment permissions (Pulumi's team shape). Team token
+	// listings only.
+	StackPermissions       *[]grantJSON   `json:"stackPermissions,omitempty"`
+	EnvironmentPermissions *[]envPermJSON `json:"environmentPermissions,omitempty"`
 }
 
 // tokenRoleJSON is the service's AccessTokenRole: Gatehouse's roles are the built-in
@@ -132,10 +137,30 @@ func (s *Server) listTokens(rq *Request) (any, error) {
 	f.IncludeRevoked = filter != "active"
 	var tks []gatehouse.Token
 	var teamName string
+	var stackPerms []grantJSON
+	var envPerms []envPermJSON
 	if err := rq.View(func(tx gatehouse.Tx) error {
 		var err error
-		tks, err = tx.ListTokens(f)
-		return err
+		if tks, err = tx.ListTokens(f); err != nil || rq.Team == nil {
+			return err
+		}
+		gs, err := tx.ListGrants(rq.Team.ID)
+		if err != nil {
+			return err
+		}
+		if envPerms, err = teamEnvironments(tx, gs); err != nil {
+			return err
+		}
+		stackPerms = []grantJSON{}
+		for i := range gs {
+			if !gs[i].Scope.IsEnv() {
+				stackPerms = append(stackPerms, grantOf(&gs[i]))
+			}
+		}
+		if envPerms == nil {
+			envPerms = []envPermJSON{}
+		}
+		return nil
 	}); err != nil {
 		return nil, err
 	}
@@ -149,6 +174,9 @@ func (s *Server) listTokens(rq *Request) (any, error) {
 	for i := range tks {
 		tj := tokenOf(&tks[i], now)
 		tj.Team = teamName
+		if rq.Team != nil {
+			tj.StackPermissions, tj.EnvironmentPermissions = &stackPerms, &envPerms
+		}
 		live := tj.Status == "active" || tj.Status == "rotating"
 		if filter == "active" && !live || filter == "expired" && live {
 			continue

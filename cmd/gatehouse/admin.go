@@ -355,7 +355,8 @@ func newTeamCmd() *cobra.Command {
 					Name string `json:"name"`
 					Role string `json:"role"`
 				} `json:"members"`
-				Grants []grantOut `json:"grants"`
+				Grants       []grantOut    `json:"grants"`
+				Environments []envGrantOut `json:"environments"`
 			}
 			if err := orgDo(cmd, "GET", "/teams/"+args[0], nil, &out); err != nil {
 				return err
@@ -368,6 +369,10 @@ func newTeamCmd() *cobra.Command {
 				fmt.Fprintln(w, "\nGRANT ON\tPERMISSION\tDECRYPT")
 				for _, g := range out.Grants {
 					fmt.Fprintf(w, "%s\t%s\t%v\n", g.scope(), g.Permission, g.Decrypt)
+				}
+				for _, g := range out.Environments {
+					// Environment permissions: open is what decrypts.
+					fmt.Fprintf(w, "%s\t%s\t%v\n", g.scope(), g.Permission, g.Permission != "read")
 				}
 			})
 		},
@@ -403,8 +408,25 @@ type grantOut struct {
 	Stack      string `json:"stack,omitempty"`
 	Project    string `json:"project,omitempty"`
 	Tag        string `json:"tag,omitempty"`
-	Permission string `json:"permission"`
+	Env        string `json:"env,omitempty"`        // protection rules: one environment, project/name
+	EnvProject string `json:"envProject,omitempty"` // protection rules: every environment of an ESC project
+	Permission string `json:"permission,omitempty"`
 	Decrypt    bool   `json:"decrypt"`
+}
+
+// envGrantOut is a team's environment permission as the team API lists it (Pulumi's
+// shape; no envName: every environment of the project).
+type envGrantOut struct {
+	ProjectName string `json:"projectName"`
+	EnvName     string `json:"envName,omitempty"`
+	Permission  string `json:"permission"`
+}
+
+func (g envGrantOut) scope() string {
+	if g.EnvName == "" {
+		return "environment project " + g.ProjectName
+	}
+	return "environment " + g.ProjectName + "/" + g.EnvName
 }
 
 // decryptNote is "+decrypt" for a read grant that includes decrypting (write and admin
@@ -422,42 +444,64 @@ func (g grantOut) scope() string {
 		return "stack " + g.Stack
 	case g.Project != "":
 		return "project " + g.Project
+	case g.Env != "":
+		return "environment " + g.Env
+	case g.EnvProject != "":
+		return "environment project " + g.EnvProject
 	}
 	return "tag " + g.Tag
 }
 
-// scopeFlags are --stack PROJECT/STACK, --project P and --tag NAME=VALUE.
-type scopeFlags struct{ stack, project, tag string }
+// scopeFlags are --stack PROJECT/STACK, --project P and --tag NAME=VALUE, and for
+// environments --env PROJECT/ENV and --env-project P.
+type scopeFlags struct{ stack, project, tag, env, envProject string }
 
 func (s *scopeFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&s.stack, "stack", "", "one stack, as project/stack")
 	cmd.Flags().StringVar(&s.project, "project", "", "every stack of a project")
 	cmd.Flags().StringVar(&s.tag, "tag", "", "every stack with this tag, as name=value (e.g. env=production)")
+	cmd.Flags().StringVar(&s.env, "env", "", "one environment, as project/name")
+	cmd.Flags().StringVar(&s.envProject, "env-project", "", "every environment of an ESC project")
+}
+
+// isEnv reports whether the scope names environments.
+func (s *scopeFlags) isEnv() bool { return s.env != "" || s.envProject != "" }
+
+// envBody is the scope as Pulumi's team environment permission ({projectName, envName}).
+func (s *scopeFlags) envBody() (map[string]any, error) {
+	if s.envProject != "" {
+		return map[string]any{"projectName": s.envProject}, nil
+	}
+	p, n, ok := strings.Cut(s.env, "/")
+	if !ok || p == "" || n == "" || strings.Contains(n, "/") {
+		return nil, fmt.Errorf("--env takes PROJECT/ENV, not %q", s.env)
+	}
+	return map[string]any{"projectName": p, "envName": n}, nil
 }
 
 // check refuses anything but exactly one scope (the server would name only the first
 // problem it meets, e.g. a stack that does not exist).
 func (s *scopeFlags) check() error {
 	n := 0
-	for _, v := range []string{s.stack, s.project, s.tag} {
+	for _, v := range []string{s.stack, s.project, s.tag, s.env, s.envProject} {
 		if v != "" {
 			n++
 		}
 	}
 	if n != 1 {
-		return fmt.Errorf("give exactly one scope: --stack PROJECT/STACK, --project PROJECT or --tag NAME=VALUE (got %d)", n)
+		return fmt.Errorf("give exactly one scope: --stack PROJECT/STACK, --project PROJECT, --tag NAME=VALUE, --env PROJECT/ENV or --env-project PROJECT (got %d)", n)
 	}
 	return nil
 }
 
 // String names the scope as the table output does.
 func (s *scopeFlags) String() string {
-	return grantOut{Stack: s.stack, Project: s.project, Tag: s.tag}.scope()
+	return grantOut{Stack: s.stack, Project: s.project, Tag: s.tag, Env: s.env, EnvProject: s.envProject}.scope()
 }
 
 func (s *scopeFlags) body(extra map[string]any) map[string]any {
 	m := map[string]any{}
-	for k, v := range map[string]string{"stack": s.stack, "project": s.project, "tag": s.tag} {
+	for k, v := range map[string]string{"stack": s.stack, "project": s.project, "tag": s.tag, "env": s.env, "envProject": s.envProject} {
 		if v != "" {
 			m[k] = v
 		}
@@ -469,19 +513,27 @@ func (s *scopeFlags) body(extra map[string]any) map[string]any {
 }
 
 func newGrantCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "grant", Short: "Give teams permissions on stacks, projects or tag selectors"}
+	cmd := &cobra.Command{Use: "grant", Short: "Give teams permissions on stacks, projects, tag selectors or environments"}
 	c := addClientFlags(cmd)
 	var perm string
 	var decrypt bool
 	var sf scopeFlags
 	orgDo := orgFlag(cmd, c)
 	add := &cobra.Command{
-		Use: "add TEAM", Short: "Grant a team read, write or admin on a scope", Args: cobra.ExactArgs(1),
+		Use: "add TEAM", Short: "Grant a team read, write or admin on a scope (environments: read, open, write or admin)", Args: cobra.ExactArgs(1),
 		Example: "  gatehouse grant add productionadmins --org acme --tag env=production --permission admin\n" +
-			"  gatehouse grant add productionreadonly --org acme --tag env=production --permission read",
+			"  gatehouse grant add productionreadonly --org acme --tag env=production --permission read\n" +
+			"  gatehouse grant add developers --org acme --env-project dev --permission write\n" +
+			"  gatehouse grant add productionadmins --org acme --env production/app --permission open",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := sf.check(); err != nil {
 				return err
+			}
+			if sf.isEnv() {
+				if decrypt {
+					return fmt.Errorf("--decrypt is for stacks; for environments, the open permission decrypts")
+				}
+				return grantEnv(cmd, c, orgDo, args[0], &sf, perm)
 			}
 			// A grant on a scope the team already has one on replaces it: say so.
 			var before struct {
@@ -517,7 +569,7 @@ func newGrantCmd() *cobra.Command {
 		},
 	}
 	sf.add(add)
-	add.Flags().StringVar(&perm, "permission", "read", "read, write or admin")
+	add.Flags().StringVar(&perm, "permission", "read", "read, write or admin (environments also open)")
 	add.Flags().BoolVar(&decrypt, "decrypt", false, "with read: also decrypt the stacks' secrets (write and admin always may)")
 	var rsf scopeFlags
 	rm := &cobra.Command{
@@ -525,6 +577,16 @@ func newGrantCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := rsf.check(); err != nil {
 				return err
+			}
+			if rsf.isEnv() {
+				body, err := rsf.envBody()
+				if err != nil {
+					return err
+				}
+				if err := orgDo(cmd, "PATCH", "/teams/"+args[0], map[string]any{"removeEnvironment": body}, nil); err != nil {
+					return err
+				}
+				return c.done(cmd, map[string]any{"team": args[0], "removedEnvironment": body}, "removed team %s's grant on %s", args[0], rsf.String())
 			}
 			if err := orgDo(cmd, "PATCH", "/teams/"+args[0], map[string]any{"removeGrant": rsf.body(nil)}, nil); err != nil {
 				return err
@@ -538,12 +600,12 @@ func newGrantCmd() *cobra.Command {
 }
 
 func newProtectCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "protect", Short: "Protected stacks: changes only through pipeline credentials"}
+	cmd := &cobra.Command{Use: "protect", Short: "Protected stacks and environments: changes only through pipeline credentials"}
 	c := addClientFlags(cmd)
 	orgDo := orgFlag(cmd, c)
 	var sf, rsf scopeFlags
 	add := &cobra.Command{
-		Use: "add", Short: "Protect a stack, a project or every stack with a tag", Args: cobra.NoArgs,
+		Use: "add", Short: "Protect a stack, a project or every stack with a tag (and the environments they select), an environment or an ESC project", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := sf.check(); err != nil {
 				return err
@@ -900,4 +962,49 @@ func parseDays(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("invalid duration %q (e.g. 12h or 90d)", s)
 	}
 	return d, nil
+}
+
+// grantEnv gives a team an environment permission (Pulumi's team PATCH
+// addEnvironmentPermission), saying whether it added, changed or kept a grant.
+func grantEnv(cmd *cobra.Command, c *apiClient, orgDo func(*cobra.Command, string, string, any, any) error, team string, sf *scopeFlags, perm string) error {
+	switch perm {
+	case "read", "open", "write", "admin":
+	default:
+		return fmt.Errorf("--permission for environments is read, open, write or admin, not %q", perm)
+	}
+	body, err := sf.envBody()
+	if err != nil {
+		return err
+	}
+	var before struct {
+		Environments []envGrantOut `json:"environments"`
+	}
+	if err := orgDo(cmd, "GET", "/teams/"+team, nil, &before); err != nil {
+		return err
+	}
+	now := envGrantOut{ProjectName: body["projectName"].(string), Permission: perm}
+	if n, ok := body["envName"].(string); ok {
+		now.EnvName = n
+	}
+	var prev *envGrantOut
+	for i, g := range before.Environments {
+		if g.ProjectName == now.ProjectName && g.EnvName == now.EnvName {
+			prev = &before.Environments[i]
+		}
+	}
+	body["permission"] = perm
+	if err := orgDo(cmd, "PATCH", "/teams/"+team, map[string]any{"addEnvironmentPermission": body}, nil); err != nil {
+		return err
+	}
+	obj := map[string]any{"team": team, "environmentGrant": now}
+	switch {
+	case prev == nil:
+		obj["change"] = "added"
+		return c.done(cmd, obj, "granted team %s %s on %s", team, perm, sf.String())
+	case prev.Permission == perm:
+		obj["change"] = "unchanged"
+		return c.done(cmd, obj, "team %s already has %s on %s (unchanged)", team, perm, sf.String())
+	}
+	obj["change"], obj["previous"] = "updated", prev
+	return c.done(cmd, obj, "changed team %s's grant on %s from %s to %s", team, sf.String(), prev.Permission, perm)
 }

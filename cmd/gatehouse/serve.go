@@ -57,6 +57,7 @@ type serveOptions struct {
 	bootstrapAdmin            string
 	allowPrivateIssuers       bool
 	trustedProxies            string
+	escMaxOpen                time.Duration
 
 	ready func(addr string) // tests: called with the listening address
 }
@@ -102,6 +103,8 @@ admin.token in the data directory (mode 0600), printing how to log in.`,
 	fs.StringVar(&o.trustedProxies, "trusted-proxies", envDefault("GATEHOUSE_TRUSTED_PROXIES", ""), "comma-separated networks (CIDR) of reverse proxies whose X-Forwarded-For names the client; from other peers the header is ignored (env GATEHOUSE_TRUSTED_PROXIES)")
 	fs.BoolVar(&o.allowPrivateIssuers, "allow-private-issuers", false, "let OIDC issuer discovery fetch from loopback, private, link-local and metadata addresses (tests, issuers on an internal network)")
 	bindEnv(fs, "allow-private-issuers", "GATEHOUSE_ALLOW_PRIVATE_ISSUERS")
+	fs.DurationVar(&o.escMaxOpen, "esc-max-open-duration", 24*time.Hour, "longest lifetime an environment open session may ask for (pulumi env open --lifetime; longer is a 400)")
+	bindEnv(fs, "esc-max-open-duration", "GATEHOUSE_ESC_MAX_OPEN_DURATION")
 	fs.StringVar(&o.bootstrapOrg, "bootstrap-org", envDefault("GATEHOUSE_BOOTSTRAP_ORG", "default"), "on a database without users: name of the first organization (env GATEHOUSE_BOOTSTRAP_ORG)")
 	fs.StringVar(&o.bootstrapAdmin, "bootstrap-admin", envDefault("GATEHOUSE_BOOTSTRAP_ADMIN", "admin"), "on a database without users: user name of the first admin (env GATEHOUSE_BOOTSTRAP_ADMIN)")
 	return cmd
@@ -146,6 +149,9 @@ func runServe(cmd *cobra.Command, o *serveOptions) error {
 	if api.SecretScanningKeys, err = secretScanningKeys(cmd); err != nil {
 		return err
 	}
+	if o.escMaxOpen <= 0 {
+		return fmt.Errorf("--esc-max-open-duration must be positive, not %s", o.escMaxOpen)
+	}
 	cfg := o.sf.config()
 	existed, err := app.StoreExists(cfg)
 	if err != nil {
@@ -159,6 +165,7 @@ func runServe(cmd *cobra.Command, o *serveOptions) error {
 		return err
 	}
 	defer srv.Close()
+	srv.API.SetEnvMaxOpenDuration(o.escMaxOpen)
 	blobs, err := app.AttachBlobStore(ctx, srv.Store, o.blobURL, o.blobMinBytes)
 	if err != nil {
 		return err

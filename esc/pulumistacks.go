@@ -1,0 +1,221 @@
+package esc
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	pesc "github.com/pulumi/esc"
+	"github.com/pulumi/esc/schema"
+)
+
+// The pulumi-stacks provider (fn::open::pulumi-stacks) reads the outputs of stacks of the
+// environment's organization:
+//
+//	stackRefs:
+//	  fn::open::pulumi-stacks:
+//	    stacks:
+//	      vpc: {stack: vpc-infra/dev}
+//
+// gives stackRefs.vpc.<output> for every output of the stack. What the caller may read is
+// not decided here: the evaluation's StackReader (EvalRequest.Stacks) decides it per stack.
+
+// StackReader reads one stack's outputs for the caller of an evaluation. It returns an
+// error naming the stack when the caller may not read it (or it does not exist).
+type StackReader interface {
+	// StackDeployment returns the newest checkpoint of project/stack (an UntypedDeployment
+	// document; nil when the stack has none).
+	StackDeployment(ctx context.Context, project, stack string) ([]byte, error)
+	// DecryptStackSecret decrypts the ciphertext of a secret output of project/stack (as the
+	// service secrets manager stored it); an error when the caller may not decrypt.
+	DecryptStackSecret(ctx context.Context, project, stack string, ciphertext []byte) ([]byte, error)
+}
+
+type stacksKey struct{}
+
+func withStacks(ctx context.Context, r StackReader) context.Context {
+	if r == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, stacksKey{}, r)
+}
+
+// PulumiStacksProvider is the pulumi-stacks provider.
+type PulumiStacksProvider struct{}
+
+// Schema implements pesc.Provider.
+func (PulumiStacksProvider) Schema() (inputs, outputs *schema.Schema) {
+	stack := schema.Record(schema.BuilderMap{"stack": schema.String()})
+	inputs = schema.Record(schema.BuilderMap{"stacks": schema.Object().AdditionalProperties(stack)}).Schema()
+	return inputs, schema.Always()
+}
+
+// Open implements pesc.Provider.
+func (PulumiStacksProvider) Open(ctx context.Context, inputs map[string]pesc.Value, _ pesc.EnvExecContext) (pesc.Value, error) {
+	r, _ := ctx.Value(stacksKey{}).(StackReader)
+	if r == nil {
+		return pesc.Value{}, fmt.Errorf("pulumi-stacks: stack outputs cannot be read here")
+	}
+	stacks, ok := inputs["stacks"].Value.(map[string]pesc.Value)
+	if !ok {
+		return pesc.Value{}, fmt.Errorf("pulumi-stacks: stacks must be a map of names to {stack: project/stack}")
+	}
+	names := make([]string, 0, len(stacks))
+	for n := range stacks {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make(map[string]pesc.Value, len(stacks))
+	for _, n := range names {
+		ref, _ := stacks[n].Value.(map[string]pesc.Value)["stack"].Value.(string)
+		project, stack, ok := strings.Cut(ref, "/")
+		if !ok || project == "" || stack == "" || strings.Contains(stack, "/") {
+			return pesc.Value{}, fmt.Errorf("pulumi-stacks: %s: stack %q must be project/stack", n, ref)
+		}
+		dep, err := r.StackDeployment(ctx, project, stack)
+		if err != nil {
+			return pesc.Value{}, fmt.Errorf("pulumi-stacks: stack %q: %w", ref, err)
+		}
+		decrypt := func(ct []byte) ([]byte, error) { return r.DecryptStackSecret(ctx, project, stack, ct) }
+		v, err := StackOutputs(dep, decrypt)
+		if err != nil {
+			return pesc.Value{}, fmt.Errorf("pulumi-stacks: stack %q: %w", ref, err)
+		}
+		out[n] = v
+	}
+	return pesc.NewValue(out), nil
+}
+
+// secretSig is the signature key of a secret in a deployment (resource.SecretSig).
+const secretSig = "4dabf18193072939515e22adb298388d"
+
+// StackOutputs returns the outputs of a deployment's root stack resource
+// (pulumi:pulumi:Stack) as a map value. Secret outputs (the deployment's secret envelope,
+// whose ciphertext the service secrets manager wrote: base64 of the server's ciphertext of
+// the value's JSON) are decrypted with decrypt and come back as ESC secrets.
+func StackOutputs(deployment []byte, decrypt func(ciphertext []byte) ([]byte, error)) (pesc.Value, error) {
+	if len(deployment) == 0 {
+		return pesc.NewValue(map[string]pesc.Value{}), nil
+	}
+	var doc struct {
+		Deployment struct {
+			SecretsProviders *struct {
+				Type string `json:"type"`
+			} `json:"secrets_providers"`
+			Resources []struct {
+				Type    string          `json:"type"`
+				Parent  string          `json:"parent"`
+				Outputs json.RawMessage `json:"outputs"`
+			} `json:"resources"`
+		} `json:"deployment"`
+	}
+	if err := json.Unmarshal(deployment, &doc); err != nil {
+		return pesc.Value{}, fmt.Errorf("unreadable state: %w", err)
+	}
+	provider := ""
+	if sp := doc.Deployment.SecretsProviders; sp != nil {
+		provider = sp.Type
+	}
+	for _, r := range doc.Deployment.Resources {
+		if r.Type != "pulumi:pulumi:Stack" || r.Parent != "" {
+			continue
+		}
+		if len(r.Outputs) == 0 {
+			break
+		}
+		dec := json.NewDecoder(bytes.NewReader(r.Outputs))
+		dec.UseNumber()
+		var outputs map[string]any
+		if err := dec.Decode(&outputs); err != nil {
+			return pesc.Value{}, fmt.Errorf("unreadable stack outputs: %w", err)
+		}
+		return toValue("", outputs, func(path string, ct string) (pesc.Value, error) {
+			if provider != "" && provider != "service" {
+				return pesc.Value{}, fmt.Errorf("secret output %s is encrypted by the stack's own secrets provider (%s), which this server cannot decrypt", path, provider)
+			}
+			raw, err := base64.StdEncoding.DecodeString(ct)
+			if err != nil {
+				return pesc.Value{}, fmt.Errorf("secret output %s: invalid ciphertext", path)
+			}
+			pt, err := decrypt(raw)
+			if err != nil {
+				return pesc.Value{}, fmt.Errorf("secret output %s: %w", path, err)
+			}
+			d := json.NewDecoder(bytes.NewReader(pt))
+			d.UseNumber()
+			var plain any
+			if err := d.Decode(&plain); err != nil {
+				return pesc.Value{}, fmt.Errorf("secret output %s: invalid plaintext", path)
+			}
+			v, err := toValue(path, plain, nil)
+			if err != nil {
+				return pesc.Value{}, err
+			}
+			return v.MakeSecret(), nil
+		})
+	}
+	return pesc.NewValue(map[string]pesc.Value{}), nil
+}
+
+// toValue converts a deployment property value to an ESC value; secret envelopes are
+// given to secret (nil: a secret inside a secret's plaintext is an error).
+func toValue(path string, v any, secret func(path, ciphertext string) (pesc.Value, error)) (pesc.Value, error) {
+	switch v := v.(type) {
+	case map[string]any:
+		if sig, ok := v[secretSig].(string); ok {
+			if sig != "1b47061264138c4ac30d75fd1eb44270" || secret == nil {
+				return pesc.Value{}, fmt.Errorf("output %s: unsupported value", path)
+			}
+			if pt, ok := v["plaintext"].(string); ok { // a secret kept in the clear (not encrypted)
+				return secretPlain(path, pt)
+			}
+			ct, _ := v["ciphertext"].(string)
+			return secret(path, ct)
+		}
+		m := make(map[string]pesc.Value, len(v))
+		for k, e := range v {
+			ev, err := toValue(joinPath(path, k), e, secret)
+			if err != nil {
+				return pesc.Value{}, err
+			}
+			m[k] = ev
+		}
+		return pesc.NewValue(m), nil
+	case []any:
+		l := make([]pesc.Value, len(v))
+		for i, e := range v {
+			ev, err := toValue(fmt.Sprintf("%s[%d]", path, i), e, secret)
+			if err != nil {
+				return pesc.Value{}, err
+			}
+			l[i] = ev
+		}
+		return pesc.NewValue(l), nil
+	}
+	return pesc.FromJSON(v)
+}
+
+func secretPlain(path, pt string) (pesc.Value, error) {
+	d := json.NewDecoder(strings.NewReader(pt))
+	d.UseNumber()
+	var plain any
+	if err := d.Decode(&plain); err != nil {
+		return pesc.Value{}, fmt.Errorf("secret output %s: invalid plaintext", path)
+	}
+	v, err := toValue(path, plain, nil)
+	if err != nil {
+		return pesc.Value{}, err
+	}
+	return v.MakeSecret(), nil
+}
+
+func joinPath(path, k string) string {
+	if path == "" {
+		return k
+	}
+	return path + "." + k
+}
