@@ -88,12 +88,11 @@ func (s *Server) handleAudited(method, pattern string, action authz.Action, h fu
 	s.routes[len(s.routes)-1].Audit = true
 }
 
-// SetEnvMaxOpenDuration bounds the lifetime of environment open sessions (serve's
-// --esc-max-open-duration; d <= 0: 24h). Call it before serving.
-func (s *Server) SetEnvMaxOpenDuration(d time.Duration) { s.envs().SetMaxOpenDuration(d) }
-
 func (s *Server) envs() *esc.Service {
-	s.escOnce.Do(func() { s.escSvc = esc.New(s.store, s.secrets, nil) })
+	s.escOnce.Do(func() {
+		s.escSvc = esc.New(s.store, s.secrets, nil)
+		s.escSvc.SetMaxOpenDuration(s.cfg.EnvMaxOpenDuration) // <= 0: the default, 24h
+	})
 	return s.escSvc
 }
 

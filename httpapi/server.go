@@ -74,6 +74,9 @@ type Config struct {
 	IssuerClient *http.Client
 	// RequestLog logs one line per request at info (reqlog.go).
 	RequestLog bool
+	// EnvMaxOpenDuration bounds the lifetime of environment open sessions
+	// (--esc-max-open-duration; 0: 24h).
+	EnvMaxOpenDuration time.Duration
 	// Now is the clock (tests).
 	Now func() time.Time
 }

@@ -132,6 +132,7 @@ func runServe(cmd *cobra.Command, o *serveOptions) error {
 	api := httpapi.DefaultConfig()
 	api.MaxBodyBytes = o.maxBody
 	api.RequestLog = o.requestLog
+	api.EnvMaxOpenDuration = o.escMaxOpen
 	switch httpapi.JournalMode(o.journal) {
 	case httpapi.JournalAuto, httpapi.JournalOn, httpapi.JournalOff:
 		api.Journal = httpapi.JournalMode(o.journal)
@@ -165,7 +166,6 @@ func runServe(cmd *cobra.Command, o *serveOptions) error {
 		return err
 	}
 	defer srv.Close()
-	srv.API.SetEnvMaxOpenDuration(o.escMaxOpen)
 	blobs, err := app.AttachBlobStore(ctx, srv.Store, o.blobURL, o.blobMinBytes)
 	if err != nil {
 		return err
