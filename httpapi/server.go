@@ -319,11 +319,13 @@ func (s *Server) run(rq *Request) (res any, err error) {
 			// blocked failure is answered from memory: no count, no database write.
 			src, prefix, now := rq.event.SourceIP, credentialPrefix(rq.Header.Get("Authorization")), s.cfg.Now()
 			if lerr := s.limiter.check(src, prefix, now); lerr != nil {
+				s.rateLimited(src, prefix, now)
 				rq.event.Action = "auth:rate-limited"
 				rq.failAggregated(gatehouse.OutcomeDenied, lerr)
 				return nil, lerr
 			}
 			if lerr := s.limiter.failed(rq.Context(), s.store, src, prefix, now); lerr != nil {
+				s.rateLimited(src, prefix, now)
 				err = lerr
 			}
 		}
