@@ -130,7 +130,10 @@ func testClearAuthFailures(t *testing.T, e *env) {
 		t.Errorf("ClearAuthFailures left the security epoch at %d (was %d): processes would keep refusing", after, before)
 	}
 	var c int
-	e.view(func(tx gatehouse.Tx) (err error) { c, _, err = tx.AuthFailures("auth:ip:192.0.2.1", window); return err })
+	e.view(func(tx gatehouse.Tx) (err error) {
+		c, _, err = tx.AuthFailures("auth:ip:192.0.2.1", window)
+		return err
+	})
 	if c != 0 {
 		t.Errorf("AuthFailures after clearing = %d, want 0", c)
 	}
@@ -139,7 +142,10 @@ func testClearAuthFailures(t *testing.T, e *env) {
 	}
 	// A new failure starts from one.
 	record("auth:ip:192.0.2.1", 1)
-	e.view(func(tx gatehouse.Tx) (err error) { c, _, err = tx.AuthFailures("auth:ip:192.0.2.1", window); return err })
+	e.view(func(tx gatehouse.Tx) (err error) {
+		c, _, err = tx.AuthFailures("auth:ip:192.0.2.1", window)
+		return err
+	})
 	if c != 1 {
 		t.Errorf("AuthFailures after clearing and one failure = %d, want 1", c)
 	}
