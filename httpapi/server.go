@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
@@ -119,6 +120,9 @@ type Server struct {
 	epochRead func(*http.Request)
 	escOnce   sync.Once    // environments.go
 	escSvc    *esc.Service // environments.go
+
+	// limiterEpoch is the newest security epoch a request saw (ratelimit_admin.go).
+	limiterEpoch atomic.Int64
 }
 
 // New builds the server. reg may be nil (no metrics registered).
@@ -301,6 +305,7 @@ func (s *Server) run(rq *Request) (res any, err error) {
 			return err
 		}
 		rq.epoch = epoch
+		s.syncLimiter(epoch)
 		if s.epochRead != nil {
 			s.epochRead(rq.Request)
 		}
