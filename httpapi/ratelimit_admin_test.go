@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-dev/gatehouse/httpapi"
 	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
@@ -112,4 +113,40 @@ func TestClearRateLimit(t *testing.T) {
 	if n != 2 {
 		t.Errorf("%d audit events of the two clearings, want 2", n)
 	}
+}
+
+// TestClearRateLimitIPv6: an IPv6 client's block is cleared by its address as it is given
+// (whatever network the limiter counts it by), and the listing names a source that clear
+// takes as it is.
+func TestClearRateLimitIPv6(t *testing.T) {
+	e := newEnv(t, func(c *httpapi.Config) {
+		c.AuthFailureLimit = 3
+		_, lo, _ := net.ParseCIDR("127.0.0.0/8")
+		c.TrustedProxies = []*net.IPNet{lo}
+	})
+	block := func() {
+		t.Helper()
+		get := cliwire.Call{Method: "GET", Path: "/api/user", Header: from("2001:db8::7")}
+		for i := 0; i < 3; i++ {
+			wantStatus(t, cliwire.New(e.url, "garbage"+itoa(i)).Do(get, nil), http.StatusUnauthorized)
+		}
+		wantStatus(t, cliwire.New(e.url, "garbage").Do(get, nil), http.StatusTooManyRequests)
+	}
+	served := func() {
+		t.Helper()
+		get := cliwire.Call{Method: "GET", Path: "/api/user", Header: from("2001:db8::7")}
+		wantStatus(t, cliwire.New(e.url, "garbage").Do(get, nil), http.StatusUnauthorized)
+	}
+	block()
+	e.must(e.admin.Do(cliwire.Call{Method: "DELETE", Path: "/api/admin/ratelimits/2001:db8::7"}, nil))
+	served()
+	e.clock.Advance(10 * time.Minute) // a new window
+	block()
+	var list httpapi.RateLimitsJSON
+	e.must(e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/admin/ratelimits"}, &list))
+	if len(list.RateLimits) != 1 || !strings.HasPrefix(list.RateLimits[0].Source, "ip:2001:db8:") || !list.RateLimits[0].Blocked {
+		t.Fatalf("ratelimits = %+v", list)
+	}
+	e.must(e.admin.Do(cliwire.Call{Method: "DELETE", Path: "/api/admin/ratelimits/" + url.PathEscape(list.RateLimits[0].Source)}, nil))
+	served()
 }
