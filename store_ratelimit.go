@@ -14,8 +14,8 @@ type AuthFailureCount struct {
 // RateLimitAdminTx is the site administration of the failed-authentication counters.
 type RateLimitAdminTx interface {
 	// ListAuthFailures returns the counters whose window (of this length) has not ended,
-	// highest count first (then by key).
-	ListAuthFailures(window time.Duration) ([]AuthFailureCount, error)
+	// highest count first (then by key), at most limit of them (limit <= 0: 1000).
+	ListAuthFailures(window time.Duration, limit int) ([]AuthFailureCount, error)
 	// ClearAuthFailures deletes the counters of keys and returns how many it deleted. It
 	// bumps the security epoch, so that every process drops the refusals it remembers
 	// (see httpapi's authLimiter).

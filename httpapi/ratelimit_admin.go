@@ -93,16 +93,27 @@ type RateLimitsJSON struct {
 	Limit         int             `json:"limit"`         // failures per window (0: no limit)
 	WindowSeconds int             `json:"windowSeconds"` // the window's length
 	RateLimits    []RateLimitJSON `json:"rateLimits"`
+	// Truncated: there are more counters than listed (the highest rateLimitListMax are).
+	Truncated bool `json:"truncated,omitempty"`
 }
+
+// rateLimitListMax bounds the listing (a distributed attack leaves a counter per address).
+const rateLimitListMax = 1000
 
 // listRateLimits is GET /api/admin/ratelimits (site administrators).
 func (s *Server) listRateLimits(rq *Request) (any, error) {
 	window := s.cfg.AuthFailureWindow
 	var counts []gatehouse.AuthFailureCount
-	if err := rq.View(func(tx gatehouse.Tx) (err error) { counts, err = tx.ListAuthFailures(window); return err }); err != nil {
+	if err := rq.View(func(tx gatehouse.Tx) (err error) {
+		counts, err = tx.ListAuthFailures(window, rateLimitListMax+1)
+		return err
+	}); err != nil {
 		return nil, err
 	}
 	out := RateLimitsJSON{Limit: s.cfg.AuthFailureLimit, WindowSeconds: int(window / time.Second), RateLimits: []RateLimitJSON{}}
+	if len(counts) > rateLimitListMax {
+		counts, out.Truncated = counts[:rateLimitListMax], true
+	}
 	for _, c := range counts {
 		j := RateLimitJSON{Failures: c.Count, WindowStart: c.WindowStart.UTC().Format(time.RFC3339)}
 		k := strings.TrimPrefix(c.Key, "auth:")

@@ -45,6 +45,9 @@ Clearing takes effect on every server process from its next request, and is audi
 					}
 					fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\n", oneLine(r.Source), r.Kind, r.Failures, r.WindowStart, until)
 				}
+				if out.Truncated {
+					fmt.Fprintf(w, "(only the %d highest counters are listed)\n", len(out.RateLimits))
+				}
 				if len(out.RateLimits) == 0 {
 					fmt.Fprintf(w, "(no failed authentications in the current window; limit %d per %ds)\n", out.Limit, out.WindowSeconds)
 				}

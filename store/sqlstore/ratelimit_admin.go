@@ -6,8 +6,11 @@ import (
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 )
 
-func (t *tx) ListAuthFailures(window time.Duration) ([]gatehouse.AuthFailureCount, error) {
-	rows, err := t.query(`SELECT key, count, window_start FROM auth_failures WHERE window_start > ? ORDER BY count DESC, key`, ns(t.now.Add(-window)))
+func (t *tx) ListAuthFailures(window time.Duration, limit int) ([]gatehouse.AuthFailureCount, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	rows, err := t.query(`SELECT key, count, window_start FROM auth_failures WHERE window_start > ? ORDER BY count DESC, key LIMIT ?`, ns(t.now.Add(-window)), limit)
 	if err != nil {
 		return nil, dbErr(err)
 	}

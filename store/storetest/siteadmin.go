@@ -87,7 +87,7 @@ func testClearAuthFailures(t *testing.T, e *env) {
 	list := func() []gatehouse.AuthFailureCount {
 		t.Helper()
 		var out []gatehouse.AuthFailureCount
-		e.view(func(tx gatehouse.Tx) (err error) { out, err = tx.ListAuthFailures(window); return err })
+		e.view(func(tx gatehouse.Tx) (err error) { out, err = tx.ListAuthFailures(window, 0); return err })
 		return out
 	}
 	epoch := func() int64 {
@@ -115,6 +115,10 @@ func testClearAuthFailures(t *testing.T, e *env) {
 	}
 	if got[0].Count != 5 || got[1].Count != 3 {
 		t.Errorf("ListAuthFailures counts = %v, want 5 then 3", got)
+	}
+	e.view(func(tx gatehouse.Tx) (err error) { got, err = tx.ListAuthFailures(window, 2); return err })
+	if len(got) != 2 || got[0].Key != "auth:tok:gatehouse_pat_AAAA" {
+		t.Errorf("ListAuthFailures with limit 2 = %v, want the two highest", got)
 	}
 
 	before := epoch()
