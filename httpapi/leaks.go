@@ -585,7 +585,7 @@ func (s *Server) scanningAuthFailed(rq *Request, err error) error {
 		s.rateLimited(rq.event.SourceIP, "", now)
 		return lerr
 	}
-	if lerr := s.limiter.failed(rq.Context(), s.store, rq.event.SourceIP, "", now); lerr != nil {
+	if lerr := s.limiterFailed(rq, rq.event.SourceIP, "", now); lerr != nil {
 		s.rateLimited(rq.event.SourceIP, "", now)
 		return lerr
 	}

@@ -69,6 +69,19 @@ func (s *Server) syncLimiter(epoch int64) {
 	}
 }
 
+// limiterFailed counts a failed authentication of rq (authLimiter.failed). A request
+// that read its epoch before a block was cleared may have counted before the clearing and
+// remember the block after this process dropped its refusals: when the epoch moved since
+// rq read it, what this process remembers is dropped again (the store decides at the next
+// failure), so that a clearing is never undone by a request in flight.
+func (s *Server) limiterFailed(rq *Request, src, prefix string, now time.Time) error {
+	err := s.limiter.failed(rq.Context(), s.store, src, prefix, now)
+	if s.limiterEpoch.Load() > rq.epoch {
+		s.limiter.forget()
+	}
+	return err
+}
+
 // forget drops every remembered refusal (the store's counters stay).
 func (l *authLimiter) forget() {
 	l.mu.Lock()

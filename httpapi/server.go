@@ -329,7 +329,7 @@ func (s *Server) run(rq *Request) (res any, err error) {
 				rq.failAggregated(gatehouse.OutcomeDenied, lerr)
 				return nil, lerr
 			}
-			if lerr := s.limiter.failed(rq.Context(), s.store, src, prefix, now); lerr != nil {
+			if lerr := s.limiterFailed(rq, src, prefix, now); lerr != nil {
 				s.rateLimited(src, prefix, now)
 				err = lerr
 			}
