@@ -171,6 +171,7 @@ type Tx interface {
 	InvitationTx
 	StackConfigTx
 	EnvTx
+	RateLimitAdminTx
 }
 
 // OrgMembership is an organization with the caller's role in it.
@@ -231,7 +232,12 @@ type AuditFilter struct {
 	Until     time.Time
 	Action    string
 	ActorName string
-	AfterSeq  int64 // continuation: events with Seq > AfterSeq (ascending) or < BeforeSeq
+	// SiteOnly keeps the site-wide events only: those of no organization (failed
+	// authentications before an organization was known, rate limiting, site administration).
+	SiteOnly  bool
+	Outcome   string // success, failure or denied; "": any
+	SourceIP  string // the caller's address exactly; "": any
+	AfterSeq  int64  // continuation: events with Seq > AfterSeq (ascending) or < BeforeSeq
 	BeforeSeq int64
 	Limit     int
 	Ascending bool

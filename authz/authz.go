@@ -35,6 +35,11 @@ const (
 	SiteAuditVerify Action = "site:audit:verify" // verify the whole audit log's chain and checkpoints
 	SiteUserRead    Action = "site:user:read"    // list every user of the site
 	SiteUserDisable Action = "site:user:disable" // disable a user: every personal token ends
+	// The site-wide audit log (events of no organization) and the failed-authentication
+	// limiter's counters.
+	SiteAuditRead      Action = "site:audit:read"
+	SiteRateLimitRead  Action = "site:ratelimit:read"
+	SiteRateLimitClear Action = "site:ratelimit:clear" // end a rate-limit block
 
 	// Organization-level.
 	OrgRead        Action = "org:read"         // see the organization, list its projects
@@ -338,6 +343,12 @@ func Decide(sub *Subject, action Action, res Resource, f Facts) Decision {
 			return allow("site administrator")
 		}
 		return deny("only a site administrator may verify the audit log")
+	case SiteAuditRead, SiteRateLimitRead, SiteRateLimitClear:
+		// Site-wide facts: not for a token bound to one organization (OIDC-issued).
+		if sub.Kind == UserKind && sub.User.SiteAdmin && sub.BoundOrg() == 0 {
+			return allow("site administrator")
+		}
+		return deny("only a site administrator may read the site-wide audit log or the rate limits")
 	case SiteUserRead, SiteUserDisable:
 		if sub.Kind == UserKind && sub.User.SiteAdmin {
 			return allow("site administrator")

@@ -33,13 +33,18 @@ import (
 //	GET /api/orgs/{org}/auditlogs/v2/export  format=csv (default), cef, json (JSON Lines with
 //	                                         every field, verifiable) or ocsf; always gzip
 //	GET /api/admin/auditlogs/verify          audit.Verify over the whole chain
+//	GET /api/admin/auditlogs                 the site-wide events (of no organization: failed
+//	                                         authentications, rate limiting, site
+//	                                         administration), v2 parameters; site administrators
 //
+// Every listing and export also filters by outcome (success, failure, denied) and
+// sourceIp (the caller's address, exactly).
 // Listings are newest first; exports are in log order (oldest first). Times are Unix
 // seconds (RFC 3339 is accepted too). eventFilter matches the event field (the action, e.g.
 // stack:create) exactly, userFilter the actor's name (a user's login or a token's name).
 // Only the organization's own events are listed: events that belong to no organization
-// (failed authentication before an organization was known, the log's own checkpoints) are
-// site-wide and read with `gatehouse audit verify` and the export sinks.
+// (failed authentication before an organization was known, rate limiting, the log's own
+// checkpoints) are site-wide, for site administrators only (GET /api/admin/auditlogs).
 
 func (s *Server) registerAuditRoutes() {
 	get := http.MethodGet
@@ -48,6 +53,7 @@ func (s *Server) registerAuditRoutes() {
 	s.handle(get, "/api/orgs/{org}/auditlogs/export", authz.OrgAuditRead, s.exportAuditLogs(1))
 	s.handle(get, "/api/orgs/{org}/auditlogs/v2/export", authz.OrgAuditRead, s.exportAuditLogs(2))
 	s.handle(get, "/api/admin/auditlogs/verify", authz.SiteAuditVerify, s.verifyAuditLog)
+	s.handle(get, "/api/admin/auditlogs", authz.SiteAuditRead, s.listAuditLogs(2))
 }
 
 // auditKeys holds each server's checkpoint verification key (SetAuditPublicKey).
@@ -167,7 +173,10 @@ func auditTime(name, v string) (time.Time, error) {
 // time bounds) into a filter on the request's organization.
 func (rq *Request) auditFilter(version int) (gatehouse.AuditFilter, error) {
 	q := rq.URL.Query()
-	f := gatehouse.AuditFilter{OrgID: rq.Org.ID}
+	f := gatehouse.AuditFilter{SiteOnly: true} // a site route (no organization): site-wide events
+	if rq.Org != nil {
+		f = gatehouse.AuditFilter{OrgID: rq.Org.ID}
+	}
 	start, err := auditTime("startTime", q.Get("startTime"))
 	if err != nil {
 		return f, err
@@ -188,6 +197,14 @@ func (rq *Request) auditFilter(version int) (gatehouse.AuditFilter, error) {
 		return f, err
 	}
 	if f.ActorName, err = auditQueryText("userFilter", q.Get("userFilter")); err != nil {
+		return f, err
+	}
+	switch f.Outcome = q.Get("outcome"); f.Outcome {
+	case "", gatehouse.OutcomeSuccess, gatehouse.OutcomeFailure, gatehouse.OutcomeDenied:
+	default:
+		return f, gatehouse.Errorf(gatehouse.EINVALID, "invalid outcome %q (success, failure or denied)", truncate(f.Outcome, 64))
+	}
+	if f.SourceIP, err = auditQueryText("sourceIp", q.Get("sourceIp")); err != nil {
 		return f, err
 	}
 	if tok := q.Get("continuationToken"); tok != "" {
@@ -272,7 +289,7 @@ func (s *Server) exportAuditLogs(version int) func(*Request) (any, error) {
 			return nil, err
 		}
 		rq.Detail("export", format)
-		for _, k := range []string{"startTime", "endTime", "eventFilter", "userFilter"} {
+		for _, k := range []string{"startTime", "endTime", "eventFilter", "userFilter", "outcome", "sourceIp"} {
 			if v := q.Get(k); v != "" {
 				rq.Detail(k, truncate(v, 128))
 			}

@@ -582,9 +582,11 @@ func (s *Server) scanningCredentials(rq *Request) (SecretScanningKey, []byte, er
 func (s *Server) scanningAuthFailed(rq *Request, err error) error {
 	now := s.cfg.Now()
 	if lerr := s.limiter.check(rq.event.SourceIP, "", now); lerr != nil {
+		s.rateLimited(rq.event.SourceIP, "", now)
 		return lerr
 	}
-	if lerr := s.limiter.failed(rq.Context(), s.store, rq.event.SourceIP, "", now); lerr != nil {
+	if lerr := s.limiterFailed(rq, rq.event.SourceIP, "", now); lerr != nil {
+		s.rateLimited(rq.event.SourceIP, "", now)
 		return lerr
 	}
 	return err

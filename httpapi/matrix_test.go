@@ -382,6 +382,8 @@ func (w *world) request(t *testing.T, method, pattern, subject string) call {
 		return call{path: "/api/orgs/acme/members/otherteam"}
 	case "POST /api/admin/users/{user}/disable":
 		return call{path: "/api/admin/users/nonmember/disable"}
+	case "DELETE /api/admin/ratelimits/{source...}":
+		return call{path: "/api/admin/ratelimits/ip:192.0.2.1"}
 	case "POST /api/orgs/{org}/users":
 		return call{path: "/api/orgs/acme/users", body: map[string]string{"name": "user-" + subject}}
 	case "POST /api/orgs/{org}/teams/pulumi":

@@ -18,11 +18,16 @@ type metrics struct {
 	authFailures  *prometheus.CounterVec
 	auditFailures prometheus.Counter
 	leaseExpired  prometheus.Counter
+	rateLimited   *prometheus.CounterVec
 }
 
 // authFailureReasons are the reasons of gatehouse_auth_failures_total (all exported at 0
 // from the start, so that an alert on a rate sees the series).
 var authFailureReasons = []string{"missing", "malformed", "unknown", "expired", "revoked", "disabled", "scheme"}
+
+// rateLimitReasons are the reasons of gatehouse_rate_limited_requests_total: the
+// failed-authentication limit of the source address, or of the credential's token prefix.
+var rateLimitReasons = []string{"address", "token_prefix"}
 
 func newMetrics(reg prometheus.Registerer, store gatehouse.Store) *metrics {
 	m := &metrics{
@@ -47,12 +52,19 @@ func newMetrics(reg prometheus.Registerer, store gatehouse.Store) *metrics {
 			Name: "gatehouse_update_lease_expired_total",
 			Help: "Calls with an update lease that had expired (a CLI that died or lost its connection mid-update).",
 		}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_rate_limited_requests_total",
+			Help: "Requests answered 429 by the failed-authentication limit, by reason: address (the source address is blocked) or token_prefix (the credential's token prefix is blocked).",
+		}, []string{"reason"}),
 	}
 	for _, r := range authFailureReasons {
 		m.authFailures.WithLabelValues(r)
 	}
+	for _, r := range rateLimitReasons {
+		m.rateLimited.WithLabelValues(r)
+	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.authFailures, m.auditFailures, m.leaseExpired, buildInfoCollector())
+		reg.MustRegister(m.requests, m.duration, m.authFailures, m.auditFailures, m.leaseExpired, m.rateLimited, buildInfoCollector())
 		if p, ok := store.(interface{ Writer() *sql.DB }); ok {
 			reg.MustRegister(collectors.NewDBStatsCollector(p.Writer(), store.Engine()))
 		}
@@ -89,3 +101,5 @@ func (m *metrics) observe(rt *Route, status int, d time.Duration) {
 }
 
 func (m *metrics) authFailure(reason string) { m.authFailures.WithLabelValues(reason).Inc() }
+
+func (m *metrics) rateLimit(reason string) { m.rateLimited.WithLabelValues(reason).Inc() }

@@ -1,8 +1,13 @@
 package httpapi_test
 
 import (
+	"net"
+	"net/http"
 	"testing"
 	"time"
+
+	"github.com/gatehouse-dev/gatehouse/httpapi"
+	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
 )
 
 // TestLeaseExpiryMetric: a call with an expired update lease counts in
@@ -26,4 +31,61 @@ func TestLeaseExpiryMetric(t *testing.T) {
 		}
 	}
 	t.Fatal("no gatehouse_update_lease_expired_total")
+}
+
+// metricValue is the value of the counter name{reason=reason} (-1: no such series).
+func metricValue(t *testing.T, e *env, name, reason string) float64 {
+	t.Helper()
+	mfs, err := e.srv.Registry.Gather()
+	e.must(err)
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == reason {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return -1
+}
+
+// TestRateLimitedMetric: every 429 of the failed-authentication limiter counts in
+// gatehouse_rate_limited_requests_total, by reason: the source address or the credential's
+// token prefix.
+func TestRateLimitedMetric(t *testing.T) {
+	e := newEnv(t, func(c *httpapi.Config) {
+		_, lo, _ := net.ParseCIDR("127.0.0.0/8")
+		c.TrustedProxies = []*net.IPNet{lo}
+	})
+	const name = "gatehouse_rate_limited_requests_total"
+	for _, r := range []string{"address", "token_prefix"} {
+		if v := metricValue(t, e, name, r); v != 0 {
+			t.Fatalf("%s{reason=%q} = %v at start, want 0", name, r, v)
+		}
+	}
+	get := cliwire.Call{Method: "GET", Path: "/api/user"}
+	// One prefix from many addresses: blocked by prefix.
+	for i := 0; i < 30; i++ {
+		get.Header = from("198.51.100." + itoa(i+1))
+		wantStatus(t, cliwire.New(e.url, bogusToken("BBBB", i)).Do(get, nil), http.StatusUnauthorized)
+	}
+	get.Header = from("198.51.100.200")
+	wantStatus(t, cliwire.New(e.url, bogusToken("BBBB", 99)).Do(get, nil), http.StatusTooManyRequests)
+	wantStatus(t, cliwire.New(e.url, bogusToken("BBBB", 98)).Do(get, nil), http.StatusTooManyRequests)
+	// Many prefixes from one address: blocked by address.
+	get.Header = from("203.0.113.9")
+	for i := 0; i < 30; i++ {
+		wantStatus(t, cliwire.New(e.url, "garbage"+itoa(i)).Do(get, nil), http.StatusUnauthorized)
+	}
+	wantStatus(t, cliwire.New(e.url, "garbage").Do(get, nil), http.StatusTooManyRequests)
+	if v := metricValue(t, e, name, "token_prefix"); v != 2 {
+		t.Errorf("%s{reason=token_prefix} = %v, want 2", name, v)
+	}
+	if v := metricValue(t, e, name, "address"); v != 1 {
+		t.Errorf("%s{reason=address} = %v, want 1", name, v)
+	}
 }

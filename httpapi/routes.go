@@ -129,6 +129,7 @@ func (s *Server) registerRoutes() {
 	s.registerOIDCRoutes()
 	s.registerLeakRoutes()
 	s.registerAuditRoutes()
+	s.registerRateLimitRoutes()
 	s.registerEnvRoutes()
 
 	// Responses that carry a credential value: Cache-Control: no-store.

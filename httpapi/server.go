@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
@@ -122,6 +123,9 @@ type Server struct {
 	epochRead func(*http.Request)
 	escOnce   sync.Once    // environments.go
 	escSvc    *esc.Service // environments.go
+
+	// limiterEpoch is the newest security epoch a request saw (ratelimit_admin.go).
+	limiterEpoch atomic.Int64
 }
 
 // New builds the server. reg may be nil (no metrics registered).
@@ -304,6 +308,7 @@ func (s *Server) run(rq *Request) (res any, err error) {
 			return err
 		}
 		rq.epoch = epoch
+		s.syncLimiter(epoch)
 		if s.epochRead != nil {
 			s.epochRead(rq.Request)
 		}
@@ -322,11 +327,13 @@ func (s *Server) run(rq *Request) (res any, err error) {
 			// blocked failure is answered from memory: no count, no database write.
 			src, prefix, now := rq.event.SourceIP, credentialPrefix(rq.Header.Get("Authorization")), s.cfg.Now()
 			if lerr := s.limiter.check(src, prefix, now); lerr != nil {
+				s.rateLimited(src, prefix, now)
 				rq.event.Action = "auth:rate-limited"
 				rq.failAggregated(gatehouse.OutcomeDenied, lerr)
 				return nil, lerr
 			}
-			if lerr := s.limiter.failed(rq.Context(), s.store, src, prefix, now); lerr != nil {
+			if lerr := s.limiterFailed(rq, src, prefix, now); lerr != nil {
+				s.rateLimited(src, prefix, now)
 				err = lerr
 			}
 		}

@@ -34,6 +34,8 @@ func newAuditCmd() *cobra.Command {
 // auditFilterFlags are the filters ls and export share.
 type auditFilterFlags struct {
 	org, since, until, event, user string
+	outcome, source                string
+	site                           bool // ls --site: the site-wide events (site administrators)
 }
 
 func (f *auditFilterFlags) add(cmd *cobra.Command) {
@@ -42,12 +44,19 @@ func (f *auditFilterFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.until, "until", "", "only events before this time (same forms as --since)")
 	cmd.Flags().StringVar(&f.event, "event", "", "only this event (the action, e.g. stack:create or org:member:write)")
 	cmd.Flags().StringVar(&f.user, "user", "", "only this actor (a user's login or a token's name)")
+	cmd.Flags().StringVar(&f.outcome, "outcome", "", "only this outcome: success, failure or denied")
+	cmd.Flags().StringVar(&f.source, "source", "", "only calls from this source address (exactly, as listed)")
 }
 
 // query returns the v2 query parameters of the filters.
 func (f *auditFilterFlags) query(now time.Time) (url.Values, error) {
-	if f.org == "" {
+	if f.org == "" && !f.site {
 		return nil, fmt.Errorf("--org is required")
+	}
+	switch f.outcome {
+	case "", "success", "failure", "denied":
+	default:
+		return nil, fmt.Errorf("--outcome %q: want success, failure or denied", f.outcome)
 	}
 	q := url.Values{}
 	for _, p := range []struct{ flag, val, param string }{{"since", f.since, "startTime"}, {"until", f.until, "endTime"}} {
@@ -65,6 +74,12 @@ func (f *auditFilterFlags) query(now time.Time) (url.Values, error) {
 	}
 	if f.user != "" {
 		q.Set("userFilter", f.user)
+	}
+	if f.outcome != "" {
+		q.Set("outcome", f.outcome)
+	}
+	if f.source != "" {
+		q.Set("sourceIp", f.source)
 	}
 	return q, nil
 }
@@ -112,10 +127,24 @@ func newAuditLsCmd() *cobra.Command {
 	var f auditFilterFlags
 	var limit int
 	cmd := &cobra.Command{
-		Use: "ls", Short: "List an organization's audit events, newest first (organization admins)", Args: cobra.NoArgs,
+		Use: "ls", Short: "List an organization's audit events, or with --site the site-wide ones, newest first", Args: cobra.NoArgs,
+		Long: `List an organization's audit events (organization admins), newest first.
+
+With --site, list the site-wide events instead (site administrators): those of no
+organization, such as failed authentications (auth), rate limiting (auth:rate-limited)
+and site administration. For example, the failed logins of the last day from one address:
+
+  gatehouse audit ls --site --outcome failure --since 24h --source 203.0.113.7`,
 	}
 	c := addClientFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		path := "/api/orgs/" + url.PathEscape(f.org) + "/auditlogs/v2?"
+		if f.site {
+			if cmd.Flags().Changed("org") {
+				return fmt.Errorf("--site and --org exclude each other: site-wide events belong to no organization")
+			}
+			f.org, path = "", "/api/admin/auditlogs?"
+		}
 		q, err := f.query(time.Now())
 		if err != nil {
 			return err
@@ -132,7 +161,7 @@ func newAuditLsCmd() *cobra.Command {
 				AuditLogEvents    []map[string]any `json:"auditLogEvents"`
 				ContinuationToken *string          `json:"continuationToken"`
 			}
-			if err := c.do(cmd, "GET", "/api/orgs/"+url.PathEscape(f.org)+"/auditlogs/v2?"+q.Encode(), nil, &page); err != nil {
+			if err := c.do(cmd, "GET", path+q.Encode(), nil, &page); err != nil {
 				return err
 			}
 			for _, ev := range page.AuditLogEvents {
@@ -170,6 +199,7 @@ func newAuditLsCmd() *cobra.Command {
 		})
 	}
 	f.add(cmd)
+	cmd.Flags().BoolVar(&f.site, "site", false, "the site-wide events (of no organization: failed logins, rate limiting, site administration); site administrators")
 	cmd.Flags().IntVar(&limit, "limit", 100, "at most this many events (0: all)")
 	return cmd
 }

@@ -66,7 +66,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newOIDCCmd())
 	root.AddCommand(newInviteCmd())
 	root.AddCommand(newScanCmd())
-	root.AddCommand(newAuditCmd())
+	root.AddCommand(newAuditCmd(), newRateLimitCmd())
 	root.AddCommand(newMigrateCmd())
 	root.AddCommand(newVersionCmd())
 	root.AddCommand(newBackupCmd(), newRestoreCmd(), newHealthcheckCmd())

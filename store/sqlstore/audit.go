@@ -162,6 +162,15 @@ func (t *tx) ListAudit(f gatehouse.AuditFilter) ([]gatehouse.AuditEvent, error) 
 	if f.OrgID != 0 {
 		where, args = append(where, "org_id = ?"), append(args, f.OrgID)
 	}
+	if f.SiteOnly {
+		where = append(where, "org_id = 0")
+	}
+	if f.Outcome != "" {
+		where, args = append(where, "outcome = ?"), append(args, f.Outcome)
+	}
+	if f.SourceIP != "" {
+		where, args = append(where, "source_ip = ?"), append(args, f.SourceIP)
+	}
 	if !f.Since.IsZero() {
 		where, args = append(where, "time >= ?"), append(args, ns(f.Since))
 	}

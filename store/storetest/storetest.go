@@ -65,6 +65,8 @@ var contractTests = []test{
 	{"Orgs", testOrgs},
 	{"Users", testUsers},
 	{"DisableUser", testDisableUser},
+	{"SiteAuditFilter", testSiteAuditFilter},
+	{"ClearAuthFailures", testClearAuthFailures},
 	{"Members", testMembers},
 	{"Teams", testTeams},
 	{"Grants", testGrants},

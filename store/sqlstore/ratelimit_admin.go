@@ -1,0 +1,45 @@
+package sqlstore
+
+import (
+	"time"
+
+	gatehouse "github.com/gatehouse-dev/gatehouse"
+)
+
+func (t *tx) ListAuthFailures(window time.Duration, limit int) ([]gatehouse.AuthFailureCount, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	rows, err := t.query(`SELECT key, count, window_start FROM auth_failures WHERE window_start > ? ORDER BY count DESC, key LIMIT ?`, ns(t.now.Add(-window)), limit)
+	if err != nil {
+		return nil, dbErr(err)
+	}
+	defer rows.Close()
+	var out []gatehouse.AuthFailureCount
+	for rows.Next() {
+		var c gatehouse.AuthFailureCount
+		var count, start int64
+		if err := rows.Scan(&c.Key, &count, &start); err != nil {
+			return nil, dbErr(err)
+		}
+		c.Count, c.WindowStart = int(count), fromNS(start)
+		out = append(out, c)
+	}
+	return out, dbErr(rows.Err())
+}
+
+func (t *tx) ClearAuthFailures(keys ...string) (int64, error) {
+	var n int64
+	for _, k := range keys {
+		r, err := t.exec(`DELETE FROM auth_failures WHERE key = ?`, k)
+		if err != nil {
+			return 0, dbErr(err)
+		}
+		n += affected(r)
+	}
+	// Always: a process may remember a refusal whose counter is gone already.
+	if err := t.bump(); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
