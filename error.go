@@ -21,6 +21,10 @@ const (
 	ENOTIMPLEMENTED = "not_implemented" // a known route whose feature does not exist yet (501)
 )
 
+// ErrAuditWrite marks an error of writing the audit log (errors.Is): a change whose audit
+// record cannot be written fails with it, and nothing of it is stored.
+var ErrAuditWrite = errors.New("the audit log cannot be written")
+
 // Error is the application error. Message is safe to show to the caller; Err (if any) is
 // the underlying cause and is only logged.
 type Error struct {

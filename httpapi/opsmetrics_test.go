@@ -1,13 +1,17 @@
 package httpapi_test
 
 import (
+	"database/sql"
 	"net"
 	"net/http"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/httpapi"
 	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
+
+	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
 )
 
 // TestLeaseExpiryMetric: a call with an expired update lease counts in
@@ -88,4 +92,45 @@ func TestRateLimitedMetric(t *testing.T) {
 	if v := metricValue(t, e, name, "address"); v != 1 {
 		t.Errorf("%s{reason=address} = %v, want 1", name, v)
 	}
+}
+
+// TestAuditWriteFailureMetric: a change whose own audit record cannot be written fails (and
+// stores nothing), and counts in gatehouse_audit_write_failures_total, like a failed record of
+// a refused or failed call does.
+func TestAuditWriteFailureMetric(t *testing.T) {
+	e := newEnv(t)
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(e.dir, "gatehouse.db")+"?_pragma=busy_timeout(10000)")
+	e.must(err)
+	defer db.Close()
+	_, err = db.Exec(`CREATE TRIGGER audit_full BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'disk full'); END`)
+	e.must(err)
+	before := counterValue(t, e, "gatehouse_audit_write_failures_total")
+	err = e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/teams/pulumi", Body: map[string]string{"name": "ops"}}, nil)
+	if cliwire.Status(err) < 500 {
+		t.Fatalf("a change whose audit record cannot be written: %v, want a 5xx", err)
+	}
+	// One for the change's own record (in its transaction), one for the record of the failed call.
+	if got := counterValue(t, e, "gatehouse_audit_write_failures_total") - before; got != 2 {
+		t.Fatalf("gatehouse_audit_write_failures_total grew by %v, want 2", got)
+	}
+	_, err = db.Exec(`DROP TRIGGER audit_full`)
+	e.must(err)
+	var team map[string]any
+	if err := e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/teams/ops"}, &team); cliwire.Status(err) != 404 {
+		t.Fatalf("the failed change was stored: %v %v", err, team)
+	}
+}
+
+// counterValue is the value of the unlabelled counter name.
+func counterValue(t *testing.T, e *env, name string) float64 {
+	t.Helper()
+	mfs, err := e.srv.Registry.Gather()
+	e.must(err)
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }

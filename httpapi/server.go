@@ -466,6 +466,9 @@ func (rq *Request) Change(fn func(gatehouse.Tx) error) error {
 	if err == nil && rq.route.Audit {
 		rq.audited = true
 	}
+	if errors.Is(err, gatehouse.ErrAuditWrite) {
+		rq.s.metrics.auditFailures.Inc()
+	}
 	return err
 }
 

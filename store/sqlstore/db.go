@@ -348,7 +348,7 @@ func (db *DB) runOnce(ctx context.Context, pool *sql.DB, readOnly bool, fn func(
 	}
 	if err := t.flushAudit(); err != nil {
 		_ = stx.Rollback()
-		return err
+		return fmt.Errorf("%w: %w", gatehouse.ErrAuditWrite, err) // both stay visible to errors.Is/As (retries)
 	}
 	if err := stx.Commit(); err != nil {
 		return dbErr(err)
