@@ -168,6 +168,7 @@ type Tx interface {
 	InvitationTx
 	StackConfigTx
 	EnvTx
+	WebhookTx
 }
 
 // OrgMembership is an organization with the caller's role in it.
