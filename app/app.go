@@ -292,6 +292,7 @@ func Open(ctx context.Context, cfg Config, api httpapi.Config, log *slog.Logger)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	sm := secrets.NewManager(kr, StoreKeys{store})
 	srv := httpapi.New(store, sm, log, reg, api)
+	srv.StartWebhooks() // stopped by srv.Close
 	mux := http.NewServeMux()
 	// /metrics is the one route outside the API table: Prometheus' own handler.
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

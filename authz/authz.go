@@ -47,8 +47,9 @@ const (
 	OrgTokenRead   Action = "org:token:read" // organization and team tokens
 	OrgTokenWrite  Action = "org:token:write"
 	OrgAuditRead   Action = "org:audit:read"
-	OrgProtect     Action = "org:protect" // protection rules
-	OrgOIDC        Action = "org:oidc"    // OIDC issuers and policies
+	OrgProtect     Action = "org:protect"  // protection rules
+	OrgOIDC        Action = "org:oidc"     // OIDC issuers and policies
+	OrgWebhooks    Action = "org:webhooks" // the organization's webhooks, their deliveries and pings
 
 	// Invitations of people who are not the organization's own (see decideDirectAdd).
 	OrgInvitationRead   Action = "org:invitation:read" // list the organization's invitations
@@ -73,6 +74,9 @@ const (
 	StackRename  Action = "stack:rename"
 	StackDelete  Action = "stack:delete"
 	StackAccess  Action = "stack:access" // who can access the stack
+	// StackWebhooks is the stack's webhooks, their deliveries and pings (admin: a webhook
+	// sends the stack's activity to an outside address).
+	StackWebhooks Action = "stack:webhooks"
 
 	// Environment-level (Pulumi ESC). The levels are read < open < write < admin.
 	EnvCreate Action = "env:create" // create an environment (refined with the new one's project)
@@ -93,19 +97,20 @@ const (
 
 // required is the stack permission each stack action needs.
 var required = map[Action]gatehouse.Permission{
-	StackRead:    gatehouse.PermRead,
-	StackExport:  gatehouse.PermRead,
-	StackEncrypt: gatehouse.PermRead,
-	StackDecrypt: gatehouse.PermRead, // plus the decrypt right, see decide
-	StackPreview: gatehouse.PermRead,
-	StackAccess:  gatehouse.PermRead,
-	StackUpdate:  gatehouse.PermWrite,
-	StackImport:  gatehouse.PermWrite,
-	StackTags:    gatehouse.PermWrite,
-	StackConfig:  gatehouse.PermWrite,
-	StackCancel:  gatehouse.PermWrite,
-	StackRename:  gatehouse.PermAdmin,
-	StackDelete:  gatehouse.PermAdmin,
+	StackRead:     gatehouse.PermRead,
+	StackExport:   gatehouse.PermRead,
+	StackEncrypt:  gatehouse.PermRead,
+	StackDecrypt:  gatehouse.PermRead, // plus the decrypt right, see decide
+	StackPreview:  gatehouse.PermRead,
+	StackAccess:   gatehouse.PermRead,
+	StackUpdate:   gatehouse.PermWrite,
+	StackImport:   gatehouse.PermWrite,
+	StackTags:     gatehouse.PermWrite,
+	StackConfig:   gatehouse.PermWrite,
+	StackCancel:   gatehouse.PermWrite,
+	StackRename:   gatehouse.PermAdmin,
+	StackDelete:   gatehouse.PermAdmin,
+	StackWebhooks: gatehouse.PermAdmin,
 }
 
 // envRequired is the environment permission each environment action needs.
@@ -159,6 +164,7 @@ var orgActions = map[Action]gatehouse.Role{
 	OrgAuditRead:   gatehouse.RoleAdmin,
 	OrgProtect:     gatehouse.RoleAdmin,
 	OrgOIDC:        gatehouse.RoleAdmin,
+	OrgWebhooks:    gatehouse.RoleAdmin,
 
 	OrgInvitationRead:   gatehouse.RoleAdmin,
 	OrgInvitationCreate: gatehouse.RoleAdmin,

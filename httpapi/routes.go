@@ -130,6 +130,7 @@ func (s *Server) registerRoutes() {
 	s.registerLeakRoutes()
 	s.registerAuditRoutes()
 	s.registerEnvRoutes()
+	s.registerWebhookRoutes()
 
 	// Responses that carry a credential value: Cache-Control: no-store.
 	s.noStore(

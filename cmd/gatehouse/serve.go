@@ -56,6 +56,7 @@ type serveOptions struct {
 	bootstrapOrg              string
 	bootstrapAdmin            string
 	allowPrivateIssuers       bool
+	allowPrivateWebhooks      bool
 	trustedProxies            string
 
 	ready func(addr string) // tests: called with the listening address
@@ -102,6 +103,8 @@ admin.token in the data directory (mode 0600), printing how to log in.`,
 	fs.StringVar(&o.trustedProxies, "trusted-proxies", envDefault("GATEHOUSE_TRUSTED_PROXIES", ""), "comma-separated networks (CIDR) of reverse proxies whose X-Forwarded-For names the client; from other peers the header is ignored (env GATEHOUSE_TRUSTED_PROXIES)")
 	fs.BoolVar(&o.allowPrivateIssuers, "allow-private-issuers", false, "let OIDC issuer discovery fetch from loopback, private, link-local and metadata addresses (tests, issuers on an internal network)")
 	bindEnv(fs, "allow-private-issuers", "GATEHOUSE_ALLOW_PRIVATE_ISSUERS")
+	fs.BoolVar(&o.allowPrivateWebhooks, "allow-private-webhooks", false, "let webhooks be created for and delivered to loopback, private, link-local and metadata addresses (tests, receivers on an internal network)")
+	bindEnv(fs, "allow-private-webhooks", "GATEHOUSE_ALLOW_PRIVATE_WEBHOOKS")
 	fs.StringVar(&o.bootstrapOrg, "bootstrap-org", envDefault("GATEHOUSE_BOOTSTRAP_ORG", "default"), "on a database without users: name of the first organization (env GATEHOUSE_BOOTSTRAP_ORG)")
 	fs.StringVar(&o.bootstrapAdmin, "bootstrap-admin", envDefault("GATEHOUSE_BOOTSTRAP_ADMIN", "admin"), "on a database without users: user name of the first admin (env GATEHOUSE_BOOTSTRAP_ADMIN)")
 	return cmd
@@ -139,6 +142,10 @@ func runServe(cmd *cobra.Command, o *serveOptions) error {
 	api.AllowPrivateIssuers = o.allowPrivateIssuers
 	if o.allowPrivateIssuers {
 		log.Warn("--allow-private-issuers: OIDC issuer discovery may reach loopback, private and link-local addresses; every organization administrator can make this server fetch from its network")
+	}
+	api.AllowPrivateWebhooks = o.allowPrivateWebhooks
+	if o.allowPrivateWebhooks {
+		log.Warn("--allow-private-webhooks: webhooks may deliver to loopback, private and link-local addresses; every organization and stack administrator can make this server post to its network")
 	}
 	if api.TrustedProxies, err = httpapi.ParseTrustedProxies(o.trustedProxies); err != nil {
 		return fmt.Errorf("--trusted-proxies: %w", err)
