@@ -292,7 +292,6 @@ func Open(ctx context.Context, cfg Config, api httpapi.Config, log *slog.Logger)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	sm := secrets.NewManager(kr, StoreKeys{store})
 	srv := httpapi.New(store, sm, log, reg, api)
-	srv.StartWebhooks() // stopped by srv.Close
 	mux := http.NewServeMux()
 	// /metrics is the one route outside the API table: Prometheus' own handler.
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -301,6 +300,9 @@ func Open(ctx context.Context, cfg Config, api httpapi.Config, log *slog.Logger)
 }
 
 // Close releases everything.
+// StartWorkers starts the background workers (webhook deliveries); Close stops them.
+func (s *Server) StartWorkers() { s.API.StartWebhooks() }
+
 func (s *Server) Close() error {
 	s.API.Close()
 	if s.unlock != nil {

@@ -68,6 +68,7 @@ func openEnv(t *testing.T, dir, adminToken string, tweak ...func(*httpapi.Config
 		t.Fatal(err)
 	}
 	srv.Store.(*sqlstore.DB).Clock = clk.Now // one clock for leases and the store
+	srv.StartWorkers()
 	tok := adminToken
 	if tok == "" {
 		if tok, err = app.Bootstrap(ctx, srv.Store, "acme", "alice"); err != nil {

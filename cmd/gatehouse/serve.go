@@ -178,6 +178,7 @@ func runServe(cmd *cobra.Command, o *serveOptions) error {
 		return err
 	}
 	defer stopAudit() // before srv.Close: ends exporters, releases leases, signs a last checkpoint
+	srv.StartWorkers() // webhook deliveries; stopped by srv.Close
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return err
