@@ -358,7 +358,10 @@ func TestWebhookSecretNeverShown(t *testing.T) {
 	}
 	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/hooks/s/ping"}, &raw))
 	waitFor(t, e, "the ping", func() bool { return len(rcv.requests()) == 1 })
-	waitFor(t, e, "the log", func() bool { ds := e.deliveries(t, "/api/orgs/acme/hooks", "s"); return len(ds) == 1 && ds[0].Status == "delivered" })
+	waitFor(t, e, "the log", func() bool {
+		ds := e.deliveries(t, "/api/orgs/acme/hooks", "s")
+		return len(ds) == 1 && ds[0].Status == "delivered"
+	})
 	e.must(e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/hooks/s/deliveries"}, &raw))
 	check("deliveries", raw)
 	e.must(e.srv.Store.View(context.Background(), func(tx gatehouse.Tx) error {

@@ -177,7 +177,7 @@ func runServe(cmd *cobra.Command, o *serveOptions) error {
 	if err != nil {
 		return err
 	}
-	defer stopAudit() // before srv.Close: ends exporters, releases leases, signs a last checkpoint
+	defer stopAudit()  // before srv.Close: ends exporters, releases leases, signs a last checkpoint
 	srv.StartWorkers() // webhook deliveries; stopped by srv.Close
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
