@@ -177,8 +177,9 @@ func runServe(cmd *cobra.Command, o *serveOptions) error {
 	if err != nil {
 		return err
 	}
-	defer stopAudit()  // before srv.Close: ends exporters, releases leases, signs a last checkpoint
-	srv.StartWorkers() // webhook deliveries; stopped by srv.Close
+	defer stopAudit() // before srv.Close: ends exporters, releases leases, signs a last checkpoint
+	// Webhook deliveries; stopped by srv.Close.
+	srv.StartWorkers()
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return err
