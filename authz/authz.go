@@ -47,9 +47,11 @@ const (
 	OrgTokenRead   Action = "org:token:read" // organization and team tokens
 	OrgTokenWrite  Action = "org:token:write"
 	OrgAuditRead   Action = "org:audit:read"
-	OrgProtect     Action = "org:protect"  // protection rules
-	OrgOIDC        Action = "org:oidc"     // OIDC issuers and policies
-	OrgWebhooks    Action = "org:webhooks" // the organization's webhooks, their deliveries and pings
+	OrgProtect     Action = "org:protect" // protection rules
+	OrgOIDC        Action = "org:oidc"    // OIDC issuers and policies
+
+	// OrgWebhooks is the organization's webhooks, their delivery logs and pings.
+	OrgWebhooks Action = "org:webhooks"
 
 	// Invitations of people who are not the organization's own (see decideDirectAdd).
 	OrgInvitationRead   Action = "org:invitation:read" // list the organization's invitations
@@ -74,8 +76,9 @@ const (
 	StackRename  Action = "stack:rename"
 	StackDelete  Action = "stack:delete"
 	StackAccess  Action = "stack:access" // who can access the stack
-	// StackWebhooks is the stack's webhooks, their deliveries and pings (admin: a webhook
-	// sends the stack's activity to an outside address).
+
+	// StackWebhooks is the stack's webhooks, their delivery logs and pings (admin: a
+	// webhook sends the stack's activity to an outside address).
 	StackWebhooks Action = "stack:webhooks"
 
 	// Environment-level (Pulumi ESC). The levels are read < open < write < admin.
@@ -97,19 +100,20 @@ const (
 
 // required is the stack permission each stack action needs.
 var required = map[Action]gatehouse.Permission{
-	StackRead:     gatehouse.PermRead,
-	StackExport:   gatehouse.PermRead,
-	StackEncrypt:  gatehouse.PermRead,
-	StackDecrypt:  gatehouse.PermRead, // plus the decrypt right, see decide
-	StackPreview:  gatehouse.PermRead,
-	StackAccess:   gatehouse.PermRead,
-	StackUpdate:   gatehouse.PermWrite,
-	StackImport:   gatehouse.PermWrite,
-	StackTags:     gatehouse.PermWrite,
-	StackConfig:   gatehouse.PermWrite,
-	StackCancel:   gatehouse.PermWrite,
-	StackRename:   gatehouse.PermAdmin,
-	StackDelete:   gatehouse.PermAdmin,
+	StackRead:    gatehouse.PermRead,
+	StackExport:  gatehouse.PermRead,
+	StackEncrypt: gatehouse.PermRead,
+	StackDecrypt: gatehouse.PermRead, // plus the decrypt right, see decide
+	StackPreview: gatehouse.PermRead,
+	StackAccess:  gatehouse.PermRead,
+	StackUpdate:  gatehouse.PermWrite,
+	StackImport:  gatehouse.PermWrite,
+	StackTags:    gatehouse.PermWrite,
+	StackConfig:  gatehouse.PermWrite,
+	StackCancel:  gatehouse.PermWrite,
+	StackRename:  gatehouse.PermAdmin,
+	StackDelete:  gatehouse.PermAdmin,
+
 	StackWebhooks: gatehouse.PermAdmin,
 }
 
@@ -164,7 +168,8 @@ var orgActions = map[Action]gatehouse.Role{
 	OrgAuditRead:   gatehouse.RoleAdmin,
 	OrgProtect:     gatehouse.RoleAdmin,
 	OrgOIDC:        gatehouse.RoleAdmin,
-	OrgWebhooks:    gatehouse.RoleAdmin,
+
+	OrgWebhooks: gatehouse.RoleAdmin,
 
 	OrgInvitationRead:   gatehouse.RoleAdmin,
 	OrgInvitationCreate: gatehouse.RoleAdmin,
