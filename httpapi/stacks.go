@@ -213,6 +213,7 @@ func (s *Server) createStack(rq *Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.wakeWebhooks()
 	return apitype.CreateStackResponse{}, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
+	"net/url"
 	"strconv"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
@@ -176,7 +177,10 @@ func (s *Server) createWebhook(rq *Request) (any, error) {
 // hookDetails records what the audit event needs (never the secret).
 func (rq *Request) hookDetails(h *gatehouse.Webhook) {
 	rq.Detail("webhook", h.Name)
-	rq.Detail("payload_url", truncate(h.PayloadURL, 256))
+	// Only the host: a chat service's incoming-webhook URL is itself a credential.
+	if u, err := url.Parse(h.PayloadURL); err == nil {
+		rq.Detail("payload_host", truncate(u.Scheme+"://"+u.Host, 256))
+	}
 	rq.Detail("active", strconv.FormatBool(h.Active))
 	rq.Detail("has_secret", strconv.FormatBool(h.Secret != nil))
 }

@@ -350,7 +350,7 @@ func TestWebhookSecretNeverShown(t *testing.T) {
 	var h struct {
 		HasSecret bool `json:"hasSecret"`
 	}
-	e.must(e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/hooks/s", Body: map[string]any{"payloadUrl": rcv.URL, "active": true}}, &raw))
+	e.must(e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/hooks/s", Body: map[string]any{"payloadUrl": rcv.URL + "/services/url-token-5e1f", "active": true}}, &raw))
 	check("patch", raw)
 	e.must(json.Unmarshal(raw, &h))
 	if !h.HasSecret {
@@ -379,6 +379,9 @@ func TestWebhookSecretNeverShown(t *testing.T) {
 	e.must(err)
 	b, _ := json.Marshal(evs)
 	check("the audit log", b)
+	if strings.Contains(string(b), "url-token-5e1f") {
+		t.Errorf("the audit log shows the payload URL's path (a chat webhook URL is a credential)")
+	}
 	e.must(e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/hooks/s", Body: map[string]any{"payloadUrl": rcv.URL, "secret": "__remove-secret"}}, &raw))
 	e.must(json.Unmarshal(raw, &h))
 	if h.HasSecret {

@@ -371,6 +371,12 @@ func (d *Dispatcher) post(ctx context.Context, h *gatehouse.Webhook, org *gateho
 		if errors.As(err, &be) {
 			return 0, be
 		}
+		// Without the URL (url.Error repeats it): a chat service's incoming-webhook URL is a
+		// credential, and the error goes to the audit log and the server's log.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			return 0, fmt.Errorf("%s: %w", ue.Op, ue.Err)
+		}
 		return 0, err
 	}
 	defer resp.Body.Close()
