@@ -104,4 +104,7 @@ type WebhookTx interface {
 	// delivery log.
 	GetWebhookDelivery(id int64) (*WebhookDelivery, error)
 	ListWebhookDeliveries(webhookID int64, limit int) ([]WebhookDelivery, error)
+	// PruneWebhookDeliveries deletes delivered and failed deliveries created before before;
+	// it returns how many it deleted.
+	PruneWebhookDeliveries(before time.Time) (int, error)
 }

@@ -118,6 +118,9 @@ type Options struct {
 	Backoff time.Duration
 	// Batch is how many deliveries one poll claims (default 16).
 	Batch int
+	// Retention is how long delivered and failed deliveries stay in the log (default 30
+	// days); pruned hourly.
+	Retention time.Duration
 	// Client overrides the HTTP client (tests); nil: a netguard client with the options above.
 	Client *http.Client
 }
@@ -143,6 +146,9 @@ func (o *Options) defaults() {
 	}
 	if o.Batch <= 0 {
 		o.Batch = 16
+	}
+	if o.Retention <= 0 {
+		o.Retention = 30 * 24 * time.Hour
 	}
 }
 
@@ -212,12 +218,19 @@ func (d *Dispatcher) loop(ctx context.Context) {
 	defer close(d.done)
 	t := time.NewTimer(0)
 	defer t.Stop()
+	var pruned time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		case <-d.wake:
+		}
+		if time.Since(pruned) > time.Hour {
+			pruned = time.Now()
+			if err := d.Prune(ctx); err != nil && ctx.Err() == nil {
+				d.log.Warn("webhooks: pruning the delivery log failed", "err", err)
+			}
 		}
 		n, err := d.RunOnce(ctx)
 		if err != nil && ctx.Err() == nil {
@@ -235,6 +248,14 @@ func (d *Dispatcher) loop(ctx context.Context) {
 		}
 		t.Reset(wait)
 	}
+}
+
+// Prune deletes delivered and failed deliveries older than the retention.
+func (d *Dispatcher) Prune(ctx context.Context) error {
+	return d.store.Update(ctx, func(tx gatehouse.Tx) error {
+		_, err := tx.PruneWebhookDeliveries(tx.Now().Add(-d.opt.Retention))
+		return err
+	})
 }
 
 func newLease() string {

@@ -244,3 +244,11 @@ func (t *tx) ListWebhookDeliveries(webhookID int64, limit int) ([]gatehouse.Webh
 	}
 	return out, dbErr(rows.Err())
 }
+
+func (t *tx) PruneWebhookDeliveries(before time.Time) (int, error) {
+	r, err := t.exec(`DELETE FROM webhook_deliveries WHERE status <> ? AND created < ?`, gatehouse.DeliveryPending, ns(before))
+	if err != nil {
+		return 0, err
+	}
+	return int(affected(r)), nil
+}

@@ -125,6 +125,27 @@ func testWebhooks(t *testing.T, e *env) {
 		return nil
 	})
 
+	// Pruning takes finished deliveries older than the cut, never pending ones.
+	d3 := &gatehouse.WebhookDelivery{WebhookID: org.ID, Kind: "ping", Event: "ping", Payload: []byte(`{}`)}
+	e.update(func(tx gatehouse.Tx) error { return tx.EnqueueWebhookDelivery(d3) })
+	e.update(func(tx gatehouse.Tx) error {
+		n, err := tx.PruneWebhookDeliveries(tx.Now().Add(time.Second))
+		if n != 1 {
+			t.Errorf("PruneWebhookDeliveries deleted %d, want 1 (the delivered one)", n)
+		}
+		return err
+	})
+	e.view(func(tx gatehouse.Tx) error {
+		for _, id := range []int64{d.ID, d3.ID} {
+			if _, err := tx.GetWebhookDelivery(id); err != nil {
+				t.Errorf("pending delivery %d pruned: %v", id, err)
+			}
+		}
+		_, err := tx.GetWebhookDelivery(d2.ID)
+		wantCode(t, err, gatehouse.ENOTFOUND, "a pruned delivery")
+		return nil
+	})
+
 	// A stack's webhooks go with it; deleting a webhook takes its deliveries.
 	e.update(func(tx gatehouse.Tx) error { return tx.DeleteStack(st.ID) })
 	e.view(func(tx gatehouse.Tx) error {
