@@ -309,28 +309,45 @@ func TestWebhookRestartMidDelivery(t *testing.T) {
 			t.Fatal("timed out waiting for the first attempt")
 		}
 	}
+	// Nothing waits for the hanging receiver: another change goes through, and its event
+	// is delivered meanwhile.
+	start := time.Now()
+	e.must(e.createStack(e.admin, "acme", "proj", "dev2", nil))
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("creating a stack took %v while a receiver hangs", d)
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(rcv.requests()) < 2; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting for the second event's delivery while the first hangs")
+		}
+	}
 	e.close() // abandons the attempt in flight: its claim stays until it runs out
-	if n := len(rcv.requests()); n != 1 {
-		t.Fatalf("%d requests before the restart", n)
+	first := rcv.requests()[0]
+	if n := len(rcv.requests()); n != 2 {
+		t.Fatalf("%d requests before the restart, want 2", n)
 	}
 	e2 := hookEnv(t, e.dir, e.admin.Token, rcv)
 	time.Sleep(100 * time.Millisecond)
 	_, _ = e2.srv.API.DeliverWebhooks(context.Background())
-	if n := len(rcv.requests()); n != 1 {
+	if n := len(rcv.requests()); n != 2 {
 		t.Fatalf("the new server delivered under the old claim (%d requests)", n)
 	}
 	e2.clock.Advance(10 * time.Minute)
-	waitFor(t, e2, "the delivery after the restart", func() bool { return len(rcv.requests()) >= 2 })
+	waitFor(t, e2, "the delivery after the restart", func() bool { return len(rcv.requests()) >= 3 })
 	waitFor(t, e2, "the delivery log", func() bool {
 		ds := e2.deliveries(t, "/api/orgs/acme/hooks", "r")
-		return len(ds) == 1 && ds[0].Status == "delivered"
+		return len(ds) == 2 && ds[0].Status == "delivered" && ds[1].Status == "delivered"
 	})
 	reqs := rcv.requests()
-	if reqs[0].header.Get("Pulumi-Webhook-ID") != reqs[1].header.Get("Pulumi-Webhook-ID") || string(reqs[0].body) != string(reqs[1].body) {
-		t.Errorf("the redelivery is not the same delivery")
+	if len(reqs) != 3 {
+		t.Fatalf("%d requests, want 3", len(reqs))
 	}
-	if ds := e2.deliveries(t, "/api/orgs/acme/hooks", "r"); ds[0].Attempts != 2 {
-		t.Errorf("attempts %d, want 2", ds[0].Attempts)
+	if reqs[2].header.Get("Pulumi-Webhook-ID") != first.header.Get("Pulumi-Webhook-ID") || string(reqs[2].body) != string(first.body) ||
+		reqs[1].header.Get("Pulumi-Webhook-ID") == first.header.Get("Pulumi-Webhook-ID") {
+		t.Errorf("after the restart: not the abandoned delivery again")
+	}
+	if ds := e2.deliveries(t, "/api/orgs/acme/hooks", "r"); ds[1].Attempts != 2 || ds[0].Attempts != 1 {
+		t.Errorf("attempts %d (the abandoned delivery) and %d, want 2 and 1", ds[1].Attempts, ds[0].Attempts)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
@@ -161,6 +162,11 @@ type Dispatcher struct {
 	opt    Options
 	client *http.Client
 
+	// inflight counts the worker's attempts under way (at most Batch); running waits for
+	// them on Close.
+	inflight atomic.Int32
+	running  sync.WaitGroup
+
 	mu      sync.Mutex
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -211,6 +217,7 @@ func (d *Dispatcher) Close() {
 	if cancel != nil {
 		cancel()
 		<-done
+		d.running.Wait()
 	}
 }
 
@@ -232,13 +239,18 @@ func (d *Dispatcher) loop(ctx context.Context) {
 				d.log.Warn("webhooks: pruning the delivery log failed", "err", err)
 			}
 		}
-		n, err := d.RunOnce(ctx)
-		if err != nil && ctx.Err() == nil {
-			d.log.Warn("webhooks: polling the delivery queue failed", "err", err)
+		free := d.opt.Batch - int(d.inflight.Load())
+		n := 0
+		if free > 0 {
+			var err error
+			n, err = d.start(ctx, free)
+			if err != nil && ctx.Err() == nil {
+				d.log.Warn("webhooks: polling the delivery queue failed", "err", err)
+			}
 		}
 		wait := d.opt.Poll
-		if n == d.opt.Batch {
-			wait = 0 // more may be due
+		if free > 0 && n == free {
+			wait = 10 * time.Millisecond // more may be due
 		}
 		if !t.Stop() {
 			select {
@@ -264,15 +276,42 @@ func newLease() string {
 	return hex.EncodeToString(b[:])
 }
 
-// RunOnce claims the due deliveries (up to a batch) and attempts each; it returns how many
-// it claimed.
-func (d *Dispatcher) RunOnce(ctx context.Context) (int, error) {
+// claim claims up to n due deliveries under a new lease.
+func (d *Dispatcher) claim(ctx context.Context, n int) (string, []gatehouse.WebhookDelivery, error) {
 	lease := newLease()
 	var claimed []gatehouse.WebhookDelivery
-	if err := d.store.Update(ctx, func(tx gatehouse.Tx) (err error) {
-		claimed, err = tx.ClaimWebhookDeliveries(lease, d.opt.Lease, d.opt.Batch)
+	err := d.store.Update(ctx, func(tx gatehouse.Tx) (err error) {
+		claimed, err = tx.ClaimWebhookDeliveries(lease, d.opt.Lease, n)
 		return err
-	}); err != nil {
+	})
+	return lease, claimed, err
+}
+
+// start claims up to n due deliveries and attempts each in the background (the worker): a
+// slow receiver holds up only its own deliveries.
+func (d *Dispatcher) start(ctx context.Context, n int) (int, error) {
+	lease, claimed, err := d.claim(ctx, n)
+	if err != nil {
+		return 0, err
+	}
+	for i := range claimed {
+		d.running.Add(1)
+		d.inflight.Add(1)
+		go func(dl *gatehouse.WebhookDelivery) {
+			defer d.running.Done()
+			defer d.inflight.Add(-1)
+			d.attempt(ctx, lease, dl)
+			d.Wake() // a slot is free
+		}(&claimed[i])
+	}
+	return len(claimed), nil
+}
+
+// RunOnce claims the due deliveries (up to a batch) and attempts each, returning when they
+// are done; it returns how many it claimed.
+func (d *Dispatcher) RunOnce(ctx context.Context) (int, error) {
+	lease, claimed, err := d.claim(ctx, d.opt.Batch)
+	if err != nil {
 		return 0, err
 	}
 	var wg sync.WaitGroup
