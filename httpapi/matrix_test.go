@@ -433,8 +433,8 @@ func (w *world) request(t *testing.T, method, pattern, subject string) call {
 		return call{path: fill(pattern), body: map[string]any{"name": "h-" + subject, "payloadUrl": "https://hooks.example.com/" + subject, "active": false}}
 	case "PATCH /api/orgs/{org}/hooks/{hookName}", "PATCH /api/stacks/{org}/{project}/{stack}/hooks/{hookName}":
 		return call{path: fill(pattern), body: map[string]any{"payloadUrl": "https://hooks.example.com/p", "active": false}}
-	case "POST /api/orgs/{org}/hooks/{hookName}/deliveries/{deliveryID}/redeliver", "POST /api/stacks/{org}/{project}/{stack}/hooks/{hookName}/deliveries/{deliveryID}/redeliver":
-		return call{path: strings.Replace(fill(pattern), "{deliveryID}", w.hookDelivery(t, strings.Contains(pattern, "{stack}")), 1), body: map[string]any{}}
+	case "POST /api/orgs/{org}/hooks/{hookName}/deliveries/{event}/redeliver", "POST /api/stacks/{org}/{project}/{stack}/hooks/{hookName}/deliveries/{event}/redeliver":
+		return call{path: strings.Replace(fill(pattern), "{event}", w.hookDelivery(t, strings.Contains(pattern, "{stack}")), 1), body: map[string]any{}}
 	case "DELETE /api/orgs/{org}/teams/{team}/tokens/{tokenID}":
 		return call{path: "/api/orgs/acme/teams/t-write/tokens/" + ownToken(gatehouse.TokenTeam)}
 	case "POST /api/orgs/{org}/teams/{team}/tokens/{tokenID}/rotate":

@@ -33,7 +33,7 @@ func (s *Server) registerWebhookRoutes() {
 		s.handle(patch, r.base+"/{hookName}", r.action, s.updateWebhook)
 		s.handle(del, r.base+"/{hookName}", r.action, s.deleteWebhook)
 		s.handle(get, r.base+"/{hookName}/deliveries", r.action, s.listWebhookDeliveries)
-		s.handle(post, r.base+"/{hookName}/deliveries/{deliveryID}/redeliver", r.action, s.redeliverWebhook)
+		s.handle(post, r.base+"/{hookName}/deliveries/{event}/redeliver", r.action, s.redeliverWebhook)
 		s.handle(post, r.base+"/{hookName}/ping", r.action, s.pingWebhook)
 	}
 }
@@ -71,7 +71,7 @@ type webhookResponse struct {
 	Filters          []string `json:"filters"`
 	Groups           []string `json:"groups"`
 	HasSecret        bool     `json:"hasSecret"`
-	SecretCiphertext string   `json:"secretCiphertext,omitempty"`
+	SecretCiphertext string   `json:"secretCiphertext"` // "" without a secret
 }
 
 func (rq *Request) webhookJSON(h *gatehouse.Webhook) webhookResponse {
@@ -171,6 +171,7 @@ func (s *Server) createWebhook(rq *Request) (any, error) {
 	if err := rq.Change(func(tx gatehouse.Tx) error { return tx.CreateWebhook(h) }); err != nil {
 		return nil, err
 	}
+	rq.status = http.StatusCreated // as Pulumi Cloud answers CreateOrganizationWebhook
 	return rq.webhookJSON(h), nil
 }
 
@@ -360,7 +361,7 @@ func (s *Server) pingWebhook(rq *Request) (any, error) {
 
 // redeliverWebhook queues a delivery's payload again, as a new delivery.
 func (s *Server) redeliverWebhook(rq *Request) (any, error) {
-	id := rq.PathValue("deliveryID")
+	id := rq.PathValue("event") // the delivery's ID
 	rq.Detail("webhook", rq.PathValue("hookName"))
 	rq.Detail("delivery", id)
 	var d *gatehouse.WebhookDelivery
