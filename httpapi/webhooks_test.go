@@ -110,6 +110,25 @@ func waitFor(t *testing.T, e *env, what string, cond func() bool) {
 	}
 }
 
+// waitRecorded waits until the organization webhook's only delivery has had attempts
+// attempts, the last one recorded (its claim ended).
+func (e *env) waitRecorded(t *testing.T, name string, attempts int) {
+	t.Helper()
+	waitFor(t, e, "attempt "+itoa(attempts)+" recorded", func() bool {
+		var done bool
+		e.must(e.srv.Store.View(context.Background(), func(tx gatehouse.Tx) error {
+			h, err := tx.GetWebhook(1, 0, name)
+			if err != nil {
+				return err
+			}
+			ds, err := tx.ListWebhookDeliveries(h.ID, 10)
+			done = err == nil && len(ds) == 1 && ds[0].Attempts == attempts && ds[0].Lease == ""
+			return err
+		}))
+		return done
+	})
+}
+
 type hookDelivery struct {
 	ID             string `json:"id"`
 	Kind           string `json:"kind"`
@@ -146,8 +165,8 @@ func TestWebhookSignedDeliveryRetried(t *testing.T) {
 		t.Fatalf("create answered %v", created)
 	}
 	e.must(e.createStack(e.admin, "acme", "proj", "dev", nil))
-	waitFor(t, e, "the first attempt", func() bool { return len(rcv.requests()) >= 1 })
-	time.Sleep(50 * time.Millisecond)
+	e.waitRecorded(t, name, 1)
+	_, _ = e.srv.API.DeliverWebhooks(context.Background())
 	if n := len(rcv.requests()); n != 1 {
 		t.Fatalf("%d requests before the backoff passed, want 1", n)
 	}
@@ -409,5 +428,44 @@ func TestWebhookSecretNeverShown(t *testing.T) {
 	e.must(json.Unmarshal(raw, &h))
 	if h.HasSecret {
 		t.Errorf("__remove-secret kept the secret: %s", raw)
+	}
+}
+
+// TestWebhookGivesUp: a receiver that always fails gets 5 attempts, with growing waits
+// between them, and the delivery is then marked failed; every failed attempt is audited.
+func TestWebhookGivesUp(t *testing.T) {
+	rcv := newReceiver(t, 500, 500, 500, 500, 500, 500, 500)
+	e := hookEnv(t, "", "", rcv)
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/hooks", Body: map[string]any{"name": "down", "payloadUrl": rcv.URL}}, nil))
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/hooks/down/ping"}, nil))
+	for attempt := 1; attempt <= 5; attempt++ {
+		e.waitRecorded(t, "down", attempt)
+		// The backoff doubles (1 s, 2 s, 4 s, 8 s on the test clock): half of it is not enough.
+		if attempt < 5 {
+			e.clock.Advance(time.Duration(1<<(attempt-1)) * time.Second / 2)
+			_, _ = e.srv.API.DeliverWebhooks(context.Background())
+			if n := len(rcv.requests()); n != attempt {
+				t.Fatalf("attempt %d came before its backoff (%d requests)", attempt+1, n)
+			}
+			e.clock.Advance(time.Duration(1<<(attempt-1)) * time.Second)
+		}
+	}
+	waitFor(t, e, "failed", func() bool { ds := e.deliveries(t, "/api/orgs/acme/hooks", "down"); return ds[0].Status == "failed" })
+	e.clock.Advance(24 * time.Hour)
+	_, _ = e.srv.API.DeliverWebhooks(context.Background())
+	time.Sleep(50 * time.Millisecond)
+	if n := len(rcv.requests()); n != 5 {
+		t.Fatalf("%d attempts, want 5", n)
+	}
+	evs, err := listAudit(e)
+	e.must(err)
+	n := 0
+	for _, ev := range evs {
+		if ev.Action == "webhook:delivery" && ev.Outcome == gatehouse.OutcomeFailure {
+			n++
+		}
+	}
+	if n != 5 {
+		t.Errorf("%d failed-delivery audit events, want 5", n)
 	}
 }
