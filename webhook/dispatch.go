@@ -467,3 +467,39 @@ func truncate(s string, n int) string {
 	}
 	return s[:n]
 }
+
+// RewrapKeys adapts one transaction's webhook data keys (one per organization, in the meta
+// table) to secrets.RewrapStore, for key rotation.
+func RewrapKeys(tx gatehouse.Tx) secrets.RewrapStore { return txMetaKeys{tx} }
+
+type txMetaKeys struct{ tx gatehouse.Tx }
+
+func (k txMetaKeys) ListStackKeys(context.Context) ([]secrets.StackKey, error) {
+	orgs, err := k.tx.ListOrgs()
+	if err != nil {
+		return nil, err
+	}
+	var out []secrets.StackKey
+	for _, o := range orgs {
+		w, err := k.tx.GetMeta(metaKey(o.ID))
+		if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, secrets.StackKey{StackID: o.ID, Wrapped: w})
+	}
+	return out, nil
+}
+
+func (k txMetaKeys) ReplaceStackKey(_ context.Context, orgID int64, oldWrapped, newWrapped []byte) error {
+	w, err := k.tx.GetMeta(metaKey(orgID))
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(w, oldWrapped) {
+		return gatehouse.Errorf(gatehouse.ECONFLICT, "the webhook key of organization %d changed meanwhile", orgID)
+	}
+	return k.tx.SetMeta(metaKey(orgID), newWrapped)
+}
