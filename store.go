@@ -172,6 +172,7 @@ type Tx interface {
 	StackConfigTx
 	EnvTx
 	RateLimitAdminTx
+	WebhookTx
 }
 
 // OrgMembership is an organization with the caller's role in it.

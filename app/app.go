@@ -23,6 +23,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/httpapi"
 	"github.com/gatehouse-dev/gatehouse/secrets"
 	"github.com/gatehouse-dev/gatehouse/store/sqlite"
+	"github.com/gatehouse-dev/gatehouse/webhook"
 )
 
 // Config says where the data lives.
@@ -235,7 +236,7 @@ func (k txEnvKeys) ReplaceStackKey(_ context.Context, envID int64, oldWrapped, n
 	return k.tx.ReplaceEnvKey(envID, oldWrapped, newWrapped)
 }
 
-// RotateKeys re-wraps every stack and environment data key from the current keyring to a
+// RotateKeys re-wraps every stack, environment and webhook data key from the current keyring to a
 // new one and replaces the canary, all in one transaction: either every key moves or none
 // does.
 func RotateKeys(ctx context.Context, store gatehouse.Store, from, to *secrets.Keyring) (int, error) {
@@ -247,6 +248,11 @@ func RotateKeys(ctx context.Context, store gatehouse.Store, from, to *secrets.Ke
 			return err
 		}
 		m, err := secrets.Rewrap(ctx, from, to, txEnvKeys{tx})
+		n += m
+		if err != nil {
+			return err
+		}
+		m, err = secrets.Rewrap(ctx, from, to, webhook.RewrapKeys(tx))
 		n += m
 		if err != nil {
 			return err
@@ -300,6 +306,9 @@ func Open(ctx context.Context, cfg Config, api httpapi.Config, log *slog.Logger)
 }
 
 // Close releases everything.
+// StartWorkers starts the background workers (webhook deliveries); Close stops them.
+func (s *Server) StartWorkers() { s.API.StartWebhooks() }
+
 func (s *Server) Close() error {
 	s.API.Close()
 	if s.unlock != nil {

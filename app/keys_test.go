@@ -13,6 +13,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/app"
 	"github.com/gatehouse-dev/gatehouse/esc"
 	"github.com/gatehouse-dev/gatehouse/secrets"
+	"github.com/gatehouse-dev/gatehouse/webhook"
 )
 
 func newKeyURL(t *testing.T) string {
@@ -183,8 +184,13 @@ func TestRotateKeysCoversEnvironments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, err := app.RotateKeys(ctx, store, from, to); err != nil || n != 2 {
-		t.Fatalf("rotate: %d %v (want the stack's and the environment's keys)", n, err)
+	// A webhook secret of acme (sealed under the organization's webhook key).
+	hookCT, err := webhook.Keys(secrets.NewManager(from, app.StoreKeys{Store: store}), store).Encrypt(ctx, env.OrgID, []byte("hook-secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := app.RotateKeys(ctx, store, from, to); err != nil || n != 3 {
+		t.Fatalf("rotate: %d %v (want the stack's, the environment's and the webhook keys)", n, err)
 	}
 	from.Close()
 	to.Close()
@@ -198,5 +204,9 @@ func TestRotateKeysCoversEnvironments(t *testing.T) {
 	clear, err := esc.New(store, secrets.NewManager(kr, app.StoreKeys{Store: store}), nil).DecryptSecrets(ctx, env, def)
 	if err != nil || !strings.Contains(string(clear), "hunter2") {
 		t.Fatalf("environment secret after rotation: %s %v", clear, err)
+	}
+	hook, err := webhook.Keys(secrets.NewManager(kr, app.StoreKeys{Store: store}), store).Decrypt(ctx, env.OrgID, hookCT)
+	if err != nil || string(hook) != "hook-secret" {
+		t.Fatalf("webhook secret after rotation: %q %v", hook, err)
 	}
 }

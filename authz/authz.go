@@ -55,6 +55,9 @@ const (
 	OrgProtect     Action = "org:protect" // protection rules
 	OrgOIDC        Action = "org:oidc"    // OIDC issuers and policies
 
+	// OrgWebhooks is the organization's webhooks, their delivery logs and pings.
+	OrgWebhooks Action = "org:webhooks"
+
 	// Invitations of people who are not the organization's own (see decideDirectAdd).
 	OrgInvitationRead   Action = "org:invitation:read" // list the organization's invitations
 	OrgInvitationCreate Action = "org:invitation:create"
@@ -78,6 +81,10 @@ const (
 	StackRename  Action = "stack:rename"
 	StackDelete  Action = "stack:delete"
 	StackAccess  Action = "stack:access" // who can access the stack
+
+	// StackWebhooks is the stack's webhooks, their delivery logs and pings (admin: a
+	// webhook sends the stack's activity to an outside address).
+	StackWebhooks Action = "stack:webhooks"
 
 	// Environment-level (Pulumi ESC). The levels are read < open < write < admin.
 	EnvCreate Action = "env:create" // create an environment (refined with the new one's project)
@@ -111,6 +118,8 @@ var required = map[Action]gatehouse.Permission{
 	StackCancel:  gatehouse.PermWrite,
 	StackRename:  gatehouse.PermAdmin,
 	StackDelete:  gatehouse.PermAdmin,
+
+	StackWebhooks: gatehouse.PermAdmin,
 }
 
 // envRequired is the environment permission each environment action needs.
@@ -164,6 +173,8 @@ var orgActions = map[Action]gatehouse.Role{
 	OrgAuditRead:   gatehouse.RoleAdmin,
 	OrgProtect:     gatehouse.RoleAdmin,
 	OrgOIDC:        gatehouse.RoleAdmin,
+
+	OrgWebhooks: gatehouse.RoleAdmin,
 
 	OrgInvitationRead:   gatehouse.RoleAdmin,
 	OrgInvitationCreate: gatehouse.RoleAdmin,

@@ -28,7 +28,8 @@ type clock struct {
 	t  time.Time
 }
 
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) set(t time.Time) { c.mu.Lock(); defer c.mu.Unlock(); c.t = t }
 func (c *clock) Advance(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
@@ -68,6 +69,7 @@ func openEnv(t *testing.T, dir, adminToken string, tweak ...func(*httpapi.Config
 		t.Fatal(err)
 	}
 	srv.Store.(*sqlstore.DB).Clock = clk.Now // one clock for leases and the store
+	srv.StartWorkers()
 	tok := adminToken
 	if tok == "" {
 		if tok, err = app.Bootstrap(ctx, srv.Store, "acme", "alice"); err != nil {
@@ -104,7 +106,7 @@ func (e *env) clone(t *testing.T, tweak ...func(*httpapi.Config)) *env {
 		}
 	}
 	c := openEnv(t, dir, e.admin.Token, tweak...)
-	c.clock.t = e.clock.Now()
+	c.clock.set(e.clock.Now()) // under the lock: the new server's workers read the clock
 	return c
 }
 

@@ -152,7 +152,34 @@ func newWorld(t *testing.T, defaultPerm string) *world {
 		do("PATCH", "/api/orgs/acme", map[string]any{"setDefaultStackPermission": defaultPerm}, nil)
 	}
 	w.addEnvironments(t)
+	// Webhook hook1 of acme and of proj/prod (inactive: nothing is delivered).
+	for _, base := range []string{"/api/orgs/acme/hooks", prod + "/hooks"} {
+		do("POST", base, map[string]any{"name": "hook1", "payloadUrl": "https://hooks.example.com/x", "active": false}, nil)
+	}
 	return w
+}
+
+// hookDelivery queues a delivery for webhook hook1 (of prod when stack) and returns its ID.
+func (w *world) hookDelivery(t *testing.T, stack bool) string {
+	d := &gatehouse.WebhookDelivery{Kind: "ping", Event: "ping", Payload: []byte(`{}`)}
+	w.wrote = true
+	must(t, w.e.srv.Store.Update(context.Background(), func(tx gatehouse.Tx) error {
+		var stackID int64
+		if stack {
+			st, err := tx.GetStack(1, "proj", "prod")
+			if err != nil {
+				return err
+			}
+			stackID = st.ID
+		}
+		h, err := tx.GetWebhook(1, stackID, "hook1")
+		if err != nil {
+			return err
+		}
+		d.WebhookID = h.ID
+		return tx.EnqueueWebhookDelivery(d)
+	}))
+	return d.UUID
 }
 
 // addEnvironments adds environment proj/penv to acme (revision 2 with a secret, tag t1 on
@@ -404,6 +431,12 @@ func (w *world) request(t *testing.T, method, pattern, subject string) call {
 		return call{path: "/api/orgs/acme/tokens/" + ownToken(gatehouse.TokenOrg)}
 	case "POST /api/orgs/{org}/tokens/{tokenID}/rotate":
 		return call{path: "/api/orgs/acme/tokens/" + ownToken(gatehouse.TokenOrg) + "/rotate", body: map[string]any{}}
+	case "POST /api/orgs/{org}/hooks", "POST /api/stacks/{org}/{project}/{stack}/hooks":
+		return call{path: fill(pattern), body: map[string]any{"name": "h-" + subject, "payloadUrl": "https://hooks.example.com/" + subject, "active": false}}
+	case "PATCH /api/orgs/{org}/hooks/{hookName}", "PATCH /api/stacks/{org}/{project}/{stack}/hooks/{hookName}":
+		return call{path: fill(pattern), body: map[string]any{"payloadUrl": "https://hooks.example.com/p", "active": false}}
+	case "POST /api/orgs/{org}/hooks/{hookName}/deliveries/{event}/redeliver", "POST /api/stacks/{org}/{project}/{stack}/hooks/{hookName}/deliveries/{event}/redeliver":
+		return call{path: strings.Replace(fill(pattern), "{event}", w.hookDelivery(t, strings.Contains(pattern, "{stack}")), 1), body: map[string]any{}}
 	case "DELETE /api/orgs/{org}/teams/{team}/tokens/{tokenID}":
 		return call{path: "/api/orgs/acme/teams/t-write/tokens/" + ownToken(gatehouse.TokenTeam)}
 	case "POST /api/orgs/{org}/teams/{team}/tokens/{tokenID}/rotate":
@@ -432,7 +465,7 @@ func isUser(s string) bool {
 
 // fill substitutes the world's names into a route pattern.
 func fill(p string) string {
-	r := strings.NewReplacer("{org}", "acme", "{project}", "proj", "{stack}", "prod", "{team}", "t-read", "{user}", "member", "{version}", "1", "{issuerId}", "none", "{policyId}", "none", "{env}", "penv", "{tag}", "t1", "{sub}", "decrypt", "{what}", "decrypt", "{name}", "owner")
+	r := strings.NewReplacer("{org}", "acme", "{project}", "proj", "{stack}", "prod", "{team}", "t-read", "{user}", "member", "{version}", "1", "{issuerId}", "none", "{policyId}", "none", "{env}", "penv", "{tag}", "t1", "{sub}", "decrypt", "{what}", "decrypt", "{name}", "owner", "{hookName}", "hook1")
 	return r.Replace(p)
 }
 
@@ -452,6 +485,8 @@ var destructive = map[string]bool{
 	"DELETE /api/esc/environments/{org}/{project}/{env}":                         true,
 	"DELETE /api/esc/environments/{org}/{project}/{env}/versions/tags/{tag}":     true,
 	"DELETE /api/esc/environments/{org}/{project}/{env}/tags/{name}":             true,
+	"DELETE /api/orgs/{org}/hooks/{hookName}":                                    true,
+	"DELETE /api/stacks/{org}/{project}/{stack}/hooks/{hookName}":                true,
 }
 
 func outcome(err error) string {

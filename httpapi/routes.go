@@ -131,6 +131,7 @@ func (s *Server) registerRoutes() {
 	s.registerAuditRoutes()
 	s.registerRateLimitRoutes()
 	s.registerEnvRoutes()
+	s.registerWebhookRoutes()
 
 	// Responses that carry a credential value: Cache-Control: no-store.
 	s.noStore(

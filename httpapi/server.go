@@ -34,6 +34,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/esc"
 	"github.com/gatehouse-dev/gatehouse/internal/jsondepth"
 	"github.com/gatehouse-dev/gatehouse/secrets"
+	"github.com/gatehouse-dev/gatehouse/webhook"
 )
 
 // Config is the server's configuration.
@@ -70,6 +71,12 @@ type Config struct {
 	// (--allow-private-issuers): tests, issuers on an internal network. Off, an organization
 	// administrator cannot make the server fetch from its own network (netguard).
 	AllowPrivateIssuers bool
+	// AllowPrivateWebhooks lets webhooks be created for, and delivered to, loopback,
+	// private, link-local and metadata addresses (--allow-private-webhooks).
+	AllowPrivateWebhooks bool
+	// Webhooks configures the delivery worker (AllowPrivate is set from
+	// AllowPrivateWebhooks); tests use Permit, short backoffs and polls.
+	Webhooks webhook.Options
 	// IssuerClient, when set, is the HTTP client issuer keys are fetched with (tests);
 	// otherwise oidc.NewHTTPClient with AllowPrivateIssuers.
 	IssuerClient *http.Client
@@ -126,6 +133,8 @@ type Server struct {
 
 	// limiterEpoch is the newest security epoch a request saw (ratelimit_admin.go).
 	limiterEpoch atomic.Int64
+	hookKeys     *secrets.Manager
+	hooks        *webhook.Dispatcher // webhooks.go
 }
 
 // New builds the server. reg may be nil (no metrics registered).
@@ -153,6 +162,12 @@ func New(store gatehouse.Store, sm *secrets.Manager, log *slog.Logger, reg prome
 		s.cfg.AuthFailureWindow = cfg.AuthFailureWindow
 	}
 	s.limiter = newAuthLimiter(cfg.AuthFailureLimit, cfg.AuthFailureWindow, s.log)
+	if sm != nil {
+		s.hookKeys = webhook.Keys(sm, store)
+		wo := cfg.Webhooks
+		wo.AllowPrivate = wo.AllowPrivate || cfg.AllowPrivateWebhooks
+		s.hooks = webhook.NewDispatcher(store, s.hookKeys, log, wo)
+	}
 	s.registerRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, gatehouse.Errorf(gatehouse.ENOTFOUND, "no such route: %s %s", r.Method, r.URL.Path))
@@ -162,6 +177,9 @@ func New(store gatehouse.Store, sm *secrets.Manager, log *slog.Logger, reg prome
 
 // Close flushes pending bookkeeping (token last-used facts, audit summaries).
 func (s *Server) Close() {
+	if s.hooks != nil {
+		s.hooks.Close()
+	}
 	s.touch.close()
 	s.auditAgg.close()
 	s.auditQ.close()

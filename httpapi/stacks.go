@@ -188,6 +188,9 @@ func (s *Server) createStack(rq *Request) (any, error) {
 		if err := tx.CreateStack(st); err != nil {
 			return err
 		}
+		if err := rq.stackEvent(tx, st, "created"); err != nil {
+			return err
+		}
 		if initial != nil {
 			if err := tx.PutCheckpoint(st.ID, 0, initial); err != nil {
 				return err
@@ -216,6 +219,7 @@ func (s *Server) createStack(rq *Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.wakeWebhooks()
 	return apitype.CreateStackResponse{}, nil
 }
 
@@ -292,11 +296,15 @@ func (s *Server) deleteStack(rq *Request) (any, error) {
 				return gatehouse.Errorf(gatehouse.EINVALID, "Bad Request: Stack still contains resources.")
 			}
 		}
+		if err := rq.stackEvent(tx, st, "deleted"); err != nil {
+			return err
+		}
 		return tx.DeleteStack(st.ID)
 	})
 	if err != nil {
 		return nil, err
 	}
+	s.wakeWebhooks()
 	if s.secrets != nil {
 		s.secrets.Forget(rq.Stack.ID)
 	}

@@ -107,7 +107,7 @@ func TestFailedAuthRateLimit(t *testing.T) {
 	e.must(e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/user"}, nil))
 	// A second process on the same data sees the count: its first failure blocks too.
 	other := e.clone(t, func(c *httpapi.Config) { c.AuthFailureLimit = 5; c.AuthFailureWindow = time.Minute })
-	other.clock.t = e.clock.Now()
+	other.clock.set(e.clock.Now())
 	wantStatus(t, cliwire.New(other.url, "gatehouse_pat_0000000000000000000000000000000000000A").Do(cliwire.Call{Method: "GET", Path: "/api/user"}, nil), 429)
 	// After the window, the address may try again.
 	e.clock.Advance(2 * time.Minute)

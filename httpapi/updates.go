@@ -111,11 +111,14 @@ func (s *Server) startUpdate(rq *Request) (any, error) {
 			return err
 		}
 		rq.Detail("version", strconv.Itoa(version)) // before the event is appended below
-		return nil
+		started := *u
+		started.Version = version
+		return rq.updateEvent(tx, &started, "started")
 	})
 	if err != nil {
 		return nil, err
 	}
+	s.wakeWebhooks()
 	return apitype.StartUpdateResponse{Version: version, Token: lease, TokenExpiration: expires.Unix(), JournalVersion: int64(journal)}, nil
 }
 
@@ -420,18 +423,26 @@ func (s *Server) completeUpdate(rq *Request) (any, error) {
 	}
 	rq.Detail("status", string(status))
 	pre := s.replayOutside(rq.Context(), rq.Update)
-	err := rq.Change(func(tx gatehouse.Tx) error {
-		_, err := finish(tx, rq.Update.ID, status, pre)
-		return err
-	})
+	err := rq.Change(func(tx gatehouse.Tx) error { return finishAndEmit(rq, tx, status, pre) })
+	s.wakeWebhooks()
 	return noContent{}, err
 }
 
-func (s *Server) cancelUpdate(rq *Request) (any, error) {
-	err := rq.Change(func(tx gatehouse.Tx) error {
-		_, err := finish(tx, rq.Update.ID, gatehouse.StatusCancelled, nil)
+// finishAndEmit ends the request's update (finish) and queues its webhook event.
+func finishAndEmit(rq *Request, tx gatehouse.Tx, status gatehouse.UpdateStatus, pre *replayed) error {
+	before, err := tx.GetUpdate(rq.Update.ID)
+	if err != nil {
 		return err
-	})
+	}
+	if _, err := finish(tx, rq.Update.ID, status, pre); err != nil {
+		return err
+	}
+	return rq.finishEvent(tx, rq.Update.ID, before.Status.Finished(), status)
+}
+
+func (s *Server) cancelUpdate(rq *Request) (any, error) {
+	err := rq.Change(func(tx gatehouse.Tx) error { return finishAndEmit(rq, tx, gatehouse.StatusCancelled, nil) })
+	s.wakeWebhooks()
 	return noContent{}, err
 }
 

@@ -56,6 +56,7 @@ type serveOptions struct {
 	bootstrapOrg              string
 	bootstrapAdmin            string
 	allowPrivateIssuers       bool
+	allowPrivateWebhooks      bool
 	trustedProxies            string
 	escMaxOpen                time.Duration
 
@@ -105,6 +106,8 @@ admin.token in the data directory (mode 0600), printing how to log in.`,
 	bindEnv(fs, "allow-private-issuers", "GATEHOUSE_ALLOW_PRIVATE_ISSUERS")
 	fs.DurationVar(&o.escMaxOpen, "esc-max-open-duration", 24*time.Hour, "longest lifetime an environment open session may ask for (pulumi env open --lifetime; longer is a 400)")
 	bindEnv(fs, "esc-max-open-duration", "GATEHOUSE_ESC_MAX_OPEN_DURATION")
+	fs.BoolVar(&o.allowPrivateWebhooks, "allow-private-webhooks", false, "let webhooks be created for and delivered to loopback, private, link-local and metadata addresses (tests, receivers on an internal network)")
+	bindEnv(fs, "allow-private-webhooks", "GATEHOUSE_ALLOW_PRIVATE_WEBHOOKS")
 	fs.StringVar(&o.bootstrapOrg, "bootstrap-org", envDefault("GATEHOUSE_BOOTSTRAP_ORG", "default"), "on a database without users: name of the first organization (env GATEHOUSE_BOOTSTRAP_ORG)")
 	fs.StringVar(&o.bootstrapAdmin, "bootstrap-admin", envDefault("GATEHOUSE_BOOTSTRAP_ADMIN", "admin"), "on a database without users: user name of the first admin (env GATEHOUSE_BOOTSTRAP_ADMIN)")
 	return cmd
@@ -144,6 +147,10 @@ func runServe(cmd *cobra.Command, o *serveOptions) error {
 	if o.allowPrivateIssuers {
 		log.Warn("--allow-private-issuers: OIDC issuer discovery may reach loopback, private and link-local addresses; every organization administrator can make this server fetch from its network")
 	}
+	api.AllowPrivateWebhooks = o.allowPrivateWebhooks
+	if o.allowPrivateWebhooks {
+		log.Warn("--allow-private-webhooks: webhooks may deliver to loopback, private and link-local addresses; every organization and stack administrator can make this server post to its network")
+	}
 	if api.TrustedProxies, err = httpapi.ParseTrustedProxies(o.trustedProxies); err != nil {
 		return fmt.Errorf("--trusted-proxies: %w", err)
 	}
@@ -178,6 +185,8 @@ func runServe(cmd *cobra.Command, o *serveOptions) error {
 		return err
 	}
 	defer stopAudit() // before srv.Close: ends exporters, releases leases, signs a last checkpoint
+	// Webhook deliveries; stopped by srv.Close.
+	srv.StartWorkers()
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return err

@@ -66,6 +66,8 @@ var copyTables = []copyTable{
 	{name: "oidc_exchanged_tokens", key: []string{"org_id", "token_key"}},
 	{name: "scan_deliveries", key: []string{"digest"}},
 	{name: "invitations", key: []string{"id"}},
+	{name: "webhooks", key: []string{"id"}, serial: true},
+	{name: "webhook_deliveries", key: []string{"id"}, serial: true},
 	{name: "audit_events", key: []string{"seq"}},
 	{name: "audit_head", key: []string{"id"}, bookkeeping: true},
 	{name: "audit_checkpoints", key: []string{"seq", "kind"}},

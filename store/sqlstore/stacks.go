@@ -178,6 +178,9 @@ func (t *tx) DeleteStack(id int64) error {
 			return err
 		}
 	}
+	if err := t.deleteStackWebhooks(id); err != nil {
+		return err
+	}
 	r, err := t.exec(`DELETE FROM stacks WHERE id = ?`, id)
 	if err != nil {
 		return err

@@ -113,6 +113,7 @@ var contractTests = []test{
 	{"Environments", testEnvironments},
 	{"EnvSessionsAndKeys", testEnvSessionsAndKeys},
 	{"EnvScopes", testEnvScopes},
+	{"Webhooks", testWebhooks},
 }
 
 // raceTests race goroutines against one database: the coordination points several
@@ -131,6 +132,7 @@ var raceTests = []test{
 	{"RaceAnswerInvitation", testRaceAnswerInvitation},
 	{"RaceConsumeOIDCToken", testRaceConsumeOIDCToken},
 	{"RaceEnvRevision", testRaceEnvRevision},
+	{"RaceWebhookClaim", testRaceWebhookClaim},
 }
 
 func run(t *testing.T, tests []test, open func(t *testing.T) []gatehouse.Store) {
