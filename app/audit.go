@@ -232,8 +232,22 @@ func checkSigningKeyPresent(ctx context.Context, store gatehouse.Store, cfg Audi
 	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) || cfg.NewSigningKey {
 		return nil
 	}
+	last, err := newestCheckpoint(ctx, store)
+	if err != nil {
+		return err
+	}
+	if last == nil {
+		return nil
+	}
+	return fmt.Errorf("the audit signing key %s is missing, but the audit log has checkpoints signed by key %s (newest at seq %d); "+
+		"refusing to start with a new key, which would make `gatehouse audit verify` report tampering: restore %s (key id %s) from backup, "+
+		"or point --audit-signing-key at it; if it is lost for good, start once with --audit-new-signing-key", path, last.KeyID, last.Seq, filepath.Base(path), last.KeyID)
+}
+
+// newestCheckpoint is the log's newest checkpoint of either kind (nil: none).
+func newestCheckpoint(ctx context.Context, store gatehouse.Store) (*gatehouse.AuditCheckpoint, error) {
 	var last *gatehouse.AuditCheckpoint
-	if err := store.View(ctx, func(tx gatehouse.Tx) error {
+	err := store.View(ctx, func(tx gatehouse.Tx) error {
 		for _, kind := range []string{gatehouse.CheckpointPeriodic, gatehouse.CheckpointRetention} {
 			cp, err := tx.LatestAuditCheckpoint(kind)
 			if err != nil && !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
@@ -244,15 +258,8 @@ func checkSigningKeyPresent(ctx context.Context, store gatehouse.Store, cfg Audi
 			}
 		}
 		return nil
-	}); err != nil {
-		return err
-	}
-	if last == nil {
-		return nil
-	}
-	return fmt.Errorf("the audit signing key %s is missing, but the audit log has checkpoints signed by key %s (newest at seq %d); "+
-		"refusing to start with a new key, which would make `gatehouse audit verify` report tampering: restore %s (key id %s) from backup, "+
-		"or point --audit-signing-key at it; if it is lost for good, start once with --audit-new-signing-key", path, last.KeyID, last.Seq, filepath.Base(path), last.KeyID)
+	})
+	return last, err
 }
 
 func defaultLeaseOwner() string {
@@ -267,19 +274,8 @@ func defaultLeaseOwner() string {
 // same one, and a process with another key would make audit verify report tampering that
 // never happened.
 func (j *auditJobs) checkKey(ctx context.Context) error {
-	var last *gatehouse.AuditCheckpoint
-	if err := j.store.View(ctx, func(tx gatehouse.Tx) error {
-		for _, kind := range []string{gatehouse.CheckpointPeriodic, gatehouse.CheckpointRetention} {
-			cp, err := tx.LatestAuditCheckpoint(kind)
-			if err != nil && !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
-				return err
-			}
-			if cp != nil && (last == nil || cp.Seq > last.Seq) {
-				last = cp
-			}
-		}
-		return nil
-	}); err != nil {
+	last, err := newestCheckpoint(ctx, j.store)
+	if err != nil {
 		return err
 	}
 	if last == nil || last.KeyID == j.signer.KeyID() {
