@@ -42,6 +42,9 @@ func TestEnvWebhooks(t *testing.T) {
 	admin.want(400, "POST", base, []byte(`{"name":"x","payloadUrl":"`+rcvEnv.URL+`","envName":"prod"}`))
 	r := admin.want(201, "POST", base, []byte(`{"organizationName":"acme","projectName":"app","envName":"dev","name":"ci","payloadUrl":"`+rcvEnv.URL+`/hook","secret":"`+secret+`","active":true,"filters":["environment_revision_created"]}`))
 	noSecret("create", r.body)
+	// Pulumi's extract has no environment webhook operations; its schemas are the same.
+	sp := loadWebhookSpec(t)
+	sp.checkSchema(t, "WebhookResponse", r.body)
 	var created map[string]any
 	r.json(t, &created)
 	if created["envName"] != "dev" || created["projectName"] != "app" || created["hasSecret"] != true || created["name"] != "ci" {
@@ -98,7 +101,9 @@ func TestEnvWebhooks(t *testing.T) {
 	}
 
 	// Ping, update, deliveries, redelivery.
-	noSecret("ping", admin.want(200, "POST", base+"/ci/ping", nil).body)
+	r = admin.want(200, "POST", base+"/ci/ping", nil)
+	noSecret("ping", r.body)
+	sp.checkSchema(t, "WebhookDelivery", r.body)
 	waitFor(t, e, "the ping", func() bool { return len(rcvEnv.requests()) >= 3 })
 	r = admin.want(200, "PATCH", base+"/ci", []byte(`{"payloadUrl":"`+rcvEnv.URL+`/other","active":true,"filters":["environment_revision_created","environment_revision_tag_created"]}`))
 	noSecret("patch", r.body)
@@ -113,6 +118,11 @@ func TestEnvWebhooks(t *testing.T) {
 	r.json(t, &ds)
 	if len(ds) != 3 {
 		t.Fatalf("%d deliveries logged, want 3: %s", len(ds), r.body)
+	}
+	var dsRaw []json.RawMessage
+	r.json(t, &dsRaw)
+	for _, d := range dsRaw {
+		sp.checkSchema(t, "WebhookDelivery", d)
 	}
 	admin.want(200, "POST", base+"/ci/deliveries/"+ds[0].ID+"/redeliver", nil)
 	admin.want(200, "POST", escBase+"/acme/app/dev/versions/tags", []byte(`{"name":"stable","revision":`+itoa(rev)+`}`))
