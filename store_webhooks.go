@@ -8,7 +8,7 @@ import "time"
 type Webhook struct {
 	ID          int64
 	OrgID       int64
-	StackID     int64 // 0: an organization webhook
+	StackID     int64 // 0: an organization webhook; negative: an environment's (webhook.EnvScope)
 	Name        string
 	DisplayName string
 	PayloadURL  string

@@ -92,6 +92,9 @@ const (
 	EnvOpen   Action = "env:open"   // values in the clear: open, read a session, /decrypt, check?showSecrets
 	EnvWrite  Action = "env:write"  // new revisions, revision tags
 	EnvAdmin  Action = "env:admin"  // delete, settings
+	// EnvWebhooks is the environment's webhooks, their delivery logs and pings (admin, as
+	// stack:webhooks: a webhook sends the environment's activity to an outside address).
+	EnvWebhooks Action = "env:webhooks"
 
 	// Leaked tokens, named by value: holding a token's value is the proof of the right to
 	// ask whether it is live and to kill it (as with GitHub's credential revocation API).
@@ -128,6 +131,8 @@ var envRequired = map[Action]gatehouse.EnvPermission{
 	EnvOpen:  gatehouse.EnvOpen,
 	EnvWrite: gatehouse.EnvWrite,
 	EnvAdmin: gatehouse.EnvAdmin,
+
+	EnvWebhooks: gatehouse.EnvAdmin,
 }
 
 // IsEnvAction reports whether a is checked against an environment.

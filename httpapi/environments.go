@@ -17,6 +17,7 @@ import (
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/authz"
 	"github.com/gatehouse-dev/gatehouse/esc"
+	"github.com/gatehouse-dev/gatehouse/webhook"
 )
 
 // Environments (Pulumi ESC), as the stock CLI (`pulumi env`, `esc`) calls them: see
@@ -259,9 +260,15 @@ func (s *Server) createEnv(rq *Request) (any, error) {
 	if rq.Subject.Kind == authz.UserKind && !rq.Subject.Pipeline {
 		env.CreatorUserID = rq.Subject.User.ID // people only: a machine's creation gives no one admin
 	}
-	if err := rq.Change(func(tx gatehouse.Tx) error { return tx.CreateEnvironment(env, nil) }); err != nil {
+	if err := rq.Change(func(tx gatehouse.Tx) error {
+		if err := tx.CreateEnvironment(env, nil); err != nil {
+			return err
+		}
+		return rq.envEvent(tx, env, webhook.EnvironmentCreated, "created", 0, "")
+	}); err != nil {
 		return nil, err
 	}
+	s.wakeWebhooks()
 	return noContent{}, nil
 }
 
@@ -271,7 +278,7 @@ func (s *Server) getEnvDef(rq *Request) (any, error) {
 	return s.envDefinition(rq, rq.PathValue("version"), strings.HasSuffix(rq.URL.Path, "/decrypt"))
 }
 
-// getEnvSub serves GET E/decrypt, E/versions, E/settings and E/tags.
+// getEnvSub serves GET E/decrypt, E/versions, E/settings, E/tags and E/hooks.
 func (s *Server) getEnvSub(rq *Request) (any, error) {
 	switch rq.PathValue("what") {
 	case "decrypt":
@@ -285,6 +292,11 @@ func (s *Server) getEnvSub(rq *Request) (any, error) {
 		return s.getEnvSettings(rq)
 	case "tags":
 		return s.listEnvKVTags(rq)
+	case "hooks":
+		if err := rq.Authorize(authz.EnvWebhooks); err != nil {
+			return nil, err
+		}
+		return s.listWebhooks(rq)
 	}
 	return nil, gatehouse.Errorf(gatehouse.ENOTFOUND, "no such route: %s %s", rq.Method, rq.URL.Path)
 }
@@ -353,13 +365,15 @@ func (s *Server) updateEnv(rq *Request) (any, error) {
 	if err := rq.Change(func(tx gatehouse.Tx) error {
 		var err error
 		rev, err = tx.PutEnvRevision(rq.Env.ID, expect, stored, rq.Subject.Name())
-		if err == nil {
-			rq.Detail("revision", strconv.Itoa(rev))
+		if err != nil {
+			return err
 		}
-		return err
+		rq.Detail("revision", strconv.Itoa(rev))
+		return rq.envEvent(tx, rq.Env, webhook.EnvironmentRevisionCreated, "created", rev, "")
 	}); err != nil {
 		return nil, err
 	}
+	s.wakeWebhooks()
 	rq.setRevision(rq.Env, rev)
 	return map[string]any{"diagnostics": nonNil(diags)}, nil
 }
@@ -373,9 +387,15 @@ func nonNil(d esc.Diagnostics) esc.Diagnostics {
 
 func (s *Server) deleteEnv(rq *Request) (any, error) {
 	rq.Detail("revision", strconv.Itoa(rq.Env.Revision))
-	if err := rq.Change(func(tx gatehouse.Tx) error { return tx.DeleteEnvironment(rq.Env.ID) }); err != nil {
+	if err := rq.Change(func(tx gatehouse.Tx) error {
+		if err := tx.DeleteEnvironment(rq.Env.ID); err != nil { // with its webhooks
+			return err
+		}
+		return rq.envEvent(tx, rq.Env, webhook.EnvironmentDeleted, "deleted", 0, "")
+	}); err != nil {
 		return nil, err
 	}
+	s.wakeWebhooks()
 	s.envs().Keys().Forget(rq.Env.ID)
 	return noContent{}, nil
 }
@@ -796,9 +816,15 @@ func (s *Server) createEnvTag(rq *Request) (any, error) {
 	}
 	rq.Detail("tag", t.Name)
 	rq.Detail("revision", strconv.Itoa(t.Revision))
-	if err := rq.Change(func(tx gatehouse.Tx) error { return tx.CreateEnvTag(&t) }); err != nil {
+	if err := rq.Change(func(tx gatehouse.Tx) error {
+		if err := tx.CreateEnvTag(&t); err != nil {
+			return err
+		}
+		return rq.envEvent(tx, rq.Env, webhook.EnvironmentRevisionTagCreated, "created", t.Revision, t.Name)
+	}); err != nil {
 		return nil, err
 	}
+	s.wakeWebhooks()
 	return tagJSON(t), nil
 }
 
@@ -819,7 +845,16 @@ func (s *Server) updateEnvTag(rq *Request) (any, error) {
 	}
 	rq.Detail("tag", name)
 	rq.Detail("revision", strconv.Itoa(rev))
-	return noContent{}, rq.Change(func(tx gatehouse.Tx) error { return tx.UpdateEnvTag(rq.Env.ID, name, rev, rq.Subject.Name()) })
+	if err := rq.Change(func(tx gatehouse.Tx) error {
+		if err := tx.UpdateEnvTag(rq.Env.ID, name, rev, rq.Subject.Name()); err != nil {
+			return err
+		}
+		return rq.envEvent(tx, rq.Env, webhook.EnvironmentRevisionTagUpdated, "updated", rev, name)
+	}); err != nil {
+		return nil, err
+	}
+	s.wakeWebhooks()
+	return noContent{}, nil
 }
 
 func (s *Server) deleteEnvTag(rq *Request) (any, error) {
@@ -828,7 +863,16 @@ func (s *Server) deleteEnvTag(rq *Request) (any, error) {
 		return nil, err
 	}
 	rq.Detail("tag", name)
-	return noContent{}, rq.Change(func(tx gatehouse.Tx) error { return tx.DeleteEnvTag(rq.Env.ID, name) })
+	if err := rq.Change(func(tx gatehouse.Tx) error {
+		if err := tx.DeleteEnvTag(rq.Env.ID, name); err != nil {
+			return err
+		}
+		return rq.envEvent(tx, rq.Env, webhook.EnvironmentRevisionTagDeleted, "deleted", 0, name)
+	}); err != nil {
+		return nil, err
+	}
+	s.wakeWebhooks()
+	return noContent{}, nil
 }
 
 // --- settings ---

@@ -14,11 +14,13 @@ import (
 	"github.com/gatehouse-dev/gatehouse/webhook"
 )
 
-// Webhooks (Pulumi Cloud's organization and stack webhooks; package webhook delivers them).
+// Webhooks (Pulumi Cloud's organization, stack and environment webhooks; package webhook
+// delivers them).
 
 const (
 	orgHooksPath   = "/api/orgs/{org}/hooks"
 	stackHooksPath = stackPath + "/hooks"
+	envHooksPath   = envPath + "/hooks"
 )
 
 func (s *Server) registerWebhookRoutes() {
@@ -26,8 +28,10 @@ func (s *Server) registerWebhookRoutes() {
 	for _, r := range []struct {
 		base   string
 		action authz.Action
-	}{{orgHooksPath, authz.OrgWebhooks}, {stackHooksPath, authz.StackWebhooks}} {
-		s.handle(get, r.base, r.action, s.listWebhooks)
+	}{{orgHooksPath, authz.OrgWebhooks}, {stackHooksPath, authz.StackWebhooks}, {envHooksPath, authz.EnvWebhooks}} {
+		if r.base != envHooksPath { // GET E/hooks is served by getEnvSub (E/{what})
+			s.handle(get, r.base, r.action, s.listWebhooks)
+		}
 		s.handle(post, r.base, r.action, s.createWebhook)
 		s.handle(get, r.base+"/{hookName}", r.action, s.getWebhook)
 		s.handle(patch, r.base+"/{hookName}", r.action, s.updateWebhook)
@@ -63,6 +67,7 @@ type webhookResponse struct {
 	OrganizationName string   `json:"organizationName"`
 	ProjectName      string   `json:"projectName,omitempty"`
 	StackName        string   `json:"stackName,omitempty"`
+	EnvName          string   `json:"envName,omitempty"`
 	Name             string   `json:"name"`
 	DisplayName      string   `json:"displayName"`
 	PayloadURL       string   `json:"payloadUrl"`
@@ -88,6 +93,9 @@ func (rq *Request) webhookJSON(h *gatehouse.Webhook) webhookResponse {
 	if rq.Stack != nil {
 		out.ProjectName, out.StackName = rq.Stack.Project, rq.Stack.Name
 	}
+	if rq.Env != nil {
+		out.ProjectName, out.EnvName = rq.Env.Project, rq.Env.Name
+	}
 	if h.Secret != nil {
 		d := sha256.Sum256(h.Secret)
 		out.SecretCiphertext = hex.EncodeToString(d[:16])
@@ -95,12 +103,35 @@ func (rq *Request) webhookJSON(h *gatehouse.Webhook) webhookResponse {
 	return out
 }
 
-// hookScope is the stack ID of the request's webhooks (0: the organization's).
+// hookScope is the stack ID of the request's webhooks (0: the organization's; an
+// environment's: webhook.EnvScope).
 func (rq *Request) hookScope() int64 {
 	if rq.Stack != nil {
 		return rq.Stack.ID
 	}
+	if rq.Env != nil {
+		return webhook.EnvScope(rq.Env.ID)
+	}
 	return 0
+}
+
+// scoped reports whether the request's webhooks are a stack's or an environment's.
+func (rq *Request) scoped() bool { return rq.Stack != nil || rq.Env != nil }
+
+// bodyScopeOK reports whether the organization, project, stack and environment a webhook
+// request names (if any) are the URL's.
+func (rq *Request) bodyScopeOK(req *webhookRequest) bool {
+	if req.OrganizationName != "" && req.OrganizationName != rq.Org.Name {
+		return false
+	}
+	diff := func(body, url string) bool { return body != "" && body != url }
+	switch {
+	case rq.Stack != nil:
+		return req.EnvName == "" && !diff(req.ProjectName, rq.Stack.Project) && !diff(req.StackName, rq.Stack.Name)
+	case rq.Env != nil:
+		return req.StackName == "" && !diff(req.ProjectName, rq.Env.Project) && !diff(req.EnvName, rq.Env.Name)
+	}
+	return req.ProjectName == "" && req.StackName == "" && req.EnvName == ""
 }
 
 // webhookKeys seals webhook secrets (nil when the server has no keyring).
@@ -136,10 +167,8 @@ func (s *Server) createWebhook(rq *Request) (any, error) {
 	if err := rq.decode(&req); err != nil {
 		return nil, err
 	}
-	if (req.OrganizationName != "" && req.OrganizationName != rq.Org.Name) || req.EnvName != "" ||
-		(rq.Stack == nil && (req.ProjectName != "" || req.StackName != "")) ||
-		(rq.Stack != nil && ((req.ProjectName != "" && req.ProjectName != rq.Stack.Project) || (req.StackName != "" && req.StackName != rq.Stack.Name))) {
-		return nil, gatehouse.Errorf(gatehouse.EINVALID, "the organization, project or stack in the body is not the one in the URL")
+	if !rq.bodyScopeOK(&req) {
+		return nil, gatehouse.Errorf(gatehouse.EINVALID, "the organization, project, stack or environment in the body is not the one in the URL")
 	}
 	if req.Name == "" {
 		var b [4]byte
@@ -156,7 +185,7 @@ func (s *Server) createWebhook(rq *Request) (any, error) {
 	if req.Format != nil {
 		format = *req.Format
 	}
-	format, err := webhook.CheckFilters(format, req.Filters, req.Groups, rq.Stack != nil)
+	format, err := webhook.CheckFilters(format, req.Filters, req.Groups, rq.scoped())
 	if err != nil {
 		return nil, gatehouse.Errorf(gatehouse.EINVALID, "%s", err.Error())
 	}
@@ -253,7 +282,7 @@ func (s *Server) updateWebhook(rq *Request) (any, error) {
 		if req.Format != nil {
 			format = *req.Format
 		}
-		if h.Format, err = webhook.CheckFilters(format, req.Filters, req.Groups, rq.Stack != nil); err != nil {
+		if h.Format, err = webhook.CheckFilters(format, req.Filters, req.Groups, rq.scoped()); err != nil {
 			return gatehouse.Errorf(gatehouse.EINVALID, "%s", err.Error())
 		}
 		h.DisplayName, h.PayloadURL, h.Filters, h.Groups = truncate(req.DisplayName, 256), req.PayloadURL, req.Filters, req.Groups
@@ -348,6 +377,9 @@ func (s *Server) pingWebhook(rq *Request) (any, error) {
 		ev := &webhook.Event{Name: webhook.Ping, OrgID: rq.Org.ID, OrgName: rq.Org.Name, User: rq.Subject.Name(), Message: "This is a test message from Gatehouse for webhook " + h.Name + "."}
 		if rq.Stack != nil {
 			ev.Project, ev.Stack = rq.Stack.Project, rq.Stack.Name
+		}
+		if rq.Env != nil {
+			ev.Project, ev.Env = rq.Env.Project, rq.Env.Name
 		}
 		d, err = webhook.EnqueueFor(tx, h, ev)
 		return err
@@ -468,4 +500,11 @@ func (rq *Request) finishEvent(tx gatehouse.Tx, id string, wasFinished bool, sta
 // stackEvent queues stack_created or stack_deleted (organization webhooks).
 func (rq *Request) stackEvent(tx gatehouse.Tx, st *gatehouse.Stack, action string) error {
 	return emit(tx, &webhook.Event{Name: "stack_" + action, OrgID: rq.Org.ID, OrgName: rq.Org.Name, Project: st.Project, Stack: st.Name, User: rq.Subject.Name(), Action: action})
+}
+
+// envEvent queues an environment event (environment_created, environment_deleted,
+// environment_revision_created, environment_revision_tag_*) about env in tx.
+func (rq *Request) envEvent(tx gatehouse.Tx, env *gatehouse.Environment, name, action string, revision int, tag string) error {
+	return emit(tx, &webhook.Event{Name: name, OrgID: rq.Org.ID, OrgName: rq.Org.Name, EnvID: env.ID, Project: env.Project, Env: env.Name,
+		User: rq.Subject.Name(), Action: action, Revision: revision, TagName: tag})
 }

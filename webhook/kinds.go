@@ -1,6 +1,6 @@
-// Package webhook is Gatehouse's webhooks as Pulumi Cloud defines them: organization and
-// stack webhooks that receive events (stack updates, previews, stack creation and deletion)
-// as JSON POSTs in Pulumi's shapes, or as Slack and Microsoft Teams messages, signed with
+// Package webhook is Gatehouse's webhooks as Pulumi Cloud defines them: organization, stack
+// and environment webhooks that receive events (stack updates, previews, stack creation and
+// deletion; environment creation, deletion, revisions and revision tags) as JSON POSTs in Pulumi's shapes, or as Slack and Microsoft Teams messages, signed with
 // the webhook's secret (Pulumi-Webhook-Signature: hex HMAC-SHA256 of the body) and named by
 // Pulumi-Webhook-ID and Pulumi-Webhook-Kind headers.
 //
@@ -23,6 +23,10 @@ const (
 	KindStackPreview = "stack_preview"
 	KindStackUpdate  = "stack_update"
 	KindPing         = "ping"
+
+	KindEnvironment            = "environment"
+	KindEnvironmentRevision    = "environment_revision"
+	KindEnvironmentRevisionTag = "environment_revision_tag"
 )
 
 // Events (filters).
@@ -43,11 +47,19 @@ const (
 	DestroyStarted = "destroy_started"
 	RefreshStarted = "refresh_started"
 	Ping           = "ping"
+
+	// Environments (ESC).
+	EnvironmentCreated            = "environment_created"
+	EnvironmentDeleted            = "environment_deleted"
+	EnvironmentRevisionCreated    = "environment_revision_created"
+	EnvironmentRevisionTagCreated = "environment_revision_tag_created"
+	EnvironmentRevisionTagUpdated = "environment_revision_tag_updated"
+	EnvironmentRevisionTagDeleted = "environment_revision_tag_deleted"
 )
 
-// eventKinds maps every filter Gatehouse knows to its kind. Pulumi's deployment, drift and
-// environment filters are accepted (a webhook may name them) but Gatehouse sends no such
-// events yet.
+// eventKinds maps every filter Gatehouse knows to its kind. Pulumi's deployment, drift,
+// environment tag, revision retraction, import and rotation filters are accepted (a webhook
+// may name them) but Gatehouse sends no such events yet.
 var eventKinds = map[string]string{
 	StackCreated: KindStack, StackDeleted: KindStack,
 	PreviewSucceeded: KindStackPreview, PreviewFailed: KindStackPreview, PreviewStarted: KindStackPreview,
@@ -91,7 +103,8 @@ func KindOf(event string) string {
 	return eventKinds[event]
 }
 
-// CheckFilters validates a webhook's format, filters and groups (stack: a stack webhook).
+// CheckFilters validates a webhook's format, filters and groups (stack: a stack or
+// environment webhook, which may not select organization-only events).
 // It returns the format, defaulted to raw.
 func CheckFilters(format string, filters, groups []string, stack bool) (string, error) {
 	switch format {

@@ -31,7 +31,17 @@ type Event struct {
 	Action string
 	// Message is a ping's text.
 	Message string
+	// Environments (ESC): EnvID is the environment the event is about (0: none); its
+	// webhooks receive it besides the organization's. Project is its project.
+	EnvID    int64
+	Env      string
+	Revision int    // environment_revision*, environment_revision_tag*
+	TagName  string // environment_revision_tag*
 }
+
+// EnvScope is the Webhook.StackID of an environment's webhooks: the negated environment
+// ID (stack IDs are positive, 0 is the organization).
+func EnvScope(envID int64) int64 { return -envID }
 
 type identity struct {
 	Name        string `json:"name"`
@@ -52,6 +62,9 @@ type rawPayload struct {
 	ResourceChanges map[string]int `json:"resourceChanges,omitempty"`
 	IsPreview       *bool          `json:"isPreview,omitempty"`
 	Version         int            `json:"version,omitempty"`
+	EnvironmentName string         `json:"environmentName,omitempty"`
+	TagName         string         `json:"tagName,omitempty"`
+	Revision        int            `json:"revision,omitempty"`
 	Message         string         `json:"message,omitempty"`
 }
 
@@ -70,11 +83,15 @@ func Payload(format string, ev *Event) ([]byte, error) {
 	p := rawPayload{
 		User:         identity{Name: ev.User, GitHubLogin: ev.User},
 		Organization: identity{Name: ev.OrgName, GitHubLogin: ev.OrgName},
-		ProjectName:  ev.Project, StackName: ev.Stack, Message: ev.Message,
+		ProjectName:  ev.Project, StackName: ev.Stack, Message: ev.Message, EnvironmentName: ev.Env,
 	}
 	switch KindOf(ev.Name) {
-	case KindStack:
+	case KindStack, KindEnvironment:
 		p.Action = ev.Action
+	case KindEnvironmentRevision:
+		p.Action, p.Revision = ev.Action, ev.Revision
+	case KindEnvironmentRevisionTag:
+		p.Action, p.Revision, p.TagName = ev.Action, ev.Revision, ev.TagName
 	case KindStackUpdate, KindStackPreview:
 		preview := ev.UpdateKind == string(gatehouse.KindPreview)
 		p.UpdateURL, p.Kind, p.Result, p.ResourceChanges, p.IsPreview, p.Version = ev.UpdateURL, ev.UpdateKind, ev.Result, ev.ResourceChanges, &preview, ev.Version
@@ -91,11 +108,22 @@ func title(ev *Event) string {
 		return "Gatehouse webhook test"
 	case KindStack:
 		return fmt.Sprintf("Stack %s %s", ev.ref(), ev.Action)
+	case KindEnvironment:
+		return fmt.Sprintf("Environment %s %s", ev.ref(), ev.Action)
+	case KindEnvironmentRevision:
+		return fmt.Sprintf("Environment %s revision %d %s", ev.ref(), ev.Revision, ev.Action)
+	case KindEnvironmentRevisionTag:
+		return fmt.Sprintf("Environment %s tag %s %s (revision %d)", ev.ref(), ev.TagName, ev.Action, ev.Revision)
 	}
 	return fmt.Sprintf("%s of %s %s", capitalize(ev.UpdateKind), ev.ref(), ev.Result)
 }
 
-func (ev *Event) ref() string { return ev.OrgName + "/" + ev.Project + "/" + ev.Stack }
+func (ev *Event) ref() string {
+	if ev.Env != "" {
+		return ev.OrgName + "/" + ev.Project + "/" + ev.Env
+	}
+	return ev.OrgName + "/" + ev.Project + "/" + ev.Stack
+}
 
 func capitalize(s string) string {
 	if s == "" {
@@ -160,6 +188,13 @@ func Enqueue(tx gatehouse.Tx, ev *Event) (int, error) {
 			return 0, err
 		}
 		hooks = append(hooks, sh...)
+	}
+	if ev.EnvID != 0 {
+		eh, err := tx.ListWebhooks(ev.OrgID, EnvScope(ev.EnvID))
+		if err != nil {
+			return 0, err
+		}
+		hooks = append(hooks, eh...)
 	}
 	n := 0
 	for i := range hooks {

@@ -20,6 +20,9 @@ func TestSelects(t *testing.T) {
 		{nil, []string{"stacks"}, PreviewSucceeded, true},
 		{nil, []string{"deployments"}, PreviewSucceeded, false},
 		{[]string{"deployment_started"}, nil, Ping, true},
+		{nil, []string{"environments"}, EnvironmentRevisionCreated, true},
+		{nil, []string{"stacks"}, EnvironmentCreated, false},
+		{[]string{EnvironmentCreated}, nil, EnvironmentDeleted, false},
 	} {
 		if got := Selects(c.filters, c.groups, c.event); got != c.want {
 			t.Errorf("Selects(%v, %v, %s) = %v, want %v", c.filters, c.groups, c.event, got, c.want)
@@ -112,5 +115,45 @@ func TestPayloads(t *testing.T) {
 	var teams map[string]any
 	if err := json.Unmarshal(b, &teams); err != nil || teams["@type"] != "MessageCard" || teams["themeColor"] != "D62728" || teams["title"] != "Update of acme/web/prod failed" {
 		t.Errorf("teams payload %s", b)
+	}
+}
+
+// TestEnvironmentPayloads: the ESC events' kinds and raw payload fields.
+func TestEnvironmentPayloads(t *testing.T) {
+	for _, c := range []struct {
+		ev   Event
+		kind string
+		want map[string]any
+	}{
+		{Event{Name: EnvironmentCreated, OrgName: "acme", Project: "app", Env: "dev", User: "alice", Action: "created"}, KindEnvironment,
+			map[string]any{"projectName": "app", "environmentName": "dev", "action": "created"}},
+		{Event{Name: EnvironmentRevisionCreated, OrgName: "acme", Project: "app", Env: "dev", User: "alice", Action: "created", Revision: 3}, KindEnvironmentRevision,
+			map[string]any{"environmentName": "dev", "action": "created", "revision": float64(3)}},
+		{Event{Name: EnvironmentRevisionTagUpdated, OrgName: "acme", Project: "app", Env: "dev", User: "alice", Action: "updated", Revision: 2, TagName: "stable"}, KindEnvironmentRevisionTag,
+			map[string]any{"environmentName": "dev", "action": "updated", "revision": float64(2), "tagName": "stable"}},
+	} {
+		if k := KindOf(c.ev.Name); k != c.kind {
+			t.Errorf("KindOf(%s) = %q, want %q", c.ev.Name, k, c.kind)
+		}
+		b, err := Payload(FormatRaw, &c.ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]any
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range c.want {
+			if got[k] != v {
+				t.Errorf("%s: %s = %v, want %v (%s)", c.ev.Name, k, got[k], v, b)
+			}
+		}
+		if _, ok := got["stackName"]; ok {
+			t.Errorf("%s: a stackName in %s", c.ev.Name, b)
+		}
+		slack, err := Payload(FormatSlack, &c.ev)
+		if err != nil || !strings.Contains(string(slack), "acme/app/dev") {
+			t.Errorf("%s: slack %s (%v)", c.ev.Name, slack, err)
+		}
 	}
 }

@@ -165,6 +165,10 @@ func (t *tx) DeleteEnvironment(id int64) error {
 	if err := t.bump(); err != nil {
 		return err
 	}
+	// Its webhooks (stack_id: the negated environment ID, webhook.EnvScope).
+	if err := t.deleteStackWebhooks(-id); err != nil {
+		return err
+	}
 	for _, q := range []string{
 		`DELETE FROM env_sessions WHERE env_id = ?`,
 		`DELETE FROM env_tags WHERE env_id = ?`,

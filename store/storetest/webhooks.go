@@ -153,6 +153,19 @@ func testWebhooks(t *testing.T, e *env) {
 		wantCode(t, err, gatehouse.ENOTFOUND, "a deleted stack's webhook")
 		return nil
 	})
+	// So do an environment's (scope: the negated environment ID, webhook.EnvScope).
+	en := e.environment(acme.ID, "app", "hooked")
+	eh := &gatehouse.Webhook{OrgID: acme.ID, StackID: -en.ID, Name: "hook", PayloadURL: "https://example.com/e", Active: true, Format: "raw"}
+	e.update(func(tx gatehouse.Tx) error { return tx.CreateWebhook(eh) })
+	e.update(func(tx gatehouse.Tx) error {
+		return tx.EnqueueWebhookDelivery(&gatehouse.WebhookDelivery{WebhookID: eh.ID, Kind: "environment", Event: "environment_created", Payload: []byte("{}")})
+	})
+	e.update(func(tx gatehouse.Tx) error { return tx.DeleteEnvironment(en.ID) })
+	e.view(func(tx gatehouse.Tx) error {
+		_, err := tx.GetWebhookByID(eh.ID)
+		wantCode(t, err, gatehouse.ENOTFOUND, "a deleted environment's webhook")
+		return nil
+	})
 	e.update(func(tx gatehouse.Tx) error { return tx.DeleteWebhook(org.ID) })
 	e.view(func(tx gatehouse.Tx) error {
 		_, err := tx.GetWebhookDelivery(d.ID)
