@@ -366,45 +366,18 @@ func (t *tx) GetEnvSession(id string) (*gatehouse.EnvSession, error) {
 	return &s, nil
 }
 
-func (t *tx) GetEnvKey(envID int64) ([]byte, error) {
-	var w []byte
-	if err := t.queryRow(`SELECT wrapped FROM env_keys WHERE env_id = ?`, envID).Scan(&w); err != nil {
-		return nil, one(err, "no data key for the environment")
-	}
-	return w, nil
-}
+func (t *tx) GetEnvKey(envID int64) ([]byte, error) { return t.getDataKey(envKeys, envID) }
 
 func (t *tx) CreateEnvKey(envID int64, wrapped []byte) ([]byte, error) {
-	if _, err := t.exec(`INSERT INTO env_keys (env_id, wrapped) VALUES (?, ?) ON CONFLICT (env_id) DO NOTHING`, envID, wrapped); err != nil {
-		return nil, err
-	}
-	return t.GetEnvKey(envID)
+	return t.createDataKey(envKeys, envID, wrapped)
 }
 
 func (t *tx) ListEnvKeys() ([]gatehouse.EnvKey, error) {
-	rows, err := t.query(`SELECT env_id, wrapped FROM env_keys ORDER BY env_id`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
 	var out []gatehouse.EnvKey
-	for rows.Next() {
-		var k gatehouse.EnvKey
-		if err := rows.Scan(&k.EnvID, &k.Wrapped); err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, k)
-	}
-	return out, dbErr(rows.Err())
+	err := t.listDataKeys(envKeys, func(id int64, w []byte) { out = append(out, gatehouse.EnvKey{EnvID: id, Wrapped: w}) })
+	return out, err
 }
 
 func (t *tx) ReplaceEnvKey(envID int64, oldWrapped, newWrapped []byte) error {
-	r, err := t.exec(`UPDATE env_keys SET wrapped = ? WHERE env_id = ? AND wrapped = ?`, newWrapped, envID, oldWrapped)
-	if err != nil {
-		return err
-	}
-	if affected(r) == 0 {
-		return gatehouse.Errorf(gatehouse.ECONFLICT, "the environment's data key changed during rotation")
-	}
-	return nil
+	return t.replaceDataKey(envKeys, envID, oldWrapped, newWrapped)
 }

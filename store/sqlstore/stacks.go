@@ -222,45 +222,72 @@ func (t *tx) SetStackTags(id int64, tags map[string]string) error {
 
 // --- stack keys ---
 
-func (t *tx) GetStackKey(stackID int64) ([]byte, error) {
+func (t *tx) GetStackKey(stackID int64) ([]byte, error) { return t.getDataKey(stackKeys, stackID) }
+
+func (t *tx) CreateStackKey(stackID int64, wrapped []byte) ([]byte, error) {
+	return t.createDataKey(stackKeys, stackID, wrapped)
+}
+
+func (t *tx) ListStackKeys() ([]gatehouse.StackKey, error) {
+	var out []gatehouse.StackKey
+	err := t.listDataKeys(stackKeys, func(id int64, w []byte) { out = append(out, gatehouse.StackKey{StackID: id, Wrapped: w}) })
+	return out, err
+}
+
+func (t *tx) ReplaceStackKey(stackID int64, oldWrapped, newWrapped []byte) error {
+	return t.replaceDataKey(stackKeys, stackID, oldWrapped, newWrapped)
+}
+
+// dataKeyTable is a table of wrapped data keys, one per owner: a stack, an environment.
+type dataKeyTable struct{ table, owner, what string }
+
+var (
+	stackKeys = dataKeyTable{table: "stack_keys", owner: "stack_id", what: "stack"}
+	envKeys   = dataKeyTable{table: "env_keys", owner: "env_id", what: "environment"}
+)
+
+func (t *tx) getDataKey(k dataKeyTable, id int64) ([]byte, error) {
 	var w []byte
-	if err := t.queryRow(`SELECT wrapped FROM stack_keys WHERE stack_id = ?`, stackID).Scan(&w); err != nil {
-		return nil, one(err, "no data key for the stack")
+	if err := t.queryRow(`SELECT wrapped FROM `+k.table+` WHERE `+k.owner+` = ?`, id).Scan(&w); err != nil {
+		return nil, one(err, "no data key for the "+k.what)
 	}
 	return w, nil
 }
 
-func (t *tx) CreateStackKey(stackID int64, wrapped []byte) ([]byte, error) {
-	if _, err := t.exec(`INSERT INTO stack_keys (stack_id, wrapped) VALUES (?, ?) ON CONFLICT (stack_id) DO NOTHING`, stackID, wrapped); err != nil {
+// createDataKey stores wrapped unless the owner has a key; it returns the key stored
+// afterwards (the winner of a race between processes).
+func (t *tx) createDataKey(k dataKeyTable, id int64, wrapped []byte) ([]byte, error) {
+	if _, err := t.exec(`INSERT INTO `+k.table+` (`+k.owner+`, wrapped) VALUES (?, ?) ON CONFLICT (`+k.owner+`) DO NOTHING`, id, wrapped); err != nil {
 		return nil, err
 	}
-	return t.GetStackKey(stackID)
+	return t.getDataKey(k, id)
 }
 
-func (t *tx) ListStackKeys() ([]gatehouse.StackKey, error) {
-	rows, err := t.query(`SELECT stack_id, wrapped FROM stack_keys ORDER BY stack_id`)
+func (t *tx) listDataKeys(k dataKeyTable, each func(id int64, wrapped []byte)) error {
+	rows, err := t.query(`SELECT ` + k.owner + `, wrapped FROM ` + k.table + ` ORDER BY ` + k.owner)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer rows.Close()
-	var out []gatehouse.StackKey
 	for rows.Next() {
-		var k gatehouse.StackKey
-		if err := rows.Scan(&k.StackID, &k.Wrapped); err != nil {
-			return nil, dbErr(err)
+		var id int64
+		var w []byte
+		if err := rows.Scan(&id, &w); err != nil {
+			return dbErr(err)
 		}
-		out = append(out, k)
+		each(id, w)
 	}
-	return out, dbErr(rows.Err())
+	return dbErr(rows.Err())
 }
 
-func (t *tx) ReplaceStackKey(stackID int64, oldWrapped, newWrapped []byte) error {
-	r, err := t.exec(`UPDATE stack_keys SET wrapped = ? WHERE stack_id = ? AND wrapped = ?`, newWrapped, stackID, oldWrapped)
+// replaceDataKey swaps the owner's wrapped key if it is still oldWrapped (key rotation).
+func (t *tx) replaceDataKey(k dataKeyTable, id int64, oldWrapped, newWrapped []byte) error {
+	r, err := t.exec(`UPDATE `+k.table+` SET wrapped = ? WHERE `+k.owner+` = ? AND wrapped = ?`, newWrapped, id, oldWrapped)
 	if err != nil {
 		return err
 	}
 	if affected(r) == 0 {
-		return gatehouse.Errorf(gatehouse.ECONFLICT, "the stack's data key changed during rotation")
+		return gatehouse.Errorf(gatehouse.ECONFLICT, "the %s's data key changed during rotation", k.what)
 	}
 	return nil
 }
