@@ -33,7 +33,14 @@ type specExtract struct {
 
 func loadSpec(t *testing.T) *specExtract {
 	t.Helper()
-	b, err := os.ReadFile("testdata/pulumi-spec-extract.json")
+	return loadSpecFile(t, "testdata/pulumi-spec-extract.json")
+}
+
+// loadSpecFile reads a checked-in extract of Pulumi Cloud's OpenAPI description, which must
+// name its source.
+func loadSpecFile(t *testing.T, path string) *specExtract {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package httpapi_test
 
 import (
 	"encoding/json"
-	"os"
 	"strings"
 	"testing"
 
@@ -15,18 +14,7 @@ import (
 
 func loadWebhookSpec(t *testing.T) *specExtract {
 	t.Helper()
-	b, err := os.ReadFile("testdata/pulumi-spec-webhooks.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sp specExtract
-	if err := json.Unmarshal(b, &sp); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(sp.Source, "pulumi/pulumi-pulumiservice") {
-		t.Fatalf("the extract does not name its source: %q", sp.Source)
-	}
-	return &sp
+	return loadSpecFile(t, "testdata/pulumi-spec-webhooks.json")
 }
 
 func TestWebhooksAgainstSpec(t *testing.T) {

@@ -105,28 +105,14 @@ func (t *tx) ListEnvironments(f gatehouse.EnvFilter) ([]gatehouse.Environment, s
 	if len(f.OrgIDs) == 0 {
 		return nil, "", nil
 	}
-	limit := f.Limit
-	if limit <= 0 || limit > 1000 {
-		limit = 1000
-	}
-	var after int64
-	if f.Continuation != "" {
-		v, err := strconv.ParseInt(f.Continuation, 10, 64)
-		if err != nil || v < 0 {
-			return nil, "", gatehouse.Errorf(gatehouse.EINVALID, "invalid continuation token")
-		}
-		after = v
+	limit, after, err := idPage(f.Limit, f.Continuation)
+	if err != nil {
+		return nil, "", err
 	}
 	var b strings.Builder
 	args := make([]any, 0, len(f.OrgIDs)+2)
 	b.WriteString(`SELECT ` + envCols + envFrom + ` WHERE e.org_id IN (`)
-	for i, id := range f.OrgIDs {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString("?")
-		args = append(args, id)
-	}
+	args = appendInList(&b, args, f.OrgIDs)
 	b.WriteString(") AND e.id > ? ORDER BY e.id LIMIT ?")
 	args = append(args, after, limit+1)
 	rows, err := t.query(b.String(), args...)

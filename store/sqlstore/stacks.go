@@ -84,32 +84,48 @@ func (t *tx) GetStackByID(id int64) (*gatehouse.Stack, error) {
 	return s, nil
 }
 
-func (t *tx) ListStacks(f gatehouse.StackFilter) ([]gatehouse.Stack, string, error) {
-	if len(f.OrgIDs) == 0 {
-		return nil, "", nil
-	}
-	limit := f.Limit
+// idPage reads a listing's page size (at most 1,000) and its continuation token (the last
+// row ID of the previous page).
+func idPage(limit int, continuation string) (int, int64, error) {
 	if limit <= 0 || limit > 1000 {
 		limit = 1000
 	}
 	var after int64
-	if f.Continuation != "" {
-		v, err := strconv.ParseInt(f.Continuation, 10, 64)
+	if continuation != "" {
+		v, err := strconv.ParseInt(continuation, 10, 64)
 		if err != nil || v < 0 {
-			return nil, "", gatehouse.Errorf(gatehouse.EINVALID, "invalid continuation token")
+			return 0, 0, gatehouse.Errorf(gatehouse.EINVALID, "invalid continuation token")
 		}
 		after = v
 	}
-	var b strings.Builder
-	args := make([]any, 0, len(f.OrgIDs)+5)
-	b.WriteString(`SELECT ` + stackCols + stackFrom + ` WHERE s.org_id IN (`)
-	for i, id := range f.OrgIDs {
+	return limit, after, nil
+}
+
+// appendInList writes the placeholders of an IN (...) list of ids to b and returns args with
+// the ids appended.
+func appendInList(b *strings.Builder, args []any, ids []int64) []any {
+	for i, id := range ids {
 		if i > 0 {
 			b.WriteString(", ")
 		}
 		b.WriteString("?")
 		args = append(args, id)
 	}
+	return args
+}
+
+func (t *tx) ListStacks(f gatehouse.StackFilter) ([]gatehouse.Stack, string, error) {
+	if len(f.OrgIDs) == 0 {
+		return nil, "", nil
+	}
+	limit, after, err := idPage(f.Limit, f.Continuation)
+	if err != nil {
+		return nil, "", err
+	}
+	var b strings.Builder
+	args := make([]any, 0, len(f.OrgIDs)+5)
+	b.WriteString(`SELECT ` + stackCols + stackFrom + ` WHERE s.org_id IN (`)
+	args = appendInList(&b, args, f.OrgIDs)
 	b.WriteString(") AND s.id > ?")
 	args = append(args, after)
 	if f.Project != "" {
