@@ -174,7 +174,7 @@ func TestScanTextReadError(t *testing.T) {
 }
 
 func TestMaxCandidateCoversEveryKind(t *testing.T) {
-	for _, k := range []token.Kind{token.Personal, token.Team, token.Org, token.Lease} {
+	for _, k := range []token.Kind{token.Personal, token.Team, token.Org, token.Lease, token.SCIM} {
 		if n := len(newToken(t, k)); n > maxCandidate {
 			t.Errorf("%s tokens are %d bytes, longer than maxCandidate %d", k, n, maxCandidate)
 		}

@@ -44,15 +44,18 @@ const (
 	Team     Kind = "team"  // a team token (a pipeline credential)
 	Org      Kind = "org"   // an organization token (a pipeline credential)
 	Lease    Kind = "lease" // an update-lease token, valid only for one update
+	// SCIM is an organization's SCIM provisioning token: the identity provider's bearer
+	// token for /scim/v2/{org}, one per organization, valid for nothing else.
+	SCIM Kind = "scim"
 )
 
 // kinds lists every valid Kind.
-var kinds = [...]Kind{Personal, Team, Org, Lease}
+var kinds = [...]Kind{Personal, Team, Org, Lease, SCIM}
 
 // Valid reports whether k is one of the defined kinds.
 func (k Kind) Valid() bool {
 	switch k {
-	case Personal, Team, Org, Lease:
+	case Personal, Team, Org, Lease, SCIM:
 		return true
 	}
 	return false

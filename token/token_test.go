@@ -54,6 +54,7 @@ func TestChecksumKnownAnswers(t *testing.T) {
 		Team:     "2nBQMs",
 		Org:      "2qwyjz",
 		Lease:    "4bDQya",
+		SCIM:     "3CuZ0W",
 	} {
 		s := build(k, fixedBody)
 		if got := s[len(s)-checksumLen:]; got != want {
@@ -69,7 +70,7 @@ func TestChecksumKnownAnswers(t *testing.T) {
 func TestPatternString(t *testing.T) {
 	// This regular expression is what operators put in gitleaks/trufflehog custom rules and
 	// GitHub push-protection custom patterns; changing it is a compatibility event.
-	const want = `\bgatehouse_(?:pat|team|org|lease)_[0-9A-Za-z]{38}\b`
+	const want = `\bgatehouse_(?:pat|team|org|lease|scim)_[0-9A-Za-z]{38}\b`
 	if got := Pattern.String(); got != want {
 		t.Errorf("Pattern = %s, want %s", got, want)
 	}
@@ -278,7 +279,7 @@ func TestParseWrongKind(t *testing.T) {
 	tail := s[len("gatehouse_pat_"):]
 
 	// Another valid kind with the original checksum: the checksum binds the kind.
-	for _, k := range []Kind{Team, Org, Lease} {
+	for _, k := range []Kind{Team, Org, Lease, SCIM} {
 		if _, err := Parse(prefix + string(k) + "_" + tail); !errors.Is(err, ErrChecksum) {
 			t.Errorf("kind changed to %q: err = %v, want ErrChecksum", k, err)
 		}
