@@ -58,6 +58,16 @@ const (
 	// OrgWebhooks is the organization's webhooks, their delivery logs and pings.
 	OrgWebhooks Action = "org:webhooks"
 
+	// OrgSCIMToken is creating (regenerating) the organization's SCIM token and reading
+	// its facts: an organization admin, a person.
+	OrgSCIMToken Action = "org:scim:token"
+
+	// SCIM 2.0 provisioning (/scim/v2/{org}): only the organization's SCIM token (subject
+	// kind SCIMToken), and that token nothing else.
+	SCIMRead       Action = "scim:read"        // Users, Groups, discovery
+	SCIMUserWrite  Action = "scim:user:write"  // create, replace, patch (deprovision), delete people
+	SCIMGroupWrite Action = "scim:group:write" // create, replace, patch, delete groups (teams)
+
 	// Invitations of people who are not the organization's own (see decideDirectAdd).
 	OrgInvitationRead   Action = "org:invitation:read" // list the organization's invitations
 	OrgInvitationCreate Action = "org:invitation:create"
@@ -156,6 +166,7 @@ var protectedActions = map[Action]bool{
 var credentialActions = map[Action]bool{
 	UserTokens: true, OrgTokenRead: true, OrgTokenWrite: true, OrgUserCreate: true,
 	OrgMemberWrite: true, OrgInvitationCreate: true, OrgInvitationRevoke: true,
+	OrgSCIMToken: true,
 }
 
 // isPerson reports whether the subject is a person acting with a personal token that is
@@ -181,6 +192,8 @@ var orgActions = map[Action]gatehouse.Role{
 
 	OrgWebhooks: gatehouse.RoleAdmin,
 
+	OrgSCIMToken: gatehouse.RoleAdmin,
+
 	OrgInvitationRead:   gatehouse.RoleAdmin,
 	OrgInvitationCreate: gatehouse.RoleAdmin,
 	OrgInvitationRevoke: gatehouse.RoleAdmin,
@@ -200,7 +213,15 @@ const (
 	TeamToken SubjectKind = "team-token" // acts with exactly its team's grants
 	OrgToken  SubjectKind = "org-token"  // acts with its organization role
 	Lease     SubjectKind = "lease"      // an update-lease token: one update of one stack
+	// SCIMToken is an organization's SCIM token (the identity provider): SCIM actions of
+	// that organization only.
+	SCIMToken SubjectKind = "scim-token"
 )
+
+// IsSCIMAction reports whether a is a SCIM provisioning action (only SCIM tokens).
+func IsSCIMAction(a Action) bool {
+	return a == SCIMRead || a == SCIMUserWrite || a == SCIMGroupWrite
+}
 
 // Subject is who is asking.
 type Subject struct {
@@ -340,6 +361,9 @@ func Decide(sub *Subject, action Action, res Resource, f Facts) Decision {
 	if sub.Kind == Lease {
 		return decideLease(sub, action, res)
 	}
+	if sub.Kind == SCIMToken || IsSCIMAction(action) {
+		return decideSCIM(sub, action, res)
+	}
 	switch action {
 	case UserRead, UserStacks, UserEnvironments:
 		return allow("own identity")
@@ -464,6 +488,21 @@ func decideLease(sub *Subject, action Action, res Resource) Decision {
 		return deny("the update has not started")
 	}
 	return allow("lease holder")
+}
+
+// decideSCIM: SCIM actions are for the organization's own SCIM token only, and a SCIM token
+// performs nothing else (it is the identity provider, not a person or a pipeline).
+func decideSCIM(sub *Subject, action Action, res Resource) Decision {
+	if sub.Kind != SCIMToken || sub.Token == nil {
+		return deny("SCIM provisioning takes the organization's SCIM token")
+	}
+	if !IsSCIMAction(action) {
+		return deny("a SCIM token is valid only for SCIM provisioning (/scim/v2/{org})")
+	}
+	if res.Org == nil || sub.Token.OrgID != res.Org.ID {
+		return deny("the SCIM token belongs to another organization")
+	}
+	return allow("the organization's SCIM token")
 }
 
 // decideOwnInvitation: invitations are seen and answered only by the invited person, with a

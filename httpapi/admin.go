@@ -296,6 +296,9 @@ func (s *Server) removeMember(rq *Request) (any, error) {
 		if err != nil {
 			return err
 		}
+		if err := refuseSCIMMember(tx, rq.Org, u); err != nil {
+			return err
+		}
 		if m.Role == gatehouse.RoleAdmin {
 			if err := keepAnAdmin(tx, rq.Org.ID, u.ID); err != nil {
 				return err
@@ -523,6 +526,9 @@ func (s *Server) getTeam(rq *Request) (any, error) {
 // the same transaction (they are counted in the audit event).
 func (s *Server) deleteTeam(rq *Request) (any, error) {
 	return noContent{}, rq.Change(func(tx gatehouse.Tx) error {
+		if err := refuseSCIMTeam(tx, rq.Team, "deleted"); err != nil {
+			return err
+		}
 		tks, err := tx.ListTokens(gatehouse.TokenFilter{Kind: gatehouse.TokenTeam, OrgID: rq.Org.ID, TeamID: rq.Team.ID})
 		if err != nil {
 			return err
@@ -574,6 +580,11 @@ func (s *Server) updateTeam(rq *Request) (any, error) {
 	}
 	t := *rq.Team
 	err := rq.Change(func(tx gatehouse.Tx) error {
+		if req.Member != "" || req.MemberAction != "" || req.NewDisplayName != nil {
+			if err := refuseSCIMTeam(tx, &t, "changed (members, display name)"); err != nil {
+				return err
+			}
+		}
 		if req.Member != "" || req.MemberAction != "" {
 			if err := teamMember(rq, tx, &t, req.Member, req.MemberAction); err != nil {
 				return err

@@ -24,6 +24,9 @@ func (s *Server) authenticate(rq *Request, tx gatehouse.Tx) error {
 	}
 	scheme, cred, _ := strings.Cut(rq.Header.Get("Authorization"), " ")
 	cred = strings.TrimSpace(cred)
+	if rt.Auth == AuthSCIM {
+		return s.authenticateSCIM(rq, tx, scheme, cred)
+	}
 	if cred == "" {
 		return s.authFailed(rq, "missing", "No credentials provided: send Authorization: token <access token>.")
 	}

@@ -199,6 +199,7 @@ const (
 	AuthNone  AuthKind = iota // public
 	AuthToken                 // Authorization: token <access token>
 	AuthLease                 // Authorization: update-token <lease token>
+	AuthSCIM                  // Authorization: Bearer <the organization's SCIM token> (scim.go)
 )
 
 // Route is one entry of the route table.
@@ -239,6 +240,8 @@ func (s *Server) handle(method, pattern string, action authz.Action, h func(*Req
 		rt.Auth = AuthNone
 	case action == authz.UpdateLease || action == authz.UpdateComplete:
 		rt.Auth = AuthLease
+	case authz.IsSCIMAction(action):
+		rt.Auth = AuthSCIM
 	default:
 		rt.Auth = AuthToken
 	}
@@ -299,7 +302,11 @@ func (s *Server) serve(rt *Route, w http.ResponseWriter, r *http.Request) {
 		if rq.status >= 500 {
 			s.log.Error("request failed", "route", rt.Pattern, "method", r.Method, "request_id", rq.ID, "err", err)
 		}
-		writeError(w, err)
+		if rt.Auth == AuthSCIM {
+			writeSCIMError(w, err)
+		} else {
+			writeError(w, err)
+		}
 	} else {
 		rq.write(res)
 	}
@@ -521,6 +528,8 @@ func (rq *Request) write(res any) {
 		w.WriteHeader(rq.status)
 	case rawJSON:
 		writeBody(w, rq.Request, rq.status, v)
+	case scimResult:
+		writeSCIM(w, rq.status, v.body)
 	default:
 		b, err := json.Marshal(v)
 		if err != nil {

@@ -135,6 +135,9 @@ func (s *Server) renewLease(rq *Request) (any, error) {
 	}
 	expires := s.cfg.Now().Add(d)
 	err := rq.Change(func(tx gatehouse.Tx) error {
+		if err := refuseDeprovisionedAuthor(tx, rq.Stack.OrgID, rq.Update.Author); err != nil {
+			return err
+		}
 		return tx.RenewLease(rq.Update.ID, token.Digest(rq.LeaseToken), expires)
 	})
 	if err != nil {
