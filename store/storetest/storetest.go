@@ -114,6 +114,7 @@ var contractTests = []test{
 	{"EnvSessionsAndKeys", testEnvSessionsAndKeys},
 	{"EnvScopes", testEnvScopes},
 	{"Webhooks", testWebhooks},
+	{"SCIM", testSCIM},
 }
 
 // raceTests race goroutines against one database: the coordination points several
