@@ -359,26 +359,34 @@ func (s *Server) endSessions(tx gatehouse.Tx, userID, orgID int64, all bool) (in
 }
 
 type scimTokenJSON struct {
-	ID        string `json:"id"`
-	Token     string `json:"token,omitempty"`
-	CreatedBy string `json:"createdBy"`
-	Created   string `json:"created"`
+	// Configured: the organization has a SCIM token.
+	Configured bool   `json:"configured"`
+	ID         string `json:"id,omitempty"`
+	Token      string `json:"token,omitempty"`
+	CreatedBy  string `json:"createdBy,omitempty"`
+	Created    string `json:"created,omitempty"`
 	// BaseURL is what the identity provider is configured with.
 	BaseURL string `json:"baseUrl"`
 }
 
 // getSCIMToken is GET /api/orgs/{org}/scim/token: whether the organization has a SCIM
-// token, who made it and when (never its value).
+// token, who made it and when (never its value), and the base URL to give the IdP.
 func (s *Server) getSCIMToken(rq *Request) (any, error) {
 	var st *gatehouse.SCIMToken
 	if err := rq.View(func(tx gatehouse.Tx) error {
 		var err error
 		st, err = tx.GetSCIMToken(rq.Org.ID)
+		if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+			return nil
+		}
 		return err
 	}); err != nil {
 		return nil, err
 	}
-	return scimTokenJSON{ID: st.ID, CreatedBy: st.CreatedBy, Created: st.Created.UTC().Format(time.RFC3339), BaseURL: rq.scimBaseURL()}, nil
+	if st == nil {
+		return scimTokenJSON{BaseURL: rq.scimBaseURL()}, nil
+	}
+	return scimTokenJSON{Configured: true, ID: st.ID, CreatedBy: st.CreatedBy, Created: st.Created.UTC().Format(time.RFC3339), BaseURL: rq.scimBaseURL()}, nil
 }
 
 // createSCIMToken is POST /api/orgs/{org}/scim/token: a new SCIM token for the
@@ -404,7 +412,7 @@ func (s *Server) createSCIMToken(rq *Request) (any, error) {
 		return nil, err
 	}
 	rq.status = http.StatusCreated
-	return scimTokenJSON{ID: st.ID, Token: value, CreatedBy: st.CreatedBy, Created: st.Created.UTC().Format(time.RFC3339), BaseURL: rq.scimBaseURL()}, nil
+	return scimTokenJSON{Configured: true, ID: st.ID, Token: value, CreatedBy: st.CreatedBy, Created: st.Created.UTC().Format(time.RFC3339), BaseURL: rq.scimBaseURL()}, nil
 }
 
 // refuseSCIMTeam refuses a change of a team the identity provider manages (its members,

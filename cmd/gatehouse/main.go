@@ -65,6 +65,7 @@ func newRoot() *cobra.Command {
 		newOrgCmd(), newMemberCmd(), newUserCmd(), newTeamCmd(), newGrantCmd(), newProtectCmd(), newStackCmd(), newTokenCmd())
 	root.AddCommand(newOIDCCmd())
 	root.AddCommand(newInviteCmd())
+	root.AddCommand(newSCIMCmd())
 	root.AddCommand(newScanCmd())
 	root.AddCommand(newAuditCmd(), newRateLimitCmd())
 	root.AddCommand(newMigrateCmd())
