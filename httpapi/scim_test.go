@@ -579,3 +579,30 @@ func TestSCIMTokenOnlyForSCIM(t *testing.T) {
 		}
 	}
 }
+
+// TestSCIMDeprovisionedUpdateKeepsLeaseUntilExpiry: an update a person started keeps its
+// lease after they are deprovisioned (the running deployment is not cut off mid-way), but
+// the lease is not renewed.
+func TestSCIMDeprovisionedUpdateKeepsLeaseUntilExpiry(t *testing.T) {
+	e := newEnv(t)
+	c := e.scimClient(t, "acme")
+	r, err := c.Do("POST", "/Users", `{"userName":"kim@example.com"}`)
+	e.must(err)
+	if r.Status != 201 {
+		t.Fatalf("%s", r.Body)
+	}
+	kim := cliwire.New(e.url, e.personalToken(t, "kim"))
+	path := stackPath("acme", "proj", "kims")
+	e.must(e.createStack(kim, "acme", "proj", "kims", nil))
+	run, err := e.startRun(kim, path, "update", false)
+	e.must(err)
+	e.must(run.lease(http.MethodPost, "/renew_lease", map[string]int{"duration": 300}, nil))
+	r, err = c.Do("PATCH", "/Users/"+r.String("id"), `{"Operations":[{"op":"replace","value":{"active":false}}]}`)
+	e.must(err)
+	if r.Status != 200 {
+		t.Fatalf("%s", r.Body)
+	}
+	e.must(run.checkpoint(deployment(2, ""))) // the lease still holds
+	wantStatus(t, run.lease(http.MethodPost, "/renew_lease", map[string]int{"duration": 300}, nil), 403)
+	e.must(run.complete("succeeded"))
+}
