@@ -10,6 +10,7 @@ import (
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/authz"
 	"github.com/gatehouse-dev/gatehouse/scim"
+	"github.com/gatehouse-dev/gatehouse/sso"
 	"github.com/gatehouse-dev/gatehouse/token"
 )
 
@@ -352,10 +353,15 @@ func (s *Server) scimDeleteGroup(rq *Request) (any, error) {
 	return rq.scimChange(http.StatusNoContent, func(sv *scim.Service) (any, error) { return nil, sv.DeleteGroup(rq.PathValue("id")) })
 }
 
-// endSessions ends a deprovisioned person's sessions (scim.Service.EndSessions). Gatehouse
-// has no server-side sessions of people yet: nothing to end.
+// endSessions ends a deprovisioned person's sessions (scim.Service.EndSessions), in the
+// deprovisioning's transaction: those started by the organization's sign-in, or every one
+// of theirs when the organization owns the account (all). Sessions are read from the
+// database on every request, so each fails on its next request on every process.
 func (s *Server) endSessions(tx gatehouse.Tx, userID, orgID int64, all bool) (int, error) {
-	return 0, nil
+	if all {
+		orgID = 0
+	}
+	return sso.EndSessions(tx, userID, orgID)
 }
 
 type scimTokenJSON struct {

@@ -115,6 +115,9 @@ var contractTests = []test{
 	{"EnvScopes", testEnvScopes},
 	{"Webhooks", testWebhooks},
 	{"SCIM", testSCIM},
+	{"Sessions", testSessions},
+	{"Identities", testIdentities},
+	{"OrgSSO", testOrgSSO},
 }
 
 // raceTests race goroutines against one database: the coordination points several
