@@ -8,12 +8,14 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/app"
 	"github.com/gatehouse-dev/gatehouse/httpapi"
 	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
 	"github.com/gatehouse-dev/gatehouse/internal/scimwire"
+	"github.com/gatehouse-dev/gatehouse/sso"
 	"github.com/gatehouse-dev/gatehouse/store/postgres/pgtest"
 )
 
@@ -69,7 +71,8 @@ func (p *scimPair) createUser(t *testing.T, c *scimwire.Client, userName string)
 
 // TestSCIMDeprovisionTwoProcessesPostgres: a person deprovisioned through one process is
 // refused on their very next request through the other (which had their identity cached),
-// in that organization; reactivation gives the membership back, not the token.
+// with their personal token and with their browser session; reactivation gives the
+// membership back, not the token.
 func TestSCIMDeprovisionTwoProcessesPostgres(t *testing.T) {
 	p := newSCIMPair(t)
 	id := p.createUser(t, p.scim[0], "jo@example.com")
@@ -83,10 +86,33 @@ func TestSCIMDeprovisionTwoProcessesPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A browser session of jo's, started by acme's sign-in.
+	const cookie = "scim-two-processes-session"
+	err = p.srvs[0].Store.Update(context.Background(), func(tx gatehouse.Tx) error {
+		now := time.Now()
+		return tx.CreateSession(&gatehouse.Session{Digest: sso.SessionDigest(cookie), UserID: tk.UserID, OrgID: 1, Method: gatehouse.SignInSAML,
+			IdleExpires: now.Add(time.Hour), Expires: now.Add(8 * time.Hour), CSRF: "x"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sessionGet := func(url string) int {
+		req, _ := http.NewRequest("GET", url+"/api/orgs/acme", nil)
+		req.AddCookie(&http.Cookie{Name: sso.DevCookieName, Value: cookie})
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
 	jo := cliwire.New(p.urls[1], v)
 	for range 3 { // cached on process 2
 		if err := jo.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme"}, nil); err != nil {
 			t.Fatal(err)
+		}
+		if code := sessionGet(p.urls[1]); code != 200 {
+			t.Fatalf("jo's session before: HTTP %d", code)
 		}
 	}
 	r, err := p.scim[0].Do("PATCH", "/Users/"+id, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","value":{"active":false}}]}`)
@@ -96,6 +122,9 @@ func TestSCIMDeprovisionTwoProcessesPostgres(t *testing.T) {
 	err = jo.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme"}, nil)
 	if cliwire.Status(err) != http.StatusUnauthorized {
 		t.Fatalf("the deprovisioned person's token through the second process: %v, want 401", err)
+	}
+	if code := sessionGet(p.urls[1]); code != http.StatusUnauthorized {
+		t.Fatalf("the deprovisioned person's session through the second process: HTTP %d, want 401", code)
 	}
 	r, err = p.scim[1].Do("PATCH", "/Users/"+id, `{"Operations":[{"op":"Replace","path":"active","value":"True"}]}`)
 	if err != nil || r.Status != 200 || r.String("active") != "true" {

@@ -6,12 +6,14 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/app"
 	"github.com/gatehouse-dev/gatehouse/httpapi"
 	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
 	"github.com/gatehouse-dev/gatehouse/internal/scimwire"
+	"github.com/gatehouse-dev/gatehouse/sso"
 )
 
 // scimToken creates (or regenerates) org's SCIM token as the admin and returns a client.
@@ -442,6 +444,31 @@ func (e *env) personalToken(t *testing.T, name string) string {
 	return v
 }
 
+// session starts a browser session for account name started by org's sign-in (as a
+// sign-in would) and returns its cookie.
+func (e *env) session(t *testing.T, name, org string) *http.Cookie {
+	t.Helper()
+	value := fmt.Sprintf("scim-test-session-%s-%s-%d", name, org, e.clock.Now().UnixNano())
+	e.must(e.srv.Store.Update(context.Background(), func(tx gatehouse.Tx) error {
+		u, err := tx.GetUserByName(name)
+		if err != nil {
+			return err
+		}
+		var orgID int64
+		if org != "" {
+			o, err := tx.GetOrgByName(org)
+			if err != nil {
+				return err
+			}
+			orgID = o.ID
+		}
+		now := e.clock.Now()
+		return tx.CreateSession(&gatehouse.Session{Digest: sso.SessionDigest(value), UserID: u.ID, OrgID: orgID, Method: gatehouse.SignInOIDC,
+			IdleExpires: now.Add(time.Hour), Expires: now.Add(8 * time.Hour), CSRF: "csrf"})
+	}))
+	return &http.Cookie{Name: sso.DevCookieName, Value: value}
+}
+
 // TestSCIMDeprovisionEndsAccess: deactivation ends the person's access to the organization
 // on the very next request (a cached identity included), removes them from every team and
 // kills the personal tokens of an account the organization owns; reactivation gives the
@@ -468,6 +495,12 @@ func TestSCIMDeprovisionEndsAccess(t *testing.T) {
 	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/teams/deployers/tokens", Body: map[string]any{"name": "pipeline"}}, &tt))
 	gil := cliwire.New(e.url, e.personalToken(t, "gil"))
 	e.must(gil.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/members"}, nil)) // cached now
+	cookie, other := e.session(t, "gil", "acme"), e.session(t, "gil", "")
+	for _, c := range []*http.Cookie{cookie, other} {
+		if code, body := sessionDo(t, e, c, "GET", "/api/orgs/acme", "", "", ""); code != 200 {
+			t.Fatalf("session before deprovisioning: %d %s", code, body)
+		}
+	}
 	// Deactivate.
 	r, err = c.Do("PATCH", "/Users/"+id, `{"Operations":[{"op":"replace","value":{"active":false}}]}`)
 	e.must(err)
@@ -476,6 +509,12 @@ func TestSCIMDeprovisionEndsAccess(t *testing.T) {
 	}
 	err = gil.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/members"}, nil)
 	wantStatus(t, err, 401) // the account belongs to acme only: its personal tokens are revoked
+	// And its sessions end, acme's and (an account acme owns) every other one.
+	for _, c := range []*http.Cookie{cookie, other} {
+		if code, body := sessionDo(t, e, c, "GET", "/api/user", "", "", ""); code != 401 {
+			t.Fatalf("session after deprovisioning: %d %s, want 401", code, body)
+		}
+	}
 	if got := e.teamMembers(t, "deployers"); len(got) != 0 {
 		t.Fatalf("still in the team: %v", got)
 	}
@@ -493,7 +532,7 @@ func TestSCIMDeprovisionEndsAccess(t *testing.T) {
 	e.must(err)
 	ok := false
 	for _, ev := range evs {
-		if ev.Action == "scim:user:write" && ev.Details["deprovisioned"] == "true" && ev.Details["revoked_tokens"] == "1" && ev.Details["teams_left"] == "1" {
+		if ev.Action == "scim:user:write" && ev.Details["deprovisioned"] == "true" && ev.Details["revoked_tokens"] == "1" && ev.Details["teams_left"] == "1" && ev.Details["ended_sessions"] == "2" {
 			ok = true
 		}
 	}
@@ -515,6 +554,7 @@ func TestSCIMDeprovisionMemberOfOtherOrg(t *testing.T) {
 	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/globex/members/hal", Body: map[string]string{"role": "member"}}, nil))
 	hal := cliwire.New(e.url, e.personalToken(t, "hal"))
 	e.must(hal.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme"}, nil))
+	acmeSession, globexSession := e.session(t, "hal", "acme"), e.session(t, "hal", "globex")
 	r, err = c.Do("PATCH", "/Users/"+id, `{"Operations":[{"op":"Replace","path":"active","value":"False"}]}`)
 	e.must(err)
 	if r.Status != 200 {
@@ -522,6 +562,12 @@ func TestSCIMDeprovisionMemberOfOtherOrg(t *testing.T) {
 	}
 	wantStatus(t, hal.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme"}, nil), 404)
 	e.must(hal.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/globex"}, nil))
+	if code, _ := sessionDo(t, e, acmeSession, "GET", "/api/user", "", "", ""); code != 401 {
+		t.Fatalf("the session acme's sign-in started survived: %d", code)
+	}
+	if code, body := sessionDo(t, e, globexSession, "GET", "/api/orgs/globex", "", "", ""); code != 200 {
+		t.Fatalf("the globex session: %d %s", code, body)
+	}
 }
 
 // TestSCIMManagedTeamReadOnly: the team and member APIs refuse to change what the identity
