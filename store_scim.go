@@ -53,6 +53,12 @@ type SCIMTx interface {
 	PutSCIMToken(t *SCIMToken) error
 	// GetSCIMToken returns the organization's token; ENOTFOUND when it has none.
 	GetSCIMToken(orgID int64) (*SCIMToken, error)
+	// GetSCIMTokenByDigest finds a SCIM token by its digest (a leaked value); ENOTFOUND
+	// when it is no organization's current token.
+	GetSCIMTokenByDigest(d [32]byte) (*SCIMToken, error)
+	// DeleteSCIMToken ends the organization's SCIM token (a leak) and bumps the security
+	// epoch; ENOTFOUND when it has none.
+	DeleteSCIMToken(orgID int64) error
 
 	// CreateSCIMUser records a provisioned person; ECONFLICT when the user name is taken
 	// in the organization or the user is provisioned there already.

@@ -141,6 +141,16 @@ func lookupLeaked(tx gatehouse.Tx, value string) (leaked, error) {
 		}
 		return lt, nil
 	}
+	if k == token.SCIM {
+		st, err := tx.GetSCIMTokenByDigest(lt.digest)
+		switch {
+		case err == nil && token.Equal(st.Digest, lt.digest):
+			lt.tk = scimTokenAsToken(st)
+		case err != nil && !gatehouse.IsCode(err, gatehouse.ENOTFOUND):
+			return lt, err
+		}
+		return lt, nil
+	}
 	tk, err := tx.GetTokenByDigest(lt.digest)
 	switch {
 	case err == nil && token.Equal(tk.Digest, lt.digest):
@@ -256,7 +266,7 @@ func (rq *Request) leakedTokens() ([]string, error) {
 type leakedTokenJSON struct {
 	Token  string `json:"token"`            // the value, redacted
 	SHA256 string `json:"sha256,omitempty"` // hex SHA-256 of the value (well-formed values)
-	Kind   string `json:"kind,omitempty"`   // pat, team, org or lease (well-formed values)
+	Kind   string `json:"kind,omitempty"`   // pat, team, org, scim or lease (well-formed values)
 	// Status (status call): live, dead (never issued, revoked or expired) or malformed (not
 	// a Gatehouse token: wrong shape or checksum).
 	Status string `json:"status,omitempty"`
@@ -352,7 +362,7 @@ func (s *Server) revokeLeaked(rq *Request) (any, error) {
 			}
 			switch {
 			case lt.tk != nil && lt.isLive(tx):
-				if err := tx.RevokeToken(lt.tk.ID, tx.Now()); err != nil {
+				if err := revokeLeakedToken(tx, lt.tk); err != nil {
 					return err
 				}
 				if err := orgs.event(string(authz.TokenRevokeLeaked), lt.tk.ID, lt.tk.OrgID, map[string]string{
@@ -492,7 +502,7 @@ func (s *Server) githubSecretScanning(rq *Request) (any, error) {
 				target, orgID = lt.tk.ID, lt.tk.OrgID
 				details["token_kind"], details["token_name"] = string(lt.tk.Kind), lt.tk.Name
 				if lt.isLive(tx) {
-					if err := tx.RevokeToken(lt.tk.ID, tx.Now()); err != nil {
+					if err := revokeLeakedToken(tx, lt.tk); err != nil {
 						return err
 					}
 					details["revoked"] = "true"

@@ -133,9 +133,7 @@ func (s *Server) authenticateSCIM(rq *Request, tx gatehouse.Tx, scheme, cred str
 	if !token.Equal(st.Digest, token.Digest(cred)) {
 		return fail("not the organization's SCIM token (another organization's, or replaced)")
 	}
-	rq.Subject = &authz.Subject{Kind: authz.SCIMToken, Token: &gatehouse.Token{
-		ID: st.ID, Kind: gatehouse.TokenKind(token.SCIM), Name: "SCIM provisioning", OrgID: org.ID, CreatedBy: st.CreatedBy, Created: st.Created,
-	}}
+	rq.Subject = &authz.Subject{Kind: authz.SCIMToken, Token: scimTokenAsToken(st)}
 	rq.setActor()
 	return nil
 }
@@ -465,4 +463,20 @@ func refuseDeprovisionedAuthor(tx gatehouse.Tx, orgID int64, author string) erro
 		return err
 	}
 	return gatehouse.Errorf(gatehouse.EGONE, "the update's author was deprovisioned: its lease is not renewed")
+}
+
+// scimTokenAsToken is a SCIM token as the token metadata the subject, audit and leak
+// reports use (it is not in the tokens table).
+func scimTokenAsToken(st *gatehouse.SCIMToken) *gatehouse.Token {
+	return &gatehouse.Token{ID: st.ID, Kind: gatehouse.TokenKind(token.SCIM), Digest: st.Digest, Name: "SCIM provisioning",
+		OrgID: st.OrgID, CreatedBy: st.CreatedBy, Created: st.Created}
+}
+
+// revokeLeakedToken ends a leaked token: a SCIM token is deleted (the organization makes a
+// new one), any other is revoked.
+func revokeLeakedToken(tx gatehouse.Tx, tk *gatehouse.Token) error {
+	if tk.Kind == gatehouse.TokenKind(token.SCIM) {
+		return tx.DeleteSCIMToken(tk.OrgID)
+	}
+	return tx.RevokeToken(tk.ID, tx.Now())
 }

@@ -652,3 +652,28 @@ func TestSCIMDeprovisionedUpdateKeepsLeaseUntilExpiry(t *testing.T) {
 	wantStatus(t, run.lease(http.MethodPost, "/renew_lease", map[string]int{"duration": 300}, nil), 403)
 	e.must(run.complete("succeeded"))
 }
+
+// TestSCIMTokenLeakRevocation: a leaked SCIM token is recognised by the leaked-token API
+// (live, then revoked: deleted), after which the identity provider is refused.
+func TestSCIMTokenLeakRevocation(t *testing.T) {
+	e := newEnv(t)
+	c := e.scimClient(t, "acme")
+	var status struct {
+		Tokens []struct {
+			Kind, Status, Result, ID string
+		} `json:"tokens"`
+	}
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/tokens/status", Body: map[string]any{"tokens": []string{c.Token}}}, &status))
+	if len(status.Tokens) != 1 || status.Tokens[0].Kind != "scim" || status.Tokens[0].Status != "live" || status.Tokens[0].ID == "" {
+		t.Fatalf("status of a live SCIM token: %+v", status)
+	}
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/tokens/revoke", Body: map[string]any{"tokens": []string{c.Token}}}, &status))
+	if len(status.Tokens) != 1 || status.Tokens[0].Result != "revoked" {
+		t.Fatalf("revoking a leaked SCIM token: %+v", status)
+	}
+	r, err := c.Do("GET", "/Users", nil)
+	e.must(err)
+	if r.Status != 401 {
+		t.Fatalf("a revoked SCIM token: HTTP %d", r.Status)
+	}
+}

@@ -25,16 +25,38 @@ func (t *tx) PutSCIMToken(st *gatehouse.SCIMToken) error {
 }
 
 func (t *tx) GetSCIMToken(orgID int64) (*gatehouse.SCIMToken, error) {
+	return t.scimToken(`org_id = ?`, orgID)
+}
+
+func (t *tx) GetSCIMTokenByDigest(d [32]byte) (*gatehouse.SCIMToken, error) {
+	return t.scimToken(`digest = ?`, d[:])
+}
+
+func (t *tx) scimToken(where string, arg any) (*gatehouse.SCIMToken, error) {
 	var st gatehouse.SCIMToken
 	var digest []byte
 	var created int64
-	err := t.queryRow(`SELECT org_id, id, digest, created_by, created FROM scim_tokens WHERE org_id = ?`, orgID).
+	err := t.queryRow(`SELECT org_id, id, digest, created_by, created FROM scim_tokens WHERE `+where, arg).
 		Scan(&st.OrgID, &st.ID, &digest, &st.CreatedBy, &created)
 	if err != nil {
-		return nil, one(err, "the organization has no SCIM token")
+		return nil, one(err, "no such SCIM token")
 	}
 	st.Digest, st.Created = digestOf(digest), fromNS(created)
 	return &st, nil
+}
+
+func (t *tx) DeleteSCIMToken(orgID int64) error {
+	if err := t.bump(); err != nil {
+		return err
+	}
+	r, err := t.exec(`DELETE FROM scim_tokens WHERE org_id = ?`, orgID)
+	if err != nil {
+		return err
+	}
+	if affected(r) == 0 {
+		return gatehouse.Errorf(gatehouse.ENOTFOUND, "no such SCIM token")
+	}
+	return nil
 }
 
 const scimUserCols = `s.org_id, s.user_id, s.user_name, s.external_id, s.given_name, s.family_name, s.display_name, u.email, s.active, s.saved_role, s.created, s.modified`

@@ -39,6 +39,18 @@ func testSCIM(t *testing.T, e *env) {
 	if epoch1 < epoch0+2 {
 		t.Fatalf("PutSCIMToken did not bump the security epoch (%d -> %d)", epoch0, epoch1)
 	}
+	e.view(func(tx gatehouse.Tx) error {
+		st, err := tx.GetSCIMTokenByDigest([32]byte{2})
+		if err != nil || st.OrgID != acme.ID || st.ID != "t2" {
+			t.Fatalf("GetSCIMTokenByDigest = %+v, %v", st, err)
+		}
+		_, err = tx.GetSCIMTokenByDigest([32]byte{1})
+		wantCode(t, err, gatehouse.ENOTFOUND, "a replaced SCIM token by digest")
+		return nil
+	})
+	e.update(func(tx gatehouse.Tx) error { return tx.DeleteSCIMToken(acme.ID) })
+	err := e.try(func(tx gatehouse.Tx) error { return tx.DeleteSCIMToken(acme.ID) })
+	wantCode(t, err, gatehouse.ENOTFOUND, "deleting a deleted SCIM token")
 	// People.
 	e.update(func(tx gatehouse.Tx) error {
 		if err := tx.SetUserEmail(bob.ID, "Bob@Example.com"); err != nil {
@@ -46,7 +58,7 @@ func testSCIM(t *testing.T, e *env) {
 		}
 		return tx.CreateSCIMUser(&gatehouse.SCIMUser{OrgID: acme.ID, UserID: bob.ID, UserName: "Bob@example.com", GivenName: "Bob", Active: true})
 	})
-	err := e.try(func(tx gatehouse.Tx) error {
+	err = e.try(func(tx gatehouse.Tx) error {
 		return tx.CreateSCIMUser(&gatehouse.SCIMUser{OrgID: acme.ID, UserID: carol.ID, UserName: "bob@EXAMPLE.com", Active: true})
 	})
 	wantCode(t, err, gatehouse.ECONFLICT, "a user name taken regardless of case")
