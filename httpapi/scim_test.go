@@ -677,3 +677,43 @@ func TestSCIMTokenLeakRevocation(t *testing.T) {
 		t.Fatalf("a revoked SCIM token: HTTP %d", r.Status)
 	}
 }
+
+// TestSCIMPatchForms: the other PATCH shapes IdPs send: attributes as keys of a value
+// object without path (dotted and filtered keys, the core schema URN), a PUT that
+// deactivates, and count=0 (the total only).
+func TestSCIMPatchForms(t *testing.T) {
+	e := newEnv(t)
+	c := e.scimClient(t, "acme")
+	ids := map[string]string{}
+	replay(t, c, []step{
+		{name: "create", method: "POST", path: "/Users", status: 201, body: `{"userName":"lou@example.com","active":"True"}`, check: wantField("active", "true")},
+		{name: "no-path keys", method: "PATCH", path: "/Users/{u}", status: 200, body: `{"Operations":[{"op":"Add","value":{
+			"name.givenName":"Lou","name.familyName":"Reed","emails[type eq \"work\"].value":"lou@example.com",
+			"urn:ietf:params:scim:schemas:core:2.0:User:displayName":"Lou Reed","externalId":"x1"}}]}`,
+			check: func(t *testing.T, r *scimwire.Response) {
+				n, _ := r.JSON["name"].(map[string]any)
+				es, _ := r.JSON["emails"].([]any)
+				if n["givenName"] != "Lou" || n["familyName"] != "Reed" || r.String("displayName") != "Lou Reed" || len(es) != 1 || r.String("externalId") != "x1" {
+					t.Fatalf("%s", r.Body)
+				}
+			}},
+		{name: "core URN object", method: "PATCH", path: "/Users/{u}", status: 200, body: `{"Operations":[{"op":"replace","value":{
+			"urn:ietf:params:scim:schemas:core:2.0:User":{"displayName":"L. Reed"}}}]}`, check: wantField("displayName", "L. Reed")},
+		{name: "remove name", method: "PATCH", path: "/Users/{u}", status: 200, body: `{"Operations":[{"op":"remove","path":"name.familyName"}]}`,
+			check: func(t *testing.T, r *scimwire.Response) {
+				if n, _ := r.JSON["name"].(map[string]any); n["familyName"] != nil {
+					t.Fatalf("%s", r.Body)
+				}
+			}},
+		{name: "PUT deactivates", method: "PUT", path: "/Users/{u}", status: 200, body: `{"userName":"lou@example.com","active":false,"emails":[{"value":"lou@example.com","primary":"true"}]}`,
+			check: wantField("active", "false")},
+		{name: "count 0", method: "GET", path: "/Users?count=0", status: 200, check: func(t *testing.T, r *scimwire.Response) {
+			if r.String("totalResults") != "1" || len(r.Resources()) != 0 {
+				t.Fatalf("%s", r.Body)
+			}
+		}},
+	}, ids)
+	if e.memberRole(t, "acme", "lou") != "" {
+		t.Fatal("a PUT with active false left the person a member")
+	}
+}
