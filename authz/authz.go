@@ -58,6 +58,14 @@ const (
 	// OrgWebhooks is the organization's webhooks, their delivery logs and pings.
 	OrgWebhooks Action = "org:webhooks"
 
+	// Posture: a token's usage inventory, the posture report, thresholds and anomalies, and
+	// the address allow-lists and named ranges (administrators).
+	OrgTokenUsage     Action = "org:token:usage"
+	OrgPostureRead    Action = "org:posture:read"
+	OrgPostureWrite   Action = "org:posture:write"
+	OrgAllowListRead  Action = "org:allowlist:read"
+	OrgAllowListWrite Action = "org:allowlist:write"
+
 	// Invitations of people who are not the organization's own (see decideDirectAdd).
 	OrgInvitationRead   Action = "org:invitation:read" // list the organization's invitations
 	OrgInvitationCreate Action = "org:invitation:create"
@@ -180,6 +188,12 @@ var orgActions = map[Action]gatehouse.Role{
 	OrgOIDC:        gatehouse.RoleAdmin,
 
 	OrgWebhooks: gatehouse.RoleAdmin,
+
+	OrgTokenUsage:     gatehouse.RoleAdmin,
+	OrgPostureRead:    gatehouse.RoleAdmin,
+	OrgPostureWrite:   gatehouse.RoleAdmin,
+	OrgAllowListRead:  gatehouse.RoleAdmin,
+	OrgAllowListWrite: gatehouse.RoleAdmin,
 
 	OrgInvitationRead:   gatehouse.RoleAdmin,
 	OrgInvitationCreate: gatehouse.RoleAdmin,
