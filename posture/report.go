@@ -154,6 +154,11 @@ func Assess(tx gatehouse.Tx, org *gatehouse.Org, o AssessOptions) (*Report, erro
 	if now.IsZero() {
 		now = tx.Now()
 	}
+	if o, err := tx.GetOrg(org.ID); err == nil {
+		org = o // the settings as this transaction sees them
+	} else {
+		return nil, err
+	}
 	s, err := LoadSettings(tx, org.ID)
 	if err != nil {
 		return nil, err
