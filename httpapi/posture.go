@@ -301,6 +301,10 @@ func rfc(t time.Time) string {
 	return t.UTC().Format(time.RFC3339)
 }
 
+func clientJSON(c gatehouse.TokenClient) TokenClientJSON {
+	return TokenClientJSON{Address: c.IP, UserAgent: c.Agent, CI: c.CI, FirstSeen: rfc(c.FirstSeen), LastSeen: rfc(c.LastSeen), Requests: c.Requests, Denied: c.Denied}
+}
+
 func anomalyJSON(a gatehouse.Anomaly) AnomalyJSON {
 	return AnomalyJSON{Kind: a.Kind, TokenID: a.TokenID, Window: a.Window, At: rfc(a.At), Detail: a.Detail, Address: a.IP}
 }
@@ -341,7 +345,7 @@ func (s *Server) getTokenUsage(rq *Request) (any, error) {
 			if c.LastSeen.Before(cutoff) {
 				continue
 			}
-			out.Clients = append(out.Clients, TokenClientJSON{Address: c.IP, UserAgent: c.Agent, CI: c.CI, FirstSeen: rfc(c.FirstSeen), LastSeen: rfc(c.LastSeen), Requests: c.Requests, Denied: c.Denied})
+			out.Clients = append(out.Clients, clientJSON(c))
 		}
 		for _, g := range u.Targets {
 			if g.LastSeen.Before(cutoff) {
@@ -366,9 +370,9 @@ func (s *Server) getTokenUsage(rq *Request) (any, error) {
 				out.Successor = &TokenSuccessorUse{TokenID: succ.ID, Name: succ.Name, LastSeen: rfc(su.LastSeen)}
 			}
 			out.RemainingUsers = []TokenClientJSON{}
-			for _, c := range out.Clients {
-				if lt, _ := time.Parse(time.RFC3339, c.LastSeen); !lt.Before(began.Truncate(time.Second)) {
-					out.RemainingUsers = append(out.RemainingUsers, c)
+			for i, c := range u.Clients {
+				if c.LastSeen.After(began) && !c.LastSeen.Before(cutoff) {
+					out.RemainingUsers = append(out.RemainingUsers, clientJSON(u.Clients[i]))
 				}
 			}
 		}
@@ -516,6 +520,9 @@ func (s *Server) listAllowLists(rq *Request) (any, error) {
 func (s *Server) putAllowList(rq *Request) (any, error) {
 	var body struct {
 		Entries []string `json:"entries"`
+		// Force sets an organization list that does not permit the caller's own address
+		// (which locks the caller out of the organization).
+		Force bool `json:"force"`
 	}
 	if err := rq.decode(&body); err != nil {
 		return nil, err
@@ -543,6 +550,11 @@ func (s *Server) putAllowList(rq *Request) (any, error) {
 		}
 		if entries, err = posture.NormalizeEntries(body.Entries, names); err != nil {
 			return err
+		}
+		if tokenID == "" && len(entries) > 0 && !body.Force {
+			if c := posture.Compile("", entries, rs); !c.Permits(rq.event.SourceIP) {
+				return gatehouse.Errorf(gatehouse.EINVALID, "this allow-list does not permit your own address %s: it would lock you out of the organization; add it, or send \"force\": true", rq.event.SourceIP)
+			}
 		}
 		rq.Detail("entries", joinComma(entries))
 		return tx.PutAllowList(&gatehouse.AllowList{OrgID: rq.Org.ID, TokenID: tokenID, Entries: entries, ModifiedBy: rq.Subject.Name()})
