@@ -67,6 +67,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newInviteCmd())
 	root.AddCommand(newScanCmd())
 	root.AddCommand(newAuditCmd(), newRateLimitCmd())
+	root.AddCommand(newPostureCmd(), newAllowListCmd())
 	root.AddCommand(newMigrateCmd())
 	root.AddCommand(newVersionCmd())
 	root.AddCommand(newBackupCmd(), newRestoreCmd(), newHealthcheckCmd())
