@@ -3,10 +3,10 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
-	"strings"
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 

@@ -288,8 +288,8 @@ type Request struct {
 	// ciSystem is the CI system the request says it runs in (an update's ci.system metadata).
 	ciSystem string
 	event    gatehouse.AuditEvent
-	audited    bool
-	status     int
+	audited  bool
+	status   int
 }
 
 // rawJSON is a handler result written as-is.

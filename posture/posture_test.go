@@ -180,7 +180,7 @@ func TestReportFindsKnownProblems(t *testing.T) {
 	}
 	want := []string{
 		"high anomalies/new-address ci-ops",
-				"high members/default-above-read acme",
+		"high members/default-above-read acme",
 		"high oidc/policy-too-broad issuer gha policy 2",
 		"high stacks/production-unprotected api/prod",
 		"high tokens/org-admin-token deployer",
