@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"time"
 
@@ -88,18 +89,109 @@ func (t *tx) RecordTokenUsage(deltas []gatehouse.UsageDelta, limits gatehouse.Us
 	if limits.MaxTargets <= 0 {
 		limits.MaxTargets = 100
 	}
+	// The summary and the hourly counts are merged per token (one statement each per token
+	// and hour, however many clients the batch has).
+	type sum struct {
+		org                     int64
+		first, last             time.Time
+		requests, denied, hours int64
+		hourCounts              map[int64][2]int64
+	}
+	sums := map[string]*sum{}
+	var order []string
 	for _, d := range deltas {
 		if d.Requests <= 0 {
 			continue
 		}
-		ip, agent, ci := validText(d.IP), validText(d.Agent), validText(d.CI)
+		x := sums[d.TokenID]
+		if x == nil {
+			x = &sum{org: d.OrgID, first: d.First, last: d.Last, hourCounts: map[int64][2]int64{}}
+			sums[d.TokenID] = x
+			order = append(order, d.TokenID)
+		}
+		if d.First.Before(x.first) {
+			x.first = d.First
+		}
+		if d.Last.After(x.last) {
+			x.last = d.Last
+		}
+		x.requests += d.Requests
+		x.denied += d.Denied
+		x.hours |= int64(d.Hours)
+		for h, c := range d.HourCounts {
+			v := x.hourCounts[h]
+			x.hourCounts[h] = [2]int64{v[0] + c[0], v[1] + c[1]}
+		}
+	}
+	for _, id := range order {
+		x := sums[id]
 		if _, err := t.exec(`INSERT INTO token_usage (token_id, org_id, first_seen, last_seen, requests, denied, hours_mask) VALUES (?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (token_id) DO UPDATE SET `+minMaxFor("token_usage")+`,
 			requests = token_usage.requests + excluded.requests, denied = token_usage.denied + excluded.denied,
 			hours_mask = token_usage.hours_mask | excluded.hours_mask`,
-			d.TokenID, d.OrgID, ns(d.First), ns(d.Last), d.Requests, d.Denied, int64(d.Hours)); err != nil {
+			id, x.org, ns(x.first), ns(x.last), x.requests, x.denied, x.hours); err != nil {
 			return dbErr(err)
 		}
+		hours := make([]int64, 0, len(x.hourCounts))
+		for h := range x.hourCounts {
+			hours = append(hours, h)
+		}
+		slices.Sort(hours) // one lock order for every process (PostgreSQL)
+		for _, h := range hours {
+			c := x.hourCounts[h]
+			if _, err := t.exec(`INSERT INTO token_usage_hours (token_id, hour, requests, denied) VALUES (?, ?, ?, ?)
+				ON CONFLICT (token_id, hour) DO UPDATE SET requests = token_usage_hours.requests + excluded.requests, denied = token_usage_hours.denied + excluded.denied`,
+				id, h, c[0], c[1]); err != nil {
+				return dbErr(err)
+			}
+		}
+	}
+	targets := map[[2]string]*gatehouse.UsageDelta{}
+	var torder [][2]string
+	clients := map[[4]string]*gatehouse.UsageDelta{}
+	var corder [][4]string
+	for _, d := range deltas {
+		if d.Requests <= 0 {
+			continue
+		}
+		ck := [4]string{d.TokenID, d.IP, d.Agent, d.CI}
+		c := clients[ck]
+		if c == nil {
+			dd := d
+			dd.Requests, dd.Denied, dd.Target, dd.HourCounts = 0, 0, "", nil
+			c = &dd
+			clients[ck] = c
+			corder = append(corder, ck)
+		}
+		if d.First.Before(c.First) {
+			c.First = d.First
+		}
+		if d.Last.After(c.Last) {
+			c.Last = d.Last
+		}
+		c.Requests += d.Requests
+		c.Denied += d.Denied
+		if _, name, ok := strings.Cut(d.Target, ":"); ok && name != "" {
+			k := [2]string{d.TokenID, d.Target}
+			g := targets[k]
+			if g == nil {
+				g = &gatehouse.UsageDelta{TokenID: d.TokenID, Target: d.Target, First: d.First, Last: d.Last}
+				targets[k] = g
+				torder = append(torder, k)
+			}
+			if d.First.Before(g.First) {
+				g.First = d.First
+			}
+			if d.Last.After(g.Last) {
+				g.Last = d.Last
+			}
+			g.Requests += d.Requests
+		}
+	}
+	// Clients: one or two statements per distinct client.
+	for _, ck := range corder {
+		d := clients[ck]
+		ip, agent, ci := validText(d.IP), validText(d.Agent), validText(d.CI)
 		// A known client is updated; a new one is inserted only while the token has fewer
 		// than MaxClients (the count and the insert are one statement).
 		r, err := t.exec(`UPDATE token_usage_clients SET org_id = ?, requests = requests + ?, denied = denied + ?,
@@ -123,7 +215,11 @@ func (t *tx) RecordTokenUsage(deltas []gatehouse.UsageDelta, limits gatehouse.Us
 				}
 			}
 		}
-		if kind, name, ok := strings.Cut(d.Target, ":"); ok && name != "" {
+	}
+	// Targets: one statement per token and target, however many clients touched it.
+	for _, k := range torder {
+		d := targets[k]
+		if kind, name, ok := strings.Cut(d.Target, ":"); ok {
 			name = validText(name)
 			r, err := t.exec(`UPDATE token_usage_targets SET requests = requests + ?,
 				first_seen = CASE WHEN ? < first_seen THEN ? ELSE first_seen END, last_seen = CASE WHEN ? > last_seen THEN ? ELSE last_seen END
@@ -145,13 +241,6 @@ func (t *tx) RecordTokenUsage(deltas []gatehouse.UsageDelta, limits gatehouse.Us
 						return dbErr(err)
 					}
 				}
-			}
-		}
-		for h, c := range d.HourCounts {
-			if _, err := t.exec(`INSERT INTO token_usage_hours (token_id, hour, requests, denied) VALUES (?, ?, ?, ?)
-				ON CONFLICT (token_id, hour) DO UPDATE SET requests = token_usage_hours.requests + excluded.requests, denied = token_usage_hours.denied + excluded.denied`,
-				d.TokenID, h, c[0], c[1]); err != nil {
-				return dbErr(err)
 			}
 		}
 	}
