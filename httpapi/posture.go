@@ -395,6 +395,22 @@ func (s *Server) getTokenUsage(rq *Request) (any, error) {
 	return out, nil
 }
 
+// inheritAllowList gives a rotation's successor the address allow-list of the token it
+// replaces (a rotation must not widen where the credential works).
+func inheritAllowList(tx gatehouse.Tx, old, next *gatehouse.Token) error {
+	if old.OrgID == 0 {
+		return nil
+	}
+	l, err := tx.GetAllowList(old.OrgID, old.ID)
+	if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return tx.PutAllowList(&gatehouse.AllowList{OrgID: next.OrgID, TokenID: next.ID, Entries: l.Entries, ModifiedBy: "rotation of " + old.ID})
+}
+
 // successorOf finds the token a rotation made for tk: of the same scope, still live,
 // created after it, with the same name before the "~" rotation suffix (see rotateToken);
 // the newest. nil when none is found.

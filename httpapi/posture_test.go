@@ -96,6 +96,15 @@ func TestAllowListEnforced(t *testing.T) {
 	if !found {
 		t.Errorf("no audit event for the refusal")
 	}
+	// A rotation's successor inherits the token's list.
+	var rot struct {
+		ID         string `json:"id"`
+		TokenValue string `json:"tokenValue"`
+	}
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/tokens/" + id + "/rotate", Body: map[string]any{"graceSeconds": 3600}}, &rot))
+	if code, b := e.from(t, "GET", "/api/orgs/acme", rot.TokenValue, "198.51.100.7", agent, nil); code != 403 || !strings.Contains(string(b), "allow-list of token deployer~") {
+		t.Fatalf("the rotated token from outside the inherited list: %d %s", code, b)
+	}
 	// The range grows: the next request passes.
 	e.must(e.admin.Do(cliwire.Call{Method: "PUT", Path: "/api/orgs/acme/ranges/ci", Body: map[string]any{"cidrs": []string{"10.0.0.0/8", "198.51.100.0/24"}}}, nil))
 	if code, b := e.from(t, "GET", "/api/orgs/acme", tok, "198.51.100.7", agent, nil); code != 200 {
@@ -122,7 +131,7 @@ func TestAllowListEnforced(t *testing.T) {
 	}
 	var lists httpapi.AllowListsJSON
 	e.must(e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/allowlists"}, &lists))
-	if len(lists.Organization) != 2 || len(lists.Tokens[id]) != 2 || len(lists.Ranges["ci"]) != 2 {
+	if len(lists.Organization) != 2 || len(lists.Tokens[id]) != 2 || len(lists.Tokens[rot.ID]) != 2 || len(lists.Ranges["ci"]) != 2 {
 		t.Errorf("allow-lists = %+v", lists)
 	}
 }

@@ -203,7 +203,8 @@ func (t *tx) RecordTokenUsage(deltas []gatehouse.UsageDelta, limits gatehouse.Us
 		}
 		if affected(r) == 0 {
 			r, err = t.exec(`INSERT INTO token_usage_clients (token_id, ip, agent, ci, org_id, first_seen, last_seen, requests, denied)
-				SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE (SELECT COUNT(*) FROM token_usage_clients WHERE token_id = ?) < ?
+				SELECT CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT)
+				WHERE (SELECT COUNT(*) FROM token_usage_clients WHERE token_id = ?) < ?
 				ON CONFLICT (token_id, ip, agent, ci) DO NOTHING`,
 				d.TokenID, ip, agent, ci, d.OrgID, ns(d.First), ns(d.Last), d.Requests, d.Denied, d.TokenID, limits.MaxClients)
 			if err != nil {
@@ -230,7 +231,8 @@ func (t *tx) RecordTokenUsage(deltas []gatehouse.UsageDelta, limits gatehouse.Us
 			}
 			if affected(r) == 0 {
 				r, err = t.exec(`INSERT INTO token_usage_targets (token_id, kind, name, first_seen, last_seen, requests)
-					SELECT ?, ?, ?, ?, ?, ? WHERE (SELECT COUNT(*) FROM token_usage_targets WHERE token_id = ?) < ?
+					SELECT CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT)
+					WHERE (SELECT COUNT(*) FROM token_usage_targets WHERE token_id = ?) < ?
 					ON CONFLICT (token_id, kind, name) DO NOTHING`,
 					d.TokenID, kind, name, ns(d.First), ns(d.Last), d.Requests, d.TokenID, limits.MaxTargets)
 				if err != nil {
