@@ -223,3 +223,67 @@ func TestPostureReportAPI(t *testing.T) {
 	}
 	wantStatus(t, e.admin.Do(cliwire.Call{Method: "PUT", Path: "/api/orgs/acme/posture/settings", Body: map[string]any{"productionTag": "nonsense"}}, nil), 400)
 }
+
+// TestPersonalTokenFromCI: an update whose metadata names a CI system (the stock CLI sends
+// ci.system when it runs in CI), made with a personal token, is recorded with that CI
+// identity and flagged once as personal-token-in-ci: an audit event and the counter.
+func TestPersonalTokenFromCI(t *testing.T) {
+	e := postureEnv(t)
+	must(t, e.createStack(e.admin, "acme", "web", "prod", nil))
+	body := map[string]any{"metadata": map[string]any{"message": "m", "environment": map[string]string{"ci.system": "GitHub Actions"}}, "options": map[string]any{"dryRun": true}}
+	for i := 0; i < 2; i++ {
+		if code, b := e.from(t, "POST", "/api/stacks/acme/web/prod/preview", e.admin.Token, "198.51.100.20", "pulumi-cli/1 (v3.260.0; linux; cmd=preview)", body); code != 200 {
+			t.Fatalf("preview: %d %s", code, b)
+		}
+		e.must(e.srv.API.FlushUsage(context.Background()))
+	}
+	var tokens struct {
+		Tokens []struct {
+			ID string `json:"id"`
+		} `json:"tokens"`
+	}
+	e.must(e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/user/tokens"}, &tokens))
+	var u httpapi.TokenUsageJSON
+	for _, tk := range tokens.Tokens {
+		e.must(e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/user/tokens/" + tk.ID + "/usage"}, &u))
+		if u.Requests > 0 {
+			break
+		}
+	}
+	ci := false
+	for _, c := range u.Clients {
+		ci = ci || c.CI == "ci.system=GitHub Actions" && c.Address == "198.51.100.20"
+	}
+	if !ci {
+		t.Fatalf("no CI client in %+v", u.Clients)
+	}
+	var as struct {
+		Anomalies []httpapi.AnomalyJSON `json:"anomalies"`
+	}
+	e.must(e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/anomalies"}, &as))
+	if len(as.Anomalies) != 1 || as.Anomalies[0].Kind != posture.AnomalyPersonalCI {
+		t.Fatalf("anomalies = %+v, want one personal-token-in-ci", as.Anomalies)
+	}
+	evs, err := listAudit(e)
+	e.must(err)
+	n := 0
+	for _, ev := range evs {
+		if ev.Action == posture.AuditActionAnomaly && ev.Details["kind"] == posture.AnomalyPersonalCI {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d anomaly audit events, want 1", n)
+	}
+	mfs, err := e.srv.Registry.Gather()
+	e.must(err)
+	for _, mf := range mfs {
+		if mf.GetName() == "gatehouse_posture_anomalies_total" {
+			for _, m := range mf.GetMetric() {
+				if m.GetLabel()[0].GetValue() == posture.AnomalyPersonalCI && m.GetCounter().GetValue() != 1 {
+					t.Errorf("gatehouse_posture_anomalies_total{kind=personal-token-in-ci} = %v, want 1", m.GetCounter().GetValue())
+				}
+			}
+		}
+	}
+}
