@@ -286,11 +286,13 @@ type toucher struct {
 	// usage, when set, is the token usage inventory's recorder: flushed on the same tick
 	// (posture.go), pruned hourly.
 	usage *posture.Recorder
-	log   *slog.Logger
-	mu    sync.Mutex
-	uses  map[string]gatehouse.TokenUse
-	stop  chan struct{}
-	done  chan struct{}
+	// hourly, when set, runs with the hourly prune (the posture gauges, posture.go).
+	hourly func(context.Context)
+	log    *slog.Logger
+	mu     sync.Mutex
+	uses   map[string]gatehouse.TokenUse
+	stop   chan struct{}
+	done   chan struct{}
 }
 
 func newToucher(store gatehouse.Store, log *slog.Logger) *toucher {
@@ -335,7 +337,7 @@ func (t *toucher) loop() {
 	defer close(t.done)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	lastPrune := time.Now()
+	lastPrune := time.Now().Add(-time.Hour + time.Minute) // the first run a minute after start
 	for {
 		select {
 		case <-tick.C:
@@ -345,6 +347,9 @@ func (t *toucher) loop() {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				if _, err := t.usage.Prune(ctx); err != nil {
 					t.log.Warn("pruning the token usage inventory failed", "err", err)
+				}
+				if t.hourly != nil {
+					t.hourly(ctx)
 				}
 				cancel()
 			}

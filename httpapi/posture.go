@@ -41,7 +41,7 @@ func newPostureMetrics(reg prometheus.Registerer, rec func() float64) *postureMe
 		}, rec),
 		findings: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "gatehouse_posture_findings",
-			Help: "Findings of the organization's last posture report, by severity (set whenever a report is made).",
+			Help: "Findings of the organization's last posture report, by severity (set by every report through the API and an hourly assessment).",
 		}, []string{"org", "severity"}),
 		denied: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gatehouse_address_denied_total",
@@ -77,6 +77,35 @@ func (s *Server) newUsageRecorder(reg prometheus.Registerer) {
 	})
 	s.usage = rec
 	s.touch.usage = rec
+	s.touch.hourly = s.refreshPostureGauges
+}
+
+// refreshPostureGauges assesses every organization and sets gatehouse_posture_findings
+// (hourly, from the toucher; a report made through the API sets them too).
+func (s *Server) refreshPostureGauges(ctx context.Context) {
+	if err := s.store.View(ctx, func(tx gatehouse.Tx) error {
+		orgs, err := tx.ListOrgs()
+		if err != nil {
+			return err
+		}
+		for i := range orgs {
+			rep, err := posture.Assess(tx, &orgs[i], posture.AssessOptions{Now: tx.Now(), ExportSinks: s.cfg.AuditExportSinks})
+			if err != nil {
+				return err
+			}
+			s.setPostureGauges(orgs[i].Name, rep)
+		}
+		return nil
+	}); err != nil {
+		s.log.Warn("assessing the organizations' posture failed", "err", err)
+	}
+}
+
+func (s *Server) setPostureGauges(org string, rep *posture.Report) {
+	counts := rep.Counts()
+	for _, sev := range posture.Severities {
+		s.pmetrics.findings.WithLabelValues(org, string(sev)).Set(float64(counts[sev]))
+	}
 }
 
 // FlushUsage writes the pending usage records now (tests, shutdown).
@@ -449,10 +478,7 @@ func (s *Server) getPostureReport(rq *Request) (any, error) {
 	}); err != nil {
 		return nil, err
 	}
-	counts := rep.Counts()
-	for _, sev := range posture.Severities {
-		s.pmetrics.findings.WithLabelValues(rq.Org.Name, string(sev)).Set(float64(counts[sev]))
-	}
+	s.setPostureGauges(rq.Org.Name, rep)
 	return rep, nil
 }
 

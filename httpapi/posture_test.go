@@ -183,6 +183,30 @@ func TestTokenUsageInventory(t *testing.T) {
 func TestPostureReportAPI(t *testing.T) {
 	e := postureEnv(t)
 	must(t, e.createStack(e.admin, "acme", "web", "prod", map[string]string{"env": "production"}))
+	gauge := func(org, sev string) float64 {
+		mfs, err := e.srv.Registry.Gather()
+		e.must(err)
+		for _, mf := range mfs {
+			if mf.GetName() != "gatehouse_posture_findings" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				labels := map[string]string{}
+				for _, l := range m.GetLabel() {
+					labels[l.GetName()] = l.GetValue()
+				}
+				if labels["org"] == org && labels["severity"] == sev {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+		return -1
+	}
+	// The hourly assessment sets the gauges of every organization.
+	httpapi.RefreshPostureGauges(e.srv.API, context.Background())
+	if g := gauge("acme", "high"); g < 1 {
+		t.Errorf("after the hourly assessment, gatehouse_posture_findings{org=acme,severity=high} = %v", g)
+	}
 	var rep posture.Report
 	e.must(e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/posture"}, &rep))
 	found := false
@@ -194,23 +218,7 @@ func TestPostureReportAPI(t *testing.T) {
 	if !found || rep.Org != "acme" {
 		t.Fatalf("report = %+v", rep)
 	}
-	mfs, err := e.srv.Registry.Gather()
-	e.must(err)
-	var high float64 = -1
-	for _, mf := range mfs {
-		if mf.GetName() != "gatehouse_posture_findings" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["org"] == "acme" && labels["severity"] == "high" {
-				high = m.GetGauge().GetValue()
-			}
-		}
-	}
+	high := gauge("acme", "high")
 	if high != float64(rep.Summary[posture.SevHigh]) {
 		t.Errorf("gatehouse_posture_findings{org=acme,severity=high} = %v, want %d", high, rep.Summary[posture.SevHigh])
 	}
