@@ -583,3 +583,49 @@ func BenchmarkRecordAndFlush(b *testing.B) {
 		b.Fatal(err)
 	}
 }
+
+// TestDetectSpikeAndCIAgent: a clock hour far above the token's usual rate is a spike (after
+// learning); a personal token with a CI user agent is flagged, an exchanged one is not; the
+// CI identity of an exchanged token is its issuer and subject.
+func TestDetectSpikeAndCIAgent(t *testing.T) {
+	start := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	tk := &gatehouse.Token{ID: "t1", Kind: gatehouse.TokenTeam, OrgID: 1}
+	prior := &gatehouse.TokenUsage{FirstSeen: start, Requests: 5000, HoursMask: 0xFFFFFF, Hours: map[int64][2]int64{},
+		Clients: []gatehouse.TokenClient{{IP: "10.0.0.1"}}}
+	h0 := start.Unix() / 3600
+	for h := h0 + 8*24 - 7*24; h < h0+8*24; h++ {
+		prior.Hours[h] = [2]int64{20, 0} // 20 requests an hour for a week
+	}
+	at := start.Add(8 * 24 * time.Hour).Add(30 * time.Minute)
+	hour := at.Unix() / 3600
+	delta := func(n int64) gatehouse.UsageDelta {
+		return gatehouse.UsageDelta{TokenID: "t1", OrgID: 1, IP: "10.0.0.1", Agent: "pulumi-cli/1", First: at, Last: at, Requests: n,
+			Hours: 1 << uint(at.Hour()), HourCounts: map[int64][2]int64{hour: {n, 0}}}
+	}
+	s := posture.DefaultSettings()
+	if got := posture.Detect(tk, prior, []gatehouse.UsageDelta{delta(150)}, s); len(got) != 0 {
+		t.Errorf("150 requests (below spikeMin) flagged %+v", got)
+	}
+	got := posture.Detect(tk, prior, []gatehouse.UsageDelta{delta(250)}, s)
+	if len(got) != 1 || got[0].Kind != posture.AnomalySpike || got[0].Window != at.Format("2006-01-02T15") {
+		t.Errorf("250 requests (12.5x the average hour) flagged %+v, want one rate-spike", got)
+	}
+	young := *prior
+	young.FirstSeen = at.Add(-24 * time.Hour)
+	if got := posture.Detect(tk, &young, []gatehouse.UsageDelta{delta(250)}, s); len(got) != 0 {
+		t.Errorf("a token still learning flagged %+v", got)
+	}
+	pat := &gatehouse.Token{ID: "p1", Kind: gatehouse.TokenPersonal}
+	ci := delta(1)
+	ci.Agent = "GitHub-Actions-Runner/2.311"
+	if got := posture.Detect(pat, nil, []gatehouse.UsageDelta{ci}, s); len(got) != 1 || got[0].Kind != posture.AnomalyPersonalCI {
+		t.Errorf("personal token with a CI user agent flagged %+v", got)
+	}
+	exchanged := &gatehouse.Token{ID: "p2", Kind: gatehouse.TokenPersonal, Issuer: "https://token.actions.githubusercontent.com", Description: "issued by OIDC token exchange for repo:acme/infra:ref:refs/heads/main"}
+	if got := posture.Detect(exchanged, nil, []gatehouse.UsageDelta{ci}, s); len(got) != 0 {
+		t.Errorf("an exchanged personal token flagged %+v", got)
+	}
+	if id := posture.CIIdentity(exchanged); id != "https://token.actions.githubusercontent.com sub=repo:acme/infra:ref:refs/heads/main" {
+		t.Errorf("CIIdentity = %q", id)
+	}
+}
