@@ -175,6 +175,7 @@ type Tx interface {
 	WebhookTx
 	SCIMTx
 	SSOTx
+	PostureTx
 }
 
 // OrgMembership is an organization with the caller's role in it.

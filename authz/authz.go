@@ -67,6 +67,13 @@ const (
 	SCIMRead       Action = "scim:read"        // Users, Groups, discovery
 	SCIMUserWrite  Action = "scim:user:write"  // create, replace, patch (deprovision), delete people
 	SCIMGroupWrite Action = "scim:group:write" // create, replace, patch, delete groups (teams)
+	// Posture: a token's usage inventory, the posture report, thresholds and anomalies, and
+	// the address allow-lists and named ranges (administrators).
+	OrgTokenUsage     Action = "org:token:usage"
+	OrgPostureRead    Action = "org:posture:read"
+	OrgPostureWrite   Action = "org:posture:write"
+	OrgAllowListRead  Action = "org:allowlist:read"
+	OrgAllowListWrite Action = "org:allowlist:write"
 
 	// Invitations of people who are not the organization's own (see decideDirectAdd).
 	OrgInvitationRead   Action = "org:invitation:read" // list the organization's invitations
@@ -192,7 +199,12 @@ var orgActions = map[Action]gatehouse.Role{
 
 	OrgWebhooks: gatehouse.RoleAdmin,
 
-	OrgSCIMToken: gatehouse.RoleAdmin,
+	OrgSCIMToken:      gatehouse.RoleAdmin,
+	OrgTokenUsage:     gatehouse.RoleAdmin,
+	OrgPostureRead:    gatehouse.RoleAdmin,
+	OrgPostureWrite:   gatehouse.RoleAdmin,
+	OrgAllowListRead:  gatehouse.RoleAdmin,
+	OrgAllowListWrite: gatehouse.RoleAdmin,
 
 	OrgInvitationRead:   gatehouse.RoleAdmin,
 	OrgInvitationCreate: gatehouse.RoleAdmin,

@@ -18,6 +18,7 @@ import (
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/audit"
 	"github.com/gatehouse-dev/gatehouse/authz"
+	"github.com/gatehouse-dev/gatehouse/posture"
 )
 
 // The audit log API: Pulumi Cloud's audit log paths (v1 and v2 listings and exports) for an
@@ -422,6 +423,12 @@ func (s *Server) verifyAuditLog(rq *Request) (any, error) {
 	}
 	if pub != nil {
 		out.KeyID = audit.KeyID(pub)
+	}
+	// The posture report checks that the chain was verified recently (best effort).
+	if err := s.store.Update(ctx, func(tx gatehouse.Tx) error {
+		return posture.NoteAuditVerified(tx, posture.AuditVerification{At: s.cfg.Now(), OK: r.OK, LastSeq: r.LastSeq})
+	}); err != nil {
+		s.log.Warn("cannot record the audit verification", "err", err)
 	}
 	return out, nil
 }

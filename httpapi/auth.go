@@ -11,6 +11,7 @@ import (
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/authz"
+	"github.com/gatehouse-dev/gatehouse/posture"
 	"github.com/gatehouse-dev/gatehouse/token"
 )
 
@@ -292,11 +293,16 @@ func loadFacts(tx gatehouse.Tx, sub *authz.Subject, org *gatehouse.Org) (authz.F
 // a second, so that authentication does not write to the database per request.
 type toucher struct {
 	store gatehouse.Store
-	log   *slog.Logger
-	mu    sync.Mutex
-	uses  map[string]gatehouse.TokenUse
-	stop  chan struct{}
-	done  chan struct{}
+	// usage, when set, is the token usage inventory's recorder: flushed on the same tick
+	// (posture.go), pruned hourly.
+	usage *posture.Recorder
+	// hourly, when set, runs with the hourly prune (the posture gauges, posture.go).
+	hourly func(context.Context)
+	log    *slog.Logger
+	mu     sync.Mutex
+	uses   map[string]gatehouse.TokenUse
+	stop   chan struct{}
+	done   chan struct{}
 }
 
 func newToucher(store gatehouse.Store, log *slog.Logger) *toucher {
@@ -312,6 +318,13 @@ func (t *toucher) record(u gatehouse.TokenUse) {
 }
 
 func (t *toucher) flush() {
+	if t.usage != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := t.usage.Flush(ctx); err != nil {
+			t.log.Warn("recording token usage failed", "err", err)
+		}
+		cancel()
+	}
 	t.mu.Lock()
 	if len(t.uses) == 0 {
 		t.mu.Unlock()
@@ -334,10 +347,22 @@ func (t *toucher) loop() {
 	defer close(t.done)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	lastPrune := time.Now().Add(-time.Hour + time.Minute) // the first run a minute after start
 	for {
 		select {
 		case <-tick.C:
 			t.flush()
+			if t.usage != nil && time.Since(lastPrune) > time.Hour {
+				lastPrune = time.Now()
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				if _, err := t.usage.Prune(ctx); err != nil {
+					t.log.Warn("pruning the token usage inventory failed", "err", err)
+				}
+				if t.hourly != nil {
+					t.hourly(ctx)
+				}
+				cancel()
+			}
 		case <-t.stop:
 			t.flush()
 			return

@@ -437,6 +437,22 @@ func (w *world) request(t *testing.T, method, pattern, subject string) call {
 		return call{path: fill(pattern), body: map[string]any{"payloadUrl": "https://hooks.example.com/p", "active": false}}
 	case "POST /api/orgs/{org}/hooks/{hookName}/deliveries/{event}/redeliver", "POST /api/stacks/{org}/{project}/{stack}/hooks/{hookName}/deliveries/{event}/redeliver":
 		return call{path: strings.Replace(fill(pattern), "{event}", w.hookDelivery(t, strings.Contains(pattern, "{stack}")), 1), body: map[string]any{}}
+	case "GET /api/orgs/{org}/tokens/{tokenID}/usage":
+		return call{path: "/api/orgs/acme/tokens/" + ownToken(gatehouse.TokenOrg) + "/usage"}
+	case "GET /api/user/tokens/{tokenID}/usage":
+		return call{path: "/api/user/tokens/" + ownToken(gatehouse.TokenPersonal) + "/usage"}
+	case "PUT /api/orgs/{org}/allowlist":
+		return call{path: fill(pattern), body: map[string]any{"entries": []string{}}}
+	case "PUT /api/orgs/{org}/tokens/{tokenID}/allowlist":
+		return call{path: "/api/orgs/acme/tokens/" + ownToken(gatehouse.TokenOrg) + "/allowlist", body: map[string]any{"entries": []string{}}}
+	case "PUT /api/orgs/{org}/ranges/{name}":
+		return call{path: "/api/orgs/acme/ranges/r-" + subject, body: map[string]any{"cidrs": []string{"10.0.0.0/8"}}}
+	case "DELETE /api/orgs/{org}/ranges/{name}":
+		w.wrote = true
+		must(t, w.e.srv.Store.Update(context.Background(), func(tx gatehouse.Tx) error {
+			return tx.PutAddressRange(&gatehouse.AddressRange{OrgID: 1, Name: "d-" + subject, CIDRs: []string{"10.0.0.0/8"}})
+		}))
+		return call{path: "/api/orgs/acme/ranges/d-" + subject}
 	case "DELETE /api/orgs/{org}/teams/{team}/tokens/{tokenID}":
 		return call{path: "/api/orgs/acme/teams/t-write/tokens/" + ownToken(gatehouse.TokenTeam)}
 	case "POST /api/orgs/{org}/teams/{team}/tokens/{tokenID}/rotate":

@@ -134,6 +134,7 @@ func (s *Server) registerRoutes() {
 	s.registerWebhookRoutes()
 	s.registerSCIMRoutes()
 	s.registerSSORoutes()
+	s.registerPostureRoutes()
 
 	// Responses that carry a credential value: Cache-Control: no-store.
 	s.noStore(

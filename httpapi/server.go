@@ -33,6 +33,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/authz"
 	"github.com/gatehouse-dev/gatehouse/esc"
 	"github.com/gatehouse-dev/gatehouse/internal/jsondepth"
+	"github.com/gatehouse-dev/gatehouse/posture"
 	"github.com/gatehouse-dev/gatehouse/secrets"
 	"github.com/gatehouse-dev/gatehouse/sso"
 	"github.com/gatehouse-dev/gatehouse/webhook"
@@ -89,6 +90,17 @@ type Config struct {
 	// Sessions configures people's browser sessions and single sign-on (sso.go): idle
 	// and absolute lifetimes, the console's public URL.
 	Sessions SessionConfig
+	// UsageWindow is how long the token usage inventory remembers a client or a target
+	// (--usage-window; 0: 90 days). UsageMaxClients and UsageMaxTargets bound it per token
+	// (0: 50 and 100); the overflow is counted. DisableUsageInventory turns recording off
+	// (benchmarks).
+	UsageWindow           time.Duration
+	UsageMaxClients       int
+	UsageMaxTargets       int
+	DisableUsageInventory bool
+	// AuditExportSinks names the continuous audit export sinks configured (the posture
+	// report checks that there is one and that it keeps up).
+	AuditExportSinks []string
 	// Now is the clock (tests).
 	Now func() time.Time
 }
@@ -140,6 +152,10 @@ type Server struct {
 	hookKeys     *secrets.Manager
 	hooks        *webhook.Dispatcher // webhooks.go
 	sso          *sso.Manager        // sso.go
+
+	usage    *posture.Recorder // posture.go: the token usage inventory (nil: off)
+	pmetrics *postureMetrics
+	allow    allowCache
 }
 
 // New builds the server. reg may be nil (no metrics registered).
@@ -158,6 +174,7 @@ func New(store gatehouse.Store, sm *secrets.Manager, log *slog.Logger, reg prome
 	}
 	s := &Server{store: store, secrets: sm, log: log, cfg: cfg, mux: http.NewServeMux(), metrics: newMetrics(reg, store)}
 	s.touch = newToucher(store, log)
+	s.newUsageRecorder(reg)
 	s.cache = newAuthCache()
 	s.auditQ = newAuditQueue(store)
 	s.auditAgg = newAuditAggregator(store, log, cfg.Now)
@@ -285,9 +302,11 @@ type Request struct {
 	Env   *gatehouse.Environment // environment routes (environments.go)
 	// LeaseToken is the plaintext lease token of a lease call (to hand it back on renewal).
 	LeaseToken string
-	event      gatehouse.AuditEvent
-	audited    bool
-	status     int
+	// ciSystem is the CI system the request says it runs in (an update's ci.system metadata).
+	ciSystem string
+	event    gatehouse.AuditEvent
+	audited  bool
+	status   int
 }
 
 // rawJSON is a handler result written as-is.
@@ -324,6 +343,7 @@ func (s *Server) serve(rt *Route, w http.ResponseWriter, r *http.Request) {
 	} else {
 		rq.write(res)
 	}
+	s.recordUsage(rq)
 	s.metrics.observe(rt, rq.status, time.Since(start))
 	s.logRequest(rq, time.Since(start))
 }
@@ -340,7 +360,7 @@ func (s *Server) run(rq *Request) (res any, err error) {
 	// Authentication and resolution share one read transaction; identities and decision
 	// facts come from a cache that is valid for one security epoch, used only when it is
 	// the epoch this transaction saw (see authCache).
-	var authErr, resolveErr error
+	var authErr, resolveErr, addrErr error
 	if err := s.store.View(rq.Context(), func(tx gatehouse.Tx) error {
 		epoch, err := tx.SecurityEpoch()
 		if err != nil {
@@ -354,7 +374,14 @@ func (s *Server) run(rq *Request) (res any, err error) {
 		if authErr = s.authenticate(rq, tx); authErr != nil {
 			return nil
 		}
-		resolveErr = s.resolve(rq, tx)
+		// Address allow-lists (posture.go): the token's and its organization's before
+		// anything is resolved, the path's organization's once it is known.
+		if addrErr = s.checkAddress(rq, tx, false); addrErr != nil {
+			return nil
+		}
+		if resolveErr = s.resolve(rq, tx); resolveErr == nil {
+			addrErr = s.checkAddress(rq, tx, true)
+		}
 		return nil
 	}); err != nil {
 		return nil, err
@@ -385,6 +412,14 @@ func (s *Server) run(rq *Request) (res any, err error) {
 			rq.failAggregated(gatehouse.OutcomeFailure, err)
 		} else {
 			rq.fail(gatehouse.OutcomeFailure, err)
+		}
+		return nil, err
+	}
+	if err := addrErr; err != nil {
+		if gatehouse.IsCode(err, gatehouse.EFORBIDDEN) {
+			rq.event.Action = "auth:address-denied"
+			s.pmetrics.denied.Inc()
+			rq.fail(gatehouse.OutcomeDenied, err)
 		}
 		return nil, err
 	}

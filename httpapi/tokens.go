@@ -378,6 +378,9 @@ func (s *Server) rotateToken(rq *Request) (any, error) {
 		if err := tx.CreateToken(tk); err != nil {
 			return err
 		}
+		if err := inheritAllowList(tx, old, tk); err != nil {
+			return err
+		}
 		return tx.RevokeToken(old.ID, now.Add(grace))
 	})
 	if err != nil {

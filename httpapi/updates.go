@@ -47,6 +47,7 @@ func (s *Server) createUpdate(kind gatehouse.UpdateKind) func(*Request) (any, er
 		if err := json.Unmarshal(body, &req); err != nil {
 			return nil, bodyError(err)
 		}
+		rq.ciSystem = truncate(req.Metadata.Environment["ci.system"], 64) // posture: a CI environment
 		dry := req.Options.DryRun || kind == gatehouse.KindPreview
 		if !dry {
 			if err := rq.Authorize(runAction(kind)); err != nil {

@@ -893,7 +893,7 @@ func newTokenCmd() *cobra.Command {
 		},
 	}
 	rotate.Flags().StringVar(&grace, "grace", "1h", "how long the old token keeps working (e.g. 0s, 1h, 7d)")
-	cmd.AddCommand(create, ls, revoke, rotate)
+	cmd.AddCommand(create, ls, revoke, rotate, newTokenUsageCmd(c, base, &org))
 	return cmd
 }
 

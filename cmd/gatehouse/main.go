@@ -68,6 +68,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newSCIMCmd())
 	root.AddCommand(newScanCmd())
 	root.AddCommand(newAuditCmd(), newRateLimitCmd())
+	root.AddCommand(newPostureCmd(), newAllowListCmd())
 	root.AddCommand(newMigrateCmd())
 	root.AddCommand(newVersionCmd())
 	root.AddCommand(newBackupCmd(), newRestoreCmd(), newHealthcheckCmd())

@@ -50,6 +50,8 @@ type serveOptions struct {
 	auditKey                  string
 	auditNewKey               bool
 	auditSinks                []string
+	usageWindow               time.Duration
+	usageMaxClients           int
 	auditEvery                time.Duration
 	tlsCert, tlsKey           string
 	requestLog                bool
@@ -108,6 +110,10 @@ admin.token in the data directory (mode 0600), printing how to log in.`,
 	bindEnv(fs, "esc-max-open-duration", "GATEHOUSE_ESC_MAX_OPEN_DURATION")
 	fs.BoolVar(&o.allowPrivateWebhooks, "allow-private-webhooks", false, "let webhooks be created for and delivered to loopback, private, link-local and metadata addresses (tests, receivers on an internal network)")
 	bindEnv(fs, "allow-private-webhooks", "GATEHOUSE_ALLOW_PRIVATE_WEBHOOKS")
+	fs.DurationVar(&o.usageWindow, "usage-window", 90*24*time.Hour, "how long the token usage inventory remembers a client or a stack a token touched (gatehouse token usage)")
+	bindEnv(fs, "usage-window", "GATEHOUSE_USAGE_WINDOW")
+	fs.IntVar(&o.usageMaxClients, "usage-max-clients", 50, "most distinct clients (address, user agent, CI identity) the usage inventory keeps per token; more are counted as overflow")
+	bindEnv(fs, "usage-max-clients", "GATEHOUSE_USAGE_MAX_CLIENTS")
 	fs.StringVar(&o.bootstrapOrg, "bootstrap-org", envDefault("GATEHOUSE_BOOTSTRAP_ORG", "default"), "on a database without users: name of the first organization (env GATEHOUSE_BOOTSTRAP_ORG)")
 	fs.StringVar(&o.bootstrapAdmin, "bootstrap-admin", envDefault("GATEHOUSE_BOOTSTRAP_ADMIN", "admin"), "on a database without users: user name of the first admin (env GATEHOUSE_BOOTSTRAP_ADMIN)")
 	return cmd
@@ -134,6 +140,12 @@ func runServe(cmd *cobra.Command, o *serveOptions) error {
 	defer stop()
 	api := httpapi.DefaultConfig()
 	api.MaxBodyBytes = o.maxBody
+	api.UsageWindow, api.UsageMaxClients = o.usageWindow, o.usageMaxClients
+	for _, u := range o.auditSinks {
+		// Only the kind: a sink URL may carry credentials.
+		kind, _, _ := strings.Cut(u, ":")
+		api.AuditExportSinks = append(api.AuditExportSinks, kind)
+	}
 	api.RequestLog = o.requestLog
 	api.EnvMaxOpenDuration = o.escMaxOpen
 	switch httpapi.JournalMode(o.journal) {

@@ -118,6 +118,7 @@ var contractTests = []test{
 	{"Sessions", testSessions},
 	{"Identities", testIdentities},
 	{"OrgSSO", testOrgSSO},
+	{"Posture", testPosture},
 }
 
 // raceTests race goroutines against one database: the coordination points several
@@ -137,6 +138,7 @@ var raceTests = []test{
 	{"RaceConsumeOIDCToken", testRaceConsumeOIDCToken},
 	{"RaceEnvRevision", testRaceEnvRevision},
 	{"RaceWebhookClaim", testRaceWebhookClaim},
+	{"RaceRecordAnomaly", testRaceRecordAnomaly},
 }
 
 func run(t *testing.T, tests []test, open func(t *testing.T) []gatehouse.Store) {
