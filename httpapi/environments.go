@@ -69,6 +69,7 @@ func (s *Server) registerEnvRoutes() {
 	// the two would be ambiguous patterns for the mux.
 	s.handleAudited(get, envPath+"/versions/{version}/{sub}", authz.EnvRead, s.getVersionSub)
 	s.handle(post, envPath+"/versions/{version}/open", authz.EnvOpen, s.openEnv)
+	s.handle(post, envPath+"/versions/{version}/retract", authz.EnvWrite, s.retractRevision)
 	s.handle(get, envPath+"/versions/tags", authz.EnvRead, s.listEnvTags)
 	s.handle(post, envPath+"/versions/tags", authz.EnvWrite, s.createEnvTag)
 	s.handle(patch, envPath+"/versions/tags/{tag}", authz.EnvWrite, s.updateEnvTag)
@@ -319,11 +320,8 @@ func (s *Server) getVersionSub(rq *Request) (any, error) {
 func (s *Server) envDefinition(rq *Request, version string, decrypt bool) (any, error) {
 	var rev *gatehouse.EnvRevision
 	if err := rq.View(func(tx gatehouse.Tx) error {
-		n, err := esc.ResolveVersion(tx, rq.Env, version)
-		if err != nil {
-			return err
-		}
-		rev, err = tx.GetEnvRevision(rq.Env.ID, n)
+		var err error
+		rev, err = esc.LoadRevision(tx, rq.Env, version)
 		return err
 	}); err != nil {
 		return nil, err
@@ -515,11 +513,8 @@ func (s *Server) openEnv(rq *Request) (any, error) {
 	rq.Detail("duration", d.String())
 	var rev *gatehouse.EnvRevision
 	if err := rq.View(func(tx gatehouse.Tx) error {
-		n, err := esc.ResolveVersion(tx, rq.Env, rq.PathValue("version"))
-		if err != nil {
-			return err
-		}
-		rev, err = tx.GetEnvRevision(rq.Env.ID, n)
+		var err error
+		rev, err = esc.LoadRevision(tx, rq.Env, rq.PathValue("version"))
 		return err
 	}); err != nil {
 		return nil, err
@@ -682,11 +677,61 @@ func lookupProperty(props map[string]pesc.Value, path resource.PropertyPath) (pe
 // --- revisions and tags ---
 
 type revisionJSON struct {
-	Number       int      `json:"number"`
-	Created      string   `json:"created"`
-	CreatorLogin string   `json:"creatorLogin"`
-	CreatorName  string   `json:"creatorName"`
-	Tags         []string `json:"tags,omitempty"`
+	Number       int            `json:"number"`
+	Created      string         `json:"created"`
+	CreatorLogin string         `json:"creatorLogin"`
+	CreatorName  string         `json:"creatorName"`
+	Tags         []string       `json:"tags,omitempty"`
+	Retracted    *retractedJSON `json:"retracted,omitempty"`
+}
+
+type retractedJSON struct {
+	Replacement int    `json:"replacement"`
+	At          string `json:"at"`
+	ByLogin     string `json:"byLogin,omitempty"`
+	ByName      string `json:"byName,omitempty"`
+	Reason      string `json:"reason,omitempty"`
+}
+
+// retractRevision serves POST E/versions/{version}/retract {"replacement": n?, "reason": ""}.
+func (s *Server) retractRevision(rq *Request) (any, error) {
+	var req struct {
+		Replacement *int   `json:"replacement"`
+		Reason      string `json:"reason"`
+	}
+	if err := rq.decode(&req); err != nil {
+		return nil, err
+	}
+	if len(req.Reason) > 1024 {
+		return nil, gatehouse.Errorf(gatehouse.EINVALID, "reason is longer than 1024 bytes")
+	}
+	replacement := 0
+	if req.Replacement != nil {
+		if *req.Replacement < 1 {
+			return nil, gatehouse.Errorf(gatehouse.EINVALID, "replacement must be a revision number")
+		}
+		replacement = *req.Replacement
+	}
+	if err := rq.Change(func(tx gatehouse.Tx) error {
+		n, err := esc.ResolveVersion(tx, rq.Env, rq.PathValue("version"))
+		if err != nil {
+			return err
+		}
+		rq.Detail("revision", strconv.Itoa(n))
+		if req.Reason != "" {
+			rq.Detail("reason", truncate(req.Reason, 256))
+		}
+		used, err := tx.RetractEnvRevision(rq.Env.ID, n, replacement, rq.Subject.Name(), req.Reason)
+		if err != nil {
+			return err
+		}
+		rq.Detail("replacement", strconv.Itoa(used))
+		return rq.envEvent(tx, rq.Env, webhook.EnvironmentRevisionRetracted, "retracted", n, "")
+	}); err != nil {
+		return nil, err
+	}
+	s.wakeWebhooks()
+	return noContent{}, nil
 }
 
 func queryInt(rq *Request, name string) (int, error) {
@@ -718,7 +763,11 @@ func (s *Server) listRevisions(rq *Request) (any, error) {
 			if r.Number == rq.Env.Revision {
 				tags = append([]string{"latest"}, tags...)
 			}
-			out = append(out, revisionJSON{Number: r.Number, Created: r.Created.Format(time.RFC3339), CreatorLogin: r.CreatorLogin, CreatorName: r.CreatorLogin, Tags: tags})
+			rj := revisionJSON{Number: r.Number, Created: r.Created.Format(time.RFC3339), CreatorLogin: r.CreatorLogin, CreatorName: r.CreatorLogin, Tags: tags}
+			if rt := r.Retracted; rt != nil {
+				rj.Retracted = &retractedJSON{Replacement: rt.Replacement, At: rt.At.Format(time.RFC3339), ByLogin: rt.ByLogin, ByName: rt.ByLogin, Reason: rt.Reason}
+			}
+			out = append(out, rj)
 		}
 		return err
 	})
@@ -1075,9 +1124,15 @@ func (s *Server) createEnvKVTag(rq *Request) (any, error) {
 	}
 	t := gatehouse.EnvKVTag{EnvID: rq.Env.ID, Name: req.Name, Value: req.Value, EditorLogin: rq.Subject.Name()}
 	rq.Detail("tag", req.Name+"="+req.Value)
-	if err := rq.Change(func(tx gatehouse.Tx) error { return tx.SetEnvKVTag(&t) }); err != nil {
+	if err := rq.Change(func(tx gatehouse.Tx) error {
+		if err := tx.SetEnvKVTag(&t); err != nil {
+			return err
+		}
+		return rq.envEvent(tx, rq.Env, webhook.EnvironmentTagCreated, "created", 0, t.Name)
+	}); err != nil {
 		return nil, err
 	}
+	s.wakeWebhooks()
 	return kvTagJSON(t), nil
 }
 
@@ -1118,15 +1173,28 @@ func (s *Server) updateEnvKVTag(rq *Request) (any, error) {
 				return err
 			}
 		}
-		return tx.SetEnvKVTag(&t)
+		if err := tx.SetEnvKVTag(&t); err != nil {
+			return err
+		}
+		return rq.envEvent(tx, rq.Env, webhook.EnvironmentTagUpdated, "updated", 0, t.Name)
 	}); err != nil {
 		return nil, err
 	}
+	s.wakeWebhooks()
 	return kvTagJSON(t), nil
 }
 
 func (s *Server) deleteEnvKVTag(rq *Request) (any, error) {
 	name := rq.PathValue("name")
 	rq.Detail("tag", name)
-	return noContent{}, rq.Change(func(tx gatehouse.Tx) error { return tx.DeleteEnvKVTag(rq.Env.ID, name) })
+	if err := rq.Change(func(tx gatehouse.Tx) error {
+		if err := tx.DeleteEnvKVTag(rq.Env.ID, name); err != nil {
+			return err
+		}
+		return rq.envEvent(tx, rq.Env, webhook.EnvironmentTagDeleted, "deleted", 0, name)
+	}); err != nil {
+		return nil, err
+	}
+	s.wakeWebhooks()
+	return noContent{}, nil
 }

@@ -317,3 +317,68 @@ func testRaceEnvRevision(t *testing.T, e *env) {
 		t.Errorf("%d editors won with the same revision, want exactly 1", wins.Load())
 	}
 }
+
+// testEnvRetract covers RetractEnvRevision: the default replacement skips retracted
+// revisions, tags move, the latest and retracted revisions are refused, tags cannot name a
+// retracted revision.
+func testEnvRetract(t *testing.T, e *env) {
+	acme := e.org("acme")
+	dev := e.environment(acme.ID, "app", "dev")
+	for i := 0; i < 3; i++ { // revisions 2, 3, 4
+		e.update(func(tx gatehouse.Tx) error {
+			_, err := tx.PutEnvRevision(dev.ID, -1, []byte("values: {}\n"), "alice")
+			return err
+		})
+	}
+	e.update(func(tx gatehouse.Tx) error {
+		return tx.CreateEnvTag(&gatehouse.EnvTag{EnvID: dev.ID, Name: "prod", Revision: 3})
+	})
+	retract := func(n, repl int) (int, error) {
+		var used int
+		err := e.try(func(tx gatehouse.Tx) error {
+			var err error
+			used, err = tx.RetractEnvRevision(dev.ID, n, repl, "bob", "why")
+			return err
+		})
+		return used, err
+	}
+	_, err := retract(4, 0)
+	wantCode(t, err, gatehouse.EINVALID, "retracting the latest revision")
+	_, err = retract(3, 3)
+	wantCode(t, err, gatehouse.EINVALID, "a revision replacing itself")
+	_, err = retract(3, 7)
+	wantCode(t, err, gatehouse.EINVALID, "a missing replacement")
+	_, err = retract(9, 0)
+	wantCode(t, err, gatehouse.ENOTFOUND, "retracting a missing revision")
+	if used, err := retract(2, 0); err != nil || used != 1 {
+		t.Fatalf("retract 2 = %d, %v; want replacement 1", used, err)
+	}
+	_, err = retract(2, 0)
+	wantCode(t, err, gatehouse.ECONFLICT, "retracting twice")
+	_, err = retract(3, 2)
+	wantCode(t, err, gatehouse.EINVALID, "a retracted replacement")
+	if used, err := retract(3, 0); err != nil || used != 1 {
+		t.Fatalf("retract 3 = %d, %v; want replacement 1 (2 is retracted)", used, err)
+	}
+	e.view(func(tx gatehouse.Tx) error {
+		tg, err := tx.GetEnvTag(dev.ID, "prod")
+		if err != nil || tg.Revision != 1 || tg.EditorLogin != "bob" {
+			t.Errorf("tag prod after retraction = %+v, %v; want revision 1 edited by bob", tg, err)
+		}
+		r, err := tx.GetEnvRevision(dev.ID, 3)
+		if err != nil || r.Retracted == nil || r.Retracted.Replacement != 1 || r.Retracted.ByLogin != "bob" || r.Retracted.Reason != "why" || r.Retracted.At.IsZero() {
+			t.Errorf("GetEnvRevision(3) = %+v, %v", r, err)
+		}
+		revs, err := tx.ListEnvRevisions(dev.ID, 0, 0)
+		if err != nil || len(revs) != 4 || revs[0].Retracted != nil || revs[1].Retracted == nil || revs[2].Retracted == nil || revs[3].Retracted != nil {
+			t.Errorf("ListEnvRevisions = %+v, %v", revs, err)
+		}
+		return nil
+	})
+	err = e.try(func(tx gatehouse.Tx) error {
+		return tx.CreateEnvTag(&gatehouse.EnvTag{EnvID: dev.ID, Name: "old", Revision: 2})
+	})
+	wantCode(t, err, gatehouse.EINVALID, "a tag on a retracted revision")
+	err = e.try(func(tx gatehouse.Tx) error { return tx.UpdateEnvTag(dev.ID, "prod", 3, "bob") })
+	wantCode(t, err, gatehouse.EINVALID, "moving a tag to a retracted revision")
+}
