@@ -400,6 +400,9 @@ type Grant struct {
 	Permission Permission
 	// Decrypt gives a read grant the right to decrypt secrets (write and admin include it).
 	Decrypt bool
+	// MaxOpen caps how long the grant's environments are opened for through it (Pulumi's
+	// maxOpenDuration; environment grants only); 0 is no cap beyond the server's.
+	MaxOpen time.Duration
 	Created time.Time
 }
 

@@ -121,6 +121,8 @@ func (rq *Request) envAccess() esc.Access {
 		}
 		d := authz.Decide(rq.Subject, a, authz.Resource{Org: rq.Org, Env: env}, rq.facts)
 		switch {
+		case d.Allow && open:
+			return rq.checkOpenLimit(env)
 		case d.Allow:
 			return nil
 		case d.Hide:
@@ -128,6 +130,18 @@ func (rq *Request) envAccess() esc.Access {
 		}
 		return gatehouse.Errorf(gatehouse.EFORBIDDEN, "%s", d.Reason)
 	}
+}
+
+// checkOpenLimit refuses an open longer than the caller's grants on env allow
+// (maxOpenDuration).
+func (rq *Request) checkOpenLimit(env *gatehouse.Environment) error {
+	if rq.envOpenFor <= 0 {
+		return nil
+	}
+	if limit := authz.EnvOpenLimit(rq.Subject, env, rq.Org, rq.facts); limit > 0 && rq.envOpenFor > limit {
+		return gatehouse.Errorf(gatehouse.EFORBIDDEN, "environment %s may be opened for at most %s by you (the maxOpenDuration of your team's grant); you asked for %s", env.Ref(), limit, rq.envOpenFor)
+	}
+	return nil
 }
 
 func (rq *Request) evalRequest(env *gatehouse.Environment, def []byte) esc.EvalRequest {
@@ -511,6 +525,10 @@ func (s *Server) openEnv(rq *Request) (any, error) {
 		return nil, err
 	}
 	rq.Detail("duration", d.String())
+	rq.envOpenFor = d
+	if err := rq.checkOpenLimit(rq.Env); err != nil {
+		return nil, err
+	}
 	var rev *gatehouse.EnvRevision
 	if err := rq.View(func(tx gatehouse.Tx) error {
 		var err error
@@ -558,6 +576,7 @@ func (s *Server) openYAML(rq *Request) (any, error) {
 		return nil, err
 	}
 	rq.Detail("duration", d.String())
+	rq.envOpenFor = d
 	rq.Detail("environment", esc.AnonymousName)
 	var overrides map[string]string
 	if v := q.Get("environmentOverrides"); v != "" {
@@ -956,6 +975,8 @@ type envPermJSON struct {
 	ProjectName string `json:"projectName"`
 	EnvName     string `json:"envName,omitempty"`
 	Permission  string `json:"permission,omitempty"`
+	// MaxOpenDuration caps how long members open through this grant (a Go duration).
+	MaxOpenDuration string `json:"maxOpenDuration,omitempty"`
 }
 
 func envScope(rq *Request, tx gatehouse.Tx, p *envPermJSON) (gatehouse.Scope, error) {
@@ -989,9 +1010,20 @@ func teamEnvGrant(rq *Request, tx gatehouse.Tx, t *gatehouse.Team, add, remove *
 		if perm == gatehouse.EnvNone {
 			return gatehouse.Errorf(gatehouse.EINVALID, "an environment permission needs read, open, write or admin")
 		}
+		var maxOpen time.Duration
+		if v := add.MaxOpenDuration; v != "" {
+			if maxOpen, err = time.ParseDuration(v); err != nil || maxOpen < time.Second {
+				return gatehouse.Errorf(gatehouse.EINVALID, "maxOpenDuration %q must be a Go duration of at least 1s, such as 2h0m0s", v)
+			}
+			maxOpen = maxOpen.Truncate(time.Second)
+		}
 		p, dec := gatehouse.EnvGrantPermission(perm)
-		rq.Detail("environmentGrant", add.ProjectName+"/"+add.EnvName+":"+perm.String())
-		if err := tx.PutGrant(&gatehouse.Grant{TeamID: t.ID, Scope: sc, Permission: p, Decrypt: dec}); err != nil {
+		detail := add.ProjectName + "/" + add.EnvName + ":" + perm.String()
+		if maxOpen > 0 {
+			detail += " maxOpenDuration=" + maxOpen.String()
+		}
+		rq.Detail("environmentGrant", detail)
+		if err := tx.PutGrant(&gatehouse.Grant{TeamID: t.ID, Scope: sc, Permission: p, Decrypt: dec, MaxOpen: maxOpen}); err != nil {
 			return err
 		}
 	}
@@ -1011,15 +1043,19 @@ func teamEnvironments(tx gatehouse.Tx, gs []gatehouse.Grant) ([]envPermJSON, err
 	var out []envPermJSON
 	for _, g := range gs {
 		perm := gatehouse.EnvPermissionOf(g.Permission, g.Decrypt).String()
+		var maxOpen string
+		if g.MaxOpen > 0 {
+			maxOpen = g.MaxOpen.String()
+		}
 		switch {
 		case g.Scope.EnvProject != "":
-			out = append(out, envPermJSON{ProjectName: g.Scope.EnvProject, Permission: perm})
+			out = append(out, envPermJSON{ProjectName: g.Scope.EnvProject, Permission: perm, MaxOpenDuration: maxOpen})
 		case g.Scope.EnvID != 0:
 			env, err := tx.GetEnvironmentByID(g.Scope.EnvID)
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, envPermJSON{ProjectName: env.Project, EnvName: env.Name, Permission: perm})
+			out = append(out, envPermJSON{ProjectName: env.Project, EnvName: env.Name, Permission: perm, MaxOpenDuration: maxOpen})
 		}
 	}
 	return out, nil

@@ -160,3 +160,69 @@ func TestEnvironmentHead(t *testing.T) {
 		t.Fatalf("HEAD of a missing environment: %d", r.status)
 	}
 }
+
+// TestEnvironmentMaxOpenDuration: a team grant's maxOpenDuration caps how long its members
+// open the environment for, directly and as an import; a grant without a cap (or the org
+// admin) has none; the team GET shows it; bad values are refused.
+func TestEnvironmentMaxOpenDuration(t *testing.T) {
+	e := newEnv(t)
+	admin := e.esc(e.admin.Token)
+	p := e.esc(e.newPerson("opener", "member"))
+	for _, n := range []string{"dev", "consumer"} {
+		admin.want(200, "POST", escBase+"/acme", []byte(`{"project":"app","name":"`+n+`"}`))
+	}
+	admin.want(200, "PATCH", escBase+"/acme/app/dev", []byte("values:\n  pw:\n    fn::secret: hunter2\n"))
+	admin.want(200, "PATCH", escBase+"/acme/app/consumer", []byte("imports: [app/dev]\nvalues: {c: 1}\n"))
+	for _, tm := range []string{"openers", "others"} {
+		e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/teams/pulumi", Body: map[string]string{"name": tm}}, nil))
+		e.must(e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/teams/" + tm, Body: map[string]any{"memberAction": "add", "member": "opener"}}, nil))
+	}
+	grant := func(team, name, perm, maxOpen string) error {
+		return e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/teams/" + team,
+			Body: map[string]any{"addEnvironmentPermission": map[string]string{"projectName": "app", "envName": name, "permission": perm, "maxOpenDuration": maxOpen}}}, nil)
+	}
+	for _, bad := range []string{"abc", "-1h", "500ms"} {
+		if err := grant("openers", "dev", "open", bad); err == nil || !strings.Contains(err.Error(), "maxOpenDuration") {
+			t.Errorf("maxOpenDuration %q: %v", bad, err)
+		}
+	}
+	e.must(grant("openers", "dev", "open", "1h"))
+	e.must(grant("others", "consumer", "open", ""))
+	var team struct {
+		Environments []struct {
+			EnvName         string `json:"envName"`
+			MaxOpenDuration string `json:"maxOpenDuration"`
+		} `json:"environments"`
+	}
+	e.must(e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/teams/openers"}, &team))
+	if len(team.Environments) != 1 || team.Environments[0].MaxOpenDuration != "1h0m0s" {
+		t.Fatalf("team environments %+v", team.Environments)
+	}
+
+	dev, consumer := escBase+"/acme/app/dev", escBase+"/acme/app/consumer"
+	p.want(200, "POST", dev+"/open?duration=30m", nil)
+	p.want(200, "POST", dev+"/open?duration=1h", nil)
+	r := p.want(403, "POST", dev+"/open?duration=2h", nil)
+	if !strings.Contains(string(r.body), "at most 1h0m0s") {
+		t.Errorf("refusal: %s", r.body)
+	}
+	// As an import: the importer has no cap, the import has.
+	p.want(200, "POST", consumer+"/open?duration=30m", nil)
+	r = p.want(400, "POST", consumer+"/open?duration=2h", nil)
+	if !strings.Contains(string(r.body), "app/dev") {
+		t.Errorf("import refusal: %s", r.body)
+	}
+	// yaml/open (a stack's environment: imports) too.
+	p.want(400, "POST", escBase+"/acme/yaml/open?duration=2h", []byte(`{"imports":["app/dev"]}`))
+	p.want(200, "POST", escBase+"/acme/yaml/open?duration=10m", []byte(`{"imports":["app/dev"]}`))
+	// The organization admin has no cap.
+	admin.want(200, "POST", dev+"/open?duration=2h", nil)
+	// A second grant without a cap lifts it.
+	e.must(grant("others", "dev", "open", ""))
+	p.want(200, "POST", dev+"/open?duration=2h", nil)
+	// Changing the cap on the grant applies at once.
+	e.must(grant("others", "dev", "read", ""))
+	e.must(grant("openers", "dev", "open", "3h"))
+	p.want(200, "POST", dev+"/open?duration=2h", nil)
+	p.want(403, "POST", dev+"/open?duration=4h", nil)
+}

@@ -417,9 +417,10 @@ type grantOut struct {
 // envGrantOut is a team's environment permission as the team API lists it (Pulumi's
 // shape; no envName: every environment of the project).
 type envGrantOut struct {
-	ProjectName string `json:"projectName"`
-	EnvName     string `json:"envName,omitempty"`
-	Permission  string `json:"permission"`
+	ProjectName     string `json:"projectName"`
+	EnvName         string `json:"envName,omitempty"`
+	Permission      string `json:"permission"`
+	MaxOpenDuration string `json:"maxOpenDuration,omitempty"`
 }
 
 func (g envGrantOut) scope() string {
@@ -515,7 +516,7 @@ func (s *scopeFlags) body(extra map[string]any) map[string]any {
 func newGrantCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "grant", Short: "Give teams permissions on stacks, projects, tag selectors or environments"}
 	c := addClientFlags(cmd)
-	var perm string
+	var perm, maxOpen string
 	var decrypt bool
 	var sf scopeFlags
 	orgDo := orgFlag(cmd, c)
@@ -533,7 +534,10 @@ func newGrantCmd() *cobra.Command {
 				if decrypt {
 					return fmt.Errorf("--decrypt is for stacks; for environments, the open permission decrypts")
 				}
-				return grantEnv(cmd, c, orgDo, args[0], &sf, perm)
+				return grantEnv(cmd, c, orgDo, args[0], &sf, perm, maxOpen)
+			}
+			if maxOpen != "" {
+				return fmt.Errorf("--max-open-duration is for environment grants (--env or --env-project)")
 			}
 			// A grant on a scope the team already has one on replaces it: say so.
 			var before struct {
@@ -571,6 +575,7 @@ func newGrantCmd() *cobra.Command {
 	sf.add(add)
 	add.Flags().StringVar(&perm, "permission", "read", "read, write or admin (environments also open)")
 	add.Flags().BoolVar(&decrypt, "decrypt", false, "with read: also decrypt the stacks' secrets (write and admin always may)")
+	add.Flags().StringVar(&maxOpen, "max-open-duration", "", "environments: the longest the team's members may open them for through this grant (a Go duration, e.g. 1h)")
 	var rsf scopeFlags
 	rm := &cobra.Command{
 		Use: "rm TEAM", Short: "Remove a team's grant on a scope", Args: cobra.ExactArgs(1),
@@ -966,7 +971,7 @@ func parseDays(s string) (time.Duration, error) {
 
 // grantEnv gives a team an environment permission (Pulumi's team PATCH
 // addEnvironmentPermission), saying whether it added, changed or kept a grant.
-func grantEnv(cmd *cobra.Command, c *apiClient, orgDo func(*cobra.Command, string, string, any, any) error, team string, sf *scopeFlags, perm string) error {
+func grantEnv(cmd *cobra.Command, c *apiClient, orgDo func(*cobra.Command, string, string, any, any) error, team string, sf *scopeFlags, perm, maxOpen string) error {
 	switch perm {
 	case "read", "open", "write", "admin":
 	default:
@@ -983,6 +988,14 @@ func grantEnv(cmd *cobra.Command, c *apiClient, orgDo func(*cobra.Command, strin
 		return err
 	}
 	now := envGrantOut{ProjectName: body["projectName"].(string), Permission: perm}
+	if maxOpen != "" {
+		d, err := time.ParseDuration(maxOpen)
+		if err != nil || d < time.Second {
+			return fmt.Errorf("--max-open-duration %q: want a Go duration of at least 1s, such as 1h", maxOpen)
+		}
+		now.MaxOpenDuration = d.Truncate(time.Second).String()
+		body["maxOpenDuration"] = now.MaxOpenDuration
+	}
 	if n, ok := body["envName"].(string); ok {
 		now.EnvName = n
 	}
@@ -1000,11 +1013,19 @@ func grantEnv(cmd *cobra.Command, c *apiClient, orgDo func(*cobra.Command, strin
 	switch {
 	case prev == nil:
 		obj["change"] = "added"
-		return c.done(cmd, obj, "granted team %s %s on %s", team, perm, sf.String())
-	case prev.Permission == perm:
+		return c.done(cmd, obj, "granted team %s %s on %s", team, now.describe(), sf.String())
+	case prev.Permission == perm && prev.MaxOpenDuration == now.MaxOpenDuration:
 		obj["change"] = "unchanged"
-		return c.done(cmd, obj, "team %s already has %s on %s (unchanged)", team, perm, sf.String())
+		return c.done(cmd, obj, "team %s already has %s on %s (unchanged)", team, now.describe(), sf.String())
 	}
 	obj["change"], obj["previous"] = "updated", prev
-	return c.done(cmd, obj, "changed team %s's grant on %s from %s to %s", team, sf.String(), prev.Permission, perm)
+	return c.done(cmd, obj, "changed team %s's grant on %s from %s to %s", team, sf.String(), prev.describe(), now.describe())
+}
+
+// describe is the permission with its open limit, if any.
+func (g envGrantOut) describe() string {
+	if g.MaxOpenDuration == "" {
+		return g.Permission
+	}
+	return g.Permission + " (opened for at most " + g.MaxOpenDuration + ")"
 }

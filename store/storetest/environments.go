@@ -241,7 +241,7 @@ func testEnvScopes(t *testing.T, e *env) {
 	en := e.environment(acme.ID, "app", "prod")
 	tm := e.team(acme.ID, "ops")
 	e.update(func(tx gatehouse.Tx) error {
-		if err := tx.PutGrant(&gatehouse.Grant{TeamID: tm.ID, Scope: gatehouse.Scope{EnvID: en.ID}, Permission: gatehouse.PermRead, Decrypt: true}); err != nil {
+		if err := tx.PutGrant(&gatehouse.Grant{TeamID: tm.ID, Scope: gatehouse.Scope{EnvID: en.ID}, Permission: gatehouse.PermRead, Decrypt: true, MaxOpen: 90 * time.Minute}); err != nil {
 			return err
 		}
 		if err := tx.PutGrant(&gatehouse.Grant{TeamID: tm.ID, Scope: gatehouse.Scope{EnvProject: "app"}, Permission: gatehouse.PermWrite}); err != nil {
@@ -260,10 +260,10 @@ func testEnvScopes(t *testing.T, e *env) {
 		}
 		n := 0
 		for _, g := range gs {
-			if g.Scope.EnvID == en.ID && g.Decrypt && g.Permission == gatehouse.PermRead {
+			if g.Scope.EnvID == en.ID && g.Decrypt && g.Permission == gatehouse.PermRead && g.MaxOpen == 90*time.Minute {
 				n++
 			}
-			if g.Scope.EnvProject == "app" && g.Permission == gatehouse.PermWrite {
+			if g.Scope.EnvProject == "app" && g.Permission == gatehouse.PermWrite && g.MaxOpen == 0 {
 				n++
 			}
 		}
@@ -276,6 +276,11 @@ func testEnvScopes(t *testing.T, e *env) {
 		}
 		return nil
 	})
+	// An open limit is for environment grants only.
+	err := e.try(func(tx gatehouse.Tx) error {
+		return tx.PutGrant(&gatehouse.Grant{TeamID: tm.ID, Scope: gatehouse.Scope{Project: "app"}, Permission: gatehouse.PermRead, MaxOpen: time.Hour})
+	})
+	wantCode(t, err, gatehouse.EINVALID, "an open limit on a stack grant")
 	// Deleting the environment drops the rules that name it, and moves the security epoch.
 	var before, after int64
 	e.view(func(tx gatehouse.Tx) (err error) { before, err = tx.SecurityEpoch(); return err })
