@@ -667,7 +667,7 @@ func EnvPermission(sub *Subject, env *gatehouse.Environment, org *gatehouse.Org,
 		}
 	}
 	for _, g := range f.Grants {
-		if !g.Scope.IsEnv() || !g.Scope.MatchesEnv(env.ID, env.Project, nil, false) {
+		if !g.Scope.IsEnv() || !g.Scope.MatchesEnv(env.ID, env.Project, env.Tags, false) {
 			continue
 		}
 		if p := gatehouse.EnvPermissionOf(g.Permission, g.Decrypt); p > perm {
@@ -701,7 +701,7 @@ func EnvOpenLimit(sub *Subject, env *gatehouse.Environment, org *gatehouse.Org, 
 	}
 	var limit time.Duration
 	for _, g := range f.Grants {
-		if !g.Scope.IsEnv() || !g.Scope.MatchesEnv(env.ID, env.Project, nil, false) || gatehouse.EnvPermissionOf(g.Permission, g.Decrypt) < gatehouse.EnvOpen {
+		if !g.Scope.IsEnv() || !g.Scope.MatchesEnv(env.ID, env.Project, env.Tags, false) || gatehouse.EnvPermissionOf(g.Permission, g.Decrypt) < gatehouse.EnvOpen {
 			continue
 		}
 		if g.MaxOpen <= 0 {

@@ -972,14 +972,34 @@ func (s *Server) patchEnvSettings(rq *Request) (any, error) {
 // envPermJSON is Pulumi's team environment permission. envName "" (a Gatehouse extension)
 // names every environment of the ESC project.
 type envPermJSON struct {
-	ProjectName string `json:"projectName"`
-	EnvName     string `json:"envName,omitempty"`
-	Permission  string `json:"permission,omitempty"`
+	ProjectName string `json:"projectName,omitempty"`
+	// Tag (name=value, a Gatehouse extension) selects every environment with that tag.
+	Tag        string `json:"tag,omitempty"`
+	EnvName    string `json:"envName,omitempty"`
+	Permission string `json:"permission,omitempty"`
 	// MaxOpenDuration caps how long members open through this grant (a Go duration).
 	MaxOpenDuration string `json:"maxOpenDuration,omitempty"`
 }
 
+// describe names the grant's scope for audit details: project/name, project/ or tag=v.
+func (p *envPermJSON) describe() string {
+	if p.Tag != "" {
+		return "tag " + p.Tag
+	}
+	return p.ProjectName + "/" + p.EnvName
+}
+
 func envScope(rq *Request, tx gatehouse.Tx, p *envPermJSON) (gatehouse.Scope, error) {
+	if p.Tag != "" {
+		name, value, ok := strings.Cut(p.Tag, "=")
+		if !ok || p.ProjectName != "" || p.EnvName != "" {
+			return gatehouse.Scope{}, gatehouse.Errorf(gatehouse.EINVALID, "an environment tag grant names tag as name=value and no projectName or envName")
+		}
+		if err := validKVTag(name, value); err != nil {
+			return gatehouse.Scope{}, err
+		}
+		return gatehouse.Scope{EnvTagName: name, EnvTagValue: value}, nil
+	}
 	if err := esc.ValidateName("project", p.ProjectName); err != nil {
 		return gatehouse.Scope{}, err
 	}
@@ -1018,7 +1038,7 @@ func teamEnvGrant(rq *Request, tx gatehouse.Tx, t *gatehouse.Team, add, remove *
 			maxOpen = maxOpen.Truncate(time.Second)
 		}
 		p, dec := gatehouse.EnvGrantPermission(perm)
-		detail := add.ProjectName + "/" + add.EnvName + ":" + perm.String()
+		detail := add.describe() + ":" + perm.String()
 		if maxOpen > 0 {
 			detail += " maxOpenDuration=" + maxOpen.String()
 		}
@@ -1032,7 +1052,7 @@ func teamEnvGrant(rq *Request, tx gatehouse.Tx, t *gatehouse.Team, add, remove *
 		if err != nil {
 			return err
 		}
-		rq.Detail("removedEnvironmentGrant", remove.ProjectName+"/"+remove.EnvName)
+		rq.Detail("removedEnvironmentGrant", remove.describe())
 		return tx.DeleteGrant(t.ID, sc)
 	}
 	return nil
@@ -1048,6 +1068,8 @@ func teamEnvironments(tx gatehouse.Tx, gs []gatehouse.Grant) ([]envPermJSON, err
 			maxOpen = g.MaxOpen.String()
 		}
 		switch {
+		case g.Scope.EnvTagName != "":
+			out = append(out, envPermJSON{Tag: g.Scope.EnvTagName + "=" + g.Scope.EnvTagValue, Permission: perm, MaxOpenDuration: maxOpen})
 		case g.Scope.EnvProject != "":
 			out = append(out, envPermJSON{ProjectName: g.Scope.EnvProject, Permission: perm, MaxOpenDuration: maxOpen})
 		case g.Scope.EnvID != 0:

@@ -226,3 +226,62 @@ func TestEnvironmentMaxOpenDuration(t *testing.T) {
 	p.want(200, "POST", dev+"/open?duration=2h", nil)
 	p.want(403, "POST", dev+"/open?duration=4h", nil)
 }
+
+// TestEnvironmentTagGrants: a team grant by environment tag (name=value) gives its
+// permission on every environment with that tag and on nothing else, listings included;
+// retagging moves it; the team GET lists it; bad selectors are refused.
+func TestEnvironmentTagGrants(t *testing.T) {
+	e := newEnv(t)
+	admin := e.esc(e.admin.Token)
+	p := e.esc(e.newPerson("dev", "member"))
+	for _, n := range []string{"a", "b", "c"} {
+		admin.want(200, "POST", escBase+"/acme", []byte(`{"project":"app","name":"`+n+`"}`))
+		admin.want(200, "PATCH", escBase+"/acme/app/"+n, []byte("values:\n  pw:\n    fn::secret: s-"+n+"\n"))
+	}
+	admin.want(200, "POST", escBase+"/acme/app/a/tags", []byte(`{"name":"team","value":"core"}`))
+	admin.want(200, "POST", escBase+"/acme/app/b/tags", []byte(`{"name":"team","value":"web"}`))
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/teams/pulumi", Body: map[string]string{"name": "core"}}, nil))
+	e.must(e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/teams/core", Body: map[string]any{"memberAction": "add", "member": "dev"}}, nil))
+	grant := func(body map[string]string) error {
+		return e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/teams/core", Body: map[string]any{"addEnvironmentPermission": body}}, nil)
+	}
+	for _, bad := range []map[string]string{
+		{"tag": "team", "permission": "open"},
+		{"tag": "=core", "permission": "open"},
+		{"tag": "team=core", "projectName": "app", "permission": "open"},
+	} {
+		if err := grant(bad); err == nil {
+			t.Errorf("grant %v was accepted", bad)
+		}
+	}
+	e.must(grant(map[string]string{"tag": "team=core", "permission": "open"}))
+
+	p.want(200, "POST", escBase+"/acme/app/a/open?duration=1h", nil)
+	p.want(404, "GET", escBase+"/acme/app/b", nil)
+	p.want(404, "GET", escBase+"/acme/app/c", nil)
+	var ls struct {
+		Environments []struct{ Name string }
+	}
+	p.want(200, "GET", escBase+"/acme", nil).json(t, &ls)
+	if len(ls.Environments) != 1 || ls.Environments[0].Name != "a" {
+		t.Fatalf("list with a tag grant: %+v", ls.Environments)
+	}
+	var team struct {
+		Environments []struct {
+			Tag        string `json:"tag"`
+			Permission string `json:"permission"`
+		} `json:"environments"`
+	}
+	e.must(e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/teams/core"}, &team))
+	if len(team.Environments) != 1 || team.Environments[0].Tag != "team=core" || team.Environments[0].Permission != "open" {
+		t.Fatalf("team environments %+v", team.Environments)
+	}
+	// Retagging b selects it; untagging a drops it.
+	admin.want(200, "PATCH", escBase+"/acme/app/b/tags/team", []byte(`{"currentTag":{"value":"web"},"newTag":{"name":"team","value":"core"}}`))
+	admin.want(200, "DELETE", escBase+"/acme/app/a/tags/team", nil)
+	p.want(200, "POST", escBase+"/acme/app/b/open?duration=1h", nil)
+	p.want(404, "GET", escBase+"/acme/app/a", nil)
+	// Removing the grant.
+	e.must(e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/teams/core", Body: map[string]any{"removeEnvironment": map[string]string{"tag": "team=core"}}}, nil))
+	p.want(404, "GET", escBase+"/acme/app/b", nil)
+}

@@ -136,7 +136,42 @@ func (t *tx) ListEnvironments(f gatehouse.EnvFilter) ([]gatehouse.Environment, s
 		out = out[:limit]
 		next = strconv.FormatInt(out[limit-1].ID, 10)
 	}
-	return out, next, nil
+	return out, next, t.fillEnvTagsOf(out)
+}
+
+// fillEnvTagsOf fills the tags of listed environments in one query (tag grants select by
+// them).
+func (t *tx) fillEnvTagsOf(envs []gatehouse.Environment) error {
+	if len(envs) == 0 {
+		return nil
+	}
+	byID := make(map[int64]*gatehouse.Environment, len(envs))
+	ids := make([]int64, 0, len(envs))
+	for i := range envs {
+		envs[i].Tags = map[string]string{}
+		byID[envs[i].ID] = &envs[i]
+		ids = append(ids, envs[i].ID)
+	}
+	var b strings.Builder
+	b.WriteString(`SELECT env_id, name, value FROM env_kv_tags WHERE env_id IN (`)
+	args := appendInList(&b, make([]any, 0, len(ids)), ids)
+	b.WriteString(")")
+	rows, err := t.query(b.String(), args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var name, value string
+		if err := rows.Scan(&id, &name, &value); err != nil {
+			return dbErr(err)
+		}
+		if e := byID[id]; e != nil {
+			e.Tags[name] = value
+		}
+	}
+	return dbErr(rows.Err())
 }
 
 func (t *tx) DeleteEnvironment(id int64) error {

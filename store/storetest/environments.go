@@ -276,6 +276,31 @@ func testEnvScopes(t *testing.T, e *env) {
 		}
 		return nil
 	})
+	// A grant by environment tag reads back; a protection rule by environment tag is refused
+	// (tag rules select environments already).
+	e.update(func(tx gatehouse.Tx) error {
+		return tx.PutGrant(&gatehouse.Grant{TeamID: tm.ID, Scope: gatehouse.Scope{EnvTagName: "team", EnvTagValue: "core"}, Permission: gatehouse.PermAdmin})
+	})
+	e.view(func(tx gatehouse.Tx) error {
+		gs, _ := tx.ListGrants(tm.ID)
+		found := false
+		for _, g := range gs {
+			if g.Scope.EnvTagName == "team" && g.Scope.EnvTagValue == "core" && g.Scope.IsEnv() && g.Permission == gatehouse.PermAdmin {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("environment tag grant not read back: %+v", gs)
+		}
+		return nil
+	})
+	e.update(func(tx gatehouse.Tx) error {
+		return tx.DeleteGrant(tm.ID, gatehouse.Scope{EnvTagName: "team", EnvTagValue: "core"})
+	})
+	err0 := e.try(func(tx gatehouse.Tx) error {
+		return tx.PutProtection(&gatehouse.Protection{OrgID: acme.ID, Scope: gatehouse.Scope{EnvTagName: "team", EnvTagValue: "core"}})
+	})
+	wantCode(t, err0, gatehouse.EINVALID, "a protection rule by environment tag")
 	// An open limit is for environment grants only.
 	err := e.try(func(tx gatehouse.Tx) error {
 		return tx.PutGrant(&gatehouse.Grant{TeamID: tm.ID, Scope: gatehouse.Scope{Project: "app"}, Permission: gatehouse.PermRead, MaxOpen: time.Hour})
