@@ -105,3 +105,50 @@ func TestPulumiEnv(t *testing.T) {
 		t.Fatalf("env get after rm:\n%s", r)
 	}
 }
+
+// TestPulumiStackEnvironment: a stack whose Pulumi.<stack>.yaml imports an environment
+// (`environment: [app/base]`) gets a plain value and a secret from it at `pulumi up`; the
+// secret stays a secret in the stack's outputs; a member who may read but not open the
+// environment cannot preview the stack (the error names the environment). Needs pulumi,
+// node and npm (or GATEHOUSE_E2E_NODE_MODULES); skips loudly otherwise.
+func TestPulumiStackEnvironment(t *testing.T) {
+	pulumiBin, version := requirePulumi(t)
+	modules := nodeModules(t, version)
+	bin := gatehouseBinary(t)
+	dataDir := t.TempDir()
+	token := bootstrap(t, bin, dataDir, "acme", "alice")
+	srv := startServer(t, bin, dataDir, freeAddr(t))
+	proj := t.TempDir()
+	writeProject(t, proj, "envapp", 1, modules)
+	p := &pulumiCLI{t: t, bin: pulumiBin, dir: proj, env: pulumiEnv(t.TempDir(), token)}
+	p.must("login", srv.URL)
+
+	secret := "env-secret-" + randomHex(6)
+	p.must("env", "init", "acme/app/base")
+	p.must("env", "set", "acme/app/base", "pulumiConfig.count", "3")
+	p.must("env", "set", "acme/app/base", "pulumiConfig.dbpass", "--secret", secret)
+
+	p.must("stack", "init", "acme/dev")
+	must(t, os.WriteFile(filepath.Join(proj, "Pulumi.dev.yaml"), []byte("environment:\n  - app/base\n"), 0o644))
+	out := p.must("up", "--yes")
+	mustContain(t, "up", out, "+ 4 created", "dbpass: [secret]")
+	if strings.Contains(out, secret) {
+		t.Fatalf("pulumi up printed the environment's secret:\n%s", out)
+	}
+	if got := strings.TrimSpace(p.stdout("stack", "output", "count")); got != "3" {
+		t.Fatalf("stack output count = %q, want 3 (from the environment)", got)
+	}
+	if got := strings.TrimSpace(p.stdout("stack", "output", "dbpass", "--show-secrets")); got != secret {
+		t.Fatalf("stack output dbpass = %q, want the environment's secret", got)
+	}
+
+	// A member who may write stacks but only read environments: the import is refused.
+	gatehouseAdmin(t, bin, srv.URL, token, "org", "set", "acme", "--default-stack-permission", "write", "--default-environment-permission", "read")
+	memberToken := strings.TrimSpace(gatehouseAdmin(t, bin, srv.URL, token, "user", "create", "bob", "--org", "acme", "--role", "member"))
+	m := &pulumiCLI{t: t, bin: pulumiBin, dir: proj, env: pulumiEnv(t.TempDir(), memberToken)}
+	m.must("login", srv.URL)
+	r := m.run("preview", "--stack", "acme/dev")
+	if r.err == nil || !strings.Contains(r.stdout+r.stderr, "app/base") {
+		t.Fatalf("a member without open on app/base previewed the stack:\n%s", r)
+	}
+}
