@@ -297,6 +297,10 @@ type Scope struct {
 	// select environments too (see MatchesEnv).
 	EnvID      int64
 	EnvProject string
+	// EnvTagName and EnvTagValue select every environment with that tag (team grants only;
+	// the protection rules by tag select environments already).
+	EnvTagName  string
+	EnvTagValue string
 	// StackRef is filled in when listing stack-scoped rules, for display.
 	StackRef *StackRef
 }
@@ -319,6 +323,9 @@ func (sc Scope) Valid() bool {
 	if sc.EnvProject != "" {
 		n++
 	}
+	if sc.EnvTagName != "" {
+		n++
+	}
 	return n == 1
 }
 
@@ -338,7 +345,7 @@ func (sc Scope) Matches(stackID int64, project string, tags map[string]string) b
 
 // IsEnv reports whether the scope names environments only (a grant on it is an
 // environment grant).
-func (sc Scope) IsEnv() bool { return sc.EnvID != 0 || sc.EnvProject != "" }
+func (sc Scope) IsEnv() bool { return sc.EnvID != 0 || sc.EnvProject != "" || sc.EnvTagName != "" }
 
 // MatchesEnv reports whether the scope covers an environment. Environment scopes match by
 // ID or ESC project; with protect set (protection rules), the stack rules by project or
@@ -350,6 +357,9 @@ func (sc Scope) MatchesEnv(envID int64, project string, tags map[string]string, 
 		return sc.EnvID == envID
 	case sc.EnvProject != "":
 		return sc.EnvProject == project
+	case sc.EnvTagName != "":
+		v, ok := tags[sc.EnvTagName]
+		return ok && v == sc.EnvTagValue
 	case protect && sc.StackID == 0:
 		return sc.Matches(0, project, tags)
 	}
@@ -370,6 +380,8 @@ func (sc Scope) String() string {
 		return "environment #" + itoa(sc.EnvID)
 	case sc.EnvProject != "":
 		return "environment project " + sc.EnvProject
+	case sc.EnvTagName != "":
+		return "environments tagged " + sc.EnvTagName + "=" + sc.EnvTagValue
 	}
 	return "nothing"
 }
@@ -387,6 +399,8 @@ func (sc Scope) Key() string {
 		return "env:" + itoa(sc.EnvID)
 	case sc.EnvProject != "":
 		return "envproject:" + sc.EnvProject
+	case sc.EnvTagName != "":
+		return "envtag:" + sc.EnvTagName + "=" + sc.EnvTagValue
 	}
 	return ""
 }
@@ -400,6 +414,9 @@ type Grant struct {
 	Permission Permission
 	// Decrypt gives a read grant the right to decrypt secrets (write and admin include it).
 	Decrypt bool
+	// MaxOpen caps how long the grant's environments are opened for through it (Pulumi's
+	// maxOpenDuration; environment grants only); 0 is no cap beyond the server's.
+	MaxOpen time.Duration
 	Created time.Time
 }
 

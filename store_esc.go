@@ -127,6 +127,17 @@ type EnvRevision struct {
 	Created      time.Time
 	CreatorLogin string
 	Tags         []string // revision tags naming it (ListEnvRevisions fills it in)
+	// Retracted is set when the revision was retracted: it can no longer be read or
+	// opened, and its tags name the replacement.
+	Retracted *EnvRetraction
+}
+
+// EnvRetraction records a retracted revision.
+type EnvRetraction struct {
+	Replacement int
+	At          time.Time
+	ByLogin     string
+	Reason      string
 }
 
 // EnvTag is a revision tag: a name for one revision of an environment.
@@ -183,6 +194,12 @@ type EnvTx interface {
 	// ListEnvRevisions lists revisions with a number < before (0: all), newest first, at
 	// most count (0: all).
 	ListEnvRevisions(envID int64, before, count int) ([]EnvRevision, error)
+	// RetractEnvRevision retracts revision number: it can no longer be read or opened and
+	// the revision tags naming it move to replacement (0: the newest earlier revision that
+	// is not retracted). The latest revision cannot be retracted (EINVALID), nor one that
+	// is already (ECONFLICT); the replacement must exist and not be retracted. Returns the
+	// replacement used.
+	RetractEnvRevision(envID int64, number, replacement int, login, reason string) (int, error)
 	// CreateEnvTag adds a revision tag (ECONFLICT when it exists; ENOTFOUND for a
 	// revision that does not exist).
 	CreateEnvTag(t *EnvTag) error

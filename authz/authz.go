@@ -721,7 +721,7 @@ func EnvPermission(sub *Subject, env *gatehouse.Environment, org *gatehouse.Org,
 		}
 	}
 	for _, g := range f.Grants {
-		if !g.Scope.IsEnv() || !g.Scope.MatchesEnv(env.ID, env.Project, nil, false) {
+		if !g.Scope.IsEnv() || !g.Scope.MatchesEnv(env.ID, env.Project, env.Tags, false) {
 			continue
 		}
 		if p := gatehouse.EnvPermissionOf(g.Permission, g.Decrypt); p > perm {
@@ -732,6 +732,38 @@ func EnvPermission(sub *Subject, env *gatehouse.Environment, org *gatehouse.Org,
 		why = "no grant"
 	}
 	return perm, why
+}
+
+// EnvOpenLimit is the longest the subject may open env for (0: no limit beyond the
+// server's). Only team grants carry limits (Pulumi's maxOpenDuration): when the subject's
+// open right comes from anything without a limit (the org's default permission, an admin
+// role, the creator's admin, a grant without a limit) there is none; otherwise the largest
+// limit of the grants that give open.
+func EnvOpenLimit(sub *Subject, env *gatehouse.Environment, org *gatehouse.Org, f Facts) time.Duration {
+	switch sub.Kind {
+	case OrgToken:
+		return 0
+	case UserKind:
+		switch {
+		case f.Role == gatehouse.RoleAdmin:
+			return 0
+		case f.Role == gatehouse.RoleMember && org.Settings.DefaultEnvironmentPermission >= gatehouse.EnvOpen:
+			return 0
+		case env.CreatorUserID != 0 && env.CreatorUserID == sub.User.ID && isPerson(sub):
+			return 0
+		}
+	}
+	var limit time.Duration
+	for _, g := range f.Grants {
+		if !g.Scope.IsEnv() || !g.Scope.MatchesEnv(env.ID, env.Project, env.Tags, false) || gatehouse.EnvPermissionOf(g.Permission, g.Decrypt) < gatehouse.EnvOpen {
+			continue
+		}
+		if g.MaxOpen <= 0 {
+			return 0
+		}
+		limit = max(limit, g.MaxOpen)
+	}
+	return limit
 }
 
 func decideEnv(sub *Subject, action Action, res Resource, f Facts) Decision {

@@ -97,6 +97,30 @@ func ResolveVersion(tx gatehouse.Tx, env *gatehouse.Environment, version string)
 	return tg.Revision, nil
 }
 
+// LoadRevision resolves version (see ResolveVersion) and reads that revision. A retracted
+// revision cannot be read or opened: it is ENOTFOUND with a message naming its replacement.
+func LoadRevision(tx gatehouse.Tx, env *gatehouse.Environment, version string) (*gatehouse.EnvRevision, error) {
+	n, err := ResolveVersion(tx, env, version)
+	if err != nil {
+		return nil, err
+	}
+	rev, err := tx.GetEnvRevision(env.ID, n)
+	if err != nil {
+		return nil, err
+	}
+	if rt := rev.Retracted; rt != nil {
+		msg := fmt.Sprintf("revision %d of environment %s/%s was retracted (use revision %d instead)", n, env.Project, env.Name, rt.Replacement)
+		if rt.Reason != "" {
+			msg += ": " + rt.Reason
+		}
+		return nil, gatehouse.Wrap(gatehouse.ENOTFOUND, ErrRetracted, "%s", msg)
+	}
+	return rev, nil
+}
+
+// ErrRetracted is wrapped by LoadRevision's error for a retracted revision.
+var ErrRetracted = errors.New("revision retracted")
+
 // Service evaluates and protects environments.
 type Service struct {
 	store     gatehouse.Store
@@ -345,17 +369,17 @@ func (l *loader) LoadEnvironment(ctx context.Context, ref string) ([]byte, eval.
 	}
 	var env *gatehouse.Environment
 	var rev *gatehouse.EnvRevision
+	var retracted error
 	err = l.s.store.View(ctx, func(tx gatehouse.Tx) error {
 		var err error
 		env, err = tx.GetEnvironment(l.org.ID, project, name)
 		if err != nil {
 			return err
 		}
-		n, err := ResolveVersion(tx, env, version)
-		if err != nil {
-			return err
+		rev, err = LoadRevision(tx, env, version)
+		if errors.Is(err, ErrRetracted) {
+			retracted, err = err, nil // said only to a caller who may use the environment
 		}
-		rev, err = tx.GetEnvRevision(env.ID, n)
 		return err
 	})
 	notFound := fmt.Errorf("environment %q not found", ref)
@@ -375,6 +399,9 @@ func (l *loader) LoadEnvironment(ctx context.Context, ref string) ([]byte, eval.
 		}
 		l.denied = append(l.denied, strconv.Quote(ref))
 		return nil, nil, fmt.Errorf("access to imported environment %q denied: %s", ref, gatehouse.ErrorMessage(err))
+	}
+	if retracted != nil {
+		return nil, nil, fmt.Errorf("cannot import %q: %s", ref, gatehouse.ErrorMessage(retracted))
 	}
 	return rev.YAML, crypter{l.s.keys, env.ID}, nil
 }

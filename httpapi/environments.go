@@ -69,6 +69,7 @@ func (s *Server) registerEnvRoutes() {
 	// the two would be ambiguous patterns for the mux.
 	s.handleAudited(get, envPath+"/versions/{version}/{sub}", authz.EnvRead, s.getVersionSub)
 	s.handle(post, envPath+"/versions/{version}/open", authz.EnvOpen, s.openEnv)
+	s.handle(post, envPath+"/versions/{version}/retract", authz.EnvWrite, s.retractRevision)
 	s.handle(get, envPath+"/versions/tags", authz.EnvRead, s.listEnvTags)
 	s.handle(post, envPath+"/versions/tags", authz.EnvWrite, s.createEnvTag)
 	s.handle(patch, envPath+"/versions/tags/{tag}", authz.EnvWrite, s.updateEnvTag)
@@ -120,6 +121,8 @@ func (rq *Request) envAccess() esc.Access {
 		}
 		d := authz.Decide(rq.Subject, a, authz.Resource{Org: rq.Org, Env: env}, rq.facts)
 		switch {
+		case d.Allow && open:
+			return rq.checkOpenLimit(env)
 		case d.Allow:
 			return nil
 		case d.Hide:
@@ -127,6 +130,18 @@ func (rq *Request) envAccess() esc.Access {
 		}
 		return gatehouse.Errorf(gatehouse.EFORBIDDEN, "%s", d.Reason)
 	}
+}
+
+// checkOpenLimit refuses an open longer than the caller's grants on env allow
+// (maxOpenDuration).
+func (rq *Request) checkOpenLimit(env *gatehouse.Environment) error {
+	if rq.envOpenFor <= 0 {
+		return nil
+	}
+	if limit := authz.EnvOpenLimit(rq.Subject, env, rq.Org, rq.facts); limit > 0 && rq.envOpenFor > limit {
+		return gatehouse.Errorf(gatehouse.EFORBIDDEN, "environment %s may be opened for at most %s by you (the maxOpenDuration of your team's grant); you asked for %s", env.Ref(), limit, rq.envOpenFor)
+	}
+	return nil
 }
 
 func (rq *Request) evalRequest(env *gatehouse.Environment, def []byte) esc.EvalRequest {
@@ -319,11 +334,8 @@ func (s *Server) getVersionSub(rq *Request) (any, error) {
 func (s *Server) envDefinition(rq *Request, version string, decrypt bool) (any, error) {
 	var rev *gatehouse.EnvRevision
 	if err := rq.View(func(tx gatehouse.Tx) error {
-		n, err := esc.ResolveVersion(tx, rq.Env, version)
-		if err != nil {
-			return err
-		}
-		rev, err = tx.GetEnvRevision(rq.Env.ID, n)
+		var err error
+		rev, err = esc.LoadRevision(tx, rq.Env, version)
 		return err
 	}); err != nil {
 		return nil, err
@@ -513,13 +525,14 @@ func (s *Server) openEnv(rq *Request) (any, error) {
 		return nil, err
 	}
 	rq.Detail("duration", d.String())
+	rq.envOpenFor = d
+	if err := rq.checkOpenLimit(rq.Env); err != nil {
+		return nil, err
+	}
 	var rev *gatehouse.EnvRevision
 	if err := rq.View(func(tx gatehouse.Tx) error {
-		n, err := esc.ResolveVersion(tx, rq.Env, rq.PathValue("version"))
-		if err != nil {
-			return err
-		}
-		rev, err = tx.GetEnvRevision(rq.Env.ID, n)
+		var err error
+		rev, err = esc.LoadRevision(tx, rq.Env, rq.PathValue("version"))
 		return err
 	}); err != nil {
 		return nil, err
@@ -563,6 +576,7 @@ func (s *Server) openYAML(rq *Request) (any, error) {
 		return nil, err
 	}
 	rq.Detail("duration", d.String())
+	rq.envOpenFor = d
 	rq.Detail("environment", esc.AnonymousName)
 	var overrides map[string]string
 	if v := q.Get("environmentOverrides"); v != "" {
@@ -682,11 +696,61 @@ func lookupProperty(props map[string]pesc.Value, path resource.PropertyPath) (pe
 // --- revisions and tags ---
 
 type revisionJSON struct {
-	Number       int      `json:"number"`
-	Created      string   `json:"created"`
-	CreatorLogin string   `json:"creatorLogin"`
-	CreatorName  string   `json:"creatorName"`
-	Tags         []string `json:"tags,omitempty"`
+	Number       int            `json:"number"`
+	Created      string         `json:"created"`
+	CreatorLogin string         `json:"creatorLogin"`
+	CreatorName  string         `json:"creatorName"`
+	Tags         []string       `json:"tags,omitempty"`
+	Retracted    *retractedJSON `json:"retracted,omitempty"`
+}
+
+type retractedJSON struct {
+	Replacement int    `json:"replacement"`
+	At          string `json:"at"`
+	ByLogin     string `json:"byLogin,omitempty"`
+	ByName      string `json:"byName,omitempty"`
+	Reason      string `json:"reason,omitempty"`
+}
+
+// retractRevision serves POST E/versions/{version}/retract {"replacement": n?, "reason": ""}.
+func (s *Server) retractRevision(rq *Request) (any, error) {
+	var req struct {
+		Replacement *int   `json:"replacement"`
+		Reason      string `json:"reason"`
+	}
+	if err := rq.decode(&req); err != nil {
+		return nil, err
+	}
+	if len(req.Reason) > 1024 {
+		return nil, gatehouse.Errorf(gatehouse.EINVALID, "reason is longer than 1024 bytes")
+	}
+	replacement := 0
+	if req.Replacement != nil {
+		if *req.Replacement < 1 {
+			return nil, gatehouse.Errorf(gatehouse.EINVALID, "replacement must be a revision number")
+		}
+		replacement = *req.Replacement
+	}
+	if err := rq.Change(func(tx gatehouse.Tx) error {
+		n, err := esc.ResolveVersion(tx, rq.Env, rq.PathValue("version"))
+		if err != nil {
+			return err
+		}
+		rq.Detail("revision", strconv.Itoa(n))
+		if req.Reason != "" {
+			rq.Detail("reason", truncate(req.Reason, 256))
+		}
+		used, err := tx.RetractEnvRevision(rq.Env.ID, n, replacement, rq.Subject.Name(), req.Reason)
+		if err != nil {
+			return err
+		}
+		rq.Detail("replacement", strconv.Itoa(used))
+		return rq.envEvent(tx, rq.Env, webhook.EnvironmentRevisionRetracted, "retracted", n, "")
+	}); err != nil {
+		return nil, err
+	}
+	s.wakeWebhooks()
+	return noContent{}, nil
 }
 
 func queryInt(rq *Request, name string) (int, error) {
@@ -718,7 +782,11 @@ func (s *Server) listRevisions(rq *Request) (any, error) {
 			if r.Number == rq.Env.Revision {
 				tags = append([]string{"latest"}, tags...)
 			}
-			out = append(out, revisionJSON{Number: r.Number, Created: r.Created.Format(time.RFC3339), CreatorLogin: r.CreatorLogin, CreatorName: r.CreatorLogin, Tags: tags})
+			rj := revisionJSON{Number: r.Number, Created: r.Created.Format(time.RFC3339), CreatorLogin: r.CreatorLogin, CreatorName: r.CreatorLogin, Tags: tags}
+			if rt := r.Retracted; rt != nil {
+				rj.Retracted = &retractedJSON{Replacement: rt.Replacement, At: rt.At.Format(time.RFC3339), ByLogin: rt.ByLogin, ByName: rt.ByLogin, Reason: rt.Reason}
+			}
+			out = append(out, rj)
 		}
 		return err
 	})
@@ -904,12 +972,34 @@ func (s *Server) patchEnvSettings(rq *Request) (any, error) {
 // envPermJSON is Pulumi's team environment permission. envName "" (a Gatehouse extension)
 // names every environment of the ESC project.
 type envPermJSON struct {
-	ProjectName string `json:"projectName"`
-	EnvName     string `json:"envName,omitempty"`
-	Permission  string `json:"permission,omitempty"`
+	ProjectName string `json:"projectName,omitempty"`
+	// Tag (name=value, a Gatehouse extension) selects every environment with that tag.
+	Tag        string `json:"tag,omitempty"`
+	EnvName    string `json:"envName,omitempty"`
+	Permission string `json:"permission,omitempty"`
+	// MaxOpenDuration caps how long members open through this grant (a Go duration).
+	MaxOpenDuration string `json:"maxOpenDuration,omitempty"`
+}
+
+// describe names the grant's scope for audit details: project/name, project/ or tag=v.
+func (p *envPermJSON) describe() string {
+	if p.Tag != "" {
+		return "tag " + p.Tag
+	}
+	return p.ProjectName + "/" + p.EnvName
 }
 
 func envScope(rq *Request, tx gatehouse.Tx, p *envPermJSON) (gatehouse.Scope, error) {
+	if p.Tag != "" {
+		name, value, ok := strings.Cut(p.Tag, "=")
+		if !ok || p.ProjectName != "" || p.EnvName != "" {
+			return gatehouse.Scope{}, gatehouse.Errorf(gatehouse.EINVALID, "an environment tag grant names tag as name=value and no projectName or envName")
+		}
+		if err := validKVTag(name, value); err != nil {
+			return gatehouse.Scope{}, err
+		}
+		return gatehouse.Scope{EnvTagName: name, EnvTagValue: value}, nil
+	}
 	if err := esc.ValidateName("project", p.ProjectName); err != nil {
 		return gatehouse.Scope{}, err
 	}
@@ -940,9 +1030,20 @@ func teamEnvGrant(rq *Request, tx gatehouse.Tx, t *gatehouse.Team, add, remove *
 		if perm == gatehouse.EnvNone {
 			return gatehouse.Errorf(gatehouse.EINVALID, "an environment permission needs read, open, write or admin")
 		}
+		var maxOpen time.Duration
+		if v := add.MaxOpenDuration; v != "" {
+			if maxOpen, err = time.ParseDuration(v); err != nil || maxOpen < time.Second {
+				return gatehouse.Errorf(gatehouse.EINVALID, "maxOpenDuration %q must be a Go duration of at least 1s, such as 2h0m0s", v)
+			}
+			maxOpen = maxOpen.Truncate(time.Second)
+		}
 		p, dec := gatehouse.EnvGrantPermission(perm)
-		rq.Detail("environmentGrant", add.ProjectName+"/"+add.EnvName+":"+perm.String())
-		if err := tx.PutGrant(&gatehouse.Grant{TeamID: t.ID, Scope: sc, Permission: p, Decrypt: dec}); err != nil {
+		detail := add.describe() + ":" + perm.String()
+		if maxOpen > 0 {
+			detail += " maxOpenDuration=" + maxOpen.String()
+		}
+		rq.Detail("environmentGrant", detail)
+		if err := tx.PutGrant(&gatehouse.Grant{TeamID: t.ID, Scope: sc, Permission: p, Decrypt: dec, MaxOpen: maxOpen}); err != nil {
 			return err
 		}
 	}
@@ -951,7 +1052,7 @@ func teamEnvGrant(rq *Request, tx gatehouse.Tx, t *gatehouse.Team, add, remove *
 		if err != nil {
 			return err
 		}
-		rq.Detail("removedEnvironmentGrant", remove.ProjectName+"/"+remove.EnvName)
+		rq.Detail("removedEnvironmentGrant", remove.describe())
 		return tx.DeleteGrant(t.ID, sc)
 	}
 	return nil
@@ -962,15 +1063,21 @@ func teamEnvironments(tx gatehouse.Tx, gs []gatehouse.Grant) ([]envPermJSON, err
 	var out []envPermJSON
 	for _, g := range gs {
 		perm := gatehouse.EnvPermissionOf(g.Permission, g.Decrypt).String()
+		var maxOpen string
+		if g.MaxOpen > 0 {
+			maxOpen = g.MaxOpen.String()
+		}
 		switch {
+		case g.Scope.EnvTagName != "":
+			out = append(out, envPermJSON{Tag: g.Scope.EnvTagName + "=" + g.Scope.EnvTagValue, Permission: perm, MaxOpenDuration: maxOpen})
 		case g.Scope.EnvProject != "":
-			out = append(out, envPermJSON{ProjectName: g.Scope.EnvProject, Permission: perm})
+			out = append(out, envPermJSON{ProjectName: g.Scope.EnvProject, Permission: perm, MaxOpenDuration: maxOpen})
 		case g.Scope.EnvID != 0:
 			env, err := tx.GetEnvironmentByID(g.Scope.EnvID)
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, envPermJSON{ProjectName: env.Project, EnvName: env.Name, Permission: perm})
+			out = append(out, envPermJSON{ProjectName: env.Project, EnvName: env.Name, Permission: perm, MaxOpenDuration: maxOpen})
 		}
 	}
 	return out, nil
@@ -1075,9 +1182,15 @@ func (s *Server) createEnvKVTag(rq *Request) (any, error) {
 	}
 	t := gatehouse.EnvKVTag{EnvID: rq.Env.ID, Name: req.Name, Value: req.Value, EditorLogin: rq.Subject.Name()}
 	rq.Detail("tag", req.Name+"="+req.Value)
-	if err := rq.Change(func(tx gatehouse.Tx) error { return tx.SetEnvKVTag(&t) }); err != nil {
+	if err := rq.Change(func(tx gatehouse.Tx) error {
+		if err := tx.SetEnvKVTag(&t); err != nil {
+			return err
+		}
+		return rq.envEvent(tx, rq.Env, webhook.EnvironmentTagCreated, "created", 0, t.Name)
+	}); err != nil {
 		return nil, err
 	}
+	s.wakeWebhooks()
 	return kvTagJSON(t), nil
 }
 
@@ -1118,15 +1231,28 @@ func (s *Server) updateEnvKVTag(rq *Request) (any, error) {
 				return err
 			}
 		}
-		return tx.SetEnvKVTag(&t)
+		if err := tx.SetEnvKVTag(&t); err != nil {
+			return err
+		}
+		return rq.envEvent(tx, rq.Env, webhook.EnvironmentTagUpdated, "updated", 0, t.Name)
 	}); err != nil {
 		return nil, err
 	}
+	s.wakeWebhooks()
 	return kvTagJSON(t), nil
 }
 
 func (s *Server) deleteEnvKVTag(rq *Request) (any, error) {
 	name := rq.PathValue("name")
 	rq.Detail("tag", name)
-	return noContent{}, rq.Change(func(tx gatehouse.Tx) error { return tx.DeleteEnvKVTag(rq.Env.ID, name) })
+	if err := rq.Change(func(tx gatehouse.Tx) error {
+		if err := tx.DeleteEnvKVTag(rq.Env.ID, name); err != nil {
+			return err
+		}
+		return rq.envEvent(tx, rq.Env, webhook.EnvironmentTagDeleted, "deleted", 0, name)
+	}); err != nil {
+		return nil, err
+	}
+	s.wakeWebhooks()
+	return noContent{}, nil
 }

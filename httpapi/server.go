@@ -300,6 +300,9 @@ type Request struct {
 	// epoch is the security epoch the request's authentication transaction saw.
 	epoch int64
 	Env   *gatehouse.Environment // environment routes (environments.go)
+	// envOpenFor is the lifetime asked for by an open (environments.go): each environment
+	// opened, imports included, must allow it (maxOpenDuration of team grants).
+	envOpenFor time.Duration
 	// LeaseToken is the plaintext lease token of a lease call (to hand it back on renewal).
 	LeaseToken string
 	// ciSystem is the CI system the request says it runs in (an update's ci.system metadata).

@@ -27,6 +27,7 @@ const (
 	KindEnvironment            = "environment"
 	KindEnvironmentRevision    = "environment_revision"
 	KindEnvironmentRevisionTag = "environment_revision_tag"
+	KindEnvironmentTag         = "environment_tag"
 )
 
 // Events (filters).
@@ -52,14 +53,18 @@ const (
 	EnvironmentCreated            = "environment_created"
 	EnvironmentDeleted            = "environment_deleted"
 	EnvironmentRevisionCreated    = "environment_revision_created"
+	EnvironmentRevisionRetracted  = "environment_revision_retracted"
+	EnvironmentTagCreated         = "environment_tag_created"
+	EnvironmentTagUpdated         = "environment_tag_updated"
+	EnvironmentTagDeleted         = "environment_tag_deleted"
 	EnvironmentRevisionTagCreated = "environment_revision_tag_created"
 	EnvironmentRevisionTagUpdated = "environment_revision_tag_updated"
 	EnvironmentRevisionTagDeleted = "environment_revision_tag_deleted"
 )
 
 // eventKinds maps every filter Gatehouse knows to its kind. Pulumi's deployment, drift,
-// environment tag, revision retraction, import and rotation filters are accepted (a webhook
-// may name them) but Gatehouse sends no such events yet.
+// import and rotation filters are accepted (a webhook may name them) but Gatehouse sends no
+// such events yet.
 var eventKinds = map[string]string{
 	StackCreated: KindStack, StackDeleted: KindStack,
 	PreviewSucceeded: KindStackPreview, PreviewFailed: KindStackPreview, PreviewStarted: KindStackPreview,

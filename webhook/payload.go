@@ -92,6 +92,8 @@ func Payload(format string, ev *Event) ([]byte, error) {
 		p.Action, p.Revision = ev.Action, ev.Revision
 	case KindEnvironmentRevisionTag:
 		p.Action, p.Revision, p.TagName = ev.Action, ev.Revision, ev.TagName
+	case KindEnvironmentTag:
+		p.Action, p.TagName = ev.Action, ev.TagName
 	case KindStackUpdate, KindStackPreview:
 		preview := ev.UpdateKind == string(gatehouse.KindPreview)
 		p.UpdateURL, p.Kind, p.Result, p.ResourceChanges, p.IsPreview, p.Version = ev.UpdateURL, ev.UpdateKind, ev.Result, ev.ResourceChanges, &preview, ev.Version
@@ -114,6 +116,8 @@ func title(ev *Event) string {
 		return fmt.Sprintf("Environment %s revision %d %s", ev.ref(), ev.Revision, ev.Action)
 	case KindEnvironmentRevisionTag:
 		return fmt.Sprintf("Environment %s tag %s %s (revision %d)", ev.ref(), ev.TagName, ev.Action, ev.Revision)
+	case KindEnvironmentTag:
+		return fmt.Sprintf("Environment %s tag %s %s", ev.ref(), ev.TagName, ev.Action)
 	}
 	return fmt.Sprintf("%s of %s %s", capitalize(ev.UpdateKind), ev.ref(), ev.Result)
 }

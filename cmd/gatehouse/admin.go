@@ -417,12 +417,17 @@ type grantOut struct {
 // envGrantOut is a team's environment permission as the team API lists it (Pulumi's
 // shape; no envName: every environment of the project).
 type envGrantOut struct {
-	ProjectName string `json:"projectName"`
-	EnvName     string `json:"envName,omitempty"`
-	Permission  string `json:"permission"`
+	ProjectName     string `json:"projectName,omitempty"`
+	Tag             string `json:"tag,omitempty"` // every environment with this tag (name=value)
+	EnvName         string `json:"envName,omitempty"`
+	Permission      string `json:"permission"`
+	MaxOpenDuration string `json:"maxOpenDuration,omitempty"`
 }
 
 func (g envGrantOut) scope() string {
+	if g.Tag != "" {
+		return "environments tagged " + g.Tag
+	}
 	if g.EnvName == "" {
 		return "environment project " + g.ProjectName
 	}
@@ -454,7 +459,7 @@ func (g grantOut) scope() string {
 
 // scopeFlags are --stack PROJECT/STACK, --project P and --tag NAME=VALUE, and for
 // environments --env PROJECT/ENV and --env-project P.
-type scopeFlags struct{ stack, project, tag, env, envProject string }
+type scopeFlags struct{ stack, project, tag, env, envProject, envTag string }
 
 func (s *scopeFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&s.stack, "stack", "", "one stack, as project/stack")
@@ -465,12 +470,24 @@ func (s *scopeFlags) add(cmd *cobra.Command) {
 }
 
 // isEnv reports whether the scope names environments.
-func (s *scopeFlags) isEnv() bool { return s.env != "" || s.envProject != "" }
+func (s *scopeFlags) isEnv() bool { return s.env != "" || s.envProject != "" || s.envTag != "" }
+
+// addEnvTag adds --env-tag (team grants only: protection rules by --tag select
+// environments already).
+func (s *scopeFlags) addEnvTag(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&s.envTag, "env-tag", "", "every environment with this tag, as name=value (grants only)")
+}
 
 // envBody is the scope as Pulumi's team environment permission ({projectName, envName}).
 func (s *scopeFlags) envBody() (map[string]any, error) {
 	if s.envProject != "" {
 		return map[string]any{"projectName": s.envProject}, nil
+	}
+	if s.envTag != "" {
+		if k, _, ok := strings.Cut(s.envTag, "="); !ok || k == "" {
+			return nil, fmt.Errorf("--env-tag takes NAME=VALUE, not %q", s.envTag)
+		}
+		return map[string]any{"tag": s.envTag}, nil
 	}
 	p, n, ok := strings.Cut(s.env, "/")
 	if !ok || p == "" || n == "" || strings.Contains(n, "/") {
@@ -483,7 +500,7 @@ func (s *scopeFlags) envBody() (map[string]any, error) {
 // problem it meets, e.g. a stack that does not exist).
 func (s *scopeFlags) check() error {
 	n := 0
-	for _, v := range []string{s.stack, s.project, s.tag, s.env, s.envProject} {
+	for _, v := range []string{s.stack, s.project, s.tag, s.env, s.envProject, s.envTag} {
 		if v != "" {
 			n++
 		}
@@ -496,6 +513,9 @@ func (s *scopeFlags) check() error {
 
 // String names the scope as the table output does.
 func (s *scopeFlags) String() string {
+	if s.envTag != "" {
+		return "environments tagged " + s.envTag
+	}
 	return grantOut{Stack: s.stack, Project: s.project, Tag: s.tag, Env: s.env, EnvProject: s.envProject}.scope()
 }
 
@@ -515,7 +535,7 @@ func (s *scopeFlags) body(extra map[string]any) map[string]any {
 func newGrantCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "grant", Short: "Give teams permissions on stacks, projects, tag selectors or environments"}
 	c := addClientFlags(cmd)
-	var perm string
+	var perm, maxOpen string
 	var decrypt bool
 	var sf scopeFlags
 	orgDo := orgFlag(cmd, c)
@@ -533,7 +553,10 @@ func newGrantCmd() *cobra.Command {
 				if decrypt {
 					return fmt.Errorf("--decrypt is for stacks; for environments, the open permission decrypts")
 				}
-				return grantEnv(cmd, c, orgDo, args[0], &sf, perm)
+				return grantEnv(cmd, c, orgDo, args[0], &sf, perm, maxOpen)
+			}
+			if maxOpen != "" {
+				return fmt.Errorf("--max-open-duration is for environment grants (--env or --env-project)")
 			}
 			// A grant on a scope the team already has one on replaces it: say so.
 			var before struct {
@@ -569,8 +592,10 @@ func newGrantCmd() *cobra.Command {
 		},
 	}
 	sf.add(add)
+	sf.addEnvTag(add)
 	add.Flags().StringVar(&perm, "permission", "read", "read, write or admin (environments also open)")
 	add.Flags().BoolVar(&decrypt, "decrypt", false, "with read: also decrypt the stacks' secrets (write and admin always may)")
+	add.Flags().StringVar(&maxOpen, "max-open-duration", "", "environments: the longest the team's members may open them for through this grant (a Go duration, e.g. 1h)")
 	var rsf scopeFlags
 	rm := &cobra.Command{
 		Use: "rm TEAM", Short: "Remove a team's grant on a scope", Args: cobra.ExactArgs(1),
@@ -595,6 +620,7 @@ func newGrantCmd() *cobra.Command {
 		},
 	}
 	rsf.add(rm)
+	rsf.addEnvTag(rm)
 	cmd.AddCommand(add, rm)
 	return cmd
 }
@@ -966,7 +992,7 @@ func parseDays(s string) (time.Duration, error) {
 
 // grantEnv gives a team an environment permission (Pulumi's team PATCH
 // addEnvironmentPermission), saying whether it added, changed or kept a grant.
-func grantEnv(cmd *cobra.Command, c *apiClient, orgDo func(*cobra.Command, string, string, any, any) error, team string, sf *scopeFlags, perm string) error {
+func grantEnv(cmd *cobra.Command, c *apiClient, orgDo func(*cobra.Command, string, string, any, any) error, team string, sf *scopeFlags, perm, maxOpen string) error {
 	switch perm {
 	case "read", "open", "write", "admin":
 	default:
@@ -982,13 +1008,23 @@ func grantEnv(cmd *cobra.Command, c *apiClient, orgDo func(*cobra.Command, strin
 	if err := orgDo(cmd, "GET", "/teams/"+team, nil, &before); err != nil {
 		return err
 	}
-	now := envGrantOut{ProjectName: body["projectName"].(string), Permission: perm}
+	now := envGrantOut{Permission: perm}
+	now.ProjectName, _ = body["projectName"].(string)
+	now.Tag, _ = body["tag"].(string)
+	if maxOpen != "" {
+		d, err := time.ParseDuration(maxOpen)
+		if err != nil || d < time.Second {
+			return fmt.Errorf("--max-open-duration %q: want a Go duration of at least 1s, such as 1h", maxOpen)
+		}
+		now.MaxOpenDuration = d.Truncate(time.Second).String()
+		body["maxOpenDuration"] = now.MaxOpenDuration
+	}
 	if n, ok := body["envName"].(string); ok {
 		now.EnvName = n
 	}
 	var prev *envGrantOut
 	for i, g := range before.Environments {
-		if g.ProjectName == now.ProjectName && g.EnvName == now.EnvName {
+		if g.ProjectName == now.ProjectName && g.EnvName == now.EnvName && g.Tag == now.Tag {
 			prev = &before.Environments[i]
 		}
 	}
@@ -1000,11 +1036,19 @@ func grantEnv(cmd *cobra.Command, c *apiClient, orgDo func(*cobra.Command, strin
 	switch {
 	case prev == nil:
 		obj["change"] = "added"
-		return c.done(cmd, obj, "granted team %s %s on %s", team, perm, sf.String())
-	case prev.Permission == perm:
+		return c.done(cmd, obj, "granted team %s %s on %s", team, now.describe(), sf.String())
+	case prev.Permission == perm && prev.MaxOpenDuration == now.MaxOpenDuration:
 		obj["change"] = "unchanged"
-		return c.done(cmd, obj, "team %s already has %s on %s (unchanged)", team, perm, sf.String())
+		return c.done(cmd, obj, "team %s already has %s on %s (unchanged)", team, now.describe(), sf.String())
 	}
 	obj["change"], obj["previous"] = "updated", prev
-	return c.done(cmd, obj, "changed team %s's grant on %s from %s to %s", team, sf.String(), prev.Permission, perm)
+	return c.done(cmd, obj, "changed team %s's grant on %s from %s to %s", team, sf.String(), prev.describe(), now.describe())
+}
+
+// describe is the permission with its open limit, if any.
+func (g envGrantOut) describe() string {
+	if g.MaxOpenDuration == "" {
+		return g.Permission
+	}
+	return g.Permission + " (opened for at most " + g.MaxOpenDuration + ")"
 }

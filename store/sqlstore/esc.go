@@ -136,7 +136,42 @@ func (t *tx) ListEnvironments(f gatehouse.EnvFilter) ([]gatehouse.Environment, s
 		out = out[:limit]
 		next = strconv.FormatInt(out[limit-1].ID, 10)
 	}
-	return out, next, nil
+	return out, next, t.fillEnvTagsOf(out)
+}
+
+// fillEnvTagsOf fills the tags of listed environments in one query (tag grants select by
+// them).
+func (t *tx) fillEnvTagsOf(envs []gatehouse.Environment) error {
+	if len(envs) == 0 {
+		return nil
+	}
+	byID := make(map[int64]*gatehouse.Environment, len(envs))
+	ids := make([]int64, 0, len(envs))
+	for i := range envs {
+		envs[i].Tags = map[string]string{}
+		byID[envs[i].ID] = &envs[i]
+		ids = append(ids, envs[i].ID)
+	}
+	var b strings.Builder
+	b.WriteString(`SELECT env_id, name, value FROM env_kv_tags WHERE env_id IN (`)
+	args := appendInList(&b, make([]any, 0, len(ids)), ids)
+	b.WriteString(")")
+	rows, err := t.query(b.String(), args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var name, value string
+		if err := rows.Scan(&id, &name, &value); err != nil {
+			return dbErr(err)
+		}
+		if e := byID[id]; e != nil {
+			e.Tags[name] = value
+		}
+	}
+	return dbErr(rows.Err())
 }
 
 func (t *tx) DeleteEnvironment(id int64) error {
@@ -212,11 +247,74 @@ func (t *tx) PutEnvRevision(envID int64, expect int, yaml []byte, login string) 
 func (t *tx) GetEnvRevision(envID int64, number int) (*gatehouse.EnvRevision, error) {
 	r := gatehouse.EnvRevision{EnvID: envID, Number: number}
 	var created int64
-	if err := t.queryRow(`SELECT yaml, created, creator_login FROM env_revisions WHERE env_id = ? AND number = ?`, envID, number).Scan(&r.YAML, &created, &r.CreatorLogin); err != nil {
+	var rt retraction
+	if err := t.queryRow(`SELECT yaml, created, creator_login, retracted, retract_replacement, retracted_by, retract_reason FROM env_revisions WHERE env_id = ? AND number = ?`, envID, number).Scan(&r.YAML, &created, &r.CreatorLogin, &rt.at, &rt.replacement, &rt.by, &rt.reason); err != nil {
 		return nil, one(err, "revision "+strconv.Itoa(number)+" not found")
 	}
-	r.Created = fromNS(created)
+	r.Created, r.Retracted = fromNS(created), rt.get()
 	return &r, nil
+}
+
+// retraction scans a revision's retraction columns.
+type retraction struct {
+	at, replacement int64
+	by, reason      string
+}
+
+func (rt retraction) get() *gatehouse.EnvRetraction {
+	if rt.at == 0 {
+		return nil
+	}
+	return &gatehouse.EnvRetraction{Replacement: int(rt.replacement), At: fromNS(rt.at), ByLogin: rt.by, Reason: rt.reason}
+}
+
+func (t *tx) RetractEnvRevision(envID int64, number, replacement int, login, reason string) (int, error) {
+	var cur int
+	if err := t.queryRow(`SELECT revision FROM environments WHERE id = ?`, envID).Scan(&cur); err != nil {
+		return 0, one(err, "environment not found")
+	}
+	if number == cur {
+		return 0, gatehouse.Errorf(gatehouse.EINVALID, "the latest revision (%d) cannot be retracted: write a new definition first, then retract this one", number)
+	}
+	r, err := t.GetEnvRevision(envID, number)
+	if err != nil {
+		return 0, err
+	}
+	if r.Retracted != nil {
+		return 0, gatehouse.Errorf(gatehouse.ECONFLICT, "revision %d is already retracted", number)
+	}
+	if replacement == number {
+		return 0, gatehouse.Errorf(gatehouse.EINVALID, "a revision cannot replace itself")
+	}
+	if replacement == 0 {
+		err := t.queryRow(`SELECT COALESCE(MAX(number), 0) FROM env_revisions WHERE env_id = ? AND number < ? AND retracted = 0`, envID, number).Scan(&replacement)
+		if err != nil {
+			return 0, dbErr(err)
+		}
+		if replacement == 0 {
+			return 0, gatehouse.Errorf(gatehouse.EINVALID, "revision %d has no earlier revision to replace it: name one with a replacement", number)
+		}
+	} else {
+		rep, err := t.GetEnvRevision(envID, replacement)
+		if err != nil {
+			return 0, gatehouse.Errorf(gatehouse.EINVALID, "replacement revision %d not found", replacement)
+		}
+		if rep.Retracted != nil {
+			return 0, gatehouse.Errorf(gatehouse.EINVALID, "replacement revision %d is retracted itself", replacement)
+		}
+	}
+	res, err := t.exec(`UPDATE env_revisions SET retracted = ?, retract_replacement = ?, retracted_by = ?, retract_reason = ? WHERE env_id = ? AND number = ? AND retracted = 0`,
+		ns(t.now), replacement, login, reason, envID, number)
+	if err != nil {
+		return 0, dbErr(err)
+	}
+	if affected(res) == 0 {
+		return 0, gatehouse.Errorf(gatehouse.ECONFLICT, "revision %d is already retracted", number)
+	}
+	if _, err := t.exec(`UPDATE env_tags SET revision = ?, modified = ?, editor_login = ? WHERE env_id = ? AND revision = ?`, replacement, ns(t.now), login, envID, number); err != nil {
+		return 0, dbErr(err)
+	}
+	return replacement, nil
 }
 
 func (t *tx) ListEnvRevisions(envID int64, before, count int) ([]gatehouse.EnvRevision, error) {
@@ -226,7 +324,7 @@ func (t *tx) ListEnvRevisions(envID int64, before, count int) ([]gatehouse.EnvRe
 	if count <= 0 || count > 1000 {
 		count = 1000
 	}
-	rows, err := t.query(`SELECT number, created, creator_login FROM env_revisions WHERE env_id = ? AND number < ? ORDER BY number DESC LIMIT ?`, envID, before, count)
+	rows, err := t.query(`SELECT number, created, creator_login, retracted, retract_replacement, retracted_by, retract_reason FROM env_revisions WHERE env_id = ? AND number < ? ORDER BY number DESC LIMIT ?`, envID, before, count)
 	if err != nil {
 		return nil, err
 	}
@@ -235,10 +333,11 @@ func (t *tx) ListEnvRevisions(envID int64, before, count int) ([]gatehouse.EnvRe
 	for rows.Next() {
 		r := gatehouse.EnvRevision{EnvID: envID}
 		var created int64
-		if err := rows.Scan(&r.Number, &created, &r.CreatorLogin); err != nil {
+		var rt retraction
+		if err := rows.Scan(&r.Number, &created, &r.CreatorLogin, &rt.at, &rt.replacement, &rt.by, &rt.reason); err != nil {
 			return nil, dbErr(err)
 		}
-		r.Created = fromNS(created)
+		r.Created, r.Retracted = fromNS(created), rt.get()
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
@@ -259,9 +358,12 @@ func (t *tx) ListEnvRevisions(envID int64, before, count int) ([]gatehouse.EnvRe
 }
 
 func (t *tx) revisionExists(envID int64, number int) error {
-	var n int
-	if err := t.queryRow(`SELECT number FROM env_revisions WHERE env_id = ? AND number = ?`, envID, number).Scan(&n); err != nil {
+	var retracted int64
+	if err := t.queryRow(`SELECT retracted FROM env_revisions WHERE env_id = ? AND number = ?`, envID, number).Scan(&retracted); err != nil {
 		return one(err, "revision "+strconv.Itoa(number)+" not found")
+	}
+	if retracted != 0 {
+		return gatehouse.Errorf(gatehouse.EINVALID, "revision %d is retracted: a tag cannot name it", number)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"strings"
+	"time"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 )
@@ -136,7 +137,7 @@ func (t *tx) ListTeamMembers(teamID int64) ([]gatehouse.TeamMember, error) {
 	return out, dbErr(rows.Err())
 }
 
-const grantCols = `g.id, g.team_id, tm.name, g.stack_id, g.project, g.tag_name, g.tag_value, g.env_id, g.env_project, g.permission, g.decrypt, g.created, COALESCE(o.name, ''), COALESCE(s.project, ''), COALESCE(s.name, '')`
+const grantCols = `g.id, g.team_id, tm.name, g.stack_id, g.project, g.tag_name, g.tag_value, g.env_id, g.env_project, g.env_tag_name, g.env_tag_value, g.permission, g.decrypt, g.max_open_seconds, g.created, COALESCE(o.name, ''), COALESCE(s.project, ''), COALESCE(s.name, '')`
 
 const grantFrom = ` FROM grants g JOIN teams tm ON tm.id = g.team_id LEFT JOIN stacks s ON s.id = g.stack_id AND g.stack_id <> 0 LEFT JOIN orgs o ON o.id = s.org_id`
 
@@ -149,14 +150,15 @@ func (t *tx) grants(where string, args ...any) ([]gatehouse.Grant, error) {
 	var out []gatehouse.Grant
 	for rows.Next() {
 		var g gatehouse.Grant
-		var perm, decrypt, created int64
+		var perm, decrypt, maxOpen, created int64
 		var org, project, stack string
-		if err := rows.Scan(&g.ID, &g.TeamID, &g.TeamName, &g.Scope.StackID, &g.Scope.Project, &g.Scope.TagName, &g.Scope.TagValue, &g.Scope.EnvID, &g.Scope.EnvProject,
-			&perm, &decrypt, &created, &org, &project, &stack); err != nil {
+		if err := rows.Scan(&g.ID, &g.TeamID, &g.TeamName, &g.Scope.StackID, &g.Scope.Project, &g.Scope.TagName, &g.Scope.TagValue, &g.Scope.EnvID, &g.Scope.EnvProject, &g.Scope.EnvTagName, &g.Scope.EnvTagValue,
+			&perm, &decrypt, &maxOpen, &created, &org, &project, &stack); err != nil {
 			return nil, dbErr(err)
 		}
 		g.Permission = gatehouse.Permission(perm)
 		g.Decrypt = decrypt != 0
+		g.MaxOpen = time.Duration(maxOpen) * time.Second
 		g.Created = fromNS(created)
 		if g.Scope.StackID != 0 {
 			g.Scope.StackRef = &gatehouse.StackRef{Org: org, Project: project, Stack: stack}
@@ -173,10 +175,13 @@ func (t *tx) PutGrant(g *gatehouse.Grant) error {
 	if !g.Scope.Valid() {
 		return gatehouse.Errorf(gatehouse.EINVALID, "a grant names exactly one stack, project, tag, environment or environment project")
 	}
+	if g.MaxOpen < 0 || g.MaxOpen > 0 && (!g.Scope.IsEnv() || g.MaxOpen < time.Second) {
+		return gatehouse.Errorf(gatehouse.EINVALID, "a maximum open duration is for environment grants only, and at least one second")
+	}
 	g.Created = t.now
-	_, err := t.exec(`INSERT INTO grants (team_id, scope_key, stack_id, project, tag_name, tag_value, env_id, env_project, permission, decrypt, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (team_id, scope_key) DO UPDATE SET permission = excluded.permission, decrypt = excluded.decrypt`,
-		g.TeamID, g.Scope.Key(), g.Scope.StackID, g.Scope.Project, g.Scope.TagName, g.Scope.TagValue, g.Scope.EnvID, g.Scope.EnvProject, int64(g.Permission), b2i(g.Decrypt), ns(g.Created))
+	_, err := t.exec(`INSERT INTO grants (team_id, scope_key, stack_id, project, tag_name, tag_value, env_id, env_project, env_tag_name, env_tag_value, permission, decrypt, max_open_seconds, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (team_id, scope_key) DO UPDATE SET permission = excluded.permission, decrypt = excluded.decrypt, max_open_seconds = excluded.max_open_seconds`,
+		g.TeamID, g.Scope.Key(), g.Scope.StackID, g.Scope.Project, g.Scope.TagName, g.Scope.TagValue, g.Scope.EnvID, g.Scope.EnvProject, g.Scope.EnvTagName, g.Scope.EnvTagValue, int64(g.Permission), b2i(g.Decrypt), int64(g.MaxOpen/time.Second), ns(g.Created))
 	return err
 }
 
@@ -210,8 +215,8 @@ func (t *tx) PutProtection(p *gatehouse.Protection) error {
 	if err := t.bump(); err != nil {
 		return err
 	}
-	if !p.Scope.Valid() {
-		return gatehouse.Errorf(gatehouse.EINVALID, "a protection rule names exactly one stack, project, tag, environment or environment project")
+	if !p.Scope.Valid() || p.Scope.EnvTagName != "" {
+		return gatehouse.Errorf(gatehouse.EINVALID, "a protection rule names exactly one stack, project, tag, environment or environment project (a tag rule selects stacks and environments alike)")
 	}
 	p.Created = t.now
 	err := t.queryRow(`INSERT INTO protections (org_id, scope_key, stack_id, project, tag_name, tag_value, env_id, env_project, created_by, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,

@@ -241,7 +241,7 @@ func testEnvScopes(t *testing.T, e *env) {
 	en := e.environment(acme.ID, "app", "prod")
 	tm := e.team(acme.ID, "ops")
 	e.update(func(tx gatehouse.Tx) error {
-		if err := tx.PutGrant(&gatehouse.Grant{TeamID: tm.ID, Scope: gatehouse.Scope{EnvID: en.ID}, Permission: gatehouse.PermRead, Decrypt: true}); err != nil {
+		if err := tx.PutGrant(&gatehouse.Grant{TeamID: tm.ID, Scope: gatehouse.Scope{EnvID: en.ID}, Permission: gatehouse.PermRead, Decrypt: true, MaxOpen: 90 * time.Minute}); err != nil {
 			return err
 		}
 		if err := tx.PutGrant(&gatehouse.Grant{TeamID: tm.ID, Scope: gatehouse.Scope{EnvProject: "app"}, Permission: gatehouse.PermWrite}); err != nil {
@@ -260,10 +260,10 @@ func testEnvScopes(t *testing.T, e *env) {
 		}
 		n := 0
 		for _, g := range gs {
-			if g.Scope.EnvID == en.ID && g.Decrypt && g.Permission == gatehouse.PermRead {
+			if g.Scope.EnvID == en.ID && g.Decrypt && g.Permission == gatehouse.PermRead && g.MaxOpen == 90*time.Minute {
 				n++
 			}
-			if g.Scope.EnvProject == "app" && g.Permission == gatehouse.PermWrite {
+			if g.Scope.EnvProject == "app" && g.Permission == gatehouse.PermWrite && g.MaxOpen == 0 {
 				n++
 			}
 		}
@@ -276,6 +276,36 @@ func testEnvScopes(t *testing.T, e *env) {
 		}
 		return nil
 	})
+	// A grant by environment tag reads back; a protection rule by environment tag is refused
+	// (tag rules select environments already).
+	e.update(func(tx gatehouse.Tx) error {
+		return tx.PutGrant(&gatehouse.Grant{TeamID: tm.ID, Scope: gatehouse.Scope{EnvTagName: "team", EnvTagValue: "core"}, Permission: gatehouse.PermAdmin})
+	})
+	e.view(func(tx gatehouse.Tx) error {
+		gs, _ := tx.ListGrants(tm.ID)
+		found := false
+		for _, g := range gs {
+			if g.Scope.EnvTagName == "team" && g.Scope.EnvTagValue == "core" && g.Scope.IsEnv() && g.Permission == gatehouse.PermAdmin {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("environment tag grant not read back: %+v", gs)
+		}
+		return nil
+	})
+	e.update(func(tx gatehouse.Tx) error {
+		return tx.DeleteGrant(tm.ID, gatehouse.Scope{EnvTagName: "team", EnvTagValue: "core"})
+	})
+	err0 := e.try(func(tx gatehouse.Tx) error {
+		return tx.PutProtection(&gatehouse.Protection{OrgID: acme.ID, Scope: gatehouse.Scope{EnvTagName: "team", EnvTagValue: "core"}})
+	})
+	wantCode(t, err0, gatehouse.EINVALID, "a protection rule by environment tag")
+	// An open limit is for environment grants only.
+	err := e.try(func(tx gatehouse.Tx) error {
+		return tx.PutGrant(&gatehouse.Grant{TeamID: tm.ID, Scope: gatehouse.Scope{Project: "app"}, Permission: gatehouse.PermRead, MaxOpen: time.Hour})
+	})
+	wantCode(t, err, gatehouse.EINVALID, "an open limit on a stack grant")
 	// Deleting the environment drops the rules that name it, and moves the security epoch.
 	var before, after int64
 	e.view(func(tx gatehouse.Tx) (err error) { before, err = tx.SecurityEpoch(); return err })
@@ -316,4 +346,69 @@ func testRaceEnvRevision(t *testing.T, e *env) {
 	if wins.Load() != 1 {
 		t.Errorf("%d editors won with the same revision, want exactly 1", wins.Load())
 	}
+}
+
+// testEnvRetract covers RetractEnvRevision: the default replacement skips retracted
+// revisions, tags move, the latest and retracted revisions are refused, tags cannot name a
+// retracted revision.
+func testEnvRetract(t *testing.T, e *env) {
+	acme := e.org("acme")
+	dev := e.environment(acme.ID, "app", "dev")
+	for i := 0; i < 3; i++ { // revisions 2, 3, 4
+		e.update(func(tx gatehouse.Tx) error {
+			_, err := tx.PutEnvRevision(dev.ID, -1, []byte("values: {}\n"), "alice")
+			return err
+		})
+	}
+	e.update(func(tx gatehouse.Tx) error {
+		return tx.CreateEnvTag(&gatehouse.EnvTag{EnvID: dev.ID, Name: "prod", Revision: 3})
+	})
+	retract := func(n, repl int) (int, error) {
+		var used int
+		err := e.try(func(tx gatehouse.Tx) error {
+			var err error
+			used, err = tx.RetractEnvRevision(dev.ID, n, repl, "bob", "why")
+			return err
+		})
+		return used, err
+	}
+	_, err := retract(4, 0)
+	wantCode(t, err, gatehouse.EINVALID, "retracting the latest revision")
+	_, err = retract(3, 3)
+	wantCode(t, err, gatehouse.EINVALID, "a revision replacing itself")
+	_, err = retract(3, 7)
+	wantCode(t, err, gatehouse.EINVALID, "a missing replacement")
+	_, err = retract(9, 0)
+	wantCode(t, err, gatehouse.ENOTFOUND, "retracting a missing revision")
+	if used, err := retract(2, 0); err != nil || used != 1 {
+		t.Fatalf("retract 2 = %d, %v; want replacement 1", used, err)
+	}
+	_, err = retract(2, 0)
+	wantCode(t, err, gatehouse.ECONFLICT, "retracting twice")
+	_, err = retract(3, 2)
+	wantCode(t, err, gatehouse.EINVALID, "a retracted replacement")
+	if used, err := retract(3, 0); err != nil || used != 1 {
+		t.Fatalf("retract 3 = %d, %v; want replacement 1 (2 is retracted)", used, err)
+	}
+	e.view(func(tx gatehouse.Tx) error {
+		tg, err := tx.GetEnvTag(dev.ID, "prod")
+		if err != nil || tg.Revision != 1 || tg.EditorLogin != "bob" {
+			t.Errorf("tag prod after retraction = %+v, %v; want revision 1 edited by bob", tg, err)
+		}
+		r, err := tx.GetEnvRevision(dev.ID, 3)
+		if err != nil || r.Retracted == nil || r.Retracted.Replacement != 1 || r.Retracted.ByLogin != "bob" || r.Retracted.Reason != "why" || r.Retracted.At.IsZero() {
+			t.Errorf("GetEnvRevision(3) = %+v, %v", r, err)
+		}
+		revs, err := tx.ListEnvRevisions(dev.ID, 0, 0)
+		if err != nil || len(revs) != 4 || revs[0].Retracted != nil || revs[1].Retracted == nil || revs[2].Retracted == nil || revs[3].Retracted != nil {
+			t.Errorf("ListEnvRevisions = %+v, %v", revs, err)
+		}
+		return nil
+	})
+	err = e.try(func(tx gatehouse.Tx) error {
+		return tx.CreateEnvTag(&gatehouse.EnvTag{EnvID: dev.ID, Name: "old", Revision: 2})
+	})
+	wantCode(t, err, gatehouse.EINVALID, "a tag on a retracted revision")
+	err = e.try(func(tx gatehouse.Tx) error { return tx.UpdateEnvTag(dev.ID, "prod", 3, "bob") })
+	wantCode(t, err, gatehouse.EINVALID, "moving a tag to a retracted revision")
 }

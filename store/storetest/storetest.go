@@ -111,6 +111,7 @@ var contractTests = []test{
 	{"Invitations", testInvitations},
 	{"StackConfig", testStackConfig},
 	{"Environments", testEnvironments},
+	{"EnvRetract", testEnvRetract},
 	{"EnvSessionsAndKeys", testEnvSessionsAndKeys},
 	{"EnvScopes", testEnvScopes},
 	{"Webhooks", testWebhooks},
