@@ -197,8 +197,8 @@ type EnvTx interface {
 	// RetractEnvRevision retracts revision number: it can no longer be read or opened and
 	// the revision tags naming it move to replacement (0: the newest earlier revision that
 	// is not retracted). The latest revision cannot be retracted (EINVALID), nor one that
-	// is already (ECONFLICT); the replacement must exist and not be retracted. Returns the
-	// replacement used.
+	// is already (ECONFLICT); the replacement must exist and not be retracted. Open
+	// sessions of the revision end. Returns the replacement used.
 	RetractEnvRevision(envID int64, number, replacement int, login, reason string) (int, error)
 	// CreateEnvTag adds a revision tag (ECONFLICT when it exists; ENOTFOUND for a
 	// revision that does not exist).

@@ -43,8 +43,15 @@ func TestEnvironmentRetract(t *testing.T) {
 	reader.want(403, "POST", E+"/versions/4/retract", []byte(`{}`))
 	c.want(200, "GET", E+"/versions/4", nil)
 
+	// A session opened on revision 4 before its retraction.
+	var opened struct {
+		ID string `json:"id"`
+	}
+	c.want(200, "POST", E+"/versions/4/open?duration=1h", nil).json(t, &opened)
+	c.want(200, "GET", E+"/open/"+opened.ID, nil)
 	// Retract 4 (tagged prod): the replacement is 3, the newest earlier revision.
 	c.want(200, "POST", E+"/versions/prod/retract", []byte(`{"reason":"leaked a key"}`))
+	c.want(404, "GET", E+"/open/"+opened.ID, nil) // the session ended with the revision
 	for _, p := range []string{E + "/versions/4", E + "/versions/4/decrypt"} {
 		r := c.want(404, "GET", p, nil)
 		if !strings.Contains(string(r.body), "retracted") || !strings.Contains(string(r.body), "revision 3") || !strings.Contains(string(r.body), "leaked a key") {

@@ -314,6 +314,10 @@ func (t *tx) RetractEnvRevision(envID int64, number, replacement int, login, rea
 	if _, err := t.exec(`UPDATE env_tags SET revision = ?, modified = ?, editor_login = ? WHERE env_id = ? AND revision = ?`, replacement, ns(t.now), login, envID, number); err != nil {
 		return 0, dbErr(err)
 	}
+	// Sessions opened on the revision end with it: its values are no longer readable.
+	if _, err := t.exec(`DELETE FROM env_sessions WHERE env_id = ? AND revision = ?`, envID, number); err != nil {
+		return 0, dbErr(err)
+	}
 	return replacement, nil
 }
 
