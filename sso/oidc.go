@@ -22,7 +22,9 @@ import (
 
 // CallbackPath is the redirect URI path of an organization's OIDC sign-in (register
 // BaseURL + this at the identity provider).
-func OIDCCallbackPath(org string) string { return "/login/" + url.PathEscape(org) + "/sso/oidc/callback" }
+func OIDCCallbackPath(org string) string {
+	return "/login/" + url.PathEscape(org) + "/sso/oidc/callback"
+}
 
 // GitHubCallbackPath is the callback path of an organization's GitHub sign-in.
 func GitHubCallbackPath(org string) string {
