@@ -77,6 +77,7 @@ func TestBrowserLogin(t *testing.T) {
 	defer cancel()
 	login := exec.CommandContext(ctx, scriptBin, "-qefc", pulumi+" login "+base, "/dev/null")
 	login.Env = env
+	login.Dir = t.TempDir() // empty: the first-project offer would ask for one otherwise
 	stdin, err := login.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -90,9 +91,11 @@ func TestBrowserLogin(t *testing.T) {
 	go func() { done <- login.Wait() }()
 	// ENTER at the prompt: log in with the browser.
 	var opened string
+	entered := false
 	for deadline := time.Now().Add(90 * time.Second); opened == "" && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if strings.Contains(out.String(), "ENTER") {
+		if !entered && strings.Contains(out.String(), "ENTER") {
 			_, _ = io.WriteString(stdin, "\r")
+			entered = true
 		}
 		if b, err := os.ReadFile(urlFile); err == nil && len(b) > 0 {
 			opened = string(b)
@@ -148,13 +151,27 @@ func TestBrowserLogin(t *testing.T) {
 	if resp, page := get(to); resp.StatusCode/100 != 3 || !strings.Contains(resp.Header.Get("Location"), "/welcome/cli") {
 		t.Fatalf("the CLI's listener answered %d %q %s", resp.StatusCode, resp.Header.Get("Location"), page)
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("pulumi login: %v\n%s", err, out.String())
+	// Logged in, the CLI offers a first project to people without stacks: skip it.
+	skipped := false
+	for finished := false; !finished; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("pulumi login: %v\n%s", err, out.String())
+			}
+			finished = true
+		case <-ctx.Done():
+			t.Fatalf("pulumi login did not finish:\n%s", out.String())
+		case <-time.After(300 * time.Millisecond):
+			if !skipped && strings.Contains(out.String(), "What would you like to do?") {
+				time.Sleep(300 * time.Millisecond)
+				_, _ = io.WriteString(stdin, "Skip\r")
+				skipped = true
+			}
 		}
-	case <-ctx.Done():
-		t.Fatalf("pulumi login did not finish:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "as dana") {
+		t.Errorf("pulumi login output does not say who logged in:\n%s", out.String())
 	}
 	_ = stdin.Close()
 	who := exec.CommandContext(ctx, pulumi, "whoami")
