@@ -74,6 +74,9 @@ const (
 	OrgPostureWrite   Action = "org:posture:write"
 	OrgAllowListRead  Action = "org:allowlist:read"
 	OrgAllowListWrite Action = "org:allowlist:write"
+	// OrgSSO is the organization's single sign-on configuration and sign-in policy (OIDC,
+	// GitHub, allowed methods, SSO required, just-in-time role, group mapping).
+	OrgSSO Action = "org:sso"
 
 	// Invitations of people who are not the organization's own (see decideDirectAdd).
 	OrgInvitationRead   Action = "org:invitation:read" // list the organization's invitations
@@ -174,6 +177,7 @@ var credentialActions = map[Action]bool{
 	UserTokens: true, OrgTokenRead: true, OrgTokenWrite: true, OrgUserCreate: true,
 	OrgMemberWrite: true, OrgInvitationCreate: true, OrgInvitationRevoke: true,
 	OrgSCIMToken: true,
+	OrgSSO:       true, // who the identity provider may sign in as a member is who is a member
 }
 
 // isPerson reports whether the subject is a person acting with a personal token that is
@@ -198,6 +202,7 @@ var orgActions = map[Action]gatehouse.Role{
 	OrgOIDC:        gatehouse.RoleAdmin,
 
 	OrgWebhooks: gatehouse.RoleAdmin,
+	OrgSSO:      gatehouse.RoleAdmin,
 
 	OrgSCIMToken:      gatehouse.RoleAdmin,
 	OrgTokenUsage:     gatehouse.RoleAdmin,
