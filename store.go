@@ -173,6 +173,7 @@ type Tx interface {
 	EnvTx
 	RateLimitAdminTx
 	WebhookTx
+	SAMLTx
 }
 
 // OrgMembership is an organization with the caller's role in it.

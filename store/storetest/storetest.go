@@ -114,6 +114,9 @@ var contractTests = []test{
 	{"EnvSessionsAndKeys", testEnvSessionsAndKeys},
 	{"EnvScopes", testEnvScopes},
 	{"Webhooks", testWebhooks},
+	{"SAMLConfig", testSAMLConfig},
+	{"SAMLRequests", testSAMLRequests},
+	{"ConsumeSAMLAssertion", testConsumeSAMLAssertion},
 }
 
 // raceTests race goroutines against one database: the coordination points several
@@ -133,6 +136,8 @@ var raceTests = []test{
 	{"RaceConsumeOIDCToken", testRaceConsumeOIDCToken},
 	{"RaceEnvRevision", testRaceEnvRevision},
 	{"RaceWebhookClaim", testRaceWebhookClaim},
+	{"RaceConsumeSAMLAssertion", testRaceConsumeSAMLAssertion},
+	{"RaceTakeSAMLRequest", testRaceTakeSAMLRequest},
 }
 
 func run(t *testing.T, tests []test, open func(t *testing.T) []gatehouse.Store) {
