@@ -58,6 +58,10 @@ const (
 	// OrgWebhooks is the organization's webhooks, their delivery logs and pings.
 	OrgWebhooks Action = "org:webhooks"
 
+	// The organization's SAML identity provider (its metadata and sign-in settings).
+	OrgSAMLRead  Action = "org:saml:read"
+	OrgSAMLWrite Action = "org:saml:write"
+
 	// Invitations of people who are not the organization's own (see decideDirectAdd).
 	OrgInvitationRead   Action = "org:invitation:read" // list the organization's invitations
 	OrgInvitationCreate Action = "org:invitation:create"
@@ -156,6 +160,9 @@ var protectedActions = map[Action]bool{
 var credentialActions = map[Action]bool{
 	UserTokens: true, OrgTokenRead: true, OrgTokenWrite: true, OrgUserCreate: true,
 	OrgMemberWrite: true, OrgInvitationCreate: true, OrgInvitationRevoke: true,
+	// The identity provider decides who signs in (and, with just-in-time membership, who
+	// becomes a member): people only.
+	OrgSAMLWrite: true,
 }
 
 // isPerson reports whether the subject is a person acting with a personal token that is
@@ -180,6 +187,9 @@ var orgActions = map[Action]gatehouse.Role{
 	OrgOIDC:        gatehouse.RoleAdmin,
 
 	OrgWebhooks: gatehouse.RoleAdmin,
+
+	OrgSAMLRead:  gatehouse.RoleAdmin,
+	OrgSAMLWrite: gatehouse.RoleAdmin,
 
 	OrgInvitationRead:   gatehouse.RoleAdmin,
 	OrgInvitationCreate: gatehouse.RoleAdmin,

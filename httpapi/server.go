@@ -34,6 +34,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/esc"
 	"github.com/gatehouse-dev/gatehouse/internal/jsondepth"
 	"github.com/gatehouse-dev/gatehouse/secrets"
+	"github.com/gatehouse-dev/gatehouse/sso"
 	"github.com/gatehouse-dev/gatehouse/webhook"
 )
 
@@ -85,6 +86,15 @@ type Config struct {
 	// EnvMaxOpenDuration bounds the lifetime of environment open sessions
 	// (--esc-max-open-duration; 0: 24h).
 	EnvMaxOpenDuration time.Duration
+	// SAML configures SAML sign-in (saml.go; package sso): the server's public API URL,
+	// the clock skew allowed. IdP metadata URLs are fetched through netguard, reaching
+	// private addresses only with AllowPrivateIssuers.
+	SAML sso.SAMLOptions
+	// SAMLMetadataClient, when set, fetches IdP metadata URLs (tests).
+	SAMLMetadataClient *http.Client
+	// SAMLCompleter signs in the people SAML assertions prove (sessions); nil refuses
+	// every SAML sign-in.
+	SAMLCompleter sso.SAMLCompleter
 	// Now is the clock (tests).
 	Now func() time.Time
 }
@@ -519,6 +529,9 @@ func (rq *Request) write(res any) {
 		_, _ = w.Write([]byte("{}"))
 	case headOnly:
 		w.WriteHeader(rq.status)
+	case respondFunc: // browser pages (saml.go)
+		v(w)
+	case written:
 	case rawJSON:
 		writeBody(w, rq.Request, rq.status, v)
 	default:

@@ -169,10 +169,12 @@ func (s *SAML) StartURL(org string) string { return s.url(StartPath(org)).String
 // the SP metadata, before an identity provider is configured).
 func (s *SAML) serviceProvider(org string, cfg *gatehouse.SAMLConfig, now time.Time) (*saml.ServiceProvider, error) {
 	sp := &saml.ServiceProvider{
-		EntityID:                         s.EntityID(org),
-		MetadataURL:                      *s.url(StartPath(org) + "/saml/metadata"),
-		AcsURL:                           *s.url(StartPath(org) + "/saml/acs"),
-		AuthnNameIDFormat:                saml.NameIDFormat(NameIDPersistent),
+		EntityID:    s.EntityID(org),
+		MetadataURL: *s.url(StartPath(org) + "/saml/metadata"),
+		AcsURL:      *s.url(StartPath(org) + "/saml/acs"),
+		// No NameIDPolicy format: the identity provider sends the NameID its application
+		// is configured with (persistent or emailAddress, checked on arrival).
+		AuthnNameIDFormat:                saml.UnspecifiedNameIDFormat,
 		AssertionConsumerServiceBindings: []string{saml.HTTPPostBinding},
 		MetadataValidDuration:            48 * time.Hour,
 		Clock:                            dsig.NewFakeClockAt(now),
@@ -185,9 +187,6 @@ func (s *SAML) serviceProvider(org string, cfg *gatehouse.SAMLConfig, now time.T
 	md, err := ParseIDPMetadata([]byte(cfg.IDPMetadata), now)
 	if err != nil {
 		return nil, err
-	}
-	if cfg.NameIDFormat != "" {
-		sp.AuthnNameIDFormat = saml.NameIDFormat(cfg.NameIDFormat)
 	}
 	sp.IDPMetadata = md.Descriptor
 	sp.AllowIDPInitiated = cfg.AllowIDPInitiated
@@ -577,6 +576,11 @@ func reasonOf(err error) string {
 		return "the response lacks a required element"
 	case errors.Is(err, saml.ErrMalformedMessage):
 		return "the response is malformed"
+	}
+	var ie *saml.InvalidResponseError
+	if errors.As(err, &ie) && ie.PrivateErr != nil && strings.Contains(ie.PrivateErr.Error(), "signature element not present") {
+		// (crewjam/saml's own unexported error for an unsigned response and assertion)
+		return "neither the response nor the assertion is signed (signature required)"
 	}
 	return "the response is not valid"
 }
