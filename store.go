@@ -174,6 +174,7 @@ type Tx interface {
 	RateLimitAdminTx
 	WebhookTx
 	SAMLTx
+	SSOTx
 }
 
 // OrgMembership is an organization with the caller's role in it.

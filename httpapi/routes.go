@@ -133,6 +133,7 @@ func (s *Server) registerRoutes() {
 	s.registerEnvRoutes()
 	s.registerWebhookRoutes()
 	s.registerSAMLRoutes()
+	s.registerSSORoutes()
 
 	// Responses that carry a credential value: Cache-Control: no-store.
 	s.noStore(

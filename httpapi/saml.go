@@ -19,10 +19,6 @@ import (
 // organization administration API GET/PATCH/DELETE /api/orgs/{org}/saml. The work is
 // package sso's; these handlers read requests and write answers.
 
-// ActionUserLogin is the audit action of a sign-in (Pulumi's "User Login" and, failed,
-// "User Login Failed").
-const ActionUserLogin = "user:login"
-
 type samlAPI struct {
 	s         *Server
 	sp        *sso.SAML
@@ -31,69 +27,59 @@ type samlAPI struct {
 	lastPrune atomic.Int64
 }
 
-// noSessions is the completer when the server has none: every sign-in is refused.
-type noSessions struct{}
-
-func (noSessions) CompleteSAML(context.Context, http.ResponseWriter, *http.Request, *gatehouse.Org, *sso.SAMLIdentity) error {
-	return gatehouse.Errorf(gatehouse.EUNAVAILABLE, "this server has no sign-in sessions for people")
-}
-
 func (s *Server) registerSAMLRoutes() {
 	client := s.cfg.SAMLMetadataClient
 	if client == nil {
 		client = netguard.NewClient(netguard.Options{AllowPrivate: s.cfg.AllowPrivateIssuers, MaxBodyBytes: 1 << 20})
 	}
 	opts := s.cfg.SAML
+	if opts.BaseURL == "" {
+		opts.BaseURL = s.cfg.Sessions.PublicURL
+	}
 	opts.MetadataClient, opts.Now = client, s.cfg.Now
 	sp, err := sso.NewSAML(s.store, opts)
 	if err != nil {
 		// Configuration is checked at start-up (cmd/gatehouse); a bad one here is a bug.
 		panic(err)
 	}
-	a := &samlAPI{s: s, sp: sp, done: s.cfg.SAMLCompleter, client: client}
-	if a.done == nil {
-		a.done = noSessions{}
-	}
+	a := &samlAPI{s: s, sp: sp, done: s.sso, client: client}
 	get, post, patch, del := http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete
 	s.handle(get, "/login/{org}/sso", authz.Public, a.start)
 	s.handle(get, "/login/{org}/sso/saml/metadata", authz.Public, a.metadata)
-	s.handle(post, "/login/{org}/sso/saml/acs", authz.Public, a.acs)
+	// Sign-ins are audited by the handler (a refusal, with its reason) and by Complete.
+	s.handle(post, "/login/{org}/sso/saml/acs", authz.Public, a.acs).selfAudited()
 	s.handle(get, "/api/orgs/{org}/saml", authz.OrgSAMLRead, a.get)
 	s.handle(patch, "/api/orgs/{org}/saml", authz.OrgSAMLWrite, a.patch)
 	s.handle(del, "/api/orgs/{org}/saml", authz.OrgSAMLWrite, a.delete)
 }
 
-// respondFunc is a handler result that writes the whole response itself (HTML, XML,
-// redirects of the browser sign-in pages).
-type respondFunc func(w http.ResponseWriter)
-
-// written is a handler result whose response the handler wrote already.
-type written struct{}
-
-// browserError answers a browser page's failure with an HTML page (the JSON the API
-// speaks means nothing to a person).
-func browserError(rq *Request, err error) respondFunc {
+// errorPage answers a browser page's failure with an HTML page (the JSON the API speaks
+// means nothing to a person).
+func (a *samlAPI) errorPage(rq *Request, err error) http.Handler {
 	rq.status = statusOf(err)
 	msg := gatehouse.ErrorMessage(err)
 	var se *sso.SAMLError
 	if errors.As(err, &se) {
 		rq.status, msg = http.StatusForbidden, se.Error()
-	}
-	org := ""
-	if rq.Org != nil {
-		org = rq.Org.Name
+	} else if rq.status >= 500 {
+		a.s.log.Error("SAML sign-in failed", "request_id", rq.ID, "err", err)
+		msg = "the sign-in failed (internal error); request " + rq.ID
 	}
 	status := rq.status
-	return func(w http.ResponseWriter) { sso.ErrorPage(w, status, org, msg, rq.ID) }
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.s.sso.ErrorPage(w, r, status, "Sign-in failed", msg)
+	})
 }
 
-// start is GET /login/{org}/sso[?returnTo=/path]: SP-initiated sign-in.
+// start is GET /login/{org}/sso[?returnTo=/path]: SP-initiated sign-in (a redirect, or
+// the auto-posting form, to the identity provider).
 func (a *samlAPI) start(rq *Request) (any, error) {
-	if err := a.sp.Begin(rq.Context(), rq.w, rq.Org, rq.URL.Query().Get("returnTo")); err != nil {
-		return browserError(rq, err), nil
-	}
 	rq.status = http.StatusFound
-	return written{}, nil
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := a.sp.Begin(r.Context(), w, rq.Org, r.URL.Query().Get("returnTo")); err != nil {
+			a.errorPage(rq, err).ServeHTTP(w, r)
+		}
+	}), nil
 }
 
 // metadata is GET /login/{org}/sso/saml/metadata: the organization's SP metadata (its
@@ -103,7 +89,7 @@ func (a *samlAPI) metadata(rq *Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return respondFunc(func(w http.ResponseWriter) {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/samlmetadata+xml")
 		w.Header().Set("Content-Disposition", `inline; filename="gatehouse-`+url.PathEscape(rq.Org.Name)+`-sp-metadata.xml"`)
 		_, _ = w.Write(b)
@@ -112,11 +98,11 @@ func (a *samlAPI) metadata(rq *Request) (any, error) {
 
 // acs is POST /login/{org}/sso/saml/acs: the identity provider's answer (HTTP-POST binding).
 // A refusal is audited with its reason (never the assertion's contents) and answered with
-// an error page; a verified identity goes to the completer, which signs the person in and
-// audits that.
+// an error page; a verified identity goes to the completer, which signs the person in (or
+// refuses them by the organization's policy) and audits that.
 func (a *samlAPI) acs(rq *Request) (any, error) {
-	rq.event.Action = ActionUserLogin
-	rq.Detail("method", "saml")
+	rq.event.Action = sso.ActionLogin
+	rq.Detail("method", gatehouse.SignInSAML)
 	a.prune(rq)
 	failed := func(err error) (any, error) {
 		var se *sso.SAMLError
@@ -125,8 +111,7 @@ func (a *samlAPI) acs(rq *Request) (any, error) {
 			a.s.log.Info("SAML sign-in refused", "org", rq.Org.Name, "request_id", rq.ID, "reason", se.Reason, "err", se.Err)
 		}
 		rq.fail(gatehouse.OutcomeFailure, err)
-		rq.audited = true
-		return browserError(rq, err), nil
+		return a.errorPage(rq, err), nil
 	}
 	if ct := rq.Header.Get("Content-Type"); !strings.HasPrefix(strings.ToLower(ct), "application/x-www-form-urlencoded") {
 		return failed(&sso.SAMLError{Reason: "not a form post (HTTP-POST binding)"})
@@ -143,15 +128,13 @@ func (a *samlAPI) acs(rq *Request) (any, error) {
 	if err != nil {
 		return failed(err)
 	}
-	if id.IDPInitiated {
-		rq.Detail("idpInitiated", "true")
-	}
-	if err := a.done.CompleteSAML(rq.Context(), rq.w, rq.Request, rq.Org, id); err != nil {
-		return failed(err)
-	}
-	rq.audited = true // the completer records the sign-in with its session
 	rq.status = http.StatusSeeOther
-	return written{}, nil
+	org := rq.Org
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Complete always answers: the session and a redirect, or its error page (and
+		// its own audit record of the refusal).
+		_ = a.done.CompleteSAML(r.Context(), w, r, org, id)
+	}), nil
 }
 
 // prune deletes expired SAML requests and replay records, at most once a minute per

@@ -86,15 +86,15 @@ type Config struct {
 	// EnvMaxOpenDuration bounds the lifetime of environment open sessions
 	// (--esc-max-open-duration; 0: 24h).
 	EnvMaxOpenDuration time.Duration
-	// SAML configures SAML sign-in (saml.go; package sso): the server's public API URL,
-	// the clock skew allowed. IdP metadata URLs are fetched through netguard, reaching
+	// SAML configures SAML sign-in (saml.go; package sso): the server's public API URL
+	// (default Sessions.PublicURL), the clock skew allowed. IdP metadata URLs are fetched through netguard, reaching
 	// private addresses only with AllowPrivateIssuers.
 	SAML sso.SAMLOptions
 	// SAMLMetadataClient, when set, fetches IdP metadata URLs (tests).
 	SAMLMetadataClient *http.Client
-	// SAMLCompleter signs in the people SAML assertions prove (sessions); nil refuses
-	// every SAML sign-in.
-	SAMLCompleter sso.SAMLCompleter
+	// Sessions configures people's browser sessions and single sign-on (sso.go): idle
+	// and absolute lifetimes, the console's public URL.
+	Sessions SessionConfig
 	// Now is the clock (tests).
 	Now func() time.Time
 }
@@ -145,6 +145,7 @@ type Server struct {
 	limiterEpoch atomic.Int64
 	hookKeys     *secrets.Manager
 	hooks        *webhook.Dispatcher // webhooks.go
+	sso          *sso.Manager        // sso.go
 }
 
 // New builds the server. reg may be nil (no metrics registered).
@@ -178,6 +179,7 @@ func New(store gatehouse.Store, sm *secrets.Manager, log *slog.Logger, reg prome
 		wo.AllowPrivate = wo.AllowPrivate || cfg.AllowPrivateWebhooks
 		s.hooks = webhook.NewDispatcher(store, s.hookKeys, log, wo)
 	}
+	s.sso = s.newSSO()
 	s.registerRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, gatehouse.Errorf(gatehouse.ENOTFOUND, "no such route: %s %s", r.Method, r.URL.Path))
@@ -235,6 +237,14 @@ type Route struct {
 // into memory before it is decoded, so the 512 MiB that a checkpoint may need has no
 // business on, say, an administration call.
 const SmallBodyBytes = 1 << 20
+
+// selfAudited marks a route whose handler records its own audit events (the sign-in and
+// sign-out pages of package sso, whose actor is only known inside the handler): the request
+// path records denials and failed authentications, not a success event of its own.
+func (rt *Route) selfAudited() *Route {
+	rt.Audit = false
+	return rt
+}
 
 // carriesState gives the route the large body limit (Config.MaxBodyBytes).
 func (rt *Route) carriesState() *Route {
@@ -347,6 +357,9 @@ func (s *Server) run(rq *Request) (res any, err error) {
 		return nil
 	}); err != nil {
 		return nil, err
+	}
+	if authErr == nil && rq.Subject.Session != nil {
+		s.sso.Touch(rq.Context(), rq.Subject.Session)
 	}
 	if err := authErr; err != nil {
 		if gatehouse.IsCode(err, gatehouse.EUNAUTHORIZED) {
@@ -523,15 +536,14 @@ func (rq *Request) write(res any) {
 		w.Header().Set("Cache-Control", "no-store")
 	}
 	switch v := res.(type) {
+	case http.Handler: // browser pages and redirects (sso.go)
+		v.ServeHTTP(w, rq.Request)
 	case nil, noContent:
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(rq.status)
 		_, _ = w.Write([]byte("{}"))
 	case headOnly:
 		w.WriteHeader(rq.status)
-	case respondFunc: // browser pages (saml.go)
-		v(w)
-	case written:
 	case rawJSON:
 		writeBody(w, rq.Request, rq.status, v)
 	default:

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"html/template"
 	"net/http"
 	"net/url"
 	"strings"
@@ -81,8 +80,8 @@ type SAMLIdentity struct {
 }
 
 // SAMLCompleter signs in the person a verified assertion names: a session, the
-// organization's membership and teams, the continuation of a CLI login. It writes the
-// response (a redirect) or returns an error (nothing written).
+// organization's membership and teams, the continuation of a CLI login (Manager.Complete
+// through CompleteSAML). It always writes the response: a redirect, or an error page.
 type SAMLCompleter interface {
 	CompleteSAML(ctx context.Context, w http.ResponseWriter, r *http.Request, org *gatehouse.Org, id *SAMLIdentity) error
 }
@@ -97,7 +96,7 @@ type SAMLError struct {
 func (e *SAMLError) Error() string { return "SAML sign-in refused: " + e.Reason }
 func (e *SAMLError) Unwrap() error { return e.Err }
 
-func refuse(reason string, err error) error { return &SAMLError{Reason: reason, Err: err} }
+func samlRefuse(reason string, err error) error { return &SAMLError{Reason: reason, Err: err} }
 
 // SAML is the SAML service provider of every organization.
 type SAML struct {
@@ -295,30 +294,30 @@ func (s *SAML) Finish(ctx context.Context, w http.ResponseWriter, r *http.Reques
 		return nil, err
 	}
 	if form.Get("SAMLart") != "" {
-		return nil, refuse("the HTTP-Artifact binding is not supported", nil)
+		return nil, samlRefuse("the HTTP-Artifact binding is not supported", nil)
 	}
 	raw := form.Get("SAMLResponse")
 	if raw == "" {
-		return nil, refuse("no SAMLResponse", nil)
+		return nil, samlRefuse("no SAMLResponse", nil)
 	}
 	if len(raw) > maxSAMLResponseBytes {
-		return nil, refuse("SAMLResponse too large", nil)
+		return nil, samlRefuse("SAMLResponse too large", nil)
 	}
 	relayState := form.Get("RelayState")
 	if len(relayState) > maxReturnPath {
-		return nil, refuse("RelayState too long", nil)
+		return nil, samlRefuse("RelayState too long", nil)
 	}
 	cfg, err := s.config(ctx, org.ID)
 	if err != nil {
 		if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
-			return nil, refuse("the organization has no SAML configuration", err)
+			return nil, samlRefuse("the organization has no SAML configuration", err)
 		}
 		return nil, err
 	}
 	now := s.now()
 	sp, err := s.serviceProvider(org.Name, cfg, now)
 	if err != nil {
-		return nil, refuse("the configured IdP metadata is not valid now: "+gatehouse.ErrorMessage(err), err)
+		return nil, samlRefuse("the configured IdP metadata is not valid now: "+gatehouse.ErrorMessage(err), err)
 	}
 	sp.ReplayCache = &replayCache{s: s, ctx: ctx, orgID: org.ID, issuer: cfg.EntityID}
 	// The requests this browser started (their IDs name its cookies).
@@ -334,11 +333,11 @@ func (s *SAML) Finish(ctx context.Context, w http.ResponseWriter, r *http.Reques
 	}
 	xmlBytes, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(raw), ""))
 	if err != nil {
-		return nil, refuse("SAMLResponse is not base64", err)
+		return nil, samlRefuse("SAMLResponse is not base64", err)
 	}
 	assertion, err := sp.ParseXMLResponse(xmlBytes, ids, *s.url(StartPath(org.Name) + "/saml/acs"))
 	if err != nil {
-		return nil, refuse(reasonOf(err), err)
+		return nil, samlRefuse(reasonOf(err), err)
 	}
 	if err := s.checkTimes(assertion, sp.AcsURL.String(), now); err != nil {
 		return nil, err
@@ -351,7 +350,7 @@ func (s *SAML) Finish(ctx context.Context, w http.ResponseWriter, r *http.Reques
 	inResponseTo := answeredRequest(assertion, sp.AcsURL.String())
 	if inResponseTo == "" {
 		if !cfg.AllowIDPInitiated {
-			return nil, refuse("IdP-initiated sign-in is not allowed for this organization", nil)
+			return nil, samlRefuse("IdP-initiated sign-in is not allowed for this organization", nil)
 		}
 		id.IDPInitiated = true
 		id.ReturnTo = SafeReturnPath(relayState, s.base, StartPath(org.Name))
@@ -359,24 +358,24 @@ func (s *SAML) Finish(ctx context.Context, w http.ResponseWriter, r *http.Reques
 	}
 	secret, ok := pending[inResponseTo]
 	if !ok {
-		return nil, refuse("the response answers no sign-in this browser started", nil)
+		return nil, samlRefuse("the response answers no sign-in this browser started", nil)
 	}
 	http.SetCookie(w, &http.Cookie{Name: samlCookiePrefix + inResponseTo, Value: "", Path: sp.AcsURL.Path, MaxAge: -1, HttpOnly: true,
 		Secure: s.base.Scheme == "https", SameSite: sameSiteForPost(s.base.Scheme)})
 	if relayState != inResponseTo {
-		return nil, refuse("RelayState does not match the sign-in request", nil)
+		return nil, samlRefuse("RelayState does not match the sign-in request", nil)
 	}
 	var req *gatehouse.SAMLRequest
 	err = s.store.Update(ctx, func(tx gatehouse.Tx) (err error) { req, err = tx.TakeSAMLRequest(org.ID, inResponseTo); return err })
 	if err != nil {
 		if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
-			return nil, refuse("the sign-in request is unknown, expired or answered already", err)
+			return nil, samlRefuse("the sign-in request is unknown, expired or answered already", err)
 		}
 		return nil, err
 	}
 	got, err := base64.RawURLEncoding.DecodeString(secret)
 	if err != nil || sha256.Sum256(got) != req.Binding {
-		return nil, refuse("the sign-in request was started by another browser", nil)
+		return nil, samlRefuse("the sign-in request was started by another browser", nil)
 	}
 	id.ReturnTo = req.ReturnTo
 	return id, nil
@@ -402,14 +401,14 @@ func answeredRequest(a *saml.Assertion, acs string) string {
 func (s *SAML) checkTimes(a *saml.Assertion, acs string, now time.Time) error {
 	skew := s.skew
 	if a.IssueInstant.After(now.Add(skew)) {
-		return refuse("the assertion is issued in the future (clock skew)", nil)
+		return samlRefuse("the assertion is issued in the future (clock skew)", nil)
 	}
 	if c := a.Conditions; c != nil {
 		if c.NotBefore.After(now.Add(skew)) {
-			return refuse("the assertion is not yet valid (clock skew)", nil)
+			return samlRefuse("the assertion is not yet valid (clock skew)", nil)
 		}
 		if !c.NotOnOrAfter.IsZero() && !now.Before(c.NotOnOrAfter.Add(skew)) {
-			return refuse("the assertion has expired", nil)
+			return samlRefuse("the assertion has expired", nil)
 		}
 	}
 	ok := false
@@ -426,7 +425,7 @@ func (s *SAML) checkTimes(a *saml.Assertion, acs string, now time.Time) error {
 		}
 	}
 	if !ok {
-		return refuse("the assertion has expired", nil)
+		return samlRefuse("the assertion has expired", nil)
 	}
 	return nil
 }
@@ -434,14 +433,14 @@ func (s *SAML) checkTimes(a *saml.Assertion, acs string, now time.Time) error {
 // identity maps the assertion's subject and attributes.
 func (s *SAML) identity(a *saml.Assertion, cfg *gatehouse.SAMLConfig) (*SAMLIdentity, error) {
 	if a.Subject == nil || a.Subject.NameID == nil || strings.TrimSpace(a.Subject.NameID.Value) == "" {
-		return nil, refuse("the assertion names no subject (NameID)", nil)
+		return nil, samlRefuse("the assertion names no subject (NameID)", nil)
 	}
 	nid := a.Subject.NameID
 	if nid.Format == nameIDTransient {
-		return nil, refuse("the assertion's NameID is transient (a stable persistent or emailAddress NameID is required)", nil)
+		return nil, samlRefuse("the assertion's NameID is transient (a stable persistent or emailAddress NameID is required)", nil)
 	}
 	if len(nid.Value) > 512 {
-		return nil, refuse("the assertion's NameID is too long", nil)
+		return nil, samlRefuse("the assertion's NameID is too long", nil)
 	}
 	id := &SAMLIdentity{Issuer: cfg.EntityID, Subject: nid.Value, NameIDFormat: nid.Format}
 	attrs := attributeValues(a)
@@ -615,16 +614,12 @@ func (s *SAML) Prune(ctx context.Context) error {
 	return s.store.Update(ctx, func(tx gatehouse.Tx) error { _, err := tx.PruneSAML(); return err })
 }
 
-// ErrorPage writes a small HTML page for a refused sign-in (the person's browser shows it).
-func ErrorPage(w http.ResponseWriter, status int, org, message, requestID string) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_ = errorPage.Execute(w, map[string]string{"Org": org, "Message": message, "RequestID": requestID})
+// CompleteSAML hands a verified SAML identity to Complete: the person is signed in to
+// org (policy, just-in-time membership, group-to-team mapping, session, audit) and sent
+// to id.ReturnTo. The identity provider is the organization's authority on its people's
+// addresses, so the email it asserts counts as verified.
+func (m *Manager) CompleteSAML(ctx context.Context, w http.ResponseWriter, r *http.Request, org *gatehouse.Org, id *SAMLIdentity) error {
+	return m.Complete(ctx, w, r, org.Name, Identity{Provider: gatehouse.SignInSAML, Issuer: id.Issuer, Subject: id.Subject,
+		Email: id.Email, EmailVerified: id.Email != "", Name: id.Name, Groups: id.Groups,
+		SessionNotOnOrAfter: id.SessionNotOnOrAfter}, id.ReturnTo)
 }
-
-var errorPage = template.Must(template.New("e").Parse(`<!doctype html><html><head><meta charset="utf-8"><title>Sign-in failed</title></head>` +
-	`<body><h1>Sign-in failed</h1><p>{{.Message}}</p>{{if .Org}}<p>Organization: {{.Org}}</p>{{end}}` +
-	`<p>Ask your organization's administrator for help, quoting request {{.RequestID}}.</p></body></html>`))

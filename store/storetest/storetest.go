@@ -117,6 +117,9 @@ var contractTests = []test{
 	{"SAMLConfig", testSAMLConfig},
 	{"SAMLRequests", testSAMLRequests},
 	{"ConsumeSAMLAssertion", testConsumeSAMLAssertion},
+	{"Sessions", testSessions},
+	{"Identities", testIdentities},
+	{"OrgSSO", testOrgSSO},
 }
 
 // raceTests race goroutines against one database: the coordination points several
