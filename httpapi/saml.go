@@ -114,7 +114,7 @@ func (a *samlAPI) acs(rq *Request) (any, error) {
 		return a.errorPage(rq, err), nil
 	}
 	if ct := rq.Header.Get("Content-Type"); !strings.HasPrefix(strings.ToLower(ct), "application/x-www-form-urlencoded") {
-		return failed(&sso.SAMLError{Reason: "not a form post (HTTP-POST binding)"})
+		return failed(gatehouse.Errorf(gatehouse.EINVALID, "not a form post (the ACS takes the HTTP-POST binding)"))
 	}
 	body, err := rq.readBody()
 	if err != nil {
