@@ -71,12 +71,17 @@ func (a *samlAPI) errorPage(rq *Request, err error) http.Handler {
 	})
 }
 
-// start is GET /login/{org}/sso[?returnTo=/path]: SP-initiated sign-in (a redirect, or
+// start is GET /login/{org}/sso[?returnTo=/path or ?return=/path]: SP-initiated sign-in (a redirect, or
 // the auto-posting form, to the identity provider).
 func (a *samlAPI) start(rq *Request) (any, error) {
 	rq.status = http.StatusFound
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := a.sp.Begin(r.Context(), w, rq.Org, r.URL.Query().Get("returnTo")); err != nil {
+		q := r.URL.Query()
+		returnTo := q.Get("returnTo")
+		if returnTo == "" {
+			returnTo = q.Get("return") // package sso's name for it
+		}
+		if err := a.sp.Begin(r.Context(), w, rq.Org, returnTo); err != nil {
 			a.errorPage(rq, err).ServeHTTP(w, r)
 		}
 	}), nil
