@@ -61,6 +61,9 @@ const (
 	// The organization's SAML identity provider (its metadata and sign-in settings).
 	OrgSAMLRead  Action = "org:saml:read"
 	OrgSAMLWrite Action = "org:saml:write"
+	// OrgSSO is the organization's single sign-on configuration and sign-in policy (OIDC,
+	// GitHub, allowed methods, SSO required, just-in-time role, group mapping).
+	OrgSSO Action = "org:sso"
 
 	// Invitations of people who are not the organization's own (see decideDirectAdd).
 	OrgInvitationRead   Action = "org:invitation:read" // list the organization's invitations
@@ -163,6 +166,7 @@ var credentialActions = map[Action]bool{
 	// The identity provider decides who signs in (and, with just-in-time membership, who
 	// becomes a member): people only.
 	OrgSAMLWrite: true,
+	OrgSSO:       true, // who the identity provider may sign in as a member is who is a member
 }
 
 // isPerson reports whether the subject is a person acting with a personal token that is
@@ -187,6 +191,7 @@ var orgActions = map[Action]gatehouse.Role{
 	OrgOIDC:        gatehouse.RoleAdmin,
 
 	OrgWebhooks: gatehouse.RoleAdmin,
+	OrgSSO:      gatehouse.RoleAdmin,
 
 	OrgSAMLRead:  gatehouse.RoleAdmin,
 	OrgSAMLWrite: gatehouse.RoleAdmin,

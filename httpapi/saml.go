@@ -77,6 +77,14 @@ func (a *samlAPI) start(rq *Request) (any, error) {
 	rq.status = http.StatusFound
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
+		if a.sp.Enabled() && !a.sp.OnBaseHost(r.Host) && q.Get("hop") == "" {
+			// Started on another host (the console's app. host): go to the API host first,
+			// where the answer will arrive, so that the browser's binding cookie is there.
+			// Once only: behind a proxy that rewrites Host this would loop.
+			q.Set("hop", "1")
+			http.Redirect(w, r, a.sp.StartURL(rq.Org.Name)+"?"+q.Encode(), http.StatusFound)
+			return
+		}
 		returnTo := q.Get("returnTo")
 		if returnTo == "" {
 			returnTo = q.Get("return") // package sso's name for it

@@ -214,7 +214,7 @@ func (w *samlWorld) configure(body map[string]any) (map[string]any, error) {
 }
 
 // browser is a person's browser: cookies, and redirects followed only where the test says.
-func newBrowser(t *testing.T) *http.Client {
+func samlBrowser(t *testing.T) *http.Client {
 	jar, err := cookiejar.New(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -428,7 +428,7 @@ func (w *samlWorld) wantRefused(t *testing.T, resp *http.Response, page, reason 
 
 func TestSAMLSignInSPInitiated(t *testing.T) {
 	w := newSAMLWorld(t)
-	b := newBrowser(t)
+	b := samlBrowser(t)
 	acs, vals := w.spInitiated(b, "acme", "/cli-login?cliSessionPort=1234&cliSessionNonce=n")
 	if acs != w.base+"/login/acme/sso/saml/acs" {
 		t.Fatalf("the IdP posts to %q", acs)
@@ -441,7 +441,7 @@ func TestSAMLSignInSPInitiated(t *testing.T) {
 	w.wantRefused(t, resp, page, "")
 	// Posted by another browser (login CSRF), a fresh answer to a request of this one: refused.
 	acs, vals = w.spInitiated(b, "acme", "")
-	resp, page = post(t, newBrowser(t), acs, vals)
+	resp, page = post(t, samlBrowser(t), acs, vals)
 	w.wantRefused(t, resp, page, "answers no sign-in this browser started")
 	// A RelayState changed on the way: refused.
 	acs, vals = w.spInitiated(b, "acme", "")
@@ -454,9 +454,36 @@ func TestSAMLSignInSPInitiated(t *testing.T) {
 	wantSignedIn(t, resp, page, "/")
 }
 
+// TestSAMLStartOnAnotherHost: a sign-in started on the console's host goes to the API host
+// first (the binding cookie must be where the IdP posts back), once.
+func TestSAMLStartOnAnotherHost(t *testing.T) {
+	w := newSAMLWorld(t)
+	b := samlBrowser(t)
+	b.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	for _, tc := range []struct{ query, want string }{
+		{"?return=%2Fcli-login%3Fx%3D1", w.base + "/login/acme/sso?hop=1&return=%2Fcli-login%3Fx%3D1"},
+		{"?hop=1", ""}, // no second hop: on to the IdP
+	} {
+		req, _ := http.NewRequest(http.MethodGet, w.base+"/login/acme/sso"+tc.query, nil)
+		req.Host = "app.example.com"
+		resp, err := b.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		loc := resp.Header.Get("Location")
+		if tc.want != "" && (resp.StatusCode != http.StatusFound || loc != tc.want) {
+			t.Errorf("%s: %d to %q, want a redirect to %q", tc.query, resp.StatusCode, loc, tc.want)
+		}
+		if tc.want == "" && !strings.HasPrefix(loc, w.idp.url+"/sso?") {
+			t.Errorf("%s: %d to %q, want the IdP", tc.query, resp.StatusCode, loc)
+		}
+	}
+}
+
 func TestSAMLSignInIDPInitiated(t *testing.T) {
 	w := newSAMLWorld(t)
-	b := newBrowser(t)
+	b := samlBrowser(t)
 	acs, vals := w.idpInitiated(b, "acme", "stacks/acme")
 	if vals.Get("RelayState") != "/stacks/acme" {
 		t.Fatalf("RelayState %q", vals.Get("RelayState"))
@@ -492,7 +519,7 @@ func TestSAMLSignInIDPInitiated(t *testing.T) {
 
 // captured returns a fresh, genuine IdP-initiated answer for acme: its ACS and form.
 func (w *samlWorld) captured() (string, url.Values) {
-	return w.idpInitiated(newBrowser(w.t), "acme", "x")
+	return w.idpInitiated(samlBrowser(w.t), "acme", "x")
 }
 
 // resign decodes the SAMLResponse in vals, removes every signature, lets mutate change the
@@ -558,7 +585,7 @@ func resign(t *testing.T, vals url.Values, key *rsa.PrivateKey, cert *x509.Certi
 func TestSAMLRefusals(t *testing.T) {
 	w := newSAMLWorld(t)
 	other, otherCert := keyPair(t, "attacker", time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
-	b := newBrowser(t)
+	b := samlBrowser(t)
 	setText := func(el *etree.Element, path, v string) {
 		t.Helper()
 		found := el.FindElement(path)
@@ -625,7 +652,7 @@ func TestSAMLRefusals(t *testing.T) {
 		acs, vals := w.captured()
 		resp, page := post(t, b, acs, vals)
 		wantSignedIn(t, resp, page, "/x")
-		resp, page = post(t, newBrowser(t), acs, vals)
+		resp, page = post(t, samlBrowser(t), acs, vals)
 		w.wantRefused(t, resp, page, "replay")
 	})
 	t.Run("expired (the clock moved on)", func(t *testing.T) {
@@ -667,7 +694,7 @@ func TestSAMLRefusals(t *testing.T) {
 // answer whose assertion is signed by the identity provider. None signs mallory in.
 func TestSAMLSignatureWrapping(t *testing.T) {
 	w := newSAMLWorld(t)
-	b := newBrowser(t)
+	b := samlBrowser(t)
 	const evil = "mallory@example.com"
 	// genuine returns the parsed genuine Response and its signed Assertion (with the
 	// Response's own signature removed unless keepResponseSig).

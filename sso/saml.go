@@ -152,6 +152,12 @@ func (s *SAML) url(p string) *url.URL {
 	return &u
 }
 
+// OnBaseHost reports whether host (a request's Host) is the base URL's: the cookie that
+// binds a sign-in to its browser is set there, where the identity provider posts back.
+func (s *SAML) OnBaseHost(host string) bool {
+	return s.Enabled() && strings.EqualFold(host, s.base.Host)
+}
+
 // StartPath is the path of the organization's SP-initiated sign-in.
 func StartPath(org string) string { return "/login/" + url.PathEscape(org) + "/sso" }
 
@@ -533,7 +539,7 @@ func first(attrs map[string][]string, configured string, defaults []string) stri
 }
 
 func bound(s string, n int) string {
-	s = oneLine(s)
+	s = samlOneLine(s)
 	if len(s) > n {
 		return ""
 	}

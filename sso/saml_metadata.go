@@ -63,7 +63,7 @@ func ParseIDPMetadata(xmlText []byte, now time.Time) (*IDPMetadata, error) {
 	}
 	ed, err := samlsp.ParseMetadata(xmlText)
 	if err != nil {
-		return nil, gatehouse.Errorf(gatehouse.EINVALID, "%s: %s", ErrTextMalformedXML, oneLine(err.Error()))
+		return nil, gatehouse.Errorf(gatehouse.EINVALID, "%s: %s", ErrTextMalformedXML, samlOneLine(err.Error()))
 	}
 	if len(ed.IDPSSODescriptors) == 0 {
 		return nil, gatehouse.Errorf(gatehouse.EINVALID, "%s", ErrTextNoIDPSSO)
@@ -86,7 +86,7 @@ func ParseIDPMetadata(xmlText []byte, now time.Time) (*IDPMetadata, error) {
 				}
 				c, err := x509.ParseCertificate(der)
 				if err != nil {
-					return nil, gatehouse.Errorf(gatehouse.EINVALID, "%s: a certificate cannot be parsed: %s", ErrTextCertMissing, oneLine(err.Error()))
+					return nil, gatehouse.Errorf(gatehouse.EINVALID, "%s: a certificate cannot be parsed: %s", ErrTextCertMissing, samlOneLine(err.Error()))
 				}
 				certs = append(certs, c)
 			}
@@ -151,7 +151,7 @@ func FetchIDPMetadata(ctx context.Context, client *http.Client, rawURL string) (
 	req.Header.Set("Accept", "application/samlmetadata+xml, application/xml, text/xml")
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, gatehouse.Errorf(gatehouse.EINVALID, "cannot fetch the IdP metadata from %s: %s", u.Redacted(), oneLine(err.Error()))
+		return nil, gatehouse.Errorf(gatehouse.EINVALID, "cannot fetch the IdP metadata from %s: %s", u.Redacted(), samlOneLine(err.Error()))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -159,7 +159,7 @@ func FetchIDPMetadata(ctx context.Context, client *http.Client, rawURL string) (
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxIDPMetadataBytes+1))
 	if err != nil {
-		return nil, gatehouse.Errorf(gatehouse.EINVALID, "cannot fetch the IdP metadata from %s: %s", u.Redacted(), oneLine(err.Error()))
+		return nil, gatehouse.Errorf(gatehouse.EINVALID, "cannot fetch the IdP metadata from %s: %s", u.Redacted(), samlOneLine(err.Error()))
 	}
 	if len(b) > maxIDPMetadataBytes {
 		return nil, gatehouse.Errorf(gatehouse.EINVALID, "%s: the metadata is larger than %d bytes", ErrTextMalformedXML, maxIDPMetadataBytes)
@@ -176,7 +176,7 @@ func ValidationError(c *gatehouse.SAMLConfig, now time.Time) string {
 	return ""
 }
 
-func oneLine(s string) string {
+func samlOneLine(s string) string {
 	s = strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
 			return ' '
