@@ -174,6 +174,7 @@ type Tx interface {
 	RateLimitAdminTx
 	WebhookTx
 	SCIMTx
+	SAMLTx
 	SSOTx
 	PostureTx
 }

@@ -74,6 +74,9 @@ const (
 	OrgPostureWrite   Action = "org:posture:write"
 	OrgAllowListRead  Action = "org:allowlist:read"
 	OrgAllowListWrite Action = "org:allowlist:write"
+	// The organization's SAML identity provider (its metadata and sign-in settings).
+	OrgSAMLRead  Action = "org:saml:read"
+	OrgSAMLWrite Action = "org:saml:write"
 	// OrgSSO is the organization's single sign-on configuration and sign-in policy (OIDC,
 	// GitHub, allowed methods, SSO required, just-in-time role, group mapping).
 	OrgSSO Action = "org:sso"
@@ -177,6 +180,9 @@ var credentialActions = map[Action]bool{
 	UserTokens: true, OrgTokenRead: true, OrgTokenWrite: true, OrgUserCreate: true,
 	OrgMemberWrite: true, OrgInvitationCreate: true, OrgInvitationRevoke: true,
 	OrgSCIMToken: true,
+	// The identity provider decides who signs in (and, with just-in-time membership, who
+	// becomes a member): people only.
+	OrgSAMLWrite: true,
 	OrgSSO:       true, // who the identity provider may sign in as a member is who is a member
 }
 
@@ -210,6 +216,8 @@ var orgActions = map[Action]gatehouse.Role{
 	OrgPostureWrite:   gatehouse.RoleAdmin,
 	OrgAllowListRead:  gatehouse.RoleAdmin,
 	OrgAllowListWrite: gatehouse.RoleAdmin,
+	OrgSAMLRead:       gatehouse.RoleAdmin,
+	OrgSAMLWrite:      gatehouse.RoleAdmin,
 
 	OrgInvitationRead:   gatehouse.RoleAdmin,
 	OrgInvitationCreate: gatehouse.RoleAdmin,

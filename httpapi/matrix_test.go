@@ -431,6 +431,13 @@ func (w *world) request(t *testing.T, method, pattern, subject string) call {
 		return call{path: "/api/orgs/acme/tokens/" + ownToken(gatehouse.TokenOrg)}
 	case "POST /api/orgs/{org}/tokens/{tokenID}/rotate":
 		return call{path: "/api/orgs/acme/tokens/" + ownToken(gatehouse.TokenOrg) + "/rotate", body: map[string]any{}}
+	case "GET /api/orgs/{org}/saml", "PATCH /api/orgs/{org}/saml", "DELETE /api/orgs/{org}/saml":
+		// A SAML configuration to read, change or delete (put in the store: callers the
+		// API refuses must still find one; putting it again changes nothing).
+		must(t, w.e.srv.Store.Update(context.Background(), func(tx gatehouse.Tx) error {
+			return tx.PutSAMLConfig(&gatehouse.SAMLConfig{OrgID: 1, IDPMetadata: "<EntityDescriptor/>", EntityID: "https://idp.example.com"})
+		}))
+		return call{path: "/api/orgs/acme/saml", body: map[string]any{"allowIdpInitiated": true}}
 	case "POST /api/orgs/{org}/hooks", "POST /api/stacks/{org}/{project}/{stack}/hooks":
 		return call{path: fill(pattern), body: map[string]any{"name": "h-" + subject, "payloadUrl": "https://hooks.example.com/" + subject, "active": false}}
 	case "PATCH /api/orgs/{org}/hooks/{hookName}", "PATCH /api/stacks/{org}/{project}/{stack}/hooks/{hookName}":

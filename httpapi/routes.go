@@ -133,6 +133,7 @@ func (s *Server) registerRoutes() {
 	s.registerEnvRoutes()
 	s.registerWebhookRoutes()
 	s.registerSCIMRoutes()
+	s.registerSAMLRoutes()
 	s.registerSSORoutes()
 	s.registerPostureRoutes()
 

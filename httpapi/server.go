@@ -87,6 +87,12 @@ type Config struct {
 	// EnvMaxOpenDuration bounds the lifetime of environment open sessions
 	// (--esc-max-open-duration; 0: 24h).
 	EnvMaxOpenDuration time.Duration
+	// SAML configures SAML sign-in (saml.go; package sso): the server's public API URL
+	// (default Sessions.PublicURL), the clock skew allowed. IdP metadata URLs are fetched through netguard, reaching
+	// private addresses only with AllowPrivateIssuers.
+	SAML sso.SAMLOptions
+	// SAMLMetadataClient, when set, fetches IdP metadata URLs (tests).
+	SAMLMetadataClient *http.Client
 	// Sessions configures people's browser sessions and single sign-on (sso.go): idle
 	// and absolute lifetimes, the console's public URL.
 	Sessions SessionConfig

@@ -21,6 +21,7 @@ import (
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/app"
 	"github.com/gatehouse-dev/gatehouse/httpapi"
+	"github.com/gatehouse-dev/gatehouse/sso"
 )
 
 type storeFlags struct {
@@ -63,6 +64,8 @@ type serveOptions struct {
 	sessionIdle, sessionMax   time.Duration // package sso
 	publicURL                 string
 	escMaxOpen                time.Duration
+	samlBaseURL               string
+	samlClockSkew             time.Duration
 
 	ready func(addr string) // tests: called with the listening address
 }
@@ -121,6 +124,9 @@ admin.token in the data directory (mode 0600), printing how to log in.`,
 	bindEnv(fs, "usage-window", "GATEHOUSE_USAGE_WINDOW")
 	fs.IntVar(&o.usageMaxClients, "usage-max-clients", 50, "most distinct clients (address, user agent, CI identity) the usage inventory keeps per token; more are counted as overflow")
 	bindEnv(fs, "usage-max-clients", "GATEHOUSE_USAGE_MAX_CLIENTS")
+	fs.StringVar(&o.samlBaseURL, "saml-base-url", envDefault("GATEHOUSE_SAML_BASE_URL", ""), "the API host's public origin (https://api.example.com): SAML entity IDs and ACS URLs are made from it (default: the sessions' public URL; without either, SAML sign-in is off; env GATEHOUSE_SAML_BASE_URL)")
+	fs.DurationVar(&o.samlClockSkew, "saml-clock-skew", sso.DefaultSAMLClockSkew, "how far an identity provider's clock may be from this server's when SAML assertions are checked (at most 3m)")
+	bindEnv(fs, "saml-clock-skew", "GATEHOUSE_SAML_CLOCK_SKEW")
 	fs.StringVar(&o.bootstrapOrg, "bootstrap-org", envDefault("GATEHOUSE_BOOTSTRAP_ORG", "default"), "on a database without users: name of the first organization (env GATEHOUSE_BOOTSTRAP_ORG)")
 	fs.StringVar(&o.bootstrapAdmin, "bootstrap-admin", envDefault("GATEHOUSE_BOOTSTRAP_ADMIN", "admin"), "on a database without users: user name of the first admin (env GATEHOUSE_BOOTSTRAP_ADMIN)")
 	return cmd
@@ -182,6 +188,13 @@ func runServe(cmd *cobra.Command, o *serveOptions) error {
 	api.Sessions = httpapi.SessionConfig{IdleTimeout: o.sessionIdle, MaxLifetime: o.sessionMax, PublicURL: strings.TrimRight(o.publicURL, "/")}
 	if o.publicURL != "" && !strings.HasPrefix(o.publicURL, "https://") && !strings.HasPrefix(o.publicURL, "http://") {
 		return fmt.Errorf("--public-url must be an http(s):// URL, not %q", o.publicURL)
+	}
+	api.SAML = sso.SAMLOptions{BaseURL: o.samlBaseURL, ClockSkew: o.samlClockSkew}
+	if o.samlClockSkew <= 0 || o.samlClockSkew > sso.MaxSAMLClockSkew {
+		return fmt.Errorf("--saml-clock-skew must be positive and at most %s, not %s", sso.MaxSAMLClockSkew, o.samlClockSkew)
+	}
+	if _, err := sso.NewSAML(nil, api.SAML); err != nil {
+		return fmt.Errorf("--saml-base-url: %w", err)
 	}
 	if o.escMaxOpen <= 0 {
 		return fmt.Errorf("--esc-max-open-duration must be positive, not %s", o.escMaxOpen)

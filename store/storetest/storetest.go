@@ -116,6 +116,9 @@ var contractTests = []test{
 	{"EnvScopes", testEnvScopes},
 	{"Webhooks", testWebhooks},
 	{"SCIM", testSCIM},
+	{"SAMLConfig", testSAMLConfig},
+	{"SAMLRequests", testSAMLRequests},
+	{"ConsumeSAMLAssertion", testConsumeSAMLAssertion},
 	{"Sessions", testSessions},
 	{"Identities", testIdentities},
 	{"OrgSSO", testOrgSSO},
@@ -140,6 +143,8 @@ var raceTests = []test{
 	{"RaceEnvRevision", testRaceEnvRevision},
 	{"RaceWebhookClaim", testRaceWebhookClaim},
 	{"RaceRecordAnomaly", testRaceRecordAnomaly},
+	{"RaceConsumeSAMLAssertion", testRaceConsumeSAMLAssertion},
+	{"RaceTakeSAMLRequest", testRaceTakeSAMLRequest},
 }
 
 func run(t *testing.T, tests []test, open func(t *testing.T) []gatehouse.Store) {
