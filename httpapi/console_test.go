@@ -1,0 +1,282 @@
+package httpapi_test
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
+)
+
+// page is one console request's answer.
+type page struct {
+	status int
+	header http.Header
+	body   string
+}
+
+// consoleGet GETs a console page with an access token ("" for none).
+func (e *env) consoleDo(method, path, tok string, form url.Values) page {
+	e.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, e.url+path, body)
+	e.must(err)
+	if tok != "" {
+		req.Header.Set("Authorization", "token "+tok)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Do(req)
+	e.must(err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	e.must(err)
+	return page{resp.StatusCode, resp.Header, string(b)}
+}
+
+// consoleWorld: acme with alice (admin), bob (member, no team), stack app/prod tagged
+// env=production and protected, stack app/dev; bob's token.
+func consoleWorld(t *testing.T) (*env, string) {
+	e := newEnv(t)
+	var out struct {
+		TokenValue string `json:"tokenValue"`
+	}
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/users", Body: map[string]string{"name": "bob", "role": "member"}}, &out))
+	e.must(e.createStack(e.admin, "acme", "app", "prod", map[string]string{"env": "production"}))
+	e.must(e.createStack(e.admin, "acme", "app", "dev", nil))
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/protections", Body: map[string]string{"tag": "env=production"}}, nil))
+	return e, out.TokenValue
+}
+
+func TestConsolePagesAdmin(t *testing.T) {
+	e, _ := consoleWorld(t)
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/teams/pulumi", Body: map[string]string{"name": "ops"}}, nil))
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/teams/ops/tokens", Body: map[string]string{"name": "deployer"}}, nil))
+	tok := e.admin.Token
+	for path, want := range map[string]string{
+		"/console?all=1":                     "Your organizations",
+		"/console/orgs/acme":                 "protection rules",
+		"/console/orgs/acme/stacks":          "app/prod",
+		"/console/orgs/acme/stacks/app/prod": "Who can access it",
+		"/console/orgs/acme/access":          "access-matrix",
+		"/console/orgs/acme/teams":           "Create a team",
+		"/console/orgs/acme/teams/ops":       "Grant stack access",
+		"/console/orgs/acme/members":         "bob",
+		"/console/orgs/acme/tokens":          "deployer",
+		"/console/tokens":                    "Your personal access tokens",
+		"/console/orgs/acme/audit":           "Events and denials per hour",
+		"/console/orgs/acme/audit/1":         "Position in the hash chain",
+	} {
+		p := e.consoleDo("GET", path, tok, nil)
+		if p.status != 200 || !strings.Contains(p.body, want) {
+			t.Errorf("GET %s: %d, want 200 with %q:\n%.600s", path, p.status, want, p.body)
+		}
+		if csp := p.header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") || strings.Contains(csp, "unsafe-inline") {
+			t.Errorf("GET %s: Content-Security-Policy %q", path, csp)
+		}
+		if p.header.Get("X-Frame-Options") != "DENY" || p.header.Get("Cache-Control") != "no-store" {
+			t.Errorf("GET %s: X-Frame-Options %q, Cache-Control %q", path, p.header.Get("X-Frame-Options"), p.header.Get("Cache-Control"))
+		}
+		if strings.Contains(p.body, "<script>") || strings.Contains(p.body, " style=") {
+			t.Errorf("GET %s: inline script or style", path)
+		}
+	}
+	if p := e.consoleDo("GET", "/", "", nil); p.status != http.StatusSeeOther || p.header.Get("Location") != "/console" {
+		t.Errorf("GET /: %d %q, want a redirect to /console", p.status, p.header.Get("Location"))
+	}
+	if p := e.consoleDo("GET", "/console/static/style.css", "", nil); p.status != 200 || !strings.HasPrefix(p.header.Get("Content-Type"), "text/css") {
+		t.Errorf("style.css: %d %q", p.status, p.header.Get("Content-Type"))
+	}
+}
+
+// A member sees no page, link or form the API would refuse them.
+func TestConsoleRefusals(t *testing.T) {
+	e, bob := consoleWorld(t)
+	for path, want := range map[string]int{
+		"/console/orgs/acme/tokens":          403, // org:token:read: admins
+		"/console/orgs/acme/audit":           403, // org:audit:read: admins
+		"/console/orgs/acme/audit/1":         403,
+		"/console/orgs/acme/stacks/app/prod": 404, // default permission none: hidden
+		"/console/orgs/globex":               404,
+	} {
+		if p := e.consoleDo("GET", path, bob, nil); p.status != want {
+			t.Errorf("bob GET %s: %d, want %d", path, p.status, want)
+		}
+	}
+	p := e.consoleDo("GET", "/console/orgs/acme", bob, nil)
+	if p.status != 200 {
+		t.Fatalf("bob's overview: %d", p.status)
+	}
+	for _, hidden := range []string{"/console/orgs/acme/tokens", "/console/orgs/acme/audit", "app/prod", "app/dev"} {
+		if strings.Contains(p.body, hidden) {
+			t.Errorf("bob's overview shows %q", hidden)
+		}
+	}
+	if p := e.consoleDo("GET", "/console/orgs/acme/teams", bob, nil); p.status != 200 || strings.Contains(p.body, "Create a team") {
+		t.Errorf("bob's teams page: %d, or it offers to create a team", p.status)
+	}
+	// Changes are refused by the same decision as the API, and recorded as denials.
+	if p := e.consoleDo("POST", "/console/orgs/acme/teams", bob, url.Values{"name": {"sneaky"}}); p.status != 403 {
+		t.Errorf("bob creates a team: %d, want 403", p.status)
+	}
+	var audit struct {
+		Events []struct {
+			Action  string `json:"event"`
+			Outcome string
+		} `json:"auditLogEvents"`
+	}
+	e.must(e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/auditlogs/v2?outcome=denied&userFilter=bob"}, &audit))
+	if len(audit.Events) == 0 || audit.Events[0].Action != "org:team:write" {
+		t.Errorf("bob's refused team creation is not in the audit log as org:team:write: %+v", audit.Events)
+	}
+	// Without credentials: the sign-in page, 401.
+	if p := e.consoleDo("GET", "/console/orgs/acme", "", nil); p.status != 401 || !strings.Contains(p.body, "Sign in") {
+		t.Errorf("anonymous overview: %d, want 401 with the sign-in page", p.status)
+	}
+	// The access review lists no stack bob may not read.
+	p = e.consoleDo("GET", "/api/orgs/acme/access-review", bob, nil)
+	if p.status != 200 || strings.Contains(p.body, "app/prod") {
+		t.Errorf("bob's access review: %d %s", p.status, p.body)
+	}
+}
+
+// Names and descriptions are escaped wherever they appear.
+func TestConsoleEscaping(t *testing.T) {
+	e, _ := consoleWorld(t)
+	evil := `<img src=x onerror=alert(1)>"'`
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/teams/pulumi", Body: map[string]string{"name": "ops", "description": "ok"}}, nil))
+	// Stack tags and audit reasons carry text a caller chose.
+	e.must(e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/stacks/acme/app/dev/tags", Body: map[string]string{"note": evil}}, nil))
+	_ = e.consoleDo("GET", "/console/orgs/acme/stacks/app/"+url.PathEscape(evil), e.admin.Token, nil) // a 404 with the name in the audit target
+	for _, path := range []string{"/console/orgs/acme/stacks", "/console/orgs/acme/stacks/app/dev", "/console/orgs/acme/audit"} {
+		p := e.consoleDo("GET", path, e.admin.Token, nil)
+		if p.status != 200 {
+			t.Fatalf("GET %s: %d", path, p.status)
+		}
+		if strings.Contains(p.body, "<img") {
+			t.Errorf("GET %s: unescaped markup in the page", path)
+		}
+	}
+	p := e.consoleDo("GET", "/console/orgs/acme/stacks", e.admin.Token, nil)
+	if !strings.Contains(p.body, "&lt;img src=x onerror=alert(1)&gt;") {
+		t.Errorf("the tag is not shown escaped:\n%s", p.body)
+	}
+}
+
+// Console changes go through the API's handlers: the same audit events, and the access
+// review (page, JSON and CSV) follows the grant.
+func TestConsoleTeamGrantAndReview(t *testing.T) {
+	e, bob := consoleWorld(t)
+	tok := e.admin.Token
+	p := e.consoleDo("POST", "/console/orgs/acme/teams", tok, url.Values{"name": {"ops"}, "description": {"operators"}})
+	if p.status != http.StatusSeeOther || p.header.Get("Location") != "/console/orgs/acme/teams/ops?done=team-created" {
+		t.Fatalf("create team: %d %q %s", p.status, p.header.Get("Location"), p.body)
+	}
+	for _, f := range []url.Values{
+		{"op": {"addMember"}, "member": {"bob"}},
+		{"op": {"addGrant"}, "stack": {"app/dev"}, "permission": {"write"}},
+	} {
+		if p := e.consoleDo("POST", "/console/orgs/acme/teams/ops", tok, f); p.status != http.StatusSeeOther {
+			t.Fatalf("team change %v: %d %s", f, p.status, p.body)
+		}
+	}
+	var review struct {
+		Entries []struct {
+			PrincipalKind, Principal, Resource, Permission, Via string
+		} `json:"entries"`
+	}
+	e.must(e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/access-review?principal=bob"}, &review))
+	found := false
+	for _, en := range review.Entries {
+		if en.Principal == "bob" && en.Resource == "app/dev" && en.Permission == "write" && strings.Contains(en.Via, "team ops grant") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("bob's write on app/dev through team ops is not in the review: %+v", review.Entries)
+	}
+	// The same for bob himself (he may read app/dev now) and as CSV.
+	p = e.consoleDo("GET", "/api/orgs/acme/access-review?format=csv&resource=app/dev", bob, nil)
+	rows, err := csv.NewReader(strings.NewReader(p.body)).ReadAll()
+	if err != nil || p.status != 200 || len(rows) < 2 || rows[0][0] != "principal_kind" {
+		t.Fatalf("CSV review: %d %v\n%s", p.status, err, p.body)
+	}
+	// A removal asks for confirmation first and changes nothing until confirmed.
+	rm := url.Values{"op": {"removeGrant"}, "stack": {"app/dev"}}
+	if p := e.consoleDo("POST", "/console/orgs/acme/teams/ops", tok, rm); p.status != 200 || !strings.Contains(p.body, `name="confirm" value="yes"`) {
+		t.Fatalf("unconfirmed removal: %d %s", p.status, p.body)
+	}
+	var team struct {
+		Grants []json.RawMessage `json:"grants"`
+	}
+	e.must(e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/teams/ops"}, &team))
+	if len(team.Grants) != 1 {
+		t.Fatalf("the unconfirmed removal removed the grant")
+	}
+	rm.Set("confirm", "yes")
+	if p := e.consoleDo("POST", "/console/orgs/acme/teams/ops", tok, rm); p.status != http.StatusSeeOther {
+		t.Fatalf("confirmed removal: %d", p.status)
+	}
+	// Audited as the API's org:team:write, with the API's details.
+	var audit struct {
+		Events []struct {
+			Action          string `json:"event"`
+			Outcome, Target string
+			Details         map[string]string
+		} `json:"auditLogEvents"`
+	}
+	e.must(e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/auditlogs/v2?eventFilter=org:team:write"}, &audit))
+	var grants, removed int
+	for _, ev := range audit.Events {
+		if ev.Details["grant"] != "" {
+			grants++
+		}
+		if ev.Details["removed_grant"] != "" {
+			removed++
+		}
+	}
+	if len(audit.Events) != 4 || grants != 1 || removed != 1 {
+		t.Errorf("audit of the console's team changes: %+v", audit.Events)
+	}
+}
+
+// A new token's value is shown once (no-store), revoking asks first.
+func TestConsoleTokens(t *testing.T) {
+	e, _ := consoleWorld(t)
+	tok := e.admin.Token
+	p := e.consoleDo("POST", "/console/orgs/acme/tokens", tok, url.Values{"name": {"ci"}, "role": {"member"}, "days": {"30"}})
+	if p.status != 200 || p.header.Get("Cache-Control") != "no-store" || !strings.Contains(p.body, `id="new-token"`) {
+		t.Fatalf("create token: %d %q", p.status, p.header.Get("Cache-Control"))
+	}
+	list := e.consoleDo("GET", "/console/orgs/acme/tokens", tok, nil)
+	i := strings.Index(p.body, `value="gh`)
+	if i < 0 {
+		i = strings.Index(p.body, `readonly value="`)
+	}
+	value := p.body[i:]
+	value = value[strings.Index(value, `value="`)+7:]
+	value = value[:strings.IndexByte(value, '"')]
+	if len(value) < 20 || strings.Contains(list.body, value) {
+		t.Fatalf("the token's value %q is shown again, or was not shown", value)
+	}
+	id := list.body[strings.Index(list.body, "/console/orgs/acme/tokens/")+len("/console/orgs/acme/tokens/"):]
+	id = id[:strings.IndexByte(id, '/')]
+	if p := e.consoleDo("POST", "/console/orgs/acme/tokens/"+id+"/revoke", tok, url.Values{}); p.status != 200 || !strings.Contains(p.body, "Revoke token") {
+		t.Fatalf("unconfirmed revoke: %d", p.status)
+	}
+	if p := e.consoleDo("POST", "/console/orgs/acme/tokens/"+id+"/revoke", tok, url.Values{"confirm": {"yes"}}); p.status != http.StatusSeeOther {
+		t.Fatalf("revoke: %d %s", p.status, p.body)
+	}
+	if err := cliwire.New(e.url, value).Do(cliwire.Call{Method: "GET", Path: "/api/user"}, nil); err == nil {
+		t.Errorf("the revoked token still works")
+	}
+}
