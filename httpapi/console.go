@@ -221,7 +221,7 @@ func (s *Server) consoleHome(rq *Request) (any, error) {
 			return nil, err
 		}
 	}
-	if len(orgs) == 1 && rq.URL.Query().Get("all") == "" {
+	if len(orgs) == 1 && rq.URL.Query().Get("all") == "" && orgs[0].Role != string(gatehouse.RoleBillingManager) {
 		return consoleRedirect(orgPath(orgs[0].Name)), nil
 	}
 	return rq.page("home", "Your organizations", "", struct{ Orgs []orgRole }{orgs}), nil
