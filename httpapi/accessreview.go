@@ -103,11 +103,7 @@ func (f reviewFilter) entry(e *reviewEntry) bool {
 	if f.Min == "" {
 		return true
 	}
-	need := reviewRank[f.Min]
-	if f.Min == "write" && e.ResourceKind == "environment" {
-		need = reviewRank["write"]
-	}
-	return reviewRank[e.Permission] >= need
+	return reviewRank[e.Permission] >= reviewRank[f.Min]
 }
 
 // accessReview computes the review of the request's organization for the caller.
