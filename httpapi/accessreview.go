@@ -51,7 +51,8 @@ type accessReview struct {
 }
 
 // reviewFilter narrows a review: principal and resource are substrings of the names; kind
-// is user, team or token; min is the lowest permission listed (read, write, admin).
+// is user, team or token; min is the lowest permission listed (read, open, write, admin;
+// open ranks between read and write, as for environments).
 type reviewFilter struct {
 	Principal, Resource, Kind, Min string
 }
@@ -69,9 +70,9 @@ func reviewFilterOf(q url.Values) (reviewFilter, error) {
 		return f, gatehouse.Errorf(gatehouse.EINVALID, "kind must be user, team or token")
 	}
 	switch f.Min {
-	case "", "read", "write", "admin":
+	case "", "read", "open", "write", "admin":
 	default:
-		return f, gatehouse.Errorf(gatehouse.EINVALID, "min must be read, write or admin")
+		return f, gatehouse.Errorf(gatehouse.EINVALID, "min must be read, open, write or admin")
 	}
 	return f, nil
 }

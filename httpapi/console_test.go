@@ -280,3 +280,76 @@ func TestConsoleTokens(t *testing.T) {
 		t.Errorf("the revoked token still works")
 	}
 }
+
+// The audit timeline filters by action, target and outcome, shows an event with its place
+// in the hash chain, and exports (audited).
+func TestConsoleAuditTimeline(t *testing.T) {
+	e, bob := consoleWorld(t)
+	tok := e.admin.Token
+	_ = e.consoleDo("GET", "/console/orgs/acme/audit", bob, nil) // denied: org:audit:read
+	p := e.consoleDo("GET", "/console/orgs/acme/audit?eventFilter=stack:create&target=app/dev", tok, nil)
+	if p.status != 200 || !strings.Contains(p.body, "acme/app/dev") || strings.Contains(p.body, "acme/app/prod") {
+		t.Fatalf("filtered timeline: %d\n%s", p.status, p.body)
+	}
+	p = e.consoleDo("GET", "/console/orgs/acme/audit?outcome=denied&userFilter=bob", tok, nil)
+	if !strings.Contains(p.body, "org:audit:read requires the organization admin role") || !strings.Contains(p.body, "denials (1)") {
+		t.Fatalf("denied events: %s", p.body)
+	}
+	if p := e.consoleDo("GET", "/console/orgs/acme/audit?since=yesterday", tok, nil); p.status != 400 {
+		t.Errorf("bad time: %d", p.status)
+	}
+	p = e.consoleDo("GET", "/console/orgs/acme/audit/2", tok, nil)
+	if p.status != 200 || !strings.Contains(p.body, "Previous hash") || !strings.Contains(p.body, "org:user:create") {
+		t.Fatalf("event page: %d\n%s", p.status, p.body)
+	}
+	p = e.consoleDo("GET", "/console/orgs/acme/audit/export?eventFilter=stack:create&format=csv", tok, nil)
+	if p.status != 200 || !strings.Contains(p.header.Get("Content-Disposition"), "auditlogs-acme.csv") {
+		t.Fatalf("export: %d %v", p.status, p.header)
+	}
+	var audit struct {
+		Events []struct {
+			Details map[string]string
+		} `json:"auditLogEvents"`
+	}
+	e.must(e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/auditlogs/v2?eventFilter=org:audit:read&outcome=success"}, &audit))
+	if len(audit.Events) != 1 || audit.Events[0].Details["export"] != "csv" {
+		t.Errorf("the console's export is not audited as an export: %+v", audit.Events)
+	}
+}
+
+// Environments are in the review, with the permission authz.EnvPermission gives.
+func TestAccessReviewEnvironments(t *testing.T) {
+	e, _ := consoleWorld(t)
+	a := e.admin
+	e.must(a.Do(cliwire.Call{Method: "POST", Path: "/api/esc/environments/acme", Body: map[string]string{"project": "app", "name": "cfg"}}, nil))
+	e.must(a.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/teams/pulumi", Body: map[string]string{"name": "readers"}}, nil))
+	e.must(a.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/teams/readers", Body: map[string]any{"memberAction": "add", "member": "bob",
+		"addEnvironmentPermission": map[string]string{"projectName": "app", "envName": "cfg", "permission": "open"}}}, nil))
+	var rv struct {
+		Resources []struct{ Kind, Name string }
+		Entries   []struct {
+			PrincipalKind, Principal, ResourceKind, Resource, Permission, Via string
+			Decrypt, CanChange                                                bool
+		}
+	}
+	e.must(a.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/access-review?resource=cfg&min=open"}, &rv))
+	got := map[string]string{}
+	for _, en := range rv.Entries {
+		if en.ResourceKind != "environment" || en.Resource != "app/cfg" {
+			t.Errorf("filtered review has %+v", en)
+		}
+		got[en.PrincipalKind+" "+en.Principal] = en.Permission + " " + en.Via
+		if en.Principal == "bob" && (!en.Decrypt || en.CanChange) {
+			t.Errorf("bob may open but not write app/cfg: %+v", en)
+		}
+	}
+	if got["user bob"] != "open team readers grant on environment app/cfg" && !strings.HasPrefix(got["user bob"], "open team readers grant") {
+		t.Errorf("bob: %q (all: %v)", got["user bob"], got)
+	}
+	if !strings.HasPrefix(got["team readers"], "open ") || !strings.HasPrefix(got["user alice"], "admin organization admin") {
+		t.Errorf("review: %v", got)
+	}
+	if err := a.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/access-review?min=owner"}, nil); cliwire.Status(err) != 400 {
+		t.Errorf("bad filter: %v", err)
+	}
+}
