@@ -213,6 +213,9 @@ type Subject struct {
 	Update *gatehouse.Update
 	// Pipeline is true for pipeline credentials (team, organization and OIDC-issued tokens).
 	Pipeline bool
+	// Session is the browser session a person authenticated with (cookie; Token is nil
+	// then). A session acts as its user, like a personal token the person made.
+	Session *gatehouse.Session
 }
 
 // BoundOrg is the organization the subject's credential is confined to, 0 when none. Team

@@ -22,6 +22,9 @@ func (s *Server) authenticate(rq *Request, tx gatehouse.Tx) error {
 		rq.Subject = &authz.Subject{Kind: authz.Anonymous}
 		return nil
 	}
+	if rt.Auth == AuthToken && rq.Header.Get("Authorization") == "" && s.sso.HasCookie(rq.Request) {
+		return s.authenticateSession(rq, tx)
+	}
 	scheme, cred, _ := strings.Cut(rq.Header.Get("Authorization"), " ")
 	cred = strings.TrimSpace(cred)
 	if cred == "" {
@@ -155,6 +158,10 @@ func (rq *Request) setActor() {
 	}
 	if sub.Update != nil {
 		rq.event.ActorName = "update " + sub.Update.ID
+	}
+	if sub.Session != nil {
+		rq.Detail("method", "session")
+		rq.Detail("session", sub.Session.ID)
 	}
 }
 

@@ -164,6 +164,7 @@ func (s *Server) registerRoutes() {
 	s.registerRateLimitRoutes()
 	s.registerEnvRoutes()
 	s.registerWebhookRoutes()
+	s.registerSSORoutes()
 
 	// Responses that carry a credential value: Cache-Control: no-store.
 	s.noStore(

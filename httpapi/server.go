@@ -34,6 +34,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/esc"
 	"github.com/gatehouse-dev/gatehouse/internal/jsondepth"
 	"github.com/gatehouse-dev/gatehouse/secrets"
+	"github.com/gatehouse-dev/gatehouse/sso"
 	"github.com/gatehouse-dev/gatehouse/webhook"
 )
 
@@ -85,6 +86,9 @@ type Config struct {
 	// EnvMaxOpenDuration bounds the lifetime of environment open sessions
 	// (--esc-max-open-duration; 0: 24h).
 	EnvMaxOpenDuration time.Duration
+	// Sessions configures people's browser sessions and single sign-on (sso.go): idle
+	// and absolute lifetimes, the console's public URL.
+	Sessions SessionConfig
 	// Now is the clock (tests).
 	Now func() time.Time
 }
@@ -135,6 +139,7 @@ type Server struct {
 	limiterEpoch atomic.Int64
 	hookKeys     *secrets.Manager
 	hooks        *webhook.Dispatcher // webhooks.go
+	sso          *sso.Manager        // sso.go
 }
 
 // New builds the server. reg may be nil (no metrics registered).
@@ -168,6 +173,7 @@ func New(store gatehouse.Store, sm *secrets.Manager, log *slog.Logger, reg prome
 		wo.AllowPrivate = wo.AllowPrivate || cfg.AllowPrivateWebhooks
 		s.hooks = webhook.NewDispatcher(store, s.hookKeys, log, wo)
 	}
+	s.sso = s.newSSO()
 	s.registerRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, gatehouse.Errorf(gatehouse.ENOTFOUND, "no such route: %s %s", r.Method, r.URL.Path))
@@ -227,6 +233,14 @@ type Route struct {
 // into memory before it is decoded, so the 512 MiB that a checkpoint may need has no
 // business on, say, an administration call.
 const SmallBodyBytes = 1 << 20
+
+// selfAudited marks a route whose handler records its own audit events (the sign-in and
+// sign-out pages of package sso, whose actor is only known inside the handler): the request
+// path records denials and failed authentications, not a success event of its own.
+func (rt *Route) selfAudited() *Route {
+	rt.Audit = false
+	return rt
+}
 
 // carriesState gives the route the large body limit (Config.MaxBodyBytes).
 func (rt *Route) carriesState() *Route {
@@ -343,6 +357,9 @@ func (s *Server) run(rq *Request) (res any, err error) {
 		return nil
 	}); err != nil {
 		return nil, err
+	}
+	if authErr == nil && rq.Subject.Session != nil {
+		s.sso.Touch(rq.Context(), rq.Subject.Session)
 	}
 	if err := authErr; err != nil {
 		if gatehouse.IsCode(err, gatehouse.EUNAUTHORIZED) {
@@ -519,6 +536,8 @@ func (rq *Request) write(res any) {
 		w.Header().Set("Cache-Control", "no-store")
 	}
 	switch v := res.(type) {
+	case http.Handler: // browser pages and redirects (sso.go)
+		v.ServeHTTP(w, rq.Request)
 	case nil, noContent:
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(rq.status)

@@ -114,6 +114,9 @@ var contractTests = []test{
 	{"EnvSessionsAndKeys", testEnvSessionsAndKeys},
 	{"EnvScopes", testEnvScopes},
 	{"Webhooks", testWebhooks},
+	{"Sessions", testSessions},
+	{"Identities", testIdentities},
+	{"OrgSSO", testOrgSSO},
 }
 
 // raceTests race goroutines against one database: the coordination points several
