@@ -67,6 +67,12 @@ func (s *Server) consoleError(rq *Request, err error) {
 	rq.status = statusOf(err)
 	if rq.status == http.StatusUnauthorized {
 		p := &consolePage{name: "signin", page: console.Page{Title: "Sign in", Data: s.signInData(rq, rq.URL.RequestURI())}}
+		if rq.Method == http.MethodPost || rq.Header.Get("Authorization") != "" || s.sso.HasCookie(rq.Request) {
+			p.page.Error = gatehouse.ErrorMessage(err) // a refused token, an ended session
+		}
+		if rq.Method == http.MethodPost && rq.URL.Path == "/console/sign-in" {
+			p.page.Data = s.signInData(rq, rq.PostForm.Get("next"))
+		}
 		rq.writePage(p)
 		return
 	}

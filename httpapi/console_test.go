@@ -353,3 +353,94 @@ func TestAccessReviewEnvironments(t *testing.T) {
 		t.Errorf("bad filter: %v", err)
 	}
 }
+
+// The token form gives a session (sso) for a person's own personal token only; console
+// forms made with the session need its CSRF token and this site's origin.
+func TestConsoleSignInAndCSRF(t *testing.T) {
+	e, bob := consoleWorld(t)
+	jar := map[string]string{}
+	do := func(method, path string, form url.Values, hdr map[string]string) page {
+		t.Helper()
+		var body io.Reader
+		if form != nil {
+			body = strings.NewReader(form.Encode())
+		}
+		req, err := http.NewRequest(method, e.url+path, body)
+		e.must(err)
+		if form != nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		for k, v := range jar {
+			req.AddCookie(&http.Cookie{Name: k, Value: v})
+		}
+		c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err := c.Do(req)
+		e.must(err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, ck := range resp.Cookies() {
+			jar[ck.Name] = ck.Value
+			if !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode {
+				t.Errorf("session cookie %s: HttpOnly %v SameSite %v", ck.Name, ck.HttpOnly, ck.SameSite)
+			}
+		}
+		return page{resp.StatusCode, resp.Header, string(b)}
+	}
+	// Machine tokens and wrong tokens get no session.
+	var org struct {
+		TokenValue string `json:"tokenValue"`
+	}
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/tokens", Body: map[string]any{"name": "ci"}}, &org))
+	if p := do("POST", "/console/sign-in", url.Values{"token": {org.TokenValue}}, nil); p.status != 403 || len(jar) != 0 {
+		t.Fatalf("org token sign-in: %d, cookies %v", p.status, jar)
+	}
+	if p := do("POST", "/console/sign-in", url.Values{"token": {"gatehouse_pat_nope"}}, nil); p.status != 401 || !strings.Contains(p.body, "Invalid credentials") {
+		t.Fatalf("bad token sign-in: %d %s", p.status, p.body)
+	}
+	// A sign-in form posted from another site is refused (login CSRF).
+	if p := do("POST", "/console/sign-in", url.Values{"token": {bob}}, map[string]string{"Origin": "https://evil.example"}); p.status != 403 || len(jar) != 0 {
+		t.Fatalf("cross-site sign-in: %d", p.status)
+	}
+	p := do("POST", "/console/sign-in", url.Values{"token": {bob}, "next": {"https://evil.example/"}}, nil)
+	if p.status != http.StatusSeeOther || p.header.Get("Location") != "/console" || len(jar) != 1 {
+		t.Fatalf("sign-in: %d %q %v", p.status, p.header.Get("Location"), jar)
+	}
+	p = do("GET", "/console/orgs/acme/teams", nil, nil)
+	if p.status != 200 || !strings.Contains(p.body, "Signed in as <strong>bob</strong>") {
+		t.Fatalf("pages with the session: %d", p.status)
+	}
+	i := strings.Index(p.body, `name="csrf" value="`)
+	if i < 0 {
+		t.Fatalf("no CSRF token in the page's forms")
+	}
+	csrf := p.body[i+len(`name="csrf" value="`):]
+	csrf = csrf[:strings.IndexByte(csrf, '"')]
+	// Bob creates a personal token through the console: with the token, from this site.
+	if p := do("POST", "/console/tokens", url.Values{"name": {"laptop"}}, nil); p.status != 403 || !strings.Contains(p.body, "CSRF") {
+		t.Errorf("without the CSRF token: %d", p.status)
+	}
+	if p := do("POST", "/console/tokens", url.Values{"name": {"laptop"}, "csrf": {csrf}}, map[string]string{"Origin": "http://evil.example"}); p.status != 403 || !strings.Contains(p.body, "cross-site") {
+		t.Errorf("from another origin: %d", p.status)
+	}
+	if p := do("POST", "/console/tokens", url.Values{"name": {"laptop"}, "csrf": {csrf}}, map[string]string{"Origin": e.url}); p.status != 200 || !strings.Contains(p.body, `id="new-token"`) {
+		t.Errorf("with the CSRF token: %d %s", p.status, p.body)
+	}
+	var audit struct {
+		Events []struct {
+			Action  string `json:"event"`
+			Outcome string
+			Details map[string]string
+		} `json:"auditLogEvents"`
+	}
+	e.must(e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/admin/auditlogs?eventFilter=auth:login"}, &audit))
+	outcomes := map[string]int{}
+	for _, ev := range audit.Events {
+		outcomes[ev.Outcome]++
+	}
+	if outcomes["success"] != 1 || outcomes["denied"] < 2 {
+		t.Errorf("auth:login events: %+v", audit.Events)
+	}
+}
