@@ -444,3 +444,59 @@ func TestConsoleSignInAndCSRF(t *testing.T) {
 		t.Errorf("auth:login events: %+v", audit.Events)
 	}
 }
+
+// Roles, removals, team deletion and rotation from the console: confirmed first, then
+// done by the API's handlers.
+func TestConsoleMembersTeamsRotation(t *testing.T) {
+	e, bob := consoleWorld(t)
+	tok := e.admin.Token
+	// Role change and removal of a member.
+	f := url.Values{"op": {"role"}, "role": {"admin"}}
+	if p := e.consoleDo("POST", "/console/orgs/acme/members/bob", tok, f); p.status != 200 || !strings.Contains(p.body, "Make bob admin of acme?") {
+		t.Fatalf("unconfirmed role change: %d", p.status)
+	}
+	f.Set("confirm", "yes")
+	if p := e.consoleDo("POST", "/console/orgs/acme/members/bob", tok, f); p.status != http.StatusSeeOther {
+		t.Fatalf("role change: %d %s", p.status, p.body)
+	}
+	if p := e.consoleDo("GET", "/console/orgs/acme/audit", bob, nil); p.status != 200 {
+		t.Fatalf("bob, now admin, cannot open the audit timeline: %d", p.status)
+	}
+	// Deleting a team revokes its tokens.
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/teams/pulumi", Body: map[string]string{"name": "ops"}}, nil))
+	var tt struct {
+		TokenValue string `json:"tokenValue"`
+	}
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/teams/ops/tokens", Body: map[string]string{"name": "deployer"}}, &tt))
+	if p := e.consoleDo("POST", "/console/orgs/acme/teams/ops/delete", tok, url.Values{}); p.status != 200 || !strings.Contains(p.body, "Delete team ops?") {
+		t.Fatalf("unconfirmed delete: %d", p.status)
+	}
+	if p := e.consoleDo("POST", "/console/orgs/acme/teams/ops/delete", tok, url.Values{"confirm": {"yes"}}); p.status != http.StatusSeeOther {
+		t.Fatalf("delete: %d", p.status)
+	}
+	if err := cliwire.New(e.url, tt.TokenValue).Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme"}, nil); cliwire.Status(err) != 401 {
+		t.Errorf("the deleted team's token: %v", err)
+	}
+	// Rotating a personal token with no grace: the new value once, the old one dead.
+	p := e.consoleDo("POST", "/console/tokens", bob, url.Values{"name": {"laptop"}})
+	old := p.body[strings.Index(p.body, `readonly value="`)+len(`readonly value="`):]
+	old = old[:strings.IndexByte(old, '"')]
+	list := e.consoleDo("GET", "/console/tokens", bob, nil)
+	i := strings.Index(list.body, "/console/tokens/")
+	id := list.body[i+len("/console/tokens/"):]
+	id = id[:strings.IndexByte(id, '/')]
+	p = e.consoleDo("POST", "/console/tokens/"+id+"/rotate", bob, url.Values{"grace": {"0"}, "confirm": {"yes"}})
+	if p.status != 200 || !strings.Contains(p.body, "Rotated: new token laptop~") || p.header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("rotate: %d %s", p.status, p.body)
+	}
+	if err := cliwire.New(e.url, old).Do(cliwire.Call{Method: "GET", Path: "/api/user"}, nil); cliwire.Status(err) != 401 {
+		t.Errorf("the rotated token still works: %v", err)
+	}
+	// Removing a member.
+	if p := e.consoleDo("POST", "/console/orgs/acme/members/bob", tok, url.Values{"op": {"remove"}, "confirm": {"yes"}}); p.status != http.StatusSeeOther {
+		t.Fatalf("remove: %d %s", p.status, p.body)
+	}
+	if p := e.consoleDo("GET", "/console/orgs/acme", bob, nil); p.status != 404 {
+		t.Errorf("bob, removed, sees acme: %d", p.status)
+	}
+}
