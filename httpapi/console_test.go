@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
 )
 
@@ -498,5 +500,24 @@ func TestConsoleMembersTeamsRotation(t *testing.T) {
 	}
 	if p := e.consoleDo("GET", "/console/orgs/acme", bob, nil); p.status != 404 {
 		t.Errorf("bob, removed, sees acme: %d", p.status)
+	}
+}
+
+// The sign-in page shows an organization's single sign-on buttons when it has SSO
+// configured, and the token form always.
+func TestConsoleSignInSSOButtons(t *testing.T) {
+	e, _ := consoleWorld(t)
+	p := e.consoleDo("GET", "/console/sign-in?org=acme", "", nil)
+	if p.status != 200 || strings.Contains(p.body, "/login/acme/") || !strings.Contains(p.body, `id="token"`) {
+		t.Fatalf("without SSO: %d\n%s", p.status, p.body)
+	}
+	e.must(e.srv.Store.Update(context.Background(), func(tx gatehouse.Tx) error {
+		return tx.PutOrgSSO(&gatehouse.OrgSSO{OrgID: 1, OIDC: &gatehouse.OIDCSSO{Issuer: "https://idp.example.com", ClientID: "c"}, GitHub: &gatehouse.GitHubSSO{ClientID: "g"}})
+	}))
+	p = e.consoleDo("GET", "/console/sign-in?org=acme", "", nil)
+	for _, want := range []string{`href="/login/acme/sso?return=%2Fconsole"`, `href="/login/acme/github?return=%2Fconsole"`, "Break-glass", `id="token"`} {
+		if !strings.Contains(p.body, want) {
+			t.Errorf("with SSO: no %q in\n%s", want, p.body)
+		}
 	}
 }
