@@ -484,8 +484,9 @@ func TestConsoleMembersTeamsRotation(t *testing.T) {
 	old := p.body[strings.Index(p.body, `readonly value="`)+len(`readonly value="`):]
 	old = old[:strings.IndexByte(old, '"')]
 	list := e.consoleDo("GET", "/console/tokens", bob, nil)
-	i := strings.Index(list.body, "/console/tokens/")
-	id := list.body[i+len("/console/tokens/"):]
+	row := list.body[strings.Index(list.body, "<td>laptop"):] // the laptop token's row (the list's order is the store's)
+	i := strings.Index(row, "/console/tokens/")
+	id := row[i+len("/console/tokens/"):]
 	id = id[:strings.IndexByte(id, '/')]
 	p = e.consoleDo("POST", "/console/tokens/"+id+"/rotate", bob, url.Values{"grace": {"0"}, "confirm": {"yes"}})
 	if p.status != 200 || !strings.Contains(p.body, "Rotated: new token laptop~") || p.header.Get("Cache-Control") != "no-store" {
