@@ -148,9 +148,14 @@ func TestBrowserConsole(t *testing.T) {
 		)
 	}
 	signOut := func() {
-		run("sign out", chromedp.Click(`header.top form button`, chromedp.ByQuery), chromedp.WaitVisible("body", chromedp.ByQuery))
-		var loc string
-		run("after sign-out", chromedp.Navigate(base+"/console/orgs/acme"), chromedp.WaitVisible("#token", chromedp.ByID), chromedp.Location(&loc))
+		var flash string
+		run("sign out", chromedp.Click(`header.top form button`, chromedp.ByQuery), chromedp.WaitVisible("#token", chromedp.ByID),
+			chromedp.Text("p.flash", &flash, chromedp.ByQuery))
+		if flash != "You are signed out." {
+			t.Fatalf("after signing out: %q", flash)
+		}
+		// The session is over: pages ask to sign in again.
+		run("after sign-out", chromedp.Navigate(base+"/console/orgs/acme"), chromedp.WaitVisible("#token", chromedp.ByID))
 	}
 
 	// Sign in with the administrator's token; GET / leads to the console.
