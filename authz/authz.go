@@ -58,6 +58,10 @@ const (
 	// OrgWebhooks is the organization's webhooks, their delivery logs and pings.
 	OrgWebhooks Action = "org:webhooks"
 
+	// OrgSSO is the organization's single sign-on configuration and sign-in policy (OIDC,
+	// GitHub, allowed methods, SSO required, just-in-time role, group mapping).
+	OrgSSO Action = "org:sso"
+
 	// Invitations of people who are not the organization's own (see decideDirectAdd).
 	OrgInvitationRead   Action = "org:invitation:read" // list the organization's invitations
 	OrgInvitationCreate Action = "org:invitation:create"
@@ -156,6 +160,7 @@ var protectedActions = map[Action]bool{
 var credentialActions = map[Action]bool{
 	UserTokens: true, OrgTokenRead: true, OrgTokenWrite: true, OrgUserCreate: true,
 	OrgMemberWrite: true, OrgInvitationCreate: true, OrgInvitationRevoke: true,
+	OrgSSO: true, // who the identity provider may sign in as a member is who is a member
 }
 
 // isPerson reports whether the subject is a person acting with a personal token that is
@@ -180,6 +185,7 @@ var orgActions = map[Action]gatehouse.Role{
 	OrgOIDC:        gatehouse.RoleAdmin,
 
 	OrgWebhooks: gatehouse.RoleAdmin,
+	OrgSSO:      gatehouse.RoleAdmin,
 
 	OrgInvitationRead:   gatehouse.RoleAdmin,
 	OrgInvitationCreate: gatehouse.RoleAdmin,

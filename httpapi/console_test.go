@@ -14,15 +14,15 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
 )
 
-// page is one console request's answer.
-type page struct {
+// cpage is one console request's answer.
+type cpage struct {
 	status int
 	header http.Header
 	body   string
 }
 
 // consoleGet GETs a console page with an access token ("" for none).
-func (e *env) consoleDo(method, path, tok string, form url.Values) page {
+func (e *env) consoleDo(method, path, tok string, form url.Values) cpage {
 	e.t.Helper()
 	var body io.Reader
 	if form != nil {
@@ -42,7 +42,7 @@ func (e *env) consoleDo(method, path, tok string, form url.Values) page {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	e.must(err)
-	return page{resp.StatusCode, resp.Header, string(b)}
+	return cpage{resp.StatusCode, resp.Header, string(b)}
 }
 
 // consoleWorld: acme with alice (admin), bob (member, no team), stack app/prod tagged
@@ -361,7 +361,7 @@ func TestAccessReviewEnvironments(t *testing.T) {
 func TestConsoleSignInAndCSRF(t *testing.T) {
 	e, bob := consoleWorld(t)
 	jar := map[string]string{}
-	do := func(method, path string, form url.Values, hdr map[string]string) page {
+	do := func(method, path string, form url.Values, hdr map[string]string) cpage {
 		t.Helper()
 		var body io.Reader
 		if form != nil {
@@ -389,7 +389,7 @@ func TestConsoleSignInAndCSRF(t *testing.T) {
 				t.Errorf("session cookie %s: HttpOnly %v SameSite %v", ck.Name, ck.HttpOnly, ck.SameSite)
 			}
 		}
-		return page{resp.StatusCode, resp.Header, string(b)}
+		return cpage{resp.StatusCode, resp.Header, string(b)}
 	}
 	// Machine tokens and wrong tokens get no session.
 	var org struct {

@@ -473,7 +473,7 @@ func isUser(s string) bool {
 
 // fill substitutes the world's names into a route pattern.
 func fill(p string) string {
-	r := strings.NewReplacer("{org}", "acme", "{project}", "proj", "{stack}", "prod", "{team}", "t-read", "{user}", "member", "{version}", "1", "{issuerId}", "none", "{policyId}", "none", "{env}", "penv", "{tag}", "t1", "{sub}", "decrypt", "{what}", "decrypt", "{name}", "owner", "{hookName}", "hook1", "{seq}", "1", "{file}", "style.css")
+	r := strings.NewReplacer("{org}", "acme", "{project}", "proj", "{stack}", "prod", "{team}", "t-read", "{user}", "member", "{version}", "1", "{issuerId}", "none", "{policyId}", "none", "{env}", "penv", "{tag}", "t1", "{sub}", "decrypt", "{what}", "decrypt", "{name}", "owner", "{hookName}", "hook1", "{seq}", "1", "{file}", "style.css", "{orgName}", "acme")
 	return r.Replace(p)
 }
 

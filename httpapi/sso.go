@@ -3,10 +3,13 @@ package httpapi
 import (
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/authz"
+	"github.com/gatehouse-dev/gatehouse/netguard"
+	"github.com/gatehouse-dev/gatehouse/oidc"
 	"github.com/gatehouse-dev/gatehouse/sso"
 )
 
@@ -23,7 +26,13 @@ type SessionConfig struct {
 }
 
 func (s *Server) newSSO() *sso.Manager {
-	m := sso.New(s.store, sso.Config{
+	// Identity providers are fetched through the same guard as OIDC token-exchange
+	// issuers: no loopback, private or metadata addresses unless --allow-private-issuers.
+	client := s.cfg.IssuerClient
+	if client == nil {
+		client = oidc.NewHTTPClient(netguard.Options{AllowPrivate: s.cfg.AllowPrivateIssuers})
+	}
+	m := sso.New(s.store, sso.Config{HTTPClient: client,
 		IdleTimeout: s.cfg.Sessions.IdleTimeout, AbsoluteTimeout: s.cfg.Sessions.MaxLifetime,
 		PublicURL: s.cfg.Sessions.PublicURL, ClientIP: s.clientIP, TrustedProto: s.fromTrustedProxy,
 		Secrets: s.secrets, Log: s.log, Now: s.cfg.Now,
@@ -101,7 +110,144 @@ func (s *Server) getSession(rq *Request) (any, error) {
 // registerSSORoutes declares the sign-in, session and SSO routes (package sso does the work).
 func (s *Server) registerSSORoutes() {
 	get, post := http.MethodGet, http.MethodPost
+	put := http.MethodPut
 	// The session is the credential: the handler checks it (and its CSRF token) itself.
 	s.handle(post, "/logout", authz.Public, s.logout).selfAudited()
 	s.handle(get, "/api/user/session", authz.UserRead, s.getSession)
+
+	// Sign-in pages and identity-provider callbacks: public (the handlers verify the
+	// provider's answer and audit sign-ins themselves). {orgName}, not {org}: these pages
+	// answer for unknown organizations with a page of their own.
+	s.handle(get, "/login", authz.Public, s.browser(s.signInPage))
+	s.handle(get, "/login/{orgName}", authz.Public, s.browser(s.signInPage))
+	s.handle(post, "/login/token", authz.Public, s.browser(s.sso.TokenSignIn)).selfAudited()
+	s.handle(get, "/login/{orgName}/sso/oidc", authz.Public, s.browser(func(w http.ResponseWriter, r *http.Request) {
+		s.sso.StartOIDC(w, r, r.PathValue("orgName"), r.URL.Query().Get("return"))
+	}))
+	s.handle(get, "/login/{orgName}/sso/oidc/callback", authz.Public, s.browser(func(w http.ResponseWriter, r *http.Request) {
+		s.sso.FinishOIDC(w, r, r.PathValue("orgName"))
+	}))
+	s.handle(get, "/login/{orgName}/sso/github", authz.Public, s.browser(func(w http.ResponseWriter, r *http.Request) {
+		s.sso.StartGitHub(w, r, r.PathValue("orgName"), r.URL.Query().Get("return"))
+	}))
+	s.handle(get, "/login/{orgName}/sso/github/callback", authz.Public, s.browser(func(w http.ResponseWriter, r *http.Request) {
+		s.sso.FinishGitHub(w, r, r.PathValue("orgName"))
+	}))
+	s.handle(get, "/welcome/{orgName}/sso", authz.Public, s.browser(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/login/"+url.PathEscape(r.PathValue("orgName")), http.StatusFound)
+	}))
+
+	// The stock CLI's browser login (`pulumi login` without a token).
+	s.handle(get, "/cli-login", authz.Public, s.browser(s.sso.CLILoginPage))
+	s.handle(post, "/cli-login", authz.UserTokens, s.cliLogin) // the session (cookie + CSRF) mints a personal token
+	s.handle(get, "/welcome/cli", authz.Public, s.browser(s.sso.WelcomeCLI))
+	// The CLI's unauthenticated agent sign-up (AI coding agents without credentials).
+	s.handle(get, "/api/agents/signup", authz.Public, s.agentSignup)
+	s.handle(post, "/api/agents/signup", authz.Public, s.agentSignup)
+
+	// An organization's SSO configuration and sign-in policy.
+	s.handle(get, "/api/orgs/{org}/sso", authz.OrgSSO, s.getOrgSSO)
+	s.handle(put, "/api/orgs/{org}/sso", authz.OrgSSO, s.putOrgSSO)
+	s.noStore("POST /cli-login")
+}
+
+// browser wraps a page handler of package sso as a route handler.
+func (s *Server) browser(h http.HandlerFunc) func(*Request) (any, error) {
+	return func(rq *Request) (any, error) { return h, nil }
+}
+
+func (s *Server) signInPage(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if org := q.Get("org"); org != "" && r.PathValue("orgName") == "" {
+		http.Redirect(w, r, "/login/"+url.PathEscape(org)+"?return="+url.QueryEscape(sso.SafeReturn(q.Get("return"))), http.StatusFound)
+		return
+	}
+	s.sso.SignInPage(w, r, r.PathValue("orgName"), q.Get("return"), "")
+}
+
+// cliLogin is POST /cli-login: the signed-in person (session cookie, CSRF token in the
+// form) confirms a browser login; a personal token with the CLI's description is minted
+// (SSO-required policy, maximum lifetime) and the browser is sent to the CLI's listener on
+// 127.0.0.1 only. Audited as auth:cli-token with the token's ID, in the same transaction.
+func (s *Server) cliLogin(rq *Request) (any, error) {
+	sess := rq.Subject.Session
+	if sess == nil {
+		return nil, gatehouse.Errorf(gatehouse.EFORBIDDEN, "the CLI's browser login needs a browser session: open /cli-login in a browser")
+	}
+	if err := rq.ParseForm(); err != nil {
+		return nil, gatehouse.Errorf(gatehouse.EINVALID, "bad form")
+	}
+	req, err := sso.ParseCLIRequest(rq.PostForm)
+	if err != nil {
+		return nil, gatehouse.Errorf(gatehouse.EINVALID, "%s", err.Error())
+	}
+	rq.event.Action = sso.ActionCLIToken
+	rq.Detail("description", req.Description)
+	var value string
+	err = rq.Change(func(tx gatehouse.Tx) error {
+		v, tk, err := s.sso.MintCLIToken(tx, rq.Subject.User, sess, req)
+		if err != nil {
+			return err
+		}
+		value = v
+		rq.event.TokenID = tk.ID
+		rq.Detail("token_id", tk.ID)
+		rq.Detail("token_name", tk.Name)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	target := req.RedirectURL(value)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		http.Redirect(w, r, target, http.StatusFound)
+	}), nil
+}
+
+func (s *Server) agentSignup(rq *Request) (any, error) {
+	return nil, gatehouse.Errorf(gatehouse.ENOTFOUND, "Gatehouse does not sign up AI agents: set PULUMI_ACCESS_TOKEN to a token an administrator issued (or run pulumi login in a browser)")
+}
+
+func (s *Server) getOrgSSO(rq *Request) (any, error) {
+	var out *sso.ConfigJSON
+	err := rq.View(func(tx gatehouse.Tx) (err error) { out, err = s.sso.ShowConfig(tx, rq.Request, rq.Org); return err })
+	return out, err
+}
+
+// putOrgSSO is PUT /api/orgs/{org}/sso: replaces the organization's SSO configuration
+// (client secrets write-only, sealed by the keyring; omitted: kept). Audited with a
+// summary of the new configuration (never a secret).
+func (s *Server) putOrgSSO(rq *Request) (any, error) {
+	var in sso.ConfigJSON
+	if err := rq.decode(&in); err != nil {
+		return nil, err
+	}
+	oidcSecret, ghSecret, err := s.sso.SealSecrets(rq.Context(), rq.Org.ID, &in)
+	if err != nil {
+		return nil, err
+	}
+	var out *sso.ConfigJSON
+	err = rq.Change(func(tx gatehouse.Tx) error {
+		sum, err := s.sso.ApplyConfig(tx, rq.Org, &in, oidcSecret, ghSecret)
+		if err != nil {
+			return err
+		}
+		for k, v := range sum {
+			rq.Detail(k, v)
+		}
+		out, err = s.sso.ShowConfig(tx, rq.Request, rq.Org)
+		return err
+	})
+	return out, err
+}
+
+// ssoRequired applies the "SSO required" policy of the user's organizations to a new
+// personal token (created or rotated): only a session that such an organization's SSO
+// started may mint one (or its break-glass admin). Other tokens pass.
+func (s *Server) ssoRequired(tx gatehouse.Tx, rq *Request, tk *gatehouse.Token) error {
+	if tk.Kind != gatehouse.TokenPersonal {
+		return nil
+	}
+	return s.sso.MayMintPersonalToken(tx, tk.UserID, rq.Subject.Session)
 }

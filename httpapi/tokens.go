@@ -250,6 +250,9 @@ func (s *Server) createToken(rq *Request) (any, error) {
 		if err := applyOrgLimits(tx, rq, tk, now, false); err != nil {
 			return err
 		}
+		if err := s.ssoRequired(tx, rq, tk); err != nil {
+			return err
+		}
 		return tx.CreateToken(tk)
 	})
 	if err != nil {
@@ -368,6 +371,9 @@ func (s *Server) rotateToken(rq *Request) (any, error) {
 			}
 		}
 		if err := applyOrgLimits(tx, rq, tk, now, true); err != nil {
+			return err
+		}
+		if err := s.ssoRequired(tx, rq, tk); err != nil {
 			return err
 		}
 		if !tk.Expires.IsZero() {

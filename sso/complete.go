@@ -248,7 +248,11 @@ var nameClean = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
 // userNameFor derives an account name (3-40 letters, digits, '-' or '_', starting and
 // ending with a letter or digit) from the identity.
 func userNameFor(id Identity, email string) string {
-	cands := []string{id.Login}
+	login := id.Login
+	if at := strings.IndexByte(login, '@'); at > 0 {
+		login = login[:at]
+	}
+	cands := []string{login}
 	if at := strings.IndexByte(email, '@'); at > 0 {
 		cands = append(cands, email[:at])
 	}

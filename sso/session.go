@@ -66,6 +66,7 @@ type Config struct {
 type Manager struct {
 	store gatehouse.Store
 	cfg   Config
+	keys  *secrets.Manager // client secrets (keys.go)
 	// OnAudit, when set, is called after an audit event the manager recorded committed
 	// (webhooks, metrics). Optional.
 	OnAudit func(*gatehouse.AuditEvent)
@@ -100,7 +101,7 @@ func New(store gatehouse.Store, cfg Config) *Manager {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 15 * time.Second}
 	}
-	return &Manager{store: store, cfg: cfg}
+	return &Manager{store: store, cfg: cfg, keys: secretKeys(cfg.Secrets, store)}
 }
 
 // Config returns the manager's configuration (with defaults applied).
@@ -227,6 +228,7 @@ func (m *Manager) CheckCSRF(r *http.Request, s *gatehouse.Session) error {
 	}
 	tok := r.Header.Get(CSRFHeader)
 	if tok == "" && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+		r.Body = http.MaxBytesReader(nil, r.Body, 64<<10)
 		tok = r.PostFormValue(CSRFField)
 	}
 	if tok == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(s.CSRF)) != 1 {
@@ -255,6 +257,8 @@ func (m *Manager) CheckOrigin(r *http.Request) error {
 	}
 	return nil
 }
+
+func subtleEq(a, b string) int { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) }
 
 func sameOrigin(origin string, allowed []string) bool {
 	for _, a := range allowed {

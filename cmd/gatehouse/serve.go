@@ -58,6 +58,8 @@ type serveOptions struct {
 	allowPrivateIssuers       bool
 	allowPrivateWebhooks      bool
 	trustedProxies            string
+	sessionIdle, sessionMax   time.Duration // package sso
+	publicURL                 string
 	escMaxOpen                time.Duration
 
 	ready func(addr string) // tests: called with the listening address
@@ -106,6 +108,11 @@ admin.token in the data directory (mode 0600), printing how to log in.`,
 	bindEnv(fs, "allow-private-issuers", "GATEHOUSE_ALLOW_PRIVATE_ISSUERS")
 	fs.DurationVar(&o.escMaxOpen, "esc-max-open-duration", 24*time.Hour, "longest lifetime an environment open session may ask for (pulumi env open --lifetime; longer is a 400)")
 	bindEnv(fs, "esc-max-open-duration", "GATEHOUSE_ESC_MAX_OPEN_DURATION")
+	fs.DurationVar(&o.sessionIdle, "session-idle-timeout", 2*time.Hour, "a person's browser session ends when unused this long (env GATEHOUSE_SESSION_IDLE_TIMEOUT)")
+	bindEnv(fs, "session-idle-timeout", "GATEHOUSE_SESSION_IDLE_TIMEOUT")
+	fs.DurationVar(&o.sessionMax, "session-max-lifetime", 12*time.Hour, "a person's browser session ends this long after sign-in, used or not (shorter when the identity provider says so; env GATEHOUSE_SESSION_MAX_LIFETIME)")
+	bindEnv(fs, "session-max-lifetime", "GATEHOUSE_SESSION_MAX_LIFETIME")
+	fs.StringVar(&o.publicURL, "public-url", envDefault("GATEHOUSE_PUBLIC_URL", ""), "the console's external URL, e.g. https://app.gatehouse.example.com: base of the sign-in redirect URIs registered at identity providers (default: taken from each request; env GATEHOUSE_PUBLIC_URL)")
 	fs.BoolVar(&o.allowPrivateWebhooks, "allow-private-webhooks", false, "let webhooks be created for and delivered to loopback, private, link-local and metadata addresses (tests, receivers on an internal network)")
 	bindEnv(fs, "allow-private-webhooks", "GATEHOUSE_ALLOW_PRIVATE_WEBHOOKS")
 	fs.StringVar(&o.bootstrapOrg, "bootstrap-org", envDefault("GATEHOUSE_BOOTSTRAP_ORG", "default"), "on a database without users: name of the first organization (env GATEHOUSE_BOOTSTRAP_ORG)")
@@ -156,6 +163,13 @@ func runServe(cmd *cobra.Command, o *serveOptions) error {
 	}
 	if api.SecretScanningKeys, err = secretScanningKeys(cmd); err != nil {
 		return err
+	}
+	if o.sessionIdle <= 0 || o.sessionMax <= 0 {
+		return fmt.Errorf("--session-idle-timeout and --session-max-lifetime must be positive")
+	}
+	api.Sessions = httpapi.SessionConfig{IdleTimeout: o.sessionIdle, MaxLifetime: o.sessionMax, PublicURL: strings.TrimRight(o.publicURL, "/")}
+	if o.publicURL != "" && !strings.HasPrefix(o.publicURL, "https://") && !strings.HasPrefix(o.publicURL, "http://") {
+		return fmt.Errorf("--public-url must be an http(s):// URL, not %q", o.publicURL)
 	}
 	if o.escMaxOpen <= 0 {
 		return fmt.Errorf("--esc-max-open-duration must be positive, not %s", o.escMaxOpen)
