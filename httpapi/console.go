@@ -70,9 +70,6 @@ func (s *Server) consoleError(rq *Request, err error) {
 		if rq.Method == http.MethodPost || rq.Header.Get("Authorization") != "" || s.sso.HasCookie(rq.Request) {
 			p.page.Error = gatehouse.ErrorMessage(err) // a refused token, an ended session
 		}
-		if rq.Method == http.MethodPost && rq.URL.Path == "/console/sign-in" {
-			p.page.Data = s.signInData(rq, rq.PostForm.Get("next"))
-		}
 		rq.writePage(p)
 		return
 	}

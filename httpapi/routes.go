@@ -130,8 +130,7 @@ func (s *Server) registerRoutes() {
 	// the action of the API they change (and through its handler). GET / leads to it.
 	s.handle(get, "/{$}", authz.Public, s.consoleRoot).html()
 	s.handle(get, "/console/static/{file}", authz.Public, s.consoleStatic).html()
-	s.handle(get, "/console/sign-in", authz.Public, s.consoleSignInPage).html()
-	s.handle(post, "/console/sign-in", authz.Public, s.consoleSignIn).html().selfAudited() // a personal token for a session (sso); records auth:login
+	s.handle(get, "/console/sign-in", authz.Public, s.consoleSignInPage).html() // its token form posts to sso's POST /login/token
 	s.handle(get, "/console", authz.UserRead, s.consoleHome).html()
 	s.handle(get, "/console/tokens", authz.UserTokens, s.consoleMyTokens).html()
 	s.handle(post, "/console/tokens", authz.UserTokens, s.consoleCreateToken).html()
