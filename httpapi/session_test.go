@@ -220,3 +220,30 @@ func TestSignInRefusals(t *testing.T) {
 		t.Errorf("%d failed sign-ins audited, want 2", n)
 	}
 }
+
+// TestSessionNotOnOrAfter: the identity provider's SessionNotOnOrAfter ends the session
+// before the configured lifetime; one already past refuses the sign-in.
+func TestSessionNotOnOrAfter(t *testing.T) {
+	e := newEnv(t)
+	setSSO(t, e, "acme", gatehouse.OrgSSO{JITRole: gatehouse.RoleMember})
+	id := sso.Identity{Provider: gatehouse.SignInSAML, Issuer: "https://idp.example/saml", Subject: "nameid-1", Email: "n@example.com", EmailVerified: true,
+		SessionNotOnOrAfter: e.clock.Now().Add(30 * time.Minute)}
+	c, w := signIn(t, e, "acme", id, "")
+	if c == nil {
+		t.Fatalf("no session: %d %s", w.Code, w.Body)
+	}
+	if c.MaxAge > 30*60 || c.MaxAge < 29*60 {
+		t.Errorf("cookie Max-Age %d, want about 30 minutes (the IdP's limit)", c.MaxAge)
+	}
+	if code, _ := sessionDo(t, e, c, "GET", "/api/user", "", "", ""); code != 200 {
+		t.Fatalf("fresh session = %d", code)
+	}
+	e.clock.Advance(31 * time.Minute)
+	if code, _ := sessionDo(t, e, c, "GET", "/api/user", "", "", ""); code != 401 {
+		t.Errorf("session past SessionNotOnOrAfter = %d, want 401", code)
+	}
+	id.SessionNotOnOrAfter = e.clock.Now().Add(-time.Second)
+	if c, w := signIn(t, e, "acme", id, ""); c != nil || w.Code != 400 || !strings.Contains(w.Body.String(), "SessionNotOnOrAfter") {
+		t.Errorf("sign-in with a past SessionNotOnOrAfter: cookie %v, %d %s", c, w.Code, w.Body)
+	}
+}

@@ -29,6 +29,21 @@
 //
 //	sso.SafeReturn(raw)   // a validated same-origin return path, else "/"
 //
+//	// httpapi: (*httpapi.Server).SSO() returns the Manager; authz.Subject.Session is set
+//	// (Token nil, Kind UserKind) on requests authenticated by the cookie.
+//
+// A session carries no organization power of its own: it acts as its user, whose
+// membership decides (authz.Decide). Removing a member from an organization (SCIM
+// deprovisioning) therefore ends their access there at once, whatever session they hold;
+// EndSessions additionally signs them out.
+//
+// Sign-in pages and callbacks (httpapi/sso.go): GET /login, /login/{org} (the org's
+// methods; SAML's button points at GET /login/{org}/sso?return=PATH, which the SAML
+// handler owns and should pass on as RelayState), POST /login/token (break-glass),
+// GET /login/{org}/sso/oidc[/callback], /login/{org}/sso/github[/callback],
+// /welcome/{org}/sso (redirects to /login/{org}), GET/POST /cli-login, /welcome/cli,
+// POST /logout, GET /api/user/session, GET/PUT /api/orgs/{org}/sso.
+//
 // # Sessions
 //
 // The cookie is __Host-gatehouse_session (Secure, HttpOnly, SameSite=Lax, Path=/) when

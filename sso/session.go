@@ -327,6 +327,11 @@ func (m *Manager) startSession(tx gatehouse.Tx, r *http.Request, userID, orgID i
 		}
 	}
 	now := tx.Now()
+	// Ended sessions and stale sign-in states are swept at sign-ins (they are refused
+	// anyway; this only keeps the tables small).
+	if _, err := tx.PruneSessions(now); err != nil {
+		return nil, nil, err
+	}
 	value := randomString(32)
 	s := &gatehouse.Session{
 		Digest: SessionDigest(value), UserID: userID, OrgID: orgID, Method: method,
