@@ -853,71 +853,126 @@ func (s *Server) stackAccess(rq *Request) (any, error) {
 		Protected bool         `json:"protected"`
 		Access    []accessJSON `json:"access"`
 	}{Stack: st.Ref().String(), Access: []accessJSON{}}
-	res := authz.Resource{Org: rq.Org, Stack: st}
-	for _, p := range rq.facts.Protections {
-		if p.Matches(st.ID, st.Project, st.Tags) {
-			out.Protected = true
-		}
-	}
-	describe := func(kind, name string, sub *authz.Subject, f authz.Facts) {
-		best := ""
-		// The permission level is what the grants give; whether it may be used for changes
-		// on a protected stack is CanChange.
-		unprotected := f
-		unprotected.Protections = nil
-		for _, a := range []authz.Action{authz.StackDelete, authz.StackUpdate, authz.StackRead} {
-			a := a
-			if sub.Kind == authz.UserKind && a == authz.StackDelete {
-				a = authz.StackRename // both need admin; delete also depends on an org setting
-			}
-			if d := authz.Decide(sub, a, res, unprotected); d.Allow {
-				best = map[authz.Action]string{authz.StackDelete: "admin", authz.StackRename: "admin", authz.StackUpdate: "write", authz.StackRead: "read"}[a]
-				acc := accessJSON{Kind: kind, Name: name, Permission: best, Via: d.Reason}
-				acc.Decrypt = authz.Decide(sub, authz.StackDecrypt, res, f).Allow
-				acc.CanChange = authz.Decide(sub, authz.StackImport, res, f).Allow
-				out.Access = append(out.Access, acc)
-				return
-			}
-		}
-	}
+	out.Protected = stackProtected(rq.facts.Protections, st)
 	err := rq.View(func(tx gatehouse.Tx) error {
-		ms, err := tx.ListMembers(rq.Org.ID)
+		ps, err := orgPrincipals(tx, rq.Org, false)
 		if err != nil {
 			return err
 		}
-		for i := range ms {
-			u := ms[i].User
-			sub := &authz.Subject{Kind: authz.UserKind, User: &u}
-			f, err := loadFacts(tx, sub, rq.Org)
-			if err != nil {
-				return err
+		for i := range ps {
+			if acc, ok := stackAccessOf(&ps[i], rq.Org, st); ok {
+				out.Access = append(out.Access, acc)
 			}
-			describe("user", u.Name, sub, f)
-		}
-		tokens, err := tx.ListTokens(gatehouse.TokenFilter{OrgID: rq.Org.ID})
-		if err != nil {
-			return err
-		}
-		now := tx.Now()
-		for i := range tokens {
-			tk := &tokens[i]
-			if !tk.Live(now) {
-				continue
-			}
-			sub := &authz.Subject{Token: tk, Pipeline: tk.Pipeline, Kind: authz.OrgToken}
-			kind := "org-token"
-			if tk.Kind == gatehouse.TokenTeam {
-				sub.Kind, kind = authz.TeamToken, "team-token"
-			}
-			f, err := loadFacts(tx, sub, rq.Org)
-			if err != nil {
-				return err
-			}
-			describe(kind, tk.Name, sub, f)
 		}
 		return nil
 	})
 	return out, err
+}
+
+// stackProtected reports whether a protection rule covers the stack.
+func stackProtected(ps []gatehouse.Scope, st *gatehouse.Stack) bool {
+	for _, p := range ps {
+		if p.Matches(st.ID, st.Project, st.Tags) {
+			return true
+		}
+	}
+	return false
+}
+
+// principal is someone (or something) of an organization whose access can be explained:
+// a member, a team (what its grants give), or a live organization or team token.
+type principal struct {
+	Kind  string // "user", "team", "org-token", "team-token"
+	Name  string
+	Sub   *authz.Subject
+	Facts authz.Facts
+}
+
+// orgPrincipals loads the organization's members and live tokens (and, with teams, its
+// teams) with the facts authz.Decide needs about each.
+func orgPrincipals(tx gatehouse.Tx, org *gatehouse.Org, teams bool) ([]principal, error) {
+	var out []principal
+	ms, err := tx.ListMembers(org.ID)
+	if err != nil {
+		return nil, err
+	}
+	for i := range ms {
+		u := ms[i].User
+		sub := &authz.Subject{Kind: authz.UserKind, User: &u}
+		f, err := loadFacts(tx, sub, org)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, principal{Kind: "user", Name: u.Name, Sub: sub, Facts: f})
+	}
+	if teams {
+		ts, err := tx.ListTeams(org.ID)
+		if err != nil {
+			return nil, err
+		}
+		ps, err := tx.ListProtections(org.ID)
+		if err != nil {
+			return nil, err
+		}
+		var prot []gatehouse.Scope
+		for _, p := range ps {
+			prot = append(prot, p.Scope)
+		}
+		for _, t := range ts {
+			gs, err := tx.ListGrants(t.ID)
+			if err != nil {
+				return nil, err
+			}
+			// A team acts with exactly its grants (as its tokens do); its members act as
+			// people, so protection rules apply (Pipeline false).
+			out = append(out, principal{Kind: "team", Name: t.Name, Sub: &authz.Subject{Kind: authz.TeamToken},
+				Facts: authz.Facts{Grants: gs, Protections: prot, Now: tx.Now()}})
+		}
+	}
+	tokens, err := tx.ListTokens(gatehouse.TokenFilter{OrgID: org.ID})
+	if err != nil {
+		return nil, err
+	}
+	now := tx.Now()
+	for i := range tokens {
+		tk := &tokens[i]
+		if !tk.Live(now) {
+			continue
+		}
+		sub := &authz.Subject{Token: tk, Pipeline: tk.Pipeline, Kind: authz.OrgToken}
+		kind := "org-token"
+		if tk.Kind == gatehouse.TokenTeam {
+			sub.Kind, kind = authz.TeamToken, "team-token"
+		}
+		f, err := loadFacts(tx, sub, org)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, principal{Kind: kind, Name: tk.Name, Sub: sub, Facts: f})
+	}
+	return out, nil
+}
+
+// stackAccessOf is what p may do on st and why, asked of authz.Decide; false when nothing.
+func stackAccessOf(p *principal, org *gatehouse.Org, st *gatehouse.Stack) (accessJSON, bool) {
+	res := authz.Resource{Org: org, Stack: st}
+	// The permission level is what the grants give; whether it may be used for changes
+	// on a protected stack is CanChange.
+	unprotected := p.Facts
+	unprotected.Protections = nil
+	for _, a := range []authz.Action{authz.StackDelete, authz.StackUpdate, authz.StackRead} {
+		if p.Sub.Kind == authz.UserKind && a == authz.StackDelete {
+			a = authz.StackRename // both need admin; delete also depends on an org setting
+		}
+		if d := authz.Decide(p.Sub, a, res, unprotected); d.Allow {
+			best := map[authz.Action]string{authz.StackDelete: "admin", authz.StackRename: "admin", authz.StackUpdate: "write", authz.StackRead: "read"}[a]
+			acc := accessJSON{Kind: p.Kind, Name: p.Name, Permission: best, Via: d.Reason}
+			acc.Decrypt = authz.Decide(p.Sub, authz.StackDecrypt, res, p.Facts).Allow
+			acc.CanChange = authz.Decide(p.Sub, authz.StackImport, res, p.Facts).Allow
+			return acc, true
+		}
+	}
+	return accessJSON{}, false
 }
 
 // stackTeams is GET S/teams: the teams with a grant naming or covering the stack.

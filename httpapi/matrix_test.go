@@ -460,6 +460,14 @@ func (w *world) request(t *testing.T, method, pattern, subject string) call {
 			return tx.PutAddressRange(&gatehouse.AddressRange{OrgID: 1, Name: "d-" + subject, CIDRs: []string{"10.0.0.0/8"}})
 		}))
 		return call{path: "/api/orgs/acme/ranges/d-" + subject}
+	case "GET /{$}":
+		return call{path: "/"}
+	case "POST /console/tokens/{tokenID}/rotate", "POST /console/tokens/{tokenID}/revoke":
+		return call{path: strings.Replace(pattern, "{tokenID}", ownToken(gatehouse.TokenPersonal), 1)}
+	case "POST /console/orgs/{org}/tokens/{tokenID}/rotate", "POST /console/orgs/{org}/tokens/{tokenID}/revoke":
+		return call{path: strings.Replace(fill(pattern), "{tokenID}", ownToken(gatehouse.TokenOrg), 1)}
+	case "POST /console/orgs/{org}/teams/{team}/tokens/{tokenID}/rotate", "POST /console/orgs/{org}/teams/{team}/tokens/{tokenID}/revoke":
+		return call{path: strings.Replace(strings.Replace(pattern, "{org}/teams/{team}", "acme/teams/t-write", 1), "{tokenID}", ownToken(gatehouse.TokenTeam), 1)}
 	case "DELETE /api/orgs/{org}/teams/{team}/tokens/{tokenID}":
 		return call{path: "/api/orgs/acme/teams/t-write/tokens/" + ownToken(gatehouse.TokenTeam)}
 	case "POST /api/orgs/{org}/teams/{team}/tokens/{tokenID}/rotate":
@@ -488,7 +496,7 @@ func isUser(s string) bool {
 
 // fill substitutes the world's names into a route pattern.
 func fill(p string) string {
-	r := strings.NewReplacer("{org}", "acme", "{project}", "proj", "{stack}", "prod", "{team}", "t-read", "{user}", "member", "{version}", "1", "{issuerId}", "none", "{policyId}", "none", "{env}", "penv", "{tag}", "t1", "{sub}", "decrypt", "{what}", "decrypt", "{name}", "owner", "{hookName}", "hook1", "{orgName}", "acme")
+	r := strings.NewReplacer("{org}", "acme", "{project}", "proj", "{stack}", "prod", "{team}", "t-read", "{user}", "member", "{version}", "1", "{issuerId}", "none", "{policyId}", "none", "{env}", "penv", "{tag}", "t1", "{sub}", "decrypt", "{what}", "decrypt", "{name}", "owner", "{hookName}", "hook1", "{seq}", "1", "{file}", "style.css", "{orgName}", "acme")
 	return r.Replace(p)
 }
 

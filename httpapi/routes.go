@@ -126,6 +126,39 @@ func (s *Server) registerRoutes() {
 	s.handle(patch, updatePath+"/journalentries", authz.UpdateLease, s.patchJournal).carriesState()
 	s.handle(post, updatePath+"/events/batch", authz.UpdateLease, s.postEvents).carriesState()
 	s.handle(post, updatePath+"/complete", authz.UpdateComplete, s.completeUpdate)
+	// The web console (console.go): pages with the action of the API they show, forms with
+	// the action of the API they change (and through its handler). GET / leads to it.
+	s.handle(get, "/{$}", authz.Public, s.consoleRoot).html()
+	s.handle(get, "/console/static/{file}", authz.Public, s.consoleStatic).html()
+	s.handle(get, "/console/sign-in", authz.Public, s.consoleSignInPage).html() // its token form posts to sso's POST /login/token
+	s.handle(get, "/console", authz.UserRead, s.consoleHome).html()
+	s.handle(get, "/console/tokens", authz.UserTokens, s.consoleMyTokens).html()
+	s.handle(post, "/console/tokens", authz.UserTokens, s.consoleCreateToken).html()
+	s.handle(post, "/console/tokens/{tokenID}/rotate", authz.UserTokens, s.consoleRotateToken).html()
+	s.handle(post, "/console/tokens/{tokenID}/revoke", authz.UserTokens, s.consoleRevokeToken).html()
+	s.handle(get, "/console/orgs/{org}", authz.OrgRead, s.consoleOverview).html()
+	s.handle(get, "/console/orgs/{org}/access", authz.OrgMemberRead, s.consoleAccess).html()
+	s.handle(get, "/api/orgs/{org}/access-review", authz.OrgMemberRead, s.getAccessReview) // JSON, or CSV (?format=csv)
+	s.handle(get, "/console/orgs/{org}/stacks", authz.OrgRead, s.consoleStacks).html()     // filtered per stack by stack:read
+	s.handle(get, "/console/orgs/{org}/stacks/{project}/{stack}", authz.StackRead, s.consoleStack).html()
+	s.handle(get, "/console/orgs/{org}/teams", authz.OrgTeamRead, s.consoleTeams).html()
+	s.handle(post, "/console/orgs/{org}/teams", authz.OrgTeamWrite, s.consoleCreateTeam).html()
+	s.handle(get, "/console/orgs/{org}/teams/{team}", authz.OrgTeamRead, s.consoleTeam).html()
+	s.handle(post, "/console/orgs/{org}/teams/{team}", authz.OrgTeamWrite, s.consoleUpdateTeam).html()
+	s.handle(post, "/console/orgs/{org}/teams/{team}/delete", authz.OrgTeamWrite, s.consoleDeleteTeam).html()
+	s.handle(get, "/console/orgs/{org}/members", authz.OrgMemberRead, s.consoleMembers).html()
+	s.handle(post, "/console/orgs/{org}/members/{user}", authz.OrgMemberWrite, s.consoleMember).html()
+	s.handle(get, "/console/orgs/{org}/tokens", authz.OrgTokenRead, s.consoleOrgTokens).html()
+	s.handle(post, "/console/orgs/{org}/tokens", authz.OrgTokenWrite, s.consoleCreateToken).html()
+	s.handle(post, "/console/orgs/{org}/tokens/{tokenID}/rotate", authz.OrgTokenWrite, s.consoleRotateToken).html()
+	s.handle(post, "/console/orgs/{org}/tokens/{tokenID}/revoke", authz.OrgTokenWrite, s.consoleRevokeToken).html()
+	s.handle(post, "/console/orgs/{org}/teams/{team}/tokens", authz.OrgTokenWrite, s.consoleCreateToken).html()
+	s.handle(post, "/console/orgs/{org}/teams/{team}/tokens/{tokenID}/rotate", authz.OrgTokenWrite, s.consoleRotateToken).html()
+	s.handle(post, "/console/orgs/{org}/teams/{team}/tokens/{tokenID}/revoke", authz.OrgTokenWrite, s.consoleRevokeToken).html()
+	s.handle(get, "/console/orgs/{org}/audit", authz.OrgAuditRead, s.consoleAudit).html()
+	s.handle(get, "/console/orgs/{org}/audit/export", authz.OrgAuditRead, s.consoleAuditExport).html()
+	s.handle(get, "/console/orgs/{org}/audit/{seq}", authz.OrgAuditRead, s.consoleAuditEvent).html()
+
 	s.registerOIDCRoutes()
 	s.registerLeakRoutes()
 	s.registerAuditRoutes()
@@ -146,7 +179,16 @@ func (s *Server) registerRoutes() {
 		"POST /api/oauth/token",      // OIDC token exchange
 		"POST "+updatePath,           // start: the lease token
 		"POST "+updatePath+"/renew_lease",
+		"POST /console/tokens", "POST /console/tokens/{tokenID}/rotate", // the console's one-time token pages
+		"POST /console/orgs/{org}/tokens", "POST /console/orgs/{org}/tokens/{tokenID}/rotate",
+		"POST /console/orgs/{org}/teams/{team}/tokens", "POST /console/orgs/{org}/teams/{team}/tokens/{tokenID}/rotate",
 	)
+}
+
+// html marks a web console route (its answers and errors are pages).
+func (rt *Route) html() *Route {
+	rt.HTML = true
+	return rt
 }
 
 // noStore sets Route.NoStore on the routes named "METHOD pattern"; a name that is not in

@@ -247,6 +247,8 @@ type Route struct {
 	// NoStore marks a route whose successful response carries a credential value (a new
 	// access token, a lease token): it is answered with Cache-Control: no-store.
 	NoStore bool
+	// HTML marks a web console route (console.go): its answers and errors are pages.
+	HTML    bool
 	handler func(*Request) (any, error)
 	s       *Server
 }
@@ -344,9 +346,12 @@ func (s *Server) serve(rt *Route, w http.ResponseWriter, r *http.Request) {
 		if rq.status >= 500 {
 			s.log.Error("request failed", "route", rt.Pattern, "method", r.Method, "request_id", rq.ID, "err", err)
 		}
-		if rt.Auth == AuthSCIM {
+		switch {
+		case rt.Auth == AuthSCIM:
 			writeSCIMError(w, err)
-		} else {
+		case rt.HTML:
+			s.consoleError(rq, err)
+		default:
 			writeError(w, err)
 		}
 	} else {
@@ -589,6 +594,11 @@ func (rq *Request) write(res any) {
 		_, _ = w.Write([]byte("{}"))
 	case headOnly:
 		w.WriteHeader(rq.status)
+	case *consolePage:
+		rq.writePage(v)
+	case consoleRedirect:
+		consoleHeaders(w.Header())
+		http.Redirect(w, rq.Request, string(v), http.StatusSeeOther)
 	case rawJSON:
 		writeBody(w, rq.Request, rq.status, v)
 	case scimResult:

@@ -9,6 +9,8 @@ export GOFLAGS=${GOFLAGS:--buildvcs=false}
 
 # The PostgreSQL tests start throwaway clusters; make sure the server binaries exist.
 ./scripts/install-postgres.sh
+# The web console's browser tests drive headless Chromium (they skip loudly without it).
+./scripts/install-chromium.sh
 
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then
