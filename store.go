@@ -173,6 +173,7 @@ type Tx interface {
 	EnvTx
 	RateLimitAdminTx
 	WebhookTx
+	DeployTx
 }
 
 // OrgMembership is an organization with the caller's role in it.

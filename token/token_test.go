@@ -54,6 +54,8 @@ func TestChecksumKnownAnswers(t *testing.T) {
 		Team:     "2nBQMs",
 		Org:      "2qwyjz",
 		Lease:    "4bDQya",
+		Runner:   "36mg9W",
+		Deploy:   "3J8w4z",
 	} {
 		s := build(k, fixedBody)
 		if got := s[len(s)-checksumLen:]; got != want {
@@ -69,7 +71,7 @@ func TestChecksumKnownAnswers(t *testing.T) {
 func TestPatternString(t *testing.T) {
 	// This regular expression is what operators put in gitleaks/trufflehog custom rules and
 	// GitHub push-protection custom patterns; changing it is a compatibility event.
-	const want = `\bgatehouse_(?:pat|team|org|lease)_[0-9A-Za-z]{38}\b`
+	const want = `\bgatehouse_(?:pat|team|org|lease|runner|deploy)_[0-9A-Za-z]{38}\b`
 	if got := Pattern.String(); got != want {
 		t.Errorf("Pattern = %s, want %s", got, want)
 	}
