@@ -152,6 +152,7 @@ func newWorld(t *testing.T, defaultPerm string) *world {
 		do("PATCH", "/api/orgs/acme", map[string]any{"setDefaultStackPermission": defaultPerm}, nil)
 	}
 	w.addEnvironments(t)
+	w.addDeployments(t)
 	// Webhook hook1 of acme and of proj/prod (inactive: nothing is delivered).
 	for _, base := range []string{"/api/orgs/acme/hooks", prod + "/hooks"} {
 		do("POST", base, map[string]any{"name": "hook1", "payloadUrl": "https://hooks.example.com/x", "active": false}, nil)
@@ -437,6 +438,12 @@ func (w *world) request(t *testing.T, method, pattern, subject string) call {
 		return call{path: fill(pattern), body: map[string]any{"payloadUrl": "https://hooks.example.com/p", "active": false}}
 	case "POST /api/orgs/{org}/hooks/{hookName}/deliveries/{event}/redeliver", "POST /api/stacks/{org}/{project}/{stack}/hooks/{hookName}/deliveries/{event}/redeliver":
 		return call{path: strings.Replace(fill(pattern), "{event}", w.hookDelivery(t, strings.Contains(pattern, "{stack}")), 1), body: map[string]any{}}
+	case "DELETE /api/orgs/{org}/agent-pools/{poolID}":
+		return call{path: "/api/orgs/acme/agent-pools/" + w.pool(t)}
+	case "GET /api/stacks/{org}/{project}/{stack}/deployments/{deploymentID}/{what}":
+		return call{path: prod + "/deployments/" + matrixDeploymentID + "/logs"}
+	case "POST /api/stacks/{org}/{project}/{stack}/deployments":
+		return call{path: prod + "/deployments", body: map[string]any{"operation": "update"}}
 	case "DELETE /api/orgs/{org}/teams/{team}/tokens/{tokenID}":
 		return call{path: "/api/orgs/acme/teams/t-write/tokens/" + ownToken(gatehouse.TokenTeam)}
 	case "POST /api/orgs/{org}/teams/{team}/tokens/{tokenID}/rotate":
@@ -465,7 +472,7 @@ func isUser(s string) bool {
 
 // fill substitutes the world's names into a route pattern.
 func fill(p string) string {
-	r := strings.NewReplacer("{org}", "acme", "{project}", "proj", "{stack}", "prod", "{team}", "t-read", "{user}", "member", "{version}", "1", "{issuerId}", "none", "{policyId}", "none", "{env}", "penv", "{tag}", "t1", "{sub}", "decrypt", "{what}", "decrypt", "{name}", "owner", "{hookName}", "hook1")
+	r := strings.NewReplacer("{org}", "acme", "{project}", "proj", "{stack}", "prod", "{team}", "t-read", "{user}", "member", "{version}", "1", "{issuerId}", "none", "{policyId}", "none", "{env}", "penv", "{tag}", "t1", "{sub}", "decrypt", "{what}", "decrypt", "{name}", "owner", "{hookName}", "hook1", "{deploymentID}", matrixDeploymentID)
 	return r.Replace(p)
 }
 
@@ -487,6 +494,7 @@ var destructive = map[string]bool{
 	"DELETE /api/esc/environments/{org}/{project}/{env}/tags/{name}":             true,
 	"DELETE /api/orgs/{org}/hooks/{hookName}":                                    true,
 	"DELETE /api/stacks/{org}/{project}/{stack}/hooks/{hookName}":                true,
+	"DELETE /api/stacks/{org}/{project}/{stack}/deployments/settings":            true,
 }
 
 func outcome(err error) string {

@@ -31,6 +31,7 @@ import (
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/authz"
+	"github.com/gatehouse-dev/gatehouse/deploy"
 	"github.com/gatehouse-dev/gatehouse/esc"
 	"github.com/gatehouse-dev/gatehouse/internal/jsondepth"
 	"github.com/gatehouse-dev/gatehouse/secrets"
@@ -85,6 +86,8 @@ type Config struct {
 	// EnvMaxOpenDuration bounds the lifetime of environment open sessions
 	// (--esc-max-open-duration; 0: 24h).
 	EnvMaxOpenDuration time.Duration
+	// Deploy configures Deployments (runner leases, VCS webhooks); Now is set from Now.
+	Deploy deploy.Options
 	// Now is the clock (tests).
 	Now func() time.Time
 }
@@ -135,6 +138,7 @@ type Server struct {
 	limiterEpoch atomic.Int64
 	hookKeys     *secrets.Manager
 	hooks        *webhook.Dispatcher // webhooks.go
+	deploy       *deploy.Service     // deploy.go
 }
 
 // New builds the server. reg may be nil (no metrics registered).
@@ -167,6 +171,11 @@ func New(store gatehouse.Store, sm *secrets.Manager, log *slog.Logger, reg prome
 		wo := cfg.Webhooks
 		wo.AllowPrivate = wo.AllowPrivate || cfg.AllowPrivateWebhooks
 		s.hooks = webhook.NewDispatcher(store, s.hookKeys, log, wo)
+		do := cfg.Deploy
+		if do.Now == nil {
+			do.Now = cfg.Now
+		}
+		s.deploy = deploy.New(store, sm, log, do)
 	}
 	s.registerRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
