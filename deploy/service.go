@@ -259,12 +259,16 @@ func repoURL(doc map[string]any) string {
 	return ""
 }
 
-// ConsoleURL is the link to a deployment.
-func (s *Service) ConsoleURL(stack *gatehouse.Stack, d *gatehouse.Deployment) string {
-	if s.opts.ConsoleURL == "" {
+// ConsoleURL is the link to a deployment: under Options.ConsoleURL, else under base (the
+// URL the request came to).
+func (s *Service) ConsoleURL(base string, stack *gatehouse.Stack, d *gatehouse.Deployment) string {
+	if s.opts.ConsoleURL != "" {
+		base = s.opts.ConsoleURL
+	}
+	if base == "" {
 		return ""
 	}
-	return strings.TrimRight(s.opts.ConsoleURL, "/") + "/api/stacks/" + stack.OrgName + "/" + stack.Project + "/" + stack.Name + "/deployments/" + d.ID
+	return strings.TrimRight(base, "/") + "/api/stacks/" + stack.OrgName + "/" + stack.Project + "/" + stack.Name + "/deployments/" + d.ID
 }
 
 // expire fails the runs whose runner stopped reporting; it records each end in the audit

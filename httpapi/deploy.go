@@ -187,7 +187,7 @@ func (s *Server) triggerDeployment(rq *Request) (any, error) {
 		return nil, err
 	}
 	rq.status = http.StatusAccepted
-	return map[string]any{"id": d.ID, "version": d.Version, "consoleUrl": s.deploy.ConsoleURL(rq.Stack, d)}, nil
+	return map[string]any{"id": d.ID, "version": d.Version, "consoleUrl": s.deploy.ConsoleURL(requestBase(rq), rq.Stack, d)}, nil
 }
 
 // deployment resolves the {deploymentID} or {version} of the path within the stack.
@@ -541,4 +541,13 @@ func (s *Server) vcsWebhook(provider string) func(*Request) (any, error) {
 		out, _ := json.Marshal(map[string]any{"deployments": ids})
 		return rawJSON(out), nil
 	}
+}
+
+// requestBase is the scheme and host the request came to.
+func requestBase(rq *Request) string {
+	scheme := "http"
+	if rq.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + rq.Host
 }

@@ -59,6 +59,7 @@ type serveOptions struct {
 	allowPrivateWebhooks      bool
 	trustedProxies            string
 	escMaxOpen                time.Duration
+	deploy                    deployFlags
 
 	ready func(addr string) // tests: called with the listening address
 }
@@ -108,6 +109,7 @@ admin.token in the data directory (mode 0600), printing how to log in.`,
 	bindEnv(fs, "esc-max-open-duration", "GATEHOUSE_ESC_MAX_OPEN_DURATION")
 	fs.BoolVar(&o.allowPrivateWebhooks, "allow-private-webhooks", false, "let webhooks be created for and delivered to loopback, private, link-local and metadata addresses (tests, receivers on an internal network)")
 	bindEnv(fs, "allow-private-webhooks", "GATEHOUSE_ALLOW_PRIVATE_WEBHOOKS")
+	o.deploy.add(fs)
 	fs.StringVar(&o.bootstrapOrg, "bootstrap-org", envDefault("GATEHOUSE_BOOTSTRAP_ORG", "default"), "on a database without users: name of the first organization (env GATEHOUSE_BOOTSTRAP_ORG)")
 	fs.StringVar(&o.bootstrapAdmin, "bootstrap-admin", envDefault("GATEHOUSE_BOOTSTRAP_ADMIN", "admin"), "on a database without users: user name of the first admin (env GATEHOUSE_BOOTSTRAP_ADMIN)")
 	return cmd
@@ -143,6 +145,7 @@ func runServe(cmd *cobra.Command, o *serveOptions) error {
 		return fmt.Errorf("--journal must be auto, on or off, not %q", o.journal)
 	}
 	api.DeltaCheckpointCutoff = o.deltaCutoff
+	api.Deploy = o.deploy.options()
 	api.AllowPrivateIssuers = o.allowPrivateIssuers
 	if o.allowPrivateIssuers {
 		log.Warn("--allow-private-issuers: OIDC issuer discovery may reach loopback, private and link-local addresses; every organization administrator can make this server fetch from its network")
