@@ -114,6 +114,7 @@ var contractTests = []test{
 	{"EnvSessionsAndKeys", testEnvSessionsAndKeys},
 	{"EnvScopes", testEnvScopes},
 	{"Webhooks", testWebhooks},
+	{"Deployments", testDeployments},
 }
 
 // raceTests race goroutines against one database: the coordination points several
@@ -133,6 +134,7 @@ var raceTests = []test{
 	{"RaceConsumeOIDCToken", testRaceConsumeOIDCToken},
 	{"RaceEnvRevision", testRaceEnvRevision},
 	{"RaceWebhookClaim", testRaceWebhookClaim},
+	{"RaceDeployLease", testRaceDeployLease},
 }
 
 func run(t *testing.T, tests []test, open func(t *testing.T) []gatehouse.Store) {
