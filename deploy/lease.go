@@ -15,9 +15,8 @@ import (
 // pool's runner token; every call after the lease names the lease.
 //
 //	POST /api/deployments/runner/lease                 {runner}          -> 200 Job | 204
-//	POST /api/deployments/runner/{id}/heartbeat        {lease}           -> 200 {cancel} | 410
-//	POST /api/deployments/runner/{id}/logs             {lease, lines}    -> 200 {cancel} | 410
-//	POST /api/deployments/runner/{id}/complete         {lease, status, message} -> 200 | 410
+//	POST /api/deployments/runner/{id}/heartbeat        {lease, lines}    -> 200 {cancel} | 403 (lease lost)
+//	POST /api/deployments/runner/{id}/complete         {lease, status, message, lines} -> 200 | 403
 
 // LeaseRequest is a runner's request for work.
 type LeaseRequest struct {

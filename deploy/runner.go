@@ -140,8 +140,11 @@ func (r *Runner) call(ctx context.Context, path string, body, out any) (int, err
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	switch {
-	case resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusGone:
+	case resp.StatusCode == http.StatusNoContent:
 		return resp.StatusCode, nil
+	case resp.StatusCode == http.StatusGone || resp.StatusCode == http.StatusForbidden && strings.HasSuffix(path, "beat") || resp.StatusCode == http.StatusForbidden && strings.HasSuffix(path, "complete"):
+		// The lease passed (the server answers 403, as to the CLI's lease calls).
+		return http.StatusGone, nil
 	case resp.StatusCode/100 != 2:
 		var e struct {
 			Message string `json:"message"`

@@ -109,8 +109,13 @@ func (s *Service) SaveSettings(ctx context.Context, change Change, stack *gateho
 	if err != nil {
 		return nil, err
 	}
-	// Secrets are sealed before the transaction (the keyring may be remote).
+	// Secrets are sealed before the transaction: the keyring may be remote, and a stack's
+	// first data key is stored in a transaction of its own. The stored document's secrets
+	// are sealed already.
 	sl := s.sealer(ctx, stack.ID)
+	if err := sl.sealAll(patch); err != nil {
+		return nil, err
+	}
 	var out []byte
 	err = change(func(tx gatehouse.Tx) error {
 		doc := map[string]any{}
@@ -127,9 +132,6 @@ func (s *Service) SaveSettings(ctx context.Context, change Change, stack *gateho
 			doc = MergePatch(doc, patch)
 		} else {
 			doc = patch
-		}
-		if err := sl.sealAll(doc); err != nil {
-			return err
 		}
 		if err := validate(doc); err != nil {
 			return err
@@ -203,7 +205,16 @@ func (s *Service) Queue(ctx context.Context, change Change, stack *gatehouse.Sta
 			return nil, gatehouse.Errorf(gatehouse.EINVALID, "operation belongs at the top of the request, not in operationContext")
 		}
 	}
-	sl := s.sealer(ctx, stack.ID)
+	over := map[string]any{}
+	for _, k := range []string{"executorContext", "sourceContext", "operationContext", "agentPoolID"} {
+		if v, ok := req[k]; ok {
+			over[k] = v
+		}
+	}
+	// Sealed before the transaction (see SaveSettings).
+	if err := s.sealer(ctx, stack.ID).sealAll(over); err != nil {
+		return nil, err
+	}
 	var d *gatehouse.Deployment
 	err = change(func(tx gatehouse.Tx) error {
 		doc := map[string]any{}
@@ -218,16 +229,7 @@ func (s *Service) Queue(ctx context.Context, change Change, stack *gatehouse.Sta
 				return err
 			}
 		}
-		over := map[string]any{}
-		for _, k := range []string{"executorContext", "sourceContext", "operationContext", "agentPoolID"} {
-			if v, ok := req[k]; ok {
-				over[k] = v
-			}
-		}
 		doc = MergePatch(doc, over)
-		if err := sl.sealAll(doc); err != nil {
-			return err
-		}
 		if err := validate(doc); err != nil {
 			return err
 		}

@@ -51,8 +51,9 @@ func (s *Server) registerDeployRoutes() {
 	// The runner protocol. Polls and heartbeats are not audited one by one: a lease (the
 	// run's start) and a completion (its end) are, in their transactions.
 	s.handle(post, runnerPath+"/lease", authz.RunnerLease, s.runnerLease).Audit = false
-	s.handle(post, runnerPath+"/{deploymentID}/heartbeat", authz.RunnerLease, s.runnerHeartbeat).Audit = false
-	s.handle(post, runnerPath+"/{deploymentID}/complete", authz.RunnerLease, s.runnerComplete).Audit = false
+	// Output may come in megabyte lines (cut by the server) and up to 1,000 lines a call.
+	s.handle(post, runnerPath+"/{deploymentID}/heartbeat", authz.RunnerLease, s.runnerHeartbeat).carriesState().Audit = false
+	s.handle(post, runnerPath+"/{deploymentID}/complete", authz.RunnerLease, s.runnerComplete).carriesState().Audit = false
 
 	// Incoming VCS webhooks: public, authenticated by the provider's signature (checked
 	// by the handler; a failure is a 401 and audited).
