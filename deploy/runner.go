@@ -267,6 +267,11 @@ func (r *Runner) execute(parent context.Context, job *Job) {
 		status, msg = "failed", err.Error()
 	}
 	close(done)
+	if parent.Err() != nil {
+		// The runner is stopping (a signal): it reports nothing; the lease runs out and
+		// the server fails the run.
+		return
+	}
 	s.mu.Lock()
 	lost, stop := s.lost, s.stop
 	s.mu.Unlock()
