@@ -89,7 +89,12 @@ func NewRunner(ctx context.Context, cfg RunnerConfig) (*Runner, error) {
 		return nil, fmt.Errorf("runner: %s version failed: %w", p, err)
 	}
 	v := strings.TrimSpace(string(out))
-	if !strings.HasPrefix(strings.TrimPrefix(v, "v"), "3.") {
+	switch {
+	case v == "":
+		// A development build of the CLI prints no version.
+		cfg.Log.Warn("runner: pulumi version printed nothing (a development build?)", "pulumi", p)
+		v = "unknown (development build)"
+	case !strings.HasPrefix(strings.TrimPrefix(v, "v"), "3."):
 		return nil, fmt.Errorf("runner: %s version says %q; a pulumi v3 CLI is needed", p, v)
 	}
 	return &Runner{cfg: cfg, version: v}, nil

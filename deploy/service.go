@@ -201,13 +201,17 @@ func (s *Service) Queue(ctx context.Context, change Change, stack *gatehouse.Sta
 		inherit = v
 	}
 	if oc, ok := req["operationContext"].(map[string]any); ok {
-		if _, ok := oc["operation"]; ok {
+		// The CLI always sends operationContext.operation, empty.
+		if v, _ := oc["operation"].(string); v != "" && v != op {
 			return nil, gatehouse.Errorf(gatehouse.EINVALID, "operation belongs at the top of the request, not in operationContext")
 		}
+		delete(oc, "operation")
 	}
+	// The request's contexts override the settings where they say something: the CLI
+	// sends empty and null fields for everything it was not given.
 	over := map[string]any{}
 	for _, k := range []string{"executorContext", "sourceContext", "operationContext", "agentPoolID"} {
-		if v, ok := req[k]; ok {
+		if v := pruneEmpty(req[k]); v != nil {
 			over[k] = v
 		}
 	}
@@ -249,6 +253,37 @@ func (s *Service) Queue(ctx context.Context, change Change, stack *gatehouse.Sta
 		return nil, err
 	}
 	return d, nil
+}
+
+// pruneEmpty drops nulls, empty strings, empty lists and empty objects (recursively).
+func pruneEmpty(v any) any {
+	switch x := v.(type) {
+	case nil:
+		return nil
+	case string:
+		if x == "" {
+			return nil
+		}
+	case []any:
+		if len(x) == 0 {
+			return nil
+		}
+	case map[string]any:
+		if isSecretWire(x) {
+			return x
+		}
+		out := map[string]any{}
+		for k, e := range x {
+			if p := pruneEmpty(e); p != nil {
+				out[k] = p
+			}
+		}
+		if len(out) == 0 {
+			return nil
+		}
+		return out
+	}
+	return v
 }
 
 func repoURL(doc map[string]any) string {

@@ -257,9 +257,11 @@ func validate(doc map[string]any) error {
 		return gatehouse.Errorf(gatehouse.EINVALID, "invalid deployment settings: %v", err)
 	}
 	if op, ok := doc["operationContext"].(map[string]any); ok {
-		if _, ok := op["operation"]; ok {
+		// apitype.OperationContext always carries "operation" (empty): accept that.
+		if v, _ := op["operation"].(string); v != "" {
 			return gatehouse.Errorf(gatehouse.EINVALID, "operationContext.operation cannot be set in settings: the operation is chosen per run")
 		}
+		delete(op, "operation")
 	}
 	return nil
 }

@@ -197,8 +197,13 @@ func (rq *Request) deployment() (*gatehouse.Deployment, bool, error) {
 	var paused bool
 	err := rq.View(func(tx gatehouse.Tx) error {
 		var err error
-		if rq.PathValue("deploymentID") == "version" {
-			v := rq.PathValue("what")
+		id := rq.PathValue("deploymentID")
+		if id == "version" || isDigits(id) {
+			// GET S/version/{n}; a bare number is a version too (pulumi deployment cancel 4).
+			v := id
+			if id == "version" {
+				v = rq.PathValue("what")
+			}
 			n, perr := strconv.Atoi(v)
 			if perr != nil {
 				return gatehouse.Errorf(gatehouse.ENOTFOUND, "deployment version %q not found", v)
@@ -219,7 +224,11 @@ func (rq *Request) deployment() (*gatehouse.Deployment, bool, error) {
 		return nil
 	})
 	if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
-		return nil, false, gatehouse.Errorf(gatehouse.ENOTFOUND, "Deployment '%s' not found", strings.TrimPrefix(rq.PathValue("deploymentID")+"/"+rq.PathValue("what"), "/"))
+		name := rq.PathValue("deploymentID")
+		if name == "version" {
+			name = "version " + rq.PathValue("what")
+		}
+		return nil, false, gatehouse.Errorf(gatehouse.ENOTFOUND, "Deployment '%s' not found", name)
 	}
 	if err == nil {
 		rq.Detail("deployment", d.ID)
@@ -551,4 +560,16 @@ func requestBase(rq *Request) string {
 		scheme = "https"
 	}
 	return scheme + "://" + rq.Host
+}
+
+func isDigits(s string) bool {
+	if s == "" || len(s) > 9 {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
