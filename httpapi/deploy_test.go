@@ -206,7 +206,7 @@ func TestDeployRunProtocol(t *testing.T) {
 		t.Fatalf("create = %v", created)
 	}
 	wantStatus(t, d.admin.Do(cliwire.Call{Method: "POST", Path: d.prod + "/deployments", Body: map[string]string{}}, nil), 400)
-	wantStatus(t, d.admin.Do(cliwire.Call{Method: "POST", Path: d.prod + "/deployments", Body: map[string]any{"operation": "update", "operationContext": map[string]string{"operation": "update"}}}, nil), 400)
+	wantStatus(t, d.admin.Do(cliwire.Call{Method: "POST", Path: d.prod + "/deployments", Body: map[string]any{"operation": "update", "operationContext": map[string]string{"operation": "destroy"}}}, nil), 400)
 
 	// Logs before a runner: empty, with a token to come back with.
 	var logs deploy.LogsView
@@ -538,4 +538,37 @@ func TestDeployGitLabWebhooks(t *testing.T) {
 
 func deploy_VCS(secret, api, tok string) deploy.VCS {
 	return deploy.VCS{WebhookSecret: secret, APIURL: api, Token: tok}
+}
+
+// TestDeployRunRequestAsTheCLIMarshalsIt: pulumi deployment run sends every context with
+// empty fields (operationContext.operation "", preRunCommands null, agentPoolID null);
+// they are accepted and do not erase the saved settings. (The first version answered 400.)
+func TestDeployRunRequestAsTheCLIMarshalsIt(t *testing.T) {
+	d := newDeployEnv(t)
+	d.must(d.settings([]byte(gitSettings)))
+	pool := apitype.AgentPoolIDMarshaller("")
+	req := apitype.CreateDeploymentRequest{Op: "update", InheritSettings: true, Executor: &apitype.ExecutorContext{},
+		Operation: &apitype.OperationContext{EnvironmentVariables: map[string]apitype.SecretValue{"EXTRA": {Value: "x", Secret: true}}}, AgentPoolID: &pool}
+	body, err := json.Marshal(req)
+	d.must(err)
+	if !bytes.Contains(body, []byte(`"operation":""`)) || !bytes.Contains(body, []byte(`"preRunCommands":null`)) {
+		t.Fatalf("the CLI's body changed: %s", body)
+	}
+	var out map[string]any
+	d.must(d.admin.Do(cliwire.Call{Method: "POST", Path: d.prod + "/deployments", Body: body, Header: http.Header{"X-Pulumi-Deployment-Initiator": {"automation-api"}}}, &out))
+	job := d.lease()
+	if job == nil {
+		t.Fatal("nothing leased")
+	}
+	var st struct {
+		OperationContext struct {
+			PreRunCommands       []string          `json:"preRunCommands"`
+			EnvironmentVariables map[string]string `json:"environmentVariables"`
+		} `json:"operationContext"`
+	}
+	d.must(json.Unmarshal(job.Settings, &st))
+	env := st.OperationContext.EnvironmentVariables
+	if len(st.OperationContext.PreRunCommands) != 1 || env["EXTRA"] != "x" || env["API_KEY"] != "s3cret-value" {
+		t.Errorf("the run's settings: %s", job.Settings)
+	}
 }
