@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -145,7 +146,7 @@ func startRunner(t *testing.T, bin, url, poolToken, pulumiBin string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "runner", "--server", url, "--pool", "default", "--poll", "500ms", "--work-dir", t.TempDir())
+	cmd := exec.CommandContext(context.Background(), bin, "runner", "--server", url, "--pool", "default", "--poll", "500ms", "--work-dir", t.TempDir())
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "PULUMI_") && !strings.HasPrefix(kv, "GATEHOUSE_") {
