@@ -618,7 +618,11 @@ func readLines(rd io.Reader, emit func(string)) {
 		if len(cur) > 0 || dropped > 0 {
 			line := string(cur)
 			if dropped > 0 {
-				line = strings.TrimSuffix(line, "\n") + " …[line truncated: " + strconv.Itoa(len(cur)+dropped) + " bytes]\n"
+				n := len(cur) + dropped
+				if err == nil {
+					n-- // the newline
+				}
+				line = strings.TrimSuffix(line, "\n") + " …[line truncated: " + strconv.Itoa(n) + " bytes]\n"
 			} else if !strings.HasSuffix(line, "\n") {
 				line += "\n"
 			}

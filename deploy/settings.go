@@ -309,8 +309,8 @@ func normalizeRepoURL(u string) string {
 	for _, p := range []string{"https://", "http://", "ssh://", "git://"} {
 		u = strings.TrimPrefix(u, p)
 	}
-	if at := strings.Index(u, "@"); at >= 0 && at < strings.IndexAny(u+"/", "/:") {
-		u = u[at+1:]
+	if at := strings.Index(u, "@"); at >= 0 && at < strings.Index(u+"/", "/") {
+		u = u[at+1:] // user info (user@, user:password@)
 	}
 	if i := strings.Index(u, ":"); i >= 0 && (strings.Index(u, "/") < 0 || i < strings.Index(u, "/")) {
 		rest := u[i+1:]
