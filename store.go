@@ -177,6 +177,7 @@ type Tx interface {
 	SAMLTx
 	SSOTx
 	PostureTx
+	DeployTx
 }
 
 // OrgMembership is an organization with the caller's role in it.

@@ -119,6 +119,20 @@ const (
 	// stack:webhooks: a webhook sends the environment's activity to an outside address).
 	EnvWebhooks Action = "env:webhooks"
 
+	// Deployments (package deploy). Settings are the stack admin's: they say what code the
+	// pipeline runs with a pipeline credential. Triggering a run needs what running the
+	// operation by hand needs (write for update, refresh, destroy; read for a preview), but
+	// no protection applies to it: the run itself is the pipeline.
+	StackDeployRead     Action = "stack:deploy:read"     // settings (secrets sealed), runs, their logs and updates
+	StackDeploySettings Action = "stack:deploy:settings" // change settings, encrypt a settings secret
+	StackDeployPreview  Action = "stack:deploy:preview"  // trigger a preview run
+	StackDeployUpdate   Action = "stack:deploy:update"   // trigger update/refresh/destroy runs, cancel, pause, resume
+	// OrgDeployPools is the organization's runner pools (their tokens).
+	OrgDeployPools Action = "org:deploy:pools"
+	// RunnerLease is a runner's calls: lease a queued deployment, heartbeat, send output,
+	// finish. Only a runner pool's token performs them.
+	RunnerLease Action = "runner:lease"
+
 	// Leaked tokens, named by value: holding a token's value is the proof of the right to
 	// ask whether it is live and to kill it (as with GitHub's credential revocation API).
 	TokenCheck        Action = "token:check"
@@ -146,6 +160,11 @@ var required = map[Action]gatehouse.Permission{
 	StackDelete:  gatehouse.PermAdmin,
 
 	StackWebhooks: gatehouse.PermAdmin,
+
+	StackDeployRead:     gatehouse.PermRead,
+	StackDeploySettings: gatehouse.PermAdmin,
+	StackDeployPreview:  gatehouse.PermRead,
+	StackDeployUpdate:   gatehouse.PermWrite,
 }
 
 // envRequired is the environment permission each environment action needs.
@@ -177,7 +196,7 @@ var protectedActions = map[Action]bool{
 // credentials (team, organization, OIDC-issued and lease tokens) never do, so a short-lived
 // or narrow credential cannot mint itself, or a person, a longer-lived or wider one.
 var credentialActions = map[Action]bool{
-	UserTokens: true, OrgTokenRead: true, OrgTokenWrite: true, OrgUserCreate: true,
+	UserTokens: true, OrgTokenRead: true, OrgTokenWrite: true, OrgUserCreate: true, OrgDeployPools: true,
 	OrgMemberWrite: true, OrgInvitationCreate: true, OrgInvitationRevoke: true,
 	OrgSCIMToken: true,
 	// The identity provider decides who signs in (and, with just-in-time membership, who
@@ -219,6 +238,8 @@ var orgActions = map[Action]gatehouse.Role{
 	OrgSAMLRead:       gatehouse.RoleAdmin,
 	OrgSAMLWrite:      gatehouse.RoleAdmin,
 
+	OrgDeployPools: gatehouse.RoleAdmin,
+
 	OrgInvitationRead:   gatehouse.RoleAdmin,
 	OrgInvitationCreate: gatehouse.RoleAdmin,
 	OrgInvitationRevoke: gatehouse.RoleAdmin,
@@ -241,6 +262,11 @@ const (
 	// SCIMToken is an organization's SCIM token (the identity provider): SCIM actions of
 	// that organization only.
 	SCIMToken SubjectKind = "scim-token"
+	// Runner is a runner pool's token: it leases the pool's deployments and nothing else.
+	Runner SubjectKind = "runner"
+	// Deployment is a deployment run's credential: a pipeline credential for exactly the
+	// run's stack and operation, live while the run is.
+	Deployment SubjectKind = "deployment"
 )
 
 // IsSCIMAction reports whether a is a SCIM provisioning action (only SCIM tokens).
@@ -262,6 +288,10 @@ type Subject struct {
 	// Session is the browser session a person authenticated with (cookie; Token is nil
 	// then). A session acts as its user, like a personal token the person made.
 	Session *gatehouse.Session
+	// Pool is the runner pool (runner subjects).
+	Pool *gatehouse.DeployPool
+	// Deployment is the run a deployment credential belongs to (deployment subjects).
+	Deployment *gatehouse.Deployment
 }
 
 // BoundOrg is the organization the subject's credential is confined to, 0 when none. Team
@@ -300,6 +330,10 @@ func (s *Subject) Name() string {
 		return s.Token.Name
 	case s.Update != nil:
 		return "update " + s.Update.ID
+	case s.Deployment != nil:
+		return "deployment " + s.Deployment.ID
+	case s.Pool != nil:
+		return "runner pool " + s.Pool.Name
 	}
 	return string(s.Kind)
 }
@@ -333,6 +367,8 @@ type Resource struct {
 	// Env is the environment of environment actions; NewEnv the one env:create makes.
 	Env    *gatehouse.Environment
 	NewEnv *NewEnv
+	// UpdateKind is the kind of the update about to be created (stack:update on create).
+	UpdateKind gatehouse.UpdateKind
 }
 
 // NewEnv describes an environment about to be created.
@@ -392,6 +428,12 @@ func Decide(sub *Subject, action Action, res Resource, f Facts) Decision {
 	if sub.Kind == SCIMToken || IsSCIMAction(action) {
 		return decideSCIM(sub, action, res)
 	}
+	if sub.Kind == Runner || action == RunnerLease {
+		if sub.Kind == Runner && action == RunnerLease && sub.Pool != nil {
+			return allow("runner pool " + sub.Pool.Name)
+		}
+		return deny("a runner pool's token only leases and runs the pool's deployments")
+	}
 	switch action {
 	case UserRead, UserStacks, UserEnvironments:
 		return allow("own identity")
@@ -450,6 +492,9 @@ func Decide(sub *Subject, action Action, res Resource, f Facts) Decision {
 	}
 	if d, ok := tokenPolicy(sub, res.Org, f.Now); !ok {
 		return d
+	}
+	if sub.Kind == Deployment {
+		return decideDeployment(sub, action, res)
 	}
 	if credentialActions[action] && !isPerson(sub) {
 		return deny("people and tokens are managed by people, not by machine credentials (team, organization, OIDC-issued or lease tokens)")
@@ -823,4 +868,50 @@ func decideEnvCreate(sub *Subject, res Resource, f Facts) Decision {
 		}
 	}
 	return deny("not allowed to create environments in project %s of organization %s", ne.Project, res.Org.Name)
+}
+
+// deploymentActions are what a deployment credential may do on its own stack, per
+// operation: read what the program needs (its state, config, secrets) and run exactly the
+// run's operation.
+var deploymentActions = map[string]map[Action]bool{
+	"update":  {StackUpdate: true},
+	"refresh": {StackUpdate: true},
+	"destroy": {StackUpdate: true},
+	"preview": {},
+}
+
+// deploymentReads are allowed to every deployment credential on its stack.
+var deploymentReads = map[Action]bool{
+	StackRead: true, StackExport: true, StackEncrypt: true, StackDecrypt: true, StackPreview: true,
+}
+
+// decideDeployment: a deployment credential acts on its run's stack only, for the run's
+// operation only, while the run lasts (authentication checks that); it is a pipeline
+// credential, so protection rules do not stop it.
+func decideDeployment(sub *Subject, action Action, res Resource) Decision {
+	d := sub.Deployment
+	if d == nil || res.Org == nil || d.OrgID != res.Org.ID {
+		return hide("the deployment credential belongs to another organization")
+	}
+	switch action {
+	case OrgRead:
+		return allow("deployment credential reads its organization")
+	}
+	if _, ok := required[action]; !ok {
+		return deny("a deployment credential is valid only for its stack's %s", d.Operation)
+	}
+	if res.Stack == nil || res.Stack.ID != d.StackID {
+		return hide("the deployment credential is for another stack")
+	}
+	if deploymentReads[action] {
+		return allow("deployment " + d.ID + " (" + d.Operation + ")")
+	}
+	kind := res.UpdateKind
+	if res.Update != nil {
+		kind = res.Update.Kind
+	}
+	if deploymentActions[d.Operation][action] && string(kind) == d.Operation {
+		return allow("deployment " + d.ID + " (" + d.Operation + ")")
+	}
+	return deny("deployment %s's credential is valid only for a %s of stack %s, not for %s", d.ID, d.Operation, res.Stack.Ref(), action)
 }

@@ -51,6 +51,9 @@ func (s *Server) authenticate(rq *Request, tx gatehouse.Tx) error {
 
 func (s *Server) authenticateToken(rq *Request, tx gatehouse.Tx, cred string, now time.Time) error {
 	kind, err := token.Parse(cred)
+	if err == nil && (kind == token.Runner || kind == token.Deploy) {
+		return s.authenticateDeployCred(rq, tx, cred, kind, now)
+	}
 	if err != nil || kind == token.Lease {
 		rq.event.Reason = "malformed token"
 		return s.authFailed(rq, "malformed", "Invalid credentials: the token is malformed (not a Gatehouse access token).")
@@ -166,6 +169,9 @@ func (rq *Request) setActor() {
 	if sub.Session != nil {
 		rq.Detail("method", "session")
 		rq.Detail("session", sub.Session.ID)
+	}
+	if sub.Deployment != nil {
+		rq.Detail("deployment", sub.Deployment.ID)
 	}
 }
 

@@ -88,6 +88,10 @@ func subjectKey(sub *authz.Subject) string {
 		return "t" + sub.Token.ID
 	case sub.Update != nil:
 		return "l" // lease subjects have no facts
+	case sub.Deployment != nil:
+		return "d" // nor have deployment credentials (their run decides)
+	case sub.Pool != nil:
+		return "r"
 	}
 	return "a"
 }

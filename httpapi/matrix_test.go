@@ -152,6 +152,7 @@ func newWorld(t *testing.T, defaultPerm string) *world {
 		do("PATCH", "/api/orgs/acme", map[string]any{"setDefaultStackPermission": defaultPerm}, nil)
 	}
 	w.addEnvironments(t)
+	w.addDeployments(t)
 	// Webhook hook1 of acme and of proj/prod (inactive: nothing is delivered).
 	for _, base := range []string{"/api/orgs/acme/hooks", prod + "/hooks"} {
 		do("POST", base, map[string]any{"name": "hook1", "payloadUrl": "https://hooks.example.com/x", "active": false}, nil)
@@ -468,6 +469,12 @@ func (w *world) request(t *testing.T, method, pattern, subject string) call {
 		return call{path: strings.Replace(fill(pattern), "{tokenID}", ownToken(gatehouse.TokenOrg), 1)}
 	case "POST /console/orgs/{org}/teams/{team}/tokens/{tokenID}/rotate", "POST /console/orgs/{org}/teams/{team}/tokens/{tokenID}/revoke":
 		return call{path: strings.Replace(strings.Replace(pattern, "{org}/teams/{team}", "acme/teams/t-write", 1), "{tokenID}", ownToken(gatehouse.TokenTeam), 1)}
+	case "DELETE /api/orgs/{org}/agent-pools/{poolID}":
+		return call{path: "/api/orgs/acme/agent-pools/" + w.pool(t)}
+	case "GET /api/stacks/{org}/{project}/{stack}/deployments/{deploymentID}/{what}":
+		return call{path: prod + "/deployments/" + matrixDeploymentID + "/logs"}
+	case "POST /api/stacks/{org}/{project}/{stack}/deployments":
+		return call{path: prod + "/deployments", body: map[string]any{"operation": "update"}}
 	case "DELETE /api/orgs/{org}/teams/{team}/tokens/{tokenID}":
 		return call{path: "/api/orgs/acme/teams/t-write/tokens/" + ownToken(gatehouse.TokenTeam)}
 	case "POST /api/orgs/{org}/teams/{team}/tokens/{tokenID}/rotate":
@@ -496,7 +503,7 @@ func isUser(s string) bool {
 
 // fill substitutes the world's names into a route pattern.
 func fill(p string) string {
-	r := strings.NewReplacer("{org}", "acme", "{project}", "proj", "{stack}", "prod", "{team}", "t-read", "{user}", "member", "{version}", "1", "{issuerId}", "none", "{policyId}", "none", "{env}", "penv", "{tag}", "t1", "{sub}", "decrypt", "{what}", "decrypt", "{name}", "owner", "{hookName}", "hook1", "{seq}", "1", "{file}", "style.css", "{orgName}", "acme")
+	r := strings.NewReplacer("{org}", "acme", "{project}", "proj", "{stack}", "prod", "{team}", "t-read", "{user}", "member", "{version}", "1", "{issuerId}", "none", "{policyId}", "none", "{env}", "penv", "{tag}", "t1", "{sub}", "decrypt", "{what}", "decrypt", "{name}", "owner", "{hookName}", "hook1", "{seq}", "1", "{file}", "style.css", "{orgName}", "acme", "{deploymentID}", matrixDeploymentID)
 	return r.Replace(p)
 }
 
@@ -518,6 +525,7 @@ var destructive = map[string]bool{
 	"DELETE /api/esc/environments/{org}/{project}/{env}/tags/{name}":             true,
 	"DELETE /api/orgs/{org}/hooks/{hookName}":                                    true,
 	"DELETE /api/stacks/{org}/{project}/{stack}/hooks/{hookName}":                true,
+	"DELETE /api/stacks/{org}/{project}/{stack}/deployments/settings":            true,
 }
 
 func outcome(err error) string {

@@ -169,6 +169,7 @@ func (s *Server) registerRoutes() {
 	s.registerSAMLRoutes()
 	s.registerSSORoutes()
 	s.registerPostureRoutes()
+	s.registerDeployRoutes()
 
 	// Responses that carry a credential value: Cache-Control: no-store.
 	s.noStore(

@@ -31,6 +31,7 @@ import (
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/authz"
+	"github.com/gatehouse-dev/gatehouse/deploy"
 	"github.com/gatehouse-dev/gatehouse/esc"
 	"github.com/gatehouse-dev/gatehouse/internal/jsondepth"
 	"github.com/gatehouse-dev/gatehouse/posture"
@@ -107,6 +108,8 @@ type Config struct {
 	// AuditExportSinks names the continuous audit export sinks configured (the posture
 	// report checks that there is one and that it keeps up).
 	AuditExportSinks []string
+	// Deploy configures Deployments (runner leases, VCS webhooks); Now is set from Now.
+	Deploy deploy.Options
 	// Now is the clock (tests).
 	Now func() time.Time
 }
@@ -162,6 +165,7 @@ type Server struct {
 	usage    *posture.Recorder // posture.go: the token usage inventory (nil: off)
 	pmetrics *postureMetrics
 	allow    allowCache
+	deploy   *deploy.Service // deploy.go
 }
 
 // New builds the server. reg may be nil (no metrics registered).
@@ -195,6 +199,11 @@ func New(store gatehouse.Store, sm *secrets.Manager, log *slog.Logger, reg prome
 		wo := cfg.Webhooks
 		wo.AllowPrivate = wo.AllowPrivate || cfg.AllowPrivateWebhooks
 		s.hooks = webhook.NewDispatcher(store, s.hookKeys, log, wo)
+		do := cfg.Deploy
+		if do.Now == nil {
+			do.Now = cfg.Now
+		}
+		s.deploy = deploy.New(store, sm, log, do)
 	}
 	s.sso = s.newSSO()
 	s.registerRoutes()

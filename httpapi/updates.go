@@ -50,7 +50,7 @@ func (s *Server) createUpdate(kind gatehouse.UpdateKind) func(*Request) (any, er
 		rq.ciSystem = truncate(req.Metadata.Environment["ci.system"], 64) // posture: a CI environment
 		dry := req.Options.DryRun || kind == gatehouse.KindPreview
 		if !dry {
-			if err := rq.Authorize(runAction(kind)); err != nil {
+			if err := rq.authorize(runAction(kind), authz.Resource{Org: rq.Org, Stack: rq.Stack, UpdateKind: kind}); err != nil {
 				return nil, err
 			}
 		}
@@ -58,7 +58,12 @@ func (s *Server) createUpdate(kind gatehouse.UpdateKind) func(*Request) (any, er
 		rq.Detail("update", u.ID)
 		rq.Detail("kind", string(kind))
 		rq.Detail("dry_run", strconv.FormatBool(dry))
-		if err := rq.Change(func(tx gatehouse.Tx) error { return tx.CreateUpdate(u) }); err != nil {
+		if err := rq.Change(func(tx gatehouse.Tx) error {
+			if err := tx.CreateUpdate(u); err != nil {
+				return err
+			}
+			return linkDeployment(rq, tx, u.ID, 0)
+		}); err != nil {
 			return nil, err
 		}
 		return apitype.UpdateProgramResponse{UpdateID: u.ID}, nil
@@ -112,6 +117,9 @@ func (s *Server) startUpdate(rq *Request) (any, error) {
 			return err
 		}
 		rq.Detail("version", strconv.Itoa(version)) // before the event is appended below
+		if err := linkDeployment(rq, tx, u.ID, version); err != nil {
+			return err
+		}
 		started := *u
 		started.Version = version
 		return rq.updateEvent(tx, &started, "started")

@@ -69,6 +69,15 @@ func (rq *Request) identity(tx gatehouse.Tx) (*userResponse, error) {
 			resp.GitHubLogin = team.Name
 			resp.TokenInfo.Team = team.Name
 		}
+	case authz.Deployment:
+		org, err := tx.GetOrg(sub.Deployment.OrgID)
+		if err != nil {
+			return nil, err
+		}
+		name := sub.Name()
+		resp.ID, resp.GitHubLogin, resp.Name = "deployment-"+sub.Deployment.ID, org.Name, name
+		resp.Organizations = append(resp.Organizations, orgSummary{GitHubLogin: org.Name, Name: org.Name, Role: string(gatehouse.RoleMember)})
+		resp.TokenInfo = &tokenInfo{Name: name, Organization: org.Name}
 	}
 	return resp, nil
 }

@@ -47,15 +47,19 @@ const (
 	// SCIM is an organization's SCIM provisioning token: the identity provider's bearer
 	// token for /scim/v2/{org}, one per organization, valid for nothing else.
 	SCIM Kind = "scim"
+	// Runner is a runner pool's token: it leases the pool's queued deployments, nothing else.
+	Runner Kind = "runner"
+	// Deploy is a deployment credential: one run's stack and operation, for the run's life.
+	Deploy Kind = "deploy"
 )
 
 // kinds lists every valid Kind.
-var kinds = [...]Kind{Personal, Team, Org, Lease, SCIM}
+var kinds = [...]Kind{Personal, Team, Org, Lease, SCIM, Runner, Deploy}
 
 // Valid reports whether k is one of the defined kinds.
 func (k Kind) Valid() bool {
 	switch k {
-	case Personal, Team, Org, Lease, SCIM:
+	case Personal, Team, Org, Lease, SCIM, Runner, Deploy:
 		return true
 	}
 	return false
@@ -76,8 +80,8 @@ const (
 	bodyLen     = 32
 	checksumLen = 6
 	alphabet    = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-	// maxLen is the length of the longest token (kind "lease").
-	maxLen = len(prefix) + len(Lease) + 1 + bodyLen + checksumLen
+	// maxLen is the length of the longest token (kind "runner").
+	maxLen = len(prefix) + len(Runner) + 1 + bodyLen + checksumLen
 )
 
 // Pattern matches candidate tokens in arbitrary text. A match is bounded by ASCII word

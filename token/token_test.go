@@ -55,6 +55,8 @@ func TestChecksumKnownAnswers(t *testing.T) {
 		Org:      "2qwyjz",
 		Lease:    "4bDQya",
 		SCIM:     "3CuZ0W",
+		Runner:   "36mg9W",
+		Deploy:   "3J8w4z",
 	} {
 		s := build(k, fixedBody)
 		if got := s[len(s)-checksumLen:]; got != want {
@@ -70,7 +72,7 @@ func TestChecksumKnownAnswers(t *testing.T) {
 func TestPatternString(t *testing.T) {
 	// This regular expression is what operators put in gitleaks/trufflehog custom rules and
 	// GitHub push-protection custom patterns; changing it is a compatibility event.
-	const want = `\bgatehouse_(?:pat|team|org|lease|scim)_[0-9A-Za-z]{38}\b`
+	const want = `\bgatehouse_(?:pat|team|org|lease|scim|runner|deploy)_[0-9A-Za-z]{38}\b`
 	if got := Pattern.String(); got != want {
 		t.Errorf("Pattern = %s, want %s", got, want)
 	}

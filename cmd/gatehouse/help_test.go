@@ -14,9 +14,12 @@ func TestHelpShowsNoSecretFromTheEnvironment(t *testing.T) {
 	t.Setenv("GATEHOUSE_TOKEN", token)
 	t.Setenv("PULUMI_ACCESS_TOKEN", token)
 	t.Setenv("GATEHOUSE_DATABASE", dbURL)
+	for _, v := range []string{"GATEHOUSE_RUNNER_TOKEN", "GATEHOUSE_GITHUB_WEBHOOK_SECRET", "GATEHOUSE_GITHUB_TOKEN", "GATEHOUSE_GITLAB_WEBHOOK_TOKEN", "GATEHOUSE_GITLAB_TOKEN"} {
+		t.Setenv(v, token)
+	}
 	for _, args := range [][]string{
 		{"token", "--help"}, {"member", "ls", "--help"}, {"oidc", "issuer", "--help"},
-		{"serve", "--help"}, {"bootstrap", "--help"}, {"audit", "verify", "--help"},
+		{"serve", "--help"}, {"bootstrap", "--help"}, {"audit", "verify", "--help"}, {"runner", "--help"},
 	} {
 		root := newRoot()
 		var out bytes.Buffer

@@ -72,6 +72,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newMigrateCmd())
 	root.AddCommand(newVersionCmd())
 	root.AddCommand(newBackupCmd(), newRestoreCmd(), newHealthcheckCmd())
+	root.AddCommand(newRunnerCmd())
 	return root
 }
 

@@ -66,6 +66,7 @@ type serveOptions struct {
 	escMaxOpen                time.Duration
 	samlBaseURL               string
 	samlClockSkew             time.Duration
+	deploy                    deployFlags
 
 	ready func(addr string) // tests: called with the listening address
 }
@@ -127,6 +128,7 @@ admin.token in the data directory (mode 0600), printing how to log in.`,
 	fs.StringVar(&o.samlBaseURL, "saml-base-url", envDefault("GATEHOUSE_SAML_BASE_URL", ""), "the API host's public origin (https://api.example.com): SAML entity IDs and ACS URLs are made from it (default: the sessions' public URL; without either, SAML sign-in is off; env GATEHOUSE_SAML_BASE_URL)")
 	fs.DurationVar(&o.samlClockSkew, "saml-clock-skew", sso.DefaultSAMLClockSkew, "how far an identity provider's clock may be from this server's when SAML assertions are checked (at most 3m)")
 	bindEnv(fs, "saml-clock-skew", "GATEHOUSE_SAML_CLOCK_SKEW")
+	o.deploy.add(fs)
 	fs.StringVar(&o.bootstrapOrg, "bootstrap-org", envDefault("GATEHOUSE_BOOTSTRAP_ORG", "default"), "on a database without users: name of the first organization (env GATEHOUSE_BOOTSTRAP_ORG)")
 	fs.StringVar(&o.bootstrapAdmin, "bootstrap-admin", envDefault("GATEHOUSE_BOOTSTRAP_ADMIN", "admin"), "on a database without users: user name of the first admin (env GATEHOUSE_BOOTSTRAP_ADMIN)")
 	return cmd
@@ -168,6 +170,7 @@ func runServe(cmd *cobra.Command, o *serveOptions) error {
 		return fmt.Errorf("--journal must be auto, on or off, not %q", o.journal)
 	}
 	api.DeltaCheckpointCutoff = o.deltaCutoff
+	api.Deploy = o.deploy.options()
 	api.AllowPrivateIssuers = o.allowPrivateIssuers
 	if o.allowPrivateIssuers {
 		log.Warn("--allow-private-issuers: OIDC issuer discovery may reach loopback, private and link-local addresses; every organization administrator can make this server fetch from its network")

@@ -197,6 +197,9 @@ func (t *tx) DeleteStack(id int64) error {
 	if err := t.deleteStackWebhooks(id); err != nil {
 		return err
 	}
+	if err := t.deleteStackDeployments(id); err != nil {
+		return err
+	}
 	r, err := t.exec(`DELETE FROM stacks WHERE id = ?`, id)
 	if err != nil {
 		return err

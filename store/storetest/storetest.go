@@ -123,6 +123,7 @@ var contractTests = []test{
 	{"Identities", testIdentities},
 	{"OrgSSO", testOrgSSO},
 	{"Posture", testPosture},
+	{"Deployments", testDeployments},
 }
 
 // raceTests race goroutines against one database: the coordination points several
@@ -145,6 +146,7 @@ var raceTests = []test{
 	{"RaceRecordAnomaly", testRaceRecordAnomaly},
 	{"RaceConsumeSAMLAssertion", testRaceConsumeSAMLAssertion},
 	{"RaceTakeSAMLRequest", testRaceTakeSAMLRequest},
+	{"RaceDeployLease", testRaceDeployLease},
 }
 
 func run(t *testing.T, tests []test, open func(t *testing.T) []gatehouse.Store) {

@@ -1,0 +1,636 @@
+package deploy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// RunnerConfig configures a runner process (gatehouse runner).
+type RunnerConfig struct {
+	Server string // the Gatehouse server's URL
+	Token  string // the runner pool's token
+	Pool   string // the pool's name (checked by the server)
+	Name   string // this runner's name (host name by default)
+	// Pulumi is the pulumi binary (default: "pulumi" on PATH); Git the git binary.
+	Pulumi string
+	Git    string
+	// WorkDir is where each run gets its fresh directory (default: the system's temp dir).
+	WorkDir string
+	// PulumiHome, when set, is shared by runs as PULUMI_HOME (a plugin cache); otherwise
+	// each run has its own.
+	PulumiHome string
+	// Poll is the wait between polls when nothing is queued (default 5s).
+	Poll time.Duration
+	// Container is the container engine for runs whose settings name an executor image:
+	// "docker", "podman", "" (the first found) or "none".
+	Container  string
+	HTTPClient *http.Client
+	Log        *slog.Logger
+}
+
+// Runner leases runs from the server and executes them.
+type Runner struct {
+	cfg     RunnerConfig
+	version string
+}
+
+// NewRunner checks the configuration and the host's pulumi (pulumi version).
+func NewRunner(ctx context.Context, cfg RunnerConfig) (*Runner, error) {
+	if cfg.Server == "" || cfg.Token == "" {
+		return nil, errors.New("runner: --server and the pool's token (GATEHOUSE_RUNNER_TOKEN) are required")
+	}
+	if cfg.Pulumi == "" {
+		cfg.Pulumi = "pulumi"
+	}
+	if cfg.Git == "" {
+		cfg.Git = "git"
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = 5 * time.Second
+	}
+	if cfg.WorkDir == "" {
+		cfg.WorkDir = os.TempDir()
+	}
+	if cfg.Name == "" {
+		cfg.Name, _ = os.Hostname()
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 60 * time.Second}
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	p, err := exec.LookPath(cfg.Pulumi)
+	if err != nil {
+		return nil, fmt.Errorf("runner: the pulumi CLI %q is not installed on this host: %w", cfg.Pulumi, err)
+	}
+	cfg.Pulumi = p
+	vctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(vctx, p, "version").Output()
+	if err != nil {
+		return nil, fmt.Errorf("runner: %s version failed: %w", p, err)
+	}
+	v := strings.TrimSpace(string(out))
+	switch {
+	case v == "":
+		// A development build of the CLI prints no version.
+		cfg.Log.Warn("runner: pulumi version printed nothing (a development build?)", "pulumi", p)
+		v = "unknown (development build)"
+	case !strings.HasPrefix(strings.TrimPrefix(v, "v"), "3."):
+		return nil, fmt.Errorf("runner: %s version says %q; a pulumi v3 CLI is needed", p, v)
+	}
+	return &Runner{cfg: cfg, version: v}, nil
+}
+
+// PulumiVersion is the host's pulumi version.
+func (r *Runner) PulumiVersion() string { return r.version }
+
+// Run leases and executes runs until ctx ends.
+func (r *Runner) Run(ctx context.Context) error {
+	r.cfg.Log.Info("runner started", "server", r.cfg.Server, "pool", r.cfg.Pool, "name", r.cfg.Name, "pulumi", r.version)
+	for {
+		ran, err := r.RunOne(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			r.cfg.Log.Warn("runner: lease failed", "err", err)
+		}
+		if ran && err == nil {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(r.cfg.Poll):
+		}
+	}
+}
+
+// call posts body to the server; 204 and 410 are returned as their status.
+func (r *Runner) call(ctx context.Context, path string, body, out any) (int, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return 0, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(r.cfg.Server, "/")+path, bytes.NewReader(b))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "token "+r.cfg.Token)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "gatehouse-runner")
+	resp, err := r.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	switch {
+	case resp.StatusCode == http.StatusNoContent:
+		return resp.StatusCode, nil
+	case resp.StatusCode == http.StatusGone || resp.StatusCode == http.StatusForbidden && strings.HasSuffix(path, "beat") || resp.StatusCode == http.StatusForbidden && strings.HasSuffix(path, "complete"):
+		// The lease passed (the server answers 403, as to the CLI's lease calls).
+		return http.StatusGone, nil
+	case resp.StatusCode/100 != 2:
+		var e struct {
+			Message string `json:"message"`
+		}
+		_ = json.Unmarshal(data, &e)
+		return resp.StatusCode, fmt.Errorf("server answered %d: %s", resp.StatusCode, e.Message)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return resp.StatusCode, err
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+// RunOne leases one run and executes it; false when nothing was queued.
+func (r *Runner) RunOne(ctx context.Context) (bool, error) {
+	var job Job
+	code, err := r.call(ctx, "/api/deployments/runner/lease", LeaseRequest{Runner: r.cfg.Name, Pool: r.cfg.Pool}, &job)
+	if err != nil || code == http.StatusNoContent {
+		return false, err
+	}
+	r.cfg.Log.Info("runner: run leased", "deployment", job.ID, "stack", job.Org+"/"+job.Project+"/"+job.Stack, "operation", job.Operation)
+	r.execute(ctx, &job)
+	return true, nil
+}
+
+// session is one run in progress: its output buffer and its lease.
+type session struct {
+	r      *Runner
+	job    *Job
+	mu     sync.Mutex
+	lines  []LogLine
+	cancel context.CancelFunc
+	lost   bool // the lease passed (the server gave up on this run)
+	stop   bool // the server asked to cancel
+}
+
+func (s *session) emit(header, line string) {
+	s.mu.Lock()
+	s.lines = append(s.lines, LogLine{Header: Sanitize(header), Line: Sanitize(line), At: time.Now().UTC()})
+	s.mu.Unlock()
+}
+
+func (s *session) take() []LogLine {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := min(len(s.lines), MaxLinesPerCall)
+	out := s.lines[:n:n]
+	s.lines = s.lines[n:]
+	return out
+}
+
+// flush sends buffered lines (as heartbeats); false when the lease is lost.
+func (s *session) flush(ctx context.Context) bool {
+	for {
+		lines := s.take()
+		var hb HeartbeatResponse
+		code, err := s.r.call(ctx, "/api/deployments/runner/"+s.job.ID+"/heartbeat", LeaseCall{Lease: s.job.Lease, Lines: lines}, &hb)
+		if code == http.StatusGone {
+			s.mu.Lock()
+			s.lost = true
+			s.mu.Unlock()
+			s.cancel()
+			return false
+		}
+		if err != nil {
+			// The server may be restarting: keep the lines and try again at the next beat.
+			s.mu.Lock()
+			s.lines = append(lines, s.lines...)
+			s.mu.Unlock()
+			s.r.cfg.Log.Warn("runner: heartbeat failed", "deployment", s.job.ID, "err", err)
+			return true
+		}
+		if hb.Cancel {
+			s.mu.Lock()
+			s.stop = true
+			s.mu.Unlock()
+			s.cancel()
+		}
+		s.mu.Lock()
+		more := len(s.lines) >= MaxLinesPerCall
+		s.mu.Unlock()
+		if !more {
+			return true
+		}
+	}
+}
+
+func (r *Runner) execute(parent context.Context, job *Job) {
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	s := &session{r: r, job: job, cancel: cancel}
+	beat := time.Duration(max(job.Heartbeat, 1)) * time.Second
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(min(beat, time.Second))
+		defer t.Stop()
+		last := time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				s.mu.Lock()
+				n := len(s.lines)
+				s.mu.Unlock()
+				// Output goes out every second; an idle run still beats.
+				if n > 0 || time.Since(last) >= beat {
+					if !s.flush(parent) {
+						return
+					}
+					last = time.Now()
+				}
+			}
+		}
+	}()
+	status, msg := "succeeded", ""
+	if err := r.steps(ctx, s); err != nil {
+		status, msg = "failed", err.Error()
+	}
+	close(done)
+	if parent.Err() != nil {
+		// The runner is stopping (a signal): it reports nothing; the lease runs out and
+		// the server fails the run.
+		return
+	}
+	s.mu.Lock()
+	lost, stop := s.lost, s.stop
+	s.mu.Unlock()
+	if lost {
+		r.cfg.Log.Warn("runner: the run's lease was lost; its result is not reported", "deployment", job.ID)
+		return
+	}
+	if stop {
+		status, msg = "failed", "cancelled"
+		s.emit("", "The deployment was cancelled.\n")
+	}
+	// Send the remaining output, then the result (retried while the server is away).
+	for i := 0; i < 60; i++ {
+		if !s.flush(parent) {
+			return
+		}
+		s.mu.Lock()
+		left := len(s.lines)
+		s.mu.Unlock()
+		if left == 0 {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	for i := 0; i < 60; i++ {
+		code, err := r.call(parent, "/api/deployments/runner/"+job.ID+"/complete", LeaseCall{Lease: job.Lease, Status: status, Message: msg}, nil)
+		if err == nil || code == http.StatusGone || parent.Err() != nil {
+			break
+		}
+		r.cfg.Log.Warn("runner: completing the run failed; retrying", "deployment", job.ID, "err", err)
+		time.Sleep(time.Second)
+	}
+	r.cfg.Log.Info("runner: run ended", "deployment", job.ID, "status", status)
+}
+
+// settings is the part of the run's settings the runner uses (secrets in the clear).
+type settings struct {
+	SourceContext struct {
+		Git struct {
+			RepoURL string `json:"repoUrl"`
+			Branch  string `json:"branch"`
+			RepoDir string `json:"repoDir"`
+			Commit  string `json:"commit"`
+			GitAuth *struct {
+				AccessToken string `json:"accessToken"`
+				SSHAuth     *struct {
+					SSHPrivateKey string `json:"sshPrivateKey"`
+					Password      string `json:"password"`
+				} `json:"sshAuth"`
+				BasicAuth *struct {
+					UserName string `json:"userName"`
+					Password string `json:"password"`
+				} `json:"basicAuth"`
+			} `json:"gitAuth"`
+		} `json:"git"`
+	} `json:"sourceContext"`
+	ExecutorContext struct {
+		WorkingDirectory string          `json:"workingDirectory"`
+		ExecutorImage    json.RawMessage `json:"executorImage"`
+	} `json:"executorContext"`
+	OperationContext struct {
+		PreRunCommands       []string          `json:"preRunCommands"`
+		EnvironmentVariables map[string]string `json:"environmentVariables"`
+		Options              struct {
+			Shell string `json:"shell"`
+		} `json:"options"`
+	} `json:"operationContext"`
+}
+
+func (r *Runner) steps(ctx context.Context, s *session) error {
+	var st settings
+	if err := json.Unmarshal(s.job.Settings, &st); err != nil {
+		return fmt.Errorf("the run's settings cannot be read: %v", err)
+	}
+	dir, err := os.MkdirTemp(r.cfg.WorkDir, "gatehouse-run-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	home := filepath.Join(dir, "home")
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return err
+	}
+	src := filepath.Join(dir, "src")
+
+	// 1. The source.
+	s.emit("Get source", "")
+	if err := r.clone(ctx, s, &st, dir, home, src); err != nil {
+		return err
+	}
+	work := filepath.Join(src, filepath.FromSlash(st.SourceContext.Git.RepoDir))
+	if wd := st.ExecutorContext.WorkingDirectory; wd != "" && st.SourceContext.Git.RepoDir == "" {
+		work = filepath.Join(src, filepath.FromSlash(wd))
+	}
+	if rel, err := filepath.Rel(src, work); err != nil || strings.HasPrefix(rel, "..") {
+		return errors.New("repoDir leaves the repository")
+	}
+
+	// The run's environment: nothing of the runner's but PATH; the settings' variables;
+	// the server and the run's own credential.
+	env := map[string]string{
+		"PATH":                     os.Getenv("PATH"),
+		"HOME":                     home,
+		"PULUMI_HOME":              filepath.Join(home, ".pulumi"),
+		"PULUMI_SKIP_UPDATE_CHECK": "true",
+		"PULUMI_BACKEND_URL":       r.cfg.Server,
+		"PULUMI_ACCESS_TOKEN":      s.job.Credential,
+		"CI":                       "true",
+	}
+	if r.cfg.PulumiHome != "" {
+		env["PULUMI_HOME"] = r.cfg.PulumiHome
+	}
+	if runtime.GOOS == "windows" {
+		env["SystemRoot"] = os.Getenv("SystemRoot")
+	}
+	for k, v := range st.OperationContext.EnvironmentVariables {
+		if k == "PULUMI_ACCESS_TOKEN" || k == "PULUMI_BACKEND_URL" {
+			continue // the run's own credential and server win
+		}
+		env[k] = v
+	}
+	image := ""
+	if len(st.ExecutorContext.ExecutorImage) > 0 && string(st.ExecutorContext.ExecutorImage) != "null" {
+		var ref struct {
+			Reference string `json:"reference"`
+		}
+		if json.Unmarshal(st.ExecutorContext.ExecutorImage, &ref) != nil {
+			_ = json.Unmarshal(st.ExecutorContext.ExecutorImage, &ref.Reference)
+		}
+		image = ref.Reference
+	}
+	engine := r.containerEngine(image)
+	if image != "" && engine == "" {
+		s.emit("", "No container engine (docker, podman) on this runner: running on the host instead of in "+image+".\n")
+	}
+
+	// 2. Pre-run commands.
+	if len(st.OperationContext.PreRunCommands) > 0 {
+		s.emit("Pre-run commands", "")
+		shell := st.OperationContext.Options.Shell
+		if shell == "" {
+			shell = "/bin/sh"
+			if _, err := exec.LookPath("bash"); err == nil {
+				shell = "bash"
+			}
+		}
+		for _, c := range st.OperationContext.PreRunCommands {
+			s.emit("", "$ "+c+"\n")
+			if err := r.run(ctx, s, engine, image, dir, work, env, shell, "-c", c); err != nil {
+				return fmt.Errorf("pre-run command %q failed: %v", c, err)
+			}
+		}
+	}
+
+	// 3. The operation. The CLI's deployment run switches to the update's engine events
+	// when it sees this header.
+	s.emit("pulumi "+s.job.Operation, "")
+	stack := s.job.Org + "/" + s.job.Project + "/" + s.job.Stack
+	args := []string{s.job.Operation, "--stack", stack, "--non-interactive", "--yes", "--skip-preview"}
+	switch s.job.Operation {
+	case "preview":
+		args = []string{"preview", "--stack", stack, "--non-interactive"}
+	case "refresh", "destroy":
+		args = []string{s.job.Operation, "--stack", stack, "--non-interactive", "--yes", "--skip-preview"}
+	case "update":
+		args = []string{"up", "--stack", stack, "--non-interactive", "--yes", "--skip-preview"}
+	}
+	pulumi := r.cfg.Pulumi
+	if engine != "" {
+		pulumi = "pulumi" // the image's
+	}
+	if err := r.run(ctx, s, engine, image, dir, work, env, pulumi, args...); err != nil {
+		return fmt.Errorf("pulumi %s failed: %v", s.job.Operation, err)
+	}
+	return nil
+}
+
+func (r *Runner) containerEngine(image string) string {
+	if image == "" || r.cfg.Container == "none" {
+		return ""
+	}
+	for _, e := range []string{r.cfg.Container, "docker", "podman"} {
+		if e == "" {
+			continue
+		}
+		if p, err := exec.LookPath(e); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// clone checks the source out with the git binary. Credentials reach git through its
+// environment (GIT_CONFIG_* , GIT_SSH_COMMAND), never its arguments.
+func (r *Runner) clone(ctx context.Context, s *session, st *settings, dir, home, src string) error {
+	g := st.SourceContext.Git
+	if g.RepoURL == "" {
+		return errors.New("the settings name no repository (sourceContext.git.repoUrl)")
+	}
+	env := map[string]string{
+		"PATH": os.Getenv("PATH"), "HOME": home, "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1",
+		"GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=" + filepath.Join(dir, "known_hosts"),
+	}
+	if a := g.GitAuth; a != nil {
+		switch {
+		case a.SSHAuth != nil && a.SSHAuth.SSHPrivateKey != "":
+			key := filepath.Join(dir, "ssh-key")
+			k := a.SSHAuth.SSHPrivateKey
+			if !strings.HasSuffix(k, "\n") {
+				k += "\n"
+			}
+			if err := os.WriteFile(key, []byte(k), 0o600); err != nil {
+				return err
+			}
+			cmd := "ssh -o IdentitiesOnly=yes -i " + key + " -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=" + filepath.Join(dir, "known_hosts")
+			if a.SSHAuth.Password != "" {
+				askpass := filepath.Join(dir, "askpass")
+				if err := os.WriteFile(askpass, []byte("#!/bin/sh\nprintf '%s\\n' \"$GATEHOUSE_SSH_PASSPHRASE\"\n"), 0o700); err != nil {
+					return err
+				}
+				env["SSH_ASKPASS"], env["SSH_ASKPASS_REQUIRE"], env["GATEHOUSE_SSH_PASSPHRASE"], env["DISPLAY"] = askpass, "force", a.SSHAuth.Password, ":0"
+			} else {
+				cmd += " -o BatchMode=yes"
+			}
+			env["GIT_SSH_COMMAND"] = cmd
+		case a.AccessToken != "":
+			env["GIT_CONFIG_COUNT"], env["GIT_CONFIG_KEY_0"] = "1", "http.extraHeader"
+			env["GIT_CONFIG_VALUE_0"] = "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("x-access-token:"+a.AccessToken))
+		case a.BasicAuth != nil:
+			env["GIT_CONFIG_COUNT"], env["GIT_CONFIG_KEY_0"] = "1", "http.extraHeader"
+			env["GIT_CONFIG_VALUE_0"] = "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(a.BasicAuth.UserName+":"+a.BasicAuth.Password))
+		}
+	}
+	args := []string{"clone", "--quiet"}
+	if g.Branch != "" && g.Commit == "" {
+		args = append(args, "--branch", strings.TrimPrefix(g.Branch, "refs/heads/"), "--single-branch")
+	}
+	args = append(args, "--", g.RepoURL, src)
+	s.emit("", "git clone "+redactURL(g.RepoURL)+"\n")
+	if err := r.run(ctx, s, "", "", dir, dir, env, r.cfg.Git, args...); err != nil {
+		return fmt.Errorf("the repository %s cannot be cloned: %v", redactURL(g.RepoURL), err)
+	}
+	if g.Commit != "" {
+		if err := r.run(ctx, s, "", "", dir, src, env, r.cfg.Git, "checkout", "--quiet", "--detach", g.Commit); err != nil {
+			return fmt.Errorf("commit %s cannot be checked out: %v", g.Commit, err)
+		}
+	}
+	return nil
+}
+
+// redactURL hides credentials in a URL's user info.
+func redactURL(u string) string {
+	if i := strings.Index(u, "://"); i >= 0 {
+		rest := u[i+3:]
+		if at := strings.Index(rest, "@"); at >= 0 && at < strings.IndexAny(rest+"/", "/") {
+			return u[:i+3] + "***@" + rest[at+1:]
+		}
+	}
+	return u
+}
+
+// run runs a command in dir with exactly env, streaming its output as log lines; in a
+// container of image when engine is set.
+func (r *Runner) run(ctx context.Context, s *session, engine, image, runDir, dir string, env map[string]string, name string, args ...string) error {
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	environ := make([]string, 0, len(env))
+	for _, k := range keys {
+		environ = append(environ, k+"="+env[k])
+	}
+	var cmd *exec.Cmd
+	if engine != "" {
+		// Values reach the container from the engine's environment (-e NAME), never its
+		// command line.
+		cargs := []string{"run", "--rm", "--network", "host", "-v", runDir + ":" + runDir, "-w", dir}
+		for _, k := range keys {
+			if k == "PATH" {
+				continue
+			}
+			cargs = append(cargs, "-e", k)
+		}
+		cargs = append(append(cargs, image, name), args...)
+		cmd = exec.CommandContext(ctx, engine, cargs...)
+	} else {
+		cmd = exec.CommandContext(ctx, name, args...)
+	}
+	cmd.Dir = dir
+	cmd.Env = environ
+	setProcessGroup(cmd)
+	cmd.WaitDelay = 10 * time.Second
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		readLines(pr, func(l string) { s.emit("", l) })
+	}()
+	err := cmd.Start()
+	if err == nil {
+		err = cmd.Wait()
+	}
+	pw.Close()
+	wg.Wait()
+	if ctx.Err() != nil {
+		return errors.New("stopped")
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return errors.New("exit status " + strconv.Itoa(ee.ExitCode()))
+	}
+	return err
+}
+
+// readLines splits output into lines of at most MaxLineBytes (a longer line is cut and the
+// rest of it dropped), each ending in a newline.
+func readLines(rd io.Reader, emit func(string)) {
+	br := bufio.NewReaderSize(rd, 64<<10)
+	var cur []byte
+	dropped := 0
+	for {
+		frag, err := br.ReadSlice('\n')
+		switch {
+		case len(cur)+len(frag) <= MaxLineBytes:
+			cur = append(cur, frag...)
+		default:
+			room := MaxLineBytes - len(cur)
+			if room > 0 {
+				cur = append(cur, frag[:room]...)
+			}
+			dropped += len(frag) - max(room, 0)
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if len(cur) > 0 || dropped > 0 {
+			line := string(cur)
+			if dropped > 0 {
+				n := len(cur) + dropped
+				if err == nil {
+					n-- // the newline
+				}
+				line = strings.TrimSuffix(line, "\n") + " …[line truncated: " + strconv.Itoa(n) + " bytes]\n"
+			} else if !strings.HasSuffix(line, "\n") {
+				line += "\n"
+			}
+			emit(line)
+		}
+		cur, dropped = cur[:0], 0
+		if err != nil {
+			return
+		}
+	}
+}

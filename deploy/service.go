@@ -1,0 +1,383 @@
+package deploy
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/secrets"
+	"github.com/gatehouse-dev/gatehouse/token"
+)
+
+// Options configure the service.
+type Options struct {
+	// ConsoleURL is the server's public base URL (console links); "" : none.
+	ConsoleURL string
+	// LeaseDuration is how long a runner's lease lasts without a heartbeat (default 60s).
+	LeaseDuration time.Duration
+	// CredentialMargin is how long a run's credential outlives its lease (default 2m).
+	CredentialMargin time.Duration
+	// GitHub and GitLab configure the VCS webhooks and commit statuses.
+	GitHub VCS
+	GitLab VCS
+	// HTTPClient reports commit statuses (default: a client with a 10s timeout).
+	HTTPClient *http.Client
+	// Now is the clock (tests).
+	Now func() time.Time
+}
+
+// VCS is a provider's configuration: the webhook secret (GitHub: the HMAC key of
+// X-Hub-Signature-256; GitLab: the X-Gitlab-Token value), the API base URL (GitHub
+// Enterprise, self-managed GitLab) and the API token commit statuses are posted with.
+type VCS struct {
+	WebhookSecret string
+	APIURL        string
+	Token         string
+}
+
+// Service is Deployments' domain logic.
+type Service struct {
+	store gatehouse.Store
+	keys  *secrets.Manager
+	log   *slog.Logger
+	opts  Options
+}
+
+// New returns the service; stackKeys is the stack secrets' manager.
+func New(store gatehouse.Store, stackKeys *secrets.Manager, log *slog.Logger, opts Options) *Service {
+	if opts.LeaseDuration <= 0 {
+		opts.LeaseDuration = 60 * time.Second
+	}
+	if opts.CredentialMargin <= 0 {
+		opts.CredentialMargin = 2 * time.Minute
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.GitHub.APIURL == "" {
+		opts.GitHub.APIURL = "https://api.github.com"
+	}
+	if opts.GitLab.APIURL == "" {
+		opts.GitLab.APIURL = "https://gitlab.com/api/v4"
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Service{store: store, keys: Keys(stackKeys, store), log: log, opts: opts}
+}
+
+// Change runs fn in a read-write transaction that records the request's audit event with
+// it (httpapi's Request.Change).
+type Change func(func(gatehouse.Tx) error) error
+
+// Operations a run may perform.
+var operations = map[string]bool{"update": true, "preview": true, "refresh": true, "destroy": true}
+
+// IsPreview reports whether op changes nothing.
+func IsPreview(op string) bool { return op == "preview" }
+
+func (s *Service) sealer(ctx context.Context, stackID int64) sealer {
+	return sealer{ctx: ctx, keys: s.keys, stackID: stackID}
+}
+
+// GetSettings returns the stack's settings with secrets sealed; ENOTFOUND when none.
+func (s *Service) GetSettings(ctx context.Context, stack *gatehouse.Stack) (json.RawMessage, error) {
+	var out json.RawMessage
+	err := s.store.View(ctx, func(tx gatehouse.Tx) error {
+		ds, err := tx.GetDeploySettings(stack.ID)
+		if err != nil {
+			return err
+		}
+		out = ds.Settings
+		return nil
+	})
+	return out, err
+}
+
+// SaveSettings merges body into the stack's settings (replace: replaces them), seals
+// every secret, checks the result and stores it. It returns the stored document.
+func (s *Service) SaveSettings(ctx context.Context, change Change, stack *gatehouse.Stack, body []byte, replace bool) (json.RawMessage, error) {
+	patch, err := parseDoc(body)
+	if err != nil {
+		return nil, err
+	}
+	// Secrets are sealed before the transaction: the keyring may be remote, and a stack's
+	// first data key is stored in a transaction of its own. The stored document's secrets
+	// are sealed already.
+	sl := s.sealer(ctx, stack.ID)
+	if err := sl.sealAll(patch); err != nil {
+		return nil, err
+	}
+	var out []byte
+	err = change(func(tx gatehouse.Tx) error {
+		doc := map[string]any{}
+		if !replace {
+			ds, err := tx.GetDeploySettings(stack.ID)
+			switch {
+			case err == nil:
+				if doc, err = parseDoc(ds.Settings); err != nil {
+					return err
+				}
+			case !gatehouse.IsCode(err, gatehouse.ENOTFOUND):
+				return err
+			}
+			doc = MergePatch(doc, patch)
+		} else {
+			doc = patch
+		}
+		if err := validate(doc); err != nil {
+			return err
+		}
+		b, err := json.Marshal(doc)
+		if err != nil {
+			return err
+		}
+		out = b
+		return tx.PutDeploySettings(&gatehouse.DeploySettings{StackID: stack.ID, OrgID: stack.OrgID, Repo: repoKey(doc), Settings: b})
+	})
+	return out, err
+}
+
+// DeleteSettings removes the stack's settings.
+func (s *Service) DeleteSettings(change Change, stack *gatehouse.Stack) error {
+	return change(func(tx gatehouse.Tx) error { return tx.DeleteDeploySettings(stack.ID) })
+}
+
+// EncryptSecret seals a value for the stack's settings.
+func (s *Service) EncryptSecret(ctx context.Context, stack *gatehouse.Stack, plaintext string) (string, error) {
+	return s.sealer(ctx, stack.ID).seal(plaintext)
+}
+
+// Trigger is a run's request: Pulumi's CreateDeploymentRequest, plus who asked and how.
+type Trigger struct {
+	Body        []byte // CreateDeploymentRequest JSON
+	Initiator   string // cli, api, github, gitlab
+	RequestedBy string
+	// Report says where the result goes (a commit status), JSON; "" none.
+	Report string
+}
+
+// Operation returns the operation a CreateDeploymentRequest body asks for (400 when it
+// names none or one Gatehouse does not run).
+func Operation(body []byte) (string, error) {
+	var req struct {
+		Operation string `json:"operation"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		return "", gatehouse.Errorf(gatehouse.EINVALID, "invalid JSON body: %v", err)
+	}
+	switch {
+	case req.Operation == "":
+		return "", gatehouse.Errorf(gatehouse.EINVALID, "operation is required (update, preview, refresh or destroy)")
+	case req.Operation == "detect-drift" || req.Operation == "remediate-drift":
+		return "", gatehouse.Errorf(gatehouse.EINVALID, "operation %q is not supported by Gatehouse runners", req.Operation)
+	case !operations[req.Operation]:
+		return "", gatehouse.Errorf(gatehouse.EINVALID, "unknown operation %q", req.Operation)
+	}
+	return req.Operation, nil
+}
+
+// Queue creates a deployment of the stack from the trigger: the request's contexts merged
+// over the saved settings (inheritSettings, default true).
+func (s *Service) Queue(ctx context.Context, change Change, stack *gatehouse.Stack, t Trigger) (*gatehouse.Deployment, error) {
+	op, err := Operation(t.Body)
+	if err != nil {
+		return nil, err
+	}
+	req, err := parseDoc(t.Body)
+	if err != nil {
+		return nil, err
+	}
+	inherit := true
+	if v, ok := req["inheritSettings"].(bool); ok {
+		inherit = v
+	}
+	if oc, ok := req["operationContext"].(map[string]any); ok {
+		// The CLI always sends operationContext.operation, empty.
+		if v, _ := oc["operation"].(string); v != "" && v != op {
+			return nil, gatehouse.Errorf(gatehouse.EINVALID, "operation belongs at the top of the request, not in operationContext")
+		}
+		delete(oc, "operation")
+	}
+	// The request's contexts override the settings where they say something: the CLI
+	// sends empty and null fields for everything it was not given.
+	over := map[string]any{}
+	for _, k := range []string{"executorContext", "sourceContext", "operationContext", "agentPoolID"} {
+		if v := pruneEmpty(req[k]); v != nil {
+			over[k] = v
+		}
+	}
+	// Sealed before the transaction (see SaveSettings).
+	if err := s.sealer(ctx, stack.ID).sealAll(over); err != nil {
+		return nil, err
+	}
+	var d *gatehouse.Deployment
+	err = change(func(tx gatehouse.Tx) error {
+		doc := map[string]any{}
+		if inherit {
+			ds, err := tx.GetDeploySettings(stack.ID)
+			switch {
+			case err == nil:
+				if doc, err = parseDoc(ds.Settings); err != nil {
+					return err
+				}
+			case !gatehouse.IsCode(err, gatehouse.ENOTFOUND):
+				return err
+			}
+		}
+		doc = MergePatch(doc, over)
+		if err := validate(doc); err != nil {
+			return err
+		}
+		if repoURL(doc) == "" {
+			return gatehouse.Errorf(gatehouse.EINVALID, "the deployment has no source: set sourceContext.git.repoUrl in the stack's deployment settings or the request")
+		}
+		b, err := json.Marshal(doc)
+		if err != nil {
+			return err
+		}
+		pool, _ := doc["agentPoolID"].(string)
+		d = &gatehouse.Deployment{OrgID: stack.OrgID, StackID: stack.ID, Operation: op, Request: b, Initiator: t.Initiator,
+			RequestedBy: t.RequestedBy, PoolID: pool, Report: t.Report}
+		return tx.CreateDeployment(d)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// pruneEmpty drops nulls, empty strings, empty lists and empty objects (recursively).
+func pruneEmpty(v any) any {
+	switch x := v.(type) {
+	case nil:
+		return nil
+	case string:
+		if x == "" {
+			return nil
+		}
+	case []any:
+		if len(x) == 0 {
+			return nil
+		}
+	case map[string]any:
+		if isSecretWire(x) {
+			return x
+		}
+		out := map[string]any{}
+		for k, e := range x {
+			if p := pruneEmpty(e); p != nil {
+				out[k] = p
+			}
+		}
+		if len(out) == 0 {
+			return nil
+		}
+		return out
+	}
+	return v
+}
+
+func repoURL(doc map[string]any) string {
+	if sc, ok := doc["sourceContext"].(map[string]any); ok {
+		if g, ok := sc["git"].(map[string]any); ok {
+			u, _ := g["repoUrl"].(string)
+			return u
+		}
+	}
+	return ""
+}
+
+// ConsoleURL is the link to a deployment: under Options.ConsoleURL, else under base (the
+// URL the request came to).
+func (s *Service) ConsoleURL(base string, stack *gatehouse.Stack, d *gatehouse.Deployment) string {
+	if s.opts.ConsoleURL != "" {
+		base = s.opts.ConsoleURL
+	}
+	if base == "" {
+		return ""
+	}
+	return strings.TrimRight(base, "/") + "/api/stacks/" + stack.OrgName + "/" + stack.Project + "/" + stack.Name + "/deployments/" + d.ID
+}
+
+// expire fails the runs whose runner stopped reporting; it records each end in the audit
+// log and reports it to the VCS.
+func (s *Service) expire(ctx context.Context) {
+	var ended []gatehouse.Deployment
+	err := s.store.Update(ctx, func(tx gatehouse.Tx) error {
+		var err error
+		ended, err = tx.ExpireDeploymentLeases()
+		if err != nil {
+			return err
+		}
+		for i := range ended {
+			if err := s.auditEnd(tx, &ended[i], "system", "gatehouse"); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.log.Warn("deploy: expiring runner leases failed", "err", err)
+		return
+	}
+	for i := range ended {
+		s.report(&ended[i])
+	}
+}
+
+// ExpireIfDue ends d if it is running and its lease ran out (its runner died).
+func (s *Service) ExpireIfDue(ctx context.Context, d *gatehouse.Deployment) {
+	if d.Status == gatehouse.DeployRunning && !d.LeaseUntil.After(s.opts.Now()) {
+		s.expire(ctx)
+	}
+}
+
+// auditEnd appends the "deployment:end" event of d.
+func (s *Service) auditEnd(tx gatehouse.Tx, d *gatehouse.Deployment, actorKind, actorName string) error {
+	st, err := tx.GetStackByID(d.StackID)
+	if err != nil {
+		return err
+	}
+	return tx.AppendAudit(&gatehouse.AuditEvent{OrgID: d.OrgID, OrgName: st.OrgName, ActorKind: actorKind, ActorName: actorName,
+		Action: "deployment:end", Target: st.Ref().String(), Outcome: gatehouse.OutcomeSuccess,
+		Details: map[string]string{"deployment": d.ID, "version": strconv.Itoa(d.Version), "operation": d.Operation, "status": d.Status, "message": truncate(d.Message, 512)}})
+}
+
+// Cancel asks for d to be cancelled: a queued run ends now; a running one loses its
+// credential now and is stopped by its runner (or fails when its lease runs out).
+func (s *Service) Cancel(change Change, d *gatehouse.Deployment) (*gatehouse.Deployment, error) {
+	var out *gatehouse.Deployment
+	err := change(func(tx gatehouse.Tx) (err error) {
+		out, err = tx.RequestDeploymentCancel(d.ID)
+		return err
+	})
+	if err == nil && gatehouse.DeployFinished(out.Status) && !gatehouse.DeployFinished(d.Status) {
+		s.report(out)
+	}
+	return out, err
+}
+
+// newCredential mints a deployment credential.
+func newCredential() (string, [32]byte, error) {
+	v, err := token.New(token.Deploy)
+	if err != nil {
+		return "", [32]byte{}, err
+	}
+	return v, token.Digest(v), nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

@@ -1,0 +1,36 @@
+package httpapi_test
+
+import (
+	"context"
+	"testing"
+
+	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
+	"github.com/gatehouse-dev/gatehouse/token"
+)
+
+// matrixDeploymentID is the queued deployment of proj/prod in the matrix world.
+const matrixDeploymentID = "00000000-0000-4000-8000-00000000d001"
+
+// addDeployments gives proj/prod deployment settings and one queued deployment.
+func (w *world) addDeployments(t *testing.T) {
+	must(t, w.e.admin.Do(cliwire.Call{Method: "POST", Path: stackPath("acme", "proj", "prod") + "/deployments/settings",
+		Body: map[string]any{"sourceContext": map[string]any{"git": map[string]any{"repoUrl": "https://git.example.com/acme/infra.git", "branch": "main"}}}}, nil))
+	must(t, w.e.srv.Store.Update(context.Background(), func(tx gatehouse.Tx) error {
+		st, err := tx.GetStack(1, "proj", "prod")
+		if err != nil {
+			return err
+		}
+		return tx.CreateDeployment(&gatehouse.Deployment{ID: matrixDeploymentID, OrgID: 1, StackID: st.ID, Operation: "update", Request: []byte(`{}`), Initiator: "matrix"})
+	}))
+}
+
+// pool creates a runner pool of acme to delete and returns its ID.
+func (w *world) pool(t *testing.T) string {
+	v, err := token.New(token.Runner)
+	must(t, err)
+	p := &gatehouse.DeployPool{OrgID: 1, Name: "victim-" + v[len(v)-8:], Digest: token.Digest(v)}
+	w.wrote = true
+	must(t, w.e.srv.Store.Update(context.Background(), func(tx gatehouse.Tx) error { return tx.CreateDeployPool(p) }))
+	return p.ID
+}

@@ -1,0 +1,134 @@
+package gatehouse
+
+import "time"
+
+// Deployment statuses, as Pulumi Deployments names them.
+const (
+	DeployNotStarted = "not-started" // queued, waiting for a runner (and for the stack's earlier runs)
+	DeployRunning    = "running"     // leased by a runner
+	DeploySucceeded  = "succeeded"
+	DeployFailed     = "failed"
+	DeploySkipped    = "skipped"
+)
+
+// DeployFinished reports whether a deployment status is terminal.
+func DeployFinished(status string) bool {
+	return status == DeploySucceeded || status == DeployFailed || status == DeploySkipped
+}
+
+// DeploySettings is a stack's deployment settings: the JSON document of Pulumi's
+// DeploymentSettings with every secret value sealed ({"ciphertext": ...}). Repo is the
+// repository webhooks map to the stack ("github:owner/repo", "gitlab:group/project"; ""
+// when none).
+type DeploySettings struct {
+	StackID  int64
+	OrgID    int64
+	Repo     string
+	Settings []byte
+	Paused   bool
+	Modified time.Time
+}
+
+// DeployPool is a runner pool of an organization (Pulumi's agent pool). Runners of the
+// pool authenticate with its token, stored only as a digest.
+type DeployPool struct {
+	ID          string
+	OrgID       int64
+	Name        string
+	Description string
+	Digest      [32]byte
+	Created     time.Time
+	CreatedBy   string
+	Revoked     time.Time
+}
+
+// Deployment is one run of a stack's deployment: queued, leased by a runner, ended.
+type Deployment struct {
+	ID        string
+	OrgID     int64
+	StackID   int64
+	Version   int // per stack, from 1
+	Operation string
+	Status    string
+	// Request is the run's resolved settings (DeploymentSettings JSON, secrets sealed).
+	Request []byte
+	// Initiator is how it was triggered (cli, api, github, gitlab); RequestedBy who asked.
+	Initiator   string
+	RequestedBy string
+	PoolID      string // "" : any pool of the organization
+	Created     time.Time
+	Modified    time.Time
+	Started     time.Time
+	Ended       time.Time
+	// Lease is the claim of the runner running it ("" when none); LeaseUntil its expiry.
+	Lease      string
+	LeaseUntil time.Time
+	Runner     string
+	// CredDigest is the digest of the run's deployment credential; CredUntil its expiry.
+	CredDigest [32]byte
+	CredUntil  time.Time
+	Cancel     bool // cancellation requested
+	UpdateID   string
+	// UpdateVersion is the stack version the run's update produced (0: none yet).
+	UpdateVersion int
+	Message       string
+	// Report says where to report the result (a VCS commit status; JSON; "" none).
+	Report string
+}
+
+// DeployLogLine is one line of a deployment's output.
+type DeployLogLine struct {
+	Seq    int64
+	Header string
+	Line   string
+	At     time.Time
+}
+
+// DeployTx is the storage of deployment settings, runner pools, deployments and their
+// logs (part of Tx). A stack's settings and deployments go with the stack.
+type DeployTx interface {
+	GetDeploySettings(stackID int64) (*DeploySettings, error) // ENOTFOUND when none
+	PutDeploySettings(s *DeploySettings) error
+	DeleteDeploySettings(stackID int64) error // ENOTFOUND when none
+	// SetDeployPaused pauses or resumes the stack's deployments (settings or not).
+	SetDeployPaused(stackID, orgID int64, paused bool) error
+	// ListDeploySettingsByRepo lists the settings that follow repository repo.
+	ListDeploySettingsByRepo(repo string) ([]DeploySettings, error)
+
+	CreateDeployPool(p *DeployPool) error // ECONFLICT when the name is taken in the organization
+	GetDeployPoolByDigest(d [32]byte) (*DeployPool, error)
+	ListDeployPools(orgID int64) ([]DeployPool, error)
+	RevokeDeployPool(orgID int64, id string) error
+
+	// CreateDeployment queues d, assigning Version (the stack's next), Status, Created.
+	CreateDeployment(d *Deployment) error
+	GetDeployment(id string) (*Deployment, error)
+	GetDeploymentByVersion(stackID int64, version int) (*Deployment, error)
+	GetDeploymentByCred(d [32]byte) (*Deployment, error)
+	// ListDeployments lists the stack's deployments, newest first; it returns the total.
+	ListDeployments(stackID int64, page, pageSize int, asc bool) ([]Deployment, int, error)
+	// LeaseDeployment claims the oldest queued deployment of orgID (of pool poolID, or of
+	// no pool) whose stack is not paused and runs nothing else, for lease until leaseUntil,
+	// with the credential digest cred valid until credUntil; ENOTFOUND when none is due.
+	// Two transactions, in any processes, never lease one deployment, or two of one stack,
+	// at once.
+	LeaseDeployment(orgID int64, poolID, runner, lease string, leaseUntil time.Time, cred [32]byte, credUntil time.Time) (*Deployment, error)
+	// RenewDeploymentLease extends the lease held with lease; EGONE when it is not the
+	// deployment's live lease. It returns the deployment (whose Cancel the runner obeys).
+	RenewDeploymentLease(id, lease string, leaseUntil, credUntil time.Time) (*Deployment, error)
+	// FinishDeployment ends the deployment held with lease (lease "": whatever holds it, or
+	// a queued one) with status and message, ends its credential and frees its stack; EGONE
+	// when lease is not its lease; a finished one is left as it is (EGONE).
+	FinishDeployment(id, lease, status, message string) (*Deployment, error)
+	// ExpireDeploymentLeases fails the running deployments whose lease ran out (their
+	// runner died) and returns them.
+	ExpireDeploymentLeases() ([]Deployment, error)
+	// RequestDeploymentCancel marks the deployment to be cancelled (its credential ends at
+	// once); a queued one ends as failed. It returns the deployment afterwards.
+	RequestDeploymentCancel(id string) (*Deployment, error)
+	// SetDeploymentUpdate records the update a deployment's run created.
+	SetDeploymentUpdate(id, updateID string, version int) error
+	AppendDeployLogs(id string, lines []DeployLogLine) error // assigns Seq
+	// ListDeployLogs returns up to limit lines with Seq > after.
+	ListDeployLogs(id string, after int64, limit int) ([]DeployLogLine, error)
+}
