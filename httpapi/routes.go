@@ -132,6 +132,7 @@ func (s *Server) registerRoutes() {
 	s.registerRateLimitRoutes()
 	s.registerEnvRoutes()
 	s.registerWebhookRoutes()
+	s.registerPolicyRoutes()
 
 	// Responses that carry a credential value: Cache-Control: no-store.
 	s.noStore(
