@@ -839,8 +839,17 @@ func (s *Server) getPolicyIssue(rq *Request) (any, error) {
 // events' transaction) and records each mandatory violation as an audit event; for a
 // preview under an allow-list it also records the unapproved providers the preview would
 // register (its complete then fails).
-func (s *Server) recordPolicyEvents(rq *Request, tx gatehouse.Tx, raw []json.RawMessage) error {
-	rs := policy.FromEvents(raw)
+func (s *Server) recordPolicyEvents(rq *Request, tx gatehouse.Tx, raw []json.RawMessage, seqs []int, fresh map[int]bool) error {
+	var rs []gatehouse.PolicyResult
+	var news []json.RawMessage
+	for i := range raw {
+		if !fresh[seqs[i]] {
+			continue // a retried batch: its results are stored
+		}
+		news = append(news, raw[i])
+		rs = append(rs, policy.FromEvents(raw[i:i+1])...)
+	}
+	raw = news
 	u := rq.Update
 	if u.DryRun {
 		set, err := tx.GetPolicySettings(rq.Stack.OrgID)
@@ -976,4 +985,35 @@ func previewRefusal(tx gatehouse.Tx, u *gatehouse.Update, orgID int64) error {
 		msgs = append(msgs, r.Message)
 	}
 	return gatehouse.Errorf(gatehouse.EFORBIDDEN, "this update would be stopped by the organization's approved providers: %s", strings.Join(msgs, "; "))
+}
+
+// freshEvents tells which events of a batch the update does not have yet (a retried or
+// duplicated batch must not record its policy results twice). It reads only when the batch
+// carries policy events.
+func freshEvents(tx gatehouse.Tx, updateID string, events []gatehouse.EngineEvent) (map[int]bool, error) {
+	fresh := make(map[int]bool, len(events))
+	lo, hi, any := 0, 0, false
+	for _, e := range events {
+		fresh[e.Seq] = true
+		if strings.Contains(string(e.Data), `"policy`) {
+			if !any || e.Seq < lo {
+				lo = e.Seq
+			}
+			if !any || e.Seq > hi {
+				hi = e.Seq
+			}
+			any = true
+		}
+	}
+	if !any {
+		return fresh, nil
+	}
+	have, err := tx.ListEngineEvents(updateID, lo-1, hi-lo+1)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range have {
+		delete(fresh, e.Seq)
+	}
+	return fresh, nil
 }

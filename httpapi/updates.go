@@ -497,6 +497,7 @@ func (s *Server) postEvents(rq *Request) (any, error) {
 		return nil, err
 	}
 	events := make([]gatehouse.EngineEvent, 0, len(req.Events))
+	seqs := make([]int, 0, len(req.Events))
 	var changes map[string]int
 	for i, raw := range req.Events {
 		var head struct {
@@ -515,12 +516,17 @@ func (s *Server) postEvents(rq *Request) (any, error) {
 			}
 		}
 		events = append(events, gatehouse.EngineEvent{Seq: *head.Sequence, Data: raw})
+		seqs = append(seqs, *head.Sequence)
 	}
 	err := rq.Change(func(tx gatehouse.Tx) error {
+		fresh, err := freshEvents(tx, rq.Update.ID, events)
+		if err != nil {
+			return err
+		}
 		if err := tx.AppendEngineEvents(rq.Update.ID, events); err != nil {
 			return err
 		}
-		if err := s.recordPolicyEvents(rq, tx, req.Events); err != nil {
+		if err := s.recordPolicyEvents(rq, tx, req.Events, seqs, fresh); err != nil {
 			return err
 		}
 		if changes != nil {
