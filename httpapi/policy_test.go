@@ -245,7 +245,10 @@ func TestPolicyPackBadInput(t *testing.T) {
 func TestPolicyGroupStacks(t *testing.T) {
 	e := newEnv(t)
 	a := e.admin
-	do := func(method, path string, body, out any) { t.Helper(); e.must(a.Do(cliwire.Call{Method: method, Path: path, Body: body}, out)) }
+	do := func(method, path string, body, out any) {
+		t.Helper()
+		e.must(a.Do(cliwire.Call{Method: method, Path: path, Body: body}, out))
+	}
 	e.must(e.createStack(a, "acme", "proj", "prod", nil))
 	do("POST", "/api/orgs", map[string]string{"name": "globex"}, nil)
 	e.must(e.createStack(a, "globex", "gproj", "gstack", nil))
