@@ -114,6 +114,7 @@ var contractTests = []test{
 	{"EnvSessionsAndKeys", testEnvSessionsAndKeys},
 	{"EnvScopes", testEnvScopes},
 	{"Webhooks", testWebhooks},
+	{"Policy", testPolicy},
 }
 
 // raceTests race goroutines against one database: the coordination points several
