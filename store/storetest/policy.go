@@ -88,7 +88,10 @@ func testPolicy(t *testing.T, e *env) {
 	}
 	// Pending versions created before a time are deleted with their URLs.
 	var n int
-	e.update(func(tx gatehouse.Tx) (err error) { n, err = tx.DeletePendingPolicyPacks(tx.Now().Add(time.Second)); return })
+	e.update(func(tx gatehouse.Tx) (err error) {
+		n, err = tx.DeletePendingPolicyPacks(tx.Now().Add(time.Second))
+		return
+	})
 	if n != 1 {
 		t.Errorf("DeletePendingPolicyPacks = %d, want 1", n)
 	}
