@@ -68,6 +68,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newScanCmd())
 	root.AddCommand(newAuditCmd(), newRateLimitCmd())
 	root.AddCommand(newMigrateCmd())
+	root.AddCommand(newPolicyCmd())
 	root.AddCommand(newVersionCmd())
 	root.AddCommand(newBackupCmd(), newRestoreCmd(), newHealthcheckCmd())
 	return root
