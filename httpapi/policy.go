@@ -518,20 +518,39 @@ func (s *Server) updatePolicyGroup(rq *Request) (any, error) {
 			if g.IsDefault {
 				return gatehouse.Errorf(gatehouse.EINVALID, "the default policy group selects every stack of the organization")
 			}
-			var sels []gatehouse.Scope
+			// `pulumi policy group edit --add-stack` sends the whole list it read (every
+			// stack the group selects) plus its change: project and tag selectors stay,
+			// and only the stacks they do not already select become named ones.
+			kept := &gatehouse.PolicyGroup{OrgID: g.OrgID, Name: g.Name}
 			for _, sc := range g.Selectors {
 				if sc.StackID == 0 {
-					sels = append(sels, sc) // project and tag selectors stay
+					kept.Selectors = append(kept.Selectors, sc)
 				}
 			}
+			named := []gatehouse.Scope{}
+			listed := map[int64]bool{}
 			for i := range *r.Stacks {
-				sc, _, err := policy.StackSelector(tx, rq.Org, &(*r.Stacks)[i])
+				sc, st, err := policy.StackSelector(tx, rq.Org, &(*r.Stacks)[i])
 				if err != nil {
 					return err
 				}
-				sels = append(sels, sc)
+				listed[st.ID] = true
+				if !policy.Selects(kept, st) {
+					named = append(named, sc)
+				}
 			}
-			g.Selectors = sels
+			if len(kept.Selectors) > 0 {
+				stacks, err := orgStacks(tx, rq.Org.ID)
+				if err != nil {
+					return err
+				}
+				for i := range stacks {
+					if policy.Selects(kept, &stacks[i]) && !listed[stacks[i].ID] {
+						return gatehouse.Errorf(gatehouse.EINVALID, "stack %s is selected by a project or tag selector of policy group %s: remove the selector (gatehouse policy group unselect)", stacks[i].Ref(), g.Name)
+					}
+				}
+			}
+			g.Selectors = append(kept.Selectors, named...)
 		}
 		for _, sj := range []*selectorJSON{req.AddSelector, req.RemoveSelector} {
 			if sj == nil {

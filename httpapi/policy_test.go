@@ -292,6 +292,23 @@ func TestPolicyGroupStacks(t *testing.T) {
 	// An org admin may disable the last one.
 	e.must(groupPatch(a, "default-policy-group", apitype.UpdatePolicyGroupRequest{RemovePolicyPack: &apitype.PolicyPackMetadata{Name: "security"}}))
 	e.must(groupPatch(a, "g", apitype.UpdatePolicyGroupRequest{RemoveStack: &apitype.PulumiStackReference{Name: "prod", RoutingProject: "proj"}}))
+	// `pulumi policy group edit --add-stack/--add-policy-pack` reads the group and sends
+	// whole lists back: tag-selected stacks stay selected by the tag, not by name.
+	e.must(e.createStack(a, "acme", "proj", "tagged", map[string]string{"env": "production"}))
+	e.must(e.createStack(a, "acme", "proj", "extra", nil))
+	e.must(groupPatch(a, "g", map[string]any{"addSelector": map[string]string{"tag": "env=production"}}))
+	do("GET", "/api/orgs/acme/policygroups/g", nil, &g)
+	stacks := append(g.Stacks, apitype.PulumiStackReference{Name: "extra", RoutingProject: "proj"})
+	packs := []apitype.PolicyPackMetadata{{Name: "security", VersionTag: "1.0.0"}}
+	e.must(groupPatch(a, "g", apitype.UpdatePolicyGroupRequest{Stacks: &stacks}))
+	e.must(groupPatch(a, "g", apitype.UpdatePolicyGroupRequest{PolicyPacks: &packs}))
+	do("GET", "/api/orgs/acme/policygroups/g", nil, &g)
+	if len(g.Stacks) != 2 || len(g.Selectors) != 2 || g.Selectors[0]["tag"] != "env=production" || g.Selectors[1]["stack"] != "proj/extra" || len(g.AppliedPolicyPacks) != 1 {
+		t.Fatalf("after the CLI's list edits: %+v", g)
+	}
+	only := []apitype.PulumiStackReference{{Name: "extra", RoutingProject: "proj"}}
+	wantStatus(t, groupPatch(a, "g", apitype.UpdatePolicyGroupRequest{Stacks: &only}), http.StatusBadRequest) // tagged is selected by the tag
+
 	// The default group cannot be deleted or given stacks.
 	wantStatus(t, a.Do(cliwire.Call{Method: "DELETE", Path: "/api/orgs/acme/policygroups/default-policy-group"}, nil), http.StatusBadRequest)
 	wantStatus(t, groupPatch(a, "default-policy-group", map[string]any{"addSelector": map[string]string{"project": "proj"}}), http.StatusBadRequest)
