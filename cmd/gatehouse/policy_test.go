@@ -12,7 +12,10 @@ func TestPolicyCommands(t *testing.T) {
 	url, admin := testServer(t)
 	t.Setenv("GATEHOUSE_TOKEN", admin)
 	base := []string{"--server", url, "--org", "acme"}
-	run := func(args ...string) string { t.Helper(); return mustCLI(t, append(append([]string{"policy"}, args...), base...)...) }
+	run := func(args ...string) string {
+		t.Helper()
+		return mustCLI(t, append(append([]string{"policy"}, args...), base...)...)
+	}
 	if out := run("group", "create", "prod-guard"); !strings.Contains(out, "created policy group prod-guard") {
 		t.Fatalf("group create: %s", out)
 	}
