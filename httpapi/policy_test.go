@@ -3,6 +3,8 @@ package httpapi_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -496,4 +498,40 @@ func TestApprovedProviders(t *testing.T) {
 		t.Fatalf("an unapproved provider reached the state: %s", exp.Deployment)
 	}
 	_ = context.Background
+}
+
+// TestApprovedProvidersDelta: a checkpoint delta that adds an unapproved provider is
+// refused, and the stored document stays the one before it.
+func TestApprovedProvidersDelta(t *testing.T) {
+	e := newEnv(t)
+	a := e.admin
+	dev := stackPath("acme", "proj", "dev")
+	e.must(e.createStack(a, "acme", "proj", "dev", nil))
+	e.must(a.Do(cliwire.Call{Method: "PUT", Path: "/api/orgs/acme/policy/providers", Body: map[string]any{"enforced": true, "providers": []map[string]string{{"name": "random"}}}}, nil))
+	r, err := e.startRun(a, dev, "update", false)
+	e.must(err)
+	docA, _ := json.Marshal(apitype.UntypedDeployment{Version: 3, Deployment: providerDeployment([2]string{"random", "4.0.0"})})
+	docB, _ := json.Marshal(apitype.UntypedDeployment{Version: 3, Deployment: providerDeployment([2]string{"random", "4.0.0"}, [2]string{"gcp", "7.0.0"})})
+	e.must(r.lease("PATCH", "/checkpointverbatim", apitype.PatchUpdateVerbatimCheckpointRequest{Version: 3, UntypedDeployment: docA, SequenceNumber: 1}, nil))
+	p := 0
+	for p < len(docA) && docA[p] == docB[p] {
+		p++
+	}
+	sfx := 0
+	for sfx < len(docA)-p && docA[len(docA)-1-sfx] == docB[len(docB)-1-sfx] {
+		sfx++
+	}
+	sum := sha256.Sum256(docB)
+	delta := map[string]any{"version": 3, "checkpointHash": hex.EncodeToString(sum[:]), "sequenceNumber": 2, "deploymentDelta": []map[string]any{{
+		"Span": map[string]any{"uri": "", "start": map[string]int{"line": 1, "column": 1, "offset": p}, "end": map[string]int{"line": 1, "column": 1, "offset": len(docA) - sfx}},
+		"NewText": string(docB[p : len(docB)-sfx])}}}
+	if ce := wantStatus(t, r.lease("PATCH", "/checkpointdelta", delta, nil), http.StatusForbidden); !strings.Contains(ce.Message, "gcp") {
+		t.Fatalf("delta refusal: %s", ce.Message)
+	}
+	e.must(r.complete("failed"))
+	var exp apitype.UntypedDeployment
+	e.must(a.Do(cliwire.Call{Method: "GET", Path: dev + "/export"}, &exp))
+	if strings.Contains(string(exp.Deployment), "gcp") || !strings.Contains(string(exp.Deployment), "providers:random") {
+		t.Fatalf("state after the refused delta: %s", exp.Deployment)
+	}
 }
