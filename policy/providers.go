@@ -9,6 +9,7 @@ import (
 
 	"github.com/blang/semver"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
+	fastjson "github.com/segmentio/encoding/json"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 )
@@ -145,27 +146,41 @@ func InDeployment(raw json.RawMessage) ([]Provider, error) {
 			Resource resourceHead `json:"resource"`
 		} `json:"pending_operations"`
 	}
-	if err := json.Unmarshal(raw, &d); err != nil {
+	if err := fastjson.Unmarshal(raw, &d); err != nil {
 		return nil, err
 	}
 	var out []Provider
-	for _, r := range d.Resources {
-		if p, ok := providerOf(r.URN, r.Type, r.Inputs); ok {
+	for i := range d.Resources {
+		if p, ok := d.Resources[i].provider(); ok {
 			out = append(out, p)
 		}
 	}
-	for _, op := range d.PendingOperations {
-		if p, ok := providerOf(op.Resource.URN, op.Resource.Type, op.Resource.Inputs); ok {
+	for i := range d.PendingOperations {
+		if p, ok := d.PendingOperations[i].Resource.provider(); ok {
 			out = append(out, p)
 		}
 	}
 	return out, nil
 }
 
+// resourceHead is what the check reads of a resource; inputs are decoded only for
+// providers (a large state's resources are not decoded into maps).
 type resourceHead struct {
-	URN    string         `json:"urn"`
-	Type   string         `json:"type"`
-	Inputs map[string]any `json:"inputs"`
+	URN    string          `json:"urn"`
+	Type   string          `json:"type"`
+	Inputs json.RawMessage `json:"inputs"`
+}
+
+func (r *resourceHead) provider() (Provider, bool) {
+	if !strings.HasPrefix(r.Type, ProviderTypePrefix) {
+		return Provider{}, false
+	}
+	var in struct {
+		Version any `json:"version"`
+	}
+	_ = json.Unmarshal(r.Inputs, &in)
+	v, _ := in.Version.(string)
+	return providerOf(r.URN, r.Type, map[string]any{"version": v})
 }
 
 // InUntyped returns the providers of an untyped deployment document ({version, deployment}).
