@@ -523,7 +523,7 @@ func TestApprovedProvidersDelta(t *testing.T) {
 	}
 	sum := sha256.Sum256(docB)
 	delta := map[string]any{"version": 3, "checkpointHash": hex.EncodeToString(sum[:]), "sequenceNumber": 2, "deploymentDelta": []map[string]any{{
-		"Span": map[string]any{"uri": "", "start": map[string]int{"line": 1, "column": 1, "offset": p}, "end": map[string]int{"line": 1, "column": 1, "offset": len(docA) - sfx}},
+		"Span":    map[string]any{"uri": "", "start": map[string]int{"line": 1, "column": 1, "offset": p}, "end": map[string]int{"line": 1, "column": 1, "offset": len(docA) - sfx}},
 		"NewText": string(docB[p : len(docB)-sfx])}}}
 	if ce := wantStatus(t, r.lease("PATCH", "/checkpointdelta", delta, nil), http.StatusForbidden); !strings.Contains(ce.Message, "gcp") {
 		t.Fatalf("delta refusal: %s", ce.Message)
