@@ -585,7 +585,7 @@ func (s *Server) updatePolicyGroup(rq *Request) (any, error) {
 		}
 		if r.RemovePolicyPack != nil {
 			rq.Detail("disable", r.RemovePolicyPack.Name+"@"+r.RemovePolicyPack.VersionTag)
-			if err := policy.DisablePack(g, r.RemovePolicyPack); err != nil {
+			if err := policy.DisablePack(tx, g, r.RemovePolicyPack); err != nil {
 				return err
 			}
 		}

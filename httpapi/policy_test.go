@@ -301,7 +301,7 @@ func TestPolicyGroupStacks(t *testing.T) {
 	e.must(groupPatch(a, "g", map[string]any{"addSelector": map[string]string{"tag": "env=production"}}))
 	do("GET", "/api/orgs/acme/policygroups/g", nil, &g)
 	stacks := append(g.Stacks, apitype.PulumiStackReference{Name: "extra", RoutingProject: "proj"})
-	packs := []apitype.PolicyPackMetadata{{Name: "security", VersionTag: "1.0.0"}}
+	packs := []apitype.PolicyPackMetadata{{Name: "security", Version: 1}} // --add-policy-pack security@1: the version number
 	e.must(groupPatch(a, "g", apitype.UpdatePolicyGroupRequest{Stacks: &stacks}))
 	e.must(groupPatch(a, "g", apitype.UpdatePolicyGroupRequest{PolicyPacks: &packs}))
 	do("GET", "/api/orgs/acme/policygroups/g", nil, &g)

@@ -132,6 +132,9 @@ func EnablePack(tx gatehouse.Tx, g *gatehouse.PolicyGroup, m *apitype.PolicyPack
 	if err := ValidPackName(m.Name); err != nil {
 		return err
 	}
+	if err := byNumber(tx, g.OrgID, m); err != nil {
+		return err
+	}
 	p, err := Resolve(tx, g.OrgID, m.Name, m.VersionTag)
 	if err != nil {
 		if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
@@ -162,9 +165,31 @@ func EnablePack(tx gatehouse.Tx, g *gatehouse.PolicyGroup, m *apitype.PolicyPack
 	return nil
 }
 
+// byNumber turns a version number (`pulumi policy group edit --add-policy-pack pack@3`)
+// into its tag.
+func byNumber(tx gatehouse.Tx, orgID int64, m *apitype.PolicyPackMetadata) error {
+	if m.VersionTag != "" || m.Version <= 0 {
+		return nil
+	}
+	packs, err := tx.ListPolicyPacks(orgID)
+	if err != nil {
+		return err
+	}
+	for _, p := range packs {
+		if p.Name == m.Name && p.Version == m.Version {
+			m.VersionTag = p.VersionTag
+			return nil
+		}
+	}
+	return gatehouse.Errorf(gatehouse.EINVALID, "policy pack %s has no version %d", m.Name, m.Version)
+}
+
 // DisablePack removes the pack from the group (the given version, or whichever is enabled
 // for no version); ENOTFOUND when it is not enabled there.
-func DisablePack(g *gatehouse.PolicyGroup, m *apitype.PolicyPackMetadata) error {
+func DisablePack(tx gatehouse.Tx, g *gatehouse.PolicyGroup, m *apitype.PolicyPackMetadata) error {
+	if err := byNumber(tx, g.OrgID, m); err != nil {
+		return err
+	}
 	for i, have := range g.Packs {
 		if have.Name == m.Name && (m.VersionTag == "" || have.VersionTag == m.VersionTag) {
 			g.Packs = append(g.Packs[:i:i], g.Packs[i+1:]...)
