@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -158,7 +159,13 @@ func TestPolicyPackLifecycleAsTheCLI(t *testing.T) {
 	if cr := createUpdate(t, a, dev, "update"); len(cr.RequiredPolicies) != 0 {
 		t.Fatalf("dev is in no group with packs, got %+v", cr.RequiredPolicies)
 	}
-	// pulumi policy install: GET stack/policypacks
+	// pulumi policy install: GET stack/policypacks, which the CLI calls only when the
+	// capabilities say stack-policy-packs.
+	var caps apitype.CapabilitiesResponse
+	e.must(a.Do(cliwire.Call{Method: "GET", Path: "/api/capabilities"}, &caps))
+	if !strings.Contains(fmt.Sprint(caps), string(apitype.StackPolicyPacks)) {
+		t.Fatalf("capabilities lack %s: %+v", apitype.StackPolicyPacks, caps)
+	}
 	var sp apitype.GetStackPolicyPacksResponse
 	e.must(a.Do(cliwire.Call{Method: "GET", Path: prod + "/policypacks"}, &sp))
 	if len(sp.RequiredPolicies) != 1 {
