@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -163,7 +162,7 @@ func TestPolicyPackLifecycleAsTheCLI(t *testing.T) {
 	// capabilities say stack-policy-packs.
 	var caps apitype.CapabilitiesResponse
 	e.must(a.Do(cliwire.Call{Method: "GET", Path: "/api/capabilities"}, &caps))
-	if !strings.Contains(fmt.Sprint(caps), string(apitype.StackPolicyPacks)) {
+	if parsed, err := caps.Parse(); err != nil || !parsed.StackPolicyPacks {
 		t.Fatalf("capabilities lack %s: %+v", apitype.StackPolicyPacks, caps)
 	}
 	var sp apitype.GetStackPolicyPacksResponse
