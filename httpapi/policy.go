@@ -880,7 +880,15 @@ func (s *Server) recordPolicyEvents(rq *Request, tx gatehouse.Tx, raw []json.Raw
 			if err != nil {
 				return err
 			}
-			for _, verr := range al.Violations(policy.InEvents(raw), nil) {
+			found := policy.InEvents(raw)
+			var base []policy.Provider
+			if len(al.Violations(found, nil)) > 0 {
+				// Providers of the stack's state pass, as they do for real updates.
+				if data, _, err := tx.GetCheckpoint(u.StackID, -1); err == nil {
+					base, _ = policy.InUntyped(data)
+				}
+			}
+			for _, verr := range al.Violations(found, base) {
 				rs = append(rs, gatehouse.PolicyResult{Kind: policy.KindProvider, PackName: "approved-providers", PolicyName: "approved-providers",
 					Level: string(apitype.Mandatory), Message: gatehouse.ErrorMessage(verr)})
 			}

@@ -82,7 +82,17 @@ func TestProvidersFound(t *testing.T) {
 			New: &apitype.StepEventStateMetadata{Inputs: map[string]any{"version": "1.0.0"}}}}})
 		return b
 	}
-	if e := InEvents([]json.RawMessage{ev(apitype.OpCreate, "pulumi:providers:a"), ev(apitype.OpDelete, "pulumi:providers:b"), ev(apitype.OpSame, "pulumi:providers:c"), ev(apitype.OpCreate, "x:y:Z"), json.RawMessage(`{"garbage":`)}); len(e) != 2 || e[0].Name != "a" || e[1].Name != "c" {
+	withRef := func(ref string) json.RawMessage {
+		b, _ := json.Marshal(apitype.EngineEvent{ResourcePreEvent: &apitype.ResourcePreEvent{Metadata: apitype.StepEventMetadata{Op: apitype.OpCreate, URN: "u", Type: "pulumi-nodejs:dynamic:Resource",
+			New: &apitype.StepEventStateMetadata{}, Provider: ref}}})
+		return b
+	}
+	if e := InEvents([]json.RawMessage{ev(apitype.OpCreate, "pulumi:providers:a"), ev(apitype.OpDelete, "pulumi:providers:b"), ev(apitype.OpSame, "pulumi:providers:c"), ev(apitype.OpCreate, "x:y:Z"), json.RawMessage(`{"garbage":`),
+		withRef("urn:pulumi:dev::proj::pulumi:providers:pulumi-nodejs::default::04da6b54-80e4-46f7-96ec-b56ff0331ba9"),
+		withRef("urn:pulumi:dev::proj::pulumi:providers:aws::default_6_1_0-alpha_2::id"),
+		withRef("urn:pulumi:dev::proj::pulumi:providers:aws::explicit::id"), // its own event carries it
+		withRef("not a reference")}); len(e) != 4 || e[0].Name != "a" || e[1].Name != "c" || e[2].Name != "pulumi-nodejs" || e[2].Version != "" ||
+		e[3].Name != "aws" || e[3].Version != "6.1.0-alpha.2" || e[3].URN != "urn:pulumi:dev::proj::pulumi:providers:aws::default_6_1_0-alpha_2" {
 		t.Fatalf("InEvents = %+v", e)
 	}
 }

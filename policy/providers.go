@@ -242,9 +242,40 @@ func InEvents(events []json.RawMessage) []Provider {
 		in := m.New.Inputs
 		if p, ok := providerOf(m.URN, m.Type, in); ok {
 			out = append(out, p)
+		} else if p, ok := defaultProviderOf(m.Provider); ok {
+			// The CLI does not send the events of default providers' own steps
+			// (internal): the resources name them in their provider reference.
+			out = append(out, p)
 		}
 	}
 	return out
+}
+
+// defaultProviderOf returns the default provider a provider reference (URN::ID) names:
+// pulumi:providers:NAME, named "default" or "default_" + its version with '.' as '_'.
+// Explicit providers are left out (their own events carry their version).
+func defaultProviderOf(ref string) (Provider, bool) {
+	i := strings.LastIndex(ref, "::")
+	if i < 0 {
+		return Provider{}, false
+	}
+	urn := ref[:i]
+	parts := strings.Split(urn, "::")
+	if len(parts) < 4 {
+		return Provider{}, false
+	}
+	typ, name := parts[len(parts)-2], parts[len(parts)-1]
+	if j := strings.LastIndex(typ, "$"); j >= 0 {
+		typ = typ[j+1:]
+	}
+	if !strings.HasPrefix(typ, ProviderTypePrefix) || (name != "default" && !strings.HasPrefix(name, "default_")) {
+		return Provider{}, false
+	}
+	p := Provider{URN: urn, Name: strings.TrimPrefix(typ, ProviderTypePrefix)}
+	if v, ok := strings.CutPrefix(name, "default_"); ok {
+		p.Version = strings.ReplaceAll(v, "_", ".")
+	}
+	return p, true
 }
 
 // Violations returns the providers the allow-list refuses, leaving out those already in
