@@ -680,6 +680,10 @@ func (s *Server) requiredPolicies(rq *Request, tx gatehouse.Tx, updateID string)
 	if err != nil || len(reqs) == 0 {
 		return nil, err
 	}
+	// Expired URLs (and abandoned publishes) go as new ones are minted.
+	if _, err := tx.DeletePendingPolicyPacks(tx.Now().Add(-policy.PendingLifetime)); err != nil {
+		return nil, err
+	}
 	out := make([]apitype.RequiredPolicy, 0, len(reqs))
 	names := make([]string, 0, len(reqs))
 	for _, r := range reqs {
