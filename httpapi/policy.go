@@ -18,6 +18,10 @@ import (
 // uploads to and downloads from, Gatehouse's own group selectors, approved providers and
 // policy results.
 
+// maxPackBytes bounds a policy pack archive (npm pack leaves node_modules out: packs are
+// kilobytes). The upload route is public (its token is checked after the body is read).
+const maxPackBytes = 32 << 20
+
 const (
 	packPath    = "/api/orgs/{org}/policypacks/{pack}"
 	versionPath = packPath + "/versions/{version}"
@@ -49,7 +53,7 @@ func (s *Server) registerPolicyRoutes() {
 	// The archive URLs: the CLI sends no credentials to them (it PUTs to and GETs from
 	// the URL as from presigned object storage); the unguessable token in the path is the
 	// capability (policy.NewURLToken), minted for an authorized caller by the calls above.
-	s.handle(put, archivePath, authz.Public, s.uploadPolicyArchive).carriesState()
+	s.handle(put, archivePath, authz.Public, s.uploadPolicyArchive).MaxBody = min(maxPackBytes, s.cfg.MaxBodyBytes)
 	s.handle(get, archivePath, authz.Public, s.downloadPolicyArchive)
 	s.noStore("POST /api/orgs/{org}/policypacks", "GET "+stackPath+"/policypacks")
 }

@@ -541,3 +541,16 @@ func TestApprovedProvidersDelta(t *testing.T) {
 		t.Fatalf("state after the refused delta: %s", exp.Deployment)
 	}
 }
+
+// TestPolicyUploadLimit: the public upload route takes at most 32 MiB.
+func TestPolicyUploadLimit(t *testing.T) {
+	e := newEnv(t)
+	var resp apitype.CreatePolicyPackResponse
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/policypacks", Body: packRequest("big", "1.0.0")}, &resp))
+	if code, _ := plain(t, "PUT", resp.UploadURI, make([]byte, 32<<20+1)); code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("a 32 MiB + 1 upload: %d, want 413", code)
+	}
+	if code, b := plain(t, "PUT", resp.UploadURI, make([]byte, 1<<20)); code != 200 {
+		t.Fatalf("a 1 MiB upload after the refused one: %d %s", code, b)
+	}
+}
