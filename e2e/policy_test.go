@@ -205,5 +205,21 @@ func TestPolicyPacksWithPulumiCLI(t *testing.T) {
 	if r.err == nil || !strings.Contains(r.stdout+r.stderr, "approved provider") {
 		t.Fatalf("preview with an unapproved provider:\n%s", r)
 	}
+
+	// The same stop with the journaling protocol: the server again, offering it to every update.
+	srv.stop()
+	srv = startServer(t, bin, dataDir, srv.addr, "--journal=on")
+	r = p.start([]string{"GATEHOUSE_E2E_DYNAMIC=" + marker}, "up", "--yes", "--stack", "acme/dev")()
+	if r.err == nil {
+		t.Fatalf("pulumi up (journaling) with an unapproved provider succeeded:\n%s", r)
+	}
+	mustContain(t, "journaled up with pulumi-nodejs", r.stdout+r.stderr, "approved provider")
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("the dynamic resource was created (journaling) although its provider is not approved")
+	}
+	p.must("stack", "export", "--stack", "acme/dev", "--file", exp)
+	if raw, _ := os.ReadFile(exp); strings.Contains(string(raw), "pulumi:providers:pulumi-nodejs") {
+		t.Fatalf("the unapproved provider reached the state (journaling):\n%s", raw)
+	}
 	t.Logf("policy e2e done against %s", srv.URL)
 }
