@@ -178,6 +178,7 @@ type Tx interface {
 	SSOTx
 	PostureTx
 	DeployTx
+	PolicyTx
 }
 
 // OrgMembership is an organization with the caller's role in it.

@@ -80,6 +80,11 @@ const (
 	// OrgSSO is the organization's single sign-on configuration and sign-in policy (OIDC,
 	// GitHub, allowed methods, SSO required, just-in-time role, group mapping).
 	OrgSSO Action = "org:sso"
+	// Policy as code (package policy): members see the organization's policy packs,
+	// groups, approved providers and results; admins publish and remove packs, manage
+	// groups and the provider allow-list.
+	OrgPolicyRead  Action = "org:policy:read"
+	OrgPolicyWrite Action = "org:policy:write"
 
 	// Invitations of people who are not the organization's own (see decideDirectAdd).
 	OrgInvitationRead   Action = "org:invitation:read" // list the organization's invitations
@@ -108,6 +113,11 @@ const (
 	// StackWebhooks is the stack's webhooks, their delivery logs and pings (admin: a
 	// webhook sends the stack's activity to an outside address).
 	StackWebhooks Action = "stack:webhooks"
+
+	// StackPolicy is adding a stack to, or removing it from, a policy group by name (stack
+	// admins may; org:policy:write covers every stack). Protected: it may lift a required
+	// policy.
+	StackPolicy Action = "stack:policy"
 
 	// Environment-level (Pulumi ESC). The levels are read < open < write < admin.
 	EnvCreate Action = "env:create" // create an environment (refined with the new one's project)
@@ -165,6 +175,7 @@ var required = map[Action]gatehouse.Permission{
 	StackDeploySettings: gatehouse.PermAdmin,
 	StackDeployPreview:  gatehouse.PermRead,
 	StackDeployUpdate:   gatehouse.PermWrite,
+	StackPolicy:         gatehouse.PermAdmin,
 }
 
 // envRequired is the environment permission each environment action needs.
@@ -187,6 +198,7 @@ func IsEnvAction(a Action) bool { _, ok := envRequired[a]; return ok }
 var protectedActions = map[Action]bool{
 	StackUpdate: true, StackImport: true, StackRename: true, StackDelete: true, StackTags: true, StackCancel: true,
 	StackConfig: true, // the configuration is what the next update deploys
+	StackPolicy: true, // a policy group's stacks are what it requires policies of
 }
 
 // credentialActions create, show or end people and access tokens, or change who is a member
@@ -239,6 +251,9 @@ var orgActions = map[Action]gatehouse.Role{
 	OrgSAMLWrite:      gatehouse.RoleAdmin,
 
 	OrgDeployPools: gatehouse.RoleAdmin,
+
+	OrgPolicyRead:  gatehouse.RoleMember,
+	OrgPolicyWrite: gatehouse.RoleAdmin,
 
 	OrgInvitationRead:   gatehouse.RoleAdmin,
 	OrgInvitationCreate: gatehouse.RoleAdmin,

@@ -153,11 +153,57 @@ func newWorld(t *testing.T, defaultPerm string) *world {
 	}
 	w.addEnvironments(t)
 	w.addDeployments(t)
+	w.addPolicy(t)
 	// Webhook hook1 of acme and of proj/prod (inactive: nothing is delivered).
 	for _, base := range []string{"/api/orgs/acme/hooks", prod + "/hooks"} {
 		do("POST", base, map[string]any{"name": "hook1", "payloadUrl": "https://hooks.example.com/x", "active": false}, nil)
 	}
 	return w
+}
+
+// matrixDownload is the download URL token of policy pack pk 1 in every world.
+const matrixDownload = "matrix-download-token"
+
+// addPolicy adds policy pack pk (version 1, published), policy group g1 (tag
+// env=production, no packs), one policy result (issue 1) and a download URL of pk.
+func (w *world) addPolicy(t *testing.T) {
+	must(t, w.e.srv.Store.Update(context.Background(), func(tx gatehouse.Tx) error {
+		p := &gatehouse.PolicyPack{OrgID: 1, Name: "pk", VersionTag: "1"}
+		if err := tx.CreatePolicyPack(p); err != nil {
+			return err
+		}
+		if err := tx.PutPolicyPackArchive(p.ID, []byte("tgz")); err != nil {
+			return err
+		}
+		if err := tx.CompletePolicyPack(p.ID); err != nil {
+			return err
+		}
+		if err := tx.PutPolicyGroup(&gatehouse.PolicyGroup{OrgID: 1, Name: "g1", Selectors: []gatehouse.Scope{{TagName: "env", TagValue: "production"}}}); err != nil {
+			return err
+		}
+		st, err := tx.GetStack(1, "proj", "prod")
+		if err != nil {
+			return err
+		}
+		if err := tx.AppendPolicyResults([]gatehouse.PolicyResult{{OrgID: 1, StackID: st.ID, Kind: "violation", PackName: "pk", PolicyName: "p", Level: "mandatory"}}); err != nil {
+			return err
+		}
+		return tx.CreatePolicyURL(&gatehouse.PolicyURL{Digest: token.Digest(matrixDownload), Purpose: "download", PackID: p.ID, Expires: time.Now().Add(24 * time.Hour)})
+	}))
+}
+
+// policyUpload creates a pending pack version with an upload URL and returns the URL's token.
+func (w *world) policyUpload(t *testing.T, subject string) string {
+	v := fmt.Sprintf("upload-%s-%d", subject, time.Now().UnixNano())
+	w.wrote = true
+	must(t, w.e.srv.Store.Update(context.Background(), func(tx gatehouse.Tx) error {
+		p := &gatehouse.PolicyPack{OrgID: 1, Name: "up", VersionTag: v}
+		if err := tx.CreatePolicyPack(p); err != nil {
+			return err
+		}
+		return tx.CreatePolicyURL(&gatehouse.PolicyURL{Digest: token.Digest(v), Purpose: "upload", PackID: p.ID, Expires: time.Now().Add(time.Hour)})
+	}))
+	return v
 }
 
 // hookDelivery queues a delivery for webhook hook1 (of prod when stack) and returns its ID.
@@ -475,6 +521,18 @@ func (w *world) request(t *testing.T, method, pattern, subject string) call {
 		return call{path: prod + "/deployments/" + matrixDeploymentID + "/logs"}
 	case "POST /api/stacks/{org}/{project}/{stack}/deployments":
 		return call{path: prod + "/deployments", body: map[string]any{"operation": "update"}}
+	case "PUT /api/policypacks/archives/{token}":
+		return call{path: "/api/policypacks/archives/" + w.policyUpload(t, subject), body: []byte("tgz")}
+	case "GET /api/policypacks/archives/{token}":
+		return call{path: "/api/policypacks/archives/" + matrixDownload}
+	case "POST /api/orgs/{org}/policypacks":
+		return call{path: fill(pattern), body: apitype.CreatePolicyPackRequest{Name: "pk-" + subject, VersionTag: "1.0.0"}}
+	case "POST /api/orgs/{org}/policygroups":
+		return call{path: fill(pattern), body: apitype.CreatePolicyGroupRequest{Name: "g-" + subject}}
+	case "PUT /api/orgs/{org}/policy/providers":
+		return call{path: fill(pattern), body: map[string]any{"enforced": false}}
+	case "POST /api/orgs/{org}/policyresults/issues":
+		return call{path: fill(pattern), body: apitype.ListPolicyIssuesRequest{EndRow: 10}}
 	case "DELETE /api/orgs/{org}/teams/{team}/tokens/{tokenID}":
 		return call{path: "/api/orgs/acme/teams/t-write/tokens/" + ownToken(gatehouse.TokenTeam)}
 	case "POST /api/orgs/{org}/teams/{team}/tokens/{tokenID}/rotate":
@@ -504,6 +562,7 @@ func isUser(s string) bool {
 // fill substitutes the world's names into a route pattern.
 func fill(p string) string {
 	r := strings.NewReplacer("{org}", "acme", "{project}", "proj", "{stack}", "prod", "{team}", "t-read", "{user}", "member", "{version}", "1", "{issuerId}", "none", "{policyId}", "none", "{env}", "penv", "{tag}", "t1", "{sub}", "decrypt", "{what}", "decrypt", "{name}", "owner", "{hookName}", "hook1", "{seq}", "1", "{file}", "style.css", "{orgName}", "acme", "{deploymentID}", matrixDeploymentID)
+	r := strings.NewReplacer("{org}", "acme", "{project}", "proj", "{stack}", "prod", "{team}", "t-read", "{user}", "member", "{version}", "1", "{issuerId}", "none", "{policyId}", "none", "{env}", "penv", "{tag}", "t1", "{sub}", "decrypt", "{what}", "decrypt", "{name}", "owner", "{hookName}", "hook1", "{pack}", "pk", "{group}", "g1", "{issueID}", "1")
 	return r.Replace(p)
 }
 
@@ -526,6 +585,9 @@ var destructive = map[string]bool{
 	"DELETE /api/orgs/{org}/hooks/{hookName}":                                    true,
 	"DELETE /api/stacks/{org}/{project}/{stack}/hooks/{hookName}":                true,
 	"DELETE /api/stacks/{org}/{project}/{stack}/deployments/settings":            true,
+	"DELETE /api/orgs/{org}/policypacks/{pack}":                                  true,
+	"DELETE /api/orgs/{org}/policypacks/{pack}/versions/{version}":               true,
+	"DELETE /api/orgs/{org}/policygroups/{group}":                                true,
 }
 
 func outcome(err error) string {

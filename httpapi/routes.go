@@ -170,6 +170,7 @@ func (s *Server) registerRoutes() {
 	s.registerSSORoutes()
 	s.registerPostureRoutes()
 	s.registerDeployRoutes()
+	s.registerPolicyRoutes()
 
 	// Responses that carry a credential value: Cache-Control: no-store.
 	s.noStore(

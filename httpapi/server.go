@@ -612,6 +612,11 @@ func (rq *Request) write(res any) {
 		writeBody(w, rq.Request, rq.status, v)
 	case scimResult:
 		writeSCIM(w, rq.status, v.body)
+	case binaryBody: // policy.go: a policy pack archive
+		w.Header().Set("Content-Type", v.contentType)
+		w.Header().Set("Content-Length", strconv.Itoa(len(v.data)))
+		w.WriteHeader(rq.status)
+		_, _ = w.Write(v.data)
 	default:
 		b, err := json.Marshal(v)
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/authz"
+	"github.com/gatehouse-dev/gatehouse/policy"
 	"github.com/gatehouse-dev/gatehouse/state"
 	"github.com/gatehouse-dev/gatehouse/token"
 )
@@ -58,15 +59,27 @@ func (s *Server) createUpdate(kind gatehouse.UpdateKind) func(*Request) (any, er
 		rq.Detail("update", u.ID)
 		rq.Detail("kind", string(kind))
 		rq.Detail("dry_run", strconv.FormatBool(dry))
-		if err := rq.Change(func(tx gatehouse.Tx) error {
+		var required []apitype.RequiredPolicy
+		err = rq.Change(func(tx gatehouse.Tx) error {
 			if err := tx.CreateUpdate(u); err != nil {
 				return err
 			}
-			return linkDeployment(rq, tx, u.ID, 0)
-		}); err != nil {
+			if err := linkDeployment(rq, tx, u.ID, 0); err != nil {
+				return err
+			}
+			if kind != gatehouse.KindUpdate && kind != gatehouse.KindPreview {
+				return nil
+			}
+			// The policy packs the stack's policy groups require, with download URLs
+			// that live as long as this update (policy.go).
+			var err error
+			required, err = s.requiredPolicies(rq, tx, u.ID)
+			return err
+		})
+		if err != nil {
 			return nil, err
 		}
-		return apitype.UpdateProgramResponse{UpdateID: u.ID}, nil
+		return apitype.UpdateProgramResponse{UpdateID: u.ID, RequiredPolicies: required}, nil
 	}
 }
 
@@ -168,9 +181,12 @@ func (s *Server) patchCheckpoint(rq *Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return noContent{}, rq.Change(func(tx gatehouse.Tx) error {
+	return noContent{}, s.changeGuarded(rq, func(tx gatehouse.Tx) error {
 		u, err := liveUpdate(tx, rq.Update.ID)
 		if err != nil {
+			return err
+		}
+		if err := guardProviders(tx, u, rq.Stack.OrgID, func() ([]policy.Provider, error) { return policy.InDeployment(req.Deployment) }); err != nil {
 			return err
 		}
 		return tx.PutCheckpoint(rq.Stack.ID, u.Version, data)
@@ -208,13 +224,16 @@ func (s *Server) patchCheckpointVerbatim(rq *Request) (any, error) {
 	if _, err := untypedBytes(probe.Version, probe.Features, probe.Deployment); err != nil {
 		return nil, err
 	}
-	err := rq.Change(func(tx gatehouse.Tx) error {
+	err := s.changeGuarded(rq, func(tx gatehouse.Tx) error {
 		u, err := liveUpdate(tx, rq.Update.ID)
 		if err != nil {
 			return err
 		}
 		if req.SequenceNumber < u.Sequence {
 			return nil // a stale retry: a newer state is already stored
+		}
+		if err := guardProviders(tx, u, rq.Stack.OrgID, func() ([]policy.Provider, error) { return policy.InDeployment(probe.Deployment) }); err != nil {
+			return err
 		}
 		if err := tx.PutCheckpoint(rq.Stack.ID, u.Version, req.UntypedDeployment); err != nil {
 			return err
@@ -233,7 +252,7 @@ func (s *Server) patchCheckpointDelta(rq *Request) (any, error) {
 	if rq.Update.DryRun {
 		return noContent{}, nil
 	}
-	err := rq.Change(func(tx gatehouse.Tx) error {
+	err := s.changeGuarded(rq, func(tx gatehouse.Tx) error {
 		u, err := liveUpdate(tx, rq.Update.ID)
 		if err != nil {
 			return err
@@ -248,6 +267,9 @@ func (s *Server) patchCheckpointDelta(rq *Request) (any, error) {
 		out, err := state.ApplyDelta(base, req.DeploymentDelta, req.CheckpointHash)
 		if err != nil {
 			return gatehouse.Errorf(gatehouse.EINVALID, "checkpoint delta rejected: %v", err)
+		}
+		if err := guardProviders(tx, u, rq.Stack.OrgID, func() ([]policy.Provider, error) { return policy.InUntyped(out) }); err != nil {
+			return err
 		}
 		if err := tx.PutCheckpoint(rq.Stack.ID, u.Version, out); err != nil {
 			return err
@@ -272,6 +294,7 @@ func (s *Server) patchJournal(rq *Request) (any, error) {
 		return nil, err
 	}
 	recs := make([]gatehouse.JournalRecord, 0, len(req.Entries))
+	typed := make([]apitype.JournalEntry, 0, len(req.Entries))
 	for i, raw := range req.Entries {
 		// Every entry must decode as a journal entry now: one stored that does not would
 		// make the update's complete (and cancel) fail when the journal is replayed.
@@ -286,8 +309,14 @@ func (s *Server) patchJournal(rq *Request) (any, error) {
 			return nil, gatehouse.Errorf(gatehouse.EINVALID, "journal entry %d has no sequenceID", i)
 		}
 		recs = append(recs, gatehouse.JournalRecord{Seq: *e.SequenceID, Data: raw})
+		typed = append(typed, e.JournalEntry)
 	}
-	return noContent{}, rq.Change(func(tx gatehouse.Tx) error { return tx.AppendJournal(rq.Update.ID, recs) })
+	return noContent{}, s.changeGuarded(rq, func(tx gatehouse.Tx) error {
+		if err := guardProviders(tx, rq.Update, rq.Stack.OrgID, func() ([]policy.Provider, error) { return policy.InJournal(typed), nil }); err != nil {
+			return err
+		}
+		return tx.AppendJournal(rq.Update.ID, recs)
+	})
 }
 
 // materialize rebuilds a journaling update's final state and stores it as its checkpoint.
@@ -435,8 +464,18 @@ func (s *Server) completeUpdate(rq *Request) (any, error) {
 	}
 	rq.Detail("status", string(status))
 	pre := s.replayOutside(rq.Context(), rq.Update)
-	err := rq.Change(func(tx gatehouse.Tx) error { return finishAndEmit(rq, tx, status, pre) })
+	var refusal error
+	err := rq.Change(func(tx gatehouse.Tx) error {
+		if refusal = previewRefusal(tx, rq.Update, rq.Stack.OrgID); refusal != nil && status == gatehouse.StatusSucceeded {
+			status = gatehouse.StatusFailed // a preview that would register unapproved providers fails
+			rq.Detail("status", string(status))
+		}
+		return finishAndEmit(rq, tx, status, pre)
+	})
 	s.wakeWebhooks()
+	if err == nil && refusal != nil {
+		return nil, refusal
+	}
 	return noContent{}, err
 }
 
@@ -468,6 +507,7 @@ func (s *Server) postEvents(rq *Request) (any, error) {
 		return nil, err
 	}
 	events := make([]gatehouse.EngineEvent, 0, len(req.Events))
+	seqs := make([]int, 0, len(req.Events))
 	var changes map[string]int
 	for i, raw := range req.Events {
 		var head struct {
@@ -486,9 +526,17 @@ func (s *Server) postEvents(rq *Request) (any, error) {
 			}
 		}
 		events = append(events, gatehouse.EngineEvent{Seq: *head.Sequence, Data: raw})
+		seqs = append(seqs, *head.Sequence)
 	}
 	err := rq.Change(func(tx gatehouse.Tx) error {
+		fresh, err := freshEvents(tx, rq.Update.ID, events)
+		if err != nil {
+			return err
+		}
 		if err := tx.AppendEngineEvents(rq.Update.ID, events); err != nil {
+			return err
+		}
+		if err := s.recordPolicyEvents(rq, tx, req.Events, seqs, fresh); err != nil {
 			return err
 		}
 		if changes != nil {

@@ -110,6 +110,7 @@ func (s *Server) getDefaultOrg(rq *Request) (any, error) {
 func (s *Server) getCapabilities(rq *Request) (any, error) {
 	caps := []apitype.APICapabilityConfig{
 		{Capability: apitype.BatchEncrypt},
+		{Capability: apitype.StackPolicyPacks, Version: 1}, // GET stack/policypacks (policy.go): `pulumi policy install`
 		{Capability: apitype.DeploymentSchemaVersion, Version: 1, Configuration: mustJSON(apitype.DeploymentSchemaVersionConfig{Version: 4})},
 	}
 	if s.cfg.DeltaCheckpointCutoff > 0 {

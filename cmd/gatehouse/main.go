@@ -70,6 +70,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newAuditCmd(), newRateLimitCmd())
 	root.AddCommand(newPostureCmd(), newAllowListCmd())
 	root.AddCommand(newMigrateCmd())
+	root.AddCommand(newPolicyCmd())
 	root.AddCommand(newVersionCmd())
 	root.AddCommand(newBackupCmd(), newRestoreCmd(), newHealthcheckCmd())
 	root.AddCommand(newRunnerCmd())

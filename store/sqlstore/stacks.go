@@ -189,6 +189,7 @@ func (t *tx) DeleteStack(id int64) error {
 		`DELETE FROM stack_configs WHERE stack_id = ?`,
 		`DELETE FROM grants WHERE stack_id = ?`,
 		`DELETE FROM protections WHERE stack_id = ?`,
+		`DELETE FROM policy_results WHERE stack_id = ?`,
 	} {
 		if _, err := t.exec(q, id); err != nil {
 			return err

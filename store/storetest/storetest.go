@@ -124,6 +124,7 @@ var contractTests = []test{
 	{"OrgSSO", testOrgSSO},
 	{"Posture", testPosture},
 	{"Deployments", testDeployments},
+	{"Policy", testPolicy},
 }
 
 // raceTests race goroutines against one database: the coordination points several
