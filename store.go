@@ -173,6 +173,7 @@ type Tx interface {
 	EnvTx
 	RateLimitAdminTx
 	WebhookTx
+	ProtocolTx
 }
 
 // OrgMembership is an organization with the caller's role in it.

@@ -114,6 +114,7 @@ var contractTests = []test{
 	{"EnvSessionsAndKeys", testEnvSessionsAndKeys},
 	{"EnvScopes", testEnvScopes},
 	{"Webhooks", testWebhooks},
+	{"Protocol", testProtocol},
 }
 
 // raceTests race goroutines against one database: the coordination points several
