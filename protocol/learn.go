@@ -11,8 +11,10 @@ import (
 // show before its parallelism is learned (a no-op update teaches nothing).
 const MinSample = 5
 
-// Learn is the weight of the newest update in the learned parallelism (an exponentially
-// weighted average: a program that changes shape is followed within a few updates).
+// Learn is the weight of the newest update in the learned parallelism when it rises (an
+// exponentially weighted average). A fall is taken at once: journaling a sequential program
+// costs up to 2.5x, checkpointing a parallel one up to 1.4x, so the model believes less
+// parallelism sooner than more.
 const Learn = 0.5
 
 // Learning sources (the profile's Source).
@@ -50,11 +52,11 @@ func (o Observation) Parallelism() (p float64, source string, ok bool) {
 	return 0, "", false
 }
 
-// Fold returns the shape after one more observed update: parallelism p (from source)
-// weighted in by Learn; the first observation is taken as it is.
+// Fold returns the shape after one more observed update of parallelism p: a rise is
+// weighted in by Learn, a fall (and the first observation) taken as it is.
 func Fold(s Shape, p float64) Shape {
 	p = min(max(p, 1), MaxBatch)
-	if s.Updates == 0 || s.Parallelism < 1 {
+	if s.Updates == 0 || s.Parallelism < 1 || p < s.Parallelism {
 		s.Parallelism = p
 	} else {
 		s.Parallelism = (1-Learn)*s.Parallelism + Learn*p
