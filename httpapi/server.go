@@ -33,6 +33,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/authz"
 	"github.com/gatehouse-dev/gatehouse/esc"
 	"github.com/gatehouse-dev/gatehouse/internal/jsondepth"
+	"github.com/gatehouse-dev/gatehouse/protocol"
 	"github.com/gatehouse-dev/gatehouse/secrets"
 	"github.com/gatehouse-dev/gatehouse/webhook"
 )
@@ -135,6 +136,8 @@ type Server struct {
 	limiterEpoch atomic.Int64
 	hookKeys     *secrets.Manager
 	hooks        *webhook.Dispatcher // webhooks.go
+	// tracker counts what each running update shows of its program's parallelism (protocol.go).
+	tracker *protocol.Tracker
 }
 
 // New builds the server. reg may be nil (no metrics registered).
@@ -151,7 +154,7 @@ func New(store gatehouse.Store, sm *secrets.Manager, log *slog.Logger, reg prome
 	if cfg.LeaseDuration <= 0 {
 		cfg.LeaseDuration = DefaultConfig().LeaseDuration
 	}
-	s := &Server{store: store, secrets: sm, log: log, cfg: cfg, mux: http.NewServeMux(), metrics: newMetrics(reg, store)}
+	s := &Server{store: store, secrets: sm, log: log, cfg: cfg, mux: http.NewServeMux(), metrics: newMetrics(reg, store), tracker: protocol.NewTracker()}
 	s.touch = newToucher(store, log)
 	s.cache = newAuthCache()
 	s.auditQ = newAuditQueue(store)
@@ -287,6 +290,10 @@ func newRequestID() string {
 
 func (s *Server) serve(rt *Route, w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	conn := connOf(r)
+	if r.ProtoMajor == 1 {
+		conn.Begin(start) // the gap since the connection's last response (protocol.go)
+	}
 	rq := &Request{Request: r, s: s, w: w, route: rt, ID: newRequestID(), status: http.StatusOK}
 	w.Header().Set("X-Pulumi-Request-ID", rq.ID)
 	rq.event = gatehouse.AuditEvent{
@@ -303,8 +310,10 @@ func (s *Server) serve(rt *Route, w http.ResponseWriter, r *http.Request) {
 	} else {
 		rq.write(res)
 	}
-	s.metrics.observe(rt, rq.status, time.Since(start))
-	s.logRequest(rq, time.Since(start))
+	end := time.Now()
+	conn.End(end)
+	s.metrics.observe(rt, rq.status, end.Sub(start))
+	s.logRequest(rq, end.Sub(start))
 }
 
 // run is the request path.

@@ -152,6 +152,27 @@ func (t *Tracker) StepEvent(update string, seq int, urn string, begin bool) {
 	t.mu.Unlock()
 }
 
+// StepMark is an engine event (by its sequence) that begins (resourcePreEvent) or ends
+// (resOutputsEvent, resOpFailedEvent) the step of the resource URN.
+type StepMark struct {
+	Seq   int
+	URN   string
+	Begin bool
+}
+
+// StepEvents records a batch of step events.
+func (t *Tracker) StepEvents(update string, marks []StepMark) {
+	t.mu.Lock()
+	u := t.get(update)
+	for _, m := range marks {
+		if len(u.events) >= maxEvents {
+			break
+		}
+		u.events = append(u.events, stepEvent{seq: m.Seq, urn: maphash.String(t.seed, m.URN), begin: m.Begin})
+	}
+	t.mu.Unlock()
+}
+
 // Take returns what the update showed and forgets it.
 func (t *Tracker) Take(update string) Observation {
 	t.mu.Lock()
