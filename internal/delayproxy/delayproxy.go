@@ -161,4 +161,3 @@ func (p *Proxy) pipe(dst, src net.Conn, delay time.Duration, count *atomic.Int64
 		count.Add(int64(len(c.b)))
 	}
 }
-
