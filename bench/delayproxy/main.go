@@ -1,7 +1,8 @@
 // Command delayproxy relays TCP connections with a one-way delay per direction, for the
 // latency cells of bench/bench.sh: a client on this machine then sees the round trip of a
 // distant server (-rtt 40ms: 20 ms each way). It prints the address it listens on, and
-// serves its counters (connections, bytes each way) as text on -stats.
+// serves its counters (connections, bytes each way) as text on -stats, where
+// POST /rtt?value=40ms changes the delay (half each way) of everything relayed from then on.
 //
 //	delayproxy -listen 127.0.0.1:0 -target 127.0.0.1:8080 -rtt 40ms -stats 127.0.0.1:0
 package main
@@ -51,8 +52,18 @@ func main() {
 		}
 		out += ln.Addr().String() + "\n"
 		go func() {
-			_ = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-				fmt.Fprintf(w, "conns %d\nbytes_up %d\nbytes_down %d\n", p.Conns.Load(), p.BytesUp.Load(), p.BytesDown.Load())
+			_ = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == http.MethodPost && r.URL.Path == "/rtt" {
+					d, err := time.ParseDuration(r.URL.Query().Get("value"))
+					if err != nil || d < 0 {
+						http.Error(w, "value: a duration like 40ms", http.StatusBadRequest)
+						return
+					}
+					p.SetDelay(d/2, d-d/2)
+				}
+				up, down := p.Delay()
+				fmt.Fprintf(w, "conns %d\nbytes_up %d\nbytes_down %d\nup_ms %g\ndown_ms %g\n", p.Conns.Load(), p.BytesUp.Load(), p.BytesDown.Load(),
+					float64(up.Microseconds())/1000, float64(down.Microseconds())/1000)
 			}))
 		}()
 	}
@@ -65,7 +76,8 @@ func main() {
 		}
 	}
 	fmt.Print(out)
-	fmt.Fprintf(os.Stderr, "delayproxy %s -> %s, up %s, down %s\n", p.Addr(), *target, p.Up, p.Down)
+	up0, down0 := p.Delay()
+	fmt.Fprintf(os.Stderr, "delayproxy %s -> %s, up %s, down %s\n", p.Addr(), *target, up0, down0)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	<-sig

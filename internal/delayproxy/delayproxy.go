@@ -16,7 +16,7 @@ import (
 // Proxy relays connections from a listener to Target.
 type Proxy struct {
 	Target string        // host:port to dial for each accepted connection
-	Up     time.Duration // delay from the client to Target
+	Up     time.Duration // delay from the client to Target (at Start; SetDelay changes it)
 	Down   time.Duration // delay from Target to the client
 	// MaxChunks bounds the reads held per direction (default 256; each at most 32 KiB).
 	MaxChunks int
@@ -25,6 +25,8 @@ type Proxy struct {
 	BytesUp, BytesDown atomic.Int64
 	// Conns counts accepted connections.
 	Conns atomic.Int64
+
+	up, down atomic.Int64 // the delays in force (ns)
 
 	ln   net.Listener
 	wg   sync.WaitGroup
@@ -40,9 +42,21 @@ func (p *Proxy) Start(addr string) error {
 	}
 	p.ln = ln
 	p.open = map[net.Conn]bool{}
+	p.SetDelay(p.Up, p.Down)
 	p.wg.Add(1)
 	go p.accept()
 	return nil
+}
+
+// SetDelay changes the one-way delays, for bytes read from then on (open connections too).
+func (p *Proxy) SetDelay(up, down time.Duration) {
+	p.up.Store(int64(up))
+	p.down.Store(int64(down))
+}
+
+// Delay returns the delays in force.
+func (p *Proxy) Delay() (up, down time.Duration) {
+	return time.Duration(p.up.Load()), time.Duration(p.down.Load())
 }
 
 // Addr is the listening address.
@@ -106,8 +120,8 @@ func (p *Proxy) relay(client net.Conn) {
 	}()
 	var done sync.WaitGroup
 	done.Add(2)
-	go func() { defer done.Done(); p.pipe(server, client, p.Up, &p.BytesUp) }()
-	go func() { defer done.Done(); p.pipe(client, server, p.Down, &p.BytesDown) }()
+	go func() { defer done.Done(); p.pipe(server, client, &p.up, &p.BytesUp) }()
+	go func() { defer done.Done(); p.pipe(client, server, &p.down, &p.BytesDown) }()
 	done.Wait()
 	client.Close()
 	server.Close()
@@ -120,7 +134,7 @@ type chunk struct {
 }
 
 // pipe copies src to dst, each read delivered delay after it was read.
-func (p *Proxy) pipe(dst, src net.Conn, delay time.Duration, count *atomic.Int64) {
+func (p *Proxy) pipe(dst, src net.Conn, delay *atomic.Int64, count *atomic.Int64) {
 	n := p.MaxChunks
 	if n <= 0 {
 		n = 256
@@ -132,10 +146,10 @@ func (p *Proxy) pipe(dst, src net.Conn, delay time.Duration, count *atomic.Int64
 			buf := make([]byte, 32<<10)
 			k, err := src.Read(buf)
 			if k > 0 {
-				q <- chunk{b: buf[:k], due: time.Now().Add(delay)}
+				q <- chunk{b: buf[:k], due: time.Now().Add(time.Duration(delay.Load()))}
 			}
 			if err != nil {
-				q <- chunk{eof: true, due: time.Now().Add(delay)}
+				q <- chunk{eof: true, due: time.Now().Add(time.Duration(delay.Load()))}
 				return
 			}
 		}

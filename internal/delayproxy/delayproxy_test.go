@@ -64,3 +64,45 @@ func TestDelayAndCounts(t *testing.T) {
 		t.Errorf("conns %d", p.Conns.Load())
 	}
 }
+
+// SetDelay applies to open connections from the next read on.
+func TestSetDelay(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			defer c.Close()
+			_, _ = io.Copy(c, c)
+		}
+	}()
+	p := &Proxy{Target: ln.Addr().String()}
+	if err := p.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	ping := func() time.Duration {
+		t0 := time.Now()
+		_, _ = c.Write([]byte("x\n"))
+		if _, err := r.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+		return time.Since(t0)
+	}
+	if d := ping(); d > 20*time.Millisecond {
+		t.Errorf("no delay: %s", d)
+	}
+	p.SetDelay(20*time.Millisecond, 20*time.Millisecond)
+	if d := ping(); d < 40*time.Millisecond {
+		t.Errorf("after SetDelay(20ms, 20ms): %s", d)
+	}
+}
