@@ -218,6 +218,7 @@ declare -A CPUS     # -> CLI CPU seconds of that run
 declare -A SRVCPU   # -> server CPU seconds of that run
 declare -A REQS     # -> requests the CLI made per resource in that run
 declare -A SENT     # -> bytes the CLI sent in that run
+declare -A CONNS    # -> TCP connections the CLI opened in that run
 declare -A CHOICE   # -> the protocol gatehouse (auto) chose: protocol/reason
 declare -A LATENCY  # "backend RTT N shape op" -> latency lines
 best() { # key: keep ELAPSED (and CPU) if it is the fastest run so far
@@ -252,6 +253,7 @@ start_proxy() { # backend target: a delay relay in front of the backend's server
 }
 set_rtt() { curl -fs -X POST "${PROXY_STATS[$1]}/rtt?value=${2}ms" >/dev/null; }
 proxy_bytes_up() { curl -fs "${PROXY_STATS[$1]}/" | awk '$1 == "bytes_up" { print $2 }'; }
+proxy_conns() { curl -fs "${PROXY_STATS[$1]}/" | awk '$1 == "conns" { print $2 }'; }
 start_s3() {
   local f=$WORK/s3.addr
   "$WORK/bin/s3server" -addr-file "$f" >"$WORK/logs/s3-serve.log" 2>&1 &
@@ -353,7 +355,7 @@ latency() {
 
 # --- one backend ------------------------------------------------------------------------
 bench_backend() { # backend
-  local b=$1 proj=$WORK/proj-$b n shape stack r op before after rtt rtts key req0 sent0 ch0 tag
+  local b=$1 proj=$WORK/proj-$b n shape stack r op before after rtt rtts key req0 sent0 conn0 ch0 tag
   export PULUMI_HOME=$WORK/home-$b
   make_project "$proj"
   rtts=$RTTS
@@ -406,7 +408,7 @@ bench_backend() { # backend
             key="$rtt $n $shape $op $b"
             before=$WORK/logs/$tag.before after=$WORK/logs/$tag.after
             if [ "$b" != file ]; then
-              req0=$(requests "$b") sent0=$(proxy_bytes_up "$b")
+              req0=$(requests "$b") sent0=$(proxy_bytes_up "$b") conn0=$(proxy_conns "$b")
               [ "$b" = s3 ] || { scrape "$b" "$before"; ch0=$(choices "$b"); }
             fi
             prof=()
@@ -420,6 +422,7 @@ bench_backend() { # backend
             if [ "$b" != file ] && [ "${RES[$key]}" = "$ELAPSED" ]; then # the run reported
               REQS[$key]=$(awk -v a="$req0" -v b="$(requests "$b")" -v n="$n" 'BEGIN { printf "%.2f", (b - a) / n }')
               SENT[$key]=$(($(proxy_bytes_up "$b") - sent0))
+              CONNS[$key]=$(($(proxy_conns "$b") - conn0))
               if [ "$b" != s3 ]; then
                 scrape "$b" "$after"
                 LATENCY["$b $rtt $n $shape $op"]=$(latency "$before" "$after")
@@ -511,17 +514,17 @@ echo
 } | column -t
 
 echo
-echo "Requests the CLI made per resource / kilobytes it sent (through the relay), per command"
+echo "Requests the CLI made per resource / kilobytes it sent / TCP connections it opened (through the relay), per command"
 {
   hdr="rtt N shape op"
-  for g in "${GHS[@]}"; do hdr+=" $(short "$g")-req/res $(short "$g")-KB"; done
+  for g in "${GHS[@]}"; do hdr+=" $(short "$g")-req/res $(short "$g")-KB $(short "$g")-conns"; done
   echo "$hdr"
   cells | while read -r rtt n shape op; do
     line="$rtt $n $shape $op"
     for g in "${GHS[@]}"; do
       sent=${SENT["$rtt $n $shape $op $g"]:-}
       [ -n "$sent" ] && sent=$(awk -v b="$sent" 'BEGIN { printf "%.1f", b / 1024 }')
-      line+=" ${REQS["$rtt $n $shape $op $g"]:--} ${sent:--}"
+      line+=" ${REQS["$rtt $n $shape $op $g"]:--} ${sent:--} ${CONNS["$rtt $n $shape $op $g"]:--}"
     done
     echo "$line"
   done
