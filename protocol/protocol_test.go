@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -195,6 +196,8 @@ func TestPendingOperations(t *testing.T) {
 		`{"resources":[]}`: 0,
 		`{"resources":[],"pending_operations":[{"type":"creating"}`: 0,
 	}
+	big := `{"resources":[{"inputs":{"pad":"` + strings.Repeat("x", 200<<10) + `"}}],"pending_operations":[{"type":"creating"},{"type":"creating"},{"type":"deleting"}],"metadata":{}}`
+	cases[big] = 3 // only the tail is searched
 	for doc, want := range cases {
 		if got := PendingOperations([]byte(doc)); got != want {
 			t.Errorf("PendingOperations(%s) = %d, want %d", doc, got, want)
