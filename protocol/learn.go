@@ -74,6 +74,7 @@ type Tracker struct {
 	updates map[string]*tracked
 	seed    maphash.Seed
 	now     func() time.Time
+	swept   time.Time // the last sweep of idle updates
 }
 
 type tracked struct {
@@ -105,7 +106,8 @@ func (t *Tracker) get(id string) *tracked {
 	u := t.updates[id]
 	now := t.now()
 	if u == nil {
-		if len(t.updates) >= 1024 {
+		if now.Sub(t.swept) > time.Minute {
+			t.swept = now
 			for k, v := range t.updates {
 				if now.Sub(v.seen) > idle {
 					delete(t.updates, k)

@@ -241,3 +241,20 @@ func TestFoldRisesSlowlyFallsAtOnce(t *testing.T) {
 		t.Errorf("capped: %.2f", s.Parallelism)
 	}
 }
+
+// An update that sends nothing for an hour (it ended on another process, or its CLI died)
+// is forgotten when a new update arrives.
+func TestTrackerForgetsIdleUpdates(t *testing.T) {
+	tr := NewTracker()
+	now := time.Unix(1000, 0)
+	tr.now = func() time.Time { return now }
+	tr.JournalBatch("gone", 3)
+	now = now.Add(2 * time.Hour)
+	tr.JournalBatch("new", 1)
+	if o := tr.Take("gone"); o.JournalBatches != 0 {
+		t.Errorf("idle update kept: %+v", o)
+	}
+	if o := tr.Take("new"); o.JournalBatches != 1 {
+		t.Errorf("new update lost: %+v", o)
+	}
+}
