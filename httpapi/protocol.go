@@ -117,10 +117,10 @@ func learnProtocol(tx gatehouse.Tx, u *gatehouse.Update, status gatehouse.Update
 	prof, err := tx.GetProtocolProfile(u.StackID)
 	switch {
 	case err == nil:
-		shape.Updates, shape.Parallelism = prof.Updates, prof.Parallelism
+		shape.Updates, shape.Parallelism, shape.Source = prof.Updates, prof.Parallelism, prof.Source
 	case !gatehouse.IsCode(err, gatehouse.ENOTFOUND):
 		return err
 	}
-	shape = protocol.Fold(shape, p)
-	return tx.PutProtocolProfile(u.StackID, &gatehouse.ProtocolProfile{Updates: shape.Updates, Parallelism: shape.Parallelism, Source: source})
+	shape = protocol.Fold(shape, p, source)
+	return tx.PutProtocolProfile(u.StackID, &gatehouse.ProtocolProfile{Updates: shape.Updates, Parallelism: shape.Parallelism, Source: shape.Source})
 }

@@ -52,14 +52,22 @@ func (o Observation) Parallelism() (p float64, source string, ok bool) {
 	return 0, "", false
 }
 
-// Fold returns the shape after one more observed update of parallelism p: a rise is
-// weighted in by Learn, a fall (and the first observation) taken as it is.
-func Fold(s Shape, p float64) Shape {
+// Fold returns the shape after one more observed update of parallelism p, read from
+// source: a rise is weighted in by Learn, a fall (and the first observation) taken as it
+// is. Journal batches are the direct measure of what the journal model needs; the other
+// sources estimate it (a checkpointed update's steps may pile up behind its round trips
+// where journaling would batch fewer): once a stack's parallelism comes from journal
+// batches, another source may lower it but not raise it, so that the two measures cannot
+// flip the choice back and forth between updates.
+func Fold(s Shape, p float64, source string) Shape {
 	p = min(max(p, 1), MaxBatch)
-	if s.Updates == 0 || s.Parallelism < 1 || p < s.Parallelism {
-		s.Parallelism = p
-	} else {
-		s.Parallelism = (1-Learn)*s.Parallelism + Learn*p
+	switch {
+	case s.Updates == 0 || s.Parallelism < 1 || p < s.Parallelism:
+		s.Parallelism, s.Source = p, source
+	case s.Source == SourceJournal && source != SourceJournal:
+		// keep the direct measure
+	default:
+		s.Parallelism, s.Source = (1-Learn)*s.Parallelism+Learn*p, source
 	}
 	s.Updates++
 	return s

@@ -102,6 +102,8 @@ type Shape struct {
 	Parallelism float64
 	// Resources is the stack's current resource count.
 	Resources int
+	// Source is where Parallelism was last read (Source*).
+	Source string
 }
 
 // Input is everything the choice depends on.

@@ -122,7 +122,7 @@ func TestLearnThenChoose(t *testing.T) {
 	if !ok || src != SourceEvents || p < 10 {
 		t.Fatalf("observed parallelism %.2f from %s (%v)", p, src, ok)
 	}
-	s = Fold(s, p)
+	s = Fold(s, p, src)
 	if d := choose(s); d.Protocol != Journal || d.Reason != ReasonFasterJournal {
 		t.Fatalf("after a parallel update: %s", d)
 	}
@@ -136,7 +136,7 @@ func TestLearnThenChoose(t *testing.T) {
 		if !ok || src != SourceJournal || p != 1 {
 			t.Fatalf("observed %.2f from %s (%v)", p, src, ok)
 		}
-		s = Fold(s, p)
+		s = Fold(s, p, src)
 	}
 	if d := choose(s); d.Protocol != Checkpoints || d.Reason != ReasonFasterCheckpoints {
 		t.Fatalf("after a sequential update: %s (shape %+v)", d, s)
@@ -182,7 +182,7 @@ func TestObservation(t *testing.T) {
 	if sum, steps := stepsInFlight(evs); steps != 2 || sum != 2 {
 		t.Errorf("repeated end: %d over %d", sum, steps)
 	}
-	if got := Fold(Shape{}, 0.2); got.Parallelism != 1 || got.Updates != 1 {
+	if got := Fold(Shape{}, 0.2, SourceEvents); got.Parallelism != 1 || got.Updates != 1 {
 		t.Errorf("Fold floors at 1: %+v", got)
 	}
 }
@@ -230,15 +230,26 @@ func TestConnTiming(t *testing.T) {
 }
 
 func TestFoldRisesSlowlyFallsAtOnce(t *testing.T) {
-	s := Fold(Shape{}, 1)
-	if s = Fold(s, 3); s.Parallelism != 2 {
+	s := Fold(Shape{}, 1, SourceEvents)
+	if s = Fold(s, 3, SourceEvents); s.Parallelism != 2 {
 		t.Errorf("rise: %.2f, want 2 (weighted by Learn)", s.Parallelism)
 	}
-	if s = Fold(s, 1.5); s.Parallelism != 1.5 {
+	if s = Fold(s, 1.5, SourceEvents); s.Parallelism != 1.5 {
 		t.Errorf("fall: %.2f, want 1.5 (taken at once)", s.Parallelism)
 	}
-	if s = Fold(s, 1000); s.Parallelism > MaxBatch {
+	if s = Fold(s, 1000, SourceEvents); s.Parallelism > MaxBatch {
 		t.Errorf("capped: %.2f", s.Parallelism)
+	}
+	// Once measured by journal batches, other sources may lower it, not raise it.
+	s = Fold(Shape{}, 2.5, SourceJournal)
+	if s = Fold(s, 30, SourceEvents); s.Parallelism != 2.5 || s.Source != SourceJournal || s.Updates != 2 {
+		t.Errorf("events after journal batches raised it: %+v", s)
+	}
+	if s = Fold(s, 1, SourceEvents); s.Parallelism != 1 || s.Source != SourceEvents {
+		t.Errorf("a fall from events not taken: %+v", s)
+	}
+	if s = Fold(s, 3, SourceEvents); s.Parallelism != 2 {
+		t.Errorf("rises from events again once events are the source: %+v", s)
 	}
 }
 
