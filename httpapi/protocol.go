@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"time"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/protocol"
@@ -30,11 +31,21 @@ func connOf(r *http.Request) *protocol.Conn {
 	return c
 }
 
+// peerHost is the address of the connection's peer (not X-Forwarded-For's client).
+func peerHost(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
 // measureNetwork is what the request says about the client's round trip.
 func (s *Server) measureNetwork(rq *Request) protocol.Network {
 	o := protocol.Observed{}
-	if host, _, err := net.SplitHostPort(rq.RemoteAddr); err == nil && len(s.cfg.TrustedProxies) > 0 {
-		if ip := net.ParseIP(host); ip != nil && trusted(s.cfg.TrustedProxies, ip) {
+	peer := peerHost(rq.Request)
+	if len(s.cfg.TrustedProxies) > 0 {
+		if ip := net.ParseIP(peer); ip != nil && trusted(s.cfg.TrustedProxies, ip) {
 			o.ViaTrustedProxy = true
 			o.Header = rq.Header.Get(protocol.RTTHeader)
 		}
@@ -43,6 +54,9 @@ func (s *Server) measureNetwork(rq *Request) protocol.Network {
 		o.Kernel = c.KernelRTT()
 		if rq.ProtoMajor == 1 {
 			o.Gap = c.Gap()
+		}
+		if o.Gap == 0 { // a fresh connection: the peer's other connections
+			o.Gap = s.clients.Gap(peer, time.Now())
 		}
 	}
 	return protocol.Resolve(o)

@@ -218,3 +218,30 @@ func TestProtocolRTTMeasured(t *testing.T) {
 		}
 	}
 }
+
+// TestProtocolRTTFreshConnection: a start on a fresh connection (no gap of its own) uses
+// the gaps the same peer showed on its other connections.
+func TestProtocolRTTFreshConnection(t *testing.T) {
+	e := newEnv(t)
+	hs := httptest.NewUnstartedServer(e.srv.Handler)
+	hs.Config.ConnContext = httpapi.ConnContext
+	hs.Start()
+	defer hs.Close()
+	proxy := &delayproxy.Proxy{Target: strings.TrimPrefix(hs.URL, "http://"), Up: 20 * time.Millisecond, Down: 20 * time.Millisecond}
+	e.must(proxy.Start("127.0.0.1:0"))
+	defer proxy.Close()
+	warm := cliwire.New("http://"+proxy.Addr(), e.admin.Token)
+	warm.HTTP = &http.Client{Transport: &http.Transport{}}
+	p := stackPath("acme", "proj", "fresh")
+	e.must(e.createStack(warm, "acme", "proj", "fresh", nil))
+	e.must(warm.Do(cliwire.Call{Method: "GET", Path: p}, nil))
+	var cr apitype.UpdateProgramResponse
+	e.must(warm.Do(cliwire.Call{Method: "POST", Path: p + "/update", Body: apitype.UpdateProgramRequest{Name: "proj"}}, &cr))
+	fresh := cliwire.New("http://"+proxy.Addr(), e.admin.Token)
+	fresh.HTTP = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	e.must(fresh.Do(cliwire.Call{Method: "POST", Path: p + "/update/" + cr.UpdateID, Body: apitype.StartUpdateRequest{JournalVersion: 1}}, nil))
+	got := e.latestProtocol(p)
+	if rtt := time.Duration(got.RTTMicros) * time.Microsecond; got.RTTSource != "request_timing" || rtt < 40*time.Millisecond || rtt > 400*time.Millisecond {
+		t.Errorf("start on a fresh connection: %s from %s, want about 40ms from request_timing", rtt, got.RTTSource)
+	}
+}

@@ -138,6 +138,8 @@ type Server struct {
 	hooks        *webhook.Dispatcher // webhooks.go
 	// tracker counts what each running update shows of its program's parallelism (protocol.go).
 	tracker *protocol.Tracker
+	// clients remembers each peer's shortest request gap across its connections (protocol.go).
+	clients *protocol.Clients
 }
 
 // New builds the server. reg may be nil (no metrics registered).
@@ -154,7 +156,7 @@ func New(store gatehouse.Store, sm *secrets.Manager, log *slog.Logger, reg prome
 	if cfg.LeaseDuration <= 0 {
 		cfg.LeaseDuration = DefaultConfig().LeaseDuration
 	}
-	s := &Server{store: store, secrets: sm, log: log, cfg: cfg, mux: http.NewServeMux(), metrics: newMetrics(reg, store), tracker: protocol.NewTracker()}
+	s := &Server{store: store, secrets: sm, log: log, cfg: cfg, mux: http.NewServeMux(), metrics: newMetrics(reg, store), tracker: protocol.NewTracker(), clients: protocol.NewClients()}
 	s.touch = newToucher(store, log)
 	s.cache = newAuthCache()
 	s.auditQ = newAuditQueue(store)
@@ -292,7 +294,11 @@ func (s *Server) serve(rt *Route, w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	conn := connOf(r)
 	if r.ProtoMajor == 1 {
-		conn.Begin(start) // the gap since the connection's last response (protocol.go)
+		// The gap since the connection's last response; a shorter one is remembered for
+		// the peer too (protocol.go).
+		if g := conn.Begin(start); g > 0 {
+			s.clients.Observe(peerHost(r), g, start)
+		}
 	}
 	rq := &Request{Request: r, s: s, w: w, route: rt, ID: newRequestID(), status: http.StatusOK}
 	w.Header().Set("X-Pulumi-Request-ID", rq.ID)

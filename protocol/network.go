@@ -91,23 +91,27 @@ type Conn struct {
 func NewConn(c net.Conn) *Conn { return &Conn{Conn: c} }
 
 // Begin is called when a request on the connection starts (HTTP/1.x only: with HTTP/2's
-// concurrent streams a gap is not a round trip).
-func (c *Conn) Begin(now time.Time) {
+// concurrent streams a gap is not a round trip). It returns the connection's new shortest
+// gap when this request made it shorter (0 otherwise).
+func (c *Conn) Begin(now time.Time) time.Duration {
 	if c == nil {
-		return
+		return 0
 	}
 	last := c.lastEnd.Load()
 	if last == 0 {
-		return
+		return 0
 	}
 	gap := now.UnixNano() - last
 	if gap <= 0 || gap > int64(maxGap) {
-		return
+		return 0
 	}
 	for {
 		old := c.minGap.Load()
-		if old != 0 && old <= gap || c.minGap.CompareAndSwap(old, gap) {
-			return
+		if old != 0 && old <= gap {
+			return 0
+		}
+		if c.minGap.CompareAndSwap(old, gap) {
+			return time.Duration(gap)
 		}
 	}
 }

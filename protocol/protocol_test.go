@@ -222,7 +222,9 @@ func TestConnTiming(t *testing.T) {
 		t.Error("kernel RTT of no connection")
 	}
 	var nilConn *Conn
-	nilConn.Begin(t0)
+	if nilConn.Begin(t0) != 0 {
+		t.Error("nil conn gap")
+	}
 	nilConn.End(t0)
 	if nilConn.Gap() != 0 {
 		t.Error("nil conn")
@@ -267,5 +269,30 @@ func TestTrackerForgetsIdleUpdates(t *testing.T) {
 	}
 	if o := tr.Take("new"); o.JournalBatches != 1 {
 		t.Errorf("new update lost: %+v", o)
+	}
+}
+
+// A client's shortest gap is remembered across its connections, for ten minutes.
+func TestClientsRemember(t *testing.T) {
+	c := NewClients()
+	t0 := time.Unix(1000, 0)
+	c.Observe("192.0.2.1", 30*ms, t0)
+	c.Observe("192.0.2.1", 45*ms, t0.Add(time.Second)) // longer: kept the shorter
+	c.Observe("192.0.2.2", 5*ms, t0)
+	if g := c.Gap("192.0.2.1", t0.Add(time.Minute)); g != 30*ms {
+		t.Errorf("gap %s, want 30ms", g)
+	}
+	if g := c.Gap("192.0.2.9", t0); g != 0 {
+		t.Errorf("unknown client: %s", g)
+	}
+	if g := c.Gap("192.0.2.1", t0.Add(11*time.Minute)); g != 0 {
+		t.Errorf("stale gap still used: %s", g)
+	}
+	c.Observe("192.0.2.1", 50*ms, t0.Add(11*time.Minute)) // the old one is stale: replaced
+	if g := c.Gap("192.0.2.1", t0.Add(12*time.Minute)); g != 50*ms {
+		t.Errorf("after a stale entry: %s", g)
+	}
+	if len(c.gaps) != 1 {
+		t.Errorf("stale clients not swept: %d", len(c.gaps))
 	}
 }
