@@ -50,6 +50,9 @@
 #   -k  keep the work directory (logs of every run)
 #   -p  profile the CLI: every timed up/destroy runs with pulumi's --profiling, and a last
 #       table splits the CLI's CPU samples into where they went (needs `go tool pprof`)
+#   -g  the program's language: node (default) or go (bench/goprogram, built once and run by
+#       pulumi-language-go as a prebuilt binary; needs pulumi-language-go on PATH, not node)
+#                                    (env BENCH_LANG)
 # Other environment: BENCH_NODE_MODULES (or GATEHOUSE_E2E_NODE_MODULES) a node_modules
 # directory holding @pulumi/pulumi; GATEHOUSE_BIN a prebuilt gatehouse binary.
 set -euo pipefail
@@ -59,12 +62,14 @@ NS=${BENCH_NS:-"200 1000"}
 SHAPES=${BENCH_SHAPES:-"sequential parallel"}
 BACKENDS=${BENCH_BACKENDS:-"file gatehouse gatehouse-journal gatehouse-full s3"}
 RTTS=${BENCH_RTTS:-"0"}
+LANG_=${BENCH_LANG:-node}
 TIMEOUT=${BENCH_TIMEOUT:-1800}
 REPEAT=${BENCH_REPEAT:-1}
 KEEP=${BENCH_KEEP:-}
 PROFILE=${BENCH_PROFILE:-}
-while getopts "n:s:b:l:t:r:kph" opt; do
+while getopts "n:s:b:l:g:t:r:kph" opt; do
   case $opt in
+    g) LANG_=$OPTARG ;;
     n) NS=$OPTARG ;;
     l) RTTS=$OPTARG ;;
     s) SHAPES=$OPTARG ;;
@@ -86,7 +91,11 @@ skip() {
 }
 
 command -v pulumi >/dev/null || skip "no \`pulumi\` CLI on PATH"
-command -v node >/dev/null || skip "no \`node\` on PATH (the program is a Node.js project)"
+case $LANG_ in
+  node) command -v node >/dev/null || skip "no \`node\` on PATH (the program is a Node.js project)" ;;
+  go) command -v pulumi-language-go >/dev/null || skip "no \`pulumi-language-go\` on PATH (-g go)" ;;
+  *) say "unknown language $LANG_ (node or go)"; exit 2 ;;
+esac
 command -v curl >/dev/null || skip "no \`curl\` on PATH"
 for b in $BACKENDS; do
   case $b in file | gatehouse | gatehouse-journal | gatehouse-delta | gatehouse-full | s3) ;; *) say "unknown backend $b"; exit 2 ;; esac
@@ -136,9 +145,12 @@ if [[ " $BACKENDS " == *" s3 "* ]]; then
   (cd "$ROOT/bench/s3server" && go build -buildvcs=false -o "$WORK/bin/s3server" .)
 fi
 
-# --- node_modules, shared by every project ---------------------------------------------
+# --- node_modules, shared by every project (or the Go program) ----------------------------
 MODULES=${BENCH_NODE_MODULES:-${GATEHOUSE_E2E_NODE_MODULES:-}}
-if [ -z "$MODULES" ]; then
+if [ "$LANG_" = go ]; then
+  say "building bench/goprogram..."
+  (cd "$ROOT/bench/goprogram" && go build -buildvcs=false -o "$WORK/bin/goprogram" .)
+elif [ -z "$MODULES" ]; then
   command -v npm >/dev/null || skip "no \`npm\` on PATH (or set BENCH_NODE_MODULES to a node_modules holding @pulumi/pulumi)"
   mkdir -p "$WORK/node"
   echo '{"name":"gatehouse-bench-deps","private":true}' >"$WORK/node/package.json"
@@ -149,11 +161,15 @@ if [ -z "$MODULES" ]; then
     { cat "$WORK/logs/npm.log" >&2; exit 1; }
   MODULES=$WORK/node/node_modules
 fi
-[ -f "$MODULES/@pulumi/pulumi/package.json" ] || { say "$MODULES holds no @pulumi/pulumi"; exit 1; }
+[ "$LANG_" = go ] || [ -f "$MODULES/@pulumi/pulumi/package.json" ] || { say "$MODULES holds no @pulumi/pulumi"; exit 1; }
 
 # --- the program -------------------------------------------------------------------------
 make_project() { # dir
   mkdir -p "$1"
+  if [ "$LANG_" = go ]; then
+    printf 'name: bench\nruntime:\n  name: go\n  options:\n    binary: %s\ndescription: Gatehouse benchmark program (N component resources)\n' "$WORK/bin/goprogram" >"$1/Pulumi.yaml"
+    return
+  fi
   cat >"$1/Pulumi.yaml" <<'EOF'
 name: bench
 runtime: nodejs
@@ -491,7 +507,11 @@ echo
 echo "Gatehouse end-to-end benchmark: wall-clock seconds per pulumi command (fastest of $REPEAT)"
 echo "machine: $(nproc) CPU, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -1), $(uname -sr)"
 echo "load average (1/5/15 min): start $LOAD_START, end $LOAD_END"
-echo "pulumi $PULUMI_VERSION, node $(node --version), @pulumi/pulumi $(node -p "require(process.argv[1]).version" "$MODULES/@pulumi/pulumi/package.json"), gatehouse $GH_REV"
+if [ "$LANG_" = go ]; then
+  echo "pulumi $PULUMI_VERSION, Go program (bench/goprogram, $(cd "$ROOT/bench/goprogram" && go list -m -f '{{.Path}} {{.Version}}' github.com/pulumi/pulumi/sdk/v3)), gatehouse $GH_REV"
+else
+  echo "pulumi $PULUMI_VERSION, node $(node --version), @pulumi/pulumi $(node -p "require(process.argv[1]).version" "$MODULES/@pulumi/pulumi/package.json"), gatehouse $GH_REV"
+fi
 echo "create = up --yes --skip-preview, destroy = destroy --yes --skip-preview, floor = preview on an empty stack"
 echo "rtt = round trip added by the delay relay in front of every server backend (ms); file and floor have no network"
 echo "gh = gatehouse (auto) on a stack with history (its earlier create and destroy: gh-first, a new stack's)"
