@@ -3,6 +3,7 @@ package protocol
 import (
 	"hash/maphash"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -170,6 +171,10 @@ type StepMark struct {
 	Begin bool
 }
 
+// rootType marks the stack's root resource, whose step is open for the whole update
+// (begun first, its outputs registered last): counted, it would add one to every step.
+const rootType = "::pulumi:pulumi:Stack::"
+
 // StepEvents records a batch of step events.
 func (t *Tracker) StepEvents(update string, marks []StepMark) {
 	t.mu.Lock()
@@ -177,6 +182,9 @@ func (t *Tracker) StepEvents(update string, marks []StepMark) {
 	for _, m := range marks {
 		if len(u.events) >= maxEvents {
 			break
+		}
+		if strings.Contains(m.URN, rootType) {
+			continue
 		}
 		u.events = append(u.events, stepEvent{seq: m.Seq, urn: maphash.String(t.seed, m.URN), begin: m.Begin})
 	}

@@ -296,3 +296,22 @@ func TestClientsRemember(t *testing.T) {
 		t.Errorf("stale clients not swept: %d", len(c.gaps))
 	}
 }
+
+// The stack's root resource is open for the whole update; it is not a step in flight (a
+// sequential program measured 2.1 steps in flight with the stock CLI before it was left out).
+func TestStepsIgnoreTheStackRoot(t *testing.T) {
+	tr := NewTracker()
+	root := "urn:pulumi:dev::bench::pulumi:pulumi:Stack::bench-dev"
+	marks := []StepMark{{Seq: 0, URN: root, Begin: true}}
+	seq := 1
+	for i := 0; i < 10; i++ {
+		u := "urn:pulumi:dev::bench::pulumi:pulumi:Stack$bench:index:Comp::comp-" + string(rune('a'+i))
+		marks = append(marks, StepMark{Seq: seq, URN: u, Begin: true}, StepMark{Seq: seq + 1, URN: u})
+		seq += 2
+	}
+	marks = append(marks, StepMark{Seq: seq, URN: root})
+	tr.StepEvents("u", marks)
+	if p, src, ok := tr.Take("u").Parallelism(); !ok || src != SourceEvents || p != 1 {
+		t.Errorf("sequential steps under the root: %.2f from %s (%v), want 1", p, src, ok)
+	}
+}
