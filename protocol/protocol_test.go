@@ -81,6 +81,7 @@ func TestResolveNetwork(t *testing.T) {
 		{"direct, kernel and shorter timing", Observed{Kernel: 30 * ms, Gap: 10 * ms}, Network{30 * ms, RTTKernel}},
 		{"direct, kernel over a network beats the timing (which holds the client's own time)", Observed{Kernel: 20 * ms, Gap: 46 * ms}, Network{20 * ms, RTTKernel}},
 		{"direct, kernel on the host: loopback", Observed{Kernel: 50 * time.Microsecond}, Network{50 * time.Microsecond, RTTKernel}},
+		{"direct, a loaded host's loopback relay", Observed{Kernel: 4400 * time.Microsecond, Gap: 25 * ms}, Network{25 * ms, RTTRequestTiming}},
 		{"direct through a TCP relay: timing sees the far side", Observed{Kernel: 40 * time.Microsecond, Gap: 21 * ms}, Network{21 * ms, RTTRequestTiming}},
 		{"direct, timing only", Observed{Gap: 5 * ms}, Network{5 * ms, RTTRequestTiming}},
 		{"direct, an idle gap is no round trip", Observed{Gap: 3 * time.Second}, Network{0, RTTUnknown}},
