@@ -179,6 +179,7 @@ type Tx interface {
 	PostureTx
 	DeployTx
 	PolicyTx
+	ProtocolTx
 }
 
 // OrgMembership is an organization with the caller's role in it.

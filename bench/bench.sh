@@ -7,14 +7,24 @@
 #               has resolved, and depends on it: the engine handles one step at a time, and
 #               every step waits for its state write to be acknowledged
 #   parallel    all components are registered in one synchronous loop, no dependencies
-# against these backends (default: all but gatehouse-delta and gatehouse-full):
+# against these backends (default: all but gatehouse-delta):
 #   file               the CLI's local file backend (pulumi login file://...)
-#   gatehouse          `gatehouse serve` with its default settings (full checkpoints)
-#   gatehouse-journal  `gatehouse serve --journal` (the journaling protocol)
+#   gatehouse          `gatehouse serve` with its default settings (--journal=auto: the
+#                      protocol chosen per update from the round trip and the stack's history)
+#   gatehouse-journal  `gatehouse serve --journal` (journaling forced for every update)
+#   gatehouse-full     `gatehouse serve --journal=off` (full checkpoints forced, destroys too)
 #   gatehouse-delta    `gatehouse serve --delta-checkpoints 1` (delta checkpoints)
-#   gatehouse-full     `gatehouse serve --journal=off` (full checkpoints for destroys too)
+#   s3                 the CLI's own S3 backend (pulumi login s3://...) on a local in-memory
+#                      S3-compatible server (bench/s3server, github.com/johannesboyne/gofakes3)
 # and `pulumi preview` of the same program on an empty stack (file backend) as the floor:
 # the engine and the program alone, with no state to write.
+#
+# Latency: every server backend is reached through bench/delayproxy, a TCP relay that adds
+# half of each round trip of -l to each direction (0: the relay without delay), so one
+# machine measures a CLI 20, 40 or 80 ms from its server. Each (round trip, N, shape) cell
+# uses a stack of its own; the file backend and the floor have no network and are run once.
+# Per cell and backend it reports the requests the CLI made per resource and the bytes it
+# sent (counted by the relay).
 #
 # It prints one table of wall-clock seconds with the ratios file/gatehouse (above 1:
 # Gatehouse is faster) and gatehouse/floor, then, per command, the server side of the
@@ -29,16 +39,20 @@
 # Every pulumi run is bounded by a timeout. Nothing outside a temporary directory is touched.
 #
 # Usage: bench/bench.sh [-n "200 1000"] [-s "sequential parallel"] [-b "file gatehouse ..."]
-#                       [-t SECONDS] [-r REPEAT] [-k] [-p]
+#                       [-l "0 20 40 80"] [-t SECONDS] [-r REPEAT] [-k] [-p]
 #   -n  resource counts              (env BENCH_NS, default "200 1000")
+#   -l  round trips to add, ms       (env BENCH_RTTS, default "0")
 #   -s  shapes                       (env BENCH_SHAPES, default "sequential parallel")
-#   -b  backends                     (env BENCH_BACKENDS, default "file gatehouse gatehouse-journal";
+#   -b  backends                     (env BENCH_BACKENDS, default "file gatehouse gatehouse-journal gatehouse-full s3";
 #                                    file always runs: the floor uses it)
 #   -t  timeout per pulumi run, s    (env BENCH_TIMEOUT, default 1800)
 #   -r  runs per cell; the fastest is reported (env BENCH_REPEAT, default 1)
 #   -k  keep the work directory (logs of every run)
 #   -p  profile the CLI: every timed up/destroy runs with pulumi's --profiling, and a last
 #       table splits the CLI's CPU samples into where they went (needs `go tool pprof`)
+#   -g  the program's language: node (default) or go (bench/goprogram, built once and run by
+#       pulumi-language-go as a prebuilt binary; needs pulumi-language-go on PATH, not node)
+#                                    (env BENCH_LANG)
 # Other environment: BENCH_NODE_MODULES (or GATEHOUSE_E2E_NODE_MODULES) a node_modules
 # directory holding @pulumi/pulumi; GATEHOUSE_BIN a prebuilt gatehouse binary.
 set -euo pipefail
@@ -46,14 +60,18 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 NS=${BENCH_NS:-"200 1000"}
 SHAPES=${BENCH_SHAPES:-"sequential parallel"}
-BACKENDS=${BENCH_BACKENDS:-"file gatehouse gatehouse-journal"}
+BACKENDS=${BENCH_BACKENDS:-"file gatehouse gatehouse-journal gatehouse-full s3"}
+RTTS=${BENCH_RTTS:-"0"}
+LANG_=${BENCH_LANG:-node}
 TIMEOUT=${BENCH_TIMEOUT:-1800}
 REPEAT=${BENCH_REPEAT:-1}
 KEEP=${BENCH_KEEP:-}
 PROFILE=${BENCH_PROFILE:-}
-while getopts "n:s:b:t:r:kph" opt; do
+while getopts "n:s:b:l:g:t:r:kph" opt; do
   case $opt in
+    g) LANG_=$OPTARG ;;
     n) NS=$OPTARG ;;
+    l) RTTS=$OPTARG ;;
     s) SHAPES=$OPTARG ;;
     b) BACKENDS=$OPTARG ;;
     t) TIMEOUT=$OPTARG ;;
@@ -73,10 +91,14 @@ skip() {
 }
 
 command -v pulumi >/dev/null || skip "no \`pulumi\` CLI on PATH"
-command -v node >/dev/null || skip "no \`node\` on PATH (the program is a Node.js project)"
+case $LANG_ in
+  node) command -v node >/dev/null || skip "no \`node\` on PATH (the program is a Node.js project)" ;;
+  go) command -v pulumi-language-go >/dev/null || skip "no \`pulumi-language-go\` on PATH (-g go)" ;;
+  *) say "unknown language $LANG_ (node or go)"; exit 2 ;;
+esac
 command -v curl >/dev/null || skip "no \`curl\` on PATH"
 for b in $BACKENDS; do
-  case $b in file | gatehouse | gatehouse-journal | gatehouse-delta | gatehouse-full) ;; *) say "unknown backend $b"; exit 2 ;; esac
+  case $b in file | gatehouse | gatehouse-journal | gatehouse-delta | gatehouse-full | s3) ;; *) say "unknown backend $b"; exit 2 ;; esac
 done
 
 # The CLI's environment: no agent markers, none of the caller's PULUMI_* settings.
@@ -91,10 +113,10 @@ mkdir -p "$WORK/logs" "$WORK/profiles"
 SERVER_PIDS=()
 cleanup() {
   local pid
-  for pid in "${SERVER_PIDS[@]}"; do
+  for pid in ${SERVER_PIDS[@]+"${SERVER_PIDS[@]}"}; do
     kill "$pid" 2>/dev/null || true
   done
-  for pid in "${SERVER_PIDS[@]}"; do
+  for pid in ${SERVER_PIDS[@]+"${SERVER_PIDS[@]}"}; do
     wait "$pid" 2>/dev/null || true
   done
   if [ -n "$KEEP" ]; then say "work directory kept: $WORK"; else rm -rf "$WORK"; fi
@@ -115,9 +137,20 @@ if [ -z "$GH" ]; then
   GH_REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo "?")
 fi
 
-# --- node_modules, shared by every project ---------------------------------------------
+# --- the delay relay and the S3 server -------------------------------------------------
+command -v go >/dev/null || skip "no \`go\` on PATH to build bench/delayproxy and bench/s3server"
+say "building delayproxy and s3server..."
+(cd "$ROOT" && go build -buildvcs=false -o "$WORK/bin/delayproxy" ./bench/delayproxy)
+if [[ " $BACKENDS " == *" s3 "* ]]; then
+  (cd "$ROOT/bench/s3server" && go build -buildvcs=false -o "$WORK/bin/s3server" .)
+fi
+
+# --- node_modules, shared by every project (or the Go program) ----------------------------
 MODULES=${BENCH_NODE_MODULES:-${GATEHOUSE_E2E_NODE_MODULES:-}}
-if [ -z "$MODULES" ]; then
+if [ "$LANG_" = go ]; then
+  say "building bench/goprogram..."
+  (cd "$ROOT/bench/goprogram" && go build -buildvcs=false -o "$WORK/bin/goprogram" .)
+elif [ -z "$MODULES" ]; then
   command -v npm >/dev/null || skip "no \`npm\` on PATH (or set BENCH_NODE_MODULES to a node_modules holding @pulumi/pulumi)"
   mkdir -p "$WORK/node"
   echo '{"name":"gatehouse-bench-deps","private":true}' >"$WORK/node/package.json"
@@ -128,11 +161,15 @@ if [ -z "$MODULES" ]; then
     { cat "$WORK/logs/npm.log" >&2; exit 1; }
   MODULES=$WORK/node/node_modules
 fi
-[ -f "$MODULES/@pulumi/pulumi/package.json" ] || { say "$MODULES holds no @pulumi/pulumi"; exit 1; }
+[ "$LANG_" = go ] || [ -f "$MODULES/@pulumi/pulumi/package.json" ] || { say "$MODULES holds no @pulumi/pulumi"; exit 1; }
 
 # --- the program -------------------------------------------------------------------------
 make_project() { # dir
   mkdir -p "$1"
+  if [ "$LANG_" = go ]; then
+    printf 'name: bench\nruntime:\n  name: go\n  options:\n    binary: %s\ndescription: Gatehouse benchmark program (N component resources)\n' "$WORK/bin/goprogram" >"$1/Pulumi.yaml"
+    return
+  fi
   cat >"$1/Pulumi.yaml" <<'EOF'
 name: bench
 runtime: nodejs
@@ -191,10 +228,15 @@ timed() { # log-name, command...: sets ELAPSED (seconds, or TIMEOUT / FAIL) and 
   fi
 }
 
-declare -A RES      # "N shape op backend" -> seconds
-declare -A CPUS     # "N shape op backend" -> CLI CPU seconds of that run
-declare -A SRVCPU   # "N shape op backend" -> server CPU seconds of that run
-declare -A LATENCY  # "backend N shape op" -> latency lines
+# Keys are "RTT N shape op backend" (RTT "-" for the file backend and the floor).
+declare -A RES      # -> seconds
+declare -A CPUS     # -> CLI CPU seconds of that run
+declare -A SRVCPU   # -> server CPU seconds of that run
+declare -A REQS     # -> requests the CLI made per resource in that run
+declare -A SENT     # -> bytes the CLI sent in that run
+declare -A CONNS    # -> TCP connections the CLI opened in that run
+declare -A CHOICE   # -> the protocol gatehouse (auto) chose: protocol/reason
+declare -A LATENCY  # "backend RTT N shape op" -> latency lines
 best() { # key: keep ELAPSED (and CPU) if it is the fastest run so far
   local old=${RES[$1]:-}
   if [ -z "$old" ] || ! [[ $old =~ ^[0-9.]+$ ]] || { [[ $ELAPSED =~ ^[0-9.]+$ ]] && awk -v a="$ELAPSED" -v b="$old" 'BEGIN { exit !(a < b) }'; }; then
@@ -211,8 +253,53 @@ free_port() {
   done
 }
 
-# --- gatehouse servers ------------------------------------------------------------------
-declare -A GH_URL GH_TOKEN GH_PID
+# --- servers and their relays -------------------------------------------------------------
+declare -A GH_URL GH_TOKEN GH_PID PROXY_STATS S3_ADDR
+wait_file() { # file: wait until it exists
+  for _ in $(seq 1 300); do [ -s "$1" ] && return 0; sleep 0.1; done
+  say "$1 did not appear"; exit 1
+}
+start_proxy() { # backend target: a delay relay in front of the backend's server (sets PROXY_ADDR)
+  local f=$WORK/proxy-$1.addr
+  "$WORK/bin/delayproxy" -target "$2" -stats 127.0.0.1:0 -addr-file "$f" >"$WORK/logs/$1-proxy.log" 2>&1 &
+  SERVER_PIDS+=($!)
+  wait_file "$f"
+  PROXY_STATS[$1]=http://$(sed -n 2p "$f")
+  PROXY_ADDR=$(sed -n 1p "$f")
+}
+set_rtt() { curl -fs -X POST "${PROXY_STATS[$1]}/rtt?value=${2}ms" >/dev/null; }
+proxy_bytes_up() { curl -fs "${PROXY_STATS[$1]}/" | awk '$1 == "bytes_up" { print $2 }'; }
+proxy_conns() { curl -fs "${PROXY_STATS[$1]}/" | awk '$1 == "conns" { print $2 }'; }
+start_s3() {
+  local f=$WORK/s3.addr
+  "$WORK/bin/s3server" -addr-file "$f" >"$WORK/logs/s3-serve.log" 2>&1 &
+  SERVER_PIDS+=($!)
+  GH_PID[s3]=$!
+  wait_file "$f"
+  S3_ADDR[s3]=$(cat "$f")
+}
+# requests backend: requests the backend's server has answered so far
+requests() {
+  if [ "$1" = s3 ]; then
+    curl -fs "http://${S3_ADDR[s3]}/_bench/stats" | awk '$1 == "requests" { print $2 }'
+  else
+    curl -fs "${GH_URL[$1]}/metrics" | awk '/^gatehouse_http_requests_total\{/ { s += $2 } END { printf "%d\n", s }'
+  fi
+}
+# choices backend: the protocol choices counted so far, "protocol/reason=count ..."
+choices() {
+  curl -fs "${GH_URL[$1]}/metrics" | awk '/^gatehouse_update_protocol_total\{/ && $2 > 0 {
+    match($0, /protocol="[^"]*"/); p = substr($0, RSTART + 10, RLENGTH - 11)
+    match($0, /reason="[^"]*"/); r = substr($0, RSTART + 8, RLENGTH - 9)
+    printf "%s/%s=%d ", p, r, $2 }'
+}
+# diff_choices before after: the choices counted between two choices() readings
+diff_choices() {
+  awk -v a="$1" -v b="$2" 'BEGIN {
+    n = split(a, x, " "); for (i = 1; i <= n; i++) { split(x[i], kv, "="); old[kv[1]] = kv[2] }
+    n = split(b, y, " "); for (i = 1; i <= n; i++) { split(y[i], kv, "="); if (kv[2] - old[kv[1]] > 0) { printf "%s%s", sep, kv[1]; sep = "," } }
+  }'
+}
 start_gatehouse() { # backend
   local b=$1 dir=$WORK/server-$1 port flags=()
   case $b in
@@ -223,7 +310,7 @@ start_gatehouse() { # backend
   mkdir -p "$dir"
   GH_TOKEN[$b]=$("$GH" bootstrap --data-dir "$dir/data" --org acme --admin bench)
   port=$(free_port)
-  "$GH" serve --data-dir "$dir/data" --addr "127.0.0.1:$port" --log-level warn "${flags[@]}" >"$WORK/logs/$b-serve.log" 2>&1 &
+  "$GH" serve --data-dir "$dir/data" --addr "127.0.0.1:$port" --log-level warn ${flags[@]+"${flags[@]}"} >"$WORK/logs/$b-serve.log" 2>&1 &
   SERVER_PIDS+=($!)
   GH_PID[$b]=$!
   GH_URL[$b]=http://127.0.0.1:$port
@@ -284,61 +371,90 @@ latency() {
 
 # --- one backend ------------------------------------------------------------------------
 bench_backend() { # backend
-  local b=$1 proj=$WORK/proj-$b n shape stack r op before after
+  local b=$1 proj=$WORK/proj-$b n shape stack r op before after rtt rtts key req0 sent0 conn0 ch0 tag kb
   export PULUMI_HOME=$WORK/home-$b
   make_project "$proj"
-  if [ "$b" = file ]; then
-    mkdir -p "$WORK/filestate"
-    export PULUMI_CONFIG_PASSPHRASE=bench
-    unset PULUMI_ACCESS_TOKEN
-    (cd "$proj" && pulumi login "file://$WORK/filestate" >"$WORK/logs/login-$b.log" 2>&1)
-  else
-    start_gatehouse "$b"
-    unset PULUMI_CONFIG_PASSPHRASE
-    export PULUMI_ACCESS_TOKEN=${GH_TOKEN[$b]}
-    (cd "$proj" && pulumi login "${GH_URL[$b]}" >"$WORK/logs/login-$b.log" 2>&1)
-  fi
+  rtts=$RTTS
+  case $b in
+    file)
+      rtts=-
+      mkdir -p "$WORK/filestate"
+      export PULUMI_CONFIG_PASSPHRASE=bench
+      unset PULUMI_ACCESS_TOKEN
+      (cd "$proj" && pulumi login "file://$WORK/filestate" >"$WORK/logs/login-$b.log" 2>&1)
+      ;;
+    s3)
+      start_s3
+      start_proxy "$b" "${S3_ADDR[s3]}"
+      export PULUMI_CONFIG_PASSPHRASE=bench AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1
+      unset PULUMI_ACCESS_TOKEN
+      (cd "$proj" && pulumi login "s3://bench?endpoint=http://$PROXY_ADDR&use_path_style=true&disable_https=true&region=us-east-1" >"$WORK/logs/login-$b.log" 2>&1)
+      ;;
+    *)
+      start_gatehouse "$b"
+      start_proxy "$b" "${GH_URL[$b]#http://}"
+      unset PULUMI_CONFIG_PASSPHRASE
+      export PULUMI_ACCESS_TOKEN=${GH_TOKEN[$b]}
+      (cd "$proj" && pulumi login "http://$PROXY_ADDR" >"$WORK/logs/login-$b.log" 2>&1)
+      ;;
+  esac
   cd "$proj"
   # Warm-up (untimed): node, the SDK and the language host into the page cache.
   pulumi stack init warmup >/dev/null 2>&1
   BENCH_N=10 BENCH_SHAPE=parallel timeout "$TIMEOUT" pulumi preview >"$WORK/logs/$b-warmup.log" 2>&1 || true
-  for n in $NS; do
-    for shape in $SHAPES; do
-      export BENCH_N=$n BENCH_SHAPE=$shape
-      if [ "$b" = file ]; then # the floor: preview on an empty stack
-        stack=floor-$shape-$n
+  for rtt in $rtts; do
+    [ "$b" = file ] || set_rtt "$b" "$rtt"
+    for n in $NS; do
+      for shape in $SHAPES; do
+        export BENCH_N=$n BENCH_SHAPE=$shape
+        if [ "$b" = file ]; then # the floor: preview on an empty stack
+          stack=floor-$shape-$n
+          pulumi stack init "$stack" >/dev/null 2>&1
+          for r in $(seq 1 "$REPEAT"); do
+            timed "floor-$shape-$n-$r" pulumi preview --stack "$stack"
+            best "- $n $shape create floor"
+            say "  floor              N=$n $shape preview: $ELAPSED s (CLI CPU $CPU s)"
+          done
+        fi
+        stack=bench-$shape-$n-rtt${rtt/-/x}
         pulumi stack init "$stack" >/dev/null 2>&1
-        for r in $(seq 1 "$REPEAT"); do
-          timed "floor-$shape-$n-$r" pulumi preview --stack "$stack"
-          best "$n $shape create floor"
-          say "  floor              N=$n $shape preview: $ELAPSED s (CLI CPU $CPU s)"
-        done
-      fi
-      stack=bench-$shape-$n
-      pulumi stack init "$stack" >/dev/null 2>&1
-      for r in $(seq 1 "$REPEAT"); do
-        for op in create destroy; do
-          before=$WORK/logs/$b-$shape-$n-$op-$r.before after=$WORK/logs/$b-$shape-$n-$op-$r.after
-          [ "$b" = file ] || scrape "$b" "$before"
-          prof=()
-          [ -z "$PROFILE" ] || prof=(--profiling "$WORK/profiles/$b-$shape-$n-$op-$r")
-          if [ $op = create ]; then
-            timed "$b-$shape-$n-$op-$r" pulumi up --yes --skip-preview --stack "$stack" ${prof[@]+"${prof[@]}"}
-          else
-            timed "$b-$shape-$n-$op-$r" pulumi destroy --yes --skip-preview --stack "$stack" ${prof[@]+"${prof[@]}"}
-          fi
-          best "$n $shape $op $b"
-          say "  $(printf '%-18s' "$b") N=$n $shape $op: $ELAPSED s (CLI CPU $CPU s)"
-          if [ "$b" != file ]; then
-            scrape "$b" "$after"
-            if [ "${RES["$n $shape $op $b"]}" = "$ELAPSED" ]; then # the run reported
-              LATENCY["$b $n $shape $op"]=$(latency "$before" "$after")
-              SRVCPU["$n $shape $op $b"]=$(awk -v tck="$CLK_TCK" 'FILENAME == ARGV[1] { a = $2; next } { printf "%.1f", ($2 - a) / tck }' "$before.cpu" "$after.cpu")
+        # gatehouse (auto) chooses from the stack's history: its first create and destroy
+        # (a new stack's) are reported apart, as gatehouse-first.
+        for r in $([ "$b" != gatehouse ] || echo first; seq 1 "$REPEAT"); do
+          kb=$b
+          [ "$r" != first ] || kb=$b-first
+          for op in create destroy; do
+            tag=$kb-rtt${rtt/-/x}-$shape-$n-$op-$r
+            key="$rtt $n $shape $op $kb"
+            before=$WORK/logs/$tag.before after=$WORK/logs/$tag.after
+            if [ "$b" != file ]; then
+              req0=$(requests "$b") sent0=$(proxy_bytes_up "$b") conn0=$(proxy_conns "$b")
+              [ "$b" = s3 ] || { scrape "$b" "$before"; ch0=$(choices "$b"); }
             fi
-          fi
-          if [[ $ELAPSED == TIMEOUT || $ELAPSED == FAIL ]] && [ "$b" != file ]; then
-            pulumi cancel --yes --stack "$stack" >/dev/null 2>&1 || true
-          fi
+            prof=()
+            [ -z "$PROFILE" ] || prof=(--profiling "$WORK/profiles/$tag")
+            if [ $op = create ]; then
+              timed "$tag" pulumi up --yes --skip-preview --stack "$stack" ${prof[@]+"${prof[@]}"}
+            else
+              timed "$tag" pulumi destroy --yes --skip-preview --stack "$stack" ${prof[@]+"${prof[@]}"}
+            fi
+            best "$key"
+            if [ "$b" != file ] && [ "${RES[$key]}" = "$ELAPSED" ]; then # the run reported
+              REQS[$key]=$(awk -v a="$req0" -v b="$(requests "$b")" -v n="$n" 'BEGIN { printf "%.2f", (b - a) / n }')
+              SENT[$key]=$(($(proxy_bytes_up "$b") - sent0))
+              CONNS[$key]=$(($(proxy_conns "$b") - conn0))
+              if [ "$b" != s3 ]; then
+                scrape "$b" "$after"
+                LATENCY["$kb $rtt $n $shape $op"]=$(latency "$before" "$after")
+                SRVCPU[$key]=$(awk -v tck="$CLK_TCK" 'FILENAME == ARGV[1] { a = $2; next } { printf "%.1f", ($2 - a) / tck }' "$before.cpu" "$after.cpu")
+                CHOICE[$key]=$(diff_choices "$ch0" "$(choices "$b")")
+              fi
+            fi
+            say "  $(printf '%-18s' "$kb") rtt=${rtt}ms N=$n $shape $op: $ELAPSED s (CLI CPU $CPU s, requests/resource ${REQS[$key]:--}, sent ${SENT[$key]:--} B${CHOICE[$key]:+, chose ${CHOICE[$key]}})"
+            if [[ $ELAPSED == TIMEOUT || $ELAPSED == FAIL ]] && [ "$b" != file ]; then
+              pulumi cancel --yes --stack "$stack" >/dev/null 2>&1 || true
+            fi
+          done
         done
       done
     done
@@ -348,7 +464,7 @@ bench_backend() { # backend
 
 # --- run ------------------------------------------------------------------------------------
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
-say "gatehouse bench: N=[$NS] shapes=[$SHAPES] backends=[$BACKENDS] timeout=${TIMEOUT}s repeat=$REPEAT"
+say "gatehouse bench: N=[$NS] shapes=[$SHAPES] rtt=[$RTTS] ms backends=[$BACKENDS] timeout=${TIMEOUT}s repeat=$REPEAT"
 say "work directory: $WORK"
 [[ " $BACKENDS " == *" file "* ]] || BACKENDS="file $BACKENDS" # the floor runs on the file backend
 for b in $BACKENDS; do
@@ -366,54 +482,98 @@ ratio() { # a b -> a/b
   fi
 }
 GHS=()
-for b in $BACKENDS; do [ "$b" = file ] || GHS+=("$b"); done
-short() { case $1 in gatehouse) echo gh ;; gatehouse-journal) echo gh-journal ;; gatehouse-delta) echo gh-delta ;; gatehouse-full) echo gh-full ;; *) echo "$1" ;; esac; }
+for b in $BACKENDS; do
+  [ "$b" = file ] || GHS+=("$b")
+  [ "$b" != gatehouse ] || GHS+=(gatehouse-first)
+done
+short() { case $1 in gatehouse) echo gh ;; gatehouse-first) echo gh-first ;; gatehouse-journal) echo gh-journal ;; gatehouse-delta) echo gh-delta ;; gatehouse-full) echo gh-full ;; *) echo "$1" ;; esac; }
+has() { [[ " ${GHS[*]} " == *" $1 "* ]]; }
+# fastest a b: the smaller of two figures ("-" when neither is a number)
+fastest() {
+  if [[ $1 =~ ^[0-9.]+$ && $2 =~ ^[0-9.]+$ ]]; then awk -v a="$1" -v b="$2" 'BEGIN { print (a < b) ? a : b }'
+  elif [[ $1 =~ ^[0-9.]+$ ]]; then echo "$1"
+  elif [[ $2 =~ ^[0-9.]+$ ]]; then echo "$2"
+  else echo -; fi
+}
+# cells: every (RTT N shape op) in order
+cells() {
+  local rtt n shape op
+  for rtt in $RTTS; do for n in $NS; do for shape in $SHAPES; do for op in create destroy; do
+    echo "$rtt $n $shape $op"
+  done; done; done; done
+}
 
 echo
 echo "Gatehouse end-to-end benchmark: wall-clock seconds per pulumi command (fastest of $REPEAT)"
 echo "machine: $(nproc) CPU, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -1), $(uname -sr)"
 echo "load average (1/5/15 min): start $LOAD_START, end $LOAD_END"
-echo "pulumi $PULUMI_VERSION, node $(node --version), @pulumi/pulumi $(node -p "require(process.argv[1]).version" "$MODULES/@pulumi/pulumi/package.json"), gatehouse $GH_REV"
+if [ "$LANG_" = go ]; then
+  echo "pulumi $PULUMI_VERSION, Go program (bench/goprogram, $(cd "$ROOT/bench/goprogram" && go list -m -f '{{.Path}} {{.Version}}' github.com/pulumi/pulumi/sdk/v3)), gatehouse $GH_REV"
+else
+  echo "pulumi $PULUMI_VERSION, node $(node --version), @pulumi/pulumi $(node -p "require(process.argv[1]).version" "$MODULES/@pulumi/pulumi/package.json"), gatehouse $GH_REV"
+fi
 echo "create = up --yes --skip-preview, destroy = destroy --yes --skip-preview, floor = preview on an empty stack"
+echo "rtt = round trip added by the delay relay in front of every server backend (ms); file and floor have no network"
+echo "gh = gatehouse (auto) on a stack with history (its earlier create and destroy: gh-first, a new stack's)"
+echo "forced = the faster of gh-journal and gh-full; forced/gh above 0.9 meets the target, s3/gh above 2 too"
 echo
 {
-  hdr="N shape op floor file"
+  hdr="rtt N shape op floor file"
   for g in "${GHS[@]}"; do hdr+=" $(short "$g")"; done
-  for g in "${GHS[@]}"; do hdr+=" file/$(short "$g")"; done
-  for g in "${GHS[@]}"; do hdr+=" $(short "$g")/floor"; done
+  has gatehouse && hdr+=" gh-chose gh-first-chose"
+  has gatehouse && { has gatehouse-journal || has gatehouse-full; } && hdr+=" forced/gh"
+  has gatehouse && has s3 && hdr+=" s3/gh"
+  has gatehouse && hdr+=" file/gh gh/floor"
   echo "$hdr"
-  for n in $NS; do
-    for shape in $SHAPES; do
-      for op in create destroy; do
-        floor=${RES["$n $shape create floor"]:--}
-        [ $op = create ] || floor=-
-        file=${RES["$n $shape $op file"]:--}
-        line="$n $shape $op $floor $file"
-        for g in "${GHS[@]}"; do line+=" ${RES["$n $shape $op $g"]:--}"; done
-        for g in "${GHS[@]}"; do line+=" $(ratio "$file" "${RES["$n $shape $op $g"]:--}")"; done
-        for g in "${GHS[@]}"; do line+=" $(ratio "${RES["$n $shape $op $g"]:--}" "$floor")"; done
-        echo "$line"
-      done
+  cells | while read -r rtt n shape op; do
+    floor=${RES["- $n $shape create floor"]:--}
+    [ $op = create ] || floor=-
+    file=${RES["- $n $shape $op file"]:--}
+    line="$rtt $n $shape $op $floor $file"
+    for g in "${GHS[@]}"; do line+=" ${RES["$rtt $n $shape $op $g"]:--}"; done
+    gh=${RES["$rtt $n $shape $op gatehouse"]:--}
+    if has gatehouse; then c=${CHOICE["$rtt $n $shape $op gatehouse"]:-}; line+=" ${c:--}"; fi
+    if has gatehouse; then c=${CHOICE["$rtt $n $shape $op gatehouse-first"]:-}; line+=" ${c:--}"; fi
+    has gatehouse && { has gatehouse-journal || has gatehouse-full; } &&
+      line+=" $(ratio "$(fastest "${RES["$rtt $n $shape $op gatehouse-journal"]:--}" "${RES["$rtt $n $shape $op gatehouse-full"]:--}")" "$gh")"
+    has gatehouse && has s3 && line+=" $(ratio "${RES["$rtt $n $shape $op s3"]:--}" "$gh")"
+    has gatehouse && line+=" $(ratio "$file" "$gh") $(ratio "$gh" "$floor")"
+    echo "$line"
+  done
+} | column -t
+
+echo
+echo "Requests the CLI made per resource / kilobytes it sent / TCP connections it opened (through the relay), per command"
+{
+  hdr="rtt N shape op"
+  for g in "${GHS[@]}"; do hdr+=" $(short "$g")-req/res $(short "$g")-KB $(short "$g")-conns"; done
+  echo "$hdr"
+  cells | while read -r rtt n shape op; do
+    line="$rtt $n $shape $op"
+    for g in "${GHS[@]}"; do
+      sent=${SENT["$rtt $n $shape $op $g"]:-}
+      [ -n "$sent" ] && sent=$(awk -v b="$sent" 'BEGIN { printf "%.1f", b / 1024 }')
+      line+=" ${REQS["$rtt $n $shape $op $g"]:--} ${sent:--} ${CONNS["$rtt $n $shape $op $g"]:--}"
     done
+    echo "$line"
   done
 } | column -t
 
 echo
 echo "CPU seconds (user+sys) of the same runs: the CLI's process tree (pulumi, language host, node); srv = the gatehouse process"
 {
-  hdr="N shape op floor file"
-  for g in "${GHS[@]}"; do hdr+=" $(short "$g") $(short "$g")-srv"; done
+  hdr="rtt N shape op floor file"
+  for g in "${GHS[@]}"; do hdr+=" $(short "$g")"; [ "$g" = s3 ] || hdr+=" $(short "$g")-srv"; done
   echo "$hdr"
-  for n in $NS; do
-    for shape in $SHAPES; do
-      for op in create destroy; do
-        floor=${CPUS["$n $shape create floor"]:--}
-        [ $op = create ] || floor=-
-        line="$n $shape $op $floor ${CPUS["$n $shape $op file"]:--}"
-        for g in "${GHS[@]}"; do line+=" ${CPUS["$n $shape $op $g"]:--} ${SRVCPU["$n $shape $op $g"]:--}"; done
-        echo "$line"
-      done
+  cells | while read -r rtt n shape op; do
+    floor=${CPUS["- $n $shape create floor"]:--}
+    [ $op = create ] || floor=-
+    line="$rtt $n $shape $op $floor ${CPUS["- $n $shape $op file"]:--}"
+    for g in "${GHS[@]}"; do
+      line+=" ${CPUS["$rtt $n $shape $op $g"]:--}"
+      [ "$g" = s3 ] || line+=" ${SRVCPU["$rtt $n $shape $op $g"]:--}"
     done
+    echo "$line"
   done
 } | column -t
 
@@ -421,16 +581,13 @@ if [ ${#GHS[@]} -gt 0 ]; then
   echo
   echo "Gatehouse server-side latency of the state-write requests (from /metrics, per command)"
   {
-    echo "backend N shape op route requests p50-ms p99-ms in-handler-s"
+    echo "backend rtt N shape op route requests p50-ms p99-ms in-handler-s"
     for g in "${GHS[@]}"; do
-      for n in $NS; do
-        for shape in $SHAPES; do
-          for op in create destroy; do
-            while read -r line; do
-              [ -n "$line" ] && echo "$(short "$g") $n $shape $op $line"
-            done <<<"${LATENCY["$g $n $shape $op"]:-}"
-          done
-        done
+      [ "$g" = s3 ] && continue
+      cells | while read -r rtt n shape op; do
+        while read -r line; do
+          [ -n "$line" ] && echo "$(short "$g") $rtt $n $shape $op $line"
+        done <<<"${LATENCY["$g $rtt $n $shape $op"]:-}"
       done
     done
   } | column -t

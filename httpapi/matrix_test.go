@@ -561,8 +561,7 @@ func isUser(s string) bool {
 
 // fill substitutes the world's names into a route pattern.
 func fill(p string) string {
-	r := strings.NewReplacer("{org}", "acme", "{project}", "proj", "{stack}", "prod", "{team}", "t-read", "{user}", "member", "{version}", "1", "{issuerId}", "none", "{policyId}", "none", "{env}", "penv", "{tag}", "t1", "{sub}", "decrypt", "{what}", "decrypt", "{name}", "owner", "{hookName}", "hook1", "{seq}", "1", "{file}", "style.css", "{orgName}", "acme", "{deploymentID}", matrixDeploymentID)
-	r := strings.NewReplacer("{org}", "acme", "{project}", "proj", "{stack}", "prod", "{team}", "t-read", "{user}", "member", "{version}", "1", "{issuerId}", "none", "{policyId}", "none", "{env}", "penv", "{tag}", "t1", "{sub}", "decrypt", "{what}", "decrypt", "{name}", "owner", "{hookName}", "hook1", "{pack}", "pk", "{group}", "g1", "{issueID}", "1")
+	r := strings.NewReplacer("{org}", "acme", "{project}", "proj", "{stack}", "prod", "{team}", "t-read", "{user}", "member", "{version}", "1", "{issuerId}", "none", "{policyId}", "none", "{env}", "penv", "{tag}", "t1", "{sub}", "decrypt", "{what}", "decrypt", "{name}", "owner", "{hookName}", "hook1", "{seq}", "1", "{file}", "style.css", "{orgName}", "acme", "{deploymentID}", matrixDeploymentID, "{pack}", "pk", "{group}", "g1", "{issueID}", "1")
 	return r.Replace(p)
 }
 

@@ -19,6 +19,8 @@ type metrics struct {
 	auditFailures prometheus.Counter
 	leaseExpired  prometheus.Counter
 	rateLimited   *prometheus.CounterVec
+	// protocolChoices counts the state protocol chosen per real run, by protocol and reason.
+	protocolChoices *prometheus.CounterVec
 }
 
 // authFailureReasons are the reasons of gatehouse_auth_failures_total (all exported at 0
@@ -57,6 +59,10 @@ func newMetrics(reg prometheus.Registerer, store gatehouse.Store) *metrics {
 			Help: "Requests answered 429 by the failed-authentication limit, by reason: address (the source address is blocked) or token_prefix (the credential's token prefix is blocked).",
 		}, []string{"reason"}),
 	}
+	m.protocolChoices = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gatehouse_update_protocol_total",
+		Help: "State protocol chosen per update (checkpoint or journal) by reason: forced_on, forced_off, client_unsupported, destroy, new_stack, faster_checkpoints, faster_journal.",
+	}, []string{"protocol", "reason"})
 	for _, r := range authFailureReasons {
 		m.authFailures.WithLabelValues(r)
 	}
@@ -64,7 +70,7 @@ func newMetrics(reg prometheus.Registerer, store gatehouse.Store) *metrics {
 		m.rateLimited.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.authFailures, m.auditFailures, m.leaseExpired, m.rateLimited, buildInfoCollector())
+		reg.MustRegister(m.requests, m.duration, m.authFailures, m.auditFailures, m.leaseExpired, m.rateLimited, m.protocolChoices, buildInfoCollector())
 		if p, ok := store.(interface{ Writer() *sql.DB }); ok {
 			reg.MustRegister(collectors.NewDBStatsCollector(p.Writer(), store.Engine()))
 		}

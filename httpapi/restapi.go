@@ -24,6 +24,23 @@ type serviceUpdateInfo struct {
 	Version       int                `json:"version"`
 	LatestVersion int                `json:"latestVersion"`
 	RequestedBy   userJSON           `json:"requestedBy"`
+	// Protocol is Gatehouse's addition: the state protocol chosen for the update and why
+	// (absent for previews and for updates started before the choice was recorded).
+	Protocol *gatehouse.UpdateProtocol `json:"gatehouseProtocol,omitempty"`
+}
+
+// withProtocols adds each update's recorded protocol choice.
+func withProtocols(tx gatehouse.Tx, infos []serviceUpdateInfo) error {
+	for i := range infos {
+		p, err := tx.GetUpdateProtocol(infos[i].UpdateID)
+		switch {
+		case err == nil:
+			infos[i].Protocol = p
+		case !gatehouse.IsCode(err, gatehouse.ENOTFOUND):
+			return err
+		}
+	}
+	return nil
 }
 
 func serviceUpdate(u *gatehouse.Update, latest int) serviceUpdateInfo {
@@ -37,18 +54,21 @@ func serviceUpdate(u *gatehouse.Update, latest int) serviceUpdateInfo {
 // getLatestUpdate is GET S/updates/latest: the newest non-preview update in the service's
 // shape (the CLI reads its "info"); 404 when the stack was never updated.
 func (s *Server) getLatestUpdate(rq *Request) (any, error) {
-	var ups []gatehouse.Update
+	var out []serviceUpdateInfo
 	if err := rq.View(func(tx gatehouse.Tx) error {
-		var err error
-		ups, err = tx.ListUpdates(rq.Stack.ID, gatehouse.UpdateFilter{PageSize: 1, Page: 1})
-		return err
+		ups, err := tx.ListUpdates(rq.Stack.ID, gatehouse.UpdateFilter{PageSize: 1, Page: 1})
+		if err != nil || len(ups) == 0 {
+			return err
+		}
+		out = []serviceUpdateInfo{serviceUpdate(&ups[0], rq.Stack.Version)}
+		return withProtocols(tx, out)
 	}); err != nil {
 		return nil, err
 	}
-	if len(ups) == 0 {
+	if len(out) == 0 {
 		return nil, gatehouse.Errorf(gatehouse.ENOTFOUND, "no previous deployment")
 	}
-	return serviceUpdate(&ups[0], rq.Stack.Version), nil
+	return out[0], nil
 }
 
 // getUpdateByVersion is GET S/updates/{version}: the update that produced that version of
@@ -64,6 +84,7 @@ func (s *Server) getUpdateByVersion(rq *Request) (any, error) {
 		return nil, gatehouse.Errorf(gatehouse.ENOTFOUND, "update version %d of stack %s not found", n, rq.Stack.Ref())
 	}
 	var found *gatehouse.Update
+	var out []serviceUpdateInfo
 	err = rq.View(func(tx gatehouse.Tx) error {
 		// Every real run that started holds one version, newest first: version n is at
 		// position latest-n. The full scan is a fallback that should not be needed.
@@ -79,7 +100,8 @@ func (s *Server) getUpdateByVersion(rq *Request) (any, error) {
 		for i := range ups {
 			if ups[i].Version == n {
 				found = &ups[i]
-				return nil
+				out = []serviceUpdateInfo{serviceUpdate(found, latest)}
+				return withProtocols(tx, out)
 			}
 		}
 		return nil
@@ -90,7 +112,7 @@ func (s *Server) getUpdateByVersion(rq *Request) (any, error) {
 	if found == nil {
 		return nil, gatehouse.Errorf(gatehouse.ENOTFOUND, "update version %d of stack %s not found", n, rq.Stack.Ref())
 	}
-	return serviceUpdate(found, latest), nil
+	return out[0], nil
 }
 
 // listUpdates is GET S/updates: the CLI's history shape by default (and with
@@ -147,6 +169,9 @@ func (s *Server) serviceHistory(rq *Request) (any, error) {
 	}
 	for i := range ups {
 		out.Updates = append(out.Updates, serviceUpdate(&ups[i], rq.Stack.Version))
+	}
+	if err := rq.View(func(tx gatehouse.Tx) error { return withProtocols(tx, out.Updates) }); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

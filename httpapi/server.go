@@ -35,6 +35,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/esc"
 	"github.com/gatehouse-dev/gatehouse/internal/jsondepth"
 	"github.com/gatehouse-dev/gatehouse/posture"
+	"github.com/gatehouse-dev/gatehouse/protocol"
 	"github.com/gatehouse-dev/gatehouse/secrets"
 	"github.com/gatehouse-dev/gatehouse/sso"
 	"github.com/gatehouse-dev/gatehouse/webhook"
@@ -166,6 +167,10 @@ type Server struct {
 	pmetrics *postureMetrics
 	allow    allowCache
 	deploy   *deploy.Service // deploy.go
+	// tracker counts what each running update shows of its program's parallelism (protocol.go).
+	tracker *protocol.Tracker
+	// clients remembers each peer's shortest request gap across its connections (protocol.go).
+	clients *protocol.Clients
 }
 
 // New builds the server. reg may be nil (no metrics registered).
@@ -182,7 +187,7 @@ func New(store gatehouse.Store, sm *secrets.Manager, log *slog.Logger, reg prome
 	if cfg.LeaseDuration <= 0 {
 		cfg.LeaseDuration = DefaultConfig().LeaseDuration
 	}
-	s := &Server{store: store, secrets: sm, log: log, cfg: cfg, mux: http.NewServeMux(), metrics: newMetrics(reg, store)}
+	s := &Server{store: store, secrets: sm, log: log, cfg: cfg, mux: http.NewServeMux(), metrics: newMetrics(reg, store), tracker: protocol.NewTracker(), clients: protocol.NewClients()}
 	s.touch = newToucher(store, log)
 	s.newUsageRecorder(reg)
 	s.cache = newAuthCache()
@@ -343,6 +348,14 @@ func newRequestID() string {
 
 func (s *Server) serve(rt *Route, w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	conn := connOf(r)
+	if r.ProtoMajor == 1 {
+		// The gap since the connection's last response; a shorter one is remembered for
+		// the peer too (protocol.go).
+		if g := conn.Begin(start); g > 0 {
+			s.clients.Observe(peerHost(r), g, start)
+		}
+	}
 	rq := &Request{Request: r, s: s, w: w, route: rt, ID: newRequestID(), status: http.StatusOK}
 	w.Header().Set("X-Pulumi-Request-ID", rq.ID)
 	rq.event = gatehouse.AuditEvent{
@@ -366,9 +379,11 @@ func (s *Server) serve(rt *Route, w http.ResponseWriter, r *http.Request) {
 	} else {
 		rq.write(res)
 	}
+	end := time.Now()
+	conn.End(end)
 	s.recordUsage(rq)
-	s.metrics.observe(rt, rq.status, time.Since(start))
-	s.logRequest(rq, time.Since(start))
+	s.metrics.observe(rt, rq.status, end.Sub(start))
+	s.logRequest(rq, end.Sub(start))
 }
 
 // run is the request path.

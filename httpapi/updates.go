@@ -13,6 +13,7 @@ import (
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/authz"
 	"github.com/gatehouse-dev/gatehouse/policy"
+	"github.com/gatehouse-dev/gatehouse/protocol"
 	"github.com/gatehouse-dev/gatehouse/state"
 	"github.com/gatehouse-dev/gatehouse/token"
 )
@@ -106,28 +107,39 @@ func (s *Server) startUpdate(rq *Request) (any, error) {
 	if req.Tags == nil {
 		tags = nil
 	}
-	journal := 0
-	if req.JournalVersion >= 1 && !u.DryRun {
-		switch s.cfg.Journal {
-		case JournalOn:
-			journal = 1
-		case JournalAuto:
-			if u.Kind == gatehouse.KindDestroy {
-				journal = 1
-			}
-		}
-	}
-	rq.Detail("journal", strconv.Itoa(journal))
 	digest, lease, err := newLease()
 	if err != nil {
 		return nil, err
 	}
 	expires := s.cfg.Now().Add(s.cfg.LeaseDuration)
-	var version int
+	var network protocol.Network
+	if !u.DryRun {
+		network = s.measureNetwork(rq)
+	}
+	var version, journal int
+	var choice protocol.Decision
 	err = rq.Change(func(tx gatehouse.Tx) error {
 		var err error
+		// The state protocol: chosen per update from the client's round trip and what the
+		// stack's earlier updates showed of its program (protocol.go).
+		if choice, err = s.chooseProtocol(tx, rq, u, req.JournalVersion >= 1, network); err != nil {
+			return err
+		}
+		journal = 0
+		if choice.Protocol == protocol.Journal {
+			journal = 1
+		}
+		rq.Detail("journal", strconv.Itoa(journal))
+		if !u.DryRun {
+			s.announceProtocolDetails(rq, choice)
+		}
 		if version, err = tx.StartUpdate(u.ID, tags, digest, expires, journal); err != nil {
 			return err
+		}
+		if !u.DryRun {
+			if err := tx.SetUpdateProtocol(u.ID, updateProtocol(choice)); err != nil {
+				return err
+			}
 		}
 		rq.Detail("version", strconv.Itoa(version)) // before the event is appended below
 		if err := linkDeployment(rq, tx, u.ID, version); err != nil {
@@ -139,6 +151,9 @@ func (s *Server) startUpdate(rq *Request) (any, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if !u.DryRun {
+		s.announceProtocol(rq, u, choice)
 	}
 	s.wakeWebhooks()
 	return apitype.StartUpdateResponse{Version: version, Token: lease, TokenExpiration: expires.Unix(), JournalVersion: int64(journal)}, nil
@@ -181,7 +196,7 @@ func (s *Server) patchCheckpoint(rq *Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return noContent{}, s.changeGuarded(rq, func(tx gatehouse.Tx) error {
+	err = s.changeGuarded(rq, func(tx gatehouse.Tx) error {
 		u, err := liveUpdate(tx, rq.Update.ID)
 		if err != nil {
 			return err
@@ -191,6 +206,10 @@ func (s *Server) patchCheckpoint(rq *Request) (any, error) {
 		}
 		return tx.PutCheckpoint(rq.Stack.ID, u.Version, data)
 	})
+	if err == nil {
+		s.tracker.Checkpoint(rq.Update.ID, protocol.PendingOperations(req.Deployment))
+	}
+	return noContent{}, err
 }
 
 // liveUpdate re-reads the update inside a write transaction and refuses one that ended
@@ -240,6 +259,9 @@ func (s *Server) patchCheckpointVerbatim(rq *Request) (any, error) {
 		}
 		return tx.SetUpdateSequence(u.ID, req.SequenceNumber)
 	})
+	if err == nil {
+		s.tracker.Checkpoint(rq.Update.ID, protocol.PendingOperations(req.UntypedDeployment))
+	}
 	return noContent{}, err
 }
 
@@ -311,12 +333,16 @@ func (s *Server) patchJournal(rq *Request) (any, error) {
 		recs = append(recs, gatehouse.JournalRecord{Seq: *e.SequenceID, Data: raw})
 		typed = append(typed, e.JournalEntry)
 	}
-	return noContent{}, s.changeGuarded(rq, func(tx gatehouse.Tx) error {
+	err := s.changeGuarded(rq, func(tx gatehouse.Tx) error {
 		if err := guardProviders(tx, rq.Update, rq.Stack.OrgID, func() ([]policy.Provider, error) { return policy.InJournal(typed), nil }); err != nil {
 			return err
 		}
 		return tx.AppendJournal(rq.Update.ID, recs)
 	})
+	if err == nil && len(recs) > 0 {
+		s.tracker.JournalBatch(rq.Update.ID, len(recs))
+	}
+	return noContent{}, err
 }
 
 // materialize rebuilds a journaling update's final state and stores it as its checkpoint.
@@ -465,12 +491,16 @@ func (s *Server) completeUpdate(rq *Request) (any, error) {
 	rq.Detail("status", string(status))
 	pre := s.replayOutside(rq.Context(), rq.Update)
 	var refusal error
+	obs := s.tracker.Take(rq.Update.ID)
 	err := rq.Change(func(tx gatehouse.Tx) error {
 		if refusal = previewRefusal(tx, rq.Update, rq.Stack.OrgID); refusal != nil && status == gatehouse.StatusSucceeded {
 			status = gatehouse.StatusFailed // a preview that would register unapproved providers fails
 			rq.Detail("status", string(status))
 		}
-		return finishAndEmit(rq, tx, status, pre)
+		if err := finishAndEmit(rq, tx, status, pre); err != nil {
+			return err
+		}
+		return learnProtocol(tx, rq.Update, status, obs)
 	})
 	s.wakeWebhooks()
 	if err == nil && refusal != nil {
@@ -492,6 +522,7 @@ func finishAndEmit(rq *Request, tx gatehouse.Tx, status gatehouse.UpdateStatus, 
 }
 
 func (s *Server) cancelUpdate(rq *Request) (any, error) {
+	s.tracker.Take(rq.Update.ID) // a cancelled update teaches nothing
 	err := rq.Change(func(tx gatehouse.Tx) error { return finishAndEmit(rq, tx, gatehouse.StatusCancelled, nil) })
 	s.wakeWebhooks()
 	return noContent{}, err
@@ -509,12 +540,18 @@ func (s *Server) postEvents(rq *Request) (any, error) {
 	events := make([]gatehouse.EngineEvent, 0, len(req.Events))
 	seqs := make([]int, 0, len(req.Events))
 	var changes map[string]int
+	var steps []protocol.StepMark
 	for i, raw := range req.Events {
 		var head struct {
 			Sequence     *int `json:"sequence"`
 			SummaryEvent *struct {
 				ResourceChanges map[string]int `json:"resourceChanges"`
 			} `json:"summaryEvent"`
+			// A step starts with resourcePreEvent and ends with resOutputsEvent or
+			// resOpFailedEvent: steps in flight, for the protocol choice (protocol.go).
+			Pre     *stepEventJSON `json:"resourcePreEvent"`
+			Outputs *stepEventJSON `json:"resOutputsEvent"`
+			Failed  *stepEventJSON `json:"resOpFailedEvent"`
 		}
 		if err := json.Unmarshal(raw, &head); err != nil || head.Sequence == nil {
 			return nil, gatehouse.Errorf(gatehouse.EINVALID, "engine event %d has no sequence", i)
@@ -527,6 +564,16 @@ func (s *Server) postEvents(rq *Request) (any, error) {
 		}
 		events = append(events, gatehouse.EngineEvent{Seq: *head.Sequence, Data: raw})
 		seqs = append(seqs, *head.Sequence)
+		if !rq.Update.DryRun {
+			switch {
+			case head.Pre != nil:
+				steps = append(steps, protocol.StepMark{Seq: *head.Sequence, URN: head.Pre.Metadata.URN, Begin: true})
+			case head.Outputs != nil:
+				steps = append(steps, protocol.StepMark{Seq: *head.Sequence, URN: head.Outputs.Metadata.URN, Begin: false})
+			case head.Failed != nil:
+				steps = append(steps, protocol.StepMark{Seq: *head.Sequence, URN: head.Failed.Metadata.URN, Begin: false})
+			}
+		}
 	}
 	err := rq.Change(func(tx gatehouse.Tx) error {
 		fresh, err := freshEvents(tx, rq.Update.ID, events)
@@ -544,6 +591,9 @@ func (s *Server) postEvents(rq *Request) (any, error) {
 		}
 		return nil
 	})
+	if err == nil && len(steps) > 0 {
+		s.tracker.StepEvents(rq.Update.ID, steps)
+	}
 	return noContent{}, err
 }
 

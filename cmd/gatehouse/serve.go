@@ -101,7 +101,7 @@ admin.token in the data directory (mode 0600), printing how to log in.`,
 	fs.StringArrayVar(&o.auditSinks, "audit-sink", strings.Fields(os.Getenv("GATEHOUSE_AUDIT_SINKS")), "continuous audit export sink URL (repeatable; env GATEHOUSE_AUDIT_SINKS, space-separated)")
 	fs.DurationVar(&o.auditEvery, "audit-checkpoint-every", 5*time.Minute, "how often the audit log's head is signed")
 	bindEnv(fs, "audit-checkpoint-every", "GATEHOUSE_AUDIT_CHECKPOINT_EVERY")
-	fs.StringVar(&o.journal, "journal", envDefault("GATEHOUSE_JOURNAL", "auto"), "journaling protocol for CLIs that ask for it: auto (destroys only, where it wins), on (every update) or off")
+	fs.StringVar(&o.journal, "journal", envDefault("GATEHOUSE_JOURNAL", "auto"), "journaling protocol for CLIs that ask for it: auto (chosen per update from the client's round trip and the stack's learned parallelism; destroys always), on (every update) or off")
 	fs.Lookup("journal").NoOptDefVal = "on" // a bare --journal means on
 	fs.IntVar(&o.deltaCutoff, "delta-checkpoints", 0, "advertise delta checkpoints for states of at least this many bytes (0: off)")
 	bindEnv(fs, "delta-checkpoints", "GATEHOUSE_DELTA_CHECKPOINTS")
@@ -254,6 +254,8 @@ func runServe(cmd *cobra.Command, o *serveOptions) error {
 		IdleTimeout:    120 * time.Second,
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// Each connection's round trip, for the per-update protocol choice.
+		ConnContext: httpapi.ConnContext,
 	}
 	if certs != nil {
 		hs.TLSConfig = app.TLSConfig(certs)

@@ -52,6 +52,8 @@ var copyTables = []copyTable{
 	{name: "updates", key: []string{"id"}},
 	{name: "engine_events", key: []string{"update_id", "seq"}},
 	{name: "journal_entries", key: []string{"update_id", "seq"}},
+	{name: "update_protocols", key: []string{"update_id"}},
+	{name: "stack_protocol_profiles", key: []string{"stack_id"}},
 	{name: "environments", key: []string{"id"}, serial: true},
 	{name: "env_revisions", key: []string{"env_id", "number"}},
 	{name: "env_tags", key: []string{"env_id", "name"}},

@@ -182,7 +182,9 @@ func (t *tx) DeleteStack(id int64) error {
 	for _, q := range []string{
 		`DELETE FROM engine_events WHERE update_id IN (SELECT id FROM updates WHERE stack_id = ?)`,
 		`DELETE FROM journal_entries WHERE update_id IN (SELECT id FROM updates WHERE stack_id = ?)`,
+		`DELETE FROM update_protocols WHERE update_id IN (SELECT id FROM updates WHERE stack_id = ?)`,
 		`DELETE FROM updates WHERE stack_id = ?`,
+		`DELETE FROM stack_protocol_profiles WHERE stack_id = ?`,
 		`DELETE FROM checkpoints WHERE stack_id = ?`,
 		`DELETE FROM stack_tags WHERE stack_id = ?`,
 		`DELETE FROM stack_keys WHERE stack_id = ?`,

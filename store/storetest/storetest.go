@@ -125,6 +125,7 @@ var contractTests = []test{
 	{"Posture", testPosture},
 	{"Deployments", testDeployments},
 	{"Policy", testPolicy},
+	{"Protocol", testProtocol},
 }
 
 // raceTests race goroutines against one database: the coordination points several

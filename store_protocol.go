@@ -1,0 +1,37 @@
+package gatehouse
+
+import "time"
+
+// ProtocolProfile is what a stack's earlier updates taught about its programs, for the
+// choice of each update's state protocol (package protocol): how many steps ran at once.
+type ProtocolProfile struct {
+	Updates     int     // updates observed
+	Parallelism float64 // learned steps in flight (≥ 1)
+	Source      string  // where the newest observation was read (protocol.Source*)
+	Modified    time.Time
+}
+
+// UpdateProtocol is the state protocol chosen for one update, and why (package protocol).
+type UpdateProtocol struct {
+	Protocol    string        `json:"protocol"`    // checkpoint or journal
+	Reason      string        `json:"reason"`      // protocol.Reason*
+	RTT         time.Duration `json:"-"`           // the client's round trip as measured
+	RTTMicros   int64         `json:"rttMicros"`   // RTT, in the API
+	RTTSource   string        `json:"rttSource"`   // protocol.RTT*
+	Parallelism float64       `json:"parallelism"` // the stack's learned parallelism used
+	Resources   int           `json:"resources"`   // the stack's resource count used
+}
+
+// ProtocolTx is the storage of protocol choices and what they learn (part of Tx). Both go
+// with the stack (or update) when it is deleted.
+type ProtocolTx interface {
+	// GetProtocolProfile returns the stack's profile; ENOTFOUND when nothing was learned.
+	GetProtocolProfile(stackID int64) (*ProtocolProfile, error)
+	// PutProtocolProfile sets the stack's profile (Modified is the store's clock).
+	PutProtocolProfile(stackID int64, p *ProtocolProfile) error
+	// SetUpdateProtocol records the protocol chosen for an update; ENOTFOUND when the
+	// update does not exist.
+	SetUpdateProtocol(updateID string, p *UpdateProtocol) error
+	// GetUpdateProtocol returns it; ENOTFOUND when none was recorded.
+	GetUpdateProtocol(updateID string) (*UpdateProtocol, error)
+}
