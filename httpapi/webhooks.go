@@ -332,9 +332,26 @@ type webhookDelivery struct {
 	Attempts        int    `json:"attempts"`
 	NextAttempt     int64  `json:"nextAttempt,omitempty"`
 	Error           string `json:"error,omitempty"`
+	// AttemptLog is every recorded attempt (the newest gatehouse.MaxWebhookAttemptsKept),
+	// oldest first; the fields above are the last one's.
+	AttemptLog []deliveryAttempt `json:"attemptLog"`
 }
 
-func deliveryJSON(d *gatehouse.WebhookDelivery) webhookDelivery {
+// deliveryAttempt is one attempt of a delivery (Gatehouse's; Pulumi shows only the last).
+type deliveryAttempt struct {
+	Attempt         int    `json:"attempt"`
+	Timestamp       int64  `json:"timestamp"`
+	Duration        int64  `json:"duration"`
+	RequestURL      string `json:"requestUrl"`
+	RequestHeaders  string `json:"requestHeaders"`
+	ResponseCode    int    `json:"responseCode"`
+	ResponseHeaders string `json:"responseHeaders"`
+	ResponseBody    string `json:"responseBody"`
+	Status          string `json:"status"`
+	Error           string `json:"error,omitempty"`
+}
+
+func deliveryJSON(d *gatehouse.WebhookDelivery, attempts []gatehouse.WebhookAttempt) webhookDelivery {
 	out := webhookDelivery{
 		ID: d.UUID, Kind: d.Kind, Event: d.Event, Payload: string(d.Payload), Timestamp: d.Created.Unix(), Duration: d.DurationMS,
 		RequestURL: d.RequestURL, RequestHeaders: d.RequestHeaders, ResponseCode: d.ResponseCode, ResponseHeaders: d.ResponseHeaders,
@@ -343,24 +360,37 @@ func deliveryJSON(d *gatehouse.WebhookDelivery) webhookDelivery {
 	if d.Status == gatehouse.DeliveryPending {
 		out.NextAttempt = d.NextAttempt.Unix()
 	}
+	out.AttemptLog = make([]deliveryAttempt, 0, len(attempts))
+	for _, a := range attempts {
+		out.AttemptLog = append(out.AttemptLog, deliveryAttempt{Attempt: a.Number, Timestamp: a.At.Unix(), Duration: a.DurationMS, RequestURL: a.RequestURL,
+			RequestHeaders: a.RequestHeaders, ResponseCode: a.ResponseCode, ResponseHeaders: a.ResponseHeaders, ResponseBody: a.ResponseBody, Status: a.Status, Error: a.Error})
+	}
 	return out
 }
 
 func (s *Server) listWebhookDeliveries(rq *Request) (any, error) {
 	var ds []gatehouse.WebhookDelivery
+	var attempts map[int64][]gatehouse.WebhookAttempt
 	if err := rq.View(func(tx gatehouse.Tx) error {
 		h, err := rq.loadWebhook(tx)
 		if err != nil {
 			return err
 		}
-		ds, err = tx.ListWebhookDeliveries(h.ID, 100)
+		if ds, err = tx.ListWebhookDeliveries(h.ID, 100); err != nil {
+			return err
+		}
+		ids := make([]int64, len(ds))
+		for i := range ds {
+			ids[i] = ds[i].ID
+		}
+		attempts, err = tx.ListWebhookAttempts(ids)
 		return err
 	}); err != nil {
 		return nil, err
 	}
 	out := make([]webhookDelivery, 0, len(ds))
 	for i := range ds {
-		out = append(out, deliveryJSON(&ds[i]))
+		out = append(out, deliveryJSON(&ds[i], attempts[ds[i].ID]))
 	}
 	return out, nil
 }
@@ -388,7 +418,7 @@ func (s *Server) pingWebhook(rq *Request) (any, error) {
 		return nil, err
 	}
 	s.wakeWebhooks()
-	return deliveryJSON(d), nil
+	return deliveryJSON(d, nil), nil
 }
 
 // redeliverWebhook queues a delivery's payload again, as a new delivery.
@@ -418,7 +448,7 @@ func (s *Server) redeliverWebhook(rq *Request) (any, error) {
 		return nil, err
 	}
 	s.wakeWebhooks()
-	return deliveryJSON(d), nil
+	return deliveryJSON(d, nil), nil
 }
 
 // emit queues a webhook event in tx (the transaction of the change it reports).

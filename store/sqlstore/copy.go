@@ -68,6 +68,7 @@ var copyTables = []copyTable{
 	{name: "invitations", key: []string{"id"}},
 	{name: "webhooks", key: []string{"id"}, serial: true},
 	{name: "webhook_deliveries", key: []string{"id"}, serial: true},
+	{name: "webhook_delivery_attempts", key: []string{"id"}, serial: true},
 	{name: "audit_events", key: []string{"seq"}},
 	{name: "audit_head", key: []string{"id"}, bookkeeping: true},
 	{name: "audit_checkpoints", key: []string{"seq", "kind"}},

@@ -114,6 +114,7 @@ var contractTests = []test{
 	{"EnvSessionsAndKeys", testEnvSessionsAndKeys},
 	{"EnvScopes", testEnvScopes},
 	{"Webhooks", testWebhooks},
+	{"WebhookAttemptLog", testWebhookAttemptLog},
 }
 
 // raceTests race goroutines against one database: the coordination points several
