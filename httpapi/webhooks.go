@@ -11,6 +11,7 @@ import (
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/authz"
+	"github.com/gatehouse-dev/gatehouse/esc"
 	"github.com/gatehouse-dev/gatehouse/webhook"
 )
 
@@ -537,4 +538,55 @@ func (rq *Request) stackEvent(tx gatehouse.Tx, st *gatehouse.Stack, action strin
 func (rq *Request) envEvent(tx gatehouse.Tx, env *gatehouse.Environment, name, action string, revision int, tag string) error {
 	return emit(tx, &webhook.Event{Name: name, OrgID: rq.Org.ID, OrgName: rq.Org.Name, EnvID: env.ID, Project: env.Project, Env: env.Name,
 		User: rq.Subject.Name(), Action: action, Revision: revision, TagName: tag})
+}
+
+// importedEnvEvents queues imported_environment_changed, in tx, for every other environment
+// of the organization whose latest revision imports env (without a version, or @latest),
+// now at revision rev: the event goes to the importer's (and the organization's) webhooks.
+// Only direct importers: an environment importing one of those hears nothing.
+func (rq *Request) importedEnvEvents(tx gatehouse.Tx, env *gatehouse.Environment, rev int) error {
+	cont := ""
+	for {
+		envs, next, err := tx.ListEnvironments(gatehouse.EnvFilter{OrgIDs: []int64{env.OrgID}, Continuation: cont, Limit: 500})
+		if err != nil {
+			return err
+		}
+		for i := range envs {
+			other := &envs[i]
+			if other.ID == env.ID {
+				continue
+			}
+			latest, err := tx.GetEnvRevision(other.ID, other.Revision)
+			if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if !importsLatest(latest.YAML, env) {
+				continue
+			}
+			if err := emit(tx, &webhook.Event{Name: webhook.ImportedEnvironmentChanged, OrgID: rq.Org.ID, OrgName: rq.Org.Name, EnvID: other.ID,
+				Project: other.Project, Env: other.Name, User: rq.Subject.Name(), AffectedRevisions: []int{latest.Number},
+				Imported: &webhook.EnvReference{ProjectName: env.Project, EnvironmentName: env.Name, Revision: rev}}); err != nil {
+				return err
+			}
+		}
+		if next == "" {
+			return nil
+		}
+		cont = next
+	}
+}
+
+// importsLatest reports whether the definition def imports env unpinned (no version, or
+// @latest).
+func importsLatest(def []byte, env *gatehouse.Environment) bool {
+	for _, ref := range esc.Imports(def) {
+		project, name, version, err := esc.ParseImport(ref)
+		if err == nil && project == env.Project && name == env.Name && (version == "" || version == "latest") {
+			return true
+		}
+	}
+	return false
 }
