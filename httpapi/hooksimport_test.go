@@ -59,3 +59,30 @@ func TestWebhookImportedEnvironmentChanged(t *testing.T) {
 		t.Errorf("deliveries for %v, want web and mapform", got)
 	}
 }
+
+// TestWebhookLegacyEnvPaths: Pulumi's legacy /api/preview/environments/{org}/{env}/hooks
+// paths are the default project's environment webhooks.
+func TestWebhookLegacyEnvPaths(t *testing.T) {
+	rcv := newReceiver(t)
+	e := hookEnv(t, "", "", rcv)
+	admin := e.esc(e.admin.Token)
+	admin.want(200, "POST", escBase+"/acme", []byte(`{"project":"default","name":"old"}`))
+	legacy := "/api/preview/environments/acme/old/hooks"
+	admin.want(201, "POST", legacy, []byte(`{"name":"l","payloadUrl":"`+rcv.URL+`","filters":["environment_revision_created"]}`))
+	var hooks []map[string]any
+	admin.want(200, "GET", escBase+"/acme/default/old/hooks", nil).json(t, &hooks)
+	if len(hooks) != 1 || hooks[0]["name"] != "l" || hooks[0]["projectName"] != "default" || hooks[0]["envName"] != "old" {
+		t.Fatalf("the ESC path lists %v", hooks)
+	}
+	admin.want(200, "GET", legacy, nil).json(t, &hooks)
+	if len(hooks) != 1 {
+		t.Fatalf("the legacy path lists %v", hooks)
+	}
+	admin.want(200, "GET", legacy+"/l", nil)
+	admin.want(200, "POST", legacy+"/l/ping", nil)
+	waitFor(t, e, "the ping", func() bool { return len(rcv.requests()) >= 1 })
+	admin.want(200, "GET", legacy+"/l/deliveries", nil)
+	admin.want(404, "GET", "/api/preview/environments/acme/nope/hooks", nil)
+	admin.want(200, "DELETE", legacy+"/l", nil)
+	admin.want(404, "GET", escBase+"/acme/default/old/hooks/l", nil)
+}

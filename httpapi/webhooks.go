@@ -22,6 +22,9 @@ const (
 	orgHooksPath   = "/api/orgs/{org}/hooks"
 	stackHooksPath = stackPath + "/hooks"
 	envHooksPath   = envPath + "/hooks"
+	// legacyEnvHooksPath is Pulumi's older path of environment webhooks (project: the
+	// default one), an alias of envHooksPath.
+	legacyEnvHooksPath = "/api/preview/environments/{org}/{env}/hooks"
 )
 
 func (s *Server) registerWebhookRoutes() {
@@ -29,7 +32,7 @@ func (s *Server) registerWebhookRoutes() {
 	for _, r := range []struct {
 		base   string
 		action authz.Action
-	}{{orgHooksPath, authz.OrgWebhooks}, {stackHooksPath, authz.StackWebhooks}, {envHooksPath, authz.EnvWebhooks}} {
+	}{{orgHooksPath, authz.OrgWebhooks}, {stackHooksPath, authz.StackWebhooks}, {envHooksPath, authz.EnvWebhooks}, {legacyEnvHooksPath, authz.EnvWebhooks}} {
 		if r.base != envHooksPath { // GET E/hooks is served by getEnvSub (E/{what})
 			s.handle(get, r.base, r.action, s.listWebhooks)
 		}
