@@ -26,6 +26,18 @@ const (
 	DeliveryPending   = "pending"
 	DeliveryDelivered = "delivered"
 	DeliveryFailed    = "failed"
+	// DeliveryCancelled: its webhook was deactivated or deleted before it was delivered;
+	// it is never sent (reactivating the webhook does not revive it).
+	DeliveryCancelled = "cancelled"
+)
+
+// Bounds of the delivery log.
+const (
+	// MaxWebhookAttemptsKept is how many attempts of one delivery the log keeps (the newest).
+	MaxWebhookAttemptsKept = 10
+	// MaxWebhookDeliveriesKept is how many ended (delivered, failed, cancelled) deliveries
+	// of one webhook the log keeps (the newest); older ones are pruned with the expired.
+	MaxWebhookDeliveriesKept = 1000
 )
 
 // WebhookDelivery is one event to deliver to one webhook: a row of the durable delivery
@@ -61,6 +73,8 @@ type WebhookDelivery struct {
 
 // WebhookAttempt is the outcome of one delivery attempt.
 type WebhookAttempt struct {
+	// Number is the attempt's number (1 for the first); set by the store.
+	Number          int
 	At              time.Time
 	DurationMS      int64
 	RequestURL      string
@@ -69,8 +83,9 @@ type WebhookAttempt struct {
 	ResponseHeaders string
 	ResponseBody    string
 	Error           string
-	// Status is the delivery's state afterwards: delivered, failed, or pending (a retry
-	// at RetryAfter from the transaction's time).
+	// Status is the delivery's state afterwards: delivered, failed, cancelled, or pending
+	// (a retry at RetryAfter from the transaction's time). A delivery cancelled meanwhile
+	// stays cancelled unless this attempt delivered it.
 	Status     string
 	RetryAfter time.Duration
 }
@@ -88,7 +103,7 @@ type WebhookTx interface {
 	// ListWebhooks lists a scope's webhooks by name (stackID 0: the organization's own).
 	ListWebhooks(orgID, stackID int64) ([]Webhook, error)
 	// UpdateWebhook replaces the display name, URL, active flag, format, filters, groups and
-	// secret of the webhook h.ID.
+	// secret of the webhook h.ID. Deactivating it cancels its pending deliveries.
 	UpdateWebhook(h *Webhook) error
 	DeleteWebhook(id int64) error
 	// EnqueueWebhookDelivery adds a pending delivery due now; sets ID, Created, Status.
@@ -99,12 +114,16 @@ type WebhookTx interface {
 	ClaimWebhookDeliveries(lease string, leaseFor time.Duration, limit int) ([]WebhookDelivery, error)
 	// RecordWebhookAttempt records the outcome of the attempt that holds lease and ends the
 	// lease; EGONE when the lease is no longer the delivery's (another process took it over).
+	// The attempt is added to the delivery's attempts (the newest MaxWebhookAttemptsKept).
 	RecordWebhookAttempt(id int64, lease string, a *WebhookAttempt) error
 	// GetWebhookDelivery and ListWebhookDeliveries (newest first, at most limit) read the
 	// delivery log.
 	GetWebhookDelivery(id int64) (*WebhookDelivery, error)
 	ListWebhookDeliveries(webhookID int64, limit int) ([]WebhookDelivery, error)
-	// PruneWebhookDeliveries deletes delivered and failed deliveries created before before;
-	// it returns how many it deleted.
+	// ListWebhookAttempts returns the recorded attempts of the deliveries ids, oldest first.
+	ListWebhookAttempts(ids []int64) (map[int64][]WebhookAttempt, error)
+	// PruneWebhookDeliveries deletes ended (not pending) deliveries created before before,
+	// and those of each webhook beyond its newest MaxWebhookDeliveriesKept, with their
+	// attempts; it returns how many deliveries it deleted.
 	PruneWebhookDeliveries(before time.Time) (int, error)
 }

@@ -11,6 +11,7 @@ import (
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/authz"
+	"github.com/gatehouse-dev/gatehouse/esc"
 	"github.com/gatehouse-dev/gatehouse/posture"
 	"github.com/gatehouse-dev/gatehouse/token"
 )
@@ -219,6 +220,9 @@ func (s *Server) resolve(rq *Request, tx gatehouse.Tx) error {
 			rq.event.Target = st.Ref().String()
 		}
 		if name := rq.PathValue("env"); name != "" && rq.Org != nil {
+			if project == "" { // Pulumi's legacy /api/preview/environments/{org}/{env} paths
+				project = esc.DefaultProject
+			}
 			if err := resolveEnv(rq, tx, project, name); err != nil {
 				return err
 			}

@@ -381,7 +381,10 @@ func (s *Server) updateEnv(rq *Request) (any, error) {
 			return err
 		}
 		rq.Detail("revision", strconv.Itoa(rev))
-		return rq.envEvent(tx, rq.Env, webhook.EnvironmentRevisionCreated, "created", rev, "")
+		if err := rq.envEvent(tx, rq.Env, webhook.EnvironmentRevisionCreated, "created", rev, ""); err != nil {
+			return err
+		}
+		return rq.importedEnvEvents(tx, rq.Env, rev)
 	}); err != nil {
 		return nil, err
 	}

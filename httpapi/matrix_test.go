@@ -238,6 +238,8 @@ func (w *world) addEnvironments(t *testing.T) {
 	must(t, a.Do(cliwire.Call{Method: "PATCH", Path: "/api/esc/environments/acme/proj/penv", Body: []byte("values:\n  pw:\n    fn::secret: hunter2\n")}, nil))
 	must(t, a.Do(cliwire.Call{Method: "POST", Path: "/api/esc/environments/acme/proj/penv/versions/tags", Body: map[string]any{"name": "t1", "revision": 1}}, nil))
 	must(t, a.Do(cliwire.Call{Method: "POST", Path: "/api/esc/environments/acme/proj/penv/tags", Body: map[string]any{"name": "owner", "value": "x"}}, nil))
+	// default/penv: the environment of the legacy /api/preview/environments/{org}/{env} rows.
+	must(t, a.Do(cliwire.Call{Method: "POST", Path: "/api/esc/environments/acme", Body: map[string]string{"project": "default", "name": "penv"}}, nil))
 	id := w.e.envID("proj", "penv")
 	w.e.envGrant("t-readd", "proj", "", "open")
 	w.e.envGrant("t-write", "proj", "penv", "write")

@@ -119,6 +119,11 @@ func (s *Server) startUpdate(rq *Request) (any, error) {
 	var version, journal int
 	var choice protocol.Decision
 	err = rq.Change(func(tx gatehouse.Tx) error {
+		if !u.DryRun {
+			if err := rq.failExpiredHolder(tx, u); err != nil {
+				return err
+			}
+		}
 		var err error
 		// The state protocol: chosen per update from the client's round trip and what the
 		// stack's earlier updates showed of its program (protocol.go).
@@ -157,6 +162,45 @@ func (s *Server) startUpdate(rq *Request) (any, error) {
 	}
 	s.wakeWebhooks()
 	return apitype.StartUpdateResponse{Version: version, Token: lease, TokenExpiration: expires.Unix(), JournalVersion: int64(journal)}, nil
+}
+
+// failExpiredHolder ends, as failed, the update that holds the stack's lock with a lease
+// that ran out (its CLI died), and queues its …_failed webhook event, in tx: the takeover
+// that StartUpdate then makes. Of two processes taking over at once only one commits (the
+// lock's compare-and-set fails the other's transaction, its event with it), so the event
+// is sent once.
+func (rq *Request) failExpiredHolder(tx gatehouse.Tx, u *gatehouse.Update) error {
+	st, err := tx.GetStackByID(u.StackID)
+	if err != nil {
+		return err
+	}
+	held := st.ActiveUpdate
+	if held == "" || held == u.ID {
+		return nil
+	}
+	other, err := tx.GetUpdate(held)
+	if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if other.Status != gatehouse.StatusRunning || other.LeaseExpires.After(tx.Now()) {
+		return nil
+	}
+	status, err := tx.FinishUpdate(held, gatehouse.StatusFailed, nil, -1)
+	if err != nil {
+		return err
+	}
+	if status != gatehouse.StatusFailed {
+		return nil
+	}
+	rq.Detail("expired_update", held)
+	ended, err := tx.GetUpdate(held)
+	if err != nil {
+		return err
+	}
+	return rq.updateEvent(tx, ended, "failed")
 }
 
 func (s *Server) renewLease(rq *Request) (any, error) {

@@ -11,6 +11,7 @@ import (
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/authz"
+	"github.com/gatehouse-dev/gatehouse/esc"
 	"github.com/gatehouse-dev/gatehouse/webhook"
 )
 
@@ -21,6 +22,9 @@ const (
 	orgHooksPath   = "/api/orgs/{org}/hooks"
 	stackHooksPath = stackPath + "/hooks"
 	envHooksPath   = envPath + "/hooks"
+	// legacyEnvHooksPath is Pulumi's older path of environment webhooks (project: the
+	// default one), an alias of envHooksPath.
+	legacyEnvHooksPath = "/api/preview/environments/{org}/{env}/hooks"
 )
 
 func (s *Server) registerWebhookRoutes() {
@@ -28,7 +32,7 @@ func (s *Server) registerWebhookRoutes() {
 	for _, r := range []struct {
 		base   string
 		action authz.Action
-	}{{orgHooksPath, authz.OrgWebhooks}, {stackHooksPath, authz.StackWebhooks}, {envHooksPath, authz.EnvWebhooks}} {
+	}{{orgHooksPath, authz.OrgWebhooks}, {stackHooksPath, authz.StackWebhooks}, {envHooksPath, authz.EnvWebhooks}, {legacyEnvHooksPath, authz.EnvWebhooks}} {
 		if r.base != envHooksPath { // GET E/hooks is served by getEnvSub (E/{what})
 			s.handle(get, r.base, r.action, s.listWebhooks)
 		}
@@ -332,9 +336,26 @@ type webhookDelivery struct {
 	Attempts        int    `json:"attempts"`
 	NextAttempt     int64  `json:"nextAttempt,omitempty"`
 	Error           string `json:"error,omitempty"`
+	// AttemptLog is every recorded attempt (the newest gatehouse.MaxWebhookAttemptsKept),
+	// oldest first; the fields above are the last one's.
+	AttemptLog []deliveryAttempt `json:"attemptLog"`
 }
 
-func deliveryJSON(d *gatehouse.WebhookDelivery) webhookDelivery {
+// deliveryAttempt is one attempt of a delivery (Gatehouse's; Pulumi shows only the last).
+type deliveryAttempt struct {
+	Attempt         int    `json:"attempt"`
+	Timestamp       int64  `json:"timestamp"`
+	Duration        int64  `json:"duration"`
+	RequestURL      string `json:"requestUrl"`
+	RequestHeaders  string `json:"requestHeaders"`
+	ResponseCode    int    `json:"responseCode"`
+	ResponseHeaders string `json:"responseHeaders"`
+	ResponseBody    string `json:"responseBody"`
+	Status          string `json:"status"`
+	Error           string `json:"error,omitempty"`
+}
+
+func deliveryJSON(d *gatehouse.WebhookDelivery, attempts []gatehouse.WebhookAttempt) webhookDelivery {
 	out := webhookDelivery{
 		ID: d.UUID, Kind: d.Kind, Event: d.Event, Payload: string(d.Payload), Timestamp: d.Created.Unix(), Duration: d.DurationMS,
 		RequestURL: d.RequestURL, RequestHeaders: d.RequestHeaders, ResponseCode: d.ResponseCode, ResponseHeaders: d.ResponseHeaders,
@@ -343,24 +364,37 @@ func deliveryJSON(d *gatehouse.WebhookDelivery) webhookDelivery {
 	if d.Status == gatehouse.DeliveryPending {
 		out.NextAttempt = d.NextAttempt.Unix()
 	}
+	out.AttemptLog = make([]deliveryAttempt, 0, len(attempts))
+	for _, a := range attempts {
+		out.AttemptLog = append(out.AttemptLog, deliveryAttempt{Attempt: a.Number, Timestamp: a.At.Unix(), Duration: a.DurationMS, RequestURL: a.RequestURL,
+			RequestHeaders: a.RequestHeaders, ResponseCode: a.ResponseCode, ResponseHeaders: a.ResponseHeaders, ResponseBody: a.ResponseBody, Status: a.Status, Error: a.Error})
+	}
 	return out
 }
 
 func (s *Server) listWebhookDeliveries(rq *Request) (any, error) {
 	var ds []gatehouse.WebhookDelivery
+	var attempts map[int64][]gatehouse.WebhookAttempt
 	if err := rq.View(func(tx gatehouse.Tx) error {
 		h, err := rq.loadWebhook(tx)
 		if err != nil {
 			return err
 		}
-		ds, err = tx.ListWebhookDeliveries(h.ID, 100)
+		if ds, err = tx.ListWebhookDeliveries(h.ID, 100); err != nil {
+			return err
+		}
+		ids := make([]int64, len(ds))
+		for i := range ds {
+			ids[i] = ds[i].ID
+		}
+		attempts, err = tx.ListWebhookAttempts(ids)
 		return err
 	}); err != nil {
 		return nil, err
 	}
 	out := make([]webhookDelivery, 0, len(ds))
 	for i := range ds {
-		out = append(out, deliveryJSON(&ds[i]))
+		out = append(out, deliveryJSON(&ds[i], attempts[ds[i].ID]))
 	}
 	return out, nil
 }
@@ -388,7 +422,7 @@ func (s *Server) pingWebhook(rq *Request) (any, error) {
 		return nil, err
 	}
 	s.wakeWebhooks()
-	return deliveryJSON(d), nil
+	return deliveryJSON(d, nil), nil
 }
 
 // redeliverWebhook queues a delivery's payload again, as a new delivery.
@@ -418,7 +452,7 @@ func (s *Server) redeliverWebhook(rq *Request) (any, error) {
 		return nil, err
 	}
 	s.wakeWebhooks()
-	return deliveryJSON(d), nil
+	return deliveryJSON(d, nil), nil
 }
 
 // emit queues a webhook event in tx (the transaction of the change it reports).
@@ -507,4 +541,55 @@ func (rq *Request) stackEvent(tx gatehouse.Tx, st *gatehouse.Stack, action strin
 func (rq *Request) envEvent(tx gatehouse.Tx, env *gatehouse.Environment, name, action string, revision int, tag string) error {
 	return emit(tx, &webhook.Event{Name: name, OrgID: rq.Org.ID, OrgName: rq.Org.Name, EnvID: env.ID, Project: env.Project, Env: env.Name,
 		User: rq.Subject.Name(), Action: action, Revision: revision, TagName: tag})
+}
+
+// importedEnvEvents queues imported_environment_changed, in tx, for every other environment
+// of the organization whose latest revision imports env (without a version, or @latest),
+// now at revision rev: the event goes to the importer's (and the organization's) webhooks.
+// Only direct importers: an environment importing one of those hears nothing.
+func (rq *Request) importedEnvEvents(tx gatehouse.Tx, env *gatehouse.Environment, rev int) error {
+	cont := ""
+	for {
+		envs, next, err := tx.ListEnvironments(gatehouse.EnvFilter{OrgIDs: []int64{env.OrgID}, Continuation: cont, Limit: 500})
+		if err != nil {
+			return err
+		}
+		for i := range envs {
+			other := &envs[i]
+			if other.ID == env.ID {
+				continue
+			}
+			latest, err := tx.GetEnvRevision(other.ID, other.Revision)
+			if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if !importsLatest(latest.YAML, env) {
+				continue
+			}
+			if err := emit(tx, &webhook.Event{Name: webhook.ImportedEnvironmentChanged, OrgID: rq.Org.ID, OrgName: rq.Org.Name, EnvID: other.ID,
+				Project: other.Project, Env: other.Name, User: rq.Subject.Name(), AffectedRevisions: []int{latest.Number},
+				Imported: &webhook.EnvReference{ProjectName: env.Project, EnvironmentName: env.Name, Revision: rev}}); err != nil {
+				return err
+			}
+		}
+		if next == "" {
+			return nil
+		}
+		cont = next
+	}
+}
+
+// importsLatest reports whether the definition def imports env unpinned (no version, or
+// @latest).
+func importsLatest(def []byte, env *gatehouse.Environment) bool {
+	for _, ref := range esc.Imports(def) {
+		project, name, version, err := esc.ParseImport(ref)
+		if err == nil && project == env.Project && name == env.Name && (version == "" || version == "latest") {
+			return true
+		}
+	}
+	return false
 }

@@ -352,6 +352,14 @@ func (d *Dispatcher) attempt(ctx context.Context, lease string, dl *gatehouse.We
 		return // the claim runs out and the delivery is tried again (or went with its webhook)
 	}
 	a := &gatehouse.WebhookAttempt{At: time.Now(), RequestURL: h.PayloadURL}
+	if !h.Active {
+		// Deactivated since it was queued: not sent.
+		a.Status, a.Error = gatehouse.DeliveryCancelled, "cancelled: the webhook was deactivated"
+		if err := d.store.Update(context.WithoutCancel(ctx), func(tx gatehouse.Tx) error { return tx.RecordWebhookAttempt(dl.ID, lease, a) }); err != nil {
+			d.log.Warn("webhooks: cannot record a cancelled delivery", "delivery", dl.ID, "err", err)
+		}
+		return
+	}
 	code, err := d.post(ctx, h, org, dl, a)
 	if ctx.Err() != nil {
 		return // stopped: the claim runs out and it is delivered again
@@ -441,7 +449,7 @@ func (d *Dispatcher) post(ctx context.Context, h *gatehouse.Webhook, org *gateho
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	a.ResponseHeaders = headerString(resp.Header)
+	a.ResponseHeaders = truncate(headerString(resp.Header), 4<<10)
 	a.ResponseBody = string(body)
 	return resp.StatusCode, nil
 }

@@ -62,9 +62,9 @@ const (
 	EnvironmentRevisionTagDeleted = "environment_revision_tag_deleted"
 )
 
-// eventKinds maps every filter Gatehouse knows to its kind. Pulumi's deployment, drift,
-// import and rotation filters are accepted (a webhook may name them) but Gatehouse sends no
-// such events yet.
+// eventKinds maps every filter Gatehouse knows to its kind. Pulumi's deployment, drift
+// and rotation filters are accepted (a webhook may name them) but Gatehouse sends no such
+// events yet.
 var eventKinds = map[string]string{
 	StackCreated: KindStack, StackDeleted: KindStack,
 	PreviewSucceeded: KindStackPreview, PreviewFailed: KindStackPreview, PreviewStarted: KindStackPreview,

@@ -37,6 +37,17 @@ type Event struct {
 	Env      string
 	Revision int    // environment_revision*, environment_revision_tag*
 	TagName  string // environment_revision_tag*
+	// imported_environment_changed: the revisions of the importing environment (EnvID)
+	// affected, and the imported environment's new revision.
+	AffectedRevisions []int
+	Imported          *EnvReference
+}
+
+// EnvReference is Pulumi's importedEnvironmentReference.
+type EnvReference struct {
+	ProjectName     string `json:"projectName"`
+	EnvironmentName string `json:"environmentName"`
+	Revision        int    `json:"revision"`
 }
 
 // EnvScope is the Webhook.StackID of an environment's webhooks: the negated environment
@@ -66,6 +77,9 @@ type rawPayload struct {
 	TagName         string         `json:"tagName,omitempty"`
 	Revision        int            `json:"revision,omitempty"`
 	Message         string         `json:"message,omitempty"`
+	// imported_environment_changed.
+	AffectedRevisions            []int         `json:"affectedRevisions,omitempty"`
+	ImportedEnvironmentReference *EnvReference `json:"importedEnvironmentReference,omitempty"`
 }
 
 // Payload builds the body of ev in format.
@@ -94,6 +108,11 @@ func Payload(format string, ev *Event) ([]byte, error) {
 		p.Action, p.Revision, p.TagName = ev.Action, ev.Revision, ev.TagName
 	case KindEnvironmentTag:
 		p.Action, p.TagName = ev.Action, ev.TagName
+	case KindImportedEnvironmentChanged:
+		p.AffectedRevisions, p.ImportedEnvironmentReference = ev.AffectedRevisions, ev.Imported
+		if p.AffectedRevisions == nil {
+			p.AffectedRevisions = []int{}
+		}
 	case KindStackUpdate, KindStackPreview:
 		preview := ev.UpdateKind == string(gatehouse.KindPreview)
 		p.UpdateURL, p.Kind, p.Result, p.ResourceChanges, p.IsPreview, p.Version = ev.UpdateURL, ev.UpdateKind, ev.Result, ev.ResourceChanges, &preview, ev.Version
@@ -118,6 +137,10 @@ func title(ev *Event) string {
 		return fmt.Sprintf("Environment %s tag %s %s (revision %d)", ev.ref(), ev.TagName, ev.Action, ev.Revision)
 	case KindEnvironmentTag:
 		return fmt.Sprintf("Environment %s tag %s %s", ev.ref(), ev.TagName, ev.Action)
+	case KindImportedEnvironmentChanged:
+		if ev.Imported != nil {
+			return fmt.Sprintf("Environment %s: its import %s/%s changed (revision %d)", ev.ref(), ev.Imported.ProjectName, ev.Imported.EnvironmentName, ev.Imported.Revision)
+		}
 	}
 	return fmt.Sprintf("%s of %s %s", capitalize(ev.UpdateKind), ev.ref(), ev.Result)
 }

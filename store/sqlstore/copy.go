@@ -85,6 +85,7 @@ var copyTables = []copyTable{
 	{name: "policy_groups", key: []string{"id"}, serial: true},
 	{name: "policy_results", key: []string{"id"}, serial: true},
 	{name: "policy_settings", key: []string{"org_id"}},
+	{name: "webhook_delivery_attempts", key: []string{"id"}, serial: true},
 	{name: "audit_events", key: []string{"seq"}},
 	{name: "audit_head", key: []string{"id"}, bookkeeping: true},
 	{name: "audit_checkpoints", key: []string{"seq", "kind"}},

@@ -92,10 +92,19 @@ func (t *tx) UpdateWebhook(h *gatehouse.Webhook) error {
 	if affected(r) == 0 {
 		return gatehouse.Errorf(gatehouse.ENOTFOUND, "webhook not found")
 	}
-	return nil
+	if !h.Active {
+		// Its queued deliveries are cancelled (an attempt in flight may still deliver:
+		// RecordWebhookAttempt keeps the cancellation unless it did).
+		_, err = t.exec(`UPDATE webhook_deliveries SET status = ?, error = ? WHERE webhook_id = ? AND status = ?`,
+			gatehouse.DeliveryCancelled, "cancelled: the webhook was deactivated", h.ID, gatehouse.DeliveryPending)
+	}
+	return err
 }
 
 func (t *tx) DeleteWebhook(id int64) error {
+	if _, err := t.exec(`DELETE FROM webhook_delivery_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries WHERE webhook_id = ?)`, id); err != nil {
+		return err
+	}
 	if _, err := t.exec(`DELETE FROM webhook_deliveries WHERE webhook_id = ?`, id); err != nil {
 		return err
 	}
@@ -111,6 +120,9 @@ func (t *tx) DeleteWebhook(id int64) error {
 
 // deleteStackWebhooks removes a stack's webhooks with their deliveries (DeleteStack).
 func (t *tx) deleteStackWebhooks(stackID int64) error {
+	if _, err := t.exec(`DELETE FROM webhook_delivery_attempts WHERE delivery_id IN (SELECT d.id FROM webhook_deliveries d JOIN webhooks h ON h.id = d.webhook_id WHERE h.stack_id = ?)`, stackID); err != nil {
+		return err
+	}
 	if _, err := t.exec(`DELETE FROM webhook_deliveries WHERE webhook_id IN (SELECT id FROM webhooks WHERE stack_id = ?)`, stackID); err != nil {
 		return err
 	}
@@ -199,14 +211,16 @@ func (t *tx) ClaimWebhookDeliveries(lease string, leaseFor time.Duration, limit 
 
 func (t *tx) RecordWebhookAttempt(id int64, lease string, a *gatehouse.WebhookAttempt) error {
 	switch a.Status {
-	case gatehouse.DeliveryPending, gatehouse.DeliveryDelivered, gatehouse.DeliveryFailed:
+	case gatehouse.DeliveryPending, gatehouse.DeliveryDelivered, gatehouse.DeliveryFailed, gatehouse.DeliveryCancelled:
 	default:
 		return gatehouse.Errorf(gatehouse.EINVALID, "invalid delivery status %q", a.Status)
 	}
 	next := t.now.Add(max(a.RetryAfter, 0))
-	r, err := t.exec(`UPDATE webhook_deliveries SET status = ?, next_attempt = ?, lease = '', lease_until = 0, last_attempt = ?, duration_ms = ?,
+	// A delivery cancelled while this attempt was under way stays cancelled unless the
+	// attempt delivered it.
+	r, err := t.exec(`UPDATE webhook_deliveries SET status = CASE WHEN status = ? AND ? <> ? THEN status ELSE ? END, next_attempt = ?, lease = '', lease_until = 0, last_attempt = ?, duration_ms = ?,
 		request_url = ?, request_headers = ?, response_code = ?, response_headers = ?, response_body = ?, error = ? WHERE id = ? AND lease = ?`,
-		a.Status, ns(next), ns(a.At), a.DurationMS, validText(a.RequestURL), validText(a.RequestHeaders), a.ResponseCode,
+		gatehouse.DeliveryCancelled, a.Status, gatehouse.DeliveryDelivered, a.Status, ns(next), ns(a.At), a.DurationMS, validText(a.RequestURL), validText(a.RequestHeaders), a.ResponseCode,
 		validText(a.ResponseHeaders), validText(a.ResponseBody), validText(a.Error), id, lease)
 	if err != nil {
 		return err
@@ -214,7 +228,42 @@ func (t *tx) RecordWebhookAttempt(id int64, lease string, a *gatehouse.WebhookAt
 	if affected(r) == 0 || lease == "" {
 		return gatehouse.Errorf(gatehouse.EGONE, "the delivery's lease has passed to another process")
 	}
-	return nil
+	if err := t.queryRow(`SELECT attempts FROM webhook_deliveries WHERE id = ?`, id).Scan(&a.Number); err != nil {
+		return dbErr(err)
+	}
+	if _, err := t.exec(`INSERT INTO webhook_delivery_attempts (delivery_id, attempt, at, status, duration_ms, request_url, request_headers, response_code, response_headers, response_body, error)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, id, a.Number, ns(a.At), a.Status, a.DurationMS, validText(a.RequestURL), validText(a.RequestHeaders), a.ResponseCode,
+		validText(a.ResponseHeaders), validText(a.ResponseBody), validText(a.Error)); err != nil {
+		return err
+	}
+	_, err = t.exec(`DELETE FROM webhook_delivery_attempts WHERE delivery_id = ? AND attempt <= ?`, id, a.Number-gatehouse.MaxWebhookAttemptsKept)
+	return err
+}
+
+func (t *tx) ListWebhookAttempts(ids []int64) (map[int64][]gatehouse.WebhookAttempt, error) {
+	out := make(map[int64][]gatehouse.WebhookAttempt, len(ids))
+	for _, id := range ids {
+		rows, err := t.query(`SELECT attempt, at, status, duration_ms, request_url, request_headers, response_code, response_headers, response_body, error
+			FROM webhook_delivery_attempts WHERE delivery_id = ? ORDER BY attempt, id`, id)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var a gatehouse.WebhookAttempt
+			var at int64
+			if err := rows.Scan(&a.Number, &at, &a.Status, &a.DurationMS, &a.RequestURL, &a.RequestHeaders, &a.ResponseCode, &a.ResponseHeaders, &a.ResponseBody, &a.Error); err != nil {
+				rows.Close()
+				return nil, dbErr(err)
+			}
+			a.At = fromNS(at)
+			out[id] = append(out[id], a)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, dbErr(err)
+		}
+	}
+	return out, nil
 }
 
 func (t *tx) GetWebhookDelivery(id int64) (*gatehouse.WebhookDelivery, error) {
@@ -246,9 +295,17 @@ func (t *tx) ListWebhookDeliveries(webhookID int64, limit int) ([]gatehouse.Webh
 }
 
 func (t *tx) PruneWebhookDeliveries(before time.Time) (int, error) {
-	r, err := t.exec(`DELETE FROM webhook_deliveries WHERE status <> ? AND created < ?`, gatehouse.DeliveryPending, ns(before))
+	// Expired, or beyond the newest MaxWebhookDeliveriesKept of its webhook.
+	r, err := t.exec(`DELETE FROM webhook_deliveries WHERE status <> ? AND (created < ? OR id <= (SELECT d2.id FROM webhook_deliveries d2
+		WHERE d2.webhook_id = webhook_deliveries.webhook_id ORDER BY d2.id DESC LIMIT 1 OFFSET ?))`, gatehouse.DeliveryPending, ns(before), gatehouse.MaxWebhookDeliveriesKept)
 	if err != nil {
 		return 0, err
 	}
-	return int(affected(r)), nil
+	n := int(affected(r))
+	if n > 0 {
+		if _, err := t.exec(`DELETE FROM webhook_delivery_attempts WHERE NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.id = webhook_delivery_attempts.delivery_id)`); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
 }

@@ -126,6 +126,7 @@ var contractTests = []test{
 	{"Deployments", testDeployments},
 	{"Policy", testPolicy},
 	{"Protocol", testProtocol},
+	{"WebhookAttemptLog", testWebhookAttemptLog},
 }
 
 // raceTests race goroutines against one database: the coordination points several

@@ -215,3 +215,115 @@ func testRaceWebhookClaim(t *testing.T, e *env) {
 		}
 	}
 }
+
+// testWebhookAttemptLog: every attempt of a delivery is kept, the newest
+// MaxWebhookAttemptsKept of them; deactivating a webhook cancels its pending deliveries
+// (an attempt under way then keeps the cancellation); a webhook's ended deliveries beyond
+// the newest MaxWebhookDeliveriesKept are pruned with their attempts.
+func testWebhookAttemptLog(t *testing.T, e *env) {
+	acme := e.org("acme")
+	h := &gatehouse.Webhook{OrgID: acme.ID, Name: "log", PayloadURL: "https://example.com/h", Active: true, Format: "raw"}
+	d := &gatehouse.WebhookDelivery{Kind: "ping", Event: "ping", Payload: []byte(`{}`)}
+	e.update(func(tx gatehouse.Tx) error {
+		if err := tx.CreateWebhook(h); err != nil {
+			return err
+		}
+		d.WebhookID = h.ID
+		return tx.EnqueueWebhookDelivery(d)
+	})
+	const n = gatehouse.MaxWebhookAttemptsKept + 2
+	for i := 1; i <= n; i++ {
+		lease := "l" + string(rune('a'+i))
+		e.update(func(tx gatehouse.Tx) error {
+			got, err := tx.ClaimWebhookDeliveries(lease, time.Hour, 1)
+			if err != nil || len(got) != 1 {
+				t.Fatalf("claim %d: %v %+v", i, err, got)
+			}
+			a := &gatehouse.WebhookAttempt{At: tx.Now(), ResponseCode: 500 + i, Status: gatehouse.DeliveryPending, Error: "no"}
+			if i == n {
+				a.Status, a.ResponseCode, a.Error = gatehouse.DeliveryDelivered, 200, ""
+			}
+			if err := tx.RecordWebhookAttempt(d.ID, lease, a); err != nil {
+				return err
+			}
+			if a.Number != i {
+				t.Errorf("attempt %d recorded as number %d", i, a.Number)
+			}
+			return nil
+		})
+	}
+	e.view(func(tx gatehouse.Tx) error {
+		m, err := tx.ListWebhookAttempts([]int64{d.ID, 999999})
+		if err != nil {
+			return err
+		}
+		l := m[d.ID]
+		if len(l) != gatehouse.MaxWebhookAttemptsKept || l[0].Number != n-gatehouse.MaxWebhookAttemptsKept+1 || l[len(l)-1].Number != n ||
+			l[len(l)-1].ResponseCode != 200 || l[len(l)-1].Status != gatehouse.DeliveryDelivered || l[0].ResponseCode != 500+l[0].Number || l[0].Error != "no" {
+			t.Errorf("attempts = %+v", l)
+		}
+		return nil
+	})
+
+	// Deactivation cancels what is pending; an attempt under way keeps the cancellation.
+	p1 := &gatehouse.WebhookDelivery{WebhookID: h.ID, Kind: "ping", Event: "ping", Payload: []byte(`{}`)}
+	p2 := &gatehouse.WebhookDelivery{WebhookID: h.ID, Kind: "ping", Event: "ping", Payload: []byte(`{}`)}
+	e.update(func(tx gatehouse.Tx) error {
+		if err := tx.EnqueueWebhookDelivery(p1); err != nil {
+			return err
+		}
+		if _, err := tx.ClaimWebhookDeliveries("inflight", time.Hour, 1); err != nil {
+			return err
+		}
+		if err := tx.EnqueueWebhookDelivery(p2); err != nil {
+			return err
+		}
+		h.Active = false
+		return tx.UpdateWebhook(h)
+	})
+	e.update(func(tx gatehouse.Tx) error {
+		return tx.RecordWebhookAttempt(p1.ID, "inflight", &gatehouse.WebhookAttempt{At: tx.Now(), ResponseCode: 500, Status: gatehouse.DeliveryPending})
+	})
+	e.view(func(tx gatehouse.Tx) error {
+		for _, id := range []int64{p1.ID, p2.ID} {
+			got, err := tx.GetWebhookDelivery(id)
+			if err != nil {
+				return err
+			}
+			if got.Status != gatehouse.DeliveryCancelled {
+				t.Errorf("delivery %d after deactivation: %s, want cancelled", id, got.Status)
+			}
+		}
+		return nil
+	})
+
+	// The per-webhook bound: the oldest ended delivery (d) goes, with its attempts.
+	e.update(func(tx gatehouse.Tx) error {
+		for i := 0; i < gatehouse.MaxWebhookDeliveriesKept-1; i++ {
+			if err := tx.EnqueueWebhookDelivery(&gatehouse.WebhookDelivery{WebhookID: h.ID, Kind: "ping", Payload: []byte(`{}`)}); err != nil {
+				return err
+			}
+		}
+		return tx.UpdateWebhook(h) // still inactive: cancels them (ended)
+	})
+	e.update(func(tx gatehouse.Tx) error {
+		got, err := tx.PruneWebhookDeliveries(time.Unix(0, 0))
+		if err != nil {
+			return err
+		}
+		if got != 2 {
+			t.Errorf("PruneWebhookDeliveries deleted %d, want 2 (beyond the newest %d)", got, gatehouse.MaxWebhookDeliveriesKept)
+		}
+		if _, err := tx.GetWebhookDelivery(d.ID); !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+			t.Errorf("the oldest delivery survived the prune: %v", err)
+		}
+		m, err := tx.ListWebhookAttempts([]int64{d.ID})
+		if err != nil {
+			return err
+		}
+		if len(m[d.ID]) != 0 {
+			t.Errorf("the pruned delivery's attempts survived: %+v", m[d.ID])
+		}
+		return nil
+	})
+}
