@@ -317,6 +317,13 @@ func syncTeams(tx gatehouse.Tx, orgID, userID int64, mapping map[string]string, 
 		} else if err != nil {
 			return nil, err
 		}
+		// A team the identity provider manages through SCIM changes only through SCIM:
+		// sign-ins do not add or remove its members.
+		if managed, err := tx.IsSCIMTeam(team.ID); err != nil {
+			return nil, err
+		} else if managed {
+			continue
+		}
 		members, err := tx.ListTeamMembers(team.ID)
 		if err != nil {
 			return nil, err

@@ -14,14 +14,12 @@ import (
 
 // deployFlags are serve's Deployments flags.
 type deployFlags struct {
-	publicURL                string
 	lease                    time.Duration
 	ghSecret, ghAPI, ghToken string
 	glSecret, glAPI, glToken string
 }
 
 func (f *deployFlags) add(fs *pflag.FlagSet) {
-	fs.StringVar(&f.publicURL, "public-url", envDefault("GATEHOUSE_PUBLIC_URL", ""), "the server's public URL, for links (deployments' console URLs; default: the request's host) (env GATEHOUSE_PUBLIC_URL)")
 	fs.DurationVar(&f.lease, "deploy-runner-lease", time.Minute, "how long a deployment runner's lease lasts without a heartbeat: a runner silent this long loses its run, which fails")
 	bindEnv(fs, "deploy-runner-lease", "GATEHOUSE_DEPLOY_RUNNER_LEASE")
 	envSecretVar(fs, &f.ghSecret, "github-webhook-secret", "GATEHOUSE_GITHUB_WEBHOOK_SECRET", "", "the secret GitHub signs deployment webhooks with (X-Hub-Signature-256); unset: GitHub webhooks are refused (env GATEHOUSE_GITHUB_WEBHOOK_SECRET)")
@@ -32,8 +30,10 @@ func (f *deployFlags) add(fs *pflag.FlagSet) {
 	envSecretVar(fs, &f.glToken, "gitlab-token", "GATEHOUSE_GITLAB_TOKEN", "", "token that posts deployments' commit statuses to GitLab (api scope) (env GATEHOUSE_GITLAB_TOKEN)")
 }
 
-func (f *deployFlags) options() deploy.Options {
-	return deploy.Options{ConsoleURL: f.publicURL, LeaseDuration: f.lease,
+// options are the Deployments options; publicURL is serve's --public-url (deployments'
+// console URLs; default: the request's host).
+func (f *deployFlags) options(publicURL string) deploy.Options {
+	return deploy.Options{ConsoleURL: publicURL, LeaseDuration: f.lease,
 		GitHub: deploy.VCS{WebhookSecret: f.ghSecret, APIURL: f.ghAPI, Token: f.ghToken},
 		GitLab: deploy.VCS{WebhookSecret: f.glSecret, APIURL: f.glAPI, Token: f.glToken}}
 }

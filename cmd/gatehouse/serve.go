@@ -118,7 +118,7 @@ admin.token in the data directory (mode 0600), printing how to log in.`,
 	bindEnv(fs, "session-idle-timeout", "GATEHOUSE_SESSION_IDLE_TIMEOUT")
 	fs.DurationVar(&o.sessionMax, "session-max-lifetime", 12*time.Hour, "a person's browser session ends this long after sign-in, used or not (shorter when the identity provider says so; env GATEHOUSE_SESSION_MAX_LIFETIME)")
 	bindEnv(fs, "session-max-lifetime", "GATEHOUSE_SESSION_MAX_LIFETIME")
-	fs.StringVar(&o.publicURL, "public-url", envDefault("GATEHOUSE_PUBLIC_URL", ""), "the console's external URL, e.g. https://app.gatehouse.example.com: base of the sign-in redirect URIs registered at identity providers (default: taken from each request; env GATEHOUSE_PUBLIC_URL)")
+	fs.StringVar(&o.publicURL, "public-url", envDefault("GATEHOUSE_PUBLIC_URL", ""), "the console's external URL, e.g. https://app.gatehouse.example.com: base of the sign-in redirect URIs registered at identity providers and of deployments' console links (default: taken from each request; env GATEHOUSE_PUBLIC_URL)")
 	fs.BoolVar(&o.allowPrivateWebhooks, "allow-private-webhooks", false, "let webhooks be created for and delivered to loopback, private, link-local and metadata addresses (tests, receivers on an internal network)")
 	bindEnv(fs, "allow-private-webhooks", "GATEHOUSE_ALLOW_PRIVATE_WEBHOOKS")
 	fs.DurationVar(&o.usageWindow, "usage-window", 90*24*time.Hour, "how long the token usage inventory remembers a client or a stack a token touched (gatehouse token usage)")
@@ -170,7 +170,7 @@ func runServe(cmd *cobra.Command, o *serveOptions) error {
 		return fmt.Errorf("--journal must be auto, on or off, not %q", o.journal)
 	}
 	api.DeltaCheckpointCutoff = o.deltaCutoff
-	api.Deploy = o.deploy.options()
+	api.Deploy = o.deploy.options(strings.TrimRight(o.publicURL, "/"))
 	api.AllowPrivateIssuers = o.allowPrivateIssuers
 	if o.allowPrivateIssuers {
 		log.Warn("--allow-private-issuers: OIDC issuer discovery may reach loopback, private and link-local addresses; every organization administrator can make this server fetch from its network")
