@@ -116,13 +116,21 @@ func (s *Server) FlushUsage(ctx context.Context) error {
 	return s.usage.Flush(ctx)
 }
 
-// recordUsage adds a finished request made with an access token to the inventory.
+// recordUsage adds a finished request made with an access token to the inventory. The
+// request's organization and target are recorded only when the route's action was
+// authorized: a refused request (a 404 for a stack the caller may not see) must not teach
+// the caller, through its token's usage, which stacks exist, nor land in the inventory,
+// anomalies or report of an organization it has no business in.
 func (s *Server) recordUsage(rq *Request) {
 	if s.usage == nil || rq.Subject == nil || rq.Subject.Token == nil {
 		return
 	}
 	u := posture.Use{Token: rq.Subject.Token, IP: rq.event.SourceIP, Agent: rq.event.UserAgent, CISystem: rq.ciSystem,
 		At: s.cfg.Now(), Denied: rq.status == http.StatusForbidden}
+	if !rq.authorized {
+		s.usage.Record(u)
+		return
+	}
 	if rq.Org != nil {
 		u.OrgID = rq.Org.ID
 	}
