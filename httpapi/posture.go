@@ -224,20 +224,30 @@ func (s *Server) tokenAllowList(rq *Request, tx gatehouse.Tx, tk *gatehouse.Toke
 // checkAddress enforces the allow-lists that apply to an authenticated request: the
 // token's own, the token's organization's (team and organization tokens, and tokens
 // bound to an organization), and, once the organization in the path is known (afterResolve),
-// that organization's for personal tokens acting in it. A refusal is a 403 that says which
-// list refused which address.
+// that organization's for people acting in it: personal tokens and browser sessions alike,
+// and update lease tokens (a lease is a credential of the person or pipeline that started
+// the update, used in the stack's organization). The SCIM token is not subject to the
+// organization's list: the identity provider calls from its own egress addresses, and a
+// list made for people must not silently stop deprovisioning. A refusal is a 403 that says
+// which list refused which address.
 func (s *Server) checkAddress(rq *Request, tx gatehouse.Tx, afterResolve bool) error {
-	if rq.Subject == nil || rq.Subject.Token == nil {
+	sub := rq.Subject
+	if sub == nil || sub.Kind == authz.Anonymous || sub.Kind == authz.SCIMToken {
 		return nil
 	}
-	tk, addr := rq.Subject.Token, rq.event.SourceIP
+	addr := rq.event.SourceIP
 	var lists []func() (*posture.Compiled, error)
-	if !afterResolve {
+	switch tk := sub.Token; {
+	case tk == nil: // a session (as its user) or a lease token: the path's organization
+		if afterResolve && rq.Org != nil {
+			lists = append(lists, func() (*posture.Compiled, error) { return s.orgAllowList(rq, tx, rq.Org.ID) })
+		}
+	case !afterResolve:
 		lists = append(lists, func() (*posture.Compiled, error) { return s.tokenAllowList(rq, tx, tk) })
 		if tk.OrgID != 0 {
 			lists = append(lists, func() (*posture.Compiled, error) { return s.orgAllowList(rq, tx, tk.OrgID) })
 		}
-	} else if rq.Org != nil && tk.OrgID == 0 {
+	case rq.Org != nil && tk.OrgID == 0:
 		lists = append(lists, func() (*posture.Compiled, error) { return s.orgAllowList(rq, tx, rq.Org.ID) })
 	}
 	for _, load := range lists {

@@ -2,6 +2,9 @@ package httpapi_test
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
@@ -69,5 +72,59 @@ func TestUsageNotRecordedForRefusedRequests(t *testing.T) {
 	// Authorized requests still record their target.
 	if code, b := e.from(t, "GET", "/api/stacks/acme/web/prod", e.admin.Token, "198.51.100.5", "pulumi-cli/1", nil); code != 200 {
 		t.Fatalf("%d %s", code, b)
+	}
+}
+
+// sessionFrom makes a request with a session cookie as if from address addr.
+func (e *env) sessionFrom(t *testing.T, c *http.Cookie, method, path, addr string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, e.url+path, nil)
+	req.AddCookie(c)
+	req.Header.Set("X-Forwarded-For", addr)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// TestAllowListSessionsAndLeases (finding 2): the organization's address allow-list
+// applies to a person signed in with a browser session and to update lease tokens, as to
+// personal tokens acting in the organization.
+func TestAllowListSessionsAndLeases(t *testing.T) {
+	e := postureEnv(t)
+	must(t, e.createStack(e.admin, "acme", "web", "prod", nil))
+	r, err := e.startRun(e.admin, stackPath("acme", "web", "prod"), "update", false)
+	e.must(err)
+	e.must(e.admin.Do(cliwire.Call{Method: "PUT", Path: "/api/orgs/acme/allowlist", Body: map[string]any{"entries": []string{"203.0.113.0/24", "127.0.0.1"}}}, nil))
+	c := e.session(t, "alice", "acme")
+	if code, b := e.sessionFrom(t, c, "GET", "/api/orgs/acme", "203.0.113.4"); code != 200 {
+		t.Fatalf("session from an allowed address: %d %s", code, b)
+	}
+	if code, b := e.sessionFrom(t, c, "GET", "/api/orgs/acme", "198.51.100.9"); code != 403 || !strings.Contains(string(b), "allow-list of organization acme") {
+		t.Fatalf("session from a refused address: %d %s", code, b)
+	}
+	// The lease token (its calls come from 127.0.0.1): allowed, then refused once the list
+	// no longer has that address.
+	e.must(r.events(1))
+	e.must(e.admin.Do(cliwire.Call{Method: "PUT", Path: "/api/orgs/acme/allowlist", Body: map[string]any{"entries": []string{"203.0.113.0/24"}, "force": true}}, nil))
+	ce := wantStatus(t, r.events(2), 403)
+	if !strings.Contains(ce.Message, "allow-list of organization acme") {
+		t.Fatalf("lease refusal: %s", ce.Message)
+	}
+}
+
+// TestAllowListNotForSCIM (finding 5): the organization's allow-list does not apply to its
+// SCIM token: deprovisioning keeps working whatever the list says.
+func TestAllowListNotForSCIM(t *testing.T) {
+	e := postureEnv(t)
+	sc := e.scimClient(t, "acme")
+	e.must(e.admin.Do(cliwire.Call{Method: "PUT", Path: "/api/orgs/acme/allowlist", Body: map[string]any{"entries": []string{"203.0.113.0/24"}, "force": true}}, nil))
+	r, err := sc.Do("GET", "/Users", nil)
+	e.must(err)
+	if r.Status != 200 {
+		t.Fatalf("SCIM from outside the organization's list: %d %s", r.Status, r.Body)
 	}
 }
