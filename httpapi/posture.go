@@ -263,6 +263,20 @@ func (s *Server) checkAddress(rq *Request, tx gatehouse.Tx, afterResolve bool) e
 	return nil
 }
 
+// orgPermitsAddress reports whether organization orgID's allow-list (if any) permits the
+// request's source address: listings that span organizations (GET /api/user, /api/user/stacks,
+// /api/esc/environments) leave out the organizations that refuse it.
+func (s *Server) orgPermitsAddress(rq *Request, tx gatehouse.Tx, orgID int64) (bool, error) {
+	if rq.Subject != nil && rq.Subject.Kind == authz.SCIMToken {
+		return true, nil
+	}
+	l, err := s.orgAllowList(rq, tx, orgID)
+	if err != nil {
+		return false, err
+	}
+	return l == nil || l.Permits(rq.event.SourceIP), nil
+}
+
 func (s *Server) registerPostureRoutes() {
 	get, put, del := http.MethodGet, http.MethodPut, http.MethodDelete
 	s.handle(get, "/api/orgs/{org}/tokens/{tokenID}/usage", authz.OrgTokenUsage, s.getTokenUsage)

@@ -128,3 +128,27 @@ func TestAllowListNotForSCIM(t *testing.T) {
 		t.Fatalf("SCIM from outside the organization's list: %d %s", r.Status, r.Body)
 	}
 }
+
+// TestAllowListCrossOrgListings (finding 3): listings that span organizations leave out an
+// organization whose allow-list refuses the caller's address.
+func TestAllowListCrossOrgListings(t *testing.T) {
+	e := postureEnv(t)
+	must(t, e.createStack(e.admin, "acme", "web", "prod", nil))
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/esc/environments/acme", Body: map[string]string{"project": "proj", "name": "base"}}, nil))
+	e.must(e.admin.Do(cliwire.Call{Method: "PUT", Path: "/api/orgs/acme/allowlist", Body: map[string]any{"entries": []string{"203.0.113.0/24", "127.0.0.1"}}}, nil))
+	const agent = "pulumi-cli/1"
+	for _, p := range []string{"/api/user", "/api/user/stacks", "/api/esc/environments"} {
+		code, b := e.from(t, "GET", p, e.admin.Token, "203.0.113.9", agent, nil)
+		if code != 200 || !strings.Contains(string(b), "acme") {
+			t.Fatalf("GET %s from an allowed address: %d %s", p, code, b)
+		}
+		code, b = e.from(t, "GET", p, e.admin.Token, "198.51.100.9", agent, nil)
+		if code != 200 || strings.Contains(string(b), "acme") {
+			t.Fatalf("GET %s from a refused address lists acme: %d %s", p, code, b)
+		}
+	}
+	c := e.session(t, "alice", "")
+	if code, b := e.sessionFrom(t, c, "GET", "/api/user/stacks", "198.51.100.9"); code != 200 || strings.Contains(string(b), "acme") {
+		t.Fatalf("session listing from a refused address: %d %s", code, b)
+	}
+}
