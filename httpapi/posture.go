@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -646,6 +647,9 @@ func (s *Server) putAddressRange(rq *Request) (any, error) {
 	}
 	var body struct {
 		CIDRs []string `json:"cidrs"`
+		// Force changes a range the organization's allow-list uses so that the list no
+		// longer permits the caller's own address (as putAllowList's force).
+		Force bool `json:"force"`
 	}
 	if err := rq.decode(&body); err != nil {
 		return nil, err
@@ -660,6 +664,29 @@ func (s *Server) putAddressRange(rq *Request) (any, error) {
 	rq.event.Target = rq.Org.Name + "/ranges/" + name
 	rq.Detail("cidrs", joinComma(cidrs))
 	if err := rq.Change(func(tx gatehouse.Tx) error {
+		if !body.Force {
+			// The organization's list refers to this range: the change must not lock the
+			// caller out (the same check as setting the list itself).
+			l, err := tx.GetAllowList(rq.Org.ID, "")
+			if err != nil && !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+				return err
+			}
+			if err == nil && slices.Contains(l.Entries, "@"+name) {
+				rs, err := tx.ListAddressRanges(rq.Org.ID)
+				if err != nil {
+					return err
+				}
+				next := []gatehouse.AddressRange{{OrgID: rq.Org.ID, Name: name, CIDRs: cidrs}}
+				for _, r := range rs {
+					if r.Name != name {
+						next = append(next, r)
+					}
+				}
+				if c := posture.Compile("", l.Entries, next); !c.Permits(rq.event.SourceIP) {
+					return gatehouse.Errorf(gatehouse.EINVALID, "the organization's allow-list uses range '%s': with these networks it would no longer permit your own address %s and lock you out of the organization; add it, or send \"force\": true", name, rq.event.SourceIP)
+				}
+			}
+		}
 		return tx.PutAddressRange(&gatehouse.AddressRange{OrgID: rq.Org.ID, Name: name, CIDRs: cidrs, ModifiedBy: rq.Subject.Name()})
 	}); err != nil {
 		return nil, err

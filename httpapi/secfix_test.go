@@ -152,3 +152,22 @@ func TestAllowListCrossOrgListings(t *testing.T) {
 		t.Fatalf("session listing from a refused address: %d %s", code, b)
 	}
 }
+
+// TestAddressRangeLockout (finding 4): changing a named range the organization's list uses
+// so that the list no longer permits the caller's own address is refused without force.
+func TestAddressRangeLockout(t *testing.T) {
+	e := postureEnv(t)
+	e.must(e.admin.Do(cliwire.Call{Method: "PUT", Path: "/api/orgs/acme/ranges/office", Body: map[string]any{"cidrs": []string{"127.0.0.0/8"}}}, nil))
+	e.must(e.admin.Do(cliwire.Call{Method: "PUT", Path: "/api/orgs/acme/allowlist", Body: map[string]any{"entries": []string{"@office"}}}, nil))
+	ce := wantStatus(t, e.admin.Do(cliwire.Call{Method: "PUT", Path: "/api/orgs/acme/ranges/office", Body: map[string]any{"cidrs": []string{"203.0.113.0/24"}}}, nil), 400)
+	if !strings.Contains(ce.Message, "lock you out") {
+		t.Fatalf("unclear refusal: %s", ce.Message)
+	}
+	e.must(e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme"}, nil))
+	// A change that keeps the caller's address, and a range no list uses, pass.
+	e.must(e.admin.Do(cliwire.Call{Method: "PUT", Path: "/api/orgs/acme/ranges/office", Body: map[string]any{"cidrs": []string{"127.0.0.1/32", "203.0.113.0/24"}}}, nil))
+	e.must(e.admin.Do(cliwire.Call{Method: "PUT", Path: "/api/orgs/acme/ranges/other", Body: map[string]any{"cidrs": []string{"203.0.113.0/24"}}}, nil))
+	// With force, it is done (and locks the caller out).
+	e.must(e.admin.Do(cliwire.Call{Method: "PUT", Path: "/api/orgs/acme/ranges/office", Body: map[string]any{"cidrs": []string{"203.0.113.0/24"}, "force": true}}, nil))
+	wantStatus(t, e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme"}, nil), 403)
+}
