@@ -61,6 +61,9 @@ const (
 	// OrgSCIMToken is creating (regenerating) the organization's SCIM token and reading
 	// its facts: an organization admin, a person.
 	OrgSCIMToken Action = "org:scim:token"
+	// OrgSCIMTeamRelease is ending SCIM's management of a team (DELETE
+	// /api/orgs/{org}/scim/teams/{team}): an organization admin, a person.
+	OrgSCIMTeamRelease Action = "org:scim:team:release"
 
 	// SCIM 2.0 provisioning (/scim/v2/{org}): only the organization's SCIM token (subject
 	// kind SCIMToken), and that token nothing else.
@@ -173,7 +176,7 @@ var protectedActions = map[Action]bool{
 var credentialActions = map[Action]bool{
 	UserTokens: true, OrgTokenRead: true, OrgTokenWrite: true, OrgUserCreate: true,
 	OrgMemberWrite: true, OrgInvitationCreate: true, OrgInvitationRevoke: true,
-	OrgSCIMToken: true,
+	OrgSCIMToken: true, OrgSCIMTeamRelease: true,
 }
 
 // isPerson reports whether the subject is a person acting with a personal token that is
@@ -199,12 +202,13 @@ var orgActions = map[Action]gatehouse.Role{
 
 	OrgWebhooks: gatehouse.RoleAdmin,
 
-	OrgSCIMToken:      gatehouse.RoleAdmin,
-	OrgTokenUsage:     gatehouse.RoleAdmin,
-	OrgPostureRead:    gatehouse.RoleAdmin,
-	OrgPostureWrite:   gatehouse.RoleAdmin,
-	OrgAllowListRead:  gatehouse.RoleAdmin,
-	OrgAllowListWrite: gatehouse.RoleAdmin,
+	OrgSCIMToken:       gatehouse.RoleAdmin,
+	OrgSCIMTeamRelease: gatehouse.RoleAdmin,
+	OrgTokenUsage:      gatehouse.RoleAdmin,
+	OrgPostureRead:     gatehouse.RoleAdmin,
+	OrgPostureWrite:    gatehouse.RoleAdmin,
+	OrgAllowListRead:   gatehouse.RoleAdmin,
+	OrgAllowListWrite:  gatehouse.RoleAdmin,
 
 	OrgInvitationRead:   gatehouse.RoleAdmin,
 	OrgInvitationCreate: gatehouse.RoleAdmin,
