@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
+	"github.com/gatehouse-dev/gatehouse/posture"
 )
 
 // outsider creates organization globex (alice is its admin) with an admin account name who
@@ -170,4 +171,119 @@ func TestAddressRangeLockout(t *testing.T) {
 	// With force, it is done (and locks the caller out).
 	e.must(e.admin.Do(cliwire.Call{Method: "PUT", Path: "/api/orgs/acme/ranges/office", Body: map[string]any{"cidrs": []string{"203.0.113.0/24"}, "force": true}}, nil))
 	wantStatus(t, e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme"}, nil), 403)
+}
+
+// TestSCIMCannotTakeOverTeams (finding 6): the SCIM token cannot change (and so take over)
+// a team made in Gatehouse; an admin releases a SCIM team from management (audited), after
+// which it is an ordinary team that SCIM no longer changes.
+func TestSCIMCannotTakeOverTeams(t *testing.T) {
+	e := newEnv(t)
+	c := e.scimClient(t, "acme")
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/teams/pulumi", Body: map[string]string{"name": "console"}}, nil))
+	r, err := c.Do("GET", `/Groups?filter=displayName%20eq%20%22console%22`, nil)
+	e.must(err)
+	rs := r.Resources()
+	if len(rs) != 1 {
+		t.Fatalf("groups: %s", r.Body)
+	}
+	id, _ := rs[0]["id"].(string)
+	for _, m := range []struct{ method, body string }{
+		{"PATCH", `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"displayName","value":"taken"}]}`},
+		{"PUT", `{"displayName":"taken","members":[]}`},
+	} {
+		r, err := c.Do(m.method, "/Groups/"+id, m.body)
+		e.must(err)
+		if r.Status != 409 {
+			t.Fatalf("SCIM %s of a console team: %d %s", m.method, r.Status, r.Body)
+		}
+	}
+	// Still an ordinary team.
+	e.must(e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/teams/console", Body: map[string]any{"newDisplayName": "Console"}}, nil))
+	// A SCIM team: changeable by SCIM until an admin releases it.
+	g, err := c.Do("POST", "/Groups", `{"displayName":"SRE"}`)
+	e.must(err)
+	gid := g.String("id")
+	wantStatus(t, e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/teams/sre", Body: map[string]any{"newDisplayName": "x"}}, nil), 409)
+	wantStatus(t, e.admin.Do(cliwire.Call{Method: "DELETE", Path: "/api/orgs/acme/scim/teams/console"}, nil), 409)
+	e.must(e.admin.Do(cliwire.Call{Method: "DELETE", Path: "/api/orgs/acme/scim/teams/sre"}, nil))
+	e.must(e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/teams/sre", Body: map[string]any{"newDisplayName": "Site reliability"}}, nil))
+	r, err = c.Do("PUT", "/Groups/"+gid, `{"displayName":"SRE","members":[]}`)
+	e.must(err)
+	if r.Status != 409 {
+		t.Fatalf("SCIM PUT of a released team: %d %s", r.Status, r.Body)
+	}
+	evs, err := listAudit(e)
+	e.must(err)
+	found := false
+	for _, ev := range evs {
+		found = found || ev.Action == "org:scim:team:release" && ev.Outcome == "success" && ev.Target == "acme/scim/teams/sre"
+	}
+	if !found {
+		t.Error("the release is not audited")
+	}
+}
+
+// TestSCIMEmailOfOtherOrgNoConflict (finding 7): an account another organization made with
+// the email first does not block this organization's provisioning: the person gets a
+// separate account, and the other account is untouched.
+func TestSCIMEmailOfOtherOrgNoConflict(t *testing.T) {
+	e := newEnv(t)
+	c := e.scimClient(t, "acme")
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs", Body: map[string]string{"name": "globex"}}, nil))
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/globex/users", Body: map[string]string{"name": "squatter", "email": "gil@example.com", "role": "member"}}, nil))
+	r, err := c.Do("POST", "/Users", `{"userName":"gil@example.com","emails":[{"value":"gil@example.com","type":"work"}]}`)
+	e.must(err)
+	if r.Status != 201 {
+		t.Fatalf("provisioning blocked by globex's account: %d %s", r.Status, r.Body)
+	}
+	if e.memberRole(t, "acme", "squatter") != "" {
+		t.Fatal("globex's account was made a member of acme")
+	}
+	if e.memberRole(t, "acme", "gil") != "member" {
+		t.Fatalf("the provisioned account is not an acme member")
+	}
+}
+
+// TestPostureReportScoped (finding 8): an organization's posture report shows a member's
+// personal-token use from CI in that organization only, never their use in another one;
+// the site's audit checks are in site administrators' reports only.
+func TestPostureReportScoped(t *testing.T) {
+	e := postureEnv(t)
+	var created struct {
+		TokenValue string `json:"tokenValue"`
+	}
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/users", Body: map[string]string{"name": "ada", "role": "admin"}}, &created))
+	ada := cliwire.New(e.url, created.TokenValue)
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs", Body: map[string]string{"name": "globex"}}, nil))
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/globex/members/ada", Body: map[string]string{"role": "member"}}, nil))
+	if code, b := e.from(t, "GET", "/api/orgs/globex", created.TokenValue, "198.51.100.77", "github-actions/2.0", nil); code != 200 {
+		t.Fatalf("%d %s", code, b)
+	}
+	if code, b := e.from(t, "GET", "/api/orgs/acme", created.TokenValue, "192.0.2.88", "github-actions/2.0", nil); code != 200 {
+		t.Fatalf("%d %s", code, b)
+	}
+	e.must(e.srv.API.FlushUsage(context.Background()))
+	var rep posture.Report
+	e.must(ada.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/posture"}, &rep))
+	inAcme := false
+	for _, f := range rep.Findings {
+		if strings.Contains(f.Detail, "198.51.100.77") {
+			t.Errorf("acme's report shows ada's use in globex: %+v", f)
+		}
+		inAcme = inAcme || f.Rule == "tokens/personal-in-pipeline" && strings.Contains(f.Detail, "192.0.2.88")
+		if f.Area == "audit" {
+			t.Errorf("an organization admin's report has the site's audit check %s", f.Rule)
+		}
+	}
+	if !inAcme {
+		t.Errorf("ada's use from CI in acme is not reported: %+v", rep.Findings)
+	}
+	e.must(e.admin.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/posture"}, &rep))
+	site := false
+	for _, f := range rep.Findings {
+		site = site || f.Area == "audit"
+	}
+	if !site {
+		t.Errorf("a site administrator's report lacks the audit checks: %+v", rep.Findings)
+	}
 }
