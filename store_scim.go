@@ -80,6 +80,10 @@ type SCIMTx interface {
 	// MarkSCIMTeam records that the identity provider manages the team (its members and
 	// name are then read-only through the other APIs); it bumps the security epoch.
 	MarkSCIMTeam(orgID, teamID int64) error
+	// ReleaseSCIMTeam ends the identity provider's management of a team (an admin's
+	// decision: the team is an ordinary team again, and SCIM can no longer change it); it
+	// bumps the security epoch. ENOTFOUND when the team is not managed.
+	ReleaseSCIMTeam(teamID int64) error
 	// IsSCIMTeam reports whether the identity provider manages the team.
 	IsSCIMTeam(teamID int64) (bool, error)
 	// TouchSCIMTeam records a change of a managed team at the transaction's time (it also

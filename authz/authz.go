@@ -61,6 +61,9 @@ const (
 	// OrgSCIMToken is creating (regenerating) the organization's SCIM token and reading
 	// its facts: an organization admin, a person.
 	OrgSCIMToken Action = "org:scim:token"
+	// OrgSCIMTeamRelease is ending SCIM's management of a team (DELETE
+	// /api/orgs/{org}/scim/teams/{team}): an organization admin, a person.
+	OrgSCIMTeamRelease Action = "org:scim:team:release"
 
 	// SCIM 2.0 provisioning (/scim/v2/{org}): only the organization's SCIM token (subject
 	// kind SCIMToken), and that token nothing else.
@@ -210,7 +213,7 @@ var protectedActions = map[Action]bool{
 var credentialActions = map[Action]bool{
 	UserTokens: true, OrgTokenRead: true, OrgTokenWrite: true, OrgUserCreate: true, OrgDeployPools: true,
 	OrgMemberWrite: true, OrgInvitationCreate: true, OrgInvitationRevoke: true,
-	OrgSCIMToken: true,
+	OrgSCIMToken: true, OrgSCIMTeamRelease: true,
 	// The identity provider decides who signs in (and, with just-in-time membership, who
 	// becomes a member): people only.
 	OrgSAMLWrite: true,
@@ -241,14 +244,15 @@ var orgActions = map[Action]gatehouse.Role{
 	OrgWebhooks: gatehouse.RoleAdmin,
 	OrgSSO:      gatehouse.RoleAdmin,
 
-	OrgSCIMToken:      gatehouse.RoleAdmin,
-	OrgTokenUsage:     gatehouse.RoleAdmin,
-	OrgPostureRead:    gatehouse.RoleAdmin,
-	OrgPostureWrite:   gatehouse.RoleAdmin,
-	OrgAllowListRead:  gatehouse.RoleAdmin,
-	OrgAllowListWrite: gatehouse.RoleAdmin,
-	OrgSAMLRead:       gatehouse.RoleAdmin,
-	OrgSAMLWrite:      gatehouse.RoleAdmin,
+	OrgSCIMToken:       gatehouse.RoleAdmin,
+	OrgSCIMTeamRelease: gatehouse.RoleAdmin,
+	OrgTokenUsage:      gatehouse.RoleAdmin,
+	OrgPostureRead:     gatehouse.RoleAdmin,
+	OrgPostureWrite:    gatehouse.RoleAdmin,
+	OrgAllowListRead:   gatehouse.RoleAdmin,
+	OrgAllowListWrite:  gatehouse.RoleAdmin,
+	OrgSAMLRead:        gatehouse.RoleAdmin,
+	OrgSAMLWrite:       gatehouse.RoleAdmin,
 
 	OrgDeployPools: gatehouse.RoleAdmin,
 

@@ -207,6 +207,14 @@ func (s *Server) listEnvs(rq *Request) (any, error) {
 				return err
 			}
 			for _, om := range oms {
+				if !rq.Subject.ActsIn(om.Org.ID) {
+					continue // an OIDC-issued personal token: its organization only
+				}
+				if ok, err := s.orgPermitsAddress(rq, tx, om.Org.ID); err != nil {
+					return err
+				} else if !ok {
+					continue // the organization's allow-list refuses the caller's address
+				}
 				f, err := loadFacts(tx, rq.Subject, &om.Org)
 				if err != nil {
 					return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -116,13 +117,21 @@ func (s *Server) FlushUsage(ctx context.Context) error {
 	return s.usage.Flush(ctx)
 }
 
-// recordUsage adds a finished request made with an access token to the inventory.
+// recordUsage adds a finished request made with an access token to the inventory. The
+// request's organization and target are recorded only when the route's action was
+// authorized: a refused request (a 404 for a stack the caller may not see) must not teach
+// the caller, through its token's usage, which stacks exist, nor land in the inventory,
+// anomalies or report of an organization it has no business in.
 func (s *Server) recordUsage(rq *Request) {
 	if s.usage == nil || rq.Subject == nil || rq.Subject.Token == nil {
 		return
 	}
 	u := posture.Use{Token: rq.Subject.Token, IP: rq.event.SourceIP, Agent: rq.event.UserAgent, CISystem: rq.ciSystem,
 		At: s.cfg.Now(), Denied: rq.status == http.StatusForbidden}
+	if !rq.authorized {
+		s.usage.Record(u)
+		return
+	}
 	if rq.Org != nil {
 		u.OrgID = rq.Org.ID
 	}
@@ -216,20 +225,30 @@ func (s *Server) tokenAllowList(rq *Request, tx gatehouse.Tx, tk *gatehouse.Toke
 // checkAddress enforces the allow-lists that apply to an authenticated request: the
 // token's own, the token's organization's (team and organization tokens, and tokens
 // bound to an organization), and, once the organization in the path is known (afterResolve),
-// that organization's for personal tokens acting in it. A refusal is a 403 that says which
-// list refused which address.
+// that organization's for people acting in it: personal tokens and browser sessions alike,
+// and update lease tokens (a lease is a credential of the person or pipeline that started
+// the update, used in the stack's organization). The SCIM token is not subject to the
+// organization's list: the identity provider calls from its own egress addresses, and a
+// list made for people must not silently stop deprovisioning. A refusal is a 403 that says
+// which list refused which address.
 func (s *Server) checkAddress(rq *Request, tx gatehouse.Tx, afterResolve bool) error {
-	if rq.Subject == nil || rq.Subject.Token == nil {
+	sub := rq.Subject
+	if sub == nil || sub.Kind == authz.Anonymous || sub.Kind == authz.SCIMToken {
 		return nil
 	}
-	tk, addr := rq.Subject.Token, rq.event.SourceIP
+	addr := rq.event.SourceIP
 	var lists []func() (*posture.Compiled, error)
-	if !afterResolve {
+	switch tk := sub.Token; {
+	case tk == nil: // a session (as its user) or a lease token: the path's organization
+		if afterResolve && rq.Org != nil {
+			lists = append(lists, func() (*posture.Compiled, error) { return s.orgAllowList(rq, tx, rq.Org.ID) })
+		}
+	case !afterResolve:
 		lists = append(lists, func() (*posture.Compiled, error) { return s.tokenAllowList(rq, tx, tk) })
 		if tk.OrgID != 0 {
 			lists = append(lists, func() (*posture.Compiled, error) { return s.orgAllowList(rq, tx, tk.OrgID) })
 		}
-	} else if rq.Org != nil && tk.OrgID == 0 {
+	case rq.Org != nil && tk.OrgID == 0:
 		lists = append(lists, func() (*posture.Compiled, error) { return s.orgAllowList(rq, tx, rq.Org.ID) })
 	}
 	for _, load := range lists {
@@ -243,6 +262,20 @@ func (s *Server) checkAddress(rq *Request, tx gatehouse.Tx, afterResolve bool) e
 		}
 	}
 	return nil
+}
+
+// orgPermitsAddress reports whether organization orgID's allow-list (if any) permits the
+// request's source address: listings that span organizations (GET /api/user, /api/user/stacks,
+// /api/esc/environments) leave out the organizations that refuse it.
+func (s *Server) orgPermitsAddress(rq *Request, tx gatehouse.Tx, orgID int64) (bool, error) {
+	if rq.Subject != nil && rq.Subject.Kind == authz.SCIMToken {
+		return true, nil
+	}
+	l, err := s.orgAllowList(rq, tx, orgID)
+	if err != nil {
+		return false, err
+	}
+	return l == nil || l.Permits(rq.event.SourceIP), nil
 }
 
 func (s *Server) registerPostureRoutes() {
@@ -472,13 +505,18 @@ func rotationBase(name string) string {
 // getPostureReport is GET /api/orgs/{org}/posture.
 func (s *Server) getPostureReport(rq *Request) (any, error) {
 	var rep *posture.Report
+	// The checks of the site's audit log (export sinks, lag, verification) are for site
+	// administrators: an organization admin's report leaves them out.
+	site := rq.Subject.User != nil && rq.Subject.User.SiteAdmin
 	if err := rq.View(func(tx gatehouse.Tx) (err error) {
-		rep, err = posture.Assess(tx, rq.Org, posture.AssessOptions{Now: tx.Now(), ExportSinks: s.cfg.AuditExportSinks})
+		rep, err = posture.Assess(tx, rq.Org, posture.AssessOptions{Now: tx.Now(), ExportSinks: s.cfg.AuditExportSinks, SkipSiteChecks: !site})
 		return err
 	}); err != nil {
 		return nil, err
 	}
-	s.setPostureGauges(rq.Org.Name, rep)
+	if site {
+		s.setPostureGauges(rq.Org.Name, rep) // the hourly assessment's full set of checks
+	}
 	return rep, nil
 }
 
@@ -614,6 +652,9 @@ func (s *Server) putAddressRange(rq *Request) (any, error) {
 	}
 	var body struct {
 		CIDRs []string `json:"cidrs"`
+		// Force changes a range the organization's allow-list uses so that the list no
+		// longer permits the caller's own address (as putAllowList's force).
+		Force bool `json:"force"`
 	}
 	if err := rq.decode(&body); err != nil {
 		return nil, err
@@ -628,6 +669,29 @@ func (s *Server) putAddressRange(rq *Request) (any, error) {
 	rq.event.Target = rq.Org.Name + "/ranges/" + name
 	rq.Detail("cidrs", joinComma(cidrs))
 	if err := rq.Change(func(tx gatehouse.Tx) error {
+		if !body.Force {
+			// The organization's list refers to this range: the change must not lock the
+			// caller out (the same check as setting the list itself).
+			l, err := tx.GetAllowList(rq.Org.ID, "")
+			if err != nil && !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+				return err
+			}
+			if err == nil && slices.Contains(l.Entries, "@"+name) {
+				rs, err := tx.ListAddressRanges(rq.Org.ID)
+				if err != nil {
+					return err
+				}
+				next := []gatehouse.AddressRange{{OrgID: rq.Org.ID, Name: name, CIDRs: cidrs}}
+				for _, r := range rs {
+					if r.Name != name {
+						next = append(next, r)
+					}
+				}
+				if c := posture.Compile("", l.Entries, next); !c.Permits(rq.event.SourceIP) {
+					return gatehouse.Errorf(gatehouse.EINVALID, "the organization's allow-list uses range '%s': with these networks it would no longer permit your own address %s and lock you out of the organization; add it, or send \"force\": true", name, rq.event.SourceIP)
+				}
+			}
+		}
 		return tx.PutAddressRange(&gatehouse.AddressRange{OrgID: rq.Org.ID, Name: name, CIDRs: cidrs, ModifiedBy: rq.Subject.Name()})
 	}); err != nil {
 		return nil, err

@@ -52,7 +52,7 @@ func (e *env) orgToken(t *testing.T, name string) (string, string) {
 		ID         string `json:"id"`
 		TokenValue string `json:"tokenValue"`
 	}
-	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/tokens", Body: map[string]any{"name": name}}, &out))
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/tokens", Body: map[string]any{"name": name, "role": "admin"}}, &out))
 	return out.ID, out.TokenValue
 }
 

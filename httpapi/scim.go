@@ -47,6 +47,7 @@ func (s *Server) registerSCIMRoutes() {
 	// The organization's SCIM token: an org admin (a person) creates or regenerates it.
 	s.handle(get, "/api/orgs/{org}/scim/token", authz.OrgSCIMToken, s.getSCIMToken)
 	s.handle(post, "/api/orgs/{org}/scim/token", authz.OrgSCIMToken, s.createSCIMToken).NoStore = true
+	s.handle(del, "/api/orgs/{org}/scim/teams/{team}", authz.OrgSCIMTeamRelease, s.releaseSCIMTeam)
 	// Unknown SCIM endpoints: a SCIM 404, not the API's.
 	s.mux.HandleFunc("/scim/v2/", func(w http.ResponseWriter, r *http.Request) {
 		writeSCIMError(w, gatehouse.Errorf(gatehouse.ENOTFOUND, "no such SCIM endpoint: %s %s", r.Method, r.URL.Path))
@@ -417,6 +418,25 @@ func (s *Server) createSCIMToken(rq *Request) (any, error) {
 	}
 	rq.status = http.StatusCreated
 	return scimTokenJSON{Configured: true, ID: st.ID, Token: value, CreatedBy: st.CreatedBy, Created: st.Created.UTC().Format(time.RFC3339), BaseURL: rq.scimBaseURL()}, nil
+}
+
+// releaseSCIMTeam is DELETE /api/orgs/{org}/scim/teams/{team}: the team is no longer
+// managed by SCIM provisioning (an ordinary team again: its members and name are edited
+// here, and the identity provider can no longer change it). Audited; 409 when the team is
+// not managed.
+func (s *Server) releaseSCIMTeam(rq *Request) (any, error) {
+	rq.event.Target = rq.Org.Name + "/scim/teams/" + rq.Team.Name
+	err := rq.Change(func(tx gatehouse.Tx) error {
+		if err := tx.ReleaseSCIMTeam(rq.Team.ID); err != nil {
+			if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+				return gatehouse.Errorf(gatehouse.ECONFLICT, "team %s is not managed by SCIM provisioning", rq.Team.Name)
+			}
+			return err
+		}
+		rq.Detail("team", rq.Team.Name)
+		return nil
+	})
+	return nil, err
 }
 
 // refuseSCIMTeam refuses a change of a team the identity provider manages (its members,

@@ -332,6 +332,9 @@ type Request struct {
 	event    gatehouse.AuditEvent
 	audited  bool
 	status   int
+	// authorized is set once the route's action was allowed (run): only then does the
+	// usage inventory learn the request's organization and target (recordUsage).
+	authorized bool
 }
 
 // rawJSON is a handler result written as-is.
@@ -470,6 +473,7 @@ func (s *Server) run(rq *Request) (res any, err error) {
 	if err := rq.Authorize(rt.Action); err != nil {
 		return nil, err
 	}
+	rq.authorized = true
 	res, err = rt.handler(rq)
 	if err != nil {
 		switch {

@@ -48,6 +48,11 @@ func (rq *Request) identity(tx gatehouse.Tx) (*userResponse, error) {
 			if !sub.ActsIn(om.Org.ID) {
 				continue // an OIDC-issued personal token: its organization only
 			}
+			if ok, err := rq.s.orgPermitsAddress(rq, tx, om.Org.ID); err != nil {
+				return nil, err
+			} else if !ok {
+				continue // the organization's allow-list refuses the caller's address
+			}
 			resp.Organizations = append(resp.Organizations, orgSummary{GitHubLogin: om.Org.Name, Name: om.Org.Name, Role: string(om.Role)})
 		}
 		if sub.Token != nil && sub.Token.Pipeline {

@@ -129,7 +129,7 @@ func TestReportFindsKnownProblems(t *testing.T) {
 		must(t, tx.RevokeToken(revoked.ID, now.Add(-day)))
 		must(t, tx.RecordTokenUsage([]gatehouse.UsageDelta{
 			{TokenID: laptop.ID, IP: "192.0.2.10", Agent: "pulumi-cli/1 (v3.260.0; linux)", First: now.Add(-time.Hour), Last: now.Add(-time.Hour), Requests: 3},
-			{TokenID: laptop.ID, IP: "198.51.100.20", Agent: "pulumi-cli/1 (v3.260.0; linux)", CI: "ci.system=GitHub Actions", First: now.Add(-time.Hour), Last: now.Add(-time.Hour), Requests: 5},
+			{TokenID: laptop.ID, OrgID: acme.ID, IP: "198.51.100.20", Agent: "pulumi-cli/1 (v3.260.0; linux)", CI: "ci.system=GitHub Actions", First: now.Add(-time.Hour), Last: now.Add(-time.Hour), Requests: 5},
 		}, gatehouse.UsageLimits{}))
 		// Environment opens: by carol (a person) and by the pipeline (not counted).
 		for _, ev := range []gatehouse.AuditEvent{

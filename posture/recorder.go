@@ -263,6 +263,30 @@ func (r *Recorder) Flush(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
+			if tk.OrgID == 0 {
+				// A personal token's use is attributed to an organization only when its
+				// user is a member there: an outsider's requests must not plant
+				// anomalies in (or learn targets of) an organization they are not in.
+				member := map[int64]bool{}
+				for i := range b.deltas {
+					o := b.deltas[i].OrgID
+					if o == 0 {
+						continue
+					}
+					ok, seen := member[o]
+					if !seen {
+						_, err := tx.GetMember(o, tk.UserID)
+						if err != nil && !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+							return err
+						}
+						ok = err == nil && tk.UserID != 0
+						member[o] = ok
+					}
+					if !ok {
+						b.deltas[i].OrgID, b.deltas[i].Target = 0, ""
+					}
+				}
+			}
 			orgID := tk.OrgID
 			if orgID == 0 && len(b.deltas) > 0 {
 				orgID = b.deltas[0].OrgID

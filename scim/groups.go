@@ -276,21 +276,33 @@ func joinIDs(ids []int64) string {
 	return strings.Join(parts, ",")
 }
 
-// manage makes a team SCIM-managed (if it is not yet) and records the change's time.
+// manage records the change's time of a team SCIM manages.
 func (s *Service) manage(t *gatehouse.Team) error {
+	return s.Tx.TouchSCIMTeam(t.ID)
+}
+
+// findManagedTeam finds a team SCIM may change: one it created (CreateGroup). A team made
+// in Gatehouse (console, API, CLI) is refused with a 409: the identity provider must not take
+// it over (its members and name would become read-only here); an admin can only release a
+// team from SCIM, so a team the IdP should manage is created by the IdP.
+func (s *Service) findManagedTeam(id string) (*gatehouse.Team, error) {
+	t, err := s.findTeam(id)
+	if err != nil {
+		return nil, err
+	}
 	ok, err := s.Tx.IsSCIMTeam(t.ID)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !ok {
-		return s.Tx.MarkSCIMTeam(s.Org.ID, t.ID)
+		return nil, errorf(gatehouse.ECONFLICT, "", "Group %s (team %s) was not created by SCIM provisioning: it is managed in Gatehouse and cannot be changed here; push a new group instead.", id, t.Name)
 	}
-	return s.Tx.TouchSCIMTeam(t.ID)
+	return t, nil
 }
 
 // ReplaceGroup is PUT /Groups/{id}: display name and exactly the members given.
 func (s *Service) ReplaceGroup(id string, body []byte) (*Group, error) {
-	t, err := s.findTeam(id)
+	t, err := s.findManagedTeam(id)
 	if err != nil {
 		return nil, err
 	}
@@ -346,7 +358,7 @@ func (s *Service) rename(t *gatehouse.Team, name string) error {
 // list), replace. The operations are applied to a copy; members added are validated all
 // together; then the difference is written. Anything invalid fails the whole request.
 func (s *Service) PatchGroup(id string, body []byte) error {
-	t, err := s.findTeam(id)
+	t, err := s.findManagedTeam(id)
 	if err != nil {
 		return err
 	}

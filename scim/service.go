@@ -212,7 +212,8 @@ func (st *userState) validate() error {
 }
 
 // CreateUser is POST /Users. A userName taken in the organization, or an email of another
-// account, is 409 uniqueness. An account the organization created itself and that belongs
+// account of the organization (a member, provisioned, or created by it), is 409 uniqueness;
+// accounts of other organizations with the email are no conflict (a separate account is made). An account the organization created itself and that belongs
 // to no other organization (for instance one it provisioned and the IdP hard-deleted) is
 // taken over instead of refused.
 func (s *Service) CreateUser(body []byte) (*User, error) {
@@ -245,10 +246,22 @@ func (s *Service) CreateUser(body []byte) (*User, error) {
 			if err != nil {
 				return nil, err
 			}
-			if !ok {
+			if ok {
+				acct = &users[i]
+				continue
+			}
+			mine, err := s.ofThisOrg(&users[i])
+			if err != nil {
+				return nil, err
+			}
+			if mine {
 				return nil, errorf(gatehouse.ECONFLICT, Uniqueness, "Email %s already in use by another Gatehouse account.", st.Email)
 			}
-			acct = &users[i]
+			// An account of other organizations only (its email is whatever was typed
+			// there, unverified): not a conflict, or any organization could block this
+			// one's provisioning by creating an account with the email first. The person
+			// gets a separate account.
+			s.detail("email_also_on_other_account", users[i].Name)
 		}
 	}
 	if acct == nil {
@@ -290,6 +303,25 @@ func (s *Service) CreateUser(body []byte) (*User, error) {
 		return nil, err
 	}
 	return s.userView(rec), nil
+}
+
+// ofThisOrg reports whether an account is the organization's business: a member, provisioned
+// here, or created by it. Only such accounts make an email a conflict (CreateUser).
+func (s *Service) ofThisOrg(u *gatehouse.User) (bool, error) {
+	if u.CreatedByOrg == s.Org.ID {
+		return true, nil
+	}
+	if _, err := s.Tx.GetMember(s.Org.ID, u.ID); err == nil {
+		return true, nil
+	} else if !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+		return false, err
+	}
+	if _, err := s.Tx.GetSCIMUser(s.Org.ID, u.ID); err == nil {
+		return true, nil
+	} else if !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+		return false, err
+	}
+	return false, nil
 }
 
 // adoptable reports whether an existing account with the new person's email may become

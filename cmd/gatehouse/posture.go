@@ -9,6 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/app"
 	"github.com/gatehouse-dev/gatehouse/httpapi"
 	"github.com/gatehouse-dev/gatehouse/posture"
 )
@@ -249,6 +251,7 @@ Changes take effect on every server process at the next request, and are audited
 	set.Flags().StringVar(&tokenID, "token", "", "the token whose list to set (organization and team tokens)")
 	set.Flags().BoolVar(&force, "force", false, "set an organization list that does not permit your own address")
 	rng := &cobra.Command{Use: "range", Short: "Named address ranges, referenced as @NAME"}
+	var rforce bool
 	rset := &cobra.Command{
 		Use: "set NAME CIDR...", Short: "Create or replace a named range", Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -256,12 +259,13 @@ Changes take effect on every server process at the next request, and are audited
 				return err
 			}
 			var out map[string]any
-			if err := c.do(cmd, "PUT", "/api/orgs/"+url.PathEscape(org)+"/ranges/"+url.PathEscape(args[0]), map[string]any{"cidrs": args[1:]}, &out); err != nil {
+			if err := c.do(cmd, "PUT", "/api/orgs/"+url.PathEscape(org)+"/ranges/"+url.PathEscape(args[0]), map[string]any{"cidrs": args[1:], "force": rforce}, &out); err != nil {
 				return err
 			}
 			return c.done(cmd, out, "range @%s set", args[0])
 		},
 	}
+	rset.Flags().BoolVar(&rforce, "force", false, "change a range the organization's list uses even if the list then no longer permits your own address")
 	rrm := &cobra.Command{
 		Use: "rm NAME", Short: "Delete a named range (not while a list uses it)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -275,6 +279,89 @@ Changes take effect on every server process at the next request, and are audited
 		},
 	}
 	rng.AddCommand(rset, rrm)
-	cmd.AddCommand(ls, set, rng)
+	cmd.AddCommand(ls, set, rng, newAllowListClearCmd(&org))
+	return cmd
+}
+
+// newAllowListClearCmd is `gatehouse allowlist clear`: the recovery path of an organization
+// whose allow-list locks out every admin. It works on the store directly (like bootstrap and
+// migrate), not through the API, so it needs the server's --data-dir or --database; it
+// removes the organization's list (or with --token, a token's), bumps the security epoch
+// (running servers obey at their next request) and records an audit event.
+func newAllowListClearCmd(org *string) *cobra.Command {
+	var sf storeFlags
+	var tokenID string
+	cmd := &cobra.Command{
+		Use:   "clear",
+		Short: "Remove an organization's allow-list directly in the store (recovery from a lockout; operators)",
+		Long: `clear removes the organization's address allow-list (or with --token, that token's)
+directly in the data store, without the API: the way back in when a list (or a range it uses)
+refuses every admin's address. Run it where the server's data is reachable:
+
+  gatehouse allowlist clear --org acme --data-dir /var/lib/gatehouse
+  gatehouse allowlist clear --org acme --database postgres://...
+
+Running servers apply the change at their next request. The removal is audited
+(action allowlist:cleared, actor "gatehouse allowlist clear").`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if *org == "" {
+				return fmt.Errorf("--org is required")
+			}
+			if sf.dataDir == "" && sf.database == "" {
+				return fmt.Errorf("--data-dir or --database is required (this command works on the store, not through the API)")
+			}
+			ctx := cmd.Context()
+			store, err := app.OpenStore(ctx, sf.config())
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			var old []string
+			err = store.Update(ctx, func(tx gatehouse.Tx) error {
+				o, err := tx.GetOrgByName(*org)
+				if err != nil {
+					return err
+				}
+				if tokenID != "" {
+					tk, err := tx.GetToken(tokenID)
+					if err != nil || tk.OrgID != o.ID {
+						return gatehouse.Errorf(gatehouse.ENOTFOUND, "token '%s' not found in organization %s", tokenID, o.Name)
+					}
+				}
+				l, err := tx.GetAllowList(o.ID, tokenID)
+				if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				old = l.Entries
+				if err := tx.PutAllowList(&gatehouse.AllowList{OrgID: o.ID, TokenID: tokenID, ModifiedBy: "gatehouse allowlist clear"}); err != nil {
+					return err
+				}
+				target := o.Name + "/allowlist"
+				if tokenID != "" {
+					target = o.Name + "/tokens/" + tokenID + "/allowlist"
+				}
+				return tx.AppendAudit(&gatehouse.AuditEvent{
+					OrgID: o.ID, OrgName: o.Name, ActorKind: "system", ActorName: "gatehouse allowlist clear",
+					Action: "allowlist:cleared", Target: target, Outcome: gatehouse.OutcomeSuccess,
+					Details: map[string]string{"entries": strings.Join(old, ",")},
+				})
+			})
+			if err != nil {
+				return err
+			}
+			if old == nil {
+				fmt.Fprintln(cmd.OutOrStdout(), "no allow-list to clear")
+				return nil
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "allow-list cleared (was: %s)\n", strings.Join(old, " "))
+			return nil
+		},
+	}
+	sf.add(cmd)
+	cmd.Flags().StringVar(&tokenID, "token", "", "clear this token's list instead of the organization's")
 	return cmd
 }

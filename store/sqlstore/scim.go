@@ -187,6 +187,19 @@ func (t *tx) MarkSCIMTeam(orgID, teamID int64) error {
 	return t.conflictOr(err, "the team is managed by SCIM already")
 }
 
+func (t *tx) ReleaseSCIMTeam(teamID int64) error {
+	res, err := t.exec(`DELETE FROM scim_teams WHERE team_id = ?`, teamID)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return dbErr(err)
+	} else if n == 0 {
+		return gatehouse.Errorf(gatehouse.ENOTFOUND, "the team is not managed by SCIM")
+	}
+	return t.bump()
+}
+
 func (t *tx) IsSCIMTeam(teamID int64) (bool, error) {
 	var n int
 	if err := t.queryRow(`SELECT COUNT(*) FROM scim_teams WHERE team_id = ?`, teamID).Scan(&n); err != nil {

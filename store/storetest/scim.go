@@ -125,6 +125,17 @@ func testSCIM(t *testing.T, e *env) {
 		}
 		return nil
 	})
+	// Released by an admin: an ordinary team again (once).
+	e.update(func(tx gatehouse.Tx) error { return tx.ReleaseSCIMTeam(tm.ID) })
+	e.view(func(tx gatehouse.Tx) error {
+		if ok, err := tx.IsSCIMTeam(tm.ID); err != nil || ok {
+			t.Fatalf("a released team is still managed: %v, %v", ok, err)
+		}
+		return nil
+	})
+	err = e.try(func(tx gatehouse.Tx) error { return tx.ReleaseSCIMTeam(tm.ID) })
+	wantCode(t, err, gatehouse.ENOTFOUND, "releasing a team not managed")
+	e.update(func(tx gatehouse.Tx) error { return tx.MarkSCIMTeam(acme.ID, tm.ID) })
 	e.update(func(tx gatehouse.Tx) error { return tx.DeleteTeam(tm.ID) })
 	e.view(func(tx gatehouse.Tx) error {
 		ok, err := tx.IsSCIMTeam(tm.ID)
