@@ -401,7 +401,7 @@ func (s *Server) run(rq *Request) (res any, err error) {
 	// Authentication and resolution share one read transaction; identities and decision
 	// facts come from a cache that is valid for one security epoch, used only when it is
 	// the epoch this transaction saw (see authCache).
-	var authErr, resolveErr, addrErr error
+	var authErr, resolveErr, addrErr, ssoErr error
 	if err := s.store.View(rq.Context(), func(tx gatehouse.Tx) error {
 		epoch, err := tx.SecurityEpoch()
 		if err != nil {
@@ -422,6 +422,11 @@ func (s *Server) run(rq *Request) (res any, err error) {
 		}
 		if resolveErr = s.resolve(rq, tx); resolveErr == nil {
 			addrErr = s.checkAddress(rq, tx, true)
+		}
+		// A browser session acts in an organization that requires single sign-on only if
+		// that organization's SSO started it (sso.MaySessionActIn).
+		if resolveErr == nil && addrErr == nil && rq.Subject.Session != nil && rq.Org != nil {
+			ssoErr = s.sso.MaySessionActIn(tx, rq.Org, rq.Subject.Session.UserID, rq.Subject.Session)
 		}
 		return nil
 	}); err != nil {
@@ -460,6 +465,13 @@ func (s *Server) run(rq *Request) (res any, err error) {
 		if gatehouse.IsCode(err, gatehouse.EFORBIDDEN) {
 			rq.event.Action = "auth:address-denied"
 			s.pmetrics.denied.Inc()
+			rq.fail(gatehouse.OutcomeDenied, err)
+		}
+		return nil, err
+	}
+	if err := ssoErr; err != nil {
+		if gatehouse.IsCode(err, gatehouse.EFORBIDDEN) {
+			rq.event.Action = "auth:sso-required"
 			rq.fail(gatehouse.OutcomeDenied, err)
 		}
 		return nil, err

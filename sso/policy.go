@@ -82,3 +82,19 @@ func (m *Manager) MayUseTokenSignIn(tx gatehouse.Tx, userID int64) error {
 	}
 	return nil
 }
+
+// MaySessionActIn decides whether session s of user userID may act in organization orgID:
+// when the organization requires single sign-on, only a session its own SSO started (OIDC,
+// GitHub, SAML) qualifies, unless the user is one of its break-glass admins. A session
+// another organization's identity provider started, or the token sign-in, is refused there
+// with EFORBIDDEN naming the organization.
+func (m *Manager) MaySessionActIn(tx gatehouse.Tx, org *gatehouse.Org, userID int64, s *gatehouse.Session) error {
+	p, err := m.policy(tx, org.ID)
+	if err != nil {
+		return err
+	}
+	if !p.Required || p.breakGlass(userID) || s.OrgID == org.ID && s.Method != gatehouse.SignInToken {
+		return nil
+	}
+	return gatehouse.Errorf(gatehouse.EFORBIDDEN, "organization %s requires single sign-on: sign in through its identity provider (/login/%s/sso) to act in it", org.Name, org.Name)
+}
