@@ -44,7 +44,7 @@ func deployHooks(t *testing.T, rcv *receiver) map[string]deployHook {
 
 // TestWebhookDeploymentEvents: a Deployments run sends deployment_queued (triggered),
 // deployment_started (leased by a runner) and deployment_succeeded or deployment_failed
-// (completed; a queued run cancelled fails), kind deployment, to the stack's webhook of
+// (completed; a queued run cancelled, or one whose runner stopped reporting, fails), kind deployment, to the stack's webhook of
 // group deployments; an organization webhook filtering deployment_failed gets the failures
 // alone.
 func TestWebhookDeploymentEvents(t *testing.T) {
@@ -94,11 +94,22 @@ func TestWebhookDeploymentEvents(t *testing.T) {
 	id3, _ := c3["id"].(string)
 	d.must(d.admin.Do(cliwire.Call{Method: "POST", Path: d.prod + "/deployments/" + id3 + "/cancel"}, nil))
 	d.must(d.admin.Do(cliwire.Call{Method: "POST", Path: d.prod + "/deployments/" + id3 + "/cancel"}, nil))
-	waitFor(t, d.env, "the failures", func() bool { return len(rcv.requests()) >= 8 && len(fails.requests()) >= 2 })
+	// A run whose runner stops reporting fails when its lease runs out.
+	c4, err := d.trigger(d.admin, "refresh")
+	d.must(err)
+	id4, _ := c4["id"].(string)
+	if job = d.lease(); job == nil || job.ID != id4 {
+		t.Fatalf("lease = %+v", job)
+	}
+	d.clock.Advance(3 * time.Minute)
+	if st := d.get(id4)["status"]; st != "failed" {
+		t.Fatalf("the lost run's status = %v", st)
+	}
+	waitFor(t, d.env, "the failures", func() bool { return len(rcv.requests()) >= 11 && len(fails.requests()) >= 3 })
 	time.Sleep(100 * time.Millisecond)
 	_, _ = d.srv.API.DeliverWebhooks(context.Background())
-	if n := len(rcv.requests()); n != 8 {
-		t.Errorf("stack webhook got %d deliveries, want 8", n)
+	if n := len(rcv.requests()); n != 11 {
+		t.Errorf("stack webhook got %d deliveries, want 11", n)
 	}
 	got = deployHooks(t, rcv)
 	if p := got[id2+"/failed"]; p.kind != "deployment" || p.Operation != "preview" || p.Version != 2 {
@@ -110,8 +121,11 @@ func TestWebhookDeploymentEvents(t *testing.T) {
 	if p := got[id3+"/failed"]; p.kind != "deployment" || p.Version != 3 {
 		t.Errorf("cancelled run: %+v", p)
 	}
+	if p := got[id4+"/failed"]; p.kind != "deployment" || p.Version != 4 || p.Operation != "refresh" {
+		t.Errorf("lost run: %+v", p)
+	}
 	fs := deployHooks(t, fails)
-	if len(fails.requests()) != 2 || fs[id2+"/failed"].kind != "deployment" || fs[id3+"/failed"].kind != "deployment" {
+	if len(fails.requests()) != 3 || fs[id2+"/failed"].kind != "deployment" || fs[id3+"/failed"].kind != "deployment" || fs[id4+"/failed"].kind != "deployment" {
 		t.Errorf("organization webhook filtering deployment_failed got %v", fs)
 	}
 }
