@@ -101,6 +101,26 @@ func TestWebhookDeploymentEvents(t *testing.T) {
 	if job = d.lease(); job == nil || job.ID != id4 {
 		t.Fatalf("lease = %+v", job)
 	}
+	// Every delivery so far done (its claim ended) before the clock jumps past the
+	// dispatcher's claims: a claim that runs out is delivered again (at least once).
+	waitFor(t, d.env, "ten deliveries recorded", func() bool {
+		n := 0
+		for _, dl := range d.deliveries(t, d.prod+"/hooks", "runs") {
+			if dl.Status == "delivered" {
+				n++
+			}
+		}
+		return n == 10
+	})
+	waitFor(t, d.env, "two failures recorded", func() bool {
+		n := 0
+		for _, dl := range d.deliveries(t, "/api/orgs/acme/hooks", "fails") {
+			if dl.Status == "delivered" {
+				n++
+			}
+		}
+		return n == 2
+	})
 	d.clock.Advance(3 * time.Minute)
 	if st := d.get(id4)["status"]; st != "failed" {
 		t.Fatalf("the lost run's status = %v", st)
