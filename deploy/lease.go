@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/webhook"
 )
 
 // The runner protocol (Gatehouse's own; Pulumi's is not public). All calls carry the
@@ -115,6 +116,9 @@ func (s *Service) Lease(ctx context.Context, pool *gatehouse.DeployPool, runner 
 		if st, err = tx.GetStackByID(d.StackID); err != nil {
 			return err
 		}
+		if err := s.event(tx, d, st, webhook.DeploymentStarted); err != nil {
+			return err
+		}
 		return audit(tx, d, st)
 	})
 	if gatehouse.IsCode(err, gatehouse.ENOTFOUND) || gatehouse.IsCode(err, gatehouse.ECONFLICT) {
@@ -123,6 +127,7 @@ func (s *Service) Lease(ctx context.Context, pool *gatehouse.DeployPool, runner 
 	if err != nil {
 		return nil, err
 	}
+	s.wake()
 	doc, err := parseDoc(d.Request)
 	if err != nil {
 		return nil, err
@@ -193,11 +198,15 @@ func (s *Service) Finish(ctx context.Context, id, lease, status, message, actorK
 		if d, err = tx.FinishDeployment(id, lease, status, Sanitize(message)); err != nil {
 			return err
 		}
+		if err := s.endEvent(tx, d, nil); err != nil {
+			return err
+		}
 		return s.auditEnd(tx, d, actorKind, actorName)
 	})
 	if err != nil {
 		return nil, err
 	}
+	s.wake()
 	s.report(d)
 	return d, nil
 }

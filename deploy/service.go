@@ -12,6 +12,7 @@ import (
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/secrets"
 	"github.com/gatehouse-dev/gatehouse/token"
+	"github.com/gatehouse-dev/gatehouse/webhook"
 )
 
 // Options configure the service.
@@ -29,6 +30,9 @@ type Options struct {
 	HTTPClient *http.Client
 	// Now is the clock (tests).
 	Now func() time.Time
+	// Wake, when set, is called after a transaction queued webhook events (the
+	// dispatcher's Wake).
+	Wake func()
 }
 
 // VCS is a provider's configuration: the webhook secret (GitHub: the HMAC key of
@@ -247,11 +251,15 @@ func (s *Service) Queue(ctx context.Context, change Change, stack *gatehouse.Sta
 		pool, _ := doc["agentPoolID"].(string)
 		d = &gatehouse.Deployment{OrgID: stack.OrgID, StackID: stack.ID, Operation: op, Request: b, Initiator: t.Initiator,
 			RequestedBy: t.RequestedBy, PoolID: pool, Report: t.Report}
-		return tx.CreateDeployment(d)
+		if err := tx.CreateDeployment(d); err != nil {
+			return err
+		}
+		return s.event(tx, d, stack, webhook.DeploymentQueued)
 	})
 	if err != nil {
 		return nil, err
 	}
+	s.wake()
 	return d, nil
 }
 
@@ -322,12 +330,18 @@ func (s *Service) expire(ctx context.Context) {
 			if err := s.auditEnd(tx, &ended[i], "system", "gatehouse"); err != nil {
 				return err
 			}
+			if err := s.endEvent(tx, &ended[i], nil); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
 	if err != nil {
 		s.log.Warn("deploy: expiring runner leases failed", "err", err)
 		return
+	}
+	if len(ended) > 0 {
+		s.wake()
 	}
 	for i := range ended {
 		s.report(&ended[i])
@@ -352,14 +366,34 @@ func (s *Service) auditEnd(tx gatehouse.Tx, d *gatehouse.Deployment, actorKind, 
 		Details: map[string]string{"deployment": d.ID, "version": strconv.Itoa(d.Version), "operation": d.Operation, "status": d.Status, "message": truncate(d.Message, 512)}})
 }
 
-// Cancel asks for d to be cancelled: a queued run ends now; a running one loses its
-// credential now and is stopped by its runner (or fails when its lease runs out).
+// Cancel asks for d to be cancelled: a queued run ends now (deployment_failed); a running
+// one loses its credential now and is stopped by its runner (or fails when its lease runs
+// out).
 func (s *Service) Cancel(change Change, d *gatehouse.Deployment) (*gatehouse.Deployment, error) {
 	var out *gatehouse.Deployment
+	ended := false
 	err := change(func(tx gatehouse.Tx) (err error) {
+		ended = false
+		if cur, err := tx.GetDeployment(d.ID); err == nil && cur.Status == gatehouse.DeployNotStarted {
+			// Ended by FinishDeployment, whose conditional update is the one that ends
+			// the run: of two cancels at once (in any processes) one alone sends the event.
+			f, err := tx.FinishDeployment(d.ID, "", gatehouse.DeployFailed, "cancelled before it started")
+			switch {
+			case err == nil:
+				ended = true
+				if err := s.endEvent(tx, f, nil); err != nil {
+					return err
+				}
+			case !gatehouse.IsCode(err, gatehouse.EGONE):
+				return err
+			}
+		}
 		out, err = tx.RequestDeploymentCancel(d.ID)
 		return err
 	})
+	if err == nil && ended {
+		s.wake()
+	}
 	if err == nil && gatehouse.DeployFinished(out.Status) && !gatehouse.DeployFinished(d.Status) {
 		s.report(out)
 	}

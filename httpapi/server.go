@@ -208,6 +208,9 @@ func New(store gatehouse.Store, sm *secrets.Manager, log *slog.Logger, reg prome
 		if do.Now == nil {
 			do.Now = cfg.Now
 		}
+		if do.Wake == nil {
+			do.Wake = s.hooks.Wake
+		}
 		s.deploy = deploy.New(store, sm, log, do)
 	}
 	s.sso = s.newSSO()

@@ -1,6 +1,7 @@
 // Package webhook is Gatehouse's webhooks as Pulumi Cloud defines them: organization, stack
 // and environment webhooks that receive events (stack updates, previews, stack creation and
-// deletion; environment creation, deletion, revisions and revision tags) as JSON POSTs in Pulumi's shapes, or as Slack and Microsoft Teams messages, signed with
+// deletion; Deployments runs queued, started and ended; environment creation, deletion,
+// revisions and revision tags) as JSON POSTs in Pulumi's shapes, or as Slack and Microsoft Teams messages, signed with
 // the webhook's secret (Pulumi-Webhook-Signature: hex HMAC-SHA256 of the body) and named by
 // Pulumi-Webhook-ID and Pulumi-Webhook-Kind headers.
 //
@@ -23,6 +24,7 @@ const (
 	KindStackPreview = "stack_preview"
 	KindStackUpdate  = "stack_update"
 	KindPing         = "ping"
+	KindDeployment   = "deployment"
 
 	KindEnvironment            = "environment"
 	KindEnvironmentRevision    = "environment_revision"
@@ -49,6 +51,12 @@ const (
 	RefreshStarted = "refresh_started"
 	Ping           = "ping"
 
+	// Deployments (package deploy): a run queued, leased by a runner, ended.
+	DeploymentQueued    = "deployment_queued"
+	DeploymentStarted   = "deployment_started"
+	DeploymentSucceeded = "deployment_succeeded"
+	DeploymentFailed    = "deployment_failed"
+
 	// Environments (ESC).
 	EnvironmentCreated            = "environment_created"
 	EnvironmentDeleted            = "environment_deleted"
@@ -62,9 +70,9 @@ const (
 	EnvironmentRevisionTagDeleted = "environment_revision_tag_deleted"
 )
 
-// eventKinds maps every filter Gatehouse knows to its kind. Pulumi's deployment, drift
-// and rotation filters are accepted (a webhook may name them) but Gatehouse sends no such
-// events yet.
+// eventKinds maps every filter Gatehouse knows to its kind. Deployment events are sent
+// (by package deploy); Pulumi's drift and rotation filters are accepted (a webhook may name
+// them) but Gatehouse sends no such events yet.
 var eventKinds = map[string]string{
 	StackCreated: KindStack, StackDeleted: KindStack,
 	PreviewSucceeded: KindStackPreview, PreviewFailed: KindStackPreview, PreviewStarted: KindStackPreview,
@@ -72,7 +80,7 @@ var eventKinds = map[string]string{
 	DestroySucceeded: KindStackUpdate, DestroyFailed: KindStackUpdate, DestroyStarted: KindStackUpdate,
 	RefreshSucceeded: KindStackUpdate, RefreshFailed: KindStackUpdate, RefreshStarted: KindStackUpdate,
 
-	"deployment_queued": "deployment", "deployment_started": "deployment", "deployment_succeeded": "deployment", "deployment_failed": "deployment",
+	DeploymentQueued: KindDeployment, DeploymentStarted: KindDeployment, DeploymentSucceeded: KindDeployment, DeploymentFailed: KindDeployment,
 	"drift_detected": "drift_detection", "drift_detection_succeeded": "drift_detection", "drift_detection_failed": "drift_detection",
 	"drift_remediation_succeeded": "drift_remediation", "drift_remediation_failed": "drift_remediation",
 	"environment_created": "environment", "environment_deleted": "environment",
@@ -89,7 +97,7 @@ var orgOnly = map[string]bool{StackCreated: true, StackDeleted: true, "environme
 // groupKinds maps each group to its kinds.
 var groupKinds = map[string][]string{
 	"stacks":       {KindStack, KindStackPreview, KindStackUpdate},
-	"deployments":  {"deployment", "drift_detection", "drift_remediation"},
+	"deployments":  {KindDeployment, "drift_detection", "drift_remediation"},
 	"environments": {"environment", "environment_revision", "environment_revision_tag", "environment_tag", "imported_environment_changed", "environment_rotation"},
 }
 

@@ -29,6 +29,13 @@ type Event struct {
 	Version         int
 	// Stack events: created, deleted.
 	Action string
+	// Deployments: the run's ID, operation (update, preview, refresh, destroy), status
+	// (not-started, running, succeeded, failed, skipped) and console link; Version is its
+	// number in the stack.
+	DeploymentID  string
+	Operation     string
+	Status        string
+	DeploymentURL string
 	// Message is a ping's text.
 	Message string
 	// Environments (ESC): EnvID is the environment the event is about (0: none); its
@@ -77,6 +84,11 @@ type rawPayload struct {
 	TagName         string         `json:"tagName,omitempty"`
 	Revision        int            `json:"revision,omitempty"`
 	Message         string         `json:"message,omitempty"`
+	// deployment.
+	DeploymentID  string `json:"deploymentId,omitempty"`
+	DeploymentURL string `json:"deploymentUrl,omitempty"`
+	Operation     string `json:"operation,omitempty"`
+	Status        string `json:"status,omitempty"`
 	// imported_environment_changed.
 	AffectedRevisions            []int         `json:"affectedRevisions,omitempty"`
 	ImportedEnvironmentReference *EnvReference `json:"importedEnvironmentReference,omitempty"`
@@ -113,6 +125,8 @@ func Payload(format string, ev *Event) ([]byte, error) {
 		if p.AffectedRevisions == nil {
 			p.AffectedRevisions = []int{}
 		}
+	case KindDeployment:
+		p.DeploymentID, p.DeploymentURL, p.Version, p.Operation, p.Status = ev.DeploymentID, ev.DeploymentURL, ev.Version, ev.Operation, ev.Status
 	case KindStackUpdate, KindStackPreview:
 		preview := ev.UpdateKind == string(gatehouse.KindPreview)
 		p.UpdateURL, p.Kind, p.Result, p.ResourceChanges, p.IsPreview, p.Version = ev.UpdateURL, ev.UpdateKind, ev.Result, ev.ResourceChanges, &preview, ev.Version
@@ -137,6 +151,8 @@ func title(ev *Event) string {
 		return fmt.Sprintf("Environment %s tag %s %s (revision %d)", ev.ref(), ev.TagName, ev.Action, ev.Revision)
 	case KindEnvironmentTag:
 		return fmt.Sprintf("Environment %s tag %s %s", ev.ref(), ev.TagName, ev.Action)
+	case KindDeployment:
+		return fmt.Sprintf("Deployment %d (%s) of %s %s", ev.Version, ev.Operation, ev.ref(), strings.TrimPrefix(ev.Name, "deployment_"))
 	case KindImportedEnvironmentChanged:
 		if ev.Imported != nil {
 			return fmt.Sprintf("Environment %s: its import %s/%s changed (revision %d)", ev.ref(), ev.Imported.ProjectName, ev.Imported.EnvironmentName, ev.Imported.Revision)
@@ -160,7 +176,11 @@ func capitalize(s string) string {
 }
 
 func color(ev *Event) string {
-	switch ev.Result {
+	result := ev.Result
+	if KindOf(ev.Name) == KindDeployment {
+		result = strings.TrimPrefix(ev.Name, "deployment_")
+	}
+	switch result {
 	case "failed":
 		return "D62728"
 	case "succeeded":
@@ -179,8 +199,12 @@ func summary(ev *Event, slack bool) string {
 	}
 	var b strings.Builder
 	t := title(ev)
-	if slack && ev.UpdateURL != "" {
-		t = "<" + ev.UpdateURL + "|" + t + ">"
+	link := ev.UpdateURL
+	if link == "" {
+		link = ev.DeploymentURL
+	}
+	if slack && link != "" {
+		t = "<" + link + "|" + t + ">"
 	}
 	b.WriteString(t)
 	if ev.User != "" {

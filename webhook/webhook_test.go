@@ -157,3 +157,33 @@ func TestEnvironmentPayloads(t *testing.T) {
 		}
 	}
 }
+
+func TestDeploymentPayloads(t *testing.T) {
+	ev := &Event{Name: DeploymentFailed, OrgName: "acme", Project: "web", Stack: "prod", User: "alice", DeploymentID: "d-1",
+		DeploymentURL: "https://gh.example/api/stacks/acme/web/prod/deployments/d-1", Version: 3, Operation: "update", Status: "failed"}
+	if KindOf(ev.Name) != KindDeployment || !Selects(nil, []string{"deployments"}, DeploymentQueued) || Selects(nil, []string{"stacks"}, DeploymentStarted) {
+		t.Fatal("deployment events: wrong kind or group")
+	}
+	b, err := Payload(FormatRaw, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p map[string]any
+	if err := json.Unmarshal(b, &p); err != nil {
+		t.Fatal(err)
+	}
+	if p["deploymentId"] != "d-1" || p["deploymentUrl"] != ev.DeploymentURL || p["version"] != 3.0 || p["operation"] != "update" ||
+		p["status"] != "failed" || p["stackName"] != "prod" || p["projectName"] != "web" || p["kind"] != nil || p["result"] != nil {
+		t.Errorf("raw payload %s", b)
+	}
+	b, _ = Payload(FormatSlack, ev)
+	var slack struct{ Text string }
+	_ = json.Unmarshal(b, &slack)
+	if want := "<" + ev.DeploymentURL + "|Deployment 3 (update) of acme/web/prod failed> by alice"; slack.Text != want {
+		t.Errorf("slack %s, want %s", b, want)
+	}
+	b, _ = Payload(FormatMSTeams, ev)
+	if !strings.Contains(string(b), `"themeColor":"D62728"`) || !strings.Contains(string(b), "Deployment 3 (update) of acme/web/prod failed") {
+		t.Errorf("teams %s", b)
+	}
+}
