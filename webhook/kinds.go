@@ -125,7 +125,7 @@ func CheckFilters(format string, filters, groups []string, stack bool) (string, 
 		format = FormatRaw
 	case FormatRaw, FormatSlack, FormatMSTeams:
 	case "pulumi_deployments":
-		return "", fmt.Errorf("format pulumi_deployments is not supported: Gatehouse does not run deployments")
+		return "", fmt.Errorf("format pulumi_deployments (a webhook that triggers a deployment) is not supported yet: trigger deployments through the Deployments API or a GitHub or GitLab push webhook")
 	default:
 		return "", fmt.Errorf("unknown format %q (raw, slack or ms_teams)", format)
 	}
