@@ -98,12 +98,26 @@ func TestBrowserConsole(t *testing.T) {
 	}))
 	t.Cleanup(evil.Close)
 
+	// Chromium's helper processes may still be writing its profile for a moment after the
+	// browser is stopped: the profile is removed with retries rather than by t.TempDir's
+	// cleanup (which fails the test on "directory not empty").
+	profile, err := os.MkdirTemp("", "gatehouse-chromium-")
+	must(err)
+	t.Cleanup(func() {
+		for i := 0; i < 50; i++ {
+			if os.RemoveAll(profile) == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("could not remove the browser profile %s", profile)
+	})
 	opts := append([]chromedp.ExecAllocatorOption{},
 		chromedp.ExecPath(bin),
 		chromedp.Flag("headless", true), chromedp.NoSandbox, chromedp.DisableGPU,
 		chromedp.Flag("disable-quic", true), chromedp.NoFirstRun, chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900),
+		chromedp.UserDataDir(profile), chromedp.WindowSize(1280, 900),
 	)
 	actx, cancelA := chromedp.NewExecAllocator(ctx, opts...)
 	defer cancelA()
