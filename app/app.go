@@ -22,6 +22,7 @@ import (
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/httpapi"
 	"github.com/gatehouse-dev/gatehouse/secrets"
+	"github.com/gatehouse-dev/gatehouse/sso"
 	"github.com/gatehouse-dev/gatehouse/store/sqlite"
 	"github.com/gatehouse-dev/gatehouse/webhook"
 )
@@ -236,7 +237,7 @@ func (k txEnvKeys) ReplaceStackKey(_ context.Context, envID int64, oldWrapped, n
 	return k.tx.ReplaceEnvKey(envID, oldWrapped, newWrapped)
 }
 
-// RotateKeys re-wraps every stack, environment and webhook data key from the current keyring to a
+// RotateKeys re-wraps every stack, environment, webhook and SSO data key from the current keyring to a
 // new one and replaces the canary, all in one transaction: either every key moves or none
 // does.
 func RotateKeys(ctx context.Context, store gatehouse.Store, from, to *secrets.Keyring) (int, error) {
@@ -253,6 +254,11 @@ func RotateKeys(ctx context.Context, store gatehouse.Store, from, to *secrets.Ke
 			return err
 		}
 		m, err = secrets.Rewrap(ctx, from, to, webhook.RewrapKeys(tx))
+		n += m
+		if err != nil {
+			return err
+		}
+		m, err = secrets.Rewrap(ctx, from, to, sso.RewrapKeys(tx))
 		n += m
 		if err != nil {
 			return err

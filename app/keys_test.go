@@ -13,6 +13,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/app"
 	"github.com/gatehouse-dev/gatehouse/esc"
 	"github.com/gatehouse-dev/gatehouse/secrets"
+	"github.com/gatehouse-dev/gatehouse/sso"
 	"github.com/gatehouse-dev/gatehouse/webhook"
 )
 
@@ -189,8 +190,13 @@ func TestRotateKeysCoversEnvironments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, err := app.RotateKeys(ctx, store, from, to); err != nil || n != 3 {
-		t.Fatalf("rotate: %d %v (want the stack's, the environment's and the webhook keys)", n, err)
+	// An SSO client secret of acme (sealed under the organization's SSO key).
+	ssoCT, err := sso.Keys(secrets.NewManager(from, app.StoreKeys{Store: store}), store).Encrypt(ctx, env.OrgID, []byte("client-secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := app.RotateKeys(ctx, store, from, to); err != nil || n != 4 {
+		t.Fatalf("rotate: %d %v (want the stack's, the environment's, the webhook and the SSO keys)", n, err)
 	}
 	from.Close()
 	to.Close()
@@ -208,5 +214,9 @@ func TestRotateKeysCoversEnvironments(t *testing.T) {
 	hook, err := webhook.Keys(secrets.NewManager(kr, app.StoreKeys{Store: store}), store).Decrypt(ctx, env.OrgID, hookCT)
 	if err != nil || string(hook) != "hook-secret" {
 		t.Fatalf("webhook secret after rotation: %q %v", hook, err)
+	}
+	cs, err := sso.Keys(secrets.NewManager(kr, app.StoreKeys{Store: store}), store).Decrypt(ctx, env.OrgID, ssoCT)
+	if err != nil || string(cs) != "client-secret" {
+		t.Fatalf("SSO client secret after rotation: %q %v", cs, err)
 	}
 }

@@ -2,9 +2,9 @@ package sso
 
 import (
 	"context"
-	"strconv"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/internal/orgkeys"
 	"github.com/gatehouse-dev/gatehouse/secrets"
 )
 
@@ -17,27 +17,19 @@ func secretKeys(stackKeys *secrets.Manager, store gatehouse.Store) *secrets.Mana
 	if stackKeys == nil {
 		return nil
 	}
-	return stackKeys.Derive(metaKeys{store}, secrets.WithLabel(KeyLabel))
+	return Keys(stackKeys, store)
 }
 
-type metaKeys struct{ store gatehouse.Store }
+// keyUse is where SSO data keys live: meta "sso-key/<org ID>".
+var keyUse = orgkeys.Use{Prefix: "sso-key/", Label: KeyLabel}
 
-func metaKey(orgID int64) string { return "sso-key/" + strconv.FormatInt(orgID, 10) }
-
-func (k metaKeys) GetStackKey(ctx context.Context, orgID int64) ([]byte, error) {
-	var w []byte
-	err := k.store.View(ctx, func(tx gatehouse.Tx) (err error) { w, err = tx.GetMeta(metaKey(orgID)); return err })
-	if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
-		return nil, secrets.ErrNoKey
-	}
-	return w, err
+// Keys returns the secrets manager of SSO client secrets (one data key per organization).
+func Keys(stackKeys *secrets.Manager, store gatehouse.Store) *secrets.Manager {
+	return orgkeys.Manager(stackKeys, store, keyUse)
 }
 
-func (k metaKeys) CreateStackKey(ctx context.Context, orgID int64, wrapped []byte) ([]byte, error) {
-	var w []byte
-	err := k.store.Update(ctx, func(tx gatehouse.Tx) (err error) { w, err = tx.CreateMeta(metaKey(orgID), wrapped); return err })
-	return w, err
-}
+// RewrapKeys adapts one transaction's SSO data keys to secrets.RewrapStore, for key rotation.
+func RewrapKeys(tx gatehouse.Tx) secrets.RewrapStore { return orgkeys.Rewrap(tx, keyUse) }
 
 // Seal encrypts an organization's client secret for storage.
 func (m *Manager) Seal(ctx context.Context, orgID int64, secret string) ([]byte, error) {

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/internal/orgkeys"
 	"github.com/gatehouse-dev/gatehouse/netguard"
 	"github.com/gatehouse-dev/gatehouse/secrets"
 )
@@ -48,27 +49,11 @@ const KeyLabel = "gatehouse/webhook-secret/v1:"
 // envelope scheme) with one data key per organization, kept in the store's meta table.
 // A secret is sealed under its organization's key with the organization ID as AAD.
 func Keys(stackKeys *secrets.Manager, store gatehouse.Store) *secrets.Manager {
-	return stackKeys.Derive(metaKeys{store}, secrets.WithLabel(KeyLabel))
+	return orgkeys.Manager(stackKeys, store, keyUse)
 }
 
-type metaKeys struct{ store gatehouse.Store }
-
-func metaKey(orgID int64) string { return "webhook-key/" + strconv.FormatInt(orgID, 10) }
-
-func (k metaKeys) GetStackKey(ctx context.Context, orgID int64) ([]byte, error) {
-	var w []byte
-	err := k.store.View(ctx, func(tx gatehouse.Tx) (err error) { w, err = tx.GetMeta(metaKey(orgID)); return err })
-	if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
-		return nil, secrets.ErrNoKey
-	}
-	return w, err
-}
-
-func (k metaKeys) CreateStackKey(ctx context.Context, orgID int64, wrapped []byte) ([]byte, error) {
-	var w []byte
-	err := k.store.Update(ctx, func(tx gatehouse.Tx) (err error) { w, err = tx.CreateMeta(metaKey(orgID), wrapped); return err })
-	return w, err
-}
+// keyUse is where webhook data keys live: meta "webhook-key/<org ID>".
+var keyUse = orgkeys.Use{Prefix: "webhook-key/", Label: KeyLabel}
 
 // CheckURL refuses payload URLs that are not http(s), carry credentials, or name an
 // address or host the delivery guard refuses (loopback, private, link-local, metadata),
@@ -478,36 +463,4 @@ func truncate(s string, n int) string {
 
 // RewrapKeys adapts one transaction's webhook data keys (one per organization, in the meta
 // table) to secrets.RewrapStore, for key rotation.
-func RewrapKeys(tx gatehouse.Tx) secrets.RewrapStore { return txMetaKeys{tx} }
-
-type txMetaKeys struct{ tx gatehouse.Tx }
-
-func (k txMetaKeys) ListStackKeys(context.Context) ([]secrets.StackKey, error) {
-	orgs, err := k.tx.ListOrgs()
-	if err != nil {
-		return nil, err
-	}
-	var out []secrets.StackKey
-	for _, o := range orgs {
-		w, err := k.tx.GetMeta(metaKey(o.ID))
-		if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, secrets.StackKey{StackID: o.ID, Wrapped: w})
-	}
-	return out, nil
-}
-
-func (k txMetaKeys) ReplaceStackKey(_ context.Context, orgID int64, oldWrapped, newWrapped []byte) error {
-	w, err := k.tx.GetMeta(metaKey(orgID))
-	if err != nil {
-		return err
-	}
-	if !bytes.Equal(w, oldWrapped) {
-		return gatehouse.Errorf(gatehouse.ECONFLICT, "the webhook key of organization %d changed meanwhile", orgID)
-	}
-	return k.tx.SetMeta(metaKey(orgID), newWrapped)
-}
+func RewrapKeys(tx gatehouse.Tx) secrets.RewrapStore { return orgkeys.Rewrap(tx, keyUse) }
