@@ -5,8 +5,11 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"time"
+
+	"golang.org/x/oauth2"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 )
@@ -95,4 +98,38 @@ func (m *Manager) finishFlow(ctx context.Context, w http.ResponseWriter, r *http
 		return nil, err
 	}
 	return &d, nil
+}
+
+// callbackFlow is the common start of an OAuth callback (OIDC, GitHub): the organization and
+// its policy, the sign-in this browser started (finishFlow, by the state parameter), and a
+// refusal when the provider (who) answered with an error. The flow comes back with the
+// error too when it was found, so that a failure can name its issuer.
+func (m *Manager) callbackFlow(ctx context.Context, w http.ResponseWriter, r *http.Request, orgName, kind, who string) (*gatehouse.Org, *policy, *flowData, error) {
+	org, pol, err := m.orgConfig(ctx, orgName)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	q := r.URL.Query()
+	d, err := m.finishFlow(ctx, w, r, org.ID, kind, q.Get("state"))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if e := q.Get("error"); e != "" {
+		return nil, nil, d, refuse(http.StatusForbidden, "%s refused the sign-in: %s %s", who, truncate(e, 100), truncate(q.Get("error_description"), 300))
+	}
+	return org, pol, d, nil
+}
+
+// exchangeCode trades the callback's code for tokens with the flow's PKCE verifier: a
+// refusal by the provider (who) is a 403, its failure a 502 (what names the step).
+func (m *Manager) exchangeCode(ctx context.Context, oc *oauth2.Config, code string, d *flowData, who, what string) (*oauth2.Token, error) {
+	tok, err := oc.Exchange(m.clientContext(ctx), code, oauth2.VerifierOption(d.Verifier))
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
+			return nil, refuse(http.StatusForbidden, "%s refused the code: %s", who, truncate(re.ErrorCode+" "+re.ErrorDescription, 300))
+		}
+		return nil, idpDown(what, err)
+	}
+	return tok, nil
 }

@@ -89,19 +89,14 @@ func (m *Manager) FinishGitHub(w http.ResponseWriter, r *http.Request, orgName s
 	ctx := r.Context()
 	var issuer, subject string
 	err := func() error {
-		org, pol, err := m.orgConfig(ctx, orgName)
+		org, pol, d, err := m.callbackFlow(ctx, w, r, orgName, gatehouse.SignInGitHub, "GitHub")
+		if d != nil {
+			issuer = d.Issuer
+		}
 		if err != nil {
 			return err
 		}
 		q := r.URL.Query()
-		d, err := m.finishFlow(ctx, w, r, org.ID, gatehouse.SignInGitHub, q.Get("state"))
-		if err != nil {
-			return err
-		}
-		issuer = d.Issuer
-		if e := q.Get("error"); e != "" {
-			return refuse(http.StatusForbidden, "GitHub refused the sign-in: %s %s", truncate(e, 100), truncate(q.Get("error_description"), 300))
-		}
 		if pol.GitHub == nil || !pol.allows(gatehouse.SignInGitHub) {
 			return refuse(http.StatusNotFound, "organization %s has no GitHub sign-in", org.Name)
 		}
@@ -112,13 +107,9 @@ func (m *Manager) FinishGitHub(w http.ResponseWriter, r *http.Request, orgName s
 		if api != d.Issuer || pol.GitHub.ClientID != d.ClientID {
 			return refuse(http.StatusConflict, "the organization's GitHub configuration changed during the sign-in; start again")
 		}
-		tok, err := oc.Exchange(m.clientContext(ctx), q.Get("code"), oauth2.VerifierOption(d.Verifier))
+		tok, err := m.exchangeCode(ctx, oc, q.Get("code"), d, "GitHub", "GitHub code exchange")
 		if err != nil {
-			var re *oauth2.RetrieveError
-			if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
-				return refuse(http.StatusForbidden, "GitHub refused the code: %s", truncate(re.ErrorCode+" "+re.ErrorDescription, 300))
-			}
-			return idpDown("GitHub code exchange", err)
+			return err
 		}
 		var user struct {
 			ID    int64  `json:"id"`

@@ -148,19 +148,14 @@ func (m *Manager) FinishOIDC(w http.ResponseWriter, r *http.Request, orgName str
 	ctx := r.Context()
 	var issuer, subject string
 	err := func() error {
-		org, pol, err := m.orgConfig(ctx, orgName)
+		org, pol, d, err := m.callbackFlow(ctx, w, r, orgName, gatehouse.SignInOIDC, "the identity provider")
+		if d != nil {
+			issuer = d.Issuer
+		}
 		if err != nil {
 			return err
 		}
 		q := r.URL.Query()
-		d, err := m.finishFlow(ctx, w, r, org.ID, gatehouse.SignInOIDC, q.Get("state"))
-		if err != nil {
-			return err
-		}
-		issuer = d.Issuer
-		if e := q.Get("error"); e != "" {
-			return refuse(http.StatusForbidden, "the identity provider refused the sign-in: %s %s", truncate(e, 100), truncate(q.Get("error_description"), 300))
-		}
 		if pol.OIDC == nil || !pol.allows(gatehouse.SignInOIDC) {
 			return refuse(http.StatusNotFound, "organization %s has no OpenID Connect sign-in", org.Name)
 		}
@@ -175,13 +170,9 @@ func (m *Manager) FinishOIDC(w http.ResponseWriter, r *http.Request, orgName str
 		if err != nil {
 			return err
 		}
-		tok, err := oc.Exchange(m.clientContext(ctx), code, oauth2.VerifierOption(d.Verifier))
+		tok, err := m.exchangeCode(ctx, oc, code, d, "the identity provider", "code exchange")
 		if err != nil {
-			var re *oauth2.RetrieveError
-			if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
-				return refuse(http.StatusForbidden, "the identity provider refused the code: %s", truncate(re.ErrorCode+" "+re.ErrorDescription, 300))
-			}
-			return idpDown("code exchange", err)
+			return err
 		}
 		raw, _ := tok.Extra("id_token").(string)
 		if raw == "" {
