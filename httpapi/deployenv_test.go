@@ -240,3 +240,34 @@ func TestDeploymentWebhookRunActsForSettingsEditor(t *testing.T) {
 	}
 	wantDiags(t, cred.do("POST", escBase+"/acme/yaml/open?duration=2h0m0s", []byte(`{"imports":["proj/vault"]}`)), "not found")
 }
+
+// TestDeploymentCredentialPrincipalRevoked: the token that triggered the run is revoked;
+// the run's credential opens nothing more, and says why, naming the run and the token.
+func TestDeploymentCredentialPrincipalRevoked(t *testing.T) {
+	d := newDeployEnv(t)
+	d.deployEnvs()
+	d.must(d.settings([]byte(gitSettings)))
+	id, cv := d.runCred(d.dev, "update")
+	cred := d.esc(cv)
+	if r, _ := openAs(cred, `"proj/app"`); r.status != 200 {
+		t.Fatalf("yaml/open before the revocation: %d %s", r.status, r.body)
+	}
+	var tokenID string
+	d.must(d.srv.Store.View(context.Background(), func(tx gatehouse.Tx) error {
+		dep, err := tx.GetDeployment(id)
+		if err == nil {
+			tokenID = dep.ActsFor.ID
+		}
+		return err
+	}))
+	d.must(d.dev.Do(cliwire.Call{Method: "DELETE", Path: "/api/user/tokens/" + tokenID}, nil))
+	r := cred.want(403, "POST", escBase+"/acme/proj/app/open?duration=2h0m0s", nil)
+	if b := string(r.body); !strings.Contains(b, id) || !strings.Contains(b, tokenID) || !strings.Contains(b, "revoked") {
+		t.Errorf("refusal after the revocation: %s", b)
+	}
+	if r, _ := openAs(cred, `"proj/app"`); r.status != 400 || !strings.Contains(string(r.body), "revoked") {
+		t.Errorf("yaml/open after the revocation: %d %s", r.status, r.body)
+	}
+	// The run's own stack calls go on: the credential is the run's, not the token's.
+	d.must(cliwire.New(d.url, cv).Do(cliwire.Call{Method: "GET", Path: d.prod}, nil))
+}
