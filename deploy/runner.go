@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -98,6 +100,9 @@ func NewRunner(ctx context.Context, cfg RunnerConfig) (*Runner, error) {
 		return nil, fmt.Errorf("runner: the pulumi CLI %q is not installed on this host: %w", cfg.Pulumi, err)
 	}
 	cfg.Pulumi = p
+	if cfg.Container, err = findEngine(ctx, cfg.Container, cfg.Log); err != nil {
+		return nil, err
+	}
 	vctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(vctx, p, "version").Output()
@@ -504,15 +509,49 @@ func (r *Runner) containerEngine(image string) string {
 	if image == "" || r.cfg.Container == "none" {
 		return ""
 	}
-	for _, e := range []string{r.cfg.Container, "docker", "podman"} {
-		if e == "" {
+	return r.cfg.Container
+}
+
+// findEngine resolves the --container setting on start: a named engine must be installed;
+// by default the first of docker and podman that answers "info" (a docker CLI without a
+// daemon is passed over), or none.
+func findEngine(ctx context.Context, want string, log *slog.Logger) (string, error) {
+	switch want {
+	case "none":
+		return "none", nil
+	case "":
+	default:
+		p, err := exec.LookPath(want)
+		if err != nil {
+			return "", fmt.Errorf("runner: --container %s: %w", want, err)
+		}
+		return p, nil
+	}
+	for _, e := range []string{"docker", "podman"} {
+		p, err := exec.LookPath(e)
+		if err != nil {
 			continue
 		}
-		if p, err := exec.LookPath(e); err == nil {
-			return p
+		ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		out, err := exec.CommandContext(ictx, p, "info").CombinedOutput()
+		cancel()
+		if err != nil {
+			log.Warn("runner: container engine does not answer; not used", "engine", p, "err", err, "output", lastLine(string(out)))
+			continue
 		}
+		log.Info("runner: container engine for runs with an executor image", "engine", p)
+		return p, nil
 	}
-	return ""
+	log.Info("runner: no container engine (docker, podman): runs with an executor image run on the host")
+	return "none", nil
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndex(s, "\n"); i >= 0 {
+		s = s[i+1:]
+	}
+	return s
 }
 
 // clone checks the source out with the git binary. Credentials reach git through its
@@ -683,11 +722,24 @@ var commandHook func(*exec.Cmd)
 // run runs a command in dir with exactly env, streaming its output as log lines; in a
 // container of image when engine is set.
 func (r *Runner) run(ctx context.Context, s *session, engine, image, runDir, dir string, env map[string]string, name string, args ...string) error {
-	cmd := r.command(ctx, engine, image, runDir, dir, env, name, args...)
+	cmd, container := r.command(ctx, engine, image, runDir, dir, env, name, args...)
 	if commandHook != nil {
 		commandHook(cmd)
 	}
 	setProcessGroup(cmd)
+	if engine != "" {
+		// Killing the engine's client leaves the container running: remove it.
+		kill := cmd.Cancel
+		cmd.Cancel = func() error {
+			rm := exec.Command(engine, "rm", "-f", container)
+			rm.Env = cmd.Env
+			_ = rm.Run()
+			if kill != nil {
+				return kill()
+			}
+			return cmd.Process.Kill()
+		}
+	}
 	cmd.WaitDelay = 10 * time.Second
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
@@ -717,7 +769,7 @@ func (r *Runner) run(ctx context.Context, s *session, engine, image, runDir, dir
 // "engine run" of image with the run's directory mounted at the same path and the
 // variables passed by name (-e NAME: their values are in the engine's environment, never
 // on its command line).
-func (r *Runner) command(ctx context.Context, engine, image, runDir, dir string, env map[string]string, name string, args ...string) *exec.Cmd {
+func (r *Runner) command(ctx context.Context, engine, image, runDir, dir string, env map[string]string, name string, args ...string) (cmd *exec.Cmd, container string) {
 	keys := make([]string, 0, len(env))
 	for k := range env {
 		keys = append(keys, k)
@@ -731,9 +783,10 @@ func (r *Runner) command(ctx context.Context, engine, image, runDir, dir string,
 		cmd := exec.CommandContext(ctx, name, args...)
 		cmd.Dir = dir
 		cmd.Env = environ
-		return cmd
+		return cmd, ""
 	}
-	cargs := []string{"run", "--rm", "--network", "host", "-v", runDir + ":" + runDir}
+	container = containerName()
+	cargs := []string{"run", "--rm", "--name", container, "--network", "host", "-v", runDir + ":" + runDir}
 	if ph := env["PULUMI_HOME"]; ph != "" && !within(runDir, ph) {
 		cargs = append(cargs, "-v", ph+":"+ph) // the runner's shared --pulumi-home
 	}
@@ -759,14 +812,21 @@ func (r *Runner) command(ctx context.Context, engine, image, runDir, dir string,
 		}
 	}
 	cargs = append(append(cargs, image), args...)
-	cmd := exec.CommandContext(ctx, engine, cargs...)
+	cmd = exec.CommandContext(ctx, engine, cargs...)
 	cmd.Dir = dir
-	cmd.Env = cmd.Env[:0]
+	cmd.Env = make([]string, 0, len(engineEnv))
 	for k, v := range engineEnv {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	sort.Strings(cmd.Env)
-	return cmd
+	return cmd, container
+}
+
+// containerName names a run's container (to remove it when the run is stopped).
+func containerName() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return "gatehouse-run-" + hex.EncodeToString(b)
 }
 
 // within says whether path is dir or under it.
