@@ -3,6 +3,7 @@ package deploy_test
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -35,7 +36,9 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 )
 
 func main() {
@@ -64,6 +67,11 @@ func main() {
 	}
 	if _, err := os.Stat("Pulumi.yaml"); err == nil {
 		fmt.Println("found Pulumi.yaml")
+	}
+	n, _ := strconv.Atoi(os.Getenv("FAKE_SLEEP"))
+	for i := 0; i < n; i++ {
+		fmt.Println("working", i)
+		time.Sleep(time.Second)
 	}
 }
 `
@@ -191,4 +199,33 @@ func TestRunnerInContainer(t *testing.T) {
 	if inEngine != 2 {
 		t.Errorf("%d commands through %s, want 2 (the pre-run command and pulumi)", inEngine, engine)
 	}
+
+	// A cancelled run's container is removed, not left running.
+	must(t, f.s.admin.Do(cliwire.Call{Method: "PUT", Path: f.prod + "/deployments/settings", Body: map[string]any{
+		"sourceContext":    map[string]any{"git": map[string]any{"repoUrl": repo(t), "branch": "main"}},
+		"executorContext":  map[string]any{"executorImage": map[string]any{"reference": ref}},
+		"operationContext": map[string]any{"environmentVariables": map[string]any{"FAKE_SLEEP": "120"}},
+	}}, nil))
+	id := f.trigger(t, "update")
+	done := make(chan error, 1)
+	go func() { _, err := f.runner.RunOne(context.Background()); done <- err }()
+	waitFor(t, func() bool { _, logs := f.deployment(t, id); return strings.Contains(logs, "working 1") })
+	running := func() string {
+		out, _ := exec.Command(engine, "ps", "-a", "--filter", "ancestor="+ref, "--format", "{{.Names}}").CombinedOutput()
+		return strings.TrimSpace(string(out))
+	}
+	if running() == "" {
+		t.Fatal("no container seen running")
+	}
+	must(t, f.s.admin.Do(cliwire.Call{Method: "POST", Path: f.prod + "/deployments/" + id + "/cancel"}, nil))
+	select {
+	case err := <-done:
+		must(t, err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("the cancelled run did not end")
+	}
+	if d, _ := f.deployment(t, id); d["status"] != "failed" {
+		t.Errorf("cancelled run: %v", d)
+	}
+	waitFor(t, func() bool { return running() == "" })
 }
