@@ -167,7 +167,7 @@ func TestRunnerGitHTTPCredentials(t *testing.T) {
 		{"https-private-ca", tlsSrv.URL + "/git/proj.git", map[string]any{"accessToken": secret(token)}, ca, []string{"found Pulumi.yaml"}},
 		{"wrong-token", srv.URL + "/git/proj.git", map[string]any{"accessToken": secret(token + "x")}, "", []string{"Authentication failed", "check gitAuth in the deployment settings"}},
 		{"wrong-password", srv.URL + "/git/proj.git", map[string]any{"basicAuth": map[string]any{"userName": user, "password": secret(password + "x")}}, "", []string{"Authentication failed", "check gitAuth"}},
-		{"none", srv.URL + "/git/proj.git", nil, "", []string{"could not read Username", "check gitAuth"}},
+		{"none", srv.URL + "/git/proj.git", nil, "", []string{"could not read Username", "wants credentials: set gitAuth"}},
 		{"https-untrusted", tlsSrv.URL + "/git/proj.git", map[string]any{"accessToken": secret(token)}, "", []string{"certificate", "--git-ca-file"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -320,6 +320,11 @@ func TestRunnerGitSSHKey(t *testing.T) {
 	wrongPin := filepath.Join(dir, "wrong_known_hosts")
 	must(t, os.WriteFile(wrongPin, []byte(knownhosts.Line([]string{knownhosts.Normalize(addr)}, strangerKey)+"\n"), 0o644))
 	cmds := watchCommands(t)
+	// An ssh first on PATH records the arguments git gives it.
+	realSSH, _ := exec.LookPath("ssh")
+	wrap, sshArgs := t.TempDir(), filepath.Join(dir, "ssh-args")
+	must(t, os.WriteFile(filepath.Join(wrap, "ssh"), []byte("#!/bin/sh\nprintf '%s\\n' \"$*\" >> "+sshArgs+"\nexec "+realSSH+" \"$@\"\n"), 0o755))
+	t.Setenv("PATH", wrap+string(os.PathListSeparator)+os.Getenv("PATH"))
 	var texts []string
 	secret := func(v string) map[string]string { return map[string]string{"secret": v} }
 	url := "ssh://git@" + addr + "/proj.git"
@@ -362,6 +367,9 @@ func TestRunnerGitSSHKey(t *testing.T) {
 			if tc.notInLog != "" && strings.Contains(logs, tc.notInLog) {
 				t.Errorf("the log says %q:\n%s", tc.notInLog, logs)
 			}
+			if strings.Contains(logs, "left behind") {
+				t.Errorf("the key file outlived the checkout:\n%s", logs)
+			}
 		})
 	}
 	pemBody := func(k string) string { // the key's base64 body, line by line
@@ -373,7 +381,16 @@ func TestRunnerGitSSHKey(t *testing.T) {
 		}
 		return strings.Join(out, "\n")
 	}
-	f.noSecrets(t, cmds(), texts, pemBody(key), pemBody(encKey), passphrase)
+	b, err := os.ReadFile(sshArgs)
+	must(t, err)
+	if !strings.Contains(string(b), "-i ") || !strings.Contains(string(b), "git-upload-pack") {
+		t.Errorf("git did not run ssh with a key file: %s", b)
+	}
+	all := cmds()
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		all = append(all, []string{"ssh", l})
+	}
+	f.noSecrets(t, all, texts, pemBody(key), pemBody(encKey), passphrase)
 }
 
 // TestRunnerBadRepository: an unreachable repository and a branch that does not exist

@@ -623,6 +623,10 @@ func (r *Runner) clone(ctx context.Context, s *session, st *settings, dir, home,
 	}
 	args = append(args, "--", g.RepoURL, src)
 	s.emit("", "git clone "+redactURL(g.RepoURL)+"\n")
+	// The key file and the passphrase helper go once the source is checked out: the
+	// repository's program and the pre-run commands never see them.
+	defer os.Remove(filepath.Join(dir, "ssh-key"))
+	defer os.Remove(filepath.Join(dir, "askpass"))
 	if err := r.gitRun(ctx, s, dir, dir, env, args...); err != nil {
 		return fmt.Errorf("the repository %s cannot be cloned: %v", redactURL(g.RepoURL), err)
 	}
@@ -676,6 +680,9 @@ func (r *Runner) gitRun(ctx context.Context, s *session, runDir, dir string, env
 		strings.Contains(out, "could not read Username") || strings.Contains(out, "could not read Password") ||
 		strings.Contains(out, "incorrect passphrase") || strings.Contains(out, "error in libcrypto"):
 		hint = "the git server refused the credentials: check gitAuth in the deployment settings"
+		if env["GATEHOUSE_GIT_PASSWORD"] == "" && !strings.Contains(env["GIT_SSH_COMMAND"], " -i ") {
+			hint = "the git server wants credentials: set gitAuth in the deployment settings"
+		}
 	case strings.Contains(out, "SSL certificate problem") || strings.Contains(out, "server certificate verification failed"):
 		hint = "the server's certificate is not trusted: give the runner --git-ca-file"
 	case strings.Contains(out, "Remote branch") && strings.Contains(out, "not found"):

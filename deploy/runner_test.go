@@ -105,6 +105,8 @@ echo "env: $(env | sed 's/=.*//' | sort | tr '\n' ' ')"
 echo "api-key-length: ${#API_KEY}"
 echo "credential: $(echo "$PULUMI_ACCESS_TOKEN" | cut -c1-17)"
 test -f Pulumi.yaml && echo "found Pulumi.yaml"
+test -e ../ssh-key && echo "ssh key left behind"
+test -e ../askpass && echo "askpass left behind"
 i=0
 while [ "$i" -lt "${FAKE_SLEEP:-0}" ]; do echo "working $i"; sleep 1; i=$((i+1)); done
 exit ${FAKE_EXIT:-0}
