@@ -427,3 +427,23 @@ func TestRunnerBadRepository(t *testing.T) {
 		})
 	}
 }
+
+// TestRunnerTrustFilesChecked: a --git-ca-file or --ssh-known-hosts that cannot be read
+// stops the runner on start, not each run later; so does a --container engine that is not
+// installed.
+func TestRunnerTrustFilesChecked(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing")
+	for _, tc := range []struct {
+		cfg  deploy.RunnerConfig
+		want string
+	}{
+		{deploy.RunnerConfig{GitCAFile: missing}, "--git-ca-file"},
+		{deploy.RunnerConfig{SSHKnownHosts: missing}, "--ssh-known-hosts"},
+		{deploy.RunnerConfig{Container: "no-such-container-engine"}, "--container no-such-container-engine"},
+	} {
+		tc.cfg.Server, tc.cfg.Token, tc.cfg.Pulumi = "http://127.0.0.1:1", "t", "sh"
+		if _, err := deploy.NewRunner(context.Background(), tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("NewRunner = %v, want an error naming %s", err, tc.want)
+		}
+	}
+}

@@ -146,7 +146,7 @@ func newFixture(t *testing.T) *fixture {
 	must(t, os.WriteFile(filepath.Join(bin, "pulumi"), []byte(fakePulumi), 0o755))
 	t.Setenv("RUNNER_ONLY_SECRET", "must-not-reach-the-run")
 	cfg := deploy.RunnerConfig{Server: s.url, Token: pool.TokenValue, Pool: "default", Name: "test-runner",
-		Pulumi: filepath.Join(bin, "pulumi"), WorkDir: t.TempDir(), Poll: 100 * time.Millisecond, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		Pulumi: filepath.Join(bin, "pulumi"), WorkDir: t.TempDir(), Poll: 100 * time.Millisecond, Container: "none", Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	r, err := deploy.NewRunner(context.Background(), cfg)
 	must(t, err)
 	if r.PulumiVersion() != "v3.260.0" {
