@@ -64,3 +64,23 @@ func TestContainerCommandLine(t *testing.T) {
 		}
 	}
 }
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://ghp_token@github.com/acme/infra.git":     "https://***@github.com/acme/infra.git",
+		"https://user:pass@git.example.com/infra.git":     "https://***@git.example.com/infra.git",
+		"ssh://git@git.example.com:2222/acme/infra.git":   "ssh://git@git.example.com:2222/acme/infra.git",
+		"ssh://git:secret@git.example.com/acme/infra.git": "ssh://***@git.example.com/acme/infra.git",
+		"git@github.com:acme/infra.git":                   "git@github.com:acme/infra.git",
+		"/srv/git/infra":                                  "/srv/git/infra",
+	} {
+		if got := redactURL(in); got != want {
+			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for u, ssh := range map[string]bool{"ssh://git@h/r": true, "git@github.com:a/b.git": true, "https://h/r": false, "/srv/git/r": false, "./r:x": false} {
+		if isSSHURL(u) != ssh {
+			t.Errorf("isSSHURL(%q) = %v", u, !ssh)
+		}
+	}
+}

@@ -343,9 +343,9 @@ func TestRunnerGitSSHKey(t *testing.T) {
 		{"pinned", url, pinned, map[string]any{"sshAuth": map[string]any{"sshPrivateKey": secret(key)}}, true, []string{"found Pulumi.yaml"}, "not verified"},
 		{"first-seen", url, "", map[string]any{"sshAuth": map[string]any{"sshPrivateKey": secret(key)}}, true, []string{"found Pulumi.yaml", "host key of the repository's server is not verified", "--ssh-known-hosts"}, ""},
 		{"passphrase", "ssh://git@" + encAddr + "/proj.git", pinned, map[string]any{"sshAuth": map[string]any{"sshPrivateKey": secret(encKey), "password": secret(passphrase)}}, true, []string{"found Pulumi.yaml"}, ""},
-		{"wrong-key", url, pinned, map[string]any{"sshAuth": map[string]any{"sshPrivateKey": secret(otherKey)}}, false, []string{"cannot be cloned", "Could not read from remote repository", "check gitAuth"}, ""},
-		{"wrong-passphrase", "ssh://git@" + encAddr + "/proj.git", pinned, map[string]any{"sshAuth": map[string]any{"sshPrivateKey": secret(encKey), "password": secret("not the passphrase")}}, false, []string{"check gitAuth"}, ""},
-		{"host-key-mismatch", url, wrongPin, map[string]any{"sshAuth": map[string]any{"sshPrivateKey": secret(key)}}, false, []string{"host key", "--ssh-known-hosts"}, ""},
+		{"wrong-key", url, pinned, map[string]any{"sshAuth": map[string]any{"sshPrivateKey": secret(otherKey)}}, false, []string{"ssh://git@127.0.0.1:", "cannot be cloned", "Permission denied (publickey)", "check gitAuth"}, ""},
+		{"wrong-passphrase", "ssh://git@" + encAddr + "/proj.git", pinned, map[string]any{"sshAuth": map[string]any{"sshPrivateKey": secret(encKey), "password": secret("not the passphrase")}}, false, []string{"Permission denied (publickey)", "check gitAuth"}, ""},
+		{"host-key-mismatch", url, wrongPin, map[string]any{"sshAuth": map[string]any{"sshPrivateKey": secret(key)}}, false, []string{"Host key verification failed", "host key is not the one in the runner's --ssh-known-hosts"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f.withRunner(t, func(c *deploy.RunnerConfig) { c.SSHKnownHosts = tc.knownHosts })

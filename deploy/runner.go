@@ -667,10 +667,18 @@ func (r *Runner) gitRun(ctx context.Context, s *session, runDir, dir string, env
 	}
 	out := strings.Join(tail, "")
 	reason := ""
+	sshReason := ""
 	for _, l := range tail {
-		if l = strings.TrimSpace(l); strings.HasPrefix(l, "fatal: ") {
+		switch l = strings.TrimSpace(l); {
+		case strings.HasPrefix(l, "fatal: "):
 			reason = strings.TrimPrefix(l, "fatal: ")
+		case strings.Contains(l, "Permission denied (") || strings.Contains(l, "Host key verification failed") ||
+			strings.Contains(l, "host key is known for") || strings.HasPrefix(l, "ssh: "):
+			sshReason = l // ssh's own reason says more than git's "Could not read from remote repository"
 		}
+	}
+	if sshReason != "" {
+		reason = sshReason
 	}
 	hint := ""
 	switch {
@@ -712,11 +720,15 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// redactURL hides credentials in a URL's user info.
+// redactURL hides credentials in a URL's user info: a password, or over HTTP(S) the user
+// (often a token); an SSH user (git@) stays.
 func redactURL(u string) string {
 	if i := strings.Index(u, "://"); i >= 0 {
 		rest := u[i+3:]
 		if at := strings.Index(rest, "@"); at >= 0 && at < strings.IndexAny(rest+"/", "/") {
+			if isSSHURL(u) && !strings.Contains(rest[:at], ":") {
+				return u
+			}
 			return u[:i+3] + "***@" + rest[at+1:]
 		}
 	}
