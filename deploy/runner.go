@@ -4,13 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/base64"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,9 +42,17 @@ type RunnerConfig struct {
 	Poll time.Duration
 	// Container is the container engine for runs whose settings name an executor image:
 	// "docker", "podman", "" (the first found) or "none".
-	Container  string
-	HTTPClient *http.Client
-	Log        *slog.Logger
+	Container string
+	// GitCAFile is a PEM file of the certificate authorities git trusts for HTTPS
+	// repositories (GIT_SSL_CAINFO), for a server with a private CA; default: the system's.
+	GitCAFile string
+	// SSHKnownHosts is an OpenSSH known_hosts file with the host keys of the SSH git
+	// servers: when set, a server whose key is not in it is refused
+	// (StrictHostKeyChecking=yes); when empty, a server's key is accepted as first seen,
+	// which the run's log says.
+	SSHKnownHosts string
+	HTTPClient    *http.Client
+	Log           *slog.Logger
 }
 
 // Runner leases runs from the server and executes them.
@@ -77,11 +87,22 @@ func NewRunner(ctx context.Context, cfg RunnerConfig) (*Runner, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
+	for _, f := range []struct{ flag, path string }{{"--git-ca-file", cfg.GitCAFile}, {"--ssh-known-hosts", cfg.SSHKnownHosts}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			return nil, fmt.Errorf("runner: %s: %w", f.flag, err)
+		}
+	}
 	p, err := exec.LookPath(cfg.Pulumi)
 	if err != nil {
 		return nil, fmt.Errorf("runner: the pulumi CLI %q is not installed on this host: %w", cfg.Pulumi, err)
 	}
 	cfg.Pulumi = p
+	if cfg.Container, err = findEngine(ctx, cfg.Container, cfg.Log); err != nil {
+		return nil, err
+	}
 	vctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(vctx, p, "version").Output()
@@ -186,11 +207,41 @@ type session struct {
 	cancel context.CancelFunc
 	lost   bool // the lease passed (the server gave up on this run)
 	stop   bool // the server asked to cancel
+	// secrets are masked in the run's output (the git credentials: git may echo them).
+	secrets []string
+	// tail, when not nil, keeps the last output lines of a command (for its error).
+	tail *[]string
 }
 
 func (s *session) emit(header, line string) {
 	s.mu.Lock()
+	line = s.mask(line)
+	if s.tail != nil && line != "" {
+		*s.tail = append(*s.tail, line)
+		if len(*s.tail) > 20 {
+			*s.tail = (*s.tail)[1:]
+		}
+	}
 	s.lines = append(s.lines, LogLine{Header: Sanitize(header), Line: Sanitize(line), At: time.Now().UTC()})
+	s.mu.Unlock()
+}
+
+// mask replaces the run's secret values in text by "***".
+func (s *session) mask(text string) string {
+	for _, v := range s.secrets {
+		text = strings.ReplaceAll(text, v, "***")
+	}
+	return text
+}
+
+// addSecret masks v in the run's output from now on; values shorter than 4 bytes are not
+// masked (they would mangle every line).
+func (s *session) addSecret(v string) {
+	if len(v) < 4 {
+		return
+	}
+	s.mu.Lock()
+	s.secrets = append(s.secrets, v)
 	s.mu.Unlock()
 }
 
@@ -269,7 +320,7 @@ func (r *Runner) execute(parent context.Context, job *Job) {
 	}()
 	status, msg := "succeeded", ""
 	if err := r.steps(ctx, s); err != nil {
-		status, msg = "failed", err.Error()
+		status, msg = "failed", s.mask(err.Error())
 	}
 	close(done)
 	if parent.Err() != nil {
@@ -458,19 +509,54 @@ func (r *Runner) containerEngine(image string) string {
 	if image == "" || r.cfg.Container == "none" {
 		return ""
 	}
-	for _, e := range []string{r.cfg.Container, "docker", "podman"} {
-		if e == "" {
+	return r.cfg.Container
+}
+
+// findEngine resolves the --container setting on start: a named engine must be installed;
+// by default the first of docker and podman that answers "info" (a docker CLI without a
+// daemon is passed over), or none.
+func findEngine(ctx context.Context, want string, log *slog.Logger) (string, error) {
+	switch want {
+	case "none":
+		return "none", nil
+	case "":
+	default:
+		p, err := exec.LookPath(want)
+		if err != nil {
+			return "", fmt.Errorf("runner: --container %s: %w", want, err)
+		}
+		return p, nil
+	}
+	for _, e := range []string{"docker", "podman"} {
+		p, err := exec.LookPath(e)
+		if err != nil {
 			continue
 		}
-		if p, err := exec.LookPath(e); err == nil {
-			return p
+		ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		out, err := exec.CommandContext(ictx, p, "info").CombinedOutput()
+		cancel()
+		if err != nil {
+			log.Warn("runner: container engine does not answer; not used", "engine", p, "err", err, "output", lastLine(string(out)))
+			continue
 		}
+		log.Info("runner: container engine for runs with an executor image", "engine", p)
+		return p, nil
 	}
-	return ""
+	log.Info("runner: no container engine (docker, podman): runs with an executor image run on the host")
+	return "none", nil
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndex(s, "\n"); i >= 0 {
+		s = s[i+1:]
+	}
+	return s
 }
 
 // clone checks the source out with the git binary. Credentials reach git through its
-// environment (GIT_CONFIG_* , GIT_SSH_COMMAND), never its arguments.
+// environment (a credential helper that reads them from variables, GIT_SSH_COMMAND with a
+// key file), never its arguments.
 func (r *Runner) clone(ctx context.Context, s *session, st *settings, dir, home, src string) error {
 	g := st.SourceContext.Git
 	if g.RepoURL == "" {
@@ -478,8 +564,23 @@ func (r *Runner) clone(ctx context.Context, s *session, st *settings, dir, home,
 	}
 	env := map[string]string{
 		"PATH": os.Getenv("PATH"), "HOME": home, "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1",
-		"GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=" + filepath.Join(dir, "known_hosts"),
 	}
+	if r.cfg.GitCAFile != "" {
+		env["GIT_SSL_CAINFO"] = r.cfg.GitCAFile
+	}
+	// SSH: the host key is checked against --ssh-known-hosts when given; otherwise it is
+	// accepted as first seen (a fresh known_hosts per run), and the log says so.
+	knownHosts, strict := filepath.Join(dir, "known_hosts"), "accept-new"
+	if r.cfg.SSHKnownHosts != "" {
+		knownHosts, strict = r.cfg.SSHKnownHosts, "yes"
+	} else if isSSHURL(g.RepoURL) {
+		s.emit("", "warning: the SSH host key of the repository's server is not verified (accepted as first seen); give the runner --ssh-known-hosts to pin it\n")
+	}
+	ssh := "ssh -o StrictHostKeyChecking=" + strict + " -o UserKnownHostsFile=" + shellQuote(knownHosts) + " -o UpdateHostKeys=no"
+	if strict == "yes" {
+		ssh += " -o GlobalKnownHostsFile=/dev/null"
+	}
+	batch := true
 	if a := g.GitAuth; a != nil {
 		switch {
 		case a.SSHAuth != nil && a.SSHAuth.SSHPrivateKey != "":
@@ -491,84 +592,173 @@ func (r *Runner) clone(ctx context.Context, s *session, st *settings, dir, home,
 			if err := os.WriteFile(key, []byte(k), 0o600); err != nil {
 				return err
 			}
-			cmd := "ssh -o IdentitiesOnly=yes -i " + key + " -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=" + filepath.Join(dir, "known_hosts")
+			ssh += " -o IdentitiesOnly=yes -o IdentityAgent=none -o PreferredAuthentications=publickey -i " + shellQuote(key)
 			if a.SSHAuth.Password != "" {
+				// ssh asks for the key's passphrase through SSH_ASKPASS, which prints it
+				// from the environment (batch mode would not ask at all).
 				askpass := filepath.Join(dir, "askpass")
 				if err := os.WriteFile(askpass, []byte("#!/bin/sh\nprintf '%s\\n' \"$GATEHOUSE_SSH_PASSPHRASE\"\n"), 0o700); err != nil {
 					return err
 				}
 				env["SSH_ASKPASS"], env["SSH_ASKPASS_REQUIRE"], env["GATEHOUSE_SSH_PASSPHRASE"], env["DISPLAY"] = askpass, "force", a.SSHAuth.Password, ":0"
-			} else {
-				cmd += " -o BatchMode=yes"
+				s.addSecret(a.SSHAuth.Password)
+				batch = false
 			}
-			env["GIT_SSH_COMMAND"] = cmd
 		case a.AccessToken != "":
-			env["GIT_CONFIG_COUNT"], env["GIT_CONFIG_KEY_0"] = "1", "http.extraHeader"
-			env["GIT_CONFIG_VALUE_0"] = "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("x-access-token:"+a.AccessToken))
+			// As GitHub and GitLab take a token over HTTPS: the password of any user.
+			gitCredentials(env, g.RepoURL, "x-access-token", a.AccessToken)
+			s.addSecret(a.AccessToken)
 		case a.BasicAuth != nil:
-			env["GIT_CONFIG_COUNT"], env["GIT_CONFIG_KEY_0"] = "1", "http.extraHeader"
-			env["GIT_CONFIG_VALUE_0"] = "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(a.BasicAuth.UserName+":"+a.BasicAuth.Password))
+			gitCredentials(env, g.RepoURL, a.BasicAuth.UserName, a.BasicAuth.Password)
+			s.addSecret(a.BasicAuth.Password)
 		}
 	}
+	if batch {
+		ssh += " -o BatchMode=yes"
+	}
+	env["GIT_SSH_COMMAND"] = ssh
 	args := []string{"clone", "--quiet"}
 	if g.Branch != "" && g.Commit == "" {
 		args = append(args, "--branch", strings.TrimPrefix(g.Branch, "refs/heads/"), "--single-branch")
 	}
 	args = append(args, "--", g.RepoURL, src)
 	s.emit("", "git clone "+redactURL(g.RepoURL)+"\n")
-	if err := r.run(ctx, s, "", "", dir, dir, env, r.cfg.Git, args...); err != nil {
+	// The key file and the passphrase helper go once the source is checked out: the
+	// repository's program and the pre-run commands never see them.
+	defer os.Remove(filepath.Join(dir, "ssh-key"))
+	defer os.Remove(filepath.Join(dir, "askpass"))
+	if err := r.gitRun(ctx, s, dir, dir, env, args...); err != nil {
 		return fmt.Errorf("the repository %s cannot be cloned: %v", redactURL(g.RepoURL), err)
 	}
 	if g.Commit != "" {
-		if err := r.run(ctx, s, "", "", dir, src, env, r.cfg.Git, "checkout", "--quiet", "--detach", g.Commit); err != nil {
+		if err := r.gitRun(ctx, s, dir, src, env, "checkout", "--quiet", "--detach", g.Commit); err != nil {
 			return fmt.Errorf("commit %s cannot be checked out: %v", g.Commit, err)
 		}
 	}
 	return nil
 }
 
-// redactURL hides credentials in a URL's user info.
+// gitCredentials gives git a user and password for the repository's host through a
+// credential helper that reads them from its environment (so that they are in no command
+// line and go to no other host).
+func gitCredentials(env map[string]string, repoURL, user, password string) {
+	key := "credential.helper"
+	if u, err := url.Parse(repoURL); err == nil && u.Scheme != "" && u.Host != "" {
+		key = "credential." + u.Scheme + "://" + u.Host + ".helper"
+	}
+	env["GIT_CONFIG_COUNT"], env["GIT_CONFIG_KEY_0"] = "1", key
+	env["GIT_CONFIG_VALUE_0"] = `!f() { test "$1" = get || exit 0; printf 'username=%s\npassword=%s\n' "$GATEHOUSE_GIT_USERNAME" "$GATEHOUSE_GIT_PASSWORD"; }; f`
+	env["GATEHOUSE_GIT_USERNAME"], env["GATEHOUSE_GIT_PASSWORD"] = user, password
+}
+
+// gitRun runs git; its error carries git's own reason (its last "fatal:" line) and, for the
+// usual failures, what to check.
+func (r *Runner) gitRun(ctx context.Context, s *session, runDir, dir string, env map[string]string, args ...string) error {
+	var tail []string
+	s.mu.Lock()
+	s.tail = &tail
+	s.mu.Unlock()
+	err := r.run(ctx, s, "", "", runDir, dir, env, r.cfg.Git, args...)
+	s.mu.Lock()
+	s.tail = nil
+	s.mu.Unlock()
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	out := strings.Join(tail, "")
+	reason := ""
+	sshReason := ""
+	for _, l := range tail {
+		switch l = strings.TrimSpace(l); {
+		case strings.HasPrefix(l, "fatal: "):
+			reason = strings.TrimPrefix(l, "fatal: ")
+		case strings.Contains(l, "Permission denied (") || strings.Contains(l, "Host key verification failed") ||
+			strings.Contains(l, "host key is known for") || strings.HasPrefix(l, "ssh: "):
+			sshReason = l // ssh's own reason says more than git's "Could not read from remote repository"
+		}
+	}
+	if sshReason != "" {
+		reason = sshReason
+	}
+	hint := ""
+	switch {
+	case strings.Contains(out, "Host key verification failed"):
+		hint = "the SSH server's host key is not the one in the runner's --ssh-known-hosts"
+	case strings.Contains(out, "Permission denied (publickey") || strings.Contains(out, "Authentication failed") ||
+		strings.Contains(out, "could not read Username") || strings.Contains(out, "could not read Password") ||
+		strings.Contains(out, "incorrect passphrase") || strings.Contains(out, "error in libcrypto"):
+		hint = "the git server refused the credentials: check gitAuth in the deployment settings"
+		if env["GATEHOUSE_GIT_PASSWORD"] == "" && !strings.Contains(env["GIT_SSH_COMMAND"], " -i ") {
+			hint = "the git server wants credentials: set gitAuth in the deployment settings"
+		}
+	case strings.Contains(out, "SSL certificate problem") || strings.Contains(out, "server certificate verification failed"):
+		hint = "the server's certificate is not trusted: give the runner --git-ca-file"
+	case strings.Contains(out, "Remote branch") && strings.Contains(out, "not found"):
+		hint = "check the branch in the deployment settings"
+	}
+	msg := err.Error()
+	if reason != "" {
+		msg = reason
+	}
+	if hint != "" {
+		msg += " (" + hint + ")"
+	}
+	return errors.New(msg)
+}
+
+// isSSHURL says whether git reaches url over SSH (ssh:// or the scp-like user@host:path).
+func isSSHURL(u string) bool {
+	if strings.Contains(u, "://") {
+		return strings.HasPrefix(u, "ssh://") || strings.HasPrefix(u, "git+ssh://") || strings.HasPrefix(u, "ssh+git://")
+	}
+	colon := strings.Index(u, ":")
+	return colon > 0 && !strings.Contains(u[:colon], "/")
+}
+
+// shellQuote quotes s for sh (GIT_SSH_COMMAND is run by a shell).
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// redactURL hides credentials in a URL's user info: a password, or over HTTP(S) the user
+// (often a token); an SSH user (git@) stays.
 func redactURL(u string) string {
 	if i := strings.Index(u, "://"); i >= 0 {
 		rest := u[i+3:]
 		if at := strings.Index(rest, "@"); at >= 0 && at < strings.IndexAny(rest+"/", "/") {
+			if isSSHURL(u) && !strings.Contains(rest[:at], ":") {
+				return u
+			}
 			return u[:i+3] + "***@" + rest[at+1:]
 		}
 	}
 	return u
 }
 
+// commandHook, when set (by tests), sees every command before it starts.
+var commandHook func(*exec.Cmd)
+
 // run runs a command in dir with exactly env, streaming its output as log lines; in a
 // container of image when engine is set.
 func (r *Runner) run(ctx context.Context, s *session, engine, image, runDir, dir string, env map[string]string, name string, args ...string) error {
-	keys := make([]string, 0, len(env))
-	for k := range env {
-		keys = append(keys, k)
+	cmd, container := r.command(ctx, engine, image, runDir, dir, env, name, args...)
+	if commandHook != nil {
+		commandHook(cmd)
 	}
-	sort.Strings(keys)
-	environ := make([]string, 0, len(env))
-	for _, k := range keys {
-		environ = append(environ, k+"="+env[k])
-	}
-	var cmd *exec.Cmd
-	if engine != "" {
-		// Values reach the container from the engine's environment (-e NAME), never its
-		// command line.
-		cargs := []string{"run", "--rm", "--network", "host", "-v", runDir + ":" + runDir, "-w", dir}
-		for _, k := range keys {
-			if k == "PATH" {
-				continue
-			}
-			cargs = append(cargs, "-e", k)
-		}
-		cargs = append(append(cargs, image, name), args...)
-		cmd = exec.CommandContext(ctx, engine, cargs...)
-	} else {
-		cmd = exec.CommandContext(ctx, name, args...)
-	}
-	cmd.Dir = dir
-	cmd.Env = environ
 	setProcessGroup(cmd)
+	if engine != "" {
+		// Killing the engine's client leaves the container running: remove it.
+		kill := cmd.Cancel
+		cmd.Cancel = func() error {
+			rm := exec.Command(engine, "rm", "-f", container)
+			rm.Env = cmd.Env
+			_ = rm.Run()
+			if kill != nil {
+				return kill()
+			}
+			return cmd.Process.Kill()
+		}
+	}
 	cmd.WaitDelay = 10 * time.Second
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
@@ -592,6 +782,76 @@ func (r *Runner) run(ctx context.Context, s *session, engine, image, runDir, dir
 		return errors.New("exit status " + strconv.Itoa(ee.ExitCode()))
 	}
 	return err
+}
+
+// command builds a run's command: name with exactly env on the host or, with an engine,
+// "engine run" of image with the run's directory mounted at the same path and the
+// variables passed by name (-e NAME: their values are in the engine's environment, never
+// on its command line).
+func (r *Runner) command(ctx context.Context, engine, image, runDir, dir string, env map[string]string, name string, args ...string) (cmd *exec.Cmd, container string) {
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	environ := make([]string, 0, len(env))
+	for _, k := range keys {
+		environ = append(environ, k+"="+env[k])
+	}
+	if engine == "" {
+		cmd := exec.CommandContext(ctx, name, args...)
+		cmd.Dir = dir
+		cmd.Env = environ
+		return cmd, ""
+	}
+	container = containerName()
+	cargs := []string{"run", "--rm", "--name", container, "--network", "host", "-v", runDir + ":" + runDir}
+	if ph := env["PULUMI_HOME"]; ph != "" && !within(runDir, ph) {
+		cargs = append(cargs, "-v", ph+":"+ph) // the runner's shared --pulumi-home
+	}
+	cargs = append(cargs, "-w", dir, "--entrypoint", name)
+	// The engine itself is the runner's tool: it runs with the runner's environment (its
+	// DOCKER_HOST, XDG_RUNTIME_DIR, CONTAINERS_CONF, its HOME with its configuration) but
+	// the pool's token, plus the run's variables, which alone enter the container. The
+	// run's HOME (a path, no secret) is given by value.
+	engineEnv := map[string]string{}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok && k != "GATEHOUSE_RUNNER_TOKEN" {
+			engineEnv[k] = v
+		}
+	}
+	for _, k := range keys {
+		switch k {
+		case "PATH": // the image's
+		case "HOME":
+			cargs = append(cargs, "-e", "HOME="+env[k])
+		default:
+			engineEnv[k] = env[k]
+			cargs = append(cargs, "-e", k)
+		}
+	}
+	cargs = append(append(cargs, image), args...)
+	cmd = exec.CommandContext(ctx, engine, cargs...)
+	cmd.Dir = dir
+	cmd.Env = make([]string, 0, len(engineEnv))
+	for k, v := range engineEnv {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	sort.Strings(cmd.Env)
+	return cmd, container
+}
+
+// containerName names a run's container (to remove it when the run is stopped).
+func containerName() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return "gatehouse-run-" + hex.EncodeToString(b)
+}
+
+// within says whether path is dir or under it.
+func within(dir, path string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 // readLines splits output into lines of at most MaxLineBytes (a longer line is cut and the

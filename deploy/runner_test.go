@@ -105,6 +105,8 @@ echo "env: $(env | sed 's/=.*//' | sort | tr '\n' ' ')"
 echo "api-key-length: ${#API_KEY}"
 echo "credential: $(echo "$PULUMI_ACCESS_TOKEN" | cut -c1-17)"
 test -f Pulumi.yaml && echo "found Pulumi.yaml"
+test -e ../ssh-key && echo "ssh key left behind"
+test -e ../askpass && echo "askpass left behind"
 i=0
 while [ "$i" -lt "${FAKE_SLEEP:-0}" ]; do echo "working $i"; sleep 1; i=$((i+1)); done
 exit ${FAKE_EXIT:-0}
@@ -114,6 +116,17 @@ type fixture struct {
 	s      *server
 	runner *deploy.Runner
 	prod   string
+	cfg    deploy.RunnerConfig // the runner's configuration (withRunner varies it)
+}
+
+// withRunner replaces the fixture's runner by one whose configuration mod changes.
+func (f *fixture) withRunner(t *testing.T, mod func(*deploy.RunnerConfig)) {
+	t.Helper()
+	cfg := f.cfg
+	mod(&cfg)
+	r, err := deploy.NewRunner(context.Background(), cfg)
+	must(t, err)
+	f.runner = r
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -132,13 +145,14 @@ func newFixture(t *testing.T) *fixture {
 	bin := t.TempDir()
 	must(t, os.WriteFile(filepath.Join(bin, "pulumi"), []byte(fakePulumi), 0o755))
 	t.Setenv("RUNNER_ONLY_SECRET", "must-not-reach-the-run")
-	r, err := deploy.NewRunner(context.Background(), deploy.RunnerConfig{Server: s.url, Token: pool.TokenValue, Pool: "default", Name: "test-runner",
-		Pulumi: filepath.Join(bin, "pulumi"), WorkDir: t.TempDir(), Poll: 100 * time.Millisecond, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	cfg := deploy.RunnerConfig{Server: s.url, Token: pool.TokenValue, Pool: "default", Name: "test-runner",
+		Pulumi: filepath.Join(bin, "pulumi"), WorkDir: t.TempDir(), Poll: 100 * time.Millisecond, Container: "none", Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	r, err := deploy.NewRunner(context.Background(), cfg)
 	must(t, err)
 	if r.PulumiVersion() != "v3.260.0" {
 		t.Errorf("pulumi version = %q", r.PulumiVersion())
 	}
-	return &fixture{s: s, runner: r, prod: "/api/stacks/acme/proj/prod"}
+	return &fixture{s: s, runner: r, prod: "/api/stacks/acme/proj/prod", cfg: cfg}
 }
 
 func (f *fixture) settings(t *testing.T, repoURL string, pre []string, env map[string]any) {

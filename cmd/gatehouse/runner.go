@@ -80,7 +80,9 @@ The host's pulumi CLI is used (checked with pulumi version on start).`,
 	fs.StringVar(&cfg.Git, "git", envDefault("GATEHOUSE_RUNNER_GIT", "git"), "the git binary (env GATEHOUSE_RUNNER_GIT)")
 	fs.StringVar(&cfg.WorkDir, "work-dir", envDefault("GATEHOUSE_RUNNER_WORK_DIR", ""), "where each run gets a fresh directory, removed after it (default: the temp dir) (env GATEHOUSE_RUNNER_WORK_DIR)")
 	fs.StringVar(&cfg.PulumiHome, "pulumi-home", envDefault("GATEHOUSE_RUNNER_PULUMI_HOME", ""), "a PULUMI_HOME shared by runs (a plugin cache); default: a fresh one per run (env GATEHOUSE_RUNNER_PULUMI_HOME)")
-	fs.StringVar(&cfg.Container, "container", envDefault("GATEHOUSE_RUNNER_CONTAINER", ""), "container engine for runs whose settings name an executor image: docker, podman, none (default: the first found) (env GATEHOUSE_RUNNER_CONTAINER)")
+	fs.StringVar(&cfg.Container, "container", envDefault("GATEHOUSE_RUNNER_CONTAINER", ""), "container engine for runs whose settings name an executor image: docker, podman (a name or path), none (default: the first whose info answers on start) (env GATEHOUSE_RUNNER_CONTAINER)")
+	fs.StringVar(&cfg.GitCAFile, "git-ca-file", envDefault("GATEHOUSE_RUNNER_GIT_CA_FILE", ""), "a PEM file of the certificate authorities trusted for HTTPS git repositories (a private CA); default: the system's (env GATEHOUSE_RUNNER_GIT_CA_FILE)")
+	fs.StringVar(&cfg.SSHKnownHosts, "ssh-known-hosts", envDefault("GATEHOUSE_RUNNER_SSH_KNOWN_HOSTS", ""), "an OpenSSH known_hosts file pinning the host keys of SSH git servers (others are refused); default: a server's key is accepted as first seen (env GATEHOUSE_RUNNER_SSH_KNOWN_HOSTS)")
 	fs.DurationVar(&cfg.Poll, "poll", 5*time.Second, "wait between polls when nothing is queued")
 	bindEnv(fs, "poll", "GATEHOUSE_RUNNER_POLL")
 	return cmd
