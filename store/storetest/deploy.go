@@ -167,6 +167,28 @@ func testDeployments(t *testing.T, e *env) {
 		return nil
 	})
 
+	// The comment a stack's runs for one pull request report to: none, recorded,
+	// replaced; per stack and per pull request.
+	e.view(func(tx gatehouse.Tx) error {
+		_, err := tx.GetDeployComment(prod.ID, "github:acme/infra#7")
+		wantCode(t, err, gatehouse.ENOTFOUND, "comment before any")
+		return nil
+	})
+	e.update(func(tx gatehouse.Tx) error { return tx.PutDeployComment(prod.ID, acme.ID, "github:acme/infra#7", "101") })
+	e.update(func(tx gatehouse.Tx) error { return tx.PutDeployComment(dev.ID, acme.ID, "github:acme/infra#7", "202") })
+	e.update(func(tx gatehouse.Tx) error { return tx.PutDeployComment(prod.ID, acme.ID, "github:acme/infra#7", "103") })
+	e.view(func(tx gatehouse.Tx) error {
+		if id, err := tx.GetDeployComment(prod.ID, "github:acme/infra#7"); err != nil || id != "103" {
+			t.Errorf("GetDeployComment(prod) = %q, %v; want 103", id, err)
+		}
+		if id, err := tx.GetDeployComment(dev.ID, "github:acme/infra#7"); err != nil || id != "202" {
+			t.Errorf("GetDeployComment(dev) = %q, %v; want 202", id, err)
+		}
+		_, err := tx.GetDeployComment(prod.ID, "github:acme/infra#8")
+		wantCode(t, err, gatehouse.ENOTFOUND, "comment of another pull request")
+		return nil
+	})
+
 	// Pools.
 	p := &gatehouse.DeployPool{OrgID: acme.ID, Name: "default", Digest: randDigest()}
 	e.update(func(tx gatehouse.Tx) error { return tx.CreateDeployPool(p) })
@@ -195,6 +217,8 @@ func testDeployments(t *testing.T, e *env) {
 		wantCode(t, err, gatehouse.ENOTFOUND, "deployment of a deleted stack")
 		_, err = tx.GetDeploySettings(prod.ID)
 		wantCode(t, err, gatehouse.ENOTFOUND, "settings of a deleted stack")
+		_, err = tx.GetDeployComment(prod.ID, "github:acme/infra#7")
+		wantCode(t, err, gatehouse.ENOTFOUND, "comment of a deleted stack")
 		return nil
 	})
 }
