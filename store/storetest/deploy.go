@@ -174,9 +174,13 @@ func testDeployments(t *testing.T, e *env) {
 		wantCode(t, err, gatehouse.ENOTFOUND, "comment before any")
 		return nil
 	})
-	e.update(func(tx gatehouse.Tx) error { return tx.PutDeployComment(prod.ID, acme.ID, "github:acme/infra#7", "101") })
+	e.update(func(tx gatehouse.Tx) error {
+		return tx.PutDeployComment(prod.ID, acme.ID, "github:acme/infra#7", "101")
+	})
 	e.update(func(tx gatehouse.Tx) error { return tx.PutDeployComment(dev.ID, acme.ID, "github:acme/infra#7", "202") })
-	e.update(func(tx gatehouse.Tx) error { return tx.PutDeployComment(prod.ID, acme.ID, "github:acme/infra#7", "103") })
+	e.update(func(tx gatehouse.Tx) error {
+		return tx.PutDeployComment(prod.ID, acme.ID, "github:acme/infra#7", "103")
+	})
 	e.view(func(tx gatehouse.Tx) error {
 		if id, err := tx.GetDeployComment(prod.ID, "github:acme/infra#7"); err != nil || id != "103" {
 			t.Errorf("GetDeployComment(prod) = %q, %v; want 103", id, err)
