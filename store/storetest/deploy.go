@@ -308,3 +308,61 @@ func testRaceDeployLease(t *testing.T, e *env) {
 		}
 	}
 }
+
+// testRaceDeployExpire races sweepers (ExpireDeploymentLeases) over runs whose leases ran
+// out: each run is ended by exactly one of them, and its stack is free afterwards.
+func testRaceDeployExpire(t *testing.T, e *env) {
+	acme := e.org("acme")
+	const n = 6
+	want := map[string]bool{}
+	var first *gatehouse.Stack
+	for i := range n {
+		st := e.stack(acme.ID, "p", fmt.Sprint("s", i), nil)
+		if first == nil {
+			first = st
+		}
+		e.queueDeployment(acme.ID, st.ID, "")
+		d, _, err := e.lease(acme.ID, "", -time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[d.ID] = true
+	}
+	var mu sync.Mutex
+	ended := map[string]int{}
+	errs := e.race(6, func(i int) error {
+		return e.at(i).Update(e.ctx, func(tx gatehouse.Tx) error {
+			ds, err := tx.ExpireDeploymentLeases()
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, d := range ds {
+				if d.Status != gatehouse.DeployFailed || d.Lease != "" {
+					return fmt.Errorf("expired run %+v", d)
+				}
+				ended[d.ID]++
+			}
+			return nil
+		})
+	})
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("sweeper %d: %v", i, err)
+		}
+	}
+	for id := range want {
+		if ended[id] != 1 {
+			t.Errorf("run %s ended %d times, want once", id, ended[id])
+		}
+	}
+	if len(ended) != n {
+		t.Errorf("%d runs ended, want %d", len(ended), n)
+	}
+	// The stack is free: its next run leases.
+	next := e.queueDeployment(acme.ID, first.ID, "")
+	if d, _, err := e.lease(acme.ID, "", time.Hour); err != nil || d.ID != next.ID {
+		t.Errorf("lease after the sweep = %+v, %v; want %s", d, err, next.ID)
+	}
+}
