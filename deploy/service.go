@@ -374,9 +374,10 @@ func (s *Service) expire(ctx context.Context) (int, error) {
 	}
 	if len(ended) > 0 {
 		s.wake()
-		s.log.Info("deploy: runs of runners that stopped reporting failed", "count", len(ended))
 	}
 	for i := range ended {
+		s.log.Warn("deploy: a run's runner stopped reporting (its lease ran out): the run failed", "deployment", ended[i].ID,
+			"version", ended[i].Version, "runner", ended[i].Runner)
 		s.report(&ended[i])
 	}
 	return len(ended), nil
