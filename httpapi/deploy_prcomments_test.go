@@ -222,7 +222,9 @@ func TestDeployMRCommentsGitLab(t *testing.T) {
 // a bounded number of times (3), and the run's status is what its runner reported.
 func TestDeployPRCommentFailureKeepsTheRun(t *testing.T) {
 	gh := newFakeVCS(t)
+	gh.mu.Lock()
 	gh.fail = true
+	gh.mu.Unlock()
 	const secret = "whsec-test"
 	d := newDeployEnv(t, func(c *httpapi.Config) {
 		c.Deploy.GitHub = deploy_VCS(secret, gh.srv.URL, "gh-token")
