@@ -27,6 +27,35 @@ type DeploySettings struct {
 	Settings []byte
 	Paused   bool
 	Modified time.Time
+	// ModifiedBy is who last stored the settings (Put): the principal runs triggered by a
+	// VCS webhook act for (zero: not recorded).
+	ModifiedBy Principal
+}
+
+// Principal kinds: a user by ID (a person signed in with a browser session), or an access
+// token by ID (a personal token acts as its user; team and organization tokens as
+// themselves).
+const (
+	PrincipalUser  = "user"
+	PrincipalToken = "token"
+)
+
+// Principal names, durably and unambiguously, who a deployment run acts for: a user ID or
+// a token ID, with its kind. The zero Principal is none.
+type Principal struct {
+	Kind string // PrincipalUser, PrincipalToken, or "" (none)
+	ID   string // the user's ID (decimal) or the token's ID
+}
+
+// IsZero reports whether p names nobody.
+func (p Principal) IsZero() bool { return p.Kind == "" || p.ID == "" }
+
+// String is "user:ID" or "token:ID" ("" when none).
+func (p Principal) String() string {
+	if p.IsZero() {
+		return ""
+	}
+	return p.Kind + ":" + p.ID
 }
 
 // DeployPool is a runner pool of an organization (Pulumi's agent pool). Runners of the
@@ -52,14 +81,19 @@ type Deployment struct {
 	Status    string
 	// Request is the run's resolved settings (DeploymentSettings JSON, secrets sealed).
 	Request []byte
-	// Initiator is how it was triggered (cli, api, github, gitlab); RequestedBy who asked.
+	// Initiator is how it was triggered (cli, api, github, gitlab); RequestedBy who asked
+	// (a display name).
 	Initiator   string
 	RequestedBy string
-	PoolID      string // "" : any pool of the organization
-	Created     time.Time
-	Modified    time.Time
-	Started     time.Time
-	Ended       time.Time
+	// ActsFor is the principal the run acts for when its credential reads and opens
+	// environments: who triggered it over the REST API, or, for a VCS webhook, who last
+	// stored the stack's deployment settings (zero: nobody; no environment opens).
+	ActsFor  Principal
+	PoolID   string // "" : any pool of the organization
+	Created  time.Time
+	Modified time.Time
+	Started  time.Time
+	Ended    time.Time
 	// Lease is the claim of the runner running it ("" when none); LeaseUntil its expiry.
 	Lease      string
 	LeaseUntil time.Time

@@ -5,6 +5,7 @@ package authz
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
@@ -311,6 +312,32 @@ type Subject struct {
 	Pool *gatehouse.DeployPool
 	// Deployment is the run a deployment credential belongs to (deployment subjects).
 	Deployment *gatehouse.Deployment
+	// ActsFor is the principal a deployment credential's run acts for, as it is at this
+	// request (deployment subjects; see gatehouse.Deployment.ActsFor): the credential's
+	// environment reads and opens are decided for it, with Facts.ActsFor. Nil when the run
+	// acts for nobody or its principal can no longer act (ActsForGone says why).
+	ActsFor *Subject
+	// ActsForName names that principal in decisions and audit ("" : nobody).
+	ActsForName string
+	// ActsForGone says why ActsFor is nil although a principal is recorded (deleted,
+	// revoked, expired, disabled).
+	ActsForGone string
+}
+
+// Principal is the durable name of the subject for a deployment run to act for: its access
+// token (personal, team, organization) or, for a browser session, its user. Zero for every
+// other credential (lease, runner, deployment and SCIM credentials never act for a run).
+func (s *Subject) Principal() gatehouse.Principal {
+	if s == nil || (s.Kind != UserKind && s.Kind != TeamToken && s.Kind != OrgToken) {
+		return gatehouse.Principal{}
+	}
+	if s.Token != nil {
+		return gatehouse.Principal{Kind: gatehouse.PrincipalToken, ID: s.Token.ID}
+	}
+	if s.User != nil {
+		return gatehouse.Principal{Kind: gatehouse.PrincipalUser, ID: strconv.FormatInt(s.User.ID, 10)}
+	}
+	return gatehouse.Principal{}
 }
 
 // BoundOrg is the organization the subject's credential is confined to, 0 when none. Team
@@ -368,6 +395,9 @@ type Facts struct {
 	Protections []gatehouse.Scope
 	// Now is the time of the request (token lifetime policy).
 	Now time.Time
+	// ActsFor are the facts of the principal a deployment credential acts for
+	// (Subject.ActsFor), nil when none.
+	ActsFor *Facts
 }
 
 // Resource is what the action is performed on. Org is set for every organization-scoped
@@ -513,7 +543,7 @@ func Decide(sub *Subject, action Action, res Resource, f Facts) Decision {
 		return d
 	}
 	if sub.Kind == Deployment {
-		return decideDeployment(sub, action, res)
+		return decideDeployment(sub, action, res, f)
 	}
 	if credentialActions[action] && !isPerson(sub) {
 		return deny("people and tokens are managed by people, not by machine credentials (team, organization, OIDC-issued or lease tokens)")
@@ -818,6 +848,12 @@ func EnvPermission(sub *Subject, env *gatehouse.Environment, org *gatehouse.Org,
 // limit of the grants that give open.
 func EnvOpenLimit(sub *Subject, env *gatehouse.Environment, org *gatehouse.Org, f Facts) time.Duration {
 	switch sub.Kind {
+	case Deployment:
+		// The limits of the principal the run acts for (decideDeploymentEnv).
+		if sub.ActsFor != nil && f.ActsFor != nil && sub.ActsFor.Kind != Deployment {
+			return EnvOpenLimit(sub.ActsFor, env, org, *f.ActsFor)
+		}
+		return 0
 	case OrgToken:
 		return 0
 	case UserKind:
@@ -907,7 +943,7 @@ var deploymentReads = map[Action]bool{
 // decideDeployment: a deployment credential acts on its run's stack only, for the run's
 // operation only, while the run lasts (authentication checks that); it is a pipeline
 // credential, so protection rules do not stop it.
-func decideDeployment(sub *Subject, action Action, res Resource) Decision {
+func decideDeployment(sub *Subject, action Action, res Resource, f Facts) Decision {
 	d := sub.Deployment
 	if d == nil || res.Org == nil || d.OrgID != res.Org.ID {
 		return hide("the deployment credential belongs to another organization")
@@ -915,6 +951,9 @@ func decideDeployment(sub *Subject, action Action, res Resource) Decision {
 	switch action {
 	case OrgRead:
 		return allow("deployment credential reads its organization")
+	}
+	if IsEnvAction(action) || action == EnvCreate {
+		return decideDeploymentEnv(sub, action, res, f)
 	}
 	if _, ok := required[action]; !ok {
 		return deny("a deployment credential is valid only for its stack's %s", d.Operation)
@@ -933,4 +972,47 @@ func decideDeployment(sub *Subject, action Action, res Resource) Decision {
 		return allow("deployment " + d.ID + " (" + d.Operation + ")")
 	}
 	return deny("deployment %s's credential is valid only for a %s of stack %s, not for %s", d.ID, d.Operation, res.Stack.Ref(), action)
+}
+
+// deploymentEnvActions are the environment actions a deployment credential may perform:
+// reading and opening environment definitions (what the CLI does for a stack's
+// `environment:` imports: yaml/open and yaml/check, whose imports are each decided here,
+// and direct reads, checks and opens). Never writes, tags, grants, settings, deletes or
+// retractions.
+var deploymentEnvActions = map[Action]bool{EnvRead: true, EnvOpen: true}
+
+// decideDeploymentEnv: a deployment credential reads and opens environments on behalf of
+// the principal its run acts for (who triggered it, or for a VCS webhook who last stored
+// the stack's deployment settings), decided now for that principal: the intersection of
+// the read-side actions, the run being live (authentication) in its organization (above),
+// and what the principal may do at this moment (its grants, membership, protections,
+// token lifetime policy). It never gets more than the principal has.
+func decideDeploymentEnv(sub *Subject, action Action, res Resource, f Facts) Decision {
+	d := sub.Deployment
+	who := sub.ActsForName
+	if who == "" {
+		who = "nobody"
+	}
+	if !deploymentEnvActions[action] {
+		return deny("deployment %s's credential only reads and opens environments (acting for %s); it may not perform %s", d.ID, who, action)
+	}
+	if res.Env == nil {
+		return deny("no environment given")
+	}
+	p := sub.ActsFor
+	if p == nil || f.ActsFor == nil {
+		why := sub.ActsForGone
+		if why == "" {
+			why = "no principal is recorded for the run (trigger it again, or store the stack's deployment settings again so that webhook runs act for you)"
+		}
+		return deny("deployment %s acts for %s, who cannot open environments: %s", d.ID, who, why)
+	}
+	if p.Kind != UserKind && p.Kind != TeamToken && p.Kind != OrgToken {
+		return deny("deployment %s acts for %s, which is not a person or an access token", d.ID, who)
+	}
+	if p.Kind == UserKind && f.ActsFor.Role == "" {
+		return deny("deployment %s acts for %s, who is no longer a member of organization %s", d.ID, who, res.Org.Name)
+	}
+	pd := Decide(p, action, res, *f.ActsFor)
+	return Decision{Allow: pd.Allow, Hide: pd.Hide, Reason: "deployment " + d.ID + " acting for " + who + ": " + pd.Reason}
 }

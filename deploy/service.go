@@ -139,8 +139,9 @@ func (s *Service) GetSettings(ctx context.Context, stack *gatehouse.Stack) (json
 }
 
 // SaveSettings merges body into the stack's settings (replace: replaces them), seals
-// every secret, checks the result and stores it. It returns the stored document.
-func (s *Service) SaveSettings(ctx context.Context, change Change, stack *gatehouse.Stack, body []byte, replace bool) (json.RawMessage, error) {
+// every secret, checks the result and stores it, recording by as their last editor (the
+// principal a VCS webhook's runs act for). It returns the stored document.
+func (s *Service) SaveSettings(ctx context.Context, change Change, stack *gatehouse.Stack, body []byte, replace bool, by gatehouse.Principal) (json.RawMessage, error) {
 	patch, err := parseDoc(body)
 	if err != nil {
 		return nil, err
@@ -177,7 +178,7 @@ func (s *Service) SaveSettings(ctx context.Context, change Change, stack *gateho
 			return err
 		}
 		out = b
-		return tx.PutDeploySettings(&gatehouse.DeploySettings{StackID: stack.ID, OrgID: stack.OrgID, Repo: repoKey(doc), Settings: b})
+		return tx.PutDeploySettings(&gatehouse.DeploySettings{StackID: stack.ID, OrgID: stack.OrgID, Repo: repoKey(doc), Settings: b, ModifiedBy: by})
 	})
 	return out, err
 }
@@ -197,6 +198,13 @@ type Trigger struct {
 	Body        []byte // CreateDeploymentRequest JSON
 	Initiator   string // cli, api, github, gitlab
 	RequestedBy string
+	// ActsFor is the principal who triggered the run (REST API): the run's credential
+	// opens environments on their behalf.
+	ActsFor gatehouse.Principal
+	// ForSettingsEditor (VCS webhooks, which carry no Gatehouse principal): the run acts for
+	// whoever last stored the stack's deployment settings, read in the transaction that
+	// queues it.
+	ForSettingsEditor bool
 	// Report says where the result goes (a commit status), JSON; "" none.
 	Report string
 }
@@ -258,10 +266,17 @@ func (s *Service) Queue(ctx context.Context, change Change, stack *gatehouse.Sta
 	var d *gatehouse.Deployment
 	err = change(func(tx gatehouse.Tx) error {
 		doc := map[string]any{}
-		if inherit {
+		actsFor := t.ActsFor
+		if inherit || t.ForSettingsEditor {
 			ds, err := tx.GetDeploySettings(stack.ID)
 			switch {
 			case err == nil:
+				if t.ForSettingsEditor {
+					actsFor = ds.ModifiedBy
+				}
+				if !inherit {
+					break
+				}
 				if doc, err = parseDoc(ds.Settings); err != nil {
 					return err
 				}
@@ -282,7 +297,7 @@ func (s *Service) Queue(ctx context.Context, change Change, stack *gatehouse.Sta
 		}
 		pool, _ := doc["agentPoolID"].(string)
 		d = &gatehouse.Deployment{OrgID: stack.OrgID, StackID: stack.ID, Operation: op, Request: b, Initiator: t.Initiator,
-			RequestedBy: t.RequestedBy, PoolID: pool, Report: t.Report}
+			RequestedBy: t.RequestedBy, ActsFor: actsFor, PoolID: pool, Report: t.Report}
 		if err := tx.CreateDeployment(d); err != nil {
 			return err
 		}

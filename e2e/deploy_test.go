@@ -46,8 +46,17 @@ func TestDeployments(t *testing.T) {
 	p.must("stack", "init", "acme/prod")
 	p.must("stack", "tag", "set", "env", "production")
 	must(t, api.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/protections", Body: map[string]string{"tag": "env=production"}}, nil))
-	// The program's secret configuration, committed (encrypted by the server).
+	// The program's secret configuration, committed (encrypted by the server), and an
+	// environment the stack imports (`environment:` in Pulumi.prod.yaml): its count (3,
+	// where the program's default is 2) reaches the program only if the runner's CLI opens
+	// it with the run's credential.
 	p.must("config", "set", "--secret", "dbpass", "e2e-db-"+randomHex(4))
+	p.must("env", "init", "acme/app/base")
+	p.must("env", "set", "acme/app/base", "pulumiConfig.count", "3")
+	stackFile := filepath.Join(repo, "Pulumi.prod.yaml")
+	b, err := os.ReadFile(stackFile)
+	must(t, err)
+	must(t, os.WriteFile(stackFile, append(b, []byte("environment:\n  - app/base\n")...), 0o644))
 	gitIn(t, repo, "add", ".")
 	gitIn(t, repo, "commit", "-q", "-m", "config")
 
@@ -91,6 +100,28 @@ func TestDeployments(t *testing.T) {
 	must(t, api.Do(cliwire.Call{Method: "GET", Path: "/api/stacks/acme/e2e/prod/deployments"}, &list))
 	if list.Total != 1 || list.Deployments[0].Status != "succeeded" || len(list.Deployments[0].Updates) != 1 {
 		t.Fatalf("after deployment run: %+v", list)
+	}
+	if got := strings.TrimSpace(p.stdout("stack", "output", "count")); got != "3" {
+		t.Fatalf("stack output count = %q after the run, want 3 (from the imported environment)", got)
+	}
+	// The open was the run's credential's, acting for alice who triggered the run.
+	var audit struct {
+		AuditLogEvents []struct {
+			Event   string            `json:"event"`
+			Outcome string            `json:"outcome"`
+			Details map[string]string `json:"details"`
+		} `json:"auditLogEvents"`
+	}
+	must(t, api.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/auditlogs/v2?startTime=0&pageSize=1000"}, &audit))
+	opened := false
+	for _, ev := range audit.AuditLogEvents {
+		if ev.Details["deployment"] == list.Deployments[0].ID && ev.Details["environment"] != "" && ev.Outcome == "success" &&
+			strings.Contains(ev.Details["actsFor"], "alice") {
+			opened = true
+		}
+	}
+	if !opened {
+		t.Errorf("no audited environment open by deployment %s acting for alice", list.Deployments[0].ID)
 	}
 	// ...and the person still cannot.
 	if r := p.run("destroy", "--yes", "--skip-preview"); r.err == nil || !strings.Contains(r.stdout+r.stderr, "protected") {

@@ -173,6 +173,9 @@ func (rq *Request) setActor() {
 	}
 	if sub.Deployment != nil {
 		rq.Detail("deployment", sub.Deployment.ID)
+		if sub.ActsForName != "" {
+			rq.Detail("actsFor", sub.ActsForName)
+		}
 	}
 }
 
@@ -203,6 +206,11 @@ func (s *Server) resolve(rq *Request, tx gatehouse.Tx) error {
 				return err
 			}
 			f.Now = tx.Now()
+			if f.ActsFor != nil { // a copy: cached facts are shared
+				af := *f.ActsFor
+				af.Now = f.Now
+				f.ActsFor = &af
+			}
 			rq.Org, rq.facts = org, f
 			rq.event.OrgID, rq.event.OrgName = org.ID, org.Name
 			rq.event.Target = org.Name
@@ -266,6 +274,14 @@ func notFound(rq *Request, _ error) error {
 // loadFacts loads what Decide needs about the subject in org.
 func loadFacts(tx gatehouse.Tx, sub *authz.Subject, org *gatehouse.Org) (authz.Facts, error) {
 	f := authz.Facts{Now: tx.Now()}
+	if sub.Kind == authz.Deployment && sub.ActsFor != nil && sub.ActsFor.Kind != authz.Deployment {
+		// The facts of the principal the run acts for (authz.decideDeploymentEnv).
+		af, err := loadFacts(tx, sub.ActsFor, org)
+		if err != nil {
+			return f, err
+		}
+		f.ActsFor = &af
+	}
 	switch sub.Kind {
 	case authz.UserKind:
 		m, err := tx.GetMember(org.ID, sub.User.ID)

@@ -89,7 +89,12 @@ func subjectKey(sub *authz.Subject) string {
 	case sub.Update != nil:
 		return "l" // lease subjects have no facts
 	case sub.Deployment != nil:
-		return "d" // nor have deployment credentials (their run decides)
+		// A deployment credential has no facts of its own (its run decides), only those of
+		// the principal it acts for (environment reads and opens).
+		if sub.ActsFor != nil && sub.ActsFor.Deployment == nil {
+			return "d" + subjectKey(sub.ActsFor)
+		}
+		return "d"
 	case sub.Pool != nil:
 		return "r"
 	}

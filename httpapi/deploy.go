@@ -109,9 +109,79 @@ func (s *Server) authenticateDeployCred(rq *Request, tx gatehouse.Tx, cred strin
 		rq.event.Reason = "the deployment credential has ended with its run"
 		return s.authFailed(rq, "expired", "Invalid credentials: this deployment credential ended with its run.")
 	}
-	rq.Subject = &authz.Subject{Kind: authz.Deployment, Deployment: d, Pipeline: true}
+	sub := &authz.Subject{Kind: authz.Deployment, Deployment: d, Pipeline: true}
+	// Who the run acts for, as they are now (never cached: a revoked token, a deleted or
+	// disabled user stops the run's environment opens at once).
+	if sub.ActsFor, sub.ActsForName, sub.ActsForGone, err = resolveActsFor(tx, d.ActsFor, now); err != nil {
+		return err
+	}
+	rq.Subject = sub
 	rq.setActor()
 	return nil
+}
+
+// resolveActsFor loads the principal a deployment run acts for: its subject, its name for
+// decisions and audit, or why it can no longer act (deleted, revoked, expired, disabled).
+func resolveActsFor(tx gatehouse.Tx, p gatehouse.Principal, now time.Time) (sub *authz.Subject, name, gone string, err error) {
+	if p.IsZero() {
+		return nil, "", "", nil
+	}
+	name = p.String()
+	missing := func(err error, what string) (*authz.Subject, string, string, error) {
+		if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+			return nil, name, what, nil
+		}
+		return nil, name, "", err
+	}
+	switch p.Kind {
+	case gatehouse.PrincipalUser:
+		id, perr := strconv.ParseInt(p.ID, 10, 64)
+		if perr != nil {
+			return nil, name, "the recorded user ID is invalid", nil
+		}
+		u, err := tx.GetUser(id)
+		if err != nil {
+			return missing(err, "the user no longer exists")
+		}
+		name = "user " + u.Name + " (" + p.String() + ")"
+		if !u.Disabled.IsZero() {
+			return nil, name, "the user is disabled", nil
+		}
+		return &authz.Subject{Kind: authz.UserKind, User: u}, name, "", nil
+	case gatehouse.PrincipalToken:
+		tk, err := tx.GetToken(p.ID)
+		if err != nil {
+			return missing(err, "the token no longer exists")
+		}
+		name = string(tk.Kind) + " token " + strconv.Quote(tk.Name) + " (" + p.String() + ")"
+		if !tk.Live(now) {
+			if t := tk.Revoked; !t.IsZero() && !now.Before(t) {
+				return nil, name, "the token was revoked", nil
+			}
+			return nil, name, "the token has expired", nil
+		}
+		s := &authz.Subject{Token: tk, Pipeline: tk.Pipeline}
+		switch tk.Kind {
+		case gatehouse.TokenPersonal:
+			u, err := tx.GetUser(tk.UserID)
+			if err != nil {
+				return missing(err, "the token's user no longer exists")
+			}
+			name = "user " + u.Name + " with personal token " + strconv.Quote(tk.Name) + " (" + p.String() + ")"
+			if !u.Disabled.IsZero() {
+				return nil, name, "the user is disabled", nil
+			}
+			s.Kind, s.User = authz.UserKind, u
+		case gatehouse.TokenTeam:
+			s.Kind = authz.TeamToken
+		case gatehouse.TokenOrg:
+			s.Kind = authz.OrgToken
+		default:
+			return nil, name, "the token cannot act for a run", nil
+		}
+		return s, name, "", nil
+	}
+	return nil, name, "the recorded principal is of an unknown kind", nil
 }
 
 // linkDeployment records, for a deployment credential, the update its run created.
@@ -140,7 +210,9 @@ func (s *Server) saveDeploySettings(replace bool) func(*Request) (any, error) {
 			return nil, err
 		}
 		rq.Detail("replace", strconv.FormatBool(replace))
-		b, err := s.deploy.SaveSettings(rq.Context(), rq.Change, rq.Stack, body, replace)
+		by := rq.Subject.Principal()
+		rq.Detail("actsFor", by.String())
+		b, err := s.deploy.SaveSettings(rq.Context(), rq.Change, rq.Stack, body, replace, by)
 		if err != nil {
 			return nil, err
 		}
@@ -191,7 +263,9 @@ func (s *Server) triggerDeployment(rq *Request) (any, error) {
 		initiator = "api"
 	}
 	rq.Detail("initiator", truncate(initiator, 32))
-	d, err := s.deploy.Queue(rq.Context(), rq.Change, rq.Stack, deploy.Trigger{Body: body, Initiator: truncate(initiator, 32), RequestedBy: rq.Subject.Name()})
+	actsFor := rq.Subject.Principal()
+	rq.Detail("actsFor", actsFor.String())
+	d, err := s.deploy.Queue(rq.Context(), rq.Change, rq.Stack, deploy.Trigger{Body: body, Initiator: truncate(initiator, 32), RequestedBy: rq.Subject.Name(), ActsFor: actsFor})
 	if err != nil {
 		return nil, err
 	}
@@ -439,7 +513,8 @@ func (s *Server) runnerLease(rq *Request) (any, error) {
 		ev.Action, ev.Outcome, ev.Reason = "deployment:start", gatehouse.OutcomeSuccess, ""
 		ev.OrgID, ev.OrgName, ev.Target = st.OrgID, st.OrgName, st.Ref().String()
 		ev.Details = map[string]string{"deployment": d.ID, "version": strconv.Itoa(d.Version), "operation": d.Operation,
-			"runner": truncate(req.Runner, 200), "pool": pool.Name, "credential_expires": d.CredUntil.UTC().Format(time.RFC3339)}
+			"runner": truncate(req.Runner, 200), "pool": pool.Name, "credential_expires": d.CredUntil.UTC().Format(time.RFC3339),
+			"actsFor": d.ActsFor.String()}
 		return tx.AppendAudit(&ev)
 	})
 	if err != nil {

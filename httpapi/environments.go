@@ -120,6 +120,11 @@ func (rq *Request) envAccess() esc.Access {
 			a = authz.EnvOpen
 		}
 		d := authz.Decide(rq.Subject, a, authz.Resource{Org: rq.Org, Env: env}, rq.facts)
+		if d.Hide && rq.event.Reason == "" {
+			// A hidden import reads as a missing one to the caller; the audit event says
+			// why (a refused one is named in the error message, the event's reason).
+			rq.event.Reason = "import " + env.Ref().String() + " hidden: " + d.Reason
+		}
 		switch {
 		case d.Allow && open:
 			return rq.checkOpenLimit(env)
@@ -509,6 +514,9 @@ func sessionOwner(sub *authz.Subject) string {
 	}
 	if sub.User != nil {
 		return "user:" + strconv.FormatInt(sub.User.ID, 10)
+	}
+	if sub.Deployment != nil {
+		return "deployment:" + sub.Deployment.ID
 	}
 	return ""
 }

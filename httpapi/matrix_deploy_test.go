@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
@@ -33,4 +34,38 @@ func (w *world) pool(t *testing.T) string {
 	w.wrote = true
 	must(t, w.e.srv.Store.Update(context.Background(), func(tx gatehouse.Tx) error { return tx.CreateDeployPool(p) }))
 	return p.ID
+}
+
+// addDeploymentCreds starts two deployment runs in the store and keeps their credentials
+// as subjects: "deploy", an update of proj/prod acting for the t-write team token
+// (teamtok: write on penv, a pipeline credential), and "deployp", an update of proj/other
+// acting for the person treadd (open on every environment of ESC project proj, but a
+// person: penv is protected).
+func (w *world) addDeploymentCreds(t *testing.T) {
+	for _, c := range []struct{ subject, stack, actsFor string }{{"deploy", "prod", "teamtok"}, {"deployp", "other", "treadd"}} {
+		v, err := token.New(token.Deploy)
+		must(t, err)
+		must(t, w.e.srv.Store.Update(context.Background(), func(tx gatehouse.Tx) error {
+			st, err := tx.GetStack(1, "proj", c.stack)
+			if err != nil {
+				return err
+			}
+			tk, err := tx.GetTokenByDigest(token.Digest(w.tokens[c.actsFor]))
+			if err != nil {
+				return err
+			}
+			d := &gatehouse.Deployment{OrgID: 1, StackID: st.ID, Operation: "update", Request: []byte(`{}`), Initiator: "matrix",
+				ActsFor: gatehouse.Principal{Kind: gatehouse.PrincipalToken, ID: tk.ID}, PoolID: "matrix-" + c.subject}
+			if err := tx.CreateDeployment(d); err != nil {
+				return err
+			}
+			until := tx.Now().Add(30 * 24 * time.Hour)
+			got, err := tx.LeaseDeployment(1, d.PoolID, "matrix", "lease-"+c.subject, until, token.Digest(v), until)
+			if err == nil && got.ID != d.ID {
+				t.Fatalf("leased %s, want %s", got.ID, d.ID)
+			}
+			return err
+		}))
+		w.tokens[c.subject] = v
+	}
 }

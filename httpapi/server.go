@@ -553,7 +553,16 @@ func (rq *Request) notFoundMessage() string {
 	case rq.PathValue("stack") != "":
 		return "Stack '" + rq.PathValue("org") + "/" + rq.PathValue("project") + "/" + rq.PathValue("stack") + "' not found"
 	case rq.PathValue("env") != "":
-		return "Environment '" + rq.PathValue("org") + "/" + rq.PathValue("project") + "/" + rq.PathValue("env") + "' not found"
+		msg := "Environment '" + rq.PathValue("org") + "/" + rq.PathValue("project") + "/" + rq.PathValue("env") + "' not found"
+		if sub := rq.Subject; sub != nil && sub.Kind == authz.Deployment && sub.Deployment != nil {
+			// The same for a missing and a hidden environment: it names who asked.
+			who := sub.ActsForName
+			if who == "" {
+				who = "nobody"
+			}
+			msg += " (deployment " + sub.Deployment.ID + " acting for " + who + ")"
+		}
+		return msg
 	case rq.PathValue("team") != "":
 		return "Team '" + rq.PathValue("team") + "' not found"
 	case rq.PathValue("user") != "":

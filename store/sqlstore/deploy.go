@@ -15,8 +15,8 @@ func (t *tx) GetDeploySettings(stackID int64) (*gatehouse.DeploySettings, error)
 	var s gatehouse.DeploySettings
 	var settings string
 	var paused, mod int64
-	err := t.queryRow(`SELECT stack_id, org_id, repo, settings, paused, modified FROM deploy_settings WHERE stack_id = ?`, stackID).
-		Scan(&s.StackID, &s.OrgID, &s.Repo, &settings, &paused, &mod)
+	err := t.queryRow(`SELECT stack_id, org_id, repo, settings, paused, modified, modified_by_kind, modified_by_id FROM deploy_settings WHERE stack_id = ?`, stackID).
+		Scan(&s.StackID, &s.OrgID, &s.Repo, &settings, &paused, &mod, &s.ModifiedBy.Kind, &s.ModifiedBy.ID)
 	if err != nil {
 		return nil, one(err, "deployment settings not found")
 	}
@@ -29,20 +29,25 @@ func (t *tx) GetDeploySettings(stackID int64) (*gatehouse.DeploySettings, error)
 
 func (t *tx) PutDeploySettings(s *gatehouse.DeploySettings) error {
 	s.Modified = t.now
-	r, err := t.exec(`UPDATE deploy_settings SET repo = ?, settings = ?, modified = ? WHERE stack_id = ?`, s.Repo, string(s.Settings), ns(t.now), s.StackID)
+	by := s.ModifiedBy
+	if by.IsZero() {
+		by = gatehouse.Principal{}
+	}
+	r, err := t.exec(`UPDATE deploy_settings SET repo = ?, settings = ?, modified = ?, modified_by_kind = ?, modified_by_id = ? WHERE stack_id = ?`,
+		s.Repo, string(s.Settings), ns(t.now), by.Kind, by.ID, s.StackID)
 	if err != nil {
 		return err
 	}
 	if affected(r) > 0 {
 		return nil
 	}
-	_, err = t.exec(`INSERT INTO deploy_settings (stack_id, org_id, repo, settings, paused, modified) VALUES (?, ?, ?, ?, 0, ?)`,
-		s.StackID, s.OrgID, s.Repo, string(s.Settings), ns(t.now))
+	_, err = t.exec(`INSERT INTO deploy_settings (stack_id, org_id, repo, settings, paused, modified, modified_by_kind, modified_by_id) VALUES (?, ?, ?, ?, 0, ?, ?, ?)`,
+		s.StackID, s.OrgID, s.Repo, string(s.Settings), ns(t.now), by.Kind, by.ID)
 	return err
 }
 
 func (t *tx) DeleteDeploySettings(stackID int64) error {
-	r, err := t.exec(`UPDATE deploy_settings SET settings = '', repo = '', modified = ? WHERE stack_id = ? AND settings <> ''`, ns(t.now), stackID)
+	r, err := t.exec(`UPDATE deploy_settings SET settings = '', repo = '', modified = ?, modified_by_kind = '', modified_by_id = '' WHERE stack_id = ? AND settings <> ''`, ns(t.now), stackID)
 	if err != nil {
 		return err
 	}
@@ -69,7 +74,7 @@ func (t *tx) SetDeployPaused(stackID, orgID int64, paused bool) error {
 }
 
 func (t *tx) ListDeploySettingsByRepo(repo string) ([]gatehouse.DeploySettings, error) {
-	rows, err := t.query(`SELECT stack_id, org_id, repo, settings, paused, modified FROM deploy_settings WHERE repo = ? AND settings <> '' ORDER BY stack_id`, repo)
+	rows, err := t.query(`SELECT stack_id, org_id, repo, settings, paused, modified, modified_by_kind, modified_by_id FROM deploy_settings WHERE repo = ? AND settings <> '' ORDER BY stack_id`, repo)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +84,7 @@ func (t *tx) ListDeploySettingsByRepo(repo string) ([]gatehouse.DeploySettings, 
 		var s gatehouse.DeploySettings
 		var settings string
 		var paused, mod int64
-		if err := rows.Scan(&s.StackID, &s.OrgID, &s.Repo, &settings, &paused, &mod); err != nil {
+		if err := rows.Scan(&s.StackID, &s.OrgID, &s.Repo, &settings, &paused, &mod, &s.ModifiedBy.Kind, &s.ModifiedBy.ID); err != nil {
 			return nil, dbErr(err)
 		}
 		s.Settings, s.Paused, s.Modified = []byte(settings), paused != 0, fromNS(mod)
@@ -165,14 +170,20 @@ func (t *tx) CreateDeployment(d *gatehouse.Deployment) error {
 		return dbErr(err)
 	}
 	d.Status, d.Created, d.Modified = gatehouse.DeployNotStarted, t.now, t.now
-	_, err = t.exec(`INSERT INTO deployments (id, org_id, stack_id, version, operation, status, request, initiator, requested_by, pool_id, created, modified, report)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		d.ID, d.OrgID, d.StackID, d.Version, d.Operation, d.Status, string(d.Request), d.Initiator, d.RequestedBy, d.PoolID, ns(d.Created), ns(d.Modified), d.Report)
+	actsFor := d.ActsFor
+	if actsFor.IsZero() {
+		actsFor = gatehouse.Principal{}
+	}
+	_, err = t.exec(`INSERT INTO deployments (id, org_id, stack_id, version, operation, status, request, initiator, requested_by, pool_id, created, modified, report,
+		acts_for_kind, acts_for_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		d.ID, d.OrgID, d.StackID, d.Version, d.Operation, d.Status, string(d.Request), d.Initiator, d.RequestedBy, d.PoolID, ns(d.Created), ns(d.Modified), d.Report,
+		actsFor.Kind, actsFor.ID)
 	return t.conflictOr(err, "a deployment of that version exists")
 }
 
 const deploymentCols = `id, org_id, stack_id, version, operation, status, request, initiator, requested_by, pool_id, created, modified, started, ended,
-	lease, lease_until, runner, cred_digest, cred_until, cancel, update_id, update_version, message, report`
+	lease, lease_until, runner, cred_digest, cred_until, cancel, update_id, update_version, message, report, acts_for_kind, acts_for_id`
 
 func scanDeployment(s interface{ Scan(...any) error }) (*gatehouse.Deployment, error) {
 	var d gatehouse.Deployment
@@ -180,7 +191,7 @@ func scanDeployment(s interface{ Scan(...any) error }) (*gatehouse.Deployment, e
 	var created, modified, started, ended, leaseUntil, credUntil, cancel int64
 	if err := s.Scan(&d.ID, &d.OrgID, &d.StackID, &d.Version, &d.Operation, &d.Status, &req, &d.Initiator, &d.RequestedBy, &d.PoolID,
 		&created, &modified, &started, &ended, &d.Lease, &leaseUntil, &d.Runner, &cred, &credUntil, &cancel, &d.UpdateID, &d.UpdateVersion,
-		&d.Message, &d.Report); err != nil {
+		&d.Message, &d.Report, &d.ActsFor.Kind, &d.ActsFor.ID); err != nil {
 		return nil, err
 	}
 	d.Request = []byte(req)

@@ -40,20 +40,55 @@ func testDeployments(t *testing.T, e *env) {
 	e.update(func(tx gatehouse.Tx) error {
 		return tx.PutDeploySettings(&gatehouse.DeploySettings{StackID: prod.ID, OrgID: acme.ID, Repo: "github:acme/infra", Settings: []byte(`{"a":1}`)})
 	})
+	editor := gatehouse.Principal{Kind: gatehouse.PrincipalToken, ID: "tok-editor"}
 	e.update(func(tx gatehouse.Tx) error {
-		return tx.PutDeploySettings(&gatehouse.DeploySettings{StackID: prod.ID, OrgID: acme.ID, Repo: "github:acme/infra", Settings: []byte(`{"a":2}`)})
+		return tx.PutDeploySettings(&gatehouse.DeploySettings{StackID: prod.ID, OrgID: acme.ID, Repo: "github:acme/infra", Settings: []byte(`{"a":2}`), ModifiedBy: editor})
 	})
 	e.view(func(tx gatehouse.Tx) error {
 		ds, err := tx.GetDeploySettings(prod.ID)
-		if err != nil || string(ds.Settings) != `{"a":2}` || ds.Paused {
+		if err != nil || string(ds.Settings) != `{"a":2}` || ds.Paused || ds.ModifiedBy != editor {
 			t.Errorf("GetDeploySettings = %+v, %v", ds, err)
 		}
 		list, err := tx.ListDeploySettingsByRepo("github:acme/infra")
-		if err != nil || len(list) != 1 || list[0].StackID != prod.ID {
+		if err != nil || len(list) != 1 || list[0].StackID != prod.ID || list[0].ModifiedBy != editor {
 			t.Errorf("ListDeploySettingsByRepo = %+v, %v", list, err)
 		}
 		return nil
 	})
+	// Pausing keeps the last editor; a later Put records its own.
+	e.update(func(tx gatehouse.Tx) error { return tx.SetDeployPaused(prod.ID, acme.ID, false) })
+	e.view(func(tx gatehouse.Tx) error {
+		if ds, err := tx.GetDeploySettings(prod.ID); err != nil || ds.ModifiedBy != editor {
+			t.Errorf("after SetDeployPaused: %+v, %v", ds, err)
+		}
+		return nil
+	})
+
+	// The principal a deployment acts for is stored with it and read back everywhere.
+	{
+		who := gatehouse.Principal{Kind: gatehouse.PrincipalUser, ID: "42"}
+		stage := e.stack(acme.ID, "p", "stage", nil)
+		d := &gatehouse.Deployment{OrgID: acme.ID, StackID: stage.ID, Operation: "preview", Request: []byte(`{}`), Initiator: "api", RequestedBy: "alice", ActsFor: who}
+		e.update(func(tx gatehouse.Tx) error { return tx.CreateDeployment(d) })
+		e.view(func(tx gatehouse.Tx) error {
+			got, err := tx.GetDeployment(d.ID)
+			if err != nil || got.ActsFor != who {
+				t.Errorf("GetDeployment ActsFor = %+v, %v; want %v", got, err, who)
+			}
+			list, _, err := tx.ListDeployments(stage.ID, 1, 10, false)
+			if err != nil || len(list) != 1 || list[0].ActsFor != who {
+				t.Errorf("ListDeployments ActsFor = %+v, %v", list, err)
+			}
+			return nil
+		})
+		e.update(func(tx gatehouse.Tx) error {
+			f, err := tx.FinishDeployment(d.ID, "", gatehouse.DeployFailed, "test")
+			if err != nil || f.ActsFor != who {
+				t.Errorf("FinishDeployment = %+v, %v", f, err)
+			}
+			return err
+		})
+	}
 
 	// Versions per stack; the queue: one run per stack at a time, oldest first, and a
 	// paused stack's runs wait.
