@@ -162,6 +162,11 @@ type DeployTx interface {
 	RequestDeploymentCancel(id string) (*Deployment, error)
 	// SetDeploymentUpdate records the update a deployment's run created.
 	SetDeploymentUpdate(id, updateID string, version int) error
+	// GetDeployComment returns the id of the comment the stack's runs for the pull or
+	// merge request prKey ("github:owner/repo#7") report to; ENOTFOUND when none yet.
+	GetDeployComment(stackID int64, prKey string) (string, error)
+	// PutDeployComment records (or replaces) that comment's id.
+	PutDeployComment(stackID, orgID int64, prKey, commentID string) error
 	AppendDeployLogs(id string, lines []DeployLogLine) error // assigns Seq
 	// ListDeployLogs returns up to limit lines with Seq > after.
 	ListDeployLogs(id string, after int64, limit int) ([]DeployLogLine, error)

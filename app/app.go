@@ -312,8 +312,12 @@ func Open(ctx context.Context, cfg Config, api httpapi.Config, log *slog.Logger)
 }
 
 // Close releases everything.
-// StartWorkers starts the background workers (webhook deliveries); Close stops them.
-func (s *Server) StartWorkers() { s.API.StartWebhooks() }
+// StartWorkers starts the background workers (webhook deliveries, the sweep of dead
+// deployment runners); Close stops them.
+func (s *Server) StartWorkers() {
+	s.API.StartWebhooks()
+	s.API.StartDeploySweeper()
+}
 
 func (s *Server) Close() error {
 	s.API.Close()

@@ -93,7 +93,9 @@ func Sanitize(s string) string {
 // Lease hands the oldest due run of the pool's organization to runner, with a fresh
 // credential; nil when nothing is due. The start is audited in the lease's transaction.
 func (s *Service) Lease(ctx context.Context, pool *gatehouse.DeployPool, runner string, audit func(gatehouse.Tx, *gatehouse.Deployment, *gatehouse.Stack) error) (*Job, error) {
-	s.expire(ctx)
+	if _, err := s.expire(ctx); err != nil {
+		s.log.Warn("deploy: expiring runner leases failed", "err", err)
+	}
 	lease, err := newLeaseID()
 	if err != nil {
 		return nil, err

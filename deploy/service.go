@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
@@ -33,6 +34,15 @@ type Options struct {
 	// Wake, when set, is called after a transaction queued webhook events (the
 	// dispatcher's Wake).
 	Wake func()
+	// SweepInterval is how often Start's sweep fails the runs of dead runners (default
+	// 10s).
+	SweepInterval time.Duration
+	// PRComments turns pull/merge request comments off when set to false (default on).
+	PRComments *bool
+	// CommentAttempts bounds the tries of one comment post or edit (default 3);
+	// CommentBackoff is the wait before the second (doubling after; default 2s).
+	CommentAttempts int
+	CommentBackoff  time.Duration
 }
 
 // VCS is a provider's configuration: the webhook secret (GitHub: the HMAC key of
@@ -50,6 +60,18 @@ type Service struct {
 	keys  *secrets.Manager
 	log   *slog.Logger
 	opts  Options
+
+	// ctx ends at Close: it bounds the VCS reports in flight (reports waits for them).
+	ctx     context.Context
+	cancel  context.CancelFunc
+	reports sync.WaitGroup
+
+	mu                   sync.Mutex
+	closed               bool
+	sweepStop, sweepDone chan struct{}
+	// commentLocks serializes this process's comment posts per pull request (so that a
+	// run's edit cannot overtake the post of the comment it edits).
+	commentLocks map[string]*sync.Mutex
 }
 
 // New returns the service; stackKeys is the stack secrets' manager.
@@ -72,10 +94,20 @@ func New(store gatehouse.Store, stackKeys *secrets.Manager, log *slog.Logger, op
 	if opts.GitLab.APIURL == "" {
 		opts.GitLab.APIURL = "https://gitlab.com/api/v4"
 	}
+	if opts.SweepInterval <= 0 {
+		opts.SweepInterval = 10 * time.Second
+	}
+	if opts.CommentAttempts <= 0 {
+		opts.CommentAttempts = 3
+	}
+	if opts.CommentBackoff <= 0 {
+		opts.CommentBackoff = 2 * time.Second
+	}
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{store: store, keys: Keys(stackKeys, store), log: log, opts: opts}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Service{store: store, keys: Keys(stackKeys, store), log: log, opts: opts, ctx: ctx, cancel: cancel, commentLocks: map[string]*sync.Mutex{}}
 }
 
 // Change runs fn in a read-write transaction that records the request's audit event with
@@ -332,8 +364,9 @@ func (s *Service) ConsoleURL(base string, stack *gatehouse.Stack, d *gatehouse.D
 }
 
 // expire fails the runs whose runner stopped reporting; it records each end in the audit
-// log and reports it to the VCS.
-func (s *Service) expire(ctx context.Context) {
+// log and the webhook queue (in the transaction that ends it) and reports it to the VCS.
+// It returns how many runs it ended.
+func (s *Service) expire(ctx context.Context) (int, error) {
 	var ended []gatehouse.Deployment
 	err := s.store.Update(ctx, func(tx gatehouse.Tx) error {
 		var err error
@@ -352,21 +385,25 @@ func (s *Service) expire(ctx context.Context) {
 		return nil
 	})
 	if err != nil {
-		s.log.Warn("deploy: expiring runner leases failed", "err", err)
-		return
+		return 0, err
 	}
 	if len(ended) > 0 {
 		s.wake()
 	}
 	for i := range ended {
+		s.log.Warn("deploy: a run's runner stopped reporting (its lease ran out): the run failed", "deployment", ended[i].ID,
+			"version", ended[i].Version, "runner", ended[i].Runner)
 		s.report(&ended[i])
 	}
+	return len(ended), nil
 }
 
 // ExpireIfDue ends d if it is running and its lease ran out (its runner died).
 func (s *Service) ExpireIfDue(ctx context.Context, d *gatehouse.Deployment) {
 	if d.Status == gatehouse.DeployRunning && !d.LeaseUntil.After(s.opts.Now()) {
-		s.expire(ctx)
+		if _, err := s.expire(ctx); err != nil {
+			s.log.Warn("deploy: expiring runner leases failed", "err", err)
+		}
 	}
 }
 

@@ -59,12 +59,14 @@ type Event struct {
 	Sender   string
 }
 
-// Report is where a run's result goes.
+// Report is where a run's result goes: a commit status, and, for a run of a pull request
+// (GitHub) or merge request (GitLab), a comment on it.
 type Report struct {
 	Provider string `json:"provider"`
 	Repo     string `json:"repo"`
 	SHA      string `json:"sha"`
 	Context  string `json:"context"`
+	PR       int    `json:"pr,omitempty"` // the pull/merge request's number (iid); 0: a push
 }
 
 type ghRepo struct {
@@ -246,7 +248,7 @@ func (s *Service) Matches(ctx context.Context, e *Event) ([]Match, error) {
 				}
 				body, _ := json.Marshal(map[string]any{"operation": op, "inheritSettings": true,
 					"sourceContext": map[string]any{"git": map[string]any{"branch": e.Branch, "commit": e.SHA}}})
-				rep, _ := json.Marshal(Report{Provider: e.Provider, Repo: e.Repo, SHA: e.SHA, Context: "gatehouse/" + st.Ref().String()})
+				rep, _ := json.Marshal(Report{Provider: e.Provider, Repo: e.Repo, SHA: e.SHA, Context: "gatehouse/" + st.Ref().String(), PR: e.PR})
 				out = append(out, Match{Stack: st, Trigger: Trigger{Body: body, Initiator: e.Provider, RequestedBy: e.Sender, Report: string(rep), ForSettingsEditor: true}})
 			}
 		}
@@ -362,7 +364,9 @@ func (s *Service) githubPRFiles(ctx context.Context, e *Event) []string {
 	return out
 }
 
-// report posts the run's state as a commit status, off the request path.
+// report posts the run's state as a commit status and, when a run of a pull request
+// ends, its comment on the pull request; off the request path. Failures are logged and
+// change nothing about the run.
 func (s *Service) report(d *gatehouse.Deployment) {
 	if d == nil || d.Report == "" {
 		return
@@ -372,11 +376,25 @@ func (s *Service) report(d *gatehouse.Deployment) {
 		return
 	}
 	d2 := *d
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.reports.Add(1)
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
+		defer s.reports.Done()
+		ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
 		if err := s.postStatus(ctx, r, &d2); err != nil {
 			s.log.Warn("deploy: reporting a commit status failed", "provider", r.Provider, "repo", r.Repo, "deployment", d2.ID, "err", err)
+		}
+		cancel()
+		if r.PR > 0 && gatehouse.DeployFinished(d2.Status) && (s.opts.PRComments == nil || *s.opts.PRComments) {
+			ctx, cancel := context.WithTimeout(s.ctx, 5*time.Minute)
+			defer cancel()
+			if err := s.comment(ctx, r, &d2); err != nil {
+				s.log.Warn("deploy: commenting on a pull request failed", "provider", r.Provider, "repo", r.Repo, "pr", r.PR, "deployment", d2.ID, "err", err)
+			}
 		}
 	}()
 }

@@ -65,6 +65,14 @@ func (s *Server) registerDeployRoutes() {
 // Deploy returns the Deployments service (nil when the server has no secrets manager).
 func (s *Server) Deploy() *deploy.Service { return s.deploy }
 
+// StartDeploySweeper starts the sweep that fails the runs of dead runners (Config.Deploy's
+// SweepInterval); Close stops it.
+func (s *Server) StartDeploySweeper() {
+	if s.deploy != nil {
+		s.deploy.Start()
+	}
+}
+
 // authenticateDeployCred authenticates a runner pool's token or a deployment credential.
 func (s *Server) authenticateDeployCred(rq *Request, tx gatehouse.Tx, cred string, kind token.Kind, now time.Time) error {
 	digest := token.Digest(cred)

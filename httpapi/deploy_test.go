@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -401,15 +402,21 @@ func TestDeployCancelAndLostRunner(t *testing.T) {
 	wantStatus(t, d.runner.Do(cliwire.Call{Method: "POST", Path: "/api/deployments/runner/lease", Body: deploy.LeaseRequest{}}, nil), 401)
 }
 
-// fakeVCS is a GitHub/GitLab API on loopback that records commit statuses.
+// fakeVCS is a GitHub/GitLab API on loopback that records commit statuses and pull/merge
+// request comments: a comment post (POST .../comments, .../notes) answers 201 with a new
+// id, an edit (PATCH, PUT) of a known id 200 and of another 404; with fail set, every
+// comment call answers 500.
 type fakeVCS struct {
 	mu       sync.Mutex
-	statuses []string // "METHOD path body-or-query"
+	statuses []string // "METHOD path body-or-query auth=..." of every call
+	comments map[string]string
+	nextID   int
+	fail     bool
 	srv      *httptest.Server
 }
 
 func newFakeVCS(t *testing.T) *fakeVCS {
-	f := &fakeVCS{}
+	f := &fakeVCS{comments: map[string]string{}, nextID: 1000}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		if strings.HasSuffix(r.URL.Path, "/files") {
@@ -417,12 +424,45 @@ func newFakeVCS(t *testing.T) *fakeVCS {
 			return
 		}
 		f.mu.Lock()
+		defer f.mu.Unlock()
 		f.statuses = append(f.statuses, r.Method+" "+r.URL.Path+" "+string(b)+r.URL.RawQuery+" auth="+r.Header.Get("Authorization")+r.Header.Get("PRIVATE-TOKEN"))
-		f.mu.Unlock()
-		w.WriteHeader(201)
+		isComment := strings.Contains(r.URL.Path, "/comments") || strings.Contains(r.URL.Path, "/notes")
+		switch {
+		case !isComment:
+			w.WriteHeader(201)
+		case f.fail:
+			w.WriteHeader(500)
+		case r.Method == "POST":
+			f.nextID++
+			id := strconv.Itoa(f.nextID)
+			f.comments[id] = string(b)
+			w.WriteHeader(201)
+			_, _ = w.Write([]byte(`{"id":` + id + `,"body":"..."}`))
+		default:
+			id := r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]
+			if _, ok := f.comments[id]; !ok {
+				w.WriteHeader(404)
+				return
+			}
+			f.comments[id] = string(b)
+			_, _ = w.Write([]byte(`{"id":` + id + `}`))
+		}
 	}))
 	t.Cleanup(f.srv.Close)
 	return f
+}
+
+// calls returns the recorded calls that start with prefix ("POST /repos/...").
+func (f *fakeVCS) calls(prefix string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, s := range f.statuses {
+		if strings.HasPrefix(s, prefix) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func (f *fakeVCS) wait(t *testing.T, want string) {

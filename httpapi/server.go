@@ -223,6 +223,9 @@ func New(store gatehouse.Store, sm *secrets.Manager, log *slog.Logger, reg prome
 
 // Close flushes pending bookkeeping (token last-used facts, audit summaries).
 func (s *Server) Close() {
+	if s.deploy != nil {
+		s.deploy.Close()
+	}
 	if s.hooks != nil {
 		s.hooks.Close()
 	}

@@ -14,7 +14,8 @@ import (
 
 // deployFlags are serve's Deployments flags.
 type deployFlags struct {
-	lease                    time.Duration
+	lease, sweep             time.Duration
+	prComments               bool
 	ghSecret, ghAPI, ghToken string
 	glSecret, glAPI, glToken string
 }
@@ -22,18 +23,23 @@ type deployFlags struct {
 func (f *deployFlags) add(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.lease, "deploy-runner-lease", time.Minute, "how long a deployment runner's lease lasts without a heartbeat: a runner silent this long loses its run, which fails")
 	bindEnv(fs, "deploy-runner-lease", "GATEHOUSE_DEPLOY_RUNNER_LEASE")
+	fs.DurationVar(&f.sweep, "deploy-sweep-interval", 10*time.Second, "how often the server fails the runs whose runner's lease ran out (a dead runner's run ends at most this long after its lease)")
+	bindEnv(fs, "deploy-sweep-interval", "GATEHOUSE_DEPLOY_SWEEP_INTERVAL")
+	fs.BoolVar(&f.prComments, "deploy-pr-comments", true, "comment each pull/merge request run's result on the pull/merge request (edited in place by later runs), besides the commit status")
+	bindEnv(fs, "deploy-pr-comments", "GATEHOUSE_DEPLOY_PR_COMMENTS")
 	envSecretVar(fs, &f.ghSecret, "github-webhook-secret", "GATEHOUSE_GITHUB_WEBHOOK_SECRET", "", "the secret GitHub signs deployment webhooks with (X-Hub-Signature-256); unset: GitHub webhooks are refused (env GATEHOUSE_GITHUB_WEBHOOK_SECRET)")
-	fs.StringVar(&f.ghAPI, "github-api-url", envDefault("GATEHOUSE_GITHUB_API_URL", "https://api.github.com"), "GitHub's API (GitHub Enterprise: https://HOST/api/v3), for commit statuses (env GATEHOUSE_GITHUB_API_URL)")
-	envSecretVar(fs, &f.ghToken, "github-token", "GATEHOUSE_GITHUB_TOKEN", "", "token that posts deployments' commit statuses to GitHub (repo:status) (env GATEHOUSE_GITHUB_TOKEN)")
+	fs.StringVar(&f.ghAPI, "github-api-url", envDefault("GATEHOUSE_GITHUB_API_URL", "https://api.github.com"), "GitHub's API (GitHub Enterprise: https://HOST/api/v3), for commit statuses and pull request comments (env GATEHOUSE_GITHUB_API_URL)")
+	envSecretVar(fs, &f.ghToken, "github-token", "GATEHOUSE_GITHUB_TOKEN", "", "token that posts deployments' commit statuses (repo:status) and pull request comments (pull requests: write) to GitHub (env GATEHOUSE_GITHUB_TOKEN)")
 	envSecretVar(fs, &f.glSecret, "gitlab-webhook-token", "GATEHOUSE_GITLAB_WEBHOOK_TOKEN", "", "the secret token of GitLab deployment webhooks (X-Gitlab-Token); unset: GitLab webhooks are refused (env GATEHOUSE_GITLAB_WEBHOOK_TOKEN)")
-	fs.StringVar(&f.glAPI, "gitlab-api-url", envDefault("GATEHOUSE_GITLAB_API_URL", "https://gitlab.com/api/v4"), "GitLab's API (self-managed: https://HOST/api/v4), for commit statuses (env GATEHOUSE_GITLAB_API_URL)")
-	envSecretVar(fs, &f.glToken, "gitlab-token", "GATEHOUSE_GITLAB_TOKEN", "", "token that posts deployments' commit statuses to GitLab (api scope) (env GATEHOUSE_GITLAB_TOKEN)")
+	fs.StringVar(&f.glAPI, "gitlab-api-url", envDefault("GATEHOUSE_GITLAB_API_URL", "https://gitlab.com/api/v4"), "GitLab's API (self-managed: https://HOST/api/v4), for commit statuses and merge request comments (env GATEHOUSE_GITLAB_API_URL)")
+	envSecretVar(fs, &f.glToken, "gitlab-token", "GATEHOUSE_GITLAB_TOKEN", "", "token that posts deployments' commit statuses and merge request comments to GitLab (api scope) (env GATEHOUSE_GITLAB_TOKEN)")
 }
 
 // options are the Deployments options; publicURL is serve's --public-url (deployments'
 // console URLs; default: the request's host).
 func (f *deployFlags) options(publicURL string) deploy.Options {
-	return deploy.Options{ConsoleURL: publicURL, LeaseDuration: f.lease,
+	prComments := f.prComments
+	return deploy.Options{ConsoleURL: publicURL, LeaseDuration: f.lease, SweepInterval: f.sweep, PRComments: &prComments,
 		GitHub: deploy.VCS{WebhookSecret: f.ghSecret, APIURL: f.ghAPI, Token: f.ghToken},
 		GitLab: deploy.VCS{WebhookSecret: f.glSecret, APIURL: f.glAPI, Token: f.glToken}}
 }

@@ -171,6 +171,9 @@ func runServe(cmd *cobra.Command, o *serveOptions) error {
 	}
 	api.DeltaCheckpointCutoff = o.deltaCutoff
 	api.Deploy = o.deploy.options(strings.TrimRight(o.publicURL, "/"))
+	if o.deploy.sweep <= 0 {
+		return fmt.Errorf("--deploy-sweep-interval must be positive, not %s", o.deploy.sweep)
+	}
 	api.AllowPrivateIssuers = o.allowPrivateIssuers
 	if o.allowPrivateIssuers {
 		log.Warn("--allow-private-issuers: OIDC issuer discovery may reach loopback, private and link-local addresses; every organization administrator can make this server fetch from its network")

@@ -388,6 +388,21 @@ func (t *tx) SetDeploymentUpdate(id, updateID string, version int) error {
 	return err
 }
 
+func (t *tx) GetDeployComment(stackID int64, prKey string) (string, error) {
+	var id string
+	if err := t.queryRow(`SELECT comment_id FROM deploy_comments WHERE stack_id = ? AND pr_key = ?`, stackID, prKey).Scan(&id); err != nil {
+		return "", one(err, "no comment for this pull request")
+	}
+	return id, nil
+}
+
+func (t *tx) PutDeployComment(stackID, orgID int64, prKey, commentID string) error {
+	_, err := t.exec(`INSERT INTO deploy_comments (stack_id, pr_key, org_id, comment_id, modified) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (stack_id, pr_key) DO UPDATE SET comment_id = excluded.comment_id, modified = excluded.modified`,
+		stackID, validText(prKey), orgID, validText(commentID), ns(t.now))
+	return err
+}
+
 func (t *tx) AppendDeployLogs(id string, lines []gatehouse.DeployLogLine) error {
 	if len(lines) == 0 {
 		return nil
@@ -436,6 +451,7 @@ func (t *tx) deleteStackDeployments(stackID int64) error {
 	for _, q := range []string{
 		`DELETE FROM deploy_logs WHERE deployment_id IN (SELECT id FROM deployments WHERE stack_id = ?)`,
 		`DELETE FROM deployments WHERE stack_id = ?`,
+		`DELETE FROM deploy_comments WHERE stack_id = ?`,
 		`DELETE FROM deploy_settings WHERE stack_id = ?`,
 	} {
 		if _, err := t.exec(q, stackID); err != nil {

@@ -202,6 +202,32 @@ func testDeployments(t *testing.T, e *env) {
 		return nil
 	})
 
+	// The comment a stack's runs for one pull request report to: none, recorded,
+	// replaced; per stack and per pull request.
+	e.view(func(tx gatehouse.Tx) error {
+		_, err := tx.GetDeployComment(prod.ID, "github:acme/infra#7")
+		wantCode(t, err, gatehouse.ENOTFOUND, "comment before any")
+		return nil
+	})
+	e.update(func(tx gatehouse.Tx) error {
+		return tx.PutDeployComment(prod.ID, acme.ID, "github:acme/infra#7", "101")
+	})
+	e.update(func(tx gatehouse.Tx) error { return tx.PutDeployComment(dev.ID, acme.ID, "github:acme/infra#7", "202") })
+	e.update(func(tx gatehouse.Tx) error {
+		return tx.PutDeployComment(prod.ID, acme.ID, "github:acme/infra#7", "103")
+	})
+	e.view(func(tx gatehouse.Tx) error {
+		if id, err := tx.GetDeployComment(prod.ID, "github:acme/infra#7"); err != nil || id != "103" {
+			t.Errorf("GetDeployComment(prod) = %q, %v; want 103", id, err)
+		}
+		if id, err := tx.GetDeployComment(dev.ID, "github:acme/infra#7"); err != nil || id != "202" {
+			t.Errorf("GetDeployComment(dev) = %q, %v; want 202", id, err)
+		}
+		_, err := tx.GetDeployComment(prod.ID, "github:acme/infra#8")
+		wantCode(t, err, gatehouse.ENOTFOUND, "comment of another pull request")
+		return nil
+	})
+
 	// Pools.
 	p := &gatehouse.DeployPool{OrgID: acme.ID, Name: "default", Digest: randDigest()}
 	e.update(func(tx gatehouse.Tx) error { return tx.CreateDeployPool(p) })
@@ -230,6 +256,8 @@ func testDeployments(t *testing.T, e *env) {
 		wantCode(t, err, gatehouse.ENOTFOUND, "deployment of a deleted stack")
 		_, err = tx.GetDeploySettings(prod.ID)
 		wantCode(t, err, gatehouse.ENOTFOUND, "settings of a deleted stack")
+		_, err = tx.GetDeployComment(prod.ID, "github:acme/infra#7")
+		wantCode(t, err, gatehouse.ENOTFOUND, "comment of a deleted stack")
 		return nil
 	})
 }
@@ -313,5 +341,63 @@ func testRaceDeployLease(t *testing.T, e *env) {
 		if n != 1 {
 			t.Errorf("run %s leased %d times", id, n)
 		}
+	}
+}
+
+// testRaceDeployExpire races sweepers (ExpireDeploymentLeases) over runs whose leases ran
+// out: each run is ended by exactly one of them, and its stack is free afterwards.
+func testRaceDeployExpire(t *testing.T, e *env) {
+	acme := e.org("acme")
+	const n = 6
+	want := map[string]bool{}
+	var first *gatehouse.Stack
+	for i := range n {
+		st := e.stack(acme.ID, "p", fmt.Sprint("s", i), nil)
+		if first == nil {
+			first = st
+		}
+		e.queueDeployment(acme.ID, st.ID, "")
+		d, _, err := e.lease(acme.ID, "", -time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[d.ID] = true
+	}
+	var mu sync.Mutex
+	ended := map[string]int{}
+	errs := e.race(6, func(i int) error {
+		return e.at(i).Update(e.ctx, func(tx gatehouse.Tx) error {
+			ds, err := tx.ExpireDeploymentLeases()
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, d := range ds {
+				if d.Status != gatehouse.DeployFailed || d.Lease != "" {
+					return fmt.Errorf("expired run %+v", d)
+				}
+				ended[d.ID]++
+			}
+			return nil
+		})
+	})
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("sweeper %d: %v", i, err)
+		}
+	}
+	for id := range want {
+		if ended[id] != 1 {
+			t.Errorf("run %s ended %d times, want once", id, ended[id])
+		}
+	}
+	if len(ended) != n {
+		t.Errorf("%d runs ended, want %d", len(ended), n)
+	}
+	// The stack is free: its next run leases.
+	next := e.queueDeployment(acme.ID, first.ID, "")
+	if d, _, err := e.lease(acme.ID, "", time.Hour); err != nil || d.ID != next.ID {
+		t.Errorf("lease after the sweep = %+v, %v; want %s", d, err, next.ID)
 	}
 }

@@ -150,6 +150,7 @@ var raceTests = []test{
 	{"RaceConsumeSAMLAssertion", testRaceConsumeSAMLAssertion},
 	{"RaceTakeSAMLRequest", testRaceTakeSAMLRequest},
 	{"RaceDeployLease", testRaceDeployLease},
+	{"RaceDeployExpire", testRaceDeployExpire},
 }
 
 func run(t *testing.T, tests []test, open func(t *testing.T) []gatehouse.Store) {
