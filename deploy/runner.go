@@ -95,6 +95,11 @@ func NewRunner(ctx context.Context, cfg RunnerConfig) (*Runner, error) {
 			return nil, fmt.Errorf("runner: %s: %w", f.flag, err)
 		}
 	}
+	// The runs are the repository's code and the settings' commands, run as this process's
+	// user: they must not read the pool's token out of this process.
+	if err := protectProcess(); err != nil {
+		cfg.Log.Warn("runner: cannot make the runner's process undumpable; runs on the host may read its environment (the pool's token)", "err", err)
+	}
 	p, err := exec.LookPath(cfg.Pulumi)
 	if err != nil {
 		return nil, fmt.Errorf("runner: the pulumi CLI %q is not installed on this host: %w", cfg.Pulumi, err)
