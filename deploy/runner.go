@@ -468,6 +468,16 @@ func (r *Runner) steps(ctx context.Context, s *session) error {
 	if image != "" && engine == "" {
 		s.emit("", "No container engine (docker, podman) on this runner: running on the host instead of in "+image+".\n")
 	}
+	if engine != "" {
+		// The variables reach the container through the engine's own environment (by name,
+		// never on its command line): none may be one the engine itself, on the runner's
+		// host, would obey.
+		for k := range st.OperationContext.EnvironmentVariables {
+			if engineVariable(k) {
+				return fmt.Errorf("the variable %s cannot be given to a run in a container: the container engine (%s) on the runner's host would use it itself; set it in the image or a pre-run command", k, filepath.Base(engine))
+			}
+		}
+	}
 
 	// 2. Pre-run commands.
 	if len(st.OperationContext.PreRunCommands) > 0 {
@@ -844,6 +854,20 @@ func (r *Runner) command(ctx context.Context, engine, image, runDir, dir string,
 	}
 	sort.Strings(cmd.Env)
 	return cmd, container
+}
+
+// engineVariable reports whether the container engine's client (docker, podman), or the
+// dynamic loader that starts it, reads variable k: its daemon, socket, configuration,
+// storage and registry credentials, TLS and proxy settings, libraries to preload.
+func engineVariable(k string) bool {
+	u := strings.ToUpper(k)
+	for _, p := range []string{"LD_", "DYLD_", "DOCKER_", "CONTAINER_", "CONTAINERS_", "PODMAN_", "BUILDAH_", "XDG_",
+		"STORAGE_", "REGISTRY_", "SSL_CERT_", "GODEBUG", "GOTRACEBACK", "TMPDIR", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY"} {
+		if strings.HasPrefix(u, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // containerName names a run's container (to remove it when the run is stopped).

@@ -1,0 +1,45 @@
+package deploy_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gatehouse-dev/gatehouse/deploy"
+	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
+)
+
+// TestContainerVariablesNotTheEngines: the settings' variables of a run in a container
+// reach the engine's own environment (to be passed by name), so none may be one the
+// engine, on the runner's host, obeys itself (DOCKER_HOST: its daemon, which would be
+// sent the run's credential; LD_PRELOAD: code of the repository run on the host, outside
+// the container): such a run fails, naming the variable.
+func TestContainerVariablesNotTheEngines(t *testing.T) {
+	f := newFixture(t)
+	engine := filepath.Join(t.TempDir(), "docker")
+	must(t, os.WriteFile(engine, []byte("#!/bin/sh\necho \"engine DOCKER_HOST=$DOCKER_HOST LD_PRELOAD=$LD_PRELOAD\"\n"), 0o755))
+	f.withRunner(t, func(c *deploy.RunnerConfig) { c.Container = engine })
+	for _, v := range []string{"DOCKER_HOST", "LD_PRELOAD", "container_host", "XDG_RUNTIME_DIR", "https_proxy"} {
+		t.Run(v, func(t *testing.T) {
+			must(t, f.s.admin.Do(cliwire.Call{Method: "PUT", Path: f.prod + "/deployments/settings", Body: map[string]any{
+				"sourceContext":    map[string]any{"git": map[string]any{"repoUrl": repo(t), "branch": "main"}},
+				"executorContext":  map[string]any{"executorImage": map[string]any{"reference": "example/image"}},
+				"operationContext": map[string]any{"environmentVariables": map[string]any{v: "evil.example", "PLAIN": "p"}},
+			}}, nil))
+			status, msg, logs := f.runOnce(t)
+			if strings.Contains(logs, "evil.example") || status != "failed" || !strings.Contains(msg, v) {
+				t.Errorf("status %q, message %q; logs:\n%s", status, msg, logs)
+			}
+		})
+	}
+	// Other variables go through.
+	must(t, f.s.admin.Do(cliwire.Call{Method: "PUT", Path: f.prod + "/deployments/settings", Body: map[string]any{
+		"sourceContext":    map[string]any{"git": map[string]any{"repoUrl": repo(t), "branch": "main"}},
+		"executorContext":  map[string]any{"executorImage": map[string]any{"reference": "example/image"}},
+		"operationContext": map[string]any{"environmentVariables": map[string]any{"PLAIN": "p"}},
+	}}, nil))
+	if status, msg, logs := f.runOnce(t); status != "succeeded" || !strings.Contains(logs, "engine DOCKER_HOST=") {
+		t.Errorf("status %q, message %q; logs:\n%s", status, msg, logs)
+	}
+}
