@@ -43,3 +43,28 @@ func TestContainerVariablesNotTheEngines(t *testing.T) {
 		t.Errorf("status %q, message %q; logs:\n%s", status, msg, logs)
 	}
 }
+
+// TestGitArgumentsNotOptions: a commit, branch or repository URL of the settings (or of a
+// trigger, which may give a branch or commit) that git would take for an option is
+// refused (400) before any run.
+func TestGitArgumentsNotOptions(t *testing.T) {
+	f := newFixture(t)
+	for _, g := range []map[string]any{
+		{"repoUrl": "https://git.example.com/r.git", "commit": "--recurse-submodules"},
+		{"repoUrl": "https://git.example.com/r.git", "commit": "main"},
+		{"repoUrl": "https://git.example.com/r.git", "branch": "--upload-pack=touch /tmp/x"},
+		{"repoUrl": "--upload-pack=touch /tmp/x", "branch": "main"},
+	} {
+		err := f.s.admin.Do(cliwire.Call{Method: "PUT", Path: f.prod + "/deployments/settings", Body: map[string]any{"sourceContext": map[string]any{"git": g}}}, nil)
+		if err == nil || !strings.Contains(err.Error(), "400") {
+			t.Errorf("settings %v: %v, want 400", g, err)
+		}
+	}
+	must(t, f.s.admin.Do(cliwire.Call{Method: "PUT", Path: f.prod + "/deployments/settings", Body: map[string]any{"sourceContext": map[string]any{"git": map[string]any{
+		"repoUrl": "https://git.example.com/r.git", "commit": "0123abcdef0123abcdef0123abcdef0123abcdef"}}}}, nil))
+	err := f.s.admin.Do(cliwire.Call{Method: "POST", Path: f.prod + "/deployments", Body: map[string]any{"operation": "update",
+		"sourceContext": map[string]any{"git": map[string]any{"commit": "--recurse-submodules"}}}}, nil)
+	if err == nil || !strings.Contains(err.Error(), "400") {
+		t.Errorf("trigger with an option for a commit: %v, want 400", err)
+	}
+}

@@ -256,6 +256,17 @@ func validate(doc map[string]any) error {
 	if err := json.Unmarshal(b, &ds); err != nil {
 		return gatehouse.Errorf(gatehouse.EINVALID, "invalid deployment settings: %v", err)
 	}
+	if sc := ds.SourceContext; sc != nil && sc.Git != nil {
+		// They reach git's command line (after its options, but as arguments of them): no
+		// option in disguise.
+		g := sc.Git
+		if g.Commit != "" && !isCommitHash(g.Commit) {
+			return gatehouse.Errorf(gatehouse.EINVALID, "sourceContext.git.commit must be a commit hash (hexadecimal), not %q", g.Commit)
+		}
+		if strings.HasPrefix(strings.TrimPrefix(g.Branch, "refs/heads/"), "-") || strings.HasPrefix(g.RepoURL, "-") {
+			return gatehouse.Errorf(gatehouse.EINVALID, "sourceContext.git: a branch or repository URL cannot begin with '-'")
+		}
+	}
 	if op, ok := doc["operationContext"].(map[string]any); ok {
 		// apitype.OperationContext always carries "operation" (empty): accept that.
 		if v, _ := op["operation"].(string); v != "" {
@@ -344,4 +355,18 @@ func sortedKeys(m map[string]any) []string {
 	}
 	sort.Strings(ks)
 	return ks
+}
+
+// isCommitHash reports whether c looks like a (possibly abbreviated) SHA-1 or SHA-256
+// commit hash: hexadecimal digits only.
+func isCommitHash(c string) bool {
+	if c == "" || len(c) > 64 {
+		return false
+	}
+	for _, r := range c {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f' || r >= 'A' && r <= 'F') {
+			return false
+		}
+	}
+	return true
 }
