@@ -403,6 +403,12 @@ type settings struct {
 }
 
 func (r *Runner) steps(ctx context.Context, s *session) error {
+	// The run's credential and the settings' secrets never reach its output (a command that
+	// prints its environment): the output is for every reader of the stack.
+	s.addSecret(s.job.Credential)
+	for _, v := range s.job.Secrets {
+		s.addSecret(v)
+	}
 	var st settings
 	if err := json.Unmarshal(s.job.Settings, &st); err != nil {
 		return fmt.Errorf("the run's settings cannot be read: %v", err)

@@ -207,18 +207,24 @@ func (s sealer) sealAll(doc map[string]any) error {
 }
 
 // openAll returns a copy of the document with every secret in the clear (for the runner
-// only; never for an API response).
-func (s sealer) openAll(doc map[string]any) (map[string]any, error) {
+// only; never for an API response), and the secret values (which the runner masks in the
+// run's output).
+func (s sealer) openAll(doc map[string]any) (map[string]any, []string, error) {
 	b, _ := json.Marshal(doc)
 	var out map[string]any
 	_ = json.Unmarshal(b, &out)
+	var secrets []string
 	open := func(v any) (any, error) {
 		m, ok := v.(map[string]any)
 		if !ok {
 			return v, nil
 		}
 		ct, _ := m["ciphertext"].(string)
-		return s.open(ct)
+		pt, err := s.open(ct)
+		if err == nil {
+			secrets = append(secrets, pt)
+		}
+		return pt, err
 	}
 	for _, sp := range secretPaths {
 		m, ok := lookup(out, sp.path)
@@ -228,7 +234,7 @@ func (s sealer) openAll(doc map[string]any) (map[string]any, error) {
 		key := sp.path[len(sp.path)-1]
 		v, err := open(m[key])
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		m[key] = v
 	}
@@ -237,13 +243,13 @@ func (s sealer) openAll(doc map[string]any) (map[string]any, error) {
 			for k, v := range env {
 				pv, err := open(v)
 				if err != nil {
-					return nil, err
+					return nil, nil, err
 				}
 				env[k] = pv
 			}
 		}
 	}
-	return out, nil
+	return out, secrets, nil
 }
 
 // validate checks that the document has the shape of Pulumi's DeploymentSettings.

@@ -1,8 +1,10 @@
 package deploy_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -66,5 +68,28 @@ func TestGitArgumentsNotOptions(t *testing.T) {
 		"sourceContext": map[string]any{"git": map[string]any{"commit": "--recurse-submodules"}}}}, nil)
 	if err == nil || !strings.Contains(err.Error(), "400") {
 		t.Errorf("trigger with an option for a commit: %v, want 400", err)
+	}
+}
+
+// TestRunOutputMasksSecrets: a command that prints its environment shows neither the
+// settings' secret variables nor the run's credential in the run's output (which every
+// reader of the stack reads, while the credential is live), nor in its message.
+func TestRunOutputMasksSecrets(t *testing.T) {
+	f := newFixture(t)
+	f.settings(t, repo(t), []string{`echo "key=$API_KEY cred=$PULUMI_ACCESS_TOKEN plain=$PLAIN"`, `echo "failing with $API_KEY"; exit 1`},
+		map[string]any{"PLAIN": "plain-value", "API_KEY": map[string]string{"secret": "0123456789-secret"}})
+	id := f.trigger(t, "update")
+	if ran, err := f.runner.RunOne(context.Background()); !ran || err != nil {
+		t.Fatalf("RunOne = %v, %v", ran, err)
+	}
+	d, logs := f.deployment(t, id)
+	msg, _ := d["message"].(string)
+	for _, text := range []string{logs, msg} {
+		if strings.Contains(text, "0123456789-secret") || regexp.MustCompile(`gatehouse_deploy_[A-Za-z0-9_-]{8,}`).MatchString(text) {
+			t.Errorf("a secret or the run's credential in the run's output:\n%s", text)
+		}
+	}
+	if !strings.Contains(logs, "key=*** cred=*** plain=plain-value") {
+		t.Errorf("logs:\n%s", logs)
 	}
 }
