@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -91,5 +92,33 @@ func TestRunOutputMasksSecrets(t *testing.T) {
 	}
 	if !strings.Contains(logs, "key=*** cred=*** plain=plain-value") {
 		t.Errorf("logs:\n%s", logs)
+	}
+}
+
+// TestForkPullRequestsNotRun: a pull or merge request from a fork carries code anyone may
+// write, and a webhook's run acts for the settings' editor: it triggers nothing. One from
+// a branch of the repository itself does.
+func TestForkPullRequestsNotRun(t *testing.T) {
+	gh := func(head string) []byte {
+		return []byte(`{"action":"opened","number":7,"pull_request":{"head":{"ref":"feature","sha":"def456"` + head + `},"base":{"ref":"main"}},
+			"repository":{"full_name":"Acme/Infra"},"sender":{"login":"octo"}}`)
+	}
+	for name, body := range map[string][]byte{"fork": gh(`,"repo":{"full_name":"mallory/infra"}`), "deleted fork": gh(`,"repo":null`)} {
+		if e, err := deploy.ParseGitHub("pull_request", body); err != nil || e != nil {
+			t.Errorf("GitHub pull request from a %s: %+v, %v", name, e, err)
+		}
+	}
+	if e, err := deploy.ParseGitHub("pull_request", gh(`,"repo":{"full_name":"acme/infra"}`)); err != nil || e == nil || e.SHA != "def456" {
+		t.Errorf("GitHub pull request from the repository: %+v, %v", e, err)
+	}
+	gl := func(src int) []byte {
+		return []byte(fmt.Sprintf(`{"object_kind":"merge_request","user":{"username":"u"},"project":{"path_with_namespace":"acme/infra"},
+			"object_attributes":{"iid":3,"action":"open","source_project_id":%d,"target_project_id":10,"source_branch":"f","target_branch":"main","last_commit":{"id":"c0ffee"}}}`, src))
+	}
+	if e, err := deploy.ParseGitLab("Merge Request Hook", gl(66)); err != nil || e != nil {
+		t.Errorf("GitLab merge request from a fork: %+v, %v", e, err)
+	}
+	if e, err := deploy.ParseGitLab("Merge Request Hook", gl(10)); err != nil || e == nil || e.SHA != "c0ffee" {
+		t.Errorf("GitLab merge request from the project: %+v, %v", e, err)
 	}
 }
