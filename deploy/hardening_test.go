@@ -48,8 +48,8 @@ func TestContainerVariablesNotTheEngines(t *testing.T) {
 }
 
 // TestGitArgumentsNotOptions: a commit, branch or repository URL of the settings (or of a
-// trigger, which may give a branch or commit) that git would take for an option is
-// refused (400) before any run.
+// trigger, which may give a branch or commit) that git would take for an option, or an
+// executor image that "docker run" would, is refused (400) before any run.
 func TestGitArgumentsNotOptions(t *testing.T) {
 	f := newFixture(t)
 	for _, g := range []map[string]any{
@@ -61,6 +61,14 @@ func TestGitArgumentsNotOptions(t *testing.T) {
 		err := f.s.admin.Do(cliwire.Call{Method: "PUT", Path: f.prod + "/deployments/settings", Body: map[string]any{"sourceContext": map[string]any{"git": g}}}, nil)
 		if err == nil || !strings.Contains(err.Error(), "400") {
 			t.Errorf("settings %v: %v, want 400", g, err)
+		}
+	}
+	for _, img := range []any{"--privileged", map[string]any{"reference": "--volume=/:/host"}} {
+		err := f.s.admin.Do(cliwire.Call{Method: "PUT", Path: f.prod + "/deployments/settings", Body: map[string]any{
+			"sourceContext":   map[string]any{"git": map[string]any{"repoUrl": "https://git.example.com/r.git", "branch": "main"}},
+			"executorContext": map[string]any{"executorImage": img}}}, nil)
+		if err == nil || !strings.Contains(err.Error(), "400") {
+			t.Errorf("executor image %v: %v, want 400", img, err)
 		}
 	}
 	must(t, f.s.admin.Do(cliwire.Call{Method: "PUT", Path: f.prod + "/deployments/settings", Body: map[string]any{"sourceContext": map[string]any{"git": map[string]any{

@@ -273,6 +273,10 @@ func validate(doc map[string]any) error {
 			return gatehouse.Errorf(gatehouse.EINVALID, "sourceContext.git: a branch or repository URL cannot begin with '-'")
 		}
 	}
+	if ex := ds.Executor; ex != nil && ex.ExecutorImage != nil && strings.HasPrefix(ex.ExecutorImage.Reference, "-") {
+		// The image is an argument of "docker run", after its options.
+		return gatehouse.Errorf(gatehouse.EINVALID, "executorContext.executorImage: an image reference cannot begin with '-'")
+	}
 	if op, ok := doc["operationContext"].(map[string]any); ok {
 		// apitype.OperationContext always carries "operation" (empty): accept that.
 		if v, _ := op["operation"].(string); v != "" {
