@@ -994,6 +994,12 @@ func decideDeploymentEnv(sub *Subject, action Action, res Resource, f Facts) Dec
 		who = "nobody"
 	}
 	if !deploymentEnvActions[action] {
+		// An environment the principal may not see reads as missing, as it does to them.
+		if p, pf := sub.ActsFor, f.ActsFor; p != nil && pf != nil && res.Env != nil && p.Kind != Deployment {
+			if rd := Decide(p, EnvRead, res, *pf); rd.Hide {
+				return hide("deployment " + d.ID + " acting for " + who + ": " + rd.Reason)
+			}
+		}
 		return deny("deployment %s's credential only reads and opens environments (acting for %s); it may not perform %s", d.ID, who, action)
 	}
 	if res.Env == nil {

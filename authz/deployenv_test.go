@@ -48,6 +48,13 @@ func TestDecideDeploymentEnvironmentsActForThePrincipal(t *testing.T) {
 	if d := Decide(sub, EnvRead, res, f); d.Allow || !d.Hide {
 		t.Errorf("read without any grant: %+v", d)
 	}
+	// A write to an environment the principal cannot see: missing, not refused (no
+	// existence oracle for the run's code).
+	for _, a := range []Action{EnvWrite, EnvAdmin, EnvWebhooks} {
+		if d := Decide(sub, a, res, f); d.Allow || !d.Hide {
+			t.Errorf("%s of an environment the principal cannot see: %+v", a, d)
+		}
+	}
 	// Not a member any more; no principal; a principal that cannot act any more.
 	pf = Facts{Grants: []gatehouse.Grant{openApp}}
 	if d := Decide(sub, EnvOpen, res, f); d.Allow || !strings.Contains(d.Reason, "no longer a member") {

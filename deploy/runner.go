@@ -95,6 +95,11 @@ func NewRunner(ctx context.Context, cfg RunnerConfig) (*Runner, error) {
 			return nil, fmt.Errorf("runner: %s: %w", f.flag, err)
 		}
 	}
+	// The runs are the repository's code and the settings' commands, run as this process's
+	// user: they must not read the pool's token out of this process.
+	if err := protectProcess(); err != nil {
+		cfg.Log.Warn("runner: cannot make the runner's process undumpable; runs on the host may read its environment (the pool's token)", "err", err)
+	}
 	p, err := exec.LookPath(cfg.Pulumi)
 	if err != nil {
 		return nil, fmt.Errorf("runner: the pulumi CLI %q is not installed on this host: %w", cfg.Pulumi, err)
@@ -398,6 +403,12 @@ type settings struct {
 }
 
 func (r *Runner) steps(ctx context.Context, s *session) error {
+	// The run's credential and the settings' secrets never reach its output (a command that
+	// prints its environment): the output is for every reader of the stack.
+	s.addSecret(s.job.Credential)
+	for _, v := range s.job.Secrets {
+		s.addSecret(v)
+	}
 	var st settings
 	if err := json.Unmarshal(s.job.Settings, &st); err != nil {
 		return fmt.Errorf("the run's settings cannot be read: %v", err)
@@ -462,6 +473,16 @@ func (r *Runner) steps(ctx context.Context, s *session) error {
 	engine := r.containerEngine(image)
 	if image != "" && engine == "" {
 		s.emit("", "No container engine (docker, podman) on this runner: running on the host instead of in "+image+".\n")
+	}
+	if engine != "" {
+		// The variables reach the container through the engine's own environment (by name,
+		// never on its command line): none may be one the engine itself, on the runner's
+		// host, would obey.
+		for k := range st.OperationContext.EnvironmentVariables {
+			if engineVariable(k) {
+				return fmt.Errorf("the variable %s cannot be given to a run in a container: the container engine (%s) on the runner's host would use it itself; set it in the image or a pre-run command", k, filepath.Base(engine))
+			}
+		}
 	}
 
 	// 2. Pre-run commands.
@@ -839,6 +860,20 @@ func (r *Runner) command(ctx context.Context, engine, image, runDir, dir string,
 	}
 	sort.Strings(cmd.Env)
 	return cmd, container
+}
+
+// engineVariable reports whether the container engine's client (docker, podman), or the
+// dynamic loader that starts it, reads variable k: its daemon, socket, configuration,
+// storage and registry credentials, TLS and proxy settings, libraries to preload.
+func engineVariable(k string) bool {
+	u := strings.ToUpper(k)
+	for _, p := range []string{"LD_", "DYLD_", "DOCKER_", "CONTAINER_", "CONTAINERS_", "PODMAN_", "BUILDAH_", "XDG_",
+		"STORAGE_", "REGISTRY_", "SSL_CERT_", "GODEBUG", "GOTRACEBACK", "TMPDIR", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY"} {
+		if strings.HasPrefix(u, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // containerName names a run's container (to remove it when the run is stopped).

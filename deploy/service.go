@@ -229,6 +229,59 @@ func Operation(body []byte) (string, error) {
 	return req.Operation, nil
 }
 
+// Overrides says what a trigger's body decides beyond the stored settings' own choices
+// ("" nothing): settings not inherited, or a context it overrides other than the git
+// branch or commit to run. Such a trigger decides what code the pipeline runs, where, and
+// with which of the settings' secrets (git credentials, secret variables): it needs the
+// right to change the settings (stack:deploy:settings), not only to trigger.
+func Overrides(body []byte) (string, error) {
+	req, err := parseDoc(body)
+	if err != nil {
+		return "", err
+	}
+	if v, ok := req["inheritSettings"].(bool); ok && !v {
+		return "inheritSettings: false", nil
+	}
+	for _, k := range []string{"executorContext", "operationContext", "agentPoolID"} {
+		v := req[k]
+		if oc, ok := v.(map[string]any); ok && k == "operationContext" {
+			c := map[string]any{}
+			for ck, cv := range oc {
+				if ck != "operation" { // the run's operation, checked by Queue
+					c[ck] = cv
+				}
+			}
+			v = c
+		}
+		if pruneEmpty(v) != nil {
+			return k, nil
+		}
+	}
+	sc := pruneEmpty(req["sourceContext"])
+	if sc == nil {
+		return "", nil
+	}
+	m, _ := sc.(map[string]any)
+	if m == nil {
+		return "sourceContext", nil
+	}
+	for k, v := range m {
+		if k != "git" {
+			return "sourceContext." + k, nil
+		}
+		g, _ := v.(map[string]any)
+		if g == nil {
+			return "sourceContext.git", nil
+		}
+		for gk := range g {
+			if gk != "branch" && gk != "commit" {
+				return "sourceContext.git." + gk, nil
+			}
+		}
+	}
+	return "", nil
+}
+
 // Queue creates a deployment of the stack from the trigger: the request's contexts merged
 // over the saved settings (inheritSettings, default true).
 func (s *Service) Queue(ctx context.Context, change Change, stack *gatehouse.Stack, t Trigger) (*gatehouse.Deployment, error) {

@@ -207,18 +207,24 @@ func (s sealer) sealAll(doc map[string]any) error {
 }
 
 // openAll returns a copy of the document with every secret in the clear (for the runner
-// only; never for an API response).
-func (s sealer) openAll(doc map[string]any) (map[string]any, error) {
+// only; never for an API response), and the secret values (which the runner masks in the
+// run's output).
+func (s sealer) openAll(doc map[string]any) (map[string]any, []string, error) {
 	b, _ := json.Marshal(doc)
 	var out map[string]any
 	_ = json.Unmarshal(b, &out)
+	var secrets []string
 	open := func(v any) (any, error) {
 		m, ok := v.(map[string]any)
 		if !ok {
 			return v, nil
 		}
 		ct, _ := m["ciphertext"].(string)
-		return s.open(ct)
+		pt, err := s.open(ct)
+		if err == nil {
+			secrets = append(secrets, pt)
+		}
+		return pt, err
 	}
 	for _, sp := range secretPaths {
 		m, ok := lookup(out, sp.path)
@@ -228,7 +234,7 @@ func (s sealer) openAll(doc map[string]any) (map[string]any, error) {
 		key := sp.path[len(sp.path)-1]
 		v, err := open(m[key])
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		m[key] = v
 	}
@@ -237,13 +243,13 @@ func (s sealer) openAll(doc map[string]any) (map[string]any, error) {
 			for k, v := range env {
 				pv, err := open(v)
 				if err != nil {
-					return nil, err
+					return nil, nil, err
 				}
 				env[k] = pv
 			}
 		}
 	}
-	return out, nil
+	return out, secrets, nil
 }
 
 // validate checks that the document has the shape of Pulumi's DeploymentSettings.
@@ -255,6 +261,21 @@ func validate(doc map[string]any) error {
 	var ds apitype.DeploymentSettings
 	if err := json.Unmarshal(b, &ds); err != nil {
 		return gatehouse.Errorf(gatehouse.EINVALID, "invalid deployment settings: %v", err)
+	}
+	if sc := ds.SourceContext; sc != nil && sc.Git != nil {
+		// They reach git's command line (after its options, but as arguments of them): no
+		// option in disguise.
+		g := sc.Git
+		if g.Commit != "" && !isCommitHash(g.Commit) {
+			return gatehouse.Errorf(gatehouse.EINVALID, "sourceContext.git.commit must be a commit hash (hexadecimal), not %q", g.Commit)
+		}
+		if strings.HasPrefix(strings.TrimPrefix(g.Branch, "refs/heads/"), "-") || strings.HasPrefix(g.RepoURL, "-") {
+			return gatehouse.Errorf(gatehouse.EINVALID, "sourceContext.git: a branch or repository URL cannot begin with '-'")
+		}
+	}
+	if ex := ds.Executor; ex != nil && ex.ExecutorImage != nil && strings.HasPrefix(ex.ExecutorImage.Reference, "-") {
+		// The image is an argument of "docker run", after its options.
+		return gatehouse.Errorf(gatehouse.EINVALID, "executorContext.executorImage: an image reference cannot begin with '-'")
 	}
 	if op, ok := doc["operationContext"].(map[string]any); ok {
 		// apitype.OperationContext always carries "operation" (empty): accept that.
@@ -344,4 +365,18 @@ func sortedKeys(m map[string]any) []string {
 	}
 	sort.Strings(ks)
 	return ks
+}
+
+// isCommitHash reports whether c looks like a (possibly abbreviated) SHA-1 or SHA-256
+// commit hash: hexadecimal digits only.
+func isCommitHash(c string) bool {
+	if c == "" || len(c) > 64 {
+		return false
+	}
+	for _, r := range c {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f' || r >= 'A' && r <= 'F') {
+			return false
+		}
+	}
+	return true
 }

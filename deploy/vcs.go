@@ -112,8 +112,9 @@ func ParseGitHub(event string, body []byte) (*Event, error) {
 			Number      int    `json:"number"`
 			PullRequest struct {
 				Head struct {
-					Ref string `json:"ref"`
-					SHA string `json:"sha"`
+					Ref  string  `json:"ref"`
+					SHA  string  `json:"sha"`
+					Repo *ghRepo `json:"repo"`
 				} `json:"head"`
 				Base struct {
 					Ref string `json:"ref"`
@@ -130,6 +131,11 @@ func ParseGitHub(event string, body []byte) (*Event, error) {
 		switch p.Action {
 		case "opened", "synchronize", "reopened":
 		default:
+			return nil, nil
+		}
+		if h := p.PullRequest.Head.Repo; h == nil || !strings.EqualFold(h.FullName, p.Repository.FullName) {
+			// A pull request from a fork (or whose head is gone): its code is anyone's, and
+			// a run acts for the settings' editor. Not run.
 			return nil, nil
 		}
 		return &Event{Provider: "github", Repo: p.Repository.FullName, Branch: p.PullRequest.Head.Ref, Base: p.PullRequest.Base.Ref,
@@ -186,11 +192,13 @@ func ParseGitLab(event string, body []byte) (*Event, error) {
 			} `json:"user"`
 			Project          project `json:"project"`
 			ObjectAttributes struct {
-				IID          int    `json:"iid"`
-				Action       string `json:"action"`
-				SourceBranch string `json:"source_branch"`
-				TargetBranch string `json:"target_branch"`
-				LastCommit   struct {
+				IID             int    `json:"iid"`
+				SourceProjectID int64  `json:"source_project_id"`
+				TargetProjectID int64  `json:"target_project_id"`
+				Action          string `json:"action"`
+				SourceBranch    string `json:"source_branch"`
+				TargetBranch    string `json:"target_branch"`
+				LastCommit      struct {
 					ID string `json:"id"`
 				} `json:"last_commit"`
 			} `json:"object_attributes"`
@@ -204,6 +212,11 @@ func ParseGitLab(event string, body []byte) (*Event, error) {
 			return nil, nil
 		}
 		oa := p.ObjectAttributes
+		if oa.SourceProjectID != oa.TargetProjectID {
+			// A merge request from a fork: its code is anyone's, and a run acts for the
+			// settings' editor. Not run.
+			return nil, nil
+		}
 		return &Event{Provider: "gitlab", Repo: p.Project.PathWithNamespace, Branch: oa.SourceBranch, Base: oa.TargetBranch, SHA: oa.LastCommit.ID,
 			PR: oa.IID, Sender: p.User.Username, Repos: keys(p.Project)}, nil
 	}

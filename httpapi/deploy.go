@@ -256,6 +256,22 @@ func (s *Server) triggerDeployment(rq *Request) (any, error) {
 			return nil, err
 		}
 	}
+	// A trigger that overrides the settings (beyond the branch or commit) decides what the
+	// pipeline runs, with the settings' secrets: as the settings' editor would.
+	what, err := deploy.Overrides(body)
+	if err != nil {
+		return nil, err
+	}
+	if what != "" {
+		rq.Detail("overrides", what)
+		if err := rq.Authorize(authz.StackDeploySettings); err != nil {
+			if gatehouse.IsCode(err, gatehouse.EFORBIDDEN) {
+				return nil, gatehouse.Errorf(gatehouse.EFORBIDDEN, "this request overrides the stack's deployment settings (%s): that needs the right to change them (%s); trigger with the stored settings (only a branch or commit may be given) or ask a stack admin: %s",
+					what, authz.StackDeploySettings, gatehouse.ErrorMessage(err))
+			}
+			return nil, err
+		}
+	}
 	rq.event.Action = "deployment:trigger"
 	rq.Detail("operation", op)
 	initiator := rq.Header.Get("X-Pulumi-Deployment-Initiator")

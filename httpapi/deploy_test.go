@@ -544,7 +544,7 @@ func TestDeployGitHubWebhooks(t *testing.T) {
 	d.must(d.complete(job, "succeeded"))
 	gh.wait(t, `"state":"success"`)
 	// A pull request into main: a preview (its files come from the API).
-	pr := []byte(`{"action":"opened","number":7,"pull_request":{"head":{"ref":"feature","sha":"def456"},"base":{"ref":"main"}},"repository":{"full_name":"acme/infra"},"sender":{"login":"octo"}}`)
+	pr := []byte(`{"action":"opened","number":7,"pull_request":{"head":{"ref":"feature","sha":"def456","repo":{"full_name":"acme/infra"}},"base":{"ref":"main"}},"repository":{"full_name":"acme/infra"},"sender":{"login":"octo"}}`)
 	d.must(post("pull_request", pr, sign(secret, pr)))
 	job = d.lease()
 	if job == nil || job.Operation != "preview" || !strings.Contains(string(job.Settings), `"branch":"feature"`) {
