@@ -61,7 +61,7 @@ type Service struct {
 	// vcsKeys seals organizations' own VCS webhook secrets (orghooks.go).
 	vcsKeys *secrets.Manager
 	log     *slog.Logger
-	opts  Options
+	opts    Options
 
 	// ctx ends at Close: it bounds the VCS reports in flight (reports waits for them).
 	ctx     context.Context
