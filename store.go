@@ -178,6 +178,7 @@ type Tx interface {
 	SSOTx
 	PostureTx
 	DeployTx
+	DeployVCSTx
 	PolicyTx
 	ProtocolTx
 }

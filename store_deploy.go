@@ -171,3 +171,27 @@ type DeployTx interface {
 	// ListDeployLogs returns up to limit lines with Seq > after.
 	ListDeployLogs(id string, after int64, limit int) ([]DeployLogLine, error)
 }
+
+// DeployVCSSecret is an organization's own VCS webhook secret (GitHub: the HMAC key of
+// X-Hub-Signature-256; GitLab: the X-Gitlab-Token value), sealed with the organization's
+// data key. An organization with one is reachable only through its own delivery URLs.
+type DeployVCSSecret struct {
+	OrgID     int64
+	Provider  string // github, gitlab
+	Sealed    []byte
+	Created   time.Time
+	CreatedBy string
+}
+
+// DeployVCSTx is the storage of organizations' VCS webhook secrets (part of Tx).
+type DeployVCSTx interface {
+	// GetDeployVCSSecret returns the organization's secret for provider; ENOTFOUND when none.
+	GetDeployVCSSecret(orgID int64, provider string) (*DeployVCSSecret, error)
+	// ListDeployVCSSecrets lists the organization's secrets, by provider.
+	ListDeployVCSSecrets(orgID int64) ([]DeployVCSSecret, error)
+	// PutDeployVCSSecret sets (or replaces) the organization's secret for s.Provider,
+	// assigning Created.
+	PutDeployVCSSecret(s *DeployVCSSecret) error
+	// DeleteDeployVCSSecret removes it; ENOTFOUND when none.
+	DeleteDeployVCSSecret(orgID int64, provider string) error
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/deploy"
 	"github.com/gatehouse-dev/gatehouse/httpapi"
 	"github.com/gatehouse-dev/gatehouse/secrets"
 	"github.com/gatehouse-dev/gatehouse/sso"
@@ -237,7 +238,7 @@ func (k txEnvKeys) ReplaceStackKey(_ context.Context, envID int64, oldWrapped, n
 	return k.tx.ReplaceEnvKey(envID, oldWrapped, newWrapped)
 }
 
-// RotateKeys re-wraps every stack, environment, webhook and SSO data key from the current keyring to a
+// RotateKeys re-wraps every stack, environment, webhook, SSO and VCS webhook data key from the current keyring to a
 // new one and replaces the canary, all in one transaction: either every key moves or none
 // does.
 func RotateKeys(ctx context.Context, store gatehouse.Store, from, to *secrets.Keyring) (int, error) {
@@ -259,6 +260,11 @@ func RotateKeys(ctx context.Context, store gatehouse.Store, from, to *secrets.Ke
 			return err
 		}
 		m, err = secrets.Rewrap(ctx, from, to, sso.RewrapKeys(tx))
+		n += m
+		if err != nil {
+			return err
+		}
+		m, err = secrets.Rewrap(ctx, from, to, deploy.RewrapVCSKeys(tx))
 		n += m
 		if err != nil {
 			return err

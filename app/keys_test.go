@@ -11,6 +11,7 @@ import (
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/app"
+	"github.com/gatehouse-dev/gatehouse/deploy"
 	"github.com/gatehouse-dev/gatehouse/esc"
 	"github.com/gatehouse-dev/gatehouse/secrets"
 	"github.com/gatehouse-dev/gatehouse/sso"
@@ -195,8 +196,13 @@ func TestRotateKeysCoversEnvironments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, err := app.RotateKeys(ctx, store, from, to); err != nil || n != 4 {
-		t.Fatalf("rotate: %d %v (want the stack's, the environment's, the webhook and the SSO keys)", n, err)
+	// A VCS webhook secret of acme (sealed under the organization's deployments key).
+	vcsCT, err := deploy.VCSKeys(secrets.NewManager(from, app.StoreKeys{Store: store}), store).Encrypt(ctx, env.OrgID, []byte("vcs-secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := app.RotateKeys(ctx, store, from, to); err != nil || n != 5 {
+		t.Fatalf("rotate: %d %v (want the stack's, the environment's, the webhook, the SSO and the VCS webhook keys)", n, err)
 	}
 	from.Close()
 	to.Close()
@@ -218,5 +224,9 @@ func TestRotateKeysCoversEnvironments(t *testing.T) {
 	cs, err := sso.Keys(secrets.NewManager(kr, app.StoreKeys{Store: store}), store).Decrypt(ctx, env.OrgID, ssoCT)
 	if err != nil || string(cs) != "client-secret" {
 		t.Fatalf("SSO client secret after rotation: %q %v", cs, err)
+	}
+	vs, err := deploy.VCSKeys(secrets.NewManager(kr, app.StoreKeys{Store: store}), store).Decrypt(ctx, env.OrgID, vcsCT)
+	if err != nil || string(vs) != "vcs-secret" {
+		t.Fatalf("VCS webhook secret after rotation: %q %v", vs, err)
 	}
 }

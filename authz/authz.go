@@ -143,6 +143,10 @@ const (
 	StackDeployUpdate   Action = "stack:deploy:update"   // trigger update/refresh/destroy runs, cancel, pause, resume
 	// OrgDeployPools is the organization's runner pools (their tokens).
 	OrgDeployPools Action = "org:deploy:pools"
+	// OrgDeployWebhooks is the organization's own VCS webhook secrets (GitHub, GitLab):
+	// whoever holds one can start the organization's webhook runs, so setting one (or
+	// having one generated and shown) is a person's act, as minting a token is.
+	OrgDeployWebhooks Action = "org:deploy:webhooks"
 	// RunnerLease is a runner's calls: lease a queued deployment, heartbeat, send output,
 	// finish. Only a runner pool's token performs them.
 	RunnerLease Action = "runner:lease"
@@ -212,7 +216,7 @@ var protectedActions = map[Action]bool{
 // credentials (team, organization, OIDC-issued and lease tokens) never do, so a short-lived
 // or narrow credential cannot mint itself, or a person, a longer-lived or wider one.
 var credentialActions = map[Action]bool{
-	UserTokens: true, OrgTokenRead: true, OrgTokenWrite: true, OrgUserCreate: true, OrgDeployPools: true,
+	UserTokens: true, OrgTokenRead: true, OrgTokenWrite: true, OrgUserCreate: true, OrgDeployPools: true, OrgDeployWebhooks: true,
 	OrgMemberWrite: true, OrgInvitationCreate: true, OrgInvitationRevoke: true,
 	OrgSCIMToken: true, OrgSCIMTeamRelease: true,
 	// The identity provider decides who signs in (and, with just-in-time membership, who
@@ -255,7 +259,8 @@ var orgActions = map[Action]gatehouse.Role{
 	OrgSAMLRead:        gatehouse.RoleAdmin,
 	OrgSAMLWrite:       gatehouse.RoleAdmin,
 
-	OrgDeployPools: gatehouse.RoleAdmin,
+	OrgDeployPools:    gatehouse.RoleAdmin,
+	OrgDeployWebhooks: gatehouse.RoleAdmin,
 
 	OrgPolicyRead:  gatehouse.RoleMember,
 	OrgPolicyWrite: gatehouse.RoleAdmin,

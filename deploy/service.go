@@ -58,8 +58,10 @@ type VCS struct {
 type Service struct {
 	store gatehouse.Store
 	keys  *secrets.Manager
-	log   *slog.Logger
-	opts  Options
+	// vcsKeys seals organizations' own VCS webhook secrets (orghooks.go).
+	vcsKeys *secrets.Manager
+	log     *slog.Logger
+	opts    Options
 
 	// ctx ends at Close: it bounds the VCS reports in flight (reports waits for them).
 	ctx     context.Context
@@ -107,7 +109,7 @@ func New(store gatehouse.Store, stackKeys *secrets.Manager, log *slog.Logger, op
 		log = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Service{store: store, keys: Keys(stackKeys, store), log: log, opts: opts, ctx: ctx, cancel: cancel, commentLocks: map[string]*sync.Mutex{}}
+	return &Service{store: store, keys: Keys(stackKeys, store), vcsKeys: VCSKeys(stackKeys, store), log: log, opts: opts, ctx: ctx, cancel: cancel, commentLocks: map[string]*sync.Mutex{}}
 }
 
 // Change runs fn in a read-write transaction that records the request's audit event with

@@ -229,14 +229,24 @@ type Match struct {
 	Trigger Trigger
 }
 
+// ServerWide is the scope of a delivery to the server-wide webhook URL (Matches).
+const ServerWide int64 = 0
+
 // Matches finds the stacks whose settings follow the event's repository and want it:
 // updates on pushes to the settings' branch (gitHub.deployCommits, default on), previews
 // on pull requests into it (gitHub.previewPullRequests, default on), in both cases only
 // when a changed file is under one of gitHub.paths (when set).
-func (s *Service) Matches(ctx context.Context, e *Event) ([]Match, error) {
+//
+// orgID is whose secret authenticated the delivery: an organization's own (only its
+// stacks match), or ServerWide (the server's secret: only stacks of organizations that set
+// no secret of their own, of either provider; an organization with one is reachable only
+// through its own URL, since a GitLab delivery can name a GitHub repository's URL and the
+// other way round).
+func (s *Service) Matches(ctx context.Context, e *Event, orgID int64) ([]Match, error) {
 	var out []Match
 	err := s.store.View(ctx, func(tx gatehouse.Tx) error {
 		seen := map[int64]bool{}
+		ownSecret := map[int64]bool{}
 		for _, key := range e.Repos {
 			list, err := tx.ListDeploySettingsByRepo(key)
 			if err != nil {
@@ -247,6 +257,23 @@ func (s *Service) Matches(ctx context.Context, e *Event) ([]Match, error) {
 					continue
 				}
 				seen[ds.StackID] = true
+				if orgID != ServerWide && ds.OrgID != orgID {
+					continue
+				}
+				if orgID == ServerWide {
+					own, ok := ownSecret[ds.OrgID]
+					if !ok {
+						secrets, err := tx.ListDeployVCSSecrets(ds.OrgID)
+						if err != nil {
+							return err
+						}
+						own = len(secrets) > 0
+						ownSecret[ds.OrgID] = own
+					}
+					if own {
+						continue
+					}
+				}
 				doc, err := parseDoc(ds.Settings)
 				if err != nil {
 					continue

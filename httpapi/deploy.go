@@ -56,10 +56,22 @@ func (s *Server) registerDeployRoutes() {
 	s.handle(post, runnerPath+"/{deploymentID}/complete", authz.RunnerLease, s.runnerComplete).carriesState().Audit = false
 
 	// Incoming VCS webhooks: public, authenticated by the provider's signature (checked
-	// by the handler; a failure is a 401 and audited).
-	s.handle(post, "/api/deployments/webhooks/github", authz.Public, s.vcsWebhook("github")).carriesState()
-	s.handle(post, "/api/deployments/webhooks/gitlab", authz.Public, s.vcsWebhook("gitlab")).carriesState()
-	s.noStore("POST "+runnerPath+"/lease", "POST /api/orgs/{org}/agent-pools")
+	// by the handler; a failure is a 401 and audited). The server-wide URLs check the
+	// server's secret and reach only organizations without a secret of their own; an
+	// organization's URL ({orgName}, not {org}: an unknown organization is a 401 like a
+	// wrong signature, not a 404) checks that organization's secret and reaches only its
+	// stacks.
+	s.handle(post, "/api/deployments/webhooks/github", authz.Public, s.vcsWebhook("github", false)).carriesState()
+	s.handle(post, "/api/deployments/webhooks/gitlab", authz.Public, s.vcsWebhook("gitlab", false)).carriesState()
+	s.handle(post, "/api/deployments/webhooks/github/{orgName}", authz.Public, s.vcsWebhook("github", true)).carriesState()
+	s.handle(post, "/api/deployments/webhooks/gitlab/{orgName}", authz.Public, s.vcsWebhook("gitlab", true)).carriesState()
+	// An organization's own webhook secrets (values never shown, except a generated one in
+	// the answer that generated it).
+	s.handle(get, "/api/orgs/{org}/deployments/webhooks", authz.OrgDeployWebhooks, s.listOrgVCSSecrets)
+	s.handle(get, "/api/orgs/{org}/deployments/webhooks/{provider}", authz.OrgDeployWebhooks, s.getOrgVCSSecret)
+	s.handle(put, "/api/orgs/{org}/deployments/webhooks/{provider}", authz.OrgDeployWebhooks, s.putOrgVCSSecret)
+	s.handle(del, "/api/orgs/{org}/deployments/webhooks/{provider}", authz.OrgDeployWebhooks, s.deleteOrgVCSSecret)
+	s.noStore("POST "+runnerPath+"/lease", "POST /api/orgs/{org}/agent-pools", "PUT /api/orgs/{org}/deployments/webhooks/{provider}")
 }
 
 // Deploy returns the Deployments service (nil when the server has no secrets manager).
@@ -455,7 +467,21 @@ func (s *Server) pauseDeployments(paused bool) func(*Request) (any, error) {
 }
 
 func (s *Server) githubAppIntegration(rq *Request) (any, error) {
-	return map[string]bool{"installed": s.deploy.VCSConfig("github").WebhookSecret != ""}, nil
+	installed := s.deploy.VCSConfig("github").WebhookSecret != ""
+	if !installed {
+		err := rq.View(func(tx gatehouse.Tx) error {
+			_, err := tx.GetDeployVCSSecret(rq.Org.ID, "github")
+			installed = err == nil
+			if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+				return nil
+			}
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return map[string]bool{"installed": installed}, nil
 }
 
 type poolView struct {
@@ -581,18 +607,40 @@ func (s *Server) runnerComplete(rq *Request) (any, error) {
 
 // vcsWebhook receives a GitHub or GitLab delivery: 401 when unsigned or wrongly signed,
 // 204 when no stack follows the repository (or wants the event), 202 with the runs queued.
-func (s *Server) vcsWebhook(provider string) func(*Request) (any, error) {
+// perOrg: the delivery URL names an organization ({orgName}), whose own secret checks it
+// and whose stacks alone it may trigger; an unknown organization, or one without a secret
+// of the provider, is the same 401 as a wrong signature (no existence oracle).
+func (s *Server) vcsWebhook(provider string, perOrg bool) func(*Request) (any, error) {
 	return func(rq *Request) (any, error) {
 		body, err := rq.readBody()
 		if err != nil {
 			return nil, err
 		}
-		cfg := s.deploy.VCSConfig(provider)
+		secret, scope := s.deploy.VCSConfig(provider).WebhookSecret, deploy.ServerWide
 		rq.event.Action = "deployment:webhook:" + provider
+		if perOrg {
+			name := rq.PathValue("orgName")
+			rq.Detail("organization", truncate(name, 100))
+			org, own, err := s.deploy.OrgVCSSecret(rq.Context(), name, provider)
+			if err != nil {
+				return nil, err
+			}
+			secret = own
+			if org != nil {
+				// The organization's audit log shows failed deliveries too.
+				rq.event.OrgID, rq.event.OrgName, rq.event.Target = org.ID, org.Name, org.Name
+				scope = org.ID
+			}
+			if secret == "" {
+				// Checked against a random secret, so that the answer (and its time)
+				// is a wrong signature's.
+				secret = s.vcsDummySecret
+			}
+		}
 		var ev *deploy.Event
 		switch provider {
 		case "github":
-			if !deploy.VerifyGitHub(cfg.WebhookSecret, rq.Header.Get("X-Hub-Signature-256"), body) {
+			if !deploy.VerifyGitHub(secret, rq.Header.Get("X-Hub-Signature-256"), body) {
 				s.metrics.authFailure("webhook-signature")
 				return nil, gatehouse.Errorf(gatehouse.EUNAUTHORIZED, "the delivery's X-Hub-Signature-256 is missing or wrong")
 			}
@@ -600,7 +648,7 @@ func (s *Server) vcsWebhook(provider string) func(*Request) (any, error) {
 			rq.Detail("delivery", truncate(rq.Header.Get("X-GitHub-Delivery"), 64))
 			ev, err = deploy.ParseGitHub(rq.Header.Get("X-GitHub-Event"), body)
 		default:
-			if !deploy.VerifyGitLab(cfg.WebhookSecret, rq.Header.Get("X-Gitlab-Token")) {
+			if !deploy.VerifyGitLab(secret, rq.Header.Get("X-Gitlab-Token")) {
 				s.metrics.authFailure("webhook-signature")
 				return nil, gatehouse.Errorf(gatehouse.EUNAUTHORIZED, "the delivery's X-Gitlab-Token is missing or wrong")
 			}
@@ -615,7 +663,7 @@ func (s *Server) vcsWebhook(provider string) func(*Request) (any, error) {
 			return headOnly{}, nil
 		}
 		rq.Detail("repository", truncate(ev.Repo, 200))
-		matches, err := s.deploy.Matches(rq.Context(), ev)
+		matches, err := s.deploy.Matches(rq.Context(), ev, scope)
 		if err != nil {
 			return nil, err
 		}
@@ -650,6 +698,115 @@ func (s *Server) vcsWebhook(provider string) func(*Request) (any, error) {
 		out, _ := json.Marshal(map[string]any{"deployments": ids})
 		return rawJSON(out), nil
 	}
+}
+
+// vcsSecretView is an organization's webhook secret of one provider: whether it is set,
+// when and by whom, and the URL to give the provider. The value never appears, except
+// Secret in the answer of the PUT that generated it.
+type vcsSecretView struct {
+	Provider    string `json:"provider"`
+	Configured  bool   `json:"configured"`
+	Created     int64  `json:"created,omitempty"` // Unix milliseconds
+	CreatedBy   string `json:"createdBy,omitempty"`
+	DeliveryURL string `json:"deliveryUrl"`
+	Secret      string `json:"secret,omitempty"`
+}
+
+func (s *Server) vcsView(rq *Request, provider string, v *gatehouse.DeployVCSSecret) vcsSecretView {
+	out := vcsSecretView{Provider: provider,
+		DeliveryURL: strings.TrimRight(s.deploy.BaseURL(requestBase(rq)), "/") + "/api/deployments/webhooks/" + provider + "/" + rq.Org.Name}
+	if v != nil {
+		out.Configured, out.Created, out.CreatedBy = true, v.Created.UnixMilli(), v.CreatedBy
+	}
+	return out
+}
+
+func vcsProvider(rq *Request) (string, error) {
+	p := rq.PathValue("provider")
+	if !deploy.IsProvider(p) {
+		return "", gatehouse.Errorf(gatehouse.ENOTFOUND, "no webhook provider %q (github or gitlab)", truncate(p, 32))
+	}
+	return p, nil
+}
+
+func (s *Server) listOrgVCSSecrets(rq *Request) (any, error) {
+	var list []gatehouse.DeployVCSSecret
+	if err := rq.View(func(tx gatehouse.Tx) (err error) { list, err = tx.ListDeployVCSSecrets(rq.Org.ID); return err }); err != nil {
+		return nil, err
+	}
+	out := []vcsSecretView{}
+	for _, p := range []string{"github", "gitlab"} {
+		var found *gatehouse.DeployVCSSecret
+		for i := range list {
+			if list[i].Provider == p {
+				found = &list[i]
+			}
+		}
+		out = append(out, s.vcsView(rq, p, found))
+	}
+	return map[string]any{"webhooks": out}, nil
+}
+
+func (s *Server) getOrgVCSSecret(rq *Request) (any, error) {
+	p, err := vcsProvider(rq)
+	if err != nil {
+		return nil, err
+	}
+	var v *gatehouse.DeployVCSSecret
+	err = rq.View(func(tx gatehouse.Tx) (err error) { v, err = tx.GetDeployVCSSecret(rq.Org.ID, p); return err })
+	if err != nil && !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+		return nil, err
+	}
+	return s.vcsView(rq, p, v), nil
+}
+
+// putOrgVCSSecret sets the organization's secret: {"secret": "..."} (16 to 256 printable
+// characters), or {"generate": true} (a random one, returned once in the answer).
+func (s *Server) putOrgVCSSecret(rq *Request) (any, error) {
+	p, err := vcsProvider(rq)
+	if err != nil {
+		return nil, err
+	}
+	var req struct {
+		Secret   string `json:"secret"`
+		Generate bool   `json:"generate"`
+	}
+	if err := rq.decode(&req); err != nil {
+		return nil, err
+	}
+	if (req.Secret == "") == !req.Generate {
+		return nil, gatehouse.Errorf(gatehouse.EINVALID, `give either "secret" or "generate": true`)
+	}
+	secret := req.Secret
+	if req.Generate {
+		if secret, err = deploy.GenerateVCSSecret(); err != nil {
+			return nil, err
+		}
+	}
+	sealed, err := s.deploy.SealVCSSecret(rq.Context(), rq.Org.ID, secret)
+	if err != nil {
+		return nil, err
+	}
+	v := &gatehouse.DeployVCSSecret{OrgID: rq.Org.ID, Provider: p, Sealed: sealed, CreatedBy: rq.Subject.Name()}
+	rq.Detail("provider", p)
+	rq.Detail("generated", strconv.FormatBool(req.Generate))
+	if err := rq.Change(func(tx gatehouse.Tx) error { return tx.PutDeployVCSSecret(v) }); err != nil {
+		return nil, err
+	}
+	out := s.vcsView(rq, p, v)
+	if req.Generate {
+		out.Secret = secret
+	}
+	return out, nil
+}
+
+func (s *Server) deleteOrgVCSSecret(rq *Request) (any, error) {
+	p, err := vcsProvider(rq)
+	if err != nil {
+		return nil, err
+	}
+	rq.Detail("provider", p)
+	return nil, rq.Change(func(tx gatehouse.Tx) error { return tx.DeleteDeployVCSSecret(rq.Org.ID, p) })
 }
 
 // requestBase is the scheme and host the request came to.

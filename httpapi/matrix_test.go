@@ -520,6 +520,15 @@ func (w *world) request(t *testing.T, method, pattern, subject string) call {
 		return call{path: strings.Replace(fill(pattern), "{tokenID}", ownToken(gatehouse.TokenOrg), 1)}
 	case "POST /console/orgs/{org}/teams/{team}/tokens/{tokenID}/rotate", "POST /console/orgs/{org}/teams/{team}/tokens/{tokenID}/revoke":
 		return call{path: strings.Replace(strings.Replace(pattern, "{org}/teams/{team}", "acme/teams/t-write", 1), "{tokenID}", ownToken(gatehouse.TokenTeam), 1)}
+	case "DELETE /api/orgs/{org}/deployments/webhooks/{provider}":
+		// A secret to delete, there for every caller.
+		w.wrote = true
+		must(t, w.e.srv.Store.Update(context.Background(), func(tx gatehouse.Tx) error {
+			return tx.PutDeployVCSSecret(&gatehouse.DeployVCSSecret{OrgID: 1, Provider: "github", Sealed: []byte("sealed"), CreatedBy: "matrix"})
+		}))
+		return call{path: fill(pattern)}
+	case "PUT /api/orgs/{org}/deployments/webhooks/{provider}":
+		return call{path: fill(pattern), body: map[string]any{"generate": true}}
 	case "DELETE /api/orgs/{org}/agent-pools/{poolID}":
 		return call{path: "/api/orgs/acme/agent-pools/" + w.pool(t)}
 	case "GET /api/stacks/{org}/{project}/{stack}/deployments/{deploymentID}/{what}":
@@ -566,7 +575,7 @@ func isUser(s string) bool {
 
 // fill substitutes the world's names into a route pattern.
 func fill(p string) string {
-	r := strings.NewReplacer("{org}", "acme", "{project}", "proj", "{stack}", "prod", "{team}", "t-read", "{user}", "member", "{version}", "1", "{issuerId}", "none", "{policyId}", "none", "{env}", "penv", "{tag}", "t1", "{sub}", "decrypt", "{what}", "decrypt", "{name}", "owner", "{hookName}", "hook1", "{seq}", "1", "{file}", "style.css", "{orgName}", "acme", "{deploymentID}", matrixDeploymentID, "{pack}", "pk", "{group}", "g1", "{issueID}", "1")
+	r := strings.NewReplacer("{org}", "acme", "{project}", "proj", "{stack}", "prod", "{team}", "t-read", "{user}", "member", "{version}", "1", "{issuerId}", "none", "{policyId}", "none", "{env}", "penv", "{tag}", "t1", "{sub}", "decrypt", "{what}", "decrypt", "{name}", "owner", "{hookName}", "hook1", "{seq}", "1", "{file}", "style.css", "{orgName}", "acme", "{provider}", "github", "{deploymentID}", matrixDeploymentID, "{pack}", "pk", "{group}", "g1", "{issueID}", "1")
 	return r.Replace(p)
 }
 

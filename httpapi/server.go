@@ -167,6 +167,9 @@ type Server struct {
 	pmetrics *postureMetrics
 	allow    allowCache
 	deploy   *deploy.Service // deploy.go
+	// vcsDummySecret checks organization webhook deliveries that have no secret to check
+	// (deploy.go vcsWebhook): random, never given out.
+	vcsDummySecret string
 	// tracker counts what each running update shows of its program's parallelism (protocol.go).
 	tracker *protocol.Tracker
 	// clients remembers each peer's shortest request gap across its connections (protocol.go).
@@ -212,6 +215,7 @@ func New(store gatehouse.Store, sm *secrets.Manager, log *slog.Logger, reg prome
 			do.Wake = s.hooks.Wake
 		}
 		s.deploy = deploy.New(store, sm, log, do)
+		s.vcsDummySecret, _ = deploy.GenerateVCSSecret()
 	}
 	s.sso = s.newSSO()
 	s.registerRoutes()

@@ -81,6 +81,7 @@ var copyTables = []copyTable{
 	{name: "deployments", key: []string{"id"}},
 	{name: "deploy_logs", key: []string{"deployment_id", "seq"}},
 	{name: "deploy_comments", key: []string{"stack_id", "pr_key"}},
+	{name: "deploy_vcs_secrets", key: []string{"org_id", "provider"}},
 	{name: "policy_packs", key: []string{"id"}, serial: true},
 	{name: "policy_urls", key: []string{"digest"}},
 	{name: "policy_groups", key: []string{"id"}, serial: true},

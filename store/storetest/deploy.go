@@ -401,3 +401,62 @@ func testRaceDeployExpire(t *testing.T, e *env) {
 		t.Errorf("lease after the sweep = %+v, %v; want %s", d, err, next.ID)
 	}
 }
+
+// testDeployVCSSecrets: an organization's own VCS webhook secrets, one per provider, set,
+// replaced, listed, deleted; another organization's are its own.
+func testDeployVCSSecrets(t *testing.T, e *env) {
+	acme, beta := e.org("acme"), e.org("beta")
+	e.view(func(tx gatehouse.Tx) error {
+		_, err := tx.GetDeployVCSSecret(acme.ID, "github")
+		wantCode(t, err, gatehouse.ENOTFOUND, "a secret before any")
+		list, err := tx.ListDeployVCSSecrets(acme.ID)
+		if err != nil || len(list) != 0 {
+			t.Errorf("ListDeployVCSSecrets before any = %+v, %v", list, err)
+		}
+		return nil
+	})
+	err := e.try(func(tx gatehouse.Tx) error {
+		return tx.PutDeployVCSSecret(&gatehouse.DeployVCSSecret{OrgID: acme.ID, Provider: "github"})
+	})
+	wantCode(t, err, gatehouse.EINVALID, "a secret without a sealed value")
+	gh := &gatehouse.DeployVCSSecret{OrgID: acme.ID, Provider: "github", Sealed: []byte{1, 2, 3}, CreatedBy: "alice"}
+	e.update(func(tx gatehouse.Tx) error { return tx.PutDeployVCSSecret(gh) })
+	e.update(func(tx gatehouse.Tx) error {
+		return tx.PutDeployVCSSecret(&gatehouse.DeployVCSSecret{OrgID: acme.ID, Provider: "gitlab", Sealed: []byte{9}, CreatedBy: "alice"})
+	})
+	e.update(func(tx gatehouse.Tx) error {
+		return tx.PutDeployVCSSecret(&gatehouse.DeployVCSSecret{OrgID: beta.ID, Provider: "github", Sealed: []byte{7}, CreatedBy: "bob"})
+	})
+	if gh.Created.IsZero() {
+		t.Errorf("PutDeployVCSSecret assigned no Created")
+	}
+	// Replacing: the new value, time and author.
+	gh2 := &gatehouse.DeployVCSSecret{OrgID: acme.ID, Provider: "github", Sealed: []byte{4, 5}, CreatedBy: "carol"}
+	e.update(func(tx gatehouse.Tx) error { return tx.PutDeployVCSSecret(gh2) })
+	e.view(func(tx gatehouse.Tx) error {
+		got, err := tx.GetDeployVCSSecret(acme.ID, "github")
+		if err != nil || string(got.Sealed) != "\x04\x05" || got.CreatedBy != "carol" || !got.Created.Equal(gh2.Created) || !got.Created.After(gh.Created) {
+			t.Errorf("GetDeployVCSSecret after a replace = %+v, %v", got, err)
+		}
+		list, err := tx.ListDeployVCSSecrets(acme.ID)
+		if err != nil || len(list) != 2 || list[0].Provider != "github" || list[1].Provider != "gitlab" || list[1].OrgID != acme.ID {
+			t.Errorf("ListDeployVCSSecrets(acme) = %+v, %v", list, err)
+		}
+		list, err = tx.ListDeployVCSSecrets(beta.ID)
+		if err != nil || len(list) != 1 || string(list[0].Sealed) != "\x07" || list[0].CreatedBy != "bob" {
+			t.Errorf("ListDeployVCSSecrets(beta) = %+v, %v", list, err)
+		}
+		return nil
+	})
+	e.update(func(tx gatehouse.Tx) error { return tx.DeleteDeployVCSSecret(acme.ID, "github") })
+	err = e.try(func(tx gatehouse.Tx) error { return tx.DeleteDeployVCSSecret(acme.ID, "github") })
+	wantCode(t, err, gatehouse.ENOTFOUND, "deleting a deleted secret")
+	e.view(func(tx gatehouse.Tx) error {
+		_, err := tx.GetDeployVCSSecret(acme.ID, "github")
+		wantCode(t, err, gatehouse.ENOTFOUND, "a deleted secret")
+		if got, err := tx.GetDeployVCSSecret(beta.ID, "github"); err != nil || string(got.Sealed) != "\x07" {
+			t.Errorf("beta's secret after acme's was deleted = %+v, %v", got, err)
+		}
+		return nil
+	})
+}

@@ -124,6 +124,7 @@ var contractTests = []test{
 	{"OrgSSO", testOrgSSO},
 	{"Posture", testPosture},
 	{"Deployments", testDeployments},
+	{"DeployVCSSecrets", testDeployVCSSecrets},
 	{"Policy", testPolicy},
 	{"Protocol", testProtocol},
 	{"WebhookAttemptLog", testWebhookAttemptLog},
