@@ -95,7 +95,7 @@ func TestDeployPRCommentsGitHub(t *testing.T) {
 	d.must(d.settings([]byte(gitSettings)))
 	anon := cliwire.New(d.url, "")
 	pr := func(action, sha string) {
-		body := []byte(`{"action":"` + action + `","number":7,"pull_request":{"head":{"ref":"feature","sha":"` + sha + `"},"base":{"ref":"main"}},"repository":{"full_name":"acme/infra"},"sender":{"login":"octo"}}`)
+		body := []byte(`{"action":"` + action + `","number":7,"pull_request":{"head":{"ref":"feature","sha":"` + sha + `","repo":{"full_name":"acme/infra"}},"base":{"ref":"main"}},"repository":{"full_name":"acme/infra"},"sender":{"login":"octo"}}`)
 		d.must(anon.Do(cliwire.Call{Method: "POST", Path: "/api/deployments/webhooks/github", Body: body, NoAuth: true,
 			Header: http.Header{"X-GitHub-Event": {"pull_request"}, "X-GitHub-Delivery": {"d-" + sha}, "X-Hub-Signature-256": {sign(secret, body)}}}, nil))
 	}
@@ -231,7 +231,7 @@ func TestDeployPRCommentFailureKeepsTheRun(t *testing.T) {
 		commentTweak(c)
 	})
 	d.must(d.settings([]byte(gitSettings)))
-	body := []byte(`{"action":"opened","number":9,"pull_request":{"head":{"ref":"feature","sha":"abcdef"},"base":{"ref":"main"}},"repository":{"full_name":"acme/infra"},"sender":{"login":"octo"}}`)
+	body := []byte(`{"action":"opened","number":9,"pull_request":{"head":{"ref":"feature","sha":"abcdef","repo":{"full_name":"acme/infra"}},"base":{"ref":"main"}},"repository":{"full_name":"acme/infra"},"sender":{"login":"octo"}}`)
 	d.must(cliwire.New(d.url, "").Do(cliwire.Call{Method: "POST", Path: "/api/deployments/webhooks/github", Body: body, NoAuth: true,
 		Header: http.Header{"X-GitHub-Event": {"pull_request"}, "X-GitHub-Delivery": {"d-9"}, "X-Hub-Signature-256": {sign(secret, body)}}}, nil))
 	job := d.lease()

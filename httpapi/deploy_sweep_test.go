@@ -32,7 +32,7 @@ func TestDeploySweepDeadRunner(t *testing.T) {
 	})
 	d.must(d.settings([]byte(gitSettings)))
 	d.must(d.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/hooks", Body: map[string]any{"name": "fails", "payloadUrl": fails.URL, "filters": []string{"deployment_failed"}}}, nil))
-	body := []byte(`{"action":"opened","number":7,"pull_request":{"head":{"ref":"feature","sha":"def456"},"base":{"ref":"main"}},"repository":{"full_name":"acme/infra"},"sender":{"login":"octo"}}`)
+	body := []byte(`{"action":"opened","number":7,"pull_request":{"head":{"ref":"feature","sha":"def456","repo":{"full_name":"acme/infra"}},"base":{"ref":"main"}},"repository":{"full_name":"acme/infra"},"sender":{"login":"octo"}}`)
 	d.must(cliwire.New(d.url, "").Do(cliwire.Call{Method: "POST", Path: "/api/deployments/webhooks/github", Body: body, NoAuth: true,
 		Header: http.Header{"X-GitHub-Event": {"pull_request"}, "X-GitHub-Delivery": {"d-1"}, "X-Hub-Signature-256": {sign(secret, body)}}}, nil))
 	job := d.lease()
