@@ -68,13 +68,32 @@ func TestDeploymentRunNeedsTriggerAndEditor(t *testing.T) {
 	// The other way round: dev triggers the admin's settings: dev's rights bound it.
 	d.envGrant("devs", "proj", "app", "open")
 	d.must(d.settings([]byte(gitSettings)))
-	id2, cv2 := d.runCred(d.dev, "update")
-	cred2 := d.esc(cv2)
+	_, err = d.trigger(d.dev, "update")
+	d.must(err)
+	job2 := d.lease()
+	if job2 == nil {
+		t.Fatal("nothing to lease")
+	}
+	id2, cred2 := job2.ID, d.esc(job2.Credential)
 	if r, _ := openAs(cred2, `"proj/app"`); r.status != 200 {
 		t.Fatalf("yaml/open of app by dev's run of the admin's settings: %d %s", r.status, r.body)
 	}
 	if r := cred2.do("POST", escBase+"/acme/proj/vault/open?duration=2h0m0s", nil); r.status == 200 || !strings.Contains(string(r.body), id2) {
 		t.Fatalf("open of vault by dev's run: %d %s", r.status, r.body)
+	}
+	d.must(d.complete(job2, "succeeded"))
+
+	// A trigger that does not inherit the settings brings all of its code: its author is
+	// the editor too (the admin's own run opens vault).
+	var out map[string]any
+	d.must(d.admin.Do(cliwire.Call{Method: "POST", Path: d.prod + "/deployments", Body: map[string]any{"operation": "update", "inheritSettings": false,
+		"sourceContext": map[string]any{"git": map[string]any{"repoUrl": "https://git.example.com/acme/infra.git", "branch": "main"}}}}, &out))
+	job3 := d.lease()
+	if job3 == nil {
+		t.Fatal("nothing to lease")
+	}
+	if r, vals := openAs(d.esc(job3.Credential), `"proj/vault"`); r.status != 200 || !strings.Contains(vals, "vault-s3cret") {
+		t.Fatalf("the admin's run of the admin's own code: yaml/open of vault: %d %s", r.status, r.body)
 	}
 
 	// The refusals are audited with both principals.
@@ -188,4 +207,36 @@ func TestDeploymentPullRequestRunOpensNoEnvironment(t *testing.T) {
 	d.must(d.settings(map[string]any{"gatehouse": nil}))
 	_, cred = hook("pull_request", pr)
 	cred.want(403, "POST", escBase+"/acme/proj/app/open?duration=2h0m0s", nil)
+}
+
+// TestDeploymentGitLabMergeRequestOpensNoEnvironment: the same for a GitLab merge request,
+// while a push to the branch acts for the settings' editor.
+func TestDeploymentGitLabMergeRequestOpensNoEnvironment(t *testing.T) {
+	gl := newFakeVCS(t)
+	d := newDeployEnv(t, func(c *httpapi.Config) { c.Deploy.GitLab = deploy_VCS("gl-secret", gl.srv.URL, "gl-token") })
+	d.deployEnvs()
+	d.must(d.settings(map[string]any{"sourceContext": map[string]any{"git": map[string]any{"repoUrl": "git@gitlab.example.com:acme/infra.git", "branch": "main"}}}))
+	anon := cliwire.New(d.url, "")
+	project := `"project":{"path_with_namespace":"acme/infra","git_http_url":"https://gitlab.example.com/acme/infra.git"}`
+	hook := func(event string, body string) (*deploy.Job, escClient) {
+		t.Helper()
+		d.must(anon.Do(cliwire.Call{Method: "POST", Path: "/api/deployments/webhooks/gitlab", Body: []byte(body), NoAuth: true,
+			Header: http.Header{"X-Gitlab-Event": {event}, "X-Gitlab-Token": {"gl-secret"}}}, nil))
+		job := d.lease()
+		if job == nil {
+			t.Fatalf("the %s queued no run", event)
+		}
+		return job, d.esc(job.Credential)
+	}
+	job, cred := hook("Merge Request Hook", `{"object_kind":"merge_request","user":{"username":"gl-user"},`+project+`,
+		"object_attributes":{"iid":5,"action":"open","source_branch":"feature","target_branch":"main","last_commit":{"id":"c0ffee"}}}`)
+	if r := cred.want(403, "POST", escBase+"/acme/proj/app/open?duration=2h0m0s", nil); !strings.Contains(string(r.body), "#5") {
+		t.Errorf("refusal of a merge request's run: %s", r.body)
+	}
+	d.must(d.complete(job, "succeeded"))
+	job, cred = hook("Push Hook", `{"object_kind":"push","ref":"refs/heads/main","checkout_sha":"c0ffee","user_username":"gl-user",`+project+`,"commits":[]}`)
+	if r, vals := openAs(cred, `"proj/vault"`); r.status != 200 || !strings.Contains(vals, "vault-s3cret") {
+		t.Fatalf("push run: yaml/open of vault: %d %s", r.status, r.body)
+	}
+	d.must(d.complete(job, "succeeded"))
 }
