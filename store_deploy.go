@@ -87,8 +87,14 @@ type Deployment struct {
 	RequestedBy string
 	// ActsFor is the principal the run acts for when its credential reads and opens
 	// environments: who triggered it over the REST API, or, for a VCS webhook, who last
-	// stored the stack's deployment settings (zero: nobody; no environment opens).
-	ActsFor  Principal
+	// stored the stack's deployment settings (zero: nobody; no environment opens; so for
+	// a pull/merge request's run unless the settings opt in).
+	ActsFor Principal
+	// Editor is who last stored the stack's deployment settings when the run was queued:
+	// who chose the code it runs (pre-run commands, repository); the trigger itself when
+	// the run does not inherit the settings. The credential reads and opens an environment
+	// only when both ActsFor and Editor may (zero: nobody; no environment opens).
+	Editor   Principal
 	PoolID   string // "" : any pool of the organization
 	Created  time.Time
 	Modified time.Time

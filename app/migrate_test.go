@@ -36,6 +36,7 @@ type migrateWorld struct {
 	exported   json.RawMessage // export of acme/web/prod
 	history    []apitype.UpdateInfo
 	deletedID  int64 // ID of a stack that was deleted (never to be handed out again)
+	deployment *gatehouse.Deployment
 }
 
 // mgServe serves cfg on loopback; the returned function stops it (and so does the test's
@@ -173,6 +174,20 @@ func mgPopulate(t *testing.T, dir string) *migrateWorld {
 		}
 		_, err = tx.ConsumeOIDCToken(o.ID, "0123456789abcdef", time.Now().Add(time.Hour))
 		return err
+	}))
+	// A deployment with its principals (who triggered it, who edited its settings).
+	mgMust(t, srv.Store.Update(ctx, func(tx gatehouse.Tx) error {
+		o, err := tx.GetOrgByName("acme")
+		if err != nil {
+			return err
+		}
+		st, err := tx.GetStack(o.ID, "web", "prod")
+		if err != nil {
+			return err
+		}
+		w.deployment = &gatehouse.Deployment{OrgID: o.ID, StackID: st.ID, Operation: "preview", Request: []byte(`{}`), Initiator: "api", RequestedBy: "alice",
+			ActsFor: gatehouse.Principal{Kind: gatehouse.PrincipalUser, ID: "1"}, Editor: gatehouse.Principal{Kind: gatehouse.PrincipalToken, ID: "tok-2"}}
+		return tx.CreateDeployment(w.deployment)
 	}))
 
 	// A signed checkpoint of the audit chain.
@@ -389,6 +404,13 @@ func TestMigrateSQLiteToSQLite(t *testing.T) {
 	if string(exp.Deployment) != string(w.exported) {
 		t.Fatal("export differs after the migration")
 	}
+	mgMust(t, srv.Store.View(ctx, func(tx gatehouse.Tx) error {
+		d, err := tx.GetDeployment(w.deployment.ID)
+		if err == nil && (d.ActsFor != w.deployment.ActsFor || d.Editor != w.deployment.Editor) {
+			t.Errorf("deployment principals after the migration: %+v %+v", d.ActsFor, d.Editor)
+		}
+		return err
+	}))
 	var def []byte
 	mgMust(t, cliwire.New(url, w.admin).Do(cliwire.Call{Method: http.MethodGet, Path: "/api/esc/environments/acme/app/dev/versions/prod/decrypt"}, &def))
 	if !strings.Contains(string(def), "hunter2") {

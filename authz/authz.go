@@ -6,6 +6,7 @@ package authz
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
@@ -325,8 +326,17 @@ type Subject struct {
 	// ActsForName names that principal in decisions and audit ("" : nobody).
 	ActsForName string
 	// ActsForGone says why ActsFor is nil although a principal is recorded (deleted,
-	// revoked, expired, disabled).
+	// revoked, expired, disabled), or why the run acts for nobody.
 	ActsForGone string
+	// Editor is the last editor of the stack's deployment settings when the run was queued
+	// (gatehouse.Deployment.Editor: who chose the code the run executes), as it is at this
+	// request, when it differs from the principal the run acts for (nil when the same, or
+	// when it cannot act: EditorGone says why). Environment reads and opens need both to
+	// be allowed, with Facts.Editor.
+	Editor *Subject
+	// EditorName names the editor in decisions and audit; EditorGone as ActsForGone.
+	EditorName string
+	EditorGone string
 }
 
 // Principal is the durable name of the subject for a deployment run to act for: its access
@@ -401,8 +411,10 @@ type Facts struct {
 	// Now is the time of the request (token lifetime policy).
 	Now time.Time
 	// ActsFor are the facts of the principal a deployment credential acts for
-	// (Subject.ActsFor), nil when none.
+	// (Subject.ActsFor), nil when none; Editor those of the run's settings editor
+	// (Subject.Editor).
 	ActsFor *Facts
+	Editor  *Facts
 }
 
 // Resource is what the action is performed on. Org is set for every organization-scoped
@@ -854,11 +866,17 @@ func EnvPermission(sub *Subject, env *gatehouse.Environment, org *gatehouse.Org,
 func EnvOpenLimit(sub *Subject, env *gatehouse.Environment, org *gatehouse.Org, f Facts) time.Duration {
 	switch sub.Kind {
 	case Deployment:
-		// The limits of the principal the run acts for (decideDeploymentEnv).
-		if sub.ActsFor != nil && f.ActsFor != nil && sub.ActsFor.Kind != Deployment {
-			return EnvOpenLimit(sub.ActsFor, env, org, *f.ActsFor)
+		// The tightest limit of the principals the run acts for (decideDeploymentEnv).
+		var limit time.Duration
+		for _, p := range runPrincipals(sub, f) {
+			if p.sub == nil || p.f == nil || p.sub.Kind == Deployment {
+				continue
+			}
+			if l := EnvOpenLimit(p.sub, env, org, *p.f); l > 0 && (limit == 0 || l < limit) {
+				limit = l
+			}
 		}
-		return 0
+		return limit
 	case OrgToken:
 		return 0
 	case UserKind:
@@ -986,44 +1004,106 @@ func decideDeployment(sub *Subject, action Action, res Resource, f Facts) Decisi
 // retractions.
 var deploymentEnvActions = map[Action]bool{EnvRead: true, EnvOpen: true}
 
+// runPrincipal is one principal a deployment run's environment reads and opens are
+// decided for.
+type runPrincipal struct {
+	role string // "trigger", "settings editor"; "" when the run has a single principal
+	sub  *Subject
+	name string // "" : nobody
+	gone string
+	f    *Facts
+}
+
+func (p runPrincipal) who() string {
+	w := p.name
+	if w == "" {
+		w = "nobody"
+	}
+	if p.role != "" {
+		w += " (" + p.role + ")"
+	}
+	return w
+}
+
+// runPrincipals are the principals a deployment credential's environment reads and opens
+// must each be allowed for: who triggered the run and who last edited the settings whose
+// code it runs; one when they are the same (webhook runs, an editor's own trigger, a run
+// acting for nobody).
+func runPrincipals(sub *Subject, f Facts) []runPrincipal {
+	d := sub.Deployment
+	if d == nil || d.Editor == d.ActsFor {
+		return []runPrincipal{{sub: sub.ActsFor, name: sub.ActsForName, gone: sub.ActsForGone, f: f.ActsFor}}
+	}
+	return []runPrincipal{
+		{role: "trigger", sub: sub.ActsFor, name: sub.ActsForName, gone: sub.ActsForGone, f: f.ActsFor},
+		{role: "settings editor", sub: sub.Editor, name: sub.EditorName, gone: sub.EditorGone, f: f.Editor},
+	}
+}
+
 // decideDeploymentEnv: a deployment credential reads and opens environments on behalf of
-// the principal its run acts for (who triggered it, or for a VCS webhook who last stored
-// the stack's deployment settings), decided now for that principal: the intersection of
-// the read-side actions, the run being live (authentication) in its organization (above),
-// and what the principal may do at this moment (its grants, membership, protections,
-// token lifetime policy). It never gets more than the principal has.
+// the principals of its run: who triggered it and who last stored the stack's deployment
+// settings (whose pre-run commands and repository it runs), the same principal for a VCS
+// webhook's run; nobody for a pull/merge request's run unless the settings opt in. Each is
+// decided now (its grants, membership, protections, token lifetime policy), and the
+// credential may only what all of them may: never more than the principal with the least,
+// so that neither lends its rights to the other's code. Only read-side actions, and only
+// while the run is live in its organization (above).
 func decideDeploymentEnv(sub *Subject, action Action, res Resource, f Facts) Decision {
 	d := sub.Deployment
-	who := sub.ActsForName
-	if who == "" {
-		who = "nobody"
+	ps := runPrincipals(sub, f)
+	var names []string
+	for _, p := range ps {
+		names = append(names, p.who())
 	}
+	acting := "deployment " + d.ID + " acting for " + strings.Join(names, " and ")
 	if !deploymentEnvActions[action] {
-		// An environment the principal may not see reads as missing, as it does to them.
-		if p, pf := sub.ActsFor, f.ActsFor; p != nil && pf != nil && res.Env != nil && p.Kind != Deployment {
-			if rd := Decide(p, EnvRead, res, *pf); rd.Hide {
-				return hide("deployment " + d.ID + " acting for " + who + ": " + rd.Reason)
+		// An environment a principal may not see reads as missing, as it does to them.
+		for _, p := range ps {
+			if p.sub != nil && p.f != nil && res.Env != nil && p.sub.Kind != Deployment {
+				if rd := Decide(p.sub, EnvRead, res, *p.f); rd.Hide {
+					return hide(acting + ": " + p.who() + ": " + rd.Reason)
+				}
 			}
 		}
-		return deny("deployment %s's credential only reads and opens environments (acting for %s); it may not perform %s", d.ID, who, action)
+		return deny("deployment %s's credential only reads and opens environments (acting for %s); it may not perform %s", d.ID, strings.Join(names, " and "), action)
 	}
 	if res.Env == nil {
 		return deny("no environment given")
 	}
-	p := sub.ActsFor
-	if p == nil || f.ActsFor == nil {
-		why := sub.ActsForGone
-		if why == "" {
-			why = "no principal is recorded for the run (trigger it again, or store the stack's deployment settings again so that webhook runs act for you)"
+	// Every principal is decided; a hidden answer wins over a refusal (no existence
+	// oracle for code chosen by a principal who may not see the environment).
+	var refused *Decision
+	var reasons []string
+	for _, p := range ps {
+		var pd Decision
+		switch {
+		case p.sub == nil || p.f == nil:
+			why := p.gone
+			if why == "" {
+				why = "no principal is recorded for the run (trigger it again, or store the stack's deployment settings again so that its runs act for you)"
+			}
+			pd = deny("%s acts for %s, who cannot open environments: %s", "deployment "+d.ID, p.who(), why)
+		case p.sub.Kind != UserKind && p.sub.Kind != TeamToken && p.sub.Kind != OrgToken:
+			pd = deny("deployment %s acts for %s, which is not a person or an access token", d.ID, p.who())
+		case p.sub.Kind == UserKind && p.f.Role == "":
+			pd = deny("deployment %s acts for %s, who is no longer a member of organization %s", d.ID, p.who(), res.Org.Name)
+		default:
+			pd = Decide(p.sub, action, res, *p.f)
+			if pd.Allow {
+				reasons = append(reasons, p.who()+": "+pd.Reason)
+				continue
+			}
+			pd.Reason = acting + ": " + p.who() + " may not: " + pd.Reason
 		}
-		return deny("deployment %s acts for %s, who cannot open environments: %s", d.ID, who, why)
+		if pd.Hide {
+			return pd
+		}
+		if refused == nil {
+			refused = &pd
+		}
 	}
-	if p.Kind != UserKind && p.Kind != TeamToken && p.Kind != OrgToken {
-		return deny("deployment %s acts for %s, which is not a person or an access token", d.ID, who)
+	if refused != nil {
+		return *refused
 	}
-	if p.Kind == UserKind && f.ActsFor.Role == "" {
-		return deny("deployment %s acts for %s, who is no longer a member of organization %s", d.ID, who, res.Org.Name)
-	}
-	pd := Decide(p, action, res, *f.ActsFor)
-	return Decision{Allow: pd.Allow, Hide: pd.Hide, Reason: "deployment " + d.ID + " acting for " + who + ": " + pd.Reason}
+	return allow(acting + ": " + strings.Join(reasons, "; "))
 }

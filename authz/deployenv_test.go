@@ -91,3 +91,56 @@ func TestDecideDeploymentEnvironmentsActForThePrincipal(t *testing.T) {
 		t.Errorf("open limit %s, want the principal's 1h", l)
 	}
 }
+
+// A run whose trigger and settings editor differ reads and opens an environment only when
+// both may, now: an organization admin's trigger lends nothing to the code a stack admin
+// chose, nor the other way round, and a refusal names the principal who lacks the right.
+func TestDecideDeploymentEnvironmentsNeedTriggerAndEditor(t *testing.T) {
+	org, st := fixture()
+	app := &gatehouse.Environment{ID: 5, OrgID: 1, Project: "proj", Name: "app"}
+	prod := &gatehouse.Environment{ID: 6, OrgID: 1, Project: "proj", Name: "prod"}
+	admin, editor := user(1), user(2)
+	admin.User.Name, editor.User.Name = "boss", "stackadmin"
+	openApp := gatehouse.Grant{TeamName: "devs", Scope: gatehouse.Scope{EnvID: 5}, Permission: gatehouse.PermWrite}
+	af := Facts{Role: gatehouse.RoleAdmin}
+	ef := Facts{Role: gatehouse.RoleMember, Grants: []gatehouse.Grant{openApp}}
+	run := func(trigger, ed *Subject, tf, edf *Facts) (*Subject, Facts) {
+		return &Subject{Kind: Deployment, Pipeline: true,
+				Deployment: &gatehouse.Deployment{ID: "d-2", OrgID: 1, StackID: st.ID, Operation: "update",
+					ActsFor: gatehouse.Principal{Kind: gatehouse.PrincipalUser, ID: "1"}, Editor: gatehouse.Principal{Kind: gatehouse.PrincipalUser, ID: "2"}},
+				ActsFor: trigger, ActsForName: "user " + trigger.User.Name, Editor: ed, EditorName: "user " + ed.User.Name},
+			Facts{ActsFor: tf, Editor: edf}
+	}
+	// The org admin triggers the stack admin's code.
+	sub, f := run(admin, editor, &af, &ef)
+	for _, a := range []Action{EnvRead, EnvOpen} {
+		if d := Decide(sub, a, Resource{Org: org, Env: app}, f); !d.Allow || !strings.Contains(d.Reason, "boss") || !strings.Contains(d.Reason, "stackadmin") {
+			t.Errorf("%s of an environment both may open: %+v", a, d)
+		}
+		d := Decide(sub, a, Resource{Org: org, Env: prod}, f)
+		if d.Allow || !strings.Contains(d.Reason, "d-2") || !strings.Contains(d.Reason, "user stackadmin (settings editor) may not") {
+			t.Errorf("%s of an environment only the trigger may open: %+v", a, d)
+		}
+	}
+	// The other way round: the editor may open, the trigger only read.
+	ef.Grants = []gatehouse.Grant{{TeamName: "devs", Scope: openApp.Scope, Permission: gatehouse.PermRead}}
+	sub, f = run(editor, admin, &ef, &af)
+	if d := Decide(sub, EnvOpen, Resource{Org: org, Env: app}, f); d.Allow || d.Hide || !strings.Contains(d.Reason, "user stackadmin (trigger) may not") {
+		t.Errorf("open with the trigger's read: %+v", d)
+	}
+	if d := Decide(sub, EnvRead, Resource{Org: org, Env: app}, f); !d.Allow {
+		t.Errorf("read both may: %+v", d)
+	}
+	// An editor who can no longer act stops the run's opens, named.
+	sub, f = run(admin, editor, &af, nil)
+	sub.Editor, sub.EditorGone = nil, "the user is disabled"
+	if d := Decide(sub, EnvOpen, Resource{Org: org, Env: app}, f); d.Allow || !strings.Contains(d.Reason, "settings editor") || !strings.Contains(d.Reason, "disabled") {
+		t.Errorf("editor disabled: %+v", d)
+	}
+	// The open limit is the tighter of the two.
+	ef.Grants = []gatehouse.Grant{{TeamName: "devs", Scope: openApp.Scope, Permission: gatehouse.PermWrite, MaxOpen: time.Hour}}
+	sub, f = run(admin, editor, &af, &ef)
+	if l := EnvOpenLimit(sub, app, org, f); l != time.Hour {
+		t.Errorf("open limit %s, want the editor's 1h", l)
+	}
+}

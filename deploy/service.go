@@ -201,12 +201,17 @@ type Trigger struct {
 	Initiator   string // cli, api, github, gitlab
 	RequestedBy string
 	// ActsFor is the principal who triggered the run (REST API): the run's credential
-	// opens environments on their behalf.
+	// opens environments on their behalf, and on behalf of the settings' last editor (who
+	// chose the code), only where both may (gatehouse.Deployment.Editor).
 	ActsFor gatehouse.Principal
 	// ForSettingsEditor (VCS webhooks, which carry no Gatehouse principal): the run acts for
 	// whoever last stored the stack's deployment settings, read in the transaction that
 	// queues it.
 	ForSettingsEditor bool
+	// PullRequest: the run is of a pull/merge request (its code is the request's, not
+	// reviewed): it acts for nobody, and its credential opens no environment, unless the
+	// stack's settings opt in (gatehouse.pullRequestEnvironments).
+	PullRequest bool
 	// Report says where the result goes (a commit status), JSON; "" none.
 	Report string
 }
@@ -321,23 +326,24 @@ func (s *Service) Queue(ctx context.Context, change Change, stack *gatehouse.Sta
 	var d *gatehouse.Deployment
 	err = change(func(tx gatehouse.Tx) error {
 		doc := map[string]any{}
-		actsFor := t.ActsFor
-		if inherit || t.ForSettingsEditor {
-			ds, err := tx.GetDeploySettings(stack.ID)
-			switch {
-			case err == nil:
-				if t.ForSettingsEditor {
-					actsFor = ds.ModifiedBy
-				}
-				if !inherit {
-					break
-				}
+		// Who the run acts for, and who chose its code: the trigger, and the settings' last
+		// editor when the run inherits them (their pre-run commands, repository, variables);
+		// for a webhook both are the editor. Its credential opens only what both may.
+		actsFor, editor := t.ActsFor, t.ActsFor
+		ds, err := tx.GetDeploySettings(stack.ID)
+		switch {
+		case err == nil:
+			if t.ForSettingsEditor {
+				actsFor, editor = ds.ModifiedBy, ds.ModifiedBy
+			}
+			if inherit {
+				editor = ds.ModifiedBy
 				if doc, err = parseDoc(ds.Settings); err != nil {
 					return err
 				}
-			case !gatehouse.IsCode(err, gatehouse.ENOTFOUND):
-				return err
 			}
+		case !gatehouse.IsCode(err, gatehouse.ENOTFOUND):
+			return err
 		}
 		doc = MergePatch(doc, over)
 		if err := validate(doc); err != nil {
@@ -350,9 +356,14 @@ func (s *Service) Queue(ctx context.Context, change Change, stack *gatehouse.Sta
 		if err != nil {
 			return err
 		}
+		if t.PullRequest && !pullRequestEnvironments(doc) {
+			// A pull request's code is unreviewed: it acts for nobody (the stack operation
+			// itself runs as usual).
+			actsFor, editor = gatehouse.Principal{}, gatehouse.Principal{}
+		}
 		pool, _ := doc["agentPoolID"].(string)
 		d = &gatehouse.Deployment{OrgID: stack.OrgID, StackID: stack.ID, Operation: op, Request: b, Initiator: t.Initiator,
-			RequestedBy: t.RequestedBy, ActsFor: actsFor, PoolID: pool, Report: t.Report}
+			RequestedBy: t.RequestedBy, ActsFor: actsFor, Editor: editor, PoolID: pool, Report: t.Report}
 		if err := tx.CreateDeployment(d); err != nil {
 			return err
 		}

@@ -277,6 +277,9 @@ func validate(doc map[string]any) error {
 		// The image is an argument of "docker run", after its options.
 		return gatehouse.Errorf(gatehouse.EINVALID, "executorContext.executorImage: an image reference cannot begin with '-'")
 	}
+	if err := validateGatehouse(doc); err != nil {
+		return err
+	}
 	if op, ok := doc["operationContext"].(map[string]any); ok {
 		// apitype.OperationContext always carries "operation" (empty): accept that.
 		if v, _ := op["operation"].(string); v != "" {
@@ -285,6 +288,54 @@ func validate(doc map[string]any) error {
 		delete(op, "operation")
 	}
 	return nil
+}
+
+// GatehouseKey is the settings' member holding Gatehouse's own settings, which Pulumi's
+// DeploymentSettings has no field for: {"gatehouse": {"pullRequestEnvironments": true}}.
+// The stock CLI ignores it when it reads the settings (it decodes into
+// apitype.DeploymentSettings) and keeps it when it edits them (merge-patch); a replace
+// (PUT) without it drops it, which turns the opt-in off.
+const GatehouseKey = "gatehouse"
+
+// validateGatehouse checks the settings' "gatehouse" member: an object of known options.
+func validateGatehouse(doc map[string]any) error {
+	v, ok := doc[GatehouseKey]
+	if !ok {
+		return nil
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return gatehouse.Errorf(gatehouse.EINVALID, "gatehouse must be an object ({\"pullRequestEnvironments\": true})")
+	}
+	for k, o := range m {
+		switch k {
+		case "pullRequestEnvironments":
+			if _, ok := o.(bool); !ok {
+				return gatehouse.Errorf(gatehouse.EINVALID, "gatehouse.pullRequestEnvironments must be true or false")
+			}
+		default:
+			return gatehouse.Errorf(gatehouse.EINVALID, "unknown setting gatehouse.%s (known: pullRequestEnvironments)", k)
+		}
+	}
+	return nil
+}
+
+// PullRequestEnvironments reports whether a settings document opts its stack's
+// pull/merge request runs into environments: gatehouse.pullRequestEnvironments, default
+// false. Without it such a run (whose code is the request's, unreviewed) acts for nobody
+// and its credential opens no environment.
+func PullRequestEnvironments(settings []byte) bool {
+	doc, err := parseDoc(settings)
+	if err != nil {
+		return false
+	}
+	return pullRequestEnvironments(doc)
+}
+
+func pullRequestEnvironments(doc map[string]any) bool {
+	m, _ := doc[GatehouseKey].(map[string]any)
+	v, _ := m["pullRequestEnvironments"].(bool)
+	return v
 }
 
 // parseDoc decodes a JSON object.

@@ -70,11 +70,21 @@ func TestDeployments(t *testing.T) {
 	out := p.must("deployment", "settings", "edit", "--git-url", repo, "--branch", "main",
 		"--env", "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true", "--secret-env", "APP_SECRET=e2e-s3cret")
 	mustContain(t, "deployment settings edit", out, repo, "main")
+	// With Gatehouse's own member (pull request runs' environments): the CLI still reads
+	// the settings, and its edits (merge patches) keep it.
 	must(t, api.Do(cliwire.Call{Method: "POST", Path: "/api/stacks/acme/e2e/prod/deployments/settings",
-		Body: map[string]any{"gitHub": map[string]any{"repository": "acme/infra", "deployCommits": true}}}, nil))
+		Body: map[string]any{"gitHub": map[string]any{"repository": "acme/infra", "deployCommits": true},
+			"gatehouse": map[string]any{"pullRequestEnvironments": true}}}, nil))
 	out = p.must("deployment", "settings", "get", "--output", "json")
 	if strings.Contains(out, "e2e-s3cret") {
 		t.Fatalf("settings get shows a secret:\n%s", out)
+	}
+	mustContain(t, "deployment settings get", out, `"repository": "acme/infra"`, `"branch": "main"`)
+	p.must("deployment", "settings", "edit", "--branch", "main")
+	var stored map[string]any
+	must(t, api.Do(cliwire.Call{Method: "GET", Path: "/api/stacks/acme/e2e/prod/deployments/settings"}, &stored))
+	if g, _ := stored["gatehouse"].(map[string]any); g["pullRequestEnvironments"] != true {
+		t.Fatalf("the CLI's edit lost gatehouse.pullRequestEnvironments: %v", stored)
 	}
 
 	// A runner pool and a runner process with the host's pulumi.

@@ -176,6 +176,9 @@ func (rq *Request) setActor() {
 		if sub.ActsForName != "" {
 			rq.Detail("actsFor", sub.ActsForName)
 		}
+		if sub.EditorName != "" {
+			rq.Detail("editor", sub.EditorName)
+		}
 	}
 }
 
@@ -210,6 +213,11 @@ func (s *Server) resolve(rq *Request, tx gatehouse.Tx) error {
 				af := *f.ActsFor
 				af.Now = f.Now
 				f.ActsFor = &af
+			}
+			if f.Editor != nil {
+				ef := *f.Editor
+				ef.Now = f.Now
+				f.Editor = &ef
 			}
 			rq.Org, rq.facts = org, f
 			rq.event.OrgID, rq.event.OrgName = org.ID, org.Name
@@ -281,6 +289,14 @@ func loadFacts(tx gatehouse.Tx, sub *authz.Subject, org *gatehouse.Org) (authz.F
 			return f, err
 		}
 		f.ActsFor = &af
+	}
+	if sub.Kind == authz.Deployment && sub.Editor != nil && sub.Editor.Kind != authz.Deployment {
+		// And those of the run's settings editor.
+		ef, err := loadFacts(tx, sub.Editor, org)
+		if err != nil {
+			return f, err
+		}
+		f.Editor = &ef
 	}
 	switch sub.Kind {
 	case authz.UserKind:

@@ -91,10 +91,14 @@ func subjectKey(sub *authz.Subject) string {
 	case sub.Deployment != nil:
 		// A deployment credential has no facts of its own (its run decides), only those of
 		// the principal it acts for (environment reads and opens).
+		k := "d"
 		if sub.ActsFor != nil && sub.ActsFor.Deployment == nil {
-			return "d" + subjectKey(sub.ActsFor)
+			k += subjectKey(sub.ActsFor)
 		}
-		return "d"
+		if sub.Editor != nil && sub.Editor.Deployment == nil {
+			k += "/" + subjectKey(sub.Editor)
+		}
+		return k
 	case sub.Pool != nil:
 		return "r"
 	}

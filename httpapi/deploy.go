@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -127,6 +128,18 @@ func (s *Server) authenticateDeployCred(rq *Request, tx gatehouse.Tx, cred strin
 	if sub.ActsFor, sub.ActsForName, sub.ActsForGone, err = resolveActsFor(tx, d.ActsFor, now); err != nil {
 		return err
 	}
+	// And who chose the code it runs (the settings' editor at queue time), when another.
+	if d.Editor != d.ActsFor {
+		if sub.Editor, sub.EditorName, sub.EditorGone, err = resolveActsFor(tx, d.Editor, now); err != nil {
+			return err
+		}
+	}
+	if d.ActsFor.IsZero() && d.Editor.IsZero() {
+		var rep deploy.Report
+		if d.Report != "" && json.Unmarshal([]byte(d.Report), &rep) == nil && rep.PR > 0 {
+			sub.ActsForGone = fmt.Sprintf("the run is of %s pull/merge request #%d, whose code is not reviewed: it opens no environment unless the stack's deployment settings opt in (\"gatehouse\": {\"pullRequestEnvironments\": true})", rep.Provider, rep.PR)
+		}
+	}
 	rq.Subject = sub
 	rq.setActor()
 	return nil
@@ -224,7 +237,22 @@ func (s *Server) saveDeploySettings(replace bool) func(*Request) (any, error) {
 		rq.Detail("replace", strconv.FormatBool(replace))
 		by := rq.Subject.Principal()
 		rq.Detail("actsFor", by.String())
-		b, err := s.deploy.SaveSettings(rq.Context(), rq.Change, rq.Stack, body, replace, by)
+		// The stored opt-in of pull/merge request runs into environments, audited with
+		// every change of the settings.
+		change := func(fn func(gatehouse.Tx) error) error {
+			return rq.Change(func(tx gatehouse.Tx) error {
+				if err := fn(tx); err != nil {
+					return err
+				}
+				ds, err := tx.GetDeploySettings(rq.Stack.ID)
+				if err != nil {
+					return err
+				}
+				rq.Detail("pullRequestEnvironments", strconv.FormatBool(deploy.PullRequestEnvironments(ds.Settings)))
+				return nil
+			})
+		}
+		b, err := s.deploy.SaveSettings(rq.Context(), change, rq.Stack, body, replace, by)
 		if err != nil {
 			return nil, err
 		}
@@ -556,7 +584,7 @@ func (s *Server) runnerLease(rq *Request) (any, error) {
 		ev.OrgID, ev.OrgName, ev.Target = st.OrgID, st.OrgName, st.Ref().String()
 		ev.Details = map[string]string{"deployment": d.ID, "version": strconv.Itoa(d.Version), "operation": d.Operation,
 			"runner": truncate(req.Runner, 200), "pool": pool.Name, "credential_expires": d.CredUntil.UTC().Format(time.RFC3339),
-			"actsFor": d.ActsFor.String()}
+			"actsFor": d.ActsFor.String(), "editor": d.Editor.String()}
 		return tx.AppendAudit(&ev)
 	})
 	if err != nil {

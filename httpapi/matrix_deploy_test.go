@@ -54,8 +54,12 @@ func (w *world) addDeploymentCreds(t *testing.T) {
 			if err != nil {
 				return err
 			}
+			// The principal is also the settings' editor (a webhook's run, or an editor's
+			// own trigger): the intersection with another editor is tested elsewhere
+			// (TestDeploymentRunNeedsTriggerAndEditor).
+			p := gatehouse.Principal{Kind: gatehouse.PrincipalToken, ID: tk.ID}
 			d := &gatehouse.Deployment{OrgID: 1, StackID: st.ID, Operation: "update", Request: []byte(`{}`), Initiator: "matrix",
-				ActsFor: gatehouse.Principal{Kind: gatehouse.PrincipalToken, ID: tk.ID}, PoolID: "matrix-" + c.subject}
+				ActsFor: p, Editor: p, PoolID: "matrix-" + c.subject}
 			if err := tx.CreateDeployment(d); err != nil {
 				return err
 			}

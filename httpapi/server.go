@@ -564,6 +564,13 @@ func (rq *Request) notFoundMessage() string {
 			if who == "" {
 				who = "nobody"
 			}
+			if sub.Deployment.Editor != sub.Deployment.ActsFor {
+				ed := sub.EditorName
+				if ed == "" {
+					ed = "nobody"
+				}
+				who += " (trigger) and " + ed + " (settings editor)"
+			}
 			msg += " (deployment " + sub.Deployment.ID + " acting for " + who + ")"
 		}
 		return msg

@@ -170,20 +170,23 @@ func (t *tx) CreateDeployment(d *gatehouse.Deployment) error {
 		return dbErr(err)
 	}
 	d.Status, d.Created, d.Modified = gatehouse.DeployNotStarted, t.now, t.now
-	actsFor := d.ActsFor
+	actsFor, editor := d.ActsFor, d.Editor
 	if actsFor.IsZero() {
 		actsFor = gatehouse.Principal{}
 	}
+	if editor.IsZero() {
+		editor = gatehouse.Principal{}
+	}
 	_, err = t.exec(`INSERT INTO deployments (id, org_id, stack_id, version, operation, status, request, initiator, requested_by, pool_id, created, modified, report,
-		acts_for_kind, acts_for_id)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		acts_for_kind, acts_for_id, editor_kind, editor_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		d.ID, d.OrgID, d.StackID, d.Version, d.Operation, d.Status, string(d.Request), d.Initiator, d.RequestedBy, d.PoolID, ns(d.Created), ns(d.Modified), d.Report,
-		actsFor.Kind, actsFor.ID)
+		actsFor.Kind, actsFor.ID, editor.Kind, editor.ID)
 	return t.conflictOr(err, "a deployment of that version exists")
 }
 
 const deploymentCols = `id, org_id, stack_id, version, operation, status, request, initiator, requested_by, pool_id, created, modified, started, ended,
-	lease, lease_until, runner, cred_digest, cred_until, cancel, update_id, update_version, message, report, acts_for_kind, acts_for_id`
+	lease, lease_until, runner, cred_digest, cred_until, cancel, update_id, update_version, message, report, acts_for_kind, acts_for_id, editor_kind, editor_id`
 
 func scanDeployment(s interface{ Scan(...any) error }) (*gatehouse.Deployment, error) {
 	var d gatehouse.Deployment
@@ -191,7 +194,7 @@ func scanDeployment(s interface{ Scan(...any) error }) (*gatehouse.Deployment, e
 	var created, modified, started, ended, leaseUntil, credUntil, cancel int64
 	if err := s.Scan(&d.ID, &d.OrgID, &d.StackID, &d.Version, &d.Operation, &d.Status, &req, &d.Initiator, &d.RequestedBy, &d.PoolID,
 		&created, &modified, &started, &ended, &d.Lease, &leaseUntil, &d.Runner, &cred, &credUntil, &cancel, &d.UpdateID, &d.UpdateVersion,
-		&d.Message, &d.Report, &d.ActsFor.Kind, &d.ActsFor.ID); err != nil {
+		&d.Message, &d.Report, &d.ActsFor.Kind, &d.ActsFor.ID, &d.Editor.Kind, &d.Editor.ID); err != nil {
 		return nil, err
 	}
 	d.Request = []byte(req)

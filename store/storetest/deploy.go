@@ -64,26 +64,28 @@ func testDeployments(t *testing.T, e *env) {
 		return nil
 	})
 
-	// The principal a deployment acts for is stored with it and read back everywhere.
+	// The principal a deployment acts for and its settings' editor are stored with it and
+	// read back everywhere.
 	{
 		who := gatehouse.Principal{Kind: gatehouse.PrincipalUser, ID: "42"}
+		editor := gatehouse.Principal{Kind: gatehouse.PrincipalToken, ID: "tok-7"}
 		stage := e.stack(acme.ID, "p", "stage", nil)
-		d := &gatehouse.Deployment{OrgID: acme.ID, StackID: stage.ID, Operation: "preview", Request: []byte(`{}`), Initiator: "api", RequestedBy: "alice", ActsFor: who}
+		d := &gatehouse.Deployment{OrgID: acme.ID, StackID: stage.ID, Operation: "preview", Request: []byte(`{}`), Initiator: "api", RequestedBy: "alice", ActsFor: who, Editor: editor}
 		e.update(func(tx gatehouse.Tx) error { return tx.CreateDeployment(d) })
 		e.view(func(tx gatehouse.Tx) error {
 			got, err := tx.GetDeployment(d.ID)
-			if err != nil || got.ActsFor != who {
-				t.Errorf("GetDeployment ActsFor = %+v, %v; want %v", got, err, who)
+			if err != nil || got.ActsFor != who || got.Editor != editor {
+				t.Errorf("GetDeployment ActsFor, Editor = %+v, %v; want %v, %v", got, err, who, editor)
 			}
 			list, _, err := tx.ListDeployments(stage.ID, 1, 10, false)
-			if err != nil || len(list) != 1 || list[0].ActsFor != who {
+			if err != nil || len(list) != 1 || list[0].ActsFor != who || list[0].Editor != editor {
 				t.Errorf("ListDeployments ActsFor = %+v, %v", list, err)
 			}
 			return nil
 		})
 		e.update(func(tx gatehouse.Tx) error {
 			f, err := tx.FinishDeployment(d.ID, "", gatehouse.DeployFailed, "test")
-			if err != nil || f.ActsFor != who {
+			if err != nil || f.ActsFor != who || f.Editor != editor {
 				t.Errorf("FinishDeployment = %+v, %v", f, err)
 			}
 			return err
