@@ -44,7 +44,7 @@
 #   -l  round trips to add, ms       (env BENCH_RTTS, default "0")
 #   -s  shapes                       (env BENCH_SHAPES, default "sequential parallel")
 #   -b  backends                     (env BENCH_BACKENDS, default "file gatehouse gatehouse-journal gatehouse-full s3";
-#                                    file always runs: the floor uses it)
+#                                    file always runs: the floor uses it, unless BENCH_FLOOR=0)
 #   -t  timeout per pulumi run, s    (env BENCH_TIMEOUT, default 1800)
 #   -r  runs per cell; the fastest is reported (env BENCH_REPEAT, default 1)
 #   -k  keep the work directory (logs of every run)
@@ -466,7 +466,8 @@ bench_backend() { # backend
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
 say "gatehouse bench: N=[$NS] shapes=[$SHAPES] rtt=[$RTTS] ms backends=[$BACKENDS] timeout=${TIMEOUT}s repeat=$REPEAT"
 say "work directory: $WORK"
-[[ " $BACKENDS " == *" file "* ]] || BACKENDS="file $BACKENDS" # the floor runs on the file backend
+# the floor runs on the file backend (BENCH_FLOOR=0: neither, unless file is listed)
+[[ " $BACKENDS " == *" file "* || ${BENCH_FLOOR:-1} == 0 ]] || BACKENDS="file $BACKENDS"
 for b in $BACKENDS; do
   say "== $b"
   bench_backend "$b"
