@@ -25,6 +25,10 @@ type SessionConfig struct {
 	// redirect URIs registered at identity providers, and an accepted Origin
 	// (--public-url). Empty: taken from each request.
 	PublicURL string
+	// SweepInterval is how often ended sessions and expired sign-in states (OIDC, GitHub
+	// and SAML) are deleted in the background (--session-sweep-interval); 0: sso's default
+	// (5m).
+	SweepInterval time.Duration
 }
 
 func (s *Server) newSSO() *sso.Manager {
@@ -37,10 +41,14 @@ func (s *Server) newSSO() *sso.Manager {
 	m := sso.New(s.store, sso.Config{HTTPClient: client,
 		IdleTimeout: s.cfg.Sessions.IdleTimeout, AbsoluteTimeout: s.cfg.Sessions.MaxLifetime,
 		PublicURL: s.cfg.Sessions.PublicURL, ClientIP: s.clientIP, TrustedProto: s.fromTrustedProxy,
-		Secrets: s.secrets, Log: s.log, Now: s.cfg.Now,
+		Secrets: s.secrets, Log: s.log, Now: s.cfg.Now, SweepInterval: s.cfg.Sessions.SweepInterval,
 	})
 	return m
 }
+
+// StartSessionSweeper starts the periodic deletion of ended browser sessions and expired
+// sign-in states (SessionConfig.SweepInterval); Close stops it.
+func (s *Server) StartSessionSweeper() { s.sso.StartSweeper() }
 
 // SSO returns the server's sign-in manager (for the SAML, SCIM and console handlers).
 func (s *Server) SSO() *sso.Manager { return s.sso }
