@@ -319,10 +319,11 @@ func Open(ctx context.Context, cfg Config, api httpapi.Config, log *slog.Logger)
 
 // Close releases everything.
 // StartWorkers starts the background workers (webhook deliveries, the sweep of dead
-// deployment runners); Close stops them.
+// deployment runners, the sweep of ended browser sessions); Close stops them.
 func (s *Server) StartWorkers() {
 	s.API.StartWebhooks()
 	s.API.StartDeploySweeper()
+	s.API.StartSessionSweeper()
 }
 
 func (s *Server) Close() error {

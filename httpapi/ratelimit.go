@@ -77,6 +77,43 @@ func (l *authLimiter) check(src, prefix string, now time.Time) error {
 	return nil
 }
 
+// checkSource returns a rate-limit error when the address src is blocked: by what this
+// process remembers or else by the store's counter of the address (one read), so that a
+// source any process saw reach the limit is refused by every process. For sign-in forms
+// (POST /login/token), which refuse a blocked address before they look at the credential:
+// a form answers a valid token with a session, which a guesser must not get from a blocked
+// address. The store is read best effort (an error lets the request through to its own
+// checks).
+func (l *authLimiter) checkSource(ctx context.Context, store gatehouse.Store, src string, now time.Time) error {
+	if l.limit <= 0 {
+		return nil
+	}
+	if err := l.check(src, "", now); err != nil {
+		return err
+	}
+	key := "ip:" + sourceKey(src)
+	var n int
+	var start time.Time
+	err := store.View(ctx, func(tx gatehouse.Tx) (err error) {
+		n, start, err = tx.AuthFailures("auth:"+key, l.window)
+		return err
+	})
+	if err != nil || n < l.limit {
+		return nil
+	}
+	until := start.Add(l.window)
+	if !now.Before(until) {
+		return nil
+	}
+	l.mu.Lock()
+	if len(l.blocked) >= maxBlocked {
+		l.blocked = map[string]time.Time{}
+	}
+	l.blocked[key] = until
+	l.mu.Unlock()
+	return tooMany(until.Sub(now))
+}
+
 // sourceKey is what failures from the address src are counted by: an IPv4 address itself,
 // an IPv6 address's /64 (one host usually holds a whole /64 and could rotate through it),
 // anything else as it is.

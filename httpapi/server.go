@@ -233,6 +233,7 @@ func (s *Server) Close() {
 	if s.hooks != nil {
 		s.hooks.Close()
 	}
+	s.sso.Close()
 	s.touch.close()
 	s.auditAgg.close()
 	s.auditQ.close()

@@ -1,9 +1,11 @@
 package httpapi
 
 import (
+	"errors"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
@@ -23,6 +25,10 @@ type SessionConfig struct {
 	// redirect URIs registered at identity providers, and an accepted Origin
 	// (--public-url). Empty: taken from each request.
 	PublicURL string
+	// SweepInterval is how often ended sessions and expired sign-in states (OIDC, GitHub
+	// and SAML) are deleted in the background (--session-sweep-interval); 0: sso's default
+	// (5m).
+	SweepInterval time.Duration
 }
 
 func (s *Server) newSSO() *sso.Manager {
@@ -35,10 +41,14 @@ func (s *Server) newSSO() *sso.Manager {
 	m := sso.New(s.store, sso.Config{HTTPClient: client,
 		IdleTimeout: s.cfg.Sessions.IdleTimeout, AbsoluteTimeout: s.cfg.Sessions.MaxLifetime,
 		PublicURL: s.cfg.Sessions.PublicURL, ClientIP: s.clientIP, TrustedProto: s.fromTrustedProxy,
-		Secrets: s.secrets, Log: s.log, Now: s.cfg.Now,
+		Secrets: s.secrets, Log: s.log, Now: s.cfg.Now, SweepInterval: s.cfg.Sessions.SweepInterval,
 	})
 	return m
 }
+
+// StartSessionSweeper starts the periodic deletion of ended browser sessions and expired
+// sign-in states (SessionConfig.SweepInterval); Close stops it.
+func (s *Server) StartSessionSweeper() { s.sso.StartSweeper() }
 
 // SSO returns the server's sign-in manager (for the SAML, SCIM and console handlers).
 func (s *Server) SSO() *sso.Manager { return s.sso }
@@ -120,7 +130,7 @@ func (s *Server) registerSSORoutes() {
 	// answer for unknown organizations with a page of their own.
 	s.handle(get, "/login", authz.Public, s.browser(s.signInPage))
 	s.handle(get, "/login/{orgName}", authz.Public, s.browser(s.signInPage))
-	s.handle(post, "/login/token", authz.Public, s.browser(s.sso.TokenSignIn)).selfAudited()
+	s.handle(post, "/login/token", authz.Public, s.tokenSignIn).selfAudited()
 	s.handle(get, "/login/{orgName}/sso/oidc", authz.Public, s.browser(func(w http.ResponseWriter, r *http.Request) {
 		s.sso.StartOIDC(w, r, r.PathValue("orgName"), r.URL.Query().Get("return"))
 	}))
@@ -149,6 +159,45 @@ func (s *Server) registerSSORoutes() {
 	s.handle(get, "/api/orgs/{org}/sso", authz.OrgSSO, s.getOrgSSO)
 	s.handle(put, "/api/orgs/{org}/sso", authz.OrgSSO, s.putOrgSSO)
 	s.noStore("POST /cli-login")
+}
+
+// tokenSignIn is POST /login/token (sso.TokenSignIn): a person signs in with one of their
+// personal access tokens. Its failures count in the failed-authentication limiter the API
+// uses (per client address, as computed behind trusted proxies, and per token prefix), so
+// one address is throttled across the API and the form. An address over the limit is
+// refused (429, Retry-After) before the token is looked at, even a valid one, until its
+// window ends; the refusal is audited as the API's are (auth:rate-limited, summarized per
+// source). A failure that reaches a block is audited by sso (auth:login) and answered 429.
+// Successful sign-ins count nothing.
+func (s *Server) tokenSignIn(rq *Request) (any, error) {
+	src, now := rq.event.SourceIP, s.cfg.Now()
+	if err := s.limiter.checkSource(rq.Context(), s.store, src, now); err != nil {
+		s.rateLimited(src, "", now)
+		rq.event.Action = "auth:rate-limited"
+		rq.Detail("method", gatehouse.SignInToken)
+		rq.failAggregated(gatehouse.OutcomeDenied, err)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var ge *gatehouse.Error
+			if errors.As(err, &ge) && ge.RetryAfter > 0 {
+				w.Header().Set("Retry-After", strconv.Itoa(ge.RetryAfter))
+			}
+			s.sso.ErrorPage(w, r, http.StatusTooManyRequests, "Sign-in refused", gatehouse.ErrorMessage(err))
+		}), nil
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.sso.TokenSignIn(w, r, func(value string) error {
+			prefix, now := credentialPrefix("token "+value), s.cfg.Now()
+			if err := s.limiter.check(src, prefix, now); err != nil {
+				s.rateLimited(src, prefix, now)
+				return err
+			}
+			if err := s.limiterFailed(rq, src, prefix, now); err != nil {
+				s.rateLimited(src, prefix, now)
+				return err
+			}
+			return nil
+		})
+	}), nil
 }
 
 // browser wraps a page handler of package sso as a route handler.

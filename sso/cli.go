@@ -2,6 +2,7 @@ package sso
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -215,7 +216,14 @@ func errText(err error) string {
 // access tokens (a break-glass admin of an organization that requires SSO, or anyone
 // where the organizations allow token sign-in). The token must be a live personal token
 // a person made (not a pipeline or OIDC-issued one). It always writes the response.
-func (m *Manager) TokenSignIn(w http.ResponseWriter, r *http.Request) {
+//
+// failed (optional) counts a sign-in refused because the value is no live personal token
+// (a 401: malformed, unknown, revoked or expired), as a failed authentication of the
+// request's client (the server's failed-authentication limiter). When it returns an error
+// with a Retry-After (ERATELIMITED), the refusal is answered 429 with that Retry-After; the
+// failure is audited (auth:login, outcome failure) either way. Refusals of a valid token
+// (policy, disabled user) are not counted.
+func (m *Manager) TokenSignIn(w http.ResponseWriter, r *http.Request, failed func(value string) error) {
 	ctx := r.Context()
 	if err := m.CheckOrigin(r); err != nil {
 		m.ErrorPage(w, r, http.StatusForbidden, "Sign-in refused", gatehouse.ErrorMessage(err))
@@ -274,7 +282,20 @@ func (m *Manager) TokenSignIn(w http.ResponseWriter, r *http.Request) {
 			m.cfg.Log.Error("token sign-in failed", "err", err)
 			reason = "the sign-in failed (internal error)"
 		}
+		var limited *gatehouse.Error
+		if status == http.StatusUnauthorized && failed != nil {
+			if lerr := failed(value); lerr != nil && errors.As(lerr, &limited) && limited.RetryAfter > 0 {
+				reason += " (throttled: too many failed authentication attempts)"
+			} else {
+				limited = nil
+			}
+		}
 		m.recordTokenFailure(ctx, w, r, tokenID, reason)
+		if limited != nil {
+			w.Header().Set("Retry-After", strconv.Itoa(limited.RetryAfter))
+			m.ErrorPage(w, r, http.StatusTooManyRequests, "Sign-in refused", gatehouse.ErrorMessage(limited))
+			return
+		}
 		m.ErrorPage(w, r, status, "Sign-in failed", reason)
 		return
 	}

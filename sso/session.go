@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
@@ -60,6 +61,9 @@ type Config struct {
 	Secrets *secrets.Manager
 	Log     *slog.Logger
 	Now     func() time.Time
+	// SweepInterval is how often StartSweeper deletes ended sessions and expired sign-in
+	// states (--session-sweep-interval); 0: DefaultSweepInterval.
+	SweepInterval time.Duration
 }
 
 // Manager signs people in and keeps their sessions. It is safe for concurrent use.
@@ -70,6 +74,11 @@ type Manager struct {
 	// OnAudit, when set, is called after an audit event the manager recorded committed
 	// (webhooks, metrics). Optional.
 	OnAudit func(*gatehouse.AuditEvent)
+
+	mu        sync.Mutex    // guards the sweep's state (sweep.go)
+	sweepStop chan struct{} // closed to stop the sweep
+	sweepDone chan struct{} // closed when the sweep has stopped
+	closed    bool
 }
 
 // New returns a Manager.
@@ -85,6 +94,9 @@ func New(store gatehouse.Store, cfg Config) *Manager {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.SweepInterval <= 0 {
+		cfg.SweepInterval = DefaultSweepInterval
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -327,8 +339,8 @@ func (m *Manager) startSession(tx gatehouse.Tx, r *http.Request, userID, orgID i
 		}
 	}
 	now := tx.Now()
-	// Ended sessions and stale sign-in states are swept at sign-ins (they are refused
-	// anyway; this only keeps the tables small).
+	// Ended sessions and stale sign-in states are swept at sign-ins and by the periodic
+	// sweep (sweep.go; they are refused anyway).
 	if _, err := tx.PruneSessions(now); err != nil {
 		return nil, nil, err
 	}

@@ -62,6 +62,7 @@ type serveOptions struct {
 	allowPrivateWebhooks      bool
 	trustedProxies            string
 	sessionIdle, sessionMax   time.Duration // package sso
+	sessionSweep              time.Duration // package sso (sweep.go)
 	publicURL                 string
 	escMaxOpen                time.Duration
 	samlBaseURL               string
@@ -118,6 +119,8 @@ admin.token in the data directory (mode 0600), printing how to log in.`,
 	bindEnv(fs, "session-idle-timeout", "GATEHOUSE_SESSION_IDLE_TIMEOUT")
 	fs.DurationVar(&o.sessionMax, "session-max-lifetime", 12*time.Hour, "a person's browser session ends this long after sign-in, used or not (shorter when the identity provider says so; env GATEHOUSE_SESSION_MAX_LIFETIME)")
 	bindEnv(fs, "session-max-lifetime", "GATEHOUSE_SESSION_MAX_LIFETIME")
+	fs.DurationVar(&o.sessionSweep, "session-sweep-interval", sso.DefaultSweepInterval, "how often the server deletes ended browser sessions and expired sign-in states (OIDC, GitHub, SAML) when nobody signs in (env GATEHOUSE_SESSION_SWEEP_INTERVAL)")
+	bindEnv(fs, "session-sweep-interval", "GATEHOUSE_SESSION_SWEEP_INTERVAL")
 	fs.StringVar(&o.publicURL, "public-url", envDefault("GATEHOUSE_PUBLIC_URL", ""), "the console's external URL, e.g. https://app.gatehouse.example.com: base of the sign-in redirect URIs registered at identity providers and of deployments' console links (default: taken from each request; env GATEHOUSE_PUBLIC_URL)")
 	fs.BoolVar(&o.allowPrivateWebhooks, "allow-private-webhooks", false, "let webhooks be created for and delivered to loopback, private, link-local and metadata addresses (tests, receivers on an internal network)")
 	bindEnv(fs, "allow-private-webhooks", "GATEHOUSE_ALLOW_PRIVATE_WEBHOOKS")
@@ -191,7 +194,10 @@ func runServe(cmd *cobra.Command, o *serveOptions) error {
 	if o.sessionIdle <= 0 || o.sessionMax <= 0 {
 		return fmt.Errorf("--session-idle-timeout and --session-max-lifetime must be positive")
 	}
-	api.Sessions = httpapi.SessionConfig{IdleTimeout: o.sessionIdle, MaxLifetime: o.sessionMax, PublicURL: strings.TrimRight(o.publicURL, "/")}
+	if o.sessionSweep <= 0 {
+		return fmt.Errorf("--session-sweep-interval must be positive, not %s", o.sessionSweep)
+	}
+	api.Sessions = httpapi.SessionConfig{IdleTimeout: o.sessionIdle, MaxLifetime: o.sessionMax, PublicURL: strings.TrimRight(o.publicURL, "/"), SweepInterval: o.sessionSweep}
 	if o.publicURL != "" && !strings.HasPrefix(o.publicURL, "https://") && !strings.HasPrefix(o.publicURL, "http://") {
 		return fmt.Errorf("--public-url must be an http(s):// URL, not %q", o.publicURL)
 	}

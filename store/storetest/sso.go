@@ -132,6 +132,11 @@ func testSessions(t *testing.T, e *env) {
 	if pruned != 1 {
 		t.Errorf("PruneSessions past the absolute expiry = %d, want 1", pruned)
 	}
+	// Idempotent: a second sweep (another process's) finds nothing and fails nothing.
+	e.update(func(tx gatehouse.Tx) (err error) { pruned, err = tx.PruneSessions(now.Add(13 * time.Hour)); return err })
+	if pruned != 0 {
+		t.Errorf("a second PruneSessions = %d, want 0", pruned)
+	}
 }
 
 // testIdentities: identities keyed by (issuer, subject), linked to one user only.
