@@ -268,9 +268,23 @@ func TestIsolatedRunGitCredentials(t *testing.T) {
 		t.Errorf("HTTP token: status %q, message %q; logs:\n%s", status, msg, logs)
 	}
 
-	// ssh wants a user entry for its uid: nobody (65534) has one everywhere.
+	// ssh wants a user entry for its uid: a run uid without one fails, saying so; nobody
+	// (65534) has one everywhere.
 	if _, err := exec.LookPath("ssh"); err != nil {
 		skipLoudly(t, "no ssh client; the isolated SSH checkout is NOT tested")
+	}
+	key, pub := sshKey(t, "")
+	addr, hostKey := sshGitServer(t, root, pub)
+	pinned := filepath.Join(t.TempDir(), "known_hosts") // in a 0700 directory of root's
+	must(t, os.WriteFile(pinned, []byte(knownhosts.Line([]string{knownhosts.Normalize(addr)}, hostKey)+"\n"), 0o600))
+	f.gitSettings(t, "ssh://git@"+addr+"/proj.git", "main", map[string]any{"sshAuth": map[string]any{"sshPrivateKey": map[string]string{"secret": key}}})
+	if out, err := exec.Command("getent", "passwd", "61020").Output(); err == nil && len(out) > 0 {
+		t.Logf("uid 61020 has a user entry here: the failure of ssh without one is NOT tested")
+	} else {
+		f.withRunner(t, func(c *deploy.RunnerConfig) { c.RunUIDs, c.SSHKnownHosts = "61020-61020", pinned })
+		if status, msg, logs := f.runOnce(t); status != "failed" || !strings.Contains(msg, "create users for the runner's --run-uids") {
+			t.Errorf("SSH under a uid without a user entry: status %q, message %q; logs:\n%s", status, msg, logs)
+		}
 	}
 	if out, err := exec.Command("getent", "passwd", "65534").Output(); err != nil || len(out) == 0 {
 		skipLoudly(t, "uid 65534 has no user entry; the isolated SSH checkout is NOT tested")
@@ -278,12 +292,7 @@ func TestIsolatedRunGitCredentials(t *testing.T) {
 	if ps := processesOfUID(t, 65534); len(ps) > 0 {
 		skipLoudly(t, "uid 65534 (nobody) has processes on this host (%v); the isolated SSH checkout is NOT tested", ps)
 	}
-	key, pub := sshKey(t, "")
-	addr, hostKey := sshGitServer(t, root, pub)
-	pinned := filepath.Join(t.TempDir(), "known_hosts") // in a 0700 directory of root's
-	must(t, os.WriteFile(pinned, []byte(knownhosts.Line([]string{knownhosts.Normalize(addr)}, hostKey)+"\n"), 0o600))
 	f.withRunner(t, func(c *deploy.RunnerConfig) { c.RunUIDs, c.SSHKnownHosts = "65534-65534", pinned })
-	f.gitSettings(t, "ssh://git@"+addr+"/proj.git", "main", map[string]any{"sshAuth": map[string]any{"sshPrivateKey": map[string]string{"secret": key}}})
 	status, msg, logs := f.runOnce(t)
 	if status != "succeeded" || !strings.Contains(logs, "found Pulumi.yaml") || !strings.Contains(logs, "its commands run as uid 65534") {
 		t.Fatalf("SSH key: status %q, message %q; logs:\n%s", status, msg, logs)

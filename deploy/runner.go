@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -147,6 +148,9 @@ func NewRunner(ctx context.Context, cfg RunnerConfig) (*Runner, error) {
 			}
 		}
 		cfg.Log.Info("runner: runs are isolated, each under a uid of its own", "run-uids", fmt.Sprintf("%d-%d", uids.lo, uids.hi))
+		if _, err := user.LookupId(strconv.FormatUint(uint64(uids.lo), 10)); err != nil {
+			cfg.Log.Warn("runner: the first uid of --run-uids has no user entry: git over SSH fails under such uids (ssh wants one); create users for the range (see the README)", "uid", uids.lo, "err", err)
+		}
 	}
 	return &Runner{cfg: cfg, version: v, uids: uids}, nil
 }
@@ -861,7 +865,7 @@ func (r *Runner) gitRun(ctx context.Context, s *session, runDir, dir string, env
 		case strings.HasPrefix(l, "fatal: "):
 			reason = strings.TrimPrefix(l, "fatal: ")
 		case strings.Contains(l, "Permission denied (") || strings.Contains(l, "Host key verification failed") ||
-			strings.Contains(l, "host key is known for") || strings.HasPrefix(l, "ssh: "):
+			strings.Contains(l, "host key is known for") || strings.HasPrefix(l, "ssh: ") || strings.HasPrefix(l, "No user exists for uid"):
 			sshReason = l // ssh's own reason says more than git's "Could not read from remote repository"
 		}
 	}
@@ -870,6 +874,8 @@ func (r *Runner) gitRun(ctx context.Context, s *session, runDir, dir string, env
 	}
 	hint := ""
 	switch {
+	case strings.Contains(out, "No user exists for uid"):
+		hint = "ssh runs only under a uid with a user entry: create users for the runner's --run-uids (see the README)"
 	case strings.Contains(out, "Host key verification failed"):
 		hint = "the SSH server's host key is not the one in the runner's --ssh-known-hosts"
 	case strings.Contains(out, "Permission denied (publickey") || strings.Contains(out, "Authentication failed") ||
