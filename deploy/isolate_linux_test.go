@@ -358,3 +358,41 @@ func TestIsolationRefused(t *testing.T) {
 		skipLoudly(t, "not root: the checks of a root runner's --run-uids are NOT tested")
 	}
 }
+
+// TestIsolatedRunStoppedOrNoUID: a runner stopped mid-run (a signal) still kills what its
+// run left running; a runner whose uids all have processes (another runner's runs, say)
+// leases nothing, and the run waits in the queue until a uid is free.
+func TestIsolatedRunStoppedOrNoUID(t *testing.T) {
+	base := isoBase(t)
+	f := newFixture(t)
+	f.isoRunner(t, base, "61040-61040")
+	src := isoRepo(t, base)
+
+	// A process of uid 61040 that is no run's.
+	other := exec.Command("sleep", "60")
+	other.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 61040, Gid: 61040, Groups: []uint32{}}}
+	must(t, other.Start())
+	f.settings(t, src, []string{`setsid sh -c 'sleep 303' >/dev/null 2>&1 </dev/null &`}, map[string]any{"FAKE_SLEEP": "30"})
+	id := f.trigger(t, "update")
+	if ran, err := f.runner.RunOne(context.Background()); ran || err == nil || !strings.Contains(err.Error(), "no free uid") {
+		t.Errorf("RunOne with no free uid = %v, %v", ran, err)
+	}
+	if d, _ := f.deployment(t, id); d["status"] != "not-started" {
+		t.Errorf("the run is %v, want still queued (not-started)", d["status"])
+	}
+	must(t, other.Process.Kill())
+	_ = other.Wait()
+
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := f.runner.RunOne(ctx); done <- err }()
+	waitFor(t, func() bool { _, logs := f.deployment(t, id); return strings.Contains(logs, "working 0") })
+	if ps := processesOfUID(t, 61040); len(ps) < 2 {
+		t.Errorf("processes of the run: %v, want its pulumi and the detached sleep", ps)
+	}
+	stop()
+	<-done
+	if ps := processesOfUID(t, 61040); len(ps) > 0 {
+		t.Errorf("processes of the stopped run outlive it: %v", ps)
+	}
+}

@@ -247,13 +247,25 @@ func (r *Runner) call(ctx context.Context, path string, body, out any) (int, err
 
 // RunOne leases one run and executes it; false when nothing was queued.
 func (r *Runner) RunOne(ctx context.Context) (bool, error) {
+	// With --run-uids, a run is leased only when a uid is free for it (a runner whose
+	// uids are all taken or quarantined leases nothing, rather than failing runs).
+	var uid uint32
+	if r.uids != nil {
+		var err error
+		if uid, err = r.uids.acquire(); err != nil {
+			return false, err
+		}
+	}
 	var job Job
 	code, err := r.call(ctx, "/api/deployments/runner/lease", LeaseRequest{Runner: r.cfg.Name, Pool: r.cfg.Pool}, &job)
 	if err != nil || code == http.StatusNoContent {
+		if uid != 0 {
+			r.uids.release(uid) // it ran nothing
+		}
 		return false, err
 	}
 	r.cfg.Log.Info("runner: run leased", "deployment", job.ID, "stack", job.Org+"/"+job.Project+"/"+job.Stack, "operation", job.Operation)
-	r.execute(ctx, &job)
+	r.execute(ctx, &job, uid)
 	return true, nil
 }
 
@@ -351,10 +363,10 @@ func (s *session) flush(ctx context.Context) bool {
 	}
 }
 
-func (r *Runner) execute(parent context.Context, job *Job) {
+func (r *Runner) execute(parent context.Context, job *Job, uid uint32) {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
-	s := &session{r: r, job: job, cancel: cancel}
+	s := &session{r: r, job: job, cancel: cancel, uid: uid}
 	beat := time.Duration(max(job.Heartbeat, 1)) * time.Second
 	done := make(chan struct{})
 	go func() {
@@ -465,6 +477,8 @@ func (r *Runner) steps(ctx context.Context, s *session) error {
 	for _, v := range s.job.Secrets {
 		s.addSecret(v)
 	}
+	dir := ""
+	defer func() { r.cleanup(s, dir) }()
 	var st settings
 	if err := json.Unmarshal(s.job.Settings, &st); err != nil {
 		return fmt.Errorf("the run's settings cannot be read: %v", err)
@@ -473,15 +487,6 @@ func (r *Runner) steps(ctx context.Context, s *session) error {
 	if err != nil {
 		return err
 	}
-	if r.uids != nil {
-		uid, err := r.uids.acquire()
-		if err != nil {
-			os.RemoveAll(dir)
-			return err
-		}
-		s.uid = uid
-	}
-	defer r.cleanup(s, dir)
 	home := filepath.Join(dir, "home")
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return err
@@ -622,15 +627,19 @@ func (r *Runner) giveToRun(s *session, path string) error {
 // processes cannot be killed is never used again by this runner.
 func (r *Runner) cleanup(s *session, dir string) {
 	if s.uid == 0 {
-		os.RemoveAll(dir)
+		if dir != "" {
+			os.RemoveAll(dir)
+		}
 		return
 	}
 	err := r.uids.killUID(s.uid, 10*time.Second)
 	if err == nil {
 		sweepTemp(s.uid)
 	}
-	if rerr := os.RemoveAll(dir); rerr != nil && err == nil {
-		err = rerr
+	if dir != "" {
+		if rerr := os.RemoveAll(dir); rerr != nil && err == nil {
+			err = rerr
+		}
 	}
 	if err != nil {
 		r.cfg.Log.Error("runner: a run's uid could not be cleaned up; it is not used again", "deployment", s.job.ID, "uid", s.uid, "err", err)
