@@ -944,11 +944,11 @@ var commandHook func(*exec.Cmd)
 // run runs a command in dir with exactly env, streaming its output as log lines; in a
 // container of image when engine is set.
 func (r *Runner) run(ctx context.Context, s *session, engine, image, runDir, dir string, env map[string]string, name string, args ...string) error {
-	user := ""
+	runAs := ""
 	if s.uid != 0 {
-		user = fmt.Sprintf("%d:%d", s.uid, s.uid)
+		runAs = fmt.Sprintf("%d:%d", s.uid, s.uid)
 	}
-	cmd, container := r.command(ctx, engine, image, user, runDir, dir, env, name, args...)
+	cmd, container := r.command(ctx, engine, image, runAs, runDir, dir, env, name, args...)
 	setProcessGroup(cmd)
 	if s.uid != 0 && engine == "" {
 		setCredential(cmd, s.uid)
