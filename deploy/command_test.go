@@ -21,7 +21,7 @@ func TestContainerCommandLine(t *testing.T) {
 		"PATH": "/usr/bin", "HOME": "/w/run-1/home", "PULUMI_HOME": "/var/cache/pulumi", "CI": "true",
 		"PULUMI_ACCESS_TOKEN": "gatehouse_deploy_secretcredential", "API_KEY": "s3cret-value",
 	}
-	cmd, name := r.command(context.Background(), "/usr/bin/podman", "registry.example.com/pulumi:3", "/w/run-1", "/w/run-1/src/infra", env,
+	cmd, name := r.command(context.Background(), "/usr/bin/podman", "registry.example.com/pulumi:3", "", "/w/run-1", "/w/run-1/src/infra", env,
 		"pulumi", "up", "--stack", "acme/proj/prod")
 	if !strings.HasPrefix(name, "gatehouse-run-") {
 		t.Errorf("container name %q", name)
@@ -48,13 +48,19 @@ func TestContainerCommandLine(t *testing.T) {
 
 	// A PULUMI_HOME in the run's directory needs no mount of its own.
 	env["PULUMI_HOME"] = "/w/run-1/home/.pulumi"
-	cmd, _ = r.command(context.Background(), "docker", "img", "/w/run-1", "/w/run-1/src", env, "bash", "-c", "npm ci")
+	cmd, _ = r.command(context.Background(), "docker", "img", "", "/w/run-1", "/w/run-1/src", env, "bash", "-c", "npm ci")
 	if a := strings.Join(cmd.Args, " "); strings.Count(a, " -v ") != 1 || !strings.Contains(a, " --entrypoint bash -e ") || !strings.HasSuffix(a, " img -c npm ci") {
 		t.Errorf("args %q", a)
 	}
 
+	// An isolated run (--run-uids): the container runs as the run's uid.
+	cmd, _ = r.command(context.Background(), "docker", "img", "61003:61003", "/w/run-1", "/w/run-1/src", env, "pulumi", "up")
+	if a := strings.Join(cmd.Args, " "); !strings.HasPrefix(a, "docker run --rm --name gatehouse-run-") || !strings.Contains(a, " --network host --user 61003:61003 -v /w/run-1:/w/run-1 ") {
+		t.Errorf("args %q", a)
+	}
+
 	// On the host: exactly the run's environment.
-	cmd, name = r.command(context.Background(), "", "", "/w/run-1", "/w/run-1/src", env, "pulumi", "preview")
+	cmd, name = r.command(context.Background(), "", "", "", "/w/run-1", "/w/run-1/src", env, "pulumi", "preview")
 	if name != "" || !reflect.DeepEqual(cmd.Args, []string{"pulumi", "preview"}) || len(cmd.Env) != len(env) {
 		t.Errorf("host command: %q, env %q", cmd.Args, cmd.Env)
 	}

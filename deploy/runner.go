@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -51,14 +52,21 @@ type RunnerConfig struct {
 	// (StrictHostKeyChecking=yes); when empty, a server's key is accepted as first seen,
 	// which the run's log says.
 	SSHKnownHosts string
-	HTTPClient    *http.Client
-	Log           *slog.Logger
+	// RunUIDs, "FIRST-LAST" (Linux, a runner running as root), isolates runs from one
+	// another: each run executes all its commands under a uid (and gid) of the range of
+	// its own, in a directory only that uid reads; when the run ends every process of the
+	// uid is killed and the directory removed before the uid serves another run. The
+	// range must be used by nothing else (several runners on a host: disjoint ranges).
+	RunUIDs    string
+	HTTPClient *http.Client
+	Log        *slog.Logger
 }
 
 // Runner leases runs from the server and executes them.
 type Runner struct {
 	cfg     RunnerConfig
 	version string
+	uids    *uidPool // --run-uids; nil: runs run as the runner's user
 }
 
 // NewRunner checks the configuration and the host's pulumi (pulumi version).
@@ -95,8 +103,15 @@ func NewRunner(ctx context.Context, cfg RunnerConfig) (*Runner, error) {
 			return nil, fmt.Errorf("runner: %s: %w", f.flag, err)
 		}
 	}
+	var uids *uidPool
+	if cfg.RunUIDs != "" {
+		var err error
+		if uids, err = checkIsolation(&cfg); err != nil {
+			return nil, err
+		}
+	}
 	// The runs are the repository's code and the settings' commands, run as this process's
-	// user: they must not read the pool's token out of this process.
+	// user (without --run-uids): they must not read the pool's token out of this process.
 	if err := protectProcess(); err != nil {
 		cfg.Log.Warn("runner: cannot make the runner's process undumpable; runs on the host may read its environment (the pool's token)", "err", err)
 	}
@@ -123,7 +138,46 @@ func NewRunner(ctx context.Context, cfg RunnerConfig) (*Runner, error) {
 	case !strings.HasPrefix(strings.TrimPrefix(v, "v"), "3."):
 		return nil, fmt.Errorf("runner: %s version says %q; a pulumi v3 CLI is needed", p, v)
 	}
-	return &Runner{cfg: cfg, version: v}, nil
+	if uids != nil {
+		if err := checkReachable(p, false); err != nil {
+			return nil, fmt.Errorf("runner: --run-uids: the runs cannot run pulumi: %v", err)
+		}
+		if g, err := exec.LookPath(cfg.Git); err == nil {
+			if err := checkReachable(g, false); err != nil {
+				return nil, fmt.Errorf("runner: --run-uids: the runs cannot run git: %v", err)
+			}
+		}
+		cfg.Log.Info("runner: runs are isolated, each under a uid of its own", "run-uids", fmt.Sprintf("%d-%d", uids.lo, uids.hi))
+		if _, err := user.LookupId(strconv.FormatUint(uint64(uids.lo), 10)); err != nil {
+			cfg.Log.Warn("runner: the first uid of --run-uids has no user entry: git over SSH fails under such uids (ssh wants one); create users for the range (see the README)", "uid", uids.lo, "err", err)
+		}
+	}
+	return &Runner{cfg: cfg, version: v, uids: uids}, nil
+}
+
+// checkIsolation checks what --run-uids needs: Linux, root, no shared --pulumi-home, a
+// work directory the run uids can reach.
+func checkIsolation(cfg *RunnerConfig) (*uidPool, error) {
+	if err := isolationSupported(); err != nil {
+		return nil, err
+	}
+	uids, err := parseUIDRange(cfg.RunUIDs)
+	if err != nil {
+		return nil, err
+	}
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("runner: --run-uids needs the runner to run as root (it starts each run's commands under a uid of the range and kills what they leave behind); this runner runs as uid %d: run it as root, or drop --run-uids", os.Geteuid())
+	}
+	if cfg.PulumiHome != "" {
+		return nil, errors.New("runner: --pulumi-home cannot be used with --run-uids: a plugin cache shared by runs lets one run plant plugins that later runs execute; with --run-uids each run has a PULUMI_HOME of its own")
+	}
+	if err := os.MkdirAll(cfg.WorkDir, 0o711); err != nil {
+		return nil, fmt.Errorf("runner: --work-dir: %w", err)
+	}
+	if err := checkReachable(cfg.WorkDir, true); err != nil {
+		return nil, fmt.Errorf("runner: --run-uids: the runs cannot reach their directories in --work-dir: %v", err)
+	}
+	return uids, nil
 }
 
 // PulumiVersion is the host's pulumi version.
@@ -193,13 +247,25 @@ func (r *Runner) call(ctx context.Context, path string, body, out any) (int, err
 
 // RunOne leases one run and executes it; false when nothing was queued.
 func (r *Runner) RunOne(ctx context.Context) (bool, error) {
+	// With --run-uids, a run is leased only when a uid is free for it (a runner whose
+	// uids are all taken or quarantined leases nothing, rather than failing runs).
+	var uid uint32
+	if r.uids != nil {
+		var err error
+		if uid, err = r.uids.acquire(); err != nil {
+			return false, err
+		}
+	}
 	var job Job
 	code, err := r.call(ctx, "/api/deployments/runner/lease", LeaseRequest{Runner: r.cfg.Name, Pool: r.cfg.Pool}, &job)
 	if err != nil || code == http.StatusNoContent {
+		if uid != 0 {
+			r.uids.release(uid) // it ran nothing
+		}
 		return false, err
 	}
 	r.cfg.Log.Info("runner: run leased", "deployment", job.ID, "stack", job.Org+"/"+job.Project+"/"+job.Stack, "operation", job.Operation)
-	r.execute(ctx, &job)
+	r.execute(ctx, &job, uid)
 	return true, nil
 }
 
@@ -216,6 +282,8 @@ type session struct {
 	secrets []string
 	// tail, when not nil, keeps the last output lines of a command (for its error).
 	tail *[]string
+	// uid is the run's own uid (--run-uids), 0 when the run runs as the runner's user.
+	uid uint32
 }
 
 func (s *session) emit(header, line string) {
@@ -295,10 +363,10 @@ func (s *session) flush(ctx context.Context) bool {
 	}
 }
 
-func (r *Runner) execute(parent context.Context, job *Job) {
+func (r *Runner) execute(parent context.Context, job *Job, uid uint32) {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
-	s := &session{r: r, job: job, cancel: cancel}
+	s := &session{r: r, job: job, cancel: cancel, uid: uid}
 	beat := time.Duration(max(job.Heartbeat, 1)) * time.Second
 	done := make(chan struct{})
 	go func() {
@@ -409,6 +477,8 @@ func (r *Runner) steps(ctx context.Context, s *session) error {
 	for _, v := range s.job.Secrets {
 		s.addSecret(v)
 	}
+	dir := ""
+	defer func() { r.cleanup(s, dir) }()
 	var st settings
 	if err := json.Unmarshal(s.job.Settings, &st); err != nil {
 		return fmt.Errorf("the run's settings cannot be read: %v", err)
@@ -417,10 +487,24 @@ func (r *Runner) steps(ctx context.Context, s *session) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
 	home := filepath.Join(dir, "home")
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return err
+	}
+	if s.uid != 0 {
+		// The run's directory, its HOME and TMPDIR are its uid's alone.
+		for _, d := range []string{dir, home, filepath.Join(dir, "tmp")} {
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				return err
+			}
+			if err := os.Chown(d, int(s.uid), int(s.uid)); err != nil {
+				return err
+			}
+			if err := os.Chmod(d, 0o700); err != nil {
+				return err
+			}
+		}
+		s.emit("", fmt.Sprintf("isolated run: its commands run as uid %d (--run-uids)\n", s.uid))
 	}
 	src := filepath.Join(dir, "src")
 
@@ -474,6 +558,9 @@ func (r *Runner) steps(ctx context.Context, s *session) error {
 	if image != "" && engine == "" {
 		s.emit("", "No container engine (docker, podman) on this runner: running on the host instead of in "+image+".\n")
 	}
+	if _, set := env["TMPDIR"]; s.uid != 0 && engine == "" && !set {
+		env["TMPDIR"] = filepath.Join(dir, "tmp")
+	}
 	if engine != "" {
 		// The variables reach the container through the engine's own environment (by name,
 		// never on its command line): none may be one the engine itself, on the runner's
@@ -524,6 +611,41 @@ func (r *Runner) steps(ctx context.Context, s *session) error {
 		return fmt.Errorf("pulumi %s failed: %v", s.job.Operation, err)
 	}
 	return nil
+}
+
+// giveToRun makes a file the runner wrote for the run (a key, a helper) the run uid's.
+func (r *Runner) giveToRun(s *session, path string) error {
+	if s.uid == 0 {
+		return nil
+	}
+	return os.Chown(path, int(s.uid), int(s.uid))
+}
+
+// cleanup ends a run's traces: with --run-uids, every process its uid left behind is
+// killed, then its directory (and what it left at the top of the shared temporary
+// directories) removed, and only then is the uid free for another run; a uid whose
+// processes cannot be killed is never used again by this runner.
+func (r *Runner) cleanup(s *session, dir string) {
+	if s.uid == 0 {
+		if dir != "" {
+			os.RemoveAll(dir)
+		}
+		return
+	}
+	err := r.uids.killUID(s.uid, 10*time.Second)
+	if err == nil {
+		sweepTemp(s.uid)
+	}
+	if dir != "" {
+		if rerr := os.RemoveAll(dir); rerr != nil && err == nil {
+			err = rerr
+		}
+	}
+	if err != nil {
+		r.cfg.Log.Error("runner: a run's uid could not be cleaned up; it is not used again", "deployment", s.job.ID, "uid", s.uid, "err", err)
+		return
+	}
+	r.uids.release(s.uid)
 }
 
 func (r *Runner) containerEngine(image string) string {
@@ -588,12 +710,27 @@ func (r *Runner) clone(ctx context.Context, s *session, st *settings, dir, home,
 	}
 	if r.cfg.GitCAFile != "" {
 		env["GIT_SSL_CAINFO"] = r.cfg.GitCAFile
+		if s.uid != 0 {
+			// The runner's files are not the run uid's to read: a copy of its own.
+			p, err := copyForRun(r.cfg.GitCAFile, dir, "git-ca.pem", s.uid)
+			if err != nil {
+				return fmt.Errorf("--git-ca-file: %v", err)
+			}
+			env["GIT_SSL_CAINFO"] = p
+		}
 	}
 	// SSH: the host key is checked against --ssh-known-hosts when given; otherwise it is
 	// accepted as first seen (a fresh known_hosts per run), and the log says so.
 	knownHosts, strict := filepath.Join(dir, "known_hosts"), "accept-new"
 	if r.cfg.SSHKnownHosts != "" {
 		knownHosts, strict = r.cfg.SSHKnownHosts, "yes"
+		if s.uid != 0 {
+			p, err := copyForRun(r.cfg.SSHKnownHosts, dir, "ssh_known_hosts", s.uid)
+			if err != nil {
+				return fmt.Errorf("--ssh-known-hosts: %v", err)
+			}
+			knownHosts = p
+		}
 	} else if isSSHURL(g.RepoURL) {
 		s.emit("", "warning: the SSH host key of the repository's server is not verified (accepted as first seen); give the runner --ssh-known-hosts to pin it\n")
 	}
@@ -613,12 +750,18 @@ func (r *Runner) clone(ctx context.Context, s *session, st *settings, dir, home,
 			if err := os.WriteFile(key, []byte(k), 0o600); err != nil {
 				return err
 			}
+			if err := r.giveToRun(s, key); err != nil {
+				return err
+			}
 			ssh += " -o IdentitiesOnly=yes -o IdentityAgent=none -o PreferredAuthentications=publickey -i " + shellQuote(key)
 			if a.SSHAuth.Password != "" {
 				// ssh asks for the key's passphrase through SSH_ASKPASS, which prints it
 				// from the environment (batch mode would not ask at all).
 				askpass := filepath.Join(dir, "askpass")
 				if err := os.WriteFile(askpass, []byte("#!/bin/sh\nprintf '%s\\n' \"$GATEHOUSE_SSH_PASSPHRASE\"\n"), 0o700); err != nil {
+					return err
+				}
+				if err := r.giveToRun(s, askpass); err != nil {
 					return err
 				}
 				env["SSH_ASKPASS"], env["SSH_ASKPASS_REQUIRE"], env["GATEHOUSE_SSH_PASSPHRASE"], env["DISPLAY"] = askpass, "force", a.SSHAuth.Password, ":0"
@@ -636,6 +779,24 @@ func (r *Runner) clone(ctx context.Context, s *session, st *settings, dir, home,
 	}
 	if batch {
 		ssh += " -o BatchMode=yes"
+	}
+	if p := localRepoPath(g.RepoURL); p != "" && s.uid != 0 {
+		// A repository on the runner's disk is another user's to the run's uid: git
+		// refuses it as of dubious ownership unless told it is safe (that one only), in
+		// its global configuration (git passes no command-line configuration to the
+		// upload-pack of a local clone).
+		if abs, err := filepath.Abs(p); err == nil {
+			cfgFile := filepath.Join(dir, "clone.gitconfig")
+			body := fmt.Sprintf("[safe]\n\tdirectory = %s\n\tdirectory = %s\n", abs, filepath.Join(abs, ".git"))
+			if err := os.WriteFile(cfgFile, []byte(body), 0o600); err != nil {
+				return err
+			}
+			if err := r.giveToRun(s, cfgFile); err != nil {
+				return err
+			}
+			env["GIT_CONFIG_GLOBAL"] = cfgFile
+			defer os.Remove(cfgFile)
+		}
 	}
 	env["GIT_SSH_COMMAND"] = ssh
 	args := []string{"clone", "--quiet"}
@@ -667,9 +828,28 @@ func gitCredentials(env map[string]string, repoURL, user, password string) {
 	if u, err := url.Parse(repoURL); err == nil && u.Scheme != "" && u.Host != "" {
 		key = "credential." + u.Scheme + "://" + u.Host + ".helper"
 	}
-	env["GIT_CONFIG_COUNT"], env["GIT_CONFIG_KEY_0"] = "1", key
-	env["GIT_CONFIG_VALUE_0"] = `!f() { test "$1" = get || exit 0; printf 'username=%s\npassword=%s\n' "$GATEHOUSE_GIT_USERNAME" "$GATEHOUSE_GIT_PASSWORD"; }; f`
+	addGitConfig(env, key, `!f() { test "$1" = get || exit 0; printf 'username=%s\npassword=%s\n' "$GATEHOUSE_GIT_USERNAME" "$GATEHOUSE_GIT_PASSWORD"; }; f`)
 	env["GATEHOUSE_GIT_USERNAME"], env["GATEHOUSE_GIT_PASSWORD"] = user, password
+}
+
+// addGitConfig gives git one more configuration value through its environment
+// (GIT_CONFIG_COUNT, GIT_CONFIG_KEY_n, GIT_CONFIG_VALUE_n: the command line's scope).
+func addGitConfig(env map[string]string, key, value string) {
+	n, _ := strconv.Atoi(env["GIT_CONFIG_COUNT"])
+	env["GIT_CONFIG_KEY_"+strconv.Itoa(n)], env["GIT_CONFIG_VALUE_"+strconv.Itoa(n)] = key, value
+	env["GIT_CONFIG_COUNT"] = strconv.Itoa(n + 1)
+}
+
+// localRepoPath is the directory of a repository given as a local path (or file:// URL),
+// "" for a remote one.
+func localRepoPath(u string) string {
+	if p, ok := strings.CutPrefix(u, "file://"); ok {
+		return p
+	}
+	if strings.Contains(u, "://") || isSSHURL(u) {
+		return ""
+	}
+	return u
 }
 
 // gitRun runs git; its error carries git's own reason (its last "fatal:" line) and, for the
@@ -694,7 +874,7 @@ func (r *Runner) gitRun(ctx context.Context, s *session, runDir, dir string, env
 		case strings.HasPrefix(l, "fatal: "):
 			reason = strings.TrimPrefix(l, "fatal: ")
 		case strings.Contains(l, "Permission denied (") || strings.Contains(l, "Host key verification failed") ||
-			strings.Contains(l, "host key is known for") || strings.HasPrefix(l, "ssh: "):
+			strings.Contains(l, "host key is known for") || strings.HasPrefix(l, "ssh: ") || strings.HasPrefix(l, "No user exists for uid"):
 			sshReason = l // ssh's own reason says more than git's "Could not read from remote repository"
 		}
 	}
@@ -703,6 +883,8 @@ func (r *Runner) gitRun(ctx context.Context, s *session, runDir, dir string, env
 	}
 	hint := ""
 	switch {
+	case strings.Contains(out, "No user exists for uid"):
+		hint = "ssh runs only under a uid with a user entry: create users for the runner's --run-uids (see the README)"
 	case strings.Contains(out, "Host key verification failed"):
 		hint = "the SSH server's host key is not the one in the runner's --ssh-known-hosts"
 	case strings.Contains(out, "Permission denied (publickey") || strings.Contains(out, "Authentication failed") ||
@@ -762,11 +944,18 @@ var commandHook func(*exec.Cmd)
 // run runs a command in dir with exactly env, streaming its output as log lines; in a
 // container of image when engine is set.
 func (r *Runner) run(ctx context.Context, s *session, engine, image, runDir, dir string, env map[string]string, name string, args ...string) error {
-	cmd, container := r.command(ctx, engine, image, runDir, dir, env, name, args...)
+	runAs := ""
+	if s.uid != 0 {
+		runAs = fmt.Sprintf("%d:%d", s.uid, s.uid)
+	}
+	cmd, container := r.command(ctx, engine, image, runAs, runDir, dir, env, name, args...)
+	setProcessGroup(cmd)
+	if s.uid != 0 && engine == "" {
+		setCredential(cmd, s.uid)
+	}
 	if commandHook != nil {
 		commandHook(cmd)
 	}
-	setProcessGroup(cmd)
 	if engine != "" {
 		// Killing the engine's client leaves the container running: remove it.
 		kill := cmd.Cancel
@@ -809,7 +998,10 @@ func (r *Runner) run(ctx context.Context, s *session, engine, image, runDir, dir
 // "engine run" of image with the run's directory mounted at the same path and the
 // variables passed by name (-e NAME: their values are in the engine's environment, never
 // on its command line).
-func (r *Runner) command(ctx context.Context, engine, image, runDir, dir string, env map[string]string, name string, args ...string) (cmd *exec.Cmd, container string) {
+//
+// user ("UID:GID", --run-uids) is the container's user (docker run --user); on the host
+// the caller sets the command's credential.
+func (r *Runner) command(ctx context.Context, engine, image, user, runDir, dir string, env map[string]string, name string, args ...string) (cmd *exec.Cmd, container string) {
 	keys := make([]string, 0, len(env))
 	for k := range env {
 		keys = append(keys, k)
@@ -826,7 +1018,11 @@ func (r *Runner) command(ctx context.Context, engine, image, runDir, dir string,
 		return cmd, ""
 	}
 	container = containerName()
-	cargs := []string{"run", "--rm", "--name", container, "--network", "host", "-v", runDir + ":" + runDir}
+	cargs := []string{"run", "--rm", "--name", container, "--network", "host"}
+	if user != "" {
+		cargs = append(cargs, "--user", user)
+	}
+	cargs = append(cargs, "-v", runDir+":"+runDir)
 	if ph := env["PULUMI_HOME"]; ph != "" && !within(runDir, ph) {
 		cargs = append(cargs, "-v", ph+":"+ph) // the runner's shared --pulumi-home
 	}

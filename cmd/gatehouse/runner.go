@@ -89,6 +89,7 @@ The host's pulumi CLI is used (checked with pulumi version on start).`,
 	fs.StringVar(&cfg.Container, "container", envDefault("GATEHOUSE_RUNNER_CONTAINER", ""), "container engine for runs whose settings name an executor image: docker, podman (a name or path), none (default: the first whose info answers on start) (env GATEHOUSE_RUNNER_CONTAINER)")
 	fs.StringVar(&cfg.GitCAFile, "git-ca-file", envDefault("GATEHOUSE_RUNNER_GIT_CA_FILE", ""), "a PEM file of the certificate authorities trusted for HTTPS git repositories (a private CA); default: the system's (env GATEHOUSE_RUNNER_GIT_CA_FILE)")
 	fs.StringVar(&cfg.SSHKnownHosts, "ssh-known-hosts", envDefault("GATEHOUSE_RUNNER_SSH_KNOWN_HOSTS", ""), "an OpenSSH known_hosts file pinning the host keys of SSH git servers (others are refused); default: a server's key is accepted as first seen (env GATEHOUSE_RUNNER_SSH_KNOWN_HOSTS)")
+	fs.StringVar(&cfg.RunUIDs, "run-uids", envDefault("GATEHOUSE_RUNNER_RUN_UIDS", ""), "isolate runs (Linux, runner as root): FIRST-LAST, a range of uids used by nothing else; each run's commands run under a uid (and gid) of its own, in a directory only it reads, and every process it leaves is killed when it ends; several runners on a host need disjoint ranges; not with --pulumi-home (env GATEHOUSE_RUNNER_RUN_UIDS)")
 	fs.DurationVar(&cfg.Poll, "poll", 5*time.Second, "wait between polls when nothing is queued")
 	bindEnv(fs, "poll", "GATEHOUSE_RUNNER_POLL")
 	return cmd
