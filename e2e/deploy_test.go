@@ -107,7 +107,14 @@ func TestDeployments(t *testing.T) {
 		} `json:"deployments"`
 		Total int `json:"total"`
 	}
-	must(t, api.Do(cliwire.Call{Method: "GET", Path: "/api/stacks/acme/e2e/prod/deployments"}, &list))
+	// The CLI returns once the update ended; the runner reports the run's end just after
+	// (with isolated runs, after its cleanup): poll until it has.
+	for deadline := time.Now().Add(cmdTimeout); ; time.Sleep(200 * time.Millisecond) {
+		must(t, api.Do(cliwire.Call{Method: "GET", Path: "/api/stacks/acme/e2e/prod/deployments"}, &list))
+		if list.Total != 1 || (list.Deployments[0].Status != "running" && list.Deployments[0].Status != "not-started") || time.Now().After(deadline) {
+			break
+		}
+	}
 	if list.Total != 1 || list.Deployments[0].Status != "succeeded" || len(list.Deployments[0].Updates) != 1 {
 		t.Fatalf("after deployment run: %+v", list)
 	}
