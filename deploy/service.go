@@ -11,6 +11,7 @@ import (
 	"time"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/internal/periodic"
 	"github.com/gatehouse-dev/gatehouse/secrets"
 	"github.com/gatehouse-dev/gatehouse/token"
 	"github.com/gatehouse-dev/gatehouse/webhook"
@@ -68,9 +69,9 @@ type Service struct {
 	cancel  context.CancelFunc
 	reports sync.WaitGroup
 
-	mu                   sync.Mutex
-	closed               bool
-	sweepStop, sweepDone chan struct{}
+	mu     sync.Mutex
+	closed bool
+	sweep  periodic.Loop // the dead-runner sweep (sweep.go)
 	// commentLocks serializes this process's comment posts per pull request (so that a
 	// run's edit cannot overtake the post of the comment it edits).
 	commentLocks map[string]*sync.Mutex

@@ -23,29 +23,18 @@ import (
 // Start starts the sweep (every Options.SweepInterval); Close stops it.
 func (s *Service) Start() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.sweepStop != nil || s.closed {
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
 		return
 	}
-	stop, done := make(chan struct{}), make(chan struct{})
-	s.sweepStop, s.sweepDone = stop, done
-	go func() {
-		defer close(done)
-		t := time.NewTicker(s.opts.SweepInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-			}
-			ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
-			if _, err := s.Sweep(ctx); err != nil && s.ctx.Err() == nil {
-				s.log.Warn("deploy: sweeping runs of dead runners failed", "err", err)
-			}
-			cancel()
+	s.sweep.Start(s.opts.SweepInterval, func() {
+		ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
+		defer cancel()
+		if _, err := s.Sweep(ctx); err != nil && s.ctx.Err() == nil {
+			s.log.Warn("deploy: sweeping runs of dead runners failed", "err", err)
 		}
-	}()
+	})
 }
 
 // Sweep fails the running runs whose lease ran out (their runner died) and returns how
@@ -58,13 +47,9 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 // abandoned).
 func (s *Service) Close() {
 	s.mu.Lock()
-	stop, done := s.sweepStop, s.sweepDone
-	s.sweepStop, s.closed = nil, true
+	s.closed = true
 	s.mu.Unlock()
-	if stop != nil {
-		close(stop)
-		<-done
-	}
+	s.sweep.Stop()
 	s.cancel()
 	s.reports.Wait()
 }

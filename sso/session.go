@@ -11,10 +11,10 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/internal/periodic"
 	"github.com/gatehouse-dev/gatehouse/secrets"
 )
 
@@ -75,10 +75,7 @@ type Manager struct {
 	// (webhooks, metrics). Optional.
 	OnAudit func(*gatehouse.AuditEvent)
 
-	mu        sync.Mutex    // guards the sweep's state (sweep.go)
-	sweepStop chan struct{} // closed to stop the sweep
-	sweepDone chan struct{} // closed when the sweep has stopped
-	closed    bool
+	sweep periodic.Loop // the session sweep (sweep.go)
 }
 
 // New returns a Manager.

@@ -43,45 +43,17 @@ func (m *Manager) Sweep(ctx context.Context) (int64, error) {
 // StartSweeper starts the sweep (every Config.SweepInterval); Close stops it. Starting it
 // twice, or after Close, does nothing.
 func (m *Manager) StartSweeper() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.sweepStop != nil || m.closed {
-		return
-	}
-	stop, done := make(chan struct{}), make(chan struct{})
-	m.sweepStop, m.sweepDone = stop, done
-	every := m.cfg.SweepInterval
-	go func() {
-		defer close(done)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			n, err := m.Sweep(ctx)
-			cancel()
-			switch {
-			case err != nil:
-				m.cfg.Log.Warn("sso: sweeping ended sessions and expired sign-in states failed", "err", err)
-			case n > 0:
-				m.cfg.Log.Debug("sso: swept ended sessions and expired sign-in states", "rows", n)
-			}
+	m.sweep.Start(m.cfg.SweepInterval, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		switch n, err := m.Sweep(ctx); {
+		case err != nil:
+			m.cfg.Log.Warn("sso: sweeping ended sessions and expired sign-in states failed", "err", err)
+		case n > 0:
+			m.cfg.Log.Debug("sso: swept ended sessions and expired sign-in states", "rows", n)
 		}
-	}()
+	})
 }
 
 // Close stops the sweep and waits for a sweep in progress.
-func (m *Manager) Close() {
-	m.mu.Lock()
-	stop, done := m.sweepStop, m.sweepDone
-	m.sweepStop, m.closed = nil, true
-	m.mu.Unlock()
-	if stop != nil {
-		close(stop)
-		<-done
-	}
-}
+func (m *Manager) Close() { m.sweep.Stop() }
