@@ -260,26 +260,13 @@ func (t *tx) LeaseDeployment(orgID int64, poolID, runner, lease string, leaseUnt
 	// Candidates: the oldest queued run of each stack that is neither paused nor running
 	// anything. The checks are repeated under the row's write lock below; the partial
 	// unique index on active rows is the last word between two processes.
-	rows, err := t.query(`SELECT d.id FROM deployments d WHERE d.org_id = ? AND d.status = ? AND (d.pool_id = '' OR d.pool_id = ?)
+	ids, err := queryColumn[string](t, `SELECT d.id FROM deployments d WHERE d.org_id = ? AND d.status = ? AND (d.pool_id = '' OR d.pool_id = ?)
 		AND NOT EXISTS (SELECT 1 FROM deploy_settings s WHERE s.stack_id = d.stack_id AND s.paused = 1)
 		AND NOT EXISTS (SELECT 1 FROM deployments a WHERE a.stack_id = d.stack_id AND a.active = 1)
 		AND NOT EXISTS (SELECT 1 FROM deployments e WHERE e.stack_id = d.stack_id AND e.status = ? AND e.version < d.version)
 		ORDER BY d.created, d.id LIMIT 10`, orgID, gatehouse.DeployNotStarted, poolID, gatehouse.DeployNotStarted)
 	if err != nil {
 		return nil, err
-	}
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return nil, dbErr(err)
-		}
-		ids = append(ids, id)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, dbErr(err)
 	}
 	for _, id := range ids {
 		r, err := t.exec(`UPDATE deployments SET status = ?, active = 1, lease = ?, lease_until = ?, runner = ?, cred_digest = ?, cred_until = ?, started = ?, modified = ?
@@ -335,22 +322,9 @@ func (t *tx) FinishDeployment(id, lease, status, message string) (*gatehouse.Dep
 }
 
 func (t *tx) ExpireDeploymentLeases() ([]gatehouse.Deployment, error) {
-	rows, err := t.query(`SELECT id FROM deployments WHERE status = ? AND lease_until <= ?`, gatehouse.DeployRunning, ns(t.now))
+	ids, err := queryColumn[string](t, `SELECT id FROM deployments WHERE status = ? AND lease_until <= ?`, gatehouse.DeployRunning, ns(t.now))
 	if err != nil {
 		return nil, err
-	}
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return nil, dbErr(err)
-		}
-		ids = append(ids, id)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, dbErr(err)
 	}
 	var out []gatehouse.Deployment
 	for _, id := range ids {

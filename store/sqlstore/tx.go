@@ -54,6 +54,28 @@ func (t *tx) query(q string, args ...any) (*sql.Rows, error) {
 	return rows, t.wrap(err)
 }
 
+// queryColumn runs a query of one column and returns its values (all rows read and closed
+// before it returns, so the caller may write to the same rows next).
+func queryColumn[T any](t *tx, q string, args ...any) ([]T, error) {
+	rows, err := t.query(q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		var v T
+		if err := rows.Scan(&v); err != nil {
+			return nil, dbErr(err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, dbErr(err)
+	}
+	return out, nil
+}
+
 func (t *tx) queryRow(q string, args ...any) *sql.Row {
 	if st := t.stmt(q); st != nil {
 		return st.QueryRowContext(t.ctx, args...)

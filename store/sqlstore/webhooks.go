@@ -170,23 +170,10 @@ func (t *tx) ClaimWebhookDeliveries(lease string, leaseFor time.Duration, limit 
 		return nil, gatehouse.Errorf(gatehouse.EINVALID, "a claim needs a lease token and a limit")
 	}
 	now := ns(t.now)
-	rows, err := t.query(`SELECT id FROM webhook_deliveries WHERE status = ? AND next_attempt <= ? AND lease_until <= ? ORDER BY next_attempt, id LIMIT ?`,
+	ids, err := queryColumn[int64](t, `SELECT id FROM webhook_deliveries WHERE status = ? AND next_attempt <= ? AND lease_until <= ? ORDER BY next_attempt, id LIMIT ?`,
 		gatehouse.DeliveryPending, now, now, limit)
 	if err != nil {
 		return nil, err
-	}
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return nil, dbErr(err)
-		}
-		ids = append(ids, id)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, dbErr(err)
 	}
 	var out []gatehouse.WebhookDelivery
 	for _, id := range ids {
