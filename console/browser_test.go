@@ -20,6 +20,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/app"
 	"github.com/gatehouse-dev/gatehouse/httpapi"
 	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
+	"github.com/gatehouse-dev/gatehouse/internal/loudskip"
 )
 
 // The browser test drives the console in real headless Chromium (Debian's chromium,
@@ -27,12 +28,10 @@ import (
 // browser serves the whole test. Screenshots of the main pages go to docs/console/, which
 // the README's tour shows.
 
+// skipLoudly skips t with a banner on stderr (internal/loudskip).
 func skipLoudly(t *testing.T, format string, args ...any) {
 	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	bar := strings.Repeat("#", 78)
-	fmt.Fprintf(os.Stderr, "\n%s\n### BROWSER TEST SKIPPED: %s: %s\n%s\n\n", bar, t.Name(), msg, bar)
-	t.Skip("BROWSER TEST SKIPPED: " + msg)
+	loudskip.Skip(t, "BROWSER TEST", format, args...)
 }
 
 func chromium(t *testing.T) string {

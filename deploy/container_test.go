@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,15 +15,13 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/deploy"
 	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
+	"github.com/gatehouse-dev/gatehouse/internal/loudskip"
 )
 
-// skipLoudly skips with a banner on stderr (as the e2e package's skipLoudly does).
+// skipLoudly skips t with a banner on stderr (internal/loudskip).
 func skipLoudly(t *testing.T, format string, args ...any) {
 	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	bar := strings.Repeat("#", 78)
-	fmt.Fprintf(os.Stderr, "\n%s\n### SKIPPED: %s: %s\n%s\n\n", bar, t.Name(), msg, bar)
-	t.Skip("SKIPPED: " + msg)
+	loudskip.Skip(t, "", format, args...)
 }
 
 // imagePulumi is the pulumi (and /bin/sh) of the test image: a static program that says

@@ -19,7 +19,7 @@ func TestRunnerProcessHidden(t *testing.T) {
 		t.Errorf("the runner's process is dumpable (%d, %v): its user's processes read its /proc/PID/environ and memory", dumpable, errno)
 	}
 	if os.Geteuid() == 0 {
-		t.Skip("SKIPPED LOUDLY: root reads every process's /proc/PID/environ; the read itself is checked only when the tests run as another user")
+		skipLoudly(t, "root reads every process's /proc/PID/environ; the read itself is checked only when the tests run as another user")
 	}
 	f.settings(t, repo(t), []string{`if cat /proc/$PPID/environ >/dev/null 2>&1 || head -c1 /proc/$PPID/mem >/dev/null 2>&1; then echo "RUNNER-PROCESS-"READABLE; else echo runner-process" hidden"; fi`}, nil)
 	id := f.trigger(t, "update")

@@ -37,7 +37,7 @@ func gitHTTPBackend(t *testing.T) string {
 			return p
 		}
 	}
-	t.Skipf("SKIPPED LOUDLY: git-http-backend not found (git --exec-path: %v); the runner's HTTPS checkout with credentials is NOT tested", err)
+	skipLoudly(t, "git-http-backend not found (git --exec-path: %v); the runner's HTTPS checkout with credentials is NOT tested", err)
 	return ""
 }
 
@@ -302,7 +302,7 @@ func sshKey(t *testing.T, passphrase string) (string, ssh.PublicKey) {
 // the key and passphrase are in no command line, log line, message or audit event.
 func TestRunnerGitSSHKey(t *testing.T) {
 	if _, err := exec.LookPath("ssh"); err != nil {
-		t.Skip("SKIPPED LOUDLY: no ssh client on this host; the runner's SSH checkout is NOT tested")
+		skipLoudly(t, "no ssh client on this host; the runner's SSH checkout is NOT tested")
 	}
 	f := newFixture(t)
 	const passphrase = "correct horse battery staple"

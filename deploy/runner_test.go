@@ -134,7 +134,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Skip("the fake pulumi is a shell script")
 	}
 	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("SKIPPED LOUDLY: no git binary on this host; the runner's checkout cannot be tested")
+		skipLoudly(t, "no git binary on this host; the runner's checkout cannot be tested")
 	}
 	s := newServer(t)
 	must(t, s.admin.Do(cliwire.Call{Method: "POST", Path: "/api/stacks/acme/proj", Body: map[string]any{"stackName": "prod"}}, nil))

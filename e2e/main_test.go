@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/loudskip"
 )
 
 // scratch is a directory shared by every test of this binary (the gatehouse binary, the
@@ -32,14 +34,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// skipLoudly skips t with a message that is hard to miss: a banner on stderr (shown even
-// without -v) and the skip reason.
+// skipLoudly skips t with a banner on stderr (internal/loudskip).
 func skipLoudly(t *testing.T, format string, args ...any) {
 	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	bar := strings.Repeat("#", 78)
-	fmt.Fprintf(os.Stderr, "\n%s\n### E2E SKIPPED: %s: %s\n%s\n\n", bar, t.Name(), msg, bar)
-	t.Skip("E2E SKIPPED: " + msg)
+	loudskip.Skip(t, "E2E", format, args...)
 }
 
 // moduleRoot is the directory of this module's go.mod (the parent of e2e/).
