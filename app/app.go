@@ -244,30 +244,14 @@ func (k txEnvKeys) ReplaceStackKey(_ context.Context, envID int64, oldWrapped, n
 func RotateKeys(ctx context.Context, store gatehouse.Store, from, to *secrets.Keyring) (int, error) {
 	var n int
 	err := store.Update(ctx, func(tx gatehouse.Tx) error {
-		var err error
-		n, err = secrets.Rewrap(ctx, from, to, txKeys{tx})
-		if err != nil {
-			return err
-		}
-		m, err := secrets.Rewrap(ctx, from, to, txEnvKeys{tx})
-		n += m
-		if err != nil {
-			return err
-		}
-		m, err = secrets.Rewrap(ctx, from, to, webhook.RewrapKeys(tx))
-		n += m
-		if err != nil {
-			return err
-		}
-		m, err = secrets.Rewrap(ctx, from, to, sso.RewrapKeys(tx))
-		n += m
-		if err != nil {
-			return err
-		}
-		m, err = secrets.Rewrap(ctx, from, to, deploy.RewrapVCSKeys(tx))
-		n += m
-		if err != nil {
-			return err
+		// Every store of wrapped data keys: a new one belongs in this list, or rotation
+		// leaves its keys under the old keyring.
+		for _, rs := range []secrets.RewrapStore{txKeys{tx}, txEnvKeys{tx}, webhook.RewrapKeys(tx), sso.RewrapKeys(tx), deploy.RewrapVCSKeys(tx)} {
+			m, err := secrets.Rewrap(ctx, from, to, rs)
+			n += m
+			if err != nil {
+				return err
+			}
 		}
 		c, err := to.MakeCanary(ctx)
 		if err != nil {

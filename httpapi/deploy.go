@@ -326,7 +326,7 @@ func (s *Server) triggerDeployment(rq *Request) (any, error) {
 		return nil, err
 	}
 	rq.status = http.StatusAccepted
-	return map[string]any{"id": d.ID, "version": d.Version, "consoleUrl": s.deploy.ConsoleURL(requestBase(rq), rq.Stack, d)}, nil
+	return map[string]any{"id": d.ID, "version": d.Version, "consoleUrl": s.deploy.ConsoleURL(rq.baseURL(), rq.Stack, d)}, nil
 }
 
 // deployment resolves the {deploymentID} or {version} of the path within the stack.
@@ -742,7 +742,7 @@ type vcsSecretView struct {
 
 func (s *Server) vcsView(rq *Request, provider string, v *gatehouse.DeployVCSSecret) vcsSecretView {
 	out := vcsSecretView{Provider: provider,
-		DeliveryURL: strings.TrimRight(s.deploy.BaseURL(requestBase(rq)), "/") + "/api/deployments/webhooks/" + provider + "/" + rq.Org.Name}
+		DeliveryURL: strings.TrimRight(s.deploy.BaseURL(rq.baseURL()), "/") + "/api/deployments/webhooks/" + provider + "/" + rq.Org.Name}
 	if v != nil {
 		out.Configured, out.Created, out.CreatedBy = true, v.Created.UnixMilli(), v.CreatedBy
 	}
@@ -835,15 +835,6 @@ func (s *Server) deleteOrgVCSSecret(rq *Request) (any, error) {
 	}
 	rq.Detail("provider", p)
 	return nil, rq.Change(func(tx gatehouse.Tx) error { return tx.DeleteDeployVCSSecret(rq.Org.ID, p) })
-}
-
-// requestBase is the scheme and host the request came to.
-func requestBase(rq *Request) string {
-	scheme := "http"
-	if rq.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + rq.Host
 }
 
 func isDigits(s string) bool {
