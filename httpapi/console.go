@@ -202,12 +202,20 @@ func (s *Server) consoleHome(rq *Request) (any, error) {
 	if rq.Subject.User != nil {
 		err := rq.View(func(tx gatehouse.Tx) error {
 			oms, err := tx.ListUserOrgs(rq.Subject.User.ID)
+			if err != nil {
+				return err
+			}
 			for _, om := range oms {
-				if rq.Subject.ActsIn(om.Org.ID) {
+				if !rq.Subject.ActsIn(om.Org.ID) {
+					continue
+				}
+				if ok, err := s.orgListable(rq, tx, &om.Org); err != nil {
+					return err
+				} else if ok {
 					orgs = append(orgs, orgRole{om.Org.Name, string(om.Role)})
 				}
 			}
-			return err
+			return nil
 		})
 		if err != nil {
 			return nil, err

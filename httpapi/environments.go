@@ -215,10 +215,10 @@ func (s *Server) listEnvs(rq *Request) (any, error) {
 				if !rq.Subject.ActsIn(om.Org.ID) {
 					continue // an OIDC-issued personal token: its organization only
 				}
-				if ok, err := s.orgPermitsAddress(rq, tx, om.Org.ID); err != nil {
+				if ok, err := s.orgListable(rq, tx, &om.Org); err != nil {
 					return err
 				} else if !ok {
-					continue // the organization's allow-list refuses the caller's address
+					continue // its allow-list or its SSO requirement refuses the caller
 				}
 				f, err := loadFacts(tx, rq.Subject, &om.Org)
 				if err != nil {

@@ -264,18 +264,28 @@ func (s *Server) checkAddress(rq *Request, tx gatehouse.Tx, afterResolve bool) e
 	return nil
 }
 
-// orgPermitsAddress reports whether organization orgID's allow-list (if any) permits the
-// request's source address: listings that span organizations (GET /api/user, /api/user/stacks,
-// /api/esc/environments) leave out the organizations that refuse it.
-func (s *Server) orgPermitsAddress(rq *Request, tx gatehouse.Tx, orgID int64) (bool, error) {
+// orgListable reports whether a listing that spans organizations (GET /api/user,
+// /api/user/stacks, /api/esc/environments, the console's home) shows organization o to the
+// caller. It leaves o out where a route naming o would refuse the caller before deciding:
+// when o's address allow-list refuses the request's source address, and when o requires
+// single sign-on and the caller's browser session was not started by o's SSO
+// (sso.MaySessionActIn).
+func (s *Server) orgListable(rq *Request, tx gatehouse.Tx, o *gatehouse.Org) (bool, error) {
 	if rq.Subject != nil && rq.Subject.Kind == authz.SCIMToken {
 		return true, nil
 	}
-	l, err := s.orgAllowList(rq, tx, orgID)
-	if err != nil {
+	l, err := s.orgAllowList(rq, tx, o.ID)
+	if err != nil || l != nil && !l.Permits(rq.event.SourceIP) {
 		return false, err
 	}
-	return l == nil || l.Permits(rq.event.SourceIP), nil
+	if rq.Subject != nil && rq.Subject.Session != nil {
+		err := s.sso.MaySessionActIn(tx, o, rq.Subject.Session.UserID, rq.Subject.Session)
+		if gatehouse.IsCode(err, gatehouse.EFORBIDDEN) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	return true, nil
 }
 
 func (s *Server) registerPostureRoutes() {

@@ -68,3 +68,49 @@ func TestSessionInSSORequiredOrg(t *testing.T) {
 		t.Error("the refusal is not in the audit log")
 	}
 }
+
+// TestSSORequiredCrossOrgListings: the listings that span organizations (GET /api/user,
+// /api/user/stacks, /api/esc/environments, the console's home) leave out an organization
+// that requires single sign-on when the caller's session was not started by its SSO, as a
+// route naming that organization refuses it. Found in read-back: only routes naming the
+// organization applied the policy, so a session from another organization's identity
+// provider listed its stacks and environments.
+func TestSSORequiredCrossOrgListings(t *testing.T) {
+	e := newEnv(t)
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs", Body: map[string]string{"name": "globex"}}, nil))
+	e.newPerson("bob", "member")
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/globex/members/bob", Body: map[string]string{"role": "admin"}}, nil))
+	e.must(e.createStack(e.admin, "acme", "web", "prod", nil))
+	e.must(e.createStack(e.admin, "globex", "web", "dev", nil))
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/esc/environments/acme", Body: map[string]string{"project": "proj", "name": "base"}}, nil))
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/esc/environments/globex", Body: map[string]string{"project": "proj", "name": "base"}}, nil))
+	// bob is an admin of both organizations: he reads every stack and environment.
+	e.must(e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/members/bob", Body: map[string]string{"role": "admin"}}, nil))
+	e.must(e.srv.Store.Update(context.Background(), func(tx gatehouse.Tx) error {
+		org, err := tx.GetOrgByName("acme")
+		if err != nil {
+			return err
+		}
+		alice, err := tx.GetUserByName("alice")
+		if err != nil {
+			return err
+		}
+		return tx.PutOrgSSO(&gatehouse.OrgSSO{OrgID: org.ID, Required: true, BreakGlass: []int64{alice.ID}})
+	}))
+	paths := []string{"/api/user", "/api/user/stacks", "/api/esc/environments", "/console?all=1"}
+	for _, s := range []struct {
+		who, via string
+		acme     bool
+	}{{"bob", "globex", false}, {"bob", "acme", true}, {"alice", "globex", true}} {
+		c := e.session(t, s.who, s.via)
+		for _, p := range paths {
+			code, b := e.sessionFrom(t, c, "GET", p, "127.0.0.1")
+			if code != 200 || !strings.Contains(string(b), "globex") {
+				t.Fatalf("%s's %s session, GET %s: %d %s", s.who, s.via, p, code, b)
+			}
+			if got := strings.Contains(string(b), "acme"); got != s.acme {
+				t.Errorf("%s's %s session, GET %s lists acme: %v, want %v\n%s", s.who, s.via, p, got, s.acme, b)
+			}
+		}
+	}
+}

@@ -234,8 +234,8 @@ func (s *Server) listUserStacks(rq *Request) (any, error) {
 			if want := q.Get("organization"); want != "" && !equalFold(want, o.Name) || !rq.Subject.ActsIn(o.ID) {
 				return nil
 			}
-			if ok, err := s.orgPermitsAddress(rq, tx, o.ID); err != nil || !ok {
-				return err // the organization's allow-list refuses the caller's address: left out
+			if ok, err := s.orgListable(rq, tx, &o); err != nil || !ok {
+				return err // its allow-list or its SSO requirement refuses the caller: left out
 			}
 			f, err := loadFacts(tx, rq.Subject, &o)
 			if err != nil {

@@ -48,10 +48,10 @@ func (rq *Request) identity(tx gatehouse.Tx) (*userResponse, error) {
 			if !sub.ActsIn(om.Org.ID) {
 				continue // an OIDC-issued personal token: its organization only
 			}
-			if ok, err := rq.s.orgPermitsAddress(rq, tx, om.Org.ID); err != nil {
+			if ok, err := rq.s.orgListable(rq, tx, &om.Org); err != nil {
 				return nil, err
 			} else if !ok {
-				continue // the organization's allow-list refuses the caller's address
+				continue // its allow-list or its SSO requirement refuses the caller
 			}
 			resp.Organizations = append(resp.Organizations, orgSummary{GitHubLogin: om.Org.Name, Name: om.Org.Name, Role: string(om.Role)})
 		}
