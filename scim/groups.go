@@ -517,11 +517,12 @@ func (s *Service) PatchGroup(id string, body []byte) error {
 }
 
 // DeleteGroup is DELETE /Groups/{id}: the team goes, with its grants (its tokens are
-// revoked by the store); its members stay in the organization. As in Pulumi Cloud any team
-// of the organization can be deleted by ID; unlike it, the deletion is audited (the SCIM
-// token is the actor).
+// revoked by the store); its members stay in the organization. Only a team SCIM manages
+// (findManagedTeam): a team made in Gatehouse, or one an admin released, is refused with a
+// 409, as its PUT and PATCH are, so a SCIM token cannot delete teams (and revoke their
+// tokens) it never provisioned. The deletion is audited (the SCIM token is the actor).
 func (s *Service) DeleteGroup(id string) error {
-	t, err := s.findTeam(id)
+	t, err := s.findManagedTeam(id)
 	if err != nil {
 		return err
 	}
