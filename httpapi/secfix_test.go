@@ -243,6 +243,25 @@ func TestSCIMEmailOfOtherOrgNoConflict(t *testing.T) {
 	if e.memberRole(t, "acme", "gil") != "member" {
 		t.Fatalf("the provisioned account is not an acme member")
 	}
+	// acme's audit log says an account of another organization has the email, never which
+	// one (found in read-back: it named globex's login).
+	evs, err := listAudit(e)
+	e.must(err)
+	seen := false
+	for _, ev := range evs {
+		if ev.OrgName != "acme" {
+			continue
+		}
+		for k, v := range ev.Details {
+			if strings.Contains(v, "squatter") {
+				t.Errorf("acme's audit event %s names globex's account in %s=%q", ev.Action, k, v)
+			}
+			seen = seen || k == "email_also_on_other_account" && v == "true"
+		}
+	}
+	if !seen {
+		t.Error("acme's audit log does not say that another account has the email")
+	}
 }
 
 // TestPostureReportScoped (finding 8): an organization's posture report shows a member's

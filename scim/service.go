@@ -260,8 +260,10 @@ func (s *Service) CreateUser(body []byte) (*User, error) {
 			// An account of other organizations only (its email is whatever was typed
 			// there, unverified): not a conflict, or any organization could block this
 			// one's provisioning by creating an account with the email first. The person
-			// gets a separate account.
-			s.detail("email_also_on_other_account", users[i].Name)
+			// gets a separate account. The audit event says so without naming the other
+			// account: it belongs to other organizations, whose members this one's admins
+			// do not see.
+			s.detail("email_also_on_other_account", "true")
 		}
 	}
 	if acct == nil {
