@@ -243,7 +243,14 @@ const ServerWide int64 = 0
 // through its own URL, since a GitLab delivery can name a GitHub repository's URL and the
 // other way round).
 func (s *Service) Matches(ctx context.Context, e *Event, orgID int64) ([]Match, error) {
-	var out []Match
+	// The stacks that follow the repository, read in one transaction; whether each wants
+	// the event is decided after it, since that may ask GitHub for a pull request's files
+	// (once per event), and no transaction waits on another server.
+	type candidate struct {
+		stack *gatehouse.Stack
+		doc   map[string]any
+	}
+	var cands []candidate
 	err := s.store.View(ctx, func(tx gatehouse.Tx) error {
 		seen := map[int64]bool{}
 		ownSecret := map[int64]bool{}
@@ -278,23 +285,37 @@ func (s *Service) Matches(ctx context.Context, e *Event, orgID int64) ([]Match, 
 				if err != nil {
 					continue
 				}
-				op, ok := s.wants(ctx, doc, e)
-				if !ok {
-					continue
-				}
 				st, err := tx.GetStackByID(ds.StackID)
 				if err != nil {
 					return err
 				}
-				body, _ := json.Marshal(map[string]any{"operation": op, "inheritSettings": true,
-					"sourceContext": map[string]any{"git": map[string]any{"branch": e.Branch, "commit": e.SHA}}})
-				rep, _ := json.Marshal(Report{Provider: e.Provider, Repo: e.Repo, SHA: e.SHA, Context: "gatehouse/" + st.Ref().String(), PR: e.PR})
-				out = append(out, Match{Stack: st, Trigger: Trigger{Body: body, Initiator: e.Provider, RequestedBy: e.Sender, Report: string(rep), ForSettingsEditor: true, PullRequest: !e.Push}})
+				cands = append(cands, candidate{st, doc})
 			}
 		}
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	var out []Match
+	files := e.Files
+	fetched := files != nil
+	for _, c := range cands {
+		op, ok := wants(c.doc, e, func() []string {
+			if !fetched && e.Provider == "github" && e.PR > 0 {
+				files, fetched = s.githubPRFiles(ctx, e), true
+			}
+			return files
+		})
+		if !ok {
+			continue
+		}
+		body, _ := json.Marshal(map[string]any{"operation": op, "inheritSettings": true,
+			"sourceContext": map[string]any{"git": map[string]any{"branch": e.Branch, "commit": e.SHA}}})
+		rep, _ := json.Marshal(Report{Provider: e.Provider, Repo: e.Repo, SHA: e.SHA, Context: "gatehouse/" + c.stack.Ref().String(), PR: e.PR})
+		out = append(out, Match{Stack: c.stack, Trigger: Trigger{Body: body, Initiator: e.Provider, RequestedBy: e.Sender, Report: string(rep), ForSettingsEditor: true, PullRequest: !e.Push}})
+	}
+	return out, nil
 }
 
 func boolOr(m map[string]any, k string, def bool) bool {
@@ -304,7 +325,9 @@ func boolOr(m map[string]any, k string, def bool) bool {
 	return def
 }
 
-func (s *Service) wants(ctx context.Context, doc map[string]any, e *Event) (string, bool) {
+// wants decides whether settings doc want event e, and the operation: changedFiles gives
+// the files the event changed (asked only when the settings filter paths).
+func wants(doc map[string]any, e *Event, changedFiles func() []string) (string, bool) {
 	gh, _ := doc["gitHub"].(map[string]any)
 	if gh == nil {
 		gh = map[string]any{}
@@ -338,11 +361,7 @@ func (s *Service) wants(ctx context.Context, doc map[string]any, e *Event) (stri
 	if len(paths) == 0 {
 		return op, true
 	}
-	files := e.Files
-	if files == nil && e.Provider == "github" && e.PR > 0 {
-		files = s.githubPRFiles(ctx, e)
-	}
-	for _, f := range files {
+	for _, f := range changedFiles() {
 		if PathMatches(paths, f) {
 			return op, true
 		}

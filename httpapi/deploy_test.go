@@ -412,6 +412,7 @@ type fakeVCS struct {
 	comments map[string]string
 	nextID   int
 	fail     bool
+	files    int // GET .../files calls (a pull request's changed files)
 	srv      *httptest.Server
 }
 
@@ -420,6 +421,9 @@ func newFakeVCS(t *testing.T) *fakeVCS {
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		if strings.HasSuffix(r.URL.Path, "/files") {
+			f.mu.Lock()
+			f.files++
+			f.mu.Unlock()
 			_, _ = w.Write([]byte(`[{"filename":"infra/main.go"}]`))
 			return
 		}
@@ -552,6 +556,31 @@ func TestDeployGitHubWebhooks(t *testing.T) {
 	}
 	d.must(d.complete(job, "failed"))
 	gh.wait(t, `statuses/def456 {"context":"gatehouse/acme/proj/prod","description":"pulumi preview: failed","state":"failure"}`)
+}
+
+// TestDeployPRFilesOncePerEvent: when several stacks follow a repository with path
+// filters, a pull request's changed files are asked of GitHub once per delivery, and not
+// while a store transaction is open (found in read-back: once per stack, inside it).
+func TestDeployPRFilesOncePerEvent(t *testing.T) {
+	gh := newFakeVCS(t)
+	const secret = "whsec-test"
+	d := newDeployEnv(t, func(c *httpapi.Config) { c.Deploy.GitHub = deploy_VCS(secret, gh.srv.URL, "gh-token") })
+	d.must(d.settings([]byte(gitSettings)))
+	d.must(d.createStack(d.admin, "acme", "proj", "staging", nil))
+	d.must(d.admin.Do(cliwire.Call{Method: "POST", Path: stackPath("acme", "proj", "staging") + "/deployments/settings", Body: []byte(gitSettings)}, nil))
+	pr := []byte(`{"action":"opened","number":7,"pull_request":{"head":{"ref":"feature","sha":"def456","repo":{"full_name":"acme/infra"}},"base":{"ref":"main"}},"repository":{"full_name":"acme/infra"},"sender":{"login":"octo"}}`)
+	d.must(cliwire.New(d.url, "").Do(cliwire.Call{Method: "POST", Path: "/api/deployments/webhooks/github", Body: pr, NoAuth: true,
+		Header: http.Header{"X-GitHub-Event": {"pull_request"}, "X-GitHub-Delivery": {"d-7"}, "X-Hub-Signature-256": {sign(secret, pr)}}}, nil))
+	for i := 0; i < 2; i++ {
+		if job := d.lease(); job == nil || job.Operation != "preview" {
+			t.Fatalf("run %d: lease = %+v", i, job)
+		}
+	}
+	gh.mu.Lock()
+	defer gh.mu.Unlock()
+	if gh.files != 1 {
+		t.Fatalf("the pull request's files were asked %d times for one delivery, want 1", gh.files)
+	}
 }
 
 // TestDeployGitLabWebhooks: X-Gitlab-Token, push to the branch, statuses to the API.
