@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -560,6 +561,9 @@ func (rq *Request) importedEnvEvents(tx gatehouse.Tx, env *gatehouse.Environment
 				continue
 			}
 			latest, err := tx.GetEnvRevision(other.ID, other.Revision)
+			if err == nil && !bytes.Contains(latest.YAML, []byte(env.Name)) {
+				continue // cannot import env: no need to parse it
+			}
 			if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
 				continue
 			}
