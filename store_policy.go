@@ -141,6 +141,9 @@ type PolicyTx interface {
 	// UsePolicyURL finds a live URL by digest and purpose; an upload URL is spent by it
 	// (EGONE when expired or already used, ENOTFOUND when unknown).
 	UsePolicyURL(d [32]byte, purpose string) (*PolicyURL, error)
+	// CheckPolicyURL is UsePolicyURL without spending an upload URL (it runs in a read
+	// transaction): the upload handler asks it before reading the archive.
+	CheckPolicyURL(d [32]byte, purpose string) (*PolicyURL, error)
 
 	// PutPolicyGroup creates or replaces the group of that name (ID and Created set).
 	PutPolicyGroup(g *PolicyGroup) error

@@ -104,8 +104,18 @@ func (s *Server) publishPolicyPack(rq *Request) (any, error) {
 	return apitype.CreatePolicyPackResponse{Version: p.Version, UploadURI: rq.baseURL() + "/api/policypacks/archives/" + value}, nil
 }
 
-// uploadPolicyArchive receives the archive at the upload URL (once).
+// uploadPolicyArchive receives the archive at the upload URL (once). The route is public
+// (the URL is the capability): the URL is checked before the body is read, so that a
+// request to an unknown, spent or expired URL costs no 32 MiB read.
 func (s *Server) uploadPolicyArchive(rq *Request) (any, error) {
+	d := policy.URLDigest(rq.PathValue("token"))
+	rq.event.Action = "policy:pack:upload"
+	if err := rq.View(func(tx gatehouse.Tx) error {
+		_, err := tx.CheckPolicyURL(d, "upload")
+		return err
+	}); err != nil {
+		return nil, err
+	}
 	body, err := rq.readBody()
 	if err != nil {
 		return nil, err
@@ -113,8 +123,6 @@ func (s *Server) uploadPolicyArchive(rq *Request) (any, error) {
 	if len(body) == 0 {
 		return nil, gatehouse.Errorf(gatehouse.EINVALID, "empty policy pack archive")
 	}
-	d := policy.URLDigest(rq.PathValue("token"))
-	rq.event.Action = "policy:pack:upload"
 	return noContent{}, rq.Change(func(tx gatehouse.Tx) error {
 		u, err := tx.UsePolicyURL(d, "upload")
 		if err != nil {

@@ -554,3 +554,39 @@ func TestPolicyUploadLimit(t *testing.T) {
 		t.Fatalf("a 1 MiB upload after the refused one: %d %s", code, b)
 	}
 }
+
+// TestPolicyArchiveUploadUnknownURLReadsNoBody: the public upload URL is checked before
+// the archive is read, so a PUT to an unknown URL is answered at once, while its body is
+// still being sent (found in read-back: the server read up to 32 MiB first).
+func TestPolicyArchiveUploadUnknownURLReadsNoBody(t *testing.T) {
+	e := newEnv(t)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go func() { _, _ = pw.Write([]byte("the first bytes of a body that never ends")) }()
+	req, _ := http.NewRequest("PUT", e.url+"/api/policypacks/archives/nope", pr)
+	req.ContentLength = 32 << 20
+	type answer struct {
+		resp *http.Response
+		err  error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		done <- answer{resp, err}
+	}()
+	var resp *http.Response
+	select {
+	case a := <-done:
+		if a.err != nil {
+			t.Fatalf("PUT to an unknown upload URL: %v", a.err)
+		}
+		resp = a.resp
+	case <-time.After(10 * time.Second):
+		pw.CloseWithError(io.ErrUnexpectedEOF)
+		t.Fatal("no answer while the body is being sent: the server reads the archive before checking the URL")
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("PUT to an unknown upload URL: %d, want 404", resp.StatusCode)
+	}
+}

@@ -157,10 +157,24 @@ func (t *tx) CreatePolicyURL(u *gatehouse.PolicyURL) error {
 }
 
 func (t *tx) UsePolicyURL(d [32]byte, purpose string) (*gatehouse.PolicyURL, error) {
+	u, err := t.CheckPolicyURL(d, purpose)
+	if err != nil || purpose != "upload" {
+		return u, err
+	}
+	r, err := t.exec(`UPDATE policy_urls SET used = 1 WHERE digest = ? AND used = 0`, hex.EncodeToString(d[:]))
+	if err != nil {
+		return nil, err
+	}
+	if affected(r) == 0 {
+		return nil, gatehouse.Errorf(gatehouse.EGONE, "the policy pack upload URL was already used")
+	}
+	return u, nil
+}
+
+func (t *tx) CheckPolicyURL(d [32]byte, purpose string) (*gatehouse.PolicyURL, error) {
 	u := &gatehouse.PolicyURL{Digest: d}
 	var expires, used int64
-	h := hex.EncodeToString(d[:])
-	if err := t.queryRow(`SELECT purpose, pack_id, update_id, expires, used FROM policy_urls WHERE digest = ?`, h).Scan(&u.Purpose, &u.PackID, &u.UpdateID, &expires, &used); err != nil {
+	if err := t.queryRow(`SELECT purpose, pack_id, update_id, expires, used FROM policy_urls WHERE digest = ?`, hex.EncodeToString(d[:])).Scan(&u.Purpose, &u.PackID, &u.UpdateID, &expires, &used); err != nil {
 		return nil, one(err, "unknown or expired policy pack URL")
 	}
 	u.Expires, u.Used = fromNS(expires), used != 0
@@ -170,14 +184,8 @@ func (t *tx) UsePolicyURL(d [32]byte, purpose string) (*gatehouse.PolicyURL, err
 	if !t.now.Before(u.Expires) {
 		return nil, gatehouse.Errorf(gatehouse.EGONE, "the policy pack URL has expired")
 	}
-	if purpose == "upload" {
-		r, err := t.exec(`UPDATE policy_urls SET used = 1 WHERE digest = ? AND used = 0`, h)
-		if err != nil {
-			return nil, err
-		}
-		if affected(r) == 0 {
-			return nil, gatehouse.Errorf(gatehouse.EGONE, "the policy pack upload URL was already used")
-		}
+	if purpose == "upload" && u.Used {
+		return nil, gatehouse.Errorf(gatehouse.EGONE, "the policy pack upload URL was already used")
 	}
 	return u, nil
 }

@@ -64,6 +64,16 @@ func testPolicy(t *testing.T, e *env) {
 		}
 		return tx.CreatePolicyURL(&down)
 	})
+	// Checking an upload URL (in a read transaction) does not spend it.
+	for i := 0; i < 2; i++ {
+		e.view(func(tx gatehouse.Tx) error {
+			u, err := tx.CheckPolicyURL(up.Digest, "upload")
+			if err != nil || u.PackID != p2.ID {
+				t.Errorf("CheckPolicyURL(upload) = %+v, %v", u, err)
+			}
+			return nil
+		})
+	}
 	e.update(func(tx gatehouse.Tx) error {
 		u, err := tx.UsePolicyURL(up.Digest, "upload")
 		if err != nil || u.PackID != p2.ID {
@@ -72,6 +82,8 @@ func testPolicy(t *testing.T, e *env) {
 		return nil
 	})
 	wantCode(t, e.try(func(tx gatehouse.Tx) error { _, err := tx.UsePolicyURL(up.Digest, "upload"); return err }), gatehouse.EGONE, "an upload URL used twice")
+	wantCode(t, e.s.View(e.ctx, func(tx gatehouse.Tx) error { _, err := tx.CheckPolicyURL(up.Digest, "upload"); return err }), gatehouse.EGONE, "checking a spent upload URL")
+	wantCode(t, e.s.View(e.ctx, func(tx gatehouse.Tx) error { _, err := tx.CheckPolicyURL([32]byte{9}, "upload"); return err }), gatehouse.ENOTFOUND, "checking an unknown URL")
 	wantCode(t, e.try(func(tx gatehouse.Tx) error { _, err := tx.UsePolicyURL(up.Digest, "download"); return err }), gatehouse.ENOTFOUND, "an upload URL used to download")
 	for i := 0; i < 2; i++ {
 		e.update(func(tx gatehouse.Tx) error {
