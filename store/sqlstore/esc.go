@@ -115,27 +115,11 @@ func (t *tx) ListEnvironments(f gatehouse.EnvFilter) ([]gatehouse.Environment, s
 	args = appendInList(&b, args, f.OrgIDs)
 	b.WriteString(") AND e.id > ? ORDER BY e.id LIMIT ?")
 	args = append(args, after, limit+1)
-	rows, err := t.query(b.String(), args...)
+	out, err := queryAll(t, scanEnv, b.String(), args...)
 	if err != nil {
 		return nil, "", err
 	}
-	defer rows.Close()
-	var out []gatehouse.Environment
-	for rows.Next() {
-		e, err := scanEnv(rows)
-		if err != nil {
-			return nil, "", dbErr(err)
-		}
-		out = append(out, *e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", dbErr(err)
-	}
-	next := ""
-	if len(out) > limit {
-		out = out[:limit]
-		next = strconv.FormatInt(out[limit-1].ID, 10)
-	}
+	out, next := cutIDPage(out, limit, func(e *gatehouse.Environment) int64 { return e.ID })
 	return out, next, t.fillEnvTagsOf(out)
 }
 

@@ -76,6 +76,39 @@ func queryColumn[T any](t *tx, q string, args ...any) ([]T, error) {
 	return out, nil
 }
 
+// scanner is what a scan function reads one row from: a *sql.Row or the current row of a
+// *sql.Rows.
+type scanner = interface{ Scan(...any) error }
+
+// queryAll runs a query and scans each row with scan (all rows read and closed before it
+// returns). No rows give a nil slice (see orEmpty). A scan error returns nil; an error
+// while iterating returns the rows read so far with it. Errors are wrapped with dbErr.
+func queryAll[T any](t *tx, scan func(scanner) (*T, error), q string, args ...any) ([]T, error) {
+	rows, err := t.query(q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, dbErr(err)
+		}
+		out = append(out, *v)
+	}
+	return out, dbErr(rows.Err())
+}
+
+// orEmpty turns a successful list without rows into an empty slice, for the lists whose
+// JSON must be [] rather than null.
+func orEmpty[T any](out []T, err error) ([]T, error) {
+	if out == nil && err == nil {
+		return []T{}, nil
+	}
+	return out, err
+}
+
 func (t *tx) queryRow(q string, args ...any) *sql.Row {
 	if st := t.stmt(q); st != nil {
 		return st.QueryRowContext(t.ctx, args...)
