@@ -76,20 +76,7 @@ func scanCheckpoint(sc interface{ Scan(...any) error }) (*gatehouse.AuditCheckpo
 }
 
 func (t *tx) ListAuditCheckpoints() ([]gatehouse.AuditCheckpoint, error) {
-	rows, err := t.query(`SELECT ` + checkpointCols + ` FROM audit_checkpoints ORDER BY seq, kind`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.AuditCheckpoint
-	for rows.Next() {
-		cp, err := scanCheckpoint(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *cp)
-	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scanCheckpoint, `SELECT `+checkpointCols+` FROM audit_checkpoints ORDER BY seq, kind`)
 }
 
 func (t *tx) LatestAuditCheckpoint(kind string) (*gatehouse.AuditCheckpoint, error) {

@@ -126,20 +126,7 @@ func (t *tx) GetDeployPoolByDigest(d [32]byte) (*gatehouse.DeployPool, error) {
 }
 
 func (t *tx) ListDeployPools(orgID int64) ([]gatehouse.DeployPool, error) {
-	rows, err := t.query(`SELECT `+poolCols+` FROM deploy_pools WHERE org_id = ? AND revoked = 0 ORDER BY name`, orgID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.DeployPool
-	for rows.Next() {
-		p, err := scanPool(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *p)
-	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scanPool, `SELECT `+poolCols+` FROM deploy_pools WHERE org_id = ? AND revoked = 0 ORDER BY name`, orgID)
 }
 
 func (t *tx) RevokeDeployPool(orgID int64, id string) error {

@@ -58,20 +58,7 @@ func (t *tx) GetPolicyPackByID(id int64) (*gatehouse.PolicyPack, error) {
 }
 
 func (t *tx) ListPolicyPacks(orgID int64) ([]gatehouse.PolicyPack, error) {
-	rows, err := t.query(`SELECT `+policyPackCols+` FROM policy_packs WHERE org_id = ? ORDER BY name, version`, orgID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []gatehouse.PolicyPack{}
-	for rows.Next() {
-		p, err := scanPolicyPack(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *p)
-	}
-	return out, dbErr(rows.Err())
+	return orEmpty(queryAll(t, scanPolicyPack, `SELECT `+policyPackCols+` FROM policy_packs WHERE org_id = ? ORDER BY name, version`, orgID))
 }
 
 func (t *tx) PutPolicyPackArchive(id int64, data []byte) error {
@@ -248,20 +235,7 @@ func (t *tx) GetPolicyGroup(orgID int64, name string) (*gatehouse.PolicyGroup, e
 }
 
 func (t *tx) ListPolicyGroups(orgID int64) ([]gatehouse.PolicyGroup, error) {
-	rows, err := t.query(`SELECT `+policyGroupCols+` FROM policy_groups WHERE org_id = ? ORDER BY name`, orgID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []gatehouse.PolicyGroup{}
-	for rows.Next() {
-		g, err := scanPolicyGroup(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *g)
-	}
-	return out, dbErr(rows.Err())
+	return orEmpty(queryAll(t, scanPolicyGroup, `SELECT `+policyGroupCols+` FROM policy_groups WHERE org_id = ? ORDER BY name`, orgID))
 }
 
 func (t *tx) DeletePolicyGroup(orgID int64, name string) error {

@@ -152,20 +152,7 @@ func (t *tx) FindUsersByEmail(email string) ([]gatehouse.User, error) {
 	if email == "" {
 		return nil, nil
 	}
-	rows, err := t.query(`SELECT `+userCols+` FROM users WHERE LOWER(email) = ? ORDER BY id`, strings.ToLower(email))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.User
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *u)
-	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scanUser, `SELECT `+userCols+` FROM users WHERE LOWER(email) = ? ORDER BY id`, strings.ToLower(email))
 }
 
 func (t *tx) SetUserEmail(userID int64, email string) error {

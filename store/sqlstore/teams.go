@@ -43,20 +43,7 @@ func (t *tx) GetTeamByName(orgID int64, name string) (*gatehouse.Team, error) {
 }
 
 func (t *tx) ListTeams(orgID int64) ([]gatehouse.Team, error) {
-	rows, err := t.query(`SELECT `+teamCols+` FROM teams WHERE org_id = ? ORDER BY name_key`, orgID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.Team
-	for rows.Next() {
-		tm, err := scanTeam(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *tm)
-	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scanTeam, `SELECT `+teamCols+` FROM teams WHERE org_id = ? ORDER BY name_key`, orgID)
 }
 
 func (t *tx) UpdateTeam(tm *gatehouse.Team) error {

@@ -245,20 +245,7 @@ func (t *tx) GetOrgByName(name string) (*gatehouse.Org, error) {
 }
 
 func (t *tx) ListOrgs() ([]gatehouse.Org, error) {
-	rows, err := t.query(`SELECT ` + orgCols + ` FROM orgs ORDER BY name_key`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.Org
-	for rows.Next() {
-		o, err := scanOrg(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *o)
-	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scanOrg, `SELECT `+orgCols+` FROM orgs ORDER BY name_key`)
 }
 
 func (t *tx) UpdateOrgSettings(orgID int64, s gatehouse.OrgSettings) error {
@@ -298,20 +285,7 @@ func scanUser(s interface{ Scan(...any) error }) (*gatehouse.User, error) {
 }
 
 func (t *tx) ListUsers() ([]gatehouse.User, error) {
-	rows, err := t.query(`SELECT ` + userCols + ` FROM users ORDER BY name_key`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.User
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *u)
-	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scanUser, `SELECT `+userCols+` FROM users ORDER BY name_key`)
 }
 
 func (t *tx) DisableUser(id int64, at time.Time) (int, error) {
@@ -401,20 +375,7 @@ func (t *tx) GetMember(orgID, userID int64) (*gatehouse.Member, error) {
 }
 
 func (t *tx) ListMembers(orgID int64) ([]gatehouse.Member, error) {
-	rows, err := t.query(`SELECT `+memberCols+` FROM members m JOIN users u ON u.id = m.user_id WHERE m.org_id = ? ORDER BY u.name_key`, orgID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.Member
-	for rows.Next() {
-		m, err := scanMember(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *m)
-	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scanMember, `SELECT `+memberCols+` FROM members m JOIN users u ON u.id = m.user_id WHERE m.org_id = ? ORDER BY u.name_key`, orgID)
 }
 
 func (t *tx) RemoveMember(orgID, userID int64) error {

@@ -229,20 +229,7 @@ func (t *tx) ListUpdates(stackID int64, f gatehouse.UpdateFilter) ([]gatehouse.U
 		q += ` LIMIT ? OFFSET ?`
 		args = append(args, f.PageSize, (page-1)*f.PageSize)
 	}
-	rows, err := t.query(q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.Update
-	for rows.Next() {
-		u, err := scanUpdate(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *u)
-	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scanUpdate, q, args...)
 }
 
 func (t *tx) AppendEngineEvents(updateID string, events []gatehouse.EngineEvent) error {

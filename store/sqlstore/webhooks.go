@@ -66,20 +66,7 @@ func (t *tx) GetWebhookByID(id int64) (*gatehouse.Webhook, error) {
 }
 
 func (t *tx) ListWebhooks(orgID, stackID int64) ([]gatehouse.Webhook, error) {
-	rows, err := t.query(`SELECT `+webhookCols+` FROM webhooks WHERE org_id = ? AND stack_id = ? ORDER BY name`, orgID, stackID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []gatehouse.Webhook{}
-	for rows.Next() {
-		h, err := scanWebhook(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *h)
-	}
-	return out, dbErr(rows.Err())
+	return orEmpty(queryAll(t, scanWebhook, `SELECT `+webhookCols+` FROM webhooks WHERE org_id = ? AND stack_id = ? ORDER BY name`, orgID, stackID))
 }
 
 func (t *tx) UpdateWebhook(h *gatehouse.Webhook) error {
@@ -265,20 +252,7 @@ func (t *tx) ListWebhookDeliveries(webhookID int64, limit int) ([]gatehouse.Webh
 	if limit <= 0 {
 		limit = 100
 	}
-	rows, err := t.query(`SELECT `+deliveryCols+` FROM webhook_deliveries WHERE webhook_id = ? ORDER BY id DESC LIMIT ?`, webhookID, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []gatehouse.WebhookDelivery{}
-	for rows.Next() {
-		d, err := scanDelivery(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *d)
-	}
-	return out, dbErr(rows.Err())
+	return orEmpty(queryAll(t, scanDelivery, `SELECT `+deliveryCols+` FROM webhook_deliveries WHERE webhook_id = ? ORDER BY id DESC LIMIT ?`, webhookID, limit))
 }
 
 func (t *tx) PruneWebhookDeliveries(before time.Time) (int, error) {
