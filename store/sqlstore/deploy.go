@@ -223,21 +223,12 @@ func (t *tx) ListDeployments(stackID int64, page, pageSize int, asc bool) ([]gat
 		order = "ASC"
 	}
 	page, pageSize = max(page, 1), max(pageSize, 1)
-	rows, err := t.query(`SELECT `+deploymentCols+` FROM deployments WHERE stack_id = ? ORDER BY version `+order+` LIMIT ? OFFSET ?`,
+	out, err := queryAll(t, scanDeployment, `SELECT `+deploymentCols+` FROM deployments WHERE stack_id = ? ORDER BY version `+order+` LIMIT ? OFFSET ?`,
 		stackID, pageSize, (page-1)*pageSize)
 	if err != nil {
 		return nil, 0, err
 	}
-	defer rows.Close()
-	var out []gatehouse.Deployment
-	for rows.Next() {
-		d, err := scanDeployment(rows)
-		if err != nil {
-			return nil, 0, dbErr(err)
-		}
-		out = append(out, *d)
-	}
-	return out, total, dbErr(rows.Err())
+	return out, total, nil
 }
 
 func (t *tx) LeaseDeployment(orgID int64, poolID, runner, lease string, leaseUntil time.Time, cred [32]byte, credUntil time.Time) (*gatehouse.Deployment, error) {

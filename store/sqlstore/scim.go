@@ -106,21 +106,12 @@ func (t *tx) ListSCIMUsers(orgID int64, f gatehouse.SCIMUserFilter) ([]gatehouse
 	if f.Limit <= 0 {
 		return nil, total, nil
 	}
-	rows, err := t.query(`SELECT `+scimUserCols+` FROM scim_users s JOIN users u ON u.id = s.user_id WHERE `+where+
+	out, err := queryAll(t, scanSCIMUser, `SELECT `+scimUserCols+` FROM scim_users s JOIN users u ON u.id = s.user_id WHERE `+where+
 		` ORDER BY s.user_id LIMIT ? OFFSET ?`, append(args, f.Limit, max(f.Offset, 0))...)
 	if err != nil {
 		return nil, 0, err
 	}
-	defer rows.Close()
-	var out []gatehouse.SCIMUser
-	for rows.Next() {
-		u, err := scanSCIMUser(rows)
-		if err != nil {
-			return nil, 0, dbErr(err)
-		}
-		out = append(out, *u)
-	}
-	return out, total, dbErr(rows.Err())
+	return out, total, nil
 }
 
 func (t *tx) UpdateSCIMUser(u *gatehouse.SCIMUser) error {
