@@ -337,20 +337,7 @@ func scanAllowList(s interface{ Scan(...any) error }) (*gatehouse.AllowList, err
 }
 
 func (t *tx) ListAllowLists(orgID int64) ([]gatehouse.AllowList, error) {
-	rows, err := t.query(`SELECT org_id, token_id, entries, modified_by, modified FROM address_allowlists WHERE org_id = ? ORDER BY token_id`, orgID)
-	if err != nil {
-		return nil, dbErr(err)
-	}
-	defer rows.Close()
-	var out []gatehouse.AllowList
-	for rows.Next() {
-		l, err := scanAllowList(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *l)
-	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scanAllowList, `SELECT org_id, token_id, entries, modified_by, modified FROM address_allowlists WHERE org_id = ? ORDER BY token_id`, orgID)
 }
 
 func (t *tx) GetAllowList(orgID int64, tokenID string) (*gatehouse.AllowList, error) {
