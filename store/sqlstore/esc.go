@@ -64,22 +64,16 @@ func (t *tx) fillEnvTags(e *gatehouse.Environment) error {
 }
 
 func (t *tx) ListEnvKVTags(envID int64) ([]gatehouse.EnvKVTag, error) {
-	rows, err := t.query(`SELECT name, value, created, modified, editor_login FROM env_kv_tags WHERE env_id = ? ORDER BY name`, envID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.EnvKVTag
-	for rows.Next() {
+	scan := func(sc scanner) (*gatehouse.EnvKVTag, error) {
 		tg := gatehouse.EnvKVTag{EnvID: envID}
 		var created, modified int64
-		if err := rows.Scan(&tg.Name, &tg.Value, &created, &modified, &tg.EditorLogin); err != nil {
-			return nil, dbErr(err)
+		if err := sc.Scan(&tg.Name, &tg.Value, &created, &modified, &tg.EditorLogin); err != nil {
+			return nil, err
 		}
 		tg.Created, tg.Modified = fromNS(created), fromNS(modified)
-		out = append(out, tg)
+		return &tg, nil
 	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scan, `SELECT name, value, created, modified, editor_login FROM env_kv_tags WHERE env_id = ? ORDER BY name`, envID)
 }
 
 func (t *tx) SetEnvKVTag(tg *gatehouse.EnvKVTag) error {
@@ -391,22 +385,16 @@ func (t *tx) GetEnvTag(envID int64, name string) (*gatehouse.EnvTag, error) {
 }
 
 func (t *tx) ListEnvTags(envID int64) ([]gatehouse.EnvTag, error) {
-	rows, err := t.query(`SELECT name, revision, created, modified, editor_login FROM env_tags WHERE env_id = ? ORDER BY name`, envID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.EnvTag
-	for rows.Next() {
+	scan := func(sc scanner) (*gatehouse.EnvTag, error) {
 		tg := gatehouse.EnvTag{EnvID: envID}
 		var created, modified int64
-		if err := rows.Scan(&tg.Name, &tg.Revision, &created, &modified, &tg.EditorLogin); err != nil {
-			return nil, dbErr(err)
+		if err := sc.Scan(&tg.Name, &tg.Revision, &created, &modified, &tg.EditorLogin); err != nil {
+			return nil, err
 		}
 		tg.Created, tg.Modified = fromNS(created), fromNS(modified)
-		out = append(out, tg)
+		return &tg, nil
 	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scan, `SELECT name, revision, created, modified, editor_login FROM env_tags WHERE env_id = ? ORDER BY name`, envID)
 }
 
 func (t *tx) DeleteEnvTag(envID int64, name string) error {

@@ -283,26 +283,20 @@ func (t *tx) ListPolicyResults(f gatehouse.PolicyResultFilter) ([]gatehouse.Poli
 		q += ` LIMIT ?`
 		args = append(args, f.Limit)
 	}
-	rows, err := t.query(q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []gatehouse.PolicyResult{}
-	for rows.Next() {
+	scan := func(sc scanner) (*gatehouse.PolicyResult, error) {
 		var r gatehouse.PolicyResult
 		var dry, created int64
 		var project, name string
-		if err := rows.Scan(&r.ID, &r.OrgID, &r.StackID, &r.UpdateID, &dry, &r.Kind, &r.PackName, &r.PackVersion, &r.PolicyName, &r.Level, &r.Severity, &r.URN, &r.Message, &created, &project, &name); err != nil {
-			return nil, dbErr(err)
+		if err := sc.Scan(&r.ID, &r.OrgID, &r.StackID, &r.UpdateID, &dry, &r.Kind, &r.PackName, &r.PackVersion, &r.PolicyName, &r.Level, &r.Severity, &r.URN, &r.Message, &created, &project, &name); err != nil {
+			return nil, err
 		}
 		r.DryRun, r.Created = dry != 0, fromNS(created)
 		if name != "" {
 			r.StackRef = &gatehouse.StackRef{Project: project, Stack: name}
 		}
-		out = append(out, r)
+		return &r, nil
 	}
-	return out, dbErr(rows.Err())
+	return orEmpty(queryAll(t, scan, q, args...))
 }
 
 func (t *tx) GetPolicySettings(orgID int64) (*gatehouse.PolicySettings, error) {

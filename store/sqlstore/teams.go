@@ -105,23 +105,17 @@ func (t *tx) RemoveTeamMember(teamID, userID int64) error {
 }
 
 func (t *tx) ListTeamMembers(teamID int64) ([]gatehouse.TeamMember, error) {
-	rows, err := t.query(`SELECT tm.team_id, tm.role, u.id, u.name, u.email, u.site_admin, u.created FROM team_members tm JOIN users u ON u.id = tm.user_id WHERE tm.team_id = ? ORDER BY u.name_key`, teamID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.TeamMember
-	for rows.Next() {
+	scan := func(sc scanner) (*gatehouse.TeamMember, error) {
 		var m gatehouse.TeamMember
 		var admin, created int64
-		if err := rows.Scan(&m.TeamID, &m.Role, &m.User.ID, &m.User.Name, &m.User.Email, &admin, &created); err != nil {
-			return nil, dbErr(err)
+		if err := sc.Scan(&m.TeamID, &m.Role, &m.User.ID, &m.User.Name, &m.User.Email, &admin, &created); err != nil {
+			return nil, err
 		}
 		m.User.SiteAdmin = admin != 0
 		m.User.Created = fromNS(created)
-		out = append(out, m)
+		return &m, nil
 	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scan, `SELECT tm.team_id, tm.role, u.id, u.name, u.email, u.site_admin, u.created FROM team_members tm JOIN users u ON u.id = tm.user_id WHERE tm.team_id = ? ORDER BY u.name_key`, teamID)
 }
 
 const grantCols = `g.id, g.team_id, tm.name, g.stack_id, g.project, g.tag_name, g.tag_value, g.env_id, g.env_project, g.env_tag_name, g.env_tag_value, g.permission, g.decrypt, g.max_open_seconds, g.created, COALESCE(o.name, ''), COALESCE(s.project, ''), COALESCE(s.name, '')`
@@ -226,25 +220,19 @@ func (t *tx) DeleteProtection(orgID int64, scope gatehouse.Scope) error {
 }
 
 func (t *tx) ListProtections(orgID int64) ([]gatehouse.Protection, error) {
-	rows, err := t.query(`SELECT p.id, p.org_id, p.stack_id, p.project, p.tag_name, p.tag_value, p.env_id, p.env_project, p.created_by, p.created, COALESCE(s.project, ''), COALESCE(s.name, '')
-		FROM protections p LEFT JOIN stacks s ON s.id = p.stack_id AND p.stack_id <> 0 WHERE p.org_id = ? ORDER BY p.scope_key`, orgID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.Protection
-	for rows.Next() {
+	scan := func(sc scanner) (*gatehouse.Protection, error) {
 		var p gatehouse.Protection
 		var created int64
 		var project, stack string
-		if err := rows.Scan(&p.ID, &p.OrgID, &p.Scope.StackID, &p.Scope.Project, &p.Scope.TagName, &p.Scope.TagValue, &p.Scope.EnvID, &p.Scope.EnvProject, &p.CreatedBy, &created, &project, &stack); err != nil {
-			return nil, dbErr(err)
+		if err := sc.Scan(&p.ID, &p.OrgID, &p.Scope.StackID, &p.Scope.Project, &p.Scope.TagName, &p.Scope.TagValue, &p.Scope.EnvID, &p.Scope.EnvProject, &p.CreatedBy, &created, &project, &stack); err != nil {
+			return nil, err
 		}
 		p.Created = fromNS(created)
 		if p.Scope.StackID != 0 {
 			p.Scope.StackRef = &gatehouse.StackRef{Project: project, Stack: stack}
 		}
-		out = append(out, p)
+		return &p, nil
 	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scan, `SELECT p.id, p.org_id, p.stack_id, p.project, p.tag_name, p.tag_value, p.env_id, p.env_project, p.created_by, p.created, COALESCE(s.project, ''), COALESCE(s.name, '')
+		FROM protections p LEFT JOIN stacks s ON s.id = p.stack_id AND p.stack_id <> 0 WHERE p.org_id = ? ORDER BY p.scope_key`, orgID)
 }
