@@ -306,24 +306,19 @@ func (t *tx) ListEnvRevisions(envID int64, before, count int) ([]gatehouse.EnvRe
 	if count <= 0 || count > 1000 {
 		count = 1000
 	}
-	rows, err := t.query(`SELECT number, created, creator_login, retracted, retract_replacement, retracted_by, retract_reason FROM env_revisions WHERE env_id = ? AND number < ? ORDER BY number DESC LIMIT ?`, envID, before, count)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.EnvRevision
-	for rows.Next() {
+	scan := func(sc scanner) (*gatehouse.EnvRevision, error) {
 		r := gatehouse.EnvRevision{EnvID: envID}
 		var created int64
 		var rt retraction
-		if err := rows.Scan(&r.Number, &created, &r.CreatorLogin, &rt.at, &rt.replacement, &rt.by, &rt.reason); err != nil {
-			return nil, dbErr(err)
+		if err := sc.Scan(&r.Number, &created, &r.CreatorLogin, &rt.at, &rt.replacement, &rt.by, &rt.reason); err != nil {
+			return nil, err
 		}
 		r.Created, r.Retracted = fromNS(created), rt.get()
-		out = append(out, r)
+		return &r, nil
 	}
-	if err := rows.Err(); err != nil {
-		return nil, dbErr(err)
+	out, err := queryAll(t, scan, `SELECT number, created, creator_login, retracted, retract_replacement, retracted_by, retract_reason FROM env_revisions WHERE env_id = ? AND number < ? ORDER BY number DESC LIMIT ?`, envID, before, count)
+	if err != nil {
+		return nil, err
 	}
 	tags, err := t.ListEnvTags(envID)
 	if err != nil {

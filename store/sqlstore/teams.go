@@ -123,19 +123,13 @@ const grantCols = `g.id, g.team_id, tm.name, g.stack_id, g.project, g.tag_name, 
 const grantFrom = ` FROM grants g JOIN teams tm ON tm.id = g.team_id LEFT JOIN stacks s ON s.id = g.stack_id AND g.stack_id <> 0 LEFT JOIN orgs o ON o.id = s.org_id`
 
 func (t *tx) grants(where string, args ...any) ([]gatehouse.Grant, error) {
-	rows, err := t.query(`SELECT `+grantCols+grantFrom+` WHERE `+where+` ORDER BY tm.name_key, g.scope_key`, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.Grant
-	for rows.Next() {
+	scan := func(sc scanner) (*gatehouse.Grant, error) {
 		var g gatehouse.Grant
 		var perm, decrypt, maxOpen, created int64
 		var org, project, stack string
-		if err := rows.Scan(&g.ID, &g.TeamID, &g.TeamName, &g.Scope.StackID, &g.Scope.Project, &g.Scope.TagName, &g.Scope.TagValue, &g.Scope.EnvID, &g.Scope.EnvProject, &g.Scope.EnvTagName, &g.Scope.EnvTagValue,
+		if err := sc.Scan(&g.ID, &g.TeamID, &g.TeamName, &g.Scope.StackID, &g.Scope.Project, &g.Scope.TagName, &g.Scope.TagValue, &g.Scope.EnvID, &g.Scope.EnvProject, &g.Scope.EnvTagName, &g.Scope.EnvTagValue,
 			&perm, &decrypt, &maxOpen, &created, &org, &project, &stack); err != nil {
-			return nil, dbErr(err)
+			return nil, err
 		}
 		g.Permission = gatehouse.Permission(perm)
 		g.Decrypt = decrypt != 0
@@ -144,9 +138,9 @@ func (t *tx) grants(where string, args ...any) ([]gatehouse.Grant, error) {
 		if g.Scope.StackID != 0 {
 			g.Scope.StackRef = &gatehouse.StackRef{Org: org, Project: project, Stack: stack}
 		}
-		out = append(out, g)
+		return &g, nil
 	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scan, `SELECT `+grantCols+grantFrom+` WHERE `+where+` ORDER BY tm.name_key, g.scope_key`, args...)
 }
 
 func (t *tx) PutGrant(g *gatehouse.Grant) error {
