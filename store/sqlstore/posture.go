@@ -303,23 +303,17 @@ func (t *tx) ListAnomalies(orgID int64, since time.Time, limit int) ([]gatehouse
 	if limit <= 0 {
 		limit = 1000
 	}
-	rows, err := t.query(`SELECT id, org_id, token_id, kind, window_key, at, detail, ip, agent FROM posture_anomalies WHERE org_id = ? AND at >= ? ORDER BY at DESC, id DESC LIMIT ?`,
-		orgID, ns(since), limit)
-	if err != nil {
-		return nil, dbErr(err)
-	}
-	defer rows.Close()
-	var out []gatehouse.Anomaly
-	for rows.Next() {
+	scan := func(sc scanner) (*gatehouse.Anomaly, error) {
 		var a gatehouse.Anomaly
 		var at int64
-		if err := rows.Scan(&a.ID, &a.OrgID, &a.TokenID, &a.Kind, &a.Window, &at, &a.Detail, &a.IP, &a.Agent); err != nil {
-			return nil, dbErr(err)
+		if err := sc.Scan(&a.ID, &a.OrgID, &a.TokenID, &a.Kind, &a.Window, &at, &a.Detail, &a.IP, &a.Agent); err != nil {
+			return nil, err
 		}
 		a.At = fromNS(at)
-		out = append(out, a)
+		return &a, nil
 	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scan, `SELECT id, org_id, token_id, kind, window_key, at, detail, ip, agent FROM posture_anomalies WHERE org_id = ? AND at >= ? ORDER BY at DESC, id DESC LIMIT ?`,
+		orgID, ns(since), limit)
 }
 
 func scanAllowList(s interface{ Scan(...any) error }) (*gatehouse.AllowList, error) {
@@ -365,26 +359,20 @@ func (t *tx) PutAllowList(l *gatehouse.AllowList) error {
 }
 
 func (t *tx) ListAddressRanges(orgID int64) ([]gatehouse.AddressRange, error) {
-	rows, err := t.query(`SELECT org_id, name, cidrs, modified_by, modified FROM address_ranges WHERE org_id = ? ORDER BY name`, orgID)
-	if err != nil {
-		return nil, dbErr(err)
-	}
-	defer rows.Close()
-	var out []gatehouse.AddressRange
-	for rows.Next() {
+	scan := func(sc scanner) (*gatehouse.AddressRange, error) {
 		var r gatehouse.AddressRange
 		var cidrs string
 		var mod int64
-		if err := rows.Scan(&r.OrgID, &r.Name, &cidrs, &r.ModifiedBy, &mod); err != nil {
-			return nil, dbErr(err)
+		if err := sc.Scan(&r.OrgID, &r.Name, &cidrs, &r.ModifiedBy, &mod); err != nil {
+			return nil, err
 		}
 		r.Modified = fromNS(mod)
 		if err := json.Unmarshal([]byte(cidrs), &r.CIDRs); err != nil {
 			return nil, gatehouse.Wrap(gatehouse.EINTERNAL, err, "corrupt address range")
 		}
-		out = append(out, r)
+		return &r, nil
 	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scan, `SELECT org_id, name, cidrs, modified_by, modified FROM address_ranges WHERE org_id = ? ORDER BY name`, orgID)
 }
 
 func (t *tx) PutAddressRange(r *gatehouse.AddressRange) error {
