@@ -24,43 +24,33 @@ func (t *tx) GetTokenUsage(tokenID string) (*gatehouse.TokenUsage, error) {
 		return u, nil
 	}
 	u.FirstSeen, u.LastSeen, u.HoursMask = fromNS(first), fromNS(last), uint32(mask)
-	rows, err := t.query(`SELECT ip, agent, ci, org_id, first_seen, last_seen, requests, denied FROM token_usage_clients WHERE token_id = ? ORDER BY last_seen DESC, ip, agent, ci`, tokenID)
-	if err != nil {
-		return nil, dbErr(err)
-	}
-	for rows.Next() {
+	scanClient := func(sc scanner) (*gatehouse.TokenClient, error) {
 		var c gatehouse.TokenClient
 		var f, l int64
-		if err := rows.Scan(&c.IP, &c.Agent, &c.CI, &c.OrgID, &f, &l, &c.Requests, &c.Denied); err != nil {
-			rows.Close()
-			return nil, dbErr(err)
+		if err := sc.Scan(&c.IP, &c.Agent, &c.CI, &c.OrgID, &f, &l, &c.Requests, &c.Denied); err != nil {
+			return nil, err
 		}
 		c.FirstSeen, c.LastSeen = fromNS(f), fromNS(l)
-		u.Clients = append(u.Clients, c)
+		return &c, nil
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, dbErr(err)
-	}
-	rows, err = t.query(`SELECT kind, name, first_seen, last_seen, requests FROM token_usage_targets WHERE token_id = ? ORDER BY last_seen DESC, kind, name`, tokenID)
+	u.Clients, err = queryAll(t, scanClient, `SELECT ip, agent, ci, org_id, first_seen, last_seen, requests, denied FROM token_usage_clients WHERE token_id = ? ORDER BY last_seen DESC, ip, agent, ci`, tokenID)
 	if err != nil {
-		return nil, dbErr(err)
+		return nil, err
 	}
-	for rows.Next() {
+	scanTarget := func(sc scanner) (*gatehouse.TokenTarget, error) {
 		var g gatehouse.TokenTarget
 		var f, l int64
-		if err := rows.Scan(&g.Kind, &g.Name, &f, &l, &g.Requests); err != nil {
-			rows.Close()
-			return nil, dbErr(err)
+		if err := sc.Scan(&g.Kind, &g.Name, &f, &l, &g.Requests); err != nil {
+			return nil, err
 		}
 		g.FirstSeen, g.LastSeen = fromNS(f), fromNS(l)
-		u.Targets = append(u.Targets, g)
+		return &g, nil
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, dbErr(err)
+	u.Targets, err = queryAll(t, scanTarget, `SELECT kind, name, first_seen, last_seen, requests FROM token_usage_targets WHERE token_id = ? ORDER BY last_seen DESC, kind, name`, tokenID)
+	if err != nil {
+		return nil, err
 	}
-	rows, err = t.query(`SELECT hour, requests, denied FROM token_usage_hours WHERE token_id = ?`, tokenID)
+	rows, err := t.query(`SELECT hour, requests, denied FROM token_usage_hours WHERE token_id = ?`, tokenID)
 	if err != nil {
 		return nil, dbErr(err)
 	}

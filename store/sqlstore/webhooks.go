@@ -215,26 +215,24 @@ func (t *tx) RecordWebhookAttempt(id int64, lease string, a *gatehouse.WebhookAt
 }
 
 func (t *tx) ListWebhookAttempts(ids []int64) (map[int64][]gatehouse.WebhookAttempt, error) {
+	scan := func(sc scanner) (*gatehouse.WebhookAttempt, error) {
+		var a gatehouse.WebhookAttempt
+		var at int64
+		if err := sc.Scan(&a.Number, &at, &a.Status, &a.DurationMS, &a.RequestURL, &a.RequestHeaders, &a.ResponseCode, &a.ResponseHeaders, &a.ResponseBody, &a.Error); err != nil {
+			return nil, err
+		}
+		a.At = fromNS(at)
+		return &a, nil
+	}
 	out := make(map[int64][]gatehouse.WebhookAttempt, len(ids))
 	for _, id := range ids {
-		rows, err := t.query(`SELECT attempt, at, status, duration_ms, request_url, request_headers, response_code, response_headers, response_body, error
+		as, err := queryAll(t, scan, `SELECT attempt, at, status, duration_ms, request_url, request_headers, response_code, response_headers, response_body, error
 			FROM webhook_delivery_attempts WHERE delivery_id = ? ORDER BY attempt, id`, id)
 		if err != nil {
 			return nil, err
 		}
-		for rows.Next() {
-			var a gatehouse.WebhookAttempt
-			var at int64
-			if err := rows.Scan(&a.Number, &at, &a.Status, &a.DurationMS, &a.RequestURL, &a.RequestHeaders, &a.ResponseCode, &a.ResponseHeaders, &a.ResponseBody, &a.Error); err != nil {
-				rows.Close()
-				return nil, dbErr(err)
-			}
-			a.At = fromNS(at)
-			out[id] = append(out[id], a)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, dbErr(err)
+		if len(as) > 0 { // a delivery without attempts has no key
+			out[id] = append(out[id], as...)
 		}
 	}
 	return out, nil
