@@ -204,18 +204,5 @@ func (t *tx) ListAudit(f gatehouse.AuditFilter) ([]gatehouse.AuditEvent, error) 
 	}
 	q += " LIMIT ?"
 	args = append(args, limit)
-	rows, err := t.query(q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.AuditEvent
-	for rows.Next() {
-		e, err := scanAudit(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *e)
-	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scanAudit, q, args...)
 }

@@ -76,20 +76,7 @@ func scanCheckpoint(sc interface{ Scan(...any) error }) (*gatehouse.AuditCheckpo
 }
 
 func (t *tx) ListAuditCheckpoints() ([]gatehouse.AuditCheckpoint, error) {
-	rows, err := t.query(`SELECT ` + checkpointCols + ` FROM audit_checkpoints ORDER BY seq, kind`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.AuditCheckpoint
-	for rows.Next() {
-		cp, err := scanCheckpoint(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *cp)
-	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scanCheckpoint, `SELECT `+checkpointCols+` FROM audit_checkpoints ORDER BY seq, kind`)
 }
 
 func (t *tx) LatestAuditCheckpoint(kind string) (*gatehouse.AuditCheckpoint, error) {
@@ -146,22 +133,16 @@ func (t *tx) AdvanceExportCursor(sink, owner string, seq int64) (bool, error) {
 }
 
 func (t *tx) ListExportCursors() ([]gatehouse.ExportCursor, error) {
-	rows, err := t.query(`SELECT sink, seq, lease_owner, lease_until FROM audit_export_cursors ORDER BY sink`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.ExportCursor
-	for rows.Next() {
+	scan := func(sc scanner) (*gatehouse.ExportCursor, error) {
 		var c gatehouse.ExportCursor
 		var until int64
-		if err := rows.Scan(&c.Sink, &c.Seq, &c.LeaseOwner, &until); err != nil {
-			return nil, dbErr(err)
+		if err := sc.Scan(&c.Sink, &c.Seq, &c.LeaseOwner, &until); err != nil {
+			return nil, err
 		}
 		c.LeaseUntil = fromNS(until)
-		out = append(out, c)
+		return &c, nil
 	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scan, `SELECT sink, seq, lease_owner, lease_until FROM audit_export_cursors ORDER BY sink`)
 }
 
 func (t *tx) AcquireExportLease(sink, owner string, until time.Time) (bool, error) {

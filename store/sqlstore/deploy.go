@@ -74,23 +74,17 @@ func (t *tx) SetDeployPaused(stackID, orgID int64, paused bool) error {
 }
 
 func (t *tx) ListDeploySettingsByRepo(repo string) ([]gatehouse.DeploySettings, error) {
-	rows, err := t.query(`SELECT stack_id, org_id, repo, settings, paused, modified, modified_by_kind, modified_by_id FROM deploy_settings WHERE repo = ? AND settings <> '' ORDER BY stack_id`, repo)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.DeploySettings
-	for rows.Next() {
+	scan := func(sc scanner) (*gatehouse.DeploySettings, error) {
 		var s gatehouse.DeploySettings
 		var settings string
 		var paused, mod int64
-		if err := rows.Scan(&s.StackID, &s.OrgID, &s.Repo, &settings, &paused, &mod, &s.ModifiedBy.Kind, &s.ModifiedBy.ID); err != nil {
-			return nil, dbErr(err)
+		if err := sc.Scan(&s.StackID, &s.OrgID, &s.Repo, &settings, &paused, &mod, &s.ModifiedBy.Kind, &s.ModifiedBy.ID); err != nil {
+			return nil, err
 		}
 		s.Settings, s.Paused, s.Modified = []byte(settings), paused != 0, fromNS(mod)
-		out = append(out, s)
+		return &s, nil
 	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scan, `SELECT stack_id, org_id, repo, settings, paused, modified, modified_by_kind, modified_by_id FROM deploy_settings WHERE repo = ? AND settings <> '' ORDER BY stack_id`, repo)
 }
 
 func (t *tx) CreateDeployPool(p *gatehouse.DeployPool) error {
@@ -126,20 +120,7 @@ func (t *tx) GetDeployPoolByDigest(d [32]byte) (*gatehouse.DeployPool, error) {
 }
 
 func (t *tx) ListDeployPools(orgID int64) ([]gatehouse.DeployPool, error) {
-	rows, err := t.query(`SELECT `+poolCols+` FROM deploy_pools WHERE org_id = ? AND revoked = 0 ORDER BY name`, orgID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.DeployPool
-	for rows.Next() {
-		p, err := scanPool(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *p)
-	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scanPool, `SELECT `+poolCols+` FROM deploy_pools WHERE org_id = ? AND revoked = 0 ORDER BY name`, orgID)
 }
 
 func (t *tx) RevokeDeployPool(orgID int64, id string) error {
@@ -236,21 +217,12 @@ func (t *tx) ListDeployments(stackID int64, page, pageSize int, asc bool) ([]gat
 		order = "ASC"
 	}
 	page, pageSize = max(page, 1), max(pageSize, 1)
-	rows, err := t.query(`SELECT `+deploymentCols+` FROM deployments WHERE stack_id = ? ORDER BY version `+order+` LIMIT ? OFFSET ?`,
+	out, err := queryAll(t, scanDeployment, `SELECT `+deploymentCols+` FROM deployments WHERE stack_id = ? ORDER BY version `+order+` LIMIT ? OFFSET ?`,
 		stackID, pageSize, (page-1)*pageSize)
 	if err != nil {
 		return nil, 0, err
 	}
-	defer rows.Close()
-	var out []gatehouse.Deployment
-	for rows.Next() {
-		d, err := scanDeployment(rows)
-		if err != nil {
-			return nil, 0, dbErr(err)
-		}
-		out = append(out, *d)
-	}
-	return out, total, dbErr(rows.Err())
+	return out, total, nil
 }
 
 func (t *tx) LeaseDeployment(orgID int64, poolID, runner, lease string, leaseUntil time.Time, cred [32]byte, credUntil time.Time) (*gatehouse.Deployment, error) {
@@ -404,22 +376,16 @@ func (t *tx) AppendDeployLogs(id string, lines []gatehouse.DeployLogLine) error 
 }
 
 func (t *tx) ListDeployLogs(id string, after int64, limit int) ([]gatehouse.DeployLogLine, error) {
-	rows, err := t.query(`SELECT seq, header, line, at FROM deploy_logs WHERE deployment_id = ? AND seq > ? ORDER BY seq LIMIT ?`, id, after, max(limit, 1))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.DeployLogLine
-	for rows.Next() {
+	scan := func(sc scanner) (*gatehouse.DeployLogLine, error) {
 		var l gatehouse.DeployLogLine
 		var at int64
-		if err := rows.Scan(&l.Seq, &l.Header, &l.Line, &at); err != nil {
-			return nil, dbErr(err)
+		if err := sc.Scan(&l.Seq, &l.Header, &l.Line, &at); err != nil {
+			return nil, err
 		}
 		l.At = fromNS(at)
-		out = append(out, l)
+		return &l, nil
 	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scan, `SELECT seq, header, line, at FROM deploy_logs WHERE deployment_id = ? AND seq > ? ORDER BY seq LIMIT ?`, id, after, max(limit, 1))
 }
 
 // deleteStackDeployments removes a stack's deployment settings, deployments and logs

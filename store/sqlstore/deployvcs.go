@@ -23,20 +23,7 @@ func (t *tx) GetDeployVCSSecret(orgID int64, provider string) (*gatehouse.Deploy
 }
 
 func (t *tx) ListDeployVCSSecrets(orgID int64) ([]gatehouse.DeployVCSSecret, error) {
-	rows, err := t.query(`SELECT org_id, provider, sealed, created, created_by FROM deploy_vcs_secrets WHERE org_id = ? ORDER BY provider`, orgID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.DeployVCSSecret
-	for rows.Next() {
-		v, err := scanVCSSecret(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *v)
-	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scanVCSSecret, `SELECT org_id, provider, sealed, created, created_by FROM deploy_vcs_secrets WHERE org_id = ? ORDER BY provider`, orgID)
 }
 
 func (t *tx) PutDeployVCSSecret(s *gatehouse.DeployVCSSecret) error {

@@ -64,22 +64,16 @@ func (t *tx) fillEnvTags(e *gatehouse.Environment) error {
 }
 
 func (t *tx) ListEnvKVTags(envID int64) ([]gatehouse.EnvKVTag, error) {
-	rows, err := t.query(`SELECT name, value, created, modified, editor_login FROM env_kv_tags WHERE env_id = ? ORDER BY name`, envID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.EnvKVTag
-	for rows.Next() {
+	scan := func(sc scanner) (*gatehouse.EnvKVTag, error) {
 		tg := gatehouse.EnvKVTag{EnvID: envID}
 		var created, modified int64
-		if err := rows.Scan(&tg.Name, &tg.Value, &created, &modified, &tg.EditorLogin); err != nil {
-			return nil, dbErr(err)
+		if err := sc.Scan(&tg.Name, &tg.Value, &created, &modified, &tg.EditorLogin); err != nil {
+			return nil, err
 		}
 		tg.Created, tg.Modified = fromNS(created), fromNS(modified)
-		out = append(out, tg)
+		return &tg, nil
 	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scan, `SELECT name, value, created, modified, editor_login FROM env_kv_tags WHERE env_id = ? ORDER BY name`, envID)
 }
 
 func (t *tx) SetEnvKVTag(tg *gatehouse.EnvKVTag) error {
@@ -115,27 +109,11 @@ func (t *tx) ListEnvironments(f gatehouse.EnvFilter) ([]gatehouse.Environment, s
 	args = appendInList(&b, args, f.OrgIDs)
 	b.WriteString(") AND e.id > ? ORDER BY e.id LIMIT ?")
 	args = append(args, after, limit+1)
-	rows, err := t.query(b.String(), args...)
+	out, err := queryAll(t, scanEnv, b.String(), args...)
 	if err != nil {
 		return nil, "", err
 	}
-	defer rows.Close()
-	var out []gatehouse.Environment
-	for rows.Next() {
-		e, err := scanEnv(rows)
-		if err != nil {
-			return nil, "", dbErr(err)
-		}
-		out = append(out, *e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", dbErr(err)
-	}
-	next := ""
-	if len(out) > limit {
-		out = out[:limit]
-		next = strconv.FormatInt(out[limit-1].ID, 10)
-	}
+	out, next := cutIDPage(out, limit, func(e *gatehouse.Environment) int64 { return e.ID })
 	return out, next, t.fillEnvTagsOf(out)
 }
 
@@ -328,24 +306,19 @@ func (t *tx) ListEnvRevisions(envID int64, before, count int) ([]gatehouse.EnvRe
 	if count <= 0 || count > 1000 {
 		count = 1000
 	}
-	rows, err := t.query(`SELECT number, created, creator_login, retracted, retract_replacement, retracted_by, retract_reason FROM env_revisions WHERE env_id = ? AND number < ? ORDER BY number DESC LIMIT ?`, envID, before, count)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.EnvRevision
-	for rows.Next() {
+	scan := func(sc scanner) (*gatehouse.EnvRevision, error) {
 		r := gatehouse.EnvRevision{EnvID: envID}
 		var created int64
 		var rt retraction
-		if err := rows.Scan(&r.Number, &created, &r.CreatorLogin, &rt.at, &rt.replacement, &rt.by, &rt.reason); err != nil {
-			return nil, dbErr(err)
+		if err := sc.Scan(&r.Number, &created, &r.CreatorLogin, &rt.at, &rt.replacement, &rt.by, &rt.reason); err != nil {
+			return nil, err
 		}
 		r.Created, r.Retracted = fromNS(created), rt.get()
-		out = append(out, r)
+		return &r, nil
 	}
-	if err := rows.Err(); err != nil {
-		return nil, dbErr(err)
+	out, err := queryAll(t, scan, `SELECT number, created, creator_login, retracted, retract_replacement, retracted_by, retract_reason FROM env_revisions WHERE env_id = ? AND number < ? ORDER BY number DESC LIMIT ?`, envID, before, count)
+	if err != nil {
+		return nil, err
 	}
 	tags, err := t.ListEnvTags(envID)
 	if err != nil {
@@ -407,22 +380,16 @@ func (t *tx) GetEnvTag(envID int64, name string) (*gatehouse.EnvTag, error) {
 }
 
 func (t *tx) ListEnvTags(envID int64) ([]gatehouse.EnvTag, error) {
-	rows, err := t.query(`SELECT name, revision, created, modified, editor_login FROM env_tags WHERE env_id = ? ORDER BY name`, envID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.EnvTag
-	for rows.Next() {
+	scan := func(sc scanner) (*gatehouse.EnvTag, error) {
 		tg := gatehouse.EnvTag{EnvID: envID}
 		var created, modified int64
-		if err := rows.Scan(&tg.Name, &tg.Revision, &created, &modified, &tg.EditorLogin); err != nil {
-			return nil, dbErr(err)
+		if err := sc.Scan(&tg.Name, &tg.Revision, &created, &modified, &tg.EditorLogin); err != nil {
+			return nil, err
 		}
 		tg.Created, tg.Modified = fromNS(created), fromNS(modified)
-		out = append(out, tg)
+		return &tg, nil
 	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scan, `SELECT name, revision, created, modified, editor_login FROM env_tags WHERE env_id = ? ORDER BY name`, envID)
 }
 
 func (t *tx) DeleteEnvTag(envID int64, name string) error {

@@ -86,20 +86,7 @@ func (t *tx) ListInvitations(f gatehouse.InvitationFilter) ([]gatehouse.Invitati
 		args = append(args, string(gatehouse.InvitationPending), ns(t.now))
 	}
 	q += ` ORDER BY i.created DESC, i.id`
-	rows, err := t.query(q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.Invitation
-	for rows.Next() {
-		inv, err := scanInvitation(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *inv)
-	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scanInvitation, q, args...)
 }
 
 func (t *tx) ResolveInvitation(id string, status gatehouse.InvitationStatus) (*gatehouse.Invitation, error) {

@@ -82,20 +82,7 @@ func (t *tx) GetOIDCIssuerByURL(orgID int64, url string) (*gatehouse.OIDCIssuer,
 }
 
 func (t *tx) ListOIDCIssuers(orgID int64) ([]gatehouse.OIDCIssuer, error) {
-	rows, err := t.query(`SELECT `+oidcIssuerCols+` FROM oidc_issuers WHERE org_id = ? ORDER BY name_key, id`, orgID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.OIDCIssuer
-	for rows.Next() {
-		is, err := scanOIDCIssuer(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *is)
-	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scanOIDCIssuer, `SELECT `+oidcIssuerCols+` FROM oidc_issuers WHERE org_id = ? ORDER BY name_key, id`, orgID)
 }
 
 func (t *tx) UpdateOIDCIssuer(is *gatehouse.OIDCIssuer) error {

@@ -58,20 +58,7 @@ func (t *tx) GetPolicyPackByID(id int64) (*gatehouse.PolicyPack, error) {
 }
 
 func (t *tx) ListPolicyPacks(orgID int64) ([]gatehouse.PolicyPack, error) {
-	rows, err := t.query(`SELECT `+policyPackCols+` FROM policy_packs WHERE org_id = ? ORDER BY name, version`, orgID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []gatehouse.PolicyPack{}
-	for rows.Next() {
-		p, err := scanPolicyPack(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *p)
-	}
-	return out, dbErr(rows.Err())
+	return orEmpty(queryAll(t, scanPolicyPack, `SELECT `+policyPackCols+` FROM policy_packs WHERE org_id = ? ORDER BY name, version`, orgID))
 }
 
 func (t *tx) PutPolicyPackArchive(id int64, data []byte) error {
@@ -256,20 +243,7 @@ func (t *tx) GetPolicyGroup(orgID int64, name string) (*gatehouse.PolicyGroup, e
 }
 
 func (t *tx) ListPolicyGroups(orgID int64) ([]gatehouse.PolicyGroup, error) {
-	rows, err := t.query(`SELECT `+policyGroupCols+` FROM policy_groups WHERE org_id = ? ORDER BY name`, orgID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []gatehouse.PolicyGroup{}
-	for rows.Next() {
-		g, err := scanPolicyGroup(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *g)
-	}
-	return out, dbErr(rows.Err())
+	return orEmpty(queryAll(t, scanPolicyGroup, `SELECT `+policyGroupCols+` FROM policy_groups WHERE org_id = ? ORDER BY name`, orgID))
 }
 
 func (t *tx) DeletePolicyGroup(orgID int64, name string) error {
@@ -317,26 +291,20 @@ func (t *tx) ListPolicyResults(f gatehouse.PolicyResultFilter) ([]gatehouse.Poli
 		q += ` LIMIT ?`
 		args = append(args, f.Limit)
 	}
-	rows, err := t.query(q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []gatehouse.PolicyResult{}
-	for rows.Next() {
+	scan := func(sc scanner) (*gatehouse.PolicyResult, error) {
 		var r gatehouse.PolicyResult
 		var dry, created int64
 		var project, name string
-		if err := rows.Scan(&r.ID, &r.OrgID, &r.StackID, &r.UpdateID, &dry, &r.Kind, &r.PackName, &r.PackVersion, &r.PolicyName, &r.Level, &r.Severity, &r.URN, &r.Message, &created, &project, &name); err != nil {
-			return nil, dbErr(err)
+		if err := sc.Scan(&r.ID, &r.OrgID, &r.StackID, &r.UpdateID, &dry, &r.Kind, &r.PackName, &r.PackVersion, &r.PolicyName, &r.Level, &r.Severity, &r.URN, &r.Message, &created, &project, &name); err != nil {
+			return nil, err
 		}
 		r.DryRun, r.Created = dry != 0, fromNS(created)
 		if name != "" {
 			r.StackRef = &gatehouse.StackRef{Project: project, Stack: name}
 		}
-		out = append(out, r)
+		return &r, nil
 	}
-	return out, dbErr(rows.Err())
+	return orEmpty(queryAll(t, scan, q, args...))
 }
 
 func (t *tx) GetPolicySettings(orgID int64) (*gatehouse.PolicySettings, error) {

@@ -24,43 +24,33 @@ func (t *tx) GetTokenUsage(tokenID string) (*gatehouse.TokenUsage, error) {
 		return u, nil
 	}
 	u.FirstSeen, u.LastSeen, u.HoursMask = fromNS(first), fromNS(last), uint32(mask)
-	rows, err := t.query(`SELECT ip, agent, ci, org_id, first_seen, last_seen, requests, denied FROM token_usage_clients WHERE token_id = ? ORDER BY last_seen DESC, ip, agent, ci`, tokenID)
-	if err != nil {
-		return nil, dbErr(err)
-	}
-	for rows.Next() {
+	scanClient := func(sc scanner) (*gatehouse.TokenClient, error) {
 		var c gatehouse.TokenClient
 		var f, l int64
-		if err := rows.Scan(&c.IP, &c.Agent, &c.CI, &c.OrgID, &f, &l, &c.Requests, &c.Denied); err != nil {
-			rows.Close()
-			return nil, dbErr(err)
+		if err := sc.Scan(&c.IP, &c.Agent, &c.CI, &c.OrgID, &f, &l, &c.Requests, &c.Denied); err != nil {
+			return nil, err
 		}
 		c.FirstSeen, c.LastSeen = fromNS(f), fromNS(l)
-		u.Clients = append(u.Clients, c)
+		return &c, nil
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, dbErr(err)
-	}
-	rows, err = t.query(`SELECT kind, name, first_seen, last_seen, requests FROM token_usage_targets WHERE token_id = ? ORDER BY last_seen DESC, kind, name`, tokenID)
+	u.Clients, err = queryAll(t, scanClient, `SELECT ip, agent, ci, org_id, first_seen, last_seen, requests, denied FROM token_usage_clients WHERE token_id = ? ORDER BY last_seen DESC, ip, agent, ci`, tokenID)
 	if err != nil {
-		return nil, dbErr(err)
+		return nil, err
 	}
-	for rows.Next() {
+	scanTarget := func(sc scanner) (*gatehouse.TokenTarget, error) {
 		var g gatehouse.TokenTarget
 		var f, l int64
-		if err := rows.Scan(&g.Kind, &g.Name, &f, &l, &g.Requests); err != nil {
-			rows.Close()
-			return nil, dbErr(err)
+		if err := sc.Scan(&g.Kind, &g.Name, &f, &l, &g.Requests); err != nil {
+			return nil, err
 		}
 		g.FirstSeen, g.LastSeen = fromNS(f), fromNS(l)
-		u.Targets = append(u.Targets, g)
+		return &g, nil
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, dbErr(err)
+	u.Targets, err = queryAll(t, scanTarget, `SELECT kind, name, first_seen, last_seen, requests FROM token_usage_targets WHERE token_id = ? ORDER BY last_seen DESC, kind, name`, tokenID)
+	if err != nil {
+		return nil, err
 	}
-	rows, err = t.query(`SELECT hour, requests, denied FROM token_usage_hours WHERE token_id = ?`, tokenID)
+	rows, err := t.query(`SELECT hour, requests, denied FROM token_usage_hours WHERE token_id = ?`, tokenID)
 	if err != nil {
 		return nil, dbErr(err)
 	}
@@ -303,23 +293,17 @@ func (t *tx) ListAnomalies(orgID int64, since time.Time, limit int) ([]gatehouse
 	if limit <= 0 {
 		limit = 1000
 	}
-	rows, err := t.query(`SELECT id, org_id, token_id, kind, window_key, at, detail, ip, agent FROM posture_anomalies WHERE org_id = ? AND at >= ? ORDER BY at DESC, id DESC LIMIT ?`,
-		orgID, ns(since), limit)
-	if err != nil {
-		return nil, dbErr(err)
-	}
-	defer rows.Close()
-	var out []gatehouse.Anomaly
-	for rows.Next() {
+	scan := func(sc scanner) (*gatehouse.Anomaly, error) {
 		var a gatehouse.Anomaly
 		var at int64
-		if err := rows.Scan(&a.ID, &a.OrgID, &a.TokenID, &a.Kind, &a.Window, &at, &a.Detail, &a.IP, &a.Agent); err != nil {
-			return nil, dbErr(err)
+		if err := sc.Scan(&a.ID, &a.OrgID, &a.TokenID, &a.Kind, &a.Window, &at, &a.Detail, &a.IP, &a.Agent); err != nil {
+			return nil, err
 		}
 		a.At = fromNS(at)
-		out = append(out, a)
+		return &a, nil
 	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scan, `SELECT id, org_id, token_id, kind, window_key, at, detail, ip, agent FROM posture_anomalies WHERE org_id = ? AND at >= ? ORDER BY at DESC, id DESC LIMIT ?`,
+		orgID, ns(since), limit)
 }
 
 func scanAllowList(s interface{ Scan(...any) error }) (*gatehouse.AllowList, error) {
@@ -337,20 +321,7 @@ func scanAllowList(s interface{ Scan(...any) error }) (*gatehouse.AllowList, err
 }
 
 func (t *tx) ListAllowLists(orgID int64) ([]gatehouse.AllowList, error) {
-	rows, err := t.query(`SELECT org_id, token_id, entries, modified_by, modified FROM address_allowlists WHERE org_id = ? ORDER BY token_id`, orgID)
-	if err != nil {
-		return nil, dbErr(err)
-	}
-	defer rows.Close()
-	var out []gatehouse.AllowList
-	for rows.Next() {
-		l, err := scanAllowList(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *l)
-	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scanAllowList, `SELECT org_id, token_id, entries, modified_by, modified FROM address_allowlists WHERE org_id = ? ORDER BY token_id`, orgID)
 }
 
 func (t *tx) GetAllowList(orgID int64, tokenID string) (*gatehouse.AllowList, error) {
@@ -378,26 +349,20 @@ func (t *tx) PutAllowList(l *gatehouse.AllowList) error {
 }
 
 func (t *tx) ListAddressRanges(orgID int64) ([]gatehouse.AddressRange, error) {
-	rows, err := t.query(`SELECT org_id, name, cidrs, modified_by, modified FROM address_ranges WHERE org_id = ? ORDER BY name`, orgID)
-	if err != nil {
-		return nil, dbErr(err)
-	}
-	defer rows.Close()
-	var out []gatehouse.AddressRange
-	for rows.Next() {
+	scan := func(sc scanner) (*gatehouse.AddressRange, error) {
 		var r gatehouse.AddressRange
 		var cidrs string
 		var mod int64
-		if err := rows.Scan(&r.OrgID, &r.Name, &cidrs, &r.ModifiedBy, &mod); err != nil {
-			return nil, dbErr(err)
+		if err := sc.Scan(&r.OrgID, &r.Name, &cidrs, &r.ModifiedBy, &mod); err != nil {
+			return nil, err
 		}
 		r.Modified = fromNS(mod)
 		if err := json.Unmarshal([]byte(cidrs), &r.CIDRs); err != nil {
 			return nil, gatehouse.Wrap(gatehouse.EINTERNAL, err, "corrupt address range")
 		}
-		out = append(out, r)
+		return &r, nil
 	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scan, `SELECT org_id, name, cidrs, modified_by, modified FROM address_ranges WHERE org_id = ? ORDER BY name`, orgID)
 }
 
 func (t *tx) PutAddressRange(r *gatehouse.AddressRange) error {

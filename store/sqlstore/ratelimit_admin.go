@@ -10,22 +10,16 @@ func (t *tx) ListAuthFailures(window time.Duration, limit int) ([]gatehouse.Auth
 	if limit <= 0 {
 		limit = 1000
 	}
-	rows, err := t.query(`SELECT key, count, window_start FROM auth_failures WHERE window_start > ? ORDER BY count DESC, key LIMIT ?`, ns(t.now.Add(-window)), limit)
-	if err != nil {
-		return nil, dbErr(err)
-	}
-	defer rows.Close()
-	var out []gatehouse.AuthFailureCount
-	for rows.Next() {
+	scan := func(sc scanner) (*gatehouse.AuthFailureCount, error) {
 		var c gatehouse.AuthFailureCount
 		var count, start int64
-		if err := rows.Scan(&c.Key, &count, &start); err != nil {
-			return nil, dbErr(err)
+		if err := sc.Scan(&c.Key, &count, &start); err != nil {
+			return nil, err
 		}
 		c.Count, c.WindowStart = int(count), fromNS(start)
-		out = append(out, c)
+		return &c, nil
 	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scan, `SELECT key, count, window_start FROM auth_failures WHERE window_start > ? ORDER BY count DESC, key LIMIT ?`, ns(t.now.Add(-window)), limit)
 }
 
 func (t *tx) ClearAuthFailures(keys ...string) (int64, error) {

@@ -106,21 +106,12 @@ func (t *tx) ListSCIMUsers(orgID int64, f gatehouse.SCIMUserFilter) ([]gatehouse
 	if f.Limit <= 0 {
 		return nil, total, nil
 	}
-	rows, err := t.query(`SELECT `+scimUserCols+` FROM scim_users s JOIN users u ON u.id = s.user_id WHERE `+where+
+	out, err := queryAll(t, scanSCIMUser, `SELECT `+scimUserCols+` FROM scim_users s JOIN users u ON u.id = s.user_id WHERE `+where+
 		` ORDER BY s.user_id LIMIT ? OFFSET ?`, append(args, f.Limit, max(f.Offset, 0))...)
 	if err != nil {
 		return nil, 0, err
 	}
-	defer rows.Close()
-	var out []gatehouse.SCIMUser
-	for rows.Next() {
-		u, err := scanSCIMUser(rows)
-		if err != nil {
-			return nil, 0, dbErr(err)
-		}
-		out = append(out, *u)
-	}
-	return out, total, dbErr(rows.Err())
+	return out, total, nil
 }
 
 func (t *tx) UpdateSCIMUser(u *gatehouse.SCIMUser) error {
@@ -152,20 +143,7 @@ func (t *tx) FindUsersByEmail(email string) ([]gatehouse.User, error) {
 	if email == "" {
 		return nil, nil
 	}
-	rows, err := t.query(`SELECT `+userCols+` FROM users WHERE LOWER(email) = ? ORDER BY id`, strings.ToLower(email))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.User
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *u)
-	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scanUser, `SELECT `+userCols+` FROM users WHERE LOWER(email) = ? ORDER BY id`, strings.ToLower(email))
 }
 
 func (t *tx) SetUserEmail(userID int64, email string) error {

@@ -110,20 +110,7 @@ func (t *tx) DeleteUserSessions(userID, orgID int64) (int, error) {
 }
 
 func (t *tx) ListUserSessions(userID int64) ([]gatehouse.Session, error) {
-	rows, err := t.query(`SELECT `+sessionCols+` FROM sessions WHERE user_id = ? ORDER BY created DESC, id`, userID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.Session
-	for rows.Next() {
-		s, err := scanSession(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *s)
-	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scanSession, `SELECT `+sessionCols+` FROM sessions WHERE user_id = ? ORDER BY created DESC, id`, userID)
 }
 
 func (t *tx) PruneSessions(now time.Time) (int64, error) {
@@ -188,20 +175,7 @@ func (t *tx) PutIdentity(id *gatehouse.UserIdentity) error {
 }
 
 func (t *tx) ListUserIdentities(userID int64) ([]gatehouse.UserIdentity, error) {
-	rows, err := t.query(`SELECT `+identityCols+` FROM user_identities WHERE user_id = ? ORDER BY created, issuer, subject`, userID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.UserIdentity
-	for rows.Next() {
-		id, err := scanIdentity(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *id)
-	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scanIdentity, `SELECT `+identityCols+` FROM user_identities WHERE user_id = ? ORDER BY created, issuer, subject`, userID)
 }
 
 func (t *tx) DeleteIdentity(issuer, subject string) error {

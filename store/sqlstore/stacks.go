@@ -101,6 +101,16 @@ func idPage(limit int, continuation string) (int, int64, error) {
 	return limit, after, nil
 }
 
+// cutIDPage cuts a page read with LIMIT limit+1 (limit from idPage) to limit rows; next
+// is the continuation token (the last kept row's ID) when a further row was read, else "".
+func cutIDPage[T any](out []T, limit int, id func(*T) int64) (page []T, next string) {
+	if len(out) <= limit {
+		return out, ""
+	}
+	out = out[:limit]
+	return out, strconv.FormatInt(id(&out[limit-1]), 10)
+}
+
 // appendInList writes the placeholders of an IN (...) list of ids to b and returns args with
 // the ids appended.
 func appendInList(b *strings.Builder, args []any, ids []int64) []any {
@@ -143,27 +153,11 @@ func (t *tx) ListStacks(f gatehouse.StackFilter) ([]gatehouse.Stack, string, err
 	}
 	b.WriteString(" ORDER BY s.id LIMIT ?")
 	args = append(args, limit+1)
-	rows, err := t.query(b.String(), args...)
+	out, err := queryAll(t, scanStack, b.String(), args...)
 	if err != nil {
 		return nil, "", err
 	}
-	defer rows.Close()
-	var out []gatehouse.Stack
-	for rows.Next() {
-		s, err := scanStack(rows)
-		if err != nil {
-			return nil, "", dbErr(err)
-		}
-		out = append(out, *s)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", dbErr(err)
-	}
-	next := ""
-	if len(out) > limit {
-		out = out[:limit]
-		next = strconv.FormatInt(out[limit-1].ID, 10)
-	}
+	out, next := cutIDPage(out, limit, func(s *gatehouse.Stack) int64 { return s.ID })
 	return out, next, nil
 }
 

@@ -43,20 +43,7 @@ func (t *tx) GetTeamByName(orgID int64, name string) (*gatehouse.Team, error) {
 }
 
 func (t *tx) ListTeams(orgID int64) ([]gatehouse.Team, error) {
-	rows, err := t.query(`SELECT `+teamCols+` FROM teams WHERE org_id = ? ORDER BY name_key`, orgID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.Team
-	for rows.Next() {
-		tm, err := scanTeam(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *tm)
-	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scanTeam, `SELECT `+teamCols+` FROM teams WHERE org_id = ? ORDER BY name_key`, orgID)
 }
 
 func (t *tx) UpdateTeam(tm *gatehouse.Team) error {
@@ -118,23 +105,17 @@ func (t *tx) RemoveTeamMember(teamID, userID int64) error {
 }
 
 func (t *tx) ListTeamMembers(teamID int64) ([]gatehouse.TeamMember, error) {
-	rows, err := t.query(`SELECT tm.team_id, tm.role, u.id, u.name, u.email, u.site_admin, u.created FROM team_members tm JOIN users u ON u.id = tm.user_id WHERE tm.team_id = ? ORDER BY u.name_key`, teamID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.TeamMember
-	for rows.Next() {
+	scan := func(sc scanner) (*gatehouse.TeamMember, error) {
 		var m gatehouse.TeamMember
 		var admin, created int64
-		if err := rows.Scan(&m.TeamID, &m.Role, &m.User.ID, &m.User.Name, &m.User.Email, &admin, &created); err != nil {
-			return nil, dbErr(err)
+		if err := sc.Scan(&m.TeamID, &m.Role, &m.User.ID, &m.User.Name, &m.User.Email, &admin, &created); err != nil {
+			return nil, err
 		}
 		m.User.SiteAdmin = admin != 0
 		m.User.Created = fromNS(created)
-		out = append(out, m)
+		return &m, nil
 	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scan, `SELECT tm.team_id, tm.role, u.id, u.name, u.email, u.site_admin, u.created FROM team_members tm JOIN users u ON u.id = tm.user_id WHERE tm.team_id = ? ORDER BY u.name_key`, teamID)
 }
 
 const grantCols = `g.id, g.team_id, tm.name, g.stack_id, g.project, g.tag_name, g.tag_value, g.env_id, g.env_project, g.env_tag_name, g.env_tag_value, g.permission, g.decrypt, g.max_open_seconds, g.created, COALESCE(o.name, ''), COALESCE(s.project, ''), COALESCE(s.name, '')`
@@ -142,19 +123,13 @@ const grantCols = `g.id, g.team_id, tm.name, g.stack_id, g.project, g.tag_name, 
 const grantFrom = ` FROM grants g JOIN teams tm ON tm.id = g.team_id LEFT JOIN stacks s ON s.id = g.stack_id AND g.stack_id <> 0 LEFT JOIN orgs o ON o.id = s.org_id`
 
 func (t *tx) grants(where string, args ...any) ([]gatehouse.Grant, error) {
-	rows, err := t.query(`SELECT `+grantCols+grantFrom+` WHERE `+where+` ORDER BY tm.name_key, g.scope_key`, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.Grant
-	for rows.Next() {
+	scan := func(sc scanner) (*gatehouse.Grant, error) {
 		var g gatehouse.Grant
 		var perm, decrypt, maxOpen, created int64
 		var org, project, stack string
-		if err := rows.Scan(&g.ID, &g.TeamID, &g.TeamName, &g.Scope.StackID, &g.Scope.Project, &g.Scope.TagName, &g.Scope.TagValue, &g.Scope.EnvID, &g.Scope.EnvProject, &g.Scope.EnvTagName, &g.Scope.EnvTagValue,
+		if err := sc.Scan(&g.ID, &g.TeamID, &g.TeamName, &g.Scope.StackID, &g.Scope.Project, &g.Scope.TagName, &g.Scope.TagValue, &g.Scope.EnvID, &g.Scope.EnvProject, &g.Scope.EnvTagName, &g.Scope.EnvTagValue,
 			&perm, &decrypt, &maxOpen, &created, &org, &project, &stack); err != nil {
-			return nil, dbErr(err)
+			return nil, err
 		}
 		g.Permission = gatehouse.Permission(perm)
 		g.Decrypt = decrypt != 0
@@ -163,9 +138,9 @@ func (t *tx) grants(where string, args ...any) ([]gatehouse.Grant, error) {
 		if g.Scope.StackID != 0 {
 			g.Scope.StackRef = &gatehouse.StackRef{Org: org, Project: project, Stack: stack}
 		}
-		out = append(out, g)
+		return &g, nil
 	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scan, `SELECT `+grantCols+grantFrom+` WHERE `+where+` ORDER BY tm.name_key, g.scope_key`, args...)
 }
 
 func (t *tx) PutGrant(g *gatehouse.Grant) error {
@@ -239,25 +214,19 @@ func (t *tx) DeleteProtection(orgID int64, scope gatehouse.Scope) error {
 }
 
 func (t *tx) ListProtections(orgID int64) ([]gatehouse.Protection, error) {
-	rows, err := t.query(`SELECT p.id, p.org_id, p.stack_id, p.project, p.tag_name, p.tag_value, p.env_id, p.env_project, p.created_by, p.created, COALESCE(s.project, ''), COALESCE(s.name, '')
-		FROM protections p LEFT JOIN stacks s ON s.id = p.stack_id AND p.stack_id <> 0 WHERE p.org_id = ? ORDER BY p.scope_key`, orgID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.Protection
-	for rows.Next() {
+	scan := func(sc scanner) (*gatehouse.Protection, error) {
 		var p gatehouse.Protection
 		var created int64
 		var project, stack string
-		if err := rows.Scan(&p.ID, &p.OrgID, &p.Scope.StackID, &p.Scope.Project, &p.Scope.TagName, &p.Scope.TagValue, &p.Scope.EnvID, &p.Scope.EnvProject, &p.CreatedBy, &created, &project, &stack); err != nil {
-			return nil, dbErr(err)
+		if err := sc.Scan(&p.ID, &p.OrgID, &p.Scope.StackID, &p.Scope.Project, &p.Scope.TagName, &p.Scope.TagValue, &p.Scope.EnvID, &p.Scope.EnvProject, &p.CreatedBy, &created, &project, &stack); err != nil {
+			return nil, err
 		}
 		p.Created = fromNS(created)
 		if p.Scope.StackID != 0 {
 			p.Scope.StackRef = &gatehouse.StackRef{Project: project, Stack: stack}
 		}
-		out = append(out, p)
+		return &p, nil
 	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scan, `SELECT p.id, p.org_id, p.stack_id, p.project, p.tag_name, p.tag_value, p.env_id, p.env_project, p.created_by, p.created, COALESCE(s.project, ''), COALESCE(s.name, '')
+		FROM protections p LEFT JOIN stacks s ON s.id = p.stack_id AND p.stack_id <> 0 WHERE p.org_id = ? ORDER BY p.scope_key`, orgID)
 }

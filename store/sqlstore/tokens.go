@@ -91,20 +91,7 @@ func (t *tx) ListTokens(f gatehouse.TokenFilter) ([]gatehouse.Token, error) {
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	rows, err := t.query(q+" ORDER BY created, id", args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.Token
-	for rows.Next() {
-		tk, err := scanToken(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *tk)
-	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scanToken, q+" ORDER BY created, id", args...)
 }
 
 func (t *tx) RevokeToken(id string, at time.Time) error {

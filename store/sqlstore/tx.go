@@ -76,6 +76,39 @@ func queryColumn[T any](t *tx, q string, args ...any) ([]T, error) {
 	return out, nil
 }
 
+// scanner is what a scan function reads one row from: a *sql.Row or the current row of a
+// *sql.Rows.
+type scanner = interface{ Scan(...any) error }
+
+// queryAll runs a query and scans each row with scan (all rows read and closed before it
+// returns). No rows give a nil slice (see orEmpty). A scan error returns nil; an error
+// while iterating returns the rows read so far with it. Errors are wrapped with dbErr.
+func queryAll[T any](t *tx, scan func(scanner) (*T, error), q string, args ...any) ([]T, error) {
+	rows, err := t.query(q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, dbErr(err)
+		}
+		out = append(out, *v)
+	}
+	return out, dbErr(rows.Err())
+}
+
+// orEmpty turns a successful list without rows into an empty slice, for the lists whose
+// JSON must be [] rather than null.
+func orEmpty[T any](out []T, err error) ([]T, error) {
+	if out == nil && err == nil {
+		return []T{}, nil
+	}
+	return out, err
+}
+
 func (t *tx) queryRow(q string, args ...any) *sql.Row {
 	if st := t.stmt(q); st != nil {
 		return st.QueryRowContext(t.ctx, args...)
@@ -212,20 +245,7 @@ func (t *tx) GetOrgByName(name string) (*gatehouse.Org, error) {
 }
 
 func (t *tx) ListOrgs() ([]gatehouse.Org, error) {
-	rows, err := t.query(`SELECT ` + orgCols + ` FROM orgs ORDER BY name_key`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.Org
-	for rows.Next() {
-		o, err := scanOrg(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *o)
-	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scanOrg, `SELECT `+orgCols+` FROM orgs ORDER BY name_key`)
 }
 
 func (t *tx) UpdateOrgSettings(orgID int64, s gatehouse.OrgSettings) error {
@@ -265,20 +285,7 @@ func scanUser(s interface{ Scan(...any) error }) (*gatehouse.User, error) {
 }
 
 func (t *tx) ListUsers() ([]gatehouse.User, error) {
-	rows, err := t.query(`SELECT ` + userCols + ` FROM users ORDER BY name_key`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.User
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *u)
-	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scanUser, `SELECT `+userCols+` FROM users ORDER BY name_key`)
 }
 
 func (t *tx) DisableUser(id int64, at time.Time) (int, error) {
@@ -368,20 +375,7 @@ func (t *tx) GetMember(orgID, userID int64) (*gatehouse.Member, error) {
 }
 
 func (t *tx) ListMembers(orgID int64) ([]gatehouse.Member, error) {
-	rows, err := t.query(`SELECT `+memberCols+` FROM members m JOIN users u ON u.id = m.user_id WHERE m.org_id = ? ORDER BY u.name_key`, orgID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.Member
-	for rows.Next() {
-		m, err := scanMember(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *m)
-	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scanMember, `SELECT `+memberCols+` FROM members m JOIN users u ON u.id = m.user_id WHERE m.org_id = ? ORDER BY u.name_key`, orgID)
 }
 
 func (t *tx) RemoveMember(orgID, userID int64) error {

@@ -229,20 +229,7 @@ func (t *tx) ListUpdates(stackID int64, f gatehouse.UpdateFilter) ([]gatehouse.U
 		q += ` LIMIT ? OFFSET ?`
 		args = append(args, f.PageSize, (page-1)*f.PageSize)
 	}
-	rows, err := t.query(q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.Update
-	for rows.Next() {
-		u, err := scanUpdate(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *u)
-	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scanUpdate, q, args...)
 }
 
 func (t *tx) AppendEngineEvents(updateID string, events []gatehouse.EngineEvent) error {
@@ -258,20 +245,14 @@ func (t *tx) ListEngineEvents(updateID string, afterSeq int, limit int) ([]gateh
 	if limit <= 0 {
 		limit = 1000
 	}
-	rows, err := t.query(`SELECT seq, data FROM engine_events WHERE update_id = ? AND seq > ? ORDER BY seq LIMIT ?`, updateID, afterSeq, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.EngineEvent
-	for rows.Next() {
+	scan := func(sc scanner) (*gatehouse.EngineEvent, error) {
 		var e gatehouse.EngineEvent
-		if err := rows.Scan(&e.Seq, &e.Data); err != nil {
-			return nil, dbErr(err)
+		if err := sc.Scan(&e.Seq, &e.Data); err != nil {
+			return nil, err
 		}
-		out = append(out, e)
+		return &e, nil
 	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scan, `SELECT seq, data FROM engine_events WHERE update_id = ? AND seq > ? ORDER BY seq LIMIT ?`, updateID, afterSeq, limit)
 }
 
 // AppendJournal stores a batch of entries in multi-row INSERTs (up to journalChunk rows
@@ -309,18 +290,12 @@ func (t *tx) JournalHead(updateID string) (int, int64, error) {
 }
 
 func (t *tx) ListJournal(updateID string) ([]gatehouse.JournalRecord, error) {
-	rows, err := t.query(`SELECT seq, data FROM journal_entries WHERE update_id = ? ORDER BY seq`, updateID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []gatehouse.JournalRecord
-	for rows.Next() {
+	scan := func(sc scanner) (*gatehouse.JournalRecord, error) {
 		var e gatehouse.JournalRecord
-		if err := rows.Scan(&e.Seq, &e.Data); err != nil {
-			return nil, dbErr(err)
+		if err := sc.Scan(&e.Seq, &e.Data); err != nil {
+			return nil, err
 		}
-		out = append(out, e)
+		return &e, nil
 	}
-	return out, dbErr(rows.Err())
+	return queryAll(t, scan, `SELECT seq, data FROM journal_entries WHERE update_id = ? ORDER BY seq`, updateID)
 }

@@ -66,20 +66,7 @@ func (t *tx) GetWebhookByID(id int64) (*gatehouse.Webhook, error) {
 }
 
 func (t *tx) ListWebhooks(orgID, stackID int64) ([]gatehouse.Webhook, error) {
-	rows, err := t.query(`SELECT `+webhookCols+` FROM webhooks WHERE org_id = ? AND stack_id = ? ORDER BY name`, orgID, stackID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []gatehouse.Webhook{}
-	for rows.Next() {
-		h, err := scanWebhook(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *h)
-	}
-	return out, dbErr(rows.Err())
+	return orEmpty(queryAll(t, scanWebhook, `SELECT `+webhookCols+` FROM webhooks WHERE org_id = ? AND stack_id = ? ORDER BY name`, orgID, stackID))
 }
 
 func (t *tx) UpdateWebhook(h *gatehouse.Webhook) error {
@@ -228,26 +215,24 @@ func (t *tx) RecordWebhookAttempt(id int64, lease string, a *gatehouse.WebhookAt
 }
 
 func (t *tx) ListWebhookAttempts(ids []int64) (map[int64][]gatehouse.WebhookAttempt, error) {
+	scan := func(sc scanner) (*gatehouse.WebhookAttempt, error) {
+		var a gatehouse.WebhookAttempt
+		var at int64
+		if err := sc.Scan(&a.Number, &at, &a.Status, &a.DurationMS, &a.RequestURL, &a.RequestHeaders, &a.ResponseCode, &a.ResponseHeaders, &a.ResponseBody, &a.Error); err != nil {
+			return nil, err
+		}
+		a.At = fromNS(at)
+		return &a, nil
+	}
 	out := make(map[int64][]gatehouse.WebhookAttempt, len(ids))
 	for _, id := range ids {
-		rows, err := t.query(`SELECT attempt, at, status, duration_ms, request_url, request_headers, response_code, response_headers, response_body, error
+		as, err := queryAll(t, scan, `SELECT attempt, at, status, duration_ms, request_url, request_headers, response_code, response_headers, response_body, error
 			FROM webhook_delivery_attempts WHERE delivery_id = ? ORDER BY attempt, id`, id)
 		if err != nil {
 			return nil, err
 		}
-		for rows.Next() {
-			var a gatehouse.WebhookAttempt
-			var at int64
-			if err := rows.Scan(&a.Number, &at, &a.Status, &a.DurationMS, &a.RequestURL, &a.RequestHeaders, &a.ResponseCode, &a.ResponseHeaders, &a.ResponseBody, &a.Error); err != nil {
-				rows.Close()
-				return nil, dbErr(err)
-			}
-			a.At = fromNS(at)
-			out[id] = append(out[id], a)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, dbErr(err)
+		if len(as) > 0 { // a delivery without attempts has no key
+			out[id] = append(out[id], as...)
 		}
 	}
 	return out, nil
@@ -265,20 +250,7 @@ func (t *tx) ListWebhookDeliveries(webhookID int64, limit int) ([]gatehouse.Webh
 	if limit <= 0 {
 		limit = 100
 	}
-	rows, err := t.query(`SELECT `+deliveryCols+` FROM webhook_deliveries WHERE webhook_id = ? ORDER BY id DESC LIMIT ?`, webhookID, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []gatehouse.WebhookDelivery{}
-	for rows.Next() {
-		d, err := scanDelivery(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, *d)
-	}
-	return out, dbErr(rows.Err())
+	return orEmpty(queryAll(t, scanDelivery, `SELECT `+deliveryCols+` FROM webhook_deliveries WHERE webhook_id = ? ORDER BY id DESC LIMIT ?`, webhookID, limit))
 }
 
 func (t *tx) PruneWebhookDeliveries(before time.Time) (int, error) {
