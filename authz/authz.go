@@ -55,7 +55,8 @@ const (
 	OrgTokenWrite  Action = "org:token:write"
 	OrgAuditRead   Action = "org:audit:read"
 	OrgProtect     Action = "org:protect" // protection rules
-	OrgOIDC        Action = "org:oidc"    // OIDC issuers and policies
+	OrgOIDC        Action = "org:oidc"    // OIDC issuers and policies: register, change, delete
+	OrgOIDCRead    Action = "org:oidc:read"
 
 	// OrgWebhooks is the organization's webhooks, their delivery logs and pings.
 	OrgWebhooks Action = "org:webhooks"
@@ -224,6 +225,10 @@ var credentialActions = map[Action]bool{
 	// becomes a member): people only.
 	OrgSAMLWrite: true,
 	OrgSSO:       true, // who the identity provider may sign in as a member is who is a member
+	// An OIDC issuer and its policies decide which ID tokens are exchanged for which access
+	// tokens: registering one is minting tokens (found in review: an organization token
+	// registered an issuer with a key it held and exchanged its own ID tokens).
+	OrgOIDC: true,
 }
 
 // isPerson reports whether the subject is a person acting with a personal token that is
@@ -246,6 +251,7 @@ var orgActions = map[Action]gatehouse.Role{
 	OrgAuditRead:   gatehouse.RoleAdmin,
 	OrgProtect:     gatehouse.RoleAdmin,
 	OrgOIDC:        gatehouse.RoleAdmin,
+	OrgOIDCRead:    gatehouse.RoleAdmin,
 
 	OrgWebhooks: gatehouse.RoleAdmin,
 	OrgSSO:      gatehouse.RoleAdmin,

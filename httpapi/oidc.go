@@ -94,12 +94,12 @@ func (s *Server) registerOIDCRoutes() {
 	// handler authenticates and authorizes (oidc.Validator, oidc.Evaluate).
 	s.handle(post, "/api/oauth/token", authz.Public, o.exchange)
 
-	s.handle(get, "/api/orgs/{org}/oidc/issuers", authz.OrgOIDC, o.listIssuers)
+	s.handle(get, "/api/orgs/{org}/oidc/issuers", authz.OrgOIDCRead, o.listIssuers)
 	s.handle(post, "/api/orgs/{org}/oidc/issuers", authz.OrgOIDC, o.registerIssuer)
-	s.handle(get, "/api/orgs/{org}/oidc/issuers/{issuerId}", authz.OrgOIDC, o.getIssuer)
+	s.handle(get, "/api/orgs/{org}/oidc/issuers/{issuerId}", authz.OrgOIDCRead, o.getIssuer)
 	s.handle(patch, "/api/orgs/{org}/oidc/issuers/{issuerId}", authz.OrgOIDC, o.updateIssuer)
 	s.handle(del, "/api/orgs/{org}/oidc/issuers/{issuerId}", authz.OrgOIDC, o.deleteIssuer)
-	s.handle(get, "/api/orgs/{org}/auth/policies/oidcissuers/{issuerId}", authz.OrgOIDC, o.getAuthPolicy)
+	s.handle(get, "/api/orgs/{org}/auth/policies/oidcissuers/{issuerId}", authz.OrgOIDCRead, o.getAuthPolicy)
 	s.handle(patch, "/api/orgs/{org}/auth/policies/{policyId}", authz.OrgOIDC, o.updateAuthPolicy)
 }
 

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
+
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/httpapi"
 	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
@@ -340,4 +342,41 @@ func (w *oidcWorld) exchangeQuiet(params map[string]string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// TestOIDCIssuersPeopleOnly: registering or changing an OIDC issuer and its policies is
+// minting tokens (the issuer's ID tokens are exchanged for access tokens), so machine
+// credentials may not: an organization token with the admin role, which may not create
+// tokens, could register an issuer with a key it held, allow it admin organization tokens
+// and a member's personal tokens, and exchange its own ID tokens (found in review). It may
+// still read the issuers and their policies.
+func TestOIDCIssuersPeopleOnly(t *testing.T) {
+	w := newOIDCWorld(t)
+	e := w.e
+	var ot struct {
+		TokenValue string `json:"tokenValue"`
+	}
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/tokens", Body: map[string]any{"name": "ci-admin", "role": "admin", "expires": 0}}, &ot))
+	m := cliwire.New(e.url, ot.TokenValue)
+	wantStatus(t, m.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/tokens", Body: map[string]any{"name": "more", "role": "admin"}}, nil), 403)
+	own := oidctest.New(t)
+	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{own.SigningKey().Public()}}
+	reg := map[string]any{"name": "mine", "url": own.URL, "jwks": set, "maxExpiration": 90000}
+	wantStatus(t, m.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/oidc/issuers", Body: reg}, nil), 403)
+	// A person registers it; the machine token reads it but changes nothing.
+	var iss struct{ ID string }
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/oidc/issuers", Body: reg}, &iss))
+	var pol struct{ ID string }
+	e.must(m.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/oidc/issuers"}, nil))
+	e.must(m.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/oidc/issuers/" + iss.ID}, nil))
+	e.must(m.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/auth/policies/oidcissuers/" + iss.ID}, &pol))
+	wantStatus(t, m.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/auth/policies/" + pol.ID, Body: map[string]any{"policies": []any{
+		map[string]any{"decision": "allow", "tokenType": "organization", "authorizedPermissions": []string{"admin"}, "rules": map[string]string{"sub": "repo:x/*"}},
+	}}}, nil), 403)
+	wantStatus(t, m.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/oidc/issuers/" + iss.ID, Body: map[string]any{"maxExpiration": 100}}, nil), 403)
+	wantStatus(t, m.Do(cliwire.Call{Method: "DELETE", Path: "/api/orgs/acme/oidc/issuers/" + iss.ID}, nil), 403)
+	// With no policy allowing anything, its ID tokens are exchanged for nothing.
+	if r := w.exchange(t, exchangeParams(own.Sign(own.Claims(oidcAud, "x/y", "", e.clock.Now())), "organization", "admin"), false); r.Status == 200 {
+		t.Fatalf("exchange without a policy: %d %s", r.Status, r.Raw)
+	}
 }
