@@ -10,13 +10,16 @@ import (
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 )
 
-func newLeaseID() (string, error) {
-	var b [24]byte
-	if _, err := rand.Read(b[:]); err != nil {
+// randomHex returns n random bytes in hex.
+func randomHex(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
 		return "", err
 	}
-	return hex.EncodeToString(b[:]), nil
+	return hex.EncodeToString(b), nil
 }
+
+func newLeaseID() (string, error) { return randomHex(24) }
 
 // The API's shapes (Pulumi's GetDeploymentResponse, ListDeploymentResponseV2,
 // DeploymentLogs, GetDeploymentUpdatesUpdateInfo; field names as the CLI reads them).
