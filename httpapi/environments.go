@@ -559,6 +559,13 @@ func (s *Server) openEnv(rq *Request) (any, error) {
 	rq.Detail("revision", strconv.Itoa(rev.Number))
 	er := rq.evalRequest(rq.Env, rev.YAML)
 	er.ShowSecrets = true
+	return s.openSession(rq, er, rq.Env.ID, &gatehouse.EnvSession{EnvID: rq.Env.ID, Revision: rev.Number}, d)
+}
+
+// openSession evaluates er, seals its values (they hold secrets in the clear) with the key
+// of keyID (the environment's, or the organization's session key -orgID for an anonymous
+// definition) and stores them as the caller's session sess, open for d.
+func (s *Server) openSession(rq *Request, er esc.EvalRequest, keyID int64, sess *gatehouse.EnvSession, d time.Duration) (any, error) {
 	out, diags, err := s.envs().Evaluate(rq.Context(), er)
 	if err != nil {
 		return nil, err
@@ -568,14 +575,14 @@ func (s *Server) openEnv(rq *Request) (any, error) {
 		return nil, err
 	}
 	// The evaluated values hold secrets in the clear: they are stored sealed.
-	sealed, err := s.envs().Keys().Encrypt(rq.Context(), rq.Env.ID, plain)
+	sealed, err := s.envs().Keys().Encrypt(rq.Context(), keyID, plain)
 	clear(plain)
 	if err != nil {
 		return nil, err
 	}
 	var id [16]byte
 	_, _ = rand.Read(id[:])
-	sess := &gatehouse.EnvSession{ID: hex.EncodeToString(id[:]), OrgID: rq.Org.ID, EnvID: rq.Env.ID, Revision: rev.Number, Owner: sessionOwner(rq.Subject), Data: sealed}
+	sess.ID, sess.OrgID, sess.Owner, sess.Data = hex.EncodeToString(id[:]), rq.Org.ID, sessionOwner(rq.Subject), sealed
 	if err := rq.Change(func(tx gatehouse.Tx) error {
 		sess.Expires = tx.Now().Add(d)
 		return tx.CreateEnvSession(sess)
@@ -610,29 +617,7 @@ func (s *Server) openYAML(rq *Request) (any, error) {
 	}
 	er := rq.evalRequest(nil, def)
 	er.ShowSecrets, er.Overrides = true, overrides
-	out, diags, err := s.envs().Evaluate(rq.Context(), er)
-	if err != nil {
-		return nil, err
-	}
-	plain, err := json.Marshal(out)
-	if err != nil {
-		return nil, err
-	}
-	sealed, err := s.envs().Keys().Encrypt(rq.Context(), -rq.Org.ID, plain)
-	clear(plain)
-	if err != nil {
-		return nil, err
-	}
-	var id [16]byte
-	_, _ = rand.Read(id[:])
-	sess := &gatehouse.EnvSession{ID: hex.EncodeToString(id[:]), OrgID: rq.Org.ID, Owner: sessionOwner(rq.Subject), Data: sealed}
-	if err := rq.Change(func(tx gatehouse.Tx) error {
-		sess.Expires = tx.Now().Add(d)
-		return tx.CreateEnvSession(sess)
-	}); err != nil {
-		return nil, err
-	}
-	return map[string]any{"id": sess.ID, "diagnostics": nonNil(diags)}, nil
+	return s.openSession(rq, er, -rq.Org.ID, &gatehouse.EnvSession{}, d)
 }
 
 // readSession returns an open session's values (whole, or ?property=path). Unknown,
