@@ -22,7 +22,7 @@ import (
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/deploy"
 	"github.com/gatehouse-dev/gatehouse/httpapi"
-	"github.com/gatehouse-dev/gatehouse/internal/stackkeys"
+	"github.com/gatehouse-dev/gatehouse/internal/keystore"
 	"github.com/gatehouse-dev/gatehouse/secrets"
 	"github.com/gatehouse-dev/gatehouse/sso"
 	"github.com/gatehouse-dev/gatehouse/store/sqlite"
@@ -180,7 +180,7 @@ func OpenKeyring(ctx context.Context, cfg Config, store gatehouse.Store) (_ *sec
 }
 
 // StoreKeys adapts a gatehouse.Store to the secrets manager's key storage.
-type StoreKeys = stackkeys.Store
+type StoreKeys = keystore.Store
 
 // txKeys adapts one transaction to secrets.RewrapStore (rotation runs in one transaction).
 type txKeys struct{ tx gatehouse.Tx }

@@ -14,7 +14,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
-	"github.com/gatehouse-dev/gatehouse/internal/stackkeys"
+	"github.com/gatehouse-dev/gatehouse/internal/keystore"
 	"github.com/gatehouse-dev/gatehouse/secrets"
 )
 
@@ -25,7 +25,7 @@ const KeyLabel = "gatehouse/deploy-setting/v1:"
 
 // Keys returns the manager that seals settings secrets with the stacks' data keys.
 func Keys(stackKeys *secrets.Manager, store gatehouse.Store) *secrets.Manager {
-	return stackKeys.Derive(stackkeys.Store{Store: store}, secrets.WithLabel(KeyLabel))
+	return stackKeys.Derive(keystore.Store{Store: store}, secrets.WithLabel(KeyLabel))
 }
 
 // secretPaths are the settings values that hold secrets: where a secret is required, a
