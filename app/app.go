@@ -22,6 +22,7 @@ import (
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/deploy"
 	"github.com/gatehouse-dev/gatehouse/httpapi"
+	"github.com/gatehouse-dev/gatehouse/internal/keystore"
 	"github.com/gatehouse-dev/gatehouse/secrets"
 	"github.com/gatehouse-dev/gatehouse/sso"
 	"github.com/gatehouse-dev/gatehouse/store/sqlite"
@@ -179,32 +180,7 @@ func OpenKeyring(ctx context.Context, cfg Config, store gatehouse.Store) (_ *sec
 }
 
 // StoreKeys adapts a gatehouse.Store to the secrets manager's key storage.
-type StoreKeys struct{ Store gatehouse.Store }
-
-// GetStackKey implements secrets.KeyStore.
-func (k StoreKeys) GetStackKey(ctx context.Context, stackID int64) ([]byte, error) {
-	var w []byte
-	err := k.Store.View(ctx, func(tx gatehouse.Tx) error {
-		var err error
-		w, err = tx.GetStackKey(stackID)
-		return err
-	})
-	if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
-		return nil, secrets.ErrNoKey
-	}
-	return w, err
-}
-
-// CreateStackKey implements secrets.KeyStore.
-func (k StoreKeys) CreateStackKey(ctx context.Context, stackID int64, wrapped []byte) ([]byte, error) {
-	var w []byte
-	err := k.Store.Update(ctx, func(tx gatehouse.Tx) error {
-		var err error
-		w, err = tx.CreateStackKey(stackID, wrapped)
-		return err
-	})
-	return w, err
-}
+type StoreKeys = keystore.Store
 
 // txKeys adapts one transaction to secrets.RewrapStore (rotation runs in one transaction).
 type txKeys struct{ tx gatehouse.Tx }
@@ -292,7 +268,7 @@ func Open(ctx context.Context, cfg Config, api httpapi.Config, log *slog.Logger)
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	sm := secrets.NewManager(kr, StoreKeys{store})
+	sm := secrets.NewManager(kr, StoreKeys{Store: store})
 	srv := httpapi.New(store, sm, log, reg, api)
 	mux := http.NewServeMux()
 	// /metrics is the one route outside the API table: Prometheus' own handler.

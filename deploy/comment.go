@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -132,33 +131,21 @@ func (s *Service) sendComment(ctx context.Context, r Report, id, body string) (s
 	payload, _ := json.Marshal(map[string]string{"body": body})
 	switch r.Provider {
 	case "github":
-		base := strings.TrimRight(s.opts.GitHub.APIURL, "/") + "/repos/" + r.Repo + "/issues/"
+		base := s.vcsAPI(r.Provider) + "/repos/" + r.Repo + "/issues/"
 		method, u = http.MethodPost, base+strconv.Itoa(r.PR)+"/comments"
 		if id != "" {
 			method, u = http.MethodPatch, base+"comments/"+url.PathEscape(id)
 		}
 	case "gitlab":
-		u = strings.TrimRight(s.opts.GitLab.APIURL, "/") + "/projects/" + url.PathEscape(r.Repo) + "/merge_requests/" + strconv.Itoa(r.PR) + "/notes"
+		u = s.vcsAPI(r.Provider) + "/projects/" + url.PathEscape(r.Repo) + "/merge_requests/" + strconv.Itoa(r.PR) + "/notes"
 		method = http.MethodPost
 		if id != "" {
 			method, u = http.MethodPut, u+"/"+url.PathEscape(id)
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(payload))
+	req, err := s.vcsRequest(ctx, r.Provider, method, u, payload)
 	if err != nil {
 		return "", errPermanent{err}
-	}
-	req.Header.Set("Content-Type", "application/json")
-	switch r.Provider {
-	case "github":
-		req.Header.Set("Accept", "application/vnd.github+json")
-		if s.opts.GitHub.Token != "" {
-			req.Header.Set("Authorization", "Bearer "+s.opts.GitHub.Token)
-		}
-	case "gitlab":
-		if s.opts.GitLab.Token != "" {
-			req.Header.Set("PRIVATE-TOKEN", s.opts.GitLab.Token)
-		}
 	}
 	resp, err := s.opts.HTTPClient.Do(req)
 	if err != nil {

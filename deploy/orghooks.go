@@ -2,8 +2,6 @@ package deploy
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/internal/orgkeys"
@@ -58,13 +56,7 @@ func CheckVCSSecret(secret string) error {
 }
 
 // GenerateVCSSecret returns a new random secret (256 bits, hex).
-func GenerateVCSSecret() (string, error) {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(b[:]), nil
-}
+func GenerateVCSSecret() (string, error) { return randomHex(32) }
 
 // SealVCSSecret checks and seals an organization's webhook secret for storage.
 func (s *Service) SealVCSSecret(ctx context.Context, orgID int64, secret string) ([]byte, error) {

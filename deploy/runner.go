@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -1074,9 +1072,8 @@ func engineVariable(k string) bool {
 
 // containerName names a run's container (to remove it when the run is stopped).
 func containerName() string {
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	return "gatehouse-run-" + hex.EncodeToString(b)
+	h, _ := randomHex(8) // crypto/rand.Read does not fail (it crashes the program instead)
+	return "gatehouse-run-" + h
 }
 
 // within says whether path is dir or under it.

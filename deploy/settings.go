@@ -14,6 +14,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/internal/keystore"
 	"github.com/gatehouse-dev/gatehouse/secrets"
 )
 
@@ -24,24 +25,7 @@ const KeyLabel = "gatehouse/deploy-setting/v1:"
 
 // Keys returns the manager that seals settings secrets with the stacks' data keys.
 func Keys(stackKeys *secrets.Manager, store gatehouse.Store) *secrets.Manager {
-	return stackKeys.Derive(stackKeyStore{store}, secrets.WithLabel(KeyLabel))
-}
-
-type stackKeyStore struct{ store gatehouse.Store }
-
-func (k stackKeyStore) GetStackKey(ctx context.Context, stackID int64) ([]byte, error) {
-	var w []byte
-	err := k.store.View(ctx, func(tx gatehouse.Tx) (err error) { w, err = tx.GetStackKey(stackID); return err })
-	if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
-		return nil, secrets.ErrNoKey
-	}
-	return w, err
-}
-
-func (k stackKeyStore) CreateStackKey(ctx context.Context, stackID int64, wrapped []byte) ([]byte, error) {
-	var w []byte
-	err := k.store.Update(ctx, func(tx gatehouse.Tx) (err error) { w, err = tx.CreateStackKey(stackID, wrapped); return err })
-	return w, err
+	return stackKeys.Derive(keystore.Store{Store: store}, secrets.WithLabel(KeyLabel))
 }
 
 // secretPaths are the settings values that hold secrets: where a secret is required, a

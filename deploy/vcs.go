@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"path"
@@ -395,14 +396,10 @@ func PathMatches(filters []string, file string) bool {
 }
 
 func (s *Service) githubPRFiles(ctx context.Context, e *Event) []string {
-	u := strings.TrimRight(s.opts.GitHub.APIURL, "/") + "/repos/" + e.Repo + "/pulls/" + strconv.Itoa(e.PR) + "/files?per_page=100"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	u := s.vcsAPI("github") + "/repos/" + e.Repo + "/pulls/" + strconv.Itoa(e.PR) + "/files?per_page=100"
+	req, err := s.vcsRequest(ctx, "github", http.MethodGet, u, nil)
 	if err != nil {
 		return nil
-	}
-	req.Header.Set("Accept", "application/vnd.github+json")
-	if s.opts.GitHub.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+s.opts.GitHub.Token)
 	}
 	resp, err := s.opts.HTTPClient.Do(req)
 	if err != nil {
@@ -467,25 +464,17 @@ func (s *Service) postStatus(ctx context.Context, r Report, d *gatehouse.Deploym
 		state := map[string]string{gatehouse.DeployNotStarted: "pending", gatehouse.DeployRunning: "pending",
 			gatehouse.DeploySucceeded: "success", gatehouse.DeploySkipped: "success", gatehouse.DeployFailed: "failure"}[d.Status]
 		body, _ := json.Marshal(map[string]string{"state": state, "context": r.Context, "description": truncate(desc, 140)})
-		req, err = http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(s.opts.GitHub.APIURL, "/")+"/repos/"+r.Repo+"/statuses/"+url.PathEscape(r.SHA), bytes.NewReader(body))
+		req, err = s.vcsRequest(ctx, r.Provider, http.MethodPost, s.vcsAPI(r.Provider)+"/repos/"+r.Repo+"/statuses/"+url.PathEscape(r.SHA), body)
 		if err != nil {
 			return err
-		}
-		req.Header.Set("Accept", "application/vnd.github+json")
-		req.Header.Set("Content-Type", "application/json")
-		if s.opts.GitHub.Token != "" {
-			req.Header.Set("Authorization", "Bearer "+s.opts.GitHub.Token)
 		}
 	case "gitlab":
 		state := map[string]string{gatehouse.DeployNotStarted: "pending", gatehouse.DeployRunning: "running",
 			gatehouse.DeploySucceeded: "success", gatehouse.DeploySkipped: "success", gatehouse.DeployFailed: "failed"}[d.Status]
 		q := url.Values{"state": {state}, "name": {r.Context}, "description": {truncate(desc, 140)}}
-		req, err = http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(s.opts.GitLab.APIURL, "/")+"/projects/"+url.PathEscape(r.Repo)+"/statuses/"+url.PathEscape(r.SHA)+"?"+q.Encode(), nil)
+		req, err = s.vcsRequest(ctx, r.Provider, http.MethodPost, s.vcsAPI(r.Provider)+"/projects/"+url.PathEscape(r.Repo)+"/statuses/"+url.PathEscape(r.SHA)+"?"+q.Encode(), nil)
 		if err != nil {
 			return err
-		}
-		if s.opts.GitLab.Token != "" {
-			req.Header.Set("PRIVATE-TOKEN", s.opts.GitLab.Token)
 		}
 	default:
 		return nil
@@ -499,6 +488,40 @@ func (s *Service) postStatus(ctx context.Context, r Report, d *gatehouse.Deploym
 		return fmt.Errorf("%s answered %d", r.Provider, resp.StatusCode)
 	}
 	return nil
+}
+
+// vcsAPI is the base URL of the provider's API, without a trailing slash.
+func (s *Service) vcsAPI(provider string) string {
+	return strings.TrimRight(s.VCSConfig(provider).APIURL, "/")
+}
+
+// vcsRequest builds a request to the provider's API (github or gitlab) with its
+// authentication: GitHub's Accept and bearer token, GitLab's PRIVATE-TOKEN. A body is sent
+// as JSON.
+func (s *Service) vcsRequest(ctx context.Context, provider, method, u string, body []byte) (*http.Request, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	switch provider {
+	case "github":
+		req.Header.Set("Accept", "application/vnd.github+json")
+		if s.opts.GitHub.Token != "" {
+			req.Header.Set("Authorization", "Bearer "+s.opts.GitHub.Token)
+		}
+	case "gitlab":
+		if s.opts.GitLab.Token != "" {
+			req.Header.Set("PRIVATE-TOKEN", s.opts.GitLab.Token)
+		}
+	}
+	return req, nil
 }
 
 // VCSConfig returns the provider's configuration.

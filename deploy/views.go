@@ -10,13 +10,16 @@ import (
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 )
 
-func newLeaseID() (string, error) {
-	var b [24]byte
-	if _, err := rand.Read(b[:]); err != nil {
+// randomHex returns n random bytes in hex.
+func randomHex(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
 		return "", err
 	}
-	return hex.EncodeToString(b[:]), nil
+	return hex.EncodeToString(b), nil
 }
+
+func newLeaseID() (string, error) { return randomHex(24) }
 
 // The API's shapes (Pulumi's GetDeploymentResponse, ListDeploymentResponseV2,
 // DeploymentLogs, GetDeploymentUpdatesUpdateInfo; field names as the CLI reads them).
@@ -154,9 +157,9 @@ func (s *Service) Logs(ctx context.Context, d *gatehouse.Deployment, continuatio
 		if err != nil {
 			return err
 		}
-		for _, l := range lines {
-			out.Lines = append(out.Lines, LogLine{Header: l.Header, Line: l.Line, At: l.At})
-			after = l.Seq
+		out.Lines = LogLines(lines)
+		if len(lines) > 0 {
+			after = lines[len(lines)-1].Seq
 		}
 		// Read the status before the lines would race with a last append; the status read
 		// in the same transaction is consistent with them.
@@ -166,4 +169,13 @@ func (s *Service) Logs(ctx context.Context, d *gatehouse.Deployment, continuatio
 		return nil
 	})
 	return out, err
+}
+
+// LogLines converts stored log lines to the API's shape (never nil: an empty list is []).
+func LogLines(ls []gatehouse.DeployLogLine) []LogLine {
+	out := make([]LogLine, 0, len(ls))
+	for _, l := range ls {
+		out = append(out, LogLine{Header: l.Header, Line: l.Line, At: l.At})
+	}
+	return out
 }

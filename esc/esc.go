@@ -20,6 +20,7 @@ import (
 	"github.com/pulumi/esc/syntax"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/internal/keystore"
 	"github.com/gatehouse-dev/gatehouse/secrets"
 )
 
@@ -153,7 +154,7 @@ func New(store gatehouse.Store, stackKeys *secrets.Manager, providers *Registry)
 	if providers == nil {
 		providers = NewRegistry()
 	}
-	return &Service{store: store, keys: stackKeys.Derive(envKeys{store}, secrets.WithLabel(EnvKeyLabel)), providers: providers, maxOpen: DefaultMaxOpenDuration}
+	return &Service{store: store, keys: stackKeys.Derive(keystore.Store{Store: store, Table: envKeys}, secrets.WithLabel(EnvKeyLabel)), providers: providers, maxOpen: DefaultMaxOpenDuration}
 }
 
 // Keys returns the environments' secrets manager (data keys per environment ID).
@@ -406,31 +407,8 @@ func (l *loader) LoadEnvironment(ctx context.Context, ref string) ([]byte, eval.
 	return rev.YAML, crypter{l.s.keys, env.ID}, nil
 }
 
-// envKeys adapts the store's environment data keys to secrets.KeyStore.
-type envKeys struct{ store gatehouse.Store }
-
-func (k envKeys) GetStackKey(ctx context.Context, envID int64) ([]byte, error) {
-	var w []byte
-	err := k.store.View(ctx, func(tx gatehouse.Tx) error {
-		var err error
-		w, err = tx.GetEnvKey(envID)
-		return err
-	})
-	if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
-		return nil, secrets.ErrNoKey
-	}
-	return w, err
-}
-
-func (k envKeys) CreateStackKey(ctx context.Context, envID int64, wrapped []byte) ([]byte, error) {
-	var w []byte
-	err := k.store.Update(ctx, func(tx gatehouse.Tx) error {
-		var err error
-		w, err = tx.CreateEnvKey(envID, wrapped)
-		return err
-	})
-	return w, err
-}
+// envKeys is the environments' data keys.
+var envKeys = keystore.Table{Get: gatehouse.Tx.GetEnvKey, Create: gatehouse.Tx.CreateEnvKey}
 
 // Unwrap makes an evaluation error a 400 (EINVALID) for the HTTP layer's status table.
 func (e *Error) Unwrap() error { return gatehouse.Errorf(gatehouse.EINVALID, "%s", e.Message) }

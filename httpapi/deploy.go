@@ -451,18 +451,10 @@ func (s *Server) deploymentLogs(rq *Request) (any, error) {
 		}); err != nil {
 			return nil, err
 		}
-		out := map[string]any{"lines": toLogLines(lines), "nextOffset": max(off, 0) + len(lines)}
+		out := map[string]any{"lines": deploy.LogLines(lines), "nextOffset": max(off, 0) + len(lines)}
 		return out, nil
 	}
 	return s.deploy.Logs(rq.Context(), d, q.Get("continuationToken"))
-}
-
-func toLogLines(ls []gatehouse.DeployLogLine) []deploy.LogLine {
-	out := make([]deploy.LogLine, 0, len(ls))
-	for _, l := range ls {
-		out = append(out, deploy.LogLine{Header: l.Header, Line: l.Line, At: l.At})
-	}
-	return out
 }
 
 func (s *Server) deploymentUpdates(rq *Request) (any, error) {

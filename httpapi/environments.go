@@ -559,6 +559,13 @@ func (s *Server) openEnv(rq *Request) (any, error) {
 	rq.Detail("revision", strconv.Itoa(rev.Number))
 	er := rq.evalRequest(rq.Env, rev.YAML)
 	er.ShowSecrets = true
+	return s.openSession(rq, er, rq.Env.ID, &gatehouse.EnvSession{EnvID: rq.Env.ID, Revision: rev.Number}, d)
+}
+
+// openSession evaluates er, seals its values (they hold secrets in the clear) with the key
+// of keyID (the environment's, or the organization's session key -orgID for an anonymous
+// definition) and stores them as the caller's session sess, open for d.
+func (s *Server) openSession(rq *Request, er esc.EvalRequest, keyID int64, sess *gatehouse.EnvSession, d time.Duration) (any, error) {
 	out, diags, err := s.envs().Evaluate(rq.Context(), er)
 	if err != nil {
 		return nil, err
@@ -568,14 +575,14 @@ func (s *Server) openEnv(rq *Request) (any, error) {
 		return nil, err
 	}
 	// The evaluated values hold secrets in the clear: they are stored sealed.
-	sealed, err := s.envs().Keys().Encrypt(rq.Context(), rq.Env.ID, plain)
+	sealed, err := s.envs().Keys().Encrypt(rq.Context(), keyID, plain)
 	clear(plain)
 	if err != nil {
 		return nil, err
 	}
 	var id [16]byte
 	_, _ = rand.Read(id[:])
-	sess := &gatehouse.EnvSession{ID: hex.EncodeToString(id[:]), OrgID: rq.Org.ID, EnvID: rq.Env.ID, Revision: rev.Number, Owner: sessionOwner(rq.Subject), Data: sealed}
+	sess.ID, sess.OrgID, sess.Owner, sess.Data = hex.EncodeToString(id[:]), rq.Org.ID, sessionOwner(rq.Subject), sealed
 	if err := rq.Change(func(tx gatehouse.Tx) error {
 		sess.Expires = tx.Now().Add(d)
 		return tx.CreateEnvSession(sess)
@@ -610,29 +617,7 @@ func (s *Server) openYAML(rq *Request) (any, error) {
 	}
 	er := rq.evalRequest(nil, def)
 	er.ShowSecrets, er.Overrides = true, overrides
-	out, diags, err := s.envs().Evaluate(rq.Context(), er)
-	if err != nil {
-		return nil, err
-	}
-	plain, err := json.Marshal(out)
-	if err != nil {
-		return nil, err
-	}
-	sealed, err := s.envs().Keys().Encrypt(rq.Context(), -rq.Org.ID, plain)
-	clear(plain)
-	if err != nil {
-		return nil, err
-	}
-	var id [16]byte
-	_, _ = rand.Read(id[:])
-	sess := &gatehouse.EnvSession{ID: hex.EncodeToString(id[:]), OrgID: rq.Org.ID, Owner: sessionOwner(rq.Subject), Data: sealed}
-	if err := rq.Change(func(tx gatehouse.Tx) error {
-		sess.Expires = tx.Now().Add(d)
-		return tx.CreateEnvSession(sess)
-	}); err != nil {
-		return nil, err
-	}
-	return map[string]any{"id": sess.ID, "diagnostics": nonNil(diags)}, nil
+	return s.openSession(rq, er, -rq.Org.ID, &gatehouse.EnvSession{}, d)
 }
 
 // readSession returns an open session's values (whole, or ?property=path). Unknown,
@@ -903,16 +888,27 @@ func (s *Server) createEnvTag(rq *Request) (any, error) {
 	}
 	rq.Detail("tag", t.Name)
 	rq.Detail("revision", strconv.Itoa(t.Revision))
-	if err := rq.Change(func(tx gatehouse.Tx) error {
-		if err := tx.CreateEnvTag(&t); err != nil {
-			return err
-		}
-		return rq.envEvent(tx, rq.Env, webhook.EnvironmentRevisionTagCreated, "created", t.Revision, t.Name)
+	if err := s.changeEnvTag(rq, webhook.EnvironmentRevisionTagCreated, "created", t.Revision, t.Name, func(tx gatehouse.Tx) error {
+		return tx.CreateEnvTag(&t)
 	}); err != nil {
 		return nil, err
 	}
-	s.wakeWebhooks()
 	return tagJSON(t), nil
+}
+
+// changeEnvTag runs op, a change of the environment's tag name, with its webhook event
+// (action, revision) in one audited change, then wakes the webhook deliveries.
+func (s *Server) changeEnvTag(rq *Request, event, action string, revision int, name string, op func(gatehouse.Tx) error) error {
+	if err := rq.Change(func(tx gatehouse.Tx) error {
+		if err := op(tx); err != nil {
+			return err
+		}
+		return rq.envEvent(tx, rq.Env, event, action, revision, name)
+	}); err != nil {
+		return err
+	}
+	s.wakeWebhooks()
+	return nil
 }
 
 func (s *Server) updateEnvTag(rq *Request) (any, error) {
@@ -932,15 +928,11 @@ func (s *Server) updateEnvTag(rq *Request) (any, error) {
 	}
 	rq.Detail("tag", name)
 	rq.Detail("revision", strconv.Itoa(rev))
-	if err := rq.Change(func(tx gatehouse.Tx) error {
-		if err := tx.UpdateEnvTag(rq.Env.ID, name, rev, rq.Subject.Name()); err != nil {
-			return err
-		}
-		return rq.envEvent(tx, rq.Env, webhook.EnvironmentRevisionTagUpdated, "updated", rev, name)
+	if err := s.changeEnvTag(rq, webhook.EnvironmentRevisionTagUpdated, "updated", rev, name, func(tx gatehouse.Tx) error {
+		return tx.UpdateEnvTag(rq.Env.ID, name, rev, rq.Subject.Name())
 	}); err != nil {
 		return nil, err
 	}
-	s.wakeWebhooks()
 	return noContent{}, nil
 }
 
@@ -950,15 +942,11 @@ func (s *Server) deleteEnvTag(rq *Request) (any, error) {
 		return nil, err
 	}
 	rq.Detail("tag", name)
-	if err := rq.Change(func(tx gatehouse.Tx) error {
-		if err := tx.DeleteEnvTag(rq.Env.ID, name); err != nil {
-			return err
-		}
-		return rq.envEvent(tx, rq.Env, webhook.EnvironmentRevisionTagDeleted, "deleted", 0, name)
+	if err := s.changeEnvTag(rq, webhook.EnvironmentRevisionTagDeleted, "deleted", 0, name, func(tx gatehouse.Tx) error {
+		return tx.DeleteEnvTag(rq.Env.ID, name)
 	}); err != nil {
 		return nil, err
 	}
-	s.wakeWebhooks()
 	return noContent{}, nil
 }
 
@@ -1201,15 +1189,11 @@ func (s *Server) createEnvKVTag(rq *Request) (any, error) {
 	}
 	t := gatehouse.EnvKVTag{EnvID: rq.Env.ID, Name: req.Name, Value: req.Value, EditorLogin: rq.Subject.Name()}
 	rq.Detail("tag", req.Name+"="+req.Value)
-	if err := rq.Change(func(tx gatehouse.Tx) error {
-		if err := tx.SetEnvKVTag(&t); err != nil {
-			return err
-		}
-		return rq.envEvent(tx, rq.Env, webhook.EnvironmentTagCreated, "created", 0, t.Name)
+	if err := s.changeEnvTag(rq, webhook.EnvironmentTagCreated, "created", 0, t.Name, func(tx gatehouse.Tx) error {
+		return tx.SetEnvKVTag(&t)
 	}); err != nil {
 		return nil, err
 	}
-	s.wakeWebhooks()
 	return kvTagJSON(t), nil
 }
 
@@ -1244,34 +1228,26 @@ func (s *Server) updateEnvKVTag(rq *Request) (any, error) {
 	}
 	t := gatehouse.EnvKVTag{EnvID: rq.Env.ID, Name: newName, Value: req.NewTag.Value, EditorLogin: rq.Subject.Name()}
 	rq.Detail("tag", name+"="+cur+" -> "+newName+"="+t.Value)
-	if err := rq.Change(func(tx gatehouse.Tx) error {
+	if err := s.changeEnvTag(rq, webhook.EnvironmentTagUpdated, "updated", 0, t.Name, func(tx gatehouse.Tx) error {
 		if newName != name {
 			if err := tx.DeleteEnvKVTag(rq.Env.ID, name); err != nil {
 				return err
 			}
 		}
-		if err := tx.SetEnvKVTag(&t); err != nil {
-			return err
-		}
-		return rq.envEvent(tx, rq.Env, webhook.EnvironmentTagUpdated, "updated", 0, t.Name)
+		return tx.SetEnvKVTag(&t)
 	}); err != nil {
 		return nil, err
 	}
-	s.wakeWebhooks()
 	return kvTagJSON(t), nil
 }
 
 func (s *Server) deleteEnvKVTag(rq *Request) (any, error) {
 	name := rq.PathValue("name")
 	rq.Detail("tag", name)
-	if err := rq.Change(func(tx gatehouse.Tx) error {
-		if err := tx.DeleteEnvKVTag(rq.Env.ID, name); err != nil {
-			return err
-		}
-		return rq.envEvent(tx, rq.Env, webhook.EnvironmentTagDeleted, "deleted", 0, name)
+	if err := s.changeEnvTag(rq, webhook.EnvironmentTagDeleted, "deleted", 0, name, func(tx gatehouse.Tx) error {
+		return tx.DeleteEnvKVTag(rq.Env.ID, name)
 	}); err != nil {
 		return nil, err
 	}
-	s.wakeWebhooks()
 	return noContent{}, nil
 }

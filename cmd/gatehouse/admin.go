@@ -603,20 +603,19 @@ func newGrantCmd() *cobra.Command {
 			if err := rsf.check(); err != nil {
 				return err
 			}
+			// A stack scope is removeGrant, an environment scope removeEnvironment.
+			what, body := "Grant", rsf.body(nil)
 			if rsf.isEnv() {
-				body, err := rsf.envBody()
+				b, err := rsf.envBody()
 				if err != nil {
 					return err
 				}
-				if err := orgDo(cmd, "PATCH", "/teams/"+args[0], map[string]any{"removeEnvironment": body}, nil); err != nil {
-					return err
-				}
-				return c.done(cmd, map[string]any{"team": args[0], "removedEnvironment": body}, "removed team %s's grant on %s", args[0], rsf.String())
+				what, body = "Environment", b
 			}
-			if err := orgDo(cmd, "PATCH", "/teams/"+args[0], map[string]any{"removeGrant": rsf.body(nil)}, nil); err != nil {
+			if err := orgDo(cmd, "PATCH", "/teams/"+args[0], map[string]any{"remove" + what: body}, nil); err != nil {
 				return err
 			}
-			return c.done(cmd, map[string]any{"team": args[0], "removedGrant": rsf.body(nil)}, "removed team %s's grant on %s", args[0], rsf.String())
+			return c.done(cmd, map[string]any{"team": args[0], "removed" + what: body}, "removed team %s's grant on %s", args[0], rsf.String())
 		},
 	}
 	rsf.add(rm)
@@ -630,30 +629,27 @@ func newProtectCmd() *cobra.Command {
 	c := addClientFlags(cmd)
 	orgDo := orgFlag(cmd, c)
 	var sf, rsf scopeFlags
+	// change sends the scope of f to /protections (add: POST, rm: DELETE) and reports it
+	// under key.
+	change := func(f *scopeFlags, method, key, format string) func(*cobra.Command, []string) error {
+		return func(cmd *cobra.Command, _ []string) error {
+			if err := f.check(); err != nil {
+				return err
+			}
+			if err := orgDo(cmd, method, "/protections", f.body(nil), nil); err != nil {
+				return err
+			}
+			return c.done(cmd, map[string]any{key: f.body(nil)}, format, f.String())
+		}
+	}
 	add := &cobra.Command{
 		Use: "add", Short: "Protect a stack, a project or every stack with a tag (and the environments they select), an environment or an ESC project", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := sf.check(); err != nil {
-				return err
-			}
-			if err := orgDo(cmd, "POST", "/protections", sf.body(nil), nil); err != nil {
-				return err
-			}
-			return c.done(cmd, map[string]any{"protected": sf.body(nil)}, "protected %s: changes only through pipeline credentials", sf.String())
-		},
+		RunE: change(&sf, "POST", "protected", "protected %s: changes only through pipeline credentials"),
 	}
 	sf.add(add)
 	rm := &cobra.Command{
 		Use: "rm", Short: "Remove a protection rule", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := rsf.check(); err != nil {
-				return err
-			}
-			if err := orgDo(cmd, "DELETE", "/protections", rsf.body(nil), nil); err != nil {
-				return err
-			}
-			return c.done(cmd, map[string]any{"unprotected": rsf.body(nil)}, "removed the protection of %s", rsf.String())
-		},
+		RunE: change(&rsf, "DELETE", "unprotected", "removed the protection of %s"),
 	}
 	rsf.add(rm)
 	ls := &cobra.Command{

@@ -11,6 +11,7 @@ import (
 	"strconv"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/internal/keystore"
 	"github.com/gatehouse-dev/gatehouse/secrets"
 )
 
@@ -27,27 +28,17 @@ func (u Use) metaKey(orgID int64) string { return u.Prefix + strconv.FormatInt(o
 // organization, created on first use. A secret is sealed under its organization's key with
 // the organization ID as AAD.
 func Manager(stackKeys *secrets.Manager, store gatehouse.Store, use Use) *secrets.Manager {
-	return stackKeys.Derive(metaKeys{store, use}, secrets.WithLabel(use.Label))
+	return stackKeys.Derive(keystore.Store{Store: store, Table: use.table()}, secrets.WithLabel(use.Label))
 }
 
-type metaKeys struct {
-	store gatehouse.Store
-	use   Use
-}
-
-func (k metaKeys) GetStackKey(ctx context.Context, orgID int64) ([]byte, error) {
-	var w []byte
-	err := k.store.View(ctx, func(tx gatehouse.Tx) (err error) { w, err = tx.GetMeta(k.use.metaKey(orgID)); return err })
-	if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
-		return nil, secrets.ErrNoKey
+// table is use's organization keys in the meta table.
+func (u Use) table() keystore.Table {
+	return keystore.Table{
+		Get: func(tx gatehouse.Tx, orgID int64) ([]byte, error) { return tx.GetMeta(u.metaKey(orgID)) },
+		Create: func(tx gatehouse.Tx, orgID int64, wrapped []byte) ([]byte, error) {
+			return tx.CreateMeta(u.metaKey(orgID), wrapped)
+		},
 	}
-	return w, err
-}
-
-func (k metaKeys) CreateStackKey(ctx context.Context, orgID int64, wrapped []byte) ([]byte, error) {
-	var w []byte
-	err := k.store.Update(ctx, func(tx gatehouse.Tx) (err error) { w, err = tx.CreateMeta(k.use.metaKey(orgID), wrapped); return err })
-	return w, err
 }
 
 // Rewrap lists and replaces use's organization keys in tx, for key rotation.
