@@ -92,7 +92,9 @@ func TestSAMLEntityIDOfAnotherOrg(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden || sessionCookie(resp) != "" || !strings.Contains(page, "another organization") {
 		t.Fatalf("evil's identity provider signs in acme's alice: %d, cookies %v: %.300s", resp.StatusCode, resp.Cookies(), page)
 	}
-	var evil struct{ Members []struct{ User struct{ Name string } } }
+	var evil struct {
+		Members []struct{ User struct{ Name string } }
+	}
 	must(t, w.admin.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/evil/members"}, &evil))
 	if len(evil.Members) != 2 { // its creator (the bootstrap admin) and mallory
 		t.Fatalf("evil's members: %+v", evil.Members)
