@@ -120,6 +120,8 @@ type leaked struct {
 	digest [32]byte   // set for well-formed values only
 	tk     *gatehouse.Token
 	lease  *gatehouse.Update // a lease token of an unfinished update
+	pool   *gatehouse.DeployPool
+	run    *gatehouse.Deployment // a deployment run's credential
 }
 
 // lookupLeaked finds the token with this value. Only well-formed values (checksum verified)
@@ -136,6 +138,26 @@ func lookupLeaked(tx gatehouse.Tx, value string) (leaked, error) {
 		switch {
 		case err == nil && token.Equal(u.LeaseDigest, lt.digest):
 			lt.lease = u
+		case err != nil && !gatehouse.IsCode(err, gatehouse.ENOTFOUND):
+			return lt, err
+		}
+		return lt, nil
+	}
+	if k == token.Runner {
+		p, err := tx.GetDeployPoolByDigest(lt.digest)
+		switch {
+		case err == nil && token.Equal(p.Digest, lt.digest):
+			lt.pool = p
+		case err != nil && !gatehouse.IsCode(err, gatehouse.ENOTFOUND):
+			return lt, err
+		}
+		return lt, nil
+	}
+	if k == token.Deploy {
+		d, err := tx.GetDeploymentByCred(lt.digest)
+		switch {
+		case err == nil && token.Equal(d.CredDigest, lt.digest):
+			lt.run = d
 		case err != nil && !gatehouse.IsCode(err, gatehouse.ENOTFOUND):
 			return lt, err
 		}
@@ -169,8 +191,27 @@ func (lt *leaked) isLive(tx gatehouse.Tx) bool {
 		return lt.tk.Live(now)
 	case lt.lease != nil:
 		return lt.lease.Status == gatehouse.StatusRunning && lt.lease.LeaseExpires.After(now)
+	case lt.pool != nil:
+		return lt.pool.Revoked.IsZero()
+	case lt.run != nil:
+		return lt.run.Status == gatehouse.DeployRunning && !lt.run.Cancel && now.Before(lt.run.CredUntil)
 	}
 	return false
+}
+
+// deployCred is a leaked runner pool token or deployment credential: the audit target
+// and organization, and how it is revoked (the pool is deleted, as DELETE agent-pools
+// does; the run is cancelled, which ends its credential at once).
+func (lt *leaked) deployCred() (target string, orgID int64, revoke func(gatehouse.Tx) error, ok bool) {
+	switch {
+	case lt.pool != nil:
+		p := lt.pool
+		return "pool/" + p.ID, p.OrgID, func(tx gatehouse.Tx) error { return tx.RevokeDeployPool(p.OrgID, p.ID) }, true
+	case lt.run != nil:
+		d := lt.run
+		return "deployment/" + d.ID, d.OrgID, func(tx gatehouse.Tx) error { _, err := tx.RequestDeploymentCancel(d.ID); return err }, true
+	}
+	return "", 0, nil, false
 }
 
 // tokenOrgs loads, once per request and organization, the organizations of the tokens a
@@ -266,7 +307,7 @@ func (rq *Request) leakedTokens() ([]string, error) {
 type leakedTokenJSON struct {
 	Token  string `json:"token"`            // the value, redacted
 	SHA256 string `json:"sha256,omitempty"` // hex SHA-256 of the value (well-formed values)
-	Kind   string `json:"kind,omitempty"`   // pat, team, org, scim or lease (well-formed values)
+	Kind   string `json:"kind,omitempty"`   // pat, team, org, scim, lease, runner or deploy (well-formed values)
 	// Status (status call): live, dead (never issued, revoked or expired) or malformed (not
 	// a Gatehouse token: wrong shape or checksum).
 	Status string `json:"status,omitempty"`
@@ -376,6 +417,21 @@ func (s *Server) revokeLeaked(rq *Request) (any, error) {
 			case lt.tk != nil:
 				out[i].Result = "already-dead"
 				dead = append(dead, lt.tk.ID)
+			case lt.pool != nil || lt.run != nil:
+				target, orgID, revoke, _ := lt.deployCred()
+				if !lt.isLive(tx) {
+					out[i].Result = "already-dead"
+					dead = append(dead, target)
+					break
+				}
+				if err := revoke(tx); err != nil {
+					return err
+				}
+				if err := orgs.event(string(authz.TokenRevokeLeaked), target, orgID, map[string]string{"token_kind": string(lt.kind)}); err != nil {
+					return err
+				}
+				out[i].Result = "revoked"
+				revoked = append(revoked, target)
 			case lt.lease != nil && lt.isLive(tx):
 				out[i].Result = "not-revocable"
 			case lt.lease != nil:
@@ -484,7 +540,8 @@ func (s *Server) githubSecretScanning(rq *Request) (any, error) {
 			if err != nil {
 				return err
 			}
-			if lt.tk == nil && lt.lease == nil {
+			_, _, _, isDeployCred := lt.deployCred()
+			if lt.tk == nil && lt.lease == nil && !isDeployCred {
 				labels[i] = labelFalsePositive
 				continue
 			}
@@ -511,6 +568,19 @@ func (s *Server) githubSecretScanning(rq *Request) (any, error) {
 					details["revoked"] = "false: already revoked or expired"
 				}
 				leakedIDs = append(leakedIDs, lt.tk.ID)
+			case isDeployCred:
+				var revoke func(gatehouse.Tx) error
+				target, orgID, revoke, _ = lt.deployCred()
+				details["token_kind"] = string(lt.kind)
+				if lt.isLive(tx) {
+					if err := revoke(tx); err != nil {
+						return err
+					}
+					details["revoked"] = "true"
+					revoked++
+				} else {
+					details["revoked"] = "false: already revoked or ended"
+				}
 			default: // an update's lease token: it cannot be revoked, it ends with its update
 				target = "update/" + lt.lease.ID
 				if st, err := tx.GetStackByID(lt.lease.StackID); err == nil {

@@ -19,6 +19,7 @@ import (
 	"testing"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/deploy"
 	"github.com/gatehouse-dev/gatehouse/httpapi"
 	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
 	"github.com/gatehouse-dev/gatehouse/token"
@@ -557,4 +558,49 @@ func TestSecretScanningNotConfiguredAndRateLimited(t *testing.T) {
 	wantStatus(t, err, 429)
 	_, err = deliver(e, k.id, k.sign(t, body), body)
 	e.must(err)
+}
+
+// TestLeakedDeployCredentials: a runner pool's token and a run's deployment credential
+// named by value are live to the status call, and the revoke call kills them (the pool is
+// deleted; the run is cancelled, which ends its credential), recorded in the
+// organization's audit log. Found in review: both were reported dead and left alive.
+func TestLeakedDeployCredentials(t *testing.T) {
+	d := newDeployEnv(t)
+	d.must(d.settings([]byte(gitSettings)))
+	_, err := d.trigger(d.admin, "update")
+	d.must(err)
+	job := d.lease()
+	if job == nil {
+		t.Fatal("no run to lease")
+	}
+	type answer struct {
+		Tokens []struct{ Kind, Status, Result string }
+	}
+	var st answer
+	d.must(d.admin.Do(cliwire.Call{Method: "POST", Path: "/api/tokens/status", Body: map[string]any{"tokens": []string{d.pool, job.Credential}}}, &st))
+	if len(st.Tokens) != 2 || st.Tokens[0].Kind != "runner" || st.Tokens[0].Status != "live" || st.Tokens[1].Kind != "deploy" || st.Tokens[1].Status != "live" {
+		t.Fatalf("status of a live pool token and run credential: %+v", st)
+	}
+	var rv answer
+	d.must(d.dev.Do(cliwire.Call{Method: "POST", Path: "/api/tokens/revoke", Body: map[string]any{"tokens": []string{d.pool, job.Credential}}}, &rv))
+	if len(rv.Tokens) != 2 || rv.Tokens[0].Result != "revoked" || rv.Tokens[1].Result != "revoked" {
+		t.Fatalf("revoke: %+v", rv)
+	}
+	wantStatus(t, d.runner.Do(cliwire.Call{Method: "POST", Path: "/api/deployments/runner/lease", Body: deploy.LeaseRequest{Runner: "r1"}}, nil), 401)
+	wantStatus(t, cliwire.New(d.url, job.Credential).Do(cliwire.Call{Method: "GET", Path: d.prod}, nil), 401)
+	d.must(d.admin.Do(cliwire.Call{Method: "POST", Path: "/api/tokens/revoke", Body: map[string]any{"tokens": []string{d.pool}}}, &rv))
+	if rv.Tokens[0].Result != "already-dead" {
+		t.Fatalf("revoking a deleted pool's token again: %+v", rv)
+	}
+	evs, err := listAudit(d.env)
+	d.must(err)
+	n := 0
+	for _, ev := range evs {
+		if ev.Action == "token:revoke-leaked" && ev.OrgName == "acme" && (strings.HasPrefix(ev.Target, "pool/") || strings.HasPrefix(ev.Target, "deployment/")) {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d revocations of deployment credentials in acme's audit log, want 2", n)
+	}
 }
