@@ -532,7 +532,7 @@ func Decide(sub *Subject, action Action, res Resource, f Facts) Decision {
 		}
 		return deny("only a site administrator may read the site-wide audit log or the rate limits")
 	case SiteUserRead, SiteUserDisable:
-		if sub.Kind == UserKind && sub.User.SiteAdmin {
+		if sub.Kind == UserKind && sub.User.SiteAdmin && sub.BoundOrg() == 0 {
 			return allow("site administrator")
 		}
 		return deny("only a site administrator may list or disable users")

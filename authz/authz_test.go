@@ -71,7 +71,7 @@ func TestDecideOIDCPersonalTokenStaysInItsOrganization(t *testing.T) {
 			t.Fatalf("%s in another organization of its user: %+v, want hidden", a, d)
 		}
 	}
-	for _, a := range []Action{SiteOrgCreate, SiteAuditVerify, SiteAuditRead, SiteRateLimitRead, SiteRateLimitClear} {
+	for _, a := range []Action{SiteOrgCreate, SiteAuditVerify, SiteAuditRead, SiteRateLimitRead, SiteRateLimitClear, SiteUserRead, SiteUserDisable} {
 		if d := Decide(oidcTok, a, Resource{}, Facts{}); d.Allow {
 			t.Fatalf("an organization's OIDC-issued token of a (later) site administrator got %s", a)
 		}
