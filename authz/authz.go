@@ -864,6 +864,26 @@ func EnvPermission(sub *Subject, env *gatehouse.Environment, org *gatehouse.Org,
 	return perm, why
 }
 
+// StackTagsRaise reports whether giving the stack res.Stack the tags tags would raise what
+// sub may do on it (a team's grant on a tag that would then select it): nobody raises their
+// own permission by tagging (found in review: a writer tagged a stack to pick up their
+// team's admin grant on that tag). why names the grant that would raise it.
+func StackTagsRaise(sub *Subject, res Resource, f Facts, tags map[string]string) (raise bool, why string) {
+	s := res.Stack
+	p0, d0, _ := stackPermission(sub, s.ID, s.Project, s.Tags, s.CreatorUserID, res, f)
+	p1, d1, why := stackPermission(sub, s.ID, s.Project, tags, s.CreatorUserID, res, f)
+	return p1 > p0 || d1 && !d0, why
+}
+
+// EnvTagsRaise is StackTagsRaise for an environment's tags.
+func EnvTagsRaise(sub *Subject, env *gatehouse.Environment, org *gatehouse.Org, f Facts, tags map[string]string) (raise bool, why string) {
+	p0, _ := EnvPermission(sub, env, org, f)
+	next := *env
+	next.Tags = tags
+	p1, why := EnvPermission(sub, &next, org, f)
+	return p1 > p0, why
+}
+
 // EnvOpenLimit is the longest the subject may open env for (0: no limit beyond the
 // server's). Only team grants carry limits (Pulumi's maxOpenDuration): when the subject's
 // open right comes from anything without a limit (the org's default permission, an admin

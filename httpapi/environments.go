@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"sort"
 	"strconv"
@@ -1189,6 +1190,9 @@ func (s *Server) createEnvKVTag(rq *Request) (any, error) {
 	}
 	t := gatehouse.EnvKVTag{EnvID: rq.Env.ID, Name: req.Name, Value: req.Value, EditorLogin: rq.Subject.Name()}
 	rq.Detail("tag", req.Name+"="+req.Value)
+	if err := rq.mayRetagEnv("", t.Name, t.Value); err != nil {
+		return nil, err
+	}
 	if err := s.changeEnvTag(rq, webhook.EnvironmentTagCreated, "created", 0, t.Name, func(tx gatehouse.Tx) error {
 		return tx.SetEnvKVTag(&t)
 	}); err != nil {
@@ -1228,6 +1232,9 @@ func (s *Server) updateEnvKVTag(rq *Request) (any, error) {
 	}
 	t := gatehouse.EnvKVTag{EnvID: rq.Env.ID, Name: newName, Value: req.NewTag.Value, EditorLogin: rq.Subject.Name()}
 	rq.Detail("tag", name+"="+cur+" -> "+newName+"="+t.Value)
+	if err := rq.mayRetagEnv(name, t.Name, t.Value); err != nil {
+		return nil, err
+	}
 	if err := s.changeEnvTag(rq, webhook.EnvironmentTagUpdated, "updated", 0, t.Name, func(tx gatehouse.Tx) error {
 		if newName != name {
 			if err := tx.DeleteEnvKVTag(rq.Env.ID, name); err != nil {
@@ -1239,6 +1246,21 @@ func (s *Server) updateEnvKVTag(rq *Request) (any, error) {
 		return nil, err
 	}
 	return kvTagJSON(t), nil
+}
+
+// mayRetagEnv refuses a tag change (tag old, if any, becomes name=value) that would raise
+// the caller's own permission on the environment (authz.EnvTagsRaise).
+func (rq *Request) mayRetagEnv(old, name, value string) error {
+	tags := maps.Clone(rq.Env.Tags)
+	if tags == nil {
+		tags = map[string]string{}
+	}
+	delete(tags, old)
+	tags[name] = value
+	if raise, why := authz.EnvTagsRaise(rq.Subject, rq.Env, rq.Org, rq.facts, tags); raise {
+		return gatehouse.Errorf(gatehouse.EFORBIDDEN, "this tag would give you more rights on environment %s/%s (%s): ask an organization admin to tag it", rq.Env.Project, rq.Env.Name, why)
+	}
+	return nil
 }
 
 func (s *Server) deleteEnvKVTag(rq *Request) (any, error) {

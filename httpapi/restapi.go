@@ -313,7 +313,8 @@ type stackTag struct {
 }
 
 // changeTags applies change to the stack's current tags (read in the transaction) and
-// stores the result.
+// stores the result, unless the new tags would raise the caller's own permission on the
+// stack (authz.StackTagsRaise).
 func (rq *Request) changeTags(change func(tags map[string]string) error) error {
 	return rq.Change(func(tx gatehouse.Tx) error {
 		st, err := tx.GetStackByID(rq.Stack.ID)
@@ -329,6 +330,9 @@ func (rq *Request) changeTags(change func(tags map[string]string) error) error {
 		}
 		if err := validTags(tags); err != nil {
 			return err
+		}
+		if raise, why := authz.StackTagsRaise(rq.Subject, authz.Resource{Org: rq.Org, Stack: st}, rq.facts, tags); raise {
+			return gatehouse.Errorf(gatehouse.EFORBIDDEN, "these tags would give you more rights on stack %s (%s): ask an organization admin to tag it", st.Ref(), why)
 		}
 		return tx.SetStackTags(st.ID, tags)
 	})

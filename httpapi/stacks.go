@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -437,7 +438,11 @@ func (s *Server) setTags(rq *Request) (any, error) {
 	if err := validTags(tags); err != nil {
 		return nil, err
 	}
-	err := rq.Change(func(tx gatehouse.Tx) error { return tx.SetStackTags(rq.Stack.ID, tags) })
+	err := rq.changeTags(func(cur map[string]string) error {
+		clear(cur)
+		maps.Copy(cur, tags)
+		return nil
+	})
 	return noContent{}, err
 }
 

@@ -1,0 +1,53 @@
+package httpapi_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
+)
+
+// TestTaggingRaisesNoOwnRights: a team grant on a tag gives its permission to whatever
+// carries the tag, so whoever may tag a stack or an environment could pick up their team's
+// higher grant by tagging it. A tag change that would raise the caller's own permission is
+// refused (403, naming the grant); an organization admin makes it; tags that raise nothing
+// pass (found in review).
+func TestTaggingRaisesNoOwnRights(t *testing.T) {
+	e := newEnv(t)
+	dev := cliwire.New(e.url, e.newPerson("dev", "member"))
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/teams/pulumi", Body: map[string]string{"name": "devs"}}, nil))
+	e.must(e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/teams/devs", Body: map[string]any{"memberAction": "add", "member": "dev",
+		"addGrant": map[string]any{"project": "web", "permission": "write"}}}, nil))
+	e.must(e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/teams/devs", Body: map[string]any{"addGrant": map[string]any{"tag": "owner=devs", "permission": "admin"}}}, nil))
+	e.must(e.createStack(e.admin, "acme", "web", "prod", nil))
+	prod := stackPath("acme", "web", "prod")
+
+	// Stacks: each of the tag routes.
+	for _, c := range []cliwire.Call{
+		{Method: "PATCH", Path: prod + "/tags", Body: map[string]string{"owner": "devs"}},
+		{Method: "POST", Path: prod + "/tags", Body: map[string]string{"name": "owner", "value": "devs"}},
+	} {
+		ce := wantStatus(t, dev.Do(c, nil), 403)
+		if ce != nil && !strings.Contains(ce.Message, "more rights") {
+			t.Fatalf("%s %s: unclear refusal %q", c.Method, c.Path, ce.Message)
+		}
+	}
+	e.must(dev.Do(cliwire.Call{Method: "POST", Path: prod + "/tags", Body: map[string]string{"name": "owner", "value": "ops"}}, nil))
+	wantStatus(t, dev.Do(cliwire.Call{Method: "PATCH", Path: prod + "/tags/owner", Body: map[string]string{"name": "owner", "value": "devs"}}, nil), 403)
+	wantStatus(t, dev.Do(cliwire.Call{Method: "DELETE", Path: prod}, nil), 403) // still a writer
+	e.must(e.admin.Do(cliwire.Call{Method: "PATCH", Path: prod + "/tags/owner", Body: map[string]string{"name": "owner", "value": "devs"}}, nil))
+
+	// Environments: write on project app, admin on tag owner=devs.
+	admin, d := e.esc(e.admin.Token), e.esc(dev.Token)
+	admin.want(200, "POST", escBase+"/acme", []byte(`{"project":"app","name":"dev"}`))
+	grant := func(body map[string]string) {
+		e.must(e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/teams/devs", Body: map[string]any{"addEnvironmentPermission": body}}, nil))
+	}
+	grant(map[string]string{"projectName": "app", "permission": "write"})
+	grant(map[string]string{"tag": "owner=devs", "permission": "admin"})
+	E := escBase + "/acme/app/dev"
+	d.want(403, "POST", E+"/tags", []byte(`{"name":"owner","value":"devs"}`))
+	d.want(200, "POST", E+"/tags", []byte(`{"name":"owner","value":"ops"}`))
+	d.want(403, "PATCH", E+"/tags/owner", []byte(`{"currentTag":{"value":"ops"},"newTag":{"name":"owner","value":"devs"}}`))
+	admin.want(200, "PATCH", E+"/tags/owner", []byte(`{"currentTag":{"value":"ops"},"newTag":{"name":"owner","value":"devs"}}`))
+}
