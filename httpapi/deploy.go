@@ -137,7 +137,7 @@ func (s *Server) authenticateDeployCred(rq *Request, tx gatehouse.Tx, cred strin
 	if d.ActsFor.IsZero() && d.Editor.IsZero() {
 		var rep deploy.Report
 		if d.Report != "" && json.Unmarshal([]byte(d.Report), &rep) == nil && rep.PR > 0 {
-			sub.ActsForGone = fmt.Sprintf("the run is of %s pull/merge request #%d, whose code is not reviewed: it opens no environment unless the stack's deployment settings opt in (\"gatehouse\": {\"pullRequestEnvironments\": true})", rep.Provider, rep.PR)
+			sub.ActsForGone = fmt.Sprintf("the run is of %s pull/merge request #%d, whose code is not reviewed: it opens no environment and decrypts no secret unless the stack's deployment settings opt in (\"gatehouse\": {\"pullRequestEnvironments\": true})", rep.Provider, rep.PR)
 		}
 	}
 	rq.Subject = sub
