@@ -522,15 +522,60 @@ func (s *Service) ExpireIfDue(ctx context.Context, d *gatehouse.Deployment) {
 	}
 }
 
-// auditEnd appends the "deployment:end" event of d.
+// auditEnd appends the "deployment:end" event of d, after ending the update its
+// credential started if that is still unfinished (endUpdate; details.updateEnded).
 func (s *Service) auditEnd(tx gatehouse.Tx, d *gatehouse.Deployment, actorKind, actorName string) error {
 	st, err := tx.GetStackByID(d.StackID)
 	if err != nil {
 		return err
 	}
+	ended, err := s.endUpdate(tx, d, st)
+	if err != nil {
+		return err
+	}
+	details := map[string]string{"deployment": d.ID, "version": strconv.Itoa(d.Version), "operation": d.Operation, "status": d.Status, "message": truncate(d.Message, 512)}
+	if ended != "" {
+		details["updateEnded"] = ended
+	}
 	return tx.AppendAudit(&gatehouse.AuditEvent{OrgID: d.OrgID, OrgName: st.OrgName, ActorKind: actorKind, ActorName: actorName,
-		Action: "deployment:end", Target: st.Ref().String(), Outcome: gatehouse.OutcomeSuccess,
-		Details: map[string]string{"deployment": d.ID, "version": strconv.Itoa(d.Version), "operation": d.Operation, "status": d.Status, "message": truncate(d.Message, 512)}})
+		Action: "deployment:end", Target: st.Ref().String(), Outcome: gatehouse.OutcomeSuccess, Details: details})
+}
+
+// endUpdate ends the update the run's credential started (d.UpdateID) when it is still
+// unfinished as the run ends: its lease token, which the run's code may hold, must not
+// outlive the run's credential (renewing it, taking checkpoints, holding the stack's
+// lock). The update fails, the stack's lock is released and its update_failed (or
+// preview_failed) webhook event is queued, in the transaction that ends the run. It
+// returns the ended update's ID ("" when there was none to end).
+func (s *Service) endUpdate(tx gatehouse.Tx, d *gatehouse.Deployment, st *gatehouse.Stack) (string, error) {
+	if d.UpdateID == "" {
+		return "", nil
+	}
+	u, err := tx.GetUpdate(d.UpdateID)
+	switch {
+	case gatehouse.IsCode(err, gatehouse.ENOTFOUND):
+		return "", nil
+	case err != nil:
+		return "", err
+	case u.Status.Finished() || u.StackID != d.StackID:
+		return "", nil
+	}
+	status, err := tx.FinishUpdate(u.ID, gatehouse.StatusFailed, nil, -1)
+	if err != nil || status != gatehouse.StatusFailed {
+		return "", err
+	}
+	kind, name := string(u.Kind), string(u.Kind)
+	if u.DryRun {
+		kind, name = string(gatehouse.KindPreview), "preview"
+	}
+	ev := &webhook.Event{Name: name + "_failed", OrgID: d.OrgID, OrgName: st.OrgName, StackID: st.ID, Project: st.Project, Stack: st.Name,
+		User: u.Author, UpdateKind: kind, Result: "failed", ResourceChanges: u.ResourceChanges, Version: u.Version}
+	if webhook.KindOf(ev.Name) != "" {
+		if _, err := webhook.Enqueue(tx, ev); err != nil {
+			return "", err
+		}
+	}
+	return u.ID, nil
 }
 
 // Cancel asks for d to be cancelled: a queued run ends now (deployment_failed); a running

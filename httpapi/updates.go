@@ -319,12 +319,37 @@ func (s *Server) renewLease(rq *Request) (any, error) {
 		if err := refuseDeprovisionedAuthor(tx, rq.Stack.OrgID, rq.Update.Author); err != nil {
 			return err
 		}
+		if err := refuseEndedRun(tx, rq.Update); err != nil {
+			return err
+		}
 		return tx.RenewLease(rq.Update.ID, token.Digest(rq.LeaseToken), expires)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return apitype.RenewUpdateLeaseResponse{Token: rq.LeaseToken, TokenExpiration: expires.Unix()}, nil
+}
+
+// refuseEndedRun refuses renewing the lease of an update a deployment run's credential
+// started (its author is the run) once the run has ended or was cancelled: the update
+// lives no longer than the credential that started it. The update the run recorded is
+// ended with the run (deploy.Service.endUpdate); this covers any other it started.
+func refuseEndedRun(tx gatehouse.Tx, u *gatehouse.Update) error {
+	id, ok := strings.CutPrefix(u.Author, "deployment ")
+	if !ok {
+		return nil
+	}
+	d, err := tx.GetDeployment(id)
+	if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if d.StackID == u.StackID && (d.Status != gatehouse.DeployRunning || d.Cancel || !tx.Now().Before(d.CredUntil)) {
+		return gatehouse.Errorf(gatehouse.EGONE, "the deployment run that started this update (%s) has ended: its lease is not renewed", d.ID)
+	}
+	return nil
 }
 
 // patchCheckpoint handles the full-checkpoint protocol: each call replaces the state.
