@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/authz"
+	"github.com/gatehouse-dev/gatehouse/deploy"
 	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
 )
 
@@ -137,6 +139,23 @@ func TestDeployTriggerBranchNeedsSettings(t *testing.T) {
 	d.must(post(a, `{"operation":"preview","sourceContext":{"git":{"branch":"feature"}}}`))
 	if job = d.lease(); job == nil || !strings.Contains(string(job.Settings), `"branch":"feature"`) {
 		t.Fatalf("the admin's branch run: %+v", job)
+	}
+	d.must(d.complete(job, "succeeded"))
+
+	// Queue itself refuses a source beyond the settings it reads in its transaction unless
+	// the trigger may override (the handler decided it, or a webhook's event chose it): the
+	// settings may change between the handler's look and the queueing.
+	var st *gatehouse.Stack
+	d.must(d.srv.Store.View(context.Background(), func(tx gatehouse.Tx) (err error) { st, err = tx.GetStack(1, "proj", "prod"); return err }))
+	change := func(fn func(gatehouse.Tx) error) error { return d.srv.Store.Update(context.Background(), fn) }
+	_, err = d.srv.API.Deploy().Queue(context.Background(), change, st, deploy.Trigger{Body: []byte(`{"operation":"preview","sourceContext":{"git":{"branch":"attacker"}}}`), Initiator: "api"})
+	if !gatehouse.IsCode(err, gatehouse.EFORBIDDEN) {
+		t.Errorf("Queue of another branch without the right to override: %v, want forbidden", err)
+	}
+	_, err = d.srv.API.Deploy().Queue(context.Background(), change, st, deploy.Trigger{Body: []byte(`{"operation":"preview","sourceContext":{"git":{"branch":"main"}}}`), Initiator: "api"})
+	d.must(err)
+	if job = d.lease(); job == nil {
+		t.Fatal("Queue of the settings' own branch queued nothing")
 	}
 	d.must(d.complete(job, "succeeded"))
 
