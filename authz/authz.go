@@ -984,7 +984,8 @@ var deploymentActions = map[string]map[Action]bool{
 	"preview": {},
 }
 
-// deploymentReads are allowed to every deployment credential on its stack.
+// deploymentReads are allowed to every deployment credential on its stack; decrypting only
+// to a run that acts for someone (decideDeployment).
 var deploymentReads = map[Action]bool{
 	StackRead: true, StackExport: true, StackEncrypt: true, StackDecrypt: true, StackPreview: true,
 }
@@ -1009,6 +1010,16 @@ func decideDeployment(sub *Subject, action Action, res Resource, f Facts) Decisi
 	}
 	if res.Stack == nil || res.Stack.ID != d.StackID {
 		return hide("the deployment credential is for another stack")
+	}
+	if action == StackDecrypt && d.ActsFor.IsZero() && d.Editor.IsZero() {
+		// A run that acts for nobody (a pull/merge request's, whose code nobody reviewed
+		// and anyone who may push a branch wrote, unless the settings opt in) is lent no
+		// one's rights: no environment, and no secret of the stack either.
+		why := sub.ActsForGone
+		if why == "" {
+			why = "no principal is recorded for the run (trigger it again, or store the stack's deployment settings again so that its runs act for you)"
+		}
+		return deny("deployment %s acts for nobody, so its credential decrypts no secret of stack %s: %s", d.ID, res.Stack.Ref(), why)
 	}
 	if deploymentReads[action] {
 		return allow("deployment " + d.ID + " (" + d.Operation + ")")

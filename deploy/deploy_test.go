@@ -108,3 +108,34 @@ func TestPruneEmpty(t *testing.T) {
 		t.Errorf("pruneEmpty = %v", got)
 	}
 }
+
+// TestOverridesSource (found in review): a trigger's source other than the settings' own
+// (branch, commit, repository, directory, credentials) is an override; the settings' own
+// values, as the CLI sends them back, are not.
+func TestOverridesSource(t *testing.T) {
+	settings := []byte(`{"sourceContext":{"git":{"repoUrl":"https://git.example.com/acme/infra.git","branch":"main","repoDir":"infra"}}}`)
+	for body, want := range map[string]string{
+		`{"operation":"update"}`: "",
+		`{"operation":"update","sourceContext":{"git":{"branch":"main"}}}`:                                    "",
+		`{"operation":"update","sourceContext":{"git":{"branch":"refs/heads/main","repoDir":"infra"}}}`:       "",
+		`{"operation":"update","sourceContext":{"git":{"repoUrl":"https://git.example.com/acme/infra.git"}}}`: "",
+		`{"operation":"update","sourceContext":{"git":{"branch":"","commit":"","repoUrl":null}}}`:             "",
+		`{"operation":"update","sourceContext":{"git":{"branch":"attacker"}}}`:                                "sourceContext.git.branch",
+		`{"operation":"update","sourceContext":{"git":{"branch":"refs/heads/main2"}}}`:                        "sourceContext.git.branch",
+		`{"operation":"update","sourceContext":{"git":{"commit":"abc123"}}}`:                                  "sourceContext.git.commit",
+		`{"operation":"update","sourceContext":{"git":{"repoUrl":"https://git.example.com/evil/infra.git"}}}`: "sourceContext.git.repoUrl",
+		`{"operation":"update","sourceContext":{"git":{"repoDir":"other"}}}`:                                  "sourceContext.git.repoDir",
+		`{"operation":"update","sourceContext":{"git":{"gitAuth":{"accessToken":{"secret":"x"}}}}}`:           "sourceContext.git.gitAuth",
+		`{"operation":"update","sourceContext":{"git":{"branch":{"x":1}}}}`:                                   "sourceContext.git.branch",
+		`{"operation":"update","inheritSettings":false,"sourceContext":{"git":{"branch":"main"}}}`:            "inheritSettings: false",
+	} {
+		got, err := Overrides([]byte(body), settings)
+		if err != nil || got != want {
+			t.Errorf("Overrides(%s) = %q, %v; want %q", body, got, err, want)
+		}
+	}
+	// Without settings every source is the trigger's choice.
+	if got, _ := Overrides([]byte(`{"operation":"update","sourceContext":{"git":{"branch":"main"}}}`), nil); got != "sourceContext.git.branch" {
+		t.Errorf("Overrides without settings = %q", got)
+	}
+}

@@ -215,6 +215,12 @@ type Trigger struct {
 	PullRequest bool
 	// Report says where the result goes (a commit status), JSON; "" none.
 	Report string
+	// MayOverride: the trigger may decide beyond the stored settings (Overrides): its
+	// caller holds stack:deploy:settings (decided by the REST handler), or it is a VCS
+	// webhook's (the event's branch and commit, for settings that follow them). Otherwise
+	// Queue refuses a body that decides anything beyond the settings it reads in its
+	// transaction (they may have changed since the handler looked).
+	MayOverride bool
 }
 
 // Operation returns the operation a CreateDeploymentRequest body asks for (400 when it
@@ -238,11 +244,14 @@ func Operation(body []byte) (string, error) {
 }
 
 // Overrides says what a trigger's body decides beyond the stored settings' own choices
-// ("" nothing): settings not inherited, or a context it overrides other than the git
-// branch or commit to run. Such a trigger decides what code the pipeline runs, where, and
-// with which of the settings' secrets (git credentials, secret variables): it needs the
-// right to change the settings (stack:deploy:settings), not only to trigger.
-func Overrides(body []byte) (string, error) {
+// ("" nothing): settings not inherited, a context it overrides, or a source other than
+// the settings' own (any sourceContext.git member whose value is not the stored one: the
+// branch, the commit, the repository, repoDir; gitAuth always). Such a trigger decides
+// what code the pipeline runs, where, and with which of the settings' secrets (git
+// credentials, secret variables) and the run's credential (which decrypts the stack's
+// secrets): it needs the right to change the settings (stack:deploy:settings), not only
+// to trigger. settings is the stack's stored settings document (nil or empty: none).
+func Overrides(body, settings []byte) (string, error) {
 	req, err := parseDoc(body)
 	if err != nil {
 		return "", err
@@ -273,6 +282,11 @@ func Overrides(body []byte) (string, error) {
 	if m == nil {
 		return "sourceContext", nil
 	}
+	stored, err := parseDoc(settings)
+	if err != nil {
+		return "", err
+	}
+	own := gitSource(stored)
 	for k, v := range m {
 		if k != "git" {
 			return "sourceContext." + k, nil
@@ -281,13 +295,34 @@ func Overrides(body []byte) (string, error) {
 		if g == nil {
 			return "sourceContext.git", nil
 		}
-		for gk := range g {
-			if gk != "branch" && gk != "commit" {
-				return "sourceContext.git." + gk, nil
+		for gk, gv := range g {
+			switch gk {
+			case "branch", "commit", "repoUrl", "repoDir":
+				// The settings' own value (as the CLI sends it back with --git-branch
+				// main, or a repository URL argument) decides nothing new.
+				s, _ := gv.(string)
+				o, _ := own[gk].(string)
+				if gk == "branch" {
+					s, o = strings.TrimPrefix(s, "refs/heads/"), strings.TrimPrefix(o, "refs/heads/")
+				}
+				if s != "" && s == o {
+					continue
+				}
 			}
+			return "sourceContext.git." + gk, nil
 		}
 	}
 	return "", nil
+}
+
+// gitSource is the sourceContext.git object of a settings document (nil when none).
+func gitSource(doc map[string]any) map[string]any {
+	if sc, ok := doc["sourceContext"].(map[string]any); ok {
+		if g, ok := sc["git"].(map[string]any); ok {
+			return g
+		}
+	}
+	return nil
 }
 
 // Queue creates a deployment of the stack from the trigger: the request's contexts merged
@@ -332,6 +367,19 @@ func (s *Service) Queue(ctx context.Context, change Change, stack *gatehouse.Sta
 		// for a webhook both are the editor. Its credential opens only what both may.
 		actsFor, editor := t.ActsFor, t.ActsFor
 		ds, err := tx.GetDeploySettings(stack.ID)
+		if !t.MayOverride {
+			var stored []byte
+			if err == nil {
+				stored = ds.Settings
+			}
+			what, oerr := Overrides(t.Body, stored)
+			if oerr != nil {
+				return oerr
+			}
+			if what != "" {
+				return gatehouse.Errorf(gatehouse.EFORBIDDEN, "this request overrides the stack's deployment settings (%s): that needs the right to change them (stack:deploy:settings)", what)
+			}
+		}
 		switch {
 		case err == nil:
 			if t.ForSettingsEditor {
@@ -474,15 +522,60 @@ func (s *Service) ExpireIfDue(ctx context.Context, d *gatehouse.Deployment) {
 	}
 }
 
-// auditEnd appends the "deployment:end" event of d.
+// auditEnd appends the "deployment:end" event of d, after ending the update its
+// credential started if that is still unfinished (endUpdate; details.updateEnded).
 func (s *Service) auditEnd(tx gatehouse.Tx, d *gatehouse.Deployment, actorKind, actorName string) error {
 	st, err := tx.GetStackByID(d.StackID)
 	if err != nil {
 		return err
 	}
+	ended, err := s.endUpdate(tx, d, st)
+	if err != nil {
+		return err
+	}
+	details := map[string]string{"deployment": d.ID, "version": strconv.Itoa(d.Version), "operation": d.Operation, "status": d.Status, "message": truncate(d.Message, 512)}
+	if ended != "" {
+		details["updateEnded"] = ended
+	}
 	return tx.AppendAudit(&gatehouse.AuditEvent{OrgID: d.OrgID, OrgName: st.OrgName, ActorKind: actorKind, ActorName: actorName,
-		Action: "deployment:end", Target: st.Ref().String(), Outcome: gatehouse.OutcomeSuccess,
-		Details: map[string]string{"deployment": d.ID, "version": strconv.Itoa(d.Version), "operation": d.Operation, "status": d.Status, "message": truncate(d.Message, 512)}})
+		Action: "deployment:end", Target: st.Ref().String(), Outcome: gatehouse.OutcomeSuccess, Details: details})
+}
+
+// endUpdate ends the update the run's credential started (d.UpdateID) when it is still
+// unfinished as the run ends: its lease token, which the run's code may hold, must not
+// outlive the run's credential (renewing it, taking checkpoints, holding the stack's
+// lock). The update fails, the stack's lock is released and its update_failed (or
+// preview_failed) webhook event is queued, in the transaction that ends the run. It
+// returns the ended update's ID ("" when there was none to end).
+func (s *Service) endUpdate(tx gatehouse.Tx, d *gatehouse.Deployment, st *gatehouse.Stack) (string, error) {
+	if d.UpdateID == "" {
+		return "", nil
+	}
+	u, err := tx.GetUpdate(d.UpdateID)
+	switch {
+	case gatehouse.IsCode(err, gatehouse.ENOTFOUND):
+		return "", nil
+	case err != nil:
+		return "", err
+	case u.Status.Finished() || u.StackID != d.StackID:
+		return "", nil
+	}
+	status, err := tx.FinishUpdate(u.ID, gatehouse.StatusFailed, nil, -1)
+	if err != nil || status != gatehouse.StatusFailed {
+		return "", err
+	}
+	kind, name := string(u.Kind), string(u.Kind)
+	if u.DryRun {
+		kind, name = string(gatehouse.KindPreview), "preview"
+	}
+	ev := &webhook.Event{Name: name + "_failed", OrgID: d.OrgID, OrgName: st.OrgName, StackID: st.ID, Project: st.Project, Stack: st.Name,
+		User: u.Author, UpdateKind: kind, Result: "failed", ResourceChanges: u.ResourceChanges, Version: u.Version}
+	if webhook.KindOf(ev.Name) != "" {
+		if _, err := webhook.Enqueue(tx, ev); err != nil {
+			return "", err
+		}
+	}
+	return u.ID, nil
 }
 
 // Cancel asks for d to be cancelled: a queued run ends now (deployment_failed); a running

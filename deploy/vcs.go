@@ -314,7 +314,7 @@ func (s *Service) Matches(ctx context.Context, e *Event, orgID int64) ([]Match, 
 		body, _ := json.Marshal(map[string]any{"operation": op, "inheritSettings": true,
 			"sourceContext": map[string]any{"git": map[string]any{"branch": e.Branch, "commit": e.SHA}}})
 		rep, _ := json.Marshal(Report{Provider: e.Provider, Repo: e.Repo, SHA: e.SHA, Context: "gatehouse/" + c.stack.Ref().String(), PR: e.PR})
-		out = append(out, Match{Stack: c.stack, Trigger: Trigger{Body: body, Initiator: e.Provider, RequestedBy: e.Sender, Report: string(rep), ForSettingsEditor: true, PullRequest: !e.Push}})
+		out = append(out, Match{Stack: c.stack, Trigger: Trigger{Body: body, Initiator: e.Provider, RequestedBy: e.Sender, Report: string(rep), ForSettingsEditor: true, PullRequest: !e.Push, MayOverride: true}})
 	}
 	return out, nil
 }

@@ -137,7 +137,7 @@ func (s *Server) authenticateDeployCred(rq *Request, tx gatehouse.Tx, cred strin
 	if d.ActsFor.IsZero() && d.Editor.IsZero() {
 		var rep deploy.Report
 		if d.Report != "" && json.Unmarshal([]byte(d.Report), &rep) == nil && rep.PR > 0 {
-			sub.ActsForGone = fmt.Sprintf("the run is of %s pull/merge request #%d, whose code is not reviewed: it opens no environment unless the stack's deployment settings opt in (\"gatehouse\": {\"pullRequestEnvironments\": true})", rep.Provider, rep.PR)
+			sub.ActsForGone = fmt.Sprintf("the run is of %s pull/merge request #%d, whose code is not reviewed: it opens no environment and decrypts no secret unless the stack's deployment settings opt in (\"gatehouse\": {\"pullRequestEnvironments\": true})", rep.Provider, rep.PR)
 		}
 	}
 	rq.Subject = sub
@@ -296,9 +296,24 @@ func (s *Server) triggerDeployment(rq *Request) (any, error) {
 			return nil, err
 		}
 	}
-	// A trigger that overrides the settings (beyond the branch or commit) decides what the
-	// pipeline runs, with the settings' secrets: as the settings' editor would.
-	what, err := deploy.Overrides(body)
+	// A trigger that overrides the settings (a branch, commit or repository other than
+	// theirs included) decides what code the pipeline runs, with the settings' secrets and
+	// a credential that decrypts the stack's: as the settings' editor would.
+	var stored []byte
+	err = rq.View(func(tx gatehouse.Tx) error {
+		ds, err := tx.GetDeploySettings(rq.Stack.ID)
+		switch {
+		case err == nil:
+			stored = ds.Settings
+		case !gatehouse.IsCode(err, gatehouse.ENOTFOUND):
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	what, err := deploy.Overrides(body, stored)
 	if err != nil {
 		return nil, err
 	}
@@ -306,7 +321,7 @@ func (s *Server) triggerDeployment(rq *Request) (any, error) {
 		rq.Detail("overrides", what)
 		if err := rq.Authorize(authz.StackDeploySettings); err != nil {
 			if gatehouse.IsCode(err, gatehouse.EFORBIDDEN) {
-				return nil, gatehouse.Errorf(gatehouse.EFORBIDDEN, "this request overrides the stack's deployment settings (%s): that needs the right to change them (%s); trigger with the stored settings (only a branch or commit may be given) or ask a stack admin: %s",
+				return nil, gatehouse.Errorf(gatehouse.EFORBIDDEN, "this request overrides the stack's deployment settings (%s): that needs the right to change them (%s); trigger with the stored settings (their own repository, branch and commit) or ask a stack admin: %s",
 					what, authz.StackDeploySettings, gatehouse.ErrorMessage(err))
 			}
 			return nil, err
@@ -321,7 +336,7 @@ func (s *Server) triggerDeployment(rq *Request) (any, error) {
 	rq.Detail("initiator", truncate(initiator, 32))
 	actsFor := rq.Subject.Principal()
 	rq.Detail("actsFor", actsFor.String())
-	d, err := s.deploy.Queue(rq.Context(), rq.Change, rq.Stack, deploy.Trigger{Body: body, Initiator: truncate(initiator, 32), RequestedBy: rq.Subject.Name(), ActsFor: actsFor})
+	d, err := s.deploy.Queue(rq.Context(), rq.Change, rq.Stack, deploy.Trigger{Body: body, Initiator: truncate(initiator, 32), RequestedBy: rq.Subject.Name(), ActsFor: actsFor, MayOverride: what != ""})
 	if err != nil {
 		return nil, err
 	}

@@ -240,3 +240,64 @@ func TestDeploymentGitLabMergeRequestOpensNoEnvironment(t *testing.T) {
 	}
 	d.must(d.complete(job, "succeeded"))
 }
+
+// TestDeploymentPullRequestRunDecryptsNothing (found in review): a run of a pull request
+// from a branch of the repository itself (not a fork, which never runs) executes code that
+// nobody reviewed; it acts for nobody, so its credential decrypts no secret of the stack
+// (as it opens no environment), unless the settings opt in. A push's run (merged code)
+// decrypts as before.
+func TestDeploymentPullRequestRunDecryptsNothing(t *testing.T) {
+	gh := newFakeVCS(t)
+	const secret = "whsec-test"
+	d := newDeployEnv(t, func(c *httpapi.Config) { c.Deploy.GitHub = deploy_VCS(secret, gh.srv.URL, "gh-token") })
+	var enc apitype.EncryptValueResponse
+	d.must(d.admin.Do(cliwire.Call{Method: "POST", Path: d.prod + "/encrypt", Body: apitype.EncryptValueRequest{Plaintext: []byte(`"db-password"`)}}, &enc))
+	anon := cliwire.New(d.url, "")
+	n := 0
+	hook := func(event string, body []byte) *deploy.Job {
+		t.Helper()
+		n++
+		d.must(anon.Do(cliwire.Call{Method: "POST", Path: "/api/deployments/webhooks/github", Body: body, NoAuth: true,
+			Header: http.Header{"X-GitHub-Event": {event}, "X-GitHub-Delivery": {"dec-" + event + string(rune('a'+n))}, "X-Hub-Signature-256": {sign(secret, body)}}}, nil))
+		job := d.lease()
+		if job == nil {
+			t.Fatalf("the %s queued no run", event)
+		}
+		return job
+	}
+	decrypt := func(job *deploy.Job) (string, error) {
+		var dec apitype.DecryptValueResponse
+		err := cliwire.New(d.url, job.Credential).Do(cliwire.Call{Method: "POST", Path: d.prod + "/decrypt", Body: apitype.DecryptValueRequest{Ciphertext: enc.Ciphertext}}, &dec)
+		return string(dec.Plaintext), err
+	}
+	pr := []byte(`{"action":"opened","number":7,"pull_request":{"head":{"ref":"feature","sha":"def456","repo":{"full_name":"acme/infra"}},"base":{"ref":"main"}},"repository":{"full_name":"acme/infra"},"sender":{"login":"octo"}}`)
+	push := []byte(`{"ref":"refs/heads/main","after":"abc123","repository":{"full_name":"acme/infra"},"sender":{"login":"octo"},
+		"commits":[{"added":[],"removed":[],"modified":["infra/main.go"]}]}`)
+	d.must(d.settings([]byte(gitSettings)))
+
+	job := hook("pull_request", pr)
+	if pt, err := decrypt(job); err == nil {
+		t.Errorf("a pull request's run decrypted the stack secret %q", pt)
+	} else if !strings.Contains(err.Error(), "403") || !strings.Contains(err.Error(), "pull/merge request #7") || !strings.Contains(err.Error(), "pullRequestEnvironments") {
+		t.Errorf("refusal of a pull request run's /decrypt: %v", err)
+	}
+	// The rest of what a preview reads goes on.
+	cred := cliwire.New(d.url, job.Credential)
+	d.must(cred.Do(cliwire.Call{Method: "GET", Path: d.prod}, nil))
+	d.must(cred.Do(cliwire.Call{Method: "POST", Path: d.prod + "/encrypt", Body: apitype.EncryptValueRequest{Plaintext: []byte(`"x"`)}}, nil))
+	d.must(d.complete(job, "succeeded"))
+
+	job = hook("push", push)
+	if pt, err := decrypt(job); err != nil || pt != `"db-password"` {
+		t.Errorf("a push run's /decrypt: %q %v", pt, err)
+	}
+	d.must(d.complete(job, "succeeded"))
+
+	// Opted in: the request's run acts for the settings' editor, and decrypts.
+	d.must(d.settings(map[string]any{"gatehouse": map[string]any{"pullRequestEnvironments": true}}))
+	job = hook("pull_request", pr)
+	if pt, err := decrypt(job); err != nil || pt != `"db-password"` {
+		t.Errorf("an opted-in pull request run's /decrypt: %q %v", pt, err)
+	}
+	d.must(d.complete(job, "succeeded"))
+}

@@ -3,7 +3,10 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -84,6 +87,95 @@ func (s *Server) createUpdate(kind gatehouse.UpdateKind) func(*Request) (any, er
 	}
 }
 
+// cliTags are the tags the stock CLI derives itself and sends at every update start (from
+// Pulumi.yaml and the repository's git remote; gitHub:* from older CLIs), besides the
+// stack's tags and its pulumi:tags configuration.
+var cliTags = map[string]bool{
+	apitype.ProjectNameTag: true, apitype.ProjectRuntimeTag: true, apitype.ProjectDescriptionTag: true, apitype.ProjectTemplateTag: true,
+	apitype.VCSOwnerNameTag: true, apitype.VCSRepositoryNameTag: true, apitype.VCSRepositoryKindTag: true, apitype.VCSRepositoryRootTag: true,
+	"gitHub:owner": true, "gitHub:repo": true,
+}
+
+// startTags returns the tags of an update start (the CLI sends the stack's tags merged with
+// its own) that change the stack's, nil when none. Tags select protection rules and grants,
+// so a start that changes one is a tag edit: it is decided as stack:tags for the caller
+// (403 naming the tag otherwise), as PATCH S/tags would be. Exempt are only the CLI's own
+// tags (cliTags) that no protection rule or grant of the organization selects: they change
+// no right, and a pipeline that may update but not edit tags (a deployment run's
+// credential) keeps working when the CLI first sends them or a project is renamed.
+func (s *Server) startTags(rq *Request, tags map[string]string) (map[string]string, error) {
+	var changed []string
+	out := map[string]string{}
+	for k, v := range tags {
+		if old, ok := rq.Stack.Tags[k]; !ok || old != v {
+			out[k] = v
+			changed = append(changed, k)
+		}
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	sort.Strings(changed)
+	var decided []string
+	selected := map[string]bool{}
+	loaded := false
+	for _, k := range changed {
+		if cliTags[k] && !loaded {
+			if err := rq.View(func(tx gatehouse.Tx) error {
+				ps, err := tx.ListProtections(rq.Org.ID)
+				if err != nil {
+					return err
+				}
+				for _, p := range ps {
+					selected[p.Scope.TagName] = true
+				}
+				teams, err := tx.ListTeams(rq.Org.ID)
+				if err != nil {
+					return err
+				}
+				for _, tm := range teams {
+					gs, err := tx.ListGrants(tm.ID)
+					if err != nil {
+						return err
+					}
+					for _, g := range gs {
+						selected[g.Scope.TagName] = true
+					}
+				}
+				return nil
+			}); err != nil {
+				return nil, err
+			}
+			loaded = true
+		}
+		if !cliTags[k] || selected[k] {
+			decided = append(decided, k)
+		}
+	}
+	rq.Detail("tags", truncate(strings.Join(changed, ","), 512))
+	if len(decided) == 0 {
+		return out, nil
+	}
+	action := rq.event.Action
+	if err := rq.Authorize(authz.StackTags); err != nil {
+		if !gatehouse.IsCode(err, gatehouse.EFORBIDDEN) {
+			return nil, err
+		}
+		var what []string
+		for _, k := range decided {
+			if old, ok := rq.Stack.Tags[k]; ok {
+				what = append(what, fmt.Sprintf("%s (%q to %q)", k, old, tags[k]))
+			} else {
+				what = append(what, fmt.Sprintf("%s (new, %q)", k, tags[k]))
+			}
+		}
+		return nil, gatehouse.Errorf(gatehouse.EFORBIDDEN, "starting this update would change the stack's tag %s: tags select protection rules and grants, so that needs %s, as editing them does (pulumi stack tag set, by someone who may; or leave the tag as it is in pulumi:tags): %s",
+			strings.Join(what, ", "), authz.StackTags, gatehouse.ErrorMessage(err))
+	}
+	rq.event.Action = action
+	return out, nil
+}
+
 // startUpdate handles POST S/update/{id}: takes the stack lock (real runs) and hands out
 // the lease token.
 func (s *Server) startUpdate(rq *Request) (any, error) {
@@ -106,6 +198,14 @@ func (s *Server) startUpdate(rq *Request) (any, error) {
 	}
 	if req.Tags == nil {
 		tags = nil
+	}
+	if tags != nil && !u.DryRun {
+		// Only the tags the start changes are merged (a tag the CLI read earlier and sends
+		// back unchanged does not undo a concurrent edit), each decided as a tag edit.
+		var err error
+		if tags, err = s.startTags(rq, tags); err != nil {
+			return nil, err
+		}
 	}
 	digest, lease, err := newLease()
 	if err != nil {
@@ -219,12 +319,37 @@ func (s *Server) renewLease(rq *Request) (any, error) {
 		if err := refuseDeprovisionedAuthor(tx, rq.Stack.OrgID, rq.Update.Author); err != nil {
 			return err
 		}
+		if err := refuseEndedRun(tx, rq.Update); err != nil {
+			return err
+		}
 		return tx.RenewLease(rq.Update.ID, token.Digest(rq.LeaseToken), expires)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return apitype.RenewUpdateLeaseResponse{Token: rq.LeaseToken, TokenExpiration: expires.Unix()}, nil
+}
+
+// refuseEndedRun refuses renewing the lease of an update a deployment run's credential
+// started (its author is the run) once the run has ended or was cancelled: the update
+// lives no longer than the credential that started it. The update the run recorded is
+// ended with the run (deploy.Service.endUpdate); this covers any other it started.
+func refuseEndedRun(tx gatehouse.Tx, u *gatehouse.Update) error {
+	id, ok := strings.CutPrefix(u.Author, "deployment ")
+	if !ok {
+		return nil
+	}
+	d, err := tx.GetDeployment(id)
+	if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if d.StackID == u.StackID && (d.Status != gatehouse.DeployRunning || d.Cancel || !tx.Now().Before(d.CredUntil)) {
+		return gatehouse.Errorf(gatehouse.EGONE, "the deployment run that started this update (%s) has ended: its lease is not renewed", d.ID)
+	}
+	return nil
 }
 
 // patchCheckpoint handles the full-checkpoint protocol: each call replaces the state.
