@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
+
 	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
 )
 
@@ -35,6 +37,14 @@ func TestTaggingRaisesNoOwnRights(t *testing.T) {
 	e.must(dev.Do(cliwire.Call{Method: "POST", Path: prod + "/tags", Body: map[string]string{"name": "owner", "value": "ops"}}, nil))
 	wantStatus(t, dev.Do(cliwire.Call{Method: "PATCH", Path: prod + "/tags/owner", Body: map[string]string{"name": "owner", "value": "devs"}}, nil), 403)
 	wantStatus(t, dev.Do(cliwire.Call{Method: "DELETE", Path: prod}, nil), 403) // still a writer
+	// An update start that would change the tag (the CLI sends pulumi:tags config with it).
+	var created apitype.UpdateProgramResponse
+	e.must(dev.Do(cliwire.Call{Method: "POST", Path: prod + "/update", Body: apitype.UpdateProgramRequest{Name: "web", Runtime: "nodejs"}}, &created))
+	ce := wantStatus(t, dev.Do(cliwire.Call{Method: "POST", Path: prod + "/update/" + created.UpdateID,
+		Body: apitype.StartUpdateRequest{Tags: map[string]string{"owner": "devs", "pulumi:project": "web"}}}, nil), 403)
+	if ce != nil && !strings.Contains(ce.Message, "more rights") {
+		t.Fatalf("update start: unclear refusal %q", ce.Message)
+	}
 	e.must(e.admin.Do(cliwire.Call{Method: "PATCH", Path: prod + "/tags/owner", Body: map[string]string{"name": "owner", "value": "devs"}}, nil))
 
 	// Environments: write on project app, admin on tag owner=devs.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"sort"
 	"strconv"
 	"strings"
@@ -173,6 +174,12 @@ func (s *Server) startTags(rq *Request, tags map[string]string) (map[string]stri
 			strings.Join(what, ", "), authz.StackTags, gatehouse.ErrorMessage(err))
 	}
 	rq.event.Action = action
+	merged := map[string]string{}
+	maps.Copy(merged, rq.Stack.Tags)
+	maps.Copy(merged, out)
+	if raise, why := authz.StackTagsRaise(rq.Subject, authz.Resource{Org: rq.Org, Stack: rq.Stack}, rq.facts, merged); raise {
+		return nil, gatehouse.Errorf(gatehouse.EFORBIDDEN, "starting this update would change the stack's tags (%s) so as to give you more rights on it (%s): ask an organization admin to tag it", strings.Join(decided, ", "), why)
+	}
 	return out, nil
 }
 
