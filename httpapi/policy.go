@@ -469,7 +469,11 @@ func (s *Server) updatePolicyGroup(rq *Request) (any, error) {
 		}
 	}
 	orgAdmin := authz.Decide(rq.Subject, authz.OrgPolicyWrite, authz.Resource{Org: rq.Org}, rq.facts).Allow
-	var stackChecks []*gatehouse.Stack
+	// denied is the stack whose stack:policy the caller lacks: the refusal is recorded (and
+	// answered) by rq.authorize once the transaction is over, since its audit record is
+	// written by another one (inside, it waited for the write lock it held).
+	var denied *gatehouse.Stack
+	errDenied := errors.New("stack:policy denied")
 	err := rq.Change(func(tx gatehouse.Tx) error {
 		g, err := policy.Group(tx, rq.Org.ID, name)
 		if err != nil {
@@ -510,7 +514,10 @@ func (s *Server) updatePolicyGroup(rq *Request) (any, error) {
 				// answered as a missing one (policy.StackSelector), whatever the group.
 				return gatehouse.Errorf(gatehouse.EINVALID, "stack %s/%s/%s does not exist", rq.Org.Name, sc.StackRef.Project, sc.StackRef.Stack)
 			}
-			stackChecks = append(stackChecks, st)
+			if stackOnly && !orgAdmin && !authz.Decide(rq.Subject, authz.StackPolicy, authz.Resource{Org: rq.Org, Stack: st}, rq.facts).Allow {
+				denied = st
+				return errDenied
+			}
 			if ref == r.AddStack {
 				err = policy.AddSelector(g, sc)
 				rq.Detail("add_stack", st.Project+"/"+st.Name)
@@ -605,13 +612,6 @@ func (s *Server) updatePolicyGroup(rq *Request) (any, error) {
 				}
 			}
 		}
-		if stackOnly && !orgAdmin {
-			for _, st := range stackChecks {
-				if err := rq.authorize(authz.StackPolicy, authz.Resource{Org: rq.Org, Stack: st}); err != nil {
-					return err
-				}
-			}
-		}
 		if !orgAdmin {
 			if err := s.guardProtectedStacks(rq, tx, &before, g); err != nil {
 				return err
@@ -619,6 +619,9 @@ func (s *Server) updatePolicyGroup(rq *Request) (any, error) {
 		}
 		return tx.PutPolicyGroup(g)
 	})
+	if denied != nil {
+		return nil, rq.authorize(authz.StackPolicy, authz.Resource{Org: rq.Org, Stack: denied})
+	}
 	return noContent{}, err
 }
 

@@ -692,3 +692,37 @@ func TestPolicyRoutesHideStacks(t *testing.T) {
 		t.Errorf("removeStack of a hidden stack: %v, of a missing one: %v", h, m)
 	}
 }
+
+// TestPolicyGroupStackRefusal: a group change naming one stack, by someone who may read the
+// stack but lacks stack:policy on it, is refused (403) and recorded, and the server goes
+// on writing. Found in review: the refusal's audit record was written from inside the
+// change's transaction and waited for the write lock that transaction held: the request
+// never answered and every later write waited behind it.
+func TestPolicyGroupStackRefusal(t *testing.T) {
+	e := newEnv(t)
+	a := e.admin
+	e.must(e.createStack(a, "acme", "web", "dev", nil))
+	bc := cliwire.New(e.url, e.newPerson("bob", "member"))
+	bobTeam(t, e, map[string]any{"stack": "web/dev", "permission": "read"})
+	e.must(a.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/policygroups", Body: apitype.CreatePolicyGroupRequest{Name: "g"}}, nil))
+	done := make(chan error, 1)
+	go func() {
+		done <- groupPatch(bc, "g", apitype.UpdatePolicyGroupRequest{AddStack: &apitype.PulumiStackReference{Name: "dev", RoutingProject: "web"}})
+	}()
+	select {
+	case err := <-done:
+		wantStatus(t, err, http.StatusForbidden)
+	case <-time.After(20 * time.Second):
+		t.Fatal("a refused addStack did not answer within 20s (the writer is stuck)")
+	}
+	e.must(groupPatch(a, "g", apitype.UpdatePolicyGroupRequest{AddStack: &apitype.PulumiStackReference{Name: "dev", RoutingProject: "web"}}))
+	evs, err := listAudit(e)
+	e.must(err)
+	found := false
+	for _, ev := range evs {
+		found = found || ev.Action == "stack:policy" && ev.Outcome == gatehouse.OutcomeDenied && ev.ActorName == "bob"
+	}
+	if !found {
+		t.Error("the refusal is not in the audit log")
+	}
+}
