@@ -549,19 +549,13 @@ func Decide(sub *Subject, action Action, res Resource, f Facts) Decision {
 	if res.Org == nil {
 		return deny("no organization given")
 	}
-	// Tenancy: a credential of another organization (including an OIDC-issued personal
-	// token of another organization's issuer), or a user who is not a member, must not
-	// learn that anything here exists.
-	if !sub.ActsIn(res.Org.ID) {
-		return hide("credential belongs to another organization")
+	if d, ok := seesOrg(sub, res.Org, f); !ok {
+		return d
 	}
 	if res.Invitation != nil && res.Invitation.OrgID != res.Org.ID {
 		return hide("invitation belongs to another organization")
 	}
 	role := f.Role
-	if sub.Kind == UserKind && role == "" {
-		return hide("not a member of organization " + res.Org.Name)
-	}
 	if d, ok := tokenPolicy(sub, res.Org, f.Now); !ok {
 		return d
 	}
@@ -599,6 +593,39 @@ func Decide(sub *Subject, action Action, res Resource, f Facts) Decision {
 		return decideStack(sub, action, res, f)
 	}
 	return deny("unknown action %q", action)
+}
+
+// seesOrg is the tenancy check of every organization-scoped decision: a credential of
+// another organization (including an OIDC-issued personal token of another organization's
+// issuer, and a deployment run's credential), or a user who is not a member, must not
+// learn that anything in org exists. The decision is then the one to answer (Hide).
+func seesOrg(sub *Subject, org *gatehouse.Org, f Facts) (Decision, bool) {
+	switch {
+	case !sub.ActsIn(org.ID):
+		return hide("credential belongs to another organization"), false
+	case sub.Kind == UserKind && f.Role == "":
+		return hide("not a member of organization " + org.Name), false
+	case sub.Kind == Deployment && (sub.Deployment == nil || sub.Deployment.OrgID != org.ID):
+		return hide("the deployment credential belongs to another organization"), false
+	}
+	return Decision{}, true
+}
+
+// SeesOrg reports whether Decide lets the subject learn that organization org exists (the
+// tenancy check every organization-scoped action passes first; f are the subject's facts
+// in org). Checks made before the decision that refuse with an answer naming org (its
+// address allow-list, its single sign-on requirement) apply only to such subjects: to
+// anyone else org must answer exactly as without them (the decision's 404). Lease
+// subjects see the organization of the path (their own update is decided by Decide).
+func SeesOrg(sub *Subject, org *gatehouse.Org, f Facts) bool {
+	if sub == nil || org == nil {
+		return false
+	}
+	if sub.Kind == Lease {
+		return true
+	}
+	_, ok := seesOrg(sub, org, f)
+	return ok
 }
 
 // tokenPolicy enforces the organization's maximum token lifetime on every request: a token

@@ -302,3 +302,32 @@ func TestDecideEnvironmentCreate(t *testing.T) {
 		t.Fatalf("billing manager created an environment: %+v", d)
 	}
 }
+
+// SeesOrg agrees with Decide's organization-level answer: whoever Decide hides an
+// organization from (a non-member, another organization's token or deployment run) does
+// not see it; members, the organization's tokens and its runs do.
+func TestSeesOrgAgreesWithDecide(t *testing.T) {
+	org, _ := fixture()
+	member := Facts{Role: gatehouse.RoleMember}
+	for _, c := range []struct {
+		name string
+		sub  *Subject
+		f    Facts
+		want bool
+	}{
+		{"member", user(2), member, true},
+		{"non-member", user(3), Facts{}, false},
+		{"site admin, non-member", &Subject{Kind: UserKind, User: &gatehouse.User{ID: 4, SiteAdmin: true}}, Facts{}, false},
+		{"own org token", &Subject{Kind: OrgToken, Token: &gatehouse.Token{OrgID: 1, Role: gatehouse.RoleMember}, Pipeline: true}, member, true},
+		{"other org token", &Subject{Kind: OrgToken, Token: &gatehouse.Token{OrgID: 99, Role: gatehouse.RoleAdmin}, Pipeline: true}, member, false},
+		{"own deployment", &Subject{Kind: Deployment, Deployment: &gatehouse.Deployment{OrgID: 1}, Pipeline: true}, Facts{}, true},
+		{"other deployment", &Subject{Kind: Deployment, Deployment: &gatehouse.Deployment{OrgID: 99}, Pipeline: true}, Facts{}, false},
+	} {
+		if got := SeesOrg(c.sub, org, c.f); got != c.want {
+			t.Errorf("%s: SeesOrg = %v, want %v", c.name, got, c.want)
+		}
+		if d := Decide(c.sub, OrgRead, Resource{Org: org}, c.f); d.Hide == c.want {
+			t.Errorf("%s: Decide(org:read) = %+v, SeesOrg %v", c.name, d, c.want)
+		}
+	}
+}

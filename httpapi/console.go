@@ -288,7 +288,7 @@ func (rq *Request) visibleStacks(tx gatehouse.Tx) ([]consoleStack, error) {
 	var out []consoleStack
 	for i := range sts {
 		st := &sts[i]
-		if !authz.Decide(rq.Subject, authz.StackRead, authz.Resource{Org: rq.Org, Stack: st}, rq.facts).Allow {
+		if !mayReadStack(rq.Subject, rq.Org, rq.facts, st) {
 			continue
 		}
 		out = append(out, consoleStack{Project: st.Project, Name: st.Name, Tags: stackTags(st.Tags), LastUpdate: st.LastUpdate,

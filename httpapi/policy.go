@@ -303,6 +303,8 @@ func (s *Server) removePolicyPack(rq *Request) (any, error) {
 	})
 }
 
+// listPolicyGroups lists the organization's groups; each counts the stacks it selects
+// that the caller may read (as GET /api/stacks/{org} shows them).
 func (s *Server) listPolicyGroups(rq *Request) (any, error) {
 	out := apitype.ListPolicyGroupsResponse{PolicyGroups: []apitype.PolicyGroupSummary{}}
 	err := rq.View(func(tx gatehouse.Tx) error {
@@ -310,10 +312,11 @@ func (s *Server) listPolicyGroups(rq *Request) (any, error) {
 		if err != nil {
 			return err
 		}
-		stacks, err := orgStacks(tx, rq.Org.ID)
+		all, err := orgStacks(tx, rq.Org.ID)
 		if err != nil {
 			return err
 		}
+		stacks, _ := rq.readableStacks(all)
 		for i := range groups {
 			out.PolicyGroups = append(out.PolicyGroups, policy.Summary(&groups[i], stacks))
 		}
@@ -335,14 +338,19 @@ type selectorJSON struct {
 	Tag     string `json:"tag,omitempty"` // name=value
 }
 
-func groupJSON(tx gatehouse.Tx, org *gatehouse.Org, g *gatehouse.PolicyGroup) (policyGroupJSON, error) {
+// groupJSON is group g of the request's organization as the caller may see it: the stacks
+// it selects, and its selectors naming a stack, only where the caller may read the stack
+// (mayReadStack); project and tag selectors, and the packs, as they are.
+func groupJSON(rq *Request, tx gatehouse.Tx, g *gatehouse.PolicyGroup) (policyGroupJSON, error) {
+	org := rq.Org
 	out := policyGroupJSON{GetPolicyGroupResponse: apitype.GetPolicyGroupResponse{Name: g.Name, IsOrgDefault: g.IsDefault, EntityType: apitype.Stacks,
 		Mode: apitype.PolicyGroupModePreventative, Stacks: []apitype.PulumiStackReference{}, AppliedPolicyPacks: []apitype.PolicyPackMetadata{}, Accounts: []string{}},
 		Selectors: []selectorJSON{}}
-	stacks, err := orgStacks(tx, org.ID)
+	all, err := orgStacks(tx, org.ID)
 	if err != nil {
 		return out, err
 	}
+	stacks, _ := rq.readableStacks(all)
 	for i := range stacks {
 		if policy.Selects(g, &stacks[i]) {
 			out.Stacks = append(out.Stacks, apitype.PulumiStackReference{Name: stacks[i].Name, RoutingProject: stacks[i].Project})
@@ -359,8 +367,8 @@ func groupJSON(tx gatehouse.Tx, org *gatehouse.Org, g *gatehouse.PolicyGroup) (p
 		switch {
 		case sc.StackID != 0:
 			st, err := tx.GetStackByID(sc.StackID)
-			if err != nil {
-				continue // deleted since: selects nothing
+			if err != nil || !mayReadStack(rq.Subject, org, rq.facts, st) {
+				continue // deleted since (selects nothing), or not for the caller to see
 			}
 			out.Selectors = append(out.Selectors, selectorJSON{Stack: st.Project + "/" + st.Name})
 		case sc.Project != "":
@@ -379,7 +387,7 @@ func (s *Server) getPolicyGroup(rq *Request) (any, error) {
 		if err != nil {
 			return err
 		}
-		out, err = groupJSON(tx, rq.Org, g)
+		out, err = groupJSON(rq, tx, g)
 		return err
 	})
 	return out, err
@@ -461,7 +469,11 @@ func (s *Server) updatePolicyGroup(rq *Request) (any, error) {
 		}
 	}
 	orgAdmin := authz.Decide(rq.Subject, authz.OrgPolicyWrite, authz.Resource{Org: rq.Org}, rq.facts).Allow
-	var stackChecks []*gatehouse.Stack
+	// denied is the stack whose stack:policy the caller lacks: the refusal is recorded (and
+	// answered) by rq.authorize once the transaction is over, since its audit record is
+	// written by another one (inside, it waited for the write lock it held).
+	var denied *gatehouse.Stack
+	errDenied := errors.New("stack:policy denied")
 	err := rq.Change(func(tx gatehouse.Tx) error {
 		g, err := policy.Group(tx, rq.Org.ID, name)
 		if err != nil {
@@ -497,7 +509,15 @@ func (s *Server) updatePolicyGroup(rq *Request) (any, error) {
 			if err != nil {
 				return err
 			}
-			stackChecks = append(stackChecks, st)
+			if !orgAdmin && !mayReadStack(rq.Subject, rq.Org, rq.facts, st) {
+				// Before the group is looked at: a stack the caller may not read is
+				// answered as a missing one (policy.StackSelector), whatever the group.
+				return gatehouse.Errorf(gatehouse.EINVALID, "stack %s/%s/%s does not exist", rq.Org.Name, sc.StackRef.Project, sc.StackRef.Stack)
+			}
+			if stackOnly && !orgAdmin && !authz.Decide(rq.Subject, authz.StackPolicy, authz.Resource{Org: rq.Org, Stack: st}, rq.facts).Allow {
+				denied = st
+				return errDenied
+			}
 			if ref == r.AddStack {
 				err = policy.AddSelector(g, sc)
 				rq.Detail("add_stack", st.Project+"/"+st.Name)
@@ -592,13 +612,6 @@ func (s *Server) updatePolicyGroup(rq *Request) (any, error) {
 				}
 			}
 		}
-		if stackOnly && !orgAdmin {
-			for _, st := range stackChecks {
-				if err := rq.authorize(authz.StackPolicy, authz.Resource{Org: rq.Org, Stack: st}); err != nil {
-					return err
-				}
-			}
-		}
 		if !orgAdmin {
 			if err := s.guardProtectedStacks(rq, tx, &before, g); err != nil {
 				return err
@@ -606,6 +619,9 @@ func (s *Server) updatePolicyGroup(rq *Request) (any, error) {
 		}
 		return tx.PutPolicyGroup(g)
 	})
+	if denied != nil {
+		return nil, rq.authorize(authz.StackPolicy, authz.Resource{Org: rq.Org, Stack: denied})
+	}
 	return noContent{}, err
 }
 
@@ -763,8 +779,30 @@ func resultFilter(rq *Request) (gatehouse.PolicyResultFilter, error) {
 	return f, nil
 }
 
+// readableStackIDs are the IDs of the request organization's stacks the caller may read
+// (mayReadStack, as GET /api/stacks/{org} lists them); nil when that is every stack.
+// Policy results and issues of the other stacks are left out of the organization's
+// listings, as the stacks are.
+func (rq *Request) readableStackIDs(tx gatehouse.Tx) (map[int64]bool, error) {
+	all, err := orgStacks(tx, rq.Org.ID)
+	if err != nil {
+		return nil, err
+	}
+	readable, every := rq.readableStacks(all)
+	if every {
+		return nil, nil
+	}
+	ids := make(map[int64]bool, len(readable))
+	for i := range readable {
+		ids[readable[i].ID] = true
+	}
+	return ids, nil
+}
+
 // listPolicyResults lists results of the organization (?stack=project/stack, ?pack=,
-// ?kind=, ?update=) or of the stack in the path.
+// ?kind=, ?update=) or of the stack in the path. The organization's list has only the
+// results of stacks the caller may read; ?stack= naming one they may not answers as a
+// missing stack.
 func (s *Server) listPolicyResults(rq *Request) (any, error) {
 	f, err := resultFilter(rq)
 	if err != nil {
@@ -774,22 +812,42 @@ func (s *Server) listPolicyResults(rq *Request) (any, error) {
 		Results []policyResultJSON `json:"results"`
 	}{Results: []policyResultJSON{}}
 	err = rq.View(func(tx gatehouse.Tx) error {
+		var readable map[int64]bool // nil: every result (the stack route was decided by stack:read)
+		if rq.Stack == nil {
+			var err error
+			if readable, err = rq.readableStackIDs(tx); err != nil {
+				return err
+			}
+		}
 		if ref := rq.URL.Query().Get("stack"); ref != "" && rq.Stack == nil {
 			p, n, ok := strings.Cut(ref, "/")
 			if !ok {
 				return gatehouse.Errorf(gatehouse.EINVALID, "stack must be project/stack")
 			}
 			st, err := tx.GetStack(rq.Org.ID, p, n)
-			if err != nil {
+			if err != nil && !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
 				return err
 			}
+			if err != nil || readable != nil && !readable[st.ID] {
+				return gatehouse.Errorf(gatehouse.ENOTFOUND, "Stack '%s/%s/%s' not found", rq.Org.Name, p, n)
+			}
 			f.StackID = st.ID
+		}
+		limit := f.Limit
+		if readable != nil && f.StackID == 0 {
+			f.Limit = 0 // the limit counts the results the caller may see
 		}
 		rs, err := tx.ListPolicyResults(f)
 		if err != nil {
 			return err
 		}
 		for i := range rs {
+			if readable != nil && !readable[rs[i].StackID] {
+				continue
+			}
+			if len(out.Results) == limit {
+				break
+			}
 			out.Results = append(out.Results, policyResultJSON{PolicyIssue: policy.Issue(&rs[i]), UpdateID: rs[i].UpdateID, DryRun: rs[i].DryRun})
 		}
 		return nil
@@ -798,7 +856,7 @@ func (s *Server) listPolicyResults(rq *Request) (any, error) {
 }
 
 // listPolicyIssues is the CLI's ListPolicyIssues: violations, newest first, in rows
-// [startRow, endRow).
+// [startRow, endRow), of the stacks the caller may read.
 func (s *Server) listPolicyIssues(rq *Request) (any, error) {
 	var req apitype.ListPolicyIssuesRequest
 	if err := rq.decode(&req); err != nil {
@@ -812,12 +870,19 @@ func (s *Server) listPolicyIssues(rq *Request) (any, error) {
 	}
 	out := apitype.ListPolicyIssuesResponse{Issues: []apitype.PolicyIssue{}}
 	err := rq.View(func(tx gatehouse.Tx) error {
+		readable, err := rq.readableStackIDs(tx)
+		if err != nil {
+			return err
+		}
 		rs, err := tx.ListPolicyResults(gatehouse.PolicyResultFilter{OrgID: rq.Org.ID})
 		if err != nil {
 			return err
 		}
 		var issues []gatehouse.PolicyResult
 		for _, r := range rs {
+			if readable != nil && !readable[r.StackID] {
+				continue
+			}
 			if r.Kind == policy.KindViolation || r.Kind == policy.KindProvider {
 				issues = append(issues, r)
 			}
@@ -831,6 +896,7 @@ func (s *Server) listPolicyIssues(rq *Request) (any, error) {
 	return out, err
 }
 
+// getPolicyIssue is one issue; one of a stack the caller may not read is not found.
 func (s *Server) getPolicyIssue(rq *Request) (any, error) {
 	id, err := strconv.ParseInt(rq.PathValue("issueID"), 10, 64)
 	if err != nil {
@@ -843,6 +909,13 @@ func (s *Server) getPolicyIssue(rq *Request) (any, error) {
 			return err
 		}
 		if len(rs) == 0 {
+			return gatehouse.Errorf(gatehouse.ENOTFOUND, "policy issue not found")
+		}
+		st, err := tx.GetStackByID(rs[0].StackID)
+		if err != nil && !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+			return err
+		}
+		if err != nil || st.OrgID != rq.Org.ID || !mayReadStack(rq.Subject, rq.Org, rq.facts, st) {
 			return gatehouse.Errorf(gatehouse.ENOTFOUND, "policy issue not found")
 		}
 		out.PolicyIssue = policy.Issue(&rs[0])

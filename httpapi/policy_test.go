@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -588,5 +589,140 @@ func TestPolicyArchiveUploadUnknownURLReadsNoBody(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("PUT to an unknown upload URL: %d, want 404", resp.StatusCode)
+	}
+}
+
+// TestPolicyRoutesHideStacks: the policy routes any member or team token may read
+// (org:policy:read) show only the stacks the caller may read, as GET /api/stacks/{org}
+// lists them: a group's stacks, named-stack selectors and counts, the organization's
+// results and issues (violation messages, URNs) and one issue by ID; ?stack= naming a
+// stack the caller may not read answers as a missing stack, and so does naming it in a
+// group change. An org admin sees everything. Found in review: with default stack
+// permission none, a member listed no stacks, but the default policy group named
+// payroll/prod and ?stack= told an existing stack from a missing one.
+func TestPolicyRoutesHideStacks(t *testing.T) {
+	e := newEnv(t)
+	a := e.admin
+	e.must(a.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme", Body: map[string]any{"setDefaultStackPermission": "none"}}, nil))
+	e.must(e.createStack(a, "acme", "payroll", "prod", map[string]string{"env": "production"}))
+	e.must(e.createStack(a, "acme", "web", "dev", nil))
+	var bob struct {
+		TokenValue string `json:"tokenValue"`
+	}
+	e.must(a.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/users", Body: map[string]string{"name": "bob", "role": "member"}}, &bob))
+	bc := cliwire.New(e.url, bob.TokenValue)
+	// bob reads web/dev (a team grant), not payroll/prod.
+	bobTeam(t, e, map[string]any{"stack": "web/dev", "permission": "read"})
+	e.must(a.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/policygroups", Body: apitype.CreatePolicyGroupRequest{Name: "g"}}, nil))
+	for _, st := range []string{"payroll/prod", "web/dev"} {
+		e.must(groupPatch(a, "g", map[string]any{"addSelector": map[string]string{"stack": st}}))
+	}
+	// A violation on each stack.
+	for _, st := range []string{"payroll/prod", "web/dev"} {
+		project, name, _ := strings.Cut(st, "/")
+		r, err := e.startRun(a, stackPath("acme", project, name), "update", false)
+		e.must(err)
+		urn := "urn:pulumi:" + name + "::" + project + "::aws:s3/bucket:Bucket::" + project + "-bucket"
+		e.must(r.lease("POST", "/events/batch", apitype.EngineEventBatch{Events: []apitype.EngineEvent{
+			{Sequence: 1, PolicyEvent: &apitype.PolicyEvent{ResourceURN: urn, Message: project + " bucket is public", PolicyName: "no-public-buckets", PolicyPackName: "security", PolicyPackVersionTag: "1.0.0", EnforcementLevel: "mandatory"}},
+		}}, nil))
+		e.must(r.complete("failed"))
+	}
+
+	var stacks apitype.ListStacksResponse
+	e.must(bc.Do(cliwire.Call{Method: "GET", Path: "/api/stacks/acme"}, &stacks))
+	if len(stacks.Stacks) != 1 || stacks.Stacks[0].StackName != "dev" {
+		t.Fatalf("bob's stacks: %+v", stacks)
+	}
+	var groups apitype.ListPolicyGroupsResponse
+	e.must(bc.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/policygroups"}, &groups))
+	for _, g := range groups.PolicyGroups {
+		if g.NumStacks != 1 {
+			t.Errorf("bob's group %s counts %d stacks, want 1", g.Name, g.NumStacks)
+		}
+	}
+	for _, name := range []string{"default-policy-group", "g"} {
+		var g json.RawMessage
+		e.must(bc.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/policygroups/" + name}, &g))
+		if strings.Contains(string(g), "payroll") || !strings.Contains(string(g), `"dev"`) {
+			t.Errorf("group %s as bob sees it: %s", name, g)
+		}
+		var ga json.RawMessage
+		e.must(a.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/policygroups/" + name}, &ga))
+		if !strings.Contains(string(ga), "payroll") {
+			t.Errorf("group %s as the admin sees it: %s", name, ga)
+		}
+	}
+	e1 := bc.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/policyresults?stack=payroll/prod"}, nil)
+	e2 := bc.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/policyresults?stack=payroll/nope"}, nil)
+	if (e1 == nil) != (e2 == nil) || strings.Replace(fmt.Sprint(e1), "prod", "nope", 1) != fmt.Sprint(e2) {
+		t.Errorf("policyresults?stack= tells a hidden stack (%v) from a missing one (%v)", e1, e2)
+	}
+	type list struct {
+		Results []apitype.PolicyIssue `json:"results"`
+	}
+	var mine, all list
+	e.must(bc.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/policyresults"}, &mine))
+	e.must(a.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/policyresults"}, &all))
+	if len(mine.Results) != 1 || mine.Results[0].EntityProject != "web" || len(all.Results) != 2 {
+		t.Errorf("results: bob %+v, admin %d", mine.Results, len(all.Results))
+	}
+	e.must(bc.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/policyresults?stack=web/dev&limit=1"}, &mine))
+	if len(mine.Results) != 1 {
+		t.Errorf("bob's results of web/dev: %+v", mine.Results)
+	}
+	var issues, allIssues apitype.ListPolicyIssuesResponse
+	e.must(bc.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/policyresults/issues", Body: apitype.ListPolicyIssuesRequest{StartRow: 0, EndRow: 10}}, &issues))
+	e.must(a.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/policyresults/issues", Body: apitype.ListPolicyIssuesRequest{StartRow: 0, EndRow: 10}}, &allIssues))
+	if issues.Total != 1 || len(issues.Issues) != 1 || strings.Contains(issues.Issues[0].Message, "payroll") || allIssues.Total != 2 {
+		t.Fatalf("issues: bob %+v, admin %d", issues, allIssues.Total)
+	}
+	for _, iss := range allIssues.Issues {
+		err := bc.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/policyresults/issues/" + iss.ID}, nil)
+		if iss.EntityProject == "payroll" {
+			wantStatus(t, err, http.StatusNotFound)
+		} else {
+			e.must(err)
+		}
+	}
+	// Naming the hidden stack in a group change answers as naming a missing one.
+	h := groupPatch(bc, "g", apitype.UpdatePolicyGroupRequest{RemoveStack: &apitype.PulumiStackReference{Name: "prod", RoutingProject: "payroll"}})
+	m := groupPatch(bc, "g", apitype.UpdatePolicyGroupRequest{RemoveStack: &apitype.PulumiStackReference{Name: "nope", RoutingProject: "payroll"}})
+	if strings.Replace(fmt.Sprint(h), "prod", "nope", 1) != fmt.Sprint(m) {
+		t.Errorf("removeStack of a hidden stack: %v, of a missing one: %v", h, m)
+	}
+}
+
+// TestPolicyGroupStackRefusal: a group change naming one stack, by someone who may read the
+// stack but lacks stack:policy on it, is refused (403) and recorded, and the server goes
+// on writing. Found in review: the refusal's audit record was written from inside the
+// change's transaction and waited for the write lock that transaction held: the request
+// never answered and every later write waited behind it.
+func TestPolicyGroupStackRefusal(t *testing.T) {
+	e := newEnv(t)
+	a := e.admin
+	e.must(e.createStack(a, "acme", "web", "dev", nil))
+	bc := cliwire.New(e.url, e.newPerson("bob", "member"))
+	bobTeam(t, e, map[string]any{"stack": "web/dev", "permission": "read"})
+	e.must(a.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/policygroups", Body: apitype.CreatePolicyGroupRequest{Name: "g"}}, nil))
+	done := make(chan error, 1)
+	go func() {
+		done <- groupPatch(bc, "g", apitype.UpdatePolicyGroupRequest{AddStack: &apitype.PulumiStackReference{Name: "dev", RoutingProject: "web"}})
+	}()
+	select {
+	case err := <-done:
+		wantStatus(t, err, http.StatusForbidden)
+	case <-time.After(20 * time.Second):
+		t.Fatal("a refused addStack did not answer within 20s (the writer is stuck)")
+	}
+	e.must(groupPatch(a, "g", apitype.UpdatePolicyGroupRequest{AddStack: &apitype.PulumiStackReference{Name: "dev", RoutingProject: "web"}}))
+	evs, err := listAudit(e)
+	e.must(err)
+	found := false
+	for _, ev := range evs {
+		found = found || ev.Action == "stack:policy" && ev.Outcome == gatehouse.OutcomeDenied && ev.ActorName == "bob"
+	}
+	if !found {
+		t.Error("the refusal is not in the audit log")
 	}
 }

@@ -200,7 +200,7 @@ func (s *Server) stackPage(tx gatehouse.Tx, sub *authz.Subject, orgs map[int64]o
 		for i := range stacks {
 			st := &stacks[i]
 			of := orgs[st.OrgID]
-			if !authz.Decide(sub, authz.StackRead, authz.Resource{Org: of.org, Stack: st}, of.facts).Allow {
+			if !mayReadStack(sub, of.org, of.facts, st) {
 				continue
 			}
 			sum := apitype.StackSummary{ID: itoa(st.ID), OrgName: st.OrgName, ProjectName: st.Project, StackName: st.Name}
@@ -221,6 +221,26 @@ func (s *Server) stackPage(tx gatehouse.Tx, sub *authz.Subject, orgs map[int64]o
 		resp.ContinuationToken = &cont
 	}
 	return resp, nil
+}
+
+// mayReadStack is the per-stack decision of everything that shows an organization's
+// stacks to a caller (GET /api/stacks/{org} and /api/user/stacks, the console, policy
+// groups and results): whether sub, with facts f in org, may read st. A stack it does not
+// allow is left out, as if it did not exist.
+func mayReadStack(sub *authz.Subject, org *gatehouse.Org, f authz.Facts, st *gatehouse.Stack) bool {
+	return authz.Decide(sub, authz.StackRead, authz.Resource{Org: org, Stack: st}, f).Allow
+}
+
+// readableStacks are those of stacks (the request organization's) the caller may read
+// (mayReadStack); all reports whether that is every one of them.
+func (rq *Request) readableStacks(stacks []gatehouse.Stack) (readable []gatehouse.Stack, all bool) {
+	readable = make([]gatehouse.Stack, 0, len(stacks))
+	for i := range stacks {
+		if mayReadStack(rq.Subject, rq.Org, rq.facts, &stacks[i]) {
+			readable = append(readable, stacks[i])
+		}
+	}
+	return readable, len(readable) == len(stacks)
 }
 
 // listOrgStacks is GET /api/stacks/{org}: the organization's stacks the caller may read,

@@ -2,11 +2,13 @@ package httpapi_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 
+	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
 	"github.com/gatehouse-dev/gatehouse/posture"
 )
@@ -114,6 +116,60 @@ func TestAllowListSessionsAndLeases(t *testing.T) {
 	ce := wantStatus(t, r.events(2), 403)
 	if !strings.Contains(ce.Message, "allow-list of organization acme") {
 		t.Fatalf("lease refusal: %s", ce.Message)
+	}
+}
+
+// TestAllowListNoExistenceOracle: an organization's address allow-list refuses only those
+// who may see the organization. Someone who is not a member (a personal token) gets from a
+// refused address exactly the answer of a missing organization or stack (404), with no
+// refusal naming the organization and no address-denied record; a member gets the 403
+// that names the list (audited) whether or not the stack of the path exists, so the
+// refusal does not tell an existing stack from a missing one either. Found in review: the
+// list was checked before the decision, so a non-member learned that globex and its stack
+// merger/acquisition-target exist.
+func TestAllowListNoExistenceOracle(t *testing.T) {
+	e := newEnv(t)
+	a := e.admin
+	var bob struct {
+		TokenValue string `json:"tokenValue"`
+	}
+	e.must(a.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/users", Body: map[string]string{"name": "bob", "role": "member"}}, &bob))
+	carol := e.newPerson("carol", "member")
+	e.must(a.Do(cliwire.Call{Method: "POST", Path: "/api/orgs", Body: map[string]string{"name": "globex"}}, nil))
+	e.must(a.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/globex/members/carol", Body: map[string]string{"role": "member"}}, nil))
+	e.must(e.createStack(a, "globex", "merger", "acquisition-target", nil))
+	e.must(a.Do(cliwire.Call{Method: "PUT", Path: "/api/orgs/globex/allowlist", Body: map[string]any{"entries": []string{"203.0.113.0/24"}, "force": true}}, nil))
+	bc, cc := cliwire.New(e.url, bob.TokenValue), cliwire.New(e.url, carol)
+	for _, p := range []string{"/api/orgs/globex", "/api/orgs/globex/members", "/api/stacks/globex/p/s", "/api/stacks/globex/merger/acquisition-target"} {
+		err := bc.Do(cliwire.Call{Method: "GET", Path: p}, nil)
+		missing := bc.Do(cliwire.Call{Method: "GET", Path: strings.Replace(p, "globex", "nosuchorg", 1)}, nil)
+		if err != nil && strings.Contains(err.Error(), "allow-list of organization globex") {
+			t.Errorf("a non-member learns that %s exists and has an allow-list: %v", p, err)
+		}
+		if want := strings.Replace(fmt.Sprint(missing), "nosuchorg", "globex", 1); fmt.Sprint(err) != want {
+			t.Errorf("non-member GET %s = %v, want the missing organization's answer %s", p, err, want)
+		}
+		// The member: refused by the list, for an existing and a missing stack alike.
+		ce := wantStatus(t, cc.Do(cliwire.Call{Method: "GET", Path: p}, nil), 403)
+		if !strings.Contains(ce.Message, "allow-list of organization globex") {
+			t.Errorf("member GET %s: %s", p, ce.Message)
+		}
+	}
+	evs, err := listAudit(e)
+	e.must(err)
+	var bobs, carols int
+	for _, ev := range evs {
+		if ev.Action == "auth:address-denied" && ev.Outcome == gatehouse.OutcomeDenied {
+			switch ev.ActorName {
+			case "bob":
+				bobs++
+			case "carol":
+				carols++
+			}
+		}
+	}
+	if bobs != 0 || carols != 4 {
+		t.Errorf("address-denied records: bob %d (want 0), carol %d (want 4)", bobs, carols)
 	}
 }
 

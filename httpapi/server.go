@@ -431,12 +431,20 @@ func (s *Server) run(rq *Request) (res any, err error) {
 		if addrErr = s.checkAddress(rq, tx, false); addrErr != nil {
 			return nil
 		}
-		if resolveErr = s.resolve(rq, tx); resolveErr == nil {
-			addrErr = s.checkAddress(rq, tx, true)
+		resolveErr = s.resolve(rq, tx)
+		// The path organization's allow-list, and its single sign-on requirement (a browser
+		// session acts in an organization that requires it only if that organization's SSO
+		// started it: sso.MaySessionActIn), refuse with a 403 that names the organization.
+		// They apply only to callers the decision lets see the organization (its members,
+		// its tokens): anyone else gets exactly the decision's answer (404, as for a
+		// missing organization). To those callers they apply whether or not the stack,
+		// environment, team or update of the path exists, so that the refusal does not
+		// tell an existing resource from a missing one either.
+		if rq.Org == nil || resolveErr != nil && !gatehouse.IsCode(resolveErr, gatehouse.ENOTFOUND) ||
+			!authz.SeesOrg(rq.Subject, rq.Org, rq.facts) {
+			return nil
 		}
-		// A browser session acts in an organization that requires single sign-on only if
-		// that organization's SSO started it (sso.MaySessionActIn).
-		if resolveErr == nil && addrErr == nil && rq.Subject.Session != nil && rq.Org != nil {
+		if addrErr = s.checkAddress(rq, tx, true); addrErr == nil && rq.Subject.Session != nil {
 			ssoErr = s.sso.MaySessionActIn(tx, rq.Org, rq.Subject.Session.UserID, rq.Subject.Session)
 		}
 		return nil

@@ -3,11 +3,14 @@ package httpapi_test
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
+	"github.com/gatehouse-dev/gatehouse/sso"
+	"github.com/gatehouse-dev/gatehouse/sso/ssotest"
 )
 
 // TestSessionInSSORequiredOrg: in an organization that requires single sign-on, a browser
@@ -66,6 +69,50 @@ func TestSessionInSSORequiredOrg(t *testing.T) {
 	}
 	if !found {
 		t.Error("the refusal is not in the audit log")
+	}
+}
+
+// TestSSORequiredNoExistenceOracle: an organization's single sign-on requirement refuses
+// only the sessions of those who may see the organization. A browser session of someone
+// who is not a member gets exactly the answer of a missing organization or stack (404, the
+// same message), never "organization globex requires single sign-on"; a member's session
+// not started by globex's SSO gets that 403 for an existing and a missing stack alike.
+// Found in review: the requirement was checked before the decision, so a non-member
+// learned that globex and its stack merger/acquisition-target exist.
+func TestSSORequiredNoExistenceOracle(t *testing.T) {
+	e := ssoEnv(t)
+	a := e.admin
+	e.must(a.Do(cliwire.Call{Method: "POST", Path: "/api/orgs", Body: map[string]string{"name": "globex"}}, nil))
+	e.must(e.createStack(a, "globex", "merger", "acquisition-target", nil))
+	op := ssotest.StartOP(t, e.url+sso.OIDCCallbackPath("globex"), idpBob)
+	e.must(putSSO(t, e, "globex", map[string]any{"ssoRequired": true, "breakGlassAdmins": []string{"alice"}, "oidc": map[string]any{"issuer": op.Issuer, "clientId": op.ClientID, "clientSecret": op.ClientSecret}}))
+	var bob struct {
+		TokenValue string `json:"tokenValue"`
+	}
+	e.must(a.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/users", Body: map[string]string{"name": "bob", "role": "member"}}, &bob))
+	b := newBrowser(t)
+	if p := b.do("POST", e.url+"/login/token", url.Values{"token": {bob.TokenValue}, "return": {"/"}}); p.code != 303 {
+		t.Fatalf("bob's token sign-in = %d %s", p.code, p.body)
+	}
+	for _, p := range []string{"/api/orgs/globex", "/console/orgs/globex", "/api/stacks/globex/merger/acquisition-target", "/api/stacks/globex/merger/other"} {
+		got := b.get(e.url + p)
+		missing := b.get(e.url + strings.Replace(p, "globex", "nosuchorg", 1))
+		if strings.HasPrefix(p, "/console") {
+			got.body, missing.body = "(html)", "(html)"
+		}
+		if got.code != missing.code || got.body != strings.ReplaceAll(missing.body, "nosuchorg", "globex") {
+			t.Errorf("non-member session GET %s = %d %.160s, a missing organization %d %.160s", p, got.code, got.body, missing.code, missing.body)
+		}
+	}
+	// A member's session started by another organization's sign-in: refused, whether or
+	// not the stack exists.
+	e.newPerson("carol", "member")
+	e.must(a.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/globex/members/carol", Body: map[string]string{"role": "member"}}, nil))
+	c := e.session(t, "carol", "acme")
+	for _, p := range []string{"/api/orgs/globex", "/api/stacks/globex/merger/acquisition-target", "/api/stacks/globex/merger/other"} {
+		if code, body := e.sessionFrom(t, c, "GET", p, "127.0.0.1"); code != 403 || !strings.Contains(string(body), "organization globex requires single sign-on") {
+			t.Errorf("member session GET %s = %d %s", p, code, body)
+		}
 	}
 }
 
