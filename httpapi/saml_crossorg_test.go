@@ -19,13 +19,13 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
 )
 
-// TestSAMLEntityIDOfAnotherOrg: SAML identities are keyed by (IdP entity ID, NameID)
-// across the server, and an entity ID is whatever an organization admin's metadata says.
-// The admin of organization evil configures an identity provider of their own (their own
-// signing key) that claims acme's IdP entity ID, and signs in acme's alice: refused, since
-// evil trusts a key acme's configuration does not (found in review: evil's admin got a
-// session of acme's user, a member of acme, that minted personal tokens). An organization
-// configured with the same identity provider (same keys) signs the same person in.
+// TestSAMLEntityIDOfAnotherOrg: an IdP entity ID is whatever an organization admin's
+// metadata says, so SAML identities belong to the organization whose configuration linked
+// them. The admin of organization evil configures an identity provider of their own (their
+// own signing key) that claims acme's IdP entity ID and signs in acme's alice: evil gets
+// an account of its own, never acme's (found in review: evil's admin got a session of
+// acme's user, a member of acme, that minted personal tokens). An organization configured
+// with acme's identity provider signs the person in as an account of its own too.
 func TestSAMLEntityIDOfAnotherOrg(t *testing.T) {
 	w := newSAMLWorld(t)
 	// The victim: alice signs in to acme through acme's IdP (JIT member of acme).
@@ -37,16 +37,55 @@ func TestSAMLEntityIDOfAnotherOrg(t *testing.T) {
 	e := w.env
 	must(t, e.createStack(w.admin, "acme", "payroll", "prod", nil))
 
-	// evil: an organization whose admin (mallory) is not in acme.
+	_, signInAtEvil := spoofingOrg(t, w)
+	resp, page = signInAtEvil()
+	if sessionCookie(resp) == "" {
+		t.Fatalf("evil's own identity provider signs nobody in to evil: %d %.300s", resp.StatusCode, page)
+	}
+	members := func(org string) []string { return samlMembers(t, w, org) }
+	acmeAlice, evilAlice := members("acme"), members("evil")
+	if len(acmeAlice) != 1 || len(evilAlice) != 1 || acmeAlice[0] == evilAlice[0] {
+		t.Fatalf("acme's SAML account %v, evil's %v: want one each, not the same", acmeAlice, evilAlice)
+	}
+	// The account evil's IdP signs in acts nowhere in acme.
+	wantStatus(t, cliwire.New(w.base, e.personalToken(t, evilAlice[0])).Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme"}, nil), 404)
+
+	// sister: configured with acme's own identity provider. Its people are its own.
+	must(t, w.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs", Body: map[string]string{"name": "sister"}}, nil))
+	w.registerSP("sister")
+	must(t, w.admin.Do(cliwire.Call{Method: http.MethodPatch, Path: "/api/orgs/sister/saml", Body: map[string]any{"newIdpSsoDescriptor": w.idpMetadata(), "allowIdpInitiated": true}}, nil))
+	must(t, w.admin.Do(cliwire.Call{Method: http.MethodPut, Path: "/api/orgs/sister/sso", Body: map[string]any{"jitRole": "member"}}, nil))
+	sb := samlBrowser(t)
+	acs, vals = w.idpInitiated(sb, "sister", "")
+	resp, page = post(t, sb, acs, vals)
+	if sessionCookie(resp) == "" {
+		t.Fatalf("acme's identity provider in sister: %d %.300s", resp.StatusCode, page)
+	}
+	if got := members("sister"); len(got) != 1 || got[0] == acmeAlice[0] {
+		t.Fatalf("sister's SAML account %v (acme's: %v)", got, acmeAlice)
+	}
+	// acme's alice still signs in to acme as her own account.
+	b2 := samlBrowser(t)
+	acs, vals = w.spInitiated(b2, "acme", "")
+	resp, page = post(t, b2, acs, vals)
+	wantSignedIn(t, resp, page, "/")
+	if got := members("acme"); len(got) != 1 || got[0] != acmeAlice[0] {
+		t.Fatalf("acme's members after: %v, want %v", got, acmeAlice)
+	}
+}
+
+// spoofingOrg makes organization evil, whose admin mallory (not in acme) configures an
+// identity provider of her own (her own key) that claims acme IdP's entity ID, with
+// IdP-initiated sign-in and just-in-time members. signIn signs "alice" in at that IdP and
+// posts its answer to evil's ACS.
+func spoofingOrg(t *testing.T, w *samlWorld) (mallory *cliwire.Client, signIn func() (*http.Response, string)) {
+	t.Helper()
 	must(t, w.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs", Body: map[string]string{"name": "evil"}}, nil))
 	var mal struct {
 		TokenValue string `json:"tokenValue"`
 	}
 	must(t, w.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/evil/users", Body: map[string]string{"name": "mallory", "role": "admin"}}, &mal))
-	mallory := cliwire.New(w.base, mal.TokenValue)
-
-	// mallory's IdP: her own key, but configured with acme's IdP URL (so its entity ID and
-	// the Issuer of its assertions are acme IdP's), served on her own listener.
+	mallory = cliwire.New(w.base, mal.TokenValue)
 	ln, malBase := listen(t)
 	acmeIdP, _ := url.Parse(w.idp.url)
 	key, cert := keyPair(t, "mallory idp", w.clock.Now().Add(-time.Hour), w.clock.Now().Add(24*time.Hour))
@@ -62,7 +101,6 @@ func TestSAMLEntityIDOfAnotherOrg(t *testing.T) {
 	if !strings.Contains(md, `entityID="`+w.idp.url+`/metadata"`) {
 		t.Fatalf("mallory's metadata does not claim acme IdP's entity ID: %s", md)
 	}
-	// evil's SAML: mallory's metadata, IdP-initiated sign-in, JIT members.
 	must(t, mallory.Do(cliwire.Call{Method: http.MethodPatch, Path: "/api/orgs/evil/saml", Body: map[string]any{"newIdpSsoDescriptor": md, "allowIdpInitiated": true}}, nil))
 	must(t, mallory.Do(cliwire.Call{Method: http.MethodPut, Path: "/api/orgs/evil/sso", Body: map[string]any{"jitRole": "member"}}, nil))
 	spmd := body(t, w.get(w.base+"/login/evil/sso/saml/metadata"))
@@ -75,56 +113,64 @@ func TestSAMLEntityIDOfAnotherOrg(t *testing.T) {
 	if r, err := http.DefaultClient.Do(req); err != nil || r.StatusCode != http.StatusNoContent {
 		t.Fatalf("shortcut: %v %v", err, r)
 	}
+	return mallory, func() (*http.Response, string) {
+		mb := samlBrowser(t)
+		r, err := mb.PostForm(malBase+"/login", url.Values{"user": {"alice"}, "password": {"x"}})
+		if err != nil || r.StatusCode != http.StatusOK {
+			t.Fatalf("mallory IdP login: %v %v", err, r)
+		}
+		r.Body.Close()
+		if r, err = mb.Get(malBase + "/login/evil"); err != nil {
+			t.Fatal(err)
+		}
+		acs, vals := form(t, body(t, r))
+		return post(t, mb, acs, vals)
+	}
+}
 
-	// mallory signs in "alice" at her IdP and posts the answer to evil's ACS.
-	mb := samlBrowser(t)
-	r, err := mb.PostForm(malBase+"/login", url.Values{"user": {"alice"}, "password": {"x"}})
-	if err != nil || r.StatusCode != http.StatusOK {
-		t.Fatalf("mallory IdP login: %v %v", err, r)
-	}
-	r.Body.Close()
-	r, err = mb.Get(malBase + "/login/evil")
-	if err != nil {
-		t.Fatal(err)
-	}
-	acs, vals = form(t, body(t, r))
-	resp, page = post(t, mb, acs, vals)
-	if resp.StatusCode != http.StatusForbidden || sessionCookie(resp) != "" || !strings.Contains(page, "another organization") {
-		t.Fatalf("evil's identity provider signs in acme's alice: %d, cookies %v: %.300s", resp.StatusCode, resp.Cookies(), page)
-	}
-	var evil struct {
+// samlMembers lists org's members but the bootstrap admin (alice) and evil's mallory.
+func samlMembers(t *testing.T, w *samlWorld, org string) []string {
+	t.Helper()
+	var ms struct {
 		Members []struct{ User struct{ Name string } }
 	}
-	must(t, w.admin.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/evil/members"}, &evil))
-	if len(evil.Members) != 2 { // its creator (the bootstrap admin) and mallory
-		t.Fatalf("evil's members: %+v", evil.Members)
+	must(t, w.admin.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/" + org + "/members"}, &ms))
+	var out []string
+	for _, m := range ms.Members {
+		if m.User.Name != "alice" && m.User.Name != "mallory" {
+			out = append(out, m.User.Name)
+		}
 	}
+	return out
+}
 
-	// sister: configured with acme's own identity provider (the same keys) signs alice in,
-	// as the account acme's sign-in linked.
-	must(t, w.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs", Body: map[string]string{"name": "sister"}}, nil))
-	w.registerSP("sister")
-	must(t, w.admin.Do(cliwire.Call{Method: http.MethodPatch, Path: "/api/orgs/sister/saml", Body: map[string]any{"newIdpSsoDescriptor": w.idpMetadata(), "allowIdpInitiated": true}}, nil))
-	must(t, w.admin.Do(cliwire.Call{Method: http.MethodPut, Path: "/api/orgs/sister/sso", Body: map[string]any{"jitRole": "member"}}, nil))
-	sb := samlBrowser(t)
-	acs, vals = w.idpInitiated(sb, "sister", "")
-	resp, page = post(t, sb, acs, vals)
-	if sessionCookie(resp) == "" {
-		t.Fatalf("the same identity provider in sister: %d %.300s", resp.StatusCode, page)
+// TestSAMLIdentityPreclaimedByAnotherOrg: the other order. evil's admin signs acme IdP's
+// (entity ID, alice's NameID) in at evil first, through her own key, to an account she holds
+// a token of, then puts acme IdP's real (public) metadata in evil. acme's alice, signing in
+// to acme for the first time, gets an account of acme's own, and mallory's account acts
+// nowhere in acme (found in review: she landed in mallory's account, made a member of acme
+// with alice's teams, while a check compared only the two configurations' keys).
+func TestSAMLIdentityPreclaimedByAnotherOrg(t *testing.T) {
+	w := newSAMLWorld(t)
+	e := w.env
+	mallory, signInAtEvil := spoofingOrg(t, w)
+	if resp, page := signInAtEvil(); sessionCookie(resp) == "" {
+		t.Fatalf("mallory's pre-claim through evil: %d %.300s", resp.StatusCode, page)
 	}
-	var users []string
-	for _, o := range []string{"acme", "sister"} {
-		var ms struct {
-			Members []struct{ User struct{ Name string } }
-		}
-		must(t, w.admin.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/" + o + "/members"}, &ms))
-		for _, m := range ms.Members {
-			if m.User.Name != "alice" {
-				users = append(users, o+":"+m.User.Name)
-			}
-		}
+	ev := samlMembers(t, w, "evil")
+	if len(ev) != 1 {
+		t.Fatalf("evil members: %v", ev)
 	}
-	if len(users) != 2 || users[0][len("acme:"):] != users[1][len("sister:"):] {
-		t.Fatalf("alice's account in acme and sister: %v, want the same account in both", users)
+	xtok := cliwire.New(w.base, e.personalToken(t, ev[0]))
+	must(t, mallory.Do(cliwire.Call{Method: http.MethodPatch, Path: "/api/orgs/evil/saml", Body: map[string]any{"newIdpSsoDescriptor": w.idpMetadata(), "allowIdpInitiated": true}}, nil))
+	b := samlBrowser(t)
+	acs, vals := w.spInitiated(b, "acme", "")
+	resp, page := post(t, b, acs, vals)
+	wantSignedIn(t, resp, page, "/")
+	w.wantPerson(resp)
+	if am := samlMembers(t, w, "acme"); len(am) != 1 || am[0] == ev[0] {
+		t.Fatalf("acme's alice signed in as %v; evil's account is %s", am, ev[0])
 	}
+	wantStatus(t, xtok.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme"}, nil), 404)
+	wantStatus(t, xtok.Do(cliwire.Call{Method: "GET", Path: "/api/orgs/acme/teams/engineers"}, nil), 404)
 }

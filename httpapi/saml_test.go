@@ -22,6 +22,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -353,15 +354,16 @@ func (w *samlWorld) wantPerson(resp *http.Response) {
 	var user *gatehouse.User
 	var inTeam bool
 	if err := w.srv.Store.View(context.Background(), func(tx gatehouse.Tx) error {
-		link, err := tx.GetIdentity(w.idp.url+"/metadata", "alice@example.com")
+		org, err := tx.GetOrgByName("acme")
+		if err != nil {
+			return err
+		}
+		// SAML identities are keyed per organization (sso.identityIssuer).
+		link, err := tx.GetIdentity("saml:"+strconv.FormatInt(org.ID, 10)+":"+w.idp.url+"/metadata", "alice@example.com")
 		if err != nil {
 			return err
 		}
 		if user, err = tx.GetUser(link.UserID); err != nil {
-			return err
-		}
-		org, err := tx.GetOrgByName("acme")
-		if err != nil {
 			return err
 		}
 		if _, err := tx.GetMember(org.ID, user.ID); err != nil {

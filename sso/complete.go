@@ -130,26 +130,9 @@ func (m *Manager) complete(tx gatehouse.Tx, w http.ResponseWriter, r *http.Reque
 	}
 	var user *gatehouse.User
 	linked := false
-	link, err := tx.GetIdentity(id.Issuer, id.Subject)
+	key := identityIssuer(org.ID, id)
+	link, err := tx.GetIdentity(key, id.Subject)
 	switch {
-	case err == nil && id.Provider == gatehouse.SignInSAML && link.OrgID != org.ID:
-		// A SAML identity provider's entity ID and signing keys are whatever the metadata an
-		// organization's admin uploaded say: nothing binds them to the real provider, so
-		// another organization's admin could claim this one's entity ID with a key of their
-		// own and sign in as its people (found in review). A SAML identity linked through
-		// another organization's configuration signs in here only when every key this
-		// organization trusts is one that configuration trusts too: the same provider (two
-		// organizations of one Entra tenant), not one that merely claims its entity ID.
-		same, err := samlKeysWithin(tx, org.ID, link.OrgID, now)
-		if err != nil {
-			return nil, nil, err
-		}
-		if !same {
-			return nil, nil, refuse(http.StatusForbidden, "this identity was linked to an account through another organization's SAML configuration, and %s's identity provider metadata holds signing keys that configuration does not: if both are the same identity provider, its metadata in %s is out of date", org.Name, org.Name)
-		}
-		if user, err = tx.GetUser(link.UserID); err != nil {
-			return nil, nil, err
-		}
 	case err == nil:
 		if user, err = tx.GetUser(link.UserID); err != nil {
 			return nil, nil, err
@@ -207,7 +190,7 @@ func (m *Manager) complete(tx gatehouse.Tx, w http.ResponseWriter, r *http.Reque
 			events = append(events, ev)
 		}
 	}
-	if err := tx.PutIdentity(&gatehouse.UserIdentity{Issuer: id.Issuer, Subject: id.Subject, UserID: user.ID, OrgID: org.ID,
+	if err := tx.PutIdentity(&gatehouse.UserIdentity{Issuer: key, Subject: id.Subject, UserID: user.ID, OrgID: org.ID,
 		Provider: id.Provider, Email: email, LastLogin: now}); err != nil {
 		return nil, nil, err
 	}
@@ -229,38 +212,19 @@ func (m *Manager) complete(tx gatehouse.Tx, w http.ResponseWriter, r *http.Reque
 	return cookie, events, nil
 }
 
-// samlKeysWithin reports whether every signing key of organization here's SAML identity
-// provider is also a signing key of organization there's (both configured, metadata valid
-// at now), so that any assertion here accepts, there accepts too.
-func samlKeysWithin(tx gatehouse.Tx, here, there int64, now time.Time) (bool, error) {
-	keys := func(orgID int64) (map[[32]byte]bool, error) {
-		cfg, err := tx.GetSAMLConfig(orgID)
-		if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		md, err := ParseIDPMetadata([]byte(cfg.IDPMetadata), now)
-		if err != nil {
-			return nil, nil // expired or unreadable: trusts nothing
-		}
-		return md.SigningKeys, nil
+// identityIssuer is the issuer part of the key an identity is linked by. A SAML identity
+// belongs to the organization whose SAML configuration linked it ("saml:<org id>:<entity
+// ID>"): an IdP entity ID and its signing keys are only what an organization admin's
+// metadata claims, so another organization's configuration (a key of its own, the same
+// entity ID) must never find this organization's people, nor pre-claim them before their
+// first sign-in here (found in review). OIDC and GitHub identities are keyed by the
+// issuer that really answered (discovery and signatures of the configured URL, the API
+// that was asked): one person, one link, across organizations.
+func identityIssuer(orgID int64, id Identity) string {
+	if id.Provider == gatehouse.SignInSAML {
+		return "saml:" + strconv.FormatInt(orgID, 10) + ":" + id.Issuer
 	}
-	mine, err := keys(here)
-	if err != nil {
-		return false, err
-	}
-	theirs, err := keys(there)
-	if err != nil || len(mine) == 0 || len(theirs) == 0 {
-		return false, err
-	}
-	for k := range mine {
-		if !theirs[k] {
-			return false, nil
-		}
-	}
-	return true, nil
+	return id.Issuer
 }
 
 // linkableMember finds the user a new identity with a verified email may be linked to: a

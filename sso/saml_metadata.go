@@ -3,7 +3,6 @@ package sso
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/xml"
@@ -48,9 +47,6 @@ type IDPMetadata struct {
 	NameIDFormat string // persistent preferred over emailAddress
 	// ValidUntil is the earliest NotAfter of the signing certificates.
 	ValidUntil time.Time
-	// SigningKeys are the SHA-256 digests of the signing certificates' public keys
-	// (SubjectPublicKeyInfo): what an assertion's signature is checked against.
-	SigningKeys map[[32]byte]bool
 }
 
 // ParseIDPMetadata parses and validates an identity provider's metadata XML (an
@@ -75,7 +71,7 @@ func ParseIDPMetadata(xmlText []byte, now time.Time) (*IDPMetadata, error) {
 	if strings.TrimSpace(ed.EntityID) == "" {
 		return nil, gatehouse.Errorf(gatehouse.EINVALID, "%s", ErrTextNoEntityID)
 	}
-	md := &IDPMetadata{Descriptor: ed, EntityID: ed.EntityID, SigningKeys: map[[32]byte]bool{}}
+	md := &IDPMetadata{Descriptor: ed, EntityID: ed.EntityID}
 	var certs []*x509.Certificate
 	formats := map[string]bool{}
 	for _, d := range ed.IDPSSODescriptors {
@@ -93,7 +89,6 @@ func ParseIDPMetadata(xmlText []byte, now time.Time) (*IDPMetadata, error) {
 					return nil, gatehouse.Errorf(gatehouse.EINVALID, "%s: a certificate cannot be parsed: %s", ErrTextCertMissing, samlOneLine(err.Error()))
 				}
 				certs = append(certs, c)
-				md.SigningKeys[sha256.Sum256(c.RawSubjectPublicKeyInfo)] = true
 			}
 		}
 		for _, f := range d.NameIDFormats {
