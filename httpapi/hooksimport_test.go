@@ -9,13 +9,14 @@ import (
 
 // TestWebhookImportedEnvironmentChanged: a new revision of app/base sends
 // imported_environment_changed to the webhooks of the environments whose latest revision
-// imports it unpinned (a string entry, and a map entry with a single key), not to one that
-// pins a revision, with Pulumi's affectedRevisions and importedEnvironmentReference.
+// imports it unpinned (a string entry, one spelled with a YAML escape, and a map entry with
+// a single key), not to one that pins a revision, with Pulumi's affectedRevisions and
+// importedEnvironmentReference.
 func TestWebhookImportedEnvironmentChanged(t *testing.T) {
 	rcv := newReceiver(t)
 	e := hookEnv(t, "", "", rcv)
 	admin := e.esc(e.admin.Token)
-	for _, n := range []string{"base", "web", "mapform", "pinned"} {
+	for _, n := range []string{"base", "web", "mapform", "pinned", "escaped"} {
 		admin.want(200, "POST", escBase+"/acme", []byte(`{"project":"app","name":"`+n+`"}`))
 	}
 	admin.want(200, "PATCH", escBase+"/acme/app/base", []byte("values: {a: 1}\n"))
@@ -23,6 +24,8 @@ func TestWebhookImportedEnvironmentChanged(t *testing.T) {
 		"web":     "imports:\n  - app/base\nvalues: {b: 1}\n",
 		"mapform": "imports:\n  - app/base:\n      merge: true\nvalues: {b: 2}\n",
 		"pinned":  "imports:\n  - app/base@2\nvalues: {b: 3}\n",
+		// A YAML escape spells the name (the stored definition, re-encoded, spells it out).
+		"escaped": "imports:\n  - \"app/b\\x61se\"\nvalues: {b: 4}\n",
 	}
 	latest := map[string]int{}
 	for n, d := range defs {
@@ -30,12 +33,12 @@ func TestWebhookImportedEnvironmentChanged(t *testing.T) {
 		admin.want(201, "POST", escBase+"/acme/app/"+n+"/hooks", []byte(`{"name":"imp","payloadUrl":"`+rcv.URL+`","filters":["imported_environment_changed"]}`))
 	}
 	rev := admin.want(200, "PATCH", escBase+"/acme/app/base", []byte("values: {a: 2}\n")).revision(t)
-	waitFor(t, e, "two deliveries", func() bool { return len(rcv.requests()) >= 2 })
+	waitFor(t, e, "three deliveries", func() bool { return len(rcv.requests()) >= 3 })
 	time.Sleep(100 * time.Millisecond)
 	_, _ = e.srv.API.DeliverWebhooks(context.Background())
 	reqs := rcv.requests()
-	if len(reqs) != 2 {
-		t.Fatalf("%d deliveries, want 2 (web and mapform)", len(reqs))
+	if len(reqs) != 3 {
+		t.Fatalf("%d deliveries, want 3 (web, mapform and escaped)", len(reqs))
 	}
 	got := map[string]bool{}
 	for _, q := range reqs {
@@ -55,8 +58,8 @@ func TestWebhookImportedEnvironmentChanged(t *testing.T) {
 		}
 		got[p.EnvironmentName] = true
 	}
-	if !got["web"] || !got["mapform"] {
-		t.Errorf("deliveries for %v, want web and mapform", got)
+	if !got["web"] || !got["mapform"] || !got["escaped"] {
+		t.Errorf("deliveries for %v, want web, mapform and escaped", got)
 	}
 }
 

@@ -561,6 +561,8 @@ func (rq *Request) importedEnvEvents(tx gatehouse.Tx, env *gatehouse.Environment
 				continue
 			}
 			latest, err := tx.GetEnvRevision(other.ID, other.Revision)
+			// Stored definitions are re-encoded by the evaluator (EncryptSecrets), so an import
+			// spelled with a YAML escape holds the name plainly (TestWebhookImportedEnvironmentChanged).
 			if err == nil && !bytes.Contains(latest.YAML, []byte(env.Name)) {
 				continue // cannot import env: no need to parse it
 			}
