@@ -43,6 +43,9 @@ type Job struct {
 	// Secrets are the settings' secret values (in Settings in the clear): the runner masks
 	// them, and Credential, in the run's output, which every reader of the stack sees.
 	Secrets []string `json:"secrets,omitempty"`
+	// Withheld names the settings' secret environment variables left out of Settings: a run
+	// that acts for nobody (a pull or merge request's) gets none, and the runner says so.
+	Withheld []string `json:"withheldSecrets,omitempty"`
 }
 
 // LeaseCall is the body of heartbeat, logs and complete.
@@ -137,7 +140,7 @@ func (s *Service) Lease(ctx context.Context, pool *gatehouse.DeployPool, runner 
 	if err != nil {
 		return nil, err
 	}
-	open, secrets, err := s.sealer(ctx, d.StackID).openAll(doc)
+	open, secrets, withheld, err := s.sealer(ctx, d.StackID).openAll(doc, d.ActsFor.IsZero())
 	if err != nil {
 		// The run cannot start without its secrets: it fails, and says why.
 		_, _ = s.Finish(ctx, d.ID, lease, gatehouse.DeployFailed, "the settings' secrets cannot be opened: "+gatehouse.ErrorMessage(err), "system", "gatehouse")
@@ -147,7 +150,7 @@ func (s *Service) Lease(ctx context.Context, pool *gatehouse.DeployPool, runner 
 	s.report(d)
 	return &Job{ID: d.ID, Version: d.Version, Operation: d.Operation, Org: st.OrgName, Project: st.Project, Stack: st.Name,
 		Lease: lease, LeaseExpiry: leaseUntil, Heartbeat: max(int(s.opts.LeaseDuration/time.Second)/4, 1),
-		Credential: cred, CredExpiry: credUntil, Settings: settings, Secrets: secrets}, nil
+		Credential: cred, CredExpiry: credUntil, Settings: settings, Secrets: secrets, Withheld: withheld}, nil
 }
 
 // Heartbeat renews the lease (and the credential with it) and says whether to cancel.

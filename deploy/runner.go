@@ -507,6 +507,9 @@ func (r *Runner) steps(ctx context.Context, s *session) error {
 	src := filepath.Join(dir, "src")
 
 	// 1. The source.
+	if len(s.job.Withheld) > 0 {
+		s.emit("", "secret environment variables withheld ("+strings.Join(s.job.Withheld, ", ")+"): this run acts for nobody (a pull or merge request's unreviewed code); the stack's settings can opt in with {\"gatehouse\":{\"pullRequestEnvironments\":true}}\n")
+	}
 	s.emit("Get source", "")
 	if err := r.clone(ctx, s, &st, dir, home, src); err != nil {
 		return err

@@ -193,12 +193,15 @@ func (s sealer) sealAll(doc map[string]any) error {
 // openAll returns a copy of the document with every secret in the clear (for the runner
 // only; never for an API response), and the secret values (which the runner masks in the
 // run's output).
-func (s sealer) openAll(doc map[string]any) (map[string]any, []string, error) {
+//
+// With withholdEnv, the secret environment variables are left out instead (withheld names
+// them): a run that acts for nobody (a pull or merge request's, whose code nobody has
+// reviewed) gets none, as its credential decrypts nothing.
+func (s sealer) openAll(doc map[string]any, withholdEnv bool) (open map[string]any, secrets, withheld []string, err error) {
 	b, _ := json.Marshal(doc)
 	var out map[string]any
 	_ = json.Unmarshal(b, &out)
-	var secrets []string
-	open := func(v any) (any, error) {
+	openOne := func(v any) (any, error) {
 		m, ok := v.(map[string]any)
 		if !ok {
 			return v, nil
@@ -216,24 +219,30 @@ func (s sealer) openAll(doc map[string]any) (map[string]any, []string, error) {
 			continue
 		}
 		key := sp.path[len(sp.path)-1]
-		v, err := open(m[key])
+		v, err := openOne(m[key])
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		m[key] = v
 	}
 	if op, ok := out["operationContext"].(map[string]any); ok {
 		if env, ok := op["environmentVariables"].(map[string]any); ok {
 			for k, v := range env {
-				pv, err := open(v)
+				if _, secret := v.(map[string]any); secret && withholdEnv {
+					delete(env, k)
+					withheld = append(withheld, k)
+					continue
+				}
+				pv, err := openOne(v)
 				if err != nil {
-					return nil, nil, err
+					return nil, nil, nil, err
 				}
 				env[k] = pv
 			}
 		}
 	}
-	return out, secrets, nil
+	sort.Strings(withheld)
+	return out, secrets, withheld, nil
 }
 
 // validate checks that the document has the shape of Pulumi's DeploymentSettings.
