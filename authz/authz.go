@@ -611,21 +611,30 @@ func seesOrg(sub *Subject, org *gatehouse.Org, f Facts) (Decision, bool) {
 	return Decision{}, true
 }
 
-// SeesOrg reports whether Decide lets the subject learn that organization org exists (the
-// tenancy check every organization-scoped action passes first; f are the subject's facts
-// in org). Checks made before the decision that refuse with an answer naming org (its
-// address allow-list, its single sign-on requirement) apply only to such subjects: to
-// anyone else org must answer exactly as without them (the decision's 404). Lease
-// subjects see the organization of the path (their own update is decided by Decide).
-func SeesOrg(sub *Subject, org *gatehouse.Org, f Facts) bool {
-	if sub == nil || org == nil {
+// SeesOrg reports whether Decide lets the subject learn that the organization of res
+// exists (the tenancy check every organization-scoped action passes first; res is what the
+// path resolved to, f are the subject's facts in its organization). Checks made before the
+// decision that refuse with an answer naming the organization (its address allow-list, its
+// single sign-on requirement) apply only to such subjects: to anyone else the organization
+// must answer exactly as without them (the decision's 404). An update-lease token sees only
+// the stack of its own update (decideLease hides everything else), so it sees the
+// organization only on a path whose stack resolved to that stack.
+func SeesOrg(sub *Subject, res Resource, f Facts) bool {
+	if sub == nil || res.Org == nil {
 		return false
 	}
 	if sub.Kind == Lease {
-		return true
+		return leaseSeesStack(sub, res)
 	}
-	_, ok := seesOrg(sub, org, f)
+	_, ok := seesOrg(sub, res.Org, f)
 	return ok
+}
+
+// leaseSeesStack: a lease token belongs to one update of one stack; it may learn only that
+// this stack (and so its organization) exists.
+func leaseSeesStack(sub *Subject, res Resource) bool {
+	u := sub.Update
+	return u != nil && res.Org != nil && res.Stack != nil && u.StackID == res.Stack.ID && res.Stack.OrgID == res.Org.ID
 }
 
 // tokenPolicy enforces the organization's maximum token lifetime on every request: a token
@@ -643,11 +652,16 @@ func tokenPolicy(sub *Subject, org *gatehouse.Org, now time.Time) (Decision, boo
 }
 
 func decideLease(sub *Subject, action Action, res Resource) Decision {
+	if !leaseSeesStack(sub, res) {
+		// A stack other than its update's, in its own organization or another: the lease
+		// must not learn that it (or its organization) exists.
+		return hide("the lease token belongs to an update of another stack")
+	}
 	if action != UpdateLease && action != UpdateComplete {
 		return deny("an update-lease token is only valid for the calls of its own update")
 	}
 	u := sub.Update
-	if u == nil || res.Update == nil || res.Stack == nil || u.ID != res.Update.ID || u.StackID != res.Stack.ID {
+	if res.Update == nil || u.ID != res.Update.ID {
 		return deny("the lease token belongs to another update")
 	}
 	if res.Update.Status.Finished() {

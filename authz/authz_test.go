@@ -304,30 +304,49 @@ func TestDecideEnvironmentCreate(t *testing.T) {
 }
 
 // SeesOrg agrees with Decide's organization-level answer: whoever Decide hides an
-// organization from (a non-member, another organization's token or deployment run) does
-// not see it; members, the organization's tokens and its runs do.
+// organization from (a non-member, another organization's token or deployment run, a lease
+// token on a stack other than its update's) does not see it; members, the organization's
+// tokens and its runs do, and a lease token on its own update's stack.
 func TestSeesOrgAgreesWithDecide(t *testing.T) {
-	org, _ := fixture()
+	org, st := fixture()
 	member := Facts{Role: gatehouse.RoleMember}
+	upd := &gatehouse.Update{ID: "u1", StackID: st.ID, Status: gatehouse.StatusRunning}
+	lease := &Subject{Kind: Lease, Update: upd}
+	otherStack := &gatehouse.Stack{ID: 8, OrgID: 1, OrgName: "acme", Project: "web", Name: "dev"}
+	globex := &gatehouse.Org{ID: 2, Name: "globex", Settings: gatehouse.DefaultOrgSettings()}
+	globexStack := &gatehouse.Stack{ID: 9, OrgID: 2, OrgName: "globex", Project: "x", Name: "y"}
 	for _, c := range []struct {
-		name string
-		sub  *Subject
-		f    Facts
-		want bool
+		name   string
+		sub    *Subject
+		f      Facts
+		action Action   // OrgRead unless given
+		res    Resource // the organization alone unless given
+		want   bool
 	}{
-		{"member", user(2), member, true},
-		{"non-member", user(3), Facts{}, false},
-		{"site admin, non-member", &Subject{Kind: UserKind, User: &gatehouse.User{ID: 4, SiteAdmin: true}}, Facts{}, false},
-		{"own org token", &Subject{Kind: OrgToken, Token: &gatehouse.Token{OrgID: 1, Role: gatehouse.RoleMember}, Pipeline: true}, member, true},
-		{"other org token", &Subject{Kind: OrgToken, Token: &gatehouse.Token{OrgID: 99, Role: gatehouse.RoleAdmin}, Pipeline: true}, member, false},
-		{"own deployment", &Subject{Kind: Deployment, Deployment: &gatehouse.Deployment{OrgID: 1}, Pipeline: true}, Facts{}, true},
-		{"other deployment", &Subject{Kind: Deployment, Deployment: &gatehouse.Deployment{OrgID: 99}, Pipeline: true}, Facts{}, false},
+		{name: "member", sub: user(2), f: member, want: true},
+		{name: "non-member", sub: user(3), want: false},
+		{name: "site admin, non-member", sub: &Subject{Kind: UserKind, User: &gatehouse.User{ID: 4, SiteAdmin: true}}, want: false},
+		{name: "own org token", sub: &Subject{Kind: OrgToken, Token: &gatehouse.Token{OrgID: 1, Role: gatehouse.RoleMember}, Pipeline: true}, f: member, want: true},
+		{name: "other org token", sub: &Subject{Kind: OrgToken, Token: &gatehouse.Token{OrgID: 99, Role: gatehouse.RoleAdmin}, Pipeline: true}, f: member, want: false},
+		{name: "own deployment", sub: &Subject{Kind: Deployment, Deployment: &gatehouse.Deployment{OrgID: 1}, Pipeline: true}, want: true},
+		{name: "other deployment", sub: &Subject{Kind: Deployment, Deployment: &gatehouse.Deployment{OrgID: 99}, Pipeline: true}, want: false},
+		{name: "lease, own update", sub: lease, action: UpdateLease, res: Resource{Org: org, Stack: st, Update: upd}, want: true},
+		{name: "lease, own stack, other update", sub: lease, action: UpdateLease, res: Resource{Org: org, Stack: st, Update: &gatehouse.Update{ID: "u2", StackID: st.ID}}, want: true},
+		{name: "lease, no stack", sub: lease, want: false},
+		{name: "lease, other stack", sub: lease, action: UpdateLease, res: Resource{Org: org, Stack: otherStack, Update: &gatehouse.Update{ID: "u3", StackID: otherStack.ID}}, want: false},
+		{name: "lease, other organization", sub: lease, action: UpdateLease, res: Resource{Org: globex, Stack: globexStack, Update: &gatehouse.Update{ID: "u4", StackID: globexStack.ID}}, want: false},
 	} {
-		if got := SeesOrg(c.sub, org, c.f); got != c.want {
+		if c.action == "" {
+			c.action = OrgRead
+		}
+		if c.res.Org == nil {
+			c.res = Resource{Org: org}
+		}
+		if got := SeesOrg(c.sub, c.res, c.f); got != c.want {
 			t.Errorf("%s: SeesOrg = %v, want %v", c.name, got, c.want)
 		}
-		if d := Decide(c.sub, OrgRead, Resource{Org: org}, c.f); d.Hide == c.want {
-			t.Errorf("%s: Decide(org:read) = %+v, SeesOrg %v", c.name, d, c.want)
+		if d := Decide(c.sub, c.action, c.res, c.f); d.Hide == c.want {
+			t.Errorf("%s: Decide(%s) = %+v, SeesOrg %v", c.name, c.action, d, c.want)
 		}
 	}
 }

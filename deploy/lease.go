@@ -209,7 +209,8 @@ func (s *Service) Finish(ctx context.Context, id, lease, status, message, actorK
 		if err := s.endEvent(tx, d, nil); err != nil {
 			return err
 		}
-		return s.auditEnd(tx, d, actorKind, actorName)
+		// The runner reports the run's end: an update of it still unfinished is over.
+		return s.auditEnd(tx, d, actorKind, actorName, true)
 	})
 	if err != nil {
 		return nil, err

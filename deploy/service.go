@@ -490,7 +490,9 @@ func (s *Service) expire(ctx context.Context) (int, error) {
 			return err
 		}
 		for i := range ended {
-			if err := s.auditEnd(tx, &ended[i], "system", "gatehouse"); err != nil {
+			// An expired run leaves its update alone (auditEnd): that update ends when its
+			// own lease lapses, as the run's lease refuses renewing it.
+			if err := s.auditEnd(tx, &ended[i], "system", "gatehouse", false); err != nil {
 				return err
 			}
 			if err := s.endEvent(tx, &ended[i], nil); err != nil {
@@ -522,16 +524,25 @@ func (s *Service) ExpireIfDue(ctx context.Context, d *gatehouse.Deployment) {
 	}
 }
 
-// auditEnd appends the "deployment:end" event of d, after ending the update its
-// credential started if that is still unfinished (endUpdate; details.updateEnded).
-func (s *Service) auditEnd(tx gatehouse.Tx, d *gatehouse.Deployment, actorKind, actorName string) error {
+// auditEnd appends the "deployment:end" event of d. When endsUpdate (the runner finished
+// the run), it first ends the update the run's credential started if that is still
+// unfinished (endUpdate; details.updateEnded). A run whose lease ran out (expire) does not
+// end its update: its runner's heartbeats may only have stalled (a network blip, an
+// overloaded runner) while `pulumi up` still runs, and failing the update at once would
+// refuse its next checkpoints, so resources created after them would be missing from the
+// state. That update keeps its own lease, whose renewal is refused from now on (httpapi
+// refuseEndedRun): it ends when that lease lapses (the next update takes the stack over),
+// at most one update lease (5 minutes) after its last renewal, or when its CLI completes it.
+func (s *Service) auditEnd(tx gatehouse.Tx, d *gatehouse.Deployment, actorKind, actorName string, endsUpdate bool) error {
 	st, err := tx.GetStackByID(d.StackID)
 	if err != nil {
 		return err
 	}
-	ended, err := s.endUpdate(tx, d, st)
-	if err != nil {
-		return err
+	ended := ""
+	if endsUpdate {
+		if ended, err = s.endUpdate(tx, d, st); err != nil {
+			return err
+		}
 	}
 	details := map[string]string{"deployment": d.ID, "version": strconv.Itoa(d.Version), "operation": d.Operation, "status": d.Status, "message": truncate(d.Message, 512)}
 	if ended != "" {
@@ -542,7 +553,7 @@ func (s *Service) auditEnd(tx gatehouse.Tx, d *gatehouse.Deployment, actorKind, 
 }
 
 // endUpdate ends the update the run's credential started (d.UpdateID) when it is still
-// unfinished as the run ends: its lease token, which the run's code may hold, must not
+// unfinished as its runner finishes the run: its lease token, which the run's code may hold, must not
 // outlive the run's credential (renewing it, taking checkpoints, holding the stack's
 // lock). The update fails, the stack's lock is released and its update_failed (or
 // preview_failed) webhook event is queued, in the transaction that ends the run. It

@@ -291,9 +291,10 @@ func TestLeaseTokensAreBound(t *testing.T) {
 	e.must(err)
 	rb, err := e.startRun(e.admin, b, "update", false)
 	e.must(err)
-	// A's lease on B's update (by either path) is refused.
+	// A's lease on B's update (by either path) is refused, as not found: a lease sees
+	// only the stack of its own update (TestLeaseNoExistenceOracle).
 	wrong := &run{e: e, c: e.admin, path: b, ID: rb.ID, Lease: ra.Lease}
-	wantStatus(t, wrong.checkpoint(deployment(1, "")), 403)
+	wantStatus(t, wrong.checkpoint(deployment(1, "")), 404)
 	wrong = &run{e: e, c: e.admin, path: a, ID: rb.ID, Lease: ra.Lease}
 	wantStatus(t, wrong.checkpoint(deployment(1, "")), 404)
 	// A lease token is not an access token, and an access token is not a lease.

@@ -173,6 +173,55 @@ func TestAllowListNoExistenceOracle(t *testing.T) {
 	}
 }
 
+// TestLeaseNoExistenceOracle: an update-lease token sees only the stack of its own update.
+// Sent to a path naming another organization (or another stack), it gets exactly the
+// answer of a missing organization (404, the same message), whether that organization
+// exists and has an address allow-list that refuses the caller's address or not, and
+// whether the stack of the path exists or not; no address-denied record is written into
+// the other organization's audit log. (Its own update stays under its organization's
+// list: TestAllowListSessionsAndLeases.) Found in review: the path organization's list
+// was applied to every lease token, so a lease of acme told globex from a missing
+// organization (403 naming globex's allow-list against 404).
+func TestLeaseNoExistenceOracle(t *testing.T) {
+	e := newEnv(t)
+	a := e.admin
+	var bob struct {
+		TokenValue string `json:"tokenValue"`
+	}
+	e.must(a.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/users", Body: map[string]string{"name": "bob", "role": "member"}}, &bob))
+	bc := cliwire.New(e.url, bob.TokenValue)
+	e.must(e.createStack(bc, "acme", "web", "prod", nil))
+	r, err := e.startRun(bc, stackPath("acme", "web", "prod"), "update", false)
+	e.must(err)
+	e.must(a.Do(cliwire.Call{Method: "POST", Path: "/api/orgs", Body: map[string]string{"name": "globex"}}, nil))
+	e.must(e.createStack(a, "globex", "merger", "acquisition-target", nil))
+	e.must(a.Do(cliwire.Call{Method: "PUT", Path: "/api/orgs/globex/allowlist", Body: map[string]any{"entries": []string{"203.0.113.0/24"}, "force": true}}, nil))
+	// bob is not a member of globex.
+	try := func(org, stack string) string {
+		c := cliwire.New(e.url, "")
+		err := c.Do(cliwire.Call{Method: http.MethodPost, Path: "/api/stacks/" + org + "/" + stack + "/update/" + r.ID + "/renew_lease", LeaseToken: r.Lease, Body: map[string]any{"duration": 60}}, nil)
+		if err == nil {
+			return "ok"
+		}
+		return err.Error()
+	}
+	for _, stack := range []string{"x/y", "merger/acquisition-target"} {
+		got, missing := try("globex", stack), try("nosuchorg", stack)
+		t.Logf("globex/%s: %s", stack, got)
+		t.Logf("nosuchorg/%s: %s", stack, missing)
+		if strings.Contains(got, "globex") || strings.Replace(missing, "nosuchorg", "globex", -1) != got {
+			t.Errorf("lease token tells globex/%s (%s) from a missing organization (%s)", stack, got, missing)
+		}
+	}
+	evs, err := listAudit(e)
+	e.must(err)
+	for _, ev := range evs {
+		if ev.Action == "auth:address-denied" {
+			t.Errorf("address-denied record for a lease token of another organization: %+v", ev)
+		}
+	}
+}
+
 // TestAllowListNotForSCIM (finding 5): the organization's allow-list does not apply to its
 // SCIM token: deprovisioning keeps working whatever the list says.
 func TestAllowListNotForSCIM(t *testing.T) {

@@ -436,12 +436,13 @@ func (s *Server) run(rq *Request) (res any, err error) {
 		// session acts in an organization that requires it only if that organization's SSO
 		// started it: sso.MaySessionActIn), refuse with a 403 that names the organization.
 		// They apply only to callers the decision lets see the organization (its members,
-		// its tokens): anyone else gets exactly the decision's answer (404, as for a
-		// missing organization). To those callers they apply whether or not the stack,
-		// environment, team or update of the path exists, so that the refusal does not
-		// tell an existing resource from a missing one either.
+		// its tokens; a lease token only on its own update's stack): anyone else gets
+		// exactly the decision's answer (404, as for a missing organization). To those
+		// callers they apply whether or not the stack, environment, team or update of the
+		// path exists, so that the refusal does not tell an existing resource from a
+		// missing one either.
 		if rq.Org == nil || resolveErr != nil && !gatehouse.IsCode(resolveErr, gatehouse.ENOTFOUND) ||
-			!authz.SeesOrg(rq.Subject, rq.Org, rq.facts) {
+			!authz.SeesOrg(rq.Subject, authz.Resource{Org: rq.Org, Stack: rq.Stack}, rq.facts) {
 			return nil
 		}
 		if addrErr = s.checkAddress(rq, tx, true); addrErr == nil && rq.Subject.Session != nil {

@@ -339,8 +339,11 @@ func (s *Server) renewLease(rq *Request) (any, error) {
 
 // refuseEndedRun refuses renewing the lease of an update a deployment run's credential
 // started (its author is the run) once the run has ended or was cancelled: the update
-// lives no longer than the credential that started it. The update the run recorded is
-// ended with the run (deploy.Service.endUpdate); this covers any other it started.
+// lives no longer than the credential that started it. When the runner finishes the run,
+// the update the run recorded is ended with it (deploy.Service.endUpdate); when the run's
+// lease ran out (its runner stopped reporting, perhaps only for a while), its updates are
+// left running and end through this: their lease lapses, at most one lease after its last
+// renewal, and until then their checkpoints are still taken.
 func refuseEndedRun(tx gatehouse.Tx, u *gatehouse.Update) error {
 	id, ok := strings.CutPrefix(u.Author, "deployment ")
 	if !ok {
