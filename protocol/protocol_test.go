@@ -46,6 +46,10 @@ func TestChoose(t *testing.T) {
 		{"40 ms parallel 200", auto(kernel(40*ms), par), Journal, ReasonFasterJournal},
 		{"80 ms parallel 200", auto(kernel(80*ms), par), Journal, ReasonFasterJournal},
 		{"20 ms parallel 1000", auto(kernel(20*ms), par1k), Journal, ReasonFasterJournal},
+		// A large stack: the CLI rebuilds the whole state for every checkpoint (2 ms + 18 µs
+		// per resource), so even a sequential program journals at 10,000 resources.
+		{"20 ms sequential 10000", auto(kernel(20*ms), Shape{Updates: 3, Parallelism: 1, Resources: 10000}), Journal, ReasonFasterJournal},
+		{"0 ms sequential 10000", auto(kernel(0), Shape{Updates: 3, Parallelism: 1, Resources: 10000}), Journal, ReasonFasterJournal},
 		// A very parallel program journals even on loopback.
 		{"0 ms very parallel", auto(kernel(0), Shape{Updates: 1, Parallelism: 20, Resources: 50}), Journal, ReasonFasterJournal},
 		// Unknown round trip (behind a proxy that does not say): DefaultRTT is assumed.
