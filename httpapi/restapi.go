@@ -1,13 +1,16 @@
 package httpapi
 
 import (
+	"errors"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/authz"
+	"github.com/gatehouse-dev/gatehouse/policy"
 )
 
 // Pulumi Cloud's REST API beyond the calls the CLI makes: the service's shapes of update
@@ -334,9 +337,11 @@ type stackTag struct {
 
 // changeTags applies change to the stack's current tags (read in the transaction) and
 // stores the result, unless the new tags would raise the caller's own permission on the
-// stack (authz.StackTagsRaise).
+// stack (authz.StackTagsRaise) or take it out of a policy group without stack:policy
+// (leavesPolicyGroups).
 func (rq *Request) changeTags(change func(tags map[string]string) error) error {
-	return rq.Change(func(tx gatehouse.Tx) error {
+	var exit *policyExit
+	err := rq.Change(func(tx gatehouse.Tx) error {
 		st, err := tx.GetStackByID(rq.Stack.ID)
 		if err != nil {
 			return err
@@ -354,8 +359,68 @@ func (rq *Request) changeTags(change func(tags map[string]string) error) error {
 		if raise, why := authz.StackTagsRaise(rq.Subject, authz.Resource{Org: rq.Org, Stack: st}, rq.facts, tags); raise {
 			return gatehouse.Errorf(gatehouse.EFORBIDDEN, "these tags would give you more rights on stack %s (%s): ask an organization admin to tag it", st.Ref(), why)
 		}
+		if exit, err = rq.leavesPolicyGroups(tx, st, tags); err != nil {
+			return err
+		}
+		if exit != nil {
+			return errPolicyExit
+		}
 		return tx.SetStackTags(st.ID, tags)
 	})
+	if exit != nil {
+		return rq.refusePolicyExit(exit, "these tags")
+	}
+	return err
+}
+
+// policyExit is a tag change that would take a stack out of policy groups, by a caller who
+// lacks stack:policy on it.
+type policyExit struct {
+	stack  *gatehouse.Stack
+	groups []string
+}
+
+// errPolicyExit ends the transaction of a refused policyExit; the refusal itself is
+// answered by refusePolicyExit once the transaction is over.
+var errPolicyExit = errors.New("stack:policy denied")
+
+// leavesPolicyGroups returns, when the tags tags would take the stack st out of a policy
+// group that selects it now (policy.Left) and the caller lacks stack:policy on st, what
+// refusePolicyExit refuses; nil when the change may be made. A group selecting stacks by
+// tag is left by retagging as by removeStack, so it needs what removeStack needs (a writer
+// would otherwise lift the group's required policy packs by editing a tag). Joining a group
+// needs nothing more. It only decides (authz.Decide): it runs inside a transaction, and
+// the refusal's audit record is written by another one (see updatePolicyGroup).
+func (rq *Request) leavesPolicyGroups(tx gatehouse.Tx, st *gatehouse.Stack, tags map[string]string) (*policyExit, error) {
+	left, err := policy.Left(tx, st, tags)
+	if err != nil || len(left) == 0 {
+		return nil, err
+	}
+	if authz.Decide(rq.Subject, authz.StackPolicy, authz.Resource{Org: rq.Org, Stack: st}, rq.facts).Allow {
+		rq.Detail("policy_groups_left", truncate(strings.Join(left, ","), 512))
+		return nil, nil
+	}
+	return &policyExit{stack: st, groups: left}, nil
+}
+
+// refusePolicyExit records the refusal of x (as rq.authorize does, outside any transaction)
+// and answers it with a 403 naming the groups; what is what would have changed the tags.
+func (rq *Request) refusePolicyExit(x *policyExit, what string) error {
+	names := "policy group " + x.groups[0]
+	if len(x.groups) > 1 {
+		names = "policy groups " + strings.Join(x.groups, ", ")
+	}
+	rq.Detail("policy_groups_left", truncate(strings.Join(x.groups, ","), 512))
+	err := rq.authorize(authz.StackPolicy, authz.Resource{Org: rq.Org, Stack: x.stack})
+	reason := "you may not"
+	if err != nil {
+		if !gatehouse.IsCode(err, gatehouse.EFORBIDDEN) {
+			return err
+		}
+		reason = gatehouse.ErrorMessage(err)
+	}
+	return gatehouse.Errorf(gatehouse.EFORBIDDEN, "%s would take stack %s out of %s, whose policy packs it would then no longer be required to run: that needs %s, as removing the stack from the group does (ask a stack or organization admin): %s",
+		what, x.stack.Ref(), names, authz.StackPolicy, reason)
 }
 
 // addStackTag is POST S/tags {name, value} (the pulumiservice provider's StackTag): adds

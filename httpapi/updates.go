@@ -104,6 +104,8 @@ var cliTags = map[string]bool{
 // tags (cliTags) that no protection rule or grant of the organization selects: they change
 // no right, and a pipeline that may update but not edit tags (a deployment run's
 // credential) keeps working when the CLI first sends them or a project is renamed.
+// Whether the tags take the stack out of a policy group (stack:policy) is decided by
+// startUpdate in its transaction, on the stack's tags as they are then.
 func (s *Server) startTags(rq *Request, tags map[string]string) (map[string]string, error) {
 	var changed []string
 	out := map[string]string{}
@@ -225,7 +227,27 @@ func (s *Server) startUpdate(rq *Request) (any, error) {
 	}
 	var version, journal int
 	var choice protocol.Decision
+	var exit *policyExit
 	err = rq.Change(func(tx gatehouse.Tx) error {
+		if tags != nil && !u.DryRun {
+			// Tags that take the stack out of a policy group need stack:policy, as the tag
+			// routes do (changeTags); decided on the stack's tags as they are now.
+			st, err := tx.GetStackByID(u.StackID)
+			if err != nil {
+				return err
+			}
+			merged := maps.Clone(st.Tags)
+			if merged == nil {
+				merged = map[string]string{}
+			}
+			maps.Copy(merged, tags)
+			if exit, err = rq.leavesPolicyGroups(tx, st, merged); err != nil {
+				return err
+			}
+			if exit != nil {
+				return errPolicyExit
+			}
+		}
 		if !u.DryRun {
 			if err := rq.failExpiredHolder(tx, u); err != nil {
 				return err
@@ -261,6 +283,9 @@ func (s *Server) startUpdate(rq *Request) (any, error) {
 		started.Version = version
 		return rq.updateEvent(tx, &started, "started")
 	})
+	if exit != nil {
+		return nil, rq.refusePolicyExit(exit, "starting this update with the tags it sends (pulumi:tags, or the stack's tags as the CLI read them)")
+	}
 	if err != nil {
 		return nil, err
 	}

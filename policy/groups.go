@@ -66,6 +66,25 @@ func Selects(g *gatehouse.PolicyGroup, st *gatehouse.Stack) bool {
 	return false
 }
 
+// Left returns the names of the organization's groups that select the stack now and would
+// no longer select it with the tags tags: the groups a tag change takes it out of (which is
+// removing it from them, so it needs what removeStack needs). Selection is Selects's.
+func Left(tx gatehouse.Tx, st *gatehouse.Stack, tags map[string]string) ([]string, error) {
+	groups, err := Groups(tx, st.OrgID)
+	if err != nil {
+		return nil, err
+	}
+	after := *st
+	after.Tags = tags
+	var out []string
+	for i := range groups {
+		if Selects(&groups[i], st) && !Selects(&groups[i], &after) {
+			out = append(out, groups[i].Name)
+		}
+	}
+	return out, nil
+}
+
 // Requirement is a pack version a stack must run, with its configuration and the groups
 // that require it.
 type Requirement struct {
