@@ -342,7 +342,9 @@ type Request struct {
 	ciSystem string
 	event    gatehouse.AuditEvent
 	audited  bool
-	status   int
+	// failRecorded: the call's failure (a denial, mostly) is in the audit log already.
+	failRecorded bool
+	status       int
 	// authorized is set once the route's action was allowed (run): only then does the
 	// usage inventory learn the request's organization and target (recordUsage).
 	authorized bool
@@ -509,7 +511,13 @@ func (s *Server) run(rq *Request) (res any, err error) {
 	res, err = rt.handler(rq)
 	if err != nil {
 		switch {
-		case !rt.Audit || gatehouse.IsCode(err, gatehouse.EFORBIDDEN):
+		case !rt.Audit:
+		case gatehouse.IsCode(err, gatehouse.EFORBIDDEN):
+			// A refusal the handler decided itself (a tag that would raise the caller's own
+			// rights, a source override) is recorded as denied, unless already recorded.
+			if !rq.failRecorded {
+				rq.fail(gatehouse.OutcomeDenied, err)
+			}
 		case gatehouse.IsCode(err, gatehouse.ERATELIMITED) && rq.event.ActorKind == string(authz.Anonymous):
 			// A public call refused by the failed-authentication limit (secret-scanning
 			// deliveries): summarized like the request path's own 429s.
@@ -596,6 +604,7 @@ func (rq *Request) notFoundMessage() string {
 
 // fail records a failed or denied call (best effort: the call fails anyway).
 func (rq *Request) fail(outcome string, err error) {
+	rq.failRecorded = true
 	ev := rq.event
 	ev.Outcome = outcome
 	if err != nil && ev.Reason == "" {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 
+	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
 )
 
@@ -60,4 +61,16 @@ func TestTaggingRaisesNoOwnRights(t *testing.T) {
 	d.want(200, "POST", E+"/tags", []byte(`{"name":"owner","value":"ops"}`))
 	d.want(403, "PATCH", E+"/tags/owner", []byte(`{"currentTag":{"value":"ops"},"newTag":{"name":"owner","value":"devs"}}`))
 	admin.want(200, "PATCH", E+"/tags/owner", []byte(`{"currentTag":{"value":"ops"},"newTag":{"name":"owner","value":"devs"}}`))
+	// Every refusal is in the audit log, as denied.
+	evs, err := listAudit(e)
+	e.must(err)
+	denied := 0
+	for _, ev := range evs {
+		if ev.Outcome == gatehouse.OutcomeDenied && strings.Contains(ev.Reason, "more rights") {
+			denied++
+		}
+	}
+	if denied != 6 {
+		t.Errorf("%d refused tag changes audited as denied, want 6", denied)
+	}
 }
