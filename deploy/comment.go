@@ -38,21 +38,43 @@ func prKey(r Report) string {
 	return r.Provider + ":" + strings.ToLower(r.Repo) + "#" + strconv.Itoa(r.PR)
 }
 
+// lockComment takes the pull request's comment lock; the returned func releases it. An
+// entry lives only while someone holds or waits for it, so the map stays as small as the
+// comments in flight.
+func (s *Service) lockComment(key string) (unlock func()) {
+	s.mu.Lock()
+	l := s.commentLocks[key]
+	if l == nil {
+		l = &commentLock{}
+		s.commentLocks[key] = l
+	}
+	l.users++
+	s.mu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		s.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(s.commentLocks, key)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// commentLock is a pull request's comment lock and how many hold or wait for it.
+type commentLock struct {
+	sync.Mutex
+	users int
+}
+
 // comment posts or edits the run's comment on its pull request.
 func (s *Service) comment(ctx context.Context, r Report, d *gatehouse.Deployment) error {
 	if r.Provider != "github" && r.Provider != "gitlab" {
 		return nil
 	}
 	key := prKey(r)
-	s.mu.Lock()
-	l := s.commentLocks[key]
-	if l == nil {
-		l = &sync.Mutex{}
-		s.commentLocks[key] = l
-	}
-	s.mu.Unlock()
-	l.Lock()
-	defer l.Unlock()
+	unlock := s.lockComment(key)
+	defer unlock()
 
 	var st *gatehouse.Stack
 	var changes map[string]int

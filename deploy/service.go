@@ -74,7 +74,7 @@ type Service struct {
 	sweep  periodic.Loop // the dead-runner sweep (sweep.go)
 	// commentLocks serializes this process's comment posts per pull request (so that a
 	// run's edit cannot overtake the post of the comment it edits).
-	commentLocks map[string]*sync.Mutex
+	commentLocks map[string]*commentLock
 }
 
 // New returns the service; stackKeys is the stack secrets' manager.
@@ -110,7 +110,7 @@ func New(store gatehouse.Store, stackKeys *secrets.Manager, log *slog.Logger, op
 		log = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Service{store: store, keys: Keys(stackKeys, store), vcsKeys: VCSKeys(stackKeys, store), log: log, opts: opts, ctx: ctx, cancel: cancel, commentLocks: map[string]*sync.Mutex{}}
+	return &Service{store: store, keys: Keys(stackKeys, store), vcsKeys: VCSKeys(stackKeys, store), log: log, opts: opts, ctx: ctx, cancel: cancel, commentLocks: map[string]*commentLock{}}
 }
 
 // Change runs fn in a read-write transaction that records the request's audit event with
