@@ -916,13 +916,23 @@ func StackTagsRaise(sub *Subject, res Resource, f Facts, tags map[string]string)
 	return p1 > p0 || d1 && !d0, why
 }
 
-// EnvTagsRaise is StackTagsRaise for an environment's tags.
+// EnvTagsRaise is StackTagsRaise for an environment's tags: a higher permission, or a
+// longer (or no) limit on how long the caller may open it (a grant's maxOpenDuration).
 func EnvTagsRaise(sub *Subject, env *gatehouse.Environment, org *gatehouse.Org, f Facts, tags map[string]string) (raise bool, why string) {
 	p0, _ := EnvPermission(sub, env, org, f)
 	next := *env
 	next.Tags = tags
 	p1, why := EnvPermission(sub, &next, org, f)
-	return p1 > p0, why
+	if p1 > p0 {
+		return true, why
+	}
+	if p1 >= gatehouse.EnvOpen {
+		l0, l1 := EnvOpenLimit(sub, env, org, f), EnvOpenLimit(sub, &next, org, f)
+		if l0 > 0 && (l1 == 0 || l1 > l0) {
+			return true, fmt.Sprintf("opening it for longer than %s", l0)
+		}
+	}
+	return false, why
 }
 
 // EnvOpenLimit is the longest the subject may open env for (0: no limit beyond the

@@ -74,3 +74,25 @@ func TestTaggingRaisesNoOwnRights(t *testing.T) {
 		t.Errorf("%d refused tag changes audited as denied, want 6", denied)
 	}
 }
+
+// TestEnvTagLiftsNoOpenLimit: retagging an environment into a grant without a
+// maxOpenDuration would lift the caller's own limit on how long they may open it, with
+// the same permission level: refused, as a raise is (found in review).
+func TestEnvTagLiftsNoOpenLimit(t *testing.T) {
+	e := newEnv(t)
+	dev := e.newPerson("dev", "member")
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/teams/pulumi", Body: map[string]string{"name": "ops"}}, nil))
+	e.must(e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/teams/ops", Body: map[string]any{"memberAction": "add", "member": "dev"}}, nil))
+	admin, d := e.esc(e.admin.Token), e.esc(dev)
+	admin.want(200, "POST", escBase+"/acme", []byte(`{"project":"app","name":"prod"}`))
+	for _, g := range []map[string]string{
+		{"projectName": "app", "envName": "prod", "permission": "write", "maxOpenDuration": "1h"},
+		{"tag": "tier=open", "permission": "open"},
+	} {
+		e.must(e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/teams/ops", Body: map[string]any{"addEnvironmentPermission": g}}, nil))
+	}
+	E := escBase + "/acme/app/prod"
+	d.want(403, "POST", E+"/open?duration=2h", nil)
+	d.want(403, "POST", E+"/tags", []byte(`{"name":"tier","value":"open"}`))
+	d.want(200, "POST", E+"/tags", []byte(`{"name":"tier","value":"closed"}`))
+}
