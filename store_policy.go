@@ -91,8 +91,11 @@ type PolicyResult struct {
 
 // PolicyResultFilter selects policy results of an organization, newest first.
 type PolicyResultFilter struct {
-	OrgID    int64
-	StackID  int64
+	OrgID   int64
+	StackID int64
+	// StackIDs, when not nil, keeps the results of these stacks only (none when empty): a
+	// caller's readable stacks, so that Limit counts what they may see.
+	StackIDs []int64
 	UpdateID string
 	PackName string
 	Kind     string

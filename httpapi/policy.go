@@ -835,7 +835,19 @@ func (s *Server) listPolicyResults(rq *Request) (any, error) {
 		}
 		limit := f.Limit
 		if readable != nil && f.StackID == 0 {
-			f.Limit = 0 // the limit counts the results the caller may see
+			// The limit counts the results the caller may see: the store keeps only those
+			// (up to maxStackIDsInQuery readable stacks; beyond, every result is read and
+			// filtered here).
+			if len(readable) <= maxStackIDsInQuery {
+				f.StackIDs = make([]int64, 0, len(readable))
+				for id, ok := range readable {
+					if ok {
+						f.StackIDs = append(f.StackIDs, id)
+					}
+				}
+			} else {
+				f.Limit = 0
+			}
 		}
 		rs, err := tx.ListPolicyResults(f)
 		if err != nil {
@@ -854,6 +866,10 @@ func (s *Server) listPolicyResults(rq *Request) (any, error) {
 	})
 	return out, err
 }
+
+// maxStackIDsInQuery bounds the stack IDs a policy results query names (a query's bound
+// parameters are limited: SQLite's to 32,766).
+const maxStackIDsInQuery = 1000
 
 // listPolicyIssues is the CLI's ListPolicyIssues: violations, newest first, in rows
 // [startRow, endRow), of the stacks the caller may read.

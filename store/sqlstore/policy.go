@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"strings"
 	"time"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
@@ -285,6 +286,16 @@ func (t *tx) ListPolicyResults(f gatehouse.PolicyResultFilter) ([]gatehouse.Poli
 			q += ` AND ` + c.col + ` = ?`
 			args = append(args, c.v)
 		}
+	}
+	if f.StackIDs != nil {
+		if len(f.StackIDs) == 0 {
+			return []gatehouse.PolicyResult{}, nil
+		}
+		var b strings.Builder
+		b.WriteString(` AND r.stack_id IN (`)
+		args = appendInList(&b, args, f.StackIDs)
+		b.WriteString(`)`)
+		q += b.String()
 	}
 	q += ` ORDER BY r.id DESC`
 	if f.Limit > 0 {

@@ -144,9 +144,15 @@ func testPolicy(t *testing.T, e *env) {
 		if err != nil || len(all) != 2 || all[0].Kind != "summary" || all[1].StackRef == nil || all[1].StackRef.Stack != "dev" {
 			t.Errorf("ListPolicyResults = %+v, %v", all, err)
 		}
-		for _, f := range []gatehouse.PolicyResultFilter{{OrgID: acme.ID, PackName: "sec"}, {OrgID: acme.ID, UpdateID: "u1"}, {OrgID: acme.ID, Kind: "violation", StackID: st.ID}, {OrgID: acme.ID, Limit: 1}} {
+		for _, f := range []gatehouse.PolicyResultFilter{{OrgID: acme.ID, PackName: "sec"}, {OrgID: acme.ID, UpdateID: "u1"}, {OrgID: acme.ID, Kind: "violation", StackID: st.ID}, {OrgID: acme.ID, Limit: 1},
+			{OrgID: acme.ID, StackIDs: []int64{st.ID, st.ID + 1000}, Limit: 1}} {
 			if l, err := tx.ListPolicyResults(f); err != nil || len(l) != 1 {
 				t.Errorf("ListPolicyResults(%+v) = %d, %v", f, len(l), err)
+			}
+		}
+		for _, ids := range [][]int64{{}, {st.ID + 1000}} {
+			if l, err := tx.ListPolicyResults(gatehouse.PolicyResultFilter{OrgID: acme.ID, StackIDs: ids}); err != nil || len(l) != 0 {
+				t.Errorf("ListPolicyResults(StackIDs %v) = %d, %v", ids, len(l), err)
 			}
 		}
 		return nil
