@@ -141,15 +141,31 @@ func (m *Manager) complete(tx gatehouse.Tx, w http.ResponseWriter, r *http.Reque
 		return nil, nil, err
 	default:
 		linked = true
-		// Someone signed in already links a new identity to their account.
+		// Someone signed in already links a new identity to their account, if they are a
+		// member of this organization and no site administrator: anyone who can get a
+		// signed-in person to open an organization's sign-in URL (its admin, who chooses its
+		// identity provider) must not link an identity of their own to that person's account
+		// (found in review: another organization's admin took over accounts, a site
+		// administrator's included, this way).
 		if _, u, lerr := m.Lookup(tx, r); lerr == nil {
-			user = u
+			if ok, err := linkableSignedIn(tx, org.ID, u); err != nil {
+				return nil, nil, err
+			} else if ok {
+				user = u
+			}
 		} else if !gatehouse.IsCode(lerr, gatehouse.ENOTFOUND) && !gatehouse.IsCode(lerr, gatehouse.EUNAUTHORIZED) {
 			return nil, nil, lerr
 		}
 		if user == nil && email != "" {
 			if user, err = linkableMember(tx, org.ID, email); err != nil {
-				return nil, nil, err
+				var se *SignInError
+				// SAML answers arrive as a cross-site POST, without the session cookie, so
+				// "sign in first, then link" cannot work there: with just-in-time membership
+				// the person gets an account of this organization's own instead.
+				if id.Provider != gatehouse.SignInSAML || pol.JITRole == "" || !errors.As(err, &se) {
+					return nil, nil, err
+				}
+				user = nil
 			}
 		}
 		if user == nil {
@@ -225,6 +241,19 @@ func identityIssuer(orgID int64, id Identity) string {
 		return "saml:" + strconv.FormatInt(orgID, 10) + ":" + id.Issuer
 	}
 	return id.Issuer
+}
+
+// linkableSignedIn reports whether a signed-in user may have a new identity of
+// organization orgID linked to their account: a member of it, and no site administrator.
+func linkableSignedIn(tx gatehouse.Tx, orgID int64, u *gatehouse.User) (bool, error) {
+	if u.SiteAdmin {
+		return false, nil
+	}
+	_, err := tx.GetMember(orgID, u.ID)
+	if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // linkableMember finds the user a new identity with a verified email may be linked to: a
