@@ -1,11 +1,14 @@
 package httpapi_test
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 
+	gatehouse "github.com/gatehouse-dev/gatehouse"
 	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
 	"github.com/gatehouse-dev/gatehouse/sso"
 	"github.com/gatehouse-dev/gatehouse/sso/ssotest"
@@ -17,12 +20,33 @@ import (
 // cookie comes along). A new identity is linked to the signed-in account only for a member
 // of that organization, so mallory's identity does not become vera's (found in review:
 // mallory then signed in as vera and got her tokens).
+// The same when vera is also a member of globex (an invitation she accepted): only a
+// session globex's own sign-in started may have an identity linked there.
 func TestSignInLinksNoOutsider(t *testing.T) {
+	for _, alsoInGlobex := range []bool{false, true} {
+		t.Run(fmt.Sprintf("member of globex %v", alsoInGlobex), func(t *testing.T) { signInLinksNoOutsider(t, alsoInGlobex) })
+	}
+}
+
+func signInLinksNoOutsider(t *testing.T, alsoInGlobex bool) {
 	e := ssoEnv(t)
 	mtok, _ := e.outsider(t, "mallory") // admin of globex
 	mc := cliwire.New(e.url, mtok)
 	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/users", Body: map[string]string{"name": "vera", "role": "admin"}}, nil))
 	e.must(e.createStack(e.admin, "acme", "web", "prod", nil))
+	if alsoInGlobex {
+		e.must(e.srv.Store.Update(context.Background(), func(tx gatehouse.Tx) error {
+			g, err := tx.GetOrgByName("globex")
+			if err != nil {
+				return err
+			}
+			v, err := tx.GetUserByName("vera")
+			if err != nil {
+				return err
+			}
+			return tx.PutMember(g.ID, v.ID, gatehouse.RoleMember)
+		}))
+	}
 
 	evil := ssotest.User{ID: "evil-1", Username: "x@evil.test", Password: "pw", Email: "x@evil.test", EmailVerified: true, First: "X", Last: "Y"}
 	op := ssotest.StartOP(t, e.url+sso.OIDCCallbackPath("globex"), evil)

@@ -141,16 +141,16 @@ func (m *Manager) complete(tx gatehouse.Tx, w http.ResponseWriter, r *http.Reque
 		return nil, nil, err
 	default:
 		linked = true
-		// Someone signed in already links a new identity to their account, if they are a
-		// member of this organization and no site administrator: anyone who can get a
-		// signed-in person to open an organization's sign-in URL (its admin, who chooses its
-		// identity provider) must not link an identity of their own to that person's account
-		// (found in review: another organization's admin took over accounts, a site
-		// administrator's included, this way).
-		if _, u, lerr := m.Lookup(tx, r); lerr == nil {
-			if ok, err := linkableSignedIn(tx, org.ID, u); err != nil {
-				return nil, nil, err
-			} else if ok {
+		// Someone signed in already links a new identity to their account, if this
+		// organization's own sign-in started their session and they are no site
+		// administrator: anyone who can get a signed-in person to open an organization's
+		// sign-in URL (its admin, who chooses its identity provider) must not link an
+		// identity of their own to that person's account (found in review: another
+		// organization's admin took over accounts, a site administrator's included, this
+		// way). A session this organization's identity provider started adds nothing that
+		// provider could not already do.
+		if sess, u, lerr := m.Lookup(tx, r); lerr == nil {
+			if sess.OrgID == org.ID && sess.Method != gatehouse.SignInToken && !u.SiteAdmin {
 				user = u
 			}
 		} else if !gatehouse.IsCode(lerr, gatehouse.ENOTFOUND) && !gatehouse.IsCode(lerr, gatehouse.EUNAUTHORIZED) {
@@ -241,19 +241,6 @@ func identityIssuer(orgID int64, id Identity) string {
 		return "saml:" + strconv.FormatInt(orgID, 10) + ":" + id.Issuer
 	}
 	return id.Issuer
-}
-
-// linkableSignedIn reports whether a signed-in user may have a new identity of
-// organization orgID linked to their account: a member of it, and no site administrator.
-func linkableSignedIn(tx gatehouse.Tx, orgID int64, u *gatehouse.User) (bool, error) {
-	if u.SiteAdmin {
-		return false, nil
-	}
-	_, err := tx.GetMember(orgID, u.ID)
-	if gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
-		return false, nil
-	}
-	return err == nil, err
 }
 
 // linkableMember finds the user a new identity with a verified email may be linked to: a
