@@ -2,8 +2,6 @@ package sqlite_test
 
 import (
 	"context"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -58,22 +56,8 @@ func TestMigrationInvitationUserBackfill(t *testing.T) {
 		}
 	}
 	// The schema before 0017, then 0017 as written.
-	body, err := os.ReadFile("../sqlstore/migrations/0017_invitation_user.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	stmts := []string{"DROP INDEX invitations_user_id", "ALTER TABLE invitations DROP COLUMN user_id", "CREATE INDEX invitations_user ON invitations (user_key)"}
-	for _, st := range strings.Split(strings.ReplaceAll(string(body), "@BIGINT@", "INTEGER"), ";") {
-		var lines []string
-		for _, l := range strings.Split(st, "\n") {
-			if !strings.HasPrefix(strings.TrimSpace(l), "--") {
-				lines = append(lines, l)
-			}
-		}
-		if st := strings.TrimSpace(strings.Join(lines, "\n")); st != "" {
-			stmts = append(stmts, st)
-		}
-	}
+	stmts := append([]string{"DROP INDEX invitations_user_id", "ALTER TABLE invitations DROP COLUMN user_id", "CREATE INDEX invitations_user ON invitations (user_key)"},
+		migrationStatements(t, "0017_invitation_user.sql")...)
 	for _, st := range stmts {
 		if _, err := db.Writer().Exec(st); err != nil {
 			t.Fatalf("%s: %v", st, err)

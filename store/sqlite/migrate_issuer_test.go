@@ -2,8 +2,6 @@ package sqlite_test
 
 import (
 	"context"
-	"os"
-	"strings"
 	"testing"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
@@ -43,22 +41,7 @@ func TestMigrationTokenIssuerBackfill(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The schema before 0012, then 0012 as written.
-	body, err := os.ReadFile("../sqlstore/migrations/0012_token_issuer.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	stmts := []string{"ALTER TABLE tokens DROP COLUMN issuer"}
-	for _, st := range strings.Split(strings.ReplaceAll(string(body), "@TEXT@", "TEXT"), ";") {
-		var lines []string
-		for _, l := range strings.Split(st, "\n") {
-			if !strings.HasPrefix(strings.TrimSpace(l), "--") {
-				lines = append(lines, l)
-			}
-		}
-		if st := strings.TrimSpace(strings.Join(lines, "\n")); st != "" {
-			stmts = append(stmts, st)
-		}
-	}
+	stmts := append([]string{"ALTER TABLE tokens DROP COLUMN issuer"}, migrationStatements(t, "0012_token_issuer.sql")...)
 	for _, st := range stmts {
 		if _, err := db.Writer().Exec(st); err != nil {
 			t.Fatalf("%s: %v", st, err)

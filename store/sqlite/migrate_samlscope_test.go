@@ -2,8 +2,6 @@ package sqlite_test
 
 import (
 	"context"
-	"os"
-	"strings"
 	"testing"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
@@ -34,21 +32,9 @@ func TestMigrationSAMLIdentityScope(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	body, err := os.ReadFile("../sqlstore/migrations/0032_saml_identity_scope.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, st := range strings.Split(string(body), ";") {
-		var lines []string
-		for _, l := range strings.Split(st, "\n") {
-			if !strings.HasPrefix(strings.TrimSpace(l), "--") {
-				lines = append(lines, l)
-			}
-		}
-		if st := strings.TrimSpace(strings.Join(lines, "\n")); st != "" {
-			if _, err := db.Writer().Exec(st); err != nil {
-				t.Fatalf("%s: %v", st, err)
-			}
+	for _, st := range migrationStatements(t, "0032_saml_identity_scope.sql") {
+		if _, err := db.Writer().Exec(st); err != nil {
+			t.Fatalf("%s: %v", st, err)
 		}
 	}
 	if err := db.View(ctx, func(tx gatehouse.Tx) error {
