@@ -48,31 +48,7 @@ func signInLinksNoOutsider(t *testing.T, alsoInGlobex bool) {
 		}))
 	}
 
-	evil := ssotest.User{ID: "evil-1", Username: "x@evil.test", Password: "pw", Email: "x@evil.test", EmailVerified: true, First: "X", Last: "Y"}
-	op := ssotest.StartOP(t, e.url+sso.OIDCCallbackPath("globex"), evil)
-	e.must(mc.Do(cliwire.Call{Method: "PUT", Path: "/api/orgs/globex/sso", Body: map[string]any{"jitRole": "member",
-		"oidc": map[string]any{"issuer": op.Issuer, "clientId": op.ClientID, "clientSecret": op.ClientSecret}}}, nil))
-
-	// alice's browser, signed in through acme.
-	victim := newBrowser(t)
-	u, _ := url.Parse(e.url)
-	victim.c.Jar.SetCookies(u, []*http.Cookie{e.session(t, "vera", "acme")})
-	p := oidcSignIn(t, e, victim, op, "globex", "/", evil)
-
-	// mallory signs in through globex's OIDC as her provider's user.
-	m := newBrowser(t)
-	p = oidcSignIn(t, e, m, op, "globex", "/", evil)
-	if p.code != http.StatusSeeOther {
-		t.Fatalf("mallory's sign-in: %d %s", p.code, p.body)
-	}
-	nonce := strings.Repeat("cd", 32)
-	cli := "/cli-login?" + url.Values{"cliSessionPort": {"41234"}, "cliSessionNonce": {nonce}, "cliSessionDescription": {"x"}}.Encode()
-	p = m.get(e.url + cli)
-	if strings.Contains(p.body, "Signed in as vera") {
-		form := formFields(t, p.body, "/cli-login")
-		p = m.do("POST", e.url+"/cli-login", form)
-		to, _ := url.Parse(p.loc)
-		tok := to.Query().Get("accessToken")
+	if tok := linkThroughGlobex(t, e, mc, "vera"); tok != "" {
 		var user struct {
 			Login string `json:"githubLogin"`
 		}
@@ -89,26 +65,36 @@ func TestSignInLinksNoSiteAdmin(t *testing.T) {
 	e := ssoEnv(t)
 	mtok, _ := e.outsider(t, "mallory")
 	mc := cliwire.New(e.url, mtok)
+	if tok := linkThroughGlobex(t, e, mc, "alice"); tok != "" {
+		err := cliwire.New(e.url, tok).Do(cliwire.Call{Method: "POST", Path: "/api/orgs", Body: map[string]string{"name": "mallorys"}}, nil)
+		t.Errorf("globex's admin got the site administrator's token (POST /api/orgs as alice: err=%v)", err)
+	}
+}
+
+// linkThroughGlobex is the attack: globex's admin (mc) configures OIDC with a provider she
+// runs; victim's browser, signed in through acme, is sent through globex's sign-in; then
+// mallory signs in through it and asks the CLI login for a token. It returns that token
+// when her session is the victim's ("" otherwise).
+func linkThroughGlobex(t *testing.T, e *env, mc *cliwire.Client, victim string) string {
+	t.Helper()
 	evil := ssotest.User{ID: "evil-1", Username: "x@evil.test", Password: "pw", Email: "x@evil.test", EmailVerified: true, First: "X", Last: "Y"}
 	op := ssotest.StartOP(t, e.url+sso.OIDCCallbackPath("globex"), evil)
 	e.must(mc.Do(cliwire.Call{Method: "PUT", Path: "/api/orgs/globex/sso", Body: map[string]any{"jitRole": "member",
 		"oidc": map[string]any{"issuer": op.Issuer, "clientId": op.ClientID, "clientSecret": op.ClientSecret}}}, nil))
-	victim := newBrowser(t)
+	vb := newBrowser(t)
 	u, _ := url.Parse(e.url)
-	victim.c.Jar.SetCookies(u, []*http.Cookie{e.session(t, "alice", "acme")})
-	oidcSignIn(t, e, victim, op, "globex", "/", evil)
+	vb.c.Jar.SetCookies(u, []*http.Cookie{e.session(t, victim, "acme")})
+	oidcSignIn(t, e, vb, op, "globex", "/", evil)
 	m := newBrowser(t)
 	if p := oidcSignIn(t, e, m, op, "globex", "/", evil); p.code != http.StatusSeeOther {
 		t.Fatalf("mallory's sign-in: %d %s", p.code, p.body)
 	}
 	cli := "/cli-login?" + url.Values{"cliSessionPort": {"41234"}, "cliSessionNonce": {strings.Repeat("cd", 32)}, "cliSessionDescription": {"x"}}.Encode()
 	p := m.get(e.url + cli)
-	if !strings.Contains(p.body, "Signed in as alice") {
-		return
+	if !strings.Contains(p.body, "Signed in as "+victim) {
+		return ""
 	}
 	p = m.do("POST", e.url+"/cli-login", formFields(t, p.body, "/cli-login"))
 	to, _ := url.Parse(p.loc)
-	tok := to.Query().Get("accessToken")
-	err := cliwire.New(e.url, tok).Do(cliwire.Call{Method: "POST", Path: "/api/orgs", Body: map[string]string{"name": "mallorys"}}, nil)
-	t.Errorf("globex's admin got the site administrator's token (POST /api/orgs as alice: err=%v)", err)
+	return to.Query().Get("accessToken")
 }

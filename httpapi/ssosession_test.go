@@ -22,17 +22,7 @@ func TestSessionInSSORequiredOrg(t *testing.T) {
 	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs", Body: map[string]string{"name": "globex"}}, nil))
 	e.newPerson("bob", "member")
 	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/globex/members/bob", Body: map[string]string{"role": "member"}}, nil))
-	e.must(e.srv.Store.Update(context.Background(), func(tx gatehouse.Tx) error {
-		org, err := tx.GetOrgByName("acme")
-		if err != nil {
-			return err
-		}
-		alice, err := tx.GetUserByName("alice")
-		if err != nil {
-			return err
-		}
-		return tx.PutOrgSSO(&gatehouse.OrgSSO{OrgID: org.ID, Required: true, BreakGlass: []int64{alice.ID}})
-	}))
+	acmeRequiresSSO(e)
 	get := func(c *http.Cookie, path string) (int, string) {
 		t.Helper()
 		req, _ := http.NewRequest("GET", e.url+path, nil)
@@ -133,17 +123,7 @@ func TestSSORequiredCrossOrgListings(t *testing.T) {
 	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/esc/environments/globex", Body: map[string]string{"project": "proj", "name": "base"}}, nil))
 	// bob is an admin of both organizations: he reads every stack and environment.
 	e.must(e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/members/bob", Body: map[string]string{"role": "admin"}}, nil))
-	e.must(e.srv.Store.Update(context.Background(), func(tx gatehouse.Tx) error {
-		org, err := tx.GetOrgByName("acme")
-		if err != nil {
-			return err
-		}
-		alice, err := tx.GetUserByName("alice")
-		if err != nil {
-			return err
-		}
-		return tx.PutOrgSSO(&gatehouse.OrgSSO{OrgID: org.ID, Required: true, BreakGlass: []int64{alice.ID}})
-	}))
+	acmeRequiresSSO(e)
 	paths := []string{"/api/user", "/api/user/stacks", "/api/esc/environments", "/console?all=1"}
 	for _, s := range []struct {
 		who, via string
@@ -160,4 +140,19 @@ func TestSSORequiredCrossOrgListings(t *testing.T) {
 			}
 		}
 	}
+}
+
+// acmeRequiresSSO makes acme require single sign-on, with alice its break-glass admin.
+func acmeRequiresSSO(e *env) {
+	e.must(e.srv.Store.Update(context.Background(), func(tx gatehouse.Tx) error {
+		org, err := tx.GetOrgByName("acme")
+		if err != nil {
+			return err
+		}
+		alice, err := tx.GetUserByName("alice")
+		if err != nil {
+			return err
+		}
+		return tx.PutOrgSSO(&gatehouse.OrgSSO{OrgID: org.ID, Required: true, BreakGlass: []int64{alice.ID}})
+	}))
 }
