@@ -202,16 +202,16 @@ func (lt *leaked) isLive(tx gatehouse.Tx) bool {
 // deployCred is a leaked runner pool token or deployment credential: the audit target
 // and organization, and how it is revoked (the pool is deleted, as DELETE agent-pools
 // does; the run is cancelled, which ends its credential at once).
-func (lt *leaked) deployCred() (target string, orgID int64, revoke func(gatehouse.Tx) error, ok bool) {
+func (lt *leaked) deployCred() (target string, orgID int64, revoke func(gatehouse.Tx) error) {
 	switch {
 	case lt.pool != nil:
 		p := lt.pool
-		return "pool/" + p.ID, p.OrgID, func(tx gatehouse.Tx) error { return tx.RevokeDeployPool(p.OrgID, p.ID) }, true
+		return "pool/" + p.ID, p.OrgID, func(tx gatehouse.Tx) error { return tx.RevokeDeployPool(p.OrgID, p.ID) }
 	case lt.run != nil:
 		d := lt.run
-		return "deployment/" + d.ID, d.OrgID, func(tx gatehouse.Tx) error { _, err := tx.RequestDeploymentCancel(d.ID); return err }, true
+		return "deployment/" + d.ID, d.OrgID, func(tx gatehouse.Tx) error { _, err := tx.RequestDeploymentCancel(d.ID); return err }
 	}
-	return "", 0, nil, false
+	return "", 0, nil
 }
 
 // tokenOrgs loads, once per request and organization, the organizations of the tokens a
@@ -418,7 +418,7 @@ func (s *Server) revokeLeaked(rq *Request) (any, error) {
 				out[i].Result = "already-dead"
 				dead = append(dead, lt.tk.ID)
 			case lt.pool != nil || lt.run != nil:
-				target, orgID, revoke, _ := lt.deployCred()
+				target, orgID, revoke := lt.deployCred()
 				if !lt.isLive(tx) {
 					out[i].Result = "already-dead"
 					dead = append(dead, target)
@@ -540,7 +540,7 @@ func (s *Server) githubSecretScanning(rq *Request) (any, error) {
 			if err != nil {
 				return err
 			}
-			_, _, _, isDeployCred := lt.deployCred()
+			isDeployCred := lt.pool != nil || lt.run != nil
 			if lt.tk == nil && lt.lease == nil && !isDeployCred {
 				labels[i] = labelFalsePositive
 				continue
@@ -570,7 +570,7 @@ func (s *Server) githubSecretScanning(rq *Request) (any, error) {
 				leakedIDs = append(leakedIDs, lt.tk.ID)
 			case isDeployCred:
 				var revoke func(gatehouse.Tx) error
-				target, orgID, revoke, _ = lt.deployCred()
+				target, orgID, revoke = lt.deployCred()
 				details["token_kind"] = string(lt.kind)
 				if lt.isLive(tx) {
 					if err := revoke(tx); err != nil {
