@@ -8,6 +8,9 @@ type ProtocolProfile struct {
 	Updates     int     // updates observed
 	Parallelism float64 // learned steps in flight (≥ 1)
 	Source      string  // where the newest observation was read (protocol.Source*)
+	// BatchPeriod is the client's journaling batch period learned from the newest journaled
+	// update whose CLI set its own (0: never learned).
+	BatchPeriod time.Duration
 	Modified    time.Time
 }
 
@@ -20,6 +23,11 @@ type UpdateProtocol struct {
 	RTTSource   string        `json:"rttSource"`   // protocol.RTT*
 	Parallelism float64       `json:"parallelism"` // the stack's learned parallelism used
 	Resources   int           `json:"resources"`   // the stack's resource count used
+	// BatchPeriodMicros is the client's journaling batch period the choice assumed (0:
+	// unknown, journaled to learn it); ClientBatchPeriod that the CLI set its own
+	// (PULUMI_JOURNALING_BATCH_PERIOD).
+	BatchPeriodMicros int64 `json:"batchPeriodMicros"`
+	ClientBatchPeriod bool  `json:"clientBatchPeriod"`
 }
 
 // ProtocolTx is the storage of protocol choices and what they learn (part of Tx). Both go

@@ -54,7 +54,9 @@
 #       pulumi-language-go as a prebuilt binary; needs pulumi-language-go on PATH, not node)
 #                                    (env BENCH_LANG)
 # Other environment: BENCH_NODE_MODULES (or GATEHOUSE_E2E_NODE_MODULES) a node_modules
-# directory holding @pulumi/pulumi; GATEHOUSE_BIN a prebuilt gatehouse binary.
+# directory holding @pulumi/pulumi; GATEHOUSE_BIN a prebuilt gatehouse binary;
+# BENCH_JOURNALING_BATCH_PERIOD (ms) passed to the CLI as PULUMI_JOURNALING_BATCH_PERIOD (its
+# journaling batch timer, 50 ms by default; a client-side setting the server cannot change).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -107,6 +109,7 @@ for v in $(compgen -e); do
   case $v in PULUMI_* | CODEX_*) unset "$v" ;; esac
 done
 export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
+[[ -z ${BENCH_JOURNALING_BATCH_PERIOD:-} ]] || export PULUMI_JOURNALING_BATCH_PERIOD=$BENCH_JOURNALING_BATCH_PERIOD
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-bench.XXXXXX")
 mkdir -p "$WORK/logs" "$WORK/profiles"
@@ -513,6 +516,7 @@ if [ "$LANG_" = go ]; then
 else
   echo "pulumi $PULUMI_VERSION, node $(node --version), @pulumi/pulumi $(node -p "require(process.argv[1]).version" "$MODULES/@pulumi/pulumi/package.json"), gatehouse $GH_REV"
 fi
+[[ -z ${PULUMI_JOURNALING_BATCH_PERIOD:-} ]] || echo "the CLI's journaling batch period: ${PULUMI_JOURNALING_BATCH_PERIOD} ms (BENCH_JOURNALING_BATCH_PERIOD; default 50)"
 echo "create = up --yes --skip-preview, destroy = destroy --yes --skip-preview, floor = preview on an empty stack"
 echo "rtt = round trip added by the delay relay in front of every server backend (ms); file and floor have no network"
 echo "gh = gatehouse (auto) on a stack with history (its earlier create and destroy: gh-first, a new stack's)"

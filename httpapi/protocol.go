@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net"
 	"net/http"
@@ -66,25 +67,43 @@ func (s *Server) measureNetwork(rq *Request) protocol.Network {
 // transaction, which records the choice).
 func (s *Server) chooseProtocol(tx gatehouse.Tx, rq *Request, u *gatehouse.Update, clientJournal bool, network protocol.Network) (protocol.Decision, error) {
 	shape := protocol.Shape{Resources: rq.Stack.ResourceCount}
+	periodSet := false
 	if !u.DryRun && s.cfg.Journal == JournalAuto {
 		p, err := tx.GetProtocolProfile(u.StackID)
 		switch {
 		case err == nil:
-			shape.Updates, shape.Parallelism = p.Updates, p.Parallelism
+			shape.Updates, shape.Parallelism, shape.BatchPeriod = p.Updates, p.Parallelism, p.BatchPeriod
 		case !gatehouse.IsCode(err, gatehouse.ENOTFOUND):
 			return protocol.Decision{}, err
 		}
+		periodSet = protocol.ClientSetsBatchPeriod(programEnvironment(u.Program))
 	}
 	return protocol.Choose(protocol.Input{
 		Mode: protocol.Mode(s.cfg.Journal), ClientJournal: clientJournal, DryRun: u.DryRun,
-		Destroy: u.Kind == gatehouse.KindDestroy, Network: network, Shape: shape,
+		Destroy: u.Kind == gatehouse.KindDestroy, Network: network, Shape: shape, BatchPeriodSet: periodSet,
 	}), nil
+}
+
+// programEnvironment is the metadata environment of an update's create request (the CLI's
+// facts about itself: pulumi.version, the PULUMI_* variables set, CI and git details); nil
+// when the request holds none.
+func programEnvironment(program []byte) map[string]string {
+	var req struct {
+		Metadata struct {
+			Environment map[string]string `json:"environment"`
+		} `json:"metadata"`
+	}
+	if json.Unmarshal(program, &req) != nil {
+		return nil
+	}
+	return req.Metadata.Environment
 }
 
 func updateProtocol(d protocol.Decision) *gatehouse.UpdateProtocol {
 	return &gatehouse.UpdateProtocol{
 		Protocol: string(d.Protocol), Reason: d.Reason, RTT: d.RTT, RTTMicros: d.RTT.Microseconds(),
 		RTTSource: d.RTTSource, Parallelism: d.Parallelism, Resources: d.Resources,
+		BatchPeriodMicros: d.BatchPeriod.Microseconds(), ClientBatchPeriod: d.BatchPeriodSet,
 	}
 }
 
@@ -96,6 +115,7 @@ func (s *Server) announceProtocol(rq *Request, u *gatehouse.Update, d protocol.D
 		slog.String("protocol", string(d.Protocol)), slog.String("reason", d.Reason),
 		slog.Float64("rtt_ms", float64(d.RTT.Microseconds())/1000), slog.String("rtt_source", d.RTTSource),
 		slog.Float64("parallelism", d.Parallelism), slog.Int("resources", d.Resources),
+		slog.Float64("batch_period_ms", float64(d.BatchPeriod.Microseconds())/1000), slog.Bool("client_batch_period", d.BatchPeriodSet),
 		slog.Float64("predicted_checkpoint_ms_per_step", float64(d.CheckpointsStep.Microseconds())/1000),
 		slog.Float64("predicted_journal_ms_per_step", float64(d.JournalStep.Microseconds())/1000),
 		slog.String("request_id", rq.ID))
@@ -116,25 +136,47 @@ type stepEventJSON struct {
 }
 
 // learnProtocol folds what an ended update showed of its program into its stack's profile
-// (in the transaction that ends it). Previews, destroys (always journaled, and not the
-// program's shape) and cancelled updates teach nothing, nor does an update too small to
-// tell.
+// (in the transaction that ends it). Previews and cancelled updates teach nothing, nor
+// does an update too small to tell. A destroy (not the program's shape) teaches only the
+// client's journaling batch period, which every journaled update whose CLI set its own
+// teaches (the newest replaces what was learned: it is the client's setting today).
 func learnProtocol(tx gatehouse.Tx, u *gatehouse.Update, status gatehouse.UpdateStatus, obs protocol.Observation) error {
-	if u.DryRun || u.Kind == gatehouse.KindDestroy || status == gatehouse.StatusCancelled {
+	if u.DryRun || status == gatehouse.StatusCancelled {
 		return nil
 	}
-	p, source, ok := obs.Parallelism()
-	if !ok {
+	p, source, parallel := obs.Parallelism()
+	parallel = parallel && u.Kind != gatehouse.KindDestroy
+	var period time.Duration
+	periodLearned := false
+	if obs.BatchGaps >= protocol.MinSample {
+		switch rec, err := tx.GetUpdateProtocol(u.ID); {
+		case err == nil && rec.ClientBatchPeriod:
+			rtt := rec.RTT
+			if rec.RTTSource == protocol.RTTUnknown {
+				rtt = 0 // assumed, not measured: the gap stands for period and round trip
+			}
+			period, periodLearned = obs.BatchPeriod(rtt)
+		case err != nil && !gatehouse.IsCode(err, gatehouse.ENOTFOUND):
+			return err
+		}
+	}
+	if !parallel && !periodLearned {
 		return nil
 	}
 	shape := protocol.Shape{}
 	prof, err := tx.GetProtocolProfile(u.StackID)
 	switch {
 	case err == nil:
-		shape.Updates, shape.Parallelism, shape.Source = prof.Updates, prof.Parallelism, prof.Source
+		shape.Updates, shape.Parallelism, shape.Source, shape.BatchPeriod = prof.Updates, prof.Parallelism, prof.Source, prof.BatchPeriod
 	case !gatehouse.IsCode(err, gatehouse.ENOTFOUND):
 		return err
 	}
-	shape = protocol.Fold(shape, p, source)
-	return tx.PutProtocolProfile(u.StackID, &gatehouse.ProtocolProfile{Updates: shape.Updates, Parallelism: shape.Parallelism, Source: shape.Source})
+	if parallel {
+		shape = protocol.Fold(shape, p, source)
+	}
+	if periodLearned {
+		shape.BatchPeriod = period
+	}
+	return tx.PutProtocolProfile(u.StackID, &gatehouse.ProtocolProfile{Updates: shape.Updates, Parallelism: shape.Parallelism,
+		Source: shape.Source, BatchPeriod: shape.BatchPeriod})
 }

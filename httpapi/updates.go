@@ -507,6 +507,7 @@ func (s *Server) patchCheckpointDelta(rq *Request) (any, error) {
 
 // patchJournal stores journal entries durably; the state is rebuilt from them when the update ends.
 func (s *Server) patchJournal(rq *Request) (any, error) {
+	arrived := time.Now()
 	if rq.Update.JournalVersion < 1 {
 		// The update keeps its state in checkpoints: entries stored here would never become
 		// state, and a client that believes its state was saved must hear otherwise.
@@ -544,7 +545,7 @@ func (s *Server) patchJournal(rq *Request) (any, error) {
 		return tx.AppendJournal(rq.Update.ID, recs)
 	})
 	if err == nil && len(recs) > 0 {
-		s.tracker.JournalBatch(rq.Update.ID, len(recs))
+		s.tracker.JournalBatch(rq.Update.ID, len(recs), arrived, time.Now())
 	}
 	return noContent{}, err
 }

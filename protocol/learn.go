@@ -36,7 +36,27 @@ type Observation struct {
 	// Engine events: steps in flight (begun, not finished) summed at each step's start,
 	// and the number of steps.
 	InFlightSum, Steps int
+	// Journal batch timing: the shortest gap between the answer to one batch and the
+	// arrival of the next, over BatchGaps gaps. The CLI sends the next batch when its
+	// batch timer, reset once the previous batch was answered, fires, so the gap is at
+	// least the batch period plus a round trip. Not counted: a full batch (sent for its
+	// size) and the update's last batch (flushed at once when the CLI closes its journal).
+	BatchGapMin time.Duration
+	BatchGaps   int
 }
+
+// BatchPeriod returns the client's journaling batch period shown by the update's batch
+// gaps (the shortest, less the round trip rtt); ok is false when too few were seen.
+func (o Observation) BatchPeriod(rtt time.Duration) (period time.Duration, ok bool) {
+	if o.BatchGaps < MinSample {
+		return 0, false
+	}
+	return max(o.BatchGapMin-rtt, MinBatchPeriod), true
+}
+
+// MinBatchPeriod is the least batch period learned (a gap shorter than the round trip
+// measured is a timing artefact, not a period of zero).
+const MinBatchPeriod = 100 * time.Microsecond
 
 // Parallelism returns the update's parallelism and where it was read; ok is false when
 // the update showed too little. Journal batches are the direct measure of what the journal
@@ -90,6 +110,10 @@ type tracked struct {
 	obs    Observation
 	events []stepEvent
 	seen   time.Time
+	// The last journal batch: when it was answered, and the gap before it (0: none, or
+	// not to be counted), counted only once another batch follows it.
+	batchDone time.Time
+	gap       time.Duration
 }
 
 // stepEvent is an engine event that starts (begin) or ends a step of one resource.
@@ -130,12 +154,24 @@ func (t *Tracker) get(id string) *tracked {
 	return u
 }
 
-// JournalBatch counts one journal batch of n entries.
-func (t *Tracker) JournalBatch(update string, n int) {
+// JournalBatch counts one journal batch of n entries that arrived at arrived and was
+// answered at done.
+func (t *Tracker) JournalBatch(update string, n int, arrived, done time.Time) {
 	t.mu.Lock()
 	u := t.get(update)
 	u.obs.JournalBatches++
 	u.obs.JournalEntries += n
+	if u.gap > 0 { // the gap before the previous batch: not the update's last after all
+		if u.obs.BatchGaps == 0 || u.gap < u.obs.BatchGapMin {
+			u.obs.BatchGapMin = u.gap
+		}
+		u.obs.BatchGaps++
+	}
+	u.gap = 0
+	if !u.batchDone.IsZero() && n < MaxBatch && arrived.After(u.batchDone) {
+		u.gap = arrived.Sub(u.batchDone)
+	}
+	u.batchDone = done
 	t.mu.Unlock()
 }
 

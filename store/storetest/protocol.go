@@ -7,8 +7,8 @@ import (
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 )
 
-// testProtocol: a stack's protocol profile and the protocol recorded per update (migration
-// 0026): put/get round trips, replacement, ENOTFOUND for what does not exist, and both go
+// testProtocol: a stack's protocol profile and the protocol recorded per update (migrations
+// 0025, 0033): put/get round trips, replacement, ENOTFOUND for what does not exist, and both go
 // with their stack.
 func testProtocol(t *testing.T, e *env) {
 	acme := e.org("acme")
@@ -28,9 +28,9 @@ func testProtocol(t *testing.T, e *env) {
 		t.Errorf("GetProtocolProfile = %+v", *p)
 	}
 	e.update(func(tx gatehouse.Tx) error {
-		return tx.PutProtocolProfile(s.ID, &gatehouse.ProtocolProfile{Updates: 2, Parallelism: 1.234, Source: "engine_events"})
+		return tx.PutProtocolProfile(s.ID, &gatehouse.ProtocolProfile{Updates: 2, Parallelism: 1.234, Source: "engine_events", BatchPeriod: 1500 * time.Microsecond})
 	})
-	if p := getProfile(s.ID); p.Updates != 2 || p.Parallelism != 1.234 || p.Source != "engine_events" {
+	if p := getProfile(s.ID); p.Updates != 2 || p.Parallelism != 1.234 || p.Source != "engine_events" || p.BatchPeriod != 1500*time.Microsecond {
 		t.Errorf("GetProtocolProfile after a second put = %+v", *p)
 	}
 	err = e.try(func(tx gatehouse.Tx) error { _, err := tx.GetProtocolProfile(other.ID); return err })
@@ -44,12 +44,20 @@ func testProtocol(t *testing.T, e *env) {
 	err = e.try(func(tx gatehouse.Tx) error { _, err := tx.GetUpdateProtocol(id); return err })
 	wantCode(t, err, gatehouse.ENOTFOUND, "GetUpdateProtocol before one is set")
 	want := gatehouse.UpdateProtocol{Protocol: "journal", Reason: "faster_journal", RTT: 41500 * time.Microsecond,
-		RTTMicros: 41500, RTTSource: "tcp_info", Parallelism: 3.5, Resources: 1000}
+		RTTMicros: 41500, RTTSource: "tcp_info", Parallelism: 3.5, Resources: 1000, BatchPeriodMicros: 2000, ClientBatchPeriod: true}
 	e.update(func(tx gatehouse.Tx) error { return tx.SetUpdateProtocol(id, &want) })
 	var got *gatehouse.UpdateProtocol
 	e.view(func(tx gatehouse.Tx) (err error) { got, err = tx.GetUpdateProtocol(id); return err })
 	if *got != want {
 		t.Errorf("GetUpdateProtocol = %+v, want %+v", *got, want)
+	}
+	// A second record replaces the first, the client's batch period with it.
+	want2 := want
+	want2.Protocol, want2.Reason, want2.BatchPeriodMicros, want2.ClientBatchPeriod = "checkpoint", "faster_checkpoints", 50000, false
+	e.update(func(tx gatehouse.Tx) error { return tx.SetUpdateProtocol(id, &want2) })
+	e.view(func(tx gatehouse.Tx) (err error) { got, err = tx.GetUpdateProtocol(id); return err })
+	if *got != want2 {
+		t.Errorf("GetUpdateProtocol after a second set = %+v, want %+v", *got, want2)
 	}
 	err = e.try(func(tx gatehouse.Tx) error { return tx.SetUpdateProtocol("no-such-update", &want) })
 	wantCode(t, err, gatehouse.ENOTFOUND, "SetUpdateProtocol of an unknown update")
