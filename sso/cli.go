@@ -109,7 +109,8 @@ func (m *Manager) CLILoginPage(w http.ResponseWriter, r *http.Request) {
 		"Signed in as " + user.Name + ".",
 		"Create a personal access token for the Pulumi CLI (" + orDefault(req.Description, "no description") + ") and hand it to the CLI listening on this computer (127.0.0.1:" + strconv.Itoa(req.Port) + ")?",
 		"Only continue if you just ran pulumi login yourself.",
-	}, Forms: []Form{{Method: "post", Action: "/cli-login", Hidden: hidden, Submit: "Log in the CLI"}}}).Render(w, http.StatusOK)
+	}, Forms: []Form{{Method: "post", Action: "/cli-login", Hidden: hidden, Submit: "Log in the CLI"}},
+		FormTargets: []string{"http://127.0.0.1:" + strconv.Itoa(req.Port)}}).Render(w, http.StatusOK)
 }
 
 func orDefault(s, d string) string {

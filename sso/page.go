@@ -25,6 +25,10 @@ type Page struct {
 	Error      string
 	Paragraphs []string
 	Forms      []Form
+	// FormTargets are origins besides this site's that the page's forms may end up at
+	// (CSP form-action also governs the redirects that answer a form: the CLI login's
+	// hand-over to the CLI's loopback listener).
+	FormTargets []string
 }
 
 // Form is a form of a Page.
@@ -46,8 +50,12 @@ func (p *Page) Render(w http.ResponseWriter, status int) {
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Frame-Options", "DENY")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
-	h.Set("Referrer-Policy", "no-referrer")
+	formAction := "'self'"
+	for _, o := range p.FormTargets {
+		formAction += " " + o
+	}
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action "+formAction+"; frame-ancestors 'none'")
+	h.Set("Referrer-Policy", "same-origin")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_ = pageTmpl.Execute(w, p)
