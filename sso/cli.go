@@ -181,16 +181,17 @@ func (m *Manager) SignInPage(w http.ResponseWriter, r *http.Request, orgName, re
 	}
 	q := "?return=" + url.QueryEscape(ret)
 	base := "/login/" + url.PathEscape(orgName) + "/sso"
+	// Links, not forms: the page's CSP form-action ('self') also governs the redirect to
+	// the identity provider that answers a form, and browsers block it.
 	if pol.OIDC != nil && pol.allows(gatehouse.SignInOIDC) {
-		p.Forms = append(p.Forms, Form{Method: "get", Action: base + "/oidc", Hidden: []Field{{Name: "return", Value: ret}}, Submit: "Sign in with " + orgName + "'s identity provider (OpenID Connect)"})
+		p.Links = append(p.Links, Link{Href: base + "/oidc" + q, Text: "Sign in with " + orgName + "'s identity provider (OpenID Connect)"})
 	}
 	if pol.GitHub != nil && pol.allows(gatehouse.SignInGitHub) {
-		p.Forms = append(p.Forms, Form{Method: "get", Action: base + "/github", Hidden: []Field{{Name: "return", Value: ret}}, Submit: "Sign in with GitHub"})
+		p.Links = append(p.Links, Link{Href: base + "/github" + q, Text: "Sign in with GitHub"})
 	}
 	if len(pol.Methods) == 0 || pol.allows(gatehouse.SignInSAML) {
 		// SAML is configured through its own API; its start URL takes the same ?return=.
-		p.Paragraphs = append(p.Paragraphs, "SAML: "+base+q)
-		p.Forms = append(p.Forms, Form{Method: "get", Action: base, Hidden: []Field{{Name: "return", Value: ret}}, Submit: "Sign in with SAML"})
+		p.Links = append(p.Links, Link{Href: base + q, Text: "Sign in with SAML"})
 	}
 	if !pol.Required || len(pol.BreakGlass) > 0 {
 		p.Paragraphs = append(p.Paragraphs, "Administrators with break-glass access (or where the organization allows it) may sign in with a personal access token:")

@@ -13,6 +13,7 @@ var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
 <body><h1>{{.Title}}</h1>
 {{if .Error}}<p class="err" role="alert">{{.Error}}</p>{{end}}
 {{range .Paragraphs}}<p>{{.}}</p>{{end}}
+{{range .Links}}<p><a href="{{.Href}}">{{.Text}}</a></p>{{end}}
 {{range .Forms}}<form method="{{.Method}}" action="{{.Action}}">{{range .Hidden}}<input type="hidden" name="{{.Name}}" value="{{.Value}}">{{end}}
 {{range .Fields}}<label>{{.Label}} <input name="{{.Name}}" type="{{.Type}}" autocomplete="off" required></label><br>{{end}}
 <button type="submit">{{.Submit}}</button></form>{{end}}
@@ -25,6 +26,9 @@ type Page struct {
 	Error      string
 	Paragraphs []string
 	Forms      []Form
+	// Links are navigation choices (the SSO sign-ins: links, not forms, because CSP
+	// form-action would also govern their redirect to the identity provider).
+	Links []Link
 	// FormTargets are origins besides this site's that the page's forms may end up at
 	// (CSP form-action also governs the redirects that answer a form: the CLI login's
 	// hand-over to the CLI's loopback listener).
@@ -38,6 +42,9 @@ type Form struct {
 	Fields         []Field
 	Submit         string
 }
+
+// Link is a link of a Page.
+type Link struct{ Href, Text string }
 
 // Field is a form field (Hidden: Name and Value; input: Name, Label, Type).
 type Field struct {
