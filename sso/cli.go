@@ -265,7 +265,13 @@ func (m *Manager) TokenSignIn(w http.ResponseWriter, r *http.Request, failed fun
 		if err := m.MayUseTokenSignIn(tx, u.ID); err != nil {
 			return refuse(http.StatusForbidden, "%s", gatehouse.ErrorMessage(err))
 		}
-		s, c, err := m.startSession(tx, r, u.ID, 0, gatehouse.SignInToken, time.Time{})
+		// The session ends when the token does (its expiry, or the end of its rotation's
+		// grace period): a sign-in must not outlive the credential that proved it.
+		end := tk.Expires
+		if !tk.Revoked.IsZero() && (end.IsZero() || tk.Revoked.Before(end)) {
+			end = tk.Revoked
+		}
+		s, c, err := m.startSession(tx, r, u.ID, 0, gatehouse.SignInToken, end)
 		if err != nil {
 			if gatehouse.IsCode(err, gatehouse.EINVALID) {
 				return refuse(http.StatusBadRequest, "%s", gatehouse.ErrorMessage(err))
