@@ -25,7 +25,8 @@ func TestSSOStartFromAnotherSite(t *testing.T) {
 		"oidc":   map[string]any{"issuer": op.Issuer, "clientId": op.ClientID, "clientSecret": op.ClientSecret},
 		"github": map[string]any{"clientId": gh.ClientID, "clientSecret": gh.ClientSecret, "webUrl": gh.URL}}))
 	w := newSAMLWorld(t)
-	ret := "?return=" + url.QueryEscape("/cli-login?cliSessionPort=4000")
+	// A CLI login's return, longer than sso.SafeReturn takes once escaped.
+	ret := "?return=" + url.QueryEscape("/cli-login?"+url.Values{"cliSessionPort": {"4000"}, "cliSessionDescription": {strings.Repeat("laptop/", 140)}}.Encode())
 	for _, tc := range []struct{ name, start, idp string }{
 		{"oidc", e.url + "/login/acme/sso/oidc" + ret, op.Issuer},
 		{"github", e.url + "/login/acme/sso/github" + ret, gh.URL},

@@ -149,9 +149,16 @@ func (m *Manager) ConfirmCrossSiteStart(w http.ResponseWriter, r *http.Request, 
 	if !strings.EqualFold(r.Header.Get("Sec-Fetch-Site"), "cross-site") {
 		return false
 	}
+	// The same start, as a path on this site (the query may be longer than SafeReturn takes).
+	again := r.URL.EscapedPath()
+	if !strings.HasPrefix(again, "/") || strings.HasPrefix(again, "//") || strings.ContainsAny(again, "\\") {
+		again = "/"
+	} else if r.URL.RawQuery != "" {
+		again += "?" + r.URL.RawQuery
+	}
 	(&Page{Title: "Sign in to " + orgName + "?", Paragraphs: []string{
 		"A page on another site sent you here to sign in to organization " + orgName + " through its identity provider.",
 		"Continue only if you meant to: Gatehouse acts as the account you sign in with (and so does a pulumi login you confirm afterwards).",
-	}, Links: []Link{{Href: SafeReturn(r.URL.RequestURI()), Text: "Continue to " + orgName + "'s sign-in"}}}).Render(w, http.StatusOK)
+	}, Links: []Link{{Href: again, Text: "Continue to " + orgName + "'s sign-in"}}}).Render(w, http.StatusOK)
 	return true
 }
