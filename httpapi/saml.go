@@ -76,6 +76,9 @@ func (a *samlAPI) errorPage(rq *Request, err error) http.Handler {
 func (a *samlAPI) start(rq *Request) (any, error) {
 	rq.status = http.StatusFound
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.s.sso.ConfirmCrossSiteStart(w, r, rq.Org.Name) {
+			return
+		}
 		q := r.URL.Query()
 		if a.sp.Enabled() && !a.sp.OnBaseHost(r.Host) && q.Get("hop") == "" {
 			// Started on another host (the console's app. host): go to the API host first,

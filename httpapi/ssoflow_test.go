@@ -139,7 +139,7 @@ func TestOIDCSignInAndCLILogin(t *testing.T) {
 	if p.code != http.StatusFound || !strings.HasPrefix(p.loc, "/login/acme?return=") {
 		t.Fatalf("GET /login?org=acme = %d %q", p.code, p.loc)
 	}
-	if p = b.get(e.url + p.loc); p.code != 200 || !strings.Contains(p.body, `action="/login/acme/sso/oidc"`) {
+	if p = b.get(e.url + p.loc); p.code != 200 || !strings.Contains(p.body, `href="/login/acme/sso/oidc?return=`) {
 		t.Fatalf("GET /login/acme = %d %s", p.code, p.body)
 	}
 	p = oidcSignIn(t, e, b, op, "acme", cli, idpBob)

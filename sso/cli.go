@@ -109,7 +109,8 @@ func (m *Manager) CLILoginPage(w http.ResponseWriter, r *http.Request) {
 		"Signed in as " + user.Name + ".",
 		"Create a personal access token for the Pulumi CLI (" + orDefault(req.Description, "no description") + ") and hand it to the CLI listening on this computer (127.0.0.1:" + strconv.Itoa(req.Port) + ")?",
 		"Only continue if you just ran pulumi login yourself.",
-	}, Forms: []Form{{Method: "post", Action: "/cli-login", Hidden: hidden, Submit: "Log in the CLI"}}}).Render(w, http.StatusOK)
+	}, Forms: []Form{{Method: "post", Action: "/cli-login", Hidden: hidden, Submit: "Log in the CLI"}},
+		FormTargets: []string{"http://127.0.0.1:" + strconv.Itoa(req.Port)}}).Render(w, http.StatusOK)
 }
 
 func orDefault(s, d string) string {
@@ -180,16 +181,17 @@ func (m *Manager) SignInPage(w http.ResponseWriter, r *http.Request, orgName, re
 	}
 	q := "?return=" + url.QueryEscape(ret)
 	base := "/login/" + url.PathEscape(orgName) + "/sso"
+	// Links, not forms: the page's CSP form-action ('self') also governs the redirect to
+	// the identity provider that answers a form, and browsers block it.
 	if pol.OIDC != nil && pol.allows(gatehouse.SignInOIDC) {
-		p.Forms = append(p.Forms, Form{Method: "get", Action: base + "/oidc", Hidden: []Field{{Name: "return", Value: ret}}, Submit: "Sign in with " + orgName + "'s identity provider (OpenID Connect)"})
+		p.Links = append(p.Links, Link{Href: base + "/oidc" + q, Text: "Sign in with " + orgName + "'s identity provider (OpenID Connect)"})
 	}
 	if pol.GitHub != nil && pol.allows(gatehouse.SignInGitHub) {
-		p.Forms = append(p.Forms, Form{Method: "get", Action: base + "/github", Hidden: []Field{{Name: "return", Value: ret}}, Submit: "Sign in with GitHub"})
+		p.Links = append(p.Links, Link{Href: base + "/github" + q, Text: "Sign in with GitHub"})
 	}
 	if len(pol.Methods) == 0 || pol.allows(gatehouse.SignInSAML) {
 		// SAML is configured through its own API; its start URL takes the same ?return=.
-		p.Paragraphs = append(p.Paragraphs, "SAML: "+base+q)
-		p.Forms = append(p.Forms, Form{Method: "get", Action: base, Hidden: []Field{{Name: "return", Value: ret}}, Submit: "Sign in with SAML"})
+		p.Links = append(p.Links, Link{Href: base + q, Text: "Sign in with SAML"})
 	}
 	if !pol.Required || len(pol.BreakGlass) > 0 {
 		p.Paragraphs = append(p.Paragraphs, "Administrators with break-glass access (or where the organization allows it) may sign in with a personal access token:")
@@ -263,7 +265,13 @@ func (m *Manager) TokenSignIn(w http.ResponseWriter, r *http.Request, failed fun
 		if err := m.MayUseTokenSignIn(tx, u.ID); err != nil {
 			return refuse(http.StatusForbidden, "%s", gatehouse.ErrorMessage(err))
 		}
-		s, c, err := m.startSession(tx, r, u.ID, 0, gatehouse.SignInToken, time.Time{})
+		// The session ends when the token does (its expiry, or the end of its rotation's
+		// grace period): a sign-in must not outlive the credential that proved it.
+		end := tk.Expires
+		if !tk.Revoked.IsZero() && (end.IsZero() || tk.Revoked.Before(end)) {
+			end = tk.Revoked
+		}
+		s, c, err := m.startSession(tx, r, u.ID, 0, gatehouse.SignInToken, end)
 		if err != nil {
 			if gatehouse.IsCode(err, gatehouse.EINVALID) {
 				return refuse(http.StatusBadRequest, "%s", gatehouse.ErrorMessage(err))

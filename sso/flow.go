@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -132,4 +133,32 @@ func (m *Manager) exchangeCode(ctx context.Context, oc *oauth2.Config, code stri
 		return nil, idpDown(what, err)
 	}
 	return tok, nil
+}
+
+// ConfirmCrossSiteStart answers the start of a sign-in that a page of another site made
+// the browser open (Sec-Fetch-Site: cross-site) with a page that asks the person to
+// continue (a link to the same URL, which then comes from this site), and reports true;
+// otherwise it writes nothing and reports false. Without it any page could sign its
+// visitor in with an account of its author's choosing (login CSRF): through an
+// identity provider an organization's admin runs, or the author's own account at an
+// organization's, the visitor's session is replaced by the author's account, and what
+// they do next (a pulumi login they confirm, secrets they store) happens in it.
+// Bookmarks and typed URLs (Sec-Fetch-Site: none), the console's own links and the
+// console host's hop to the API host (same-site) go straight on.
+func (m *Manager) ConfirmCrossSiteStart(w http.ResponseWriter, r *http.Request, orgName string) bool {
+	if !strings.EqualFold(r.Header.Get("Sec-Fetch-Site"), "cross-site") {
+		return false
+	}
+	// The same start, as a path on this site (the query may be longer than SafeReturn takes).
+	again := r.URL.EscapedPath()
+	if !strings.HasPrefix(again, "/") || strings.HasPrefix(again, "//") || strings.ContainsAny(again, "\\") {
+		again = "/"
+	} else if r.URL.RawQuery != "" {
+		again += "?" + r.URL.RawQuery
+	}
+	(&Page{Title: "Sign in to " + orgName + "?", Paragraphs: []string{
+		"A page on another site sent you here to sign in to organization " + orgName + " through its identity provider.",
+		"Continue only if you meant to: Gatehouse acts as the account you sign in with (and so does a pulumi login you confirm afterwards).",
+	}, Links: []Link{{Href: again, Text: "Continue to " + orgName + "'s sign-in"}}}).Render(w, http.StatusOK)
+	return true
 }

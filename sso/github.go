@@ -67,6 +67,9 @@ func (m *Manager) StartGitHub(w http.ResponseWriter, r *http.Request, orgName, r
 		if pol.GitHub == nil || !pol.allows(gatehouse.SignInGitHub) {
 			return refuse(http.StatusNotFound, "organization %s has no GitHub sign-in", org.Name)
 		}
+		if m.ConfirmCrossSiteStart(w, r, org.Name) {
+			return nil
+		}
 		oc, api, err := m.githubConfig(ctx, r, org, pol.GitHub)
 		if err != nil {
 			return err
@@ -99,6 +102,9 @@ func (m *Manager) FinishGitHub(w http.ResponseWriter, r *http.Request, orgName s
 		q := r.URL.Query()
 		if pol.GitHub == nil || !pol.allows(gatehouse.SignInGitHub) {
 			return refuse(http.StatusNotFound, "organization %s has no GitHub sign-in", org.Name)
+		}
+		if m.ConfirmCrossSiteStart(w, r, org.Name) {
+			return nil
 		}
 		oc, api, err := m.githubConfig(ctx, r, org, pol.GitHub)
 		if err != nil {

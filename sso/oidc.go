@@ -104,6 +104,9 @@ func (m *Manager) StartOIDC(w http.ResponseWriter, r *http.Request, orgName, ret
 		if pol.OIDC == nil || !pol.allows(gatehouse.SignInOIDC) {
 			return refuse(http.StatusNotFound, "organization %s has no OpenID Connect sign-in", org.Name)
 		}
+		if m.ConfirmCrossSiteStart(w, r, org.Name) {
+			return nil
+		}
 		_, oc, err := m.oidcSetup(ctx, r, org, pol.OIDC)
 		if err != nil {
 			return err

@@ -13,6 +13,7 @@ var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
 <body><h1>{{.Title}}</h1>
 {{if .Error}}<p class="err" role="alert">{{.Error}}</p>{{end}}
 {{range .Paragraphs}}<p>{{.}}</p>{{end}}
+{{range .Links}}<p><a href="{{.Href}}">{{.Text}}</a></p>{{end}}
 {{range .Forms}}<form method="{{.Method}}" action="{{.Action}}">{{range .Hidden}}<input type="hidden" name="{{.Name}}" value="{{.Value}}">{{end}}
 {{range .Fields}}<label>{{.Label}} <input name="{{.Name}}" type="{{.Type}}" autocomplete="off" required></label><br>{{end}}
 <button type="submit">{{.Submit}}</button></form>{{end}}
@@ -25,6 +26,13 @@ type Page struct {
 	Error      string
 	Paragraphs []string
 	Forms      []Form
+	// Links are navigation choices (the SSO sign-ins: links, not forms, because CSP
+	// form-action would also govern their redirect to the identity provider).
+	Links []Link
+	// FormTargets are origins besides this site's that the page's forms may end up at
+	// (CSP form-action also governs the redirects that answer a form: the CLI login's
+	// hand-over to the CLI's loopback listener).
+	FormTargets []string
 }
 
 // Form is a form of a Page.
@@ -34,6 +42,9 @@ type Form struct {
 	Fields         []Field
 	Submit         string
 }
+
+// Link is a link of a Page.
+type Link struct{ Href, Text string }
 
 // Field is a form field (Hidden: Name and Value; input: Name, Label, Type).
 type Field struct {
@@ -46,8 +57,12 @@ func (p *Page) Render(w http.ResponseWriter, status int) {
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Frame-Options", "DENY")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
-	h.Set("Referrer-Policy", "no-referrer")
+	formAction := "'self'"
+	for _, o := range p.FormTargets {
+		formAction += " " + o
+	}
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action "+formAction+"; frame-ancestors 'none'")
+	h.Set("Referrer-Policy", "same-origin")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_ = pageTmpl.Execute(w, p)

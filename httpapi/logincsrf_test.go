@@ -1,0 +1,63 @@
+package httpapi_test
+
+import (
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/gatehouse-dev/gatehouse/sso"
+	"github.com/gatehouse-dev/gatehouse/sso/ssotest"
+)
+
+// TestSSOStartFromAnotherSite: a page of another site that sends its visitor to an
+// organization's sign-in start (OIDC, GitHub, SAML) gets a page asking the person to
+// continue, not a redirect to the identity provider: otherwise it signs the visitor in
+// with an account of the page author's choosing (login CSRF: an identity provider an
+// organization admin runs, or the author's own account at it), replacing their session
+// (found in review). From this site, a bookmark or a typed URL, the start redirects.
+func TestSSOStartFromAnotherSite(t *testing.T) {
+	e := ssoEnv(t)
+	op := ssotest.StartOP(t, e.url+sso.OIDCCallbackPath("acme"), idpBob)
+	gh := ssotest.StartGitHub(t)
+	e.must(putSSO(t, e, "acme", map[string]any{"jitRole": "member",
+		"oidc":   map[string]any{"issuer": op.Issuer, "clientId": op.ClientID, "clientSecret": op.ClientSecret},
+		"github": map[string]any{"clientId": gh.ClientID, "clientSecret": gh.ClientSecret, "webUrl": gh.URL}}))
+	w := newSAMLWorld(t)
+	// A CLI login's return, longer than sso.SafeReturn takes once escaped.
+	ret := "?return=" + url.QueryEscape("/cli-login?"+url.Values{"cliSessionPort": {"4000"}, "cliSessionDescription": {strings.Repeat("laptop/", 140)}}.Encode())
+	for _, tc := range []struct{ name, start, idp string }{
+		{"oidc", e.url + "/login/acme/sso/oidc" + ret, op.Issuer},
+		{"github", e.url + "/login/acme/sso/github" + ret, gh.URL},
+		{"saml", w.base + "/login/acme/sso" + ret, w.idp.url},
+	} {
+		do := func(site string) (*http.Response, string) {
+			t.Helper()
+			req, _ := http.NewRequest(http.MethodGet, tc.start, nil)
+			if site != "" {
+				req.Header.Set("Sec-Fetch-Site", site)
+			}
+			c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return resp, string(b)
+		}
+		resp, page := do("cross-site")
+		u, _ := url.Parse(tc.start)
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Location") != "" || len(resp.Cookies()) != 0 ||
+			!strings.Contains(page, "another site") || !strings.Contains(page, `href="`+strings.ReplaceAll(u.RequestURI(), "&", "&amp;")+`"`) ||
+			resp.Header.Get("X-Frame-Options") != "DENY" {
+			t.Errorf("%s started from another site: %d to %q, cookies %v:\n%s", tc.name, resp.StatusCode, resp.Header.Get("Location"), resp.Cookies(), page)
+		}
+		for _, site := range []string{"", "same-origin", "same-site", "none"} {
+			if resp, page := do(site); resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), tc.idp) {
+				t.Errorf("%s started with Sec-Fetch-Site %q: %d to %q, want the identity provider\n%s", tc.name, site, resp.StatusCode, resp.Header.Get("Location"), page)
+			}
+		}
+	}
+}
