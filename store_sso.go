@@ -39,6 +39,9 @@ type Session struct {
 	CSRF  string
 	IP    string
 	Agent string
+	// TokenID is the access token that proved a token sign-in ("" otherwise): revoking
+	// the token ends the session (RevokeToken), as its expiry does.
+	TokenID string
 }
 
 // Live reports whether the session is usable at now.

@@ -67,4 +67,26 @@ func TestTokenSignInSessionEndsWithToken(t *testing.T) {
 	if live(c) {
 		t.Errorf("the session of a token rotated away is still live")
 	}
+
+	// Revoked or rotated away after the sign-in: the session ends with it (a leaked token's
+	// browser session outlived its revocation by up to 12 hours).
+	for _, end := range []struct {
+		name string
+		call func(id string) cliwire.Call
+	}{
+		{"revoked", func(id string) cliwire.Call { return cliwire.Call{Method: "DELETE", Path: "/api/user/tokens/" + id} }},
+		{"rotated without grace", func(id string) cliwire.Call {
+			return cliwire.Call{Method: "POST", Path: "/api/user/tokens/" + id + "/rotate", Body: map[string]any{"graceSeconds": 0}}
+		}},
+	} {
+		e.must(bc.Do(cliwire.Call{Method: "POST", Path: "/api/user/tokens", Body: map[string]any{"name": "leaked-" + strings.ReplaceAll(end.name, " ", "-")}}, &long))
+		c = signIn(long.TokenValue)
+		if !live(c) {
+			t.Fatalf("%s: the session does not work", end.name)
+		}
+		e.must(bc.Do(end.call(long.ID), nil))
+		if live(c) {
+			t.Errorf("the session of a token %s after the sign-in is still live", end.name)
+		}
+	}
 }

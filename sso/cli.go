@@ -266,12 +266,13 @@ func (m *Manager) TokenSignIn(w http.ResponseWriter, r *http.Request, failed fun
 			return refuse(http.StatusForbidden, "%s", gatehouse.ErrorMessage(err))
 		}
 		// The session ends when the token does (its expiry, or the end of its rotation's
-		// grace period): a sign-in must not outlive the credential that proved it.
+		// grace period, or its revocation: RevokeToken ends the sessions of the token):
+		// a sign-in must not outlive the credential that proved it.
 		end := tk.Expires
 		if !tk.Revoked.IsZero() && (end.IsZero() || tk.Revoked.Before(end)) {
 			end = tk.Revoked
 		}
-		s, c, err := m.startSession(tx, r, u.ID, 0, gatehouse.SignInToken, end)
+		s, c, err := m.startSession(tx, r, u.ID, 0, gatehouse.SignInToken, end, tk.ID)
 		if err != nil {
 			if gatehouse.IsCode(err, gatehouse.EINVALID) {
 				return refuse(http.StatusBadRequest, "%s", gatehouse.ErrorMessage(err))

@@ -215,7 +215,7 @@ func (m *Manager) complete(tx gatehouse.Tx, w http.ResponseWriter, r *http.Reque
 		ev.Details["method"], ev.Details["issuer"], ev.Details["subject"] = id.Provider, id.Issuer, id.Subject
 		events = append(events, ev)
 	}
-	sess, cookie, err := m.startSession(tx, r, user.ID, org.ID, id.Provider, id.SessionNotOnOrAfter)
+	sess, cookie, err := m.startSession(tx, r, user.ID, org.ID, id.Provider, id.SessionNotOnOrAfter, "")
 	if err != nil {
 		if gatehouse.IsCode(err, gatehouse.EINVALID) {
 			return nil, nil, refuse(http.StatusBadRequest, "%s", gatehouse.ErrorMessage(err))

@@ -312,7 +312,7 @@ func (m *Manager) BaseURL(r *http.Request) string {
 // cookie on w. notAfter is the identity provider's SessionNotOnOrAfter (zero: none). It
 // runs in tx so that the caller's audit record commits with it.
 func (m *Manager) StartSession(tx gatehouse.Tx, w http.ResponseWriter, r *http.Request, userID, orgID int64, method string, notAfter time.Time) (*gatehouse.Session, error) {
-	s, c, err := m.startSession(tx, r, userID, orgID, method, notAfter)
+	s, c, err := m.startSession(tx, r, userID, orgID, method, notAfter, "")
 	if err != nil {
 		return nil, err
 	}
@@ -320,8 +320,9 @@ func (m *Manager) StartSession(tx gatehouse.Tx, w http.ResponseWriter, r *http.R
 	return s, nil
 }
 
-// startSession is StartSession that returns the cookie to set once tx commits.
-func (m *Manager) startSession(tx gatehouse.Tx, r *http.Request, userID, orgID int64, method string, notAfter time.Time) (*gatehouse.Session, *http.Cookie, error) {
+// startSession is StartSession that returns the cookie to set once tx commits; tokenID is
+// the access token of a token sign-in (its revocation ends the session).
+func (m *Manager) startSession(tx gatehouse.Tx, r *http.Request, userID, orgID int64, method string, notAfter time.Time, tokenID string) (*gatehouse.Session, *http.Cookie, error) {
 	name := m.cookieName(r)
 	if name == "" {
 		return nil, nil, gatehouse.Errorf(gatehouse.EINVALID, "sign-in needs HTTPS: serve Gatehouse over TLS (or behind a trusted proxy that sets X-Forwarded-Proto), or use a loopback address for development")
@@ -346,6 +347,7 @@ func (m *Manager) startSession(tx gatehouse.Tx, r *http.Request, userID, orgID i
 		Digest: SessionDigest(value), UserID: userID, OrgID: orgID, Method: method,
 		Created: now, LastSeen: now, IdleExpires: now.Add(m.cfg.IdleTimeout), Expires: now.Add(m.cfg.AbsoluteTimeout),
 		IdPNotAfter: notAfter, CSRF: randomString(24), IP: m.cfg.ClientIP(r), Agent: truncate(r.UserAgent(), 256),
+		TokenID: tokenID,
 	}
 	if !notAfter.IsZero() && notAfter.Before(s.Expires) {
 		s.Expires = notAfter

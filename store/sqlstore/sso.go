@@ -13,14 +13,14 @@ import (
 // Single sign-on: sessions, linked identities, organization SSO configuration and sign-in
 // states (migration 0019).
 
-const sessionCols = `id, digest, user_id, org_id, method, created, last_seen, idle_expires, expires, idp_not_after, csrf, ip, agent`
+const sessionCols = `id, digest, user_id, org_id, method, created, last_seen, idle_expires, expires, idp_not_after, csrf, ip, agent, token_id`
 
 func scanSession(s interface{ Scan(...any) error }) (*gatehouse.Session, error) {
 	var ss gatehouse.Session
 	var digest []byte
 	var org sql.NullInt64
 	var created, seen, idle, exp, idp int64
-	if err := s.Scan(&ss.ID, &digest, &ss.UserID, &org, &ss.Method, &created, &seen, &idle, &exp, &idp, &ss.CSRF, &ss.IP, &ss.Agent); err != nil {
+	if err := s.Scan(&ss.ID, &digest, &ss.UserID, &org, &ss.Method, &created, &seen, &idle, &exp, &idp, &ss.CSRF, &ss.IP, &ss.Agent, &ss.TokenID); err != nil {
 		return nil, err
 	}
 	ss.Digest = digestOf(digest)
@@ -57,9 +57,9 @@ func (t *tx) CreateSession(s *gatehouse.Session) error {
 		s.IdleExpires = s.Expires
 	}
 	s.IP, s.Agent = validText(s.IP), validText(s.Agent)
-	_, err := t.exec(`INSERT INTO sessions (`+sessionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := t.exec(`INSERT INTO sessions (`+sessionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		s.ID, s.Digest[:], s.UserID, nullOrg(s.OrgID), s.Method, ns(s.Created), ns(s.LastSeen), ns(s.IdleExpires), ns(s.Expires),
-		ns(s.IdPNotAfter), s.CSRF, s.IP, s.Agent)
+		ns(s.IdPNotAfter), s.CSRF, s.IP, s.Agent, validText(s.TokenID))
 	return t.conflictOr(err, "the session exists")
 }
 

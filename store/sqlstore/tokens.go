@@ -109,7 +109,10 @@ func (t *tx) RevokeToken(id string, at time.Time) error {
 			return err
 		}
 	}
-	return nil
+	// Browser sessions the token signed in end with it (at the same time: a rotation's
+	// grace period covers them too).
+	_, err = t.exec(`UPDATE sessions SET expires = ? WHERE token_id = ? AND expires > ?`, ns(at), id, ns(at))
+	return err
 }
 
 // TouchTokens records last-used facts in one transaction; it never moves last_used back.

@@ -1189,6 +1189,23 @@ func testRevokeToken(t *testing.T, e *env) {
 	alice := e.user("alice")
 	tk := &gatehouse.Token{ID: randID(), Kind: gatehouse.TokenPersonal, Digest: randDigest(), Name: "laptop", UserID: alice.ID}
 	e.update(func(tx gatehouse.Tx) error { return tx.CreateToken(tk) })
+	// Browser sessions: one the token signed in, one of another sign-in.
+	session := func(tokenID string) *gatehouse.Session {
+		s := &gatehouse.Session{Digest: randDigest(), UserID: alice.ID, Method: gatehouse.SignInToken, TokenID: tokenID,
+			IdleExpires: e.now().Add(2 * time.Hour), Expires: e.now().Add(12 * time.Hour), CSRF: "csrf"}
+		e.update(func(tx gatehouse.Tx) error { return tx.CreateSession(s) })
+		return s
+	}
+	byToken, other := session(tk.ID), session("")
+	sessionExpires := func(s *gatehouse.Session) time.Time {
+		t.Helper()
+		var got *gatehouse.Session
+		e.view(func(tx gatehouse.Tx) (err error) { got, err = tx.GetSessionByDigest(s.Digest); return err })
+		if got.TokenID != s.TokenID {
+			t.Errorf("session TokenID = %q, want %q", got.TokenID, s.TokenID)
+		}
+		return got.Expires
+	}
 	revoked := func() time.Time {
 		t.Helper()
 		var got *gatehouse.Token
@@ -1201,6 +1218,13 @@ func testRevokeToken(t *testing.T, e *env) {
 	if got := revoked(); !got.Equal(grace) {
 		t.Errorf("Revoked = %v, want %v", got, grace)
 	}
+	// The token's sessions end with it; others are untouched.
+	if got := sessionExpires(byToken); !got.Equal(grace) {
+		t.Errorf("session of the revoked token: Expires = %v, want %v", got, grace)
+	}
+	if got := sessionExpires(other); !got.Equal(other.Expires) {
+		t.Errorf("another session: Expires = %v, want %v", got, other.Expires)
+	}
 	// A later revocation never extends the token's life ...
 	e.update(func(tx gatehouse.Tx) error { return tx.RevokeToken(tk.ID, grace.Add(time.Hour)) })
 	if got := revoked(); !got.Equal(grace) {
@@ -1210,6 +1234,9 @@ func testRevokeToken(t *testing.T, e *env) {
 	e.update(func(tx gatehouse.Tx) error { return tx.RevokeToken(tk.ID, base) })
 	if got := revoked(); !got.Equal(base) {
 		t.Errorf("Revoked after revoking earlier = %v, want %v", got, base)
+	}
+	if got := sessionExpires(byToken); !got.Equal(base) {
+		t.Errorf("session after revoking earlier: Expires = %v, want %v", got, base)
 	}
 	e.view(func(tx gatehouse.Tx) error {
 		got, err := tx.GetToken(tk.ID)
