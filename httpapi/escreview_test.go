@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -36,5 +37,61 @@ func TestEnvDecryptOnlyOnItsOwnRoutes(t *testing.T) {
 	r := admin.want(200, "GET", escBase+"/acme/app/dev/versions/decrypt/decrypt", nil)
 	if !strings.Contains(string(r.body), "hunter2") {
 		t.Fatalf("admin decrypt of the tag: %s", r.body)
+	}
+}
+
+// bombDefinition is a definition of levels values, each interpolating the previous one
+// ten times: about 1 KB that evaluates to 1000·10^levels bytes.
+func bombDefinition(levels int) []byte {
+	var b strings.Builder
+	b.WriteString("values:\n  l0: " + strings.Repeat("x", 1000) + "\n")
+	for i := 1; i <= levels; i++ {
+		b.WriteString("  l" + strconv.Itoa(i) + ": \"")
+		for j := 0; j < 10; j++ {
+			b.WriteString("${l" + strconv.Itoa(i-1) + "}")
+		}
+		b.WriteString("\"\n")
+	}
+	return []byte(b.String())
+}
+
+// TestEnvEvaluationBounded: a definition whose references copy values too many times is
+// refused before it is evaluated, on every route that evaluates (yaml/check and yaml/open,
+// open to every member; an environment's check; through an import). Found in review: a
+// definition of 1.5 KB made the server build gigabytes (4 levels here: 10 MB, refused).
+func TestEnvEvaluationBounded(t *testing.T) {
+	e := newEnv(t)
+	admin := e.esc(e.admin.Token)
+	member := e.esc(e.newPerson("member", "member"))
+	bomb := bombDefinition(4)
+	wantRefusedBig(t, member.do("POST", escBase+"/acme/yaml/check", bomb))
+	wantRefusedBig(t, member.do("POST", escBase+"/acme/yaml/open?duration=1h", bomb))
+
+	// Fine: a level less, and ordinary imports and references.
+	admin.want(200, "POST", escBase+"/acme/yaml/check", bombDefinition(2))
+	admin.want(200, "POST", escBase+"/acme", []byte(`{"project":"app","name":"base"}`))
+	admin.want(200, "PATCH", escBase+"/acme/app/base", bombDefinition(2))
+	admin.want(200, "POST", escBase+"/acme/yaml/check", []byte("imports: [app/base]\nvalues:\n  a: ${l2}\n  b: ${l1}\n  c: \"${l0}-${l0}\"\n"))
+	// An import whose values are referenced too many times is refused the same way.
+	var refs strings.Builder
+	refs.WriteString("imports: [app/base]\nvalues:\n")
+	for i := 0; i < 20; i++ {
+		refs.WriteString("  v" + strconv.Itoa(i) + ": \"${l2}${l2}${l2}${l2}${l2}${l2}${l2}${l2}${l2}${l2}\"\n")
+	}
+	wantRefusedBig(t, admin.do("POST", escBase+"/acme/yaml/check", []byte(refs.String())))
+	// And an environment cannot be written with such a definition.
+	wantRefusedBig(t, admin.do("PATCH", escBase+"/acme/app/base", bomb))
+}
+
+// wantRefusedBig asserts a 400 whose diagnostics say the evaluation would be too large
+// (without printing a huge body when it is not).
+func wantRefusedBig(t *testing.T, r escResp) {
+	t.Helper()
+	if r.status != 400 || !strings.Contains(string(r.body), "would evaluate to more than") {
+		b := string(r.body)
+		if len(b) > 300 {
+			b = b[:300] + "..."
+		}
+		t.Fatalf("want 400 (too large to evaluate), got %d (%d bytes) %s", r.status, len(r.body), b)
 	}
 }
