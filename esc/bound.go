@@ -24,7 +24,7 @@ const (
 	growth        = 6
 	refCost       = 2
 	nodeBytes     = 16
-	providerBytes = 64 << 10
+	providerBytes = 256 << 10
 	contextBytes  = 4 << 10
 	boundCap      = 1 << 50 // saturation: no overflow, whatever the definition
 )

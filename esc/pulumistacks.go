@@ -70,6 +70,7 @@ func (PulumiStacksProvider) Open(ctx context.Context, inputs map[string]pesc.Val
 	}
 	sort.Strings(names)
 	out := make(map[string]pesc.Value, len(stacks))
+	size := 0
 	for _, n := range names {
 		ref, _ := stacks[n].Value.(map[string]pesc.Value)["stack"].Value.(string)
 		project, stack, ok := strings.Cut(ref, "/")
@@ -81,9 +82,13 @@ func (PulumiStacksProvider) Open(ctx context.Context, inputs map[string]pesc.Val
 			return pesc.Value{}, fmt.Errorf("pulumi-stacks: stack %q: %w", ref, err)
 		}
 		decrypt := func(ct []byte) ([]byte, error) { return r.DecryptStackSecret(ctx, project, stack, ct) }
-		v, err := StackOutputs(dep, decrypt)
+		v, n2, err := stackOutputs(dep, decrypt)
 		if err != nil {
 			return pesc.Value{}, fmt.Errorf("pulumi-stacks: stack %q: %w", ref, err)
+		}
+		// The size bound of an evaluation counts an open's outputs as providerBytes.
+		if size += n2; size > MaxStackOutputBytes {
+			return pesc.Value{}, fmt.Errorf("pulumi-stacks: stack %q brings the outputs of this fn::open to %d bytes, more than the %d KiB of stack outputs one fn::open reads: read large stacks in an fn::open of their own", ref, size, MaxStackOutputBytes>>10)
 		}
 		out[n] = v
 	}
@@ -98,8 +103,18 @@ const secretSig = "4dabf18193072939515e22adb298388d"
 // whose ciphertext the service secrets manager wrote: base64 of the server's ciphertext of
 // the value's JSON) are decrypted with decrypt and come back as ESC secrets.
 func StackOutputs(deployment []byte, decrypt func(ciphertext []byte) ([]byte, error)) (pesc.Value, error) {
+	v, _, err := stackOutputs(deployment, decrypt)
+	return v, err
+}
+
+// MaxStackOutputBytes bounds the outputs (as stored, JSON) one fn::open::pulumi-stacks
+// reads: an evaluation's size bound (MaxEvalBytes) counts each open as that much.
+const MaxStackOutputBytes = providerBytes
+
+// stackOutputs is StackOutputs, and the size of the stored outputs.
+func stackOutputs(deployment []byte, decrypt func(ciphertext []byte) ([]byte, error)) (pesc.Value, int, error) {
 	if len(deployment) == 0 {
-		return pesc.NewValue(map[string]pesc.Value{}), nil
+		return pesc.NewValue(map[string]pesc.Value{}), 0, nil
 	}
 	var doc struct {
 		Deployment struct {
@@ -114,7 +129,7 @@ func StackOutputs(deployment []byte, decrypt func(ciphertext []byte) ([]byte, er
 		} `json:"deployment"`
 	}
 	if err := json.Unmarshal(deployment, &doc); err != nil {
-		return pesc.Value{}, fmt.Errorf("unreadable state: %w", err)
+		return pesc.Value{}, 0, fmt.Errorf("unreadable state: %w", err)
 	}
 	provider := ""
 	if sp := doc.Deployment.SecretsProviders; sp != nil {
@@ -127,13 +142,16 @@ func StackOutputs(deployment []byte, decrypt func(ciphertext []byte) ([]byte, er
 		if len(r.Outputs) == 0 {
 			break
 		}
+		if len(r.Outputs) > MaxStackOutputBytes {
+			return pesc.Value{}, len(r.Outputs), fmt.Errorf("its outputs are %d bytes, more than the %d KiB of stack outputs one fn::open reads", len(r.Outputs), MaxStackOutputBytes>>10)
+		}
 		dec := json.NewDecoder(bytes.NewReader(r.Outputs))
 		dec.UseNumber()
 		var outputs map[string]any
 		if err := dec.Decode(&outputs); err != nil {
-			return pesc.Value{}, fmt.Errorf("unreadable stack outputs: %w", err)
+			return pesc.Value{}, 0, fmt.Errorf("unreadable stack outputs: %w", err)
 		}
-		return toValue("", outputs, func(path string, ct string) (pesc.Value, error) {
+		v, err := toValue("", outputs, func(path string, ct string) (pesc.Value, error) {
 			if provider != "" && provider != "service" {
 				return pesc.Value{}, fmt.Errorf("secret output %s is encrypted by the stack's own secrets provider (%s), which this server cannot decrypt", path, provider)
 			}
@@ -157,8 +175,9 @@ func StackOutputs(deployment []byte, decrypt func(ciphertext []byte) ([]byte, er
 			}
 			return v.MakeSecret(), nil
 		})
+		return v, len(r.Outputs), err
 	}
-	return pesc.NewValue(map[string]pesc.Value{}), nil
+	return pesc.NewValue(map[string]pesc.Value{}), 0, nil
 }
 
 // toValue converts a deployment property value to an ESC value; secret envelopes are

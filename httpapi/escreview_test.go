@@ -1,9 +1,12 @@
 package httpapi_test
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 
 	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
 )
@@ -93,5 +96,57 @@ func wantRefusedBig(t *testing.T, r escResp) {
 			b = b[:300] + "..."
 		}
 		t.Fatalf("want 400 (too large to evaluate), got %d (%d bytes) %s", r.status, len(r.body), b)
+	}
+}
+
+// TestEnvStackOutputsBounded: fn::open::pulumi-stacks reads at most MaxStackOutputBytes of
+// outputs per open, so that the evaluation's size bound holds for definitions that
+// reference stack outputs many times. Found in review: the bound counted an open as a
+// constant while a stack's outputs can be as large as its state (any stack writer sets
+// them), so 100 references to a stack with 1 MiB of outputs built 100 MiB.
+func TestEnvStackOutputsBounded(t *testing.T) {
+	e := newEnv(t)
+	admin := e.esc(e.admin.Token)
+	p := stackPath("acme", "infra", "prod")
+	e.must(e.createStack(e.admin, "acme", "infra", "prod", nil))
+	dep, _ := json.Marshal(map[string]any{
+		"manifest": map[string]any{"time": "2026-11-21T00:00:00Z", "magic": "", "version": "v3.260.0"},
+		"resources": []map[string]any{{
+			"urn": "urn:pulumi:prod::infra::pulumi:pulumi:Stack::infra-prod", "custom": false, "type": "pulumi:pulumi:Stack",
+			"outputs": map[string]any{"big": strings.Repeat("x", 1<<20), "small": "s"},
+		}},
+	})
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: p + "/import", Body: apitype.UntypedDeployment{Version: 3, Deployment: dep}, Gzip: true}, &apitype.ImportStackResponse{}))
+	// Two stacks of 200 KB of outputs each: each fits, not both in one fn::open.
+	for _, name := range []string{"a", "b"} {
+		e.must(e.createStack(e.admin, "acme", "mid", name, nil))
+		dep, _ := json.Marshal(map[string]any{
+			"manifest": map[string]any{"time": "2026-11-21T00:00:00Z", "magic": "", "version": "v3.260.0"},
+			"resources": []map[string]any{{
+				"urn": "urn:pulumi:" + name + "::mid::pulumi:pulumi:Stack::mid-" + name, "custom": false, "type": "pulumi:pulumi:Stack",
+				"outputs": map[string]any{"v": strings.Repeat("y", 200<<10)},
+			}},
+		})
+		e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: stackPath("acme", "mid", name) + "/import", Body: apitype.UntypedDeployment{Version: 3, Deployment: dep}, Gzip: true}, &apitype.ImportStackResponse{}))
+	}
+	one := "values:\n  refs:\n    fn::open::pulumi-stacks:\n      stacks:\n        a: {stack: mid/a}\n"
+	admin.want(200, "POST", escBase+"/acme/yaml/open?duration=1h", []byte(one))
+	r := admin.do("POST", escBase+"/acme/yaml/open?duration=1h", []byte(one+"        b: {stack: mid/b}\n"))
+	if r.status != 400 || !strings.Contains(string(r.body), "brings the outputs of this fn::open") {
+		t.Fatalf("two stacks over the limit together: %d %.300s", r.status, r.body)
+	}
+
+	var def strings.Builder
+	def.WriteString("values:\n  refs:\n    fn::open::pulumi-stacks:\n      stacks:\n        infra:\n          stack: infra/prod\n  copies:\n")
+	for i := 0; i < 100; i++ {
+		def.WriteString("    - ${refs.infra.big}\n")
+	}
+	r = admin.do("POST", escBase+"/acme/yaml/open?duration=1h", []byte(def.String()))
+	if r.status != 400 || !strings.Contains(string(r.body), "of stack outputs one fn::open reads") {
+		b := string(r.body)
+		if len(b) > 300 {
+			b = b[:300] + "..."
+		}
+		t.Fatalf("want 400 (stack outputs too large for one fn::open), got %d (%d bytes) %s", r.status, len(r.body), b)
 	}
 }
