@@ -1,10 +1,13 @@
 package esc
 
 import (
+	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
 
+	pesc "github.com/pulumi/esc"
 	"github.com/pulumi/esc/eval"
 )
 
@@ -47,5 +50,35 @@ func TestBoundOf(t *testing.T) {
 		if big := n > MaxEvalBytes; big != tc.big {
 			t.Errorf("%s: bound %d (definition %d bytes), refused %v, want %v", name, n, len(tc.def), big, tc.big)
 		}
+	}
+}
+
+type countingStacks struct{ reads int }
+
+func (c *countingStacks) StackDeployment(context.Context, string, string) ([]byte, error) {
+	c.reads++
+	return []byte(`{"deployment":{"resources":[{"type":"pulumi:pulumi:Stack","outputs":{"v":"x"}}]}}`), nil
+}
+
+func (c *countingStacks) DecryptStackSecret(context.Context, string, string, []byte) ([]byte, error) {
+	return nil, errors.New("no secrets here")
+}
+
+// TestStackReadOncePerEvaluation: opens of one stack in one evaluation read its state once
+// (each read loads the stack's whole checkpoint).
+func TestStackReadOncePerEvaluation(t *testing.T) {
+	r := &countingStacks{}
+	ctx := withStacks(context.Background(), r)
+	in := map[string]pesc.Value{"stacks": pesc.NewValue(map[string]pesc.Value{
+		"a": pesc.NewValue(map[string]pesc.Value{"stack": pesc.NewValue("p/s")}),
+		"b": pesc.NewValue(map[string]pesc.Value{"stack": pesc.NewValue("p/s")}),
+	})}
+	for i := 0; i < 50; i++ {
+		if _, err := (PulumiStacksProvider{}).Open(ctx, in, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r.reads != 1 {
+		t.Fatalf("the stack's state was read %d times, want once", r.reads)
 	}
 }

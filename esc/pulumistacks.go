@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	pesc "github.com/pulumi/esc"
 	"github.com/pulumi/esc/schema"
@@ -37,11 +38,48 @@ type StackReader interface {
 
 type stacksKey struct{}
 
+// evalStacks is an evaluation's StackReader and the outputs it read, by stack: a stack
+// named by many opens of one evaluation is read (its whole state loaded) once (found in
+// review: hundreds of opens of one large stack each loaded and parsed its state).
+type evalStacks struct {
+	r     StackReader
+	mu    sync.Mutex
+	cache map[string]stackRead
+}
+
+type stackRead struct {
+	v    pesc.Value
+	size int
+	err  error
+}
+
+func (es *evalStacks) outputs(ctx context.Context, project, stack string) (pesc.Value, int, error) {
+	ref := project + "/" + stack
+	es.mu.Lock()
+	defer es.mu.Unlock()
+	if c, ok := es.cache[ref]; ok {
+		return c.v, c.size, c.err
+	}
+	var c stackRead
+	dep, err := es.r.StackDeployment(ctx, project, stack)
+	if err != nil {
+		c.err = err
+	} else {
+		decrypt := func(ct []byte) ([]byte, error) { return es.r.DecryptStackSecret(ctx, project, stack, ct) }
+		c.v, c.size, c.err = stackOutputs(dep, decrypt)
+	}
+	if es.cache == nil {
+		es.cache = map[string]stackRead{}
+	}
+	es.cache[ref] = c
+	return c.v, c.size, c.err
+}
+
 func withStacks(ctx context.Context, r StackReader) context.Context {
 	if r == nil {
 		return ctx
 	}
-	return context.WithValue(ctx, stacksKey{}, r)
+	return context.WithValue(ctx, stacksKey{}, &evalStacks{r: r})
 }
 
 // PulumiStacksProvider is the pulumi-stacks provider.
@@ -56,7 +94,7 @@ func (PulumiStacksProvider) Schema() (inputs, outputs *schema.Schema) {
 
 // Open implements pesc.Provider.
 func (PulumiStacksProvider) Open(ctx context.Context, inputs map[string]pesc.Value, _ pesc.EnvExecContext) (pesc.Value, error) {
-	r, _ := ctx.Value(stacksKey{}).(StackReader)
+	r, _ := ctx.Value(stacksKey{}).(*evalStacks)
 	if r == nil {
 		return pesc.Value{}, fmt.Errorf("pulumi-stacks: stack outputs cannot be read here")
 	}
@@ -77,12 +115,7 @@ func (PulumiStacksProvider) Open(ctx context.Context, inputs map[string]pesc.Val
 		if !ok || project == "" || stack == "" || strings.Contains(stack, "/") {
 			return pesc.Value{}, fmt.Errorf("pulumi-stacks: %s: stack %q must be project/stack", n, ref)
 		}
-		dep, err := r.StackDeployment(ctx, project, stack)
-		if err != nil {
-			return pesc.Value{}, fmt.Errorf("pulumi-stacks: stack %q: %w", ref, err)
-		}
-		decrypt := func(ct []byte) ([]byte, error) { return r.DecryptStackSecret(ctx, project, stack, ct) }
-		v, n2, err := stackOutputs(dep, decrypt)
+		v, n2, err := r.outputs(ctx, project, stack)
 		if err != nil {
 			return pesc.Value{}, fmt.Errorf("pulumi-stacks: stack %q: %w", ref, err)
 		}
