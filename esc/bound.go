@@ -48,12 +48,18 @@ type sizeBound struct {
 	memo     map[string]int64
 	visiting map[string]bool
 	imported map[string]int64
+	// importedTotal is the bound of all the imports (${imports...} reads any of them);
+	// inline the bound of an environment read inline (${environments.project.env...}),
+	// which need not be imported (nil: 0).
+	importedTotal int64
+	inline        func(ref string) int64
 }
 
 // boundOf returns the bounds of the top-level values of evaluating decl, by name (its
 // own merged with its imports').
-func boundOf(decl *ast.EnvironmentDecl, imported map[string]int64) map[string]int64 {
-	b := &sizeBound{values: map[string][]ast.Expr{}, memo: map[string]int64{}, visiting: map[string]bool{}, imported: imported}
+func boundOf(decl *ast.EnvironmentDecl, imported map[string]int64, inline func(ref string) int64) map[string]int64 {
+	b := &sizeBound{values: map[string][]ast.Expr{}, memo: map[string]int64{}, visiting: map[string]bool{}, imported: imported,
+		importedTotal: total(imported), inline: inline}
 	if decl.Values != nil {
 		for _, e := range decl.Values.Entries {
 			k := e.Key.GetValue()
@@ -99,15 +105,39 @@ func (b *sizeBound) ref(p *ast.PropertyAccess) int64 {
 	if p == nil || len(p.Accessors) == 0 {
 		return nodeBytes
 	}
-	root := p.RootName()
-	n := b.imported[root] // an imported value, or the base a local one is merged with
-	switch {
-	case b.values[root] != nil:
-		n = addB(n, b.key(root))
-	case root == "context":
-		n = addB(n, contextBytes)
+	var n int64
+	switch root := p.RootName(); root {
+	case "context": // the evaluator's reserved names: never a value's
+		n = contextBytes
+	case "imports":
+		n = b.importedTotal
+	case "environments":
+		n = b.inlineRef(p)
+	default:
+		n = b.imported[root] // an imported value, or the base a local one is merged with
+		if b.values[root] != nil {
+			n = addB(n, b.key(root))
+		}
 	}
 	return addB(mulB(refCost, n), nodeBytes)
+}
+
+// inlineRef is the bound of ${environments.project.env...}: that environment's.
+func (b *sizeBound) inlineRef(p *ast.PropertyAccess) int64 {
+	if len(p.Accessors) < 3 || b.inline == nil {
+		return 0 // the evaluator refuses it
+	}
+	name := func(a ast.PropertyAccessor) string {
+		switch a := a.(type) {
+		case *ast.PropertyName:
+			return a.Name
+		case *ast.PropertySubscript:
+			s, _ := a.Index.(string)
+			return s
+		}
+		return ""
+	}
+	return b.inline(name(p.Accessors[1]) + "/" + name(p.Accessors[2]))
 }
 
 func lit(s string) int64 { return mulB(growth, int64(len(s))) + nodeBytes }
@@ -177,7 +207,7 @@ func (l *loader) estimate(ctx context.Context, decl *ast.EnvironmentDecl) map[st
 			}
 		}
 	}
-	return boundOf(decl, imported)
+	return boundOf(decl, imported, func(ref string) int64 { return total(l.importBounds(ctx, ref)) })
 }
 
 func (l *loader) importBounds(ctx context.Context, ref string) map[string]int64 {

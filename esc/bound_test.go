@@ -46,7 +46,7 @@ func TestBoundOf(t *testing.T) {
 		if err != nil || diags.HasErrors() {
 			t.Fatalf("%s: %v %v", name, err, diags)
 		}
-		n := total(boundOf(decl, nil))
+		n := total(boundOf(decl, nil, nil))
 		if big := n > MaxEvalBytes; big != tc.big {
 			t.Errorf("%s: bound %d (definition %d bytes), refused %v, want %v", name, n, len(tc.def), big, tc.big)
 		}

@@ -82,6 +82,19 @@ func TestEnvEvaluationBounded(t *testing.T) {
 		refs.WriteString("  v" + strconv.Itoa(i) + ": \"${l2}${l2}${l2}${l2}${l2}${l2}${l2}${l2}${l2}${l2}\"\n")
 	}
 	wantRefusedBig(t, admin.do("POST", escBase+"/acme/yaml/check", []byte(refs.String())))
+	// So is one that reads the values of imports through ${imports...}, or of an
+	// environment it does not import through ${environments.project.env...}.
+	for _, ref := range []string{`imports["app/base"].l2`, "environments.app.base.l2"} {
+		var b strings.Builder
+		if strings.HasPrefix(ref, "imports") {
+			b.WriteString("imports: [app/base]\n")
+		}
+		b.WriteString("values:\n")
+		for i := 0; i < 20; i++ {
+			b.WriteString("  v" + strconv.Itoa(i) + ": '" + strings.Repeat("${"+ref+"}", 10) + "'\n")
+		}
+		wantRefusedBig(t, admin.do("POST", escBase+"/acme/yaml/check", []byte(b.String())))
+	}
 	// And an environment cannot be written with such a definition.
 	wantRefusedBig(t, admin.do("PATCH", escBase+"/acme/app/base", bomb))
 }
