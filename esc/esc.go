@@ -320,6 +320,12 @@ func (s *Service) Evaluate(ctx context.Context, rq EvalRequest) (*pesc.Environme
 	}
 	ctx = withStacks(ctx, rq.Stacks)
 	ld := &loader{s: s, org: rq.Org, access: rq.Access, open: !rq.Check || rq.ShowSecrets, overrides: rq.Overrides}
+	if n := total(ld.estimate(ctx, decl)); ld.err != nil {
+		return nil, nil, ld.err
+	} else if n > MaxEvalBytes {
+		msg := fmt.Sprintf("the environment would evaluate to more than %d MiB (its references, with its imports', copy values too many times); it is not evaluated", MaxEvalBytes>>20)
+		return nil, nil, &Error{Message: msg, Diagnostics: Diagnostics{{Summary: msg, Severity: "error"}}}
+	}
 	var out *pesc.Environment
 	var ediags syntax.Diagnostics
 	if rq.Check {
@@ -358,9 +364,31 @@ type loader struct {
 	overrides map[string]string
 	denied    []string // imports refused by Access (quoted)
 	err       error    // a store failure (not an evaluation diagnostic)
+	// loaded remembers each import's answer (estimate loads them before the evaluator
+	// does: each is read and decided once); bounds their size bounds (estimate).
+	loaded map[string]loaded
+	bounds map[string]map[string]int64
+}
+
+type loaded struct {
+	def []byte
+	dec eval.Decrypter
+	err error
 }
 
 func (l *loader) LoadEnvironment(ctx context.Context, ref string) ([]byte, eval.Decrypter, error) {
+	if r, ok := l.loaded[ref]; ok {
+		return r.def, r.dec, r.err
+	}
+	def, dec, err := l.load(ctx, ref)
+	if l.loaded == nil {
+		l.loaded = map[string]loaded{}
+	}
+	l.loaded[ref] = loaded{def, dec, err}
+	return def, dec, err
+}
+
+func (l *loader) load(ctx context.Context, ref string) ([]byte, eval.Decrypter, error) {
 	if o, ok := l.overrides[ref]; ok {
 		ref = o
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	pesc "github.com/pulumi/esc"
 	"github.com/pulumi/esc/schema"
@@ -37,11 +38,48 @@ type StackReader interface {
 
 type stacksKey struct{}
 
+// evalStacks is an evaluation's StackReader and the outputs it read, by stack: a stack
+// named by many opens of one evaluation is read (its whole state loaded) once (found in
+// review: hundreds of opens of one large stack each loaded and parsed its state).
+type evalStacks struct {
+	r     StackReader
+	mu    sync.Mutex
+	cache map[string]stackRead
+}
+
+type stackRead struct {
+	v    pesc.Value
+	size int
+	err  error
+}
+
+func (es *evalStacks) outputs(ctx context.Context, project, stack string) (pesc.Value, int, error) {
+	ref := project + "/" + stack
+	es.mu.Lock()
+	defer es.mu.Unlock()
+	if c, ok := es.cache[ref]; ok {
+		return c.v, c.size, c.err
+	}
+	var c stackRead
+	dep, err := es.r.StackDeployment(ctx, project, stack)
+	if err != nil {
+		c.err = err
+	} else {
+		decrypt := func(ct []byte) ([]byte, error) { return es.r.DecryptStackSecret(ctx, project, stack, ct) }
+		c.v, c.size, c.err = stackOutputs(dep, decrypt)
+	}
+	if es.cache == nil {
+		es.cache = map[string]stackRead{}
+	}
+	es.cache[ref] = c
+	return c.v, c.size, c.err
+}
+
 func withStacks(ctx context.Context, r StackReader) context.Context {
 	if r == nil {
 		return ctx
 	}
-	return context.WithValue(ctx, stacksKey{}, r)
+	return context.WithValue(ctx, stacksKey{}, &evalStacks{r: r})
 }
 
 // PulumiStacksProvider is the pulumi-stacks provider.
@@ -56,7 +94,7 @@ func (PulumiStacksProvider) Schema() (inputs, outputs *schema.Schema) {
 
 // Open implements pesc.Provider.
 func (PulumiStacksProvider) Open(ctx context.Context, inputs map[string]pesc.Value, _ pesc.EnvExecContext) (pesc.Value, error) {
-	r, _ := ctx.Value(stacksKey{}).(StackReader)
+	r, _ := ctx.Value(stacksKey{}).(*evalStacks)
 	if r == nil {
 		return pesc.Value{}, fmt.Errorf("pulumi-stacks: stack outputs cannot be read here")
 	}
@@ -70,20 +108,20 @@ func (PulumiStacksProvider) Open(ctx context.Context, inputs map[string]pesc.Val
 	}
 	sort.Strings(names)
 	out := make(map[string]pesc.Value, len(stacks))
+	size := 0
 	for _, n := range names {
 		ref, _ := stacks[n].Value.(map[string]pesc.Value)["stack"].Value.(string)
 		project, stack, ok := strings.Cut(ref, "/")
 		if !ok || project == "" || stack == "" || strings.Contains(stack, "/") {
 			return pesc.Value{}, fmt.Errorf("pulumi-stacks: %s: stack %q must be project/stack", n, ref)
 		}
-		dep, err := r.StackDeployment(ctx, project, stack)
+		v, n2, err := r.outputs(ctx, project, stack)
 		if err != nil {
 			return pesc.Value{}, fmt.Errorf("pulumi-stacks: stack %q: %w", ref, err)
 		}
-		decrypt := func(ct []byte) ([]byte, error) { return r.DecryptStackSecret(ctx, project, stack, ct) }
-		v, err := StackOutputs(dep, decrypt)
-		if err != nil {
-			return pesc.Value{}, fmt.Errorf("pulumi-stacks: stack %q: %w", ref, err)
+		// The size bound of an evaluation counts an open's outputs as providerBytes.
+		if size += n2; size > MaxStackOutputBytes {
+			return pesc.Value{}, fmt.Errorf("pulumi-stacks: stack %q brings the outputs of this fn::open to %d bytes, more than the %d KiB of stack outputs one fn::open reads: read large stacks in an fn::open of their own", ref, size, MaxStackOutputBytes>>10)
 		}
 		out[n] = v
 	}
@@ -98,8 +136,18 @@ const secretSig = "4dabf18193072939515e22adb298388d"
 // whose ciphertext the service secrets manager wrote: base64 of the server's ciphertext of
 // the value's JSON) are decrypted with decrypt and come back as ESC secrets.
 func StackOutputs(deployment []byte, decrypt func(ciphertext []byte) ([]byte, error)) (pesc.Value, error) {
+	v, _, err := stackOutputs(deployment, decrypt)
+	return v, err
+}
+
+// MaxStackOutputBytes bounds the outputs (as stored, JSON) one fn::open::pulumi-stacks
+// reads: an evaluation's size bound (MaxEvalBytes) counts each open as that much.
+const MaxStackOutputBytes = providerBytes
+
+// stackOutputs is StackOutputs, and the size of the stored outputs.
+func stackOutputs(deployment []byte, decrypt func(ciphertext []byte) ([]byte, error)) (pesc.Value, int, error) {
 	if len(deployment) == 0 {
-		return pesc.NewValue(map[string]pesc.Value{}), nil
+		return pesc.NewValue(map[string]pesc.Value{}), 0, nil
 	}
 	var doc struct {
 		Deployment struct {
@@ -114,7 +162,7 @@ func StackOutputs(deployment []byte, decrypt func(ciphertext []byte) ([]byte, er
 		} `json:"deployment"`
 	}
 	if err := json.Unmarshal(deployment, &doc); err != nil {
-		return pesc.Value{}, fmt.Errorf("unreadable state: %w", err)
+		return pesc.Value{}, 0, fmt.Errorf("unreadable state: %w", err)
 	}
 	provider := ""
 	if sp := doc.Deployment.SecretsProviders; sp != nil {
@@ -127,13 +175,16 @@ func StackOutputs(deployment []byte, decrypt func(ciphertext []byte) ([]byte, er
 		if len(r.Outputs) == 0 {
 			break
 		}
+		if len(r.Outputs) > MaxStackOutputBytes {
+			return pesc.Value{}, len(r.Outputs), fmt.Errorf("its outputs are %d bytes, more than the %d KiB of stack outputs one fn::open reads", len(r.Outputs), MaxStackOutputBytes>>10)
+		}
 		dec := json.NewDecoder(bytes.NewReader(r.Outputs))
 		dec.UseNumber()
 		var outputs map[string]any
 		if err := dec.Decode(&outputs); err != nil {
-			return pesc.Value{}, fmt.Errorf("unreadable stack outputs: %w", err)
+			return pesc.Value{}, 0, fmt.Errorf("unreadable stack outputs: %w", err)
 		}
-		return toValue("", outputs, func(path string, ct string) (pesc.Value, error) {
+		v, err := toValue("", outputs, func(path string, ct string) (pesc.Value, error) {
 			if provider != "" && provider != "service" {
 				return pesc.Value{}, fmt.Errorf("secret output %s is encrypted by the stack's own secrets provider (%s), which this server cannot decrypt", path, provider)
 			}
@@ -157,8 +208,9 @@ func StackOutputs(deployment []byte, decrypt func(ciphertext []byte) ([]byte, er
 			}
 			return v.MakeSecret(), nil
 		})
+		return v, len(r.Outputs), err
 	}
-	return pesc.NewValue(map[string]pesc.Value{}), nil
+	return pesc.NewValue(map[string]pesc.Value{}), 0, nil
 }
 
 // toValue converts a deployment property value to an ESC value; secret envelopes are

@@ -303,8 +303,12 @@ func (s *Server) createEnv(rq *Request) (any, error) {
 
 // --- definitions ---
 
+// getEnvDef serves GET E and GET E/versions/{version} (env:read): the definition as stored,
+// secrets as ciphertext. It never decrypts, whatever the path ends with (an environment or a
+// revision tag may be named "decrypt"): decrypting is getEnvSub's and getVersionSub's, after
+// env:open.
 func (s *Server) getEnvDef(rq *Request) (any, error) {
-	return s.envDefinition(rq, rq.PathValue("version"), strings.HasSuffix(rq.URL.Path, "/decrypt"))
+	return s.envDefinition(rq, rq.PathValue("version"), false)
 }
 
 // getEnvSub serves GET E/decrypt, E/versions, E/settings, E/tags and E/hooks.

@@ -1,0 +1,232 @@
+package esc
+
+import (
+	"context"
+
+	"github.com/pulumi/esc/ast"
+	"github.com/pulumi/esc/eval"
+)
+
+// MaxEvalBytes bounds how large an evaluation may become: an upper bound of the size of
+// the evaluated values (as JSON), computed from the definitions before the evaluator runs.
+// References copy values, so a small definition can ask for an enormous one (found in
+// review: a 1.5 KB definition whose levels each interpolate the previous one ten times
+// asked a yaml/check, open to every member, for gigabytes, and the server ran out of
+// memory). A definition over the bound is refused with a diagnostic, unevaluated.
+const MaxEvalBytes = 64 << 20
+
+// Cost model of the bound (generous, so that a legitimate definition never comes near it):
+// a literal may grow six times as JSON (escapes), a reference costs twice what it refers to
+// (its value and its trace), a builtin six times its arguments (toJSON, toBase64, split
+// escape or grow), fn::join its delimiter once per element, a provider's outputs
+// providerBytes, and context.* contextBytes.
+const (
+	growth        = 6
+	refCost       = 2
+	nodeBytes     = 16
+	providerBytes = 256 << 10
+	contextBytes  = 4 << 10
+	boundCap      = 1 << 50 // saturation: no overflow, whatever the definition
+)
+
+func addB(a, b int64) int64 { return min(a+b, boundCap) }
+
+func mulB(a, b int64) int64 {
+	if a == 0 || b == 0 {
+		return 0
+	}
+	if a > boundCap/b {
+		return boundCap
+	}
+	return min(a*b, boundCap)
+}
+
+// sizeBound computes the bound of one definition's values: imported are the bounds of the
+// top-level values its imports bring, by name (the evaluator merges them under its own).
+type sizeBound struct {
+	values   map[string][]ast.Expr
+	memo     map[string]int64
+	visiting map[string]bool
+	imported map[string]int64
+	// importedTotal is the bound of all the imports (${imports...} reads any of them);
+	// inline the bound of an environment read inline (${environments.project.env...}),
+	// which need not be imported (nil: 0).
+	importedTotal int64
+	inline        func(ref string) int64
+}
+
+// boundOf returns the bounds of the top-level values of evaluating decl, by name (its
+// own merged with its imports').
+func boundOf(decl *ast.EnvironmentDecl, imported map[string]int64, inline func(ref string) int64) map[string]int64 {
+	b := &sizeBound{values: map[string][]ast.Expr{}, memo: map[string]int64{}, visiting: map[string]bool{}, imported: imported,
+		importedTotal: total(imported), inline: inline}
+	if decl.Values != nil {
+		for _, e := range decl.Values.Entries {
+			k := e.Key.GetValue()
+			b.values[k] = append(b.values[k], e.Value)
+		}
+	}
+	out := make(map[string]int64, len(imported)+len(b.values))
+	for k, n := range imported {
+		out[k] = n
+	}
+	for k := range b.values {
+		out[k] = addB(out[k], addB(lit(k), b.key(k)))
+	}
+	return out
+}
+
+func total(bounds map[string]int64) int64 {
+	var n int64
+	for _, v := range bounds {
+		n = addB(n, v)
+	}
+	return n
+}
+
+func (b *sizeBound) key(k string) int64 {
+	if n, ok := b.memo[k]; ok {
+		return n
+	}
+	if b.visiting[k] {
+		return 0 // a cycle: the evaluator reports it
+	}
+	b.visiting[k] = true
+	var n int64
+	for _, x := range b.values[k] {
+		n = addB(n, b.expr(x))
+	}
+	b.visiting[k] = false
+	b.memo[k] = n
+	return n
+}
+
+func (b *sizeBound) ref(p *ast.PropertyAccess) int64 {
+	if p == nil || len(p.Accessors) == 0 {
+		return nodeBytes
+	}
+	var n int64
+	switch root := p.RootName(); root {
+	case "context": // the evaluator's reserved names: never a value's
+		n = contextBytes
+	case "imports":
+		n = b.importedTotal
+	case "environments":
+		n = b.inlineRef(p)
+	default:
+		n = b.imported[root] // an imported value, or the base a local one is merged with
+		if b.values[root] != nil {
+			n = addB(n, b.key(root))
+		}
+	}
+	return addB(mulB(refCost, n), nodeBytes)
+}
+
+// inlineRef is the bound of ${environments.project.env...}: that environment's.
+func (b *sizeBound) inlineRef(p *ast.PropertyAccess) int64 {
+	if len(p.Accessors) < 3 || b.inline == nil {
+		return 0 // the evaluator refuses it
+	}
+	name := func(a ast.PropertyAccessor) string {
+		switch a := a.(type) {
+		case *ast.PropertyName:
+			return a.Name
+		case *ast.PropertySubscript:
+			s, _ := a.Index.(string)
+			return s
+		}
+		return ""
+	}
+	return b.inline(name(p.Accessors[1]) + "/" + name(p.Accessors[2]))
+}
+
+func lit(s string) int64 { return mulB(growth, int64(len(s))) + nodeBytes }
+
+func (b *sizeBound) expr(x ast.Expr) int64 {
+	switch x := x.(type) {
+	case nil:
+		return 0
+	case *ast.NullExpr, *ast.BooleanExpr:
+		return nodeBytes
+	case *ast.NumberExpr:
+		return lit(string(x.Value))
+	case *ast.StringExpr:
+		return lit(x.GetValue())
+	case *ast.InterpolateExpr:
+		n := int64(nodeBytes)
+		for _, p := range x.Parts {
+			n = addB(n, lit(p.Text))
+			if p.Value != nil {
+				n = addB(n, b.ref(p.Value))
+			}
+		}
+		return n
+	case *ast.SymbolExpr:
+		return b.ref(x.Property)
+	case *ast.ArrayExpr:
+		n := int64(nodeBytes)
+		for _, e := range x.Elements {
+			n = addB(n, addB(nodeBytes, b.expr(e)))
+		}
+		return n
+	case *ast.ObjectExpr:
+		n := int64(nodeBytes)
+		for _, e := range x.Entries {
+			n = addB(n, addB(lit(e.Key.GetValue()), b.expr(e.Value)))
+		}
+		return n
+	case *ast.SecretExpr:
+		return addB(lit(x.Plaintext.GetValue()), lit(x.Ciphertext.GetValue()))
+	case *ast.JoinExpr:
+		// The delimiter goes between every two elements, and there are no more elements
+		// than the bound of the list.
+		vals := b.expr(x.Values)
+		return mulB(growth, addB(vals, mulB(b.expr(x.Delimiter), vals)))
+	case *ast.OpenExpr:
+		return addB(providerBytes, b.expr(x.Inputs))
+	case *ast.RotateExpr:
+		return addB(providerBytes, addB(b.expr(x.Inputs), b.expr(x.State)))
+	case ast.BuiltinExpr:
+		return addB(mulB(growth, b.expr(x.Args())), nodeBytes)
+	}
+	return nodeBytes
+}
+
+// estimate returns the bounds of the top-level values of evaluating decl with its imports,
+// by name, loading each import through the loader (which decides access and remembers what
+// it loaded, so that the evaluator does not load or decide twice).
+func (l *loader) estimate(ctx context.Context, decl *ast.EnvironmentDecl) map[string]int64 {
+	imported := map[string]int64{}
+	if decl.Imports != nil {
+		for _, imp := range decl.Imports.Elements {
+			if imp == nil || imp.Environment == nil {
+				continue
+			}
+			for k, n := range l.importBounds(ctx, imp.Environment.Value) {
+				imported[k] = addB(imported[k], n)
+			}
+		}
+	}
+	return boundOf(decl, imported, func(ref string) int64 { return total(l.importBounds(ctx, ref)) })
+}
+
+func (l *loader) importBounds(ctx context.Context, ref string) map[string]int64 {
+	if n, ok := l.bounds[ref]; ok {
+		return n
+	}
+	if l.bounds == nil {
+		l.bounds = map[string]map[string]int64{}
+	}
+	l.bounds[ref] = nil // a cycle counts nothing: the evaluator refuses it
+	def, _, err := l.LoadEnvironment(ctx, ref)
+	if err != nil {
+		return nil // the evaluator reports it
+	}
+	decl, diags, err := eval.LoadYAMLBytes(ref, def)
+	if err != nil || diags.HasErrors() || decl == nil {
+		return nil
+	}
+	n := l.estimate(ctx, decl)
+	l.bounds[ref] = n
+	return n
+}
