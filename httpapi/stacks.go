@@ -176,6 +176,9 @@ func (s *Server) createStack(rq *Request) (any, error) {
 		if initial, err = untypedBytes(req.State.Version, req.State.Features, req.State.Deployment); err != nil {
 			return nil, err
 		}
+		if err := checkDeploymentSecrets(req.State.Deployment, rq.Org.Name, project, req.StackName); err != nil {
+			return nil, err
+		}
 	}
 	rq.event.Target = rq.Org.Name + "/" + project + "/" + req.StackName
 	if err := rq.authorize(authz.StackCreate, authz.Resource{Org: rq.Org, NewStack: &authz.NewStack{Project: project, Name: req.StackName, Tags: tags}}); err != nil {
@@ -484,6 +487,9 @@ func (s *Server) importStack(rq *Request) (any, error) {
 	count, err := countResources(data)
 	if err != nil {
 		return nil, gatehouse.Errorf(gatehouse.EINVALID, "invalid deployment: resources must be a list")
+	}
+	if err := checkDeploymentSecrets(req.Deployment, rq.Org.Name, rq.Stack.Project, rq.Stack.Name); err != nil {
+		return nil, err
 	}
 	id := newUpdateID()
 	err = rq.Change(func(tx gatehouse.Tx) error {

@@ -400,6 +400,9 @@ func (s *Server) patchCheckpoint(rq *Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkDeploymentSecrets(req.Deployment, rq.Org.Name, rq.Stack.Project, rq.Stack.Name); err != nil {
+		return nil, err
+	}
 	err = s.changeGuarded(rq, func(tx gatehouse.Tx) error {
 		u, err := liveUpdate(tx, rq.Update.ID)
 		if err != nil {
@@ -445,6 +448,9 @@ func (s *Server) patchCheckpointVerbatim(rq *Request) (any, error) {
 		return nil, gatehouse.Errorf(gatehouse.EINVALID, "untypedDeployment: %v", err)
 	}
 	if _, err := untypedBytes(probe.Version, probe.Features, probe.Deployment); err != nil {
+		return nil, err
+	}
+	if err := checkDeploymentSecrets(probe.Deployment, rq.Org.Name, rq.Stack.Project, rq.Stack.Name); err != nil {
 		return nil, err
 	}
 	err := s.changeGuarded(rq, func(tx gatehouse.Tx) error {
@@ -494,6 +500,9 @@ func (s *Server) patchCheckpointDelta(rq *Request) (any, error) {
 		if err != nil {
 			return gatehouse.Errorf(gatehouse.EINVALID, "checkpoint delta rejected: %v", err)
 		}
+		if err := checkUntypedSecrets(out, rq.Org.Name, rq.Stack.Project, rq.Stack.Name); err != nil {
+			return err
+		}
 		if err := guardProviders(tx, u, rq.Stack.OrgID, func() ([]policy.Provider, error) { return policy.InUntyped(out) }); err != nil {
 			return err
 		}
@@ -536,6 +545,9 @@ func (s *Server) patchJournal(rq *Request) (any, error) {
 		}
 		recs = append(recs, gatehouse.JournalRecord{Seq: *e.SequenceID, Data: raw})
 		typed = append(typed, e.JournalEntry)
+	}
+	if err := checkJournalSecrets(typed, rq.Org.Name, rq.Stack.Project, rq.Stack.Name); err != nil {
+		return nil, err
 	}
 	err := s.changeGuarded(rq, func(tx gatehouse.Tx) error {
 		if err := guardProviders(tx, rq.Update, rq.Stack.OrgID, func() ([]policy.Provider, error) { return policy.InJournal(typed), nil }); err != nil {

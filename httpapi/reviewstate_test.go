@@ -1,0 +1,111 @@
+package httpapi_test
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
+
+	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
+)
+
+// TestForeignSecretsProviderRefused (found in review): a state written to stack A that names
+// stack B's service secrets manager is refused, on every path a state is written by (create
+// with state, import, full, verbatim and delta checkpoints, journal entries). Before, a
+// writer of A who may not decrypt B stored B's ciphertexts in A under B's provider: the
+// next person who may decrypt B and ran the CLI on A had it decrypt them through B and
+// store them under A's key, for A's writer to decrypt. A state under A's own provider
+// (what the stock CLI writes) is still taken.
+func TestForeignSecretsProviderRefused(t *testing.T) {
+	e := newEnv(t)
+	e.must(e.createStack(e.admin, "acme", "proj", "a", nil))
+	e.must(e.createStack(e.admin, "acme", "proj", "b", nil))
+	pa, pb := stackPath("acme", "proj", "a"), stackPath("acme", "proj", "b")
+	var enc apitype.EncryptValueResponse
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: pb + "/encrypt", Body: apitype.EncryptValueRequest{Plaintext: []byte(`"hunter2"`)}}, &enc))
+	provider := func(owner, project, stack string) string {
+		b, _ := json.Marshal(map[string]any{"type": "service", "state": map[string]any{"url": e.url, "owner": owner, "project": project, "stack": stack}})
+		return string(b)
+	}
+	providerOf := func(sp string) *apitype.SecretsProvidersV1 {
+		var v apitype.SecretsProvidersV1
+		e.must(json.Unmarshal([]byte(sp), &v))
+		return &v
+	}
+	withSecret := func(sp string) json.RawMessage {
+		b, _ := json.Marshal(map[string]any{
+			"manifest":          map[string]any{"time": "2026-11-21T00:00:00Z", "magic": "", "version": "v3.260.0"},
+			"secrets_providers": json.RawMessage(sp),
+			"resources": []map[string]any{{
+				"urn": "urn:pulumi:a::proj::pulumi:pulumi:Stack::proj-a", "custom": false, "type": "pulumi:pulumi:Stack",
+				"outputs": map[string]any{"password": map[string]any{"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270",
+					"ciphertext": base64.StdEncoding.EncodeToString(enc.Ciphertext)}},
+			}},
+		})
+		return b
+	}
+	foreign := []string{
+		provider("acme", "proj", "b"),
+		provider("ACME", "proj", "b"),
+		provider("acme", "other", "a"),
+		provider("other-org", "proj", "a"),
+	}
+	for _, sp := range foreign {
+		dep := withSecret(sp)
+		wantStatus(t, e.admin.Do(cliwire.Call{Method: "POST", Path: pa + "/import", Gzip: true, Body: apitype.UntypedDeployment{Version: 3, Deployment: dep}}, nil), 400)
+		wantStatus(t, e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/stacks/acme/proj", Body: apitype.CreateStackRequest{StackName: "c",
+			State: &apitype.UntypedDeployment{Version: 3, Deployment: dep}}}, nil), 400)
+
+		up, err := e.startRun(e.admin, pa, "update", false)
+		e.must(err)
+		wantStatus(t, up.checkpoint(dep), 400)
+		doc, _ := json.Marshal(apitype.UntypedDeployment{Version: 3, Deployment: dep})
+		wantStatus(t, up.lease("PATCH", "/checkpointverbatim", apitype.PatchUpdateVerbatimCheckpointRequest{Version: 3, UntypedDeployment: doc, SequenceNumber: 1}, nil), 400)
+		e.must(up.complete("failed"))
+	}
+
+	// A delta that turns this stack's own provider into another's.
+	own := withSecret(provider("acme", "proj", "a"))
+	up, err := e.startRun(e.admin, pa, "update", false)
+	e.must(err)
+	doc, _ := json.Marshal(apitype.UntypedDeployment{Version: 3, Deployment: own})
+	e.must(up.lease("PATCH", "/checkpointverbatim", apitype.PatchUpdateVerbatimCheckpointRequest{Version: 3, UntypedDeployment: doc, SequenceNumber: 1}, nil))
+	// The delta replaces `"stack":"a"` of the provider state with `"stack":"b"`.
+	at := strings.Index(string(doc), `"stack":"a"`)
+	if at < 0 {
+		t.Fatalf("no provider stack in %s", doc)
+	}
+	end := at + len(`"stack":"a"`)
+	after := string(doc[:at]) + `"stack":"b"` + string(doc[end:])
+	sum := sha256.Sum256([]byte(after))
+	delta, _ := json.Marshal([]map[string]any{{"Span": map[string]any{"uri": "", "start": map[string]any{"line": 1, "column": 1, "offset": at},
+		"end": map[string]any{"line": 1, "column": 1, "offset": end}}, "NewText": `"stack":"b"`}})
+	wantStatus(t, up.lease("PATCH", "/checkpointdelta", apitype.PatchUpdateCheckpointDeltaRequest{Version: 3, CheckpointHash: hex.EncodeToString(sum[:]), SequenceNumber: 2, DeploymentDelta: delta}, nil), 400)
+	e.must(up.complete("failed"))
+
+	// Journal entries that set another stack's provider.
+	var cr apitype.UpdateProgramResponse
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: pa + "/destroy", Body: apitype.UpdateProgramRequest{Name: "proj"}}, &cr))
+	var sr apitype.StartUpdateResponse
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: pa + "/update/" + cr.UpdateID, Body: apitype.StartUpdateRequest{JournalVersion: 1}}, &sr))
+	if sr.JournalVersion != 1 {
+		t.Fatalf("destroy got journalVersion %d", sr.JournalVersion)
+	}
+	d := &run{e: e, c: e.admin, path: pa, ID: cr.UpdateID, Lease: sr.Token, Version: sr.Version}
+	wantStatus(t, d.lease("PATCH", "/journalentries", map[string]any{"entries": []apitype.JournalEntry{
+		{Version: 1, Kind: apitype.JournalEntryKindSecretsManager, SequenceID: 1, SecretsProvider: providerOf(provider("acme", "proj", "b"))}}}, nil), 400)
+	e.must(d.lease("PATCH", "/journalentries", map[string]any{"entries": []apitype.JournalEntry{
+		{Version: 1, Kind: apitype.JournalEntryKindSecretsManager, SequenceID: 1, SecretsProvider: providerOf(provider("acme", "proj", "a"))}}}, nil))
+	e.must(d.complete("succeeded"))
+
+	// This stack's own provider (what the CLI writes) is taken.
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: pa + "/import", Gzip: true, Body: apitype.UntypedDeployment{Version: 3, Deployment: own}}, &apitype.ImportStackResponse{}))
+	up, err = e.startRun(e.admin, pa, "update", false)
+	e.must(err)
+	e.must(up.checkpoint(own))
+	e.must(up.complete("succeeded"))
+}
