@@ -109,3 +109,37 @@ func TestForeignSecretsProviderRefused(t *testing.T) {
 	e.must(up.checkpoint(own))
 	e.must(up.complete("succeeded"))
 }
+
+// TestMalformedBodyNotEchoedToAudit (found in review): a body the decoder refuses is not
+// quoted into the error, and so not into the failure's audit event (a malformed /encrypt
+// carries the plaintext to encrypt); and a failure's audit reason is bounded, whatever the
+// size of what its message names (a tag name of a state-sized body).
+func TestMalformedBodyNotEchoedToAudit(t *testing.T) {
+	e := newEnv(t)
+	p := stackPath("acme", "proj", "dev")
+	e.must(e.createStack(e.admin, "acme", "proj", "dev", nil))
+	const secret = "c3VwZXJzZWNyZXRwYXNzd29yZA=="
+	for _, body := range []string{
+		`{"plaintext":"` + secret + `" "x"}`,
+		`{"plaintext":"` + secret + `", x}`,
+		`{"plaintext":["` + secret + `"]}`,
+		`{"plaintext":12345678901234567890123456789` + secret + `}`,
+	} {
+		ce := wantStatus(t, e.admin.Do(cliwire.Call{Method: "POST", Path: p + "/encrypt", Body: []byte(body)}, nil), 400)
+		if strings.Contains(string(ce.Body), secret[:12]) {
+			t.Errorf("the error body quotes the request: %s", ce.Body)
+		}
+	}
+	huge := strings.Repeat("k", 200<<10)
+	wantStatus(t, e.admin.Do(cliwire.Call{Method: "PATCH", Path: p + "/tags", Body: map[string]string{huge: "v"}}, nil), 400)
+	evs, err := listAudit(e)
+	e.must(err)
+	for _, ev := range evs {
+		if strings.Contains(ev.Reason, secret[:12]) {
+			t.Errorf("audit event %s (%s) quotes the request body: %s", ev.ID, ev.Action, ev.Reason)
+		}
+		if len(ev.Reason) > 4096 {
+			t.Errorf("audit event %s (%s) has a reason of %d bytes", ev.ID, ev.Action, len(ev.Reason))
+		}
+	}
+}

@@ -538,7 +538,7 @@ func (s *Server) patchJournal(rq *Request) (any, error) {
 			SequenceID *int64 `json:"sequenceID"`
 		}
 		if err := fastjson.Unmarshal(raw, &e); err != nil {
-			return nil, gatehouse.Errorf(gatehouse.EINVALID, "journal entry %d: %v", i, err)
+			return nil, gatehouse.Errorf(gatehouse.EINVALID, "journal entry %d: %s", i, jsonErrorText(err))
 		}
 		if e.SequenceID == nil {
 			return nil, gatehouse.Errorf(gatehouse.EINVALID, "journal entry %d has no sequenceID", i)
