@@ -143,3 +143,39 @@ func TestMalformedBodyNotEchoedToAudit(t *testing.T) {
 		}
 	}
 }
+
+// TestRenameIntoProjectNeedsCreate (found in review): moving a stack into another project
+// is making a stack there. A stack admin who may not create stacks in project prod (no
+// write grant on it, members may not create stacks) could rename their stack into it; now
+// 403 (recorded as denied), while a rename within the project, or into a project the
+// caller may create stacks in, still works.
+func TestRenameIntoProjectNeedsCreate(t *testing.T) {
+	e := newEnv(t)
+	dev := cliwire.New(e.url, e.newPerson("dev", "member"))
+	e.must(e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme", Body: map[string]any{"setMembersCanCreateStacks": false}}, nil))
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/teams/pulumi", Body: map[string]string{"name": "devs"}}, nil))
+	e.must(e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/teams/devs", Body: map[string]any{"memberAction": "add", "member": "dev",
+		"addGrant": map[string]any{"project": "web", "permission": "admin"}}}, nil))
+	e.must(e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/teams/devs", Body: map[string]any{"addGrant": map[string]any{"project": "sandbox", "permission": "write"}}}, nil))
+	e.must(e.createStack(dev, "acme", "web", "app", nil))
+	p := stackPath("acme", "web", "app")
+
+	ce := wantStatus(t, dev.Do(cliwire.Call{Method: "POST", Path: p + "/rename", Body: apitype.StackRenameRequest{NewName: "app", NewProject: "prod"}}, nil), 403)
+	if ce != nil && !strings.Contains(ce.Message, "create stacks") {
+		t.Errorf("unclear refusal: %s", ce.Message)
+	}
+	wantStatus(t, e.admin.Do(cliwire.Call{Method: "GET", Path: stackPath("acme", "prod", "app")}, nil), 404)
+	evs, err := listAudit(e)
+	e.must(err)
+	denied := false
+	for _, ev := range evs {
+		denied = denied || ev.Outcome == "denied" && ev.Action == "stack:create" && ev.ActorName == "dev" && ev.Target == "acme/web/app"
+	}
+	if !denied {
+		t.Error("the refused rename is not audited as denied")
+	}
+
+	e.must(dev.Do(cliwire.Call{Method: "POST", Path: p + "/rename", Body: apitype.StackRenameRequest{NewName: "app2"}}, nil))
+	e.must(dev.Do(cliwire.Call{Method: "POST", Path: stackPath("acme", "web", "app2") + "/rename", Body: apitype.StackRenameRequest{NewName: "app2", NewProject: "sandbox"}}, nil))
+	e.must(e.admin.Do(cliwire.Call{Method: "GET", Path: stackPath("acme", "sandbox", "app2")}, nil))
+}

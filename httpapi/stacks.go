@@ -363,6 +363,16 @@ func (s *Server) renameStack(rq *Request) (any, error) {
 		return nil, err
 	}
 	rq.Detail("new_name", rq.Org.Name+"/"+project+"/"+name)
+	if project != rq.Stack.Project {
+		// A stack moved into another project is a stack made there: whoever may not create
+		// stacks in that project may not move one into it either (found in review: a stack's
+		// admin put it into any project of the organization).
+		action := rq.event.Action
+		if err := rq.authorize(authz.StackCreate, authz.Resource{Org: rq.Org, NewStack: &authz.NewStack{Project: project, Name: name, Tags: rq.Stack.Tags}}); err != nil {
+			return nil, err
+		}
+		rq.event.Action = action
+	}
 	err := rq.Change(func(tx gatehouse.Tx) error {
 		st, err := tx.GetStackByID(rq.Stack.ID)
 		if err != nil {
