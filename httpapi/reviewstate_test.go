@@ -179,3 +179,61 @@ func TestRenameIntoProjectNeedsCreate(t *testing.T) {
 	e.must(dev.Do(cliwire.Call{Method: "POST", Path: stackPath("acme", "web", "app2") + "/rename", Body: apitype.StackRenameRequest{NewName: "app2", NewProject: "sandbox"}}, nil))
 	e.must(e.admin.Do(cliwire.Call{Method: "GET", Path: stackPath("acme", "sandbox", "app2")}, nil))
 }
+
+// TestLeaseEndsWithItsStarter (found in review): an update's lease was renewed for as long
+// as its holder asked, whatever happened to the credential that started it: a stolen token,
+// revoked mid-update, kept writing the stack's state through the lease. Now the lease is
+// renewed only while the starting credential may still run the update: a revoked personal
+// token, a revoked team token and a lost grant each end it (403, the CLI's "lease
+// expired"); while nothing changed, renewal works.
+func TestLeaseEndsWithItsStarter(t *testing.T) {
+	e := newEnv(t)
+	dev := cliwire.New(e.url, e.newPerson("dev", "member"))
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/teams/pulumi", Body: map[string]string{"name": "devs"}}, nil))
+	e.must(e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/teams/devs", Body: map[string]any{"memberAction": "add", "member": "dev",
+		"addGrant": map[string]any{"project": "web", "permission": "write"}}}, nil))
+	renew := func(r *run) error {
+		return r.lease("POST", "/renew_lease", apitype.RenewUpdateLeaseRequest{Duration: 300}, nil)
+	}
+	for i, stack := range []string{"a", "b", "c", "d"} {
+		e.must(e.createStack(e.admin, "acme", "web", stack, nil))
+		_ = i
+	}
+
+	// A personal token revoked mid-update.
+	var laptop struct {
+		ID         string `json:"id"`
+		TokenValue string `json:"tokenValue"`
+	}
+	e.must(dev.Do(cliwire.Call{Method: "POST", Path: "/api/user/tokens", Body: map[string]string{"name": "laptop"}}, &laptop))
+	up, err := e.startRun(cliwire.New(e.url, laptop.TokenValue), stackPath("acme", "web", "a"), "update", false)
+	e.must(err)
+	e.must(renew(up))
+	e.must(dev.Do(cliwire.Call{Method: "DELETE", Path: "/api/user/tokens/" + laptop.ID}, nil))
+	wantStatus(t, renew(up), 403)
+
+	// A team token revoked mid-update.
+	var ci struct {
+		ID         string `json:"id"`
+		TokenValue string `json:"tokenValue"`
+	}
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/teams/devs/tokens", Body: map[string]string{"name": "ci"}}, &ci))
+	up, err = e.startRun(cliwire.New(e.url, ci.TokenValue), stackPath("acme", "web", "b"), "update", false)
+	e.must(err)
+	e.must(renew(up))
+	e.must(e.admin.Do(cliwire.Call{Method: "DELETE", Path: "/api/orgs/acme/teams/devs/tokens/" + ci.ID}, nil))
+	wantStatus(t, renew(up), 403)
+
+	// The grant that allowed the update removed mid-update; a preview of a stack the
+	// person may still read keeps its lease.
+	e.must(e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/teams/devs", Body: map[string]any{"addGrant": map[string]any{"stack": "web/d", "permission": "read"}}}, nil))
+	up, err = e.startRun(dev, stackPath("acme", "web", "c"), "update", false)
+	e.must(err)
+	pv, err := e.startRun(dev, stackPath("acme", "web", "d"), "preview", true)
+	e.must(err)
+	e.must(renew(up))
+	e.must(e.admin.Do(cliwire.Call{Method: "PATCH", Path: "/api/orgs/acme/teams/devs", Body: map[string]any{"removeGrant": map[string]any{"project": "web"}}}, nil))
+	wantStatus(t, renew(up), 403)
+	e.must(renew(pv))
+	e.must(pv.complete("succeeded"))
+}

@@ -270,6 +270,12 @@ func (s *Server) startUpdate(rq *Request) (any, error) {
 		if version, err = tx.StartUpdate(u.ID, tags, digest, expires, journal); err != nil {
 			return err
 		}
+		if p := rq.Subject.Principal(); !p.IsZero() {
+			// The lease lives only as long as this credential may run the update (renewLease).
+			if err := tx.SetUpdateStarter(u.ID, p); err != nil {
+				return err
+			}
+		}
 		if !u.DryRun {
 			if err := tx.SetUpdateProtocol(u.ID, updateProtocol(choice)); err != nil {
 				return err
@@ -354,6 +360,9 @@ func (s *Server) renewLease(rq *Request) (any, error) {
 		if err := refuseEndedRun(tx, rq.Update); err != nil {
 			return err
 		}
+		if err := refuseStarterGone(tx, rq); err != nil {
+			return err
+		}
 		return tx.RenewLease(rq.Update.ID, token.Digest(rq.LeaseToken), expires)
 	})
 	if err != nil {
@@ -383,6 +392,44 @@ func refuseEndedRun(tx gatehouse.Tx, u *gatehouse.Update) error {
 	}
 	if d.StackID == u.StackID && (d.Status != gatehouse.DeployRunning || d.Cancel || !tx.Now().Before(d.CredUntil)) {
 		return gatehouse.Errorf(gatehouse.EGONE, "the deployment run that started this update (%s) has ended: its lease is not renewed", d.ID)
+	}
+	return nil
+}
+
+// refuseStarterGone refuses renewing the lease of an update whose starting credential
+// (Update.StartedBy) may no longer run it: the token was revoked or expired, its user was
+// disabled or left the organization, or the grant that allowed the update is gone (found in
+// review: a lease outlived the revocation of the token that started it, and kept writing
+// the stack's state for as long as it was renewed). The update then ends when its lease
+// runs out, at most one lease after the revocation; meanwhile its checkpoints are taken.
+// It is decided by authz.Decide, for the action that started the update, as if the
+// credential asked now.
+func refuseStarterGone(tx gatehouse.Tx, rq *Request) error {
+	u := rq.Update
+	if u.StartedBy.IsZero() {
+		return nil
+	}
+	sub, name, gone, err := resolveActsFor(tx, u.StartedBy, tx.Now())
+	if err != nil {
+		return err
+	}
+	if sub == nil {
+		return gatehouse.Errorf(gatehouse.EGONE, "the credential that started this update (%s) can no longer act: %s; its lease is not renewed", name, gone)
+	}
+	f, err := loadFacts(tx, sub, rq.Org)
+	if err != nil {
+		return err
+	}
+	action := authz.StackPreview
+	if !u.DryRun {
+		action = runAction(u.Kind)
+	}
+	st, err := tx.GetStackByID(u.StackID)
+	if err != nil {
+		return err
+	}
+	if d := authz.Decide(sub, action, authz.Resource{Org: rq.Org, Stack: st, Update: u, UpdateKind: u.Kind}, f); !d.Allow {
+		return gatehouse.Errorf(gatehouse.EGONE, "the credential that started this update (%s) may no longer run it (%s): its lease is not renewed", name, d.Reason)
 	}
 	return nil
 }
