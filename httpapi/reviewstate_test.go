@@ -237,3 +237,39 @@ func TestLeaseEndsWithItsStarter(t *testing.T) {
 	e.must(renew(pv))
 	e.must(pv.complete("succeeded"))
 }
+
+// TestCreateWithStateIsAnImport (found in review): creating a stack with a state imports
+// that state, which on a protected stack only pipelines may do. A person created a stack
+// in a protected project with a state of their own; now 403 (audited as denied), while a
+// stack there without a state, and one with a state outside the protection, are created.
+func TestCreateWithStateIsAnImport(t *testing.T) {
+	e := newEnv(t)
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/protections", Body: map[string]string{"project": "prod"}}, nil))
+	sp := func(project, stack string) string {
+		b, _ := json.Marshal(map[string]any{"type": "service", "state": map[string]any{"url": e.url, "owner": "acme", "project": project, "stack": stack}})
+		return string(b)
+	}
+	create := func(project, stack string, dep json.RawMessage) error {
+		req := apitype.CreateStackRequest{StackName: stack}
+		if dep != nil {
+			req.State = &apitype.UntypedDeployment{Version: 3, Deployment: dep}
+		}
+		return e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/stacks/acme/" + project, Body: req}, nil)
+	}
+	ce := wantStatus(t, create("prod", "seeded", deployment(2, sp("prod", "seeded"))), 403)
+	if ce != nil && !strings.Contains(ce.Message, "protected") {
+		t.Errorf("unclear refusal: %s", ce.Message)
+	}
+	wantStatus(t, e.admin.Do(cliwire.Call{Method: "GET", Path: stackPath("acme", "prod", "seeded")}, nil), 404)
+	e.must(create("prod", "empty", nil))
+	e.must(create("dev", "seeded", deployment(2, sp("dev", "seeded"))))
+	evs, err := listAudit(e)
+	e.must(err)
+	denied := false
+	for _, ev := range evs {
+		denied = denied || ev.Outcome == "denied" && ev.Action == "stack:import" && strings.HasSuffix(ev.Target, "prod/seeded")
+	}
+	if !denied {
+		t.Error("the refused creation is not audited as denied")
+	}
+}

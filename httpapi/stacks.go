@@ -188,6 +188,16 @@ func (s *Server) createStack(rq *Request) (any, error) {
 	if rq.Subject.Kind == authz.UserKind {
 		st.CreatorUserID = rq.Subject.User.ID
 	}
+	if initial != nil {
+		// A stack created with a state is a state import into it: decided as stack:import on
+		// the stack to be (found in review: a person seeded a stack that a protection rule
+		// covers from birth with a state of their own, which only pipelines may import).
+		action := rq.event.Action
+		if err := rq.authorize(authz.StackImport, authz.Resource{Org: rq.Org, Stack: st}); err != nil {
+			return nil, err
+		}
+		rq.event.Action = action
+	}
 	err := rq.Change(func(tx gatehouse.Tx) error {
 		if err := tx.CreateStack(st); err != nil {
 			return err
