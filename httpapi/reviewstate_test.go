@@ -273,3 +273,52 @@ func TestCreateWithStateIsAnImport(t *testing.T) {
 		t.Error("the refused creation is not audited as denied")
 	}
 }
+
+// TestBatchCallsBounded (found in review): a call of engine events or journal entries takes
+// a bounded number of elements (413 beyond it, which the CLI answers for journal entries by
+// splitting the batch). Before, a reader's preview lease could post a body of tens of
+// millions of tiny events, each decoded into several times its size in memory.
+func TestBatchCallsBounded(t *testing.T) {
+	e := newEnv(t)
+	e.must(e.createStack(e.admin, "acme", "proj", "dev", nil))
+	p := stackPath("acme", "proj", "dev")
+	events := func(n int, key string) json.RawMessage {
+		var b strings.Builder
+		b.WriteString(`{"` + key + `":[`)
+		for i := 0; i < n; i++ {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			b.WriteString(`{"sequence":` + itoa(i) + `,"timestamp":1,"stdoutEvent":{"message":"a, [b] {c}","color":"never"}}`)
+		}
+		b.WriteString(`]}`)
+		return json.RawMessage(b.String())
+	}
+	pv, err := e.startRun(e.admin, p, "preview", true)
+	e.must(err)
+	e.must(pv.lease("POST", "/events/batch", events(1000, "events"), nil))
+	wantStatus(t, pv.lease("POST", "/events/batch", events(1001, "events"), nil), 413)
+	wantStatus(t, pv.lease("POST", "/events/batch", events(1001, "Events"), nil), 413)
+	e.must(pv.complete("succeeded"))
+
+	var cr apitype.UpdateProgramResponse
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: p + "/destroy", Body: apitype.UpdateProgramRequest{Name: "proj"}}, &cr))
+	var sr apitype.StartUpdateResponse
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: p + "/update/" + cr.UpdateID, Body: apitype.StartUpdateRequest{JournalVersion: 1}}, &sr))
+	d := &run{e: e, c: e.admin, path: p, ID: cr.UpdateID, Lease: sr.Token, Version: sr.Version}
+	entries := func(n int) json.RawMessage {
+		var b strings.Builder
+		b.WriteString(`{"entries":[`)
+		for i := 0; i < n; i++ {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			b.WriteString(`{"version":1,"kind":6,"sequenceID":` + itoa(i+1) + `}`)
+		}
+		b.WriteString(`]}`)
+		return json.RawMessage(b.String())
+	}
+	wantStatus(t, d.lease("PATCH", "/journalentries", entries(10001), nil), 413)
+	e.must(d.lease("PATCH", "/journalentries", entries(100), nil))
+	e.must(d.complete("succeeded"))
+}

@@ -572,7 +572,7 @@ func (s *Server) patchJournal(rq *Request) (any, error) {
 	var req struct {
 		Entries []json.RawMessage `json:"entries"`
 	}
-	if err := rq.decode(&req); err != nil {
+	if err := rq.decodeBatch(&req, maxJournalPerBatch, "journal entries"); err != nil {
 		return nil, err
 	}
 	recs := make([]gatehouse.JournalRecord, 0, len(req.Entries))
@@ -797,7 +797,7 @@ func (s *Server) postEvents(rq *Request) (any, error) {
 	var req struct {
 		Events []json.RawMessage `json:"events"`
 	}
-	if err := rq.decode(&req); err != nil {
+	if err := rq.decodeBatch(&req, maxEventsPerBatch, "engine events"); err != nil {
 		return nil, err
 	}
 	events := make([]gatehouse.EngineEvent, 0, len(req.Events))
