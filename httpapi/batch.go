@@ -13,9 +13,14 @@ import (
 // body of tiny elements (`{"sequence":1}` is 14 bytes) decoded into tens of millions of
 // values, each several times its size in memory: one events call of a preview's lease,
 // which a reader gets, took gigabytes (found in review).
+// Batch encryption and decryption (which anyone who may read a stack calls) are bounded
+// likewise: an empty plaintext is 3 bytes of body and became a ciphertext of 29 bytes plus
+// two slices. The CLI encrypts at most 1,000 values per call and decrypts a state's
+// secrets in one call, so that bound is generous.
 const (
 	maxEventsPerBatch  = 1000
 	maxJournalPerBatch = 10000
+	maxSecretsPerBatch = 100000
 )
 
 // decodeBatch is decode for a body whose arrays are batches of at most max elements (what

@@ -322,3 +322,28 @@ func TestBatchCallsBounded(t *testing.T) {
 	e.must(d.lease("PATCH", "/journalentries", entries(100), nil))
 	e.must(d.complete("succeeded"))
 }
+
+// TestSecretBatchesBounded (found in review): batch encryption and decryption, which any
+// reader of the stack may call, take at most 100,000 values per call (413 beyond): a body
+// of empty plaintexts (3 bytes each) became ciphertexts of 29 bytes and two slices each.
+func TestSecretBatchesBounded(t *testing.T) {
+	e := newEnv(t)
+	e.must(e.createStack(e.admin, "acme", "proj", "dev", nil))
+	p := stackPath("acme", "proj", "dev")
+	body := func(key, elem string, n int) json.RawMessage {
+		return json.RawMessage(`{"` + key + `":[` + strings.TrimSuffix(strings.Repeat(elem+",", n), ",") + `]}`)
+	}
+	wantStatus(t, e.admin.Do(cliwire.Call{Method: "POST", Path: p + "/batch-encrypt", Gzip: true, Body: body("plaintexts", `""`, 100001)}, nil), 413)
+	var enc apitype.BatchEncryptResponse
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: p + "/batch-encrypt", Gzip: true, Body: body("plaintexts", `"eA=="`, 1000)}, &enc))
+	if len(enc.Ciphertexts) != 1000 {
+		t.Fatalf("%d ciphertexts", len(enc.Ciphertexts))
+	}
+	ct := `"` + base64.StdEncoding.EncodeToString(enc.Ciphertexts[0]) + `"`
+	wantStatus(t, e.admin.Do(cliwire.Call{Method: "POST", Path: p + "/batch-decrypt", Gzip: true, Body: body("ciphertexts", ct, 100001)}, nil), 413)
+	var dec apitype.BatchDecryptResponse
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: p + "/batch-decrypt", Gzip: true, Body: body("ciphertexts", ct, 1000)}, &dec))
+	if len(dec.Plaintexts) != 1 {
+		t.Fatalf("%d plaintexts", len(dec.Plaintexts))
+	}
+}
