@@ -178,6 +178,14 @@ func TestRenameIntoProjectNeedsCreate(t *testing.T) {
 	e.must(dev.Do(cliwire.Call{Method: "POST", Path: p + "/rename", Body: apitype.StackRenameRequest{NewName: "app2"}}, nil))
 	e.must(dev.Do(cliwire.Call{Method: "POST", Path: stackPath("acme", "web", "app2") + "/rename", Body: apitype.StackRenameRequest{NewName: "app2", NewProject: "sandbox"}}, nil))
 	e.must(e.admin.Do(cliwire.Call{Method: "GET", Path: stackPath("acme", "sandbox", "app2")}, nil))
+
+	// Moving a stack (and its state) under a protection rule of the new project is an
+	// import into a protected stack: people may not, even an organization admin.
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/orgs/acme/protections", Body: map[string]string{"project": "prod"}}, nil))
+	ce = wantStatus(t, e.admin.Do(cliwire.Call{Method: "POST", Path: stackPath("acme", "sandbox", "app2") + "/rename", Body: apitype.StackRenameRequest{NewName: "app2", NewProject: "prod"}}, nil), 403)
+	if ce != nil && !strings.Contains(ce.Message, "protected") {
+		t.Errorf("unclear refusal: %s", ce.Message)
+	}
 }
 
 // TestLeaseEndsWithItsStarter (found in review): an update's lease was renewed for as long

@@ -381,6 +381,14 @@ func (s *Server) renameStack(rq *Request) (any, error) {
 		if err := rq.authorize(authz.StackCreate, authz.Resource{Org: rq.Org, NewStack: &authz.NewStack{Project: project, Name: name, Tags: rq.Stack.Tags}}); err != nil {
 			return nil, err
 		}
+		// And its state is then imported there: a stack moved under a protection rule of
+		// the new project takes its state only from a pipeline credential, as an import
+		// into it would (createStack with a state).
+		moved := *rq.Stack
+		moved.Project, moved.Name = project, name
+		if err := rq.authorize(authz.StackImport, authz.Resource{Org: rq.Org, Stack: &moved}); err != nil {
+			return nil, err
+		}
 		rq.event.Action = action
 	}
 	err := rq.Change(func(tx gatehouse.Tx) error {
