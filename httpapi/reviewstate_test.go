@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 
@@ -203,9 +204,8 @@ func TestLeaseEndsWithItsStarter(t *testing.T) {
 	renew := func(r *run) error {
 		return r.lease("POST", "/renew_lease", apitype.RenewUpdateLeaseRequest{Duration: 300}, nil)
 	}
-	for i, stack := range []string{"a", "b", "c", "d"} {
+	for _, stack := range []string{"a", "b", "c", "d", "e"} {
 		e.must(e.createStack(e.admin, "acme", "web", stack, nil))
-		_ = i
 	}
 
 	// A personal token revoked mid-update.
@@ -244,6 +244,17 @@ func TestLeaseEndsWithItsStarter(t *testing.T) {
 	wantStatus(t, renew(up), 403)
 	e.must(renew(pv))
 	e.must(pv.complete("succeeded"))
+
+	// A token that merely expires (a short-lived one) does not end the update it started.
+	var short struct {
+		TokenValue string `json:"tokenValue"`
+	}
+	e.must(e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/user/tokens", Body: map[string]any{"name": "short", "expires": e.clock.Now().Add(time.Minute).Unix()}}, &short))
+	up, err = e.startRun(cliwire.New(e.url, short.TokenValue), stackPath("acme", "web", "e"), "update", false)
+	e.must(err)
+	e.clock.Advance(2 * time.Minute)
+	e.must(renew(up))
+	e.must(up.complete("succeeded"))
 }
 
 // TestCreateWithStateIsAnImport (found in review): creating a stack with a state imports

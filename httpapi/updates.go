@@ -397,8 +397,8 @@ func refuseEndedRun(tx gatehouse.Tx, u *gatehouse.Update) error {
 }
 
 // refuseStarterGone refuses renewing the lease of an update whose starting credential
-// (Update.StartedBy) may no longer run it: the token was revoked or expired, its user was
-// disabled or left the organization, or the grant that allowed the update is gone (found in
+// (Update.StartedBy) may no longer run it: the token was revoked (expiring is not enough),
+// its user was disabled or left the organization, or the grant that allowed the update is gone (found in
 // review: a lease outlived the revocation of the token that started it, and kept writing
 // the stack's state for as long as it was renewed). The update then ends when its lease
 // runs out, at most one lease after the revocation; meanwhile its checkpoints are taken.
@@ -409,7 +409,20 @@ func refuseStarterGone(tx gatehouse.Tx, rq *Request) error {
 	if u.StartedBy.IsZero() {
 		return nil
 	}
-	sub, name, gone, err := resolveActsFor(tx, u.StartedBy, tx.Now())
+	// A token's revocation ends the lease; its planned expiry does not: an update started
+	// with a short-lived token (one issued by OIDC exchange lives an hour) may run longer,
+	// as it may with Pulumi's service. So the token is judged live as of the start, after
+	// its revocation is checked as of now.
+	if u.StartedBy.Kind == gatehouse.PrincipalToken {
+		tk, err := tx.GetToken(u.StartedBy.ID)
+		if err != nil && !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+			return err
+		}
+		if err != nil || !tk.Revoked.IsZero() && !tx.Now().Before(tk.Revoked) {
+			return gatehouse.Errorf(gatehouse.EGONE, "the token that started this update (%s) was revoked: its lease is not renewed", u.StartedBy)
+		}
+	}
+	sub, name, gone, err := resolveActsFor(tx, u.StartedBy, u.Started)
 	if err != nil {
 		return err
 	}
