@@ -57,7 +57,10 @@ func TestForeignSecretsProviderRefused(t *testing.T) {
 	}
 	for _, sp := range foreign {
 		dep := withSecret(sp)
-		wantStatus(t, e.admin.Do(cliwire.Call{Method: "POST", Path: pa + "/import", Gzip: true, Body: apitype.UntypedDeployment{Version: 3, Deployment: dep}}, nil), 400)
+		ce := wantStatus(t, e.admin.Do(cliwire.Call{Method: "POST", Path: pa + "/import", Gzip: true, Body: apitype.UntypedDeployment{Version: 3, Deployment: dep}}, nil), 400)
+		if ce != nil && !strings.Contains(ce.Message, "secrets_providers") {
+			t.Errorf("import refused for another reason: %s", ce.Message)
+		}
 		wantStatus(t, e.admin.Do(cliwire.Call{Method: "POST", Path: "/api/stacks/acme/proj", Body: apitype.CreateStackRequest{StackName: "c",
 			State: &apitype.UntypedDeployment{Version: 3, Deployment: dep}}}, nil), 400)
 
@@ -85,7 +88,10 @@ func TestForeignSecretsProviderRefused(t *testing.T) {
 	sum := sha256.Sum256([]byte(after))
 	delta, _ := json.Marshal([]map[string]any{{"Span": map[string]any{"uri": "", "start": map[string]any{"line": 1, "column": 1, "offset": at},
 		"end": map[string]any{"line": 1, "column": 1, "offset": end}}, "NewText": `"stack":"b"`}})
-	wantStatus(t, up.lease("PATCH", "/checkpointdelta", apitype.PatchUpdateCheckpointDeltaRequest{Version: 3, CheckpointHash: hex.EncodeToString(sum[:]), SequenceNumber: 2, DeploymentDelta: delta}, nil), 400)
+	ce := wantStatus(t, up.lease("PATCH", "/checkpointdelta", apitype.PatchUpdateCheckpointDeltaRequest{Version: 3, CheckpointHash: hex.EncodeToString(sum[:]), SequenceNumber: 2, DeploymentDelta: delta}, nil), 400)
+	if ce != nil && !strings.Contains(ce.Message, "secrets_providers") {
+		t.Errorf("delta refused for another reason: %s", ce.Message)
+	}
 	e.must(up.complete("failed"))
 
 	// Journal entries that set another stack's provider.
@@ -97,8 +103,11 @@ func TestForeignSecretsProviderRefused(t *testing.T) {
 		t.Fatalf("destroy got journalVersion %d", sr.JournalVersion)
 	}
 	d := &run{e: e, c: e.admin, path: pa, ID: cr.UpdateID, Lease: sr.Token, Version: sr.Version}
-	wantStatus(t, d.lease("PATCH", "/journalentries", map[string]any{"entries": []apitype.JournalEntry{
+	ce = wantStatus(t, d.lease("PATCH", "/journalentries", map[string]any{"entries": []apitype.JournalEntry{
 		{Version: 1, Kind: apitype.JournalEntryKindSecretsManager, SequenceID: 1, SecretsProvider: providerOf(provider("acme", "proj", "b"))}}}, nil), 400)
+	if ce != nil && !strings.Contains(ce.Message, "secrets_providers") {
+		t.Errorf("journal entry refused for another reason: %s", ce.Message)
+	}
 	e.must(d.lease("PATCH", "/journalentries", map[string]any{"entries": []apitype.JournalEntry{
 		{Version: 1, Kind: apitype.JournalEntryKindSecretsManager, SequenceID: 1, SecretsProvider: providerOf(provider("acme", "proj", "a"))}}}, nil))
 	e.must(d.complete("succeeded"))
