@@ -142,6 +142,7 @@ func TestMalformedBodyNotEchoedToAudit(t *testing.T) {
 	}
 	huge := strings.Repeat("k", 200<<10)
 	wantStatus(t, e.admin.Do(cliwire.Call{Method: "PATCH", Path: p + "/tags", Body: map[string]string{huge: "v"}}, nil), 400)
+	wantStatus(t, e.admin.Do(cliwire.Call{Method: "POST", Path: p + "/tags", Body: map[string]string{"name": huge, "value": "v"}}, nil), 400)
 	evs, err := listAudit(e)
 	e.must(err)
 	for _, ev := range evs {
@@ -150,6 +151,11 @@ func TestMalformedBodyNotEchoedToAudit(t *testing.T) {
 		}
 		if len(ev.Reason) > 4096 {
 			t.Errorf("audit event %s (%s) has a reason of %d bytes", ev.ID, ev.Action, len(ev.Reason))
+		}
+		for k, v := range ev.Details {
+			if len(v) > 4096 {
+				t.Errorf("audit event %s (%s) has a detail %s of %d bytes", ev.ID, ev.Action, k, len(v))
+			}
 		}
 	}
 }

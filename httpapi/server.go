@@ -664,13 +664,18 @@ func (rq *Request) View(fn func(gatehouse.Tx) error) error {
 	return rq.s.store.View(rq.Context(), fn)
 }
 
-// Detail adds a fact to the call's audit event.
+// Detail adds a fact to the call's audit event. A value is bounded (maxAuditDetail): many
+// are what the caller sent (a tag or pack name, before it is validated), and a request body
+// must not become an audit record of its size (found in review).
 func (rq *Request) Detail(k, v string) {
 	if rq.event.Details == nil {
 		rq.event.Details = map[string]string{}
 	}
-	rq.event.Details[k] = v
+	rq.event.Details[k] = truncate(v, maxAuditDetail)
 }
+
+// maxAuditDetail bounds one detail of an audit event (a list of 100 token IDs fits).
+const maxAuditDetail = 4096
 
 // ResponseHeader returns the response header (for handlers that add headers).
 func (rq *Request) ResponseHeader() http.Header { return rq.w.Header() }
