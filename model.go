@@ -234,6 +234,10 @@ type Update struct {
 	Sequence        int
 	ResourceChanges map[string]int
 	ResourceCount   int
+	// StartedBy is the credential that started the update (and so holds its lease): the
+	// lease is renewed only while it may still run the update. Zero for deployment runs
+	// (their run bounds their updates) and updates started before it was recorded.
+	StartedBy Principal
 }
 
 // AuditEvent is one entry of the audit log. Events form a hash chain: Hash commits to the

@@ -136,6 +136,8 @@ type Tx interface {
 	// update has ended or the lease is not its current one.
 	RenewLease(id string, lease [32]byte, expires time.Time) error
 	SetUpdateSequence(id string, seq int) error
+	// SetUpdateStarter records the credential that started the update (Update.StartedBy).
+	SetUpdateStarter(id string, p Principal) error
 	// SetUpdateChanges records the update's resource changes (from the engine's summary event).
 	SetUpdateChanges(id string, changes map[string]int) error
 	// FinishUpdate ends an update with status, releases the stack lock if it holds it and

@@ -197,7 +197,7 @@ func (rq *Request) failAggregated(outcome string, err error) {
 	ev := rq.event
 	ev.Outcome = outcome
 	if err != nil && ev.Reason == "" {
-		ev.Reason = gatehouse.ErrorMessage(err)
+		ev.Reason = auditReason(err)
 	}
 	if rq.s.auditAgg.add(&ev) {
 		return

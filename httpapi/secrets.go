@@ -28,7 +28,7 @@ func (s *Server) encrypt(rq *Request) (any, error) {
 
 func (s *Server) batchEncrypt(rq *Request) (any, error) {
 	var req apitype.BatchEncryptRequest
-	if err := rq.decode(&req); err != nil {
+	if err := rq.decodeBatch(&req, maxSecretsPerBatch, "values"); err != nil {
 		return nil, err
 	}
 	rq.Detail("count", strconv.Itoa(len(req.Plaintexts)))
@@ -56,7 +56,7 @@ func (s *Server) decrypt(rq *Request) (any, error) {
 
 func (s *Server) batchDecrypt(rq *Request) (any, error) {
 	var req apitype.BatchDecryptRequest
-	if err := rq.decode(&req); err != nil {
+	if err := rq.decodeBatch(&req, maxSecretsPerBatch, "values"); err != nil {
 		return nil, err
 	}
 	rq.Detail("count", strconv.Itoa(len(req.Ciphertexts)))

@@ -608,9 +608,20 @@ func (rq *Request) fail(outcome string, err error) {
 	ev := rq.event
 	ev.Outcome = outcome
 	if err != nil && ev.Reason == "" {
-		ev.Reason = gatehouse.ErrorMessage(err) // a specific reason set earlier is kept
+		ev.Reason = auditReason(err) // a specific reason set earlier is kept
 	}
 	rq.s.appendFailure(rq, &ev)
+}
+
+// maxAuditReason bounds the reason a failed call's audit event keeps: an error message may
+// quote what the caller sent (a name, a tag), and a body of up to Config.MaxBodyBytes must
+// not become an audit record (and a SIEM event) of that size (found in review).
+const maxAuditReason = 1024
+
+// auditReason is the reason a failed call's audit event records: the error's message,
+// bounded.
+func auditReason(err error) string {
+	return truncate(gatehouse.ErrorMessage(err), maxAuditReason)
 }
 
 // appendFailure records the event of a failed call (best effort: the call fails anyway).
@@ -653,13 +664,18 @@ func (rq *Request) View(fn func(gatehouse.Tx) error) error {
 	return rq.s.store.View(rq.Context(), fn)
 }
 
-// Detail adds a fact to the call's audit event.
+// Detail adds a fact to the call's audit event. A value is bounded (maxAuditDetail): many
+// are what the caller sent (a tag or pack name, before it is validated), and a request body
+// must not become an audit record of its size (found in review).
 func (rq *Request) Detail(k, v string) {
 	if rq.event.Details == nil {
 		rq.event.Details = map[string]string{}
 	}
-	rq.event.Details[k] = v
+	rq.event.Details[k] = truncate(v, maxAuditDetail)
 }
+
+// maxAuditDetail bounds one detail of an audit event (a list of 100 token IDs fits).
+const maxAuditDetail = 4096
 
 // ResponseHeader returns the response header (for handlers that add headers).
 func (rq *Request) ResponseHeader() http.Header { return rq.w.Header() }
@@ -895,7 +911,30 @@ func bodyError(err error) error {
 	if errors.Is(err, gzip.ErrHeader) || errors.Is(err, gzip.ErrChecksum) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return gatehouse.Errorf(gatehouse.EINVALID, "invalid request body: %v", err)
 	}
-	return gatehouse.Errorf(gatehouse.EINVALID, "invalid JSON body: %v", err)
+	return gatehouse.Errorf(gatehouse.EINVALID, "invalid JSON body: %s", jsonErrorText(err))
+}
+
+// jsonErrorText is a JSON decoding error without the input it quotes: the decoder
+// (segmentio/encoding/json) quotes up to 32 bytes of the body from where it failed, and a
+// body may carry secrets (a plaintext to encrypt, state, configuration) that must reach
+// neither the failure's audit event nor a log through its message (found in review).
+func jsonErrorText(err error) string {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		msg := strings.TrimPrefix(se.Error(), "json: ")
+		if i := strings.Index(msg, ": "); i >= 0 {
+			msg = msg[:i]
+		}
+		return msg
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		if te.Field != "" {
+			return fmt.Sprintf("a value of field %s is not of type %s", te.Field, te.Type)
+		}
+		return fmt.Sprintf("a value is not of type %s", te.Type)
+	}
+	return err.Error()
 }
 
 var errTooLarge = errors.New("request body too large")

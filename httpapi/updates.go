@@ -270,6 +270,12 @@ func (s *Server) startUpdate(rq *Request) (any, error) {
 		if version, err = tx.StartUpdate(u.ID, tags, digest, expires, journal); err != nil {
 			return err
 		}
+		if p := rq.Subject.Principal(); !p.IsZero() {
+			// The lease lives only as long as this credential may run the update (renewLease).
+			if err := tx.SetUpdateStarter(u.ID, p); err != nil {
+				return err
+			}
+		}
 		if !u.DryRun {
 			if err := tx.SetUpdateProtocol(u.ID, updateProtocol(choice)); err != nil {
 				return err
@@ -354,6 +360,9 @@ func (s *Server) renewLease(rq *Request) (any, error) {
 		if err := refuseEndedRun(tx, rq.Update); err != nil {
 			return err
 		}
+		if err := refuseStarterGone(tx, rq); err != nil {
+			return err
+		}
 		return tx.RenewLease(rq.Update.ID, token.Digest(rq.LeaseToken), expires)
 	})
 	if err != nil {
@@ -387,6 +396,57 @@ func refuseEndedRun(tx gatehouse.Tx, u *gatehouse.Update) error {
 	return nil
 }
 
+// refuseStarterGone refuses renewing the lease of an update whose starting credential
+// (Update.StartedBy) may no longer run it: the token was revoked (expiring is not enough),
+// its user was disabled or left the organization, or the grant that allowed the update is gone (found in
+// review: a lease outlived the revocation of the token that started it, and kept writing
+// the stack's state for as long as it was renewed). The update then ends when its lease
+// runs out, at most one lease after the revocation; meanwhile its checkpoints are taken.
+// It is decided by authz.Decide, for the action that started the update, as if the
+// credential asked now.
+func refuseStarterGone(tx gatehouse.Tx, rq *Request) error {
+	u := rq.Update
+	if u.StartedBy.IsZero() {
+		return nil
+	}
+	// A token's revocation ends the lease; its planned expiry does not: an update started
+	// with a short-lived token (one issued by OIDC exchange lives an hour) may run longer,
+	// as it may with Pulumi's service. So the token is judged live as of the start, after
+	// its revocation is checked as of now.
+	if u.StartedBy.Kind == gatehouse.PrincipalToken {
+		tk, err := tx.GetToken(u.StartedBy.ID)
+		if err != nil && !gatehouse.IsCode(err, gatehouse.ENOTFOUND) {
+			return err
+		}
+		if err != nil || !tk.Revoked.IsZero() && !tx.Now().Before(tk.Revoked) {
+			return gatehouse.Errorf(gatehouse.EGONE, "the token that started this update (%s) was revoked: its lease is not renewed", u.StartedBy)
+		}
+	}
+	sub, name, gone, err := resolveActsFor(tx, u.StartedBy, u.Started)
+	if err != nil {
+		return err
+	}
+	if sub == nil {
+		return gatehouse.Errorf(gatehouse.EGONE, "the credential that started this update (%s) can no longer act: %s; its lease is not renewed", name, gone)
+	}
+	f, err := loadFacts(tx, sub, rq.Org)
+	if err != nil {
+		return err
+	}
+	action := authz.StackPreview
+	if !u.DryRun {
+		action = runAction(u.Kind)
+	}
+	st, err := tx.GetStackByID(u.StackID)
+	if err != nil {
+		return err
+	}
+	if d := authz.Decide(sub, action, authz.Resource{Org: rq.Org, Stack: st, Update: u, UpdateKind: u.Kind}, f); !d.Allow {
+		return gatehouse.Errorf(gatehouse.EGONE, "the credential that started this update (%s) may no longer run it (%s): its lease is not renewed", name, d.Reason)
+	}
+	return nil
+}
+
 // patchCheckpoint handles the full-checkpoint protocol: each call replaces the state.
 func (s *Server) patchCheckpoint(rq *Request) (any, error) {
 	var req apitype.PatchUpdateCheckpointRequest
@@ -398,6 +458,9 @@ func (s *Server) patchCheckpoint(rq *Request) (any, error) {
 	}
 	data, err := untypedBytes(req.Version, req.Features, req.Deployment)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkDeploymentSecrets(req.Deployment, rq.Org.Name, rq.Stack.Project, rq.Stack.Name); err != nil {
 		return nil, err
 	}
 	err = s.changeGuarded(rq, func(tx gatehouse.Tx) error {
@@ -447,6 +510,9 @@ func (s *Server) patchCheckpointVerbatim(rq *Request) (any, error) {
 	if _, err := untypedBytes(probe.Version, probe.Features, probe.Deployment); err != nil {
 		return nil, err
 	}
+	if err := checkDeploymentSecrets(probe.Deployment, rq.Org.Name, rq.Stack.Project, rq.Stack.Name); err != nil {
+		return nil, err
+	}
 	err := s.changeGuarded(rq, func(tx gatehouse.Tx) error {
 		u, err := liveUpdate(tx, rq.Update.ID)
 		if err != nil {
@@ -494,6 +560,9 @@ func (s *Server) patchCheckpointDelta(rq *Request) (any, error) {
 		if err != nil {
 			return gatehouse.Errorf(gatehouse.EINVALID, "checkpoint delta rejected: %v", err)
 		}
+		if err := checkUntypedSecrets(out, rq.Org.Name, rq.Stack.Project, rq.Stack.Name); err != nil {
+			return err
+		}
 		if err := guardProviders(tx, u, rq.Stack.OrgID, func() ([]policy.Provider, error) { return policy.InUntyped(out) }); err != nil {
 			return err
 		}
@@ -517,7 +586,7 @@ func (s *Server) patchJournal(rq *Request) (any, error) {
 	var req struct {
 		Entries []json.RawMessage `json:"entries"`
 	}
-	if err := rq.decode(&req); err != nil {
+	if err := rq.decodeBatch(&req, maxJournalPerBatch, "journal entries"); err != nil {
 		return nil, err
 	}
 	recs := make([]gatehouse.JournalRecord, 0, len(req.Entries))
@@ -530,13 +599,16 @@ func (s *Server) patchJournal(rq *Request) (any, error) {
 			SequenceID *int64 `json:"sequenceID"`
 		}
 		if err := fastjson.Unmarshal(raw, &e); err != nil {
-			return nil, gatehouse.Errorf(gatehouse.EINVALID, "journal entry %d: %v", i, err)
+			return nil, gatehouse.Errorf(gatehouse.EINVALID, "journal entry %d: %s", i, jsonErrorText(err))
 		}
 		if e.SequenceID == nil {
 			return nil, gatehouse.Errorf(gatehouse.EINVALID, "journal entry %d has no sequenceID", i)
 		}
 		recs = append(recs, gatehouse.JournalRecord{Seq: *e.SequenceID, Data: raw})
 		typed = append(typed, e.JournalEntry)
+	}
+	if err := checkJournalSecrets(typed, rq.Org.Name, rq.Stack.Project, rq.Stack.Name); err != nil {
+		return nil, err
 	}
 	err := s.changeGuarded(rq, func(tx gatehouse.Tx) error {
 		if err := guardProviders(tx, rq.Update, rq.Stack.OrgID, func() ([]policy.Provider, error) { return policy.InJournal(typed), nil }); err != nil {
@@ -739,7 +811,7 @@ func (s *Server) postEvents(rq *Request) (any, error) {
 	var req struct {
 		Events []json.RawMessage `json:"events"`
 	}
-	if err := rq.decode(&req); err != nil {
+	if err := rq.decodeBatch(&req, maxEventsPerBatch, "engine events"); err != nil {
 		return nil, err
 	}
 	events := make([]gatehouse.EngineEvent, 0, len(req.Events))

@@ -7,7 +7,7 @@ import (
 	gatehouse "github.com/gatehouse-dev/gatehouse"
 )
 
-const updateCols = `id, stack_id, kind, dry_run, status, version, program, author, created, started, ended, lease_digest, lease_expires, journal_version, sequence, resource_changes, resource_count`
+const updateCols = `id, stack_id, kind, dry_run, status, version, program, author, created, started, ended, lease_digest, lease_expires, journal_version, sequence, resource_changes, resource_count, starter_kind, starter_id`
 
 func scanUpdate(sc interface{ Scan(...any) error }) (*gatehouse.Update, error) {
 	var u gatehouse.Update
@@ -15,7 +15,7 @@ func scanUpdate(sc interface{ Scan(...any) error }) (*gatehouse.Update, error) {
 	var dry, created, started, ended, leaseExp int64
 	var lease []byte
 	if err := sc.Scan(&u.ID, &u.StackID, &kind, &dry, &status, &u.Version, (*[]byte)(&u.Program), &u.Author, &created, &started, &ended,
-		&lease, &leaseExp, &u.JournalVersion, &u.Sequence, &changes, &u.ResourceCount); err != nil {
+		&lease, &leaseExp, &u.JournalVersion, &u.Sequence, &changes, &u.ResourceCount, &u.StartedBy.Kind, &u.StartedBy.ID); err != nil {
 		return nil, err
 	}
 	u.Kind = gatehouse.UpdateKind(kind)
@@ -153,6 +153,17 @@ func (t *tx) RenewLease(id string, lease [32]byte, expires time.Time) error {
 func (t *tx) SetUpdateSequence(id string, seq int) error {
 	_, err := t.exec(`UPDATE updates SET sequence = ? WHERE id = ?`, seq, id)
 	return err
+}
+
+func (t *tx) SetUpdateStarter(id string, p gatehouse.Principal) error {
+	r, err := t.exec(`UPDATE updates SET starter_kind = ?, starter_id = ? WHERE id = ?`, p.Kind, p.ID, id)
+	if err != nil {
+		return err
+	}
+	if affected(r) == 0 {
+		return gatehouse.Errorf(gatehouse.ENOTFOUND, "update not found")
+	}
+	return nil
 }
 
 func (t *tx) SetUpdateChanges(id string, changes map[string]int) error {

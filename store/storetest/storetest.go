@@ -1811,6 +1811,16 @@ func testUpdates(t *testing.T, e *env) {
 	if got := e.getUpdate(u.ID); got.Sequence != 42 || !maps.Equal(got.ResourceChanges, map[string]int{"create": 3, "same": 1}) {
 		t.Errorf("after SetUpdateSequence and SetUpdateChanges: Sequence %d, ResourceChanges %v", got.Sequence, got.ResourceChanges)
 	}
+	// The credential that started it (zero until recorded).
+	if got := e.getUpdate(u.ID); !got.StartedBy.IsZero() {
+		t.Errorf("StartedBy before SetUpdateStarter = %v, want none", got.StartedBy)
+	}
+	starter := gatehouse.Principal{Kind: gatehouse.PrincipalToken, ID: "tok-1"}
+	e.update(func(tx gatehouse.Tx) error { return tx.SetUpdateStarter(u.ID, starter) })
+	if got := e.getUpdate(u.ID); got.StartedBy != starter {
+		t.Errorf("StartedBy = %v, want %v", got.StartedBy, starter)
+	}
+	wantCode(t, e.try(func(tx gatehouse.Tx) error { return tx.SetUpdateStarter("no-such-update", starter) }), gatehouse.ENOTFOUND, "SetUpdateStarter of a missing update")
 
 	// A non-dry start without tags leaves the stack's tags alone.
 	e.finish(u.ID, gatehouse.StatusSucceeded, 4)
