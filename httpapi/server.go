@@ -47,13 +47,18 @@ type Config struct {
 	// entries, engine events, imports, secrets) after decompression (413 beyond it). Every
 	// other call takes at most SmallBodyBytes.
 	MaxBodyBytes int64
+	// BodyBudgetBytes bounds the request bodies held in memory at once, across all
+	// requests (compressed and inflated copies both count, until the request ends): past
+	// it a request that needs more is answered 503 instead of the process running out of
+	// memory under a few concurrent bodies near MaxBodyBytes (a reader may send those:
+	// previews, encrypt and decrypt). Default 1 GiB; at least MaxBodyBytes.
+	BodyBudgetBytes int64
 	// LeaseDuration is how long an update lease lasts without renewal (the CLI assumes 5 minutes).
 	LeaseDuration time.Duration
 	// Journal decides when the journaling protocol is offered to CLIs that ask for it:
-	// JournalOff never, JournalOn always, JournalAuto (the default) per update where it was
-	// measured to win: destroys (independent deletes, journaled in batches; 3.6x faster at
-	// 1,000 resources than full checkpoints). Other updates use full checkpoints, because
-	// the CLI's 50 ms journal batching makes each step of a sequential program wait.
+	// JournalOff never, JournalOn always, JournalAuto (the default) per update, chosen by
+	// package protocol from the client's round trip, the stack's learned parallelism and
+	// the client's journaling batch period (httpapi/protocol.go).
 	Journal JournalMode
 	// DeltaCheckpoints advertises the delta checkpoint protocol with this cutoff in bytes (0 = off).
 	DeltaCheckpointCutoff int
@@ -129,6 +134,7 @@ const (
 func DefaultConfig() Config {
 	return Config{
 		MaxBodyBytes:      512 << 20,
+		BodyBudgetBytes:   1 << 30,
 		Journal:           JournalAuto,
 		LeaseDuration:     5 * time.Minute,
 		AuthFailureLimit:  30,
@@ -139,6 +145,8 @@ func DefaultConfig() Config {
 
 // Server is the HTTP API.
 type Server struct {
+	// bodyHeld is the request body buffers held now (Config.BodyBudgetBytes).
+	bodyHeld atomic.Int64
 	store    gatehouse.Store
 	secrets  *secrets.Manager
 	log      *slog.Logger
@@ -184,6 +192,10 @@ func New(store gatehouse.Store, sm *secrets.Manager, log *slog.Logger, reg prome
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultConfig().MaxBodyBytes
 	}
+	if cfg.BodyBudgetBytes <= 0 {
+		cfg.BodyBudgetBytes = DefaultConfig().BodyBudgetBytes
+	}
+	cfg.BodyBudgetBytes = max(cfg.BodyBudgetBytes, cfg.MaxBodyBytes)
 	if cfg.StackPageSize <= 0 {
 		cfg.StackPageSize = 500
 	}
@@ -344,7 +356,9 @@ type Request struct {
 	audited  bool
 	// failRecorded: the call's failure (a denial, mostly) is in the audit log already.
 	failRecorded bool
-	status       int
+	// bodyHeld is what the request's body buffers count against Config.BodyBudgetBytes.
+	bodyHeld int64
+	status   int
 	// authorized is set once the route's action was allowed (run): only then does the
 	// usage inventory learn the request's organization and target (recordUsage).
 	authorized bool
@@ -373,6 +387,7 @@ func (s *Server) serve(rt *Route, w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	rq := &Request{Request: r, s: s, w: w, route: rt, ID: newRequestID(), status: http.StatusOK}
+	defer rq.releaseBody()
 	w.Header().Set("X-Pulumi-Request-ID", rq.ID)
 	rq.event = gatehouse.AuditEvent{
 		Action: string(rt.Action), SourceIP: s.clientIP(r), UserAgent: truncate(r.UserAgent(), 256),
@@ -842,7 +857,7 @@ func (rq *Request) readBody() ([]byte, error) {
 	case "", "identity":
 		zr = raw
 	case "gzip", "x-gzip":
-		comp, err := readAll(raw, hint, limit)
+		comp, err := readAll(raw, hint, limit, rq.holdBody)
 		if err != nil {
 			return nil, bodyError(err)
 		}
@@ -860,11 +875,34 @@ func (rq *Request) readBody() ([]byte, error) {
 	default:
 		return nil, gatehouse.Errorf(gatehouse.EINVALID, "unsupported Content-Encoding %q", rq.Header.Get("Content-Encoding"))
 	}
-	b, err := readAll(zr, hint, limit)
+	b, err := readAll(zr, hint, limit, rq.holdBody)
 	if err != nil {
 		return nil, bodyError(err)
 	}
 	return b, nil
+}
+
+// errBodyBudget: the server holds Config.BodyBudgetBytes of request bodies already.
+var errBodyBudget = gatehouse.Errorf(gatehouse.EUNAVAILABLE,
+	"the server is holding as many request bodies in memory as it may (--body-budget-bytes): try again shortly")
+
+// holdBody counts n more bytes of body buffer against the server's budget for the rest
+// of the request (released by releaseBody when it ends); errBodyBudget when over it.
+func (rq *Request) holdBody(n int64) error {
+	if rq.s.bodyHeld.Add(n) > rq.s.cfg.BodyBudgetBytes {
+		rq.s.bodyHeld.Add(-n)
+		return errBodyBudget
+	}
+	rq.bodyHeld += n
+	return nil
+}
+
+// releaseBody gives the request's body buffers back to the budget.
+func (rq *Request) releaseBody() {
+	if rq.bodyHeld != 0 {
+		rq.s.bodyHeld.Add(-rq.bodyHeld)
+		rq.bodyHeld = 0
+	}
 }
 
 const (
@@ -877,12 +915,21 @@ const (
 )
 
 // readAll reads r to its end into a buffer of hint bytes, doubling it when it is too
-// small, and fails with errTooLarge past limit bytes.
-func readAll(r io.Reader, hint, limit int64) ([]byte, error) {
-	b := make([]byte, 0, min(max(hint, 512), limit)+1)
+// small, and fails with errTooLarge past limit bytes. hold is told of every buffer before
+// it is allocated (its error ends the read).
+func readAll(r io.Reader, hint, limit int64, hold func(int64) error) ([]byte, error) {
+	size := min(max(hint, 512), limit) + 1
+	if err := hold(size); err != nil {
+		return nil, err
+	}
+	b := make([]byte, 0, size)
 	for {
 		if len(b) == cap(b) {
-			nb := make([]byte, len(b), min(2*int64(cap(b)), limit+1))
+			size := min(2*int64(cap(b)), limit+1)
+			if err := hold(size); err != nil {
+				return nil, err
+			}
+			nb := make([]byte, len(b), size)
 			copy(nb, b)
 			b = nb
 		}
@@ -901,6 +948,9 @@ func readAll(r io.Reader, hint, limit int64) ([]byte, error) {
 }
 
 func bodyError(err error) error {
+	if errors.Is(err, errBodyBudget) {
+		return err
+	}
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) || errors.Is(err, errTooLarge) {
 		return gatehouse.Errorf(gatehouse.ETOOLARGE, "request body too large")
