@@ -50,35 +50,45 @@ func TestBodyBudget(t *testing.T) {
 
 	// A slow upload that declared a large body holds its buffer while it arrives: another
 	// request that needs more than what is left is answered 503 meanwhile, and served once
-	// the upload is over.
-	pr, pw := io.Pipe()
-	slow, _ := http.NewRequest(http.MethodPost, url, pr)
-	slow.ContentLength = budget - 32<<10
-	slow.Header.Set("Authorization", "token "+f.admin.Token)
-	slowDone := make(chan int, 1)
-	go func() {
-		resp, err := http.DefaultClient.Do(slow)
-		if err != nil {
-			slowDone <- 0
-			return
-		}
-		resp.Body.Close()
-		slowDone <- resp.StatusCode
-	}()
-	// More than the client's 4 KiB write buffer, so that the request reaches the server.
-	_, _ = pw.Write([]byte(`{"plaintext":"` + strings.Repeat("A", 16<<10)))
+	// the upload is over. (Should a probe reach the server before the upload does, the
+	// upload is the one refused: then it starts again, given more time to arrive.)
 	refused := false
-	for deadline := time.Now().Add(10 * time.Second); !refused && time.Now().Before(deadline); {
-		refused = post(plain(64<<10), false) == http.StatusServiceUnavailable
-		if !refused {
+	for attempt := 1; attempt <= 5 && !refused; attempt++ {
+		pr, pw := io.Pipe()
+		slow, _ := http.NewRequest(http.MethodPost, url, pr)
+		slow.ContentLength = budget - 32<<10
+		slow.Header.Set("Authorization", "token "+f.admin.Token)
+		slowDone := make(chan int, 1)
+		go func() {
+			resp, err := http.DefaultClient.Do(slow)
+			if err != nil {
+				slowDone <- 0
+				return
+			}
+			resp.Body.Close()
+			slowDone <- resp.StatusCode
+		}()
+		// More than the client's 4 KiB write buffer, so that the request reaches the server.
+		_, _ = pw.Write([]byte(`{"plaintext":"` + strings.Repeat("A", 16<<10)))
+		time.Sleep(time.Duration(attempt) * 50 * time.Millisecond)
+	probe:
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+			select {
+			case <-slowDone:
+				break probe // the upload was refused: try again
+			default:
+			}
+			if refused = post(plain(64<<10), false) == http.StatusServiceUnavailable; refused {
+				break
+			}
 			time.Sleep(10 * time.Millisecond)
 		}
+		_ = pw.CloseWithError(io.ErrUnexpectedEOF) // the upload breaks off
+		go func() { <-slowDone }()
 	}
 	if !refused {
 		t.Error("a 64 KiB body was never refused while a slow upload held most of the budget")
 	}
-	_ = pw.CloseWithError(io.ErrUnexpectedEOF) // the upload breaks off
-	<-slowDone
 	// The client may hear of the broken upload before the server's handler has ended.
 	code := 0
 	for deadline := time.Now().Add(10 * time.Second); code != http.StatusOK && time.Now().Before(deadline); {
