@@ -61,3 +61,50 @@ func TestSSOStartFromAnotherSite(t *testing.T) {
 		}
 	}
 }
+
+// TestSSOCallbackFromIdentityProvider: the identity provider's redirect back to the
+// callback is always a cross-site navigation in a browser (Sec-Fetch-Site: cross-site,
+// from github.com or the OpenID provider); the callback is bound to the browser by its
+// state cookie and must finish the sign-in. The GitHub callback answered it with the
+// "another site sent you here" page after spending the state, so its Continue link
+// failed with "bad state" and no GitHub sign-in could finish in a browser (found in review).
+func TestSSOCallbackFromIdentityProvider(t *testing.T) {
+	e := ssoEnv(t)
+	op := ssotest.StartOP(t, e.url+sso.OIDCCallbackPath("acme"), idpBob)
+	gh := ssotest.StartGitHub(t)
+	e.must(putSSO(t, e, "acme", map[string]any{"jitRole": "member",
+		"oidc":   map[string]any{"issuer": op.Issuer, "clientId": op.ClientID, "clientSecret": op.ClientSecret},
+		"github": map[string]any{"clientId": gh.ClientID, "clientSecret": gh.ClientSecret, "webUrl": gh.URL}}))
+	crossSite := func(b *browser, u string) page {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, u, nil)
+		req.Header.Set("Sec-Fetch-Site", "cross-site")
+		resp, err := b.c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		bb, _ := io.ReadAll(resp.Body)
+		return page{code: resp.StatusCode, loc: resp.Header.Get("Location"), body: string(bb)}
+	}
+
+	gh.SignInAs(ssotest.GitHubUser{ID: 4242, Login: "octodev", Name: "Octo Dev", Email: "octo@example.com", EmailVerified: true})
+	b := newBrowser(t)
+	start := b.get(e.url + "/login/acme/sso/github?return=/welcome/cli")
+	if start.code != http.StatusFound || !strings.HasPrefix(start.loc, gh.URL) {
+		t.Fatalf("start GitHub sign-in = %d %q %s", start.code, start.loc, start.body)
+	}
+	if p := crossSite(b, b.get(start.loc).loc); p.code != http.StatusSeeOther || p.loc != "/welcome/cli" {
+		t.Errorf("GitHub callback from github.com (cross-site) = %d %q, want 303 to /welcome/cli\n%s", p.code, p.loc, p.body)
+	}
+
+	b = newBrowser(t)
+	start = b.get(e.url + "/login/acme/sso/oidc?return=/welcome/cli")
+	if start.code != http.StatusFound || !strings.HasPrefix(start.loc, op.Issuer) {
+		t.Fatalf("start OIDC sign-in = %d %q %s", start.code, start.loc, start.body)
+	}
+	cb := op.Login(t, start.loc, idpBob.Username, idpBob.Password)
+	if p := crossSite(b, cb.String()); p.code != http.StatusSeeOther || p.loc != "/welcome/cli" {
+		t.Errorf("OIDC callback from the provider (cross-site) = %d %q, want 303 to /welcome/cli\n%s", p.code, p.loc, p.body)
+	}
+}
