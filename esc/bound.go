@@ -44,9 +44,11 @@ func mulB(a, b int64) int64 {
 // sizeBound computes the bound of one definition's values: imported are the bounds of the
 // top-level values its imports bring, by name (the evaluator merges them under its own).
 type sizeBound struct {
-	values   map[string][]ast.Expr
-	memo     map[string]int64
-	visiting map[string]bool
+	values map[string][]ast.Expr
+	// memo and visiting are by node of the definition: a reference names a path (a.b[2]),
+	// and a value may refer to a sibling inside its own top-level value (a.l1: ${a.l0}).
+	memo     map[ast.Expr]int64
+	visiting map[ast.Expr]bool
 	imported map[string]int64
 	// importedTotal is the bound of all the imports (${imports...} reads any of them);
 	// inline the bound of an environment read inline (${environments.project.env...}),
@@ -58,7 +60,7 @@ type sizeBound struct {
 // boundOf returns the bounds of the top-level values of evaluating decl, by name (its
 // own merged with its imports').
 func boundOf(decl *ast.EnvironmentDecl, imported map[string]int64, inline func(ref string) int64) map[string]int64 {
-	b := &sizeBound{values: map[string][]ast.Expr{}, memo: map[string]int64{}, visiting: map[string]bool{}, imported: imported,
+	b := &sizeBound{values: map[string][]ast.Expr{}, memo: map[ast.Expr]int64{}, visiting: map[ast.Expr]bool{}, imported: imported,
 		importedTotal: total(imported), inline: inline}
 	if decl.Values != nil {
 		for _, e := range decl.Values.Entries {
@@ -85,20 +87,76 @@ func total(bounds map[string]int64) int64 {
 }
 
 func (b *sizeBound) key(k string) int64 {
-	if n, ok := b.memo[k]; ok {
-		return n
-	}
-	if b.visiting[k] {
-		return 0 // a cycle: the evaluator reports it
-	}
-	b.visiting[k] = true
 	var n int64
 	for _, x := range b.values[k] {
-		n = addB(n, b.expr(x))
+		n = addB(n, b.node(x))
 	}
-	b.visiting[k] = false
-	b.memo[k] = n
 	return n
+}
+
+// node is the bound of one node of the definition, computed once.
+func (b *sizeBound) node(x ast.Expr) int64 {
+	if n, ok := b.memo[x]; ok {
+		return n
+	}
+	if b.visiting[x] {
+		return 0 // a value that contains itself: a cycle, which the evaluator reports
+	}
+	b.visiting[x] = true
+	n := b.expr(x)
+	b.visiting[x] = false
+	b.memo[x] = n
+	return n
+}
+
+// at is the bound of the value at path acc inside x: the node the path names in the
+// definition, or the deepest node of it the definition holds (whatever a reference or
+// builtin there evaluates to lies within that node's bound).
+func (b *sizeBound) at(x ast.Expr, acc []ast.PropertyAccessor) int64 {
+	for len(acc) > 0 {
+		switch v := x.(type) {
+		case *ast.ObjectExpr:
+			k, ok := accessorName(acc[0])
+			if !ok {
+				return b.node(x)
+			}
+			var n int64
+			found := false
+			for _, e := range v.Entries {
+				if e.Key.GetValue() == k {
+					n, found = addB(n, b.at(e.Value, acc[1:])), true
+				}
+			}
+			if !found {
+				return b.node(x)
+			}
+			return n
+		case *ast.ArrayExpr:
+			s, ok := acc[0].(*ast.PropertySubscript)
+			i, isInt := 0, false
+			if ok {
+				i, isInt = s.Index.(int)
+			}
+			if !isInt || i < 0 || i >= len(v.Elements) {
+				return b.node(x)
+			}
+			x, acc = v.Elements[i], acc[1:]
+		default:
+			return b.node(x)
+		}
+	}
+	return b.node(x)
+}
+
+func accessorName(a ast.PropertyAccessor) (string, bool) {
+	switch a := a.(type) {
+	case *ast.PropertyName:
+		return a.Name, true
+	case *ast.PropertySubscript:
+		s, ok := a.Index.(string)
+		return s, ok
+	}
+	return "", false
 }
 
 func (b *sizeBound) ref(p *ast.PropertyAccess) int64 {
@@ -115,8 +173,8 @@ func (b *sizeBound) ref(p *ast.PropertyAccess) int64 {
 		n = b.inlineRef(p)
 	default:
 		n = b.imported[root] // an imported value, or the base a local one is merged with
-		if b.values[root] != nil {
-			n = addB(n, b.key(root))
+		for _, x := range b.values[root] {
+			n = addB(n, b.at(x, p.Accessors[1:]))
 		}
 	}
 	return addB(mulB(refCost, n), nodeBytes)

@@ -16,6 +16,14 @@ import (
 // them makes a small definition evaluate to gigabytes; ordinary definitions stay far
 // below MaxEvalBytes.
 func TestBoundOf(t *testing.T) {
+	// listLevels: a list whose element i interpolates element i-1 ten times.
+	listLevels := func(rep func(string, int, string) string) string {
+		var b strings.Builder
+		for i := 1; i <= 6; i++ {
+			b.WriteString("    - \"" + rep("${a["+strconv.Itoa(i-1)+"]}", 10, "") + "\"\n")
+		}
+		return b.String()
+	}
 	levels := func(mk func(prev string) string) string {
 		var b strings.Builder
 		b.WriteString("values:\n  l0: " + strings.Repeat("x", 1000) + "\n")
@@ -31,6 +39,14 @@ func TestBoundOf(t *testing.T) {
 		}
 		return strings.Join(parts, sep)
 	}
+	nested := func(mk func(prev string) string) string {
+		var b strings.Builder
+		b.WriteString("values:\n  a:\n    l0: " + strings.Repeat("x", 1000) + "\n")
+		for i := 1; i <= 6; i++ {
+			b.WriteString("    l" + strconv.Itoa(i) + ": " + mk("l"+strconv.Itoa(i-1)) + "\n")
+		}
+		return b.String()
+	}
 	for name, tc := range map[string]struct {
 		def string
 		big bool
@@ -39,8 +55,13 @@ func TestBoundOf(t *testing.T) {
 		"list of references": {levels(func(p string) string { return "[" + rep(`"${`+p+`}"`, 10, ", ") + "]" }), true},
 		"join delimiter":     {"values:\n  big: " + strings.Repeat("x", 100000) + "\n  j:\n    fn::join: [\"${big}\", [" + rep("a", 2000, ", ") + "]]\n", true},
 		"toJSON levels":      {levels(func(p string) string { return "{fn::toJSON: [" + rep(`"${`+p+`}"`, 10, ", ") + "]}" }), true},
-		"ordinary":           {"values:\n  region: eu-west-1\n  pw: {fn::secret: hunter2}\n  environmentVariables:\n    REGION: ${region}\n    PW: ${pw}\n    BOTH: \"${region}-${pw}\"\n  files: {CFG: {fn::toJSON: {a: \"${region}\", b: [\"${pw}\", \"${region}\"]}}}\n", false},
-		"joined list":        {"values:\n  l: [a, b, c]\n  j: {fn::join: [\",\", \"${l}\"]}\n", false},
+		// References to siblings inside one top-level value (a.l1: ${a.l0}): the bound
+		// counted a reference into the value being bounded as nothing (found in review).
+		"nested interpolation": {nested(func(p string) string { return `"` + rep("${a."+p+"}", 10, "") + `"` }), true},
+		"nested subscripts":    {nested(func(p string) string { return "[" + rep(`"${a[\"`+p+`\"]}"`, 10, ", ") + "]" }), true},
+		"nested in a list":     {"values:\n  a:\n    - " + strings.Repeat("x", 1000) + "\n" + listLevels(rep), true},
+		"ordinary":             {"values:\n  region: eu-west-1\n  pw: {fn::secret: hunter2}\n  environmentVariables:\n    REGION: ${region}\n    PW: ${pw}\n    BOTH: \"${region}-${pw}\"\n  files: {CFG: {fn::toJSON: {a: \"${region}\", b: [\"${pw}\", \"${region}\"]}}}\n", false},
+		"joined list":          {"values:\n  l: [a, b, c]\n  j: {fn::join: [\",\", \"${l}\"]}\n", false},
 	} {
 		decl, diags, err := eval.LoadYAMLBytes("x", []byte(tc.def))
 		if err != nil || diags.HasErrors() {

@@ -69,6 +69,15 @@ func TestEnvEvaluationBounded(t *testing.T) {
 	bomb := bombDefinition(4)
 	wantRefusedBig(t, member.do("POST", escBase+"/acme/yaml/check", bomb))
 	wantRefusedBig(t, member.do("POST", escBase+"/acme/yaml/open?duration=1h", bomb))
+	// The same levels inside one top-level value (a.l1: ${a.l0}, and a list's elements):
+	// the bound counted such references as nothing (found in review).
+	nested := strings.ReplaceAll(strings.ReplaceAll(string(bomb), "\n  l", "\n    l"), "${l", "${a.l")
+	wantRefusedBig(t, member.do("POST", escBase+"/acme/yaml/check", []byte(strings.Replace(nested, "values:\n", "values:\n  a:\n", 1))))
+	list := "values:\n  a:\n    - " + strings.Repeat("x", 1000) + "\n"
+	for i := 1; i <= 4; i++ {
+		list += "    - \"" + strings.Repeat("${a["+strconv.Itoa(i-1)+"]}", 10) + "\"\n"
+	}
+	wantRefusedBig(t, member.do("POST", escBase+"/acme/yaml/check", []byte(list)))
 
 	// Fine: a level less, and ordinary imports and references.
 	admin.want(200, "POST", escBase+"/acme/yaml/check", bombDefinition(2))
