@@ -32,11 +32,14 @@ func TestSSOStartFromAnotherSite(t *testing.T) {
 		{"github", e.url + "/login/acme/sso/github" + ret, gh.URL},
 		{"saml", w.base + "/login/acme/sso" + ret, w.idp.url},
 	} {
-		do := func(site string) (*http.Response, string) {
+		do := func(site string, referer ...string) (*http.Response, string) {
 			t.Helper()
 			req, _ := http.NewRequest(http.MethodGet, tc.start, nil)
 			if site != "" {
 				req.Header.Set("Sec-Fetch-Site", site)
+			}
+			for _, r := range referer {
+				req.Header.Set("Referer", r)
 			}
 			c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 			resp, err := c.Do(req)
@@ -47,14 +50,27 @@ func TestSSOStartFromAnotherSite(t *testing.T) {
 			b, _ := io.ReadAll(resp.Body)
 			return resp, string(b)
 		}
-		resp, page := do("cross-site")
 		u, _ := url.Parse(tc.start)
+		// Another site; and another host of the same site (a sibling subdomain: a wiki, user
+		// content), with its own Referer or none (found in review: same-site went straight on).
+		for _, from := range [][]string{{"cross-site"}, {"same-site"}, {"same-site", "https://wiki.example.com/page"}} {
+			resp, page := do(from[0], from[1:]...)
+			if resp.StatusCode != http.StatusOK || resp.Header.Get("Location") != "" || len(resp.Cookies()) != 0 ||
+				!strings.Contains(page, "another site") || !strings.Contains(page, `href="`+strings.ReplaceAll(u.RequestURI(), "&", "&amp;")+`"`) {
+				t.Errorf("%s started from %v: %d to %q, cookies %v, want the page asking to continue", tc.name, from, resp.StatusCode, resp.Header.Get("Location"), resp.Cookies())
+			}
+		}
+		resp, page := do("cross-site")
 		if resp.StatusCode != http.StatusOK || resp.Header.Get("Location") != "" || len(resp.Cookies()) != 0 ||
 			!strings.Contains(page, "another site") || !strings.Contains(page, `href="`+strings.ReplaceAll(u.RequestURI(), "&", "&amp;")+`"`) ||
 			resp.Header.Get("X-Frame-Options") != "DENY" {
 			t.Errorf("%s started from another site: %d to %q, cookies %v:\n%s", tc.name, resp.StatusCode, resp.Header.Get("Location"), resp.Cookies(), page)
 		}
-		for _, site := range []string{"", "same-origin", "same-site", "none"} {
+		// The same site's own origin as Referer (the console host's hop to the API host).
+		if resp, page := do("same-site", u.Scheme+"://"+u.Host+"/"); resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), tc.idp) {
+			t.Errorf("%s started same-site from this site: %d to %q, want the identity provider\n%s", tc.name, resp.StatusCode, resp.Header.Get("Location"), page)
+		}
+		for _, site := range []string{"", "same-origin", "none"} {
 			if resp, page := do(site); resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), tc.idp) {
 				t.Errorf("%s started with Sec-Fetch-Site %q: %d to %q, want the identity provider\n%s", tc.name, site, resp.StatusCode, resp.Header.Get("Location"), page)
 			}
