@@ -16,14 +16,19 @@ import (
 const MaxEvalBytes = 64 << 20
 
 // Cost model of the bound (generous, so that a legitimate definition never comes near it):
-// a literal may grow six times as JSON (escapes), a reference costs twice what it refers to
-// (its value and its trace), a builtin six times its arguments (toJSON, toBase64, split
-// escape or grow), fn::join its delimiter once per element, a provider's outputs
-// providerBytes, and context.* contextBytes.
+// a literal may grow six times as JSON (escapes), every value costs nodeBytes besides (its
+// trace and expression as a check's JSON shows them: up to some 400 bytes a value with a
+// long environment name; a list's element 2·nodeBytes), a reference costs twice what it
+// refers to (its value and its trace), a builtin six times its arguments (toJSON, toBase64
+// escape or grow), fn::split and fn::fromJSON a value per byte of their arguments besides,
+// fn::join its delimiter once per element, a provider's outputs providerBytes, and
+// context.* contextBytes. Found in review: with 16 bytes a value, a list of 100,000
+// elements referenced eight times stayed under the bound and evaluated to some 300 MB of
+// JSON (2 GB allocated), and fn::split/fn::fromJSON made a value of every byte or two.
 const (
 	growth        = 6
 	refCost       = 2
-	nodeBytes     = 16
+	nodeBytes     = 512
 	providerBytes = 256 << 10
 	contextBytes  = 4 << 10
 	boundCap      = 1 << 50 // saturation: no overflow, whatever the definition
@@ -244,6 +249,11 @@ func (b *sizeBound) expr(x ast.Expr) int64 {
 		return addB(providerBytes, b.expr(x.Inputs))
 	case *ast.RotateExpr:
 		return addB(providerBytes, addB(b.expr(x.Inputs), b.expr(x.State)))
+	case *ast.SplitExpr, *ast.FromJSONExpr:
+		// A value per byte of the string at most (a list element as JSON: some 230 bytes,
+		// less than nodeBytes); the arguments' bound is at least growth per byte.
+		args := b.expr(x.(ast.BuiltinExpr).Args())
+		return addB(mulB(args, growth+nodeBytes/growth), nodeBytes)
 	case ast.BuiltinExpr:
 		return addB(mulB(growth, b.expr(x.Args())), nodeBytes)
 	}
