@@ -54,6 +54,7 @@ type sizeBound struct {
 	// and a value may refer to a sibling inside its own top-level value (a.l1: ${a.l0}).
 	memo     map[ast.Expr]int64
 	visiting map[ast.Expr]bool
+	index    map[*ast.ObjectExpr]map[string][]ast.Expr
 	imported map[string]int64
 	// importedTotal is the bound of all the imports (${imports...} reads any of them);
 	// inline the bound of an environment read inline (${environments.project.env...}),
@@ -125,15 +126,13 @@ func (b *sizeBound) at(x ast.Expr, acc []ast.PropertyAccessor) int64 {
 			if !ok {
 				return b.node(x)
 			}
-			var n int64
-			found := false
-			for _, e := range v.Entries {
-				if e.Key.GetValue() == k {
-					n, found = addB(n, b.at(e.Value, acc[1:])), true
-				}
-			}
-			if !found {
+			vals := b.entries(v)[k]
+			if len(vals) == 0 {
 				return b.node(x)
+			}
+			var n int64
+			for _, e := range vals {
+				n = addB(n, b.at(e, acc[1:]))
 			}
 			return n
 		case *ast.ArrayExpr:
@@ -151,6 +150,24 @@ func (b *sizeBound) at(x ast.Expr, acc []ast.PropertyAccessor) int64 {
 		}
 	}
 	return b.node(x)
+}
+
+// entries indexes an object's entries by key, once (a definition may hold many
+// references into one large object).
+func (b *sizeBound) entries(o *ast.ObjectExpr) map[string][]ast.Expr {
+	if m, ok := b.index[o]; ok {
+		return m
+	}
+	m := make(map[string][]ast.Expr, len(o.Entries))
+	for _, e := range o.Entries {
+		k := e.Key.GetValue()
+		m[k] = append(m[k], e.Value)
+	}
+	if b.index == nil {
+		b.index = map[*ast.ObjectExpr]map[string][]ast.Expr{}
+	}
+	b.index[o] = m
+	return m
 }
 
 func accessorName(a ast.PropertyAccessor) (string, bool) {
