@@ -283,10 +283,12 @@ func (b *sizeBound) expr(x ast.Expr) int64 {
 func (l *loader) estimate(ctx context.Context, decl *ast.EnvironmentDecl) map[string]int64 {
 	imported := map[string]int64{}
 	if decl.Imports != nil {
+		seen := map[string]bool{} // an environment imported twice brings its values once
 		for _, imp := range decl.Imports.Elements {
-			if imp == nil || imp.Environment == nil {
+			if imp == nil || imp.Environment == nil || seen[imp.Environment.Value] {
 				continue
 			}
+			seen[imp.Environment.Value] = true
 			for k, n := range l.importBounds(ctx, imp.Environment.Value) {
 				imported[k] = addB(imported[k], n)
 			}

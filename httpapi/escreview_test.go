@@ -104,6 +104,10 @@ func TestEnvEvaluationBounded(t *testing.T) {
 		}
 		wantRefusedBig(t, admin.do("POST", escBase+"/acme/yaml/check", []byte(b.String())))
 	}
+	// An environment imported many times brings its values once: the bound counted them
+	// once per import, so this check was refused as too large (found in review).
+	dup := "imports: [" + strings.Repeat("app/base, ", 400) + "app/base]\nvalues:\n  a: ${l2}\n"
+	admin.want(200, "POST", escBase+"/acme/yaml/check", []byte(dup))
 	// And an environment cannot be written with such a definition.
 	wantRefusedBig(t, admin.do("PATCH", escBase+"/acme/app/base", bomb))
 }
