@@ -294,7 +294,15 @@ func (l *loader) estimate(ctx context.Context, decl *ast.EnvironmentDecl) map[st
 			}
 		}
 	}
-	return boundOf(decl, imported, func(ref string) int64 { return total(l.importBounds(ctx, ref)) })
+	totals := map[string]int64{} // by environment: a definition may read one inline many times
+	return boundOf(decl, imported, func(ref string) int64 {
+		n, ok := totals[ref]
+		if !ok {
+			n = total(l.importBounds(ctx, ref))
+			totals[ref] = n
+		}
+		return n
+	})
 }
 
 func (l *loader) importBounds(ctx context.Context, ref string) map[string]int64 {

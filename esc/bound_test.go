@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	pesc "github.com/pulumi/esc"
 	"github.com/pulumi/esc/eval"
@@ -194,5 +195,30 @@ func TestBoundCoversStackOutputs(t *testing.T) {
 		if int64(len(b)) > bound {
 			t.Errorf("%d outputs: evaluated to %d bytes of JSON, more than the bound %d", n, len(b), bound)
 		}
+	}
+}
+
+// TestBoundInlineReadsOnce: a definition that reads one large environment inline many
+// times (${environments.app.base.k1}) sums that environment's bounds once, not once per
+// reference. Found in review: 30,000 such references to an environment of 20,000 values
+// took 5 s of CPU in a yaml/check, open to every member (a moment now).
+func TestBoundInlineReadsOnce(t *testing.T) {
+	big := make(map[string]int64, 50000)
+	for i := 0; i < 50000; i++ {
+		big["k"+strconv.Itoa(i)] = 1
+	}
+	l := &loader{bounds: map[string]map[string]int64{"app/base": big}}
+	def := "values:\n  r:\n" + strings.Repeat("    - ${environments.app.base.k1}\n", 20000)
+	decl, diags, err := eval.LoadYAMLBytes("x", []byte(def))
+	if err != nil || diags.HasErrors() {
+		t.Fatal(err, diags)
+	}
+	start := time.Now()
+	n := total(l.estimate(context.Background(), decl))
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("the bound of 20,000 inline reads of one environment took %v, want a moment", d)
+	}
+	if n < 20000*2*50000 {
+		t.Errorf("bound %d: each inline read counts the whole environment twice", n)
 	}
 }
