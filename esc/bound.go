@@ -16,14 +16,19 @@ import (
 const MaxEvalBytes = 64 << 20
 
 // Cost model of the bound (generous, so that a legitimate definition never comes near it):
-// a literal may grow six times as JSON (escapes), a reference costs twice what it refers to
-// (its value and its trace), a builtin six times its arguments (toJSON, toBase64, split
-// escape or grow), fn::join its delimiter once per element, a provider's outputs
-// providerBytes, and context.* contextBytes.
+// a literal may grow six times as JSON (escapes), every value costs nodeBytes besides (its
+// trace and expression as a check's JSON shows them: up to some 400 bytes a value with a
+// long environment name; a list's element 2·nodeBytes), a reference costs twice what it
+// refers to (its value and its trace), a builtin six times its arguments (toJSON, toBase64
+// escape or grow), fn::split and fn::fromJSON a value per byte of their arguments besides,
+// fn::join its delimiter once per element, a provider's outputs providerBytes, and
+// context.* contextBytes. Found in review: with 16 bytes a value, a list of 100,000
+// elements referenced eight times stayed under the bound and evaluated to some 300 MB of
+// JSON (2 GB allocated), and fn::split/fn::fromJSON made a value of every byte or two.
 const (
 	growth        = 6
 	refCost       = 2
-	nodeBytes     = 16
+	nodeBytes     = 512
 	providerBytes = 256 << 10
 	contextBytes  = 4 << 10
 	boundCap      = 1 << 50 // saturation: no overflow, whatever the definition
@@ -44,9 +49,12 @@ func mulB(a, b int64) int64 {
 // sizeBound computes the bound of one definition's values: imported are the bounds of the
 // top-level values its imports bring, by name (the evaluator merges them under its own).
 type sizeBound struct {
-	values   map[string][]ast.Expr
-	memo     map[string]int64
-	visiting map[string]bool
+	values map[string][]ast.Expr
+	// memo and visiting are by node of the definition: a reference names a path (a.b[2]),
+	// and a value may refer to a sibling inside its own top-level value (a.l1: ${a.l0}).
+	memo     map[ast.Expr]int64
+	visiting map[ast.Expr]bool
+	index    map[*ast.ObjectExpr]map[string][]ast.Expr
 	imported map[string]int64
 	// importedTotal is the bound of all the imports (${imports...} reads any of them);
 	// inline the bound of an environment read inline (${environments.project.env...}),
@@ -58,7 +66,7 @@ type sizeBound struct {
 // boundOf returns the bounds of the top-level values of evaluating decl, by name (its
 // own merged with its imports').
 func boundOf(decl *ast.EnvironmentDecl, imported map[string]int64, inline func(ref string) int64) map[string]int64 {
-	b := &sizeBound{values: map[string][]ast.Expr{}, memo: map[string]int64{}, visiting: map[string]bool{}, imported: imported,
+	b := &sizeBound{values: map[string][]ast.Expr{}, memo: map[ast.Expr]int64{}, visiting: map[ast.Expr]bool{}, imported: imported,
 		importedTotal: total(imported), inline: inline}
 	if decl.Values != nil {
 		for _, e := range decl.Values.Entries {
@@ -85,20 +93,92 @@ func total(bounds map[string]int64) int64 {
 }
 
 func (b *sizeBound) key(k string) int64 {
-	if n, ok := b.memo[k]; ok {
-		return n
-	}
-	if b.visiting[k] {
-		return 0 // a cycle: the evaluator reports it
-	}
-	b.visiting[k] = true
 	var n int64
 	for _, x := range b.values[k] {
-		n = addB(n, b.expr(x))
+		n = addB(n, b.node(x))
 	}
-	b.visiting[k] = false
-	b.memo[k] = n
 	return n
+}
+
+// node is the bound of one node of the definition, computed once.
+func (b *sizeBound) node(x ast.Expr) int64 {
+	if n, ok := b.memo[x]; ok {
+		return n
+	}
+	if b.visiting[x] {
+		return 0 // a value that contains itself: a cycle, which the evaluator reports
+	}
+	b.visiting[x] = true
+	n := b.expr(x)
+	b.visiting[x] = false
+	b.memo[x] = n
+	return n
+}
+
+// at is the bound of the value at path acc inside x: the node the path names in the
+// definition, or the deepest node of it the definition holds (whatever a reference or
+// builtin there evaluates to lies within that node's bound).
+func (b *sizeBound) at(x ast.Expr, acc []ast.PropertyAccessor) int64 {
+	for len(acc) > 0 {
+		switch v := x.(type) {
+		case *ast.ObjectExpr:
+			k, ok := accessorName(acc[0])
+			if !ok {
+				return b.node(x)
+			}
+			vals := b.entries(v)[k]
+			if len(vals) == 0 {
+				return b.node(x)
+			}
+			var n int64
+			for _, e := range vals {
+				n = addB(n, b.at(e, acc[1:]))
+			}
+			return n
+		case *ast.ArrayExpr:
+			s, ok := acc[0].(*ast.PropertySubscript)
+			i, isInt := 0, false
+			if ok {
+				i, isInt = s.Index.(int)
+			}
+			if !isInt || i < 0 || i >= len(v.Elements) {
+				return b.node(x)
+			}
+			x, acc = v.Elements[i], acc[1:]
+		default:
+			return b.node(x)
+		}
+	}
+	return b.node(x)
+}
+
+// entries indexes an object's entries by key, once (a definition may hold many
+// references into one large object).
+func (b *sizeBound) entries(o *ast.ObjectExpr) map[string][]ast.Expr {
+	if m, ok := b.index[o]; ok {
+		return m
+	}
+	m := make(map[string][]ast.Expr, len(o.Entries))
+	for _, e := range o.Entries {
+		k := e.Key.GetValue()
+		m[k] = append(m[k], e.Value)
+	}
+	if b.index == nil {
+		b.index = map[*ast.ObjectExpr]map[string][]ast.Expr{}
+	}
+	b.index[o] = m
+	return m
+}
+
+func accessorName(a ast.PropertyAccessor) (string, bool) {
+	switch a := a.(type) {
+	case *ast.PropertyName:
+		return a.Name, true
+	case *ast.PropertySubscript:
+		s, ok := a.Index.(string)
+		return s, ok
+	}
+	return "", false
 }
 
 func (b *sizeBound) ref(p *ast.PropertyAccess) int64 {
@@ -115,8 +195,8 @@ func (b *sizeBound) ref(p *ast.PropertyAccess) int64 {
 		n = b.inlineRef(p)
 	default:
 		n = b.imported[root] // an imported value, or the base a local one is merged with
-		if b.values[root] != nil {
-			n = addB(n, b.key(root))
+		for _, x := range b.values[root] {
+			n = addB(n, b.at(x, p.Accessors[1:]))
 		}
 	}
 	return addB(mulB(refCost, n), nodeBytes)
@@ -186,6 +266,11 @@ func (b *sizeBound) expr(x ast.Expr) int64 {
 		return addB(providerBytes, b.expr(x.Inputs))
 	case *ast.RotateExpr:
 		return addB(providerBytes, addB(b.expr(x.Inputs), b.expr(x.State)))
+	case *ast.SplitExpr, *ast.FromJSONExpr:
+		// A value per byte of the string at most (a list element as JSON: some 230 bytes,
+		// less than nodeBytes); the arguments' bound is at least growth per byte.
+		args := b.expr(x.(ast.BuiltinExpr).Args())
+		return addB(mulB(args, growth+nodeBytes/growth), nodeBytes)
 	case ast.BuiltinExpr:
 		return addB(mulB(growth, b.expr(x.Args())), nodeBytes)
 	}
@@ -198,16 +283,26 @@ func (b *sizeBound) expr(x ast.Expr) int64 {
 func (l *loader) estimate(ctx context.Context, decl *ast.EnvironmentDecl) map[string]int64 {
 	imported := map[string]int64{}
 	if decl.Imports != nil {
+		seen := map[string]bool{} // an environment imported twice brings its values once
 		for _, imp := range decl.Imports.Elements {
-			if imp == nil || imp.Environment == nil {
+			if imp == nil || imp.Environment == nil || seen[imp.Environment.Value] {
 				continue
 			}
+			seen[imp.Environment.Value] = true
 			for k, n := range l.importBounds(ctx, imp.Environment.Value) {
 				imported[k] = addB(imported[k], n)
 			}
 		}
 	}
-	return boundOf(decl, imported, func(ref string) int64 { return total(l.importBounds(ctx, ref)) })
+	totals := map[string]int64{} // by environment: a definition may read one inline many times
+	return boundOf(decl, imported, func(ref string) int64 {
+		n, ok := totals[ref]
+		if !ok {
+			n = total(l.importBounds(ctx, ref))
+			totals[ref] = n
+		}
+		return n
+	})
 }
 
 func (l *loader) importBounds(ctx context.Context, ref string) map[string]int64 {

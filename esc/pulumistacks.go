@@ -144,7 +144,31 @@ func StackOutputs(deployment []byte, decrypt func(ciphertext []byte) ([]byte, er
 // reads: an evaluation's size bound (MaxEvalBytes) counts each open as that much.
 const MaxStackOutputBytes = providerBytes
 
-// stackOutputs is StackOutputs, and the size of the stored outputs.
+// outputValueBytes is what one value of the outputs counts besides its bytes: its trace
+// as an evaluation's JSON shows it (some 200 bytes, 350 with a long environment name).
+// Found in review: counting the stored bytes only, 200 KB of outputs (100,000 small
+// numbers) referenced ten times evaluated to 230 MB of JSON (1.8 GB allocated) from a
+// definition of 145 bytes.
+const outputValueBytes = nodeBytes / 2
+
+// countValues is the number of values in v (itself included).
+func countValues(v pesc.Value) int {
+	n := 1
+	switch x := v.Value.(type) {
+	case []pesc.Value:
+		for _, e := range x {
+			n += countValues(e)
+		}
+	case map[string]pesc.Value:
+		for _, e := range x {
+			n += countValues(e)
+		}
+	}
+	return n
+}
+
+// stackOutputs is StackOutputs, and the size of the outputs: the stored bytes, and
+// outputValueBytes for every value.
 func stackOutputs(deployment []byte, decrypt func(ciphertext []byte) ([]byte, error)) (pesc.Value, int, error) {
 	if len(deployment) == 0 {
 		return pesc.NewValue(map[string]pesc.Value{}), 0, nil
@@ -208,7 +232,16 @@ func stackOutputs(deployment []byte, decrypt func(ciphertext []byte) ([]byte, er
 			}
 			return v.MakeSecret(), nil
 		})
-		return v, len(r.Outputs), err
+		if err != nil {
+			return pesc.Value{}, len(r.Outputs), err
+		}
+		// Every value costs its trace besides its bytes once evaluated: count it, or a
+		// list of small numbers (2 bytes each) becomes a hundred times its size.
+		size := len(r.Outputs) + countValues(v)*outputValueBytes
+		if size > MaxStackOutputBytes {
+			return pesc.Value{}, size, fmt.Errorf("its outputs are %d bytes, more than the %d KiB of stack outputs one fn::open reads (every value, with its trace, counts %d bytes besides its own)", size, MaxStackOutputBytes>>10, outputValueBytes)
+		}
+		return v, size, nil
 	}
 	return pesc.NewValue(map[string]pesc.Value{}), 0, nil
 }

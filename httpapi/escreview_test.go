@@ -69,6 +69,15 @@ func TestEnvEvaluationBounded(t *testing.T) {
 	bomb := bombDefinition(4)
 	wantRefusedBig(t, member.do("POST", escBase+"/acme/yaml/check", bomb))
 	wantRefusedBig(t, member.do("POST", escBase+"/acme/yaml/open?duration=1h", bomb))
+	// The same levels inside one top-level value (a.l1: ${a.l0}, and a list's elements):
+	// the bound counted such references as nothing (found in review).
+	nested := strings.ReplaceAll(strings.ReplaceAll(string(bomb), "\n  l", "\n    l"), "${l", "${a.l")
+	wantRefusedBig(t, member.do("POST", escBase+"/acme/yaml/check", []byte(strings.Replace(nested, "values:\n", "values:\n  a:\n", 1))))
+	list := "values:\n  a:\n    - " + strings.Repeat("x", 1000) + "\n"
+	for i := 1; i <= 4; i++ {
+		list += "    - \"" + strings.Repeat("${a["+strconv.Itoa(i-1)+"]}", 10) + "\"\n"
+	}
+	wantRefusedBig(t, member.do("POST", escBase+"/acme/yaml/check", []byte(list)))
 
 	// Fine: a level less, and ordinary imports and references.
 	admin.want(200, "POST", escBase+"/acme/yaml/check", bombDefinition(2))
@@ -95,6 +104,10 @@ func TestEnvEvaluationBounded(t *testing.T) {
 		}
 		wantRefusedBig(t, admin.do("POST", escBase+"/acme/yaml/check", []byte(b.String())))
 	}
+	// An environment imported many times brings its values once: the bound counted them
+	// once per import, so this check was refused as too large (found in review).
+	dup := "imports: [" + strings.Repeat("app/base, ", 400) + "app/base]\nvalues:\n  a: ${l2}\n"
+	admin.want(200, "POST", escBase+"/acme/yaml/check", []byte(dup))
 	// And an environment cannot be written with such a definition.
 	wantRefusedBig(t, admin.do("PATCH", escBase+"/acme/app/base", bomb))
 }

@@ -85,6 +85,10 @@ func (a *samlAPI) start(rq *Request) (any, error) {
 			// where the answer will arrive, so that the browser's binding cookie is there.
 			// Once only: behind a proxy that rewrites Host this would loop.
 			q.Set("hop", "1")
+			// The hop sends this host's origin as its Referer (whatever the page's policy),
+			// which tells the API host that the start came from this site (a same-site
+			// start from another host is confirmed first: sso.ConfirmCrossSiteStart).
+			w.Header().Set("Referrer-Policy", "strict-origin")
 			http.Redirect(w, r, a.sp.StartURL(rq.Org.Name)+"?"+q.Encode(), http.StatusFound)
 			return
 		}

@@ -483,6 +483,45 @@ func TestSAMLStartOnAnotherHost(t *testing.T) {
 	}
 }
 
+// TestSAMLHopIsSameSite: the console host's hop to the API host arrives same-site (the
+// console's host is a sibling of the API's); its redirect sends the console's origin as
+// Referer, so that it goes on to the identity provider, while a same-site start from any
+// other host (a sibling subdomain's page) is asked to continue first (found in review).
+func TestSAMLHopIsSameSite(t *testing.T) {
+	w := newSAMLWorld(t, func(c *httpapi.Config) { c.Sessions.PublicURL = "http://app.example.com" })
+	b := samlBrowser(t)
+	b.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	get := func(host, query, site, referer string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, w.base+"/login/acme/sso"+query, nil)
+		if host != "" {
+			req.Host = host
+		}
+		req.Header.Set("Sec-Fetch-Site", site)
+		if referer != "" {
+			req.Header.Set("Referer", referer)
+		}
+		resp, err := b.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	resp := get("app.example.com", "?return=%2Fstacks", "same-origin", "")
+	if resp.StatusCode != http.StatusFound || !strings.Contains(resp.Header.Get("Location"), "hop=1") || resp.Header.Get("Referrer-Policy") != "strict-origin" {
+		t.Fatalf("start on the console host: %d to %q, Referrer-Policy %q; want the hop, strict-origin", resp.StatusCode, resp.Header.Get("Location"), resp.Header.Get("Referrer-Policy"))
+	}
+	if resp := get("", "?hop=1&return=%2Fstacks", "same-site", "http://app.example.com/"); resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), w.idp.url+"/sso?") {
+		t.Errorf("the hop from the console host: %d to %q, want the IdP", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	for _, ref := range []string{"", "http://wiki.example.com/"} {
+		if resp := get("", "?hop=1&return=%2Fstacks", "same-site", ref); resp.StatusCode != http.StatusOK || resp.Header.Get("Location") != "" {
+			t.Errorf("a same-site start from %q: %d to %q, want the page asking to continue", ref, resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
+}
+
 func TestSAMLSignInIDPInitiated(t *testing.T) {
 	w := newSAMLWorld(t)
 	b := samlBrowser(t)

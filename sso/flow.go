@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -143,10 +144,17 @@ func (m *Manager) exchangeCode(ctx context.Context, oc *oauth2.Config, code stri
 // identity provider an organization's admin runs, or the author's own account at an
 // organization's, the visitor's session is replaced by the author's account, and what
 // they do next (a pulumi login they confirm, secrets they store) happens in it.
-// Bookmarks and typed URLs (Sec-Fetch-Site: none), the console's own links and the
-// console host's hop to the API host (same-site) go straight on.
+// Bookmarks and typed URLs (Sec-Fetch-Site: none) and this site's own links
+// (same-origin) go straight on. A same-site start goes on only when its Referer is one of
+// this site's origins (the console host's hop to the API host, whose redirect sends the
+// console's origin as Referer): any other host of the registrable domain (a wiki, a blog,
+// a page of user content on a sibling subdomain) is another site to the person, and was
+// one to an attacker too (found in review).
 func (m *Manager) ConfirmCrossSiteStart(w http.ResponseWriter, r *http.Request, orgName string) bool {
-	if !strings.EqualFold(r.Header.Get("Sec-Fetch-Site"), "cross-site") {
+	switch site := strings.ToLower(r.Header.Get("Sec-Fetch-Site")); {
+	case site == "cross-site":
+	case site == "same-site" && !m.refererIsThisSite(r):
+	default:
 		return false
 	}
 	// The same start, as a path on this site (the query may be longer than SafeReturn takes).
@@ -161,4 +169,13 @@ func (m *Manager) ConfirmCrossSiteStart(w http.ResponseWriter, r *http.Request, 
 		"Continue only if you meant to: Gatehouse acts as the account you sign in with (and so does a pulumi login you confirm afterwards).",
 	}, Links: []Link{{Href: again, Text: "Continue to " + orgName + "'s sign-in"}}}).Render(w, http.StatusOK)
 	return true
+}
+
+// refererIsThisSite reports whether the request's Referer is one of this site's origins.
+func (m *Manager) refererIsThisSite(r *http.Request) bool {
+	u, err := url.Parse(r.Header.Get("Referer"))
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return false
+	}
+	return sameOrigin(u.Scheme+"://"+u.Host, m.siteOrigins(r))
 }

@@ -103,9 +103,8 @@ func (m *Manager) FinishGitHub(w http.ResponseWriter, r *http.Request, orgName s
 		if pol.GitHub == nil || !pol.allows(gatehouse.SignInGitHub) {
 			return refuse(http.StatusNotFound, "organization %s has no GitHub sign-in", org.Name)
 		}
-		if m.ConfirmCrossSiteStart(w, r, org.Name) {
-			return nil
-		}
+		// No ConfirmCrossSiteStart here: GitHub's redirect back is always cross-site, and
+		// the state cookie (callbackFlow) already binds the callback to this browser.
 		oc, api, err := m.githubConfig(ctx, r, org, pol.GitHub)
 		if err != nil {
 			return err
