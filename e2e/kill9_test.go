@@ -357,7 +357,7 @@ func (j *journalWriter) take() []apitype.JournalEntry {
 }
 
 func (j *journalWriter) secrets() {
-	j.add(apitype.JournalEntry{Kind: apitype.JournalEntryKindSecretsManager, SecretsProvider: secretsProvider()})
+	j.add(apitype.JournalEntry{Kind: apitype.JournalEntryKindSecretsManager, SecretsProvider: secretsProvider(crashStack)})
 }
 
 func (j *journalWriter) create(r apitype.ResourceV3) {
@@ -391,16 +391,22 @@ func comp(name string) apitype.ResourceV3 {
 	}
 }
 
-func secretsProvider() *apitype.SecretsProvidersV1 {
-	state, _ := json.Marshal(map[string]string{"url": "http://gatehouse", "owner": crashOrg, "project": crashProject, "stack": crashStack})
+func secretsProvider(stack string) *apitype.SecretsProvidersV1 {
+	state, _ := json.Marshal(map[string]string{"url": "http://gatehouse", "owner": crashOrg, "project": crashProject, "stack": stack})
 	return &apitype.SecretsProvidersV1{Type: "service", State: state}
 }
 
-// deployment is the v3 deployment the CLI would checkpoint holding rs.
+// deployment is the v3 deployment the CLI would checkpoint holding rs, for crashStack.
 func deployment(rs []apitype.ResourceV3) json.RawMessage {
+	return deploymentOf(crashStack, rs)
+}
+
+// deploymentOf is deployment for the stack named stack of crashProject (its own service
+// secrets manager: a state naming another stack's is refused).
+func deploymentOf(stack string, rs []apitype.ResourceV3) json.RawMessage {
 	d := apitype.DeploymentV3{
 		Manifest:         apitype.ManifestV1{Time: time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC), Magic: "e2e", Version: "v3.260.0"},
-		SecretsProviders: secretsProvider(),
+		SecretsProviders: secretsProvider(stack),
 		Resources:        rs,
 	}
 	b, err := json.Marshal(d)

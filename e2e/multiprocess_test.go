@@ -225,15 +225,15 @@ func testConcurrentUpdates(t *testing.T, p *pair) {
 		}
 		rs := []apitype.ResourceV3{stackResource(), comp(fmt.Sprintf("round-%d", round))}
 		must(t, other.events(0, 1))
-		must(t, winner.checkpoint(deployment(rs)))
-		must(t, other.checkpoint(deployment(rs)))
+		must(t, winner.checkpoint(deploymentOf("race", rs)))
+		must(t, other.checkpoint(deploymentOf("race", rs)))
 		if round < rounds {
 			must(t, other.complete(apitype.UpdateStatusSucceeded))
 			continue
 		}
 		// The last one is cancelled through one process; its lease is dead on the other.
 		must(t, winner.c.Do(cliwire.Call{Method: http.MethodPost, Path: sp + "/update/" + winner.ID + "/cancel"}, nil))
-		if err := other.checkpoint(deployment(rs)); cliwire.Status(err) != http.StatusForbidden {
+		if err := other.checkpoint(deploymentOf("race", rs)); cliwire.Status(err) != http.StatusForbidden {
 			t.Fatalf("checkpoint through the other process after cancel: want 403, got %v", err)
 		}
 	}
