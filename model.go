@@ -204,6 +204,14 @@ const (
 	StatusCancelled  UpdateStatus = "cancelled"
 )
 
+// The bound on a stack's updates created and never started (CreateUpdate): the CLI starts
+// an update right after creating it, so these are abandoned runs, or someone filling the
+// database with preview programs.
+const (
+	MaxPendingUpdates = 100
+	PendingUpdateTTL  = time.Hour
+)
+
 // Finished reports whether the status is terminal.
 func (s UpdateStatus) Finished() bool {
 	return s == StatusSucceeded || s == StatusFailed || s == StatusCancelled

@@ -123,6 +123,10 @@ type Tx interface {
 	GetCheckpoint(stackID int64, version int) ([]byte, int, error)
 
 	// Updates.
+	// CreateUpdate creates an update (not started). A stack holds at most
+	// MaxPendingUpdates updates created and never started: those older than PendingUpdateTTL
+	// are deleted first, and ERATELIMITED past the bound (each may hold a program body of
+	// megabytes, and anyone who may preview creates them).
 	CreateUpdate(u *Update) error
 	GetUpdate(id string) (*Update, error)
 	// GetUpdateByLease finds the update whose lease digest is d (kept after the update

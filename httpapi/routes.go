@@ -113,7 +113,9 @@ func (s *Server) registerRoutes() {
 
 	// Updates: created per kind; a real run is refined to stack:update (or import) in the handler.
 	for _, kind := range []gatehouse.UpdateKind{gatehouse.KindUpdate, gatehouse.KindPreview, gatehouse.KindRefresh, gatehouse.KindDestroy} {
-		s.handle(post, stackPath+"/"+string(kind), authz.StackPreview, s.createUpdate(kind)).carriesState() // the program's config
+		// The program's configuration: kept with the update (at most MaxPendingUpdates of a
+		// stack's never start), so bounded below the state routes' limit.
+		s.handle(post, stackPath+"/"+string(kind), authz.StackPreview, s.createUpdate(kind)).MaxBody = min(ProgramBodyBytes, s.cfg.MaxBodyBytes)
 	}
 	s.handle(post, updatePath, authz.StackPreview, s.startUpdate) // refined by the update's kind
 	s.handle(get, updatePath, authz.StackRead, s.getUpdate)

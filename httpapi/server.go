@@ -295,6 +295,10 @@ type Route struct {
 // business on, say, an administration call.
 const SmallBodyBytes = 1 << 20
 
+// ProgramBodyBytes bounds an update's create request (its program: configuration and
+// metadata, stored with the update), after decompression.
+const ProgramBodyBytes = 32 << 20
+
 // selfAudited marks a route whose handler records its own audit events (the sign-in and
 // sign-out pages of package sso, whose actor is only known inside the handler): the request
 // path records denials and failed authentications, not a success event of its own.

@@ -31,6 +31,21 @@ func scanUpdate(sc interface{ Scan(...any) error }) (*gatehouse.Update, error) {
 }
 
 func (t *tx) CreateUpdate(u *gatehouse.Update) error {
+	// Never-started updates lapse after PendingUpdateTTL, and a stack holds at most
+	// MaxPendingUpdates of them (the literal status lets both engines use the partial index
+	// updates_pending, migration 0036).
+	if _, err := t.exec(`DELETE FROM updates WHERE stack_id = ? AND status = 'not started' AND created < ?`,
+		u.StackID, ns(t.now.Add(-gatehouse.PendingUpdateTTL))); err != nil {
+		return err
+	}
+	var pending int
+	if err := t.queryRow(`SELECT COUNT(*) FROM updates WHERE stack_id = ? AND status = 'not started'`, u.StackID).Scan(&pending); err != nil {
+		return dbErr(err)
+	}
+	if pending >= gatehouse.MaxPendingUpdates {
+		return gatehouse.Errorf(gatehouse.ERATELIMITED,
+			"the stack has %d updates created and not started in the last hour: start them, or wait for them to lapse", pending)
+	}
 	u.Created = t.now
 	if u.Status == "" {
 		u.Status = gatehouse.StatusNotStarted

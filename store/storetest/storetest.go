@@ -127,6 +127,7 @@ var contractTests = []test{
 	{"DeployVCSSecrets", testDeployVCSSecrets},
 	{"Policy", testPolicy},
 	{"Protocol", testProtocol},
+	{"PendingUpdates", testPendingUpdates},
 	{"WebhookAttemptLog", testWebhookAttemptLog},
 }
 
@@ -3626,4 +3627,65 @@ func testStackConfig(t *testing.T, e *env) {
 	e.update(func(tx gatehouse.Tx) error { return tx.DeleteStack(other.ID) })
 	err = e.try(func(tx gatehouse.Tx) error { _, err := tx.GetStackConfig(other.ID); return err })
 	wantCode(t, err, gatehouse.ENOTFOUND, "GetStackConfig of a deleted stack")
+}
+
+// testPendingUpdates: a stack holds at most MaxPendingUpdates updates created and never
+// started (ERATELIMITED beyond); a started one does not count, another stack's do not
+// either, and those older than PendingUpdateTTL are deleted at the next creation.
+func testPendingUpdates(t *testing.T, e *env) {
+	acme := e.org("acme")
+	s := e.stack(acme.ID, "web", "pending", nil)
+	other := e.stack(acme.ID, "web", "other", nil)
+	var first string
+	for i := range gatehouse.MaxPendingUpdates {
+		id := e.newUpdate(s.ID, gatehouse.KindPreview, true)
+		if i == 0 {
+			first = id
+		}
+	}
+	create := func(stackID int64) error {
+		return e.try(func(tx gatehouse.Tx) error {
+			return tx.CreateUpdate(&gatehouse.Update{ID: randID(), StackID: stackID, Kind: gatehouse.KindPreview, DryRun: true, Program: json.RawMessage(`{}`)})
+		})
+	}
+	wantCode(t, create(s.ID), gatehouse.ERATELIMITED, "an update past MaxPendingUpdates never started")
+	if err := create(other.ID); err != nil {
+		t.Errorf("another stack's update: %v", err)
+	}
+	// Starting one makes room.
+	if _, err := e.start(first, randDigest(), e.now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := create(s.ID); err != nil {
+		t.Errorf("after one was started: %v", err)
+	}
+	wantCode(t, create(s.ID), gatehouse.ERATELIMITED, "full again")
+	if e.clock == nil {
+		return
+	}
+	e.clock.Advance(gatehouse.PendingUpdateTTL + time.Minute)
+	if err := create(s.ID); err != nil {
+		t.Errorf("after the pending ones lapsed: %v", err)
+	}
+	var pending, started int
+	e.view(func(tx gatehouse.Tx) error {
+		us, err := tx.ListUpdates(s.ID, gatehouse.UpdateFilter{IncludeDryRuns: true})
+		started = len(us)
+		if err != nil {
+			return err
+		}
+		_, err = tx.GetUpdate(first)
+		return err
+	})
+	if started != 1 {
+		t.Errorf("the started update's record: %d listed, want 1", started)
+	}
+	for range gatehouse.MaxPendingUpdates - 1 {
+		if err := create(s.ID); err != nil {
+			pending++
+		}
+	}
+	if pending != 0 {
+		t.Errorf("%d of %d new updates refused after the old ones lapsed", pending, gatehouse.MaxPendingUpdates-1)
+	}
 }
