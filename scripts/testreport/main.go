@@ -2,7 +2,8 @@
 // each package's result line (ok / FAIL / no test files) as go test prints it, the whole
 // output of every failed test, and every skipped test with its reason, so that the loud
 // skip banners of tests that cannot run here are not hidden behind a package's "ok".
-// It ends with a list of the skips and exits 1 if anything failed.
+// It ends with the slowest tests (the suite must stay under 15 minutes on 2 cores: this
+// is where to look first) and a list of the skips, and exits 1 if anything failed.
 //
 //	go test -json ./... | go run ./scripts/testreport
 package main
@@ -23,6 +24,15 @@ type event struct {
 	ImportPath string
 	Test       string
 	Output     string
+	Elapsed    float64 // seconds, on pass and fail
+}
+
+// slowest is how many of the slowest top-level tests the report lists.
+const slowest = 10
+
+type timing struct {
+	pkg, test string
+	secs      float64
 }
 
 type skip struct{ pkg, test, reason string }
@@ -34,6 +44,7 @@ func main() {
 func report(in io.Reader, out io.Writer) int {
 	buf := map[string]*strings.Builder{} // package + "\x00" + test -> its output so far
 	var skips []skip
+	var times []timing
 	failed := false
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 1<<20), 64<<20)
@@ -70,6 +81,9 @@ func report(in io.Reader, out io.Writer) int {
 				failed = true
 				continue
 			}
+			if !strings.Contains(ev.Test, "/") {
+				times = append(times, timing{ev.Package, ev.Test, ev.Elapsed})
+			}
 			failed = true
 			if b := buf[key]; b != nil {
 				fmt.Fprint(out, b.String())
@@ -88,11 +102,21 @@ func report(in io.Reader, out io.Writer) int {
 			skips = append(skips, skip{ev.Package, ev.Test, skipReason(text)})
 		case "pass":
 			delete(buf, key)
+			if ev.Test != "" && !strings.Contains(ev.Test, "/") {
+				times = append(times, timing{ev.Package, ev.Test, ev.Elapsed})
+			}
 		}
 	}
 	if err := sc.Err(); err != nil {
 		fmt.Fprintln(out, "testreport:", err)
 		failed = true
+	}
+	if len(times) > 0 {
+		sort.SliceStable(times, func(i, j int) bool { return times[i].secs > times[j].secs })
+		fmt.Fprintf(out, "\n=== the %d slowest tests:\n", min(slowest, len(times)))
+		for _, tm := range times[:min(slowest, len(times))] {
+			fmt.Fprintf(out, "%8.1fs %s %s\n", tm.secs, tm.pkg, tm.test)
+		}
 	}
 	if len(skips) > 0 {
 		sort.Slice(skips, func(i, j int) bool {

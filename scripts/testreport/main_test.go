@@ -20,10 +20,10 @@ const stream = `{"Action":"start","Package":"ex/e2e"}
 {"Action":"pass","Package":"ex/e2e"}
 {"Action":"run","Package":"ex/a","Test":"TestGood"}
 {"Action":"output","Package":"ex/a","Test":"TestGood","Output":"=== RUN   TestGood\nnoise\n--- PASS: TestGood (0.00s)\n"}
-{"Action":"pass","Package":"ex/a","Test":"TestGood"}
+{"Action":"pass","Package":"ex/a","Test":"TestGood","Elapsed":0.5}
 {"Action":"run","Package":"ex/a","Test":"TestBad"}
 {"Action":"output","Package":"ex/a","Test":"TestBad","Output":"=== RUN   TestBad\n    a_test.go:9: boom\n--- FAIL: TestBad (0.00s)\n"}
-{"Action":"fail","Package":"ex/a","Test":"TestBad"}
+{"Action":"fail","Package":"ex/a","Test":"TestBad","Elapsed":42.25}
 {"Action":"output","Package":"ex/a","Output":"FAIL\n"}
 {"Action":"output","Package":"ex/a","Output":"FAIL\tex/a\t0.02s\n"}
 {"Action":"fail","Package":"ex/a"}
@@ -42,6 +42,7 @@ func TestReportShowsSkipsAndFailures(t *testing.T) {
 		"ok  \tex/e2e\t0.01s",
 		"a_test.go:9: boom", "--- FAIL: TestBad",
 		"FAIL\tex/a\t0.02s",
+		"=== the 2 slowest tests:\n    42.2s ex/a TestBad\n     0.5s ex/a TestGood\n",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("report lacks %q:\n%s", want, s)
