@@ -244,7 +244,8 @@ type Update struct {
 	ResourceCount   int
 	// StartedBy is the credential that started the update (and so holds its lease): the
 	// lease is renewed only while it may still run the update. Zero for deployment runs
-	// (their run bounds their updates) and updates started before it was recorded.
+	// (their run bounds their updates) and updates started before it was recorded. Before
+	// the start, it is the update's creator (the bound on never-started updates).
 	StartedBy Principal
 }
 

@@ -123,10 +123,11 @@ type Tx interface {
 	GetCheckpoint(stackID int64, version int) ([]byte, int, error)
 
 	// Updates.
-	// CreateUpdate creates an update (not started). A stack holds at most
-	// MaxPendingUpdates updates created and never started: those older than PendingUpdateTTL
-	// are deleted first, and ERATELIMITED past the bound (each may hold a program body of
-	// megabytes, and anyone who may preview creates them).
+	// CreateUpdate creates an update (not started); u.StartedBy is its creator until a start
+	// records the starter. A creator holds at most MaxPendingUpdates updates of a stack
+	// created and never started: the stack's older than PendingUpdateTTL are deleted first,
+	// and ERATELIMITED past the bound (each may hold a program body of megabytes, and anyone
+	// who may preview creates them; per creator, so that one cannot block the others).
 	CreateUpdate(u *Update) error
 	GetUpdate(id string) (*Update, error)
 	// GetUpdateByLease finds the update whose lease digest is d (kept after the update

@@ -60,7 +60,8 @@ func (s *Server) createUpdate(kind gatehouse.UpdateKind) func(*Request) (any, er
 				return nil, err
 			}
 		}
-		u := &gatehouse.Update{ID: newUpdateID(), StackID: rq.Stack.ID, Kind: kind, DryRun: dry, Program: body, Author: rq.Subject.Name()}
+		u := &gatehouse.Update{ID: newUpdateID(), StackID: rq.Stack.ID, Kind: kind, DryRun: dry, Program: body, Author: rq.Subject.Name(),
+			StartedBy: rq.Subject.Principal()} // its creator, for the bound on never-started updates
 		rq.Detail("update", u.ID)
 		rq.Detail("kind", string(kind))
 		rq.Detail("dry_run", strconv.FormatBool(dry))
@@ -270,11 +271,10 @@ func (s *Server) startUpdate(rq *Request) (any, error) {
 		if version, err = tx.StartUpdate(u.ID, tags, digest, expires, journal); err != nil {
 			return err
 		}
-		if p := rq.Subject.Principal(); !p.IsZero() {
-			// The lease lives only as long as this credential may run the update (renewLease).
-			if err := tx.SetUpdateStarter(u.ID, p); err != nil {
-				return err
-			}
+		// The lease lives only as long as this credential may run the update (renewLease);
+		// it replaces the creator recorded at creation (zero for a deployment run's).
+		if err := tx.SetUpdateStarter(u.ID, rq.Subject.Principal()); err != nil {
+			return err
 		}
 		if !u.DryRun {
 			if err := tx.SetUpdateProtocol(u.ID, updateProtocol(choice)); err != nil {

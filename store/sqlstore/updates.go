@@ -39,12 +39,13 @@ func (t *tx) CreateUpdate(u *gatehouse.Update) error {
 		return err
 	}
 	var pending int
-	if err := t.queryRow(`SELECT COUNT(*) FROM updates WHERE stack_id = ? AND status = 'not started'`, u.StackID).Scan(&pending); err != nil {
+	if err := t.queryRow(`SELECT COUNT(*) FROM updates WHERE stack_id = ? AND status = 'not started' AND starter_kind = ? AND starter_id = ?`,
+		u.StackID, u.StartedBy.Kind, u.StartedBy.ID).Scan(&pending); err != nil {
 		return dbErr(err)
 	}
 	if pending >= gatehouse.MaxPendingUpdates {
 		return gatehouse.Errorf(gatehouse.ERATELIMITED,
-			"the stack has %d updates created and not started in the last hour: start them, or wait for them to lapse", pending)
+			"you have %d updates of this stack created and not started in the last hour: start them, or wait for them to lapse", pending)
 	}
 	u.Created = t.now
 	if u.Status == "" {
@@ -61,10 +62,10 @@ func (t *tx) CreateUpdate(u *gatehouse.Update) error {
 	if program == nil {
 		program = []byte("{}")
 	}
-	_, err = t.exec(`INSERT INTO updates (id, stack_id, kind, dry_run, status, version, program, author, created, started, ended, journal_version, resource_changes, resource_count)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err = t.exec(`INSERT INTO updates (id, stack_id, kind, dry_run, status, version, program, author, created, started, ended, journal_version, resource_changes, resource_count, starter_kind, starter_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		u.ID, u.StackID, string(u.Kind), b2i(u.DryRun), string(u.Status), u.Version, program, u.Author, ns(u.Created),
-		ns(u.Started), ns(u.Ended), u.JournalVersion, string(changes), u.ResourceCount)
+		ns(u.Started), ns(u.Ended), u.JournalVersion, string(changes), u.ResourceCount, u.StartedBy.Kind, u.StartedBy.ID)
 	return t.conflictOr(err, "update already exists")
 }
 

@@ -3629,9 +3629,10 @@ func testStackConfig(t *testing.T, e *env) {
 	wantCode(t, err, gatehouse.ENOTFOUND, "GetStackConfig of a deleted stack")
 }
 
-// testPendingUpdates: a stack holds at most MaxPendingUpdates updates created and never
-// started (ERATELIMITED beyond); a started one does not count, another stack's do not
-// either, and those older than PendingUpdateTTL are deleted at the next creation.
+// testPendingUpdates: a creator holds at most MaxPendingUpdates updates of a stack created
+// and never started (ERATELIMITED beyond); a started one does not count, another stack's
+// or another creator's do not either, and those older than PendingUpdateTTL are deleted at
+// the next creation.
 func testPendingUpdates(t *testing.T, e *env) {
 	acme := e.org("acme")
 	s := e.stack(acme.ID, "web", "pending", nil)
@@ -3651,6 +3652,14 @@ func testPendingUpdates(t *testing.T, e *env) {
 	wantCode(t, create(s.ID), gatehouse.ERATELIMITED, "an update past MaxPendingUpdates never started")
 	if err := create(other.ID); err != nil {
 		t.Errorf("another stack's update: %v", err)
+	}
+	// The bound is per creator: another credential still creates on the full stack.
+	bob := gatehouse.Principal{Kind: gatehouse.PrincipalUser, ID: "42"}
+	err := e.try(func(tx gatehouse.Tx) error {
+		return tx.CreateUpdate(&gatehouse.Update{ID: randID(), StackID: s.ID, Kind: gatehouse.KindPreview, DryRun: true, Program: json.RawMessage(`{}`), StartedBy: bob})
+	})
+	if err != nil {
+		t.Errorf("another creator on the full stack: %v", err)
 	}
 	// Starting one makes room.
 	if _, err := e.start(first, randDigest(), e.now().Add(time.Hour)); err != nil {
