@@ -51,7 +51,8 @@ type Config struct {
 	// requests (compressed and inflated copies both count, until the request ends): past
 	// it a request that needs more is answered 503 instead of the process running out of
 	// memory under a few concurrent bodies near MaxBodyBytes (a reader may send those:
-	// previews, encrypt and decrypt). Default 1 GiB; at least MaxBodyBytes.
+	// previews, encrypt and decrypt). Default 1 GiB; at least MaxBodyBytes (serve keeps it
+	// at least twice that, so that one body at the limit fits with its compressed copy).
 	BodyBudgetBytes int64
 	// LeaseDuration is how long an update lease lasts without renewal (the CLI assumes 5 minutes).
 	LeaseDuration time.Duration

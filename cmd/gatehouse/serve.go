@@ -95,7 +95,7 @@ admin.token in the data directory (mode 0600), printing how to log in.`,
 	fs.StringVar(&o.logLevel, "log-level", envDefault("GATEHOUSE_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env GATEHOUSE_LOG_LEVEL)")
 	fs.Int64Var(&o.maxBody, "max-body-bytes", 512<<20, "largest request body accepted, after decompression (413 beyond)")
 	bindEnv(fs, "max-body-bytes", "GATEHOUSE_MAX_BODY_BYTES")
-	fs.Int64Var(&o.bodyBudget, "body-budget-bytes", 1<<30, "request bodies held in memory at once, across all requests (503 beyond; at least --max-body-bytes)")
+	fs.Int64Var(&o.bodyBudget, "body-budget-bytes", 1<<30, "request bodies held in memory at once, across all requests (503 beyond; at least twice --max-body-bytes)")
 	bindEnv(fs, "body-budget-bytes", "GATEHOUSE_BODY_BUDGET_BYTES")
 	fs.StringVar(&o.blobURL, "blob-url", envDefault("GATEHOUSE_BLOB_URL", ""), "object storage for checkpoints: file:///dir, s3://bucket?region=..., s3://bucket?endpoint=http://host:9000&region=us-east-1&use_path_style=true (default: in the database; env GATEHOUSE_BLOB_URL)")
 	fs.IntVar(&o.blobMinBytes, "blob-min-bytes", 64<<10, "with --blob-url, checkpoints smaller than this stay in the database")
@@ -161,7 +161,8 @@ func runServe(cmd *cobra.Command, o *serveOptions) error {
 	defer stop()
 	api := httpapi.DefaultConfig()
 	api.MaxBodyBytes = o.maxBody
-	api.BodyBudgetBytes = o.bodyBudget
+	// One body at the limit always fits, with its compressed copy.
+	api.BodyBudgetBytes = max(o.bodyBudget, 2*o.maxBody)
 	api.UsageWindow, api.UsageMaxClients = o.usageWindow, o.usageMaxClients
 	for _, u := range o.auditSinks {
 		// Only the kind: a sink URL may carry credentials.
