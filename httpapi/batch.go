@@ -1,11 +1,10 @@
 package httpapi
 
 import (
-	"bytes"
-
 	fastjson "github.com/segmentio/encoding/json"
 
 	gatehouse "github.com/gatehouse-dev/gatehouse"
+	"github.com/gatehouse-dev/gatehouse/internal/jsondepth"
 )
 
 // The most elements a batch call takes: the CLI sends at most 50 engine events and 100
@@ -32,71 +31,16 @@ func (rq *Request) decodeBatch(v any, max int, what string) error {
 	if err != nil {
 		return err
 	}
-	if len(bytes.TrimSpace(b)) == 0 {
-		return gatehouse.Errorf(gatehouse.EINVALID, "invalid JSON body: empty")
-	}
 	var top map[string]fastjson.RawMessage
 	if _, err := fastjson.Parse(b, &top, fastjson.ZeroCopy); err == nil {
 		n := 0
 		for _, raw := range top {
-			n += arrayLen(raw)
+			k, _ := jsondepth.ArrayLen(raw) // 0 for a value that is no array
+			n += k
 		}
 		if n > max {
 			return gatehouse.Errorf(gatehouse.ETOOLARGE, "a call takes at most %d %s (this one has %d): send them in several", max, what, n)
 		}
 	}
-	rest, err := fastjson.Parse(b, v, 0)
-	if err != nil {
-		return bodyError(err)
-	}
-	if len(bytes.TrimSpace(rest)) != 0 {
-		return gatehouse.Errorf(gatehouse.EINVALID, "invalid JSON body: data after the top-level value")
-	}
-	return nil
-}
-
-// arrayLen counts the elements of raw when it is a JSON array (0 otherwise). raw is valid
-// JSON (the decoder produced it): elements are separated by commas at depth one.
-func arrayLen(raw []byte) int {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) < 2 || raw[0] != '[' {
-		return 0
-	}
-	n, depth, inStr, esc, empty := 1, 0, false, false, true
-	for _, c := range raw {
-		switch {
-		case inStr:
-			switch {
-			case esc:
-				esc = false
-			case c == '\\':
-				esc = true
-			case c == '"':
-				inStr = false
-			}
-			continue
-		case c == '"':
-			inStr = true
-		case c == '[' || c == '{':
-			depth++
-			if depth == 1 {
-				continue
-			}
-		case c == ']' || c == '}':
-			depth--
-			continue
-		case c == ',' && depth == 1:
-			n++
-			continue
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
-			continue
-		}
-		if depth >= 1 {
-			empty = false
-		}
-	}
-	if empty {
-		return 0
-	}
-	return n
+	return parseJSON(b, v, 0)
 }

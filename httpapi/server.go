@@ -817,6 +817,11 @@ func (rq *Request) decodeFlags(v any, flags fastjson.ParseFlags) error {
 	if err != nil {
 		return err
 	}
+	return parseJSON(b, v, flags)
+}
+
+// parseJSON decodes the body b (read by readJSON) into v: one JSON value, nothing after it.
+func parseJSON(b []byte, v any, flags fastjson.ParseFlags) error {
 	if len(bytes.TrimSpace(b)) == 0 {
 		return gatehouse.Errorf(gatehouse.EINVALID, "invalid JSON body: empty")
 	}

@@ -1,6 +1,10 @@
 package protocol
 
-import "bytes"
+import (
+	"bytes"
+
+	"github.com/gatehouse-dev/gatehouse/internal/jsondepth"
+)
 
 var pendingKey = []byte(`"pending_operations":`)
 
@@ -23,48 +27,6 @@ func PendingOperations(deployment []byte) int {
 	if i < 0 {
 		return 0
 	}
-	rest := bytes.TrimLeft(tail[i+len(pendingKey):], " \t\r\n")
-	if len(rest) == 0 || rest[0] != '[' {
-		return 0
-	}
-	n, depth, inString, escaped, empty := 0, 0, false, false, true
-	for _, c := range rest {
-		if inString {
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			}
-			continue
-		}
-		switch c {
-		case '"':
-			inString = true
-			empty = false
-		case '[', '{':
-			if depth == 1 {
-				empty = false
-			}
-			depth++
-		case ']', '}':
-			depth--
-			if depth == 0 {
-				if !empty {
-					n++
-				}
-				return n
-			}
-		case ',':
-			if depth == 1 {
-				n++
-			}
-		case ' ', '\t', '\r', '\n':
-		default:
-			empty = false
-		}
-	}
-	return 0 // truncated
+	n, _ := jsondepth.ArrayLen(tail[i+len(pendingKey):]) // 0 when not an array, or truncated
+	return n
 }

@@ -1,4 +1,5 @@
-// Package jsondepth bounds the nesting depth of JSON documents before they are decoded.
+// Package jsondepth bounds the nesting depth of JSON documents before they are decoded, and
+// counts a JSON array's elements without decoding it (ArrayLen).
 //
 // The JSON decoder of the request path (segmentio/encoding/json) recurses once per level of
 // nesting and has no limit of its own: a few megabytes of '[' (a few kilobytes gzipped)
