@@ -566,6 +566,18 @@ func (rq *Request) Authorize(action authz.Action) error {
 	return rq.authorize(action, authz.Resource{Org: rq.Org, Stack: rq.Stack, Update: rq.Update, Invitation: rq.Invitation, Env: rq.Env})
 }
 
+// authorizeAlso decides a further action the call needs besides its own (a stack created
+// with a state is also an import): refused, it is recorded as authorize records it; allowed,
+// the call's audit event keeps the call's own action.
+func (rq *Request) authorizeAlso(action authz.Action, res authz.Resource) error {
+	own := rq.event.Action
+	if err := rq.authorize(action, res); err != nil {
+		return err
+	}
+	rq.event.Action = own
+	return nil
+}
+
 func (rq *Request) authorize(action authz.Action, res authz.Resource) error {
 	d := authz.Decide(rq.Subject, action, res, rq.facts)
 	if d.Allow {

@@ -192,11 +192,9 @@ func (s *Server) createStack(rq *Request) (any, error) {
 		// A stack created with a state is a state import into it: decided as stack:import on
 		// the stack to be (found in review: a person seeded a stack that a protection rule
 		// covers from birth with a state of their own, which only pipelines may import).
-		action := rq.event.Action
-		if err := rq.authorize(authz.StackImport, authz.Resource{Org: rq.Org, Stack: st}); err != nil {
+		if err := rq.authorizeAlso(authz.StackImport, authz.Resource{Org: rq.Org, Stack: st}); err != nil {
 			return nil, err
 		}
-		rq.event.Action = action
 	}
 	err := rq.Change(func(tx gatehouse.Tx) error {
 		if err := tx.CreateStack(st); err != nil {
@@ -377,8 +375,7 @@ func (s *Server) renameStack(rq *Request) (any, error) {
 		// A stack moved into another project is a stack made there: whoever may not create
 		// stacks in that project may not move one into it either (found in review: a stack's
 		// admin put it into any project of the organization).
-		action := rq.event.Action
-		if err := rq.authorize(authz.StackCreate, authz.Resource{Org: rq.Org, NewStack: &authz.NewStack{Project: project, Name: name, Tags: rq.Stack.Tags}}); err != nil {
+		if err := rq.authorizeAlso(authz.StackCreate, authz.Resource{Org: rq.Org, NewStack: &authz.NewStack{Project: project, Name: name, Tags: rq.Stack.Tags}}); err != nil {
 			return nil, err
 		}
 		// And its state is then imported there: a stack moved under a protection rule of
@@ -386,10 +383,9 @@ func (s *Server) renameStack(rq *Request) (any, error) {
 		// into it would (createStack with a state).
 		moved := *rq.Stack
 		moved.Project, moved.Name = project, name
-		if err := rq.authorize(authz.StackImport, authz.Resource{Org: rq.Org, Stack: &moved}); err != nil {
+		if err := rq.authorizeAlso(authz.StackImport, authz.Resource{Org: rq.Org, Stack: &moved}); err != nil {
 			return nil, err
 		}
-		rq.event.Action = action
 	}
 	err := rq.Change(func(tx gatehouse.Tx) error {
 		st, err := tx.GetStackByID(rq.Stack.ID)

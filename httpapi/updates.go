@@ -160,8 +160,7 @@ func (s *Server) startTags(rq *Request, tags map[string]string) (map[string]stri
 	if len(decided) == 0 {
 		return out, nil
 	}
-	action := rq.event.Action
-	if err := rq.Authorize(authz.StackTags); err != nil {
+	if err := rq.authorizeAlso(authz.StackTags, authz.Resource{Org: rq.Org, Stack: rq.Stack, Update: rq.Update}); err != nil {
 		if !gatehouse.IsCode(err, gatehouse.EFORBIDDEN) {
 			return nil, err
 		}
@@ -176,7 +175,6 @@ func (s *Server) startTags(rq *Request, tags map[string]string) (map[string]stri
 		return nil, gatehouse.Errorf(gatehouse.EFORBIDDEN, "starting this update would change the stack's tag %s: tags select protection rules and grants, so that needs %s, as editing them does (pulumi stack tag set, by someone who may; or leave the tag as it is in pulumi:tags): %s",
 			strings.Join(what, ", "), authz.StackTags, gatehouse.ErrorMessage(err))
 	}
-	rq.event.Action = action
 	merged := map[string]string{}
 	maps.Copy(merged, rq.Stack.Tags)
 	maps.Copy(merged, out)
