@@ -141,13 +141,17 @@ type Token struct {
 
 // Live reports whether the token may be used at now.
 func (t *Token) Live(now time.Time) bool {
-	if !t.Revoked.IsZero() && !now.Before(t.Revoked) {
-		return false
+	end := t.Ends()
+	return end.IsZero() || now.Before(end)
+}
+
+// Ends is when the token stops working: the earlier of its expiry and its revocation (a
+// rotation's grace period ends in a revocation time to come); zero when neither is set.
+func (t *Token) Ends() time.Time {
+	if t.Revoked.IsZero() || !t.Expires.IsZero() && t.Expires.Before(t.Revoked) {
+		return t.Expires
 	}
-	if !t.Expires.IsZero() && !now.Before(t.Expires) {
-		return false
-	}
-	return true
+	return t.Revoked
 }
 
 // StackRef names a stack the way the CLI does.

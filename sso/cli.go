@@ -268,11 +268,7 @@ func (m *Manager) TokenSignIn(w http.ResponseWriter, r *http.Request, failed fun
 		// The session ends when the token does (its expiry, or the end of its rotation's
 		// grace period, or its revocation: RevokeToken ends the sessions of the token):
 		// a sign-in must not outlive the credential that proved it.
-		end := tk.Expires
-		if !tk.Revoked.IsZero() && (end.IsZero() || tk.Revoked.Before(end)) {
-			end = tk.Revoked
-		}
-		s, c, err := m.startSession(tx, r, u.ID, 0, gatehouse.SignInToken, end, tk.ID)
+		s, c, err := m.startSession(tx, r, u.ID, 0, gatehouse.SignInToken, tk.Ends(), tk.ID)
 		if err != nil {
 			if gatehouse.IsCode(err, gatehouse.EINVALID) {
 				return refuse(http.StatusBadRequest, "%s", gatehouse.ErrorMessage(err))
