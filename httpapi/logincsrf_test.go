@@ -19,11 +19,7 @@ import (
 // (found in review). From this site, a bookmark or a typed URL, the start redirects.
 func TestSSOStartFromAnotherSite(t *testing.T) {
 	e := ssoEnv(t)
-	op := ssotest.StartOP(t, e.url+sso.OIDCCallbackPath("acme"), idpBob)
-	gh := ssotest.StartGitHub(t)
-	e.must(putSSO(t, e, "acme", map[string]any{"jitRole": "member",
-		"oidc":   map[string]any{"issuer": op.Issuer, "clientId": op.ClientID, "clientSecret": op.ClientSecret},
-		"github": map[string]any{"clientId": gh.ClientID, "clientSecret": gh.ClientSecret, "webUrl": gh.URL}}))
+	op, gh := acmeOIDCAndGitHub(t, e)
 	w := newSAMLWorld(t)
 	// A CLI login's return, longer than sso.SafeReturn takes once escaped.
 	ret := "?return=" + url.QueryEscape("/cli-login?"+url.Values{"cliSessionPort": {"4000"}, "cliSessionDescription": {strings.Repeat("laptop/", 140)}}.Encode())
@@ -56,15 +52,10 @@ func TestSSOStartFromAnotherSite(t *testing.T) {
 		for _, from := range [][]string{{"cross-site"}, {"same-site"}, {"same-site", "https://wiki.example.com/page"}} {
 			resp, page := do(from[0], from[1:]...)
 			if resp.StatusCode != http.StatusOK || resp.Header.Get("Location") != "" || len(resp.Cookies()) != 0 ||
-				!strings.Contains(page, "another site") || !strings.Contains(page, `href="`+strings.ReplaceAll(u.RequestURI(), "&", "&amp;")+`"`) {
-				t.Errorf("%s started from %v: %d to %q, cookies %v, want the page asking to continue", tc.name, from, resp.StatusCode, resp.Header.Get("Location"), resp.Cookies())
+				!strings.Contains(page, "another site") || !strings.Contains(page, `href="`+strings.ReplaceAll(u.RequestURI(), "&", "&amp;")+`"`) ||
+				resp.Header.Get("X-Frame-Options") != "DENY" {
+				t.Errorf("%s started from %v: %d to %q, cookies %v, want the page asking to continue:\n%s", tc.name, from, resp.StatusCode, resp.Header.Get("Location"), resp.Cookies(), page)
 			}
-		}
-		resp, page := do("cross-site")
-		if resp.StatusCode != http.StatusOK || resp.Header.Get("Location") != "" || len(resp.Cookies()) != 0 ||
-			!strings.Contains(page, "another site") || !strings.Contains(page, `href="`+strings.ReplaceAll(u.RequestURI(), "&", "&amp;")+`"`) ||
-			resp.Header.Get("X-Frame-Options") != "DENY" {
-			t.Errorf("%s started from another site: %d to %q, cookies %v:\n%s", tc.name, resp.StatusCode, resp.Header.Get("Location"), resp.Cookies(), page)
 		}
 		// The same site's own origin as Referer (the console host's hop to the API host).
 		if resp, page := do("same-site", u.Scheme+"://"+u.Host+"/"); resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), tc.idp) {
@@ -86,11 +77,7 @@ func TestSSOStartFromAnotherSite(t *testing.T) {
 // failed with "bad state" and no GitHub sign-in could finish in a browser (found in review).
 func TestSSOCallbackFromIdentityProvider(t *testing.T) {
 	e := ssoEnv(t)
-	op := ssotest.StartOP(t, e.url+sso.OIDCCallbackPath("acme"), idpBob)
-	gh := ssotest.StartGitHub(t)
-	e.must(putSSO(t, e, "acme", map[string]any{"jitRole": "member",
-		"oidc":   map[string]any{"issuer": op.Issuer, "clientId": op.ClientID, "clientSecret": op.ClientSecret},
-		"github": map[string]any{"clientId": gh.ClientID, "clientSecret": gh.ClientSecret, "webUrl": gh.URL}}))
+	op, gh := acmeOIDCAndGitHub(t, e)
 	crossSite := func(b *browser, u string) page {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodGet, u, nil)
@@ -123,4 +110,16 @@ func TestSSOCallbackFromIdentityProvider(t *testing.T) {
 	if p := crossSite(b, cb.String()); p.code != http.StatusSeeOther || p.loc != "/welcome/cli" {
 		t.Errorf("OIDC callback from the provider (cross-site) = %d %q, want 303 to /welcome/cli\n%s", p.code, p.loc, p.body)
 	}
+}
+
+// acmeOIDCAndGitHub gives organization acme an OpenID provider (knowing idpBob) and a GitHub
+// sign-in, both on loopback, with just-in-time membership.
+func acmeOIDCAndGitHub(t *testing.T, e *env) (*ssotest.OP, *ssotest.GitHub) {
+	t.Helper()
+	op := ssotest.StartOP(t, e.url+sso.OIDCCallbackPath("acme"), idpBob)
+	gh := ssotest.StartGitHub(t)
+	e.must(putSSO(t, e, "acme", map[string]any{"jitRole": "member",
+		"oidc":   map[string]any{"issuer": op.Issuer, "clientId": op.ClientID, "clientSecret": op.ClientSecret},
+		"github": map[string]any{"clientId": gh.ClientID, "clientSecret": gh.ClientSecret, "webUrl": gh.URL}}))
+	return op, gh
 }
