@@ -3,10 +3,8 @@ package console_test
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"strconv"
@@ -16,7 +14,6 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
-	"github.com/gatehouse-dev/gatehouse/app"
 	"github.com/gatehouse-dev/gatehouse/httpapi"
 	"github.com/gatehouse-dev/gatehouse/internal/cliwire"
 	"github.com/gatehouse-dev/gatehouse/sso/ssotest"
@@ -34,21 +31,9 @@ func TestBrowserCLILogin(t *testing.T) {
 		t.Skip("the browser test starts Chromium; run without -short")
 	}
 	bin := chromium(t)
-	ctx := context.Background()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg := httpapi.DefaultConfig()
 	cfg.AllowPrivateIssuers = true // the fake GitHub is on loopback
-	srv, err := app.Open(ctx, app.Config{DataDir: t.TempDir()}, cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.StartWorkers()
-	adminTok, err := app.Bootstrap(ctx, srv.Store, "acme", "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler)
-	t.Cleanup(func() { hs.Close(); srv.Close() })
+	hs, adminTok := startGatehouse(t, cfg)
 
 	gh := ssotest.StartGitHub(t)
 	gh.SignInAs(ssotest.GitHubUser{ID: 4242, Login: "octodev", Name: "Octo Dev", Email: "octo@example.com", EmailVerified: true})
@@ -92,7 +77,7 @@ func TestBrowserCLILogin(t *testing.T) {
 	opts := []chromedp.ExecAllocatorOption{chromedp.ExecPath(bin), chromedp.Flag("headless", true), chromedp.NoSandbox, chromedp.DisableGPU,
 		chromedp.Flag("disable-quic", true), chromedp.NoFirstRun, chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true), chromedp.UserDataDir(profile)}
-	actx, cancelA := chromedp.NewExecAllocator(ctx, opts...)
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 	defer cancelA()
 	bctx, cancelB := chromedp.NewContext(actx)
 	defer cancelB()

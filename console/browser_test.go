@@ -53,19 +53,7 @@ func TestBrowserConsole(t *testing.T) {
 	}
 	bin := chromium(t)
 	start := time.Now()
-	ctx := context.Background()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := app.Open(ctx, app.Config{DataDir: t.TempDir()}, httpapi.DefaultConfig(), log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.StartWorkers()
-	adminTok, err := app.Bootstrap(ctx, srv.Store, "acme", "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler)
-	t.Cleanup(func() { hs.Close(); srv.Close() })
+	hs, adminTok := startGatehouse(t, httpapi.DefaultConfig())
 	base := hs.URL
 	admin := cliwire.New(base, adminTok)
 	must := func(err error) {
@@ -118,7 +106,7 @@ func TestBrowserConsole(t *testing.T) {
 		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
 		chromedp.UserDataDir(profile), chromedp.WindowSize(1280, 900),
 	)
-	actx, cancelA := chromedp.NewExecAllocator(ctx, opts...)
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 	defer cancelA()
 	bctx, cancelB := chromedp.NewContext(actx)
 	defer cancelB()
@@ -317,4 +305,24 @@ func TestBrowserConsole(t *testing.T) {
 	signOut()
 	_ = page.CaptureScreenshotFormatPng
 	t.Logf("browser test took %s", time.Since(start).Round(time.Millisecond))
+}
+
+// startGatehouse serves a new Gatehouse (SQLite in a temporary directory) with cfg on
+// loopback, bootstrapped with organization acme and its admin alice, whose token it returns.
+func startGatehouse(t *testing.T, cfg httpapi.Config) (*httptest.Server, string) {
+	t.Helper()
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := app.Open(ctx, app.Config{DataDir: t.TempDir()}, cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.StartWorkers()
+	adminTok, err := app.Bootstrap(ctx, srv.Store, "acme", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler)
+	t.Cleanup(func() { hs.Close(); srv.Close() })
+	return hs, adminTok
 }
